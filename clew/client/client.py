@@ -1,0 +1,327 @@
+"""``Client``: one connection to a clew store, with the whole SDK as methods.
+
+The module-level functions in ``clew`` (``clew.start_run``, ``clew.search_runs``...) call
+the default client, which ``clew.connect()`` replaces.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from clew.client import capture, inputs
+from clew.client.embedded import EmbeddedBackend
+from clew.client.metrics_buffer import MetricBuffer, Point
+from clew.client.run import ActiveRun
+from clew.domain import digests, records
+from clew.domain.records import ArtifactRecord, RunRecord
+from clew.errors import InvalidInputError
+from clew.service.identity import current_actor
+from clew.service.lineage import LineageResult
+from clew.store.blobs import Progress
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+class Lineage:
+    """``client.lineage``: graph queries by ref, returning pandas-convertible results."""
+
+    def __init__(self, client: Client) -> None:
+        self._service = client._service.lineage
+
+    def upstream(
+        self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
+    ) -> LineageResult:
+        return self._service.upstream(ref, max_depth, types)
+
+    def downstream(
+        self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
+    ) -> LineageResult:
+        return self._service.downstream(ref, max_depth, types)
+
+    def feature_groups_from_data_source(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
+        return self._service.feature_groups_from_data_source(ref, max_depth)
+
+    def data_sources_from_feature_group(self, ref: str, max_depth: int = 3) -> pd.DataFrame:
+        return self._service.data_sources_from_feature_group(ref, max_depth)
+
+    def models_from_feature_group(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
+        return self._service.models_from_feature_group(ref, max_depth)
+
+    def feature_groups_from_model(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
+        return self._service.feature_groups_from_model(ref, max_depth)
+
+
+class Client:
+    def __init__(self, uri: str | None = None, artifacts: str | None = None) -> None:
+        self._service = EmbeddedBackend(uri, artifacts)
+        self.store = self._service.store
+        self.lineage = Lineage(self)
+        self._metrics = MetricBuffer(self._write_metrics)
+        self._local = threading.local()
+        self._captured: dict[str, str | None] = {}
+        self._pending_seed: int | None = None
+        _clients.add(self)
+
+    @property
+    def actor(self) -> str:
+        return current_actor()
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        experiment: str = "default",
+        name: str | None = None,
+        kind: str = "training",
+        *,
+        nested: bool = False,
+        parent: ActiveRun | str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        capture_code: bool = True,
+    ) -> ActiveRun:
+        """Start a run; use it as a context manager so it ends (FAILED on exception)."""
+        stack = self._stack()
+        parent_id = parent.id if isinstance(parent, ActiveRun) else parent
+        if nested and parent_id is None:
+            if not stack:
+                raise InvalidInputError("nested=True needs an active parent run; start one first.")
+            parent_id = stack[-1].id
+        code_id, env_id = self._capture_ids() if capture_code else (None, None)
+        record = self._service.runs.create_run(
+            experiment=experiment,
+            name=name or kind,
+            kind=kind,
+            actor=self.actor,
+            parent_id=parent_id,
+            command=capture.command_line(),
+            seed=self._pending_seed,
+            params=params,
+            tags=tags,
+            code_artifact_id=code_id,
+            environment_artifact_id=env_id,
+        )
+        run = ActiveRun(self, record)
+        stack.append(run)
+        return run
+
+    def active_run(self) -> ActiveRun | None:
+        stack = self._stack()
+        return stack[-1] if stack else None
+
+    def get_run(self, run_id: str) -> RunRecord:
+        self._flush_if_active(run_id)
+        return self._service.runs.get_run(run_id)
+
+    def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
+        self._flush_if_active(run_id)
+        points = self._service.runs.metric_history(run_id, key)
+        return pd.DataFrame(
+            [(p.step, p.value, records.ms_to_datetime(p.timestamp_ms)) for p in points],
+            columns=["step", "value", "timestamp"],
+        )
+
+    def search_runs(
+        self,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Runs matching ``filter`` as a DataFrame with params.*, metrics.* and tags.* columns."""
+        from clew.service.runs import search_runs
+
+        for run in self._stack():
+            run.flush()
+        found = search_runs(self.store, filter, order_by, max_results, experiments)
+        return runs_to_frame(found)
+
+    def seed(self, value: int) -> int:
+        """Seed random, numpy and (if installed) torch; record the seed on the active run."""
+        import random
+
+        import numpy
+
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInputError(f"seed {value!r} must be a non-negative integer.")
+        random.seed(value)
+        numpy.random.seed(value % 2**32)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.manual_seed(value)
+        self._pending_seed = value
+        active = self.active_run()
+        if active is not None:
+            active.log_param("seed", value)
+        return value
+
+    # --- internals shared with ActiveRun -------------------------------------------------
+
+    def _record(
+        self,
+        obj: Any,
+        name: str | None,
+        type_: str | None,
+        direction: str,
+        properties: dict[str, Any] | None,
+        run_id: str | None,
+        derived_from: list[ArtifactRecord] | None = None,
+        progress: Progress | None = None,
+    ) -> ArtifactRecord:
+        prepared = inputs.prepare(
+            obj,
+            self.store.blobs,
+            name=name,
+            type_=type_,
+            direction=direction,
+            progress=progress,
+            properties=properties,
+        )
+        return self._service.artifacts.log(
+            run_id=run_id,
+            direction=direction,
+            type_=prepared.type,
+            name=prepared.name,
+            digest=prepared.digest,
+            actor=self.actor,
+            size=prepared.size,
+            uri=prepared.uri,
+            properties=prepared.properties,
+            blobs=prepared.blobs,
+            derived_from=[a.id for a in derived_from or []],
+        )
+
+    def _capture_ids(self) -> tuple[str | None, str | None]:
+        """Record this process's code and environment artifacts once; reuse their ids."""
+        if "environment" not in self._captured:
+            facts = capture.environment()
+            blob = self.store.blobs.put_bytes(digests.canonical_json(facts))
+            environment = self._service.artifacts.log(
+                run_id=None,
+                direction="output",
+                type_="environment",
+                name=f"python-{facts['python']}",
+                digest=blob.digest,
+                actor=self.actor,
+                size=blob.size,
+                properties=facts,
+                blobs={blob.digest: (blob.size, "file")},
+            )
+            self._captured["environment"] = environment.id
+        if "code" not in self._captured:
+            self._captured["code"] = self._record_code()
+        return self._captured["code"], self._captured["environment"]
+
+    def _record_code(self) -> str | None:
+        code = capture.code()
+        if code is None:
+            return None
+        needed: dict[str, tuple[int, str]] = {}
+        if code.diff:
+            blob = self.store.blobs.put_bytes(code.diff)
+            needed[blob.digest] = (blob.size, "file")
+        artifact = self._service.artifacts.log(
+            run_id=None,
+            direction="output",
+            type_="code",
+            name=inputs.safe_name(code.name),
+            digest=code.digest,
+            actor=self.actor,
+            properties=code.properties,
+            blobs=needed,
+        )
+        return artifact.id
+
+    def _write_metrics(self, run_id: str, points: list[Point]) -> None:
+        self._service.runs.log_metrics(run_id, points, self.actor)
+
+    def _stack(self) -> list[ActiveRun]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    def _pop_run(self, run: ActiveRun) -> None:
+        stack = self._stack()
+        if run in stack:
+            stack.remove(run)
+
+    def _flush_if_active(self, run_id: str) -> None:
+        for run in self._stack():
+            if run.id == run_id:
+                run.flush()
+
+    def _end_all(self, status: str) -> None:
+        for run in reversed(list(self._stack())):
+            run.end(status)
+        self._metrics.close()
+
+    def close(self) -> None:
+        self._end_all(records.FINISHED)
+        self._service.close()
+
+
+def runs_to_frame(found: Sequence[RunRecord]) -> pd.DataFrame:
+    rows = []
+    for run in found:
+        row: dict[str, Any] = {
+            "run_id": run.id,
+            "experiment": run.experiment,
+            "name": run.name,
+            "kind": run.kind,
+            "status": run.status,
+            "user": run.user,
+            "start_time": records.ms_to_datetime(run.start_ms),
+            "end_time": records.ms_to_datetime(run.end_ms),
+            "parent_id": run.parent_id,
+        }
+        row.update({f"params.{k}": v for k, v in run.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in run.tags.items()})
+        rows.append(row)
+    base = [
+        "run_id",
+        "experiment",
+        "name",
+        "kind",
+        "status",
+        "user",
+        "start_time",
+        "end_time",
+        "parent_id",
+    ]
+    return pd.DataFrame(rows, columns=base if not rows else None)
+
+
+_failed = False
+_original_excepthook = sys.excepthook
+
+
+def _note_failure(exc_type: Any, exc: Any, tb: Any) -> None:
+    global _failed
+    _failed = True
+    _original_excepthook(exc_type, exc, tb)
+
+
+sys.excepthook = _note_failure
+
+
+@atexit.register
+def _finish_open_runs() -> None:
+    """At interpreter exit, write queued metrics and end runs left open (FAILED after a crash)."""
+    status = records.FAILED if _failed else records.FINISHED
+    for client in list(_clients):
+        try:
+            client._end_all(status)
+        except Exception as error:  # the interpreter is exiting: report, do not raise
+            print(f"clew: could not finish open runs: {error}", file=sys.stderr)

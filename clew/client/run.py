@@ -1,0 +1,176 @@
+"""``ActiveRun``: the object ``clew.start_run(...)`` returns, shaped like MLflow's run."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clew.domain import records
+from clew.domain.records import ArtifactRecord, RunRecord
+from clew.errors import RunFinishedError
+from clew.integrations import flavors
+from clew.service.runs import check_key, check_metric_value
+
+if TYPE_CHECKING:
+    from clew.client.client import Client
+
+
+class ActiveRun:
+    def __init__(self, client: Client, record: RunRecord) -> None:
+        self._client = client
+        self.info = record
+        self.id = record.id
+        self._ended = False
+        self._steps: dict[str, int] = {}
+        self._queue = client._metrics.queue_for(record.id)
+        self._params: dict[str, Any] = dict(record.params)
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun {self.id} {self.info.experiment}/{self.info.name} {self.status}>"
+
+    @property
+    def status(self) -> str:
+        return self.info.status
+
+    # --- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, _tb: Any) -> None:
+        if self._ended:
+            return
+        if exc_type is None:
+            self.end(records.FINISHED)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end(records.KILLED)
+        else:
+            self.end(records.FAILED)
+
+    # --- params, tags, metrics ------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._check_open()
+        self._client._service.runs.log_params(self.id, params, self._client.actor)
+        self._params.update(params)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._check_open()
+        self._client._service.runs.set_tags(self.id, tags, self._client.actor)
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: int | None = None
+    ) -> None:
+        """Queue one point; ``step`` defaults to 0, 1, 2... per key within this run."""
+        if self._ended:
+            raise self._finished_error()
+        if type(value) is not float:
+            value = check_metric_value(key, value)
+        if step is None:
+            step = self._steps.get(key, -1) + 1
+            if step == 0:
+                check_key(key, "metric")
+        elif key not in self._steps:
+            check_key(key, "metric")
+        self._steps[key] = step
+        self._queue.append((key, value, step, timestamp or time.time_ns() // 1_000_000))
+        if len(self._queue) >= 50_000:
+            self._client._metrics.nudge()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.log_metric(key, value, step)
+
+    def flush(self) -> None:
+        """Write queued metric points now (they are also written in the background)."""
+        self._client._metrics.flush(self.id)
+
+    # --- inputs, outputs, models ----------------------------------------------------------
+
+    def log_input(
+        self,
+        obj: Any,
+        name: str | None = None,
+        type: str | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> ArtifactRecord:
+        """Record something this run consumed (DataFrame, path, URI, data source, feature group)."""
+        return self._log(obj, name, type, "input", properties)
+
+    def log_output(
+        self,
+        obj: Any,
+        name: str | None = None,
+        type: str | None = None,
+        properties: dict[str, Any] | None = None,
+        derived_from: list[ArtifactRecord] | None = None,
+    ) -> ArtifactRecord:
+        """Record something this run produced."""
+        return self._log(obj, name, type, "output", properties, derived_from)
+
+    def log_artifact(self, path: str | Path, name: str | None = None) -> ArtifactRecord:
+        return self.log_output(Path(path), name=name)
+
+    def log_model(
+        self,
+        model: Any,
+        name: str,
+        flavor: str | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> ArtifactRecord:
+        """Save a model with its flavor (scikit-learn, or any file/directory) as an output."""
+        self._check_open()
+        chosen = flavors.choose(model, flavor)
+        with tempfile.TemporaryDirectory(prefix="clew-model-") as temp:
+            directory = Path(temp) / "model"
+            directory.mkdir()
+            description = flavors.save(model, directory, chosen)
+            extra = {"flavor": description, **(properties or {})}
+            return self._log(directory, name, "model", "output", extra)
+
+    def _log(
+        self,
+        obj: Any,
+        name: str | None,
+        type_: str | None,
+        direction: str,
+        properties: dict[str, Any] | None,
+        derived_from: list[ArtifactRecord] | None = None,
+    ) -> ArtifactRecord:
+        self._check_open()
+        return self._client._record(obj, name, type_, direction, properties, self.id, derived_from)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def end(self, status: str = records.FINISHED) -> None:
+        """Write every queued metric point, then mark the run ended.
+
+        If the points cannot be written the error is raised and the run stays open, so a
+        retry of ``end()`` loses nothing.
+        """
+        if self._ended:
+            return
+        self.flush()
+        self._client._service.runs.end_run(self.id, status, self._client.actor)
+        self._ended = True
+        self._client._metrics.forget(self.id)
+        self._client._pop_run(self)
+        self.info.status = status
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise self._finished_error()
+
+    def _finished_error(self) -> RunFinishedError:
+        return RunFinishedError(
+            f"run {self.id} has already ended ({self.info.status}); start a new run to log more."
+        )

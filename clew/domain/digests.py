@@ -1,0 +1,61 @@
+"""Content digests: ``sha256:<hex>`` strings, canonical JSON and Merkle manifests.
+
+Digests are what make clew's records tamper-evident, so every place that hashes something
+goes through this module and the encoding never varies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+PREFIX = "sha256:"
+HEX_LENGTH = 64
+
+
+def canonical_json(value: Any) -> bytes:
+    """A byte-stable JSON encoding (sorted keys, no spaces) used for every hashed record."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    ).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def digest_bytes(data: bytes) -> str:
+    return PREFIX + hashlib.sha256(data).hexdigest()
+
+
+def digest_json(value: Any) -> str:
+    """The digest of a JSON-able value's canonical encoding."""
+    return digest_bytes(canonical_json(value))
+
+
+def manifest_digest(entries: dict[str, str]) -> str:
+    """The digest of a directory: the digest of its Merkle manifest (relative path → digest)."""
+    return digest_json({"kind": "clew.manifest/v1", "files": dict(sorted(entries.items()))})
+
+
+def is_digest(text: str) -> bool:
+    return (
+        text.startswith(PREFIX)
+        and len(text) == len(PREFIX) + HEX_LENGTH
+        and all(ch in "0123456789abcdef" for ch in text[len(PREFIX) :])
+    )
+
+
+def hex_part(digest: str) -> str:
+    return digest[len(PREFIX) :]
+
+
+def short(digest: str, length: int = 12) -> str:
+    """A short display form, ``sha256:ab12cd34ef56``."""
+    return digest[: len(PREFIX) + length]

@@ -1,0 +1,47 @@
+"""Time-ordered identifiers (ULIDs), so ids sort by creation time in every backend."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_lock = threading.Lock()
+_last_ms = 0
+_last_random = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id() -> str:
+    """A 26-character ULID; monotonic within one process even inside the same millisecond."""
+    global _last_ms, _last_random
+    with _lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms <= _last_ms:
+            now_ms = _last_ms
+            _last_random += 1
+        else:
+            _last_random = int.from_bytes(os.urandom(10), "big") >> 1
+        _last_ms = now_ms
+        return _encode(now_ms, 10) + _encode(_last_random, 16)
+
+
+def is_id(text: str) -> bool:
+    """True when ``text`` looks like a ULID that clew could have issued."""
+    return len(text) == 26 and all(ch in _ALPHABET for ch in text.upper())
+
+
+def id_time_ms(identifier: str) -> int:
+    """The creation time (ms since the epoch) encoded in a ULID."""
+    value = 0
+    for ch in identifier[:10].upper():
+        value = value * 32 + _ALPHABET.index(ch)
+    return value

@@ -1,0 +1,109 @@
+"""Every exception clew raises on purpose, grouped by what the caller can do about it.
+
+Each class carries a stable ``code`` (used by the CLI exit path and, later, by the HTTP layer)
+and a message written as one sentence that names the thing and the fix.
+"""
+
+from __future__ import annotations
+
+
+class ClewError(Exception):
+    """Base class: something clew refused or could not do, explained in one sentence."""
+
+    code = "clew_error"
+    http_status = 400
+
+
+# --- the caller asked for something that is not there -------------------------------------
+
+
+class NotFoundError(ClewError):
+    """The ref, run, artifact, model or prediction you named does not exist in this store."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class InvalidRefError(ClewError):
+    """A ref string is not in any of the accepted forms (the message lists them)."""
+
+    code = "invalid_ref"
+
+
+# --- the caller's input is wrong -------------------------------------------------------------
+
+
+class InvalidInputError(ClewError):
+    """A value passed to clew has the wrong type or shape (a non-numeric metric, a bad name)."""
+
+    code = "invalid_input"
+
+
+class FilterSyntaxError(InvalidInputError):
+    """A search filter could not be parsed; the message points at the offending token."""
+
+    code = "invalid_filter"
+
+
+class ConflictError(ClewError):
+    """The write contradicts something already recorded (a param re-logged with a new value)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class RunFinishedError(ConflictError):
+    """The run has ended; start a new run to log more."""
+
+    code = "run_finished"
+
+
+class PolicyError(ClewError):
+    """The governance policy forbids this action (self-approval, missing evidence, wrong role)."""
+
+    code = "policy_violation"
+    http_status = 403
+
+
+class PolicySyntaxError(InvalidInputError):
+    """A policy document could not be parsed or validated; the previous policy stays in force."""
+
+    code = "invalid_policy"
+
+
+# --- the data on disk is not what it should be --------------------------------------------
+
+
+class IntegrityError(ClewError):
+    """Stored bytes or records do not match their recorded digest or hash chain."""
+
+    code = "integrity_error"
+    http_status = 500
+
+
+class FileChangedError(ClewError):
+    """A file changed or disappeared while clew was hashing it; retry once it is stable."""
+
+    code = "file_changed"
+    http_status = 409
+
+
+class StorageFullError(ClewError):
+    """The disk or quota ran out while writing; nothing was recorded; free space and retry."""
+
+    code = "storage_full"
+    http_status = 507
+
+
+class StoreVersionError(ClewError):
+    """The store was written by a newer clew; upgrade clew to open it."""
+
+    code = "store_too_new"
+    http_status = 500
+
+
+class StoreBusyError(ClewError):
+    """Another process held the store locked for too long; retry shortly."""
+
+    code = "store_busy"
+    http_status = 503

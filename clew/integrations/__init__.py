@@ -1,0 +1,1 @@
+"""Integrations with the tools around clew: git, model libraries (flavors), importers."""

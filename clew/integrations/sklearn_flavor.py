@@ -1,0 +1,45 @@
+"""scikit-learn models and pipelines, saved with pickle.
+
+Loading unpickles, which can execute code: clew only loads after every file's digest has been
+verified against the registered artifact, and the server never loads models at all.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from clew.hookspecs import hookimpl
+
+MODEL_PICKLE = "model.pkl"
+
+
+class SklearnFlavor:
+    name = "sklearn"
+    library = "scikit-learn"
+    executes_code_on_load = True
+
+    def can_save(self, model: Any) -> bool:
+        try:
+            from sklearn.base import BaseEstimator
+        except ImportError:
+            return False
+        return isinstance(model, BaseEstimator)
+
+    def save(self, model: Any, directory: Path) -> dict[str, Any]:
+        with open(directory / MODEL_PICKLE, "wb") as handle:
+            pickle.dump(model, handle, protocol=5)
+        return {
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "pickle_protocol": 5,
+        }
+
+    def load(self, directory: Path, description: dict[str, Any]) -> Any:
+        with open(directory / MODEL_PICKLE, "rb") as handle:
+            return pickle.load(handle)
+
+
+@hookimpl
+def clew_flavors() -> list[Any]:
+    return [SklearnFlavor()]

@@ -1,0 +1,1 @@
+"""Business rules. The embedded client and the server both call these, and nothing else does."""

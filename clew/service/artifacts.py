@@ -1,0 +1,238 @@
+"""Artifacts: immutable, digest-named things (datasets, models, code, environments, ...).
+
+An artifact row is created once per (type, name, digest) and reused afterwards, so logging
+the same dataset twice yields one node with two edges. Bytes are always in the blob store
+before the metadata transaction that points at them commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from clew.domain import digests, ids, records, refs
+from clew.domain.records import ArtifactRecord
+from clew.errors import InvalidInputError, NotFoundError
+from clew.service import audit
+from clew.service.graph import add_edge
+from clew.service.runs import RunService, now_ms
+from clew.store import schema
+from clew.store.location import Store
+
+ARTIFACT_TYPES = (
+    "dataset",
+    "model",
+    "code",
+    "environment",
+    "feature_group",
+    "feature_set",
+    "data_source",
+    "endpoint",
+    "report",
+    "file",
+    "directory",
+    "diff",
+)
+DIRECTIONS = {"input": records.CONTRIBUTED_TO, "output": records.PRODUCED}
+
+
+def check_type(type_: str) -> str:
+    if type_ not in ARTIFACT_TYPES:
+        raise InvalidInputError(
+            f"artifact type {type_!r} is unknown; use one of: {', '.join(ARTIFACT_TYPES)}."
+        )
+    return type_
+
+
+def record_artifact(
+    connection: Connection,
+    *,
+    type_: str,
+    name: str,
+    digest: str,
+    actor: str,
+    size: int | None = None,
+    uri: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> str:
+    """Get-or-create the artifact row; returns its id. Audited when created."""
+    check_type(type_)
+    refs.validate_name(name, "artifact name")
+    if not digests.is_digest(digest):
+        raise InvalidInputError(f"{digest!r} is not a sha256 digest; expected sha256:<64 hex>.")
+    table = schema.artifacts
+    existing = connection.execute(
+        select(table.c.id).where(
+            table.c.type == type_, table.c.name == name, table.c.digest == digest
+        )
+    ).scalar()
+    if existing:
+        return existing
+    row = {
+        "id": ids.new_id(),
+        "type": type_,
+        "name": name,
+        "digest": digest,
+        "size": size,
+        "uri": uri,
+        "properties": json.dumps(dict(properties or {}), sort_keys=True, default=str),
+        "created_ms": now_ms(),
+        "created_by": actor,
+    }
+    connection.execute(table.insert().values(**row))
+    audit.append(connection, actor, "artifact.create", f"artifact:{row['id']}", row)
+    return row["id"]
+
+
+def record_blob(connection: Connection, digest: str, size: int, kind: str) -> None:
+    """Remember that a blob exists (for verify and gc); idempotent."""
+    table = schema.blobs
+    if connection.execute(select(table.c.digest).where(table.c.digest == digest)).first():
+        return
+    connection.execute(
+        table.insert().values(digest=digest, size=size, kind=kind, created_ms=now_ms())
+    )
+
+
+class ArtifactService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def log(
+        self,
+        *,
+        run_id: str | None,
+        direction: str,
+        type_: str,
+        name: str,
+        digest: str,
+        actor: str,
+        size: int | None = None,
+        uri: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        blobs: Mapping[str, tuple[int, str]] | None = None,
+        derived_from: list[str] | None = None,
+    ) -> ArtifactRecord:
+        """Record an artifact (its blobs already stored) and link it to the run.
+
+        ``blobs`` maps each blob digest the artifact needs to (size, kind), so verify and gc
+        know about it; ``derived_from`` lists artifact ids this one was derived from.
+        """
+        if direction not in DIRECTIONS:
+            raise InvalidInputError(f"direction {direction!r} must be 'input' or 'output'.")
+        for blob_digest in blobs or {}:
+            if not self.store.blobs.exists(blob_digest):
+                raise NotFoundError(f"blob {blob_digest} has not been uploaded; upload it first.")
+        with self.store.db.write() as connection:
+            if run_id:
+                RunService(self.store)._require_running(connection, run_id)
+            for blob_digest, (blob_size, kind) in (blobs or {}).items():
+                record_blob(connection, blob_digest, blob_size, kind)
+            artifact_id = record_artifact(
+                connection,
+                type_=type_,
+                name=name,
+                digest=digest,
+                actor=actor,
+                size=size,
+                uri=uri,
+                properties=properties,
+            )
+            if run_id:
+                if direction == "input":
+                    add_edge(
+                        connection, artifact_id, "artifact", run_id, "run", records.CONTRIBUTED_TO
+                    )
+                else:
+                    add_edge(connection, run_id, "run", artifact_id, "artifact", records.PRODUCED)
+            for source_id in derived_from or []:
+                add_edge(
+                    connection, source_id, "artifact", artifact_id, "artifact", records.DERIVED_FROM
+                )
+            return load_artifact(connection, artifact_id)
+
+    def get(self, artifact_id: str) -> ArtifactRecord:
+        with self.store.db.read() as connection:
+            return load_artifact(connection, artifact_id)
+
+    def find(self, ref: refs.ArtifactRef) -> ArtifactRecord:
+        with self.store.db.read() as connection:
+            return find_artifact(connection, ref)
+
+    def run_artifacts(self, run_id: str) -> dict[str, list[ArtifactRecord]]:
+        """The run's inputs and outputs."""
+        edges = schema.edges
+        with self.store.db.read() as connection:
+            inputs = (
+                connection.execute(
+                    select(edges.c.source_id).where(
+                        edges.c.destination_id == run_id, edges.c.source_kind == "artifact"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            outputs = (
+                connection.execute(
+                    select(edges.c.destination_id).where(
+                        edges.c.source_id == run_id, edges.c.destination_kind == "artifact"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            return {
+                "inputs": [load_artifact(connection, i) for i in inputs],
+                "outputs": [load_artifact(connection, o) for o in outputs],
+            }
+
+
+def load_artifact(connection: Connection, artifact_id: str) -> ArtifactRecord:
+    row = connection.execute(
+        select(schema.artifacts).where(schema.artifacts.c.id == artifact_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"artifact {artifact_id} does not exist.")
+    return _artifact_record(row)
+
+
+def _artifact_record(row: Any) -> ArtifactRecord:
+    return ArtifactRecord(
+        id=row.id,
+        type=row.type,
+        name=row.name,
+        digest=row.digest,
+        size=row.size,
+        uri=row.uri,
+        properties=json.loads(row.properties or "{}"),
+        created_ms=row.created_ms,
+        created_by=row.created_by,
+    )
+
+
+def find_artifact(connection: Connection, ref: refs.ArtifactRef) -> ArtifactRecord:
+    """Resolve an artifact ref; the newest match wins when a name has several digests."""
+    if ref.artifact_id:
+        return load_artifact(connection, ref.artifact_id)
+    table = schema.artifacts
+    query = select(table)
+    if ref.type:
+        query = query.where(table.c.type == ref.type, table.c.name == ref.name)
+    if ref.digest_prefix:
+        if len(ref.digest_prefix) == digests.HEX_LENGTH:
+            query = query.where(table.c.digest == digests.PREFIX + ref.digest_prefix)
+        else:
+            query = query.where(table.c.digest.startswith(digests.PREFIX + ref.digest_prefix))
+    rows = connection.execute(query.order_by(table.c.created_ms.desc()).limit(50)).all()
+    if not rows:
+        raise NotFoundError(f"no artifact matches {refs.format_ref(ref)!r}.")
+    distinct = {row.digest for row in rows}
+    if not ref.type and len(distinct) > 1:
+        raise InvalidInputError(
+            f"{refs.format_ref(ref)!r} matches {len(distinct)} different digests; give more "
+            "hex characters."
+        )
+    return _artifact_record(rows[0])

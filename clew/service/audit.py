@@ -1,0 +1,164 @@
+"""The append-only, hash-chained audit log.
+
+Each entry's hash covers its own fields and the previous entry's hash, so editing, deleting
+or reordering any row breaks every hash after it. The chain head lives in ``store_info`` and
+is updated in the same transaction as the entry, which serialises concurrent writers (SQLite's
+write lock, PostgreSQL's row lock) and keeps the chain linear.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from clew.domain import digests, ids
+from clew.store import schema
+from clew.store.location import Store
+
+GENESIS = digests.digest_bytes(b"clew audit genesis")
+_HEAD_KEY = "audit_head"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    time_ms: int
+    actor: str
+    action: str
+    target: str
+    request_id: str
+    payload_digest: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first entry whose stored hash no longer matches what its content implies."""
+
+    seq: int
+    reason: str
+
+
+def entry_hash(fields: dict[str, Any]) -> str:
+    body = {
+        key: fields[key]
+        for key in (
+            "seq",
+            "time_ms",
+            "actor",
+            "action",
+            "target",
+            "request_id",
+            "payload_digest",
+            "prev_hash",
+        )
+    }
+    return digests.digest_json(body)
+
+
+def append(
+    connection: Connection,
+    actor: str,
+    action: str,
+    target: str,
+    payload: Any,
+    request_id: str | None = None,
+) -> AuditEntry:
+    """Append one entry inside the caller's transaction (the write it records)."""
+    head = _lock_head(connection)
+    seq, prev_hash = (0, GENESIS) if head is None else _split_head(head)
+    fields: dict[str, Any] = {
+        "seq": seq + 1,
+        "time_ms": time.time_ns() // 1_000_000,
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "request_id": request_id or ids.new_id(),
+        "payload_digest": digests.digest_json(payload),
+        "prev_hash": prev_hash,
+    }
+    fields["hash"] = entry_hash(fields)
+    connection.execute(schema.audit_log.insert().values(**fields))
+    new_head = f"{fields['seq']}:{fields['hash']}"
+    if head is None:
+        connection.execute(schema.store_info.insert().values(key=_HEAD_KEY, value=new_head))
+    else:
+        connection.execute(
+            update(schema.store_info)
+            .where(schema.store_info.c.key == _HEAD_KEY)
+            .values(value=new_head)
+        )
+    return AuditEntry(**fields)
+
+
+def _lock_head(connection: Connection) -> str | None:
+    query = select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return connection.execute(query).scalar()
+
+
+def _split_head(head: str) -> tuple[int, str]:
+    seq, _, hash_ = head.partition(":")
+    return int(seq), hash_
+
+
+def entries(
+    store: Store, target: str | None = None, limit: int | None = None, newest_first: bool = True
+) -> list[AuditEntry]:
+    table = schema.audit_log
+    query = select(table)
+    if target:
+        query = query.where(table.c.target == target)
+    query = query.order_by(table.c.seq.desc() if newest_first else table.c.seq)
+    if limit:
+        query = query.limit(limit)
+    with store.db.read() as connection:
+        return [AuditEntry(**row._mapping) for row in connection.execute(query)]
+
+
+def verify_chain(store: Store) -> tuple[int, ChainBreak | None]:
+    """Recompute every hash; return the number checked and the first break, if any."""
+    checked = 0
+    expected_prev = GENESIS
+    expected_seq = 1
+    with store.db.read() as connection:
+        head = connection.execute(
+            select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
+        ).scalar()
+        for entry in _iter_entries(connection):
+            problem = _check_entry(entry, expected_seq, expected_prev)
+            if problem:
+                return checked, ChainBreak(entry.seq, problem)
+            checked += 1
+            expected_prev = entry.hash
+            expected_seq += 1
+    if head is not None and _split_head(head) != (expected_seq - 1, expected_prev):
+        seq = expected_seq
+        return checked, ChainBreak(
+            seq, f"entries after #{seq - 1} are missing (the head says #{_split_head(head)[0]})"
+        )
+    return checked, None
+
+
+def _check_entry(entry: AuditEntry, expected_seq: int, expected_prev: str) -> str | None:
+    if entry.seq != expected_seq:
+        return f"entry #{expected_seq} is missing (found #{entry.seq} next)"
+    if entry.prev_hash != expected_prev:
+        return f"entry #{entry.seq} does not link to entry #{entry.seq - 1} (reordered or replaced)"
+    if entry_hash(asdict(entry)) != entry.hash:
+        return f"entry #{entry.seq} was edited: its content no longer matches its hash"
+    return None
+
+
+def _iter_entries(connection: Connection) -> Iterator[AuditEntry]:
+    result = connection.execution_options(yield_per=2000).execute(
+        select(schema.audit_log).order_by(schema.audit_log.c.seq)
+    )
+    for row in result:
+        yield AuditEntry(**row._mapping)

@@ -1,0 +1,395 @@
+"""Experiment runs: creation, params, metric series, tags, status and search.
+
+Rules enforced here (so the embedded client and the server agree): a finished run takes no
+more writes; a param, once logged, keeps its value; metric values must be numbers (NaN and
+±inf are stored faithfully); every write lands in the audit chain.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from clew.domain import ids, records, refs
+from clew.domain.records import MetricPoint, RunRecord
+from clew.errors import ConflictError, InvalidInputError, NotFoundError, RunFinishedError
+from clew.service import audit
+from clew.service.contexts import ensure_context
+from clew.store import schema
+from clew.store.location import Store
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_LENGTH = 6000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def check_key(key: Any, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+        raise InvalidInputError(
+            f"{what} name {key!r} is not allowed; use a non-empty string of at most "
+            f"{MAX_KEY_LENGTH} characters."
+        )
+    return key
+
+
+def check_metric_value(key: str, value: Any) -> float:
+    """Numbers (NaN and ±inf included) pass; anything else is refused at the call site."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            import numpy
+
+            if isinstance(value, numpy.number) and not isinstance(value, numpy.bool_):
+                return float(value)
+        except ImportError:  # pragma: no cover - numpy ships with clew
+            pass
+        raise InvalidInputError(
+            f"metric {key!r} got {value!r} ({type(value).__name__}); metrics must be numbers — "
+            "log text as a param or tag instead."
+        )
+    return float(value)
+
+
+def param_text(key: str, value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) > MAX_PARAM_LENGTH:
+        raise InvalidInputError(
+            f"param {key!r} is {len(text)} characters; the limit is {MAX_PARAM_LENGTH}, so log "
+            "large values as an artifact."
+        )
+    return text
+
+
+class RunService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create_run(
+        self,
+        *,
+        experiment: str,
+        name: str,
+        kind: str,
+        actor: str,
+        parent_id: str | None = None,
+        command: str | None = None,
+        seed: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        code_artifact_id: str | None = None,
+        environment_artifact_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        refs.validate_name(kind, "run kind")
+        param_rows = {check_key(k, "param"): param_text(k, v) for k, v in (params or {}).items()}
+        tag_rows = {check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
+        run_id = ids.new_id()
+        started = now_ms()
+        with self.store.db.write() as connection:
+            if parent_id:
+                self._require_running(connection, parent_id)
+            experiment_id = ensure_context(connection, "experiment", experiment, actor)
+            row = {
+                "id": run_id,
+                "experiment_id": experiment_id,
+                "parent_id": parent_id,
+                "name": name,
+                "kind": kind,
+                "status": records.RUNNING,
+                "user_name": actor,
+                "start_ms": started,
+                "command": command,
+                "seed": seed,
+                "code_artifact_id": code_artifact_id,
+                "environment_artifact_id": environment_artifact_id,
+                "properties": json.dumps(dict(properties or {}), sort_keys=True),
+            }
+            connection.execute(schema.runs.insert().values(**row))
+            _insert_key_values(connection, schema.params, run_id, param_rows)
+            _insert_key_values(connection, schema.tags, run_id, tag_rows)
+            self._link_run(
+                connection, run_id, experiment_id, code_artifact_id, environment_artifact_id
+            )
+            audit.append(
+                connection,
+                actor,
+                "run.create",
+                f"run:{run_id}",
+                {"run": row, "params": param_rows, "tags": tag_rows},
+            )
+        return RunRecord(
+            id=run_id,
+            experiment=experiment,
+            name=name,
+            kind=kind,
+            status=records.RUNNING,
+            user=actor,
+            start_ms=started,
+            end_ms=None,
+            parent_id=parent_id,
+            command=command,
+            seed=seed,
+            code_artifact_id=code_artifact_id,
+            environment_artifact_id=environment_artifact_id,
+            params=param_rows,
+            tags=tag_rows,
+            properties=dict(properties or {}),
+        )
+
+    @staticmethod
+    def _link_run(
+        connection: Connection, run_id: str, experiment_id: str, *inputs: str | None
+    ) -> None:
+        from clew.service.graph import add_edge
+
+        add_edge(connection, run_id, "run", experiment_id, "context", records.ASSOCIATED_WITH)
+        for artifact_id in inputs:
+            if artifact_id:
+                add_edge(connection, artifact_id, "artifact", run_id, "run", records.CONTRIBUTED_TO)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any], actor: str) -> None:
+        rows = {check_key(k, "param"): param_text(k, v) for k, v in params.items()}
+        if not rows:
+            return
+        with self.store.db.write() as connection:
+            self._require_running(connection, run_id)
+            existing = dict(
+                connection.execute(
+                    select(schema.params.c.key, schema.params.c.value).where(
+                        schema.params.c.run_id == run_id, schema.params.c.key.in_(list(rows))
+                    )
+                ).all()
+            )
+            for key, value in rows.items():
+                if key in existing and existing[key] != value:
+                    raise ConflictError(
+                        f"param {key!r} of run {run_id} is already {existing[key]!r} and cannot "
+                        f"change to {value!r}; params are immutable, start a new run instead."
+                    )
+            new = {k: v for k, v in rows.items() if k not in existing}
+            _insert_key_values(connection, schema.params, run_id, new)
+            if new:
+                audit.append(connection, actor, "run.log_params", f"run:{run_id}", new)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any], actor: str) -> None:
+        rows = {check_key(k, "tag"): str(v) for k, v in tags.items()}
+        if not rows:
+            return
+        with self.store.db.write() as connection:
+            self._require_running(connection, run_id)
+            connection.execute(
+                schema.tags.delete().where(
+                    schema.tags.c.run_id == run_id, schema.tags.c.key.in_(list(rows))
+                )
+            )
+            _insert_key_values(connection, schema.tags, run_id, rows)
+            audit.append(connection, actor, "run.set_tags", f"run:{run_id}", rows)
+
+    def log_metrics(
+        self, run_id: str, points: Sequence[tuple[str, float, int, int]], actor: str
+    ) -> None:
+        """Insert a batch of (key, value, step, timestamp_ms) points in one transaction.
+
+        Values must already be floats (see ``check_metric_value``); NaN is stored as NULL.
+        ``latest_metrics`` is kept current in the same transaction so search stays fast.
+        """
+        if not points:
+            return
+        rows = [
+            {
+                "run_id": run_id,
+                "key": key,
+                "step": step,
+                "timestamp_ms": stamp,
+                "value": None if value != value else value,
+            }
+            for key, value, step, stamp in points
+        ]
+        latest = _latest_per_key(rows)
+        with self.store.db.write() as connection:
+            self._require_running(connection, run_id)
+            connection.execute(schema.metrics.insert(), rows)
+            _upsert_latest(connection, latest)
+            audit.append(
+                connection,
+                actor,
+                "run.log_metrics",
+                f"run:{run_id}",
+                {"count": len(rows), "first": rows[0], "last": rows[-1]},
+            )
+
+    def end_run(self, run_id: str, status: str, actor: str) -> None:
+        if status not in records.RUN_STATUSES or status == records.RUNNING:
+            raise InvalidInputError(
+                f"run status {status!r} is not a final status; use FINISHED, FAILED or KILLED."
+            )
+        with self.store.db.write() as connection:
+            self._require_running(connection, run_id)
+            ended = now_ms()
+            connection.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id)
+                .values(status=status, end_ms=ended)
+            )
+            audit.append(
+                connection, actor, "run.end", f"run:{run_id}", {"status": status, "end_ms": ended}
+            )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self.store.db.read() as connection:
+            found = load_runs(connection, [run_id])
+        if not found:
+            raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
+        return found[0]
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        table = schema.metrics
+        query = (
+            select(table.c.key, table.c.value, table.c.step, table.c.timestamp_ms)
+            .where(table.c.run_id == run_id, table.c.key == key)
+            .order_by(table.c.step, table.c.timestamp_ms)
+        )
+        with self.store.db.read() as connection:
+            return [
+                MetricPoint(k, math.nan if v is None else v, s, t)
+                for k, v, s, t in connection.execute(query)
+            ]
+
+    def _require_running(self, connection: Connection, run_id: str) -> None:
+        status = connection.execute(
+            select(schema.runs.c.status).where(schema.runs.c.id == run_id)
+        ).scalar()
+        if status is None:
+            raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
+        if status != records.RUNNING:
+            raise RunFinishedError(
+                f"run {run_id} has already ended ({status}); start a new run to log more."
+            )
+
+
+def _insert_key_values(
+    connection: Connection, table: Any, run_id: str, values: Mapping[str, str]
+) -> None:
+    if values:
+        connection.execute(
+            table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
+        )
+
+
+def _latest_per_key(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        current = latest.get(row["key"])
+        if current is None or (row["step"], row["timestamp_ms"]) >= (
+            current["step"],
+            current["timestamp_ms"],
+        ):
+            latest[row["key"]] = row
+    return list(latest.values())
+
+
+def _upsert_latest(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    table = schema.latest_metrics
+    statement = insert(table)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.key],
+        set_={
+            "step": excluded.step,
+            "timestamp_ms": excluded.timestamp_ms,
+            "value": excluded.value,
+        },
+        where=(excluded.step > table.c.step)
+        | ((excluded.step == table.c.step) & (excluded.timestamp_ms >= table.c.timestamp_ms)),
+    )
+    connection.execute(statement, rows)
+
+
+def load_runs(connection: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
+    """Full records (params, latest metrics, tags) for the given ids, in the given order."""
+    if not run_ids:
+        return []
+    runs_table, contexts = schema.runs, schema.contexts
+    found: dict[str, RunRecord] = {}
+    for chunk in _chunks(run_ids, 900):
+        query = (
+            select(runs_table, contexts.c.name.label("experiment_name"))
+            .join(contexts, contexts.c.id == runs_table.c.experiment_id)
+            .where(runs_table.c.id.in_(chunk))
+        )
+        for row in connection.execute(query):
+            found[row.id] = _run_record(row)
+        _attach(connection, schema.params, chunk, found, "params")
+        _attach(connection, schema.tags, chunk, found, "tags")
+        _attach(connection, schema.latest_metrics, chunk, found, "metrics")
+    return [found[run_id] for run_id in run_ids if run_id in found]
+
+
+def _run_record(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        experiment=row.experiment_name,
+        name=row.name,
+        kind=row.kind,
+        status=row.status,
+        user=row.user_name,
+        start_ms=row.start_ms,
+        end_ms=row.end_ms,
+        parent_id=row.parent_id,
+        command=row.command,
+        seed=row.seed,
+        code_artifact_id=row.code_artifact_id,
+        environment_artifact_id=row.environment_artifact_id,
+        properties=json.loads(row.properties or "{}"),
+    )
+
+
+def _attach(
+    connection: Connection,
+    table: Any,
+    chunk: Sequence[str],
+    found: dict[str, RunRecord],
+    field: str,
+) -> None:
+    query = select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(chunk))
+    for run_id, key, value in connection.execute(query):
+        if field == "metrics" and value is None:
+            value = math.nan
+        getattr(found[run_id], field)[key] = value
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def count_runs(store: Store) -> int:
+    with store.db.read() as connection:
+        return connection.execute(select(func.count()).select_from(schema.runs)).scalar_one()
+
+
+def search_runs(
+    store: Store,
+    filter_text: str | None = None,
+    order_by: Sequence[str] | None = None,
+    max_results: int = 1000,
+    experiments: Sequence[str] | None = None,
+) -> list[RunRecord]:
+    from clew.service.search import build_query
+
+    if not isinstance(max_results, int) or not 1 <= max_results <= 1_000_000:
+        raise InvalidInputError(f"max_results {max_results!r} must be from 1 to 1,000,000.")
+    query = build_query(filter_text, order_by, max_results, experiments)
+    with store.db.read() as connection:
+        run_ids = connection.execute(query).scalars().all()
+        return load_runs(connection, run_ids)

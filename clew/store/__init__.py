@@ -1,0 +1,1 @@
+"""Persistence: metadata (SQLAlchemy Core), content-addressed blobs, captured predictions."""

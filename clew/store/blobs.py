@@ -1,0 +1,264 @@
+"""Content-addressed blob storage on a local directory.
+
+Every blob lives at ``<root>/sha256/<2 hex>/<2 hex>/<64 hex>`` and is written to a temporary
+name, flushed to disk and renamed, so a reader never sees half a blob and a crash leaves at
+most an orphaned temp file. Identical content is stored once. Reads re-hash and refuse bytes
+that do not match their digest.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from clew.domain import digests
+from clew.errors import (
+    FileChangedError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    StorageFullError,
+)
+
+CHUNK = 4 * 1024 * 1024
+Progress = Callable[[int], None]
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredDirectory:
+    digest: str
+    size: int
+    files: dict[str, str]
+
+
+class LocalBlobStore:
+    """Blobs under one directory that the store's owner chose; clients never pick paths."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._tmp = self.root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, digest: str) -> Path:
+        if not digests.is_digest(digest):
+            raise InvalidInputError(f"{digest!r} is not a sha256 digest; expected sha256:<64 hex>.")
+        hex_part = digests.hex_part(digest)
+        return self.root / "sha256" / hex_part[:2] / hex_part[2:4] / hex_part
+
+    def exists(self, digest: str) -> bool:
+        return self.path_for(digest).exists()
+
+    def put_bytes(self, data: bytes) -> StoredBlob:
+        digest = digests.digest_bytes(data)
+        if not self.exists(digest):
+            with self._staging() as (handle, temp_path):
+                handle.write(data)
+                self._commit(handle, temp_path, digest)
+        return StoredBlob(digest, len(data))
+
+    def put_file(self, source: Path, progress: Progress | None = None) -> StoredBlob:
+        """Copy a file in while hashing it; refuse if it changes or vanishes meanwhile."""
+        source = Path(source)
+        before = _stat_or_fail(source)
+        hasher = hashlib.sha256()
+        with self._staging() as (handle, temp_path):
+            try:
+                with open(source, "rb") as reader:
+                    buffer = bytearray(CHUNK)
+                    view = memoryview(buffer)
+                    while count := reader.readinto(buffer):
+                        hasher.update(view[:count])
+                        handle.write(view[:count])
+                        if progress:
+                            progress(count)
+            except FileNotFoundError as error:
+                raise _vanished(source) from error
+            after = _stat_or_fail(source)
+            if _fingerprint(before) != _fingerprint(after):
+                raise FileChangedError(
+                    f"{source} changed while clew was hashing it; retry once it is no longer "
+                    "being written."
+                )
+            digest = digests.PREFIX + hasher.hexdigest()
+            if not self.exists(digest):
+                self._commit(handle, temp_path, digest)
+        return StoredBlob(digest, before.st_size)
+
+    def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
+        """Store every file, then the Merkle manifest whose digest names the directory."""
+        source = Path(source)
+        files: dict[str, str] = {}
+        total = 0
+        for relative, path in _walk_files(source):
+            blob = self.put_file(path, progress)
+            files[relative] = blob.digest
+            total += blob.size
+        manifest = {"kind": "clew.manifest/v1", "files": dict(sorted(files.items()))}
+        stored = self.put_bytes(digests.canonical_json(manifest))
+        return StoredDirectory(stored.digest, total, files)
+
+    def read_bytes(self, digest: str) -> bytes:
+        data = self._open_existing(digest).read_bytes()
+        if digests.digest_bytes(data) != digest:
+            raise _corrupt(digest)
+        return data
+
+    def read_manifest(self, digest: str) -> dict[str, str]:
+        import json
+
+        manifest = json.loads(self.read_bytes(digest))
+        if manifest.get("kind") != "clew.manifest/v1":
+            raise InvalidInputError(f"blob {digest} is not a directory manifest.")
+        return dict(manifest["files"])
+
+    def export_file(self, digest: str, destination: Path) -> Path:
+        """Copy a blob out to ``destination`` after checking every byte against its digest."""
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        hasher = hashlib.sha256()
+        temp = destination.with_name(f".{destination.name}.clew-tmp")
+        with open(self._open_existing(digest), "rb") as reader, open(temp, "wb") as writer:
+            while chunk := reader.read(CHUNK):
+                hasher.update(chunk)
+                writer.write(chunk)
+        if digests.PREFIX + hasher.hexdigest() != digest:
+            temp.unlink()
+            raise _corrupt(digest)
+        temp.replace(destination)
+        return destination
+
+    def export_directory(self, digest: str, destination: Path) -> Path:
+        destination = Path(destination)
+        for relative, file_digest in self.read_manifest(digest).items():
+            self.export_file(file_digest, destination / _safe_relative(relative))
+        return destination
+
+    def verify(self, digest: str) -> bool:
+        """True when the stored bytes still hash to ``digest``."""
+        path = self.path_for(digest)
+        if not path.exists():
+            return False
+        hasher = hashlib.sha256()
+        with open(path, "rb") as reader:
+            while chunk := reader.read(CHUNK):
+                hasher.update(chunk)
+        return digests.PREFIX + hasher.hexdigest() == digest
+
+    def iter_digests(self) -> Iterator[str]:
+        base = self.root / "sha256"
+        if not base.exists():
+            return
+        for path in sorted(base.glob("*/*/*")):
+            yield digests.PREFIX + path.name
+
+    def size_of(self, digest: str) -> int:
+        return self._open_existing(digest).stat().st_size
+
+    def _open_existing(self, digest: str) -> Path:
+        path = self.path_for(digest)
+        if not path.exists():
+            raise NotFoundError(f"blob {digest} is missing from the store at {self.root}.")
+        return path
+
+    def _staging(self):  # type: ignore[no-untyped-def]
+        return _Staging(self._tmp)
+
+    def _commit(self, handle, temp_path: Path, digest: str) -> None:  # type: ignore[no-untyped-def]
+        handle.flush()
+        os.fsync(handle.fileno())
+        final = self.path_for(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp_path, final)
+        _fsync_directory(final.parent)
+
+
+class _Staging:
+    """A temp file in the store that is removed unless it was renamed into place."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        descriptor, name = tempfile.mkstemp(dir=self.directory, prefix="incoming-")
+        self.path = Path(name)
+        self.handle = os.fdopen(descriptor, "wb")
+        return self.handle, self.path
+
+    def __exit__(self, exc_type, exc, _tb) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.handle.close()
+        except OSError as error:
+            exc = exc or error
+        self.path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            raise StorageFullError(
+                f"no space left while writing to {self.directory.parent}; nothing was recorded; "
+                "free some space and retry."
+            ) from exc
+
+
+def _walk_files(source: Path) -> Iterator[tuple[str, Path]]:
+    if not source.is_dir():
+        raise NotFoundError(f"directory {source} does not exist.")
+    root = source.resolve()
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            path = Path(dirpath) / filename
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise InvalidInputError(
+                    f"{path} is a symlink pointing outside {source}; copy the file in instead."
+                )
+            yield path.relative_to(source).as_posix(), path
+
+
+def _safe_relative(relative: str) -> str:
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts or "\x00" in relative:
+        raise IntegrityError(f"manifest entry {relative!r} points outside its directory.")
+    return relative
+
+
+def _stat_or_fail(path: Path) -> os.stat_result:
+    try:
+        result = path.stat()
+    except FileNotFoundError as error:
+        raise _vanished(path) from error
+    if not path.is_file():
+        raise InvalidInputError(f"{path} is not a regular file.")
+    return result
+
+
+def _fingerprint(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+def _vanished(path: Path) -> FileChangedError:
+    return FileChangedError(f"{path} does not exist (or disappeared while clew was reading it).")
+
+
+def _corrupt(digest: str) -> IntegrityError:
+    return IntegrityError(
+        f"blob {digest} does not match its digest: the stored bytes were altered or damaged; "
+        "restore it from a backup or re-log the artifact."
+    )
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

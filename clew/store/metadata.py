@@ -1,0 +1,141 @@
+"""Opening the metadata database: engine settings, schema migrations, transactions.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` and ``BEGIN IMMEDIATE`` for writes, so two
+processes logging to one store queue up behind each other instead of failing; PostgreSQL uses
+its own row locks. Migrations are Alembic's; an embedded store is upgraded on open, a store
+whose schema this clew does not know (a newer clew wrote it) is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from clew.errors import StoreBusyError, StoreVersionError
+from clew.store import schema
+
+SCHEMA_HEAD = "0001"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 60_000
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        poolclass=NullPool if ":memory:" not in url else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that later writes can fail with SQLITE_BUSY without waiting;
+        # taking the write lock up front makes concurrent writers queue instead.
+        write = connection.get_execution_options().get("clew_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """One metadata database; every service reads and writes through ``read()``/``write()``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            self.engine = _sqlite_engine(url)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16)
+        self.dialect = self.engine.dialect.name
+        self._ensure_schema()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with _busy_as_error(), self.engine.connect() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction: everything inside commits together or not at all."""
+        with _busy_as_error(), self.engine.connect() as connection:
+            connection = connection.execution_options(clew_write=True)
+            with connection.begin():
+                yield connection
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def _ensure_schema(self) -> None:
+        revision = self.schema_revision()
+        if revision == SCHEMA_HEAD:
+            return
+        if revision is not None and revision not in _known_revisions():
+            raise StoreVersionError(
+                f"the store at {self.url} has schema revision {revision!r}, written by a newer "
+                "clew; upgrade clew (pip install -U clew) to open it."
+            )
+        self.upgrade()
+
+    def upgrade(self) -> None:
+        """Apply Alembic migrations up to this clew's head (``clew db upgrade``)."""
+        from alembic import command
+
+        with self.engine.connect() as connection:
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+
+    def info(self, key: str, connection: Connection) -> str | None:
+        row = connection.execute(
+            select(schema.store_info.c.value).where(schema.store_info.c.key == key)
+        ).first()
+        return row[0] if row else None
+
+
+def _alembic_config():  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    return {revision.revision for revision in scripts.walk_revisions()}
+
+
+@contextlib.contextmanager
+def _busy_as_error() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as error:
+        if "database is locked" in str(error):
+            raise StoreBusyError(
+                f"the store stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
+                "retry when the other writer has finished."
+            ) from error
+        raise

@@ -1,0 +1,255 @@
+"""The metadata tables. Alembic migrations in ``migrations/`` create exactly these.
+
+Lineage follows ML Metadata's small vocabulary: artifacts, runs (executions), contexts and
+edges between them; new kinds of things are new ``type`` values, not new tables. The registry
+tables add what the graph cannot express on its own: per-name version numbers allocated in the
+database, append-only approval/alias events, policies and the hash-chained audit log.
+Times are integer milliseconds since the epoch (UTC) in every backend.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ID = String(26)
+NAME = String(200)
+
+store_info = Table(
+    "store_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+contexts = Table(
+    "contexts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("description", Text),
+    Column("properties", Text, nullable=False, default="{}"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    UniqueConstraint("type", "name", name="uq_contexts_type_name"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("experiment_id", ID, ForeignKey("contexts.id"), nullable=False),
+    Column("parent_id", ID, ForeignKey("runs.id")),
+    Column("name", NAME, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("user_name", NAME, nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger),
+    Column("command", Text),
+    Column("seed", BigInteger),
+    Column("code_artifact_id", ID),
+    Column("environment_artifact_id", ID),
+    Column("properties", Text, nullable=False, default="{}"),
+    Index("ix_runs_experiment_start", "experiment_id", "start_ms"),
+    Index("ix_runs_start", "start_ms"),
+    Index("ix_runs_parent", "parent_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_params_key_value", "key", "value"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_tags_key_value", "key", "value"),
+)
+
+# One row per logged point. NULL ``value`` means NaN: SQLite cannot store NaN in a REAL column,
+# so both backends use the same encoding. ±inf are stored as themselves.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("value", Float),
+    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("value", Float),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("size", BigInteger),
+    Column("uri", Text),
+    Column("properties", Text, nullable=False, default="{}"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    UniqueConstraint("type", "name", "digest", name="uq_artifacts_type_name_digest"),
+    Index("ix_artifacts_digest", "digest"),
+    Index("ix_artifacts_type_name_created", "type", "name", "created_ms"),
+)
+
+# Directed edges of the lineage graph. Kinds are 'artifact', 'run' or 'context'.
+edges = Table(
+    "edges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", ID, nullable=False),
+    Column("source_kind", String(10), nullable=False),
+    Column("destination_id", ID, nullable=False),
+    Column("destination_kind", String(10), nullable=False),
+    Column("association", String(20), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("source_id", "destination_id", "association", name="uq_edges"),
+    Index("ix_edges_destination", "destination_id"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(71), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", NAME, nullable=False, unique=True),
+    Column("owner", NAME, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("risk_tier", String(40)),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("last_version", Integer, nullable=False, default=0),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("artifact_id", ID, ForeignKey("artifacts.id"), nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("run_id", ID, ForeignKey("runs.id")),
+    Column("signature", Text, nullable=False, default="{}"),
+    Column("metrics", Text, nullable=False, default="{}"),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions"),
+)
+
+# Append-only: approvals, rejections, revocations, alias moves and archiving. Current state
+# (is version 3 approved? what is churn@production?) is always derived from these rows.
+registry_events = Table(
+    "registry_events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer),
+    Column("kind", String(20), nullable=False),
+    Column("alias", NAME),
+    Column("from_version", Integer),
+    Column("actor", NAME, nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("evidence", Text, nullable=False, default="{}"),
+    Index("ix_registry_events_model", "model_id", "id"),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("document", Text, nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("actor", NAME, nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("request_id", ID, nullable=False),
+    Column("payload_digest", String(71), nullable=False),
+    Column("prev_hash", String(71), nullable=False),
+    Column("hash", String(71), nullable=False),
+    Index("ix_audit_target", "target"),
+)
+
+capture_batches = Table(
+    "capture_batches",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_version_id", ID, ForeignKey("model_versions.id"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("file_digest", String(71), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_call", ID, nullable=False),
+    Column("last_call", ID, nullable=False),
+    Column("merkle_root", String(71), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("key_id", String(71), nullable=False),
+    Column("dropped", Integer, nullable=False, default=0),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_capture_calls", "first_call", "last_call"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("prediction_id", String(40), primary_key=True),
+    Column("label", Text, nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("actor", NAME, nullable=False),
+)
