@@ -14,14 +14,17 @@ clew.lineage.upstream("churn/1").to_pandas()
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import pandas as pd
 
+from clew.client import governance, predictions  # noqa: F401 - their __all__ joins ours
 from clew.client.client import Client
+from clew.client.default import connect, get_client
+from clew.client.governance import *  # noqa: F403 - the registry functions, listed in its __all__
+from clew.client.predictions import *  # noqa: F403 - capture and trace functions
 from clew.client.run import ActiveRun
 from clew.client.specs import data_source, feature_group
 from clew.domain.records import ArtifactRecord, RunRecord
@@ -58,27 +61,6 @@ __all__ = [
     "set_tags",
     "start_run",
 ]
-
-_default: Client | None = None
-_default_lock = threading.Lock()
-
-
-def connect(uri: str | None = None, artifacts: str | None = None) -> Client:
-    """Open a store (a directory, ``sqlite:///...`` or ``postgresql+psycopg://...``) as default."""
-    global _default
-    client = Client(uri, artifacts)
-    with _default_lock:
-        _default = client
-    return client
-
-
-def get_client() -> Client:
-    """The default client, opened from ``CLEW_URI`` / ``CLEW_HOME`` (~/.clew) on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Client()
-        return _default
 
 
 def start_run(

@@ -17,7 +17,9 @@ import pandas as pd
 
 from clew.client import capture, inputs
 from clew.client.embedded import EmbeddedBackend
+from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
+from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
 from clew.domain import digests, records
 from clew.domain.records import ArtifactRecord, RunRecord
@@ -58,7 +60,7 @@ class Lineage:
         return self._service.feature_groups_from_model(ref, max_depth)
 
 
-class Client:
+class Client(GovernanceMixin, PredictionsMixin):
     def __init__(self, uri: str | None = None, artifacts: str | None = None) -> None:
         self._service = EmbeddedBackend(uri, artifacts)
         self.store = self._service.store

@@ -1,0 +1,39 @@
+"""The process-wide default client behind ``clew.start_run`` and the other module functions."""
+
+from __future__ import annotations
+
+import threading
+
+from clew.client.client import Client
+
+_default: Client | None = None
+_lock = threading.Lock()
+
+
+def connect(uri: str | None = None, artifacts: str | None = None) -> Client:
+    """Open a store (a directory, ``sqlite:///...`` or ``postgresql+psycopg://...``) as default."""
+    global _default
+    client = Client(uri, artifacts)
+    with _lock:
+        previous, _default = _default, client
+    if previous is not None and previous is not client:
+        previous.close()
+    return client
+
+
+def get_client() -> Client:
+    """The default client, opened from ``CLEW_URI`` / ``CLEW_HOME`` (~/.clew) on first use."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+def reset() -> None:
+    """Close and forget the default client (tests, long-lived processes switching stores)."""
+    global _default
+    with _lock:
+        previous, _default = _default, None
+    if previous is not None:
+        previous.close()
