@@ -200,6 +200,8 @@ registry_events = Table(
     Column("comment", Text, nullable=False, default=""),
     Column("evidence", Text, nullable=False, default="{}"),
     Index("ix_registry_events_model", "model_id", "id"),
+    Index("ix_registry_events_alias", "model_id", "alias", "id"),
+    Index("ix_registry_events_version", "model_id", "version", "id"),
 )
 
 policies = Table(

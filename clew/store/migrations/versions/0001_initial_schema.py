@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 22:58:30.577363
+Create Date: 2026-11-23 23:09:57.656625
 """
 
 import sqlalchemy as sa
@@ -143,7 +143,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("registry_events", schema=None) as batch_op:
+        batch_op.create_index("ix_registry_events_alias", ["model_id", "alias", "id"], unique=False)
         batch_op.create_index("ix_registry_events_model", ["model_id", "id"], unique=False)
+        batch_op.create_index(
+            "ix_registry_events_version", ["model_id", "version", "id"], unique=False
+        )
 
     op.create_table(
         "runs",
@@ -321,7 +325,9 @@ def downgrade() -> None:
 
     op.drop_table("runs")
     with op.batch_alter_table("registry_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_registry_events_version")
         batch_op.drop_index("ix_registry_events_model")
+        batch_op.drop_index("ix_registry_events_alias")
 
     op.drop_table("registry_events")
     op.drop_table("store_info")
