@@ -107,3 +107,10 @@ class StoreBusyError(ClewError):
 
     code = "store_busy"
     http_status = 503
+
+
+class StoreUnavailableError(ClewError):
+    """The database server or object store can not be reached right now; retry shortly."""
+
+    code = "store_unavailable"
+    http_status = 503
