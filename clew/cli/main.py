@@ -1,0 +1,47 @@
+"""The ``clew`` command: one Typer app, one module per command group.
+
+Commands are thin: they call the SDK (``clew.*`` on the default client, which reads
+``CLEW_URI`` / ``CLEW_HOME``) and render the result; rules live in ``clew/service``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+import clew
+from clew.cli import lineage, runs, verify
+from clew.cli.output import ClewGroup
+
+app = typer.Typer(
+    cls=ClewGroup,
+    name="clew",
+    help="Follow the thread from any prediction back to the model, approval, data and code.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"clew {clew.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_show_version,
+        is_eager=True,
+        help="Print clew's version and exit.",
+    ),
+) -> None:
+    """clew: model registry, lineage store and experiment tracker (CLEW_HOME, CLEW_URI)."""
+
+
+app.add_typer(runs.app, name="runs")
+app.command("lineage")(lineage.lineage)
+app.command("verify")(verify.verify)

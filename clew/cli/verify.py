@@ -1,0 +1,68 @@
+"""``clew verify``: re-hash every stored blob and name any that is missing or altered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+import clew
+from clew.cli import output
+from clew.cli.output import Format, FormatOption, console, err_console
+from clew.service import integrity
+from clew.store.blobs import Progress as ProgressCallback
+
+
+@contextmanager
+def byte_progress(description: str, total: int | None) -> Iterator[ProgressCallback]:
+    """A Rich progress bar on stderr (so stdout stays parseable) fed with byte counts."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda count: bar.advance(task, count)
+
+
+def verify(format: FormatOption = Format.table) -> None:
+    """Re-hash every stored blob; exit 1 and list the digests that are missing or altered."""
+    store = clew.get_client().store
+    blobs = integrity.inventory(store)
+    total = sum(blobs.values())
+    with byte_progress(f"verifying {len(blobs)} blobs", total) as progress:
+        problems = integrity.verify_blobs(store, progress, blobs)
+    if format is Format.json:
+        output.print_json(
+            {
+                "ok": not problems,
+                "checked": len(blobs),
+                "bytes": total,
+                "problems": [{"digest": p.digest, "problem": p.problem} for p in problems],
+            }
+        )
+    elif problems:
+        rows = [(p.digest, p.problem) for p in problems]
+        console.print(output.table(["digest", "problem"], rows, "blobs that failed verification"))
+    else:
+        summary = f"{len(blobs)} blobs ({total:,} bytes) match their digests."
+        console.print(f"[green]ok[/green]: {summary}")
+    if problems:
+        output.fail(
+            f"{len(problems)} of {len(blobs)} blobs failed verification; restore them from a "
+            "backup or re-log the artifacts."
+        )
