@@ -109,12 +109,29 @@ def _split_head(head: str) -> tuple[int, str]:
 
 
 def entries(
-    store: Store, target: str | None = None, limit: int | None = None, newest_first: bool = True
+    store: Store,
+    target: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = True,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    before_seq: int | None = None,
 ) -> list[AuditEntry]:
+    """Entries matching every filter given; ``action`` matches a prefix (``model.``).
+
+    ``before_seq`` pages backwards through history: pass the last seq of the previous page.
+    """
     table = schema.audit_log
     query = select(table)
     if target:
         query = query.where(table.c.target == target)
+    if actor:
+        query = query.where(table.c.actor == actor)
+    if action:
+        query = query.where(table.c.action.startswith(action, autoescape=True))
+    if before_seq is not None:
+        query = query.where(table.c.seq < before_seq)
     query = query.order_by(table.c.seq.desc() if newest_first else table.c.seq)
     if limit:
         query = query.limit(limit)
