@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 import clew
-from clew.cli import lineage, runs, verify
+from clew.cli import lineage, registry, runs, verify
 from clew.cli.output import ClewGroup
 
 app = typer.Typer(
@@ -45,3 +45,14 @@ def main(
 app.add_typer(runs.app, name="runs")
 app.command("lineage")(lineage.lineage)
 app.command("verify")(verify.verify)
+app.add_typer(registry.models_app, name="models")
+app.command("versions")(registry.versions)
+app.command("status")(registry.status)
+app.command("register")(registry.register)
+app.command("approve")(registry.approve)
+app.command("reject")(registry.reject)
+app.command("revoke")(registry.revoke)
+app.command("archive")(registry.archive)
+app.command("promote")(registry.promote)
+app.command("rollback")(registry.rollback)
+app.add_typer(registry.policy_app, name="policy")

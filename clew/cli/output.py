@@ -124,3 +124,38 @@ def key_values(values: Mapping[str, Any], title: str, key: str = "key") -> Table
 def is_missing(value: Any) -> bool:
     """True for the NaN/None pandas uses for a column a row does not have."""
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def frame_records(frame: Any) -> list[dict[str, Any]]:
+    """DataFrame rows as JSON-ready dicts; pandas' NaN/NaT placeholders become null."""
+    return [
+        {
+            str(key): None if _is_placeholder(value) else json_safe(value)
+            for key, value in row.items()
+        }
+        for row in frame.to_dict("records")
+    ]
+
+
+def _is_placeholder(value: Any) -> bool:
+    import pandas as pd
+
+    return is_missing(value) or value is pd.NaT
+
+
+def frame_table(
+    frame: Any, title: str | None = None, columns: Sequence[str] | None = None
+) -> Table:
+    """A Rich table of a DataFrame's rows (optionally only some columns)."""
+    records = frame_records(frame)
+    shown = list(columns or frame.columns)
+    return table(shown, ([_readable(row.get(c)) for c in shown] for row in records), title)
+
+
+def _readable(value: Any) -> Any:
+    """ISO times in a frame's records read better without the 'T' and milliseconds."""
+    if isinstance(value, str) and len(value) == 24 and value[10] == "T" and value.endswith("Z"):
+        return value[:19].replace("T", " ")
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return value

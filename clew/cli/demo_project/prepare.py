@@ -1,0 +1,34 @@
+"""Data preparation: raw tumour measurements -> cleaned train and test splits.
+
+Run by ``clew demo`` inside a throwaway git repository; clew records the commit, this
+script's permalink, the environment, the data source read and the datasets written.
+"""
+
+from pathlib import Path
+
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+
+import clew
+
+SOURCE = clew.data_source(
+    "sklearn://datasets/breast_cancer",
+    name="wdbc-measurements",
+    origin="UCI ML Breast Cancer Wisconsin (Diagnostic), as shipped with scikit-learn",
+)
+OUT = Path("data")
+
+with clew.start_run(experiment="tumor-screening", name="prepare", kind="processing") as run:
+    run.log_input(SOURCE)
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [column.replace(" ", "_") for column in frame.columns]
+    frame = frame.dropna().drop_duplicates()
+    train, test = train_test_split(frame, test_size=0.25, random_state=7, stratify=frame["target"])
+    run.log_params({"test_size": 0.25, "split_seed": 7})
+    run.log_metrics({"rows_train": len(train), "rows_test": len(test)})
+
+    OUT.mkdir(exist_ok=True)
+    train.to_parquet(OUT / "train.parquet", index=False)
+    test.to_parquet(OUT / "test.parquet", index=False)
+    run.log_output(OUT / "train.parquet", name="tumor-train", type="dataset")
+    run.log_output(OUT / "test.parquet", name="tumor-test", type="dataset")
