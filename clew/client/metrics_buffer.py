@@ -1,9 +1,9 @@
 """Background batching of metric points.
 
 ``log_metric`` only validates and appends to an in-memory queue; one daemon thread per client
-writes queued points in large transactions. ``flush()`` (called at run end and at interpreter
-exit) writes everything still queued and re-raises any write error, so no acknowledged point
-is silently lost.
+writes queued points in large transactions. ``flush()`` and ``finish()`` (run end, interpreter
+exit) write everything still queued and re-raise any write error, so no acknowledged point is
+silently lost: a batch whose write fails goes back to the front of its queue.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 Point = tuple[str, float, int, int]
 Writer = Callable[[str, list[Point]], None]
+Finisher = Callable[[list[Point]], None]
 FLUSH_INTERVAL_S = 0.25
 BATCH_SIZE = 50_000
 
@@ -38,24 +39,45 @@ class MetricBuffer:
             return queue
 
     def nudge(self) -> None:
+        """Ask the writer thread to write now instead of at its next interval."""
         self._wake.set()
 
     def flush(self, run_id: str) -> None:
         """Write everything queued for ``run_id`` now; raise the first error seen for it."""
-        self._drain(run_id)
-        error = self._errors.pop(run_id, None)
-        if error is not None:
-            raise error
+        with self._write_lock:
+            self._raise_kept_error(run_id)
+            self._drain_locked(run_id, keep=0)
 
-    def forget(self, run_id: str) -> None:
-        with self._lock:
-            self._queues.pop(run_id, None)
+    def finish(self, run_id: str, finisher: Finisher) -> None:
+        """Write the queue, handing the last batch to ``finisher`` (which ends the run with it).
+
+        Ending a run and writing its final points then cost one transaction. If the finisher
+        fails, its points go back into the queue, so retrying loses nothing.
+        """
+        with self._write_lock:
+            self._raise_kept_error(run_id)
+            self._drain_locked(run_id, keep=BATCH_SIZE)
+            queue = self._queues.get(run_id)
+            last = _take(queue, len(queue)) if queue else []
+            try:
+                finisher(last)
+            except BaseException:
+                if queue is not None:
+                    queue.extendleft(reversed(last))
+                raise
+            with self._lock:
+                self._queues.pop(run_id, None)
 
     def close(self) -> None:
         self._stopping = True
         self._wake.set()
         for run_id in list(self._queues):
-            self._drain(run_id)
+            self.flush(run_id)
+
+    def _raise_kept_error(self, run_id: str) -> None:
+        error = self._errors.pop(run_id, None)
+        if error is not None:
+            raise error
 
     def _loop(self) -> None:
         while not self._stopping:
@@ -63,24 +85,26 @@ class MetricBuffer:
             self._wake.clear()
             for run_id in list(self._queues):
                 try:
-                    self._drain(run_id)
-                except BaseException as error:  # kept and re-raised by flush()
+                    with self._write_lock:
+                        self._drain_locked(run_id, keep=0)
+                except BaseException as error:  # kept and re-raised by flush()/finish()
                     self._errors.setdefault(run_id, error)
 
-    def _drain(self, run_id: str) -> None:
+    def _drain_locked(self, run_id: str, keep: int) -> None:
+        """Write full batches until at most ``keep`` points remain (caller holds the lock)."""
         queue = self._queues.get(run_id)
         if queue is None:
             return
-        with self._write_lock:
-            while queue:
-                batch: list[Point] = []
-                try:
-                    while len(batch) < BATCH_SIZE:
-                        batch.append(queue.popleft())
-                except IndexError:
-                    pass
-                try:
-                    self._writer(run_id, batch)
-                except BaseException:
-                    queue.extendleft(reversed(batch))  # keep them for the next attempt
-                    raise
+        while len(queue) > keep:
+            batch = _take(queue, min(len(queue), BATCH_SIZE))
+            try:
+                self._writer(run_id, batch)
+            except BaseException:
+                queue.extendleft(reversed(batch))  # keep them for the next attempt
+                raise
+
+
+def _take(queue: deque[Point], count: int) -> list[Point]:
+    """Pop ``count`` points from the left; safe while another thread appends on the right."""
+    popleft = queue.popleft
+    return [popleft() for _ in range(count)]

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clew.client.metrics_buffer import BATCH_SIZE
 from clew.domain import records
 from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import RunFinishedError
 from clew.integrations import flavors
-from clew.service.runs import check_key, check_metric_value
+from clew.service.runs import check_key, check_metric_value, check_step
 
 if TYPE_CHECKING:
     from clew.client.client import Client
@@ -70,7 +71,11 @@ class ActiveRun:
     def log_metric(
         self, key: str, value: float, step: int | None = None, timestamp: int | None = None
     ) -> None:
-        """Queue one point; ``step`` defaults to 0, 1, 2... per key within this run."""
+        """Queue one point; ``step`` defaults to 0, 1, 2... per key within this run.
+
+        Everything is validated here, at the call, so a bad point never reaches the
+        background writer where its error would surface late.
+        """
         if self._ended:
             raise self._finished_error()
         if type(value) is not float:
@@ -79,11 +84,19 @@ class ActiveRun:
             step = self._steps.get(key, -1) + 1
             if step == 0:
                 check_key(key, "metric")
-        elif key not in self._steps:
-            check_key(key, "metric")
+        else:
+            if type(step) is not int:
+                step = check_step(key, step)
+            if key not in self._steps:
+                check_key(key, "metric")
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        elif type(timestamp) is not int:
+            timestamp = check_step(key, timestamp, "timestamp")
         self._steps[key] = step
-        self._queue.append((key, value, step, timestamp or time.time_ns() // 1_000_000))
-        if len(self._queue) >= 50_000:
+        queue = self._queue
+        queue.append((key, value, step, timestamp))
+        if len(queue) == BATCH_SIZE:
             self._client._metrics.nudge()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -159,10 +172,11 @@ class ActiveRun:
         """
         if self._ended:
             return
-        self.flush()
-        self._client._service.runs.end_run(self.id, status, self._client.actor)
+        runs, actor = self._client._service.runs, self._client.actor
+        self._client._metrics.finish(
+            self.id, lambda points: runs.end_run(self.id, status, actor, points)
+        )
         self._ended = True
-        self._client._metrics.forget(self.id)
         self._client._pop_run(self)
         self.info.status = status
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from clew.domain import digests, ids
 from clew.store import schema
@@ -21,6 +21,16 @@ from clew.store.location import Store
 
 GENESIS = digests.digest_bytes(b"clew audit genesis")
 _HEAD_KEY = "audit_head"
+# Built once: every write appends an entry, so statement construction is on the hot path.
+_READ_HEAD = select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
+_LOCK_HEAD = _READ_HEAD.with_for_update()
+_INSERT_ENTRY = schema.audit_log.insert()
+_INSERT_HEAD = schema.store_info.insert().values(key=_HEAD_KEY, value=bindparam("head"))
+_UPDATE_HEAD = (
+    update(schema.store_info)
+    .where(schema.store_info.c.key == _HEAD_KEY)
+    .values(value=bindparam("head"))
+)
 
 
 @dataclass(frozen=True)
@@ -83,23 +93,14 @@ def append(
         "prev_hash": prev_hash,
     }
     fields["hash"] = entry_hash(fields)
-    connection.execute(schema.audit_log.insert().values(**fields))
+    connection.execute(_INSERT_ENTRY, fields)
     new_head = f"{fields['seq']}:{fields['hash']}"
-    if head is None:
-        connection.execute(schema.store_info.insert().values(key=_HEAD_KEY, value=new_head))
-    else:
-        connection.execute(
-            update(schema.store_info)
-            .where(schema.store_info.c.key == _HEAD_KEY)
-            .values(value=new_head)
-        )
+    connection.execute(_INSERT_HEAD if head is None else _UPDATE_HEAD, {"head": new_head})
     return AuditEntry(**fields)
 
 
 def _lock_head(connection: Connection) -> str | None:
-    query = select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = _LOCK_HEAD if connection.dialect.name == "postgresql" else _READ_HEAD
     return connection.execute(query).scalar()
 
 
@@ -145,9 +146,7 @@ def verify_chain(store: Store) -> tuple[int, ChainBreak | None]:
     expected_prev = GENESIS
     expected_seq = 1
     with store.db.read() as connection:
-        head = connection.execute(
-            select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
-        ).scalar()
+        head = connection.execute(_READ_HEAD).scalar()
         for entry in _iter_entries(connection):
             problem = _check_entry(entry, expected_seq, expected_prev)
             if problem:

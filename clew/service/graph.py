@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from clew.domain import digests
 from clew.domain.records import ASSOCIATIONS
@@ -21,6 +21,13 @@ from clew.store import schema
 
 NODE_KINDS = ("artifact", "run", "context")
 MAX_EDGES = 20_000
+# Edges are facts: recording one twice is a no-op, done by the database in one statement.
+# Plain SQL that SQLite and PostgreSQL both accept, and that SQLAlchemy can cache compiled.
+_INSERT_EDGE = text(
+    "INSERT INTO edges (source_id, source_kind, destination_id, destination_kind, association, "
+    "created_ms) VALUES (:source_id, :source_kind, :destination_id, :destination_kind, "
+    ":association, :created_ms) ON CONFLICT DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -64,25 +71,17 @@ def add_edge(
         )
     if source_kind not in NODE_KINDS or destination_kind not in NODE_KINDS:
         raise InvalidInputError("edge ends must be artifacts, runs or contexts.")
-    table = schema.edges
-    exists = connection.execute(
-        select(table.c.id).where(
-            table.c.source_id == source_id,
-            table.c.destination_id == destination_id,
-            table.c.association == association,
-        )
-    ).first()
-    if not exists:
-        connection.execute(
-            table.insert().values(
-                source_id=source_id,
-                source_kind=source_kind,
-                destination_id=destination_id,
-                destination_kind=destination_kind,
-                association=association,
-                created_ms=time.time_ns() // 1_000_000,
-            )
-        )
+    connection.execute(
+        _INSERT_EDGE,
+        {
+            "source_id": source_id,
+            "source_kind": source_kind,
+            "destination_id": destination_id,
+            "destination_kind": destination_kind,
+            "association": association,
+            "created_ms": time.time_ns() // 1_000_000,
+        },
+    )
 
 
 def walk(

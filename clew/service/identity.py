@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 
 
 def current_actor() -> str:
-    return os.environ.get("CLEW_USER") or getpass.getuser()
+    """Read on every call, so switching ``CLEW_USER`` switches the actor at once."""
+    return os.environ.get("CLEW_USER") or _os_user()
+
+
+@functools.cache
+def _os_user() -> str:
+    """The login name; looked up once because it cannot change while the process runs."""
+    return getpass.getuser()

@@ -13,9 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from clew.domain import ids, records, refs
 from clew.domain.records import MetricPoint, RunRecord
@@ -48,7 +46,7 @@ def check_metric_value(key: str, value: Any) -> float:
         try:
             import numpy
 
-            if isinstance(value, numpy.number) and not isinstance(value, numpy.bool_):
+            if isinstance(value, numpy.integer | numpy.floating):
                 return float(value)
         except ImportError:  # pragma: no cover - numpy ships with clew
             pass
@@ -56,7 +54,38 @@ def check_metric_value(key: str, value: Any) -> float:
             f"metric {key!r} got {value!r} ({type(value).__name__}); metrics must be numbers — "
             "log text as a param or tag instead."
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError as error:
+        raise InvalidInputError(
+            f"metric {key!r} got {value!r}, which is too large for a float; log a smaller number."
+        ) from error
+
+
+def check_step(key: str, value: Any, what: str = "step") -> int:
+    """Steps and timestamps are integers (numpy integers too); anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy
+
+            if isinstance(value, numpy.integer):
+                return int(value)
+        except ImportError:  # pragma: no cover - numpy ships with clew
+            pass
+        raise InvalidInputError(
+            f"metric {key!r} got {what} {value!r} ({type(value).__name__}); a {what} must be "
+            "an integer."
+        )
+    return value
+
+
+def check_run_name(name: Any) -> str:
+    """Run names are free text (not part of any ref) but must fit the column."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InvalidInputError(
+            f"run name {name!r} is not allowed; use a non-empty string of at most 200 characters."
+        )
+    return name
 
 
 def param_text(key: str, value: Any) -> str:
@@ -69,9 +98,30 @@ def param_text(key: str, value: Any) -> str:
     return text
 
 
+# Statements built once: run writes are the SDK's hot path, and building a SQLAlchemy
+# construct costs more than executing the cached statement it compiles to.
+_RUN_STATUS = select(schema.runs.c.status).where(schema.runs.c.id == bindparam("run_id"))
+_INSERT_RUN = schema.runs.insert()
+_EXISTING_PARAMS = select(schema.params.c.key, schema.params.c.value).where(
+    schema.params.c.run_id == bindparam("run_id"),
+    schema.params.c.key.in_(bindparam("keys", expanding=True)),
+)
+_DELETE_TAGS = schema.tags.delete().where(
+    schema.tags.c.run_id == bindparam("run_id"),
+    schema.tags.c.key.in_(bindparam("keys", expanding=True)),
+)
+_END_RUN = (
+    update(schema.runs)
+    .where(schema.runs.c.id == bindparam("run_id"))
+    .values(status=bindparam("status"), end_ms=bindparam("end_ms"))
+)
+_METRIC_COLUMNS = "run_id, key, step, timestamp_ms, value"
+
+
 class RunService:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._experiment_ids: dict[str, str] = {}
 
     def create_run(
         self,
@@ -90,6 +140,8 @@ class RunService:
         properties: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         refs.validate_name(kind, "run kind")
+        refs.validate_name(experiment, "experiment name")
+        check_run_name(name)
         param_rows = {check_key(k, "param"): param_text(k, v) for k, v in (params or {}).items()}
         tag_rows = {check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
         run_id = ids.new_id()
@@ -97,7 +149,9 @@ class RunService:
         with self.store.db.write() as connection:
             if parent_id:
                 self._require_running(connection, parent_id)
-            experiment_id = ensure_context(connection, "experiment", experiment, actor)
+            experiment_id = self._experiment_ids.get(experiment) or ensure_context(
+                connection, "experiment", experiment, actor
+            )
             row = {
                 "id": run_id,
                 "experiment_id": experiment_id,
@@ -107,13 +161,14 @@ class RunService:
                 "status": records.RUNNING,
                 "user_name": actor,
                 "start_ms": started,
+                "end_ms": None,
                 "command": command,
                 "seed": seed,
                 "code_artifact_id": code_artifact_id,
                 "environment_artifact_id": environment_artifact_id,
                 "properties": json.dumps(dict(properties or {}), sort_keys=True),
             }
-            connection.execute(schema.runs.insert().values(**row))
+            connection.execute(_INSERT_RUN, row)
             _insert_key_values(connection, schema.params, run_id, param_rows)
             _insert_key_values(connection, schema.tags, run_id, tag_rows)
             self._link_run(
@@ -126,6 +181,8 @@ class RunService:
                 f"run:{run_id}",
                 {"run": row, "params": param_rows, "tags": tag_rows},
             )
+        # Cached only after the commit: a rolled-back transaction may not leave a stale id.
+        self._experiment_ids[experiment] = experiment_id
         return RunRecord(
             id=run_id,
             experiment=experiment,
@@ -157,17 +214,14 @@ class RunService:
                 add_edge(connection, artifact_id, "artifact", run_id, "run", records.CONTRIBUTED_TO)
 
     def log_params(self, run_id: str, params: Mapping[str, Any], actor: str) -> None:
+        """Record params; re-logging the same value is a no-op, a different one a conflict."""
         rows = {check_key(k, "param"): param_text(k, v) for k, v in params.items()}
         if not rows:
             return
         with self.store.db.write() as connection:
             self._require_running(connection, run_id)
             existing = dict(
-                connection.execute(
-                    select(schema.params.c.key, schema.params.c.value).where(
-                        schema.params.c.run_id == run_id, schema.params.c.key.in_(list(rows))
-                    )
-                ).all()
+                connection.execute(_EXISTING_PARAMS, {"run_id": run_id, "keys": list(rows)}).all()
             )
             for key, value in rows.items():
                 if key in existing and existing[key] != value:
@@ -181,16 +235,13 @@ class RunService:
                 audit.append(connection, actor, "run.log_params", f"run:{run_id}", new)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any], actor: str) -> None:
+        """Set tags; unlike params, a tag may be overwritten (the audit log keeps history)."""
         rows = {check_key(k, "tag"): str(v) for k, v in tags.items()}
         if not rows:
             return
         with self.store.db.write() as connection:
             self._require_running(connection, run_id)
-            connection.execute(
-                schema.tags.delete().where(
-                    schema.tags.c.run_id == run_id, schema.tags.c.key.in_(list(rows))
-                )
-            )
+            connection.execute(_DELETE_TAGS, {"run_id": run_id, "keys": list(rows)})
             _insert_key_values(connection, schema.tags, run_id, rows)
             audit.append(connection, actor, "run.set_tags", f"run:{run_id}", rows)
 
@@ -204,30 +255,19 @@ class RunService:
         """
         if not points:
             return
-        rows = [
-            {
-                "run_id": run_id,
-                "key": key,
-                "step": step,
-                "timestamp_ms": stamp,
-                "value": None if value != value else value,
-            }
-            for key, value, step, stamp in points
-        ]
-        latest = _latest_per_key(rows)
         with self.store.db.write() as connection:
             self._require_running(connection, run_id)
-            connection.execute(schema.metrics.insert(), rows)
-            _upsert_latest(connection, latest)
-            audit.append(
-                connection,
-                actor,
-                "run.log_metrics",
-                f"run:{run_id}",
-                {"count": len(rows), "first": rows[0], "last": rows[-1]},
-            )
+            summary = _write_points(connection, run_id, points)
+            audit.append(connection, actor, "run.log_metrics", f"run:{run_id}", summary)
 
-    def end_run(self, run_id: str, status: str, actor: str) -> None:
+    def end_run(
+        self,
+        run_id: str,
+        status: str,
+        actor: str,
+        points: Sequence[tuple[str, float, int, int]] = (),
+    ) -> None:
+        """Mark the run ended, writing its last queued metric points in the same transaction."""
         if status not in records.RUN_STATUSES or status == records.RUNNING:
             raise InvalidInputError(
                 f"run status {status!r} is not a final status; use FINISHED, FAILED or KILLED."
@@ -235,14 +275,11 @@ class RunService:
         with self.store.db.write() as connection:
             self._require_running(connection, run_id)
             ended = now_ms()
-            connection.execute(
-                update(schema.runs)
-                .where(schema.runs.c.id == run_id)
-                .values(status=status, end_ms=ended)
-            )
-            audit.append(
-                connection, actor, "run.end", f"run:{run_id}", {"status": status, "end_ms": ended}
-            )
+            payload: dict[str, Any] = {"status": status, "end_ms": ended}
+            if points:
+                payload["metrics"] = _write_points(connection, run_id, points)
+            connection.execute(_END_RUN, {"run_id": run_id, "status": status, "end_ms": ended})
+            audit.append(connection, actor, "run.end", f"run:{run_id}", payload)
 
     def get_run(self, run_id: str) -> RunRecord:
         with self.store.db.read() as connection:
@@ -265,9 +302,7 @@ class RunService:
             ]
 
     def _require_running(self, connection: Connection, run_id: str) -> None:
-        status = connection.execute(
-            select(schema.runs.c.status).where(schema.runs.c.id == run_id)
-        ).scalar()
+        status = connection.execute(_RUN_STATUS, {"run_id": run_id}).scalar()
         if status is None:
             raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
         if status != records.RUNNING:
@@ -276,43 +311,71 @@ class RunService:
             )
 
 
+def _write_points(
+    connection: Connection, run_id: str, points: Sequence[tuple[str, float, int, int]]
+) -> dict[str, Any]:
+    """Insert points as plain tuples (the fast DB-API path) and refresh ``latest_metrics``.
+
+    NaN becomes NULL (SQLite has no NaN in a REAL column; PostgreSQL uses the same encoding).
+    Returns the summary recorded in the audit log.
+    """
+    rows = [
+        (run_id, key, step, stamp, None if value != value else value)
+        for key, value, step, stamp in points
+    ]
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES ({', '.join([mark] * 5)})", rows
+    )
+    _upsert_latest(connection, _latest_per_key(rows))
+    return {"count": len(rows), "first": list(rows[0]), "last": list(rows[-1])}
+
+
+_INSERT_KEY_VALUE = {
+    schema.params.name: schema.params.insert(),
+    schema.tags.name: schema.tags.insert(),
+}
+
+
 def _insert_key_values(
     connection: Connection, table: Any, run_id: str, values: Mapping[str, str]
 ) -> None:
     if values:
         connection.execute(
-            table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
+            _INSERT_KEY_VALUE[table.name],
+            [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()],
         )
 
 
-def _latest_per_key(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
+def _latest_per_key(
+    rows: Iterable[tuple[str, str, int, int, float | None]],
+) -> list[dict[str, Any]]:
+    """The newest point per key (highest step, then latest timestamp), as upsert rows."""
+    latest: dict[str, tuple[str, str, int, int, float | None]] = {}
     for row in rows:
-        current = latest.get(row["key"])
-        if current is None or (row["step"], row["timestamp_ms"]) >= (
-            current["step"],
-            current["timestamp_ms"],
-        ):
-            latest[row["key"]] = row
-    return list(latest.values())
+        current = latest.get(row[1])
+        if current is None or (row[2], row[3]) >= (current[2], current[3]):
+            latest[row[1]] = row
+    return [
+        {"run_id": run_id, "key": key, "step": step, "timestamp_ms": stamp, "value": value}
+        for run_id, key, step, stamp, value in latest.values()
+    ]
+
+
+# Keep the newest point per (run, key): an older step arriving late never wins. Plain SQL
+# that SQLite and PostgreSQL both accept, so SQLAlchemy caches it compiled.
+_UPSERT_LATEST = text(
+    "INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value) "
+    "VALUES (:run_id, :key, :step, :timestamp_ms, :value) "
+    "ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "
+    "timestamp_ms = excluded.timestamp_ms, value = excluded.value "
+    "WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step "
+    "AND excluded.timestamp_ms >= latest_metrics.timestamp_ms)"
+)
 
 
 def _upsert_latest(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    table = schema.latest_metrics
-    statement = insert(table)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.run_id, table.c.key],
-        set_={
-            "step": excluded.step,
-            "timestamp_ms": excluded.timestamp_ms,
-            "value": excluded.value,
-        },
-        where=(excluded.step > table.c.step)
-        | ((excluded.step == table.c.step) & (excluded.timestamp_ms >= table.c.timestamp_ms)),
-    )
-    connection.execute(statement, rows)
+    connection.execute(_UPSERT_LATEST, rows)
 
 
 def load_runs(connection: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
