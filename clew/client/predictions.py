@@ -1,4 +1,4 @@
-"""Prediction capture and tracing methods of ``Client``: trace, labels, verification.
+"""Prediction capture and tracing methods of ``Client``: stats, labels, lookup, trace.
 
 ``PredictionsMixin`` is mixed into ``Client``; the module functions below call the default
 client and are re-exported by ``clew``.
@@ -6,8 +6,159 @@ client and are re-exported by ``clew``.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import atexit
+import sys
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from clew.service import capture, signing
+from clew.service.capture import CapturedPrediction, CaptureService, CaptureSettings
+from clew.service.identity import current_actor
+from clew.service.trace import Trace, trace_prediction
+
+if TYPE_CHECKING:
+    from clew.store.location import Store
+
+__all__ = [
+    "capture_stats",
+    "flush_captures",
+    "get_prediction",
+    "log_labels",
+    "public_key",
+    "trace",
+]
+
+_with_capture: weakref.WeakSet[PredictionsMixin] = weakref.WeakSet()
+_capture_lock = threading.Lock()
 
 
 class PredictionsMixin:
-    """Signed prediction capture, ground-truth labels and ``trace`` (see docs/trace.md)."""
+    """Signed prediction capture, ground-truth labels and ``trace`` (see docs/predictions.md)."""
+
+    store: Store
+    _capture: CaptureService | None = None
+    _capture_settings: CaptureSettings | None = None
+
+    def configure_capture(
+        self,
+        *,
+        batch_rows: int | None = None,
+        flush_seconds: float | None = None,
+        max_queued_rows: int | None = None,
+    ) -> CaptureSettings:
+        """Tune batching: rows per signed batch, seconds before a partial batch is written,
+        and how many rows may wait in memory before new ones are dropped (and counted)."""
+        settings = self._capture_settings or CaptureSettings()
+        if batch_rows is not None:
+            settings.batch_rows = _positive(batch_rows, "batch_rows")
+        if flush_seconds is not None:
+            settings.flush_seconds = _positive(flush_seconds, "flush_seconds")
+        if max_queued_rows is not None:
+            settings.max_queued_rows = _positive(max_queued_rows, "max_queued_rows")
+        self._capture_settings = settings
+        if self._capture is not None:
+            self._capture.settings = settings
+        return settings
+
+    def capture_stats(self) -> dict[str, Any]:
+        """Rows submitted, captured, dropped (queue full), failed (writer errors), queued."""
+        if self._capture is None:
+            return capture.CaptureStats().to_dict()
+        return self._capture.stats().to_dict()
+
+    def flush_captures(self, timeout: float | None = 60.0) -> dict[str, Any]:
+        """Write every queued prediction now; returns ``capture_stats()`` afterwards."""
+        if self._capture is not None:
+            self._capture.flush(timeout)
+        return self.capture_stats()
+
+    def get_prediction(self, prediction_id: str) -> CapturedPrediction:
+        """A captured prediction as stored, with its proof, label and verification result."""
+        self.flush_captures()
+        return capture.find_prediction(self.store, prediction_id)
+
+    def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any]) -> int:
+        """Attach ground truth to captured predictions (a later label replaces an earlier one)."""
+        self.flush_captures()
+        return capture.log_labels(self.store, list(prediction_ids), list(labels), current_actor())
+
+    def get_labels(self, prediction_ids: Sequence[str]) -> dict[str, Any]:
+        return capture.labels_for(self.store, list(prediction_ids))
+
+    def trace(self, prediction_id: str) -> Trace:
+        """The whole thread from one prediction back to its model, approvals, run and data."""
+        self.flush_captures()
+        return trace_prediction(self.store, prediction_id)
+
+    def public_key(self) -> str:
+        """The store's Ed25519 public key (PEM): all an auditor needs to verify captures."""
+        return signing.store_public_key(self.store).decode()
+
+    # --- used by LoadedModel ----------------------------------------------------------
+
+    def _capture_service(self) -> CaptureService:
+        if self._capture is None:
+            with _capture_lock:
+                if self._capture is None:
+                    self._capture = CaptureService(
+                        self.store, current_actor(), self._capture_settings
+                    )
+                    _with_capture.add(self)
+        return self._capture
+
+    def _capture_failed(self, rows: int, error: Exception) -> None:
+        self._capture_service().record_failure(rows, error)
+
+    def _close_captures(self) -> None:
+        if self._capture is not None:
+            self._capture.close()
+
+
+def _positive(value: Any, name: str) -> Any:
+    from clew.errors import InvalidInputError
+
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidInputError(f"{name} {value!r} must be a positive number.")
+    return value
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """Write queued predictions before the interpreter exits."""
+    for client in list(_with_capture):
+        try:
+            client._close_captures()
+        except Exception as error:  # the interpreter is exiting: report, do not raise
+            print(f"clew: could not write captured predictions: {error}", file=sys.stderr)
+
+
+def _client() -> Any:
+    from clew.client.default import get_client
+
+    return get_client()
+
+
+def capture_stats() -> dict[str, Any]:
+    return _client().capture_stats()
+
+
+def flush_captures(timeout: float | None = 60.0) -> dict[str, Any]:
+    return _client().flush_captures(timeout)
+
+
+def get_prediction(prediction_id: str) -> CapturedPrediction:
+    return _client().get_prediction(prediction_id)
+
+
+def log_labels(prediction_ids: Sequence[str], labels: Sequence[Any]) -> int:
+    return _client().log_labels(prediction_ids, labels)
+
+
+def public_key() -> str:
+    return _client().public_key()
+
+
+def trace(prediction_id: str) -> Trace:
+    return _client().trace(prediction_id)

@@ -1,0 +1,159 @@
+"""How a captured prediction row becomes the bytes its Merkle leaf hashes.
+
+The encoding works on Arrow columns all at once (no per-row Python except the hash call), and
+it reads only what is stored in the Parquet row, so anyone holding the row can recompute it.
+Message of row *i* (little-endian throughout)::
+
+    0x00 | call id (26 ASCII bytes) | row number (u32) | time ms (i64)
+         | inputs present (u8) | each input field | the output
+
+A fixed-width field (integers, floats, booleans, times, fixed-size lists of those) is a
+validity byte followed by its raw bytes, zeroed when null; a variable-width field (text,
+bytes, anything else as JSON text) is a u32 length (0xFFFFFFFF when null) and its bytes.
+The model name, version and digest are the same for a whole batch and are bound by the
+batch's signed header instead of every leaf.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from clew.domain import merkle
+
+CALL_LENGTH = 26
+NULL_LENGTH = 0xFFFFFFFF
+PREDICTION_COLUMNS = ("prediction_id", "time")
+
+
+def leaf_hashes(table: pa.Table) -> bytes:
+    """The 32-byte leaf hash of every row, concatenated in row order."""
+    parts = _parts(table)
+    if all(isinstance(part, np.ndarray) for part in parts):
+        matrix = np.ascontiguousarray(np.hstack(parts))
+        return merkle.leaf_hashes_fixed(matrix.tobytes(), matrix.shape[1])
+    joined = pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b"")
+    joined = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[
+        joined.offset : joined.offset + len(joined) + 1
+    ]
+    return merkle.leaf_hashes_variable(joined.buffers()[2].to_pybytes(), offsets.tolist())
+
+
+def _parts(table: pa.Table) -> list[np.ndarray | pa.Array]:
+    count = table.num_rows
+    parts: list[np.ndarray | pa.Array] = [np.zeros((count, 1), dtype=np.uint8)]
+    parts.append(_header(table))
+    inputs = _column(table, "inputs")
+    if inputs is None:
+        parts.append(np.zeros((count, 1), dtype=np.uint8))
+    else:
+        present = _validity(inputs)
+        parts.append(present.astype(np.uint8).reshape(-1, 1))
+        for index in range(inputs.type.num_fields):
+            parts.extend(_field(inputs.field(index), present))
+    output = _column(table, "output")
+    if output is not None:
+        parts.extend(_field(output, np.ones(count, dtype=bool)))
+    return parts
+
+
+def _column(table: pa.Table, name: str) -> pa.Array | None:
+    if name not in table.column_names:
+        return None
+    column = table.column(name)
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _header(table: pa.Table) -> np.ndarray:
+    ids = _column(table, "prediction_id")
+    assert ids is not None
+    calls = pc.cast(pc.utf8_slice_codeunits(ids, 0, CALL_LENGTH), pa.binary())
+    call_bytes = np.frombuffer(calls.buffers()[2], dtype=np.uint8)[: len(ids) * CALL_LENGTH]
+    rows = pc.cast(pc.utf8_slice_codeunits(ids, CALL_LENGTH + 1, 64), pa.uint32())
+    time = _column(table, "time")
+    assert time is not None
+    times = pc.cast(time, pa.int64()).to_numpy(zero_copy_only=False).astype("<i8")
+    return np.hstack(
+        [
+            call_bytes.reshape(-1, CALL_LENGTH),
+            rows.to_numpy(zero_copy_only=False).astype("<u4").view(np.uint8).reshape(-1, 4),
+            times.view(np.uint8).reshape(-1, 8),
+        ]
+    )
+
+
+def _validity(array: pa.Array) -> np.ndarray:
+    if array.null_count == 0:
+        return np.ones(len(array), dtype=bool)
+    return array.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _field(array: pa.Array, present: np.ndarray) -> list[np.ndarray | pa.Array]:
+    """One field's bytes for every row; ``present`` is False where the parent row is null."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    valid = _validity(array) & present
+    fixed = _fixed_values(array)
+    if fixed is not None:
+        fixed = fixed * valid.reshape(-1, 1).astype(np.uint8)
+        return [np.hstack([valid.astype(np.uint8).reshape(-1, 1), fixed])]
+    text = _as_text(array)
+    lengths = pc.binary_length(text).to_numpy(zero_copy_only=False).astype("<u4")
+    lengths[~valid] = NULL_LENGTH
+    values = pc.if_else(pa.array(valid), text, pa.scalar(b"", pa.binary()))
+    return [lengths.view(np.uint8).reshape(-1, 4), values]
+
+
+def _fixed_values(array: pa.Array) -> np.ndarray | None:
+    """Raw little-endian bytes per row for fixed-width types, else None."""
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        return _matrix(pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(np.uint8))
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return _matrix(pc.fill_null(array, 0).to_numpy(zero_copy_only=False))
+    if pa.types.is_temporal(kind) and kind.bit_width in (32, 64):
+        as_int = pc.cast(array, pa.int64() if kind.bit_width == 64 else pa.int32())
+        return _matrix(pc.fill_null(as_int, 0).to_numpy(zero_copy_only=False))
+    if pa.types.is_fixed_size_list(kind):
+        child = array.flatten() if array.null_count == 0 else None
+        if child is not None and len(child) == len(array) * kind.list_size:
+            values = _fixed_values(child)
+            if values is not None:
+                return values.reshape(len(array), -1)
+    return None
+
+
+def _matrix(values: np.ndarray) -> np.ndarray:
+    values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+    return values.view(np.uint8).reshape(len(values), -1)
+
+
+def _as_text(array: pa.Array) -> pa.Array:
+    kind = array.type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pc.cast(array, pa.binary())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return pc.cast(array, pa.binary())
+    return pa.array(
+        [None if value is None else _json(value) for value in array.to_pylist()], pa.binary()
+    )
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _as_binary(part: np.ndarray | pa.Array) -> pa.Array:
+    if isinstance(part, pa.Array):
+        return part
+    part = np.ascontiguousarray(part)
+    count, width = part.shape
+    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(part)]
+    )

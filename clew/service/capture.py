@@ -1,0 +1,729 @@
+"""Prediction capture: batching, Merkle-signing and writing predictions; finding them again.
+
+Predictions are queued in memory (bounded: what does not fit is dropped and counted, never
+waited for) and a background thread turns each batch into Arrow columns, hashes every row
+into a 16-ary Merkle tree, signs the root with the store's Ed25519 key, writes Parquet plus
+the tree, and records the batch (with an audit entry) in one transaction. Nothing the writer
+does can raise into the caller's ``predict``; failures are counted in ``stats()``.
+
+A prediction id is ``<call ULID>.<row>``: one id per predict call, so ids cost nothing per row,
+and ``capture_batches.first_call/last_call`` find the one file that holds a given call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, delete, select
+
+from clew.domain import digests, ids, leaves, merkle, refs
+from clew.errors import InvalidInputError, NotFoundError
+from clew.service import audit, signing
+from clew.store import captures, schema
+from clew.store.location import Store
+
+HEADER_KEY = b"clew.capture.batch"
+SIGNATURE_KEY = b"clew.capture.signature"
+BATCH_KIND = "clew.capture.batch/v1"
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """The model version (and method) a batch of predictions belongs to."""
+
+    version_id: str
+    name: str
+    version: int
+    digest: str
+    method: str = "predict"
+
+
+@dataclass
+class Call:
+    """One predict call: its id, time, outputs and the sampled inputs (``rows`` of them)."""
+
+    call_id: str
+    time_ms: int
+    rows: int
+    outputs: Any
+    inputs: Any | None
+    sampled: np.ndarray | None = None
+
+
+@dataclass
+class CaptureSettings:
+    batch_rows: int = 1_000_000
+    flush_seconds: float = 1.0
+    max_queued_rows: int = 4_000_000
+
+
+@dataclass
+class CaptureStats:
+    submitted: int = 0
+    captured: int = 0
+    dropped: int = 0
+    failed: int = 0
+    batches: int = 0
+    queued: int = 0
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "submitted": self.submitted,
+            "captured": self.captured,
+            "dropped": self.dropped,
+            "failed": self.failed,
+            "batches": self.batches,
+            "queued": self.queued,
+            "last_error": self.last_error,
+        }
+
+
+class CaptureService:
+    """The bounded queue and its writer thread for one store."""
+
+    def __init__(self, store: Store, actor: str, settings: CaptureSettings | None = None) -> None:
+        self.store = store
+        self.actor = actor
+        self.settings = settings or CaptureSettings()
+        self._queue: deque[tuple[CaptureTarget, Call]] = deque()
+        self._cond = threading.Condition()
+        self._stats = CaptureStats()
+        self._dropped_since: dict[CaptureTarget, int] = {}
+        self._oldest = 0.0
+        self._flush_requested = False
+        self._handled = 0
+        self._enqueued = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._signer: signing.Signer | None = None
+
+    # --- the caller's side: never blocks on I/O, never raises -----------------------------
+
+    def submit(self, target: CaptureTarget, call: Call) -> bool:
+        with self._cond:
+            self._stats.submitted += call.rows
+            if self._closed or self._stats.queued + call.rows > self.settings.max_queued_rows:
+                self._stats.dropped += call.rows
+                self._dropped_since[target] = self._dropped_since.get(target, 0) + call.rows
+                return False
+            if not self._queue:
+                self._oldest = time.monotonic()
+            self._queue.append((target, call))
+            self._stats.queued += call.rows
+            self._enqueued += 1
+            self._ensure_thread()
+            if self._stats.queued >= self.settings.batch_rows:
+                self._cond.notify_all()
+        return True
+
+    def record_failure(self, rows: int, error: Exception) -> None:
+        """Count rows that could not even be queued (e.g. inputs that are not tabular)."""
+        with self._cond:
+            self._stats.submitted += rows
+            self._stats.failed += rows
+            self._stats.last_error = f"{type(error).__name__}: {error}"
+
+    def stats(self) -> CaptureStats:
+        with self._cond:
+            return CaptureStats(**self._stats.to_dict())
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write everything queued so far; True when it was all handled within ``timeout``."""
+        with self._cond:
+            goal = self._enqueued
+            if self._thread is None or not self._thread.is_alive():
+                items = self._take_all()
+            else:
+                self._flush_requested = True
+                self._cond.notify_all()
+                return self._cond.wait_for(lambda: self._handled >= goal, timeout)
+        self._write(items)
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush, then stop the writer; later submissions are counted as dropped."""
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # --- the writer thread -------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._run, name="clew-capture-writer", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(self._ready, timeout=self.settings.flush_seconds)
+                if self._closed and not self._queue:
+                    return
+                if not self._ready():
+                    continue
+                items = self._take_all()
+            self._write(items)
+
+    def _ready(self) -> bool:
+        if not self._queue:
+            return self._closed
+        age = time.monotonic() - self._oldest
+        return (
+            self._flush_requested
+            or self._closed
+            or self._stats.queued >= self.settings.batch_rows
+            or age >= self.settings.flush_seconds
+        )
+
+    def _take_all(self) -> list[tuple[CaptureTarget, Call]]:
+        items = list(self._queue)
+        self._queue.clear()
+        self._stats.queued = 0
+        self._flush_requested = False
+        return items
+
+    def _write(self, items: list[tuple[CaptureTarget, Call]]) -> None:
+        for target, calls in _group(items, self.settings.batch_rows):
+            rows = sum(call.rows for call in calls)
+            with self._cond:
+                dropped = self._dropped_since.pop(target, 0)
+            try:
+                write_batch(self.store, self._signer_for(), self.actor, target, calls, dropped)
+            except Exception as error:  # capture must never break prediction: count it
+                with self._cond:
+                    self._stats.failed += rows
+                    self._stats.last_error = f"{type(error).__name__}: {error}"
+            else:
+                with self._cond:
+                    self._stats.captured += rows
+                    self._stats.batches += 1
+        with self._cond:
+            self._handled += len(items)
+            self._cond.notify_all()
+
+    def _signer_for(self) -> signing.Signer:
+        if self._signer is None:
+            self._signer = signing.Signer(self.store)
+        return self._signer
+
+
+def _group(
+    items: list[tuple[CaptureTarget, Call]], batch_rows: int
+) -> Iterable[tuple[CaptureTarget, list[Call]]]:
+    """Calls per target, in order, cut into batches of at most ``batch_rows`` (calls stay whole)."""
+    by_target: dict[CaptureTarget, list[Call]] = {}
+    for target, call in items:
+        by_target.setdefault(target, []).append(call)
+    for target, calls in by_target.items():
+        chunk: list[Call] = []
+        rows = 0
+        for call in calls:
+            if chunk and rows + call.rows > batch_rows:
+                yield target, chunk
+                chunk, rows = [], 0
+            chunk.append(call)
+            rows += call.rows
+        if chunk:
+            yield target, chunk
+
+
+# --- one batch: columns, tree, signature, files, record ------------------------------------
+
+
+def write_batch(
+    store: Store,
+    signer: signing.Signer,
+    actor: str,
+    target: CaptureTarget,
+    calls: Sequence[Call],
+    dropped: int = 0,
+) -> str:
+    """Write one signed batch and record it; returns the batch id."""
+    table = build_table(target, calls)
+    levels = merkle.build_levels(leaves.leaf_hashes(table))
+    count = table.num_rows
+    batch_id = ids.new_id()
+    header = {
+        "kind": BATCH_KIND,
+        "batch": batch_id,
+        "model": target.name,
+        "version": target.version,
+        "model_version_id": target.version_id,
+        "model_digest": target.digest,
+        "method": target.method,
+        "count": count,
+        "first_call": calls[0].call_id,
+        "last_call": calls[-1].call_id,
+        "merkle_root": digests.PREFIX + levels[-1].hex(),
+        "key_id": signer.key_id,
+    }
+    signature = signer.sign(digests.canonical_json(header))
+    table = table.append_column("leaf", pa.array(np.arange(count, dtype=np.int32))).append_column(
+        "leaf_hash", _fixed_binary(levels[0])
+    )
+    date = dt.datetime.fromtimestamp(calls[0].time_ms / 1000, tz=dt.UTC).date().isoformat()
+    relative = captures.batch_relative_path(target.name, target.version, date, batch_id)
+    metadata = {HEADER_KEY: digests.canonical_json(header), SIGNATURE_KEY: signature.encode()}
+    file_digest = captures.write_batch(store.captures, relative, table, levels, metadata)
+    row = {
+        "id": batch_id,
+        "model_version_id": target.version_id,
+        "path": relative,
+        "file_digest": file_digest,
+        "count": count,
+        "first_call": header["first_call"],
+        "last_call": header["last_call"],
+        "merkle_root": header["merkle_root"],
+        "signature": signature,
+        "key_id": signer.key_id,
+        "dropped": dropped,
+        "created_ms": time.time_ns() // 1_000_000,
+    }
+    with store.db.write() as connection:
+        connection.execute(schema.capture_batches.insert().values(**row))
+        audit.append(connection, actor, "capture.batch", f"{target.name}/{target.version}", row)
+    return batch_id
+
+
+def _fixed_binary(data: bytes) -> pa.Array:
+    count = len(data) // merkle.HASH_SIZE
+    return pa.Array.from_buffers(pa.binary(merkle.HASH_SIZE), count, [None, pa.py_buffer(data)])
+
+
+def build_table(target: CaptureTarget, calls: Sequence[Call]) -> pa.Table:
+    """The batch's rows as Arrow columns, built per column (no per-row Python)."""
+    counts = np.array([call.rows for call in calls], dtype=np.int64)
+    count = int(counts.sum())
+    which = np.repeat(np.arange(len(calls), dtype=np.int32), counts)
+    call_ids = pa.array([call.call_id for call in calls], pa.string()).take(pa.array(which))
+    rows = np.concatenate([np.arange(call.rows, dtype=np.int64) for call in calls])
+    prediction_ids = pc.binary_join_element_wise(
+        call_ids, pc.cast(pa.array(rows), pa.string()), "."
+    )
+    times = np.repeat(np.array([call.time_ms for call in calls], dtype=np.int64), counts)
+    columns: dict[str, pa.Array] = {
+        "prediction_id": prediction_ids,
+        "time": pa.array(times, pa.timestamp("ms", tz="UTC")),
+        "model_name": _constant(target.name, count),
+        "model_version": pa.array(np.full(count, target.version, dtype=np.int32)),
+        "model_digest": _constant(target.digest, count),
+    }
+    inputs = _inputs_column(calls, count)
+    if inputs is not None:
+        columns["inputs"] = inputs
+    columns["output"] = _outputs_column(calls)
+    return pa.table(columns)
+
+
+def _constant(value: str, count: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(count, dtype=np.int32)), pa.array([value], pa.string())
+    )
+
+
+def _inputs_column(calls: Sequence[Call], count: int) -> pa.Array | None:
+    tables: list[pa.Table] = []
+    positions: list[np.ndarray] = []
+    base = 0
+    for call in calls:
+        if call.inputs is None:
+            positions.append(np.full(call.rows, -1, dtype=np.int64))
+            continue
+        table = inputs_table(call.inputs)
+        tables.append(table)
+        local = np.full(call.rows, -1, dtype=np.int64)
+        taken = np.arange(call.rows) if call.sampled is None else call.sampled
+        local[taken] = base + np.arange(len(taken))
+        positions.append(local)
+        base += table.num_rows
+    if not tables:
+        return None
+    combined = pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+    index = np.concatenate(positions)
+    present = index >= 0
+    if not present.all() or not np.array_equal(index, np.arange(count)):
+        combined = combined.take(pa.array(index, mask=~present))
+    children = [column.combine_chunks() for column in combined.columns]
+    mask = None if present.all() else pa.array(~present)
+    return pa.StructArray.from_arrays(children, names=combined.column_names, mask=mask)
+
+
+def inputs_table(inputs: Any) -> pa.Table:
+    """Model inputs as Arrow columns: DataFrame columns keep their names, arrays get f0, f1..."""
+    if isinstance(inputs, pa.Table):
+        return inputs
+    if type(inputs).__name__ == "DataFrame" and hasattr(inputs, "columns"):
+        frame = inputs.rename(columns=str)
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+        return pa.Table.from_pylist(inputs)
+    array = np.asarray(inputs)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise InvalidInputError(f"inputs of shape {array.shape} cannot be captured as rows.")
+    columns = np.ascontiguousarray(array.T)
+    return pa.table({f"f{j}": columns[j] for j in range(columns.shape[0])})
+
+
+def _outputs_column(calls: Sequence[Call]) -> pa.Array:
+    arrays = [np.asarray(call.outputs) for call in calls]
+    if all(a.ndim == 1 for a in arrays):
+        return pa.array(np.concatenate(arrays))
+    if all(a.ndim == 2 for a in arrays) and len({a.shape[1] for a in arrays}) == 1:
+        joined = np.concatenate(arrays)
+        return pa.FixedSizeListArray.from_arrays(pa.array(joined.ravel()), joined.shape[1])
+    return pa.array([json.dumps(row.tolist()) for a in arrays for row in a])
+
+
+# --- finding and verifying one prediction ---------------------------------------------------
+
+
+@dataclass
+class Verification:
+    verified: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verified": self.verified, "reason": self.reason}
+
+
+@dataclass
+class CapturedPrediction:
+    """One captured prediction as stored, with the evidence to check it."""
+
+    id: str
+    time_ms: int
+    model: str
+    version: int
+    model_version_id: str
+    model_digest: str
+    method: str
+    inputs: dict[str, Any] | None
+    output: Any
+    batch_id: str
+    leaf_hash: str
+    proof: list[merkle.ProofStep]
+    merkle_root: str
+    signature: str
+    key_id: str
+    header: dict[str, Any]
+    verification: Verification
+    label: Any = None
+    labelled: bool = False
+    row: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def verified(self) -> bool:
+        return self.verification.verified
+
+    def to_dict(self) -> dict[str, Any]:
+        from clew.domain.records import ms_to_iso
+
+        return {
+            "id": self.id,
+            "time": ms_to_iso(self.time_ms),
+            "model": self.model,
+            "version": self.version,
+            "model_digest": self.model_digest,
+            "method": self.method,
+            "inputs": self.inputs,
+            "output": self.output,
+            "label": self.label if self.labelled else None,
+            "batch": self.batch_id,
+            "leaf_hash": self.leaf_hash,
+            "proof": [step.to_dict() for step in self.proof],
+            "merkle_root": self.merkle_root,
+            "signature": self.signature,
+            "key_id": self.key_id,
+            "header": self.header,
+            **self.verification.to_dict(),
+        }
+
+
+def normalize_id(prediction_id: str) -> str:
+    """Accept ``prediction:<id>`` or the bare id; refuse anything else with the accepted forms."""
+    text = str(prediction_id).strip()
+    parsed = refs.parse(text if text.startswith("prediction:") else f"prediction:{text}")
+    if not isinstance(parsed, refs.PredictionRef):
+        raise InvalidInputError(f"{prediction_id!r} is not a prediction id like 01J...XYZ.42.")
+    return parsed.prediction_id
+
+
+def find_prediction(store: Store, prediction_id: str) -> CapturedPrediction:
+    """Look a prediction up by id and verify its leaf, proof and the batch signature."""
+    wanted = normalize_id(prediction_id)
+    for batch in _candidate_batches(store, wanted[: leaves.CALL_LENGTH]):
+        row = captures.read_prediction(store.captures, batch.path, wanted)
+        if row.num_rows:
+            return _captured(store, batch, row.slice(0, 1))
+    raise NotFoundError(
+        f"prediction {wanted} was not captured in this store; check the id, or call "
+        "client.flush_captures() if it was made moments ago."
+    )
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: str
+    model_version_id: str
+    path: str
+    file_digest: str
+    count: int
+    first_call: str
+    last_call: str
+    merkle_root: str
+    signature: str
+    key_id: str
+    dropped: int
+    created_ms: int
+
+
+def _candidate_batches(store: Store, call: str) -> list[BatchRecord]:
+    table = schema.capture_batches
+    with store.db.read() as connection:
+        rows = connection.execute(
+            select(table)
+            .where(table.c.first_call <= call, table.c.last_call >= call)
+            .order_by(table.c.created_ms)
+        )
+        return [BatchRecord(**row._mapping) for row in rows]
+
+
+def all_batches(store: Store) -> list[BatchRecord]:
+    table = schema.capture_batches
+    with store.db.read() as connection:
+        rows = connection.execute(select(table).order_by(table.c.id))
+        return [BatchRecord(**row._mapping) for row in rows]
+
+
+def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPrediction:
+    values = row.to_pylist()[0]
+    metadata = row.schema.metadata or {}
+    header = json.loads(metadata.get(HEADER_KEY, b"{}"))
+    file_signature = metadata.get(SIGNATURE_KEY, b"").decode()
+    leaf_index = int(values["leaf"])
+    try:
+        proof = captures.read_proof(store.captures, batch.path, batch.count, leaf_index)
+    except (NotFoundError, ValueError):
+        proof = []
+    verification = verify_row(
+        row, header, file_signature, proof, signing.store_public_key(store), batch
+    )
+    time_value = values["time"]
+    with store.db.read() as connection:
+        label = label_row(connection, values["prediction_id"])
+    return CapturedPrediction(
+        id=values["prediction_id"],
+        time_ms=int(time_value.timestamp() * 1000),
+        model=values["model_name"],
+        version=int(values["model_version"]),
+        model_version_id=batch.model_version_id,
+        model_digest=values["model_digest"],
+        method=header.get("method", "predict"),
+        inputs=values.get("inputs"),
+        output=values["output"],
+        batch_id=batch.id,
+        leaf_hash=bytes(values["leaf_hash"]).hex(),
+        proof=proof,
+        merkle_root=batch.merkle_root,
+        signature=batch.signature,
+        key_id=batch.key_id,
+        header=header,
+        verification=verification,
+        label=json.loads(label.label) if label else None,
+        labelled=label is not None,
+        row=row,
+    )
+
+
+def verify_row(
+    row: pa.Table,
+    header: dict[str, Any],
+    signature: str,
+    proof: Sequence[merkle.ProofStep],
+    public_key_pem: bytes,
+    batch: BatchRecord | None = None,
+) -> Verification:
+    """Check one stored row with only the public key: leaf → proof → root → signature.
+
+    ``header`` and ``signature`` come from the Parquet file itself; when the batch's database
+    record is given it must agree with them too.
+    """
+    if not header or not signature:
+        return Verification(False, "the batch file carries no signed header")
+    if not signing.verify(public_key_pem, digests.canonical_json(header), signature):
+        return Verification(
+            False, "the batch signature does not verify with the store's public key"
+        )
+    if header.get("key_id") != signing.key_id(public_key_pem):
+        return Verification(False, f"the batch was signed by another key ({header.get('key_id')})")
+    values = row.to_pylist()[0]
+    for column, key in (
+        ("model_name", "model"),
+        ("model_version", "version"),
+        ("model_digest", "model_digest"),
+    ):
+        if values[column] != header.get(key):
+            return Verification(False, f"the row's {column} differs from the signed batch header")
+    leaf = leaves.leaf_hashes(row)
+    if not proof:
+        return Verification(False, "the inclusion proof is missing (the batch's .merkle file)")
+    try:
+        root = merkle.root_from_proof(leaf, proof)
+    except ValueError:
+        return Verification(False, "the row's content does not match its inclusion proof")
+    if digests.PREFIX + root.hex() != header.get("merkle_root"):
+        return Verification(False, "the inclusion proof does not lead to the signed Merkle root")
+    if batch is not None and (batch.merkle_root, batch.signature) != (
+        header["merkle_root"],
+        signature,
+    ):
+        return Verification(False, "the batch record in the database differs from its file")
+    return Verification(True, "leaf, inclusion proof and Ed25519 signature verified")
+
+
+# --- whole-batch verification (clew audit verify) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchProblem:
+    batch_id: str
+    path: str
+    reason: str
+
+
+def verify_batches(store: Store) -> tuple[int, list[BatchProblem]]:
+    """Re-check every capture batch: file digest, recomputed Merkle root, signature."""
+    public_key = signing.store_public_key(store)
+    problems: list[BatchProblem] = []
+    batches = all_batches(store)
+    for batch in batches:
+        reason = _batch_problem(store, batch, public_key)
+        if reason:
+            problems.append(BatchProblem(batch.id, batch.path, reason))
+    return len(batches), problems
+
+
+def _batch_problem(store: Store, batch: BatchRecord, public_key: bytes) -> str | None:
+    try:
+        path = captures.resolve(store.captures, batch.path)
+    except Exception as error:
+        return str(error)
+    if not path.exists():
+        return f"capture file {batch.path} is missing"
+    if captures.file_digest(path) != batch.file_digest:
+        return f"capture file {batch.path} does not match its recorded digest {batch.file_digest}"
+    table = captures.read_batch(store.captures, batch.path)
+    if table.num_rows != batch.count:
+        return f"capture file {batch.path} holds {table.num_rows} rows, not {batch.count}"
+    root = merkle.build_levels(leaves.leaf_hashes(table))[-1]
+    if digests.PREFIX + root.hex() != batch.merkle_root:
+        return f"the rows of {batch.path} no longer hash to the recorded Merkle root"
+    header = json.loads((table.schema.metadata or {}).get(HEADER_KEY, b"{}"))
+    if header.get("merkle_root") != batch.merkle_root:
+        return f"the signed header of {batch.path} names another Merkle root"
+    if not signing.verify(public_key, digests.canonical_json(header), batch.signature):
+        return f"the signature of batch {batch.id} does not verify with the store's public key"
+    return None
+
+
+# --- ground-truth labels ---------------------------------------------------------------
+
+
+def log_labels(
+    store: Store, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str
+) -> int:
+    """Attach (or correct) ground truth for captured predictions; returns how many."""
+    wanted = [normalize_id(pid) for pid in prediction_ids]
+    values = list(labels)
+    if len(wanted) != len(values):
+        raise InvalidInputError(
+            f"got {len(wanted)} prediction ids but {len(values)} labels; pass one label per id."
+        )
+    _require_captured(store, wanted)
+    now = time.time_ns() // 1_000_000
+    encoded = [_label_text(value) for value in values]
+    rows = [
+        {"prediction_id": pid, "label": text, "time_ms": now, "actor": actor}
+        for pid, text in zip(wanted, encoded, strict=True)
+    ]
+    table = schema.labels
+    with store.db.write() as connection:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            connection.execute(
+                delete(table).where(table.c.prediction_id.in_([r["prediction_id"] for r in chunk]))
+            )
+            connection.execute(table.insert(), chunk)
+        audit.append(
+            connection,
+            actor,
+            "labels.log",
+            f"prediction:{wanted[0]}" if len(wanted) == 1 else f"labels:{len(wanted)}",
+            {"predictions": wanted, "labels": encoded},
+        )
+    return len(rows)
+
+
+def _label_text(value: Any) -> str:
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _require_captured(store: Store, wanted: Sequence[str]) -> None:
+    by_call: dict[str, set[str]] = {}
+    for pid in wanted:
+        by_call.setdefault(pid[: leaves.CALL_LENGTH], set()).add(pid)
+    seen_files: dict[str, set[str]] = {}
+    for call, pids in by_call.items():
+        found: set[str] = set()
+        for batch in _candidate_batches(store, call):
+            if batch.path not in seen_files:
+                seen_files[batch.path] = set(
+                    captures.read_ids(store.captures, batch.path).to_pylist()
+                )
+            found |= pids & seen_files[batch.path]
+        missing = sorted(pids - found)
+        if missing:
+            raise NotFoundError(
+                f"prediction {missing[0]} was not captured in this store; label only ids "
+                "returned by predict_with_ids (flush captures first if they are recent)."
+            )
+
+
+def labels_for(store: Store, prediction_ids: Sequence[str]) -> dict[str, Any]:
+    wanted = [normalize_id(pid) for pid in prediction_ids]
+    table = schema.labels
+    found: dict[str, Any] = {}
+    with store.db.read() as connection:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for row in connection.execute(
+                select(table.c.prediction_id, table.c.label).where(table.c.prediction_id.in_(chunk))
+            ):
+                found[row.prediction_id] = json.loads(row.label)
+    return found
+
+
+def label_row(connection: Connection, prediction_id: str) -> Any | None:
+    table = schema.labels
+    return connection.execute(select(table).where(table.c.prediction_id == prediction_id)).first()
