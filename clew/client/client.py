@@ -7,6 +7,7 @@ the default client, which ``clew.connect()`` replaces.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import weakref
