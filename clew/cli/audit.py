@@ -1,0 +1,111 @@
+"""``clew audit log|verify``: the hash-chained record of every write, and its proof.
+
+The SDK has no audit surface yet, so like ``clew verify`` these call the audit and capture
+services on the default client's store (read-only).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+import clew
+from clew.cli import output
+from clew.cli.output import Format, FormatOption, console
+from clew.domain import records
+from clew.service import audit, capture
+
+app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+LOG_COLUMNS = ("seq", "time", "actor", "action", "target")
+
+
+@app.command("log")
+def log(
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="Only entries about this, e.g. churn/3 or run:<id>."),
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--actor", "-a", help="Only this user.")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Action prefix, e.g. model. or run.create.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 50,
+    format: FormatOption = Format.table,
+) -> None:
+    """Audit entries, newest first."""
+    store = clew.get_client().store
+    found = [
+        entry_dict(entry)
+        for entry in audit.entries(store, target, limit, actor=actor, action=action)
+    ]
+    if format is Format.json:
+        output.print_json({"entries": found})
+        return
+    if not found:
+        console.print("no audit entries match.")
+        return
+    rows = [
+        [e["seq"], e["time"][:19].replace("T", " "), e["actor"], e["action"], e["target"]]
+        for e in found
+    ]
+    console.print(output.table(LOG_COLUMNS, rows, "audit log (newest first)"))
+
+
+@app.command("verify")
+def verify(format: FormatOption = Format.table) -> None:
+    """Recompute the hash chain and re-check every signed capture batch; exit 1 on a break."""
+    store = clew.get_client().store
+    checked, broken = audit.verify_chain(store)
+    batches, batch_problems = capture.verify_batches(store)
+    problems = [{"batch": p.batch_id, "path": p.path, "reason": p.reason} for p in batch_problems]
+    if format is Format.json:
+        output.print_json(
+            {
+                "ok": broken is None and not problems,
+                "entries_checked": checked,
+                "first_break": {"seq": broken.seq, "reason": broken.reason} if broken else None,
+                "batches_checked": batches,
+                "batch_problems": problems,
+            }
+        )
+    else:
+        _print_verification(checked, broken, batches, problems)
+    if broken is not None:
+        output.fail(f"the audit chain is broken at entry #{broken.seq}: {broken.reason}.")
+    if problems:
+        output.fail(f"{len(problems)} of {batches} capture batches failed verification.")
+
+
+def entry_dict(entry: audit.AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "time": records.ms_to_iso(entry.time_ms),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "request_id": entry.request_id,
+        "payload_digest": entry.payload_digest,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def _print_verification(
+    checked: int,
+    broken: audit.ChainBreak | None,
+    batches: int,
+    problems: list[dict[str, str]],
+) -> None:
+    if broken is None:
+        console.print(f"[green]ok[/green]: {checked} audit entries re-hashed; the chain is intact.")
+    else:
+        console.print(
+            f"[red]broken[/red]: entry #{broken.seq}: {output.cell(broken.reason)} "
+            f"({checked} entries before it are intact)"
+        )
+    if not problems:
+        console.print(f"[green]ok[/green]: {batches} capture batches match their signed roots.")
+        return
+    rows = [(p["batch"], p["path"], p["reason"]) for p in problems]
+    console.print(output.table(["batch", "path", "problem"], rows, "capture batches that failed"))
