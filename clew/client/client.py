@@ -12,6 +12,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,7 @@ import pandas as pd
 from clew.client import capture, inputs
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
+from clew.client.http import RemoteBackend
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
@@ -62,8 +64,10 @@ class Lineage:
 
 
 class Client(GovernanceMixin, PredictionsMixin):
-    def __init__(self, uri: str | None = None, artifacts: str | None = None) -> None:
-        self._service = EmbeddedBackend(uri, artifacts)
+    def __init__(
+        self, uri: str | None = None, artifacts: str | None = None, token: str | None = None
+    ) -> None:
+        self._service = _backend(uri, artifacts, token)
         self.store = self._service.store
         self.lineage = Lineage(self)
         self._metrics = MetricBuffer(self._write_metrics)
@@ -74,6 +78,9 @@ class Client(GovernanceMixin, PredictionsMixin):
 
     @property
     def actor(self) -> str:
+        """On a server the token's user (the server ignores claimed names); else the OS user."""
+        if isinstance(self._service, RemoteBackend):
+            return self._service.actor
         return current_actor()
 
     @property
@@ -143,12 +150,19 @@ class Client(GovernanceMixin, PredictionsMixin):
         experiments: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Runs matching ``filter`` as a DataFrame with params.*, metrics.* and tags.* columns."""
-        from clew.service.runs import search_runs
-
         for run in self._stack():
             run.flush()
-        found = search_runs(self.store, filter, order_by, max_results, experiments)
+        found = self._service.search_runs(filter, order_by, max_results, experiments)
         return runs_to_frame(found)
+
+    def export_artifact(self, ref: str, destination: str | Path) -> Path:
+        """Copy an artifact out of the store (a file, or a directory for directories/models).
+
+        Every byte is checked against its digest first; a damaged blob raises IntegrityError
+        naming the digest and leaves nothing at ``destination``.
+        """
+        artifact = self._service.artifacts.resolve(ref)
+        return self._service.artifacts.export(artifact, Path(destination))
 
     def seed(self, value: int) -> int:
         """Seed random, numpy and (if installed) torch; record the seed on the active run."""
@@ -272,6 +286,16 @@ class Client(GovernanceMixin, PredictionsMixin):
     def close(self) -> None:
         self._end_all(records.FINISHED)
         self._service.close()
+
+
+def _backend(
+    uri: str | None, artifacts: str | None, token: str | None
+) -> EmbeddedBackend | RemoteBackend:
+    """A clew server for ``http(s)://`` addresses (argument or ``CLEW_URI``), else a local store."""
+    address = uri if uri is not None else os.environ.get("CLEW_URI", "")
+    if str(address).startswith(("http://", "https://")):
+        return RemoteBackend(str(address), token)
+    return EmbeddedBackend(uri, artifacts)
 
 
 def runs_to_frame(found: Sequence[RunRecord]) -> pd.DataFrame:

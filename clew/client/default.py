@@ -10,10 +10,13 @@ _default: Client | None = None
 _lock = threading.Lock()
 
 
-def connect(uri: str | None = None, artifacts: str | None = None) -> Client:
-    """Open a store (a directory, ``sqlite:///...`` or ``postgresql+psycopg://...``) as default."""
+def connect(
+    uri: str | None = None, artifacts: str | None = None, token: str | None = None
+) -> Client:
+    """Open a store (a directory, ``sqlite:///...``, ``postgresql+psycopg://...`` or a clew
+    server's ``http(s)://`` address with ``token`` or ``CLEW_TOKEN``) as the default."""
     global _default
-    client = Client(uri, artifacts)
+    client = Client(uri, artifacts, token)
     with _lock:
         previous, _default = _default, client
     if previous is not None and previous is not client:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from clew.domain.records import RunRecord
 from clew.service.artifacts import ArtifactService
 from clew.service.lineage import LineageService
-from clew.service.runs import RunService
+from clew.service.runs import RunService, search_runs
 from clew.store.location import Store, open_store
 
 
@@ -14,6 +17,15 @@ class EmbeddedBackend:
         self.runs = RunService(self.store)
         self.artifacts = ArtifactService(self.store)
         self.lineage = LineageService(self.store)
+
+    def search_runs(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        return search_runs(self.store, filter_text, order_by, max_results, experiments)
 
     def close(self) -> None:
         self.store.close()

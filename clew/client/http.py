@@ -1,0 +1,512 @@
+"""``RemoteBackend``: the same services as ``EmbeddedBackend``, spoken over HTTP to ``clew server``.
+
+Every method has the embedded service's signature and returns the same records, so ``Client``
+does not know which backend it holds. The ``actor`` arguments are accepted and ignored: a
+server attributes every write to the owner of the token, never to a name the client claims.
+
+Retries: connection failures, 502/503/504 and "request in progress" are retried with backoff.
+Every POST carries an ``Idempotency-Key`` that stays the same across the retries of one call,
+so a retried request never creates a second run, metric batch or version. Blob uploads are
+idempotent by construction (``PUT /blobs/<digest>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from clew import errors
+from clew.domain import digests, refs
+from clew.domain.records import ArtifactRecord, MetricPoint, RunRecord
+from clew.errors import ClewError, FileChangedError, InvalidInputError
+from clew.service.accounts import AuthenticationError
+from clew.service.graph import Node, WalkedEdge
+from clew.service.lineage import NODE_COLUMNS, LineageResult
+from clew.service.runs import param_text
+from clew.service.uploads import MANIFEST_KIND, check_relative_path
+from clew.store.blobs import CHUNK, Progress, StoredBlob, StoredDirectory, _walk_files
+
+API = "/api/v1"
+RETRY_STATUSES = {502, 503, 504}
+ATTEMPTS = 6
+METRIC_BATCH = 100_000
+
+
+def _error_classes() -> dict[str, type[ClewError]]:
+    found: dict[str, type[ClewError]] = {}
+    pending: list[type[ClewError]] = [ClewError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    found[AuthenticationError.code] = AuthenticationError
+    return found
+
+
+class Transport:
+    """One HTTP connection pool to a server, with auth, retries and error mapping."""
+
+    def __init__(self, base_url: str, token: str | None, timeout: float = 60.0) -> None:
+        headers = {"User-Agent": "clew-python"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._errors = _error_classes()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one request (retrying safely) and return the decoded JSON (None for 204)."""
+        extra = dict(headers or {})
+        if method == "POST":
+            extra.setdefault("Idempotency-Key", uuid.uuid4().hex)
+        content = None if json_body is None else _encode(json_body)
+        if content is not None:
+            extra["Content-Type"] = "application/json"
+        response = self._with_retries(
+            lambda: self.http.request(
+                method, API + path, content=content, params=params, headers=extra
+            )
+        )
+        return self.decode(response)
+
+    def _with_retries(self, send: Any) -> httpx.Response:
+        for attempt in range(ATTEMPTS):
+            last = attempt == ATTEMPTS - 1
+            try:
+                response = send()
+            except httpx.TransportError as error:
+                if last:
+                    raise errors.StoreBusyError(
+                        f"the clew server at {self.base_url} did not answer ({error}); check that "
+                        "it is running and reachable."
+                    ) from error
+            else:
+                if not _retryable(response) or last:
+                    return response
+            time.sleep(min(0.1 * 2**attempt, 3.0))
+        raise AssertionError("unreachable")
+
+    def decode(self, response: httpx.Response) -> Any:
+        if response.status_code < 400:
+            if response.status_code == 204 or not response.content:
+                return None
+            return json.loads(response.content)
+        raise self.error(response)
+
+    def error(self, response: httpx.Response) -> ClewError:
+        try:
+            body = json.loads(response.content)
+            code, message = body["code"], body["message"]
+        except (ValueError, KeyError, TypeError):
+            code = "http_error"
+            message = f"the server answered HTTP {response.status_code}: {response.text[:200]}"
+        cls = self._errors.get(code)
+        error = cls(message) if cls else ClewError(message)
+        error.code = code
+        error.http_status = response.status_code
+        return error
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _retryable(response: httpx.Response) -> bool:
+    if response.status_code in RETRY_STATUSES:
+        return True
+    return response.status_code == 409 and b'"request_in_progress"' in response.content[:200]
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, default=str, allow_nan=True, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> Any:
+    """What the embedded store would have stored: JSON-able, unknown objects as strings."""
+    return json.loads(_encode(value))
+
+
+def run_from_wire(data: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        id=data["id"],
+        experiment=data["experiment"],
+        name=data["name"],
+        kind=data["kind"],
+        status=data["status"],
+        user=data["user"],
+        start_ms=data["start_ms"],
+        end_ms=data["end_ms"],
+        parent_id=data["parent_id"],
+        command=data["command"],
+        seed=data["seed"],
+        code_artifact_id=data["code_artifact_id"],
+        environment_artifact_id=data["environment_artifact_id"],
+        params=data["params"],
+        metrics={key: float(value) for key, value in data["metrics"].items()},
+        tags=data["tags"],
+        properties=data["properties"],
+    )
+
+
+def artifact_from_wire(data: dict[str, Any]) -> ArtifactRecord:
+    return ArtifactRecord(
+        id=data["id"],
+        type=data["type"],
+        name=data["name"],
+        digest=data["digest"],
+        size=data["size"],
+        uri=data["uri"],
+        properties=data["properties"],
+        created_ms=data["created_ms"],
+        created_by=data["created_by"],
+    )
+
+
+class RemoteRuns:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def create_run(self, *, actor: str, **fields: Any) -> RunRecord:
+        del actor
+        fields["params"] = {k: param_text(k, v) for k, v in (fields.get("params") or {}).items()}
+        fields["tags"] = {k: str(v) for k, v in (fields.get("tags") or {}).items()}
+        fields["properties"] = _plain(dict(fields.get("properties") or {}))
+        return run_from_wire(self._t.call("POST", "/runs", json_body=fields))
+
+    def log_params(self, run_id: str, params: Mapping[str, Any], actor: str) -> None:
+        body = {"params": {k: param_text(k, v) for k, v in params.items()}}
+        if body["params"]:
+            self._t.call("POST", f"/runs/{run_id}/params", json_body=body)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any], actor: str) -> None:
+        if tags:
+            body = {"tags": {k: str(v) for k, v in tags.items()}}
+            self._t.call("POST", f"/runs/{run_id}/tags", json_body=body)
+
+    def log_metrics(
+        self, run_id: str, points: Sequence[tuple[str, float, int, int]], actor: str
+    ) -> None:
+        for start in range(0, len(points), METRIC_BATCH):
+            batch = [list(point) for point in points[start : start + METRIC_BATCH]]
+            self._t.call("POST", f"/runs/{run_id}/metrics", json_body={"points": batch})
+
+    def end_run(
+        self,
+        run_id: str,
+        status: str,
+        actor: str,
+        points: Sequence[tuple[str, float, int, int]] = (),
+    ) -> None:
+        """End the run; its last points go in the same request when they fit in one batch."""
+        points = list(points)
+        if len(points) > METRIC_BATCH:
+            self.log_metrics(run_id, points, actor)
+            points = []
+        body = {"status": status, "points": [list(point) for point in points]}
+        self._t.call("POST", f"/runs/{run_id}/end", json_body=body)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return run_from_wire(self._t.call("GET", f"/runs/{run_id}"))
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        rows = self._t.call("GET", f"/runs/{run_id}/metric-history", params={"key": key})
+        return [MetricPoint(key, float(value), step, stamp) for value, step, stamp in rows]
+
+    def search_runs(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        body = {
+            "filter": filter_text,
+            "order_by": list(order_by) if order_by else None,
+            "max_results": max_results,
+            "experiments": list(experiments) if experiments else None,
+        }
+        return [run_from_wire(row) for row in self._t.call("POST", "/runs/search", json_body=body)]
+
+
+class RemoteArtifacts:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def log(
+        self,
+        *,
+        run_id: str | None,
+        direction: str,
+        type_: str,
+        name: str,
+        digest: str,
+        actor: str,
+        size: int | None = None,
+        uri: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        blobs: Mapping[str, tuple[int, str]] | None = None,
+        derived_from: list[str] | None = None,
+    ) -> ArtifactRecord:
+        body = {
+            "run_id": run_id,
+            "direction": direction,
+            "type": type_,
+            "name": name,
+            "digest": digest,
+            "size": size,
+            "uri": uri,
+            "properties": _plain(dict(properties or {})),
+            "blobs": {d: [s, kind] for d, (s, kind) in (blobs or {}).items()},
+            "derived_from": list(derived_from or []),
+        }
+        return artifact_from_wire(self._t.call("POST", "/artifacts", json_body=body))
+
+    def get(self, artifact_id: str) -> ArtifactRecord:
+        return artifact_from_wire(self._t.call("GET", f"/artifacts/{artifact_id}"))
+
+    def find(self, ref: refs.ArtifactRef) -> ArtifactRecord:
+        text = refs.format_ref(ref)
+        return artifact_from_wire(self._t.call("GET", "/artifacts", params={"ref": text}))
+
+    def run_artifacts(self, run_id: str) -> dict[str, list[ArtifactRecord]]:
+        found = self._t.call("GET", f"/runs/{run_id}/artifacts")
+        return {side: [artifact_from_wire(a) for a in items] for side, items in found.items()}
+
+
+class RemoteLineage:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def upstream(
+        self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
+    ) -> LineageResult:
+        return self._walk("upstream", ref, max_depth, types)
+
+    def downstream(
+        self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
+    ) -> LineageResult:
+        return self._walk("downstream", ref, max_depth, types)
+
+    def _walk(
+        self, direction: str, ref: str, max_depth: int, types: Sequence[str] | None
+    ) -> LineageResult:
+        params: dict[str, Any] = {"ref": ref, "max_depth": max_depth}
+        if types:
+            params["types"] = list(types)
+        data = self._t.call("GET", f"/lineage/{direction}", params=params)
+        nodes = {node["id"]: Node(**node) for node in data["nodes"]}
+        edges = [WalkedEdge(*edge) for edge in data["edges"]]
+        return LineageResult(
+            Node(**data["start"]), data["direction"], edges, nodes, data["truncated"]
+        )
+
+    def _question(self, question: str, ref: str, max_depth: int) -> pd.DataFrame:
+        params = {"ref": ref, "max_depth": max_depth}
+        rows = self._t.call("GET", f"/lineage/questions/{question}", params=params)
+        return pd.DataFrame(rows, columns=NODE_COLUMNS)
+
+    def feature_groups_from_data_source(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
+        return self._question("feature_groups_from_data_source", ref, max_depth)
+
+    def data_sources_from_feature_group(self, ref: str, max_depth: int = 3) -> pd.DataFrame:
+        return self._question("data_sources_from_feature_group", ref, max_depth)
+
+    def models_from_feature_group(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
+        return self._question("models_from_feature_group", ref, max_depth)
+
+    def feature_groups_from_model(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
+        return self._question("feature_groups_from_model", ref, max_depth)
+
+
+class RemoteBlobStore:
+    """The blob-store methods the client uses, over ``/api/v1/blobs/<digest>``.
+
+    Uploads skip bytes the server already has (content addressing makes that safe); downloads
+    are re-hashed here, so damaged or substituted bytes are refused before anything loads them.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def exists(self, digest: str) -> bool:
+        response = self._t._with_retries(lambda: self._t.http.get(f"{API}/blobs/{digest}/size"))
+        if response.status_code == 404:
+            return False
+        self._t.decode(response)
+        return True
+
+    def size_of(self, digest: str) -> int:
+        return self._t.call("GET", f"/blobs/{digest}/size")["size"]
+
+    def put_bytes(self, data: bytes) -> StoredBlob:
+        digest = digests.digest_bytes(data)
+        if not self.exists(digest):
+            self._put(digest, lambda: data)
+        return StoredBlob(digest, len(data))
+
+    def put_file(self, source: Path, progress: Progress | None = None) -> StoredBlob:
+        source = Path(source)
+        before = _stat(source)
+        digest = _hash_file(source)
+        if not self.exists(digest):
+            self._put(digest, lambda: _chunks(source, progress))
+        if _fingerprint(_stat(source)) != _fingerprint(before):
+            raise FileChangedError(
+                f"{source} changed while clew was uploading it; retry once it is no longer "
+                "being written."
+            )
+        return StoredBlob(digest, before.st_size)
+
+    def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
+        source = Path(source)
+        files: dict[str, str] = {}
+        total = 0
+        for relative, path in _walk_files(source):
+            blob = self.put_file(path, progress)
+            files[relative] = blob.digest
+            total += blob.size
+        manifest = {"kind": MANIFEST_KIND, "files": dict(sorted(files.items()))}
+        stored = self.put_bytes(digests.canonical_json(manifest))
+        return StoredDirectory(stored.digest, total, files)
+
+    def _put(self, digest: str, body: Any) -> None:
+        response = self._t._with_retries(
+            lambda: self._t.http.put(
+                f"{API}/blobs/{digest}",
+                content=body(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        )
+        if response.status_code == 400 and b"digest_mismatch" in response.content[:200]:
+            raise FileChangedError(self._t.error(response).args[0])
+        self._t.decode(response)
+
+    def read_bytes(self, digest: str) -> bytes:
+        response = self._t._with_retries(lambda: self._t.http.get(f"{API}/blobs/{digest}"))
+        if response.status_code >= 400:
+            raise self._t.error(response)
+        if digests.digest_bytes(response.content) != digest:
+            raise _corrupt(digest)
+        return response.content
+
+    def read_manifest(self, digest: str) -> dict[str, str]:
+        manifest = json.loads(self.read_bytes(digest))
+        if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+            raise InvalidInputError(f"blob {digest} is not a directory manifest.")
+        return dict(manifest["files"])
+
+    def export_file(self, digest: str, destination: Path) -> Path:
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        temp = destination.with_name(f".{destination.name}.clew-tmp")
+        hasher = hashlib.sha256()
+        with self._t.http.stream("GET", f"{API}/blobs/{digest}") as response:
+            if response.status_code >= 400:
+                response.read()
+                raise self._t.error(response)
+            with open(temp, "wb") as writer:
+                for chunk in response.iter_bytes(CHUNK):
+                    hasher.update(chunk)
+                    writer.write(chunk)
+        if digests.PREFIX + hasher.hexdigest() != digest:
+            temp.unlink()
+            raise _corrupt(digest)
+        temp.replace(destination)
+        return destination
+
+    def export_directory(self, digest: str, destination: Path) -> Path:
+        destination = Path(destination)
+        for relative, file_digest in self.read_manifest(digest).items():
+            self.export_file(file_digest, destination / check_relative_path(relative))
+        return destination
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        result = path.stat()
+    except FileNotFoundError as error:
+        raise FileChangedError(f"{path} does not exist (or disappeared while reading).") from error
+    if not path.is_file():
+        raise InvalidInputError(f"{path} is not a regular file.")
+    return result
+
+
+def _fingerprint(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+def _hash_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as reader:
+        while chunk := reader.read(CHUNK):
+            hasher.update(chunk)
+    return digests.PREFIX + hasher.hexdigest()
+
+
+def _chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
+    with open(path, "rb") as reader:
+        while chunk := reader.read(CHUNK):
+            if progress:
+                progress(len(chunk))
+            yield chunk
+
+
+def _corrupt(digest: str) -> errors.IntegrityError:
+    return errors.IntegrityError(
+        f"blob {digest} from the server does not match its digest; nothing was loaded; ask the "
+        "server's admin to run `clew verify`."
+    )
+
+
+class RemoteStore:
+    """The part of ``Store`` a client touches: its address and its blobs."""
+
+    def __init__(self, uri: str, transport: Transport) -> None:
+        self.uri = uri
+        self.blobs = RemoteBlobStore(transport)
+
+
+class RemoteBackend:
+    def __init__(self, uri: str, token: str | None = None) -> None:
+        token = token or os.environ.get("CLEW_TOKEN") or None
+        self._transport = Transport(uri, token)
+        self.store = RemoteStore(uri, self._transport)
+        self.runs = RemoteRuns(self._transport)
+        self.artifacts = RemoteArtifacts(self._transport)
+        self.lineage = RemoteLineage(self._transport)
+        self._actor: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """The user the server knows this token as (every write is attributed to it)."""
+        if self._actor is None:
+            self._actor = self._transport.call("GET", "/whoami")["name"]
+        return self._actor
+
+    def search_runs(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        return self.runs.search_runs(filter_text, order_by, max_results, experiments)
+
+    def close(self) -> None:
+        self._transport.close()

@@ -1,0 +1,41 @@
+"""What a route receives: the opened services and the authenticated actor's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from clew.server.auth import principal_of
+from clew.service.accounts import Principal
+from clew.service.artifacts import ArtifactService
+from clew.service.lineage import LineageService
+from clew.service.runs import RunService
+from clew.store.location import Store
+
+
+@dataclass
+class Services:
+    store: Store
+    runs: RunService
+    artifacts: ArtifactService
+    lineage: LineageService
+
+    @classmethod
+    def open(cls, store: Store) -> Services:
+        return cls(store, RunService(store), ArtifactService(store), LineageService(store))
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def actor(request: Request) -> str:
+    """The authenticated user's name: the only actor a server-side write is attributed to."""
+    return principal_of(request).name
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+ActorDep = Annotated[str, Depends(actor)]
+PrincipalDep = Annotated[Principal, Depends(principal_of)]

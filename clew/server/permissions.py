@@ -1,0 +1,99 @@
+"""The one table saying who may call which route, and the check that keeps it complete.
+
+Fail closed: ``check_routes`` runs when the app is built and refuses to start if any route
+lacks an entry (or an entry names a route that no longer exists), and ``rule_for`` refuses a
+request whose route is not in the table. Adding an endpoint therefore forces a decision about
+its permission in this file, where a reviewer sees every rule at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from clew.service.accounts import Role
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``role`` None means public (no token needed); ``model_param`` names the path parameter
+    holding a registered model's name, so per-model grants can raise the caller's role;
+    ``signing`` routes also need the caller's dedicated signing token (an e-signature)."""
+
+    role: Role | None
+    model_param: str | None = None
+    signing: bool = False
+
+
+PUBLIC = Rule(None)
+VIEW = Rule(Role.VIEWER)
+CONTRIBUTE = Rule(Role.CONTRIBUTOR)
+ADMIN = Rule(Role.ADMIN)
+
+API = "/api/v1"
+RULES: dict[tuple[str, str], Rule] = {
+    # operations
+    ("GET", f"{API}/health"): PUBLIC,
+    ("GET", f"{API}/ready"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", f"{API}/openapi.json"): PUBLIC,
+    ("GET", f"{API}/whoami"): VIEW,
+    # runs
+    ("POST", f"{API}/runs"): CONTRIBUTE,
+    ("POST", f"{API}/runs/search"): VIEW,
+    ("GET", f"{API}/runs/{{run_id}}"): VIEW,
+    ("GET", f"{API}/runs/{{run_id}}/metric-history"): VIEW,
+    ("POST", f"{API}/runs/{{run_id}}/params"): CONTRIBUTE,
+    ("POST", f"{API}/runs/{{run_id}}/tags"): CONTRIBUTE,
+    ("POST", f"{API}/runs/{{run_id}}/metrics"): CONTRIBUTE,
+    ("POST", f"{API}/runs/{{run_id}}/end"): CONTRIBUTE,
+    ("GET", f"{API}/runs/{{run_id}}/artifacts"): VIEW,
+    # artifacts and their bytes
+    ("POST", f"{API}/artifacts"): CONTRIBUTE,
+    ("GET", f"{API}/artifacts"): VIEW,
+    ("GET", f"{API}/artifacts/{{artifact_id}}"): VIEW,
+    ("PUT", f"{API}/blobs/{{digest}}"): CONTRIBUTE,
+    ("GET", f"{API}/blobs/{{digest}}"): VIEW,
+    ("GET", f"{API}/blobs/{{digest}}/size"): VIEW,
+    # lineage and audit
+    ("GET", f"{API}/lineage/{{direction}}"): VIEW,
+    ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
+    ("GET", f"{API}/audit"): VIEW,
+    ("GET", f"{API}/audit/verify"): VIEW,
+}
+
+
+def rule_for(method: str, path: str) -> Rule | None:
+    return RULES.get((method, path))
+
+
+def route_keys(app: FastAPI) -> dict[tuple[str, str], bool]:
+    """Every (method, path template) the app answers, mapped to whether the route runs the app's
+    dependencies (an ``APIRoute`` does; a plain Starlette route such as openapi.json does not).
+    HEAD rides along with GET."""
+    keys: dict[tuple[str, str], bool] = {}
+    for context in iter_route_contexts(app.routes):
+        guarded = isinstance(context.original_route, APIRoute)
+        for method in context.methods or ():
+            if method != "HEAD" and context.path is not None:
+                keys[(method, context.path)] = guarded
+    return keys
+
+
+def check_routes(app: FastAPI) -> None:
+    """Refuse to build a server whose routes and permission table disagree."""
+    served = route_keys(app)
+    missing = sorted(served.keys() - RULES.keys())
+    stale = sorted(RULES.keys() - served.keys())
+    unguarded = sorted(
+        key for key, guarded in served.items() if not guarded and RULES.get(key) != PUBLIC
+    )
+    if missing or stale or unguarded:
+        raise RuntimeError(
+            "clew.server.permissions.RULES does not match the routes: "
+            f"without a permission: {missing or 'none'}; without a route: {stale or 'none'}; "
+            f"non-public but not behind authorize: {unguarded or 'none'}. "
+            "Give every route exactly one entry."
+        )

@@ -1,0 +1,176 @@
+"""Artifacts and their bytes.
+
+Bytes are addressed only by digest: ``PUT /blobs/<digest>`` streams the body to a temporary
+file in the server's own upload directory while hashing it, and the blob is committed only if
+the bytes hash to the digest in the URL. No client-supplied name, path or URI is ever joined
+to a filesystem path or fetched. Artifact records may cite a reference URI, which is checked
+(clew/service/uploads.py) and stored as text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+from pydantic import Field
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from clew.domain import digests, refs
+from clew.errors import InvalidInputError
+from clew.server.deps import PrincipalDep, ServicesDep
+from clew.server.errors import HTTPError
+from clew.server.routes.models import Body, Id, Int64, JsonObject, Name, PlainRoute
+from clew.service import accounts, uploads
+from clew.store.blobs import LocalBlobStore
+
+router = APIRouter(prefix="/api/v1", tags=["artifacts"], route_class=PlainRoute)
+
+DigestParam = Annotated[str, PathParam(pattern=r"^sha256:[0-9a-f]{64}$")]
+MAX_BLOB_BYTES = 1 << 40
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+BlobEntry = Annotated[tuple[Int64, Annotated[str, Field(max_length=20)]], Field(strict=False)]
+DigestText = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class LogArtifact(Body):
+    run_id: Id | None = None
+    direction: Annotated[str, Field(max_length=10)]
+    type: Annotated[str, Field(max_length=40)]
+    name: Name
+    digest: DigestText
+    size: Int64 | None = None
+    uri: Annotated[str, Field(max_length=uploads.MAX_URI_LENGTH)] | None = None
+    properties: JsonObject = Field(default_factory=dict)
+    blobs: Annotated[dict[DigestText, BlobEntry], Field(max_length=1_000_000)] = Field(
+        default_factory=dict
+    )
+    derived_from: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+
+
+@router.post("/artifacts", status_code=201)
+def log_artifact(body: LogArtifact, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
+    uploads.check_reference_uri(body.uri)
+    uploads.check_blob_kinds(body.blobs)
+    for digest, (_size, kind) in body.blobs.items():
+        if kind == "manifest" and services.store.blobs.exists(digest):
+            if services.store.blobs.size_of(digest) > MAX_MANIFEST_BYTES:
+                raise InvalidInputError(f"manifest {digest} is too large to be a manifest.")
+            uploads.check_manifest_bytes(services.store.blobs.read_bytes(digest), digest)
+    if body.run_id:
+        accounts.require_run_writer(services.store, body.run_id, who)
+    record = services.artifacts.log(
+        run_id=body.run_id,
+        direction=body.direction,
+        type_=body.type,
+        name=body.name,
+        digest=body.digest,
+        actor=who.name,
+        size=body.size,
+        uri=body.uri,
+        properties=body.properties,
+        blobs={digest: (size, kind) for digest, (size, kind) in body.blobs.items()},
+        derived_from=body.derived_from,
+    )
+    return wire(record)
+
+
+@router.get("/artifacts")
+def find_artifact(
+    ref: Annotated[str, Query(max_length=400)], services: ServicesDep
+) -> dict[str, Any]:
+    parsed = refs.parse(ref)
+    if not isinstance(parsed, refs.ArtifactRef):
+        raise InvalidInputError(f"{ref!r} is not an artifact ref; use type:name[@sha256:...].")
+    return wire(services.artifacts.find(parsed))
+
+
+@router.get("/artifacts/{artifact_id}")
+def get_artifact(artifact_id: Id, services: ServicesDep) -> dict[str, Any]:
+    return wire(services.artifacts.get(artifact_id))
+
+
+def wire(record: Any) -> dict[str, Any]:
+    return record.to_dict() | {"created_ms": record.created_ms}
+
+
+@router.put("/blobs/{digest}", status_code=201)
+async def upload_blob(
+    digest: DigestParam, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    store = services.store
+    if await run_in_threadpool(store.blobs.exists, digest):
+        async for _chunk in request.stream():
+            pass
+        return {"digest": digest, "size": await run_in_threadpool(store.blobs.size_of, digest)}
+    directory = store.home / "uploads"
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=directory, prefix="upload-")
+    temp = Path(name)
+    try:
+        size = await _receive(request, descriptor, digest)
+        stored = await run_in_threadpool(store.blobs.put_file, temp)
+    finally:
+        temp.unlink(missing_ok=True)
+    if stored.digest != digest:
+        raise _mismatch(digest, stored.digest)
+    return {"digest": digest, "size": size}
+
+
+async def _receive(request: Request, descriptor: int, digest: str) -> int:
+    """Stream the body to ``descriptor`` while hashing; refuse a mismatch or an oversize body."""
+    hasher = hashlib.sha256()
+    size = 0
+    with os.fdopen(descriptor, "wb") as sink:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BLOB_BYTES:
+                raise HTTPError(413, "payload_too_large", "the blob is larger than 1 TiB.")
+            hasher.update(chunk)
+            sink.write(chunk)
+    actual = digests.PREFIX + hasher.hexdigest()
+    if actual != digest:
+        raise _mismatch(digest, actual)
+    return size
+
+
+def _mismatch(expected: str, actual: str) -> HTTPError:
+    return HTTPError(
+        400,
+        "digest_mismatch",
+        f"the uploaded bytes hash to {actual}, not {expected}; nothing was stored; re-send "
+        "the file (it may have changed while uploading).",
+    )
+
+
+@router.get("/blobs/{digest}/size")
+def blob_size(digest: DigestParam, services: ServicesDep) -> dict[str, Any]:
+    return {"digest": digest, "size": services.store.blobs.size_of(digest)}
+
+
+@router.get("/blobs/{digest}")
+def download_blob(digest: DigestParam, services: ServicesDep) -> FileResponse:
+    """Stream a blob; the client re-hashes every byte, so a damaged blob is never loaded."""
+    blobs = services.store.blobs
+    if isinstance(blobs, LocalBlobStore):
+        path = blobs.path_for(digest)
+        blobs.size_of(digest)
+        return FileResponse(path, media_type="application/octet-stream")
+    directory = services.store.home / "uploads"
+    directory.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(dir=directory, prefix="download-")) / "blob"
+    blobs.export_file(digest, temp)
+    return FileResponse(
+        temp, media_type="application/octet-stream", background=BackgroundTask(_remove, temp)
+    )
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.parent.rmdir()

@@ -1,0 +1,240 @@
+"""Users, API tokens and per-model grants: who is calling a clew server, and what they may do.
+
+Tokens are 256-bit random strings shown once; only their SHA-256 is stored (a slow password
+hash buys nothing for secrets this long, and a fast lookup keeps every request cheap). Every
+token expires; a revoked or expired token is refused with a message saying which. A *signing*
+token is a second, separate secret that is never accepted as a bearer token: approvals need it
+as a fresh proof of identity, so a leaked CI token cannot sign anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from clew.domain import ids
+from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError, PolicyError
+from clew.service import audit
+from clew.service.runs import now_ms
+from clew.store import schema
+from clew.store.location import Store
+
+TOKEN_PREFIX = "clew_"
+API, SIGNING = "api", "signing"
+PURPOSES = (API, SIGNING)
+DEFAULT_DAYS = 90
+MAX_DAYS = 366
+DAY_MS = 86_400_000
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}$")
+
+
+class Role(IntEnum):
+    """Each role can do everything the roles below it can."""
+
+    VIEWER = 1
+    CONTRIBUTOR = 2
+    APPROVER = 3
+    ADMIN = 4
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        try:
+            return cls[str(text).upper()]
+        except KeyError:
+            names = ", ".join(role.name.lower() for role in cls)
+            raise InvalidInputError(f"role {text!r} is unknown; use one of: {names}.") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class AuthenticationError(ClewError):
+    """No valid token was presented: missing, unknown, expired or revoked."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller. Services receive ``name`` as the actor, never a claimed name."""
+
+    name: str
+    role: Role
+    grants: dict[str, Role] = field(default_factory=dict, compare=False, hash=False)
+    token_id: str | None = None
+
+    def role_for(self, model: str | None) -> Role:
+        """The caller's role, raised (never lowered) by a grant on ``model``."""
+        granted = self.grants.get(model) if model else None
+        return max(self.role, granted) if granted else self.role
+
+
+ANONYMOUS = Principal("anonymous", Role.VIEWER)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: ``secret`` is shown to its owner once and never stored."""
+
+    id: str
+    user: str
+    purpose: str
+    expires_ms: int
+    secret: str
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_user(store: Store, name: str, role: str, actor: str) -> Principal:
+    if not isinstance(name, str) or not _USER_NAME.match(name) or name == ANONYMOUS.name:
+        raise InvalidInputError(
+            f"user name {name!r} is not allowed; use letters, digits and . _ @ - "
+            "(at most 100 characters)."
+        )
+    parsed = Role.parse(role)
+    with store.db.write() as connection:
+        if _user_row(connection, name) is not None:
+            raise ConflictError(f"user {name!r} already exists; use `clew admin set-role`.")
+        row = {"name": name, "role": parsed.label, "created_ms": now_ms(), "created_by": actor}
+        connection.execute(schema.users.insert().values(**row))
+        audit.append(connection, actor, "user.create", f"user:{name}", row)
+    return Principal(name, parsed)
+
+
+def create_token(
+    store: Store,
+    user: str,
+    actor: str,
+    *,
+    purpose: str = API,
+    days: int = DEFAULT_DAYS,
+    description: str = "",
+) -> IssuedToken:
+    if purpose not in PURPOSES:
+        raise InvalidInputError(f"token purpose {purpose!r} must be 'api' or 'signing'.")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise InvalidInputError(f"token lifetime {days!r} must be 1 to {MAX_DAYS} days.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    created = now_ms()
+    row = {
+        "id": ids.new_id(),
+        "user_name": user,
+        "token_hash": hash_token(secret),
+        "purpose": purpose,
+        "description": description[:200],
+        "created_ms": created,
+        "created_by": actor,
+        "expires_ms": created + days * DAY_MS,
+        "revoked_ms": None,
+    }
+    with store.db.write() as connection:
+        if _user_row(connection, user) is None:
+            raise NotFoundError(f"user {user!r} does not exist; create it first.")
+        connection.execute(schema.api_tokens.insert().values(**row))
+        logged = {key: value for key, value in row.items() if key != "token_hash"}
+        audit.append(connection, actor, "token.create", f"user:{user}", logged)
+    return IssuedToken(row["id"], user, purpose, row["expires_ms"], secret)
+
+
+def revoke_token(store: Store, token_id: str, actor: str) -> None:
+    table = schema.api_tokens
+    with store.db.write() as connection:
+        row = connection.execute(select(table).where(table.c.id == token_id)).first()
+        if row is None:
+            raise NotFoundError(f"token {token_id} does not exist.")
+        if row.revoked_ms is None:
+            connection.execute(
+                update(table).where(table.c.id == token_id).values(revoked_ms=now_ms())
+            )
+            audit.append(connection, actor, "token.revoke", f"user:{row.user_name}", token_id)
+
+
+def grant(store: Store, user: str, model: str, role: str, actor: str) -> None:
+    """Give ``user`` at least ``role`` on one registered model (replacing an earlier grant)."""
+    parsed = Role.parse(role)
+    table = schema.model_grants
+    with store.db.write() as connection:
+        if _user_row(connection, user) is None:
+            raise NotFoundError(f"user {user!r} does not exist; create it first.")
+        connection.execute(
+            table.delete().where(table.c.user_name == user, table.c.model_name == model)
+        )
+        row = {
+            "user_name": user,
+            "model_name": model,
+            "role": parsed.label,
+            "created_ms": now_ms(),
+            "created_by": actor,
+        }
+        connection.execute(table.insert().values(**row))
+        audit.append(connection, actor, "grant.set", f"user:{user}", row)
+
+
+def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
+    """The principal owning ``secret``; refuses unknown, expired, revoked and wrong-purpose."""
+    tokens, users = schema.api_tokens, schema.users
+    query = (
+        select(tokens, users.c.role, users.c.disabled_ms)
+        .join(users, users.c.name == tokens.c.user_name)
+        .where(tokens.c.token_hash == hash_token(secret))
+    )
+    with store.db.read() as connection:
+        row = connection.execute(query).first()
+        _check_token(row, purpose)
+        assert row is not None
+        grants = {
+            model: Role.parse(role)
+            for model, role in connection.execute(
+                select(schema.model_grants.c.model_name, schema.model_grants.c.role).where(
+                    schema.model_grants.c.user_name == row.user_name
+                )
+            )
+        }
+    return Principal(row.user_name, Role.parse(row.role), grants, row.id)
+
+
+def _check_token(row: Any, purpose: str) -> None:
+    if row is None:
+        raise AuthenticationError(
+            "the token is not recognised; check CLEW_TOKEN or ask an admin for a new token."
+        )
+    if row.revoked_ms is not None:
+        raise AuthenticationError(f"token {row.id} was revoked; ask an admin for a new token.")
+    if row.expires_ms <= now_ms():
+        raise AuthenticationError(f"token {row.id} has expired; ask an admin for a new token.")
+    if row.disabled_ms is not None:
+        raise AuthenticationError(f"user {row.user_name} is disabled; ask an admin.")
+    if row.purpose != purpose:
+        kind = "a signing token" if row.purpose == SIGNING else "an API token"
+        raise AuthenticationError(
+            f"token {row.id} is {kind} and cannot be used here; use your "
+            f"{'API' if purpose == API else 'signing'} token."
+        )
+
+
+def _user_row(connection: Connection, name: str) -> Any:
+    return connection.execute(select(schema.users).where(schema.users.c.name == name)).first()
+
+
+def require_run_writer(store: Store, run_id: str, principal: Principal) -> None:
+    """Only a run's own user (or an admin) may write to it: nobody logs into someone else's run."""
+    with store.db.read() as connection:
+        owner = connection.execute(
+            select(schema.runs.c.user_name).where(schema.runs.c.id == run_id)
+        ).scalar()
+    if owner is None:
+        raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
+    if owner != principal.name and principal.role < Role.ADMIN:
+        raise PolicyError(
+            f"run {run_id} belongs to {owner!r}; only its owner or an admin may write to it."
+        )

@@ -1,0 +1,117 @@
+"""Rules for what a remote caller may hand the store: reference URIs and directory manifests.
+
+A server must never act on a client-supplied location. Reference URIs (``s3://bucket/key``)
+are recorded as text only, and even as text some are refused because nothing legitimate
+points there: ``file://`` (a path on the *client's* disk means nothing on the server and
+invites local-file inclusion later), fragments, embedded credentials, and addresses of the
+server's own machine or the cloud metadata service. Directory manifests name files by
+relative path; a manifest that could make an export land outside its destination (``..``,
+absolute paths, backslashes, drive letters, NUL) is refused before any record points at it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from clew.errors import InvalidInputError
+
+REFERENCE_SCHEMES = frozenset(
+    {"s3", "gs", "gcs", "az", "abfs", "abfss", "adl", "hdfs", "http", "https", "dbfs", "hf"}
+)
+MAX_URI_LENGTH = 2048
+MANIFEST_KIND = "clew.manifest/v1"
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", "metadata.google.internal"})
+
+
+def check_reference_uri(uri: str | None) -> str | None:
+    """Refuse reference URIs that point at the server itself or outside any object store."""
+    if uri is None:
+        return None
+    if not isinstance(uri, str) or len(uri) > MAX_URI_LENGTH or not uri.isprintable():
+        raise _bad_uri(uri, f"it must be printable text of at most {MAX_URI_LENGTH} characters")
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in REFERENCE_SCHEMES:
+        allowed = ", ".join(sorted(REFERENCE_SCHEMES))
+        raise _bad_uri(uri, f"the scheme must be one of {allowed}; upload local files instead")
+    if "#" in uri:
+        raise _bad_uri(uri, "fragments (#...) are not allowed")
+    if parts.username or parts.password:
+        raise _bad_uri(uri, "credentials must not be embedded in a URI")
+    if scheme in ("http", "https"):
+        _check_host(uri, parts.hostname or "")
+    return uri
+
+
+def _check_host(uri: str, host: str) -> None:
+    if not host or host.lower().rstrip(".") in _LOCAL_HOSTS:
+        raise _bad_uri(uri, "it points at this machine")
+    try:
+        address = ipaddress.ip_address(unquote(host).strip("[]"))
+    except ValueError:
+        return
+    if (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+    ):
+        raise _bad_uri(uri, "it points at a loopback, link-local or metadata-service address")
+
+
+def _bad_uri(uri: Any, why: str) -> InvalidInputError:
+    shown = uri[:200] if isinstance(uri, str) else uri
+    return InvalidInputError(f"reference URI {shown!r} is refused: {why}.")
+
+
+def check_manifest_bytes(data: bytes, digest: str) -> dict[str, str]:
+    """Parse a directory manifest and refuse entries that could escape their directory."""
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        raise InvalidInputError(f"blob {digest} is not a directory manifest (not JSON).") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise InvalidInputError(f"blob {digest} is not a {MANIFEST_KIND} directory manifest.")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise InvalidInputError(f"manifest {digest} has no 'files' mapping.")
+    for relative, file_digest in files.items():
+        check_relative_path(relative)
+        if not isinstance(file_digest, str):
+            raise InvalidInputError(f"manifest entry {relative!r} has no digest.")
+    return files
+
+
+def check_relative_path(relative: Any) -> str:
+    """A forward-slash relative path that stays inside its directory on every OS."""
+    if not isinstance(relative, str) or not relative or len(relative) > 4096:
+        raise _bad_path(relative, "it must be a non-empty path of at most 4096 characters")
+    if "\x00" in relative or "\\" in relative:
+        raise _bad_path(relative, "NUL bytes and backslashes are not allowed")
+    if relative.startswith("/") or _DRIVE.match(relative):
+        raise _bad_path(relative, "absolute paths are not allowed")
+    decoded = unquote(unquote(relative))
+    if "\x00" in decoded or "\\" in decoded or decoded.startswith("/"):
+        raise _bad_path(relative, "encoded NUL bytes, backslashes and slashes are not allowed")
+    for candidate in (relative, decoded):
+        if any(part in ("", ".", "..") for part in candidate.split("/")):
+            raise _bad_path(relative, "'.', '..' and empty path segments are not allowed")
+    return relative
+
+
+def _bad_path(relative: Any, why: str) -> InvalidInputError:
+    return InvalidInputError(f"file path {relative!r} in a directory manifest is refused: {why}.")
+
+
+def check_blob_kinds(blobs: Mapping[str, Any]) -> None:
+    for digest, entry in blobs.items():
+        kind = entry[1] if isinstance(entry, list | tuple) and len(entry) == 2 else None
+        if kind not in ("file", "manifest"):
+            raise InvalidInputError(f"blob {digest} must be listed as [size, 'file'|'manifest'].")

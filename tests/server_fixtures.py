@@ -1,0 +1,71 @@
+"""A real ``clew server`` (uvicorn on a free 127.0.0.1 port, in a thread) for the server tests.
+
+Imported by tests/test_server*.py, test_http_client*.py and test_attacks*.py; the server's
+store is its own directory, separate from the client's, so nothing can pass between them
+except over HTTP.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from clew.server.app import create_app
+from clew.service import accounts
+from clew.store.location import Store, open_store
+
+
+@dataclass
+class RunningServer:
+    url: str
+    store: Store
+    root: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def user(self, name: str, role: str = "contributor") -> str:
+        """Create ``name`` with ``role`` and return a fresh API token for them."""
+        accounts.create_user(self.store, name, role, actor="test-admin")
+        token = accounts.create_token(self.store, name, actor="test-admin").secret
+        self.tokens[name] = token
+        return token
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer]:
+    app = create_app(store, **options)  # type: ignore[arg-type]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the clew server did not start")
+        time.sleep(0.01)
+    try:
+        yield RunningServer(f"http://127.0.0.1:{port}", store, root)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        store.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    root = tmp_path / "server-store"
+    yield from serve(open_store(root), root)
