@@ -30,12 +30,16 @@ NULL_LENGTH = 0xFFFFFFFF
 PREDICTION_COLUMNS = ("prediction_id", "time")
 
 
-def leaf_hashes(table: pa.Table) -> bytes:
-    """The 32-byte leaf hash of every row, concatenated in row order."""
-    parts = _parts(table)
+def leaf_hashes(table: pa.Table, header: np.ndarray | None = None) -> bytes:
+    """The 32-byte leaf hash of every row, concatenated in row order.
+
+    ``header`` may carry the call-id/row/time bytes precomputed by the writer (it must equal
+    what ``header_bytes(table)`` derives from the stored columns).
+    """
+    parts = _parts(table, header_bytes(table) if header is None else header)
     if all(isinstance(part, np.ndarray) for part in parts):
-        matrix = np.ascontiguousarray(np.hstack(parts))
-        return merkle.leaf_hashes_fixed(matrix.tobytes(), matrix.shape[1])
+        matrix = _pack(parts)
+        return merkle.leaf_hashes_fixed(matrix.tobytes(), matrix.dtype.itemsize)
     joined = pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b"")
     joined = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[
@@ -44,10 +48,18 @@ def leaf_hashes(table: pa.Table) -> bytes:
     return merkle.leaf_hashes_variable(joined.buffers()[2].to_pybytes(), offsets.tolist())
 
 
-def _parts(table: pa.Table) -> list[np.ndarray | pa.Array]:
+def _pack(parts: list[np.ndarray]) -> np.ndarray:
+    """Lay fixed-width parts side by side through a packed record dtype (fast field copies)."""
+    fields = [(f"p{i}", part.dtype, part.shape[1:]) for i, part in enumerate(parts)]
+    packed = np.empty(len(parts[0]), dtype=np.dtype(fields, align=False))
+    for i, part in enumerate(parts):
+        packed[f"p{i}"] = part
+    return packed
+
+
+def _parts(table: pa.Table, header: np.ndarray) -> list[np.ndarray | pa.Array]:
     count = table.num_rows
-    parts: list[np.ndarray | pa.Array] = [np.zeros((count, 1), dtype=np.uint8)]
-    parts.append(_header(table))
+    parts: list[np.ndarray | pa.Array] = [np.zeros((count, 1), dtype=np.uint8), header]
     inputs = _column(table, "inputs")
     if inputs is None:
         parts.append(np.zeros((count, 1), dtype=np.uint8))
@@ -62,6 +74,28 @@ def _parts(table: pa.Table) -> list[np.ndarray | pa.Array]:
     return parts
 
 
+def header_bytes_for_calls(
+    call_ids: list[str], counts: np.ndarray, times_ms: np.ndarray
+) -> np.ndarray:
+    """The header bytes of every row of these calls, without touching per-row strings."""
+    calls = np.frombuffer("".join(call_ids).encode("ascii"), dtype=np.uint8).reshape(
+        -1, CALL_LENGTH
+    )
+    which = np.repeat(np.arange(len(call_ids)), counts)
+    rows = np.concatenate([np.arange(n, dtype="<u4") for n in counts])
+    return _header_matrix(calls[which], rows, np.repeat(times_ms.astype("<i8"), counts))
+
+
+def _header_matrix(calls: np.ndarray, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
+    header = np.empty(
+        len(rows), dtype=np.dtype([("c", np.uint8, (CALL_LENGTH,)), ("r", "<u4"), ("t", "<i8")])
+    )
+    header["c"] = calls
+    header["r"] = rows
+    header["t"] = times
+    return header.view(np.uint8).reshape(len(rows), -1)
+
+
 def _column(table: pa.Table, name: str) -> pa.Array | None:
     if name not in table.column_names:
         return None
@@ -69,7 +103,8 @@ def _column(table: pa.Table, name: str) -> pa.Array | None:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def _header(table: pa.Table) -> np.ndarray:
+def header_bytes(table: pa.Table) -> np.ndarray:
+    """Call id, row number and time of every row, parsed back from the stored columns."""
     ids = _column(table, "prediction_id")
     assert ids is not None
     calls = pc.cast(pc.utf8_slice_codeunits(ids, 0, CALL_LENGTH), pa.binary())
@@ -78,12 +113,10 @@ def _header(table: pa.Table) -> np.ndarray:
     time = _column(table, "time")
     assert time is not None
     times = pc.cast(time, pa.int64()).to_numpy(zero_copy_only=False).astype("<i8")
-    return np.hstack(
-        [
-            call_bytes.reshape(-1, CALL_LENGTH),
-            rows.to_numpy(zero_copy_only=False).astype("<u4").view(np.uint8).reshape(-1, 4),
-            times.view(np.uint8).reshape(-1, 8),
-        ]
+    return _header_matrix(
+        call_bytes.reshape(-1, CALL_LENGTH),
+        rows.to_numpy(zero_copy_only=False).astype("<u4"),
+        times,
     )
 
 
@@ -100,25 +133,27 @@ def _field(array: pa.Array, present: np.ndarray) -> list[np.ndarray | pa.Array]:
     valid = _validity(array) & present
     fixed = _fixed_values(array)
     if fixed is not None:
-        fixed = fixed * valid.reshape(-1, 1).astype(np.uint8)
-        return [np.hstack([valid.astype(np.uint8).reshape(-1, 1), fixed])]
+        if not valid.all():
+            mask = valid if fixed.ndim == 1 else valid.reshape(-1, 1)
+            fixed = np.where(mask, fixed, np.zeros((), dtype=fixed.dtype))
+        return [valid.astype(np.uint8), fixed]
     text = _as_text(array)
     lengths = pc.binary_length(text).to_numpy(zero_copy_only=False).astype("<u4")
     lengths[~valid] = NULL_LENGTH
     values = pc.if_else(pa.array(valid), text, pa.scalar(b"", pa.binary()))
-    return [lengths.view(np.uint8).reshape(-1, 4), values]
+    return [lengths, values]
 
 
 def _fixed_values(array: pa.Array) -> np.ndarray | None:
     """Raw little-endian bytes per row for fixed-width types, else None."""
     kind = array.type
     if pa.types.is_boolean(kind):
-        return _matrix(pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(np.uint8))
+        return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(np.uint8)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return _matrix(pc.fill_null(array, 0).to_numpy(zero_copy_only=False))
+        return _little_endian(_filled(array))
     if pa.types.is_temporal(kind) and kind.bit_width in (32, 64):
         as_int = pc.cast(array, pa.int64() if kind.bit_width == 64 else pa.int32())
-        return _matrix(pc.fill_null(as_int, 0).to_numpy(zero_copy_only=False))
+        return _little_endian(_filled(as_int))
     if pa.types.is_fixed_size_list(kind):
         child = array.flatten() if array.null_count == 0 else None
         if child is not None and len(child) == len(array) * kind.list_size:
@@ -128,9 +163,14 @@ def _fixed_values(array: pa.Array) -> np.ndarray | None:
     return None
 
 
-def _matrix(values: np.ndarray) -> np.ndarray:
-    values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-    return values.view(np.uint8).reshape(len(values), -1)
+def _filled(array: pa.Array) -> np.ndarray:
+    if array.null_count:
+        array = pc.fill_null(array, 0)
+    return array.to_numpy(zero_copy_only=False)
+
+
+def _little_endian(values: np.ndarray) -> np.ndarray:
+    return values.astype(values.dtype.newbyteorder("<"), copy=False)
 
 
 def _as_text(array: pa.Array) -> pa.Array:
@@ -151,8 +191,9 @@ def _json(value: Any) -> bytes:
 def _as_binary(part: np.ndarray | pa.Array) -> pa.Array:
     if isinstance(part, pa.Array):
         return part
-    part = np.ascontiguousarray(part)
-    count, width = part.shape
+    count = len(part)
+    part = np.ascontiguousarray(part).view(np.uint8).reshape(count, -1)
+    width = part.shape[1]
     offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
     return pa.Array.from_buffers(
         pa.binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(part)]

@@ -178,3 +178,45 @@ def _iter_entries(connection: Connection) -> Iterator[AuditEntry]:
     )
     for row in result:
         yield AuditEntry(**row._mapping)
+
+
+@dataclass(frozen=True)
+class DigestProblem:
+    """A recorded digest that the stored bytes (or files) no longer match."""
+
+    target: str
+    reason: str
+
+
+def verify_digests(store: Store) -> tuple[int, list[DigestProblem]]:
+    """Re-check everything the log's entries point at by digest; return (checked, problems).
+
+    Blobs are re-hashed, every model version's digest must equal its artifact's, and every
+    capture batch must match its file digest, recomputed Merkle root and signature.
+    """
+    from clew.service import capture, integrity
+
+    blobs = integrity.inventory(store)
+    problems = [
+        DigestProblem(f"blob:{problem.digest}", problem.describe())
+        for problem in integrity.verify_blobs(store, blobs=blobs)
+    ]
+    versions, artifacts, models = schema.model_versions, schema.artifacts, schema.models
+    with store.db.read() as connection:
+        rows = connection.execute(
+            select(models.c.name, versions.c.version, versions.c.digest, artifacts.c.digest)
+            .join(models, models.c.id == versions.c.model_id)
+            .join(artifacts, artifacts.c.id == versions.c.artifact_id)
+        ).all()
+    for name, number, recorded, actual in rows:
+        if recorded != actual:
+            problems.append(
+                DigestProblem(
+                    f"{name}/{number}", f"records {recorded} but its artifact is {actual}"
+                )
+            )
+    batches, batch_problems = capture.verify_batches(store)
+    problems.extend(
+        DigestProblem(f"capture:{problem.batch_id}", problem.reason) for problem in batch_problems
+    )
+    return len(blobs) + len(rows) + batches, problems

@@ -257,7 +257,12 @@ def write_batch(
 ) -> str:
     """Write one signed batch and record it; returns the batch id."""
     table = build_table(target, calls)
-    levels = merkle.build_levels(leaves.leaf_hashes(table))
+    header = leaves.header_bytes_for_calls(
+        [call.call_id for call in calls],
+        np.array([call.rows for call in calls]),
+        np.array([call.time_ms for call in calls]),
+    )
+    levels = merkle.build_levels(leaves.leaf_hashes(table, header))
     count = table.num_rows
     batch_id = ids.new_id()
     header = {
