@@ -1,0 +1,122 @@
+"""Ingesting a large file: clew's blob store vs ``sha256sum`` and ``dvc add``.
+
+One file of random bytes (1 GiB by default) is generated, then read once so it sits in the
+page cache for every contender (dropping the cache needs root, so all measurements are
+warm-cache; the file's writes still reach the disk because clew and DVC both fsync/copy).
+Timed, in this order, each into a fresh store:
+
+* ``sha256sum FILE`` — the floor: hashing alone, no copy;
+* ``LocalBlobStore.put_file`` — clew's hash-while-copying ingest, fsync and rename included;
+* ``run.log_artifact(FILE)`` — the SDK call users make (hash + copy + metadata transaction);
+* ``dvc add FILE`` in a fresh ``dvc init --no-scm`` repository (md5 + copy into its cache).
+
+    uv run --group bench python benchmarks/bench_ingest.py [--size-mib 1024] [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from report import Result, finish, parser, stopwatch
+
+import clew
+from clew.store.blobs import LocalBlobStore
+
+MIB = 1024 * 1024
+TARGET_VS_SHA256SUM = 0.9
+TARGET_VS_DVC = 2.0
+
+
+def make_file(path: Path, size_mib: int) -> None:
+    with open(path, "wb") as handle:
+        for _ in range(size_mib // 16):
+            handle.write(os.urandom(16 * MIB))
+        handle.write(os.urandom((size_mib % 16) * MIB))
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as handle:
+        while handle.read(16 * MIB):
+            pass
+
+
+def seconds(action: Callable[[], object]) -> float:
+    with stopwatch() as elapsed:
+        action()
+    return elapsed[0]
+
+
+def run(command: list[str], cwd: Path) -> None:
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+
+
+def dvc_command() -> list[str]:
+    found = shutil.which("dvc", path=str(Path(sys.executable).parent))
+    if found is None:
+        sys.exit("DVC is not installed: run with `uv run --group bench python ...`.")
+    return [found]
+
+
+def measure(directory: Path, size_mib: int) -> dict[str, float]:
+    dvc = dvc_command()
+    repo = directory / "dvc-repo"
+    repo.mkdir()
+    data = repo / "data.bin"
+    make_file(data, size_mib)
+    warm(data)
+    timings = {"sha256sum": seconds(lambda: run(["sha256sum", str(data)], directory))}
+
+    blobs = LocalBlobStore(directory / "blobs")
+    timings["put_file"] = seconds(lambda: blobs.put_file(data))
+    shutil.rmtree(directory / "blobs")
+
+    client = clew.Client(str(directory / "clew"))
+    with client.start_run(experiment="bench", name="ingest") as active:
+        timings["log_artifact"] = seconds(lambda: active.log_artifact(data, name="data"))
+    client.close()
+    shutil.rmtree(directory / "clew")
+
+    run([*dvc, "init", "--no-scm", "-q"], repo)
+    warm(data)
+    timings["dvc add"] = seconds(lambda: run([*dvc, "add", "-q", "data.bin"], repo))
+    return {name: size_mib / spent for name, spent in timings.items()}
+
+
+def main() -> None:
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--size-mib", type=int, help="file size in MiB (default 1024)")
+    options = arguments.parse_args()
+    size_mib = options.size_mib or (128 if options.quick else 1024)
+    with tempfile.TemporaryDirectory(prefix="clew-bench-ingest-") as temp:
+        rates = measure(Path(temp), size_mib)
+    common = {"benchmark": "ingest", "unit": "MiB/s", "higher_is_better": True}
+    results = []
+    for ours, label in (
+        ("put_file", "LocalBlobStore.put_file"),
+        ("log_artifact", "run.log_artifact"),
+    ):
+        for peer, target in (("sha256sum", TARGET_VS_SHA256SUM), ("dvc add", TARGET_VS_DVC)):
+            results.append(
+                Result(
+                    operation=f"{label}, {size_mib:,} MiB file",
+                    clew=rates[ours],
+                    peer=rates[peer],
+                    peer_name=peer,
+                    target_ratio=target,
+                    note="warm page cache; dvc add includes its CLI start-up"
+                    if peer == "dvc add" and ours == "put_file"
+                    else "",
+                    **common,
+                )
+            )
+    finish("Ingest (warm page cache)", results, options.json)
+
+
+if __name__ == "__main__":
+    main()

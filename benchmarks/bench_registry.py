@@ -1,0 +1,113 @@
+"""Model registry: version creation and alias resolution, clew in-process vs MLflow on SQLite.
+
+* version creation: clew ``client.register_model(model_artifact, name)`` vs MLflow
+  ``create_model_version(name, source, run_id)``. Each clew version points at its own logged
+  model artifact (logged beforehand, untimed), each MLflow version at its own source dir.
+* alias resolution: clew ``client.get_version("name@champion")`` vs MLflow
+  ``get_model_version_by_alias(name, "champion")``, with ``--versions`` versions registered.
+
+    uv run --group bench python benchmarks/bench_registry.py [--versions N] [--quick]
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+
+from mlflow_peer import open_mlflow
+from report import Result, finish, latencies_ms, parser, stopwatch
+
+import clew
+
+NAME = "churn"
+ALIAS = "champion"
+TARGET_CREATE = 10.0
+TARGET_ALIAS = 20.0
+
+
+def clew_figures(directory: Path, versions: int, lookups: int) -> tuple[float, float]:
+    """(ms per register_model, ms per alias resolution)."""
+    client = clew.Client(str(directory / "clew"))
+    models = directory / "clew-models"
+    models.mkdir()
+    with client.start_run(experiment="bench", name="train") as run:
+        logged = []
+        for index in range(versions + 1):
+            path = models / f"model-{index}.bin"
+            path.write_bytes(f"model {index}".encode())
+            logged.append(run.log_output(path, name=f"{NAME}-model", type="model"))
+    client.register_model(logged[0], NAME)
+    with stopwatch() as elapsed:
+        for artifact in logged[1:]:
+            client.register_model(artifact, NAME)
+    client.promote(f"{NAME}/1", ALIAS)
+    resolved = client.get_version(f"{NAME}@{ALIAS}")
+    if resolved.version != 1:
+        raise RuntimeError(f"clew resolved {NAME}@{ALIAS} to version {resolved.version}")
+    alias_ms = statistics.median(
+        latencies_ms(lambda: client.get_version(f"{NAME}@{ALIAS}"), lookups)
+    )
+    client.close()
+    return elapsed[0] * 1000 / versions, alias_ms
+
+
+def mlflow_figures(directory: Path, versions: int, lookups: int) -> tuple[float, float]:
+    client, experiment_id = open_mlflow(directory / "mlflow")
+    run_id = client.create_run(experiment_id).info.run_id
+    sources = []
+    for index in range(versions + 1):
+        source = directory / "mlflow-models" / f"model-{index}"
+        source.mkdir(parents=True)
+        (source / "model.bin").write_bytes(f"model {index}".encode())
+        sources.append(source.as_uri())
+    client.create_registered_model(NAME)
+    client.create_model_version(NAME, sources[0], run_id)
+    with stopwatch() as elapsed:
+        for source in sources[1:]:
+            client.create_model_version(NAME, source, run_id)
+    client.set_registered_model_alias(NAME, ALIAS, "1")
+    if str(client.get_model_version_by_alias(NAME, ALIAS).version) != "1":
+        raise RuntimeError(f"MLflow resolved {NAME}@{ALIAS} to another version")
+    alias_ms = statistics.median(
+        latencies_ms(lambda: client.get_model_version_by_alias(NAME, ALIAS), lookups)
+    )
+    return elapsed[0] * 1000 / versions, alias_ms
+
+
+def main() -> None:
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--versions", type=int, help="versions created per tool (default 300)")
+    arguments.add_argument("--lookups", type=int, help="alias resolutions timed (default 2,000)")
+    options = arguments.parse_args()
+    versions = options.versions or (50 if options.quick else 300)
+    lookups = options.lookups or (300 if options.quick else 2_000)
+    with tempfile.TemporaryDirectory(prefix="clew-bench-registry-") as temp:
+        clew_create, clew_alias = clew_figures(Path(temp), versions, lookups)
+        mlflow_create, mlflow_alias = mlflow_figures(Path(temp), versions, lookups)
+    common = {"benchmark": "registry", "unit": "ms", "higher_is_better": False}
+    results = [
+        Result(
+            operation="create model version",
+            clew=clew_create,
+            peer=mlflow_create,
+            peer_name="MLflow create_model_version",
+            target_ratio=TARGET_CREATE,
+            note=f"mean over {versions:,} versions each",
+            **common,
+        ),
+        Result(
+            operation="resolve alias in-process",
+            clew=clew_alias,
+            peer=mlflow_alias,
+            peer_name="MLflow get_model_version_by_alias",
+            target_ratio=TARGET_ALIAS,
+            note=f"median of {lookups:,} lookups, {versions + 1:,} versions registered",
+            **common,
+        ),
+    ]
+    finish("Model registry (SQLite stores)", results, options.json)
+
+
+if __name__ == "__main__":
+    main()
