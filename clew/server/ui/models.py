@@ -1,0 +1,136 @@
+"""Models: the inventory, one model's versions and aliases, and the version page (the live
+model card) with its approve / reject / promote forms.
+
+Every decision is the service's: the forms call ``ApprovalService`` and ``PromotionService``
+with the signed-in actor, and a refusal (self-approval, a role the policy does not allow,
+missing evidence) comes back as the policy's own sentence, shown on the page.
+"""
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.responses import JSONResponse, Response
+
+from clew.errors import ClewError
+from clew.server.ui.pages import APPROVE, PROMOTE, Page
+from clew.service import inventory
+from clew.service.approvals import ApprovalService
+from clew.service.model_card import model_card, verify_version
+from clew.service.promotion import PromotionService
+
+PAGE_SIZE = 50
+VERSIONS_SHOWN = 100
+DECISIONS = ("approve", "reject")
+SUGGESTED_ALIASES = ("production", "staging", "champion", "challenger")
+
+
+def add_routes(router: APIRouter, page: Any, action: Any) -> None:
+    @router.get("/models", name="ui.models")
+    def models(
+        current: Annotated[Page, Depends(page)],
+        q: str = "",
+        owner: str = "",
+        risk_tier: str = "",
+        sort: str = "name",
+        desc: bool = False,
+        offset: int = 0,
+    ) -> Response:
+        sort = sort if sort in inventory.SORTS else "name"
+        found = inventory.inventory(
+            current.store,
+            search=q.strip(),
+            owner=owner,
+            risk_tier=risk_tier,
+            sort=sort,
+            descending=desc,
+            offset=max(offset, 0),
+            limit=PAGE_SIZE,
+        )
+        return current.render(
+            "models.html",
+            page=found,
+            q=q,
+            owner=owner,
+            risk_tier=risk_tier,
+            sort=sort,
+            desc=desc,
+            sorts=inventory.SORTS,
+            page_size=PAGE_SIZE,
+        )
+
+    @router.get("/models/{name}", name="ui.model")
+    def model(name: str, current: Annotated[Page, Depends(page)]) -> Response:
+        overview = inventory.model_overview(current.store, name, VERSIONS_SHOWN)
+        return current.render("model.html", overview=overview)
+
+    @router.get("/models/{name}/versions/{version}", name="ui.version")
+    def version_page(
+        name: str,
+        version: int,
+        current: Annotated[Page, Depends(page)],
+        done: str = "",
+    ) -> Response:
+        return _version(current, name, version, notice=done or None)
+
+    @router.get("/models/{name}/versions/{version}/integrity.json", name="ui.version_integrity")
+    def integrity(name: str, version: int, current: Annotated[Page, Depends(page)]) -> Response:
+        return JSONResponse(asdict(verify_version(current.store, name, version)))
+
+    @router.post("/models/{name}/versions/{version}/decide", name="ui.version_approve")
+    def decide(name: str, version: int, current: Annotated[Page, Depends(action)]) -> Response:
+        ref = f"{name}/{version}"
+        decision = current.form.get("decision", "")
+        comment = current.form.get("comment", "")
+        service = ApprovalService(current.store)
+        try:
+            if decision == "approve":
+                service.approve(ref, current.actor, comment)
+            elif decision == "reject":
+                service.reject(ref, current.actor, comment)
+            else:
+                return _version(current, name, version, problem="choose approve or reject.")
+        except ClewError as refusal:
+            return _refused(current, name, version, refusal)
+        notice = f"{ref} {decision}d by {current.actor}"
+        return current.redirect("ui.version", {"done": notice}, name=name, version=version)
+
+    @router.post("/models/{name}/versions/{version}/promote", name="ui.version_promote")
+    def promote(name: str, version: int, current: Annotated[Page, Depends(action)]) -> Response:
+        ref = f"{name}/{version}"
+        alias = current.form.get("alias", "").strip()
+        comment = current.form.get("comment", "")
+        try:
+            PromotionService(current.store).promote(ref, alias, current.actor, comment)
+        except ClewError as refusal:
+            return _refused(current, name, version, refusal)
+        notice = f"{name}@{alias} now points at {ref}"
+        return current.redirect("ui.version", {"done": notice}, name=name, version=version)
+
+
+def _refused(current: Page, name: str, version: int, refusal: ClewError) -> Response:
+    """The version page again, with the service's reason and the user's input kept."""
+    return _version(current, name, version, problem=str(refusal), status=refusal.http_status)
+
+
+def _version(
+    current: Page,
+    name: str,
+    version: int,
+    *,
+    notice: str | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    card = model_card(current.store, name, version)
+    return current.render(
+        "version.html",
+        status_code=status,
+        card=card,
+        notice=notice,
+        problem=problem,
+        form=current.form,
+        may_approve=current.may(APPROVE),
+        may_promote=current.may(PROMOTE),
+        suggested_aliases=SUGGESTED_ALIASES,
+    )

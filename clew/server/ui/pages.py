@@ -1,0 +1,246 @@
+"""What every UI request handler receives: the store, who is asking, and how to answer.
+
+The server app and ``clew ui`` differ only in the dependencies they hand to
+``create_ui_router``: where the store comes from, who the actor is, and (server mode) which
+permissions the actor's roles grant. Everything a page shows or does goes through the
+service layer with that actor, so the policy's answer is the same as on the CLI or the API.
+
+Permissions fail closed: every route that reads or writes names its permission in
+``ROUTE_PERMISSIONS``; a route missing from the table is refused.
+"""
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.routing import APIRoute
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from clew.errors import ClewError, PolicyError
+from clew.server.ui import rendering, static_files
+from clew.store.location import Store
+
+READ, APPROVE, PROMOTE = "read", "approve", "promote"
+
+# Route name -> the permission it needs. Public routes (login, static files) say None.
+ROUTE_PERMISSIONS: dict[str, str | None] = {
+    "ui.home": READ,
+    "ui.static": None,
+    "ui.login": None,
+    "ui.login_submit": None,
+    "ui.logout": None,
+    "ui.models": READ,
+    "ui.model": READ,
+    "ui.version": READ,
+    "ui.version_integrity": READ,
+    "ui.version_approve": APPROVE,
+    "ui.version_promote": PROMOTE,
+    "ui.experiments": READ,
+    "ui.compare": READ,
+    "ui.run": READ,
+    "ui.artifact": READ,
+    "ui.lineage": READ,
+    "ui.lineage_graph": READ,
+    "ui.audit": READ,
+    "ui.audit_verify": READ,
+}
+
+GetStore = Callable[..., Store]
+GetActor = Callable[..., str | None]
+Authorize = Callable[[str, str], None]
+CheckToken = Callable[[str], str | None]
+MAX_FORM_BYTES = 64 * 1024
+
+
+class UIRoute(APIRoute):
+    """Refusals and errors raised by the service become a readable HTML page."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ClewError as error:
+                return error_page(request, str(error), error.http_status)
+
+        return handle
+
+
+def error_page(request: Request, message: str, status: int) -> HTMLResponse:
+    return rendering.render(
+        "error.html", {**base_context(request, None), "message": message}, status
+    )
+
+
+def url_for(
+    request: Request, route: str, query: Mapping[str, Any] | None = None, /, **path: Any
+) -> str:
+    """A path (no host) to a named route, honouring the app's root path behind a proxy."""
+    path_text = request.scope.get("root_path", "") + str(request.app.url_path_for(route, **path))
+    if query:
+        pairs = [
+            (key, item)
+            for key, value in query.items()
+            for item in (value if isinstance(value, list | tuple) else [value])
+            if item is not None and item != ""
+        ]
+        if pairs:
+            path_text += "?" + urlencode(pairs)
+    return path_text
+
+
+def base_context(request: Request, actor: str | None) -> dict[str, Any]:
+    """What the layout template needs on every page."""
+
+    def url(route: str, query: Mapping[str, Any] | None = None, /, **path: Any) -> str:
+        return url_for(request, route, query, **path)
+
+    def static(name: str) -> str:
+        return url("ui.static", {"v": static_files.FILES[name].version}, name=name)
+
+    return {
+        "url": url,
+        "static": static,
+        "actor": actor,
+        "login_enabled": _state(request).check_token is not None,
+        "current_path": request.url.path,
+    }
+
+
+@dataclass
+class Page:
+    """One request's view of clew: the store, the actor and helpers to answer."""
+
+    request: Request
+    store: Store
+    actor: str
+    csrf: str
+    may: Callable[[str], bool]
+    form: dict[str, str] = field(default_factory=dict)
+
+    def url(self, route: str, query: Mapping[str, Any] | None = None, /, **path: Any) -> str:
+        return url_for(self.request, route, query, **path)
+
+    def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        full = {
+            **base_context(self.request, self.actor),
+            "csrf": self.csrf,
+            "may": self.may,
+            **context,
+        }
+        return rendering.render(template, full, status_code)
+
+    def redirect(
+        self, route: str, query: Mapping[str, Any] | None = None, /, **path: Any
+    ) -> Response:
+        return RedirectResponse(self.url(route, query, **path), status_code=303)
+
+
+@dataclass
+class UIState:
+    """The dependencies the app supplied, kept on the router for its handlers."""
+
+    get_store: GetStore
+    get_actor: GetActor
+    authorize: Authorize | None
+    check_token: CheckToken | None
+    csrf_secret: bytes
+
+    def csrf_token(self, actor: str) -> str:
+        """Bound to the actor, so a token seen by one user is useless to another."""
+        return hmac.new(self.csrf_secret, actor.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def may(self, actor: str, permission: str) -> bool:
+        if self.authorize is None:
+            return True
+        try:
+            self.authorize(actor, permission)
+        except (ClewError, HTTPException):
+            return False
+        return True
+
+
+def _state(request: Request) -> UIState:
+    """The router's state, attached to each request by ``attach_state``."""
+    return request.state.clew_ui
+
+
+def attach_state(state: UIState) -> Any:
+    """A router-level dependency: runs first, so even an error page knows its router."""
+
+    def attach(request: Request) -> None:
+        request.state.clew_ui = state
+
+    return Depends(attach)
+
+
+def make_dependencies(state: UIState) -> tuple[Any, Any]:
+    """The ``page`` (GET) and ``action`` (POST, CSRF-checked) dependencies for handlers."""
+
+    def page(
+        request: Request,
+        store: Annotated[Store, Depends(state.get_store)],
+        actor: Annotated[str | None, Depends(state.get_actor)],
+    ) -> Page:
+        if actor is None:
+            raise _login_redirect(request)
+        permission = _permission(request)
+        if state.authorize is not None and permission is not None:
+            state.authorize(actor, permission)
+        return Page(
+            request,
+            store,
+            actor,
+            state.csrf_token(actor),
+            lambda wanted: state.may(actor, wanted),
+        )
+
+    async def form_fields(request: Request) -> dict[str, str]:
+        return await read_form(request)
+
+    def action(
+        page: Annotated[Page, Depends(page)],
+        form: Annotated[dict[str, str], Depends(form_fields)],
+    ) -> Page:
+        if not hmac.compare_digest(form.get("csrf", ""), page.csrf):
+            raise PolicyError(
+                "this form has expired or did not come from this clew; reload the page and retry."
+            )
+        page.form = form
+        return page
+
+    return page, action
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A url-encoded form body as a dict (first value of each field), at most 64 KiB."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise HTTPException(413, "the form is too large")
+    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[0] for key, values in parsed.items()}
+
+
+def _permission(request: Request) -> str | None:
+    route = request.scope.get("route")
+    name = getattr(route, "name", None)
+    if name not in ROUTE_PERMISSIONS:
+        raise PolicyError(f"the page {request.url.path} declares no permission, so it is refused.")
+    return ROUTE_PERMISSIONS[name]
+
+
+def _login_redirect(request: Request) -> HTTPException:
+    if _state(request).check_token is None:
+        return HTTPException(401, "not signed in")
+    target = url_for(request, "ui.login", {"next": request.url.path})
+    return HTTPException(303, "sign in first", headers={"Location": target})
+
+
+def new_csrf_secret() -> bytes:
+    return secrets.token_bytes(32)

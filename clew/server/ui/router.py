@@ -1,0 +1,72 @@
+"""``create_ui_router``: every page of the web UI as one FastAPI router under ``/ui``.
+
+The server app includes it with its own store, authentication and permission checks;
+``clew ui`` includes it in a small app over the embedded store (see ``app.py``).
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from starlette.responses import Response
+
+from clew.server.ui import audit, experiments, lineage, models, session, static_files
+from clew.server.ui.pages import (
+    Authorize,
+    CheckToken,
+    GetActor,
+    GetStore,
+    Page,
+    UIRoute,
+    UIState,
+    attach_state,
+    make_dependencies,
+    new_csrf_secret,
+)
+
+
+def create_ui_router(
+    get_store: GetStore,
+    get_actor: GetActor,
+    *,
+    authorize: Authorize | None = None,
+    check_token: CheckToken | None = None,
+    csrf_secret: bytes | None = None,
+) -> APIRouter:
+    """The web UI's routes.
+
+    ``get_store`` and ``get_actor`` are FastAPI dependencies: the first returns the ``Store``,
+    the second the acting user's name, or None when the request is not signed in (the UI then
+    sends the browser to its login page). ``authorize(actor, permission)`` raises a
+    ``ClewError`` when the actor's roles do not grant ``permission`` (``read``, ``approve``,
+    ``promote``; see ``pages.ROUTE_PERMISSIONS``); without it every signed-in actor may use
+    every page, and the governance policy alone decides approvals and promotions.
+    ``check_token(token)`` returns the user a token belongs to, or None; giving it enables the
+    login page, which keeps the token in an HttpOnly cookie (``session.TOKEN_COOKIE``) that
+    ``get_actor`` should accept. Replicas behind one load balancer must share ``csrf_secret``.
+    """
+    state = UIState(get_store, get_actor, authorize, check_token, csrf_secret or new_csrf_secret())
+    router = APIRouter(prefix="/ui", route_class=UIRoute, dependencies=[attach_state(state)])
+    page, action = make_dependencies(state)
+
+    @router.get("/", name="ui.home", include_in_schema=False)
+    def home(current: Annotated[Page, Depends(page)]) -> Response:
+        return current.redirect("ui.models")
+
+    @router.get("/static/{name}", name="ui.static", include_in_schema=False)
+    def static(name: str) -> Response:
+        found = static_files.FILES.get(name)
+        if found is None:
+            raise HTTPException(404, "no such file")
+        return Response(
+            found.body,
+            media_type=found.content_type,
+            headers={
+                "Cache-Control": "public, max-age=31536000, immutable",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    for module in (models, experiments, lineage, audit):
+        module.add_routes(router, page, action)
+    session.add_routes(router, state)
+    return router
