@@ -1,0 +1,28 @@
+"""Helpers shared by the capture, trace and audit tests: a registered, loaded iris model."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+import clew
+from clew.client.loaded_model import LoadedModel
+from clew.service.registry import RegistryService
+
+
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    features, target = load_iris(return_X_y=True)
+    return features, target
+
+
+def register_iris(client: clew.Client, name: str = "iris") -> LoadedModel:
+    """Train on iris inside a run, log the model, register it and wrap it for inference."""
+    features, target = iris()
+    with client.start_run("iris", "train") as run:
+        run.log_params({"max_iter": 500})
+        model = LogisticRegression(max_iter=500).fit(features, target)
+        run.log_metric("accuracy", float(model.score(features, target)))
+        artifact = run.log_model(model, name=f"{name}-lr")
+    version = RegistryService(client.store).register(name, f"artifact:{artifact.id}", "alice")
+    return LoadedModel(model, version, client)
