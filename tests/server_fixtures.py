@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
+import clew
 from clew.server.app import create_app
 from clew.service import accounts
 from clew.store.location import Store, open_store
@@ -69,3 +70,18 @@ def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer
 def server(tmp_path: Path) -> Iterator[RunningServer]:
     root = tmp_path / "server-store"
     yield from serve(open_store(root), root)
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def sdk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[clew.Client]:
+    """The same SDK over an embedded store and over a server: tests using it must pass on both.
+
+    The remote user is ``alice``, the same name the embedded store takes from ``CLEW_USER``.
+    """
+    if request.param == "embedded":
+        yield clew.connect(str(tmp_path / "embedded-store"))
+        return
+    for running in serve(open_store(tmp_path / "server-store"), tmp_path / "server-store"):
+        client = clew.connect(running.url, token=running.user("alice"))
+        yield client
+        client.close()

@@ -227,14 +227,16 @@ def _user_row(connection: Connection, name: str) -> Any:
 
 
 def require_run_writer(store: Store, run_id: str, principal: Principal) -> None:
-    """Only a run's own user (or an admin) may write to it: nobody logs into someone else's run."""
+    """Only a run's own user (or an admin) may write to it: nobody logs into someone else's run.
+
+    A run that does not exist passes: the service then refuses the write with the same error,
+    in the same order of checks, as on an embedded store.
+    """
     with store.db.read() as connection:
         owner = connection.execute(
             select(schema.runs.c.user_name).where(schema.runs.c.id == run_id)
         ).scalar()
-    if owner is None:
-        raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
-    if owner != principal.name and principal.role < Role.ADMIN:
+    if owner is not None and owner != principal.name and principal.role < Role.ADMIN:
         raise PolicyError(
             f"run {run_id} belongs to {owner!r}; only its owner or an admin may write to it."
         )

@@ -43,8 +43,8 @@ def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request) -> str:
-    return request.app.state.metrics.render()
+def metrics(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(request.app.state.metrics.render())
 
 
 @router.get("/api/v1/whoami")
