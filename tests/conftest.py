@@ -1,8 +1,11 @@
 """Shared fixtures: every test gets its own real clew home (SQLite file + blob directory).
 
-Backends that need a server (SeaweedFS for S3) start real processes bound to 127.0.0.1. When
-``CI=true`` a missing backend fails the run instead of skipping, so CI can never pass by
-silently testing less.
+Backends that need a server (SeaweedFS for S3, PostgreSQL) start real processes bound to
+127.0.0.1. When ``CI=true`` a missing backend fails the run instead of skipping, so CI can never
+pass by silently testing less. With ``CLEW_TEST_BACKEND=postgres-s3`` every test's store (the
+``client`` fixture and the default client behind ``CLEW_URI``) is a fresh PostgreSQL database
+plus a fresh S3 prefix instead of a SQLite file, so the same tests cover both backends; tests
+that inspect SQLite or the blob directory directly are marked ``sqlite_only``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +28,7 @@ from clew.client.capture import refresh
 from clew.client.default import reset
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKEND = os.environ.get("CLEW_TEST_BACKEND", "sqlite")
 
 
 def require_backend(available: bool, what: str) -> None:
@@ -41,12 +46,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if BACKEND == "postgres-s3":
+        skip = pytest.mark.skip(reason="checks SQLite or the local blob directory directly")
+        for item in items:
+            if item.get_closest_marker("sqlite_only"):
+                item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[None]:
     """No test may touch ~/.clew or inherit another test's default client or capture cache."""
     monkeypatch.setenv("CLEW_HOME", str(tmp_path / "clew-home"))
     monkeypatch.delenv("CLEW_URI", raising=False)
+    monkeypatch.delenv("CLEW_ARTIFACTS", raising=False)
     monkeypatch.setenv("CLEW_USER", "alice")
+    if BACKEND == "postgres-s3":
+        monkeypatch.setenv("CLEW_URI", request.getfixturevalue("postgres_url"))
+        monkeypatch.setenv("CLEW_ARTIFACTS", request.getfixturevalue("s3_artifacts"))
     refresh()
     yield
     reset()
@@ -60,8 +79,8 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(home: Path) -> Iterator[clew.Client]:
-    """A client on a fresh embedded store, also installed as clew's default."""
-    opened = clew.connect(str(home))
+    """A client on a fresh store (embedded, or CLEW_URI's), also installed as clew's default."""
+    opened = clew.connect(None if BACKEND == "postgres-s3" else str(home))
     yield opened
 
 
@@ -117,6 +136,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
             "-webdav=false",
             "-admin.ui=false",
             f"-s3.port={port}",
+            # fixed default ports would collide between xdist workers; clew needs neither
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-master.port={free_port()}",
             f"-volume.port={free_port()}",
             f"-filer.port={free_port()}",
@@ -161,3 +183,100 @@ def _wait_for_s3(
         except Exception:
             time.sleep(0.3)
     pytest.fail(f"SeaweedFS did not become ready: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def s3_artifacts(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh ``s3://`` prefix on the SeaweedFS server, with its credentials in the env."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return f"s3://{s3_server['bucket']}/{uuid.uuid4().hex}"
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster in its own directory, owned by the ``postgres`` user."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def pg_ctl(self, *args: str) -> None:
+        _as_postgres("pg_ctl", "-D", str(self.directory / "data"), *args)
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off -c max_connections=300"
+        )
+        self.pg_ctl("-o", options, "-l", str(self.directory / "server.log"), "-w", "start")
+
+    def stop(self) -> None:
+        self.pg_ctl("-m", "fast", "-w", "stop")
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as connection:
+            connection.execute(sql)
+
+
+def start_postgres() -> PostgresServer | None:
+    """A fresh cluster on a free port, or None when PostgreSQL is not installed."""
+    initdb = _postgres_binary("initdb")
+    if initdb is None:
+        return None
+    # Under root the cluster must belong to the postgres user, and pytest's tmp dirs are
+    # private to root, so the cluster lives in its own directory under the system temp dir.
+    directory = Path(tempfile.mkdtemp(prefix="clew-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    data = str(directory / "data")
+    _as_postgres(initdb, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync")
+    server = PostgresServer(directory, free_port())
+    server.start()
+    return server
+
+
+def _postgres_binary(name: str) -> str | None:
+    """``name`` on PATH, else from the newest Debian-style /usr/lib/postgresql/<version>/bin."""
+    installed = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    return shutil.which(name) or (str(installed[0]) if installed else None)
+
+
+def _as_postgres(program: str, *args: str) -> None:
+    command = [_postgres_binary(program) or program, *args]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, capture_output=True, cwd=tempfile.gettempdir())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL per test session (per xdist worker), with a migrated template."""
+    server = start_postgres()
+    require_backend(server is not None, "PostgreSQL (initdb/pg_ctl)")
+    assert server is not None
+    try:
+        from clew.store.metadata import Database
+
+        server.execute("CREATE DATABASE clew_template")
+        Database(server.url("clew_template")).close()
+        yield server
+    finally:
+        server.pg_ctl("-m", "immediate", "-w", "stop")
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database, already at the schema head, dropped (with its connections) after."""
+    name = f"clew_{uuid.uuid4().hex[:16]}"
+    postgres_server.execute(f"CREATE DATABASE {name} TEMPLATE clew_template")
+    yield postgres_server.url(name)
+    reset()
+    postgres_server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,8 +1,10 @@
 """Where a store lives: resolving ``CLEW_URI`` / ``CLEW_HOME`` / ``connect(uri)`` to parts.
 
 The embedded default is a directory (``~/.clew``) holding ``clew.db`` (SQLite), ``blobs/``
-and ``captures/``. A SQLAlchemy URL selects another metadata database; its blobs then live in
-the directory named by ``artifacts`` (default: beside a SQLite file, or ``CLEW_ARTIFACTS``).
+and ``captures/``. A database URL (``sqlite:///...``, ``postgresql+psycopg://...``) selects
+another metadata database; its blobs then live where ``artifacts`` (or ``CLEW_ARTIFACTS``)
+says: a directory, or an object store URL such as ``s3://bucket/prefix``. Without one, blobs
+sit beside a SQLite file, or under ``CLEW_HOME`` for a server database.
 """
 
 from __future__ import annotations
@@ -11,9 +13,20 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from clew.errors import InvalidInputError
 from clew.store.blobs import LocalBlobStore
 from clew.store.metadata import Database
+from clew.store.object_store import ObjectBlobStore
+
+BlobStore = LocalBlobStore | ObjectBlobStore
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+_ACCEPTED = (
+    "a directory, sqlite:///<path>, postgresql+psycopg://<user>@<host>:<port>/<database> "
+    "or http(s)://<server>"
+)
 
 
 def default_home() -> Path:
@@ -22,12 +35,15 @@ def default_home() -> Path:
 
 @dataclass
 class Store:
-    """The opened parts of one store; services receive this and nothing global."""
+    """The opened parts of one store; services receive this and nothing global.
+
+    ``uri`` never contains a password: it is shown to users and written to logs.
+    """
 
     uri: str
     home: Path
     db: Database
-    blobs: LocalBlobStore
+    blobs: BlobStore
     captures: Path = field(init=False)
     keys: Path = field(init=False)
 
@@ -48,20 +64,60 @@ def open_store(uri: str | os.PathLike[str] | None = None, artifacts: str | None 
             "so pass a directory or a database URL."
         )
     if "://" in text and not text.startswith("file://"):
-        return _open_database_url(text, artifacts)
+        return _open_database_url(text, artifacts or os.environ.get("CLEW_ARTIFACTS"))
     home = Path(text.removeprefix("file://")).expanduser() if text else default_home()
     home.mkdir(parents=True, exist_ok=True)
     database = Database(f"sqlite:///{home / 'clew.db'}")
-    blobs = LocalBlobStore(Path(artifacts) if artifacts else home / "blobs")
-    return Store(str(home), home, database, blobs)
+    return Store(str(home), home, database, open_blobs(artifacts, home / "blobs"))
+
+
+def open_blobs(artifacts: str | None, default: Path) -> BlobStore:
+    """A directory (or ``file://`` URL) gives local blobs; any other URL an object store."""
+    if artifacts and "://" in artifacts and not artifacts.startswith("file://"):
+        return ObjectBlobStore.from_url(artifacts)
+    if artifacts:
+        return LocalBlobStore(Path(artifacts.removeprefix("file://")).expanduser())
+    return LocalBlobStore(default)
+
+
+def database_url(url: str) -> str:
+    """Normalise a metadata URL: PostgreSQL always goes through psycopg 3."""
+    if url.startswith("sqlite:///"):
+        return url
+    if not url.startswith(_POSTGRES_SCHEMES):
+        scheme = url.split("://", 1)[0]
+        raise InvalidInputError(f"{scheme}:// is not a clew store; use {_ACCEPTED}.")
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise InvalidInputError(f"{redact(url)} is not a valid database URL; {error}.") from error
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and ``Store.uri``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://***"
 
 
 def _open_database_url(url: str, artifacts: str | None) -> Store:
+    url = database_url(url)
     if url.startswith("sqlite:///"):
         home = Path(url.removeprefix("sqlite:///")).expanduser().resolve().parent
     else:
+        _require_driver()
         home = default_home()
-    artifacts = artifacts or os.environ.get("CLEW_ARTIFACTS")
     home.mkdir(parents=True, exist_ok=True)
-    blobs = LocalBlobStore(Path(artifacts) if artifacts else home / "blobs")
-    return Store(url, home, Database(url), blobs)
+    blobs = open_blobs(artifacts, home / "blobs")
+    return Store(redact(url), home, Database(url), blobs)
+
+
+def _require_driver() -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as error:
+        raise InvalidInputError(
+            "PostgreSQL needs the psycopg driver; install it with pip install 'clew[postgres]'."
+        ) from error

@@ -1,8 +1,9 @@
 """Opening the metadata database: engine settings, schema migrations, transactions.
 
 SQLite runs in WAL mode with ``synchronous=FULL`` and ``BEGIN IMMEDIATE`` for writes, so two
-processes logging to one store queue up behind each other instead of failing; PostgreSQL uses
-its own row locks. Migrations are Alembic's; an embedded store is upgraded on open, a store
+processes logging to one store queue up behind each other instead of failing. PostgreSQL gets
+the same semantics from a transaction-level advisory lock taken at the start of every write
+(see ``_postgres_engine``). Migrations are Alembic's; an embedded store is upgraded on open, a store
 whose schema this clew does not know (a newer clew wrote it) is refused.
 """
 
@@ -13,15 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from clew.errors import StoreBusyError, StoreVersionError
+from clew.errors import StoreBusyError, StoreUnavailableError, StoreVersionError
 from clew.store import schema
 
 SCHEMA_HEAD = "0001"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
+CONNECT_TIMEOUT_S = 10
+# Arbitrary fixed keys ("clew" in ASCII, plus one) naming clew's two PostgreSQL advisory locks.
+_PG_WRITE_LOCK = 0x636C6577
+_PG_MIGRATION_LOCK = 0x636C6578
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -51,6 +57,28 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def _postgres_engine(url: str) -> Engine:
+    """A connection pool that survives a server restart: stale connections are replaced."""
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=8,
+        max_overflow=16,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Services read, decide, then write (get-or-create a context, append to the audit
+        # chain); serialising writers like SQLite does keeps those sequences race-free. Every
+        # write already serialises on the audit chain head, so this costs no throughput.
+        if connection.get_execution_options().get("clew_write", False):
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {BUSY_TIMEOUT_MS}")
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+
+    return engine
+
+
 class Database:
     """One metadata database; every service reads and writes through ``read()``/``write()``."""
 
@@ -59,19 +87,20 @@ class Database:
         if url.startswith("sqlite"):
             self.engine = _sqlite_engine(url)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16)
+            self.engine = _postgres_engine(url)
         self.dialect = self.engine.dialect.name
-        self._ensure_schema()
+        with _busy_as_error(url):
+            self._ensure_schema()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        with _busy_as_error(), self.engine.connect() as connection:
+        with _busy_as_error(self.url), self.engine.connect() as connection:
             yield connection
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction: everything inside commits together or not at all."""
-        with _busy_as_error(), self.engine.connect() as connection:
+        with _busy_as_error(self.url), self.engine.connect() as connection:
             connection = connection.execution_options(clew_write=True)
             with connection.begin():
                 yield connection
@@ -91,8 +120,8 @@ class Database:
             return
         if revision is not None and revision not in _known_revisions():
             raise StoreVersionError(
-                f"the store at {self.url} has schema revision {revision!r}, written by a newer "
-                "clew; upgrade clew (pip install -U clew) to open it."
+                f"the store at {_redacted(self.url)} has schema revision {revision!r}, "
+                "written by a newer clew; upgrade clew (pip install -U clew) to open it."
             )
         self.upgrade()
 
@@ -101,6 +130,9 @@ class Database:
         from alembic import command
 
         with self.engine.connect() as connection:
+            if self.dialect == "postgresql":
+                # Replicas starting together queue here; the later ones find the head applied.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
             config = _alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -129,13 +161,38 @@ def _known_revisions() -> set[str]:
 
 
 @contextlib.contextmanager
-def _busy_as_error() -> Iterator[None]:
+def _busy_as_error(url: str) -> Iterator[None]:
     try:
         yield
-    except OperationalError as error:
-        if "database is locked" in str(error):
+    except DBAPIError as error:
+        sqlstate = getattr(error.orig, "sqlstate", "") or ""
+        if "database is locked" in str(error) or sqlstate == "55P03":
             raise StoreBusyError(
                 f"the store stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
                 "retry when the other writer has finished."
             ) from error
+        if _lost_server(error, sqlstate):
+            raise StoreUnavailableError(
+                f"the database server behind {_redacted(url)} is unavailable "
+                f"({_first_line(error.orig)}); retry once it is back, clew reconnects by itself."
+            ) from error
         raise
+
+
+def _lost_server(error: DBAPIError, sqlstate: str) -> bool:
+    """Connection refused, dropped or shut down (PostgreSQL classes 08 and 57P)."""
+    if error.connection_invalidated:
+        return True
+    if not hasattr(error.orig, "sqlstate"):
+        return False
+    if sqlstate:
+        return sqlstate.startswith(("08", "57P"))
+    return isinstance(error, OperationalError | InterfaceError)
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _redacted(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

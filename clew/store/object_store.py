@@ -1,0 +1,358 @@
+"""Content-addressed blob storage on an object store (S3 and S3-compatible, through fsspec).
+
+The same contract as ``LocalBlobStore``: every blob lives at ``<root>/sha256/<2>/<2>/<64 hex>``,
+identical content is stored once, and reads re-hash and refuse bytes that do not match their
+digest. An object store has no rename, so atomicity comes from the store itself: an object
+becomes visible only when its single PUT or its multipart upload completes, and an upload whose
+bytes turn out not to match is aborted before completion, so a reader never sees partial or
+wrong content under a digest's key.
+
+Endpoint, region and profile may come from the URL's query string
+(``s3://bucket/prefix?endpoint_url=http://127.0.0.1:8333&region=us-east-1``); credentials come
+only from the standard AWS chain (environment, profile files, instance roles), never from the
+URL, because URLs end up in logs, shell history and process lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from clew.domain import digests
+from clew.errors import (
+    FileChangedError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+from clew.store.blobs import (
+    CHUNK,
+    Progress,
+    StoredBlob,
+    StoredDirectory,
+    _fingerprint,
+    _safe_relative,
+    _stat_or_fail,
+    _vanished,
+    _walk_files,
+)
+
+# S3 parts must be at least 5 MiB; 8 MiB keeps memory per upload bounded to about one part
+# while large files still go up as a multipart upload.
+PART_SIZE = 8 * 1024 * 1024
+_QUERY_OPTIONS = {"endpoint_url": "endpoint_url", "endpoint": "endpoint_url", "region": "region"}
+_SECRET_PARAMETERS = {"key", "secret", "token", "access_key_id", "secret_access_key"}
+
+
+class ObjectBlobStore:
+    """Blobs under one bucket prefix that the store's owner chose; clients never pick keys."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        import fsspec
+
+        self.url = url.rstrip("/")
+        # No listing cache and no shared instance: another process may add blobs at any time,
+        # and credentials set in the environment after a first open must take effect.
+        options = {
+            "use_listings_cache": False,
+            "skip_instance_cache": True,
+            **(storage_options or {}),
+        }
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.url, **options)
+        except ImportError as error:
+            raise InvalidInputError(
+                f"{self.url} needs an fsspec driver that is not installed; for S3 install "
+                "clew[s3] (pip install 'clew[s3]')."
+            ) from error
+        self.root = root.rstrip("/")
+        if not self.root:
+            raise InvalidInputError(f"{self.url} names no bucket; use s3://<bucket>/<prefix>.")
+
+    @classmethod
+    def from_url(cls, url: str) -> ObjectBlobStore:
+        """Open ``s3://bucket/prefix[?endpoint_url=...&region=...&profile=...]``."""
+        parts = urlsplit(url)
+        base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        return cls(base, _storage_options(parts.scheme, url, dict(parse_qsl(parts.query))))
+
+    def key_for(self, digest: str) -> str:
+        """The object key of ``digest``: ``<root>/sha256/ab/cd/<hex>``, like the local layout."""
+        if not digests.is_digest(digest):
+            raise InvalidInputError(f"{digest!r} is not a sha256 digest; expected sha256:<64 hex>.")
+        hex_part = digests.hex_part(digest)
+        return f"{self.root}/sha256/{hex_part[:2]}/{hex_part[2:4]}/{hex_part}"
+
+    def exists(self, digest: str) -> bool:
+        key = self.key_for(digest)
+        with self._reachable():
+            return bool(self.fs.exists(key))
+
+    def put_bytes(self, data: bytes) -> StoredBlob:
+        digest = digests.digest_bytes(data)
+        if not self.exists(digest):
+            with self._reachable():
+                self.fs.pipe_file(self.key_for(digest), data)
+        return StoredBlob(digest, len(data))
+
+    def put_file(self, source: Path, progress: Progress | None = None) -> StoredBlob:
+        """Upload a file while hashing it; refuse if it changes or vanishes meanwhile.
+
+        A small file is read once into memory. A large one is hashed first, so content the
+        store already holds is never uploaded, then streamed up part by part while being
+        hashed again; the upload completes only if both hashes and the file's size, mtime
+        and inode still agree.
+        """
+        source = Path(source)
+        before = _stat_or_fail(source)
+        if before.st_size <= PART_SIZE:
+            stored = self.put_bytes(_read_small(source))
+            _refuse_if_changed(source, before, stored.size)
+            if progress:
+                progress(stored.size)
+            return stored
+        digest = _hash_file(source)
+        _refuse_if_changed(source, before)
+        if self.exists(digest):
+            if progress:
+                progress(before.st_size)
+        else:
+            self._upload(source, digest, before, progress)
+        return StoredBlob(digest, before.st_size)
+
+    def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
+        """Store every file, then the Merkle manifest whose digest names the directory."""
+        source = Path(source)
+        files: dict[str, str] = {}
+        total = 0
+        for relative, path in _walk_files(source):
+            blob = self.put_file(path, progress)
+            files[relative] = blob.digest
+            total += blob.size
+        manifest = {"kind": "clew.manifest/v1", "files": dict(sorted(files.items()))}
+        stored = self.put_bytes(digests.canonical_json(manifest))
+        return StoredDirectory(stored.digest, total, files)
+
+    def read_bytes(self, digest: str) -> bytes:
+        key = self.key_for(digest)
+        with self._existing(digest):
+            data = self.fs.cat_file(key)
+        if digests.digest_bytes(data) != digest:
+            raise _corrupt(digest)
+        return data
+
+    def read_manifest(self, digest: str) -> dict[str, str]:
+        manifest = json.loads(self.read_bytes(digest))
+        if manifest.get("kind") != "clew.manifest/v1":
+            raise InvalidInputError(f"blob {digest} is not a directory manifest.")
+        return dict(manifest["files"])
+
+    def export_file(self, digest: str, destination: Path) -> Path:
+        """Stream a blob out to ``destination``; it appears only if every byte matched."""
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        temp = destination.with_name(f".{destination.name}.clew-tmp")
+        try:
+            with open(temp, "wb") as writer:
+                actual = self._stream(digest, writer.write)
+            if actual != digest:
+                raise _corrupt(digest)
+            temp.replace(destination)
+        finally:
+            temp.unlink(missing_ok=True)
+        return destination
+
+    def export_directory(self, digest: str, destination: Path) -> Path:
+        destination = Path(destination)
+        for relative, file_digest in self.read_manifest(digest).items():
+            self.export_file(file_digest, destination / _safe_relative(relative))
+        return destination
+
+    def verify(self, digest: str) -> bool:
+        """True when the stored bytes still hash to ``digest``."""
+        try:
+            return self._stream(digest, lambda _chunk: None) == digest
+        except NotFoundError:
+            return False
+
+    def iter_digests(self) -> Iterator[str]:
+        with self._reachable():
+            keys = sorted(self.fs.find(f"{self.root}/sha256"))
+        for key in keys:
+            name = key.rsplit("/", 1)[-1]
+            if digests.is_digest(digests.PREFIX + name):
+                yield digests.PREFIX + name
+
+    def size_of(self, digest: str) -> int:
+        key = self.key_for(digest)
+        with self._existing(digest):
+            return int(self.fs.info(key)["size"])
+
+    def _upload(
+        self, source: Path, digest: str, before: os.stat_result, progress: Progress | None
+    ) -> None:
+        hasher = hashlib.sha256()
+        handle = self.fs.open(self.key_for(digest), "wb", block_size=PART_SIZE, autocommit=False)
+        try:
+            with self._reachable(), open(source, "rb") as reader:
+                while chunk := reader.read(CHUNK):
+                    hasher.update(chunk)
+                    handle.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+                handle.close()
+            if digests.PREFIX + hasher.hexdigest() != digest:
+                raise _changed(source)
+            _refuse_if_changed(source, before)
+        except BaseException as error:
+            _abandon(handle)
+            if isinstance(error, FileNotFoundError):
+                raise _vanished(source) from error
+            raise
+        with self._reachable():
+            handle.commit()
+
+    def _stream(self, digest: str, sink: Any) -> str:
+        """Read a blob in chunks into ``sink``; return the digest of what was read."""
+        key = self.key_for(digest)
+        hasher = hashlib.sha256()
+        with (
+            self._existing(digest),
+            self.fs.open(key, "rb", block_size=PART_SIZE, cache_type="none") as reader,
+        ):
+            while chunk := reader.read(PART_SIZE):
+                hasher.update(chunk)
+                sink(chunk)
+        return digests.PREFIX + hasher.hexdigest()
+
+    @contextlib.contextmanager
+    def _existing(self, digest: str) -> Iterator[None]:
+        try:
+            with self._reachable():
+                yield
+        except FileNotFoundError as error:
+            raise NotFoundError(
+                f"blob {digest} is missing from the store at {self.url}."
+            ) from error
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Turn refused credentials and dead endpoints into one clear sentence."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except PermissionError as error:
+            raise StoreUnavailableError(
+                f"the object store refused access to {self.url}; check the AWS credentials "
+                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket policy."
+            ) from error
+        except Exception as error:
+            if _is_connection_failure(error):
+                raise _unreachable(self.url) from error
+            raise
+
+
+def _storage_options(scheme: str, url: str, query: dict[str, str]) -> dict[str, Any]:
+    secrets = _SECRET_PARAMETERS & set(query)
+    if secrets:
+        raise InvalidInputError(
+            f"the artifacts URL carries credentials ({', '.join(sorted(secrets))}); remove them "
+            "and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE instead."
+        )
+    unknown = set(query) - set(_QUERY_OPTIONS) - {"profile"}
+    if unknown:
+        raise InvalidInputError(
+            f"unknown option(s) {', '.join(sorted(unknown))} in {url.split('?')[0]}; accepted: "
+            "endpoint_url, region, profile."
+        )
+    if scheme != "s3":
+        return dict(query)
+    options: dict[str, Any] = {}
+    client_kwargs: dict[str, str] = {}
+    endpoint = query.get("endpoint_url") or query.get("endpoint") or _endpoint_from_environment()
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = (
+        query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    if region:
+        client_kwargs["region_name"] = region
+    if "profile" in query:
+        options["profile"] = query["profile"]
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    return options
+
+
+def _endpoint_from_environment() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _read_small(source: Path) -> bytes:
+    try:
+        return source.read_bytes()
+    except FileNotFoundError as error:
+        raise _vanished(source) from error
+
+
+def _hash_file(source: Path) -> str:
+    hasher = hashlib.sha256()
+    try:
+        with open(source, "rb") as reader:
+            buffer = bytearray(CHUNK)
+            view = memoryview(buffer)
+            while count := reader.readinto(buffer):
+                hasher.update(view[:count])
+    except FileNotFoundError as error:
+        raise _vanished(source) from error
+    return digests.PREFIX + hasher.hexdigest()
+
+
+def _refuse_if_changed(source: Path, before: os.stat_result, size: int | None = None) -> None:
+    after = _stat_or_fail(source)
+    if _fingerprint(before) != _fingerprint(after) or size not in (None, before.st_size):
+        raise _changed(source)
+
+
+def _abandon(handle: Any) -> None:
+    """Abort an unfinished upload so no object (and no orphaned multipart part) remains."""
+    with contextlib.suppress(Exception):
+        handle.discard()
+    handle.closed = True
+
+
+def _is_connection_failure(error: Exception) -> bool:
+    """Refused, reset or timed-out connections, from the OS or from botocore (by class name,
+    so this module needs no botocore import and works for any fsspec backend)."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionError"})
+
+
+def _unreachable(url: str) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the object store behind {url} is unreachable; check the endpoint (AWS_ENDPOINT_URL "
+        "or ?endpoint_url=) and that the server is running, then retry."
+    )
+
+
+def _changed(source: Path) -> FileChangedError:
+    return FileChangedError(
+        f"{source} changed while clew was hashing it; retry once it is no longer being written."
+    )
+
+
+def _corrupt(digest: str) -> IntegrityError:
+    return IntegrityError(
+        f"blob {digest} does not match its digest: the stored bytes were altered or damaged; "
+        "restore it from a backup or re-log the artifact."
+    )
