@@ -1,13 +1,430 @@
 """Registry and governance methods of ``Client``: register, approve, promote, load.
 
 ``GovernanceMixin`` is mixed into ``Client``; the module functions below call the default
-client and are re-exported by ``clew``.
+client and are re-exported by ``clew``. The rules themselves live in ``clew.service``
+(registry, approvals, promotion, policy); this layer turns Python objects into refs, pandas
+frames and loaded models.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import datetime as dt
+import functools
+import shutil
+import tempfile
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from clew.client.loaded_model import LoadedModel
+from clew.client.run import ActiveRun
+from clew.domain import ids, records
+from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
+from clew.errors import IntegrityError, InvalidInputError
+from clew.integrations import flavors
+from clew.service.approvals import ApprovalService
+from clew.service.policy import PolicyService
+from clew.service.promotion import PromotionService
+from clew.service.registry import RegistryService
+
+if TYPE_CHECKING:
+    from clew.store.location import Store
+
+__all__ = [
+    "alias_at",
+    "alias_history",
+    "approve",
+    "archive",
+    "create_model",
+    "get_model",
+    "get_policy",
+    "get_version",
+    "list_models",
+    "load_model",
+    "model_history",
+    "model_versions",
+    "promote",
+    "register_model",
+    "reject",
+    "revoke",
+    "rollback",
+    "set_policy",
+    "version_status",
+]
+
+VersionRef = str | VersionRecord
+Evidence = str | ArtifactRecord | Sequence[str | ArtifactRecord] | None
+MODEL_COLUMNS = [
+    "name",
+    "owner",
+    "risk_tier",
+    "latest_version",
+    "status",
+    "aliases",
+    "description",
+]
+VERSION_COLUMNS = [
+    "version",
+    "ref",
+    "status",
+    "approvals",
+    "aliases",
+    "created_at",
+    "created_by",
+    "run_id",
+    "digest",
+    "description",
+]
+HISTORY_COLUMNS = ["time", "alias", "version", "from_version", "kind", "actor", "comment", "id"]
 
 
 class GovernanceMixin:
     """Model registry, approvals, policy and promotion (see docs/governance.md)."""
+
+    if TYPE_CHECKING:
+        store: Store
+        actor: str
+
+        def _flush_if_active(self, run_id: str) -> None: ...
+
+    @functools.cached_property
+    def _registry(self) -> RegistryService:
+        return RegistryService(self.store)
+
+    @functools.cached_property
+    def _approvals(self) -> ApprovalService:
+        return ApprovalService(self.store)
+
+    @functools.cached_property
+    def _promotion(self) -> PromotionService:
+        return PromotionService(self.store)
+
+    @functools.cached_property
+    def _policies(self) -> PolicyService:
+        return PolicyService(self.store)
+
+    # --- models and versions ----------------------------------------------------------------
+
+    def register_model(
+        self,
+        source: ArtifactRecord | ActiveRun | str,
+        name: str,
+        *,
+        description: str = "",
+        owner: str | None = None,
+        risk_tier: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        signature: Mapping[str, Any] | None = None,
+    ) -> VersionRecord:
+        """Register the next version of ``name`` from a logged model or the run that logged it.
+
+        ``owner``, ``risk_tier`` and ``tags`` describe the model when this call creates it.
+        The signature is inferred from the training run's input dataset unless given.
+        """
+        return self._registry.register(
+            name,
+            self._source_ref(source),
+            self.actor,
+            description=description,
+            signature=signature,
+            owner=owner,
+            risk_tier=risk_tier,
+            tags=tags,
+        )
+
+    def create_model(
+        self,
+        name: str,
+        *,
+        owner: str | None = None,
+        description: str = "",
+        risk_tier: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> ModelRecord:
+        """Create a registered model with no versions yet (register_model also creates it)."""
+        return self._registry.create_model(
+            name, self.actor, owner=owner, description=description, risk_tier=risk_tier, tags=tags
+        )
+
+    def get_model(self, name: str) -> ModelRecord:
+        return self._registry.get_model(name)
+
+    def list_models(self) -> pd.DataFrame:
+        """One row per model: owner, risk tier, latest version, its status and the aliases."""
+        return pd.DataFrame(self._promotion.model_overview(), columns=MODEL_COLUMNS)
+
+    def model_versions(self, name: str) -> pd.DataFrame:
+        """One row per version of ``name``, newest first, with status and aliases."""
+        rows = self._promotion.version_overview(name)
+        for row in rows:
+            row["created_at"] = records.ms_to_datetime(row["created_at"])
+        return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+    def get_version(self, ref: VersionRef) -> VersionRecord:
+        """The version ``churn/3`` or ``churn@production`` names."""
+        return self._registry.resolve(_ref(ref))
+
+    # --- decisions --------------------------------------------------------------------------
+
+    def approve(
+        self,
+        ref: VersionRef,
+        comment: str,
+        *,
+        evidence: Evidence = None,
+        meaning: str = "approved",
+    ) -> RegistryEvent:
+        """Approve a version as the current user; ``evidence`` pins the artifacts you relied on."""
+        return self._approvals.approve(
+            _ref(ref), self.actor, comment, evidence=_evidence_refs(evidence), meaning=meaning
+        )
+
+    def reject(self, ref: VersionRef, comment: str, *, evidence: Evidence = None) -> RegistryEvent:
+        return self._approvals.reject(
+            _ref(ref), self.actor, comment, evidence=_evidence_refs(evidence)
+        )
+
+    def revoke(self, ref: VersionRef, comment: str) -> RegistryEvent:
+        return self._approvals.revoke(_ref(ref), self.actor, comment)
+
+    def archive(self, ref: VersionRef, comment: str) -> RegistryEvent:
+        return self._approvals.archive(_ref(ref), self.actor, comment)
+
+    # --- aliases ----------------------------------------------------------------------------
+
+    def promote(self, ref: VersionRef, alias: str, comment: str = "") -> RegistryEvent:
+        """Point ``name@alias`` at this version (production aliases need the policy met)."""
+        return self._promotion.promote(_ref(ref), alias, self.actor, comment)
+
+    def rollback(self, name: str, alias: str, comment: str = "") -> RegistryEvent:
+        """Return ``name@alias`` to the version it pointed at before its latest promotion."""
+        return self._promotion.rollback(name, alias, self.actor, comment)
+
+    def alias_history(self, name: str, alias: str | None = None) -> pd.DataFrame:
+        """Every move of ``alias`` (or of all aliases of ``name``), newest first."""
+        events = self._promotion.alias_history(name, alias)
+        return pd.DataFrame(
+            [
+                {
+                    "time": records.ms_to_datetime(event.time_ms),
+                    "alias": event.alias,
+                    "version": event.version,
+                    "from_version": event.from_version,
+                    "kind": event.kind,
+                    "actor": event.actor,
+                    "comment": event.comment,
+                    "id": event.id,
+                }
+                for event in events
+            ],
+            columns=HISTORY_COLUMNS,
+        )
+
+    def model_history(self, name: str) -> list[RegistryEvent]:
+        """Registrations, decisions and alias moves of ``name``, newest first."""
+        return self._promotion.model_history(name)
+
+    def alias_at(self, name: str, alias: str, when: dt.datetime) -> VersionRecord | None:
+        """The version ``name@alias`` pointed at at ``when`` (None: it pointed nowhere yet)."""
+        if not isinstance(when, dt.datetime):
+            raise InvalidInputError(f"when must be a datetime, not {type(when).__name__}.")
+        return self._promotion.alias_at(name, alias, int(when.timestamp() * 1000))
+
+    def version_status(self, ref: VersionRef) -> dict[str, Any]:
+        """Approvals, decisions, aliases and whether the version meets the production policy."""
+        return self._promotion.version_status(_ref(ref))
+
+    # --- policy -----------------------------------------------------------------------------
+
+    def set_policy(self, path_or_text: str | Path) -> int:
+        """Store a policy (a YAML file path or the YAML text); returns its version number."""
+        return self._policies.set_policy(_policy_text(path_or_text), self.actor)
+
+    def get_policy(self) -> dict[str, Any]:
+        """The policy in force: version (0 = built-in default), digest, document and rules."""
+        return self._policies.get_policy().to_dict()
+
+    # --- loading ----------------------------------------------------------------------------
+
+    def load_model(self, ref: VersionRef) -> LoadedModel:
+        """Load a version for inference, after checking it may be used and every file digest.
+
+        Nothing is unpickled until the manifest and each file have been verified, so a
+        tampered model is refused with the file and digest that differ.
+        """
+        version = self._approvals.loadable(_ref(ref))
+        directory = Path(tempfile.mkdtemp(prefix="clew-load-"))
+        try:
+            _export_verified(self.store, version, directory)
+            raw = flavors.load(directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        loaded = LoadedModel(raw, version, self)  # type: ignore[arg-type]
+        weakref.finalize(loaded, shutil.rmtree, directory, ignore_errors=True)
+        return loaded
+
+    def _source_ref(self, source: ArtifactRecord | ActiveRun | str) -> str:
+        if isinstance(source, ArtifactRecord):
+            return f"artifact:{source.id}"
+        if isinstance(source, ActiveRun):
+            source.flush()
+            return f"run:{source.id}"
+        if isinstance(source, str) and ids.is_id(source):
+            self._flush_if_active(source.upper())
+            return f"run:{source.upper()}"
+        if isinstance(source, str):
+            if source.startswith("run:"):
+                self._flush_if_active(source[4:].upper())
+            return source
+        raise InvalidInputError(
+            f"cannot register a {type(source).__name__}; pass the ArtifactRecord from "
+            "run.log_model(...), an artifact ref, or the run (or its id) that logged the model."
+        )
+
+
+def _ref(ref: VersionRef) -> str:
+    return ref.ref if isinstance(ref, VersionRecord) else ref
+
+
+def _evidence_refs(evidence: Evidence) -> list[str]:
+    if evidence is None:
+        return []
+    items = [evidence] if isinstance(evidence, str | ArtifactRecord) else list(evidence)
+    return [f"artifact:{item.id}" if isinstance(item, ArtifactRecord) else item for item in items]
+
+
+def _policy_text(path_or_text: str | Path) -> str:
+    """A Path, or a one-line string naming an existing file, is read; anything else is YAML."""
+    if isinstance(path_or_text, Path):
+        try:
+            return path_or_text.read_text()
+        except OSError as error:
+            raise InvalidInputError(f"cannot read policy file {path_or_text}: {error}.") from error
+    if isinstance(path_or_text, str) and "\n" not in path_or_text:
+        candidate = Path(path_or_text).expanduser()
+        if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+            return _policy_text(candidate)
+    return path_or_text
+
+
+def _export_verified(store: Store, version: VersionRecord, directory: Path) -> None:
+    """Copy the model's files out, each checked against the digest the version recorded."""
+    try:
+        manifest = store.blobs.read_manifest(version.digest)
+    except IntegrityError as error:
+        raise IntegrityError(
+            f"{version.ref}: its manifest {version.digest} does not match its digest (altered "
+            "or damaged); nothing was loaded, restore it from a backup."
+        ) from error
+    except InvalidInputError as error:
+        raise InvalidInputError(
+            f"{version.ref} is not a model directory saved by run.log_model; it can not be loaded."
+        ) from error
+    if flavors.MODEL_FILE not in manifest:
+        raise InvalidInputError(
+            f"{version.ref} has no {flavors.MODEL_FILE}; it was not saved by run.log_model and "
+            "can not be loaded."
+        )
+    try:
+        store.blobs.export_directory(version.digest, directory)
+    except IntegrityError as error:
+        damaged = [
+            f"{path} ({digest})"
+            for path, digest in manifest.items()
+            if not store.blobs.verify(digest)
+        ]
+        raise IntegrityError(
+            f"{version.ref}: file {', '.join(damaged) or 'unknown'} does not match its recorded "
+            "digest (the stored bytes were altered or damaged); nothing was loaded, restore it "
+            "from a backup."
+        ) from error
+
+
+def register_model(
+    source: ArtifactRecord | ActiveRun | str, name: str, **options: Any
+) -> VersionRecord:
+    return _client().register_model(source, name, **options)
+
+
+def create_model(name: str, **options: Any) -> ModelRecord:
+    return _client().create_model(name, **options)
+
+
+def get_model(name: str) -> ModelRecord:
+    return _client().get_model(name)
+
+
+def list_models() -> pd.DataFrame:
+    return _client().list_models()
+
+
+def model_versions(name: str) -> pd.DataFrame:
+    return _client().model_versions(name)
+
+
+def get_version(ref: VersionRef) -> VersionRecord:
+    return _client().get_version(ref)
+
+
+def approve(
+    ref: VersionRef, comment: str, *, evidence: Evidence = None, meaning: str = "approved"
+) -> RegistryEvent:
+    return _client().approve(ref, comment, evidence=evidence, meaning=meaning)
+
+
+def reject(ref: VersionRef, comment: str, *, evidence: Evidence = None) -> RegistryEvent:
+    return _client().reject(ref, comment, evidence=evidence)
+
+
+def revoke(ref: VersionRef, comment: str) -> RegistryEvent:
+    return _client().revoke(ref, comment)
+
+
+def archive(ref: VersionRef, comment: str) -> RegistryEvent:
+    return _client().archive(ref, comment)
+
+
+def promote(ref: VersionRef, alias: str, comment: str = "") -> RegistryEvent:
+    return _client().promote(ref, alias, comment)
+
+
+def rollback(name: str, alias: str, comment: str = "") -> RegistryEvent:
+    return _client().rollback(name, alias, comment)
+
+
+def alias_history(name: str, alias: str | None = None) -> pd.DataFrame:
+    return _client().alias_history(name, alias)
+
+
+def model_history(name: str) -> list[RegistryEvent]:
+    return _client().model_history(name)
+
+
+def alias_at(name: str, alias: str, when: dt.datetime) -> VersionRecord | None:
+    return _client().alias_at(name, alias, when)
+
+
+def version_status(ref: VersionRef) -> dict[str, Any]:
+    return _client().version_status(ref)
+
+
+def set_policy(path_or_text: str | Path) -> int:
+    return _client().set_policy(path_or_text)
+
+
+def get_policy() -> dict[str, Any]:
+    return _client().get_policy()
+
+
+def load_model(ref: VersionRef) -> LoadedModel:
+    return _client().load_model(ref)
+
+
+def _client() -> Any:
+    from clew.client.default import get_client
+
+    return get_client()

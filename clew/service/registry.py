@@ -1,35 +1,126 @@
-"""The model registry: registered names, immutable numbered versions, alias resolution.
+"""The model registry: registered names, immutable numbered versions, events, ref resolution.
 
 Version numbers are allocated inside the registering transaction by incrementing
 ``models.last_version`` (``UPDATE ... RETURNING``), never as ``max()+1`` in Python, so two
 processes registering at once get unique, gapless numbers. A version never changes after
-creation; approvals, rejections and alias moves are rows in ``registry_events``.
+creation; registration, approvals, rejections, revocations, archiving and alias moves are
+rows in the append-only ``registry_events`` table, and every current state (is version 3
+approved? what is ``churn@production``?) is derived from them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from clew.domain import ids, records, refs
-from clew.domain.records import ModelRecord, VersionRecord
-from clew.errors import InvalidInputError, NotFoundError
+from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
+from clew.errors import ConflictError, InvalidInputError, NotFoundError
 from clew.service import audit
-from clew.service.artifacts import load_artifact
+from clew.service.artifacts import find_artifact, load_artifact
+from clew.service.contexts import ensure_context
 from clew.service.graph import add_edge
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
 
-ALIAS_SET, ALIAS_REMOVED = "alias_set", "alias_removed"
+REGISTERED, APPROVED, REJECTED, REVOKED, ARCHIVED = (
+    "registered",
+    "approved",
+    "rejected",
+    "revoked",
+    "archived",
+)
+ALIAS_SET, ALIAS_ROLLBACK = "alias_set", "alias_rollback"
+ALIAS_KINDS = (ALIAS_SET, ALIAS_ROLLBACK)
+DECISION_KINDS = (APPROVED, REJECTED, REVOKED, ARCHIVED)
+TARGET_PARAMS = ("target", "target_column", "label", "label_column")
+TRAINING_DATA_TYPES = ("dataset", "feature_set")
+
+_VERSION_COLUMNS = (
+    "v.id, v.model_id, m.name, v.version, v.artifact_id, v.digest, v.run_id, v.signature, "
+    "v.metrics, v.description, v.created_ms, v.created_by"
+)
+# The hot path of loading "churn@production": one statement, three index seeks
+# (models.name, registry_events(model_id, alias, id), model_versions(model_id, version)).
+_RESOLVE_ALIAS_SQL = f"""
+SELECT {_VERSION_COLUMNS} FROM models m JOIN model_versions v ON v.model_id = m.id
+WHERE m.name = :name AND v.version = (
+    SELECT e.version FROM registry_events e
+    WHERE e.model_id = m.id AND e.alias = :alias ORDER BY e.id DESC LIMIT 1)
+"""
+_RESOLVE_VERSION_SQL = f"""
+SELECT {_VERSION_COLUMNS} FROM models m JOIN model_versions v ON v.model_id = m.id
+WHERE m.name = :name AND v.version = :version
+"""
+
+
+# Registration is a hot path: its statements are built once, so SQLAlchemy compiles and
+# cache-keys each of them once per process instead of once per call.
+_edges, _artifacts, _models = schema.edges, schema.artifacts, schema.models
+_PRODUCER = (
+    select(_edges.c.source_id)
+    .where(
+        _edges.c.destination_id == _artifacts.c.id,
+        _edges.c.association == records.PRODUCED,
+        _edges.c.source_kind == "run",
+    )
+    .order_by(_edges.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_ARTIFACT_AND_PRODUCER = select(
+    _artifacts.c.id, _artifacts.c.type, _artifacts.c.digest, _PRODUCER.label("run_id")
+).where(_artifacts.c.id == bindparam("artifact_id"))
+_RUN_MODELS = (
+    select(_artifacts.c.id, _artifacts.c.name)
+    .join(_edges, _edges.c.destination_id == _artifacts.c.id)
+    .where(
+        _edges.c.source_id == bindparam("run_id"),
+        _edges.c.association == records.PRODUCED,
+        _artifacts.c.type == "model",
+    )
+)
+_TRAINING_DATA = (
+    select(_artifacts.c.type, _artifacts.c.name, _artifacts.c.digest, _artifacts.c.properties)
+    .join(_edges, _edges.c.source_id == _artifacts.c.id)
+    .where(
+        _edges.c.destination_id == bindparam("run_id"),
+        _edges.c.association == records.CONTRIBUTED_TO,
+        _artifacts.c.type.in_(TRAINING_DATA_TYPES),
+    )
+)
+_TARGET_PARAMS = select(schema.params.c.key, schema.params.c.value).where(
+    schema.params.c.run_id == bindparam("run_id"), schema.params.c.key.in_(TARGET_PARAMS)
+)
+_RUN_METRICS = select(schema.latest_metrics.c.key, schema.latest_metrics.c.value).where(
+    schema.latest_metrics.c.run_id == bindparam("run_id")
+)
+_NEXT_VERSION = (
+    update(_models)
+    .where(_models.c.name == bindparam("model_name"))
+    .values(last_version=_models.c.last_version + 1)
+    .returning(
+        _models.c.id, _models.c.last_version, _models.c.owner, _models.c.risk_tier, _models.c.tags
+    )
+)
+_MODEL_CONTEXT = select(schema.contexts.c.id).where(
+    schema.contexts.c.type == "model", schema.contexts.c.name == bindparam("model_name")
+)
+_INSERT_VERSION = schema.model_versions.insert()
+_INSERT_EVENT = schema.registry_events.insert()
 
 
 class RegistryService:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._reader = _FastReader(store)
+
+    # --- models ---------------------------------------------------------------------------
 
     def create_model(
         self,
@@ -41,8 +132,13 @@ class RegistryService:
         risk_tier: str | None = None,
         tags: Mapping[str, Any] | None = None,
     ) -> ModelRecord:
+        refs.validate_name(name, "model name")
         with self.store.db.write() as connection:
-            model_id = ensure_model(
+            if _model_row(connection, name) is not None:
+                raise ConflictError(
+                    f"model {name!r} already exists; register new versions of it instead."
+                )
+            model_id = _insert_model(
                 connection,
                 name,
                 actor,
@@ -50,6 +146,7 @@ class RegistryService:
                 description=description,
                 risk_tier=risk_tier,
                 tags=tags,
+                last_version=0,
             )
             return load_model(connection, model_id=model_id)
 
@@ -59,104 +156,240 @@ class RegistryService:
 
     def list_models(self) -> list[ModelRecord]:
         with self.store.db.read() as connection:
-            rows = connection.execute(select(schema.models).order_by(schema.models.c.name))
-            return [_model_record(row) for row in rows]
+            return all_models(connection)
+
+    # --- versions -------------------------------------------------------------------------
 
     def register(
         self,
         name: str,
-        artifact_id: str,
+        source: str,
         actor: str,
         *,
-        run_id: str | None = None,
         description: str = "",
         signature: Mapping[str, Any] | None = None,
-        metrics: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        risk_tier: str | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> VersionRecord:
-        """Create the next version of ``name`` (and the model itself on first use)."""
+        """Create the next version of ``name`` (and the model itself on first use).
+
+        ``source`` is a ref to a model artifact (``artifact:<id>``, ``model:churn-rf``...)
+        or to the run that logged it (``run:<id>``). The version records the artifact's
+        digest, the producing run, the run's metrics and the input/output signature.
+        """
+        refs.validate_name(name, "model name")
+        if signature is not None and not isinstance(signature, Mapping):
+            raise InvalidInputError("signature must be a mapping such as {'inputs': [...]}.")
+        parsed = refs.parse(source)
         with self.store.db.write() as connection:
-            artifact = load_artifact(connection, artifact_id)
-            if artifact.type != "model":
-                raise InvalidInputError(
-                    f"artifact {artifact_id} is a {artifact.type}, not a model; register the "
-                    "output of run.log_model(...)."
-                )
-            model_id = ensure_model(connection, name, actor)
-            number = connection.execute(
-                update(schema.models)
-                .where(schema.models.c.id == model_id)
-                .values(last_version=schema.models.c.last_version + 1)
-                .returning(schema.models.c.last_version)
-            ).scalar_one()
+            artifact_id, digest, run_id = _model_source(connection, parsed, source)
+            model_id, number = _next_version(
+                connection, name, actor, owner=owner, risk_tier=risk_tier, tags=tags
+            )
             row = {
                 "id": ids.new_id(),
                 "model_id": model_id,
                 "version": number,
                 "artifact_id": artifact_id,
-                "digest": artifact.digest,
+                "digest": digest,
                 "run_id": run_id,
-                "signature": json.dumps(dict(signature or {}), sort_keys=True, default=str),
-                "metrics": json.dumps(dict(metrics or {}), sort_keys=True, default=str),
+                "signature": _json(
+                    signature if signature is not None else _infer_signature(connection, run_id)
+                ),
+                "metrics": _json(_metrics_snapshot(connection, run_id)),
                 "description": description,
                 "created_ms": now_ms(),
                 "created_by": actor,
             }
-            connection.execute(schema.model_versions.insert().values(**row))
-            context_id = _model_context(connection, name, actor)
+            connection.execute(_INSERT_VERSION, row)
+            context_id = connection.execute(_MODEL_CONTEXT, {"model_name": name}).scalar()
+            if context_id is None:
+                context_id = ensure_context(connection, "model", name, actor)
             add_edge(
                 connection, artifact_id, "artifact", context_id, "context", records.ASSOCIATED_WITH
             )
             audit.append(connection, actor, "model.register", f"{name}/{number}", row)
-            return load_version(connection, name, number)
-
-    def get_version(self, name: str, version: int) -> VersionRecord:
-        with self.store.db.read() as connection:
-            return load_version(connection, name, version)
+            append_event(connection, model_id, name, number, REGISTERED, actor, comment=description)
+            return _version_record({**row, "name": name})
 
     def versions(self, name: str) -> list[VersionRecord]:
+        """Every version of ``name``, newest first."""
         with self.store.db.read() as connection:
-            model = load_model(connection, name=name)
-            rows = connection.execute(
-                _version_query()
-                .where(schema.model_versions.c.model_id == model.id)
-                .order_by(schema.model_versions.c.version.desc())
-            )
-            return [_version_record(row) for row in rows]
+            return model_versions(connection, load_model(connection, name=name))
 
     def resolve(self, ref: str) -> VersionRecord:
-        parsed = refs.parse(ref)
-        if not isinstance(parsed, refs.ModelVersionRef | refs.ModelAliasRef):
-            raise InvalidInputError(
-                f"{ref!r} is not a model ref; use <name>/<version> or <name>@<alias>."
+        """The version ``churn/3`` or ``churn@production`` names (kept to one indexed query)."""
+        parsed = parse_model_ref(ref)
+        if isinstance(parsed, refs.ModelVersionRef):
+            params: dict[str, Any] = {"name": parsed.name, "version": parsed.version}
+            row = self._reader.first(_RESOLVE_VERSION_SQL, params)
+        else:
+            row = self._reader.first(
+                _RESOLVE_ALIAS_SQL, {"name": parsed.name, "alias": parsed.alias}
             )
-        with self.store.db.read() as connection:
-            return resolve_version(connection, parsed)
+        if row is None:
+            with self.store.db.read() as connection:
+                return resolve_version(connection, parsed)
+        return _version_record(row)
 
 
-def ensure_model(
+# --- events ---------------------------------------------------------------------------------
+
+
+def append_event(
+    connection: Connection,
+    model_id: str,
+    name: str,
+    version: int | None,
+    kind: str,
+    actor: str,
+    *,
+    alias: str | None = None,
+    from_version: int | None = None,
+    comment: str = "",
+    evidence: Mapping[str, Any] | None = None,
+    after_id: str | None = None,
+) -> RegistryEvent:
+    """Append one registry event and its audit entry inside the caller's transaction.
+
+    ``after_id`` is the newest event the caller's decision was based on; the new event's id
+    must sort after it (see ``_id_after``).
+    """
+    event_id = _id_after(after_id)
+    row = {
+        "id": event_id,
+        "model_id": model_id,
+        "version": version,
+        "kind": kind,
+        "alias": alias,
+        "from_version": from_version,
+        "actor": actor,
+        "time_ms": ids.id_time_ms(event_id),
+        "comment": comment,
+        "evidence": _json(evidence or {}),
+    }
+    connection.execute(_INSERT_EVENT, row)
+    if kind != REGISTERED:
+        target = f"{name}@{alias}" if alias else f"{name}/{version}"
+        audit.append(connection, actor, f"model.{kind}", target, row)
+    return _event_record(row, name)
+
+
+def _id_after(previous: str | None) -> str:
+    """A new event id that sorts after ``previous``.
+
+    Current state is "the newest event wins", ordered by id. Ids are monotonic within one
+    process, but another process may have written ``previous`` in this same millisecond with
+    a larger random part; the writer holds the database lock, so waiting for the next
+    millisecond is safe and brief.
+    """
+    event_id = ids.new_id()
+    while previous is not None and event_id <= previous:
+        time.sleep(0.0005)
+        event_id = ids.new_id()
+    return event_id
+
+
+def load_events(
+    connection: Connection,
+    model: ModelRecord,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    kinds: Iterable[str] | None = None,
+    newest_first: bool = True,
+) -> list[RegistryEvent]:
+    table = schema.registry_events
+    query = select(table).where(table.c.model_id == model.id)
+    if version is not None:
+        query = query.where(table.c.version == version)
+    if alias is not None:
+        query = query.where(table.c.alias == alias)
+    if kinds is not None:
+        query = query.where(table.c.kind.in_(list(kinds)))
+    query = query.order_by(table.c.id.desc() if newest_first else table.c.id)
+    return [_event_record(row._mapping, model.name) for row in connection.execute(query)]
+
+
+def _event_record(row: Mapping[str, Any], name: str) -> RegistryEvent:
+    return RegistryEvent(
+        id=row["id"],
+        model=name,
+        version=row["version"],
+        kind=row["kind"],
+        alias=row["alias"],
+        from_version=row["from_version"],
+        actor=row["actor"],
+        time_ms=row["time_ms"],
+        comment=row["comment"],
+        evidence=json.loads(row["evidence"] or "{}"),
+    )
+
+
+def alias_target(connection: Connection, model_id: str, alias: str) -> int | None:
+    """The version an alias points at now: the newest alias event decides."""
+    event = latest_alias_event(connection, model_id, alias)
+    return None if event is None else event.version
+
+
+def latest_alias_event(connection: Connection, model_id: str, alias: str) -> Any:
+    events = schema.registry_events
+    return connection.execute(
+        select(events.c.id, events.c.version)
+        .where(events.c.model_id == model_id, events.c.alias == alias)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+def current_aliases(connection: Connection, model_id: str) -> dict[str, int]:
+    """Every alias of the model and the version it points at now."""
+    events = schema.registry_events
+    rows = connection.execute(
+        select(events.c.alias, events.c.version)
+        .where(events.c.model_id == model_id, events.c.kind.in_(ALIAS_KINDS))
+        .order_by(events.c.id)
+    )
+    return {row.alias: row.version for row in rows}
+
+
+# --- models and versions: shared helpers ----------------------------------------------------
+
+
+def parse_model_ref(ref: str) -> refs.ModelVersionRef | refs.ModelAliasRef:
+    parsed = refs.parse(ref)
+    if not isinstance(parsed, refs.ModelVersionRef | refs.ModelAliasRef):
+        raise InvalidInputError(
+            f"{ref!r} is not a model ref; use <name>/<version> (churn/3) or <name>@<alias> "
+            "(churn@production)."
+        )
+    return parsed
+
+
+def _model_row(connection: Connection, name: str) -> Any:
+    return connection.execute(select(schema.models).where(schema.models.c.name == name)).first()
+
+
+def _insert_model(
     connection: Connection,
     name: str,
     actor: str,
     *,
-    owner: str | None = None,
-    description: str = "",
-    risk_tier: str | None = None,
-    tags: Mapping[str, Any] | None = None,
+    owner: str | None,
+    description: str,
+    risk_tier: str | None,
+    tags: Mapping[str, Any] | None,
+    last_version: int,
 ) -> str:
-    refs.validate_name(name, "model name")
-    existing = connection.execute(
-        select(schema.models.c.id).where(schema.models.c.name == name)
-    ).scalar()
-    if existing:
-        return existing
     row = {
         "id": ids.new_id(),
         "name": name,
         "owner": owner or actor,
         "description": description,
         "risk_tier": risk_tier,
-        "tags": json.dumps(dict(tags or {}), sort_keys=True),
-        "last_version": 0,
+        "tags": json.dumps({str(k): str(v) for k, v in (tags or {}).items()}, sort_keys=True),
+        "last_version": last_version,
         "created_ms": now_ms(),
         "created_by": actor,
     }
@@ -165,10 +398,147 @@ def ensure_model(
     return row["id"]
 
 
-def _model_context(connection: Connection, name: str, actor: str) -> str:
-    from clew.service.contexts import ensure_context
+def _next_version(
+    connection: Connection,
+    name: str,
+    actor: str,
+    *,
+    owner: str | None,
+    risk_tier: str | None,
+    tags: Mapping[str, Any] | None,
+) -> tuple[str, int]:
+    """Allocate the next version number atomically; create the model as version 1's home."""
+    row = connection.execute(_NEXT_VERSION, {"model_name": name}).first()
+    if row is None:
+        model_id = _insert_model(
+            connection,
+            name,
+            actor,
+            owner=owner,
+            description="",
+            risk_tier=risk_tier,
+            tags=tags,
+            last_version=1,
+        )
+        return model_id, 1
+    _check_model_attributes(name, row, owner=owner, risk_tier=risk_tier, tags=tags)
+    return row.id, row.last_version
 
-    return ensure_context(connection, "model", name, actor)
+
+def _check_model_attributes(
+    name: str,
+    row: Any,
+    *,
+    owner: str | None,
+    risk_tier: str | None,
+    tags: Mapping[str, Any] | None,
+) -> None:
+    """Registering with model attributes that contradict the stored ones is a mistake."""
+    wanted = {"owner": owner, "risk_tier": risk_tier}
+    if tags is not None:
+        wanted["tags"] = json.dumps({str(k): str(v) for k, v in tags.items()}, sort_keys=True)
+    for key, value in wanted.items():
+        stored = getattr(row, key)
+        if value is not None and value != stored:
+            raise ConflictError(
+                f"model {name!r} already has {key} {stored!r}, not {value!r}; omit {key} when "
+                "registering further versions."
+            )
+
+
+def _model_source(
+    connection: Connection, parsed: refs.Ref, source: str
+) -> tuple[str, str, str | None]:
+    """(model artifact id, its digest, the run that produced it) for a registration source."""
+    if isinstance(parsed, refs.RunRef):
+        artifact = load_artifact(connection, _run_model(connection, parsed.run_id))
+        return artifact.id, artifact.digest, parsed.run_id
+    if not isinstance(parsed, refs.ArtifactRef):
+        raise InvalidInputError(
+            f"{source!r} cannot be registered; pass the model artifact from run.log_model(...), "
+            "an artifact ref or the run that logged the model."
+        )
+    artifact_id = parsed.artifact_id or find_artifact(connection, parsed).id
+    row = connection.execute(_ARTIFACT_AND_PRODUCER, {"artifact_id": artifact_id}).first()
+    if row is None:
+        raise NotFoundError(f"artifact {artifact_id} does not exist.")
+    if row.type != "model":
+        raise InvalidInputError(
+            f"artifact {refs.format_ref(parsed)} is a {row.type}, not a model; register "
+            "the output of run.log_model(...)."
+        )
+    return row.id, row.digest, row.run_id
+
+
+def _run_model(connection: Connection, run_id: str) -> str:
+    rows = connection.execute(_RUN_MODELS, {"run_id": run_id}).all()
+    if not rows:
+        if connection.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id)).first():
+            raise InvalidInputError(
+                f"run {run_id} logged no model; call run.log_model(model, name=...) first."
+            )
+        raise NotFoundError(f"run {run_id} does not exist.")
+    if len(rows) > 1:
+        names = ", ".join(sorted(row.name for row in rows))
+        raise InvalidInputError(
+            f"run {run_id} logged {len(rows)} models ({names}); pass the one to register."
+        )
+    return rows[0].id
+
+
+def _infer_signature(connection: Connection, run_id: str | None) -> dict[str, Any]:
+    """Inputs and outputs from the training run's input dataset schema, when it has one.
+
+    The dataset whose name mentions "train" (else the widest) gives the columns; the column
+    named by the run's ``target``/``label`` param becomes the output.
+    """
+    if run_id is None:
+        return {}
+    candidates = []
+    for row in connection.execute(_TRAINING_DATA, {"run_id": run_id}):
+        schema_ = json.loads(row.properties or "{}").get("schema")
+        if isinstance(schema_, dict) and schema_:
+            candidates.append((("train" in row.name.lower(), len(schema_)), row, schema_))
+    if not candidates:
+        return {}
+    _, dataset, columns = max(candidates, key=lambda candidate: candidate[0])
+    target = _target_column(connection, run_id, columns)
+    return {
+        "inputs": [{"name": k, "type": v} for k, v in columns.items() if k != target],
+        "outputs": [{"name": target, "type": columns[target]}] if target else [],
+        "inferred_from": f"{dataset.type}:{dataset.name}@{dataset.digest}",
+    }
+
+
+def _target_column(connection: Connection, run_id: str, columns: Mapping[str, str]) -> str | None:
+    found = dict(connection.execute(_TARGET_PARAMS, {"run_id": run_id}).all())
+    for key in TARGET_PARAMS:
+        if found.get(key) in columns:
+            return found[key]
+    return None
+
+
+def _metrics_snapshot(connection: Connection, run_id: str | None) -> dict[str, float | None]:
+    if run_id is None:
+        return {}
+    latest = schema.latest_metrics
+    rows = connection.execute(select(latest.c.key, latest.c.value).where(latest.c.run_id == run_id))
+    return {row.key: row.value for row in rows}
+
+
+def all_models(connection: Connection) -> list[ModelRecord]:
+    rows = connection.execute(select(schema.models).order_by(schema.models.c.name))
+    return [_model_record(row) for row in rows]
+
+
+def model_versions(connection: Connection, model: ModelRecord) -> list[VersionRecord]:
+    """Every version of ``model``, newest first."""
+    rows = connection.execute(
+        _version_query()
+        .where(schema.model_versions.c.model_id == model.id)
+        .order_by(schema.model_versions.c.version.desc())
+    )
+    return [_version_record(row._mapping) for row in rows]
 
 
 def load_model(
@@ -203,21 +573,25 @@ def _version_query() -> Any:
     return select(versions, models.c.name).join(models, models.c.id == versions.c.model_id)
 
 
-def _version_record(row: Any) -> VersionRecord:
+def _version_record(row: Mapping[str, Any]) -> VersionRecord:
     return VersionRecord(
-        id=row.id,
-        model_id=row.model_id,
-        name=row.name,
-        version=row.version,
-        artifact_id=row.artifact_id,
-        digest=row.digest,
-        run_id=row.run_id,
-        signature=json.loads(row.signature or "{}"),
-        metrics=json.loads(row.metrics or "{}"),
-        description=row.description,
-        created_ms=row.created_ms,
-        created_by=row.created_by,
+        id=row["id"],
+        model_id=row["model_id"],
+        name=row["name"],
+        version=row["version"],
+        artifact_id=row["artifact_id"],
+        digest=row["digest"],
+        run_id=row["run_id"],
+        signature=json.loads(row["signature"] or "{}"),
+        metrics=json.loads(row["metrics"] or "{}"),
+        description=row["description"],
+        created_ms=row["created_ms"],
+        created_by=row["created_by"],
     )
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True, default=str)
 
 
 def load_version(connection: Connection, name: str, version: int) -> VersionRecord:
@@ -231,25 +605,7 @@ def load_version(connection: Connection, name: str, version: int) -> VersionReco
         raise NotFoundError(
             f"model {name!r} has no version {version}; list them with `clew versions {name}`."
         )
-    return _version_record(row)
-
-
-def alias_target(connection: Connection, model_id: str, alias: str) -> int | None:
-    """The version an alias points at now: the newest alias event decides."""
-    events = schema.registry_events
-    row = connection.execute(
-        select(events.c.kind, events.c.version)
-        .where(
-            events.c.model_id == model_id,
-            events.c.alias == alias,
-            events.c.kind.in_([ALIAS_SET, ALIAS_REMOVED]),
-        )
-        .order_by(events.c.id.desc())
-        .limit(1)
-    ).first()
-    if row is None or row.kind == ALIAS_REMOVED:
-        return None
-    return row.version
+    return _version_record(row._mapping)
 
 
 def resolve_version(
@@ -265,3 +621,30 @@ def resolve_version(
             f"`clew promote {ref.name}/<version> {ref.alias}`."
         )
     return load_version(connection, ref.name, version)
+
+
+class _FastReader:
+    """The registry's hottest reads, on a bare pooled SQLite connection.
+
+    Opening a SQLAlchemy connection and its transaction costs more than the lookup itself;
+    a DBAPI connection from the same pool runs in autocommit, so each statement still sees
+    every committed write. Other databases go through the normal read path.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def first(self, sql: str, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        if self.store.db.dialect != "sqlite":
+            with self.store.db.read() as connection:
+                row = connection.execute(text(sql), params).first()
+            return None if row is None else row._mapping
+        connection = self.store.db.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            row = cursor.execute(sql, params).fetchone()
+            if row is None:
+                return None
+            return dict(zip([column[0] for column in cursor.description], row, strict=True))
+        finally:
+            connection.close()

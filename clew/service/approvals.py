@@ -1,0 +1,303 @@
+"""Decisions about model versions: approve, reject, revoke and archive.
+
+Each decision is an append-only registry event carrying the actor, time, comment, the
+evidence it relied on (artifacts resolved to their digests) and the policy version in
+force, so an auditor can see later exactly what a validator signed off and under which rules.
+Rejected and revoked versions are final: they can not be approved again, promoted or loaded
+(a fix is a new version). Archived versions stay loadable, for reproduction, but can not be
+promoted or decided on again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from clew.domain import refs
+from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
+from clew.errors import ConflictError, InvalidInputError, PolicyError
+from clew.service import policy, registry
+from clew.service.artifacts import find_artifact
+from clew.store import schema
+from clew.store.location import Store
+
+MAX_MEANING_LENGTH = 100
+
+
+@dataclass
+class VersionState:
+    """What the events say about one version right now."""
+
+    model: ModelRecord
+    version: VersionRecord
+    approvals: list[RegistryEvent] = field(default_factory=list)
+    rejection: RegistryEvent | None = None
+    revocation: RegistryEvent | None = None
+    archival: RegistryEvent | None = None
+    last_event_id: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return self.version.ref
+
+    @property
+    def approvers(self) -> list[str]:
+        return [event.actor for event in self.approvals]
+
+    def status(self, required: int) -> str:
+        """revoked, rejected, archived, approved (enough approvals) or pending."""
+        if self.revocation:
+            return registry.REVOKED
+        if self.rejection:
+            return registry.REJECTED
+        if self.archival:
+            return registry.ARCHIVED
+        return registry.APPROVED if len(self.approvals) >= required else "pending"
+
+    def refusal(self) -> str | None:
+        """Why this version can no longer be approved or promoted, or None."""
+        for event, what in (
+            (self.revocation, "revoked"),
+            (self.rejection, "rejected"),
+            (self.archival, "archived"),
+        ):
+            if event:
+                return f"{self.ref} was {what} by {event.actor} ({event.comment})"
+        return None
+
+
+def version_state(
+    connection: Connection, model: ModelRecord, version: VersionRecord
+) -> VersionState:
+    events = registry.load_events(
+        connection,
+        model,
+        version=version.version,
+        kinds=registry.DECISION_KINDS,
+        newest_first=False,
+    )
+    return fold_decisions(model, version, events)
+
+
+def fold_decisions(
+    model: ModelRecord, version: VersionRecord, events: Iterable[RegistryEvent]
+) -> VersionState:
+    """Replay one version's decision events, oldest first, into its current state."""
+    state = VersionState(model, version)
+    for event in events:
+        state.last_event_id = event.id
+        if event.kind == registry.APPROVED:
+            state.approvals.append(event)
+        elif event.kind == registry.REJECTED:
+            state.rejection = event
+        elif event.kind == registry.REVOKED:
+            state.revocation = event
+            state.approvals = []
+        elif event.kind == registry.ARCHIVED:
+            state.archival = event
+    return state
+
+
+def load_state(connection: Connection, ref: str) -> VersionState:
+    version = registry.resolve_version(connection, registry.parse_model_ref(ref))
+    model = registry.load_model(connection, model_id=version.model_id)
+    return version_state(connection, model, version)
+
+
+def run_user(connection: Connection, run_id: str | None) -> str | None:
+    if run_id is None:
+        return None
+    return connection.execute(
+        select(schema.runs.c.user_name).where(schema.runs.c.id == run_id)
+    ).scalar()
+
+
+class ApprovalService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def loadable(self, ref: str) -> VersionRecord:
+        """The version ``ref`` names, unless it was rejected or revoked (then it must not run)."""
+        with self.store.db.read() as connection:
+            state = load_state(connection, ref)
+        closed = state.revocation or state.rejection
+        if closed:
+            raise PolicyError(
+                f"{state.ref} was {closed.kind} by {closed.actor} ({closed.comment}) and can not "
+                "be loaded; load an approved version or roll the alias back."
+            )
+        return state.version
+
+    def approve(
+        self,
+        ref: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        meaning: str = "approved",
+    ) -> RegistryEvent:
+        """Record an approval; refused for self-approval, a wrong role or a closed version."""
+        _require_comment(comment, "approve")
+        _check_meaning(meaning)
+        with self.store.db.write() as connection:
+            state = load_state(connection, ref)
+            rules = policy.current(connection)
+            _require_open(state, "approved")
+            rules.rules.require_role(actor, rules.rules.approver_roles, f"approve {state.ref}")
+            if rules.rules.separation_of_duties:
+                _check_separation(connection, state, actor)
+            if actor in state.approvers:
+                raise ConflictError(
+                    f"{actor!r} has already approved {state.ref}; one approval per person counts."
+                )
+            return self._record(
+                connection,
+                state,
+                registry.APPROVED,
+                actor,
+                comment,
+                {**_evidence(connection, evidence), "meaning": meaning},
+                rules,
+            )
+
+    def reject(
+        self, ref: str, actor: str, comment: str, *, evidence: Sequence[str] = ()
+    ) -> RegistryEvent:
+        """Reject a version for good: it can not be approved, promoted or loaded afterwards."""
+        _require_comment(comment, "reject")
+        with self.store.db.write() as connection:
+            state = load_state(connection, ref)
+            rules = policy.current(connection)
+            _require_open(state, "rejected")
+            rules.rules.require_role(actor, rules.rules.approver_roles, f"reject {state.ref}")
+            return self._record(
+                connection,
+                state,
+                registry.REJECTED,
+                actor,
+                comment,
+                _evidence(connection, evidence),
+                rules,
+            )
+
+    def revoke(self, ref: str, actor: str, comment: str) -> RegistryEvent:
+        """Withdraw the approvals of an approved version; it can not be loaded afterwards."""
+        _require_comment(comment, "revoke")
+        with self.store.db.write() as connection:
+            state = load_state(connection, ref)
+            rules = policy.current(connection)
+            _require_open(state, "revoked")
+            if not state.approvals:
+                raise ConflictError(f"{state.ref} has no approval to revoke; reject it instead.")
+            rules.rules.require_role(actor, rules.rules.approver_roles, f"revoke {state.ref}")
+            return self._record(connection, state, registry.REVOKED, actor, comment, {}, rules)
+
+    def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent:
+        """Retire a version: it stays loadable for reproduction but can not be promoted."""
+        _require_comment(comment, "archive")
+        with self.store.db.write() as connection:
+            state = load_state(connection, ref)
+            if state.archival:
+                raise ConflictError(f"{state.ref} is already archived.")
+            held = sorted(
+                alias
+                for alias, number in registry.current_aliases(connection, state.model.id).items()
+                if number == state.version.version
+            )
+            if held:
+                raise ConflictError(
+                    f"{state.ref} is {state.model.name}@{held[0]}; promote another version to "
+                    f"{held[0]} before archiving it."
+                )
+            rules = policy.current(connection)
+            return self._record(connection, state, registry.ARCHIVED, actor, comment, {}, rules)
+
+    @staticmethod
+    def _record(
+        connection: Connection,
+        state: VersionState,
+        kind: str,
+        actor: str,
+        comment: str,
+        evidence: Mapping[str, Any],
+        rules: policy.StoredPolicy,
+    ) -> RegistryEvent:
+        return registry.append_event(
+            connection,
+            state.model.id,
+            state.model.name,
+            state.version.version,
+            kind,
+            actor,
+            comment=comment,
+            evidence={
+                **evidence,
+                "actor_roles": rules.rules.roles_of(actor),
+                "policy_version": rules.version,
+                "policy_digest": rules.digest,
+            },
+            after_id=state.last_event_id,
+        )
+
+
+def _require_comment(comment: str, action: str) -> None:
+    if not isinstance(comment, str) or not comment.strip():
+        raise InvalidInputError(
+            f"a comment is required to {action} a version; say why, e.g. comment='validated "
+            "on the holdout set'."
+        )
+
+
+def _check_meaning(meaning: str) -> None:
+    if not isinstance(meaning, str) or not meaning.strip() or len(meaning) > MAX_MEANING_LENGTH:
+        raise InvalidInputError(
+            f"meaning {meaning!r} must be a short word such as 'approved', 'reviewed' or "
+            "'validated'."
+        )
+
+
+def _require_open(state: VersionState, action: str) -> None:
+    refusal = state.refusal()
+    if refusal:
+        raise ConflictError(f"{refusal}; it can not be {action} now, so register a new version.")
+
+
+def _check_separation(connection: Connection, state: VersionState, actor: str) -> None:
+    """SR 11-7: whoever built or registered a model may not be the one who approves it."""
+    if actor == state.version.created_by:
+        raise PolicyError(
+            f"{actor!r} registered {state.ref} and may not approve it (separation of duties); "
+            "ask another approver."
+        )
+    if actor == run_user(connection, state.version.run_id):
+        raise PolicyError(
+            f"{actor!r} ran the training run {state.version.run_id} of {state.ref} and may not "
+            "approve it (separation of duties); ask another approver."
+        )
+
+
+def _evidence(connection: Connection, evidence: Sequence[str]) -> dict[str, Any]:
+    """Resolve evidence refs to artifacts (id, type, name, digest) so they are pinned."""
+    if isinstance(evidence, str):
+        evidence = [evidence]
+    pinned = []
+    for ref in evidence:
+        parsed = refs.parse(ref)
+        if not isinstance(parsed, refs.ArtifactRef):
+            raise InvalidInputError(
+                f"evidence {ref!r} is not an artifact; pass reports or other logged artifacts."
+            )
+        artifact = find_artifact(connection, parsed)
+        pinned.append(
+            {
+                "id": artifact.id,
+                "type": artifact.type,
+                "name": artifact.name,
+                "digest": artifact.digest,
+            }
+        )
+    return {"artifacts": pinned} if pinned else {}

@@ -1,0 +1,334 @@
+"""The governance policy: who may approve, separation of duties, what production requires.
+
+A policy is a YAML document stored, versioned and audited in the ``policies`` table; the
+newest version is in force. Parsing is strict (an unknown key is an error, not a silently
+weaker policy) and happens before anything is written, so a document with a mistake is
+refused and the previous policy stays in force. When no policy was ever set,
+``DEFAULT_DOCUMENT`` applies: anyone may approve except the version's creator and its
+training run's user, and ``production`` needs one approval.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from sqlalchemy import Connection, select
+
+from clew.domain import digests, records
+from clew.errors import PolicyError, PolicySyntaxError
+from clew.service import audit
+from clew.service.runs import now_ms
+from clew.store import schema
+from clew.store.location import Store
+
+DEFAULT_DOCUMENT = """\
+# clew's default policy, in force until `clew.set_policy(...)` stores one.
+roles: {}
+approvals:
+  required: 1
+  separation_of_duties: true
+production:
+  aliases: [production]
+"""
+
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_METRIC_RULE = re.compile(
+    r"^\s*(?:metrics\.)?(?P<metric>[A-Za-z0-9_.\-/]+)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<threshold>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+_SECTIONS: dict[str, frozenset[str]] = {
+    "roles": frozenset(),
+    "approvals": frozenset({"roles", "required", "separation_of_duties"}),
+    "production": frozenset({"aliases", "roles", "evidence"}),
+    "policy": frozenset({"roles"}),
+}
+_EVIDENCE_KEYS = frozenset({"metrics", "reports"})
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """One threshold such as ``auc >= 0.8``, checked against a version's metrics snapshot."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+    def failure(self, metrics: Mapping[str, Any]) -> str | None:
+        """Why ``metrics`` do not satisfy this rule, or None when they do."""
+        value = metrics.get(self.metric)
+        if value is None or not isinstance(value, int | float) or math.isnan(value):
+            return (
+                f"metric {self.metric!r} is missing from the version's metrics (needs {self.text})"
+            )
+        if not _OPERATORS[self.op](float(value), self.threshold):
+            return f"metric {self.metric} = {value:g} does not satisfy {self.text}"
+        return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed, validated policy. Role lists of ``None`` mean "anyone"."""
+
+    roles: Mapping[str, frozenset[str]]
+    approver_roles: tuple[str, ...] | None
+    required_approvals: int
+    separation_of_duties: bool
+    production_aliases: frozenset[str]
+    promoter_roles: tuple[str, ...] | None
+    metric_rules: tuple[MetricRule, ...]
+    required_reports: tuple[str, ...]
+    admin_roles: tuple[str, ...] | None
+
+    def allows(self, actor: str, roles: tuple[str, ...] | None) -> bool:
+        return roles is None or any(actor in self.roles.get(role, ()) for role in roles)
+
+    def roles_of(self, actor: str) -> list[str]:
+        return sorted(role for role, members in self.roles.items() if actor in members)
+
+    def is_production(self, alias: str) -> bool:
+        return alias in self.production_aliases
+
+    def require_role(self, actor: str, roles: tuple[str, ...] | None, action: str) -> None:
+        if not self.allows(actor, roles):
+            raise PolicyError(
+                f"{actor!r} may not {action}: the policy allows only the role(s) "
+                f"{', '.join(roles or ())}; ask a member or have an admin add {actor!r} to one."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "roles": {role: sorted(members) for role, members in sorted(self.roles.items())},
+            "approvals": {
+                "roles": list(self.approver_roles) if self.approver_roles is not None else None,
+                "required": self.required_approvals,
+                "separation_of_duties": self.separation_of_duties,
+            },
+            "production": {
+                "aliases": sorted(self.production_aliases),
+                "roles": list(self.promoter_roles) if self.promoter_roles is not None else None,
+                "evidence": {
+                    "metrics": [rule.text for rule in self.metric_rules],
+                    "reports": list(self.required_reports),
+                },
+            },
+            "policy": {"roles": list(self.admin_roles) if self.admin_roles is not None else None},
+        }
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """The policy in force and where it came from (version 0 is the built-in default)."""
+
+    version: int
+    digest: str
+    document: str
+    created_ms: int | None
+    created_by: str | None
+    rules: Policy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "default": self.version == 0,
+            "digest": self.digest,
+            "set_by": self.created_by,
+            "set_at": records.ms_to_iso(self.created_ms),
+            "document": self.document,
+            "rules": self.rules.to_dict(),
+        }
+
+
+@functools.lru_cache(maxsize=32)
+def parse(document: str) -> Policy:
+    """Parse and validate a policy document, or raise PolicySyntaxError naming the problem."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "it could not be parsed"
+        raise _syntax(f"the policy is not valid YAML{where} ({problem})") from error
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _syntax(
+            "the policy must be a YAML mapping with sections "
+            f"{', '.join(_SECTIONS)} (if you meant a file, check that the path exists)"
+        )
+    _reject_unknown(data, frozenset(_SECTIONS), "the policy")
+    roles = _roles(data.get("roles"))
+    approvals = _section(data, "approvals")
+    production = _section(data, "production")
+    evidence = _mapping(production.get("evidence"), "production.evidence")
+    _reject_unknown(evidence, _EVIDENCE_KEYS, "production.evidence")
+    return Policy(
+        roles=roles,
+        approver_roles=_role_list(approvals.get("roles"), "approvals.roles", roles),
+        required_approvals=_required(approvals.get("required", 1)),
+        separation_of_duties=_flag(
+            approvals.get("separation_of_duties", True), "approvals.separation_of_duties"
+        ),
+        production_aliases=frozenset(
+            _names(production.get("aliases", ["production"]), "production.aliases")
+        ),
+        promoter_roles=_role_list(production.get("roles"), "production.roles", roles),
+        metric_rules=tuple(
+            _metric_rule(text) for text in _names(evidence.get("metrics", []), "metrics")
+        ),
+        required_reports=tuple(_names(evidence.get("reports", []), "production.evidence.reports")),
+        admin_roles=_role_list(_section(data, "policy").get("roles"), "policy.roles", roles),
+    )
+
+
+def _syntax(problem: str) -> PolicySyntaxError:
+    return PolicySyntaxError(
+        f"{problem}; fix the document and set it again (the previous policy stays in force)."
+    )
+
+
+def _reject_unknown(data: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(str(key) for key in data if key not in allowed)
+    if unknown:
+        raise _syntax(
+            f"{where} has unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _syntax(f"{where} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    section = _mapping(data.get(name), name)
+    _reject_unknown(section, _SECTIONS[name], name)
+    return section
+
+
+def _names(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise _syntax(f"{where} must be a list of names")
+    return value
+
+
+def _roles(value: Any) -> dict[str, frozenset[str]]:
+    roles = _mapping(value, "roles")
+    parsed: dict[str, frozenset[str]] = {}
+    for role, members in roles.items():
+        if not isinstance(role, str) or not role:
+            raise _syntax(f"role name {role!r} must be a non-empty string")
+        parsed[role] = frozenset(_names(members or [], f"roles.{role}"))
+    return parsed
+
+
+def _role_list(
+    value: Any, where: str, roles: Mapping[str, frozenset[str]]
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = _names(value, where)
+    unknown = [name for name in names if name not in roles]
+    if unknown:
+        raise _syntax(
+            f"{where} names role(s) {', '.join(unknown)} that the roles section does not define"
+        )
+    return tuple(names)
+
+
+def _required(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _syntax(f"approvals.required must be a whole number of at least 1 (got {value!r})")
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _syntax(f"{where} must be true or false (got {value!r})")
+    return value
+
+
+def _metric_rule(text: str) -> MetricRule:
+    match = _METRIC_RULE.match(text)
+    if not match:
+        raise _syntax(
+            f"metric threshold {text!r} is not of the form '<metric> <op> <number>' "
+            "(op: >=, >, <=, <, ==, !=), e.g. 'auc >= 0.8'"
+        )
+    return MetricRule(match["metric"], match["op"], float(match["threshold"]))
+
+
+DEFAULT = StoredPolicy(
+    version=0,
+    digest=digests.digest_bytes(DEFAULT_DOCUMENT.encode()),
+    document=DEFAULT_DOCUMENT,
+    created_ms=None,
+    created_by=None,
+    rules=parse(DEFAULT_DOCUMENT),
+)
+
+
+def current(connection: Connection) -> StoredPolicy:
+    """The policy in force: the newest stored version, or the default."""
+    table = schema.policies
+    row = connection.execute(select(table).order_by(table.c.version.desc()).limit(1)).first()
+    if row is None:
+        return DEFAULT
+    return StoredPolicy(
+        row.version, row.digest, row.document, row.created_ms, row.created_by, parse(row.document)
+    )
+
+
+class PolicyService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def set_policy(self, document: str, actor: str) -> int:
+        """Store ``document`` as the next policy version; returns that version number."""
+        if not isinstance(document, str):
+            raise _syntax(f"the policy must be YAML text, not {type(document).__name__}")
+        parse(document)
+        with self.store.db.write() as connection:
+            in_force = current(connection)
+            in_force.rules.require_role(actor, in_force.rules.admin_roles, "change the policy")
+            row = {
+                "version": in_force.version + 1,
+                "document": document,
+                "digest": digests.digest_bytes(document.encode()),
+                "created_ms": now_ms(),
+                "created_by": actor,
+            }
+            connection.execute(schema.policies.insert().values(**row))
+            audit.append(connection, actor, "policy.set", "policy", row)
+            return row["version"]
+
+    def get_policy(self) -> StoredPolicy:
+        with self.store.db.read() as connection:
+            return current(connection)
+
+
+def metric_failures(rules: Sequence[MetricRule], metrics: Mapping[str, Any]) -> list[str]:
+    return [reason for rule in rules if (reason := rule.failure(metrics))]

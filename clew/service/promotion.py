@@ -1,0 +1,294 @@
+"""Aliases (production, staging, champion...) and the rules for moving them.
+
+An alias moves only by appending an event (who, when, why, from which version, to which), so
+its whole history stays readable and "what was in production at time T" is one indexed query.
+Any alias may point at a version that is not rejected, revoked or archived; the policy's
+production aliases also need the required approvals and evidence (metric thresholds, reports).
+``rollback`` treats an alias's history as a stack: each promotion pushes, each rollback pops,
+so repeated rollbacks walk further back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from clew.domain import records, refs
+from clew.domain.records import RegistryEvent, VersionRecord
+from clew.errors import ConflictError, PolicyError
+from clew.service import policy, registry
+from clew.service.approvals import VersionState, fold_decisions, load_state, version_state
+from clew.store import schema
+from clew.store.location import Store
+
+
+class PromotionService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
+        """Point ``alias`` at the version ``ref`` names, if the policy allows it."""
+        refs.validate_name(alias, "alias")
+        with self.store.db.write() as connection:
+            state = load_state(connection, ref)
+            model = state.model
+            latest = registry.latest_alias_event(connection, model.id, alias)
+            current = latest.version if latest else None
+            if current == state.version.version:
+                raise ConflictError(f"{model.name}@{alias} already points at {state.ref}.")
+            rules = policy.current(connection)
+            _check_move(connection, state, alias, actor, rules.rules)
+            return registry.append_event(
+                connection,
+                model.id,
+                model.name,
+                state.version.version,
+                registry.ALIAS_SET,
+                actor,
+                alias=alias,
+                from_version=current,
+                comment=comment,
+                evidence=_policy_evidence(rules),
+                after_id=latest.id if latest else None,
+            )
+
+    def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
+        """Return ``alias`` to the version it pointed at before its latest promotion."""
+        with self.store.db.write() as connection:
+            model = registry.load_model(connection, name=name)
+            history = registry.load_events(
+                connection, model, alias=alias, kinds=registry.ALIAS_KINDS, newest_first=False
+            )
+            stack = _alias_stack(history)
+            if len(stack) < 2:
+                raise ConflictError(
+                    f"{name}@{alias} has no earlier version to roll back to; promote a version "
+                    "instead."
+                )
+            target = registry.load_version(connection, name, stack[-2])
+            state = version_state(connection, model, target)
+            refusal = state.refusal()
+            if refusal:
+                raise ConflictError(
+                    f"cannot roll {name}@{alias} back to {target.ref}: {refusal}; promote an "
+                    "eligible version instead."
+                )
+            rules = policy.current(connection)
+            if rules.rules.is_production(alias):
+                rules.rules.require_role(actor, rules.rules.promoter_roles, f"move {name}@{alias}")
+            return registry.append_event(
+                connection,
+                model.id,
+                name,
+                target.version,
+                registry.ALIAS_ROLLBACK,
+                actor,
+                alias=alias,
+                from_version=stack[-1],
+                comment=comment,
+                evidence=_policy_evidence(rules),
+                after_id=history[-1].id,
+            )
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[RegistryEvent]:
+        """Every move of ``alias`` (or of all aliases), newest first."""
+        with self.store.db.read() as connection:
+            model = registry.load_model(connection, name=name)
+            return registry.load_events(connection, model, alias=alias, kinds=registry.ALIAS_KINDS)
+
+    def model_history(self, name: str) -> list[RegistryEvent]:
+        """Every registration, decision and alias move of the model, newest first."""
+        with self.store.db.read() as connection:
+            model = registry.load_model(connection, name=name)
+            return registry.load_events(connection, model)
+
+    def alias_at(self, name: str, alias: str, when_ms: int) -> VersionRecord | None:
+        """The version ``name@alias`` pointed at at ``when_ms``, or None if it pointed nowhere."""
+        events = schema.registry_events
+        with self.store.db.read() as connection:
+            model = registry.load_model(connection, name=name)
+            version = connection.execute(
+                select(events.c.version)
+                .where(
+                    events.c.model_id == model.id,
+                    events.c.alias == alias,
+                    events.c.time_ms <= when_ms,
+                )
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).scalar()
+            return None if version is None else registry.load_version(connection, name, version)
+
+    def model_overview(self) -> list[dict[str, Any]]:
+        """Per model: owner, risk tier, latest version and its status, current aliases."""
+        rows = []
+        with self.store.db.read() as connection:
+            required = policy.current(connection).rules.required_approvals
+            for model in registry.all_models(connection):
+                aliases = registry.current_aliases(connection, model.id)
+                status = None
+                if model.last_version:
+                    latest = registry.load_version(connection, model.name, model.last_version)
+                    status = version_state(connection, model, latest).status(required)
+                rows.append(
+                    {
+                        "name": model.name,
+                        "owner": model.owner,
+                        "risk_tier": model.risk_tier,
+                        "latest_version": model.last_version or None,
+                        "status": status,
+                        "aliases": _alias_text(aliases),
+                        "description": model.description,
+                    }
+                )
+        return rows
+
+    def version_overview(self, name: str) -> list[dict[str, Any]]:
+        """Per version of ``name``, newest first: status, approvals, aliases and provenance."""
+        with self.store.db.read() as connection:
+            model = registry.load_model(connection, name=name)
+            required = policy.current(connection).rules.required_approvals
+            aliases = registry.current_aliases(connection, model.id)
+            decisions: dict[int, list[RegistryEvent]] = {}
+            for event in registry.load_events(
+                connection, model, kinds=registry.DECISION_KINDS, newest_first=False
+            ):
+                decisions.setdefault(event.version or 0, []).append(event)
+            rows = []
+            for version in registry.model_versions(connection, model):
+                state = fold_decisions(model, version, decisions.get(version.version, []))
+                rows.append(
+                    {
+                        "version": version.version,
+                        "ref": version.ref,
+                        "status": state.status(required),
+                        "approvals": len(state.approvals),
+                        "aliases": sorted(a for a, n in aliases.items() if n == version.version),
+                        "created_at": version.created_ms,
+                        "created_by": version.created_by,
+                        "run_id": version.run_id,
+                        "digest": version.digest,
+                        "description": version.description,
+                    }
+                )
+        return rows
+
+    def version_status(self, ref: str) -> dict[str, Any]:
+        """Decisions, aliases and production readiness of one version, for people to read."""
+        with self.store.db.read() as connection:
+            state = load_state(connection, ref)
+            stored = policy.current(connection)
+            return status_of(connection, state, stored)
+
+
+def status_of(
+    connection: Connection, state: VersionState, stored: policy.StoredPolicy
+) -> dict[str, Any]:
+    rules = stored.rules
+    refusal = state.refusal()
+    reasons = [refusal] if refusal else production_gaps(connection, state, rules)
+    aliases = registry.current_aliases(connection, state.model.id)
+    return {
+        "ref": state.ref,
+        "name": state.model.name,
+        "version": state.version.version,
+        "digest": state.version.digest,
+        "status": state.status(rules.required_approvals),
+        "approved": not refusal and len(state.approvals) >= rules.required_approvals,
+        "rejected": state.rejection is not None,
+        "revoked": state.revocation is not None,
+        "archived": state.archival is not None,
+        "approvals": len(state.approvals),
+        "required_approvals": rules.required_approvals,
+        "approved_by": state.approvers,
+        "aliases": sorted(a for a, n in aliases.items() if n == state.version.version),
+        "meets_production_policy": not reasons,
+        "reasons": reasons,
+        "policy_version": stored.version,
+        "created_by": state.version.created_by,
+        "created_at": records.ms_to_iso(state.version.created_ms),
+    }
+
+
+def production_gaps(connection: Connection, state: VersionState, rules: policy.Policy) -> list[str]:
+    """Why the version may not (yet) be a production alias; empty when it may."""
+    gaps = []
+    count, required = len(state.approvals), rules.required_approvals
+    if count < required:
+        gaps.append(f"it has {count} of the {required} approval(s) the policy requires")
+    gaps += policy.metric_failures(rules.metric_rules, state.version.metrics)
+    if rules.required_reports:
+        present = _report_names(connection, state)
+        gaps += [
+            f"required report {name!r} is missing (log it as a report from the training or an "
+            "evaluation run, or attach it as approval evidence)"
+            for name in rules.required_reports
+            if name not in present
+        ]
+    return gaps
+
+
+def _check_move(
+    connection: Connection, state: VersionState, alias: str, actor: str, rules: policy.Policy
+) -> None:
+    target = f"{state.model.name}@{alias}"
+    refusal = state.refusal()
+    if refusal:
+        raise ConflictError(f"{refusal}; it can not become {target}.")
+    if not rules.is_production(alias):
+        return
+    rules.require_role(actor, rules.promoter_roles, f"move {target}")
+    gaps = production_gaps(connection, state, rules)
+    if gaps:
+        raise PolicyError(f"{state.ref} can not become {target}: {'; '.join(gaps)}.")
+
+
+def _alias_stack(history: list[RegistryEvent]) -> list[int]:
+    stack: list[int] = []
+    for event in history:
+        if event.kind == registry.ALIAS_ROLLBACK:
+            stack.pop()
+        elif event.version is not None:
+            stack.append(event.version)
+    return stack
+
+
+def _report_names(connection: Connection, state: VersionState) -> set[str]:
+    """Names of reports about this version: produced by its training run or by a run that
+    evaluated its model artifact, derived from the artifact, or attached to an approval."""
+    edges, artifacts = schema.edges, schema.artifacts
+    artifact_id = state.version.artifact_id
+    evaluating = select(edges.c.destination_id).where(
+        edges.c.source_id == artifact_id,
+        edges.c.association == records.CONTRIBUTED_TO,
+        edges.c.destination_kind == "run",
+    )
+    runs = [state.version.run_id, *connection.execute(evaluating).scalars()]
+    linked = connection.execute(
+        select(artifacts.c.name)
+        .join(edges, edges.c.destination_id == artifacts.c.id)
+        .where(
+            artifacts.c.type == "report",
+            (
+                (edges.c.source_id.in_([r for r in runs if r]))
+                & (edges.c.association == records.PRODUCED)
+            )
+            | ((edges.c.source_id == artifact_id) & (edges.c.association == records.DERIVED_FROM)),
+        )
+    ).scalars()
+    attached = {
+        item["name"]
+        for event in state.approvals
+        for item in event.evidence.get("artifacts", [])
+        if item.get("type") == "report"
+    }
+    return set(linked) | attached
+
+
+def _alias_text(aliases: dict[str, int]) -> str:
+    return ", ".join(f"{alias}→{number}" for alias, number in sorted(aliases.items()))
+
+
+def _policy_evidence(stored: policy.StoredPolicy) -> dict[str, Any]:
+    return {"policy_version": stored.version, "policy_digest": stored.digest}
