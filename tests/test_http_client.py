@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from server_fixtures import sdk, server  # noqa: F401 - pytest fixtures
 
 import clew
 from clew.errors import ConflictError, InvalidInputError, NotFoundError, RunFinishedError
+
+pytest_plugins = ("server_fixtures",)
 
 
 def test_run_lifecycle_params_metrics_tags(sdk: clew.Client) -> None:
@@ -85,7 +86,7 @@ def clew_ref(type_: str, name: str) -> clew.domain.refs.ArtifactRef:  # type: ig
 
 
 def test_feature_lineage_questions(sdk: clew.Client) -> None:
-    source = clew.data_source("s3://lake/customers.parquet", name="customers")
+    source = clew.data_source("gs://lake/customers.parquet", name="customers")
     with sdk.start_run("features", name="build", kind="feature_pipeline") as run:
         run.log_input(source)
         run.log_output(clew.feature_group("customer-features", ["age", "tenure"]))

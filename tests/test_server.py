@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi import APIRouter
-from server_fixtures import RunningServer, server  # noqa: F401 - pytest fixture
 from sqlalchemy import update
 
 import clew
@@ -15,6 +15,11 @@ from clew.server.permissions import RULES, check_routes, route_keys
 from clew.service import accounts
 from clew.store import schema
 from clew.store.location import open_store
+
+if TYPE_CHECKING:
+    from server_fixtures import RunningServer
+
+pytest_plugins = ("server_fixtures",)
 
 
 def test_every_route_has_exactly_one_permission_rule(tmp_path: Path) -> None:
