@@ -129,7 +129,7 @@ class Outcome:
 
 
 def run_benchmark(script: Path, quick: bool) -> Outcome:
-    """Run one script; scripts that do not take ``--json`` are run plain and quoted as printed."""
+    """Run one script; output of scripts without ``--json`` rows is quoted as printed."""
     with tempfile.NamedTemporaryFile(suffix=".json") as output:
         extra = ["--quick"] if quick else []
         print(f"$ python {script.relative_to(HERE.parent)} {' '.join(extra)}", flush=True)
@@ -141,6 +141,8 @@ def run_benchmark(script: Path, quick: bool) -> Outcome:
         if done.returncode != 0:
             return Outcome(error=(done.stderr.strip().splitlines() or ["failed"])[-1])
         rows = json.loads(Path(output.name).read_text() or "[]")
+    if not rows:
+        return Outcome(printed=done.stdout.strip())
     fields = Result.__dataclass_fields__
     return Outcome(rows=[Result(**{k: v for k, v in row.items() if k in fields}) for row in rows])
 
