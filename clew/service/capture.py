@@ -519,11 +519,19 @@ def all_batches(store: Store) -> list[BatchRecord]:
         return [BatchRecord(**row._mapping) for row in rows]
 
 
+def header_of(table: pa.Table) -> dict[str, Any]:
+    """The signed batch header a capture file carries in its Parquet metadata."""
+    return json.loads((table.schema.metadata or {}).get(HEADER_KEY, b"{}"))
+
+
+def signature_of(table: pa.Table) -> str:
+    return (table.schema.metadata or {}).get(SIGNATURE_KEY, b"").decode()
+
+
 def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPrediction:
     values = row.to_pylist()[0]
-    metadata = row.schema.metadata or {}
-    header = json.loads(metadata.get(HEADER_KEY, b"{}"))
-    file_signature = metadata.get(SIGNATURE_KEY, b"").decode()
+    header = header_of(row)
+    file_signature = signature_of(row)
     leaf_index = int(values["leaf"])
     try:
         proof = captures.read_proof(store.captures, batch.path, batch.count, leaf_index)
@@ -642,7 +650,7 @@ def _batch_problem(store: Store, batch: BatchRecord, public_key: bytes) -> str |
     root = merkle.build_levels(leaves.leaf_hashes(table))[-1]
     if digests.PREFIX + root.hex() != batch.merkle_root:
         return f"the rows of {batch.path} no longer hash to the recorded Merkle root"
-    header = json.loads((table.schema.metadata or {}).get(HEADER_KEY, b"{}"))
+    header = header_of(table)
     if header.get("merkle_root") != batch.merkle_root:
         return f"the signed header of {batch.path} names another Merkle root"
     if not signing.verify(public_key, digests.canonical_json(header), batch.signature):

@@ -1,0 +1,72 @@
+"""The store's Ed25519 key: created once with private permissions, verifiable by anyone."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from capture_support import iris, register_iris
+
+import clew
+from clew.service import capture, signing
+from clew.store import captures
+
+
+def test_key_is_created_once_with_owner_only_permissions(client: clew.Client) -> None:
+    first = signing.Signer(client.store)
+    second = signing.Signer(client.store)
+    private = client.store.keys / signing.PRIVATE_FILE
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert first.key_id == second.key_id == signing.key_id(first.public_pem)
+    assert (client.store.keys / signing.PUBLIC_FILE).read_bytes() == first.public_pem
+    assert b"PRIVATE" not in first.public_pem
+
+
+def test_signatures_verify_with_the_public_key_only(client: clew.Client) -> None:
+    signer = signing.Signer(client.store)
+    signature = signer.sign(b"root")
+    assert signing.verify(signer.public_pem, b"root", signature)
+    assert not signing.verify(signer.public_pem, b"r00t", signature)
+    assert not signing.verify(signer.public_pem, b"root", "00" * 64)
+    assert not signing.verify(signer.public_pem, b"root", "not hex")
+
+
+def test_two_processes_creating_the_key_at_once_agree(home: Path) -> None:
+    code = (
+        "import sys; from clew.store.location import open_store; "
+        "from clew.service.signing import Signer; "
+        "print(Signer(open_store(sys.argv[1])).key_id)"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, str(home)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    key_ids = {process.communicate()[0].strip() for process in processes}
+    assert len(key_ids) == 1 and next(iter(key_ids)).startswith("sha256:")
+
+
+def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
+    client: clew.Client,
+) -> None:
+    """No database, no private key: the Parquet row, the .merkle proof and the PEM suffice."""
+    model = register_iris(client)
+    _, ids = model.predict_with_ids(iris()[0])
+    client.flush_captures()
+    public_pem = client.public_key().encode()
+    path = next(client.store.captures.rglob("*.parquet"))
+    relative = path.relative_to(client.store.captures).as_posix()
+    row = pq.read_table(path, filters=[("prediction_id", "=", ids[77])])
+    header = capture.header_of(row)
+    proof = captures.read_proof(client.store.captures, relative, header["count"], 77)
+    verdict = capture.verify_row(row, header, capture.signature_of(row), proof, public_pem)
+    assert verdict.verified, verdict.reason
+    stranger = signing.public_pem(
+        __import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"])
+        .Ed25519PrivateKey.generate()
+        .public_key()
+    )
+    refused = capture.verify_row(row, header, capture.signature_of(row), proof, stranger)
+    assert not refused.verified and "signature" in refused.reason
