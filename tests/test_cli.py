@@ -229,3 +229,9 @@ def test_json_output_is_strict(made: Made) -> None:
     assert not any(
         isinstance(v, float) and math.isnan(v) for v in parsed["run"]["metrics"].values()
     )
+
+
+def test_whole_store_checks_refuse_a_server_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLEW_URI", "http://127.0.0.1:9")
+    for command in (["verify"], ["audit", "verify"], ["audit", "log"]):
+        assert_one_line_error(invoke(*command), "is a server")

@@ -1,7 +1,7 @@
 """``clew audit log|verify``: the hash-chained record of every write, and its proof.
 
-The SDK has no audit surface yet, so like ``clew verify`` these call the audit and capture
-services on the default client's store (read-only).
+Like ``clew verify`` these read the default client's store directly through the audit and
+capture services (read-only), since verification belongs next to the data.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-import clew
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
 from clew.domain import records
@@ -34,7 +33,7 @@ def log(
     format: FormatOption = Format.table,
 ) -> None:
     """Audit entries, newest first."""
-    store = clew.get_client().store
+    store = output.local_store()
     found = [
         entry_dict(entry)
         for entry in audit.entries(store, target, limit, actor=actor, action=action)
@@ -55,7 +54,7 @@ def log(
 @app.command("verify")
 def verify(format: FormatOption = Format.table) -> None:
     """Recompute the hash chain and re-check every signed capture batch; exit 1 on a break."""
-    store = clew.get_client().store
+    store = output.local_store()
     checked, broken = audit.verify_chain(store)
     batches, batch_problems = capture.verify_batches(store)
     problems = [{"batch": p.batch_id, "path": p.path, "reason": p.reason} for p in batch_problems]

@@ -159,3 +159,20 @@ def _readable(value: Any) -> Any:
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
     return value
+
+
+def local_store() -> Any:
+    """The default client's store, for the whole-store checks that read it directly.
+
+    ``clew verify`` and ``clew audit`` re-read every byte and row, which only makes sense
+    next to the data; over HTTP the server runs the same checks (``/api/v1/audit/verify``).
+    """
+    import clew
+
+    client = clew.get_client()
+    if not hasattr(client.store, "db"):
+        fail(
+            f"this command reads the store directly and {client.uri} is a server; run it on "
+            "the server host with CLEW_HOME or CLEW_URI pointing at the store."
+        )
+    return client.store

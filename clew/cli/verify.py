@@ -14,7 +14,6 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-import clew
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console, err_console
 from clew.service import integrity
@@ -41,7 +40,7 @@ def byte_progress(description: str, total: int | None) -> Iterator[ProgressCallb
 
 def verify(format: FormatOption = Format.table) -> None:
     """Re-hash every stored blob; exit 1 and list the digests that are missing or altered."""
-    store = clew.get_client().store
+    store = output.local_store()
     blobs = integrity.inventory(store)
     total = sum(blobs.values())
     with byte_progress(f"verifying {len(blobs)} blobs", total) as progress:
