@@ -72,11 +72,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         client = clew.connect(home)
         forest = loaded(
-            client, RandomForestClassifier(n_estimators=50, n_jobs=1, random_state=0).fit(X, y), "rf"
+            client,
+            RandomForestClassifier(n_estimators=50, n_jobs=1, random_state=0).fit(X, y),
+            "rf",
         )
         linear = loaded(client, LogisticRegression(max_iter=500).fit(X, y), "lr")
         rate = throughput(client, forest)
-        print(f"capture: {rate:,.0f} predictions/s to signed Parquet ({ROWS:,} rows, {FEATURES} features)")
+        print(
+            f"capture: {rate:,.0f} predictions/s to signed Parquet "
+            f"({ROWS:,} rows, {FEATURES} features)"
+        )
         client.configure_capture(flush_seconds=1.0)
         batch = X[:10_000]
         for name, model in (("RandomForest(50)", forest), ("LogisticRegression", linear)):

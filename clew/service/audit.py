@@ -150,7 +150,8 @@ def verify_chain(store: Store) -> tuple[int, ChainBreak | None]:
         for entry in _iter_entries(connection):
             problem = _check_entry(entry, expected_seq, expected_prev)
             if problem:
-                return checked, ChainBreak(entry.seq, problem)
+                # A gap names the missing entry, not the survivor after it.
+                return checked, ChainBreak(min(entry.seq, expected_seq), problem)
             checked += 1
             expected_prev = entry.hash
             expected_seq += 1
