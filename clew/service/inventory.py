@@ -29,7 +29,7 @@ class InventoryRow:
     latest: VersionRecord | None
     status: str | None
     aliases: dict[str, int]
-    last_change_ms: int | None
+    last_change_ms: int
 
 
 @dataclass
@@ -59,12 +59,10 @@ def inventory(
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidInputError(f"a page holds 1 to {MAX_PAGE} models from offset 0 or more.")
     models, events = schema.models, schema.registry_events
-    last_change = (
-        select(func.max(events.c.time_ms))
-        .where(events.c.model_id == models.c.id)
-        .scalar_subquery()
-        .label("last_change_ms")
+    newest_event = (
+        select(func.max(events.c.time_ms)).where(events.c.model_id == models.c.id).scalar_subquery()
     )
+    last_change = func.coalesce(newest_event, models.c.created_ms).label("last_change_ms")
     conditions: list[Any] = []
     if search:
         conditions.append(func.lower(models.c.name).contains(search.lower(), autoescape=True))

@@ -109,8 +109,12 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
 
 
 def _refused(current: Page, name: str, version: int, refusal: ClewError) -> Response:
-    """The version page again, with the service's reason and the user's input kept."""
-    return _version(current, name, version, problem=str(refusal), status=refusal.http_status)
+    """The version page again, with the service's reason and the user's input kept.
+
+    It is answered as a page that loaded fine (200): the refusal is its content, in the
+    alert box, and browsers would otherwise log a failed resource load.
+    """
+    return _version(current, name, version, problem=str(refusal))
 
 
 def _version(
@@ -120,12 +124,10 @@ def _version(
     *,
     notice: str | None = None,
     problem: str | None = None,
-    status: int = 200,
 ) -> Response:
     card = model_card(current.store, name, version)
     return current.render(
         "version.html",
-        status_code=status,
         card=card,
         notice=notice,
         problem=problem,
