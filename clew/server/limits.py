@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clew.errors import InvalidInputError
@@ -23,8 +24,12 @@ MAX_METRIC_POINTS = 200_000
 BLOB_PREFIX = "/api/v1/blobs/"
 
 
-class BodyTooLarge(Exception):
-    """Raised inside ``receive`` when a streamed body passes the limit."""
+class BodyTooLarge(HTTPException):
+    """Raised inside ``receive`` when a streamed body passes the limit (an HTTPException, so
+    FastAPI's body parser lets it through as a 413 instead of a generic 400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
 
 
 class BodyLimit:
@@ -49,7 +54,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self._message())
             return message
 
         async def tracking_send(message: Message) -> None:
