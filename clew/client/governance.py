@@ -154,7 +154,9 @@ class GovernanceMixin:
 
     def list_models(self) -> pd.DataFrame:
         """One row per model: owner, risk tier, latest version, its status and the aliases."""
-        return pd.DataFrame(self._promotion.model_overview(), columns=MODEL_COLUMNS)
+        frame = pd.DataFrame(self._promotion.model_overview(), columns=MODEL_COLUMNS)
+        frame["latest_version"] = frame["latest_version"].astype("Int64")
+        return frame
 
     def model_versions(self, name: str) -> pd.DataFrame:
         """One row per version of ``name``, newest first, with status and aliases."""
