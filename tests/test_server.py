@@ -162,3 +162,40 @@ def test_anonymous_read_is_off_by_default_and_read_only_when_on(tmp_path: Path) 
             assert anonymous.get(f"/api/v1/runs/{run_id}").json()["name"] == "public"
             refused = anonymous.post("/api/v1/runs", json={"name": "sneaky"})
         assert refused.status_code == 401
+
+
+def test_a_retried_post_with_the_same_key_acts_once(server: RunningServer) -> None:
+    with server.http(server.user("alice")) as http:
+        key = {"Idempotency-Key": "create-run-0001"}
+        first = http.post("/api/v1/runs", json={"name": "once"}, headers=key)
+        again = http.post("/api/v1/runs", json={"name": "once"}, headers=key)
+        assert first.status_code == again.status_code == 201
+        assert first.json()["id"] == again.json()["id"]
+        assert len(http.post("/api/v1/runs/search", json={}).json()) == 1
+        run_id = first.json()["id"]
+        batch = {"points": [["loss", 0.5, 0, 1], ["loss", 0.4, 1, 2]]}
+        for _ in range(3):
+            sent = http.post(
+                f"/api/v1/runs/{run_id}/metrics",
+                json=batch,
+                headers={"Idempotency-Key": "batch-0001"},
+            )
+            assert sent.status_code == 204
+        history = http.get(f"/api/v1/runs/{run_id}/metric-history", params={"key": "loss"})
+        assert [row[1] for row in history.json()] == [0, 1]
+        reused = http.post("/api/v1/runs", json={"name": "other"}, headers=key)
+        assert reused.status_code == 422 and "different request" in reused.json()["message"]
+
+
+def test_a_failed_attempt_releases_its_key(server: RunningServer) -> None:
+    with server.http(server.user("alice")) as http:
+        key = {"Idempotency-Key": "retry-after-failure"}
+        refused = http.post("/api/v1/runs", json={"name": "x", "kind": "bad kind!"}, headers=key)
+        assert refused.status_code == 400
+        invalid = http.post("/api/v1/runs", json={"name": 5}, headers=key)
+        assert invalid.status_code == 422
+        fixed = http.post("/api/v1/runs", json={"name": "x"}, headers=key)
+        assert fixed.status_code == 201
+        assert http.post("/api/v1/runs", json={"name": "x"}, headers=key).json() == fixed.json()
+        bad_key = http.post("/api/v1/runs", json={"name": "x"}, headers={"Idempotency-Key": "<>"})
+        assert bad_key.status_code == 422 and "Idempotency-Key" in bad_key.json()["message"]

@@ -14,6 +14,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from clew.errors import PolicyError
+from clew.server import idempotency
 from clew.server.errors import HTTPError
 from clew.server.permissions import Rule, rule_for
 from clew.service import accounts
@@ -29,6 +30,7 @@ class AuthSettings:
 
 async def authorize(request: Request) -> None:
     """Resolve the caller and check the route's rule; raises 401/403 with a clear message."""
+    idempotency.current.set(None)
     route = request.scope.get("route")
     method = "GET" if request.method == "HEAD" else request.method
     rule = rule_for(method, getattr(route, "path", ""))
@@ -41,6 +43,7 @@ async def authorize(request: Request) -> None:
     _require_role(principal, rule, request)
     if rule.signing:
         await _require_signature(request, principal)
+    await idempotency.note(request, principal.name)
 
 
 async def _principal(request: Request, rule: Rule) -> Principal:

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from clew.server import idempotency
 from clew.server.limits import check_depth
 from clew.server.responses import JSONResponse
 
@@ -54,13 +55,15 @@ def _responding(endpoint: Callable[..., Any], status: int) -> Callable[..., Any]
 
         @functools.wraps(endpoint)
         async def asynchronous(*args: Any, **kwargs: Any) -> Response:
+            if idempotency.current.get() is not None:
+                raise RuntimeError("POST routes must be synchronous to honour Idempotency-Key.")
             return _response(await endpoint(*args, **kwargs), status)
 
         return asynchronous
 
     @functools.wraps(endpoint)
     def synchronous(*args: Any, **kwargs: Any) -> Response:
-        return _response(endpoint(*args, **kwargs), status)
+        return idempotency.run_once(lambda: _response(endpoint(*args, **kwargs), status))
 
     return synchronous
 
