@@ -1,0 +1,314 @@
+"""Promotion, rollback, alias history, "what was in production at time T", and loading."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_registry import as_user, iris_frame, train
+
+import clew
+from clew.domain import digests
+from clew.errors import ConflictError, IntegrityError, PolicyError
+from clew.service import audit
+from clew.service.artifacts import ArtifactService
+
+
+@pytest.fixture
+def three(client: clew.Client, monkeypatch: pytest.MonkeyPatch) -> clew.Client:
+    """iris/1..3 registered by alice, all approved by bob; the current user is bob."""
+    _, artifact = train(client)
+    for _ in range(3):
+        client.register_model(artifact, "iris")
+    as_user(monkeypatch, "bob")
+    for number in (1, 2, 3):
+        client.approve(f"iris/{number}", "validated")
+    return client
+
+
+def test_production_needs_an_approved_version(client: clew.Client, monkeypatch) -> None:
+    _, artifact = train(client)
+    client.register_model(artifact, "iris")
+    with pytest.raises(PolicyError, match="has 0 of the 1 approval"):
+        client.promote("iris/1", "production")
+    staged = client.promote("iris/1", "staging", "try it")
+    assert (staged.kind, staged.alias, staged.version, staged.from_version) == (
+        "alias_set",
+        "staging",
+        1,
+        None,
+    )
+    as_user(monkeypatch, "bob")
+    client.approve("iris/1", "ok")
+    assert client.promote("iris@staging", "production").version == 1
+    assert client.get_version("iris@production").version == 1
+
+
+def test_promotion_records_who_when_why_from_and_to(three: clew.Client) -> None:
+    three.promote("iris/1", "production", "launch")
+    event = three.promote("iris/2", "production", "better recall")
+    assert (event.actor, event.comment, event.from_version, event.version) == (
+        "bob",
+        "better recall",
+        1,
+        2,
+    )
+    assert event.evidence["policy_version"] == 0
+    entries = audit.entries(three.store, target="iris@production")
+    assert [entry.action for entry in entries] == ["model.alias_set", "model.alias_set"]
+
+
+def test_promoting_to_the_current_version_is_refused(three: clew.Client) -> None:
+    three.promote("iris/1", "production")
+    with pytest.raises(ConflictError, match="already points at iris/1"):
+        three.promote("iris/1", "production")
+
+
+@pytest.mark.parametrize("decision", ["reject", "revoke", "archive"])
+def test_closed_versions_can_not_be_promoted_anywhere(three: clew.Client, decision: str) -> None:
+    getattr(three, decision)("iris/3", "closing it")
+    for alias in ("production", "champion"):
+        with pytest.raises(ConflictError, match=f"iris/3 was {decision}"):
+            three.promote("iris/3", alias)
+    assert three.alias_history("iris").empty
+
+
+def test_rollback_walks_back_through_history(three: clew.Client) -> None:
+    for number in (1, 2, 3):
+        three.promote(f"iris/{number}", "production", f"ship {number}")
+
+    first = three.rollback("iris", "production", "v3 regressed")
+    assert (first.kind, first.version, first.from_version, first.comment) == (
+        "alias_rollback",
+        2,
+        3,
+        "v3 regressed",
+    )
+    assert three.get_version("iris@production").version == 2
+    assert three.rollback("iris", "production").version == 1
+    with pytest.raises(ConflictError, match="no earlier version to roll back to"):
+        three.rollback("iris", "production")
+    assert three.get_version("iris@production").version == 1
+
+    history = three.alias_history("iris", "production")
+    assert history["version"].tolist() == [1, 2, 3, 2, 1]
+    assert history["kind"].tolist() == ["alias_rollback"] * 2 + ["alias_set"] * 3
+    assert history["from_version"].tolist()[:2] == [2, 3]
+    assert history["time"].is_monotonic_decreasing
+
+
+def test_rollback_after_a_new_promotion_returns_to_the_one_before(three: clew.Client) -> None:
+    three.promote("iris/1", "production")
+    three.promote("iris/2", "production")
+    three.rollback("iris", "production")
+    three.promote("iris/3", "production")
+    assert three.rollback("iris", "production").version == 1
+
+
+def test_rollback_with_no_history_is_refused(three: clew.Client) -> None:
+    with pytest.raises(ConflictError, match="no earlier version"):
+        three.rollback("iris", "production")
+    three.promote("iris/1", "production")
+    with pytest.raises(ConflictError, match="iris@production has no earlier version"):
+        three.rollback("iris", "production")
+    assert three.get_version("iris@production").version == 1
+
+
+def test_rollback_refuses_a_revoked_previous_version(three: clew.Client) -> None:
+    three.promote("iris/1", "production")
+    three.promote("iris/2", "production")
+    three.revoke("iris/1", "bias found")
+    with pytest.raises(ConflictError, match="cannot roll iris@production back to iris/1"):
+        three.rollback("iris", "production")
+    assert three.get_version("iris@production").version == 2
+
+
+def test_alias_at_answers_what_was_in_production_at_time_t(three: clew.Client) -> None:
+    before = dt.datetime.now(dt.UTC)
+    time.sleep(0.005)
+    three.promote("iris/1", "production")
+    time.sleep(0.005)
+    during_one = dt.datetime.now(dt.UTC)
+    time.sleep(0.005)
+    three.promote("iris/2", "production")
+    time.sleep(0.005)
+    during_two = dt.datetime.now(dt.UTC)
+    time.sleep(0.005)
+    three.rollback("iris", "production")
+
+    assert three.alias_at("iris", "production", before) is None
+    assert three.alias_at("iris", "production", during_one).version == 1
+    assert three.alias_at("iris", "production", during_two).version == 2
+    assert three.alias_at("iris", "production", dt.datetime.now(dt.UTC)).version == 1
+    assert three.alias_at("iris", "staging", dt.datetime.now(dt.UTC)) is None
+
+
+def test_aliases_are_independent(three: clew.Client) -> None:
+    three.promote("iris/1", "champion")
+    three.promote("iris/2", "challenger")
+    three.promote("iris/3", "champion")
+    assert three.get_version("iris@champion").version == 3
+    assert three.get_version("iris@challenger").version == 2
+    assert three.alias_history("iris")["alias"].tolist() == ["champion", "challenger", "champion"]
+    assert three.version_status("iris/2")["aliases"] == ["challenger"]
+
+
+def test_history_is_newest_first_and_never_rewritten(three: clew.Client) -> None:
+    three.promote("iris/1", "production")
+    snapshot = three.model_history("iris")
+    three.promote("iris/2", "production")
+    three.rollback("iris", "production")
+    history = three.model_history("iris")
+    assert history[2:] == snapshot
+    assert [event.id for event in history] == sorted((e.id for e in history), reverse=True)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def test_load_model_returns_the_verified_model_with_its_version(three: clew.Client) -> None:
+    three.promote("iris/2", "production")
+    loaded = clew.load_model("iris@production")
+    assert loaded.version.ref == "iris/2"
+    features = iris_frame().drop(columns="target")
+    predictions = loaded.predict(features)
+    assert predictions.shape == (150,)
+    assert set(np.unique(predictions)) <= {0, 1, 2}
+    assert clew.load_model("iris/1").version.version == 1
+
+
+def _blob_path(store_root: Path, digest: str) -> Path:
+    hex_part = digests.hex_part(digest)
+    return store_root / "sha256" / hex_part[:2] / hex_part[2:4] / hex_part
+
+
+def test_load_refuses_a_tampered_model_file_and_names_its_digest(three: clew.Client) -> None:
+    version = three.get_version("iris/1")
+    manifest = three.store.blobs.read_manifest(version.digest)
+    pickle_digest = manifest["model.pkl"]
+    path = _blob_path(three.store.blobs.root, pickle_digest)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+
+    with pytest.raises(IntegrityError) as raised:
+        three.load_model("iris/1")
+
+    message = str(raised.value)
+    assert "iris/1" in message
+    assert f"model.pkl ({pickle_digest})" in message
+
+
+def test_load_refuses_a_tampered_manifest(three: clew.Client) -> None:
+    version = three.get_version("iris/1")
+    path = _blob_path(three.store.blobs.root, version.digest)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b"model.pkl", b"evil.pkl"))
+    with pytest.raises(IntegrityError, match=f"its manifest {version.digest}"):
+        three.load_model("iris/1")
+
+
+# --- production evidence and roles (policy-driven) ----------------------------------------------
+
+
+def test_production_requires_the_policy_evidence(client: clew.Client, monkeypatch) -> None:
+    client.set_policy(
+        """
+roles: {approver: [bob], release: [dana]}
+approvals: {roles: [approver], required: 1}
+production:
+  aliases: [production, live]
+  roles: [release]
+  evidence: {metrics: ["auc >= 0.9", "metrics.accuracy > 0.5"], reports: [model_card]}
+"""
+    )
+    _, weak = train(client, auc=0.7, model_name="weak")
+    _, strong = train(client, auc=0.95, model_name="strong", reports=("model_card",))
+    client.register_model(weak, "iris")
+    client.register_model(strong, "iris")
+    as_user(monkeypatch, "bob")
+    client.approve("iris/1", "ok")
+    client.approve("iris/2", "ok")
+    as_user(monkeypatch, "dana")
+
+    with pytest.raises(PolicyError) as raised:
+        client.promote("iris/1", "live")
+    message = str(raised.value)
+    assert "metric auc = 0.7 does not satisfy auc >= 0.9" in message
+    assert "metric 'accuracy' is missing" in message
+    assert "required report 'model_card' is missing" in message
+    status = client.version_status("iris/1")
+    assert status["meets_production_policy"] is False
+    assert len(status["reasons"]) == 3
+
+    with pytest.raises(PolicyError, match="accuracy"):
+        client.promote("iris/2", "production")
+
+
+def test_reports_count_from_lineage_or_approval_evidence(client: clew.Client, monkeypatch) -> None:
+    client.set_policy("production: {evidence: {reports: [model_card, fairness, calibration]}}")
+    _, artifact = train(client)
+    version = client.register_model(artifact, "iris")
+    with client.start_run("iris", "evaluate", kind="evaluation", capture_code=False) as run:
+        # an evaluation run that consumed the model artifact and wrote a report
+        ArtifactService(client.store).log(
+            run_id=run.id,
+            direction="input",
+            type_="model",
+            name=artifact.name,
+            digest=artifact.digest,
+            actor="alice",
+        )
+        run.log_output(iris_frame().describe(), name="model_card", type="report")
+    with client.start_run("iris", "calibrate", capture_code=False) as run:
+        # a report derived from the model artifact itself
+        run.log_output(
+            iris_frame().tail(), name="calibration", type="report", derived_from=[artifact]
+        )
+    as_user(monkeypatch, "bob")
+    with client.start_run("review", capture_code=False) as run:
+        fairness = run.log_output(iris_frame().head(), name="fairness", type="report")
+    assert client.version_status(version)["reasons"] == [
+        "it has 0 of the 1 approval(s) the policy requires",
+        "required report 'fairness' is missing (log it as a report from the training or an "
+        "evaluation run, or attach it as approval evidence)",
+    ]
+    client.approve(version, "fairness reviewed", evidence=fairness)
+    assert client.version_status(version)["meets_production_policy"] is True
+    assert client.promote(version, "production").version == 1
+
+
+def test_only_the_release_role_moves_production(client: clew.Client, monkeypatch) -> None:
+    client.set_policy("roles: {release: [dana]}\nproduction: {roles: [release]}")
+    _, artifact = train(client)
+    client.register_model(artifact, "iris")
+    client.register_model(artifact, "iris")
+    as_user(monkeypatch, "bob")
+    client.approve("iris/1", "ok")
+    client.approve("iris/2", "ok")
+    with pytest.raises(PolicyError, match="'bob' may not move iris@production"):
+        client.promote("iris/1", "production")
+    client.promote("iris/1", "staging")  # other aliases are open to anyone
+    as_user(monkeypatch, "dana")
+    client.promote("iris/1", "production")
+    client.promote("iris/2", "production")
+    as_user(monkeypatch, "bob")
+    with pytest.raises(PolicyError, match="may not move iris@production"):
+        client.rollback("iris", "production")
+    assert client.get_version("iris@production").version == 2
+
+
+def test_two_approvals_when_the_policy_says_so(client: clew.Client, monkeypatch) -> None:
+    client.set_policy("approvals: {required: 2}")
+    _, artifact = train(client)
+    client.register_model(artifact, "iris")
+    as_user(monkeypatch, "bob")
+    client.approve("iris/1", "ok")
+    assert client.version_status("iris/1")["status"] == "pending"
+    with pytest.raises(PolicyError, match="1 of the 2 approval"):
+        client.promote("iris/1", "production")
+    as_user(monkeypatch, "carol")
+    client.approve("iris/1", "ok too")
+    assert client.promote("iris/1", "production").version == 1
