@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -270,3 +277,66 @@ def test_audit_verify_finds_an_edited_entry(served: list[str], home: Path) -> No
     assert broken.stderr.strip().startswith("error: the audit chain is broken at entry #3")
     data = json.loads(invoke("audit", "verify", "-f", "json").stdout)
     assert data["ok"] is False and data["first_break"]["seq"] == 3
+
+
+def test_serve_unknown_or_unapproved_ref_is_one_line(
+    registered: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert_one_line_error(invoke("serve", "nope@production"), "nope")
+    as_user(monkeypatch, "bob")
+    clew.reject(registered, "leaks the label")
+    assert_one_line_error(invoke("serve", registered), "reject")
+
+
+def test_serve_answers_and_captures(served: list[str], home: Path) -> None:
+    """A real `clew serve` process: /health, /predict with ids, then trace one after shutdown."""
+    port = free_port()
+    environment = {**os.environ, "CLEW_HOME": str(home), "CLEW_USER": "ops"}
+    environment.pop("CLEW_URI", None)
+    command = [str(Path(sys.executable).with_name("clew")), "serve", "churn@production"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        health = wait_for_json(f"{base}/health", process)
+        assert health["model"] == "churn/1"
+        request = urllib.request.Request(
+            f"{base}/predict",
+            data=json.dumps({"inputs": [{"x": 0.1}, {"x": 2.9}]}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+    finally:
+        process.send_signal(signal.SIGINT)
+        log = process.communicate(timeout=60)[0]
+    assert answer["model"] == "churn/1" and len(answer["prediction_ids"]) == 2
+    assert "serving churn/1" in log
+    trace = as_json("trace", answer["prediction_ids"][1])
+    assert trace["steps"][0]["verified"] is True
+    assert trace["steps"][0]["details"]["inputs"] == {"x": 2.9}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_json(url: str, process: subprocess.Popen[str]) -> dict:
+    """Poll until the server answers; a loaded machine may take a while to import."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"clew serve exited early: {process.communicate()[0]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail("clew serve did not answer within 180 s")

@@ -217,6 +217,7 @@ def _explore(made: Made, seconds: float) -> None:
         ("the model, versions and history", f"clew models show {MODEL}"),
         ("approvals and production readiness", f"clew status {made.version}"),
         ("the thread behind a prediction", f"clew trace {made.prediction_ids[-1]}"),
+        ("serve it over HTTP", f"clew serve {MODEL}@production --port 8000"),
         ("the audit trail", "clew audit log --limit 20"),
         ("prove nothing was altered", "clew audit verify && clew verify"),
     ]

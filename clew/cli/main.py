@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 import clew
-from clew.cli import audit, demo, lineage, registry, runs, trace, verify
+from clew.cli import audit, demo, lineage, registry, runs, serve, trace, verify
 from clew.cli.output import ClewGroup
 
 app = typer.Typer(
@@ -58,4 +58,5 @@ app.command("rollback")(registry.rollback)
 app.add_typer(registry.policy_app, name="policy")
 app.command("trace")(trace.trace)
 app.add_typer(audit.app, name="audit")
+app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)

@@ -1,0 +1,37 @@
+"""``clew serve REF``: an HTTP inference endpoint for one model version.
+
+The version is resolved, checked against its approvals and re-hashed before the server
+starts; every prediction it answers is captured and signed like an in-process one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+import clew
+from clew.cli import output
+from clew.cli.output import console
+
+
+def serve(
+    ref: Annotated[str, typer.Argument(help="The version to serve, e.g. churn@production.")],
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 8000,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve POST /predict and GET /health for REF until interrupted."""
+    try:
+        from clew.client import serving
+    except ImportError:
+        output.fail(
+            "clew serve needs the server extra; install it with pip install 'clew[server]'."
+        )
+    model = clew.load_model(ref)
+    console.print(
+        f"serving [bold]{model.version.ref}[/bold] ({model.version.digest}) on "
+        f"http://{host}:{port}  POST /predict, GET /health; Ctrl-C stops"
+    )
+    serving.serve(model, host, port)
