@@ -63,6 +63,7 @@ class Populated:
     home: Path
     client: clew.Client
     runs: dict[str, str] = field(default_factory=dict)
+    prediction: str = ""
 
     @property
     def store(self) -> Store:
@@ -128,6 +129,10 @@ def _train(made: Populated) -> None:
             owner="alice",
             risk_tier="high",
         )
+    loaded = client.load_model(f"{MODEL}/3")
+    _, predicted = loaded.predict_with_ids(test.drop(columns="target").head(5))
+    client.flush_captures()
+    made.prediction = predicted[0]
 
 
 @pytest.fixture(scope="module")
@@ -356,6 +361,7 @@ def test_every_page_loads_cleanly(
         "run": f"/ui/runs/{runs['rf-30']}",
         "audit": "/ui/audit",
         "lineage": f"/ui/lineage?ref={MODEL}/3",
+        "prediction": f"/ui/predictions/{populated.prediction}",
     }
     for name, path in pages.items():
         response = page.goto(base + path)
@@ -452,3 +458,21 @@ def test_runs_are_compared_on_charts(page: Any, servers: dict[str, UIServer]) ->
     loss = page.locator("figure.chart[data-metric=loss]")
     loss.wait_for()
     assert loss.locator("path.series").count() == 2
+
+
+def test_prediction_trace_is_drawn_with_verdicts(
+    page: Any, servers: dict[str, UIServer], populated: Populated
+) -> None:
+    page.goto(servers["alice"].url + f"/ui/lineage?ref=prediction:{populated.prediction}")
+    assert f"/ui/predictions/{populated.prediction}" in page.url
+    graph = page.locator("#lineage-graph")
+    prediction = graph.locator(".node.cat-prediction")
+    prediction.wait_for()
+    assert prediction.get_attribute("aria-label") == f"prediction {populated.prediction}"
+    names = set(graph.locator(".node .node-name").all_text_contents())
+    assert {"iris-rf", "rf-30", "iris-train"} <= names
+    assert graph.locator(".node.cat-model.verified").count() == 1
+    steps = page.locator("#trace-steps .trace-step")
+    assert steps.count() >= 4
+    assert "model version" in steps.nth(1).text_content()
+    _shot(page, "prediction-trace")

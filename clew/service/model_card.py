@@ -22,10 +22,10 @@ from clew.domain.records import (
     RunRecord,
     VersionRecord,
 )
-from clew.errors import ClewError, InvalidInputError
 from clew.service import approvals, policy, promotion, registry
 from clew.service.artifacts import ArtifactService, load_artifact
 from clew.service.runs import load_runs
+from clew.service.trace import verify_content
 from clew.store import schema
 from clew.store.location import Store
 
@@ -54,8 +54,7 @@ class Verification:
 
     ok: bool
     digest: str
-    files: int
-    problems: list[str]
+    reason: str
 
 
 def model_card(store: Store, name: str, version: int) -> ModelCard:
@@ -106,19 +105,12 @@ def _capture_counts(connection: Any, version_id: str) -> tuple[int, int]:
 
 
 def verify_version(store: Store, name: str, version: int) -> Verification:
-    """Re-hash the version's model: its manifest, then every file the manifest lists."""
+    """Re-hash the version's model the way ``trace`` does (manifest, then every file)."""
     with store.db.read() as connection:
         found = registry.load_version(connection, name, version)
-    digest = found.digest
-    try:
-        files = store.blobs.read_manifest(digest)
-    except InvalidInputError:
-        files = {"(single file)": digest}
-    except ClewError as error:
-        return Verification(False, digest, 0, [f"the manifest {digest} can not be read: {error}"])
-    problems = [
-        f"{path} ({file_digest}) is missing or does not match its digest"
-        for path, file_digest in sorted(files.items())
-        if not store.blobs.verify(file_digest)
-    ]
-    return Verification(not problems, digest, len(files), problems)
+        artifact = load_artifact(connection, found.artifact_id)
+    if artifact.digest != found.digest:
+        reason = f"{found.ref} records {found.digest} but its artifact is {artifact.digest}"
+        return Verification(False, found.digest, reason)
+    verified, reason = verify_content(store, artifact)
+    return Verification(verified, found.digest, reason)

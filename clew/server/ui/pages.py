@@ -46,6 +46,8 @@ ROUTE_PERMISSIONS: dict[str, str | None] = {
     "ui.artifact": READ,
     "ui.lineage": READ,
     "ui.lineage_graph": READ,
+    "ui.prediction": READ,
+    "ui.prediction_graph": READ,
     "ui.audit": READ,
     "ui.audit_verify": READ,
 }

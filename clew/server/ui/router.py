@@ -9,7 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 from starlette.responses import Response
 
-from clew.server.ui import audit, experiments, lineage, models, session, static_files
+from clew.server.ui import (
+    audit,
+    experiments,
+    lineage,
+    models,
+    predictions,
+    session,
+    static_files,
+)
 from clew.server.ui.pages import (
     Authorize,
     CheckToken,
@@ -66,7 +74,7 @@ def create_ui_router(
             },
         )
 
-    for module in (models, experiments, lineage, audit):
+    for module in (models, experiments, lineage, predictions, audit):
         module.add_routes(router, page, action)
     session.add_routes(router, state)
     return router

@@ -35,6 +35,7 @@
 
   function category(node) {
     if (node.kind === "run") return "run";
+    if (node.kind === "prediction") return "prediction";
     if (node.kind === "context") return "context";
     return ARTIFACT_TYPES.includes(node.type) ? node.type : "artifact";
   }
@@ -267,8 +268,9 @@
 
     nodeElement(id, node) {
       const at = this.positions.get(id);
+      const verdict = node.verified === true ? " verified" : node.verified === false ? " unverified" : "";
       const group = svgElement("g", {
-        class: "node cat-" + category(node) + (id === this.start ? " start" : ""),
+        class: "node cat-" + category(node) + (id === this.start ? " start" : "") + verdict,
         transform: "translate(" + at.x + "," + at.y + ")",
         tabindex: 0,
         role: "button",
@@ -283,6 +285,11 @@
       const title = svgElement("title");
       title.textContent = node.ref;
       group.append(title, kind, name);
+      if (verdict) {
+        const mark = svgElement("text", { x: NODE_WIDTH - 10, y: 16, class: "verdict", "text-anchor": "end" });
+        mark.textContent = node.verified ? "✓ verified" : "✗ not verified";
+        group.appendChild(mark);
+      }
       group.addEventListener("click", (event) => {
         event.stopPropagation();
         this.select(id);
@@ -323,6 +330,7 @@
       this.panel.querySelector(".node-title").textContent = node.name;
       const facts = this.panel.querySelector(".node-facts");
       const rows = [["kind", node.kind], ["type", node.type], ["ref", node.ref]];
+      if (node.verified !== undefined) rows.push(["trace", node.verified ? "verified" : "not verified"]);
       if (node.digest) rows.push(["digest", node.digest]);
       facts.replaceChildren(...rows.flatMap(([term, value]) => {
         const dt = document.createElement("dt");
@@ -454,6 +462,7 @@
       tools.querySelector("[data-action=find]").addEventListener("input", (event) => this.find(event.target.value));
       this.panel.querySelector(".node-expand").addEventListener("click", () => this.expand());
       this.panel.querySelector(".node-focus").addEventListener("click", () => this.refocus());
+      this.panel.querySelector(".node-close").addEventListener("click", () => { this.panel.hidden = true; });
     }
   }
 

@@ -76,18 +76,9 @@
     if (!target) return;
     try {
       const result = await fetchJSON(target.dataset.src);
-      if (result.ok) {
-        replaceWith(target, badge("digest verified", "status-approved"),
-          document.createTextNode(" " + result.files + " file(s) re-hashed"));
-      } else {
-        const list = document.createElement("ul");
-        result.problems.forEach((problem) => {
-          const item = document.createElement("li");
-          item.textContent = problem;
-          list.appendChild(item);
-        });
-        replaceWith(target, badge("digest mismatch", "status-rejected"), list);
-      }
+      replaceWith(target,
+        result.ok ? badge("digest verified", "status-approved") : badge("digest mismatch", "status-rejected"),
+        document.createTextNode(" " + result.reason));
     } catch (error) {
       replaceWith(target, badge("not verified", "status-pending"), document.createTextNode(" " + error.message));
     }
