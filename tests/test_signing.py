@@ -35,6 +35,8 @@ def test_signatures_verify_with_the_public_key_only(client: clew.Client) -> None
 
 
 def test_two_processes_creating_the_key_at_once_agree(home: Path) -> None:
+    clew.connect(str(home)).close()  # the store exists; only the key is raced for
+    assert not (home / "keys" / signing.PRIVATE_FILE).exists()
     code = (
         "import sys; from clew.store.location import open_store; "
         "from clew.service.signing import Signer; "
