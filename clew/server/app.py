@@ -16,7 +16,7 @@ from clew.server.limits import MAX_JSON_BYTES, BodyLimit
 from clew.server.observability import Metrics, RequestContext
 from clew.server.permissions import check_routes
 from clew.server.responses import JSONResponse
-from clew.server.routes import artifacts, audit, lineage, operations, runs
+from clew.server.routes import artifacts, audit, lineage, operations, registry, runs
 from clew.store.location import Store
 
 API_PREFIX = "/api/v1"
@@ -42,7 +42,7 @@ def create_app(
     app.state.services = Services.open(store)
     app.state.auth = AuthSettings(anonymous_read=anonymous_read)
     app.state.metrics = Metrics()
-    for module in (operations, runs, artifacts, lineage, audit):
+    for module in (operations, runs, artifacts, registry, lineage, audit):
         app.include_router(module.router)
     errors.install(app)
     check_routes(app)

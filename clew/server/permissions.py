@@ -30,7 +30,7 @@ class Rule:
 PUBLIC = Rule(None)
 VIEW = Rule(Role.VIEWER)
 CONTRIBUTE = Rule(Role.CONTRIBUTOR)
-ADMIN = Rule(Role.ADMIN)
+SIGN = Rule(Role.APPROVER, model_param="name", signing=True)
 
 API = "/api/v1"
 RULES: dict[tuple[str, str], Rule] = {
@@ -57,6 +57,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", f"{API}/blobs/{{digest}}"): CONTRIBUTE,
     ("GET", f"{API}/blobs/{{digest}}"): VIEW,
     ("GET", f"{API}/blobs/{{digest}}/size"): VIEW,
+    # registry (grants on the model named in the path can raise the caller's role)
+    ("POST", f"{API}/models"): CONTRIBUTE,
+    ("GET", f"{API}/models"): VIEW,
+    ("GET", f"{API}/models/{{name}}"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions"): Rule(Role.CONTRIBUTOR, model_param="name"),
+    ("GET", f"{API}/models/{{name}}/versions"): VIEW,
+    ("GET", f"{API}/resolve"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/approve"): SIGN,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/reject"): SIGN,
+    ("POST", f"{API}/models/{{name}}/aliases/{{alias}}"): Rule(Role.APPROVER, model_param="name"),
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
