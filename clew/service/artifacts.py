@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -161,6 +162,27 @@ class ArtifactService:
     def find(self, ref: refs.ArtifactRef) -> ArtifactRecord:
         with self.store.db.read() as connection:
             return find_artifact(connection, ref)
+
+    def resolve(self, ref: str) -> ArtifactRecord:
+        """The artifact named by ``dataset:<name>``, ``sha256:<hex>`` or ``artifact:<id>``."""
+        parsed = refs.parse(ref)
+        if not isinstance(parsed, refs.ArtifactRef):
+            raise InvalidInputError(
+                f"{ref!r} does not name an artifact; use dataset:<name>, sha256:<hex> or "
+                "artifact:<id>."
+            )
+        return self.find(parsed)
+
+    def export(self, artifact: ArtifactRecord, destination: Path) -> Path:
+        """Copy an artifact's stored bytes to ``destination``, verifying every digest."""
+        if artifact.properties.get("reference"):
+            raise InvalidInputError(
+                f"{artifact.type}:{artifact.name} was recorded by reference only; read it from "
+                f"{artifact.uri}."
+            )
+        if artifact.properties.get("kind") == "directory":
+            return self.store.blobs.export_directory(artifact.digest, destination)
+        return self.store.blobs.export_file(artifact.digest, destination)
 
     def run_artifacts(self, run_id: str) -> dict[str, list[ArtifactRecord]]:
         """The run's inputs and outputs."""

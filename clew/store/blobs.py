@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,9 +77,13 @@ class LocalBlobStore:
         with self._staging() as (handle, temp_path):
             try:
                 with open(source, "rb") as reader:
+                    # Read no more than the size seen at the start: a file that keeps growing
+                    # would otherwise be read forever; the fingerprint check below refuses it.
+                    remaining = before.st_size
                     buffer = bytearray(CHUNK)
                     view = memoryview(buffer)
-                    while count := reader.readinto(buffer):
+                    while remaining and (count := reader.readinto(view[: min(CHUNK, remaining)])):
+                        remaining -= count
                         hasher.update(view[:count])
                         handle.write(view[:count])
                         if progress:
@@ -128,21 +133,42 @@ class LocalBlobStore:
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         hasher = hashlib.sha256()
+        source = self._open_existing(digest)
         temp = destination.with_name(f".{destination.name}.clew-tmp")
-        with open(self._open_existing(digest), "rb") as reader, open(temp, "wb") as writer:
-            while chunk := reader.read(CHUNK):
-                hasher.update(chunk)
-                writer.write(chunk)
-        if digests.PREFIX + hasher.hexdigest() != digest:
-            temp.unlink()
-            raise _corrupt(digest)
-        temp.replace(destination)
+        try:
+            with open(source, "rb") as reader, open(temp, "wb") as writer:
+                while chunk := reader.read(CHUNK):
+                    hasher.update(chunk)
+                    writer.write(chunk)
+            if digests.PREFIX + hasher.hexdigest() != digest:
+                raise _corrupt(digest)
+            temp.replace(destination)
+        finally:
+            temp.unlink(missing_ok=True)
         return destination
 
     def export_directory(self, digest: str, destination: Path) -> Path:
+        """Export every file of a manifest; on any bad digest nothing is left at ``destination``.
+
+        Files are first written under a temporary sibling directory and moved into place only
+        once all of them have been verified.
+        """
         destination = Path(destination)
-        for relative, file_digest in self.read_manifest(digest).items():
-            self.export_file(file_digest, destination / _safe_relative(relative))
+        manifest = self.read_manifest(digest)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+        try:
+            for relative, file_digest in manifest.items():
+                self.export_file(file_digest, staging / _safe_relative(relative))
+            if not destination.exists():
+                staging.rename(destination)
+                return destination
+            for relative in manifest:
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / relative, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return destination
 
     def verify(self, digest: str) -> bool:

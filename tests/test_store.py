@@ -1,0 +1,92 @@
+"""The embedded store: where it lives, its schema, its durability settings, newer stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import clew
+from clew.errors import StoreVersionError
+from clew.store.metadata import SCHEMA_HEAD
+
+
+def _tables(db: Path) -> set[str]:
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {name for (name,) in rows}
+
+
+def test_default_store_lives_under_clew_home(home: Path) -> None:
+    with clew.start_run(experiment="default-home") as run:
+        run.log_param("where", "home")
+    assert (home / "clew.db").is_file()
+    assert (home / "blobs").is_dir()
+    with sqlite3.connect(home / "clew.db") as connection:
+        found = connection.execute("SELECT id FROM runs").fetchall()
+    assert found == [(run.id,)]
+
+
+def test_clew_uri_picks_another_store(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "team-store"
+    monkeypatch.setenv("CLEW_URI", str(other))
+    with clew.start_run(experiment="elsewhere"):
+        pass
+    assert (other / "clew.db").is_file()
+    assert not (home / "clew.db").exists()
+
+
+def test_connect_accepts_a_sqlite_url(tmp_path: Path, home: Path) -> None:
+    database = tmp_path / "meta" / "tracking.db"
+    database.parent.mkdir()
+    client = clew.connect(f"sqlite:///{database}")
+    with client.start_run(experiment="url") as run:
+        pass
+    assert client.get_run(run.id).status == "FINISHED"
+    assert "runs" in _tables(database)
+    assert (database.parent / "blobs").is_dir()
+    assert not (home / "clew.db").exists()
+
+
+def test_new_store_is_created_by_the_alembic_migration(client: clew.Client, home: Path) -> None:
+    with sqlite3.connect(home / "clew.db") as connection:
+        revision = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert revision == [(SCHEMA_HEAD,)]
+    assert {"runs", "params", "metrics", "artifacts", "edges", "audit_log"} <= _tables(
+        home / "clew.db"
+    )
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(client: clew.Client) -> None:
+    with client.store.db.read() as connection:
+        journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        foreign_keys = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+    assert journal == "wal"
+    assert synchronous == 2  # FULL
+    assert foreign_keys == 1
+
+
+def test_reopening_a_current_store_keeps_its_data(home: Path) -> None:
+    first = clew.Client(str(home))
+    with first.start_run(experiment="keep") as run:
+        run.log_metric("auc", 0.9)
+    first.close()
+    second = clew.Client(str(home))
+    assert second.get_run(run.id).metrics == {"auc": 0.9}
+    second.close()
+
+
+def test_a_store_written_by_a_newer_clew_is_refused(home: Path) -> None:
+    clew.Client(str(home)).close()
+    with sqlite3.connect(home / "clew.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    with pytest.raises(StoreVersionError) as raised:
+        clew.Client(str(home))
+    message = str(raised.value)
+    assert "9999_from_the_future" in message
+    assert "upgrade clew" in message
+    assert message.endswith(".") and message.count(". ") == 0
