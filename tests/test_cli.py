@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -235,3 +236,25 @@ def test_whole_store_checks_refuse_a_server_uri(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CLEW_URI", "http://127.0.0.1:9")
     for command in (["verify"], ["audit", "verify"], ["audit", "log"]):
         assert_one_line_error(invoke(*command), "is a server")
+
+
+def test_artifacts_add_file_and_directory(client: clew.Client, tmp_path: Path) -> None:
+    data = tmp_path / "events.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    recorded = json.loads(
+        invoke("artifacts", "add", str(data), "--name", "events", "-f", "json").stdout
+    )
+    assert recorded["digest"] == "sha256:" + hashlib.sha256(data.read_bytes()).hexdigest()
+    assert (recorded["type"], recorded["name"], recorded["size"]) == ("dataset", "events", 12)
+    assert client.store.blobs.verify(recorded["digest"])
+
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "index.html").write_text("<h1>ok</h1>")
+    result = invoke("artifacts", "add", str(folder), "--type", "report")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("recorded report:report@sha256:")
+
+
+def test_artifacts_add_missing_path_is_one_line(client: clew.Client, tmp_path: Path) -> None:
+    assert_one_line_error(invoke("artifacts", "add", str(tmp_path / "absent.csv")), "absent.csv")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 import clew
-from clew.cli import audit, demo, lineage, registry, runs, serve, trace, verify
+from clew.cli import artifacts, audit, demo, lineage, registry, runs, serve, trace, verify
 from clew.cli.output import ClewGroup
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ def main(
 app.add_typer(runs.app, name="runs")
 app.command("lineage")(lineage.lineage)
 app.command("verify")(verify.verify)
+app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(registry.models_app, name="models")
 app.command("versions")(registry.versions)
 app.command("status")(registry.status)
