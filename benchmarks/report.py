@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -164,3 +165,20 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     if len(ordered) == 1:
         return ordered[0]
     return statistics.quantiles(ordered, n=100, method="inclusive")[round(fraction * 100) - 1]
+
+
+def fsync_ms(directory: Path, repeat: int = 20) -> float:
+    """Median time to write and fsync 4 KiB here: the floor under any durable commit."""
+    path = directory / "fsync-probe"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        timings = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            os.write(descriptor, b"x" * 4096)
+            os.fsync(descriptor)
+            timings.append((time.perf_counter() - start) * 1000)
+    finally:
+        os.close(descriptor)
+        path.unlink()
+    return statistics.median(timings)
