@@ -49,3 +49,17 @@ def create_app(
     app.add_middleware(BodyLimit, max_json_bytes=max_json_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory ``clew server`` gives uvicorn (one call per worker process).
+
+    Reads ``CLEW_URI`` / ``CLEW_ARTIFACTS`` (the store) and ``CLEW_ANONYMOUS_READ`` ("1" lets
+    requests without a token read).
+    """
+    import os
+
+    from clew.store.location import open_store
+
+    store = open_store(os.environ.get("CLEW_URI") or None, os.environ.get("CLEW_ARTIFACTS"))
+    return create_app(store, anonymous_read=os.environ.get("CLEW_ANONYMOUS_READ") == "1")

@@ -1,0 +1,162 @@
+"""``clew server`` (the team HTTP API) and ``clew admin`` (users, tokens, grants).
+
+``clew admin`` works on the store directly, so it needs the same ``--uri`` the server uses and
+is run by whoever administers the deployment; that is how the first admin user and token exist
+before any server request can be authenticated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Annotated
+
+import typer
+
+from clew.cli.output import console
+from clew.service import accounts
+from clew.service.identity import current_actor
+from clew.store.location import Store, open_store
+
+UriOption = Annotated[
+    str | None,
+    typer.Option("--uri", help="Metadata store: a directory or database URL (default CLEW_URI)."),
+]
+ArtifactsOption = Annotated[
+    str | None,
+    typer.Option("--artifacts", help="Blob store location (default CLEW_ARTIFACTS or beside it)."),
+]
+
+admin_app = typer.Typer(help="Users, API tokens and per-model grants of a clew server.")
+
+
+def server(
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 8080,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
+    anonymous_read: Annotated[
+        bool,
+        typer.Option("--anonymous-read", help="Let requests without a token read (off)."),
+    ] = False,
+) -> None:
+    """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
+    import uvicorn
+
+    if uri:
+        os.environ["CLEW_URI"] = uri
+    if artifacts:
+        os.environ["CLEW_ARTIFACTS"] = artifacts
+    os.environ["CLEW_ANONYMOUS_READ"] = "1" if anonymous_read else "0"
+    open_store(uri, artifacts).close()
+    console.print(f"clew server on http://{host}:{port}/api/v1 ({workers} worker(s)); Ctrl-C stops")
+    uvicorn.run(
+        "clew.server.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        log_config=_log_config(),
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+def _log_config() -> dict[str, object]:
+    """Uvicorn's logging plus clew's one-JSON-line-per-request access log on stderr."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["clew"] = {"format": "%(message)s"}
+    config["handlers"]["clew"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "clew",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["clew.server"] = {"handlers": ["clew"], "level": "INFO", "propagate": False}
+    return config
+
+
+def _store(uri: str | None, artifacts: str | None) -> Store:
+    return open_store(uri, artifacts)
+
+
+@admin_app.command("create-user")
+def create_user(
+    name: Annotated[str, typer.Argument(help="The user's name, e.g. alice@example.com.")],
+    role: Annotated[
+        str, typer.Option("--role", help="viewer, contributor, approver or admin.")
+    ] = "contributor",
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Create a user with a role (grant per-model roles with `clew admin grant`)."""
+    store = _store(uri, artifacts)
+    try:
+        user = accounts.create_user(store, name, role, actor=current_actor())
+    finally:
+        store.close()
+    console.print(f"created user {user.name} ({user.role.label})")
+
+
+@admin_app.command("create-token")
+def create_token(
+    user: Annotated[str, typer.Argument(help="The user the token acts as.")],
+    days: Annotated[int, typer.Option("--days", min=1, max=accounts.MAX_DAYS)] = 90,
+    signing: Annotated[
+        bool, typer.Option("--signing", help="A signing token for approvals (e-signatures).")
+    ] = False,
+    description: Annotated[str, typer.Option("--description")] = "",
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Issue a token; it is printed once and only its hash is kept."""
+    store = _store(uri, artifacts)
+    purpose = accounts.SIGNING if signing else accounts.API
+    try:
+        issued = accounts.create_token(
+            store, user, current_actor(), purpose=purpose, days=days, description=description
+        )
+    finally:
+        store.close()
+    expires = dt.datetime.fromtimestamp(issued.expires_ms / 1000, tz=dt.UTC).date()
+    console.print(f"{purpose} token {issued.id} for {user}, expires {expires}; shown only once:")
+    typer.echo(issued.secret)
+
+
+@admin_app.command("revoke-token")
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(help="The token id printed when it was created.")],
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Revoke a token at once (every server replica refuses it on the next request)."""
+    store = _store(uri, artifacts)
+    try:
+        accounts.revoke_token(store, token_id, current_actor())
+    finally:
+        store.close()
+    console.print(f"revoked token {token_id}")
+
+
+@admin_app.command("grant")
+def grant(
+    user: Annotated[str, typer.Argument()],
+    model: Annotated[str, typer.Argument(help="The registered model's name.")],
+    role: Annotated[str, typer.Argument(help="viewer, contributor, approver or admin.")],
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Give USER at least ROLE on one registered MODEL."""
+    store = _store(uri, artifacts)
+    try:
+        accounts.grant(store, user, model, role, current_actor())
+    finally:
+        store.close()
+    console.print(f"{user} is at least {role} on model {model}")

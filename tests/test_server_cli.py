@@ -1,0 +1,63 @@
+"""``clew admin`` bootstraps users and tokens; ``clew server`` serves them from a subprocess."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from clew.cli.server import admin_app
+
+
+def admin(*args: str) -> str:
+    result = CliRunner().invoke(admin_app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_admin_bootstrap_then_a_multi_worker_server(tmp_path: Path) -> None:
+    store = str(tmp_path / "team-store")
+    assert "created user alice (approver)" in admin(
+        "create-user", "alice", "--role", "approver", "--uri", store
+    )
+    printed = admin("create-token", "alice", "--days", "7", "--uri", store)
+    token = printed.strip().splitlines()[-1]
+    assert token.startswith("clew_") and "shown only once" in printed
+    port = free_port()
+    launcher = "import typer; from clew.cli.server import server; typer.run(server)"
+    process = subprocess.Popen(
+        [sys.executable, "-c", launcher, "--uri", store, "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v1/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "server did not start"
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/api/v1/whoami", headers=headers).json()["role"] == "approver"
+        token_id = printed.split("token ")[1].split(" ")[0]
+        admin("revoke-token", token_id, "--uri", store)
+        assert httpx.get(f"{url}/api/v1/whoami", headers=headers).status_code == 401
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert '"route": "/api/v1/whoami", "status": 401' in output
