@@ -204,6 +204,7 @@ def test_verify_ok(made: Made) -> None:
     assert data["checked"] >= 3 and data["bytes"] > 0
 
 
+@pytest.mark.sqlite_only
 def test_verify_names_corrupt_and_missing_blobs(made: Made, client: clew.Client) -> None:
     client.store.blobs.path_for(made.dataset_digest).write_bytes(b"tampered")
     manifest = client.store.blobs.read_manifest(made.model_digest)

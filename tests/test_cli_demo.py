@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clew.cli.main import app
@@ -30,6 +31,7 @@ def run_demo_process(home: Path, workdir: Path) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.sqlite_only
 def test_demo_end_to_end_then_explore(tmp_path: Path, home: Path) -> None:
     result = run_demo_process(home, tmp_path / "demo")
     assert result.returncode == 0, result.stderr

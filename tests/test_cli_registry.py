@@ -259,6 +259,7 @@ def test_audit_log_and_filters(registered: str) -> None:
     assert as_json("audit", "log", "--actor", "nobody") == {"entries": []}
 
 
+@pytest.mark.sqlite_only
 def test_audit_verify_finds_an_edited_entry(served: list[str], home: Path) -> None:
     result = invoke("audit", "verify")
     assert result.exit_code == 0, result.output

@@ -129,6 +129,7 @@ def test_forged_signature_is_refused(client, thread) -> None:
     assert not step.verified and "signature" in step.reason
 
 
+@pytest.mark.sqlite_only
 def test_altered_model_blob_marks_the_model_unverified(client, thread) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(2))
@@ -142,6 +143,7 @@ def test_altered_model_blob_marks_the_model_unverified(client, thread) -> None:
     assert pickle_digest in step.reason and "model.pkl" in step.reason
 
 
+@pytest.mark.sqlite_only
 def test_trace_reads_a_store_edited_version_digest_as_unverified(client, thread) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(2))
