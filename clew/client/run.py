@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clew.client.metrics_buffer import BATCH_SIZE
+from clew.client.metrics_buffer import BATCH_SIZE, Point
 from clew.domain import records
 from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import RunFinishedError
@@ -172,13 +172,28 @@ class ActiveRun:
         """
         if self._ended:
             return
-        runs, actor = self._client._service.runs, self._client.actor
-        self._client._metrics.finish(
-            self.id, lambda points: runs.end_run(self.id, status, actor, points)
-        )
+        previous, self.info.status = self.info.status, status
+        try:
+            self._client._metrics.finish(self.id, lambda points: self._write_end(status, points))
+        except BaseException:
+            self.info.status = previous
+            raise
         self._ended = True
         self._client._pop_run(self)
-        self.info.status = status
+
+    def _write_end(self, status: str, points: list[Point]) -> None:
+        """End the run with its last points; a run already ended elsewhere keeps that status.
+
+        Only when nothing is left to write: queued points for a run that can no longer take
+        them must surface as an error, never vanish.
+        """
+        runs = self._client._service.runs
+        try:
+            runs.end_run(self.id, status, self._client.actor, points)
+        except RunFinishedError:
+            if points:
+                raise
+            self.info.status = runs.get_run(self.id).status
 
     def _check_open(self) -> None:
         if self._ended:

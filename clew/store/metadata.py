@@ -10,13 +10,15 @@ whose schema this clew does not know (a newer clew wrote it) is refused.
 from __future__ import annotations
 
 import contextlib
+import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from clew.errors import StoreBusyError, StoreUnavailableError, StoreVersionError
 from clew.store import schema
@@ -28,14 +30,27 @@ CONNECT_TIMEOUT_S = 10
 # Arbitrary fixed keys ("clew" in ASCII, plus one) naming clew's two PostgreSQL advisory locks.
 _PG_WRITE_LOCK = 0x636C6577
 _PG_MIGRATION_LOCK = 0x636C6578
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_inherited_connections() -> None:
+    """A forked child must open its own SQLite connections, never reuse its parent's."""
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-        poolclass=NullPool if ":memory:" not in url else None,
+        # Pooled connections stay open: closing the last connection to a WAL database
+        # checkpoints it, which made every short write pay for a full checkpoint.
+        poolclass=StaticPool if ":memory:" in url else QueuePool,
     )
+    _engines.add(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -110,9 +125,7 @@ class Database:
 
     def schema_revision(self) -> str | None:
         with self.engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
-                return None
-            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return _revision(connection)
 
     def _ensure_schema(self) -> None:
         revision = self.schema_revision()
@@ -130,19 +143,32 @@ class Database:
         from alembic import command
 
         with self.engine.connect() as connection:
-            if self.dialect == "postgresql":
-                # Replicas starting together queue here; the later ones find the head applied.
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-            config = _alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-            connection.commit()
+            # SQLite: BEGIN IMMEDIATE, so two processes opening a new store at once queue for
+            # the write lock instead of one failing on a read lock it cannot upgrade.
+            connection = connection.execution_options(clew_write=self.dialect == "sqlite")
+            with connection.begin():
+                if self.dialect == "postgresql":
+                    # Replicas starting together queue here.
+                    connection.exec_driver_sql(
+                        f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"
+                    )
+                if _revision(connection) == SCHEMA_HEAD:
+                    return  # another process migrated while this one waited for the lock
+                config = _alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
 
     def info(self, key: str, connection: Connection) -> str | None:
         row = connection.execute(
             select(schema.store_info.c.value).where(schema.store_info.c.key == key)
         ).first()
         return row[0] if row else None
+
+
+def _revision(connection: Connection) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _alembic_config():  # type: ignore[no-untyped-def]
