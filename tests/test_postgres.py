@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PostgresServer, free_port, require_backend, start_postgres
@@ -48,28 +48,28 @@ def test_migrations_create_every_table_on_an_empty_database(
     reopened.close()
 
 
+def _open_after(barrier: Any, url: str, revisions: Any) -> None:
+    barrier.wait()
+    database = Database(url)
+    revisions.put(database.schema_revision())
+    database.close()
+
+
 def test_replicas_opening_an_empty_database_together_migrate_it_once(
-    postgres_server: PostgresServer, tmp_path: Path
+    postgres_server: PostgresServer,
 ) -> None:
     url = _fresh_database(postgres_server)
-    go = tmp_path / "go"
-    script = (
-        "import sys, time, pathlib\n"
-        "go = pathlib.Path(sys.argv[2])\n"
-        "while not go.exists(): time.sleep(0.01)\n"
-        "from clew.store.metadata import Database\n"
-        "print(Database(sys.argv[1]).schema_revision())\n"
-    )
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, url, str(go)], stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(4)
+    context = multiprocessing.get_context("fork")
+    barrier, revisions = context.Barrier(4), context.Queue()
+    replicas = [
+        context.Process(target=_open_after, args=(barrier, url, revisions)) for _ in range(4)
     ]
-    go.touch()
-    outputs = [worker.communicate(timeout=120)[0].strip() for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0, 0, 0]
-    assert outputs == [SCHEMA_HEAD] * 4
+    for replica in replicas:
+        replica.start()
+    for replica in replicas:
+        replica.join(timeout=120)
+    assert [replica.exitcode for replica in replicas] == [0, 0, 0, 0]
+    assert [revisions.get(timeout=10) for _ in replicas] == [SCHEMA_HEAD] * 4
 
 
 def test_sdk_round_trip_on_postgres_and_s3(postgres_url: str, s3_artifacts: str, tmp_path) -> None:

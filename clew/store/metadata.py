@@ -34,7 +34,7 @@ _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _forget_inherited_connections() -> None:
-    """A forked child must open its own SQLite connections, never reuse its parent's."""
+    """A forked child must open its own connections, never reuse its parent's."""
     for engine in list(_engines):
         engine.dispose(close=False)
 
@@ -81,6 +81,7 @@ def _postgres_engine(url: str) -> Engine:
         max_overflow=16,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
     )
+    _engines.add(engine)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
