@@ -271,3 +271,18 @@ def test_client_logs_artifacts_to_s3_with_a_sqlite_database(
     assert isinstance(client.store.blobs, ObjectBlobStore)
     assert client.store.blobs.read_bytes(artifact.digest) == b"accuracy 0.93\n"
     assert not (tmp_path / "meta" / "blobs").exists()
+
+
+def test_directory_with_one_tampered_file_exports_nothing(
+    store: ObjectBlobStore, s3, tmp_path: Path
+) -> None:
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "a.bin").write_bytes(b"first file")
+    (source / "b.bin").write_bytes(b"second file")
+    stored = store.put_directory(source)
+    bucket, key = _bucket_and_key(store, stored.files["b.bin"])
+    s3.put_object(Bucket=bucket, Key=key, Body=b"second fil3")
+    with pytest.raises(IntegrityError):
+        store.export_directory(stored.digest, tmp_path / "out" / "model")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -19,6 +19,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -113,12 +115,15 @@ class ObjectBlobStore:
         source = Path(source)
         before = _stat_or_fail(source)
         if before.st_size <= PART_SIZE:
-            stored = self.put_bytes(_read_small(source))
+            stored = self.put_bytes(b"".join(_chunks(source, before.st_size)))
             _refuse_if_changed(source, before, stored.size)
             if progress:
                 progress(stored.size)
             return stored
-        digest = _hash_file(source)
+        hasher = hashlib.sha256()
+        for chunk in _chunks(source, before.st_size):
+            hasher.update(chunk)
+        digest = digests.PREFIX + hasher.hexdigest()
         _refuse_if_changed(source, before)
         if self.exists(digest):
             if progress:
@@ -170,9 +175,27 @@ class ObjectBlobStore:
         return destination
 
     def export_directory(self, digest: str, destination: Path) -> Path:
+        """Export every file of a manifest; on any bad digest nothing is left at ``destination``.
+
+        Files land in a temporary sibling directory first and move into place only once all
+        of them have been verified, as in ``LocalBlobStore``.
+        """
         destination = Path(destination)
-        for relative, file_digest in self.read_manifest(digest).items():
-            self.export_file(file_digest, destination / _safe_relative(relative))
+        manifest = self.read_manifest(digest)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+        try:
+            for relative, file_digest in manifest.items():
+                self.export_file(file_digest, staging / _safe_relative(relative))
+            if not destination.exists():
+                staging.rename(destination)
+                return destination
+            for relative in manifest:
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / relative, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return destination
 
     def verify(self, digest: str) -> bool:
@@ -201,8 +224,8 @@ class ObjectBlobStore:
         hasher = hashlib.sha256()
         handle = self.fs.open(self.key_for(digest), "wb", block_size=PART_SIZE, autocommit=False)
         try:
-            with self._reachable(), open(source, "rb") as reader:
-                while chunk := reader.read(CHUNK):
+            with self._reachable():
+                for chunk in _chunks(source, before.st_size):
                     hasher.update(chunk)
                     handle.write(chunk)
                     if progress:
@@ -211,10 +234,8 @@ class ObjectBlobStore:
             if digests.PREFIX + hasher.hexdigest() != digest:
                 raise _changed(source)
             _refuse_if_changed(source, before)
-        except BaseException as error:
+        except BaseException:
             _abandon(handle)
-            if isinstance(error, FileNotFoundError):
-                raise _vanished(source) from error
             raise
         with self._reachable():
             handle.commit()
@@ -296,24 +317,17 @@ def _endpoint_from_environment() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
-def _read_small(source: Path) -> bytes:
-    try:
-        return source.read_bytes()
-    except FileNotFoundError as error:
-        raise _vanished(source) from error
-
-
-def _hash_file(source: Path) -> str:
-    hasher = hashlib.sha256()
+def _chunks(source: Path, limit: int) -> Iterator[bytes]:
+    """At most ``limit`` bytes of ``source``, the size seen at the start: a file that keeps
+    growing is not read forever, and the fingerprint check afterwards refuses it."""
     try:
         with open(source, "rb") as reader:
-            buffer = bytearray(CHUNK)
-            view = memoryview(buffer)
-            while count := reader.readinto(buffer):
-                hasher.update(view[:count])
+            remaining = limit
+            while remaining and (chunk := reader.read(min(CHUNK, remaining))):
+                remaining -= len(chunk)
+                yield chunk
     except FileNotFoundError as error:
         raise _vanished(source) from error
-    return digests.PREFIX + hasher.hexdigest()
 
 
 def _refuse_if_changed(source: Path, before: os.stat_result, size: int | None = None) -> None:
