@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from test_registry import as_user, iris_frame, train
 
 import clew
-from clew.domain import digests
 from clew.errors import ConflictError, IntegrityError, PolicyError
 from clew.service import audit
 from clew.service.artifacts import ArtifactService
@@ -180,18 +179,23 @@ def test_load_model_returns_the_verified_model_with_its_version(three: clew.Clie
     assert clew.load_model("iris/1").version.version == 1
 
 
-def _blob_path(store_root: Path, digest: str) -> Path:
-    hex_part = digests.hex_part(digest)
-    return store_root / "sha256" / hex_part[:2] / hex_part[2:4] / hex_part
+def _tamper(client: clew.Client, digest: str, change: Callable[[bytes], bytes]) -> None:
+    """Rewrite a stored blob in place, behind clew's back (local directory or object store)."""
+    blobs = client.store.blobs
+    if hasattr(blobs, "key_for"):
+        key = blobs.key_for(digest)
+        blobs.fs.pipe(key, change(blobs.fs.cat(key)))
+        return
+    path = blobs.path_for(digest)
+    path.chmod(0o644)
+    path.write_bytes(change(path.read_bytes()))
 
 
 def test_load_refuses_a_tampered_model_file_and_names_its_digest(three: clew.Client) -> None:
     version = three.get_version("iris/1")
     manifest = three.store.blobs.read_manifest(version.digest)
     pickle_digest = manifest["model.pkl"]
-    path = _blob_path(three.store.blobs.root, pickle_digest)
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes() + b"tampered")
+    _tamper(three, pickle_digest, lambda data: data + b"tampered")
 
     with pytest.raises(IntegrityError) as raised:
         three.load_model("iris/1")
@@ -203,9 +207,7 @@ def test_load_refuses_a_tampered_model_file_and_names_its_digest(three: clew.Cli
 
 def test_load_refuses_a_tampered_manifest(three: clew.Client) -> None:
     version = three.get_version("iris/1")
-    path = _blob_path(three.store.blobs.root, version.digest)
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes().replace(b"model.pkl", b"evil.pkl"))
+    _tamper(three, version.digest, lambda data: data.replace(b"model.pkl", b"evil.pkl"))
     with pytest.raises(IntegrityError, match=f"its manifest {version.digest}"):
         three.load_model("iris/1")
 

@@ -215,14 +215,14 @@ def test_get_version_by_number_and_alias(client: clew.Client, monkeypatch) -> No
     assert client.get_version(second) == second
 
 
-def test_resolution_sees_moves_made_by_another_client(client: clew.Client, home: Path) -> None:
+def test_resolution_sees_moves_made_by_another_client(client: clew.Client) -> None:
     _, artifact = train(client)
     client.register_model(artifact, "iris")
     client.register_model(artifact, "iris")
     client.promote("iris/1", "staging")
     assert client.get_version("iris@staging").version == 1
 
-    other = clew.Client(str(home))
+    other = clew.Client()  # the same store, from CLEW_HOME / CLEW_URI
     try:
         other.promote("iris/2", "staging")
     finally:
@@ -309,11 +309,11 @@ def test_registration_appears_in_lineage_and_audit(client: clew.Client) -> None:
 # --- concurrency -------------------------------------------------------------------------------
 
 
-def _register_many(home: str, artifact_id: str, count: int, user: str) -> None:
+def _register_many(artifact_id: str, count: int, user: str) -> None:
     import os
 
     os.environ["CLEW_USER"] = user
-    worker = clew.Client(home)
+    worker = clew.Client()  # the same store, from the inherited CLEW_HOME / CLEW_URI
     try:
         for _ in range(count):
             worker.register_model(f"artifact:{artifact_id}", "race")
@@ -322,15 +322,14 @@ def _register_many(home: str, artifact_id: str, count: int, user: str) -> None:
 
 
 def test_two_processes_registering_at_once_get_unique_gapless_numbers(
-    client: clew.Client, home: Path
+    client: clew.Client,
 ) -> None:
     _, artifact = train(client)
     # fork, not spawn: a spawned child re-imports scikit-learn and pandas, which is slow on a
     # busy machine; the store drops inherited SQLite connections in forked children.
     context = multiprocessing.get_context("fork")
     workers = [
-        context.Process(target=_register_many, args=(str(home), artifact.id, 20, f"user{i}"))
-        for i in range(2)
+        context.Process(target=_register_many, args=(artifact.id, 20, f"user{i}")) for i in range(2)
     ]
     for worker in workers:
         worker.start()
