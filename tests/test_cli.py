@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from clew.cli.main import app
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})
 
 
 def run_demo_process(home: Path, workdir: Path) -> subprocess.CompletedProcess[str]:

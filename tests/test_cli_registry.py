@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})
 POLICY = """\
 roles:
   validators: [bob]

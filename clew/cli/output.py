@@ -28,16 +28,20 @@ from clew.errors import ClewError
 
 PIPE_WIDTH = 160
 
-
-def _width() -> int | None:
-    """Rich's width on a terminal; wide when piped, so rows stay whole lines for grep."""
-    if os.environ.get("COLUMNS") or sys.stdout.isatty():
-        return None
-    return PIPE_WIDTH
-
-
-console = Console(highlight=False, soft_wrap=False, width=_width())
+console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fit_console() -> None:
+    """Size tables for where stdout goes now: ``COLUMNS`` if set, the terminal's width, or
+    wide when piped, so rows stay whole lines for grep (decided per command, not at import)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        console.width = int(columns)
+    elif sys.stdout.isatty():
+        console.width = os.get_terminal_size(sys.stdout.fileno()).columns
+    else:
+        console.width = PIPE_WIDTH
 
 
 class Format(StrEnum):
@@ -54,6 +58,7 @@ class ClewGroup(typer.core.TyperGroup):
     """The root command group: turns clew's expected errors into one line and exit 1."""
 
     def invoke(self, ctx: Any) -> Any:
+        fit_console()
         try:
             return super().invoke(ctx)
         except ClewError as error:
