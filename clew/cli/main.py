@@ -9,7 +9,19 @@ from __future__ import annotations
 import typer
 
 import clew
-from clew.cli import artifacts, audit, demo, lineage, registry, runs, serve, trace, verify
+from clew.cli import (
+    artifacts,
+    audit,
+    demo,
+    lineage,
+    registry,
+    runs,
+    serve,
+    server,
+    trace,
+    ui,
+    verify,
+)
 from clew.cli.output import ClewGroup
 
 app = typer.Typer(
@@ -61,3 +73,6 @@ app.command("trace")(trace.trace)
 app.add_typer(audit.app, name="audit")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
+app.command("ui")(ui.ui)
+app.command("server")(server.server)
+app.add_typer(server.admin_app, name="admin")
