@@ -14,6 +14,7 @@ from typing import Any
 
 from clew.client.specs import DataSource, FeatureGroup
 from clew.domain import digests
+from clew.domain.records import ArtifactRecord
 from clew.errors import InvalidInputError
 from clew.service import datasets
 from clew.store.blobs import LocalBlobStore, Progress
@@ -50,6 +51,8 @@ def prepare(
     properties: dict[str, Any] | None = None,
 ) -> Prepared:
     extra = dict(properties or {})
+    if isinstance(obj, ArtifactRecord):
+        return _existing(obj, name, type_, extra)
     if isinstance(obj, FeatureGroup):
         return _feature_group(obj, extra)
     if isinstance(obj, DataSource):
@@ -66,7 +69,27 @@ def prepare(
         return _local(path, blobs, name, type_ or default, progress, extra)
     raise InvalidInputError(
         f"cannot log a {type(obj).__name__}; pass a pandas DataFrame, a file or directory "
-        "path, a URI, clew.data_source(...) or clew.feature_group(...) (models: log_model)."
+        "path, a URI, an artifact logged earlier, clew.data_source(...) or "
+        "clew.feature_group(...) (models: log_model)."
+    )
+
+
+def _existing(
+    artifact: ArtifactRecord, name: str | None, type_: str | None, extra: dict[str, Any]
+) -> Prepared:
+    """An artifact recorded earlier (another run's output): linked again, never re-stored."""
+    if (name and name != artifact.name) or (type_ and type_ != artifact.type):
+        raise InvalidInputError(
+            f"{artifact.type}:{artifact.name} is already recorded under that type and name; "
+            "log it without name= and type=."
+        )
+    return Prepared(
+        artifact.type,
+        artifact.name,
+        artifact.digest,
+        artifact.size,
+        artifact.uri,
+        {**artifact.properties, **extra},
     )
 
 
