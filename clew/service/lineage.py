@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from clew.domain import refs
-from clew.errors import InvalidInputError, NotFoundError
+from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
 from clew.service import graph
 from clew.service.artifacts import find_artifact
 from clew.store.location import Store
@@ -168,9 +168,9 @@ def _as_type(ref: str, type_: str) -> str:
     """Let users pass a bare name (``customers``) where the type is obvious."""
     try:
         refs.parse(ref)
-        return ref if ":" in ref else f"{type_}:{ref}"
-    except Exception:
+    except InvalidRefError:
         return f"{type_}:{ref}"
+    return ref if ":" in ref else f"{type_}:{ref}"
 
 
 def resolve_node(connection: Connection, ref: str) -> graph.Node:
