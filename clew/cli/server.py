@@ -126,7 +126,8 @@ def create_token(
     finally:
         store.close()
     expires = dt.datetime.fromtimestamp(issued.expires_ms / 1000, tz=dt.UTC).date()
-    console.print(f"{purpose} token {issued.id} for {user}, expires {expires}; shown only once:")
+    console.print(f"{purpose} token {issued.id} for {user}, expires {expires}")
+    console.print("the token (shown only once):")
     typer.echo(issued.secret)
 
 

@@ -255,3 +255,51 @@ labels = Table(
     Column("time_ms", BigInteger, nullable=False),
     Column("actor", NAME, nullable=False),
 )
+
+# --- server accounts: who may call a clew server ---------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    Column("disabled_ms", BigInteger),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_name", String(100), ForeignKey("users.name"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("purpose", String(10), nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger),
+    Index("ix_api_tokens_user", "user_name"),
+)
+
+model_grants = Table(
+    "model_grants",
+    metadata,
+    Column("user_name", String(100), ForeignKey("users.name"), primary_key=True),
+    Column("model_name", NAME, primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_name", String(100), primary_key=True),
+    Column("key", String(100), primary_key=True),
+    Column("request_digest", String(64), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("created_ms", BigInteger, nullable=False),
+)
