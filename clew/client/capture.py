@@ -45,6 +45,7 @@ ML_LIBRARIES = (
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}
+_generation = 0
 
 
 @dataclass(frozen=True)
@@ -123,5 +124,12 @@ def _repo_name(remote: str) -> str:
 
 def refresh() -> None:
     """Forget cached facts so the next run re-captures code and environment."""
+    global _generation
     with _lock:
         _cache.clear()
+        _generation += 1
+
+
+def generation() -> int:
+    """Bumped by ``refresh()``, so clients know their recorded capture ids are stale."""
+    return _generation

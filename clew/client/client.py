@@ -72,7 +72,7 @@ class Client(GovernanceMixin, PredictionsMixin):
         self.lineage = Lineage(self)
         self._metrics = MetricBuffer(self._write_metrics)
         self._local = threading.local()
-        self._captured: dict[str, str | None] = {}
+        self._captured: dict[str, Any] = {}
         self._pending_seed: int | None = None
         _clients.add(self)
 
@@ -221,6 +221,8 @@ class Client(GovernanceMixin, PredictionsMixin):
 
     def _capture_ids(self) -> tuple[str | None, str | None]:
         """Record this process's code and environment artifacts once; reuse their ids."""
+        if self._captured.get("generation") != capture.generation():
+            self._captured = {"generation": capture.generation()}
         if "environment" not in self._captured:
             facts = capture.environment()
             blob = self.store.blobs.put_bytes(digests.canonical_json(facts))
@@ -285,6 +287,7 @@ class Client(GovernanceMixin, PredictionsMixin):
 
     def close(self) -> None:
         self._end_all(records.FINISHED)
+        self._close_captures()
         self._service.close()
 
 
@@ -330,13 +333,14 @@ def runs_to_frame(found: Sequence[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=base if not rows else None)
 
 
-_failed = False
+_exit_status = records.FINISHED
 _original_excepthook = sys.excepthook
 
 
 def _note_failure(exc_type: Any, exc: Any, tb: Any) -> None:
-    global _failed
-    _failed = True
+    """Remember how the script died, so runs it left open end FAILED (or KILLED on Ctrl-C)."""
+    global _exit_status
+    _exit_status = records.KILLED if issubclass(exc_type, KeyboardInterrupt) else records.FAILED
     _original_excepthook(exc_type, exc, tb)
 
 
@@ -346,7 +350,7 @@ sys.excepthook = _note_failure
 @atexit.register
 def _finish_open_runs() -> None:
     """At interpreter exit, write queued metrics and end runs left open (FAILED after a crash)."""
-    status = records.FAILED if _failed else records.FINISHED
+    status = _exit_status
     for client in list(_clients):
         try:
             client._end_all(status)
