@@ -1,0 +1,26 @@
+"""The Python examples in docs/runs.md, docs/lineage.md and docs/refs.md run as written,
+top to bottom, each document against a fresh store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("name", ["runs.md", "lineage.md", "refs.md"])
+def test_doc_examples_run(name: str, home: Path) -> None:
+    document = DOCS / name
+    blocks = python_blocks(document.read_text())
+    assert blocks, f"{name} has no python examples"
+    namespace: dict[str, object] = {"__name__": f"docs_{name.removesuffix('.md')}"}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{name} block {number}", "exec"), namespace)
+    assert (home / "clew.db").is_file()  # the examples used the fresh default store
