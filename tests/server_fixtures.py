@@ -7,6 +7,7 @@ except over HTTP.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -66,10 +67,18 @@ def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer
         store.close()
 
 
+def server_store(tmp_path: Path, name: str = "server-store") -> tuple[Store, Path]:
+    """The server's store: a fresh SQLite directory, or under ``CLEW_TEST_BACKEND=postgres-s3``
+    the fresh PostgreSQL database and S3 prefix conftest put in ``CLEW_URI``/``CLEW_ARTIFACTS``."""
+    if os.environ.get("CLEW_URI"):
+        store = open_store()
+        return store, store.home
+    return open_store(tmp_path / name), tmp_path / name
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RunningServer]:
-    root = tmp_path / "server-store"
-    yield from serve(open_store(root), root)
+    yield from serve(*server_store(tmp_path))
 
 
 @pytest.fixture(params=["embedded", "remote"])
@@ -79,9 +88,9 @@ def sdk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[clew.Client]
     The remote user is ``alice``, the same name the embedded store takes from ``CLEW_USER``.
     """
     if request.param == "embedded":
-        yield clew.connect(str(tmp_path / "embedded-store"))
+        yield clew.connect()
         return
-    for running in serve(open_store(tmp_path / "server-store"), tmp_path / "server-store"):
+    for running in serve(*server_store(tmp_path)):
         client = clew.connect(running.url, token=running.user("alice"))
         yield client
         client.close()
