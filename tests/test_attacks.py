@@ -120,6 +120,25 @@ def test_directory_manifests_cannot_escape(
     assert missing.status_code == 404
 
 
+def test_a_manifest_disguised_as_a_file_is_still_checked(alice: httpx.Client) -> None:
+    file_digest = upload(alice, b"payload")
+    manifest = {"kind": "clew.manifest/v1", "files": {"../../escaped": file_digest}}
+    data = digests.canonical_json(manifest)
+    manifest_digest = upload(alice, data)
+    response = alice.post(
+        "/api/v1/artifacts",
+        json={
+            "direction": "output",
+            "type": "directory",
+            "name": "disguised",
+            "digest": manifest_digest,
+            "blobs": {manifest_digest: [len(data), "file"]},
+        },
+    )
+    assert response.status_code == 400
+    assert "in a directory manifest is refused" in response.json()["message"]
+
+
 def test_symlinks_out_of_an_uploaded_directory_are_refused(
     server: RunningServer, tmp_path: Path, secret_file: Path
 ) -> None:

@@ -89,6 +89,17 @@ def check_manifest_bytes(data: bytes, digest: str) -> dict[str, str]:
     return files
 
 
+def looks_like_manifest(data: bytes) -> bool:
+    """True for bytes that a client would read as a directory manifest."""
+    if not data.lstrip().startswith(b"{") or MANIFEST_KIND.encode() not in data:
+        return False
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("kind") == MANIFEST_KIND
+
+
 def check_relative_path(relative: Any) -> str:
     """A forward-slash relative path that stays inside its directory on every OS."""
     if not isinstance(relative, str) or not relative or len(relative) > 4096:

@@ -58,11 +58,7 @@ class LogArtifact(Body):
 def log_artifact(body: LogArtifact, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
     uploads.check_reference_uri(body.uri)
     uploads.check_blob_kinds(body.blobs)
-    for digest, (_size, kind) in body.blobs.items():
-        if kind == "manifest" and services.store.blobs.exists(digest):
-            if services.store.blobs.size_of(digest) > MAX_MANIFEST_BYTES:
-                raise InvalidInputError(f"manifest {digest} is too large to be a manifest.")
-            uploads.check_manifest_bytes(services.store.blobs.read_bytes(digest), digest)
+    _check_manifests(services, body)
     if body.run_id:
         accounts.require_run_writer(services.store, body.run_id, who)
     record = services.artifacts.log(
@@ -79,6 +75,23 @@ def log_artifact(body: LogArtifact, services: ServicesDep, who: PrincipalDep) ->
         derived_from=body.derived_from,
     )
     return wire(record)
+
+
+def _check_manifests(services: ServicesDep, body: LogArtifact) -> None:
+    """Validate every manifest the artifact brings, declared or not: a directory's digest is
+    its manifest's, so the artifact's own blob is checked whatever kind the client claims."""
+    blobs = services.store.blobs
+    for digest, (_size, kind) in body.blobs.items():
+        declared = kind == "manifest"
+        if not (declared or digest == body.digest) or not blobs.exists(digest):
+            continue
+        if blobs.size_of(digest) > MAX_MANIFEST_BYTES:
+            if declared:
+                raise InvalidInputError(f"manifest {digest} is too large to be a manifest.")
+            continue
+        data = blobs.read_bytes(digest)
+        if declared or uploads.looks_like_manifest(data):
+            uploads.check_manifest_bytes(data, digest)
 
 
 @router.get("/artifacts")
