@@ -21,6 +21,7 @@ import clew
 from clew.errors import FileChangedError, IntegrityError, NotFoundError
 from clew.integrations import flavors
 from clew.store.blobs import CHUNK, LocalBlobStore
+from clew.store.object_store import ObjectBlobStore
 
 
 @pytest.fixture
@@ -32,7 +33,14 @@ def _stored_files(store: LocalBlobStore) -> list[Path]:
     return sorted(path for path in (store.root / "sha256").rglob("*") if path.is_file())
 
 
-def _corrupt(store: LocalBlobStore, digest: str) -> None:
+def _corrupt(store: LocalBlobStore | ObjectBlobStore, digest: str) -> None:
+    """Flip a stored blob's first byte behind clew's back (local directory or object store)."""
+    if isinstance(store, ObjectBlobStore):
+        key = store.key_for(digest)
+        data = bytearray(store.fs.cat_file(key))
+        data[0] ^= 0xFF
+        store.fs.pipe_file(key, bytes(data))
+        return
     path = store.path_for(digest)
     data = bytearray(path.read_bytes())
     data[0] ^= 0xFF

@@ -293,7 +293,6 @@ def test_serve_answers_and_captures(served: list[str], home: Path) -> None:
     """A real `clew serve` process: /health, /predict with ids, then trace one after shutdown."""
     port = free_port()
     environment = {**os.environ, "CLEW_HOME": str(home), "CLEW_USER": "ops"}
-    environment.pop("CLEW_URI", None)
     command = [str(Path(sys.executable).with_name("clew")), "serve", "churn@production"]
     process = subprocess.Popen(
         [*command, "--port", str(port)],

@@ -14,17 +14,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 import clew
 from clew.errors import InvalidInputError, RunFinishedError
+from clew.store import schema
 
 
-def _points(home: Path, run_id: str, key: str) -> list[tuple[int, float | None]]:
-    with sqlite3.connect(home / "clew.db") as connection:
-        return connection.execute(
-            "SELECT step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step",
-            (run_id, key),
-        ).fetchall()
+def _points(client: clew.Client, run_id: str, key: str) -> list[tuple[int, float | None]]:
+    """The stored rows themselves, straight from the store's database (SQLite or PostgreSQL)."""
+    table = schema.metrics
+    query = (
+        select(table.c.step, table.c.value)
+        .where(table.c.run_id == run_id, table.c.key == key)
+        .order_by(table.c.step)
+    )
+    with client.store.db.read() as connection:
+        return [tuple(row) for row in connection.execute(query)]
 
 
 def test_default_step_counts_up_per_key(client: clew.Client, home: Path) -> None:
@@ -34,8 +40,8 @@ def test_default_step_counts_up_per_key(client: clew.Client, home: Path) -> None
         run.log_metric("acc", 0.1)
         run.log_metric("acc", 0.2, step=10)
         run.log_metric("acc", 0.3)
-    assert _points(home, run.id, "loss") == [(0, 0.9), (1, 0.7), (2, 0.5)]
-    assert _points(home, run.id, "acc") == [(0, 0.1), (10, 0.2), (11, 0.3)]
+    assert _points(client, run.id, "loss") == [(0, 0.9), (1, 0.7), (2, 0.5)]
+    assert _points(client, run.id, "acc") == [(0, 0.1), (10, 0.2), (11, 0.3)]
     history = client.metric_history(run.id, "loss")
     assert list(history.columns) == ["step", "value", "timestamp"]
     assert history["value"].tolist() == [0.9, 0.7, 0.5]
@@ -59,7 +65,7 @@ def test_nan_and_infinities_are_stored_faithfully(client: clew.Client, home: Pat
         run.log_metric("x", np.int64(7))
         run.log_metric("x", 3)
         run.log_metric("last_nan", float("nan"))
-    assert _points(home, run.id, "x") == [
+    assert _points(client, run.id, "x") == [
         (0, None),
         (1, math.inf),
         (2, -math.inf),
@@ -101,8 +107,8 @@ def test_bad_steps_keys_and_huge_ints_are_refused_at_the_call(client: clew.Clien
 def test_log_metrics_shares_one_step(client: clew.Client, home: Path) -> None:
     with clew.start_run(experiment="batch") as run:
         run.log_metrics({"a": 1.0, "b": 2.0}, step=3)
-    assert _points(home, run.id, "a") == [(3, 1.0)]
-    assert _points(home, run.id, "b") == [(3, 2.0)]
+    assert _points(client, run.id, "a") == [(3, 1.0)]
+    assert _points(client, run.id, "b") == [(3, 2.0)]
 
 
 def test_points_are_written_in_the_background_without_ending_the_run(
@@ -114,9 +120,9 @@ def test_points_are_written_in_the_background_without_ending_the_run(
     for step in range(1000):
         run.log_metric("loss", step / 1000)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(_points(home, run.id, "loss")) < 1000:
+    while time.monotonic() < deadline and len(_points(client, run.id, "loss")) < 1000:
         time.sleep(0.05)
-    assert len(_points(home, run.id, "loss")) == 1000
+    assert len(_points(client, run.id, "loss")) == 1000
     run.end()
 
 
@@ -130,7 +136,7 @@ def test_a_failed_background_write_is_raised_at_end_and_points_are_kept(
         run.end()
     with pytest.raises(RunFinishedError):
         run.flush()
-    assert _points(home, run.id, "loss") == []
+    assert _points(client, run.id, "loss") == []
     client._metrics.finish(run.id, lambda points: None)  # the test accepts the loss explicitly
 
 

@@ -18,6 +18,7 @@ def _tables(db: Path) -> set[str]:
         return {name for (name,) in rows}
 
 
+@pytest.mark.sqlite_only
 def test_default_store_lives_under_clew_home(home: Path) -> None:
     with clew.start_run(experiment="default-home") as run:
         run.log_param("where", "home")
@@ -39,6 +40,7 @@ def test_clew_uri_picks_another_store(
     assert not (home / "clew.db").exists()
 
 
+@pytest.mark.sqlite_only
 def test_connect_accepts_a_sqlite_url(tmp_path: Path, home: Path) -> None:
     database = tmp_path / "meta" / "tracking.db"
     database.parent.mkdir()
@@ -51,6 +53,7 @@ def test_connect_accepts_a_sqlite_url(tmp_path: Path, home: Path) -> None:
     assert not (home / "clew.db").exists()
 
 
+@pytest.mark.sqlite_only
 def test_new_store_is_created_by_the_alembic_migration(client: clew.Client, home: Path) -> None:
     with sqlite3.connect(home / "clew.db") as connection:
         revision = connection.execute("SELECT version_num FROM alembic_version").fetchall()
@@ -60,6 +63,7 @@ def test_new_store_is_created_by_the_alembic_migration(client: clew.Client, home
     )
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_mode_with_full_sync(client: clew.Client) -> None:
     with client.store.db.read() as connection:
         journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
