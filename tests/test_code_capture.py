@@ -7,7 +7,6 @@ import hashlib
 import os
 import platform
 import random
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,11 +16,13 @@ import numpy as np
 import pytest
 import sklearn
 from conftest import run_git
+from sqlalchemy import func, select
 
 import clew
 from clew.client import capture
 from clew.errors import InvalidInputError
 from clew.integrations import git
+from clew.store import schema
 
 
 def _code(client: clew.Client, run_id: str) -> clew.ArtifactRecord:
@@ -225,6 +226,7 @@ def test_capture_is_recorded_once_per_process(client: clew.Client, git_repo: Pat
     first, second = client.get_run(one.id), client.get_run(two.id)
     assert first.code_artifact_id == second.code_artifact_id
     assert first.environment_artifact_id == second.environment_artifact_id
-    with sqlite3.connect(client.store.home / "clew.db") as connection:
-        count = connection.execute("SELECT COUNT(*) FROM artifacts WHERE type = 'code'").fetchone()
-    assert count == (1,)
+    artifacts = schema.artifacts
+    query = select(func.count()).select_from(artifacts).where(artifacts.c.type == "code")
+    with client.store.db.read() as connection:
+        assert connection.execute(query).scalar_one() == 1
