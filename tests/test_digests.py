@@ -12,8 +12,9 @@ from clew.domain import digests
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -35,7 +36,9 @@ def test_non_finite_floats_encode_without_failing() -> None:
 def test_manifest_digest_ignores_insertion_order_but_not_content() -> None:
     one = digests.manifest_digest({"a.txt": digests.digest_bytes(b"1"), "b": "sha256:" + "0" * 64})
     two = digests.manifest_digest({"b": "sha256:" + "0" * 64, "a.txt": digests.digest_bytes(b"1")})
-    three = digests.manifest_digest({"a.txt": digests.digest_bytes(b"2"), "b": "sha256:" + "0" * 64})
+    three = digests.manifest_digest(
+        {"a.txt": digests.digest_bytes(b"2"), "b": "sha256:" + "0" * 64}
+    )
     assert one == two != three
 
 

@@ -119,9 +119,7 @@ _refs = st.one_of(
     st.builds(lambda i: ArtifactRef(artifact_id=i), _ids),
     st.builds(lambda h: ArtifactRef(digest_prefix=h), _hex),
     st.builds(lambda t, n: ArtifactRef(type=t, name=n), _types, _names),
-    st.builds(
-        lambda t, n, h: ArtifactRef(type=t, name=n, digest_prefix=h), _types, _names, _hex
-    ),
+    st.builds(lambda t, n, h: ArtifactRef(type=t, name=n, digest_prefix=h), _types, _names, _hex),
     st.builds(ContextRef, st.sampled_from(sorted(refs.CONTEXT_TYPES)), _names),
     st.builds(
         lambda i, n: PredictionRef(f"{i}.{n}"), _ids, st.integers(min_value=0, max_value=10**8)
