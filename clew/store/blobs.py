@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from clew.domain import digests
 from clew.errors import (
@@ -27,6 +29,7 @@ from clew.errors import (
 )
 
 CHUNK = 4 * 1024 * 1024
+MANIFEST_KIND = "clew.manifest/v1"
 Progress = Callable[[int], None]
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -63,7 +66,9 @@ class LocalBlobStore:
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         digest = digests.digest_bytes(data)
-        if not self.exists(digest):
+        if self.exists(digest):
+            self._touch(digest)
+        else:
             with self._staging() as (handle, temp_path):
                 handle.write(data)
                 self._commit(handle, temp_path, digest)
@@ -97,36 +102,24 @@ class LocalBlobStore:
                     "being written."
                 )
             digest = digests.PREFIX + hasher.hexdigest()
-            if not self.exists(digest):
+            if self.exists(digest):
+                self._touch(digest)
+            else:
                 self._commit(handle, temp_path, digest)
         return StoredBlob(digest, before.st_size)
 
     def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
         """Store every file, then the Merkle manifest whose digest names the directory."""
-        source = Path(source)
-        files: dict[str, str] = {}
-        total = 0
-        for relative, path in _walk_files(source):
-            blob = self.put_file(path, progress)
-            files[relative] = blob.digest
-            total += blob.size
-        manifest = {"kind": "clew.manifest/v1", "files": dict(sorted(files.items()))}
-        stored = self.put_bytes(digests.canonical_json(manifest))
-        return StoredDirectory(stored.digest, total, files)
+        return put_directory(self, source, progress)
 
     def read_bytes(self, digest: str) -> bytes:
         data = self._open_existing(digest).read_bytes()
         if digests.digest_bytes(data) != digest:
-            raise _corrupt(digest)
+            raise corrupt(digest)
         return data
 
     def read_manifest(self, digest: str) -> dict[str, str]:
-        import json
-
-        manifest = json.loads(self.read_bytes(digest))
-        if manifest.get("kind") != "clew.manifest/v1":
-            raise InvalidInputError(f"blob {digest} is not a directory manifest.")
-        return dict(manifest["files"])
+        return parse_manifest(self.read_bytes(digest), digest)
 
     def export_file(self, digest: str, destination: Path) -> Path:
         """Copy a blob out to ``destination`` after checking every byte against its digest."""
@@ -141,35 +134,15 @@ class LocalBlobStore:
                     hasher.update(chunk)
                     writer.write(chunk)
             if digests.PREFIX + hasher.hexdigest() != digest:
-                raise _corrupt(digest)
+                raise corrupt(digest)
             temp.replace(destination)
         finally:
             temp.unlink(missing_ok=True)
         return destination
 
     def export_directory(self, digest: str, destination: Path) -> Path:
-        """Export every file of a manifest; on any bad digest nothing is left at ``destination``.
-
-        Files are first written under a temporary sibling directory and moved into place only
-        once all of them have been verified.
-        """
-        destination = Path(destination)
-        manifest = self.read_manifest(digest)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-        try:
-            for relative, file_digest in manifest.items():
-                self.export_file(file_digest, staging / _safe_relative(relative))
-            if not destination.exists():
-                staging.rename(destination)
-                return destination
-            for relative in manifest:
-                target = destination / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging / relative, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return destination
+        """Export every file of a manifest; on any bad digest nothing is left at ``destination``."""
+        return export_directory(self, digest, destination)
 
     def verify(self, digest: str) -> bool:
         """True when the stored bytes still hash to ``digest``."""
@@ -191,6 +164,19 @@ class LocalBlobStore:
 
     def size_of(self, digest: str) -> int:
         return self._open_existing(digest).stat().st_size
+
+    def modified_ms(self, digest: str) -> int:
+        """When the blob was last stored (or stored again): ``clew gc`` spares young blobs."""
+        return self._open_existing(digest).stat().st_mtime_ns // 1_000_000
+
+    def delete(self, digest: str) -> None:
+        """Remove one blob; only ``clew gc`` calls this, for blobs no record points at."""
+        self.path_for(digest).unlink(missing_ok=True)
+
+    def _touch(self, digest: str) -> None:
+        """Storing content that is already here renews its age, so a concurrent ``clew gc``
+        does not delete it before the metadata that will point at it commits."""
+        os.utime(self.path_for(digest))
 
     def _open_existing(self, digest: str) -> Path:
         path = self.path_for(digest)
@@ -235,7 +221,73 @@ class _Staging:
             ) from exc
 
 
-def _walk_files(source: Path) -> Iterator[tuple[str, Path]]:
+class BlobWriter(Protocol):
+    """What ``put_directory`` needs from a blob store (local, object store or remote)."""
+
+    def put_bytes(self, data: bytes) -> StoredBlob: ...
+
+    def put_file(self, source: Path, progress: Progress | None = None) -> StoredBlob: ...
+
+
+class BlobExporter(Protocol):
+    """What ``export_directory`` needs from a blob store."""
+
+    def read_manifest(self, digest: str) -> dict[str, str]: ...
+
+    def export_file(self, digest: str, destination: Path) -> Path: ...
+
+
+def put_directory(
+    blobs: BlobWriter, source: Path, progress: Progress | None = None
+) -> StoredDirectory:
+    """Store every file of ``source``, then the Merkle manifest whose digest names it."""
+    files: dict[str, str] = {}
+    total = 0
+    for relative, path in walk_files(Path(source)):
+        blob = blobs.put_file(path, progress)
+        files[relative] = blob.digest
+        total += blob.size
+    manifest = {"kind": MANIFEST_KIND, "files": dict(sorted(files.items()))}
+    stored = blobs.put_bytes(digests.canonical_json(manifest))
+    return StoredDirectory(stored.digest, total, files)
+
+
+def parse_manifest(data: bytes, digest: str) -> dict[str, str]:
+    """The file-path -> digest mapping of a directory manifest's (already verified) bytes."""
+    manifest = json.loads(data)
+    if manifest.get("kind") != MANIFEST_KIND:
+        raise InvalidInputError(f"blob {digest} is not a directory manifest.")
+    return dict(manifest["files"])
+
+
+def export_directory(blobs: BlobExporter, digest: str, destination: Path) -> Path:
+    """Export every file of a manifest; on any bad digest nothing is left at ``destination``.
+
+    Files are first written under a temporary sibling directory and moved into place only
+    once all of them have been verified.
+    """
+    destination = Path(destination)
+    manifest = blobs.read_manifest(digest)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        for relative, file_digest in manifest.items():
+            blobs.export_file(file_digest, staging / _safe_relative(relative))
+        if not destination.exists():
+            staging.rename(destination)
+            return destination
+        for relative in manifest:
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / relative, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def walk_files(source: Path) -> Iterator[tuple[str, Path]]:
+    """Every file under ``source`` (sorted) with its POSIX relative path; refuses symlinks
+    that leave ``source``, so a directory artifact never captures bytes from elsewhere."""
     if not source.is_dir():
         raise NotFoundError(f"directory {source} does not exist.")
     root = source.resolve()
@@ -275,7 +327,7 @@ def _vanished(path: Path) -> FileChangedError:
     return FileChangedError(f"{path} does not exist (or disappeared while clew was reading it).")
 
 
-def _corrupt(digest: str) -> IntegrityError:
+def corrupt(digest: str) -> IntegrityError:
     return IntegrityError(
         f"blob {digest} does not match its digest: the stored bytes were altered or damaged; "
         "restore it from a backup or re-log the artifact."

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,6 @@ from urllib.parse import parse_qsl, urlsplit
 from clew.domain import digests
 from clew.errors import (
     FileChangedError,
-    IntegrityError,
     InvalidInputError,
     NotFoundError,
     StoreUnavailableError,
@@ -40,10 +36,12 @@ from clew.store.blobs import (
     StoredBlob,
     StoredDirectory,
     _fingerprint,
-    _safe_relative,
     _stat_or_fail,
     _vanished,
-    _walk_files,
+    corrupt,
+    export_directory,
+    parse_manifest,
+    put_directory,
 )
 
 # S3 parts must be at least 5 MiB; 8 MiB keeps memory per upload bounded to about one part
@@ -134,30 +132,18 @@ class ObjectBlobStore:
 
     def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
         """Store every file, then the Merkle manifest whose digest names the directory."""
-        source = Path(source)
-        files: dict[str, str] = {}
-        total = 0
-        for relative, path in _walk_files(source):
-            blob = self.put_file(path, progress)
-            files[relative] = blob.digest
-            total += blob.size
-        manifest = {"kind": "clew.manifest/v1", "files": dict(sorted(files.items()))}
-        stored = self.put_bytes(digests.canonical_json(manifest))
-        return StoredDirectory(stored.digest, total, files)
+        return put_directory(self, source, progress)
 
     def read_bytes(self, digest: str) -> bytes:
         key = self.key_for(digest)
         with self._existing(digest):
             data = self.fs.cat_file(key)
         if digests.digest_bytes(data) != digest:
-            raise _corrupt(digest)
+            raise corrupt(digest)
         return data
 
     def read_manifest(self, digest: str) -> dict[str, str]:
-        manifest = json.loads(self.read_bytes(digest))
-        if manifest.get("kind") != "clew.manifest/v1":
-            raise InvalidInputError(f"blob {digest} is not a directory manifest.")
-        return dict(manifest["files"])
+        return parse_manifest(self.read_bytes(digest), digest)
 
     def export_file(self, digest: str, destination: Path) -> Path:
         """Stream a blob out to ``destination``; it appears only if every byte matched."""
@@ -168,35 +154,15 @@ class ObjectBlobStore:
             with open(temp, "wb") as writer:
                 actual = self._stream(digest, writer.write)
             if actual != digest:
-                raise _corrupt(digest)
+                raise corrupt(digest)
             temp.replace(destination)
         finally:
             temp.unlink(missing_ok=True)
         return destination
 
     def export_directory(self, digest: str, destination: Path) -> Path:
-        """Export every file of a manifest; on any bad digest nothing is left at ``destination``.
-
-        Files land in a temporary sibling directory first and move into place only once all
-        of them have been verified, as in ``LocalBlobStore``.
-        """
-        destination = Path(destination)
-        manifest = self.read_manifest(digest)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-        try:
-            for relative, file_digest in manifest.items():
-                self.export_file(file_digest, staging / _safe_relative(relative))
-            if not destination.exists():
-                staging.rename(destination)
-                return destination
-            for relative in manifest:
-                target = destination / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging / relative, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return destination
+        """Export every file of a manifest; on any bad digest nothing is left at ``destination``."""
+        return export_directory(self, digest, destination)
 
     def verify(self, digest: str) -> bool:
         """True when the stored bytes still hash to ``digest``."""
@@ -217,6 +183,18 @@ class ObjectBlobStore:
         key = self.key_for(digest)
         with self._existing(digest):
             return int(self.fs.info(key)["size"])
+
+    def modified_ms(self, digest: str) -> int:
+        """When the object was written: ``clew gc`` spares blobs younger than its grace."""
+        key = self.key_for(digest)
+        with self._existing(digest):
+            return int(self.fs.modified(key).timestamp() * 1000)
+
+    def delete(self, digest: str) -> None:
+        """Remove one blob; only ``clew gc`` calls this, for blobs no record points at."""
+        key = self.key_for(digest)
+        with contextlib.suppress(FileNotFoundError), self._reachable():
+            self.fs.rm_file(key)
 
     def _upload(
         self, source: Path, digest: str, before: os.stat_result, progress: Progress | None
@@ -362,11 +340,4 @@ def _unreachable(url: str) -> StoreUnavailableError:
 def _changed(source: Path) -> FileChangedError:
     return FileChangedError(
         f"{source} changed while clew was hashing it; retry once it is no longer being written."
-    )
-
-
-def _corrupt(digest: str) -> IntegrityError:
-    return IntegrityError(
-        f"blob {digest} does not match its digest: the stored bytes were altered or damaged; "
-        "restore it from a backup or re-log the artifact."
     )
