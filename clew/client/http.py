@@ -33,7 +33,7 @@ from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.runs import param_text
 from clew.service.uploads import MANIFEST_KIND, check_relative_path
-from clew.store.blobs import CHUNK, Progress, StoredBlob, StoredDirectory, _walk_files
+from clew.store.blobs import CHUNK, Progress, StoredBlob, StoredDirectory, walk_files
 
 API = "/api/v1"
 RETRY_STATUSES = {502, 503, 504}
@@ -377,7 +377,7 @@ class RemoteBlobStore:
         source = Path(source)
         files: dict[str, str] = {}
         total = 0
-        for relative, path in _walk_files(source):
+        for relative, path in walk_files(source):
             blob = self.put_file(path, progress)
             files[relative] = blob.digest
             total += blob.size
