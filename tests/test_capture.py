@@ -221,3 +221,40 @@ def test_module_functions_use_the_default_client(client, model) -> None:
     assert clew.capture_stats()["batches"] == 1
     assert clew.public_key().startswith("-----BEGIN PUBLIC KEY-----")
     assert json.dumps(clew.get_prediction(ids[1]).to_dict(), default=str)
+
+
+def test_caller_reusing_its_arrays_does_not_change_what_was_captured(client, model) -> None:
+    features, _ = iris()
+    model.predict(features)
+    client.flush_captures()  # the writer has prepared its copy arena by now
+    batch = features.copy()
+    outputs, ids = model.predict_with_ids(batch)
+    expected = batch[7].copy()
+    batch[:] = -1.0
+    outputs[:] = 99
+    found = client.get_prediction(ids[7])
+    assert found.verified, found.verification.reason
+    assert found.inputs == {f"f{j}": expected[j] for j in range(4)}
+    assert found.output != 99
+
+
+def test_big_batches_hashed_by_helper_processes_match_in_process_hashes(client, model) -> None:
+    from clew.domain import merkle
+    from clew.service.capture import LeafHasher
+
+    rows = LeafHasher.MIN_ROWS + 123
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(rows, 4))
+    _, ids = model.predict_with_ids(inputs)
+    client.flush_captures()
+    found = client.get_prediction(ids[rows - 1])
+    assert found.verified, found.verification.reason
+    assert found.inputs == {f"f{j}": inputs[rows - 1, j] for j in range(4)}
+    matrix = rng.integers(0, 256, size=(rows, 57), dtype=np.uint8)
+    hasher = LeafHasher()
+    try:
+        remote = hasher(matrix)
+    finally:
+        hasher.close()
+    assert remote == merkle.leaf_hashes_fixed(matrix.reshape(-1).data, 57)
+    assert len(remote) == rows * merkle.HASH_SIZE

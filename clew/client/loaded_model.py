@@ -18,7 +18,7 @@ import numpy as np
 from clew.domain import ids
 from clew.domain.records import VersionRecord
 from clew.errors import InvalidInputError
-from clew.service.capture import Call, CaptureTarget
+from clew.service.capture import Call, CaptureTarget, CopyArena
 
 if TYPE_CHECKING:
     from clew.client.client import Client
@@ -146,19 +146,23 @@ class LoadedModel:
     def _submit(self, method: str, call_id: str, rows: int, inputs: Any, outputs: Any) -> None:
         """Hand a copy of the call to the capture queue; any failure is counted, not raised."""
         try:
-            kept, sampled = _sample(inputs, rows, self._sampling)
-            call = Call(call_id, time.time_ns() // 1_000_000, rows, _copy(outputs), kept, sampled)
-            self._client._capture_service().submit(self._targets[method], call)
+            service = self._client._capture_service()
+            kept, sampled = _sample(inputs, rows, self._sampling, service.arena)
+            now = time.time_ns() // 1_000_000
+            call = Call(call_id, now, rows, _copy(outputs, service.arena), kept, sampled)
+            service.submit(self._targets[method], call)
         except Exception as error:
             self._client._capture_failed(rows, error)
 
 
-def _sample(inputs: Any, rows: int, rate: float) -> tuple[Any | None, np.ndarray | None]:
+def _sample(
+    inputs: Any, rows: int, rate: float, arena: CopyArena
+) -> tuple[Any | None, np.ndarray | None]:
     """A private copy of the inputs to keep, and which rows they are (None: all of them)."""
     if rate <= 0:
         return None, None
     if rate >= 1:
-        return _copy(inputs), None
+        return _copy(inputs, arena), None
     chosen = np.flatnonzero(np.random.default_rng(random.getrandbits(64)).random(rows) < rate)
     if hasattr(inputs, "iloc"):
         return inputs.iloc[chosen].copy(), chosen
@@ -167,10 +171,10 @@ def _sample(inputs: Any, rows: int, rate: float) -> tuple[Any | None, np.ndarray
     return np.asarray(inputs)[chosen], chosen
 
 
-def _copy(value: Any) -> Any:
+def _copy(value: Any, arena: CopyArena) -> Any:
     """Callers may reuse their arrays after predict returns; capture keeps its own copy."""
     if isinstance(value, np.ndarray):
-        return value.copy()
+        return arena.copy(value)
     if hasattr(value, "copy") and hasattr(value, "iloc"):
         return value.copy(deep=True)
     if isinstance(value, list):

@@ -17,6 +17,7 @@ batch's signed header instead of every leaf.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,18 +29,26 @@ from clew.domain import merkle
 CALL_LENGTH = 26
 NULL_LENGTH = 0xFFFFFFFF
 PREDICTION_COLUMNS = ("prediction_id", "time")
+PACK_BLOCK_BYTES = 256 * 1024
 
 
-def leaf_hashes(table: pa.Table, header: np.ndarray | None = None) -> bytes:
+def leaf_hashes(
+    table: pa.Table,
+    header: np.ndarray | None = None,
+    hash_fixed: Callable[[np.ndarray], bytes] | None = None,
+) -> bytes:
     """The 32-byte leaf hash of every row, concatenated in row order.
 
     ``header`` may carry the call-id/row/time bytes precomputed by the writer (it must equal
-    what ``header_bytes(table)`` derives from the stored columns).
+    what ``header_bytes(table)`` derives from the stored columns). ``hash_fixed`` may hash a
+    (rows, width) matrix of equal-width messages elsewhere (the writer's helper processes).
     """
     parts = _parts(table, header_bytes(table) if header is None else header)
     if all(isinstance(part, np.ndarray) for part in parts):
         matrix = _pack(parts)
-        return merkle.leaf_hashes_fixed(matrix.tobytes(), matrix.dtype.itemsize)
+        if hash_fixed is not None:
+            return hash_fixed(matrix)
+        return merkle.leaf_hashes_fixed(matrix.reshape(-1).data, matrix.shape[1])
     joined = pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b"")
     joined = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[
@@ -49,12 +58,22 @@ def leaf_hashes(table: pa.Table, header: np.ndarray | None = None) -> bytes:
 
 
 def _pack(parts: list[np.ndarray]) -> np.ndarray:
-    """Lay fixed-width parts side by side through a packed record dtype (fast field copies)."""
-    fields = [(f"p{i}", part.dtype, part.shape[1:]) for i, part in enumerate(parts)]
-    packed = np.empty(len(parts[0]), dtype=np.dtype(fields, align=False))
-    for i, part in enumerate(parts):
-        packed[f"p{i}"] = part
-    return packed
+    """Lay fixed-width parts side by side in one (rows, width) byte matrix.
+
+    Rows are filled a cache-sized block at a time: one field after another over the whole
+    matrix would stream it through memory once per field.
+    """
+    count = len(parts[0])
+    views = [np.ascontiguousarray(part).view(np.uint8).reshape(count, -1) for part in parts]
+    matrix = np.empty((count, sum(view.shape[1] for view in views)), dtype=np.uint8)
+    block = max(1, PACK_BLOCK_BYTES // matrix.shape[1])
+    for first in range(0, count, block):
+        rows = slice(first, first + block)
+        start = 0
+        for view in views:
+            matrix[rows, start : start + view.shape[1]] = view[rows]
+            start += view.shape[1]
+    return matrix
 
 
 def _parts(table: pa.Table, header: np.ndarray) -> list[np.ndarray | pa.Array]:

@@ -60,7 +60,7 @@ def _write_parquet(table: pa.Table, target: Path) -> None:
         row_group_size=ROW_GROUP_ROWS,
         compression="zstd",
         compression_level=1,
-        use_dictionary=["prediction_id", "model_name", "model_digest"],
+        use_dictionary=["model_name", "model_digest"],
         write_statistics=["prediction_id"],
     )
 
