@@ -1,0 +1,167 @@
+"""``clew backup|restore|gc`` and ``clew db upgrade``: operating a store, next to its data.
+
+Like ``clew admin`` these work on the store directly (``--uri``/``--artifacts``, default
+``CLEW_URI``/``CLEW_ARTIFACTS``/``CLEW_HOME``), never through a server: a backup must see the
+database and blob store themselves, and gc must hold the store's write lock while it decides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clew.cli import output
+from clew.cli.output import Format, FormatOption, console
+from clew.cli.server import ArtifactsOption, UriOption
+from clew.service import backup as backups
+from clew.service import gc as collector
+from clew.service.identity import current_actor
+from clew.store.location import open_store
+from clew.store.metadata import SCHEMA_HEAD
+
+db_app = typer.Typer(help="The metadata database's schema.", no_args_is_help=True)
+
+
+def backup(
+    destination: Annotated[Path, typer.Argument(help="The archive to write (must not exist).")],
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+    compression: Annotated[
+        str,
+        typer.Option(
+            "--compression", help="auto (zstd if installed, else gzip), zstd, gzip, none."
+        ),
+    ] = "auto",
+    format: FormatOption = Format.table,
+) -> None:
+    """Write metadata, referenced blobs, capture files and keys to one verified archive."""
+    store = open_store(uri, artifacts)
+    try:
+        summary = backups.backup(store, destination, compression)
+    finally:
+        store.close()
+    if format is Format.json:
+        output.print_json(
+            {
+                "path": str(summary.path),
+                "digest": summary.digest,
+                "size": summary.size,
+                "compression": summary.compression,
+                "blobs": summary.blobs,
+                "blob_bytes": summary.blob_bytes,
+                "capture_files": summary.capture_files,
+                "rows": summary.rows,
+                "audit_head": summary.audit_head,
+            }
+        )
+        return
+    console.print(
+        f"[green]backed up[/green] {output.cell(store.uri)} to {output.cell(summary.path)}: "
+        f"{sum(summary.rows.values()):,} rows, {summary.blobs} blobs ({summary.blob_bytes:,} "
+        f"bytes), {summary.capture_files} capture files; {summary.size:,} bytes "
+        f"({summary.compression})"
+    )
+    console.print(f"archive digest {summary.digest}: keep it apart from the archive")
+
+
+def restore(
+    archive: Annotated[Path, typer.Argument(help="A backup written by clew backup.")],
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Restore a backup into an empty store, then verify blobs, audit chain and counts."""
+    store = open_store(uri, artifacts)
+    try:
+        summary = backups.restore(archive, store, current_actor())
+    finally:
+        store.close()
+    if format is Format.json:
+        output.print_json(
+            {
+                "uri": summary.uri,
+                "blobs": summary.blobs,
+                "capture_files": summary.capture_files,
+                "rows": summary.rows,
+                "audit_entries": summary.audit_entries,
+                "audit_head": summary.audit_head,
+                "verified": True,
+            }
+        )
+        return
+    console.print(
+        f"[green]restored[/green] {output.cell(archive)} into {output.cell(summary.uri)}: "
+        f"{sum(summary.rows.values()):,} rows, {summary.blobs} blobs, "
+        f"{summary.capture_files} capture files"
+    )
+    console.print(
+        f"[green]verified[/green]: every blob re-hashed, {summary.audit_entries} audit entries "
+        "chain to the backed-up head, recorded digests and row counts match"
+    )
+
+
+def gc(
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Delete; without it, only show what would go.")
+    ] = False,
+    grace: Annotated[
+        int,
+        typer.Option(
+            "--grace-minutes",
+            min=0,
+            help="Spare unreferenced blobs younger than this (uploads still committing).",
+        ),
+    ] = collector.DEFAULT_GRACE_MS // 60_000,
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Delete blobs no record points at (a dry run unless --yes); referenced ones never go."""
+    store = open_store(uri, artifacts)
+    try:
+        report = collector.collect(store, current_actor(), delete=yes, grace_ms=grace * 60_000)
+    finally:
+        store.close()
+    if format is Format.json:
+        output.print_json(
+            {
+                "deleted": report.deleted,
+                "orphans": [
+                    {"digest": o.digest, "size": o.size, "modified_ms": o.modified_ms}
+                    for o in report.orphans
+                ],
+                "bytes": report.bytes,
+                "referenced": report.referenced,
+                "young": len(report.young),
+                "audit_seq": report.audit_seq,
+            }
+        )
+        return
+    if report.orphans:
+        rows = [(o.digest, o.size) for o in report.orphans]
+        title = "deleted blobs" if report.deleted else "blobs gc would delete"
+        console.print(output.table(["digest", "bytes"], rows, title))
+    verb = "deleted" if report.deleted else "would delete"
+    console.print(
+        f"{verb} {len(report.orphans)} unreferenced blobs ({report.bytes:,} bytes); kept "
+        f"{report.referenced} referenced and {len(report.young)} younger than {grace} minutes"
+    )
+    if report.orphans and not report.deleted:
+        console.print("run again with --yes to delete them")
+
+
+@db_app.command("upgrade")
+def upgrade(uri: UriOption = None, artifacts: ArtifactsOption = None) -> None:
+    """Apply schema migrations up to this clew's head; a no-op when already there."""
+    store = open_store(uri, artifacts)
+    try:
+        store.db.upgrade()
+        revision = store.db.schema_revision()
+    finally:
+        store.close()
+    console.print(
+        f"[green]ok[/green]: {output.cell(store.uri)} is at schema revision {revision} "
+        f"(this clew's head is {SCHEMA_HEAD})"
+    )

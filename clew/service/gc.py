@@ -1,0 +1,147 @@
+"""Garbage collection of blobs that no record points at (``clew gc``).
+
+Blobs are written before the metadata that points at them commits, so an upload that failed
+half-way, or a client that died between storing bytes and recording them, leaves orphans.
+A blob is *referenced* when any record could need it: a ``blobs`` row (every blob an artifact
+needs is recorded there in the artifact's own transaction), an artifact's or model version's
+digest, a policy digest, a code artifact's diff, or a file of a directory manifest that one
+of those names. Only unreferenced blobs older than a grace period are deleted: a younger one
+may belong to an upload whose metadata has not committed yet.
+
+Deciding and deleting happen inside one write transaction, so no artifact can commit between
+the moment its blob is judged unreferenced and the moment it is deleted; re-storing existing
+content renews a local blob's age, which keeps the grace period meaningful for uploads that
+found their bytes already present.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, select
+
+from clew.domain import digests
+from clew.errors import InvalidInputError
+from clew.service import audit
+from clew.service.runs import now_ms
+from clew.store import schema
+from clew.store.location import BlobStore, Store
+
+DEFAULT_GRACE_MS = 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class Orphan:
+    digest: str
+    size: int
+    modified_ms: int
+
+
+@dataclass
+class GcReport:
+    """What a collection found (dry run) or did (``deleted``)."""
+
+    orphans: list[Orphan]
+    referenced: int
+    young: list[Orphan] = field(default_factory=list)
+    deleted: bool = False
+    audit_seq: int | None = None
+
+    @property
+    def bytes(self) -> int:
+        return sum(orphan.size for orphan in self.orphans)
+
+
+def referenced_digests(connection: Connection, blobs: BlobStore) -> set[str]:
+    """Every digest a record in this database points at, manifest files included.
+
+    Also used by backups, which copy exactly these blobs (the ones present) from a snapshot.
+    """
+    found: set[str] = set()
+    for column in (
+        schema.blobs.c.digest,
+        schema.artifacts.c.digest,
+        schema.model_versions.c.digest,
+        schema.policies.c.digest,
+    ):
+        found.update(connection.execute(select(column)).scalars())
+    found.update(_diff_digests(connection))
+    for manifest in _manifest_digests(connection):
+        if blobs.exists(manifest):
+            found.update(blobs.read_manifest(manifest).values())
+    return {digest for digest in found if digests.is_digest(digest)}
+
+
+def _diff_digests(connection: Connection) -> set[str]:
+    """The uncommitted-changes blobs that code artifacts name in their properties."""
+    table = schema.artifacts
+    rows = connection.execute(select(table.c.properties).where(table.c.type == "code"))
+    diffs = (json.loads(properties or "{}").get("diff_digest") for properties in rows.scalars())
+    return {digest for digest in diffs if isinstance(digest, str)}
+
+
+def _manifest_digests(connection: Connection) -> set[str]:
+    """Blobs recorded as manifests and digests of artifacts stored as directories."""
+    manifests = set(
+        connection.execute(
+            select(schema.blobs.c.digest).where(schema.blobs.c.kind == "manifest")
+        ).scalars()
+    )
+    table = schema.artifacts
+    for digest, properties in connection.execute(select(table.c.digest, table.c.properties)):
+        if json.loads(properties or "{}").get("kind") == "directory":
+            manifests.add(digest)
+    return manifests
+
+
+def collect(
+    store: Store,
+    actor: str,
+    *,
+    delete: bool = False,
+    grace_ms: int = DEFAULT_GRACE_MS,
+) -> GcReport:
+    """Find unreferenced blobs older than ``grace_ms``; delete them only when ``delete``.
+
+    A deletion is audited (``blobs.gc``) with the count, bytes and the digest of the sorted
+    list of deleted digests, so the log proves what went without growing with every digest.
+    """
+    if grace_ms < 0:
+        raise InvalidInputError("the gc grace period cannot be negative; pass 0 or more.")
+    with store.db.write() as connection:
+        referenced = referenced_digests(connection, store.blobs)
+        report = _plan(store.blobs, referenced, now_ms() - grace_ms)
+        if not delete or not report.orphans:
+            return report
+        for orphan in report.orphans:
+            store.blobs.delete(orphan.digest)
+        removed = sorted(orphan.digest for orphan in report.orphans)
+        entry = audit.append(
+            connection,
+            actor,
+            "blobs.gc",
+            "store:blobs",
+            {
+                "deleted": len(removed),
+                "bytes": report.bytes,
+                "digests_digest": digests.digest_json(removed),
+                "grace_ms": grace_ms,
+            },
+        )
+        report.deleted = True
+        report.audit_seq = entry.seq
+        return report
+
+
+def _plan(blobs: BlobStore, referenced: set[str], cutoff_ms: int) -> GcReport:
+    orphans: list[Orphan] = []
+    young: list[Orphan] = []
+    kept = 0
+    for digest in blobs.iter_digests():
+        if digest in referenced:
+            kept += 1
+            continue
+        orphan = Orphan(digest, blobs.size_of(digest), blobs.modified_ms(digest))
+        (young if orphan.modified_ms > cutoff_ms else orphans).append(orphan)
+    return GcReport(orphans, kept, young)
