@@ -65,9 +65,13 @@ class Lineage:
 
 class Client(GovernanceMixin, PredictionsMixin):
     def __init__(
-        self, uri: str | None = None, artifacts: str | None = None, token: str | None = None
+        self,
+        uri: str | None = None,
+        artifacts: str | None = None,
+        token: str | None = None,
+        signing_token: str | None = None,
     ) -> None:
-        self._service = _backend(uri, artifacts, token)
+        self._service = _backend(uri, artifacts, token, signing_token)
         self.store = self._service.store
         self.lineage = Lineage(self)
         self._metrics = MetricBuffer(self._write_metrics)
@@ -292,12 +296,12 @@ class Client(GovernanceMixin, PredictionsMixin):
 
 
 def _backend(
-    uri: str | None, artifacts: str | None, token: str | None
+    uri: str | None, artifacts: str | None, token: str | None, signing_token: str | None
 ) -> EmbeddedBackend | RemoteBackend:
     """A clew server for ``http(s)://`` addresses (argument or ``CLEW_URI``), else a local store."""
     address = uri if uri is not None else os.environ.get("CLEW_URI", "")
     if str(address).startswith(("http://", "https://")):
-        return RemoteBackend(str(address), token)
+        return RemoteBackend(str(address), token, signing_token)
     return EmbeddedBackend(uri, artifacts)
 
 

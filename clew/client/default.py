@@ -11,12 +11,18 @@ _lock = threading.Lock()
 
 
 def connect(
-    uri: str | None = None, artifacts: str | None = None, token: str | None = None
+    uri: str | None = None,
+    artifacts: str | None = None,
+    token: str | None = None,
+    signing_token: str | None = None,
 ) -> Client:
     """Open a store (a directory, ``sqlite:///...``, ``postgresql+psycopg://...`` or a clew
-    server's ``http(s)://`` address with ``token`` or ``CLEW_TOKEN``) as the default."""
+    server's ``http(s)://`` address with ``token`` or ``CLEW_TOKEN``) as the default.
+
+    ``signing_token`` (or ``CLEW_SIGNING_TOKEN``) is the server-side e-signature that approve,
+    reject and revoke need on top of the API token."""
     global _default
-    client = Client(uri, artifacts, token)
+    client = Client(uri, artifacts, token, signing_token)
     with _lock:
         previous, _default = _default, client
     if previous is not None and previous is not client:

@@ -1,12 +1,20 @@
-"""The in-process backend: the services of one store, called directly (no server)."""
+"""The in-process backend: the services of one store, called directly (no server).
+
+``RemoteBackend`` (clew/client/http.py) has the same attributes with the same signatures, so
+``Client`` and its mixins only ever call ``self._service.<service>``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from clew.domain.records import RunRecord
+from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.lineage import LineageService
+from clew.service.policy import PolicyService
+from clew.service.promotion import PromotionService
+from clew.service.registry import RegistryService
 from clew.service.runs import RunService, search_runs
 from clew.store.location import Store, open_store
 
@@ -17,6 +25,10 @@ class EmbeddedBackend:
         self.runs = RunService(self.store)
         self.artifacts = ArtifactService(self.store)
         self.lineage = LineageService(self.store)
+        self.registry = RegistryService(self.store)
+        self.approvals = ApprovalService(self.store)
+        self.promotion = PromotionService(self.store)
+        self.policies = PolicyService(self.store)
 
     def search_runs(
         self,

@@ -9,7 +9,6 @@ frames and loaded models.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import shutil
 import tempfile
 import weakref
@@ -25,13 +24,11 @@ from clew.domain import ids, records
 from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, InvalidInputError
 from clew.integrations import flavors
-from clew.service.approvals import ApprovalService
-from clew.service.policy import PolicyService
-from clew.service.promotion import PromotionService
-from clew.service.registry import RegistryService
 
 if TYPE_CHECKING:
-    from clew.store.location import Store
+    from clew.client.embedded import EmbeddedBackend
+    from clew.client.http import RemoteBackend, RemoteBlobStore
+    from clew.store.location import BlobStore
 
 __all__ = [
     "alias_at",
@@ -85,26 +82,10 @@ class GovernanceMixin:
     """Model registry, approvals, policy and promotion (see docs/governance.md)."""
 
     if TYPE_CHECKING:
-        store: Store
+        _service: EmbeddedBackend | RemoteBackend
         actor: str
 
         def _flush_if_active(self, run_id: str) -> None: ...
-
-    @functools.cached_property
-    def _registry(self) -> RegistryService:
-        return RegistryService(self.store)
-
-    @functools.cached_property
-    def _approvals(self) -> ApprovalService:
-        return ApprovalService(self.store)
-
-    @functools.cached_property
-    def _promotion(self) -> PromotionService:
-        return PromotionService(self.store)
-
-    @functools.cached_property
-    def _policies(self) -> PolicyService:
-        return PolicyService(self.store)
 
     # --- models and versions ----------------------------------------------------------------
 
@@ -124,7 +105,7 @@ class GovernanceMixin:
         ``owner``, ``risk_tier`` and ``tags`` describe the model when this call creates it.
         The signature is inferred from the training run's input dataset unless given.
         """
-        return self._registry.register(
+        return self._service.registry.register(
             name,
             self._source_ref(source),
             self.actor,
@@ -145,29 +126,29 @@ class GovernanceMixin:
         tags: Mapping[str, Any] | None = None,
     ) -> ModelRecord:
         """Create a registered model with no versions yet (register_model also creates it)."""
-        return self._registry.create_model(
+        return self._service.registry.create_model(
             name, self.actor, owner=owner, description=description, risk_tier=risk_tier, tags=tags
         )
 
     def get_model(self, name: str) -> ModelRecord:
-        return self._registry.get_model(name)
+        return self._service.registry.get_model(name)
 
     def list_models(self) -> pd.DataFrame:
         """One row per model: owner, risk tier, latest version, its status and the aliases."""
-        frame = pd.DataFrame(self._promotion.model_overview(), columns=MODEL_COLUMNS)
+        frame = pd.DataFrame(self._service.promotion.model_overview(), columns=MODEL_COLUMNS)
         frame["latest_version"] = frame["latest_version"].astype("Int64")
         return frame
 
     def model_versions(self, name: str) -> pd.DataFrame:
         """One row per version of ``name``, newest first, with status and aliases."""
-        rows = self._promotion.version_overview(name)
+        rows = self._service.promotion.version_overview(name)
         for row in rows:
             row["created_at"] = records.ms_to_datetime(row["created_at"])
         return pd.DataFrame(rows, columns=VERSION_COLUMNS)
 
     def get_version(self, ref: VersionRef) -> VersionRecord:
         """The version ``churn/3`` or ``churn@production`` names."""
-        return self._registry.resolve(_ref(ref))
+        return self._service.registry.resolve(_ref(ref))
 
     # --- decisions --------------------------------------------------------------------------
 
@@ -180,34 +161,34 @@ class GovernanceMixin:
         meaning: str = "approved",
     ) -> RegistryEvent:
         """Approve a version as the current user; ``evidence`` pins the artifacts you relied on."""
-        return self._approvals.approve(
+        return self._service.approvals.approve(
             _ref(ref), self.actor, comment, evidence=_evidence_refs(evidence), meaning=meaning
         )
 
     def reject(self, ref: VersionRef, comment: str, *, evidence: Evidence = None) -> RegistryEvent:
-        return self._approvals.reject(
+        return self._service.approvals.reject(
             _ref(ref), self.actor, comment, evidence=_evidence_refs(evidence)
         )
 
     def revoke(self, ref: VersionRef, comment: str) -> RegistryEvent:
-        return self._approvals.revoke(_ref(ref), self.actor, comment)
+        return self._service.approvals.revoke(_ref(ref), self.actor, comment)
 
     def archive(self, ref: VersionRef, comment: str) -> RegistryEvent:
-        return self._approvals.archive(_ref(ref), self.actor, comment)
+        return self._service.approvals.archive(_ref(ref), self.actor, comment)
 
     # --- aliases ----------------------------------------------------------------------------
 
     def promote(self, ref: VersionRef, alias: str, comment: str = "") -> RegistryEvent:
         """Point ``name@alias`` at this version (production aliases need the policy met)."""
-        return self._promotion.promote(_ref(ref), alias, self.actor, comment)
+        return self._service.promotion.promote(_ref(ref), alias, self.actor, comment)
 
     def rollback(self, name: str, alias: str, comment: str = "") -> RegistryEvent:
         """Return ``name@alias`` to the version it pointed at before its latest promotion."""
-        return self._promotion.rollback(name, alias, self.actor, comment)
+        return self._service.promotion.rollback(name, alias, self.actor, comment)
 
     def alias_history(self, name: str, alias: str | None = None) -> pd.DataFrame:
         """Every move of ``alias`` (or of all aliases of ``name``), newest first."""
-        events = self._promotion.alias_history(name, alias)
+        events = self._service.promotion.alias_history(name, alias)
         return pd.DataFrame(
             [
                 {
@@ -227,27 +208,27 @@ class GovernanceMixin:
 
     def model_history(self, name: str) -> list[RegistryEvent]:
         """Registrations, decisions and alias moves of ``name``, newest first."""
-        return self._promotion.model_history(name)
+        return self._service.promotion.model_history(name)
 
     def alias_at(self, name: str, alias: str, when: dt.datetime) -> VersionRecord | None:
         """The version ``name@alias`` pointed at at ``when`` (None: it pointed nowhere yet)."""
         if not isinstance(when, dt.datetime):
             raise InvalidInputError(f"when must be a datetime, not {type(when).__name__}.")
-        return self._promotion.alias_at(name, alias, int(when.timestamp() * 1000))
+        return self._service.promotion.alias_at(name, alias, int(when.timestamp() * 1000))
 
     def version_status(self, ref: VersionRef) -> dict[str, Any]:
         """Approvals, decisions, aliases and whether the version meets the production policy."""
-        return self._promotion.version_status(_ref(ref))
+        return self._service.promotion.version_status(_ref(ref))
 
     # --- policy -----------------------------------------------------------------------------
 
     def set_policy(self, path_or_text: str | Path) -> int:
         """Store a policy (a YAML file path or the YAML text); returns its version number."""
-        return self._policies.set_policy(_policy_text(path_or_text), self.actor)
+        return self._service.policies.set_policy(_policy_text(path_or_text), self.actor)
 
     def get_policy(self) -> dict[str, Any]:
         """The policy in force: version (0 = built-in default), digest, document and rules."""
-        return self._policies.get_policy().to_dict()
+        return self._service.policies.get_policy().to_dict()
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -255,12 +236,13 @@ class GovernanceMixin:
         """Load a version for inference, after checking it may be used and every file digest.
 
         Nothing is unpickled until the manifest and each file have been verified, so a
-        tampered model is refused with the file and digest that differ.
+        tampered model is refused with the file and digest that differ. From a server the
+        bytes are downloaded and re-hashed here, and unpickled only in this process.
         """
-        version = self._approvals.loadable(_ref(ref))
+        version = self._service.approvals.loadable(_ref(ref))
         directory = Path(tempfile.mkdtemp(prefix="clew-load-"))
         try:
-            _export_verified(self.store, version, directory)
+            _export_verified(self._service.store.blobs, version, directory)
             raw = flavors.load(directory)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -313,10 +295,12 @@ def _policy_text(path_or_text: str | Path) -> str:
     return path_or_text
 
 
-def _export_verified(store: Store, version: VersionRecord, directory: Path) -> None:
+def _export_verified(
+    blobs: BlobStore | RemoteBlobStore, version: VersionRecord, directory: Path
+) -> None:
     """Copy the model's files out, each checked against the digest the version recorded."""
     try:
-        manifest = store.blobs.read_manifest(version.digest)
+        manifest = blobs.read_manifest(version.digest)
     except IntegrityError as error:
         raise IntegrityError(
             f"{version.ref}: its manifest {version.digest} does not match its digest (altered "
@@ -332,12 +316,12 @@ def _export_verified(store: Store, version: VersionRecord, directory: Path) -> N
             "can not be loaded."
         )
     try:
-        store.blobs.export_directory(version.digest, directory)
+        blobs.export_directory(version.digest, directory)
     except IntegrityError as error:
         damaged = [
             f"{path} ({digest})"
             for path, digest in manifest.items()
-            if not store.blobs.verify(digest)
+            if not blobs.verify(digest)
         ]
         raise IntegrityError(
             f"{version.ref}: file {', '.join(damaged) or 'unknown'} does not match its recorded "

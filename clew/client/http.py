@@ -20,22 +20,33 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pandas as pd
 
 from clew import errors
 from clew.domain import digests, refs
-from clew.domain.records import ArtifactRecord, MetricPoint, RunRecord
+from clew.domain.records import (
+    ArtifactRecord,
+    MetricPoint,
+    ModelRecord,
+    RegistryEvent,
+    RunRecord,
+    VersionRecord,
+)
 from clew.errors import ClewError, FileChangedError, InvalidInputError
+from clew.service import policy
 from clew.service.accounts import AuthenticationError
 from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
+from clew.service.policy import StoredPolicy
 from clew.service.runs import param_text
 from clew.service.uploads import MANIFEST_KIND, check_relative_path
 from clew.store.blobs import CHUNK, Progress, StoredBlob, StoredDirectory, walk_files
 
 API = "/api/v1"
+SIGNING_HEADER = "X-Clew-Signing-Token"
 RETRY_STATUSES = {502, 503, 504}
 ATTEMPTS = 6
 METRIC_BATCH = 100_000
@@ -289,6 +300,248 @@ class RemoteArtifacts:
         return {side: [artifact_from_wire(a) for a in items] for side, items in found.items()}
 
 
+def model_from_wire(data: dict[str, Any]) -> ModelRecord:
+    return ModelRecord(
+        id=data["id"],
+        name=data["name"],
+        owner=data["owner"],
+        description=data["description"],
+        risk_tier=data["risk_tier"],
+        tags=data["tags"],
+        last_version=data["last_version"],
+        created_ms=data["created_ms"],
+        created_by=data["created_by"],
+    )
+
+
+def version_from_wire(data: dict[str, Any]) -> VersionRecord:
+    return VersionRecord(
+        id=data["id"],
+        model_id=data["model_id"],
+        name=data["name"],
+        version=data["version"],
+        artifact_id=data["artifact_id"],
+        digest=data["digest"],
+        run_id=data["run_id"],
+        signature=data["signature"],
+        metrics=data["metrics"],
+        description=data["description"],
+        created_ms=data["created_ms"],
+        created_by=data["created_by"],
+    )
+
+
+def event_from_wire(data: dict[str, Any]) -> RegistryEvent:
+    return RegistryEvent(
+        id=data["id"],
+        model=data["model"],
+        version=data["version"],
+        kind=data["kind"],
+        alias=data["alias"],
+        from_version=data["from_version"],
+        actor=data["actor"],
+        time_ms=data["time_ms"],
+        comment=data["comment"],
+        evidence=data["evidence"],
+    )
+
+
+def _version_path(ref: str) -> str:
+    """``/models/churn/versions/3`` for a version ref; an alias ref is resolved by the caller."""
+    parsed = refs.parse(ref)
+    if not isinstance(parsed, refs.ModelVersionRef):
+        raise InvalidInputError(f"{ref!r} is not a model version ref such as 'churn/3'.")
+    return f"/models/{_segment(parsed.name)}/versions/{parsed.version}"
+
+
+def _segment(text: str) -> str:
+    return quote(text, safe="")
+
+
+class RemoteRegistry:
+    """``RegistryService`` over HTTP (``actor`` is ignored: the server uses the token's user)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def create_model(
+        self,
+        name: str,
+        actor: str,
+        *,
+        owner: str | None = None,
+        description: str = "",
+        risk_tier: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> ModelRecord:
+        body = {
+            "name": name,
+            "owner": owner,
+            "description": description,
+            "risk_tier": risk_tier,
+            "tags": _plain(dict(tags or {})),
+        }
+        return model_from_wire(self._t.call("POST", "/models", json_body=body))
+
+    def get_model(self, name: str) -> ModelRecord:
+        return model_from_wire(self._t.call("GET", f"/models/{_segment(name)}"))
+
+    def list_models(self) -> list[ModelRecord]:
+        return [model_from_wire(row) for row in self._t.call("GET", "/models")]
+
+    def register(
+        self,
+        name: str,
+        source: str,
+        actor: str,
+        *,
+        description: str = "",
+        signature: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        risk_tier: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> VersionRecord:
+        if signature is not None and not isinstance(signature, Mapping):
+            raise InvalidInputError("signature must be a mapping such as {'inputs': [...]}.")
+        body = {
+            "source": source,
+            "description": description,
+            "signature": None if signature is None else _plain(dict(signature)),
+            "owner": owner,
+            "risk_tier": risk_tier,
+            "tags": _plain(dict(tags or {})),
+        }
+        path = f"/models/{_segment(name)}/versions"
+        return version_from_wire(self._t.call("POST", path, json_body=body))
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        rows = self._t.call("GET", f"/models/{_segment(name)}/versions")
+        return [version_from_wire(row) for row in rows]
+
+    def resolve(self, ref: str) -> VersionRecord:
+        return version_from_wire(self._t.call("GET", "/resolve", params={"ref": ref}))
+
+
+class RemoteApprovals:
+    """``ApprovalService`` over HTTP. Approve, reject and revoke are electronic signatures: they
+    carry the user's signing token, and the server checks it belongs to the token's user."""
+
+    def __init__(self, transport: Transport, registry: RemoteRegistry, signing: str | None) -> None:
+        self._t = transport
+        self._registry = registry
+        self._signing = signing
+
+    def loadable(self, ref: str) -> VersionRecord:
+        return version_from_wire(self._t.call("GET", "/loadable", params={"ref": ref}))
+
+    def approve(
+        self,
+        ref: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        meaning: str = "approved",
+    ) -> RegistryEvent:
+        body = {"comment": comment, "evidence": list(evidence), "meaning": meaning}
+        return self._signed(ref, "approve", body)
+
+    def reject(
+        self, ref: str, actor: str, comment: str, *, evidence: Sequence[str] = ()
+    ) -> RegistryEvent:
+        return self._signed(ref, "reject", {"comment": comment, "evidence": list(evidence)})
+
+    def revoke(self, ref: str, actor: str, comment: str) -> RegistryEvent:
+        return self._signed(ref, "revoke", {"comment": comment})
+
+    def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent:
+        path = f"{self._path(ref)}/archive"
+        return event_from_wire(self._t.call("POST", path, json_body={"comment": comment}))
+
+    def _signed(self, ref: str, action: str, body: dict[str, Any]) -> RegistryEvent:
+        if not self._signing:
+            raise AuthenticationError(
+                f"to {action} on a clew server you sign with your signing token; pass "
+                "clew.connect(uri, token=..., signing_token=...) or set CLEW_SIGNING_TOKEN."
+            )
+        path = f"{self._path(ref)}/{action}"
+        headers = {SIGNING_HEADER: self._signing}
+        return event_from_wire(self._t.call("POST", path, json_body=body, headers=headers))
+
+    def _path(self, ref: str) -> str:
+        if "@" in ref:
+            ref = self._registry.resolve(ref).ref
+        return _version_path(ref)
+
+
+class RemotePromotion:
+    """``PromotionService`` over HTTP."""
+
+    def __init__(self, transport: Transport, registry: RemoteRegistry) -> None:
+        self._t = transport
+        self._registry = registry
+
+    def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
+        version = self._registry.resolve(ref)
+        path = f"/models/{_segment(version.name)}/aliases/{_segment(alias)}"
+        body = {"version": version.version, "comment": comment}
+        return event_from_wire(self._t.call("POST", path, json_body=body))
+
+    def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
+        path = f"/models/{_segment(name)}/aliases/{_segment(alias)}/rollback"
+        return event_from_wire(self._t.call("POST", path, json_body={"comment": comment}))
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[RegistryEvent]:
+        params: dict[str, Any] = {"aliases_only": "true"}
+        if alias is not None:
+            params["alias"] = alias
+        rows = self._t.call("GET", f"/models/{_segment(name)}/history", params=params)
+        return [event_from_wire(row) for row in rows]
+
+    def model_history(self, name: str) -> list[RegistryEvent]:
+        rows = self._t.call("GET", f"/models/{_segment(name)}/history")
+        return [event_from_wire(row) for row in rows]
+
+    def alias_at(self, name: str, alias: str, when_ms: int) -> VersionRecord | None:
+        path = f"/models/{_segment(name)}/aliases/{_segment(alias)}/at"
+        found = self._t.call("GET", path, params={"when_ms": max(when_ms, 0)})
+        return None if found is None else version_from_wire(found)
+
+    def model_overview(self) -> list[dict[str, Any]]:
+        return self._t.call("GET", "/models-overview")
+
+    def version_overview(self, name: str) -> list[dict[str, Any]]:
+        return self._t.call("GET", f"/models/{_segment(name)}/versions-overview")
+
+    def version_status(self, ref: str) -> dict[str, Any]:
+        return self._t.call("GET", "/version-status", params={"ref": ref})
+
+
+class RemotePolicies:
+    """``PolicyService`` over HTTP; the policy comes back as the same ``StoredPolicy``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def set_policy(self, document: str, actor: str) -> int:
+        if not isinstance(document, str):
+            raise errors.PolicySyntaxError(
+                f"the policy must be YAML text, not {type(document).__name__}."
+            )
+        return self._t.call("POST", "/policy", json_body={"document": document})["version"]
+
+    def get_policy(self) -> StoredPolicy:
+        data = self._t.call("GET", "/policy")
+        return StoredPolicy(
+            data["version"],
+            data["digest"],
+            data["document"],
+            data["created_ms"],
+            data["set_by"],
+            policy.parse(data["document"]),
+        )
+
+
 class RemoteLineage:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
@@ -430,6 +683,16 @@ class RemoteBlobStore:
         temp.replace(destination)
         return destination
 
+    def verify(self, digest: str) -> bool:
+        """True when the server has ``digest`` and its bytes, downloaded here, hash to it."""
+        hasher = hashlib.sha256()
+        with self._t.http.stream("GET", f"{API}/blobs/{digest}") as response:
+            if response.status_code >= 400:
+                return False
+            for chunk in response.iter_bytes(CHUNK):
+                hasher.update(chunk)
+        return digests.PREFIX + hasher.hexdigest() == digest
+
     def export_directory(self, digest: str, destination: Path) -> Path:
         destination = Path(destination)
         for relative, file_digest in self.read_manifest(digest).items():
@@ -483,13 +746,20 @@ class RemoteStore:
 
 
 class RemoteBackend:
-    def __init__(self, uri: str, token: str | None = None) -> None:
+    def __init__(
+        self, uri: str, token: str | None = None, signing_token: str | None = None
+    ) -> None:
         token = token or os.environ.get("CLEW_TOKEN") or None
+        signing_token = signing_token or os.environ.get("CLEW_SIGNING_TOKEN") or None
         self._transport = Transport(uri, token)
         self.store = RemoteStore(uri, self._transport)
         self.runs = RemoteRuns(self._transport)
         self.artifacts = RemoteArtifacts(self._transport)
         self.lineage = RemoteLineage(self._transport)
+        self.registry = RemoteRegistry(self._transport)
+        self.approvals = RemoteApprovals(self._transport, self.registry, signing_token)
+        self.promotion = RemotePromotion(self._transport, self.registry)
+        self.policies = RemotePolicies(self._transport)
         self._actor: str | None = None
 
     @property

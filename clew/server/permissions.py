@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from clew.server.ui.pages import APPROVE, PROMOTE, READ, ROUTE_PERMISSIONS
 from clew.service.accounts import Role
 
 
@@ -67,6 +68,21 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/approve"): SIGN,
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/reject"): SIGN,
     ("POST", f"{API}/models/{{name}}/aliases/{{alias}}"): Rule(Role.APPROVER, model_param="name"),
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/revoke"): SIGN,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/archive"): Rule(
+        Role.APPROVER, model_param="name"
+    ),
+    ("POST", f"{API}/models/{{name}}/aliases/{{alias}}/rollback"): Rule(
+        Role.APPROVER, model_param="name"
+    ),
+    ("GET", f"{API}/models/{{name}}/history"): VIEW,
+    ("GET", f"{API}/models/{{name}}/aliases/{{alias}}/at"): VIEW,
+    ("GET", f"{API}/models/{{name}}/versions-overview"): VIEW,
+    ("GET", f"{API}/models-overview"): VIEW,
+    ("GET", f"{API}/loadable"): VIEW,
+    ("GET", f"{API}/version-status"): VIEW,
+    ("GET", f"{API}/policy"): VIEW,
+    ("POST", f"{API}/policy"): Rule(Role.ADMIN),
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
@@ -75,8 +91,40 @@ RULES: dict[tuple[str, str], Rule] = {
 }
 
 
+# The web UI under /ui is the one documented exemption from RULES: its routes are keyed by
+# route name in the UI's own table (``clew.server.ui.pages.ROUTE_PERMISSIONS``), whose
+# permissions map onto roles here, exactly as the API's equivalent routes. Still fail closed:
+# a /ui route missing from that table has no rule, so it is refused and the app will not start.
+UI_PREFIX = "/ui"
+UI_RULES: dict[str, Rule] = {
+    READ: VIEW,
+    APPROVE: SIGN,
+    PROMOTE: Rule(Role.APPROVER, model_param="name"),
+}
+
+
 def rule_for(method: str, path: str) -> Rule | None:
     return RULES.get((method, path))
+
+
+def is_ui_path(path: str) -> bool:
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+
+
+def ui_rule(route_name: str | None) -> Rule | None:
+    """The rule for a /ui route, from the UI's own table (None: not declared, so refused)."""
+    if route_name not in ROUTE_PERMISSIONS:
+        return None
+    permission = ROUTE_PERMISSIONS[route_name]
+    return PUBLIC if permission is None else UI_RULES.get(permission)
+
+
+def rule_for_route(method: str, route: object) -> Rule | None:
+    """The rule a request's matched route falls under (API routes by path, /ui by name)."""
+    path = getattr(route, "path", "")
+    if is_ui_path(path):
+        return ui_rule(getattr(route, "name", None))
+    return rule_for(method, path)
 
 
 def route_keys(app: FastAPI) -> dict[tuple[str, str], bool]:
@@ -86,10 +134,25 @@ def route_keys(app: FastAPI) -> dict[tuple[str, str], bool]:
     keys: dict[tuple[str, str], bool] = {}
     for context in iter_route_contexts(app.routes):
         guarded = isinstance(context.original_route, APIRoute)
+        if context.path is None or is_ui_path(context.path):
+            continue
         for method in context.methods or ():
-            if method != "HEAD" and context.path is not None:
+            if method != "HEAD":
                 keys[(method, context.path)] = guarded
     return keys
+
+
+def ui_problems(app: FastAPI) -> list[str]:
+    """The /ui routes that lack a ROUTE_PERMISSIONS entry or bypass ``authorize``."""
+    problems = []
+    for context in iter_route_contexts(app.routes):
+        if context.path is None or not is_ui_path(context.path):
+            continue
+        route = context.original_route
+        rule = ui_rule(getattr(route, "name", None))
+        if rule is None or (rule != PUBLIC and not isinstance(route, APIRoute)):
+            problems.append(context.path)
+    return sorted(problems)
 
 
 def check_routes(app: FastAPI) -> None:
@@ -100,10 +163,12 @@ def check_routes(app: FastAPI) -> None:
     unguarded = sorted(
         key for key, guarded in served.items() if not guarded and RULES.get(key) != PUBLIC
     )
-    if missing or stale or unguarded:
+    ui = ui_problems(app)
+    if missing or stale or unguarded or ui:
         raise RuntimeError(
             "clew.server.permissions.RULES does not match the routes: "
             f"without a permission: {missing or 'none'}; without a route: {stale or 'none'}; "
-            f"non-public but not behind authorize: {unguarded or 'none'}. "
+            f"non-public but not behind authorize: {unguarded or 'none'}; "
+            f"/ui routes without a ROUTE_PERMISSIONS entry or unguarded: {ui or 'none'}. "
             "Give every route exactly one entry."
         )

@@ -13,9 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.routes.models import Body, JsonObject, Name, PlainRoute, Text
 from clew.service.approvals import ApprovalService
+from clew.service.policy import PolicyService, StoredPolicy
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 
@@ -23,6 +25,7 @@ router = APIRouter(prefix="/api/v1", tags=["registry"], route_class=PlainRoute)
 
 Version = Annotated[int, Field(ge=1, le=2**31)]
 Refs = Annotated[list[Annotated[str, Field(max_length=400)]], Field(max_length=100)]
+RefQuery = Annotated[str, Query(min_length=1, max_length=400)]
 
 
 class CreateModel(Body):
@@ -58,6 +61,35 @@ class Promotion(Body):
     comment: Text = ""
 
 
+class Decision(Body):
+    comment: Text
+
+
+class Rollback(Body):
+    comment: Text = ""
+
+
+class PolicyDocument(Body):
+    document: Annotated[str, Field(max_length=200_000)]
+
+
+def model_wire(model: ModelRecord) -> dict[str, Any]:
+    """``to_dict`` plus the exact millisecond times, so the SDK rebuilds identical records."""
+    return {**model.to_dict(), "created_ms": model.created_ms}
+
+
+def version_wire(version: VersionRecord) -> dict[str, Any]:
+    return {**version.to_dict(), "model_id": version.model_id, "created_ms": version.created_ms}
+
+
+def event_wire(event: RegistryEvent) -> dict[str, Any]:
+    return {**event.to_dict(), "time_ms": event.time_ms}
+
+
+def policy_wire(stored: StoredPolicy) -> dict[str, Any]:
+    return {**stored.to_dict(), "created_ms": stored.created_ms}
+
+
 def _registry(services: ServicesDep) -> RegistryService:
     return RegistryService(services.store)
 
@@ -66,37 +98,56 @@ def _registry(services: ServicesDep) -> RegistryService:
 def create_model(body: CreateModel, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
     fields = body.model_dump()
     name = fields.pop("name")
-    return _registry(services).create_model(name, actor, **fields).to_dict()
+    return model_wire(_registry(services).create_model(name, actor, **fields))
 
 
 @router.get("/models")
 def list_models(services: ServicesDep) -> list[dict[str, Any]]:
-    return [model.to_dict() for model in _registry(services).list_models()]
+    return [model_wire(model) for model in _registry(services).list_models()]
 
 
 @router.get("/models/{name}")
 def get_model(name: Name, services: ServicesDep) -> dict[str, Any]:
-    return _registry(services).get_model(name).to_dict()
+    return model_wire(_registry(services).get_model(name))
 
 
 @router.post("/models/{name}/versions", status_code=201)
 def register(name: Name, body: Register, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
     fields = body.model_dump()
     source = fields.pop("source")
-    return _registry(services).register(name, source, actor, **fields).to_dict()
+    return version_wire(_registry(services).register(name, source, actor, **fields))
 
 
 @router.get("/models/{name}/versions")
 def versions(name: Name, services: ServicesDep) -> list[dict[str, Any]]:
-    return [version.to_dict() for version in _registry(services).versions(name)]
+    return [version_wire(version) for version in _registry(services).versions(name)]
 
 
 @router.get("/resolve")
-def resolve(
-    ref: Annotated[str, Query(min_length=1, max_length=400)], services: ServicesDep
-) -> dict[str, Any]:
+def resolve(ref: RefQuery, services: ServicesDep) -> dict[str, Any]:
     """``churn@production`` or ``churn/3`` → the version (the hot path of model serving)."""
-    return _registry(services).resolve(ref).to_dict()
+    return version_wire(_registry(services).resolve(ref))
+
+
+@router.get("/loadable")
+def loadable(ref: RefQuery, services: ServicesDep) -> dict[str, Any]:
+    """The version ``ref`` names if it may be loaded (refused when rejected or revoked)."""
+    return version_wire(ApprovalService(services.store).loadable(ref))
+
+
+@router.get("/version-status")
+def version_status(ref: RefQuery, services: ServicesDep) -> dict[str, Any]:
+    return PromotionService(services.store).version_status(ref)
+
+
+@router.get("/models-overview")
+def models_overview(services: ServicesDep) -> list[dict[str, Any]]:
+    return PromotionService(services.store).model_overview()
+
+
+@router.get("/models/{name}/versions-overview")
+def versions_overview(name: Name, services: ServicesDep) -> list[dict[str, Any]]:
+    return PromotionService(services.store).version_overview(name)
 
 
 @router.post("/models/{name}/versions/{version}/approve", status_code=201)
@@ -106,7 +157,7 @@ def approve(
     event = ApprovalService(services.store).approve(
         f"{name}/{version}", actor, body.comment, evidence=body.evidence, meaning=body.meaning
     )
-    return event.to_dict()
+    return event_wire(event)
 
 
 @router.post("/models/{name}/versions/{version}/reject", status_code=201)
@@ -116,7 +167,7 @@ def reject(
     event = ApprovalService(services.store).reject(
         f"{name}/{version}", actor, body.comment, evidence=body.evidence
     )
-    return event.to_dict()
+    return event_wire(event)
 
 
 @router.post("/models/{name}/aliases/{alias}", status_code=201)
@@ -126,4 +177,63 @@ def promote(
     event = PromotionService(services.store).promote(
         f"{name}/{body.version}", alias, actor, body.comment
     )
-    return event.to_dict()
+    return event_wire(event)
+
+
+@router.post("/models/{name}/versions/{version}/revoke", status_code=201)
+def revoke(
+    name: Name, version: Version, body: Decision, services: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    event = ApprovalService(services.store).revoke(f"{name}/{version}", actor, body.comment)
+    return event_wire(event)
+
+
+@router.post("/models/{name}/versions/{version}/archive", status_code=201)
+def archive(
+    name: Name, version: Version, body: Decision, services: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    event = ApprovalService(services.store).archive(f"{name}/{version}", actor, body.comment)
+    return event_wire(event)
+
+
+@router.post("/models/{name}/aliases/{alias}/rollback", status_code=201)
+def rollback(
+    name: Name, alias: Name, body: Rollback, services: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    event = PromotionService(services.store).rollback(name, alias, actor, body.comment)
+    return event_wire(event)
+
+
+@router.get("/models/{name}/history")
+def model_history(
+    name: Name,
+    services: ServicesDep,
+    alias: Annotated[str | None, Query(min_length=1, max_length=250)] = None,
+    aliases_only: bool = False,
+) -> list[dict[str, Any]]:
+    """Every event of the model, newest first; ``aliases_only`` keeps alias moves (of ``alias``)."""
+    promotion = PromotionService(services.store)
+    if aliases_only or alias is not None:
+        events = promotion.alias_history(name, alias)
+    else:
+        events = promotion.model_history(name)
+    return [event_wire(event) for event in events]
+
+
+@router.get("/models/{name}/aliases/{alias}/at")
+def alias_at(
+    name: Name, alias: Name, when_ms: Annotated[int, Query(ge=0, le=2**62)], services: ServicesDep
+) -> dict[str, Any] | None:
+    """The version ``name@alias`` pointed at at ``when_ms`` (null: it pointed nowhere yet)."""
+    found = PromotionService(services.store).alias_at(name, alias, when_ms)
+    return None if found is None else version_wire(found)
+
+
+@router.get("/policy")
+def get_policy(services: ServicesDep) -> dict[str, Any]:
+    return policy_wire(PolicyService(services.store).get_policy())
+
+
+@router.post("/policy", status_code=201)
+def set_policy(body: PolicyDocument, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+    return {"version": PolicyService(services.store).set_policy(body.document, actor)}
