@@ -4,6 +4,8 @@ The route's rule comes from ``permissions.RULES`` (fail closed: no rule, no acce
 caller is whoever owns the bearer token; the principal is stored on the request and is the
 only actor the services ever see. Routes marked ``signing`` (approvals) also need the caller's
 separate signing token in ``X-Clew-Signing-Token``: a fresh proof of identity per e-signature.
+Web UI routes (/ui) take the same checks with the token from the login cookie, and the signing
+token from the approve form's password field instead of the header.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from clew.errors import PolicyError
 from clew.server import idempotency
 from clew.server.errors import HTTPError
-from clew.server.permissions import Rule, rule_for
+from clew.server.permissions import UI_RULES, Rule, is_ui_path, rule_for_route
+from clew.server.ui.pages import login_redirect, read_form
+from clew.server.ui.session import SIGNING_FIELD, TOKEN_COOKIE
 from clew.service import accounts
 from clew.service.accounts import ANONYMOUS, SIGNING, AuthenticationError, Principal, Role
+from clew.store.location import Store
 
 SIGNING_HEADER = "x-clew-signing-token"
 
@@ -33,7 +38,7 @@ async def authorize(request: Request) -> None:
     idempotency.current.set(None)
     route = request.scope.get("route")
     method = "GET" if request.method == "HEAD" else request.method
-    rule = rule_for(method, getattr(route, "path", ""))
+    rule = rule_for_route(method, route)
     if rule is None:
         raise HTTPError(403, "forbidden", "this route has no permission rule, so it is refused.")
     if rule.role is None:
@@ -42,20 +47,27 @@ async def authorize(request: Request) -> None:
     request.state.principal = principal
     _require_role(principal, rule, request)
     if rule.signing:
-        await _require_signature(request, principal)
+        await _require_signature(request, principal, await _signing_secret(request))
     await idempotency.note(request, principal.name)
 
 
 async def _principal(request: Request, rule: Rule) -> Principal:
-    secret = _bearer(request)
+    ui = _is_ui(request)
+    secret = _bearer(request) or (request.cookies.get(TOKEN_COOKIE) if ui else None)
     if secret is None:
         settings: AuthSettings = request.app.state.auth
         if settings.anonymous_read and rule.role == Role.VIEWER:
             return ANONYMOUS
+        if ui:
+            raise login_redirect(request)
         raise AuthenticationError(
             "this server needs an API token; pass clew.connect(uri, token=...) or set CLEW_TOKEN."
         )
     return await run_in_threadpool(accounts.authenticate, request.app.state.store, secret)
+
+
+def _is_ui(request: Request) -> bool:
+    return is_ui_path(getattr(request.scope.get("route"), "path", ""))
 
 
 def _bearer(request: Request) -> str | None:
@@ -80,13 +92,25 @@ def _require_role(principal: Principal, rule: Rule, request: Request) -> None:
         )
 
 
-async def _require_signature(request: Request, principal: Principal) -> None:
-    secret = request.headers.get(SIGNING_HEADER)
+async def _signing_secret(request: Request) -> str:
+    if _is_ui(request):
+        secret = (await read_form(request)).get(SIGNING_FIELD, "").strip()
+        if not secret:
+            raise AuthenticationError(
+                "this action is an electronic signature; type your signing token in the form "
+                "(create one with `clew admin create-token --signing`)."
+            )
+        return secret
+    secret = request.headers.get(SIGNING_HEADER, "")
     if not secret:
         raise AuthenticationError(
             "this action is an electronic signature; send your signing token in "
             "X-Clew-Signing-Token (create one with `clew admin create-token --signing`)."
         )
+    return secret
+
+
+async def _require_signature(request: Request, principal: Principal, secret: str) -> None:
     signer = await run_in_threadpool(
         accounts.authenticate, request.app.state.store, secret, SIGNING
     )
@@ -94,6 +118,27 @@ async def _require_signature(request: Request, principal: Principal) -> None:
         raise AuthenticationError(
             "the signing token belongs to another user; sign with your own signing token."
         )
+
+
+def check_ui_permission(request: Request, permission: str) -> None:
+    """The UI's per-request check (which forms to show, and again before a handler runs): the
+    signed-in principal's role, raised by grants on the model in the path, as for the API."""
+    _require_role(principal_of(request), UI_RULES[permission], request)
+
+
+def ui_actor(request: Request) -> str | None:
+    """The UI's ``get_actor``: the user ``authorize`` resolved from the token, never a name
+    the client claims; None on public pages (login), where no one is resolved."""
+    principal = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else None
+
+
+def token_user(store: Store, secret: str) -> str | None:
+    """The UI login check: the user owning a valid API token, or None."""
+    try:
+        return accounts.authenticate(store, secret).name
+    except AuthenticationError:
+        return None
 
 
 def principal_of(request: Request) -> Principal:

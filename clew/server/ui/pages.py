@@ -55,21 +55,35 @@ ROUTE_PERMISSIONS: dict[str, str | None] = {
 GetStore = Callable[..., Store]
 GetActor = Callable[..., str | None]
 Authorize = Callable[[str, str], None]
+AuthorizeRequest = Callable[[Request, str], None]
 CheckToken = Callable[[str], str | None]
 MAX_FORM_BYTES = 64 * 1024
 
 
 class UIRoute(APIRoute):
-    """Refusals and errors raised by the service become a readable HTML page."""
+    """Refusals and errors raised by the service become a readable HTML page.
+
+    Each router uses its own subclass (``route_class_for``) carrying its ``UIState``, put on the
+    request before any dependency runs, so a refusal by the host app's own dependencies (the
+    server's ``authorize``) is rendered as a page too.
+    """
+
+    ui_state: "UIState"
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
+        state = self.ui_state
 
         async def handle(request: Request) -> Response:
+            request.state.clew_ui = state
             try:
                 return await handler(request)
             except ClewError as error:
                 return error_page(request, str(error), error.http_status)
+            except HTTPException as error:
+                if not 300 <= error.status_code < 400:
+                    raise
+                return Response(status_code=error.status_code, headers=error.headers)
 
         return handle
 
@@ -111,6 +125,7 @@ def base_context(request: Request, actor: str | None) -> dict[str, Any]:
         "static": static,
         "actor": actor,
         "login_enabled": _state(request).check_token is not None,
+        "signing_required": _state(request).signing_required,
         "current_path": request.url.path,
     }
 
@@ -123,8 +138,11 @@ class Page:
     store: Store
     actor: str
     csrf: str
-    may: Callable[[str], bool]
+    refusal: Callable[[str], str | None]
     form: dict[str, str] = field(default_factory=dict)
+
+    def may(self, permission: str) -> bool:
+        return self.refusal(permission) is None
 
     def url(self, route: str, query: Mapping[str, Any] | None = None, /, **path: Any) -> str:
         return url_for(self.request, route, query, **path)
@@ -134,6 +152,7 @@ class Page:
             **base_context(self.request, self.actor),
             "csrf": self.csrf,
             "may": self.may,
+            "refusal": self.refusal,
             **context,
         }
         return rendering.render(template, full, status_code)
@@ -153,33 +172,38 @@ class UIState:
     authorize: Authorize | None
     check_token: CheckToken | None
     csrf_secret: bytes
+    authorize_request: AuthorizeRequest | None = None
+    signing_required: bool = False
 
     def csrf_token(self, actor: str) -> str:
         """Bound to the actor, so a token seen by one user is useless to another."""
         return hmac.new(self.csrf_secret, actor.encode(), hashlib.sha256).hexdigest()[:40]
 
-    def may(self, actor: str, permission: str) -> bool:
-        if self.authorize is None:
-            return True
-        try:
+    def check(self, request: Request, actor: str, permission: str) -> None:
+        """Raise when the actor may not use ``permission`` (no checker: everything allowed)."""
+        if self.authorize_request is not None:
+            self.authorize_request(request, permission)
+        if self.authorize is not None:
             self.authorize(actor, permission)
-        except (ClewError, HTTPException):
-            return False
-        return True
+
+    def refusal(self, request: Request, actor: str, permission: str) -> str | None:
+        """Why the actor may not use ``permission``, or None when they may."""
+        try:
+            self.check(request, actor, permission)
+        except ClewError as error:
+            return str(error)
+        except HTTPException as error:
+            return str(error.detail)
+        return None
 
 
 def _state(request: Request) -> UIState:
-    """The router's state, attached to each request by ``attach_state``."""
+    """The router's state, attached to each request by its ``UIRoute``."""
     return request.state.clew_ui
 
 
-def attach_state(state: UIState) -> Any:
-    """A router-level dependency: runs first, so even an error page knows its router."""
-
-    def attach(request: Request) -> None:
-        request.state.clew_ui = state
-
-    return Depends(attach)
+def route_class_for(state: UIState) -> type[UIRoute]:
+    return type("BoundUIRoute", (UIRoute,), {"ui_state": state})
 
 
 def make_dependencies(state: UIState) -> tuple[Any, Any]:
@@ -191,16 +215,16 @@ def make_dependencies(state: UIState) -> tuple[Any, Any]:
         actor: Annotated[str | None, Depends(state.get_actor)],
     ) -> Page:
         if actor is None:
-            raise _login_redirect(request)
+            raise login_redirect(request)
         permission = _permission(request)
-        if state.authorize is not None and permission is not None:
-            state.authorize(actor, permission)
+        if permission is not None:
+            state.check(request, actor, permission)
         return Page(
             request,
             store,
             actor,
             state.csrf_token(actor),
-            lambda wanted: state.may(actor, wanted),
+            lambda wanted: state.refusal(request, actor, wanted),
         )
 
     async def form_fields(request: Request) -> dict[str, str]:
@@ -237,7 +261,8 @@ def _permission(request: Request) -> str | None:
     return ROUTE_PERMISSIONS[name]
 
 
-def _login_redirect(request: Request) -> HTTPException:
+def login_redirect(request: Request) -> HTTPException:
+    """Send a browser that is not signed in to the login page (401 when login is disabled)."""
     if _state(request).check_token is None:
         return HTTPException(401, "not signed in")
     target = url_for(request, "ui.login", {"next": request.url.path})

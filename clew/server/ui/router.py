@@ -20,15 +20,15 @@ from clew.server.ui import (
 )
 from clew.server.ui.pages import (
     Authorize,
+    AuthorizeRequest,
     CheckToken,
     GetActor,
     GetStore,
     Page,
-    UIRoute,
     UIState,
-    attach_state,
     make_dependencies,
     new_csrf_secret,
+    route_class_for,
 )
 
 
@@ -39,6 +39,8 @@ def create_ui_router(
     authorize: Authorize | None = None,
     check_token: CheckToken | None = None,
     csrf_secret: bytes | None = None,
+    authorize_request: AuthorizeRequest | None = None,
+    signing_required: bool = False,
 ) -> APIRouter:
     """The web UI's routes.
 
@@ -51,9 +53,21 @@ def create_ui_router(
     ``check_token(token)`` returns the user a token belongs to, or None; giving it enables the
     login page, which keeps the token in an HttpOnly cookie (``session.TOKEN_COOKIE``) that
     ``get_actor`` should accept. Replicas behind one load balancer must share ``csrf_secret``.
+    ``authorize_request(request, permission)`` is ``authorize`` for apps that decide per request
+    (the clew server: the principal's role, raised by grants on the model in the path).
+    ``signing_required`` adds a signing-token field to the approve form (an e-signature that the
+    app checks, as the server does for ``ui.version_approve``).
     """
-    state = UIState(get_store, get_actor, authorize, check_token, csrf_secret or new_csrf_secret())
-    router = APIRouter(prefix="/ui", route_class=UIRoute, dependencies=[attach_state(state)])
+    state = UIState(
+        get_store,
+        get_actor,
+        authorize,
+        check_token,
+        csrf_secret or new_csrf_secret(),
+        authorize_request,
+        signing_required,
+    )
+    router = APIRouter(prefix="/ui", route_class=route_class_for(state))
     page, action = make_dependencies(state)
 
     @router.get("/", name="ui.home", include_in_schema=False)

@@ -13,6 +13,7 @@ from clew.server.ui import rendering
 from clew.server.ui.pages import CheckToken, UIState, base_context, read_form, url_for
 
 TOKEN_COOKIE = "clew_token"
+SIGNING_FIELD = "signing_token"
 COOKIE_SECONDS = 12 * 3600
 
 
