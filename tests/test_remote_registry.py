@@ -9,6 +9,7 @@ signing token an approval needs.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,13 @@ from sklearn.linear_model import LogisticRegression
 
 import clew
 from clew.domain.records import VersionRecord
-from clew.errors import ClewError, ConflictError, IntegrityError, PolicyError
+from clew.errors import (
+    ClewError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    PolicyError,
+)
 from clew.service import accounts
 from clew.service.registry import RegistryService
 
@@ -237,3 +244,45 @@ def test_a_model_tampered_on_the_server_is_not_loaded(server_team: Team) -> None
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     with pytest.raises(IntegrityError, match=r"model\.pkl"):
         alice.load_model(version)
+
+
+def test_trace_and_labels_of_predictions_captured_on_the_servers_store(
+    server_team: Team,
+) -> None:
+    """A serving process on the server's store captures; remote clients trace and label."""
+    assert server_team.server is not None
+    alice = server_team.as_user("alice")
+    version = train_and_register(alice)
+    server_team.as_user("victor").approve(version, "validated")
+    on_server = clew.Client(None if os.environ.get("CLEW_URI") else str(server_team.server.root))
+    try:
+        _, prediction_ids = on_server.load_model("churn/1").predict_with_ids(
+            load_iris(as_frame=True).data.head(2)
+        )
+        on_server.flush_captures()
+        public_key = on_server.public_key()
+    finally:
+        on_server.close()
+
+    trace = alice.trace(prediction_ids[1])
+    assert trace.prediction_id == prediction_ids[1]
+    assert [trace.step(kind).verified for kind in ("prediction", "model_version", "approvals")] == [
+        True,
+        True,
+        True,
+    ]
+    assert "approved by victor" in str(trace)
+    assert "no code revision was captured" in trace.step("training_run").reason
+    assert alice.log_labels(list(prediction_ids), [0, 1]) == 2
+    assert alice.get_labels(list(prediction_ids)) == {prediction_ids[0]: 0, prediction_ids[1]: 1}
+    assert alice.public_key() == public_key
+
+
+def test_a_remote_client_does_not_capture_yet(server_team: Team) -> None:
+    alice = server_team.as_user("alice")
+    version = train_and_register(alice)
+    loaded = alice.load_model(version)
+    loaded.predict(load_iris(as_frame=True).data.head(2))
+    assert loaded.capture is False and alice.capture_stats()["submitted"] == 0
+    with pytest.raises(InvalidInputError, match="get_prediction reads capture files"):
+        alice.get_prediction(f"{loaded.last_prediction_ids.call}.0")

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from clew.domain.records import RunRecord
+from clew.service import capture, signing
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.lineage import LineageService
@@ -16,7 +18,27 @@ from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.service.runs import RunService, search_runs
+from clew.service.trace import Trace, trace_prediction
 from clew.store.location import Store, open_store
+
+
+class EmbeddedPredictions:
+    """Trace, labels and the signing key of one store, shaped like ``RemotePredictions``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def trace(self, prediction_id: str) -> Trace:
+        return trace_prediction(self.store, prediction_id)
+
+    def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str) -> int:
+        return capture.log_labels(self.store, list(prediction_ids), list(labels), actor)
+
+    def labels_for(self, prediction_ids: Sequence[str]) -> dict[str, Any]:
+        return capture.labels_for(self.store, list(prediction_ids))
+
+    def public_key(self) -> str:
+        return signing.store_public_key(self.store).decode()
 
 
 class EmbeddedBackend:
@@ -29,6 +51,7 @@ class EmbeddedBackend:
         self.approvals = ApprovalService(self.store)
         self.promotion = PromotionService(self.store)
         self.policies = PolicyService(self.store)
+        self.predictions = EmbeddedPredictions(self.store)
 
     def search_runs(
         self,

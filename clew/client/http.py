@@ -42,6 +42,7 @@ from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
 from clew.service.runs import param_text
+from clew.service.trace import Trace, TraceStep
 from clew.service.uploads import MANIFEST_KIND, check_relative_path
 from clew.store.blobs import CHUNK, Progress, StoredBlob, StoredDirectory, walk_files
 
@@ -50,6 +51,7 @@ SIGNING_HEADER = "X-Clew-Signing-Token"
 RETRY_STATUSES = {502, 503, 504}
 ATTEMPTS = 6
 METRIC_BATCH = 100_000
+LABEL_BATCH = 10_000
 
 
 def _error_classes() -> dict[str, type[ClewError]]:
@@ -542,6 +544,38 @@ class RemotePolicies:
         )
 
 
+class RemotePredictions:
+    """Trace and labels of predictions captured on the server's store, over HTTP."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def trace(self, prediction_id: str) -> Trace:
+        data = self._t.call("GET", f"/predictions/{_segment(prediction_id)}/trace")
+        return Trace(data["prediction_id"], [TraceStep(**step) for step in data["steps"]])
+
+    def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str) -> int:
+        """Sent in requests of at most ``LABEL_BATCH`` pairs (uneven lists go whole, so the
+        server refuses them with the service's own message)."""
+        ids, values = list(prediction_ids), _plain(list(labels))
+        step = LABEL_BATCH if len(ids) == len(values) else max(len(ids), len(values), 1)
+        count = 0
+        for start in range(0, max(len(ids), len(values), 1), step):
+            body = {
+                "prediction_ids": ids[start : start + step],
+                "labels": values[start : start + step],
+            }
+            count += self._t.call("POST", "/labels", json_body=body)["count"]
+        return count
+
+    def labels_for(self, prediction_ids: Sequence[str]) -> dict[str, Any]:
+        body = {"prediction_ids": list(prediction_ids)}
+        return self._t.call("POST", "/labels/search", json_body=body)
+
+    def public_key(self) -> str:
+        return self._t.call("GET", "/public-key")["pem"]
+
+
 class RemoteLineage:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
@@ -760,6 +794,7 @@ class RemoteBackend:
         self.approvals = RemoteApprovals(self._transport, self.registry, signing_token)
         self.promotion = RemotePromotion(self._transport, self.registry)
         self.policies = RemotePolicies(self._transport)
+        self.predictions = RemotePredictions(self._transport)
         self._actor: str | None = None
 
     @property

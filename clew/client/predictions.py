@@ -1,7 +1,9 @@
 """Prediction capture and tracing methods of ``Client``: stats, labels, lookup, trace.
 
 ``PredictionsMixin`` is mixed into ``Client``; the module functions below call the default
-client and are re-exported by ``clew``.
+client and are re-exported by ``clew``. Trace, labels and the public key go through the
+backend, so they work on a server too. Capture (and ``get_prediction``, which reads capture
+files) needs the store in this process: a client of a server does not capture yet.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from clew.service import capture, signing
+from clew.client.embedded import EmbeddedBackend
+from clew.errors import InvalidInputError
+from clew.service import capture
 from clew.service.capture import CapturedPrediction, CaptureService, CaptureSettings
 from clew.service.identity import current_actor
-from clew.service.trace import Trace, trace_prediction
+from clew.service.trace import Trace
 
 if TYPE_CHECKING:
+    from clew.client.http import RemoteBackend
     from clew.store.location import Store
 
 __all__ = [
@@ -37,7 +42,8 @@ _capture_lock = threading.Lock()
 class PredictionsMixin:
     """Signed prediction capture, ground-truth labels and ``trace`` (see docs/predictions.md)."""
 
-    store: Store
+    _service: EmbeddedBackend | RemoteBackend
+    actor: str
     _capture: CaptureService | None = None
     _capture_settings: CaptureSettings | None = None
 
@@ -77,39 +83,51 @@ class PredictionsMixin:
     def get_prediction(self, prediction_id: str) -> CapturedPrediction:
         """A captured prediction as stored, with its proof, label and verification result."""
         self.flush_captures()
-        return capture.find_prediction(self.store, prediction_id)
+        return capture.find_prediction(self._local_store("get_prediction"), prediction_id)
 
     def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any]) -> int:
         """Attach ground truth to captured predictions (a later label replaces an earlier one)."""
         self.flush_captures()
-        return capture.log_labels(self.store, list(prediction_ids), list(labels), current_actor())
+        return self._service.predictions.log_labels(list(prediction_ids), list(labels), self.actor)
 
     def get_labels(self, prediction_ids: Sequence[str]) -> dict[str, Any]:
-        return capture.labels_for(self.store, list(prediction_ids))
+        return self._service.predictions.labels_for(list(prediction_ids))
 
     def trace(self, prediction_id: str) -> Trace:
         """The whole thread from one prediction back to its model, approvals, run and data."""
         self.flush_captures()
-        return trace_prediction(self.store, prediction_id)
+        return self._service.predictions.trace(prediction_id)
 
     def public_key(self) -> str:
         """The store's Ed25519 public key (PEM): all an auditor needs to verify captures."""
-        return signing.store_public_key(self.store).decode()
+        return self._service.predictions.public_key()
 
     # --- used by LoadedModel ----------------------------------------------------------
 
+    def _captures_here(self) -> bool:
+        """Whether predictions can be captured: only into a store opened in this process."""
+        return isinstance(self._service, EmbeddedBackend)
+
+    def _local_store(self, action: str) -> Store:
+        if not isinstance(self._service, EmbeddedBackend):
+            raise InvalidInputError(
+                f"{action} reads capture files, which a client of a clew server does not have "
+                "yet; run it where the store is opened directly (clew.connect(<store>))."
+            )
+        return self._service.store
+
     def _capture_service(self) -> CaptureService:
         if self._capture is None:
+            store = self._local_store("prediction capture")
             with _capture_lock:
                 if self._capture is None:
-                    self._capture = CaptureService(
-                        self.store, current_actor(), self._capture_settings
-                    )
+                    self._capture = CaptureService(store, current_actor(), self._capture_settings)
                     _with_capture.add(self)
         return self._capture
 
     def _capture_failed(self, rows: int, error: Exception) -> None:
-        self._capture_service().record_failure(rows, error)
+        if self._captures_here():
+            self._capture_service().record_failure(rows, error)
 
     def _close_captures(self) -> None:
         if self._capture is not None:
@@ -117,8 +135,6 @@ class PredictionsMixin:
 
 
 def _positive(value: Any, name: str) -> Any:
-    from clew.errors import InvalidInputError
-
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise InvalidInputError(f"{name} {value!r} must be a positive number.")
     return value

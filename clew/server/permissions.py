@@ -83,6 +83,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/version-status"): VIEW,
     ("GET", f"{API}/policy"): VIEW,
     ("POST", f"{API}/policy"): Rule(Role.ADMIN),
+    # captured predictions
+    ("GET", f"{API}/predictions/{{prediction_id}}/trace"): VIEW,
+    ("POST", f"{API}/labels"): CONTRIBUTE,
+    ("POST", f"{API}/labels/search"): VIEW,
+    ("GET", f"{API}/public-key"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,

@@ -1,0 +1,61 @@
+"""Captured predictions on the server's store: trace, ground-truth labels, the public key.
+
+These read captures that processes writing to the server's own store made (``clew serve`` on
+that store, for instance); sending capture batches from a remote client is not served yet.
+Labels are attributed to the authenticated user.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import AfterValidator, Field
+
+from clew.server.deps import ActorDep, ServicesDep
+from clew.server.limits import check_depth
+from clew.server.routes.models import Body, PlainRoute
+from clew.service import capture, signing
+from clew.service.trace import trace_prediction
+
+router = APIRouter(prefix="/api/v1", tags=["predictions"], route_class=PlainRoute)
+
+MAX_LABELS = 10_000
+PredictionId = Annotated[str, Field(min_length=1, max_length=80)]
+PredictionIds = Annotated[list[PredictionId], Field(max_length=MAX_LABELS)]
+
+
+def _bounded(value: list[Any]) -> list[Any]:
+    return check_depth(value, "the labels")
+
+
+class Labels(Body):
+    prediction_ids: PredictionIds
+    labels: Annotated[list[Any], Field(max_length=MAX_LABELS), AfterValidator(_bounded)]
+
+
+class LabelQuery(Body):
+    prediction_ids: PredictionIds
+
+
+@router.get("/predictions/{prediction_id}/trace")
+def trace(prediction_id: PredictionId, services: ServicesDep) -> dict[str, Any]:
+    """The thread from one prediction to its model, approvals, run and data, each verified."""
+    return trace_prediction(services.store, prediction_id).to_dict()
+
+
+@router.post("/labels", status_code=201)
+def log_labels(body: Labels, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+    count = capture.log_labels(services.store, body.prediction_ids, body.labels, actor)
+    return {"count": count}
+
+
+@router.post("/labels/search")
+def labels(body: LabelQuery, services: ServicesDep) -> dict[str, Any]:
+    return capture.labels_for(services.store, body.prediction_ids)
+
+
+@router.get("/public-key")
+def public_key(services: ServicesDep) -> dict[str, Any]:
+    """The store's Ed25519 public key (PEM), all an auditor needs to verify capture batches."""
+    return {"pem": signing.store_public_key(services.store).decode()}
