@@ -91,8 +91,13 @@ def main() -> None:
         client = clew.connect(home)
         forest = loaded(client, forest_model, "rf")
         linear = loaded(client, LogisticRegression(max_iter=500).fit(X, y), "lr")
+        trusting = LoadedModel(linear.raw, linear.version, client, copy_inputs=False)
         batch = X[:10_000]
-        for name, model in (("RandomForest(50)", forest), ("LogisticRegression", linear)):
+        for name, model in (
+            ("RandomForest(50)", forest),
+            ("LogisticRegression", linear),
+            ("LogisticRegression copy_inputs=False", trusting),
+        ):
             plain, captured = overhead(model, batch)
             print(
                 f"predict 10k rows {name}: {plain * 1e3:.2f} ms plain, {captured * 1e3:.2f} ms "

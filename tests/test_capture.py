@@ -15,6 +15,7 @@ import pytest
 from capture_support import iris, register_iris
 
 import clew
+from clew.client.loaded_model import LoadedModel
 from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
 from clew.service import audit
 
@@ -258,3 +259,14 @@ def test_big_batches_hashed_by_helper_processes_match_in_process_hashes(client, 
         hasher.close()
     assert remote == merkle.leaf_hashes_fixed(matrix.reshape(-1).data, 57)
     assert len(remote) == rows * merkle.HASH_SIZE
+
+
+def test_copy_inputs_false_captures_the_callers_array_itself(client, model) -> None:
+    features, _ = iris()
+    trusting = LoadedModel(model.raw, model.version, client, copy_inputs=False)
+    batch = features.copy()
+    _, ids = trusting.predict_with_ids(batch)
+    batch[3] = 7.0
+    found = client.get_prediction(ids[3])
+    assert found.verified, found.verification.reason
+    assert found.inputs == {f"f{j}": 7.0 for j in range(4)}

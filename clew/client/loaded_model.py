@@ -70,7 +70,10 @@ class LoadedModel:
     """A loaded model version; ``predict`` and ``predict_proba`` capture what they return.
 
     ``input_sampling`` is the share of rows whose inputs are kept (outputs are always kept);
-    ``capture=False`` turns capture off for this object.
+    ``capture=False`` turns capture off for this object. ``copy_inputs=False`` queues the
+    caller's input arrays themselves instead of a copy: for callers that never modify an
+    array after passing it to ``predict``, it saves the copy (most of capture's cost on a
+    fast model); an array changed before its batch is written is captured as changed.
     """
 
     def __init__(
@@ -81,12 +84,14 @@ class LoadedModel:
         *,
         input_sampling: float = 1.0,
         capture: bool = True,
+        copy_inputs: bool = True,
     ) -> None:
         self.raw = model
         self.version = version
         self._client = client
         self.input_sampling = input_sampling
         self.capture = capture
+        self.copy_inputs = copy_inputs
         self.last_prediction_ids: PredictionIds | None = None
         self._targets = {
             method: CaptureTarget(version.id, version.name, version.version, version.digest, method)
@@ -147,7 +152,10 @@ class LoadedModel:
         """Hand a copy of the call to the capture queue; any failure is counted, not raised."""
         try:
             service = self._client._capture_service()
-            kept, sampled = _sample(inputs, rows, self._sampling, service.arena)
+            if not self.copy_inputs and self._sampling >= 1:
+                kept, sampled = inputs, None
+            else:
+                kept, sampled = _sample(inputs, rows, self._sampling, service.arena)
             now = time.time_ns() // 1_000_000
             call = Call(call_id, now, rows, _copy(outputs, service.arena), kept, sampled)
             service.submit(self._targets[method], call)
