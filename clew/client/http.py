@@ -348,14 +348,6 @@ def event_from_wire(data: dict[str, Any]) -> RegistryEvent:
     )
 
 
-def _version_path(ref: str) -> str:
-    """``/models/churn/versions/3`` for a version ref; an alias ref is resolved by the caller."""
-    parsed = refs.parse(ref)
-    if not isinstance(parsed, refs.ModelVersionRef):
-        raise InvalidInputError(f"{ref!r} is not a model version ref such as 'churn/3'.")
-    return f"/models/{_segment(parsed.name)}/versions/{parsed.version}"
-
-
 def _segment(text: str) -> str:
     return quote(text, safe="")
 
@@ -471,9 +463,12 @@ class RemoteApprovals:
         return event_from_wire(self._t.call("POST", path, json_body=body, headers=headers))
 
     def _path(self, ref: str) -> str:
-        if "@" in ref:
-            ref = self._registry.resolve(ref).ref
-        return _version_path(ref)
+        """``/models/churn/versions/3``; any other model ref is resolved by the server first."""
+        parsed = refs.parse(ref)
+        if not isinstance(parsed, refs.ModelVersionRef):
+            version = self._registry.resolve(ref)
+            parsed = refs.ModelVersionRef(version.name, version.version)
+        return f"/models/{_segment(parsed.name)}/versions/{parsed.version}"
 
 
 class RemotePromotion:
