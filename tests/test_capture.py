@@ -239,28 +239,6 @@ def test_caller_reusing_its_arrays_does_not_change_what_was_captured(client, mod
     assert found.output != 99
 
 
-def test_big_batches_hashed_by_helper_processes_match_in_process_hashes(client, model) -> None:
-    from clew.domain import merkle
-    from clew.service.capture import LeafHasher
-
-    rows = LeafHasher.MIN_ROWS + 123
-    rng = np.random.default_rng(3)
-    inputs = rng.normal(size=(rows, 4))
-    _, ids = model.predict_with_ids(inputs)
-    client.flush_captures()
-    found = client.get_prediction(ids[rows - 1])
-    assert found.verified, found.verification.reason
-    assert found.inputs == {f"f{j}": inputs[rows - 1, j] for j in range(4)}
-    matrix = rng.integers(0, 256, size=(rows, 57), dtype=np.uint8)
-    hasher = LeafHasher()
-    try:
-        remote = hasher(matrix)
-    finally:
-        hasher.close()
-    assert remote == merkle.leaf_hashes_fixed(matrix.reshape(-1).data, 57)
-    assert len(remote) == rows * merkle.HASH_SIZE
-
-
 def test_copy_inputs_false_captures_the_callers_array_itself(client, model) -> None:
     features, _ = iris()
     trusting = LoadedModel(model.raw, model.version, client, copy_inputs=False)

@@ -17,7 +17,6 @@ batch's signed header instead of every leaf.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,25 +28,17 @@ from clew.domain import merkle
 CALL_LENGTH = 26
 NULL_LENGTH = 0xFFFFFFFF
 PREDICTION_COLUMNS = ("prediction_id", "time")
-PACK_BLOCK_BYTES = 256 * 1024
 
 
-def leaf_hashes(
-    table: pa.Table,
-    header: np.ndarray | None = None,
-    hash_fixed: Callable[[np.ndarray], bytes] | None = None,
-) -> bytes:
+def leaf_hashes(table: pa.Table, header: np.ndarray | None = None) -> bytes:
     """The 32-byte leaf hash of every row, concatenated in row order.
 
     ``header`` may carry the call-id/row/time bytes precomputed by the writer (it must equal
-    what ``header_bytes(table)`` derives from the stored columns). ``hash_fixed`` may hash a
-    (rows, width) matrix of equal-width messages elsewhere (the writer's helper processes).
+    what ``header_bytes(table)`` derives from the stored columns).
     """
     parts = _parts(table, header_bytes(table) if header is None else header)
     if all(isinstance(part, np.ndarray) for part in parts):
         matrix = _pack(parts)
-        if hash_fixed is not None:
-            return hash_fixed(matrix)
         return merkle.leaf_hashes_fixed(matrix.reshape(-1).data, matrix.shape[1])
     joined = pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b"")
     joined = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
@@ -58,21 +49,14 @@ def leaf_hashes(
 
 
 def _pack(parts: list[np.ndarray]) -> np.ndarray:
-    """Lay fixed-width parts side by side in one (rows, width) byte matrix.
-
-    Rows are filled a cache-sized block at a time: one field after another over the whole
-    matrix would stream it through memory once per field.
-    """
+    """Lay fixed-width parts side by side in one (rows, width) byte matrix (strided copies)."""
     count = len(parts[0])
     views = [np.ascontiguousarray(part).view(np.uint8).reshape(count, -1) for part in parts]
     matrix = np.empty((count, sum(view.shape[1] for view in views)), dtype=np.uint8)
-    block = max(1, PACK_BLOCK_BYTES // matrix.shape[1])
-    for first in range(0, count, block):
-        rows = slice(first, first + block)
-        start = 0
-        for view in views:
-            matrix[rows, start : start + view.shape[1]] = view[rows]
-            start += view.shape[1]
+    start = 0
+    for view in views:
+        matrix[:, start : start + view.shape[1]] = view
+        start += view.shape[1]
     return matrix
 
 

@@ -11,10 +11,8 @@ Everything here is pure (bytes in, bytes out) so an auditor can re-run it with n
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 ARITY = 16
 HASH_SIZE = 32
@@ -48,23 +46,6 @@ def leaf_hashes_fixed(buffer: bytes | memoryview, width: int) -> bytes:
     sha = hashlib.sha256
     view = memoryview(buffer)
     return b"".join([sha(view[i : i + width]).digest() for i in range(0, len(buffer), width)])
-
-
-def serve_leaf_hashes(reader: BinaryIO, writer: BinaryIO) -> None:
-    """Hash requests from another process until ``reader`` ends.
-
-    One sha256 call per row holds the calling process's GIL for the whole batch; doing it here,
-    in a helper process, leaves the caller's threads (its ``predict`` calls) free. A request is
-    ``width, length`` (two little-endian u64) then ``length`` bytes of ``width``-byte messages;
-    the answer is their leaf hashes.
-    """
-    while header := reader.read(16):
-        width, length = struct.unpack("<QQ", header)
-        data = reader.read(length)
-        if len(data) != length:
-            return
-        writer.write(leaf_hashes_fixed(data, width))
-        writer.flush()
 
 
 def leaf_hashes_variable(buffer: bytes, offsets: Sequence[int]) -> bytes:

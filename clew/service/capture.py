@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import struct
-import subprocess
 import sys
 import threading
 import time
@@ -38,11 +36,6 @@ from clew.store.location import Store
 HEADER_KEY = b"clew.capture.batch"
 SIGNATURE_KEY = b"clew.capture.signature"
 BATCH_KIND = "clew.capture.batch/v1"
-# A leaf-hashing helper runs merkle.py by path: importing the clew package costs seconds.
-_HELPER_CODE = (
-    "import runpy, sys; runpy.run_path(sys.argv[1])['serve_leaf_hashes']"
-    "(sys.stdin.buffer, sys.stdout.buffer)"
-)
 
 
 @dataclass(frozen=True)
@@ -163,79 +156,6 @@ class CopyArena:
         self._used = 0
 
 
-class LeafHasher:
-    """Hashes the leaves of big batches in helper processes, one per core.
-
-    Hashing is one sha256 call per row; in the writer thread that holds the GIL for most of a
-    batch and makes every concurrent ``predict`` wait for it. The helpers take the packed
-    messages through a pipe (the writer blocks in I/O with the GIL released) and hash their
-    shares in parallel. Small batches, or any helper failure, hash in-process instead.
-    """
-
-    MIN_ROWS = 50_000
-
-    def __init__(self, workers: int = 2) -> None:
-        self.workers = workers
-        self._helpers: list[subprocess.Popen[bytes]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, matrix: np.ndarray) -> bytes:
-        rows, width = matrix.shape
-        if rows >= self.MIN_ROWS:
-            with self._lock:
-                try:
-                    return self._remote(matrix)
-                except (OSError, ValueError, struct.error):
-                    self._stop()
-        return merkle.leaf_hashes_fixed(matrix.reshape(-1).data, width)
-
-    def _remote(self, matrix: np.ndarray) -> bytes:
-        helpers = self._started()
-        shares = np.array_split(np.ascontiguousarray(matrix), len(helpers))
-        for helper, share in zip(helpers, shares, strict=True):
-            assert helper.stdin is not None
-            helper.stdin.write(struct.pack("<QQ", share.shape[1], share.nbytes))
-            helper.stdin.write(share.reshape(-1).data)
-            helper.stdin.flush()
-        answers = []
-        for helper, share in zip(helpers, shares, strict=True):
-            assert helper.stdout is not None
-            answer = helper.stdout.read(len(share) * merkle.HASH_SIZE)
-            if len(answer) != len(share) * merkle.HASH_SIZE:
-                raise ValueError("a leaf-hashing helper process ended early")
-            answers.append(answer)
-        return b"".join(answers)
-
-    def _started(self) -> list[subprocess.Popen[bytes]]:
-        if not self._helpers or any(helper.poll() is not None for helper in self._helpers):
-            self._stop()
-            self._helpers = [
-                subprocess.Popen(
-                    [sys.executable, "-c", _HELPER_CODE, merkle.__file__],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                )
-                for _ in range(self.workers)
-            ]
-        return self._helpers
-
-    def close(self) -> None:
-        with self._lock:
-            self._stop()
-
-    def _stop(self) -> None:
-        for helper in self._helpers:
-            for stream in (helper.stdin, helper.stdout):
-                if stream is not None:
-                    stream.close()
-            try:
-                helper.wait(5)
-            except subprocess.TimeoutExpired:
-                helper.kill()
-                helper.wait()
-        self._helpers = []
-
-
 class CaptureService:
     """The bounded queue and its writer thread for one store."""
 
@@ -254,7 +174,6 @@ class CaptureService:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._signer: signing.Signer | None = None
-        self._hasher = LeafHasher()
         self.arena = CopyArena()
 
     # --- the caller's side: never blocks on I/O, never raises -----------------------------
@@ -309,7 +228,6 @@ class CaptureService:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        self._hasher.close()
 
     # --- the writer thread -------------------------------------------------------------
 
@@ -365,7 +283,6 @@ class CaptureService:
                     target,
                     calls,
                     dropped,
-                    hasher=self._hasher,
                 )
             except Exception as error:  # capture must never break prediction: count it
                 with self._cond:
@@ -415,8 +332,6 @@ def write_batch(
     target: CaptureTarget,
     calls: Sequence[Call],
     dropped: int = 0,
-    *,
-    hasher: LeafHasher | None = None,
 ) -> str:
     """Write one signed batch and record it; returns the batch id."""
     table = build_table(target, calls)
@@ -425,7 +340,7 @@ def write_batch(
         np.array([call.rows for call in calls]),
         np.array([call.time_ms for call in calls]),
     )
-    levels = merkle.build_levels(leaves.leaf_hashes(table, header, hasher))
+    levels = merkle.build_levels(leaves.leaf_hashes(table, header))
     count = table.num_rows
     batch_id = ids.new_id()
     header = {
