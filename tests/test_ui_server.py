@@ -131,6 +131,31 @@ def test_login_sets_a_strict_httponly_cookie_and_logout_clears_it(deployment: De
         assert client.get("/ui/models").status_code == 303
 
 
+def test_a_revoked_cookie_token_sends_the_browser_back_to_login(deployment: Deployment) -> None:
+    issued = accounts.create_token(deployment.server.store, "vera", "test-admin")
+    cookies = {TOKEN_COOKIE: issued.secret}
+    with httpx.Client(base_url=deployment.url, cookies=cookies, timeout=30) as client:
+        assert client.get("/ui/models").status_code == 200
+        accounts.revoke_token(deployment.server.store, issued.id, "test-admin")
+        response = client.get("/ui/models")
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/ui/login")
+        bearer = client.get("/ui/models", headers={"Authorization": f"Bearer {issued.secret}"})
+        assert bearer.status_code == 401
+        assert "was revoked" in bearer.text
+
+
+def test_out_of_range_numbers_are_refused_not_a_server_error(deployment: Deployment) -> None:
+    """Found by the OpenAPI fuzzer: a version beyond SQLite's integers used to answer 500."""
+    with _browser(deployment, "vera") as vera:
+        huge = vera.get(f"/ui/models/{MODEL}/versions/81014475433430230153289866936320")
+        assert huge.status_code == 422
+        assert vera.get("/ui/models", params={"offset": 2**70}).status_code == 422
+        assert vera.get("/ui/audit", params={"before": 2**70}).status_code == 422
+    paths = create_app(deployment.server.store).openapi()["paths"]
+    assert not [path for path in paths if path.startswith("/ui")]
+
+
 def test_cookie_is_secure_over_https(deployment: Deployment) -> None:
     app = create_app(deployment.server.store)
     https = TestClient(app, base_url="https://clew.example", follow_redirects=False)

@@ -52,18 +52,24 @@ async def authorize(request: Request) -> None:
 
 
 async def _principal(request: Request, rule: Rule) -> Principal:
-    ui = _is_ui(request)
-    secret = _bearer(request) or (request.cookies.get(TOKEN_COOKIE) if ui else None)
+    bearer = _bearer(request)
+    cookie = request.cookies.get(TOKEN_COOKIE) if _is_ui(request) else None
+    secret = bearer or cookie
     if secret is None:
         settings: AuthSettings = request.app.state.auth
         if settings.anonymous_read and rule.role == Role.VIEWER:
             return ANONYMOUS
-        if ui:
+        if _is_ui(request):
             raise login_redirect(request)
         raise AuthenticationError(
             "this server needs an API token; pass clew.connect(uri, token=...) or set CLEW_TOKEN."
         )
-    return await run_in_threadpool(accounts.authenticate, request.app.state.store, secret)
+    try:
+        return await run_in_threadpool(accounts.authenticate, request.app.state.store, secret)
+    except AuthenticationError:
+        if bearer is None:
+            raise login_redirect(request) from None
+        raise
 
 
 def _is_ui(request: Request) -> bool:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
-from clew.server.ui.pages import Page
+from clew.server.ui.pages import Offset, Page
 from clew.service import audit
 
 PAGE_SIZE = 100
@@ -22,7 +22,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         target: str = "",
         actor: str = "",
         action: str = "",
-        before: int | None = None,
+        before: Offset | None = None,
     ) -> Response:
         found = audit.entries(
             current.store,

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from clew.domain.records import RunRecord
 from clew.errors import FilterSyntaxError, InvalidRefError
 from clew.server.ui import rendering
-from clew.server.ui.pages import Page
+from clew.server.ui.pages import Offset, Page
 from clew.service.artifacts import ArtifactService
 from clew.service.runs import RunService, search_runs
 
@@ -28,7 +28,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         order_by: str = "",
         experiment: str = "",
         columns: Annotated[list[str] | None, Query()] = None,
-        limit: int = 100,
+        limit: Offset = 100,
     ) -> Response:
         limit = limit if limit in PAGE_SIZES else PAGE_SIZES[1]
         error, runs = None, []

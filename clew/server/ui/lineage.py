@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from clew.domain import refs
 from clew.errors import ClewError
-from clew.server.ui.pages import Page
+from clew.server.ui.pages import Offset, Page
 from clew.service.lineage import LineageService
 
 DIRECTIONS = ("both", "upstream", "downstream")
@@ -25,7 +25,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
     def explorer(
         current: Annotated[Page, Depends(page)],
         ref: str = "",
-        depth: int = DEFAULT_DEPTH,
+        depth: Offset = DEFAULT_DEPTH,
         direction: str = "both",
     ) -> Response:
         ref = ref.strip()
@@ -51,7 +51,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
     def graph_json(
         current: Annotated[Page, Depends(page)],
         ref: str = "",
-        depth: int = DEFAULT_DEPTH,
+        depth: Offset = DEFAULT_DEPTH,
         direction: str = "both",
     ) -> Response:
         try:

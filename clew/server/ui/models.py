@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
 from clew.errors import ClewError
-from clew.server.ui.pages import APPROVE, PROMOTE, Page
+from clew.server.ui.pages import APPROVE, PROMOTE, Offset, Page, VersionNumber
 from clew.service import inventory
 from clew.service.approvals import ApprovalService
 from clew.service.model_card import model_card, verify_version
@@ -34,7 +34,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         risk_tier: str = "",
         sort: str = "name",
         desc: bool = False,
-        offset: int = 0,
+        offset: Offset = 0,
     ) -> Response:
         sort = sort if sort in inventory.SORTS else "name"
         found = inventory.inventory(
@@ -67,18 +67,22 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
     @router.get("/models/{name}/versions/{version}", name="ui.version")
     def version_page(
         name: str,
-        version: int,
+        version: VersionNumber,
         current: Annotated[Page, Depends(page)],
         done: str = "",
     ) -> Response:
         return _version(current, name, version, notice=done or None)
 
     @router.get("/models/{name}/versions/{version}/integrity.json", name="ui.version_integrity")
-    def integrity(name: str, version: int, current: Annotated[Page, Depends(page)]) -> Response:
+    def integrity(
+        name: str, version: VersionNumber, current: Annotated[Page, Depends(page)]
+    ) -> Response:
         return JSONResponse(asdict(verify_version(current.store, name, version)))
 
     @router.post("/models/{name}/versions/{version}/decide", name="ui.version_approve")
-    def decide(name: str, version: int, current: Annotated[Page, Depends(action)]) -> Response:
+    def decide(
+        name: str, version: VersionNumber, current: Annotated[Page, Depends(action)]
+    ) -> Response:
         ref = f"{name}/{version}"
         decision = current.form.get("decision", "")
         comment = current.form.get("comment", "")
@@ -96,7 +100,9 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         return current.redirect("ui.version", {"done": notice}, name=name, version=version)
 
     @router.post("/models/{name}/versions/{version}/promote", name="ui.version_promote")
-    def promote(name: str, version: int, current: Annotated[Page, Depends(action)]) -> Response:
+    def promote(
+        name: str, version: VersionNumber, current: Annotated[Page, Depends(action)]
+    ) -> Response:
         ref = f"{name}/{version}"
         alias = current.form.get("alias", "").strip()
         comment = current.form.get("comment", "")

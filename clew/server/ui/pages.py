@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -58,6 +58,9 @@ Authorize = Callable[[str, str], None]
 AuthorizeRequest = Callable[[Request, str], None]
 CheckToken = Callable[[str], str | None]
 MAX_FORM_BYTES = 64 * 1024
+# Numbers in URLs are bounded so a huge one is a 422, not an overflow in the database.
+VersionNumber = Annotated[int, Path(ge=1, le=2**31)]
+Offset = Annotated[int, Query(ge=0, le=2**31)]
 
 
 class UIRoute(APIRoute):

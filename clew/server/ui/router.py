@@ -67,7 +67,8 @@ def create_ui_router(
         authorize_request,
         signing_required,
     )
-    router = APIRouter(prefix="/ui", route_class=route_class_for(state))
+    # HTML pages, not API: kept out of the app's OpenAPI document.
+    router = APIRouter(prefix="/ui", route_class=route_class_for(state), include_in_schema=False)
     page, action = make_dependencies(state)
 
     @router.get("/", name="ui.home", include_in_schema=False)
