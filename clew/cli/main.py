@@ -14,6 +14,7 @@ from clew.cli import (
     audit,
     demo,
     lineage,
+    ops,
     registry,
     runs,
     serve,
@@ -74,5 +75,9 @@ app.add_typer(audit.app, name="audit")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("ui")(ui.ui)
+app.command("backup")(ops.backup)
+app.command("restore")(ops.restore)
+app.command("gc")(ops.gc)
+app.add_typer(ops.db_app, name="db")
 app.command("server")(server.server)
 app.add_typer(server.admin_app, name="admin")
