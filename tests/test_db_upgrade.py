@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
 import typer
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
-from sqlalchemy import create_engine, inspect
+from alembic.migration import MigrationContext
+from conftest import PostgresServer
+from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from clew.cli import ops
 from clew.cli.output import ClewGroup
 from clew.store.location import open_store
 from clew.store.metadata import MIGRATIONS_DIR, SCHEMA_HEAD
+from clew.store.schema import metadata
 
 ops_app = typer.Typer(cls=ClewGroup)
 ops_app.add_typer(ops.db_app, name="db")
@@ -69,3 +74,87 @@ def test_a_store_at_an_unknown_revision_is_refused(tmp_path: Path) -> None:
     assert "schema revision '9999', written by a newer clew" in " ".join(output.split())
     with sqlite3.connect(home / "clew.db") as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("9999",)
+
+
+def _migrate_to(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+_LONG_REQUEST_ID = "client-request-" + "x" * 49  # 64 characters, a sane X-Request-ID
+
+
+def _upgrade_0002_store_to_head(url: str, uri_argument: str) -> None:
+    """Migrate an empty database to 0002, write rows 0003 touches, then ``clew db upgrade``."""
+    _migrate_to(url, "0002")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO idempotency_keys (user_name, key, request_digest, created_ms) "
+                "VALUES ('ana', 'key-12345', 'd', 1)"
+            )
+        )
+    engine.dispose()
+
+    code, output = _upgrade("--uri", uri_argument)
+    assert code == 0, output
+    assert f"schema revision {SCHEMA_HEAD}" in output
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            indexes = {
+                table: {index["name"] for index in inspect(connection).get_indexes(table)}
+                for table in ("capture_batches", "idempotency_keys")
+            }
+            kept = connection.execute(text("SELECT key FROM idempotency_keys")).scalars().all()
+            # Entries now carry the server's request id, which may be 64 characters long.
+            connection.execute(
+                text(
+                    "INSERT INTO audit_log (seq, time_ms, actor, action, target, request_id, "
+                    "payload_digest, prev_hash, hash) VALUES (999, 1, 'a', 'x', 't', :rid, "
+                    "'d', 'p', 'h')"
+                ),
+                {"rid": _LONG_REQUEST_ID},
+            )
+            stored = connection.execute(
+                text("SELECT request_id FROM audit_log WHERE seq = 999")
+            ).scalar()
+            drift = compare_metadata(MigrationContext.configure(connection), metadata)
+            dialect = connection.dialect.name
+    finally:
+        engine.dispose()
+    assert "ix_capture_batches_version" in indexes["capture_batches"]
+    assert "ix_idempotency_keys_created" in indexes["idempotency_keys"]
+    assert kept == ["key-12345"]
+    assert stored == _LONG_REQUEST_ID
+    # The migrations build exactly what clew/store/schema.py declares (SQLite ignores lengths,
+    # so 0003 leaves its audit table's declared length alone).
+    if dialect == "sqlite":
+        drift = [change for change in drift if not _is_type_change(change)]
+    assert drift == []
+
+
+def _is_type_change(change: object) -> bool:
+    return isinstance(change, list) and change[0][0] == "modify_type"
+
+
+@pytest.mark.sqlite_only
+def test_upgrade_0002_to_0003_on_sqlite(tmp_path: Path) -> None:
+    database = tmp_path / "old" / "clew.db"
+    database.parent.mkdir()
+    _upgrade_0002_store_to_head(f"sqlite:///{database}", str(database.parent))
+
+
+@pytest.mark.postgres
+def test_upgrade_0002_to_0003_on_postgres(postgres_server: PostgresServer) -> None:
+    name = f"upgrade_{uuid.uuid4().hex[:12]}"
+    postgres_server.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.url(name)
+    _upgrade_0002_store_to_head(url, url)

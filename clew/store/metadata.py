@@ -23,7 +23,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from clew.errors import StoreBusyError, StoreUnavailableError, StoreVersionError
 from clew.store import schema
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 CONNECT_TIMEOUT_S = 10

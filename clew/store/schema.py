@@ -222,7 +222,8 @@ audit_log = Table(
     Column("actor", NAME, nullable=False),
     Column("action", String(60), nullable=False),
     Column("target", Text, nullable=False),
-    Column("request_id", ID, nullable=False),
+    # The server's request id: a client's X-Request-ID of up to 64 characters, or a new id.
+    Column("request_id", String(64), nullable=False),
     Column("payload_digest", String(71), nullable=False),
     Column("prev_hash", String(71), nullable=False),
     Column("hash", String(71), nullable=False),
@@ -245,6 +246,7 @@ capture_batches = Table(
     Column("dropped", Integer, nullable=False, default=0),
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_capture_calls", "first_call", "last_call"),
+    Index("ix_capture_batches_version", "model_version_id"),
 )
 
 labels = Table(
@@ -302,4 +304,5 @@ idempotency_keys = Table(
     Column("status_code", Integer),
     Column("response", Text),
     Column("created_ms", BigInteger, nullable=False),
+    Index("ix_idempotency_keys_created", "created_ms"),
 )
