@@ -17,6 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clew.domain import ids
+from clew.service.audit import request_id_scope
 
 access_log = logging.getLogger("clew.server.access")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -77,7 +78,10 @@ def _label(value: str) -> str:
 
 
 class RequestContext:
-    """Give each request an id (the client's ``X-Request-ID`` if sane), time it, log it."""
+    """Give each request an id (the client's ``X-Request-ID`` if sane), time it, log it.
+
+    The id is also the ``request_id`` of every audit entry the request writes.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -104,7 +108,8 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            with request_id_scope(request_id):
+                await self.app(scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"

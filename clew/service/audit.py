@@ -8,7 +8,10 @@ write lock, PostgreSQL's row lock) and keeps the chain linear.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +34,36 @@ _UPDATE_HEAD = (
     .where(schema.store_info.c.key == _HEAD_KEY)
     .values(value=bindparam("head"))
 )
+
+# The id of the request being served (set by the server's middleware). Sync routes run in a
+# worker thread with a copy of the request's context, so the id reaches ``append`` there too.
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "clew_request_id", default=None
+)
+# Outside a request (the embedded SDK), all entries of one write transaction share one id.
+_transaction_ids: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def request_id_scope(request_id: str) -> Iterator[None]:
+    """Every audit entry appended inside this block carries ``request_id``."""
+    token = _request_id.set(request_id)
+    try:
+        yield
+    finally:
+        _request_id.reset(token)
+
+
+def current_request_id(connection: Connection) -> str:
+    """The serving request's id, else one id per write transaction on ``connection``."""
+    request_id = _request_id.get()
+    if request_id is not None:
+        return request_id
+    transaction = connection.get_transaction() or connection
+    found = _transaction_ids.get(transaction)
+    if found is None:
+        found = _transaction_ids[transaction] = ids.new_id()
+    return found
 
 
 @dataclass(frozen=True)
@@ -79,7 +112,11 @@ def append(
     payload: Any,
     request_id: str | None = None,
 ) -> AuditEntry:
-    """Append one entry inside the caller's transaction (the write it records)."""
+    """Append one entry inside the caller's transaction (the write it records).
+
+    Without an explicit ``request_id`` the entry takes ``current_request_id``: the server's
+    request id, so an operator can join audit entries with the request log.
+    """
     head = _lock_head(connection)
     seq, prev_hash = (0, GENESIS) if head is None else _split_head(head)
     fields: dict[str, Any] = {
@@ -88,7 +125,7 @@ def append(
         "actor": actor,
         "action": action,
         "target": target,
-        "request_id": request_id or ids.new_id(),
+        "request_id": request_id or current_request_id(connection),
         "payload_digest": digests.digest_json(payload),
         "prev_hash": prev_hash,
     }
