@@ -12,7 +12,7 @@ from capture_support import iris, register_iris
 
 import clew
 from clew.service import capture, signing
-from clew.store import captures
+from clew.store.captures import LocalCaptureFiles
 
 
 def test_key_is_created_once_with_owner_only_permissions(client: clew.Client) -> None:
@@ -62,7 +62,7 @@ def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
     relative = path.relative_to(client.store.captures).as_posix()
     row = pq.read_table(path, filters=[("prediction_id", "=", ids[77])])
     header = capture.header_of(row)
-    proof = captures.read_proof(client.store.captures, relative, header["count"], 77)
+    proof = LocalCaptureFiles(client.store.captures).read_proof(relative, header["count"], 77)
     verdict = capture.verify_row(row, header, capture.signature_of(row), proof, public_pem)
     assert verdict.verified, verdict.reason
     stranger = signing.public_pem(

@@ -290,16 +290,18 @@ def _add_captures(
     store: Store, tar: tarfile.TarFile, batch_paths: list[str]
 ) -> dict[str, dict[str, Any]]:
     members = {}
+    files = store.capture_files
     for relative in sorted(batch_paths):
-        parquet = captures.resolve(store.captures, relative)
-        for path in (parquet, captures.merkle_path(parquet)):
-            if not path.exists():
+        for stored in (relative, captures.merkle_name(relative)):
+            if not files.exists(stored):
                 raise IntegrityError(
-                    f"capture file {path} is recorded but missing, so no complete backup is "
-                    "possible; run clew audit verify to see which batches are damaged."
+                    f"capture file {stored} is recorded but missing from {files.location}, so "
+                    "no complete backup is possible; run clew audit verify to see which "
+                    "batches are damaged."
                 )
-            name = CAPTURES_PREFIX + path.relative_to(store.captures.resolve()).as_posix()
-            members[name] = _add_file(tar, name, path)
+            name = CAPTURES_PREFIX + stored
+            with files.local_copy(stored) as path:
+                members[name] = _add_file(tar, name, path)
     return members
 
 
@@ -400,7 +402,7 @@ def _require_empty(target: Store) -> None:
                 found.append(f"table {table.name} has rows")
     if next(iter(target.blobs.iter_digests()), None) is not None:
         found.append("the blob store holds blobs")
-    if target.captures.is_dir() and any(p.is_file() for p in target.captures.rglob("*")):
+    if target.capture_files.has_files():
         found.append("captures/ holds files")
     if found:
         raise ConflictError(
@@ -514,9 +516,7 @@ def _restore_files(manifest: dict[str, Any], staged: Path, target: Store) -> Non
             if stored.digest != manifest["members"][name]["digest"]:
                 raise IntegrityError(f"blob {stored.digest} changed while being restored.")
         elif name.startswith(CAPTURES_PREFIX):
-            destination = captures.resolve(target.captures, name.removeprefix(CAPTURES_PREFIX))
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, destination)
+            target.capture_files.put_file(name.removeprefix(CAPTURES_PREFIX), path)
         elif name.startswith(KEYS_PREFIX):
             _restore_key(path, target.keys / name.removeprefix(KEYS_PREFIX))
 

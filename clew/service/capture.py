@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, delete, select
 
 from clew.domain import digests, ids, leaves, merkle, refs
-from clew.errors import InvalidInputError, NotFoundError
+from clew.errors import IntegrityError, InvalidInputError, NotFoundError
 from clew.service import audit, signing
 from clew.store import captures, schema
 from clew.store.location import Store
@@ -333,56 +333,84 @@ def write_batch(
     calls: Sequence[Call],
     dropped: int = 0,
 ) -> str:
-    """Write one signed batch and record it; returns the batch id."""
+    """Write one signed batch of in-process calls and record it; returns the batch id."""
     table = build_table(target, calls)
     header = leaves.header_bytes_for_calls(
         [call.call_id for call in calls],
         np.array([call.rows for call in calls]),
         np.array([call.time_ms for call in calls]),
     )
-    levels = merkle.build_levels(leaves.leaf_hashes(table, header))
-    count = table.num_rows
-    batch_id = ids.new_id()
+    sealed = SealedBatch(ids.new_id(), target, table, leaves.leaf_hashes(table, header), dropped)
+    return write_sealed(store, signer, actor, sealed, calls[0].call_id, calls[-1].call_id)
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    """A batch's rows and their leaf hashes, ready for a tree, a signature and files."""
+
+    batch_id: str
+    target: CaptureTarget
+    table: pa.Table
+    leaf_hashes: bytes
+    dropped: int = 0
+
+
+def write_sealed(
+    store: Store,
+    signer: signing.Signer,
+    actor: str,
+    batch: SealedBatch,
+    first_call: str,
+    last_call: str,
+) -> str:
+    """Build the tree, sign its root, write the files, then record the batch (and audit it).
+
+    The database row is inserted only after both files are complete, and readers only open
+    files a row names, so no reader sees a batch half-written, on disk or in an object store.
+    """
+    target, count = batch.target, batch.table.num_rows
+    levels = merkle.build_levels(batch.leaf_hashes)
     header = {
         "kind": BATCH_KIND,
-        "batch": batch_id,
+        "batch": batch.batch_id,
         "model": target.name,
         "version": target.version,
         "model_version_id": target.version_id,
         "model_digest": target.digest,
         "method": target.method,
         "count": count,
-        "first_call": calls[0].call_id,
-        "last_call": calls[-1].call_id,
+        "first_call": first_call,
+        "last_call": last_call,
         "merkle_root": digests.PREFIX + levels[-1].hex(),
         "key_id": signer.key_id,
     }
     signature = signer.sign(digests.canonical_json(header))
-    table = table.append_column("leaf", pa.array(np.arange(count, dtype=np.int32))).append_column(
-        "leaf_hash", _fixed_binary(levels[0])
-    )
-    date = dt.datetime.fromtimestamp(calls[0].time_ms / 1000, tz=dt.UTC).date().isoformat()
-    relative = captures.batch_relative_path(target.name, target.version, date, batch_id)
+    table = batch.table.append_column(
+        "leaf", pa.array(np.arange(count, dtype=np.int32))
+    ).append_column("leaf_hash", _fixed_binary(levels[0]))
+    first_ms = pc.min(table.column("time")).value
+    date = dt.datetime.fromtimestamp(first_ms / 1000, tz=dt.UTC).date().isoformat()
+    relative = captures.batch_relative_path(target.name, target.version, date, batch.batch_id)
     metadata = {HEADER_KEY: digests.canonical_json(header), SIGNATURE_KEY: signature.encode()}
-    file_digest = captures.write_batch(store.captures, relative, table, levels, metadata)
+    file_digest = store.capture_files.write_batch(relative, table, levels, metadata)
     row = {
-        "id": batch_id,
+        "id": batch.batch_id,
         "model_version_id": target.version_id,
         "path": relative,
         "file_digest": file_digest,
         "count": count,
-        "first_call": header["first_call"],
-        "last_call": header["last_call"],
+        "first_call": first_call,
+        "last_call": last_call,
         "merkle_root": header["merkle_root"],
         "signature": signature,
         "key_id": signer.key_id,
-        "dropped": dropped,
+        "dropped": batch.dropped,
         "created_ms": time.time_ns() // 1_000_000,
     }
     with store.db.write() as connection:
         connection.execute(schema.capture_batches.insert().values(**row))
         audit.append(connection, actor, "capture.batch", f"{target.name}/{target.version}", row)
-    return batch_id
+    return batch.batch_id
 
 
 def _fixed_binary(data: bytes) -> pa.Array:
@@ -573,7 +601,7 @@ def find_prediction(store: Store, prediction_id: str) -> CapturedPrediction:
     """Look a prediction up by id and verify its leaf, proof and the batch signature."""
     wanted = normalize_id(prediction_id)
     for batch in _candidate_batches(store, wanted[: leaves.CALL_LENGTH]):
-        row = captures.read_prediction(store.captures, batch.path, wanted)
+        row = store.capture_files.read_prediction(batch.path, wanted)
         if row.num_rows:
             return _captured(store, batch, row.slice(0, 1))
     raise NotFoundError(
@@ -631,7 +659,7 @@ def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPredic
     file_signature = signature_of(row)
     leaf_index = int(values["leaf"])
     try:
-        proof = captures.read_proof(store.captures, batch.path, batch.count, leaf_index)
+        proof = store.capture_files.read_proof(batch.path, batch.count, leaf_index)
     except (NotFoundError, ValueError):
         proof = []
     verification = verify_row(
@@ -733,15 +761,15 @@ def verify_batches(store: Store) -> tuple[int, list[BatchProblem]]:
 
 
 def _batch_problem(store: Store, batch: BatchRecord, public_key: bytes) -> str | None:
+    files = store.capture_files
     try:
-        path = captures.resolve(store.captures, batch.path)
-    except Exception as error:
+        if not files.exists(batch.path):
+            return f"capture file {batch.path} is missing"
+    except IntegrityError as error:
         return str(error)
-    if not path.exists():
-        return f"capture file {batch.path} is missing"
-    if captures.file_digest(path) != batch.file_digest:
+    if files.file_digest(batch.path) != batch.file_digest:
         return f"capture file {batch.path} does not match its recorded digest {batch.file_digest}"
-    table = captures.read_batch(store.captures, batch.path)
+    table = files.read_batch(batch.path)
     if table.num_rows != batch.count:
         return f"capture file {batch.path} holds {table.num_rows} rows, not {batch.count}"
     root = merkle.build_levels(leaves.leaf_hashes(table))[-1]
@@ -808,9 +836,7 @@ def _require_captured(store: Store, wanted: Sequence[str]) -> None:
         found: set[str] = set()
         for batch in _candidate_batches(store, call):
             if batch.path not in seen_files:
-                seen_files[batch.path] = set(
-                    captures.read_ids(store.captures, batch.path).to_pylist()
-                )
+                seen_files[batch.path] = set(store.capture_files.read_ids(batch.path).to_pylist())
             found |= pids & seen_files[batch.path]
         missing = sorted(pids - found)
         if missing:

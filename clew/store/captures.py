@@ -1,56 +1,301 @@
-"""Captured predictions on disk: one Parquet file and one Merkle file per batch.
+"""Captured predictions as files: one Parquet file and one Merkle file per batch.
 
-Files live under ``<store>/captures/model=<name>/version=<n>/date=<YYYY-MM-DD>/`` so DuckDB
-(or Spark) can prune by partition. Each batch is ``<batch id>.parquet`` (the rows) and
-``<batch id>.merkle`` (every level of the batch's Merkle tree, leaves first, 32 bytes per
-hash), which turns an inclusion proof into a handful of small reads. Both are written to a
-temporary name, flushed and renamed, so readers never see half a batch.
+Files live under ``captures/model=<name>/version=<n>/date=<YYYY-MM-DD>/`` — in the store's
+directory for the embedded default, or under the ``captures/`` prefix of the artifacts bucket
+when blobs live in an object store — so DuckDB (or Spark) can prune by partition. Each batch is
+``<batch id>.parquet`` (the rows) and ``<batch id>.merkle`` (every level of the batch's Merkle
+tree, leaves first, 32 bytes per hash), which turns an inclusion proof into a handful of small
+reads.
+
+A batch becomes visible to readers in two steps: its files are written completely (a local
+file is written under a temporary name, flushed and renamed; an object appears only when its
+upload completes), then the caller records the batch in the database. Readers only open files
+a database row names, so they never see half a batch. ``CaptureFiles`` is the one interface the
+services use; ``open_files`` picks the implementation from where the store keeps its blobs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import posixpath
 import tempfile
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clew.domain import digests, merkle
 from clew.errors import IntegrityError, NotFoundError
+from clew.store.blobs import LocalBlobStore
+from clew.store.object_store import ObjectBlobStore
 
 ROW_GROUP_ROWS = 65_536
 CHUNK = 4 * 1024 * 1024
+PREFIX = "captures"
 
 
 def batch_relative_path(model: str, version: int, date: str, batch_id: str) -> str:
     return f"model={model}/version={version}/date={date}/{batch_id}.parquet"
 
 
-def resolve(root: Path, relative: str) -> Path:
-    """The absolute path of a recorded batch file; refuses anything outside the captures root."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise IntegrityError(f"capture path {relative!r} points outside {root}.")
-    return path
+def merkle_name(relative: str) -> str:
+    """The Merkle file beside a batch's Parquet file."""
+    return relative.removesuffix(".parquet") + ".merkle"
 
 
-def merkle_path(parquet_path: Path) -> Path:
-    return parquet_path.with_suffix(".merkle")
+def check_relative(relative: str) -> str:
+    """Refuse a recorded path that could name anything outside the captures root."""
+    parts = relative.split("/")
+    if (
+        not relative
+        or relative.startswith("/")
+        or "\\" in relative
+        or "\x00" in relative
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise IntegrityError(f"capture path {relative!r} points outside the captures root.")
+    return relative
 
 
-def write_batch(
-    root: Path, relative: str, table: pa.Table, levels: Sequence[bytes], metadata: dict[str, str]
-) -> str:
-    """Write the rows and the tree; returns the Parquet file's digest."""
-    path = resolve(root, relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    digest = _atomic_write(path, lambda target: _write_parquet(table, target))
-    _atomic_write(merkle_path(path), lambda target: target.write_bytes(b"".join(levels)))
-    return digest
+class CaptureFiles(ABC):
+    """Where capture batches are written and read; subclasses say how bytes move."""
+
+    location: str
+
+    # --- what a subclass provides -----------------------------------------------------
+
+    @abstractmethod
+    def _write_file(self, relative: str, write: Callable[[Path], None]) -> str:
+        """Make ``relative`` hold what ``write`` puts in a local file, all at once; its digest."""
+
+    @abstractmethod
+    def _arrow_source(self, relative: str) -> tuple[str, Any]:
+        """The path and filesystem pyarrow opens ``relative`` with."""
+
+    @abstractmethod
+    def _read_range(self, relative: str, start: int, length: int) -> bytes:
+        """``length`` bytes of ``relative`` from offset ``start``."""
+
+    @abstractmethod
+    def _read_all(self, relative: str) -> bytes:
+        """The whole (small) file: Merkle files only."""
+
+    @abstractmethod
+    def exists(self, relative: str) -> bool:
+        """Whether a file is stored at ``relative``."""
+
+    @abstractmethod
+    def file_digest(self, relative: str) -> str:
+        """The sha256 digest of the stored bytes (``clew audit verify`` compares it)."""
+
+    @abstractmethod
+    def local_copy(self, relative: str) -> contextlib.AbstractContextManager[Path]:
+        """A local path holding the file's bytes while the context lasts (for backups)."""
+
+    @abstractmethod
+    def put_file(self, relative: str, source: Path) -> None:
+        """Store a local file at ``relative`` (restores); ``source`` may be moved away."""
+
+    @abstractmethod
+    def has_files(self) -> bool:
+        """Whether any capture file is stored (restores refuse a non-empty target)."""
+
+    # --- shared behaviour -------------------------------------------------------------
+
+    def write_batch(
+        self,
+        relative: str,
+        table: pa.Table,
+        levels: Sequence[bytes],
+        metadata: dict[bytes, bytes],
+    ) -> str:
+        """Write the rows and the tree (tree first); returns the Parquet file's digest."""
+        check_relative(relative)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        self._write_file(merkle_name(relative), lambda target: _write_levels(levels, target))
+        return self._write_file(relative, lambda target: _write_parquet(table, target))
+
+    def read_prediction(self, relative: str, prediction_id: str) -> pa.Table:
+        """The stored row(s) with this id (row-group statistics keep this to one group)."""
+        path, filesystem = self._existing(relative)
+        return pq.read_table(
+            path, filesystem=filesystem, filters=[("prediction_id", "=", prediction_id)]
+        )
+
+    def read_ids(self, relative: str) -> pa.Array:
+        path, filesystem = self._existing(relative)
+        return pq.read_table(path, filesystem=filesystem, columns=["prediction_id"]).column(0)
+
+    def read_batch(self, relative: str) -> pa.Table:
+        path, filesystem = self._existing(relative)
+        return pq.read_table(path, filesystem=filesystem)
+
+    def read_proof(self, relative: str, count: int, index: int) -> list[merkle.ProofStep]:
+        """The inclusion proof of leaf ``index``: one small read per tree level."""
+        name = merkle_name(check_relative(relative))
+        if not self.exists(name):
+            raise NotFoundError(f"the Merkle file of capture batch {relative} is missing.")
+        sizes = merkle.level_sizes(count)
+        starts = [sum(sizes[:level]) for level in range(len(sizes))]
+        steps = []
+        for level, first, length in merkle.proof_positions(count, index):
+            data = self._read_range(
+                name, (starts[level] + first) * merkle.HASH_SIZE, length * merkle.HASH_SIZE
+            )
+            group = tuple(
+                data[k * merkle.HASH_SIZE : (k + 1) * merkle.HASH_SIZE] for k in range(length)
+            )
+            steps.append(merkle.ProofStep(index % merkle.ARITY, group))
+            index //= merkle.ARITY
+        return steps
+
+    def read_levels(self, relative: str, count: int) -> list[bytes]:
+        data = self._read_all(merkle_name(check_relative(relative)))
+        levels, offset = [], 0
+        for size in merkle.level_sizes(count):
+            levels.append(data[offset : offset + size * merkle.HASH_SIZE])
+            offset += size * merkle.HASH_SIZE
+        return levels
+
+    def _existing(self, relative: str) -> tuple[str, Any]:
+        if not self.exists(check_relative(relative)):
+            raise NotFoundError(f"capture batch file {relative} is missing from {self.location}.")
+        return self._arrow_source(relative)
+
+
+class LocalCaptureFiles(CaptureFiles):
+    """Batches in a directory (the embedded default: ``<store>/captures``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+
+    def path(self, relative: str) -> Path:
+        """The absolute path of a recorded file; refuses anything outside the root."""
+        path = (self.root / check_relative(relative)).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise IntegrityError(f"capture path {relative!r} points outside {self.root}.")
+        return path
+
+    def _write_file(self, relative: str, write: Callable[[Path], None]) -> str:
+        path = self.path(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        os.close(descriptor)
+        temp = Path(name)
+        try:
+            write(temp)
+            with open(temp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            digest = local_digest(temp)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return digest
+
+    def _arrow_source(self, relative: str) -> tuple[str, Any]:
+        return str(self.path(relative)), None
+
+    def _read_range(self, relative: str, start: int, length: int) -> bytes:
+        with open(self.path(relative), "rb") as reader:
+            reader.seek(start)
+            return reader.read(length)
+
+    def _read_all(self, relative: str) -> bytes:
+        return self.path(relative).read_bytes()
+
+    def exists(self, relative: str) -> bool:
+        return self.path(relative).is_file()
+
+    def file_digest(self, relative: str) -> str:
+        return local_digest(self.path(relative))
+
+    @contextlib.contextmanager
+    def local_copy(self, relative: str) -> Iterator[Path]:
+        yield self.path(relative)
+
+    def put_file(self, relative: str, source: Path) -> None:
+        destination = self.path(relative)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, destination)
+
+    def has_files(self) -> bool:
+        return self.root.is_dir() and any(p.is_file() for p in self.root.rglob("*"))
+
+
+class ObjectCaptureFiles(CaptureFiles):
+    """Batches under the ``captures/`` prefix of the store's object-store bucket.
+
+    An object has no rename, but it also has no partial state: it becomes visible only when
+    its single PUT (or multipart upload) completes. The Parquet file is written to a local
+    temporary file first (pyarrow needs seekable output to write its footer), hashed, then
+    uploaded.
+    """
+
+    def __init__(self, blobs: ObjectBlobStore) -> None:
+        self.fs = blobs.fs
+        self.root = f"{blobs.root}/{PREFIX}"
+        self.location = f"{blobs.url}/{PREFIX}"
+
+    def key(self, relative: str) -> str:
+        return posixpath.join(self.root, check_relative(relative))
+
+    def _write_file(self, relative: str, write: Callable[[Path], None]) -> str:
+        with tempfile.TemporaryDirectory(prefix="clew-capture-") as scratch:
+            temp = Path(scratch) / "batch"
+            write(temp)
+            digest = local_digest(temp)
+            self.fs.put_file(str(temp), self.key(relative))
+        return digest
+
+    def _arrow_source(self, relative: str) -> tuple[str, Any]:
+        return self.key(relative), self.fs
+
+    def _read_range(self, relative: str, start: int, length: int) -> bytes:
+        return self.fs.cat_file(self.key(relative), start=start, end=start + length)
+
+    def _read_all(self, relative: str) -> bytes:
+        try:
+            return self.fs.cat_file(self.key(relative))
+        except FileNotFoundError as error:
+            raise NotFoundError(
+                f"capture file {relative} is missing from {self.location}."
+            ) from error
+
+    def exists(self, relative: str) -> bool:
+        return bool(self.fs.exists(self.key(relative)))
+
+    def file_digest(self, relative: str) -> str:
+        hasher = hashlib.sha256()
+        with self.fs.open(self.key(relative), "rb", block_size=CHUNK, cache_type="none") as reader:
+            while chunk := reader.read(CHUNK):
+                hasher.update(chunk)
+        return digests.PREFIX + hasher.hexdigest()
+
+    @contextlib.contextmanager
+    def local_copy(self, relative: str) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="clew-capture-") as scratch:
+            temp = Path(scratch) / posixpath.basename(relative)
+            self.fs.get_file(self.key(relative), str(temp))
+            yield temp
+
+    def put_file(self, relative: str, source: Path) -> None:
+        self.fs.put_file(str(source), self.key(relative))
+
+    def has_files(self) -> bool:
+        return bool(self.fs.exists(self.root)) and bool(self.fs.find(self.root, maxdepth=None))
+
+
+def open_files(blobs: LocalBlobStore | ObjectBlobStore, local_root: Path) -> CaptureFiles:
+    """Capture files go where the blobs go: an object store's bucket, or ``local_root``."""
+    if isinstance(blobs, ObjectBlobStore):
+        return ObjectCaptureFiles(blobs)
+    return LocalCaptureFiles(local_root)
 
 
 def _write_parquet(table: pa.Table, target: Path) -> None:
@@ -65,74 +310,13 @@ def _write_parquet(table: pa.Table, target: Path) -> None:
     )
 
 
-def _atomic_write(path: Path, write) -> str:  # type: ignore[no-untyped-def]
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-    os.close(descriptor)
-    temp = Path(name)
-    try:
-        write(temp)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        digest = file_digest(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return digest
+def _write_levels(levels: Sequence[bytes], target: Path) -> None:
+    target.write_bytes(b"".join(levels))
 
 
-def file_digest(path: Path) -> str:
+def local_digest(path: Path) -> str:
     hasher = hashlib.sha256()
     with open(path, "rb") as reader:
         while chunk := reader.read(CHUNK):
             hasher.update(chunk)
     return digests.PREFIX + hasher.hexdigest()
-
-
-def read_prediction(root: Path, relative: str, prediction_id: str) -> pa.Table:
-    """The stored row(s) with this id (row-group statistics keep this to one group)."""
-    path = _existing(root, relative)
-    return pq.read_table(path, filters=[("prediction_id", "=", prediction_id)])
-
-
-def read_ids(root: Path, relative: str) -> pa.Array:
-    return pq.read_table(_existing(root, relative), columns=["prediction_id"]).column(0)
-
-
-def read_batch(root: Path, relative: str) -> pa.Table:
-    return pq.read_table(_existing(root, relative))
-
-
-def read_proof(root: Path, relative: str, count: int, index: int) -> list[merkle.ProofStep]:
-    """The inclusion proof of leaf ``index`` read from the batch's Merkle file."""
-    path = merkle_path(_existing(root, relative))
-    if not path.exists():
-        raise NotFoundError(f"the Merkle file of capture batch {relative} is missing.")
-    sizes = merkle.level_sizes(count)
-    starts = [sum(sizes[:level]) for level in range(len(sizes))]
-    steps = []
-    with open(path, "rb") as reader:
-        for level, first, length in merkle.proof_positions(count, index):
-            reader.seek((starts[level] + first) * merkle.HASH_SIZE)
-            data = reader.read(length * merkle.HASH_SIZE)
-            group = tuple(
-                data[k * merkle.HASH_SIZE : (k + 1) * merkle.HASH_SIZE] for k in range(length)
-            )
-            steps.append(merkle.ProofStep(index % merkle.ARITY, group))
-            index //= merkle.ARITY
-    return steps
-
-
-def read_levels(root: Path, relative: str, count: int) -> list[bytes]:
-    data = merkle_path(_existing(root, relative)).read_bytes()
-    levels, offset = [], 0
-    for size in merkle.level_sizes(count):
-        levels.append(data[offset : offset + size * merkle.HASH_SIZE])
-        offset += size * merkle.HASH_SIZE
-    return levels
-
-
-def _existing(root: Path, relative: str) -> Path:
-    path = resolve(root, relative)
-    if not path.exists():
-        raise NotFoundError(f"capture batch file {relative} is missing from {root}.")
-    return path

@@ -4,7 +4,8 @@ The embedded default is a directory (``~/.clew``) holding ``clew.db`` (SQLite), 
 and ``captures/``. A database URL (``sqlite:///...``, ``postgresql+psycopg://...``) selects
 another metadata database; its blobs then live where ``artifacts`` (or ``CLEW_ARTIFACTS``)
 says: a directory, or an object store URL such as ``s3://bucket/prefix``. Without one, blobs
-sit beside a SQLite file, or under ``CLEW_HOME`` for a server database.
+sit beside a SQLite file, or under ``CLEW_HOME`` for a server database. Capture batches go
+where the blobs go (``<prefix>/captures/`` in an object store).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from clew.errors import InvalidInputError
 from clew.store.blobs import LocalBlobStore
+from clew.store.captures import CaptureFiles, open_files
 from clew.store.metadata import Database
 from clew.store.object_store import ObjectBlobStore
 
@@ -45,10 +47,12 @@ class Store:
     db: Database
     blobs: BlobStore
     captures: Path = field(init=False)
+    capture_files: CaptureFiles = field(init=False)
     keys: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.captures = self.home / "captures"
+        self.capture_files = open_files(self.blobs, self.captures)
         self.keys = self.home / "keys"
 
     def close(self) -> None:
