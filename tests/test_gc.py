@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 import typer
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 import clew
 from clew.cli import ops
 from clew.cli.output import ClewGroup
 from clew.domain import digests
-from clew.service import audit, gc, integrity
+from clew.service import audit, gc, idempotency, integrity
+from clew.store import schema
 from clew.store.location import open_store
 
 TWO_HOURS_S = 2 * 60 * 60
@@ -125,3 +127,38 @@ def test_cli_gc_is_a_dry_run_until_yes(client: clew.Client, tmp_path: Path) -> N
     assert result["deleted"] is True and result["bytes"] == 1000
     assert [o["digest"] for o in result["orphans"]] == [orphan.digest]
     assert not open_store().blobs.exists(orphan.digest)
+
+
+def _idempotency_rows(client: clew.Client, ages_ms: dict[str, int]) -> None:
+    now = time.time_ns() // 1_000_000
+    with client.store.db.write() as connection:
+        for key, age in ages_ms.items():
+            connection.execute(
+                schema.idempotency_keys.insert().values(
+                    user_name="alice",
+                    key=key,
+                    request_digest="d",
+                    status_code=201,
+                    response="{}",
+                    created_ms=now - age,
+                )
+            )
+
+
+def _idempotency_keys(client: clew.Client) -> set[str]:
+    with client.store.db.read() as connection:
+        return set(connection.execute(select(schema.idempotency_keys.c.key)).scalars())
+
+
+def test_gc_deletes_expired_idempotency_keys_only(client: clew.Client) -> None:
+    day = idempotency.KEY_TTL_MS
+    _idempotency_rows(client, {"fresh-key-1": 60_000, "old-key-001": day + 60_000})
+    runner = CliRunner()
+    dry = runner.invoke(ops_app, ["gc", "--format", "json"])
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["expired_idempotency_keys"] == 1
+    assert _idempotency_keys(client) == {"fresh-key-1", "old-key-001"}
+    done = runner.invoke(ops_app, ["gc", "--yes"])
+    assert done.exit_code == 0, done.output
+    assert "deleted 1 expired idempotency keys" in done.output
+    assert _idempotency_keys(client) == {"fresh-key-1"}

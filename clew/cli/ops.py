@@ -118,7 +118,8 @@ def gc(
     artifacts: ArtifactsOption = None,
     format: FormatOption = Format.table,
 ) -> None:
-    """Delete blobs no record points at (a dry run unless --yes); referenced ones never go."""
+    """Delete blobs no record points at and expired idempotency keys (a dry run unless --yes);
+    referenced blobs never go."""
     store = open_store(uri, artifacts)
     try:
         report = collector.collect(store, current_actor(), delete=yes, grace_ms=grace * 60_000)
@@ -136,6 +137,7 @@ def gc(
                 "referenced": report.referenced,
                 "young": len(report.young),
                 "audit_seq": report.audit_seq,
+                "expired_idempotency_keys": report.expired_keys,
             }
         )
         return
@@ -148,7 +150,10 @@ def gc(
         f"{verb} {len(report.orphans)} unreferenced blobs ({report.bytes:,} bytes); kept "
         f"{report.referenced} referenced and {len(report.young)} younger than {grace} minutes"
     )
-    if report.orphans and not report.deleted:
+    if report.expired_keys:
+        key_verb = "deleted" if yes else "would delete"
+        console.print(f"{key_verb} {report.expired_keys} expired idempotency keys (over a day old)")
+    if (report.orphans or report.expired_keys) and not yes:
         console.print("run again with --yes to delete them")
 
 

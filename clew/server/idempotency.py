@@ -6,8 +6,9 @@ atomic across replicas), and its response is stored when the route succeeds. A r
 the stored response; a retry that arrives while the first is still running gets 409
 ``request_in_progress`` (the client waits and retries); a failed first attempt releases the key
 so the retry runs for real. Keys are scoped to the authenticated user, and a key reused for a
-different request body is refused. These rows are protocol bookkeeping, not records of the
-registry, so they are not audited.
+different request body is refused. A key expires after a day (``clew.service.idempotency``): an
+expired row is replaced by the next claim and ``clew gc --yes`` deletes the rest. These rows
+are protocol bookkeeping, not records of the registry, so they are not audited.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from clew.server.errors import HTTPError
+from clew.service import idempotency
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
@@ -86,10 +88,13 @@ def run_once(produce: Callable[[], Response]) -> Response:
 
 def _claim(pending: Pending) -> Response | None:
     table = schema.idempotency_keys
+    now = now_ms()
+    mine = (table.c.user_name == pending.user, table.c.key == pending.key)
     with pending.store.db.write() as connection:
-        row = connection.execute(
-            select(table).where(table.c.user_name == pending.user, table.c.key == pending.key)
-        ).first()
+        row = connection.execute(select(table).where(*mine)).first()
+        if row is not None and idempotency.is_expired(row.created_ms, now):
+            connection.execute(delete(table).where(*mine))
+            row = None
         if row is None:
             try:
                 with connection.begin_nested():
@@ -98,7 +103,7 @@ def _claim(pending: Pending) -> Response | None:
                             user_name=pending.user,
                             key=pending.key,
                             request_digest=pending.fingerprint,
-                            created_ms=now_ms(),
+                            created_ms=now,
                         )
                     )
                 return None

@@ -12,6 +12,9 @@ Deciding and deleting happen inside one write transaction, so no artifact can co
 the moment its blob is judged unreferenced and the moment it is deleted; re-storing existing
 content renews a local blob's age, which keeps the grace period meaningful for uploads that
 found their bytes already present.
+
+The same pass deletes the server's expired idempotency keys (``service.idempotency``), which
+are protocol bookkeeping like orphan blobs and, like them, are never audited individually.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlalchemy import Connection, select
 
 from clew.domain import digests
 from clew.errors import InvalidInputError
-from clew.service import audit
+from clew.service import audit, idempotency
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import BlobStore, Store
@@ -47,6 +50,7 @@ class GcReport:
     young: list[Orphan] = field(default_factory=list)
     deleted: bool = False
     audit_seq: int | None = None
+    expired_keys: int = 0
 
     @property
     def bytes(self) -> int:
@@ -102,7 +106,8 @@ def collect(
     delete: bool = False,
     grace_ms: int = DEFAULT_GRACE_MS,
 ) -> GcReport:
-    """Find unreferenced blobs older than ``grace_ms``; delete them only when ``delete``.
+    """Find unreferenced blobs older than ``grace_ms`` and expired idempotency keys; delete
+    them only when ``delete``.
 
     A deletion is audited (``blobs.gc``) with the count, bytes and the digest of the sorted
     list of deleted digests, so the log proves what went without growing with every digest.
@@ -110,9 +115,14 @@ def collect(
     if grace_ms < 0:
         raise InvalidInputError("the gc grace period cannot be negative; pass 0 or more.")
     with store.db.write() as connection:
+        now = now_ms()
         referenced = referenced_digests(connection, store.blobs)
-        report = _plan(store.blobs, referenced, now_ms() - grace_ms)
-        if not delete or not report.orphans:
+        report = _plan(store.blobs, referenced, now - grace_ms)
+        if not delete:
+            report.expired_keys = idempotency.count_expired(connection, now)
+            return report
+        report.expired_keys = idempotency.purge_expired(connection, now)
+        if not report.orphans:
             return report
         for orphan in report.orphans:
             store.blobs.delete(orphan.digest)
