@@ -25,7 +25,6 @@ from clew.errors import (
     ClewError,
     ConflictError,
     IntegrityError,
-    InvalidInputError,
     PolicyError,
 )
 from clew.service import accounts
@@ -278,11 +277,11 @@ def test_trace_and_labels_of_predictions_captured_on_the_servers_store(
     assert alice.public_key() == public_key
 
 
-def test_a_remote_client_does_not_capture_yet(server_team: Team) -> None:
+def test_a_remote_client_captures_through_the_server(server_team: Team) -> None:
     alice = server_team.as_user("alice")
     version = train_and_register(alice)
     loaded = alice.load_model(version)
     loaded.predict(load_iris(as_frame=True).data.head(2))
-    assert loaded.capture is False and alice.capture_stats()["submitted"] == 0
-    with pytest.raises(InvalidInputError, match="get_prediction reads capture files"):
-        alice.get_prediction(f"{loaded.last_prediction_ids.call}.0")
+    assert loaded.capture is True
+    assert alice.flush_captures()["captured"] == 2
+    assert alice.get_prediction(f"{loaded.last_prediction_ids.call}.1").verified

@@ -23,7 +23,8 @@ from clew.store.location import Store, open_store
 
 
 class EmbeddedPredictions:
-    """Trace, labels and the signing key of one store, shaped like ``RemotePredictions``."""
+    """Capture, lookup, trace, labels and the signing key of one store, shaped like
+    ``RemotePredictions``."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -39,6 +40,12 @@ class EmbeddedPredictions:
 
     def public_key(self) -> str:
         return signing.store_public_key(self.store).decode()
+
+    def get_prediction(self, prediction_id: str) -> capture.CapturedPrediction:
+        return capture.find_prediction(self.store, prediction_id)
+
+    def capture_writer(self, actor: str) -> capture.StoreWriter:
+        return capture.StoreWriter(self.store, actor)
 
 
 class EmbeddedBackend:

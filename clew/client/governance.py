@@ -87,8 +87,6 @@ class GovernanceMixin:
 
         def _flush_if_active(self, run_id: str) -> None: ...
 
-        def _captures_here(self) -> bool: ...
-
     # --- models and versions ----------------------------------------------------------------
 
     def register_model(
@@ -240,7 +238,7 @@ class GovernanceMixin:
         Nothing is unpickled until the manifest and each file have been verified, so a
         tampered model is refused with the file and digest that differ. From a server the
         bytes are downloaded and re-hashed here, and unpickled only in this process; its
-        predictions are not captured yet (capture needs the store opened in this process).
+        predictions are captured by the server (see docs/predictions.md).
         """
         version = self._service.approvals.loadable(_ref(ref))
         directory = Path(tempfile.mkdtemp(prefix="clew-load-"))
@@ -250,7 +248,7 @@ class GovernanceMixin:
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
-        loaded = LoadedModel(raw, version, self, capture=self._captures_here())  # type: ignore[arg-type]
+        loaded = LoadedModel(raw, version, self)  # type: ignore[arg-type]
         weakref.finalize(loaded, shutil.rmtree, directory, ignore_errors=True)
         return loaded
 

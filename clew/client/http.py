@@ -26,6 +26,7 @@ import httpx
 import pandas as pd
 
 from clew import errors
+from clew.client.remote_capture import ARROW_STREAM, RemoteCaptureWriter, remote_prediction
 from clew.domain import digests, refs
 from clew.domain.records import (
     ArtifactRecord,
@@ -38,6 +39,7 @@ from clew.domain.records import (
 from clew.errors import ClewError, FileChangedError, InvalidInputError
 from clew.service import policy
 from clew.service.accounts import AuthenticationError
+from clew.service.capture import CapturedPrediction, CaptureTarget
 from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
@@ -540,7 +542,7 @@ class RemotePolicies:
 
 
 class RemotePredictions:
-    """Trace and labels of predictions captured on the server's store, over HTTP."""
+    """Capture, lookup, trace and labels of predictions on the server's store, over HTTP."""
 
     def __init__(self, transport: Transport) -> None:
         self._t = transport
@@ -569,6 +571,25 @@ class RemotePredictions:
 
     def public_key(self) -> str:
         return self._t.call("GET", "/public-key")["pem"]
+
+    def get_prediction(self, prediction_id: str) -> CapturedPrediction:
+        """The server's stored row and proof, re-verified here with the store's public key."""
+        data = self._t.call("GET", f"/predictions/{_segment(prediction_id)}")
+        return remote_prediction(data, self.public_key().encode())
+
+    def capture_writer(self, actor: str) -> RemoteCaptureWriter:
+        """Batches go to the server, which signs them and attributes them to the token's user
+        (``actor`` is the server's business, not the client's claim)."""
+        return RemoteCaptureWriter(self._post_capture)
+
+    def _post_capture(self, target: CaptureTarget, batch_id: str, body: bytes, dropped: int) -> Any:
+        path = f"{API}/models/{_segment(target.name)}/versions/{target.version}/captures"
+        params = {"batch": batch_id, "method": target.method, "dropped": dropped}
+        headers = {"Content-Type": ARROW_STREAM}
+        response = self._t._with_retries(
+            lambda: self._t.http.post(path, content=body, params=params, headers=headers)
+        )
+        return self._t.decode(response)
 
 
 class RemoteLineage:

@@ -1,9 +1,11 @@
 """Prediction capture and tracing methods of ``Client``: stats, labels, lookup, trace.
 
 ``PredictionsMixin`` is mixed into ``Client``; the module functions below call the default
-client and are re-exported by ``clew``. Trace, labels and the public key go through the
-backend, so they work on a server too. Capture (and ``get_prediction``, which reads capture
-files) needs the store in this process: a client of a server does not capture yet.
+client and are re-exported by ``clew``. Everything goes through the backend, so it works
+the same on a server: an embedded client signs and writes capture batches itself; a client of
+a server queues the same calls and posts them, and the server signs and writes them (see
+clew/client/remote_capture.py). ``get_prediction`` re-verifies what a server returns with the
+store's public key.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from clew.service.trace import Trace
 
 if TYPE_CHECKING:
     from clew.client.http import RemoteBackend
-    from clew.store.location import Store
 
 __all__ = [
     "capture_stats",
@@ -83,7 +84,7 @@ class PredictionsMixin:
     def get_prediction(self, prediction_id: str) -> CapturedPrediction:
         """A captured prediction as stored, with its proof, label and verification result."""
         self.flush_captures()
-        return capture.find_prediction(self._local_store("get_prediction"), prediction_id)
+        return self._service.predictions.get_prediction(prediction_id)
 
     def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any]) -> int:
         """Attach ground truth to captured predictions (a later label replaces an earlier one)."""
@@ -104,30 +105,17 @@ class PredictionsMixin:
 
     # --- used by LoadedModel ----------------------------------------------------------
 
-    def _captures_here(self) -> bool:
-        """Whether predictions can be captured: only into a store opened in this process."""
-        return isinstance(self._service, EmbeddedBackend)
-
-    def _local_store(self, action: str) -> Store:
-        if not isinstance(self._service, EmbeddedBackend):
-            raise InvalidInputError(
-                f"{action} reads capture files, which a client of a clew server does not have "
-                "yet; run it where the store is opened directly (clew.connect(<store>))."
-            )
-        return self._service.store
-
     def _capture_service(self) -> CaptureService:
         if self._capture is None:
-            store = self._local_store("prediction capture")
             with _capture_lock:
                 if self._capture is None:
-                    self._capture = CaptureService(store, current_actor(), self._capture_settings)
+                    writer = self._service.predictions.capture_writer(current_actor())
+                    self._capture = CaptureService(writer, self._capture_settings)
                     _with_capture.add(self)
         return self._capture
 
     def _capture_failed(self, rows: int, error: Exception) -> None:
-        if self._captures_here():
-            self._capture_service().record_failure(rows, error)
+        self._capture_service().record_failure(rows, error)
 
     def _close_captures(self) -> None:
         if self._capture is not None:

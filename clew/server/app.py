@@ -23,6 +23,7 @@ from clew.server.responses import JSONResponse
 from clew.server.routes import (
     artifacts,
     audit,
+    captures,
     lineage,
     operations,
     predictions,
@@ -61,7 +62,7 @@ def create_app(
     app.state.services = Services.open(store)
     app.state.auth = AuthSettings(anonymous_read=anonymous_read)
     app.state.metrics = Metrics()
-    for module in (operations, runs, artifacts, registry, predictions, lineage, audit):
+    for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(_ui_router(store, ui_secret))
     errors.install(app)

@@ -88,6 +88,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/labels"): CONTRIBUTE,
     ("POST", f"{API}/labels/search"): VIEW,
     ("GET", f"{API}/public-key"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/captures"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    ("GET", f"{API}/predictions/{{prediction_id}}"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,

@@ -20,15 +20,23 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlalchemy.exc
 from sqlalchemy import Connection, delete, select
 
 from clew.domain import digests, ids, leaves, merkle, refs
-from clew.errors import IntegrityError, InvalidInputError, NotFoundError
+from clew.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    StoreBusyError,
+    StoreUnavailableError,
+)
 from clew.service import audit, signing
 from clew.store import captures, schema
 from clew.store.location import Store
@@ -156,12 +164,36 @@ class CopyArena:
         self._used = 0
 
 
-class CaptureService:
-    """The bounded queue and its writer thread for one store."""
+class BatchWriter(Protocol):
+    """Where the writer thread hands each batch: the store itself, or a clew server."""
 
-    def __init__(self, store: Store, actor: str, settings: CaptureSettings | None = None) -> None:
+    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> None: ...
+
+
+class StoreWriter:
+    """Signs and writes batches into a store opened in this process."""
+
+    def __init__(self, store: Store, actor: str) -> None:
         self.store = store
         self.actor = actor
+        self._signer: signing.Signer | None = None
+
+    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> None:
+        if self._signer is None:
+            self._signer = signing.Signer(self.store)
+        write_batch(self.store, self._signer, self.actor, target, calls, dropped)
+
+
+class CaptureService:
+    """The bounded queue and its writer thread, feeding one ``BatchWriter``.
+
+    A writer that raises ``StoreBusyError`` or ``StoreUnavailableError`` could not deliver
+    the batch (a server that does not answer): its rows count as dropped; any other error
+    counts them as failed.
+    """
+
+    def __init__(self, writer: BatchWriter, settings: CaptureSettings | None = None) -> None:
+        self.writer = writer
         self.settings = settings or CaptureSettings()
         self._queue: deque[tuple[CaptureTarget, Call]] = deque()
         self._cond = threading.Condition()
@@ -173,7 +205,6 @@ class CaptureService:
         self._enqueued = 0
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._signer: signing.Signer | None = None
         self.arena = CopyArena()
 
     # --- the caller's side: never blocks on I/O, never raises -----------------------------
@@ -276,14 +307,11 @@ class CaptureService:
             with self._cond:
                 dropped = self._dropped_since.pop(target, 0)
             try:
-                write_batch(
-                    self.store,
-                    self._signer_for(),
-                    self.actor,
-                    target,
-                    calls,
-                    dropped,
-                )
+                self.writer.write(target, calls, dropped)
+            except (StoreBusyError, StoreUnavailableError) as error:
+                with self._cond:
+                    self._stats.dropped += rows
+                    self._stats.last_error = f"{type(error).__name__}: {error}"
             except Exception as error:  # capture must never break prediction: count it
                 with self._cond:
                     self._stats.failed += rows
@@ -295,11 +323,6 @@ class CaptureService:
         with self._cond:
             self._handled += len(items)
             self._cond.notify_all()
-
-    def _signer_for(self) -> signing.Signer:
-        if self._signer is None:
-            self._signer = signing.Signer(self.store)
-        return self._signer
 
 
 def _group(
@@ -411,6 +434,139 @@ def write_sealed(
         connection.execute(schema.capture_batches.insert().values(**row))
         audit.append(connection, actor, "capture.batch", f"{target.name}/{target.version}", row)
     return batch.batch_id
+
+
+# --- batches a remote client sends: sealed and signed by the server ----------------------
+
+MAX_REMOTE_ROWS = 1_000_000
+REMOTE_COLUMNS = ("prediction_id", "time", "inputs", "output")
+_PREDICTION_ID = r"^[0-9A-HJKMNP-TV-Z]{26}\.(0|[1-9][0-9]{0,8})$"
+
+
+@dataclass(frozen=True)
+class AcceptedBatch:
+    batch_id: str
+    count: int
+    duplicate: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch_id, "count": self.count, "duplicate": self.duplicate}
+
+
+def accept_batch(
+    store: Store,
+    signer: signing.Signer,
+    actor: str,
+    target: CaptureTarget,
+    batch_id: str,
+    rows: pa.Table,
+    dropped: int = 0,
+) -> AcceptedBatch:
+    """Seal, sign and write a batch of rows a remote client predicted.
+
+    The client sends only ids, times, inputs and outputs; the model columns come from the
+    registry here, and the tree and signature are made here, so the signing key never leaves
+    the server. A batch id already recorded for this version is acknowledged again without
+    writing anything: a retried post never makes two batches.
+    """
+    if not ids.is_id(batch_id):
+        raise InvalidInputError(f"batch id {batch_id!r} is not a ULID like 01J...; send a new id.")
+    existing = _recorded(store, batch_id, target)
+    if existing is not None:
+        return existing
+    table = remote_table(target, rows)
+    calls = pc.utf8_slice_codeunits(table.column("prediction_id"), 0, leaves.CALL_LENGTH)
+    try:
+        hashes = leaves.leaf_hashes(table)
+    except (pa.ArrowException, ValueError, TypeError) as error:
+        raise InvalidInputError(
+            f"capture batch {batch_id} has columns clew cannot hash ({error}); send numbers, "
+            "text, booleans or fixed-size lists of them."
+        ) from error
+    sealed = SealedBatch(batch_id, target, table, hashes, dropped)
+    first, last = pc.min(calls).as_py(), pc.max(calls).as_py()
+    try:
+        write_sealed(store, signer, actor, sealed, first, last)
+    except sqlalchemy.exc.IntegrityError:
+        existing = _recorded(store, batch_id, target)
+        if existing is None:
+            raise
+        return existing
+    return AcceptedBatch(batch_id, table.num_rows, duplicate=False)
+
+
+def _recorded(store: Store, batch_id: str, target: CaptureTarget) -> AcceptedBatch | None:
+    table = schema.capture_batches
+    with store.db.read() as connection:
+        row = connection.execute(
+            select(table.c.model_version_id, table.c.count).where(table.c.id == batch_id)
+        ).first()
+    if row is None:
+        return None
+    if row.model_version_id != target.version_id:
+        raise ConflictError(
+            f"capture batch {batch_id} was already recorded for another model version; send "
+            "each batch with a new id."
+        )
+    return AcceptedBatch(batch_id, int(row.count), duplicate=True)
+
+
+def remote_table(target: CaptureTarget, rows: pa.Table) -> pa.Table:
+    """A client's rows checked and completed into the stored column layout.
+
+    Columns must be ``prediction_id`` (``<ULID>.<row>``, unique), ``time`` (a timestamp),
+    ``output`` and optionally ``inputs`` (a struct); anything else is refused by name.
+    """
+    names = rows.column_names
+    unknown = [name for name in names if name not in REMOTE_COLUMNS]
+    missing = [name for name in ("prediction_id", "time", "output") if name not in names]
+    if unknown or missing or len(set(names)) != len(names):
+        raise InvalidInputError(
+            f"a capture batch has columns prediction_id, time, output and optionally inputs; "
+            f"got {names}."
+        )
+    count = rows.num_rows
+    if not 0 < count <= MAX_REMOTE_ROWS:
+        raise InvalidInputError(
+            f"a capture batch holds 1 to {MAX_REMOTE_ROWS} rows, not {count}; split it."
+        )
+    prediction_ids = _prediction_ids(rows.column("prediction_id"))
+    times = _times(rows.column("time"))
+    columns: dict[str, Any] = {
+        "prediction_id": prediction_ids,
+        "time": times,
+        "model_name": _constant(target.name, count),
+        "model_version": pa.array(np.full(count, target.version, dtype=np.int32)),
+        "model_digest": _constant(target.digest, count),
+    }
+    if "inputs" in names:
+        inputs = rows.column("inputs")
+        if not pa.types.is_struct(inputs.type):
+            raise InvalidInputError(
+                f"inputs of a capture batch must be a struct of named fields, not {inputs.type}."
+            )
+        columns["inputs"] = inputs.combine_chunks()
+    columns["output"] = rows.column("output").combine_chunks()
+    return pa.table(columns)
+
+
+def _prediction_ids(column: pa.ChunkedArray) -> pa.Array:
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise InvalidInputError(f"prediction_id must be text, not {column.type}.")
+    values = pc.cast(column, pa.string()).combine_chunks()
+    if values.null_count or not pc.all(pc.match_substring_regex(values, _PREDICTION_ID)).as_py():
+        raise InvalidInputError(
+            "every prediction_id of a capture batch must look like <26-character ULID>.<row>."
+        )
+    if pc.count_distinct(values).as_py() != len(values):
+        raise InvalidInputError("a capture batch repeats a prediction_id; ids must be unique.")
+    return values
+
+
+def _times(column: pa.ChunkedArray) -> pa.Array:
+    if not pa.types.is_timestamp(column.type) or column.null_count:
+        raise InvalidInputError(f"time must be a timestamp on every row, not {column.type}.")
+    return pc.cast(column, pa.timestamp("ms", tz="UTC")).combine_chunks()
 
 
 def _fixed_binary(data: bytes) -> pa.Array:

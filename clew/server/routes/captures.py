@@ -1,0 +1,150 @@
+"""Capture batches from remote clients, and captured predictions read back over HTTP.
+
+A client that loaded a model from this server queues its predictions and posts them here in
+batches (an Arrow IPC stream of ids, times, inputs and outputs). The server checks the rows,
+adds the model columns from its registry, builds the Merkle tree, signs the root with the
+store's key and writes the batch where the store keeps captures, exactly as an in-process
+writer would: the signing key never leaves the server. The batch id in the query makes a
+retried post harmless. Bodies are read as they stream in and refused past ``MAX_BATCH_BYTES``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from clew.errors import InvalidInputError
+from clew.server.deps import ActorDep, ServicesDep
+from clew.server.errors import HTTPError
+from clew.server.responses import JSONResponse
+from clew.server.routes.models import Name
+from clew.service import capture, signing
+from clew.service.registry import RegistryService
+from clew.store.location import Store
+
+router = APIRouter(prefix="/api/v1", tags=["predictions"])
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+MAX_DECODED_BYTES = 256 * 1024 * 1024
+BatchId = Annotated[str, Query(min_length=26, max_length=26, description="a client-made ULID")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.post(
+    "/models/{name}/versions/{version}/captures",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def post_capture(
+    name: Name,
+    version: Version,
+    batch: BatchId,
+    request: Request,
+    services: ServicesDep,
+    actor: ActorDep,
+    method: Literal["predict", "predict_proba"] = "predict",
+    dropped: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> JSONResponse:
+    """Seal, sign and store one batch of predictions (201; 200 when the batch id is known)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != ARROW_STREAM:
+        raise HTTPError(
+            415,
+            "unsupported_media_type",
+            f"send a capture batch as an Arrow IPC stream (Content-Type: {ARROW_STREAM}).",
+        )
+    body = await _bounded_body(request)
+    rows = _decode(body)
+    target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
+    signer = _signer(request, services.store)
+    accepted = await run_in_threadpool(
+        capture.accept_batch, services.store, signer, actor, target, batch, rows, dropped
+    )
+    return JSONResponse(accepted.to_dict(), status_code=200 if accepted.duplicate else 201)
+
+
+@router.get("/predictions/{prediction_id}")
+def get_prediction(
+    prediction_id: Annotated[str, Path(min_length=1, max_length=80)], services: ServicesDep
+) -> JSONResponse:
+    """A captured prediction with its proof, and its stored row (Arrow IPC, base64) so the
+    caller can re-check leaf, proof and signature with only the public key."""
+    found = capture.find_prediction(services.store, prediction_id)
+    data: dict[str, Any] = found.to_dict()
+    data["model_version_id"] = found.model_version_id
+    data["time_ms"] = found.time_ms
+    data["labelled"] = found.labelled
+    data["row"] = base64.b64encode(_encode(found.row)).decode() if found.row is not None else None
+    return JSONResponse(data)
+
+
+async def _bounded_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
+        raise _too_large()
+    chunks, seen = [], 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > MAX_BATCH_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    if not seen:
+        raise InvalidInputError("the capture batch body is empty; send an Arrow IPC stream.")
+    return b"".join(chunks)
+
+
+def _too_large() -> HTTPError:
+    return HTTPError(
+        413,
+        "payload_too_large",
+        f"a capture batch body is at most {MAX_BATCH_BYTES} bytes; send fewer rows per batch.",
+    )
+
+
+def _decode(body: bytes) -> pa.Table:
+    """Read the stream batch by batch, refusing one that decompresses past the bound."""
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(body))
+        batches, decoded = [], 0
+        for record_batch in reader:
+            decoded += record_batch.nbytes
+            if decoded > MAX_DECODED_BYTES:
+                raise InvalidInputError(
+                    f"the capture batch decodes to more than {MAX_DECODED_BYTES} bytes; send "
+                    "fewer rows per batch."
+                )
+            batches.append(record_batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+    except pa.ArrowException as error:
+        raise InvalidInputError(
+            f"the capture batch is not a readable Arrow IPC stream ({error})."
+        ) from error
+
+
+def _target(store: Store, ref: str, method: str) -> capture.CaptureTarget:
+    version = RegistryService(store).resolve(ref)
+    return capture.CaptureTarget(version.id, version.name, version.version, version.digest, method)
+
+
+def _signer(request: Request, store: Store) -> signing.Signer:
+    """One signer per app: loading the key once, not per batch."""
+    signer = getattr(request.app.state, "capture_signer", None)
+    if signer is None:
+        signer = request.app.state.capture_signer = signing.Signer(store)
+    return signer
+
+
+def _encode(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()

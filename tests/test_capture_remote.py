@@ -1,0 +1,221 @@
+"""Capture through a clew server: a remote client queues, the server seals, signs and stores.
+
+Every test runs a real server (uvicorn in a thread, its own store) and a real remote client;
+nothing passes between them except over HTTP.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pytest
+from capture_support import iris
+from server_fixtures import RunningServer, server  # noqa: F401
+from sklearn.linear_model import LogisticRegression
+
+import clew
+from clew.client.loaded_model import LoadedModel
+from clew.client.remote_capture import ARROW_STREAM, encode
+from clew.domain import ids
+from clew.server.routes.captures import MAX_BATCH_BYTES
+from clew.service import capture
+from clew.service.capture import Call, CaptureTarget
+
+
+@pytest.fixture
+def remote(server: RunningServer) -> Iterator[clew.Client]:  # noqa: F811
+    client = clew.connect(server.url, token=server.user("alice"))
+    yield client
+    client.close()
+
+
+def _register(client: clew.Client) -> LoadedModel:
+    features, target = iris()
+    with client.start_run("iris", "train") as run:
+        model = LogisticRegression(max_iter=500).fit(features, target)
+        artifact = run.log_model(model, name="iris-lr")
+    client.register_model(artifact, "iris")
+    return client.load_model("iris/1")
+
+
+def _batches(server: RunningServer) -> list[capture.BatchRecord]:  # noqa: F811
+    return capture.all_batches(server.store)
+
+
+def test_remote_predictions_are_signed_by_the_server_and_verify_with_the_public_key(
+    remote: clew.Client,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    model = _register(remote)
+    features, _ = iris()
+    outputs, prediction_ids = model.predict_with_ids(features)
+    assert len(outputs) == 150
+    stats = remote.flush_captures()
+    assert stats["captured"] == 150 and stats["dropped"] == 0 and stats["failed"] == 0
+    [batch] = _batches(server)
+    assert batch.count == 150
+    assert server.store.capture_files.exists(batch.path)
+
+    found = remote.get_prediction(prediction_ids[42])
+    assert found.verified, found.verification.reason
+    assert found.output == outputs[42] and found.model == "iris" and found.version == 1
+    assert found.inputs == {f"f{j}": features[42, j] for j in range(4)}
+
+    # An auditor with only the public key re-checks the stored row, proof and signature.
+    public_pem = remote.public_key().encode()
+    verdict = capture.verify_row(
+        found.row, found.header, capture.signature_of(found.row), found.proof, public_pem
+    )
+    assert verdict.verified, verdict.reason
+    altered = found.row.set_column(
+        found.row.column_names.index("output"), "output", pa.array([99], found.row["output"].type)
+    )
+    forged = capture.verify_row(
+        altered, found.header, capture.signature_of(found.row), found.proof, public_pem
+    )
+    assert not forged.verified
+
+    thread = remote.trace(prediction_ids[42])
+    assert thread.steps[0].verified
+    assert remote.log_labels([prediction_ids[42]], [1]) == 1
+    assert remote.get_prediction(prediction_ids[42]).label == 1
+
+
+def test_a_retried_post_with_the_same_batch_id_is_written_once(
+    remote: clew.Client,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    model = _register(remote)
+    version = model.version
+    target = CaptureTarget(version.id, version.name, version.version, version.digest)
+    features, _ = iris()
+    call = Call(ids.new_id(), 1_700_000_000_000, 10, np.arange(10), features[:10])
+    body = encode(target, [call])
+    batch_id = ids.new_id()
+    http = server.http(server.tokens["alice"])
+    path = "/api/v1/models/iris/versions/1/captures"
+    headers = {"Content-Type": ARROW_STREAM}
+    first = http.post(path, content=body, params={"batch": batch_id}, headers=headers)
+    again = http.post(path, content=body, params={"batch": batch_id}, headers=headers)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert [b.id for b in _batches(server)] == [batch_id]
+    assert remote.get_prediction(f"{call.call_id}.3").verified
+
+
+def test_a_viewer_may_not_post_captures(
+    remote: clew.Client,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    model = _register(remote)
+    version = model.version
+    target = CaptureTarget(version.id, version.name, version.version, version.digest)
+    call = Call(ids.new_id(), 1_700_000_000_000, 3, np.arange(3), None)
+    http = server.http(server.user("victor", "viewer"))
+    response = http.post(
+        "/api/v1/models/iris/versions/1/captures",
+        content=encode(target, [call]),
+        params={"batch": ids.new_id()},
+        headers={"Content-Type": ARROW_STREAM},
+    )
+    assert response.status_code == 403
+    assert _batches(server) == []
+
+
+def test_malformed_oversized_and_mistyped_batches_are_refused_clearly(
+    remote: clew.Client,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    _register(remote)
+    http = server.http(server.tokens["alice"])
+    path = "/api/v1/models/iris/versions/1/captures"
+    arrow = {"Content-Type": ARROW_STREAM}
+
+    def post(content: bytes, headers: dict[str, str] = arrow, batch: str | None = None):
+        return http.post(
+            path, content=content, params={"batch": batch or ids.new_id()}, headers=headers
+        )
+
+    garbage = post(b"definitely not arrow")
+    assert garbage.status_code == 400 and "Arrow IPC" in garbage.json()["message"]
+    wrong_type = post(b"{}", headers={"Content-Type": "application/json"})
+    assert wrong_type.status_code == 415
+    huge = post(b"\0" * (MAX_BATCH_BYTES + 1))
+    assert huge.status_code == 413 and "at most" in huge.json()["message"]
+
+    def stream(table: pa.Table) -> bytes:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    now = pa.array([1_700_000_000_000], pa.timestamp("ms", tz="UTC"))
+    good_id = f"{ids.new_id()}.0"
+    extra = post(
+        stream(pa.table({"prediction_id": [good_id], "time": now, "output": [1], "x": [1]}))
+    )
+    assert extra.status_code == 400 and "columns" in extra.json()["message"]
+    bad_id = post(stream(pa.table({"prediction_id": ["../../x"], "time": now, "output": [1]})))
+    assert bad_id.status_code == 400 and "ULID" in bad_id.json()["message"]
+    bad_batch = post(
+        stream(pa.table({"prediction_id": [good_id], "time": now, "output": [1]})),
+        batch="../" * 8 + "xx",
+    )
+    assert bad_batch.status_code == 400
+    unknown_model = http.post(
+        "/api/v1/models/nope/versions/1/captures",
+        content=stream(pa.table({"prediction_id": [good_id], "time": now, "output": [1]})),
+        params={"batch": ids.new_id()},
+        headers=arrow,
+    )
+    assert unknown_model.status_code == 404
+    assert _batches(server) == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_server_drops_counted_rows_and_predict_still_answers(
+    remote: clew.Client,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    model = _register(remote)
+    remote._service.predictions._t.http.base_url = httpx.URL(f"http://127.0.0.1:{_closed_port()}")
+    features, _ = iris()
+    outputs = model.predict(features)
+    assert len(outputs) == 150
+    stats = remote.flush_captures()
+    assert stats["submitted"] == 150
+    assert stats["dropped"] == 150 and stats["captured"] == 0
+    assert "did not answer" in (stats["last_error"] or "")
+    assert _batches(server) == []
+
+
+def test_serve_against_a_server_captures_through_it(
+    server: RunningServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from clew.client.serving import create_inference_app
+
+    client = clew.connect(server.url, token=server.user("alice"))
+    try:
+        model = _register(client)
+        app = TestClient(create_inference_app(model))
+        answer = app.post("/predict", json={"inputs": iris()[0][:5].tolist()})
+        assert answer.status_code == 200
+        prediction_id = answer.json()["prediction_ids"][4]
+        client.flush_captures()
+        assert client.get_prediction(prediction_id).verified
+        assert app.get("/health").json()["capture"]["captured"] == 5
+    finally:
+        client.close()
