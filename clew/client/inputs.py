@@ -17,6 +17,7 @@ from clew.domain import digests
 from clew.domain.records import ArtifactRecord
 from clew.errors import InvalidInputError
 from clew.service import datasets
+from clew.service.uploads import check_reference_uri
 from clew.store.blobs import LocalBlobStore, Progress
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -156,6 +157,7 @@ def _local(
 
 
 def _reference(uri: str, name: str | None, type_: str, extra: dict[str, Any]) -> Prepared:
+    check_reference_uri(uri)  # before _remote_facts: never fetch a refused location
     size, etag = _remote_facts(uri)
     identity = {"uri": uri, "size": size, "etag": etag}
     properties = {"reference": True, "etag": etag, **extra}

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from clew.domain import digests, ids, records, refs
 from clew.domain.records import ArtifactRecord
 from clew.errors import InvalidInputError, NotFoundError
-from clew.service import audit
+from clew.service import audit, uploads
 from clew.service.graph import add_edge
 from clew.service.runs import RunService, now_ms
 from clew.store import schema
@@ -120,10 +120,12 @@ class ArtifactService:
         """Record an artifact (its blobs already stored) and link it to the run.
 
         ``blobs`` maps each blob digest the artifact needs to (size, kind), so verify and gc
-        know about it; ``derived_from`` lists artifact ids this one was derived from.
+        know about it; ``derived_from`` lists artifact ids this one was derived from. ``uri``
+        passes the same reference-URI rule on every backend (``uploads.check_reference_uri``).
         """
         if direction not in DIRECTIONS:
             raise InvalidInputError(f"direction {direction!r} must be 'input' or 'output'.")
+        uploads.check_reference_uri(uri)
         for blob_digest in blobs or {}:
             if not self.store.blobs.exists(blob_digest):
                 raise NotFoundError(f"blob {blob_digest} has not been uploaded; upload it first.")

@@ -2,9 +2,15 @@
 
 A server must never act on a client-supplied location. Reference URIs (``s3://bucket/key``)
 are recorded as text only, and even as text some are refused because nothing legitimate
-points there: ``file://`` (a path on the *client's* disk means nothing on the server and
-invites local-file inclusion later), fragments, embedded credentials, and addresses of the
-server's own machine or the cloud metadata service. Directory manifests name files by
+points there: ``file://`` and every other scheme fsspec would open on this machine or through
+an unsupported filesystem (``local``, ``zip``, ``ssh``, ``ftp``, ``memory``, chained ``a::b``
+URLs; a path on the *client's* disk means nothing on the server and invites local-file
+inclusion later), scheme-less paths, fragments, embedded credentials, and addresses of the
+server's own machine or the cloud metadata service. A scheme nothing can open
+(``postgres://crm/customers``, ``sklearn://datasets/wine``) names data outside any store and
+is kept as a label. The embedded store applies the same rule (``ArtifactService.log``), so an
+SDK call is refused identically on both backends, and the embedded client never fetches the
+size of a refused URI. Directory manifests name files by
 relative path; a manifest that could make an export land outside its destination (``..``,
 absolute paths, backslashes, drive letters, NUL) is refused before any record points at it.
 """
@@ -20,9 +26,14 @@ from urllib.parse import unquote, urlsplit
 
 from clew.errors import InvalidInputError
 
+# Object stores and web addresses: opened by fsspec (the embedded client reads their size).
 REFERENCE_SCHEMES = frozenset(
     {"s3", "gs", "gcs", "az", "abfs", "abfss", "adl", "hdfs", "http", "https", "dbfs", "hf"}
 )
+# Schemes a browser would execute or inline even though fsspec cannot open them.
+_ACTIVE_SCHEMES = frozenset({"javascript", "vbscript", "data", "blob"})
+_HIERARCHICAL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_BRACKETED_HOST = re.compile(r"\[[^\]]*\]")
 MAX_URI_LENGTH = 2048
 MANIFEST_KIND = "clew.manifest/v1"
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -35,11 +46,8 @@ def check_reference_uri(uri: str | None) -> str | None:
         return None
     if not isinstance(uri, str) or len(uri) > MAX_URI_LENGTH or not uri.isprintable():
         raise _bad_uri(uri, f"it must be printable text of at most {MAX_URI_LENGTH} characters")
+    scheme = _scheme(uri)
     parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if scheme not in REFERENCE_SCHEMES:
-        allowed = ", ".join(sorted(REFERENCE_SCHEMES))
-        raise _bad_uri(uri, f"the scheme must be one of {allowed}; upload local files instead")
     if "#" in uri:
         raise _bad_uri(uri, "fragments (#...) are not allowed")
     if parts.username or parts.password:
@@ -47,6 +55,34 @@ def check_reference_uri(uri: str | None) -> str | None:
     if scheme in ("http", "https"):
         _check_host(uri, parts.hostname or "")
     return uri
+
+
+def _scheme(uri: str) -> str:
+    """The URI's scheme, when it is one that names data and that nothing here would open."""
+    match = _HIERARCHICAL.match(uri)
+    if match is None:
+        raise _bad_uri(
+            uri, "it needs a scheme such as s3:// or https://; upload local files instead"
+        )
+    if "::" in _BRACKETED_HOST.sub("", uri):
+        raise _bad_uri(uri, "chained URLs (a::b) are not allowed")
+    scheme = match.group(1).lower()
+    if scheme in REFERENCE_SCHEMES:
+        return scheme
+    if scheme in _ACTIVE_SCHEMES or scheme in _openable_schemes():
+        allowed = ", ".join(sorted(REFERENCE_SCHEMES))
+        raise _bad_uri(
+            uri,
+            f"{scheme}:// would be opened on this machine or through an unsupported filesystem; "
+            f"use one of {allowed}, or upload local files instead",
+        )
+    return scheme
+
+
+def _openable_schemes() -> set[str]:
+    import fsspec
+
+    return {protocol.lower() for protocol in fsspec.available_protocols()}
 
 
 def _check_host(uri: str, host: str) -> None:

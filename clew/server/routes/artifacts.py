@@ -56,7 +56,6 @@ class LogArtifact(Body):
 
 @router.post("/artifacts", status_code=201)
 def log_artifact(body: LogArtifact, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
-    uploads.check_reference_uri(body.uri)
     uploads.check_blob_kinds(body.blobs)
     _check_manifests(services, body)
     if body.run_id:
