@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, select, text
 
 from clew.domain import ids, records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
@@ -27,6 +27,7 @@ from clew.service.graph import add_edge
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
+from clew.store.metadata import DriverStatement
 
 REGISTERED, APPROVED, REJECTED, REVOKED, ARCHIVED = (
     "registered",
@@ -59,60 +60,64 @@ WHERE m.name = :name AND v.version = :version
 """
 
 
-# Registration is a hot path: its statements are built once, so SQLAlchemy compiles and
-# cache-keys each of them once per process instead of once per call.
-_edges, _artifacts, _models = schema.edges, schema.artifacts, schema.models
-_PRODUCER = (
-    select(_edges.c.source_id)
-    .where(
-        _edges.c.destination_id == _artifacts.c.id,
-        _edges.c.association == records.PRODUCED,
-        _edges.c.source_kind == "run",
-    )
-    .order_by(_edges.c.id.desc())
-    .limit(1)
-    .scalar_subquery()
+# Registration is a hot path: its statements are plain SQL run on the transaction's DBAPI
+# cursor (see DriverStatement), which keeps a registration's CPU cost near SQLite's own.
+_ARTIFACT_AND_PRODUCER = DriverStatement(
+    f"""
+    SELECT a.id, a.type, a.digest, (
+        SELECT e.source_id FROM edges e
+        WHERE e.destination_id = a.id AND e.association = '{records.PRODUCED}'
+            AND e.source_kind = 'run'
+        ORDER BY e.id DESC LIMIT 1)
+    FROM artifacts a WHERE a.id = :artifact_id
+    """
 )
-_ARTIFACT_AND_PRODUCER = select(
-    _artifacts.c.id, _artifacts.c.type, _artifacts.c.digest, _PRODUCER.label("run_id")
-).where(_artifacts.c.id == bindparam("artifact_id"))
-_RUN_MODELS = (
-    select(_artifacts.c.id, _artifacts.c.name)
-    .join(_edges, _edges.c.destination_id == _artifacts.c.id)
-    .where(
-        _edges.c.source_id == bindparam("run_id"),
-        _edges.c.association == records.PRODUCED,
-        _artifacts.c.type == "model",
-    )
+_RUN_MODELS = DriverStatement(
+    f"""
+    SELECT a.id, a.name FROM artifacts a JOIN edges e ON e.destination_id = a.id
+    WHERE e.source_id = :run_id AND e.association = '{records.PRODUCED}' AND a.type = 'model'
+    """
 )
-_TRAINING_DATA = (
-    select(_artifacts.c.type, _artifacts.c.name, _artifacts.c.digest, _artifacts.c.properties)
-    .join(_edges, _edges.c.source_id == _artifacts.c.id)
-    .where(
-        _edges.c.destination_id == bindparam("run_id"),
-        _edges.c.association == records.CONTRIBUTED_TO,
-        _artifacts.c.type.in_(TRAINING_DATA_TYPES),
-    )
+_TRAINING_DATA = DriverStatement(
+    f"""
+    SELECT a.type, a.name, a.digest, a.properties FROM artifacts a
+    JOIN edges e ON e.source_id = a.id
+    WHERE e.destination_id = :run_id AND e.association = '{records.CONTRIBUTED_TO}'
+        AND a.type IN ({", ".join(f"'{type_}'" for type_ in TRAINING_DATA_TYPES)})
+    """
 )
-_TARGET_PARAMS = select(schema.params.c.key, schema.params.c.value).where(
-    schema.params.c.run_id == bindparam("run_id"), schema.params.c.key.in_(TARGET_PARAMS)
+_TARGET_PARAMS = DriverStatement(
+    f"""
+    SELECT key, value FROM params
+    WHERE run_id = :run_id AND key IN ({", ".join(f"'{key}'" for key in TARGET_PARAMS)})
+    """
 )
-_RUN_METRICS = select(schema.latest_metrics.c.key, schema.latest_metrics.c.value).where(
-    schema.latest_metrics.c.run_id == bindparam("run_id")
+_RUN_METRICS = DriverStatement("SELECT key, value FROM latest_metrics WHERE run_id = :run_id")
+_NEXT_VERSION = DriverStatement(
+    """
+    UPDATE models SET last_version = last_version + 1 WHERE name = :model_name
+    RETURNING id, last_version, owner, risk_tier, tags
+    """
 )
-_NEXT_VERSION = (
-    update(_models)
-    .where(_models.c.name == bindparam("model_name"))
-    .values(last_version=_models.c.last_version + 1)
-    .returning(
-        _models.c.id, _models.c.last_version, _models.c.owner, _models.c.risk_tier, _models.c.tags
-    )
+_MODEL_CONTEXT = DriverStatement(
+    "SELECT id FROM contexts WHERE type = 'model' AND name = :model_name"
 )
-_MODEL_CONTEXT = select(schema.contexts.c.id).where(
-    schema.contexts.c.type == "model", schema.contexts.c.name == bindparam("model_name")
+_INSERT_VERSION = DriverStatement(
+    """
+    INSERT INTO model_versions (id, model_id, version, artifact_id, digest, run_id, signature,
+        metrics, description, created_ms, created_by)
+    VALUES (:id, :model_id, :version, :artifact_id, :digest, :run_id, :signature, :metrics,
+        :description, :created_ms, :created_by)
+    """
 )
-_INSERT_VERSION = schema.model_versions.insert()
-_INSERT_EVENT = schema.registry_events.insert()
+_INSERT_EVENT = DriverStatement(
+    """
+    INSERT INTO registry_events (id, model_id, version, kind, alias, from_version, actor,
+        time_ms, comment, evidence)
+    VALUES (:id, :model_id, :version, :kind, :alias, :from_version, :actor, :time_ms,
+        :comment, :evidence)
+    """
+)
 
 
 class RegistryService:
@@ -202,10 +207,9 @@ class RegistryService:
                 "created_ms": now_ms(),
                 "created_by": actor,
             }
-            connection.execute(_INSERT_VERSION, row)
-            context_id = connection.execute(_MODEL_CONTEXT, {"model_name": name}).scalar()
-            if context_id is None:
-                context_id = ensure_context(connection, "model", name, actor)
+            _INSERT_VERSION.execute(connection, row)
+            context = _MODEL_CONTEXT.first(connection, {"model_name": name})
+            context_id = context[0] if context else ensure_context(connection, "model", name, actor)
             add_edge(
                 connection, artifact_id, "artifact", context_id, "context", records.ASSOCIATED_WITH
             )
@@ -269,7 +273,7 @@ def append_event(
         "comment": comment,
         "evidence": _json(evidence or {}),
     }
-    connection.execute(_INSERT_EVENT, row)
+    _INSERT_EVENT.execute(connection, row)
     if kind != REGISTERED:
         target = f"{name}@{alias}" if alias else f"{name}/{version}"
         audit.append(connection, actor, f"model.{kind}", target, row)
@@ -408,7 +412,7 @@ def _next_version(
     tags: Mapping[str, Any] | None,
 ) -> tuple[str, int]:
     """Allocate the next version number atomically; create the model as version 1's home."""
-    row = connection.execute(_NEXT_VERSION, {"model_name": name}).first()
+    row = _NEXT_VERSION.first(connection, {"model_name": name})
     if row is None:
         model_id = _insert_model(
             connection,
@@ -421,24 +425,29 @@ def _next_version(
             last_version=1,
         )
         return model_id, 1
-    _check_model_attributes(name, row, owner=owner, risk_tier=risk_tier, tags=tags)
-    return row.id, row.last_version
+    model_id, number, *stored = row
+    _check_model_attributes(name, stored, owner=owner, risk_tier=risk_tier, tags=tags)
+    return model_id, number
 
 
 def _check_model_attributes(
     name: str,
-    row: Any,
+    stored_values: list[Any],
     *,
     owner: str | None,
     risk_tier: str | None,
     tags: Mapping[str, Any] | None,
 ) -> None:
-    """Registering with model attributes that contradict the stored ones is a mistake."""
+    """Registering with model attributes that contradict the stored ones is a mistake.
+
+    ``stored_values`` are the model's owner, risk tier and tags (JSON), in that order.
+    """
     wanted = {"owner": owner, "risk_tier": risk_tier}
     if tags is not None:
         wanted["tags"] = json.dumps({str(k): str(v) for k, v in tags.items()}, sort_keys=True)
+    stored_by_key = dict(zip(("owner", "risk_tier", "tags"), stored_values, strict=True))
     for key, value in wanted.items():
-        stored = getattr(row, key)
+        stored = stored_by_key[key]
         if value is not None and value != stored:
             raise ConflictError(
                 f"model {name!r} already has {key} {stored!r}, not {value!r}; omit {key} when "
@@ -459,19 +468,20 @@ def _model_source(
             "an artifact ref or the run that logged the model."
         )
     artifact_id = parsed.artifact_id or find_artifact(connection, parsed).id
-    row = connection.execute(_ARTIFACT_AND_PRODUCER, {"artifact_id": artifact_id}).first()
+    row = _ARTIFACT_AND_PRODUCER.first(connection, {"artifact_id": artifact_id})
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
-    if row.type != "model":
+    found_id, type_, digest, run_id = row
+    if type_ != "model":
         raise InvalidInputError(
-            f"artifact {refs.format_ref(parsed)} is a {row.type}, not a model; register "
+            f"artifact {refs.format_ref(parsed)} is a {type_}, not a model; register "
             "the output of run.log_model(...)."
         )
-    return row.id, row.digest, row.run_id
+    return found_id, digest, run_id
 
 
 def _run_model(connection: Connection, run_id: str) -> str:
-    rows = connection.execute(_RUN_MODELS, {"run_id": run_id}).all()
+    rows = _RUN_MODELS.all(connection, {"run_id": run_id})
     if not rows:
         if connection.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id)).first():
             raise InvalidInputError(
@@ -479,11 +489,11 @@ def _run_model(connection: Connection, run_id: str) -> str:
             )
         raise NotFoundError(f"run {run_id} does not exist.")
     if len(rows) > 1:
-        names = ", ".join(sorted(row.name for row in rows))
+        names = ", ".join(sorted(name for _, name in rows))
         raise InvalidInputError(
             f"run {run_id} logged {len(rows)} models ({names}); pass the one to register."
         )
-    return rows[0].id
+    return rows[0][0]
 
 
 def _infer_signature(connection: Connection, run_id: str | None) -> dict[str, Any]:
@@ -495,10 +505,12 @@ def _infer_signature(connection: Connection, run_id: str | None) -> dict[str, An
     if run_id is None:
         return {}
     candidates = []
-    for row in connection.execute(_TRAINING_DATA, {"run_id": run_id}):
-        schema_ = json.loads(row.properties or "{}").get("schema")
+    for type_, name, digest, properties in _TRAINING_DATA.all(connection, {"run_id": run_id}):
+        schema_ = json.loads(properties or "{}").get("schema")
         if isinstance(schema_, dict) and schema_:
-            candidates.append((("train" in row.name.lower(), len(schema_)), row, schema_))
+            candidates.append(
+                (("train" in name.lower(), len(schema_)), f"{type_}:{name}@{digest}", schema_)
+            )
     if not candidates:
         return {}
     _, dataset, columns = max(candidates, key=lambda candidate: candidate[0])
@@ -506,12 +518,12 @@ def _infer_signature(connection: Connection, run_id: str | None) -> dict[str, An
     return {
         "inputs": [{"name": k, "type": v} for k, v in columns.items() if k != target],
         "outputs": [{"name": target, "type": columns[target]}] if target else [],
-        "inferred_from": f"{dataset.type}:{dataset.name}@{dataset.digest}",
+        "inferred_from": dataset,
     }
 
 
 def _target_column(connection: Connection, run_id: str, columns: Mapping[str, str]) -> str | None:
-    found = dict(connection.execute(_TARGET_PARAMS, {"run_id": run_id}).all())
+    found = dict(_TARGET_PARAMS.all(connection, {"run_id": run_id}))
     for key in TARGET_PARAMS:
         if found.get(key) in columns:
             return found[key]
@@ -521,9 +533,7 @@ def _target_column(connection: Connection, run_id: str, columns: Mapping[str, st
 def _metrics_snapshot(connection: Connection, run_id: str | None) -> dict[str, float | None]:
     if run_id is None:
         return {}
-    latest = schema.latest_metrics
-    rows = connection.execute(select(latest.c.key, latest.c.value).where(latest.c.run_id == run_id))
-    return {row.key: row.value for row in rows}
+    return dict(_RUN_METRICS.all(connection, {"run_id": run_id}))
 
 
 def all_models(connection: Connection) -> list[ModelRecord]:

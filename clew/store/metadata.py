@@ -1,7 +1,8 @@
 """Opening the metadata database: engine settings, schema migrations, transactions.
 
-SQLite runs in WAL mode with ``synchronous=FULL`` and ``BEGIN IMMEDIATE`` for writes, so two
-processes logging to one store queue up behind each other instead of failing. PostgreSQL gets
+SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` for writes, so two processes logging to one
+store queue up behind each other instead of failing. ``CLEW_SQLITE_SYNC`` picks the commit
+durability (see ``sqlite_synchronous``). PostgreSQL gets
 the same semantics from a transaction-level advisory lock taken at the start of every write
 (see ``_postgres_engine``). Migrations are Alembic's; an embedded store is upgraded on open, a store
 whose schema this clew does not know (a newer clew wrote it) is refused.
@@ -11,22 +12,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from clew.errors import StoreBusyError, StoreUnavailableError, StoreVersionError
+from clew.errors import InvalidInputError, StoreBusyError, StoreUnavailableError, StoreVersionError
 from clew.store import schema
 
 SCHEMA_HEAD = "0003"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 CONNECT_TIMEOUT_S = 10
+SQLITE_SYNC_ENV = "CLEW_SQLITE_SYNC"
+SQLITE_SYNC_MODES = ("full", "normal")
 # Arbitrary fixed keys ("clew" in ASCII, plus one) naming clew's two PostgreSQL advisory locks.
 _PG_WRITE_LOCK = 0x636C6577
 _PG_MIGRATION_LOCK = 0x636C6578
@@ -42,7 +47,25 @@ def _forget_inherited_connections() -> None:
 os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
+def sqlite_synchronous() -> str:
+    """SQLite's ``synchronous`` setting from ``CLEW_SQLITE_SYNC``: ``full`` (default) or ``normal``.
+
+    ``full`` fsyncs the WAL on every commit: a commit survives power loss. ``normal`` fsyncs
+    only at checkpoints: a commit survives the process being killed (it is in the WAL, in the
+    OS page cache) but the last commits may roll back on power loss or an OS crash. Neither
+    can corrupt the database, and a rollback only ever drops a suffix of transactions, so the
+    audit chain stays a valid prefix. docs/operations.md (durability) has the trade-off.
+    """
+    mode = os.environ.get(SQLITE_SYNC_ENV, "").strip().lower() or "full"
+    if mode not in SQLITE_SYNC_MODES:
+        raise InvalidInputError(
+            f"{SQLITE_SYNC_ENV}={mode!r} is not a SQLite sync mode; use full or normal."
+        )
+    return mode
+
+
 def _sqlite_engine(url: str) -> Engine:
+    synchronous = sqlite_synchronous().upper()
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -57,7 +80,7 @@ def _sqlite_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -66,8 +89,10 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(connection: Connection) -> None:
         # A deferred transaction that later writes can fail with SQLITE_BUSY without waiting;
         # taking the write lock up front makes concurrent writers queue instead.
+        # Straight on the DBAPI connection: a SQLAlchemy execute would cost as much as the
+        # short writes this begins.
         write = connection.get_execution_options().get("clew_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        driver_execute(connection, "BEGIN IMMEDIATE" if write else "BEGIN", {})
 
     return engine
 
@@ -93,6 +118,53 @@ def _postgres_engine(url: str) -> Engine:
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
 
     return engine
+
+
+class DriverStatement:
+    """One plain SQL statement run on the DBAPI cursor inside a SQLAlchemy transaction.
+
+    For hot paths only (version registration): SQLAlchemy's bookkeeping per ``execute``
+    (execution context, result metadata, events) costs several times what SQLite spends
+    running a short indexed statement. Written once with ``:name`` parameters, valid on SQLite
+    and PostgreSQL alike; rows come back as plain tuples in the order the SQL lists columns.
+    """
+
+    _NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+    def __init__(self, sql: str) -> None:
+        self._sql = {"sqlite": sql, "postgresql": self._NAMED.sub(r"%(\1)s", sql)}
+
+    def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+        """Run in ``connection``'s transaction; returns the DBAPI cursor to fetch from."""
+        return driver_execute(connection, self._sql[connection.dialect.name], params)
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        return self.execute(connection, params).fetchone()
+
+    def all(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return self.execute(connection, params).fetchall()
+
+
+def driver_execute(connection: Connection, sql: str, params: Mapping[str, Any]) -> Any:
+    """``sql`` on a DBAPI cursor of ``connection``; driver errors become SQLAlchemy's, as if
+    SQLAlchemy had run it, so ``_busy_as_error`` and the pool's disconnect handling see them."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+    except connection.dialect.loaded_dbapi.Error as error:
+        dialect = connection.dialect
+        lost = dialect.is_disconnect(error, connection.connection, cursor)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql,
+            params,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from error
+    return cursor
 
 
 class Database:
