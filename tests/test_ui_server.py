@@ -97,6 +97,18 @@ def _decide(client: httpx.Client, version: int, **fields: str) -> httpx.Response
     return client.post(f"/ui/models/{MODEL}/versions/{version}/decide", data=form)
 
 
+def test_the_server_root_redirects_to_the_ui(deployment: Deployment) -> None:
+    with _browser(deployment) as anonymous:
+        response = anonymous.get("/")
+        landed = anonymous.get("/", follow_redirects=True)
+    assert response.status_code == 307 and response.headers["location"] == "/ui/"
+    assert landed.status_code == 200 and str(landed.url).startswith(f"{deployment.url}/ui/login")
+    with _browser(deployment, "vera") as viewer:
+        signed_in = viewer.get("/", follow_redirects=True)
+    # /ui/ itself sends a signed-in user on to the model inventory.
+    assert signed_in.status_code == 200 and str(signed_in.url) == f"{deployment.url}/ui/models"
+
+
 def test_unauthenticated_pages_redirect_to_login(deployment: Deployment) -> None:
     with _browser(deployment) as anonymous:
         for path in ("/ui/", "/ui/models", f"/ui/models/{MODEL}/versions/1", "/ui/audit"):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 from clew.server import errors
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, token_user, ui_actor
@@ -65,11 +66,17 @@ def create_app(
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(_ui_router(store, ui_secret))
+    app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)
     check_routes(app)
     app.add_middleware(BodyLimit, max_json_bytes=max_json_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
+
+
+def _home(request: Request) -> RedirectResponse:
+    """A browser pointed at the server's address lands on the web UI (which asks for a login)."""
+    return RedirectResponse(f"{request.scope.get('root_path', '')}/ui/", status_code=307)
 
 
 def _ui_router(store: Store, secret: bytes | None) -> APIRouter:

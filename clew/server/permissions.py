@@ -40,6 +40,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/ready"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("GET", f"{API}/openapi.json"): PUBLIC,
+    ("GET", "/"): PUBLIC,  # a redirect to /ui/, whose pages have their own rules
     ("GET", f"{API}/whoami"): VIEW,
     # runs
     ("POST", f"{API}/runs"): CONTRIBUTE,
