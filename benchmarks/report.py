@@ -167,6 +167,20 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return statistics.quantiles(ordered, n=100, method="inclusive")[round(fraction * 100) - 1]
 
 
+@contextmanager
+def sqlite_sync(mode: str) -> Iterator[None]:
+    """Stores opened inside use ``CLEW_SQLITE_SYNC=mode`` (full or normal; read at open)."""
+    previous = os.environ.get("CLEW_SQLITE_SYNC")
+    os.environ["CLEW_SQLITE_SYNC"] = mode
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["CLEW_SQLITE_SYNC"]
+        else:
+            os.environ["CLEW_SQLITE_SYNC"] = previous
+
+
 def fsync_ms(directory: Path, repeat: int = 20) -> float:
     """Median time to write and fsync 4 KiB here: the floor under any durable commit."""
     path = directory / "fsync-probe"

@@ -64,13 +64,13 @@ def test_new_store_is_created_by_the_alembic_migration(client: clew.Client, home
 
 
 @pytest.mark.sqlite_only
-def test_sqlite_runs_in_wal_mode_with_full_sync(client: clew.Client) -> None:
+def test_sqlite_runs_in_wal_mode_with_normal_sync_by_default(client: clew.Client) -> None:
     with client.store.db.read() as connection:
         journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
         synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
         foreign_keys = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
     assert journal == "wal"
-    assert synchronous == 2  # FULL
+    assert synchronous == 1  # NORMAL (CLEW_SQLITE_SYNC=full gives FULL)
     assert foreign_keys == 1
 
 

@@ -1,11 +1,11 @@
 """Opening the metadata database: engine settings, schema migrations, transactions.
 
 SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` for writes, so two processes logging to one
-store queue up behind each other instead of failing. ``CLEW_SQLITE_SYNC`` picks the commit
-durability (see ``sqlite_synchronous``). PostgreSQL gets
-the same semantics from a transaction-level advisory lock taken at the start of every write
-(see ``_postgres_engine``). Migrations are Alembic's; an embedded store is upgraded on open, a store
-whose schema this clew does not know (a newer clew wrote it) is refused.
+store queue up behind each other instead of failing; ``CLEW_SQLITE_SYNC`` picks how durable a
+commit is (see ``sqlite_synchronous``). PostgreSQL gets the same semantics from a
+transaction-level advisory lock taken at the start of every write (see ``_postgres_engine``).
+Migrations are Alembic's; an embedded store is upgraded on open, a store whose schema this clew
+does not know (a newer clew wrote it) is refused.
 """
 
 from __future__ import annotations
@@ -48,15 +48,16 @@ os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 def sqlite_synchronous() -> str:
-    """SQLite's ``synchronous`` setting from ``CLEW_SQLITE_SYNC``: ``full`` (default) or ``normal``.
+    """SQLite's ``synchronous`` setting from ``CLEW_SQLITE_SYNC``: ``normal`` (default) or ``full``.
 
-    ``full`` fsyncs the WAL on every commit: a commit survives power loss. ``normal`` fsyncs
-    only at checkpoints: a commit survives the process being killed (it is in the WAL, in the
-    OS page cache) but the last commits may roll back on power loss or an OS crash. Neither
-    can corrupt the database, and a rollback only ever drops a suffix of transactions, so the
-    audit chain stays a valid prefix. docs/operations.md (durability) has the trade-off.
+    ``normal`` fsyncs only at WAL checkpoints: a commit survives the process being killed
+    (kill -9, a crash: the commit is in the WAL, in the OS page cache) but the last commits
+    may roll back on power loss or an OS crash. ``full`` fsyncs the WAL on every commit, so a
+    commit survives power loss too, at the price of one fsync (milliseconds on many disks) per
+    write. Neither can corrupt the database, and a rollback only ever drops a suffix of
+    transactions, so the audit chain stays a valid prefix. docs/operations.md (durability).
     """
-    mode = os.environ.get(SQLITE_SYNC_ENV, "").strip().lower() or "full"
+    mode = os.environ.get(SQLITE_SYNC_ENV, "").strip().lower() or "normal"
     if mode not in SQLITE_SYNC_MODES:
         raise InvalidInputError(
             f"{SQLITE_SYNC_ENV}={mode!r} is not a SQLite sync mode; use full or normal."
