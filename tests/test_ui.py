@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from browser_fixtures import CHROMIUM, screenshot
 from conftest import free_port, require_backend, run_git
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -41,17 +42,8 @@ from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.store.location import Store
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+pytest_plugins = ("browser_fixtures",)
+
 HTML_RUN_NAME = '<img src=x onerror="document.title=`pwned`">'
 HTML_TAG = "<script>document.title='pwned'</script>"
 HTML_DESCRIPTION = "Iris <b>species</b> classifier"
@@ -318,35 +310,6 @@ def servers(populated: Populated) -> Iterator[dict[str, UIServer]]:
             process.wait(10)
 
 
-@pytest.fixture(scope="module")
-def browser(servers: dict[str, UIServer]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh tab that records console errors, page errors and dialogs; none may happen."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    problems: list[str] = []
-    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
-    tab.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
-    yield tab
-    context.close()
-    assert problems == []
-
-
-def _shot(tab: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 def test_every_page_loads_cleanly(
     page: Any, servers: dict[str, UIServer], populated: Populated
 ) -> None:
@@ -367,7 +330,7 @@ def test_every_page_loads_cleanly(
         response = page.goto(base + path)
         assert response.status == 200, name
         page.wait_for_load_state("networkidle")
-        _shot(page, name)
+        screenshot(page, name)
     page.goto(base + f"/ui/models/{MODEL}/versions/3")
     integrity = page.locator("#integrity")
     integrity.get_by_text("digest verified").wait_for()
@@ -390,7 +353,7 @@ def test_lineage_graph_draws_the_thread(page: Any, servers: dict[str, UIServer])
     assert page.locator("#lineage-graph .node").count() > before
     page.locator(".graph-tools [data-action=contexts]").check()
     page.locator("#lineage-graph .node.cat-context").first.wait_for()
-    _shot(page, "lineage-expanded")
+    screenshot(page, "lineage-expanded")
 
 
 def test_creator_approval_is_refused_with_the_policy_reason(
@@ -402,7 +365,7 @@ def test_creator_approval_is_refused_with_the_policy_reason(
     refusal = page.locator("#refusal")
     assert "separation of duties" in refusal.text_content()
     assert "alice" in refusal.text_content()
-    _shot(page, "version-refused")
+    screenshot(page, "version-refused")
     status = PromotionService(populated.store).version_status(f"{MODEL}/1")
     assert "alice" not in status["approved_by"]
 
@@ -420,7 +383,7 @@ def test_second_person_approves_and_promotes(
     page.fill("#promote-form input[name=comment]", "best holdout accuracy")
     page.click("#promote-form button")
     assert "production now points at" in page.locator(".notice").text_content()
-    _shot(page, "version-approved")
+    screenshot(page, "version-approved")
     status = PromotionService(populated.store).version_status(f"{MODEL}/2")
     assert status["approved_by"] == ["bob"]
     assert status["aliases"] == ["production"]
@@ -475,4 +438,4 @@ def test_prediction_trace_is_drawn_with_verdicts(
     steps = page.locator("#trace-steps .trace-step")
     assert steps.count() >= 4
     assert "model version" in steps.nth(1).text_content()
-    _shot(page, "prediction-trace")
+    screenshot(page, "prediction-trace")

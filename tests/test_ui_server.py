@@ -19,17 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import require_backend
+from browser_fixtures import screenshot
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from server_fixtures import RunningServer, serve
 from test_ui import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     HTML_DESCRIPTION,
     HTML_RUN_NAME,
     MODEL,
-    SCREENSHOTS,
     Populated,
     populate,
 )
@@ -40,6 +37,8 @@ from clew.server.ui.session import TOKEN_COOKIE
 from clew.service import accounts, audit
 from clew.service.promotion import PromotionService
 from clew.store.location import open_store
+
+pytest_plugins = ("browser_fixtures",)
 
 UI_SECRET = b"test-ui-secret-for-this-module-only"
 ROLES = {"vera": "viewer", "carl": "contributor", "bob": "approver", "alice": "approver"}
@@ -237,34 +236,8 @@ def test_a_ui_route_without_a_permission_refuses_to_start(deployment: Deployment
 # --- in a real browser ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser(deployment: Deployment) -> Iterator[Any]:
-    require_backend(CHROMIUM.exists(), "Chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh tab (no cookies) that records console errors, page errors and dialogs."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    problems: list[str] = []
-    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
-    tab.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
-    yield tab
-    context.close()
-    assert problems == []
-
-
 def _shot(tab: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SCREENSHOTS / f"server-{name}.png"), full_page=True)
+    screenshot(tab, f"server-{name}")
 
 
 def _sign_in(tab: Any, deployment: Deployment, user: str, path: str) -> None:
