@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clew.domain import leaves, merkle
+from clew.domain import ids, leaves, merkle
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 NULL = 0xFFFFFFFF
@@ -168,3 +168,18 @@ def test_every_proof_folds_to_a_root_a_hashlib_verifier_recomputes(count: int) -
         forged = hashlib.sha256(b"forged").digest()
         with pytest.raises(ValueError):
             merkle.root_from_proof(forged, steps)
+
+
+@given(st.integers(0, 2**48 - 1), st.integers(0, 2**80 - 1))
+def test_call_ids_spell_time_and_randomness_in_crockford_base32(time_ms: int, rest: int) -> None:
+    """The table-driven encoder gives the ULID digits, five bits each, most significant first."""
+    value = time_ms << 80 | rest
+    digits = "".join(CROCKFORD[(value >> 5 * (25 - k)) & 31] for k in range(26))
+    assert ids._encode(value) == digits
+    assert ids.id_time_ms(digits) == time_ms
+
+
+def test_call_ids_made_in_a_row_are_distinct_and_ordered() -> None:
+    made = [ids.new_id() for _ in range(2_000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(ids.is_id(item) for item in made)
