@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import numpy as np
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import clew
 from clew.client.loaded_model import LoadedModel
+from clew.service import capture
 from clew.service.registry import RegistryService
 
 
@@ -26,3 +33,17 @@ def register_iris(client: clew.Client, name: str = "iris") -> LoadedModel:
         artifact = run.log_model(model, name=f"{name}-lr")
     version = RegistryService(client.store).register(name, f"artifact:{artifact.id}", "alice")
     return LoadedModel(model, version, client)
+
+
+@contextmanager
+def editable_batch(client: clew.Client) -> Iterator[Path]:
+    """A local copy of the store's one capture batch file; what the test writes to it is put
+    back in its place when the block ends (a directory or S3, whichever the store uses)."""
+    files = client.store.capture_files
+    [batch] = capture.all_batches(client.store)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "batch.parquet"
+        with files.local_copy(batch.path) as stored:
+            shutil.copyfile(stored, path)
+        yield path
+        files.put_file(batch.path, path)

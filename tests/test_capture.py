@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,14 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from capture_support import iris, register_iris
 
 import clew
 from clew.client.loaded_model import LoadedModel
 from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
-from clew.service import audit
+from clew.service import audit, capture
+from clew.store.captures import LocalCaptureFiles
 
 
 @pytest.fixture
@@ -91,20 +92,28 @@ def test_files_are_partitioned_by_model_version_and_date_and_recorded(client, mo
     features, _ = iris()
     model.predict(features)
     client.flush_captures()
-    files = list(client.store.captures.glob("model=iris/version=1/date=*/*.parquet"))
-    assert len(files) == 1
-    assert (files[0].with_suffix(".merkle")).exists()
-    table = pq.read_table(files[0])
+    files = client.store.capture_files
+    [batch] = capture.all_batches(client.store)
+    assert re.fullmatch(r"model=iris/version=1/date=\d{4}-\d\d-\d\d/\w{26}\.parquet", batch.path)
+    assert files.exists(batch.path.removesuffix(".parquet") + ".merkle")
+    table = files.read_batch(batch.path)
     assert {"prediction_id", "time", "inputs", "output", "leaf_hash", "model_digest"} <= set(
         table.column_names
     )
+    assert table.num_rows == batch.count == 150
+    entries = audit.entries(client.store, target="iris/1")
+    assert any(entry.action == "capture.batch" for entry in entries)
+
+
+@pytest.mark.sqlite_only
+def test_duckdb_reads_the_local_capture_directory_by_partition(client, model) -> None:
+    model.predict(iris()[0])
+    client.flush_captures()
     counted = duckdb.sql(
         f"select count(*), min(version) from read_parquet('{client.store.captures}/**/*.parquet',"
         " hive_partitioning=true)"
     ).fetchone()
     assert counted == (150, 1)
-    entries = audit.entries(client.store, target="iris/1")
-    assert any(entry.action == "capture.batch" for entry in entries)
 
 
 def test_input_sampling_keeps_outputs_and_nulls_unsampled_inputs(client, model) -> None:
@@ -133,11 +142,11 @@ def test_full_queue_drops_are_counted_and_prediction_still_works(client, model) 
     assert stats["dropped"] == 300 and stats["captured"] == 150
 
 
-def test_writer_failures_never_reach_predict(client, model) -> None:
+def test_writer_failures_never_reach_predict(client, model, tmp_path: Path) -> None:
     features, _ = iris()
-    blocker = client.store.captures
-    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker = tmp_path / "captures"
     blocker.write_text("not a directory")
+    client.store.capture_files = LocalCaptureFiles(blocker)
     outputs, ids = model.predict_with_ids(features)
     assert len(outputs) == 150
     stats = client.flush_captures()

@@ -6,16 +6,14 @@ nothing passes between them except over HTTP.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
 from capture_support import iris
-from server_fixtures import RunningServer, server  # noqa: F401
+from server_fixtures import RunningServer, serve, server, server_store  # noqa: F401
 from sklearn.linear_model import LogisticRegression
 
 import clew
@@ -162,6 +160,11 @@ def test_malformed_oversized_and_mistyped_batches_are_refused_clearly(
     assert extra.status_code == 400 and "columns" in extra.json()["message"]
     bad_id = post(stream(pa.table({"prediction_id": ["../../x"], "time": now, "output": [1]})))
     assert bad_id.status_code == 400 and "ULID" in bad_id.json()["message"]
+    union = pa.UnionArray.from_dense(
+        pa.array([0], pa.int8()), pa.array([0], pa.int32()), [pa.array([1])]
+    )
+    mixed = post(stream(pa.table({"prediction_id": [good_id], "time": now, "output": union})))
+    assert mixed.status_code == 400 and "union" in mixed.json()["message"]
     bad_batch = post(
         stream(pa.table({"prediction_id": [good_id], "time": now, "output": [1]})),
         batch="../" * 8 + "xx",
@@ -177,26 +180,24 @@ def test_malformed_oversized_and_mistyped_batches_are_refused_clearly(
     assert _batches(server) == []
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_server_drops_counted_rows_and_predict_still_answers(
-    remote: clew.Client,
-    server: RunningServer,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    model = _register(remote)
-    remote._service.predictions._t.http.base_url = httpx.URL(f"http://127.0.0.1:{_closed_port()}")
-    features, _ = iris()
-    outputs = model.predict(features)
-    assert len(outputs) == 150
-    stats = remote.flush_captures()
-    assert stats["submitted"] == 150
-    assert stats["dropped"] == 150 and stats["captured"] == 0
-    assert "did not answer" in (stats["last_error"] or "")
-    assert _batches(server) == []
+    lifetime = serve(*server_store(tmp_path, "short-lived"))
+    running = next(lifetime)
+    client = clew.connect(running.url, token=running.user("alice"))
+    try:
+        model = _register(client)
+        lifetime.close()  # the server stops; the loaded model stays in this process
+        features, _ = iris()
+        outputs, prediction_ids = model.predict_with_ids(features)
+        assert len(outputs) == 150 and len(prediction_ids) == 150
+        stats = client.flush_captures()
+        assert stats["submitted"] == 150
+        assert stats["dropped"] == 150 and stats["captured"] == 0 and stats["failed"] == 0
+        assert "did not answer" in (stats["last_error"] or "")
+    finally:
+        client.close()
 
 
 def test_serve_against_a_server_captures_through_it(

@@ -12,7 +12,6 @@ from capture_support import iris, register_iris
 
 import clew
 from clew.service import capture, signing
-from clew.store.captures import LocalCaptureFiles
 
 
 def test_key_is_created_once_with_owner_only_permissions(client: clew.Client) -> None:
@@ -58,11 +57,12 @@ def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
     _, ids = model.predict_with_ids(iris()[0])
     client.flush_captures()
     public_pem = client.public_key().encode()
-    path = next(client.store.captures.rglob("*.parquet"))
-    relative = path.relative_to(client.store.captures).as_posix()
-    row = pq.read_table(path, filters=[("prediction_id", "=", ids[77])])
+    files = client.store.capture_files
+    [batch] = capture.all_batches(client.store)
+    with files.local_copy(batch.path) as path:
+        row = pq.read_table(path, filters=[("prediction_id", "=", ids[77])])
     header = capture.header_of(row)
-    proof = LocalCaptureFiles(client.store.captures).read_proof(relative, header["count"], 77)
+    proof = files.read_proof(batch.path, header["count"], 77)
     verdict = capture.verify_row(row, header, capture.signature_of(row), proof, public_pem)
     assert verdict.verified, verdict.reason
     stranger = signing.public_pem(

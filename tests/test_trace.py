@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from capture_support import editable_batch
 from sklearn.datasets import load_wine
 from sklearn.tree import DecisionTreeClassifier
 
@@ -18,6 +19,11 @@ from clew.client.loaded_model import LoadedModel
 from clew.errors import NotFoundError
 from clew.service import audit
 from clew.service.registry import RegistryService
+
+# Predictions here are captured into the client's own store and then altered on disk; a remote
+# client does not capture yet, so these tests need the embedded store (the remote trace and
+# labels path is covered in test_remote_registry.py).
+pytestmark = pytest.mark.embedded_only
 
 
 def _wine_thread(client: clew.Client) -> tuple[LoadedModel, pd.DataFrame]:
@@ -90,16 +96,16 @@ def test_altered_captured_prediction_fails_verification(client, thread) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(30))
     client.flush_captures()
-    path = next(client.store.captures.rglob("*.parquet"))
-    table = pq.read_table(path)
-    outputs = table.column("output").to_pylist()
-    outputs[5] = (outputs[5] + 1) % 3
-    forged = table.set_column(
-        table.column_names.index("output"),
-        "output",
-        pa.array(outputs, table.schema.field("output").type),
-    )
-    pq.write_table(forged, path)
+    with editable_batch(client) as path:
+        table = pq.read_table(path)
+        outputs = table.column("output").to_pylist()
+        outputs[5] = (outputs[5] + 1) % 3
+        forged = table.set_column(
+            table.column_names.index("output"),
+            "output",
+            pa.array(outputs, table.schema.field("output").type),
+        )
+        pq.write_table(forged, path)
     trace = clew.trace(ids[5])
     step = trace.step("prediction")
     assert not step.verified and "inclusion proof" in step.reason
@@ -119,12 +125,12 @@ def test_forged_signature_is_refused(client, thread) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(3))
     client.flush_captures()
-    path = next(client.store.captures.rglob("*.parquet"))
-    table = pq.read_table(path)
-    header = capture.header_of(table)
-    forged = Ed25519PrivateKey.generate().sign(digests.canonical_json(header)).hex()
-    metadata = {**table.schema.metadata, capture.SIGNATURE_KEY: forged.encode()}
-    pq.write_table(table.replace_schema_metadata(metadata), path)
+    with editable_batch(client) as path:
+        table = pq.read_table(path)
+        header = capture.header_of(table)
+        forged = Ed25519PrivateKey.generate().sign(digests.canonical_json(header)).hex()
+        metadata = {**table.schema.metadata, capture.SIGNATURE_KEY: forged.encode()}
+        pq.write_table(table.replace_schema_metadata(metadata), path)
     step = clew.trace(ids[1]).step("prediction")
     assert not step.verified and "signature" in step.reason
 

@@ -478,7 +478,7 @@ def accept_batch(
     calls = pc.utf8_slice_codeunits(table.column("prediction_id"), 0, leaves.CALL_LENGTH)
     try:
         hashes = leaves.leaf_hashes(table)
-    except (pa.ArrowException, ValueError, TypeError) as error:
+    except (pa.ArrowException, ValueError, TypeError, NotImplementedError) as error:
         raise InvalidInputError(
             f"capture batch {batch_id} has columns clew cannot hash ({error}); send numbers, "
             "text, booleans or fixed-size lists of them."
@@ -525,6 +525,12 @@ def remote_table(target: CaptureTarget, rows: pa.Table) -> pa.Table:
             f"a capture batch has columns prediction_id, time, output and optionally inputs; "
             f"got {names}."
         )
+    unions = [name for name in names if _has_union(rows.schema.field(name).type)]
+    if unions:
+        raise InvalidInputError(
+            f"column(s) {unions} of a capture batch use a union type, which capture files "
+            "cannot store; send plain or struct columns."
+        )
     count = rows.num_rows
     if not 0 < count <= MAX_REMOTE_ROWS:
         raise InvalidInputError(
@@ -548,6 +554,12 @@ def remote_table(target: CaptureTarget, rows: pa.Table) -> pa.Table:
         columns["inputs"] = inputs.combine_chunks()
     columns["output"] = rows.column("output").combine_chunks()
     return pa.table(columns)
+
+
+def _has_union(kind: pa.DataType) -> bool:
+    if pa.types.is_union(kind):
+        return True
+    return any(_has_union(kind.field(i).type) for i in range(kind.num_fields))
 
 
 def _prediction_ids(column: pa.ChunkedArray) -> pa.Array:
