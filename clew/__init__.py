@@ -14,26 +14,36 @@ clew.lineage.upstream("churn/1").to_pandas()
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from clew.client import governance, predictions  # noqa: F401 - their __all__ joins ours
-from clew.client.client import Client
-from clew.client.default import connect, get_client
-from clew.client.governance import *  # noqa: F403 - the registry functions, listed in its __all__
-from clew.client.predictions import *  # noqa: F403 - capture and trace functions
-from clew.client.run import ActiveRun
-from clew.client.specs import data_source, feature_group
-from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import ClewError
 
-try:
-    __version__ = version("clew")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from clew.client.client import Client
+    from clew.client.run import ActiveRun
+    from clew.domain.records import ArtifactRecord, RunRecord
+
+# ``import clew`` stays cheap (no pandas, pyarrow, httpx, SQLAlchemy or capture machinery): the
+# public names below are imported on first use, through the module ``__getattr__`` at the end.
+_EXPORTS = {
+    "ActiveRun": "clew.client.run",
+    "ArtifactRecord": "clew.domain.records",
+    "Client": "clew.client.client",
+    "RunRecord": "clew.domain.records",
+    "connect": "clew.client.default",
+    "data_source": "clew.client.specs",
+    "feature_group": "clew.client.specs",
+    "get_client": "clew.client.default",
+}
+# Modules whose whole ``__all__`` is part of clew's API (registry, capture and trace functions).
+_EXPORTING_MODULES = ("clew.client.governance", "clew.client.predictions")
+_SUBPACKAGES = frozenset(
+    {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
+)
 
 __all__ = [
     "ActiveRun",
@@ -63,21 +73,27 @@ __all__ = [
 ]
 
 
+def _client() -> Client:
+    from clew.client.default import get_client
+
+    return get_client()
+
+
 def start_run(
     experiment: str = "default",
     name: str | None = None,
     kind: str = "training",
     **options: Any,
 ) -> ActiveRun:
-    return get_client().start_run(experiment, name, kind, **options)
+    return _client().start_run(experiment, name, kind, **options)
 
 
 def active_run() -> ActiveRun | None:
-    return get_client().active_run()
+    return _client().active_run()
 
 
 def _require_active() -> ActiveRun:
-    run = get_client().active_run()
+    run = _client().active_run()
     if run is None:
         raise ClewError("there is no active run; wrap your code in `with clew.start_run():`.")
     return run
@@ -116,7 +132,7 @@ def log_output(obj: Any, name: str | None = None, type: str | None = None) -> Ar
 
 
 def get_run(run_id: str) -> RunRecord:
-    return get_client().get_run(run_id)
+    return _client().get_run(run_id)
 
 
 def search_runs(
@@ -125,18 +141,58 @@ def search_runs(
     max_results: int = 1000,
     experiments: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    return get_client().search_runs(filter, order_by, max_results, experiments)
+    return _client().search_runs(filter, order_by, max_results, experiments)
 
 
 def seed(value: int) -> int:
-    return get_client().seed(value)
+    return _client().seed(value)
 
 
 class _DefaultLineage:
     """``clew.lineage``: the default client's lineage queries."""
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(get_client().lineage, name)
+        return getattr(_client().lineage, name)
 
 
 lineage = _DefaultLineage()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("clew")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use and keep it, so later lookups are plain attributes."""
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"clew.{name}")
+    else:
+        value = _exported_by_modules(name)
+    globals()[name] = value
+    return value
+
+
+def _exported_by_modules(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(f"module 'clew' has no attribute {name!r}")
+    for module_name in _EXPORTING_MODULES:
+        module = importlib.import_module(module_name)
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f"module 'clew' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    names = set(globals()) | set(_EXPORTS) | {"__version__"}
+    for module_name in _EXPORTING_MODULES:
+        names.update(importlib.import_module(module_name).__all__)
+    return sorted(names)

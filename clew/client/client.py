@@ -13,14 +13,13 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from clew.client import capture, inputs
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
-from clew.client.http import RemoteBackend
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
@@ -30,6 +29,9 @@ from clew.errors import InvalidInputError
 from clew.service.identity import current_actor
 from clew.service.lineage import LineageResult
 from clew.store.blobs import Progress
+
+if TYPE_CHECKING:
+    from clew.client.http import RemoteBackend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -83,7 +85,7 @@ class Client(GovernanceMixin, PredictionsMixin):
     @property
     def actor(self) -> str:
         """On a server the token's user (the server ignores claimed names); else the OS user."""
-        if isinstance(self._service, RemoteBackend):
+        if not isinstance(self._service, EmbeddedBackend):
             return self._service.actor
         return current_actor()
 
@@ -301,6 +303,8 @@ def _backend(
     """A clew server for ``http(s)://`` addresses (argument or ``CLEW_URI``), else a local store."""
     address = uri if uri is not None else os.environ.get("CLEW_URI", "")
     if str(address).startswith(("http://", "https://")):
+        from clew.client.http import RemoteBackend  # httpx only for a remote store
+
         return RemoteBackend(str(address), token, signing_token)
     return EmbeddedBackend(uri, artifacts)
 
