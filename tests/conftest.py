@@ -6,6 +6,12 @@ pass by silently testing less. With ``CLEW_TEST_BACKEND=postgres-s3`` every test
 ``client`` fixture and the default client behind ``CLEW_URI``) is a fresh PostgreSQL database
 plus a fresh S3 prefix instead of a SQLite file, so the same tests cover both backends; tests
 that inspect SQLite or the blob directory directly are marked ``sqlite_only``.
+
+With ``CLEW_TEST_CLIENT=remote`` the same store sits behind a real in-process ``clew server``
+and ``client`` (and the default client, through ``CLEW_URI``/``CLEW_TOKEN``) speaks to it over
+HTTP as the admin ``alice``; ``store`` is the server's store and ``as_user`` gives a client
+acting as another user. Tests that need the embedded store in this process are marked
+``embedded_only`` (or ``sqlite_only``) and are deselected in that mode, never skipped.
 """
 
 from __future__ import annotations
@@ -18,17 +24,20 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from server_fixtures import RunningServer, serve, server_store
 
 import clew
 from clew.client.capture import refresh
 from clew.client.default import reset
+from clew.store.location import Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKEND = os.environ.get("CLEW_TEST_BACKEND", "sqlite")
+REMOTE = os.environ.get("CLEW_TEST_CLIENT", "embedded") == "remote"
 
 
 def require_backend(available: bool, what: str) -> None:
@@ -46,12 +55,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "embedded_only: needs the embedded store in this process (SQLite files, client.store, "
+        "CLI internals); deselected when CLEW_TEST_CLIENT=remote",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if REMOTE:
+        _deselect_embedded_only(config, items)
     if BACKEND == "postgres-s3":
         skip = pytest.mark.skip(reason="checks SQLite or the local blob directory directly")
         for item in items:
             if item.get_closest_marker("sqlite_only"):
                 item.add_marker(skip)
+
+
+def _deselect_embedded_only(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need the store in this process do not run against a server at all."""
+    local = [
+        item
+        for item in items
+        if item.get_closest_marker("embedded_only") or item.get_closest_marker("sqlite_only")
+    ]
+    if local:
+        config.hook.pytest_deselected(items=local)
+        items[:] = [item for item in items if item not in local]
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +97,24 @@ def _isolated_environment(
     if BACKEND == "postgres-s3":
         monkeypatch.setenv("CLEW_URI", request.getfixturevalue("postgres_url"))
         monkeypatch.setenv("CLEW_ARTIFACTS", request.getfixturevalue("s3_artifacts"))
+    if REMOTE:
+        running = request.getfixturevalue("remote_server")
+        monkeypatch.setenv("CLEW_URI", running.url)
+        monkeypatch.setenv("CLEW_TOKEN", running.tokens["alice"])
+        monkeypatch.setenv("CLEW_SIGNING_TOKEN", running.signing["alice"])
     refresh()
     yield
     reset()
     refresh()
+
+
+@pytest.fixture
+def remote_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """The ``clew server`` behind every client under ``CLEW_TEST_CLIENT=remote``, on this test's
+    fresh store; ``alice`` is an admin there, as unrestricted as she is on an embedded store."""
+    for running in serve(*server_store(tmp_path, "remote-server-store")):
+        running.user("alice", "admin")
+        yield running
 
 
 @pytest.fixture
@@ -79,9 +124,70 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(home: Path) -> Iterator[clew.Client]:
-    """A client on a fresh store (embedded, or CLEW_URI's), also installed as clew's default."""
-    opened = clew.connect(None if BACKEND == "postgres-s3" else str(home))
+    """A client on a fresh store (embedded, CLEW_URI's, or the test server), also installed as
+    clew's default."""
+    opened = clew.connect(None if BACKEND == "postgres-s3" or REMOTE else str(home))
     yield opened
+
+
+@pytest.fixture
+def store(client: clew.Client, request: pytest.FixtureRequest) -> Store:
+    """The real store behind ``client``: the embedded one, or the server's; for checks only a
+    store can answer (audit chain, stored bytes)."""
+    if REMOTE:
+        return request.getfixturevalue("remote_server").store
+    assert isinstance(client.store, Store)
+    return client.store
+
+
+@pytest.fixture
+def as_user(
+    client: clew.Client, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., clew.Client]]:
+    """``as_user("bob", role="approver")``: a client acting as ``bob``.
+
+    Embedded, that is ``client`` with ``CLEW_USER=bob`` (the store has no roles). Remote, bob
+    is created on the server with ``role`` and signs approvals with his own signing token.
+    """
+    opened: dict[str, clew.Client] = {}
+
+    def act_as(name: str, role: str = "approver") -> clew.Client:
+        monkeypatch.setenv("CLEW_USER", name)
+        if not REMOTE:
+            return client
+        if name == "alice":
+            return client
+        if name not in opened:
+            running: RunningServer = request.getfixturevalue("remote_server")
+            token = running.user(name, role)
+            opened[name] = clew.Client(
+                running.url, token=token, signing_token=running.signing[name]
+            )
+        return opened[name]
+
+    yield act_as
+    for user_client in opened.values():
+        user_client.close()
+
+
+@pytest.fixture
+def env_as(
+    as_user: Callable[..., clew.Client], request: pytest.FixtureRequest
+) -> Callable[..., dict[str, str]]:
+    """``env_as("bob")``: the environment variables that make a child process act as bob."""
+
+    def environment(name: str, role: str = "approver") -> dict[str, str]:
+        as_user(name, role)
+        if not REMOTE:
+            return {"CLEW_USER": name}
+        running: RunningServer = request.getfixturevalue("remote_server")
+        return {
+            "CLEW_USER": name,
+            "CLEW_TOKEN": running.tokens[name],
+            "CLEW_SIGNING_TOKEN": running.signing[name],
+        }
+
+    return environment
 
 
 def run_git(cwd: Path, *args: str) -> str:

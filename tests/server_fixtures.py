@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,9 @@ from clew.server.app import create_app
 from clew.service import accounts
 from clew.store.location import Store, open_store
 
+AsUser = Callable[..., clew.Client]
+"""The ``as_user`` fixture: ``as_user("bob", role="approver")`` is a client acting as bob."""
+
 
 @dataclass
 class RunningServer:
@@ -31,12 +34,17 @@ class RunningServer:
     store: Store
     root: Path
     tokens: dict[str, str] = field(default_factory=dict)
+    signing: dict[str, str] = field(default_factory=dict)
 
     def user(self, name: str, role: str = "contributor") -> str:
-        """Create ``name`` with ``role`` and return a fresh API token for them."""
+        """Create ``name`` with ``role`` and return a fresh API token for them (their signing
+        token, for approvals, is kept in ``signing``)."""
         accounts.create_user(self.store, name, role, actor="test-admin")
         token = accounts.create_token(self.store, name, actor="test-admin").secret
         self.tokens[name] = token
+        self.signing[name] = accounts.create_token(
+            self.store, name, actor="test-admin", purpose="signing"
+        ).secret
         return token
 
     def http(self, token: str | None = None) -> httpx.Client:
@@ -69,8 +77,9 @@ def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer
 
 def server_store(tmp_path: Path, name: str = "server-store") -> tuple[Store, Path]:
     """The server's store: a fresh SQLite directory, or under ``CLEW_TEST_BACKEND=postgres-s3``
-    the fresh PostgreSQL database and S3 prefix conftest put in ``CLEW_URI``/``CLEW_ARTIFACTS``."""
-    if os.environ.get("CLEW_URI"):
+    the fresh PostgreSQL database and S3 prefix conftest put in ``CLEW_URI``/``CLEW_ARTIFACTS``
+    (once ``CLEW_URI`` is the test server's address, another server gets its own directory)."""
+    if os.environ.get("CLEW_URI", "").startswith("postgresql"):
         store = open_store()
         return store, store.home
     return open_store(tmp_path / name), tmp_path / name
@@ -81,14 +90,22 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
     yield from serve(*server_store(tmp_path))
 
 
-@pytest.fixture(params=["embedded", "remote"])
+REMOTE = os.environ.get("CLEW_TEST_CLIENT") == "remote"
+CLIENTS = ["remote"] if REMOTE else ["embedded", "remote"]
+
+
+@pytest.fixture(params=CLIENTS)
 def sdk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[clew.Client]:
     """The same SDK over an embedded store and over a server: tests using it must pass on both.
 
     The remote user is ``alice``, the same name the embedded store takes from ``CLEW_USER``.
+    Under ``CLEW_TEST_CLIENT=remote`` every client is remote already: ``sdk`` is ``client``.
     """
     if request.param == "embedded":
         yield clew.connect()
+        return
+    if REMOTE:
+        yield request.getfixturevalue("client")
         return
     for running in serve(*server_store(tmp_path)):
         client = clew.connect(running.url, token=running.user("alice"))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_registry import as_user, train
+from server_fixtures import AsUser
+from test_registry import train
 
 import clew
 from clew.errors import ConflictError, InvalidInputError, PolicyError
 from clew.service import audit
+from clew.store.location import Store
 
 
 @pytest.fixture
@@ -20,9 +22,9 @@ def version(client: clew.Client) -> clew.Client:
 
 
 def test_approval_records_actor_comment_evidence_and_policy(
-    version: clew.Client, monkeypatch
+    version: clew.Client, as_user: AsUser, store: Store
 ) -> None:
-    as_user(monkeypatch, "bob")
+    version = as_user("bob")
     with version.start_run("validation", "review", kind="evaluation", capture_code=False) as run:
         evidence = run.log_output(
             pd.DataFrame({"check": ["bias"], "ok": [True]}), name="validation-report", type="report"
@@ -48,7 +50,7 @@ def test_approval_records_actor_comment_evidence_and_policy(
     assert event.evidence["policy_version"] == 0
     assert event.time_ms > 0
     assert version.model_history("iris")[0] == event
-    assert [e.action for e in audit.entries(version.store, target="iris/1")] == [
+    assert [e.action for e in audit.entries(store, target="iris/1")] == [
         "model.approved",
         "model.register",
     ]
@@ -60,8 +62,8 @@ def test_approval_records_actor_comment_evidence_and_policy(
     )
 
 
-def test_meaning_is_recorded_and_validated(version: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "bob")
+def test_meaning_is_recorded_and_validated(version: clew.Client, as_user: AsUser) -> None:
+    version = as_user("bob")
     with pytest.raises(InvalidInputError, match="meaning"):
         version.approve("iris/1", "ok", meaning="")
     event = version.approve("iris/1", "second-line review done", meaning="reviewed")
@@ -74,36 +76,36 @@ def test_self_approval_by_the_registrant_is_refused(version: clew.Client) -> Non
     assert version.version_status("iris/1")["approvals"] == 0
 
 
-def test_the_training_run_user_may_not_approve_either(client: clew.Client, monkeypatch) -> None:
+def test_the_training_run_user_may_not_approve_either(client: clew.Client, as_user: AsUser) -> None:
     _, artifact = train(client)  # trained by alice
-    as_user(monkeypatch, "carol")
+    client = as_user("carol")
     client.register_model(artifact, "iris")  # registered by carol
     for user in ("alice", "carol"):
-        as_user(monkeypatch, user)
+        client = as_user(user)
         with pytest.raises(PolicyError, match="separation of duties"):
             client.approve("iris/1", "mine")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     assert client.approve("iris/1", "independent review").actor == "bob"
 
 
-def test_an_approver_counts_once(version: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "bob")
+def test_an_approver_counts_once(version: clew.Client, as_user: AsUser) -> None:
+    version = as_user("bob")
     version.approve("iris/1", "ok")
     with pytest.raises(ConflictError, match="already approved"):
         version.approve("iris/1", "ok again")
     assert version.version_status("iris/1")["approvals"] == 1
 
 
-def test_a_comment_is_required(version: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "bob")
+def test_a_comment_is_required(version: clew.Client, as_user: AsUser) -> None:
+    version = as_user("bob")
     for action in (version.approve, version.reject, version.revoke, version.archive):
         with pytest.raises(InvalidInputError, match="a comment is required"):
             action("iris/1", "  ")
     assert len(version.model_history("iris")) == 1
 
 
-def test_evidence_must_be_existing_artifacts(version: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "bob")
+def test_evidence_must_be_existing_artifacts(version: clew.Client, as_user: AsUser) -> None:
+    version = as_user("bob")
     with pytest.raises(InvalidInputError, match="is not an artifact"):
         version.approve("iris/1", "ok", evidence="iris/1")
     with pytest.raises(clew.ClewError, match="no artifact matches"):
@@ -112,12 +114,12 @@ def test_evidence_must_be_existing_artifacts(version: clew.Client, monkeypatch) 
 
 
 def test_rejected_versions_can_not_be_approved_promoted_or_loaded(
-    version: clew.Client, monkeypatch
+    version: clew.Client, as_user: AsUser
 ) -> None:
-    as_user(monkeypatch, "bob")
+    version = as_user("bob")
     rejection = version.reject("iris/1", "target leakage in feature x")
     assert rejection.kind == "rejected"
-    as_user(monkeypatch, "carol")
+    version = as_user("carol")
     with pytest.raises(ConflictError, match="was rejected by bob"):
         version.approve("iris/1", "I disagree")
     with pytest.raises(ConflictError, match="was rejected"):
@@ -127,8 +129,10 @@ def test_rejected_versions_can_not_be_approved_promoted_or_loaded(
     assert version.version_status("iris/1")["status"] == "rejected"
 
 
-def test_revoke_withdraws_approval_and_blocks_loading(version: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "bob")
+def test_revoke_withdraws_approval_and_blocks_loading(
+    version: clew.Client, as_user: AsUser
+) -> None:
+    version = as_user("bob")
     version.approve("iris/1", "ok")
     version.promote("iris/1", "production")
     assert version.load_model("iris@production").version.version == 1
@@ -149,16 +153,16 @@ def test_revoke_withdraws_approval_and_blocks_loading(version: clew.Client, monk
         version.approve("iris/1", "re-approve")
 
 
-def test_revoking_an_unapproved_version_is_refused(version: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "bob")
+def test_revoking_an_unapproved_version_is_refused(version: clew.Client, as_user: AsUser) -> None:
+    version = as_user("bob")
     with pytest.raises(ConflictError, match="no approval to revoke; reject it instead"):
         version.revoke("iris/1", "never mind")
 
 
 def test_archived_versions_stay_loadable_but_can_not_be_decided_or_promoted(
-    version: clew.Client, monkeypatch
+    version: clew.Client, as_user: AsUser
 ) -> None:
-    as_user(monkeypatch, "bob")
+    version = as_user("bob")
     version.archive("iris/1", "superseded")
     with pytest.raises(ConflictError, match="was archived"):
         version.promote("iris/1", "staging")
@@ -176,8 +180,8 @@ def test_a_version_holding_an_alias_can_not_be_archived(version: clew.Client, mo
         version.archive("iris/1", "cleanup")
 
 
-def test_events_are_append_only(version: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "bob")
+def test_events_are_append_only(version: clew.Client, as_user: AsUser, store: Store) -> None:
+    version = as_user("bob")
     version.approve("iris/1", "ok")
     before = version.model_history("iris")
     version.promote("iris/1", "production")
@@ -185,5 +189,5 @@ def test_events_are_append_only(version: clew.Client, monkeypatch) -> None:
     after = version.model_history("iris")
     assert after[len(after) - len(before) :] == before
     assert [e.kind for e in after] == ["revoked", "alias_set", "approved", "registered"]
-    checked, broken = audit.verify_chain(version.store)
+    checked, broken = audit.verify_chain(store)
     assert broken is None and checked > 0

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
 from decimal import Decimal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +17,10 @@ from sqlalchemy import select
 import clew
 from clew.errors import InvalidInputError, RunFinishedError
 from clew.store import schema
+from clew.store.location import Store
 
 
-def _points(client: clew.Client, run_id: str, key: str) -> list[tuple[int, float | None]]:
+def _points(store: Store, run_id: str, key: str) -> list[tuple[int, float | None]]:
     """The stored rows themselves, straight from the store's database (SQLite or PostgreSQL)."""
     table = schema.metrics
     query = (
@@ -29,19 +28,19 @@ def _points(client: clew.Client, run_id: str, key: str) -> list[tuple[int, float
         .where(table.c.run_id == run_id, table.c.key == key)
         .order_by(table.c.step)
     )
-    with client.store.db.read() as connection:
+    with store.db.read() as connection:
         return [tuple(row) for row in connection.execute(query)]
 
 
-def test_default_step_counts_up_per_key(client: clew.Client, home: Path) -> None:
+def test_default_step_counts_up_per_key(client: clew.Client, store: Store) -> None:
     with clew.start_run(experiment="steps") as run:
         for value in (0.9, 0.7, 0.5):
             run.log_metric("loss", value)
         run.log_metric("acc", 0.1)
         run.log_metric("acc", 0.2, step=10)
         run.log_metric("acc", 0.3)
-    assert _points(client, run.id, "loss") == [(0, 0.9), (1, 0.7), (2, 0.5)]
-    assert _points(client, run.id, "acc") == [(0, 0.1), (10, 0.2), (11, 0.3)]
+    assert _points(store, run.id, "loss") == [(0, 0.9), (1, 0.7), (2, 0.5)]
+    assert _points(store, run.id, "acc") == [(0, 0.1), (10, 0.2), (11, 0.3)]
     history = client.metric_history(run.id, "loss")
     assert list(history.columns) == ["step", "value", "timestamp"]
     assert history["value"].tolist() == [0.9, 0.7, 0.5]
@@ -56,7 +55,7 @@ def test_latest_value_is_the_highest_step(client: clew.Client) -> None:
     assert clew.get_run(run.id).metrics == {"loss": 0.1}
 
 
-def test_nan_and_infinities_are_stored_faithfully(client: clew.Client, home: Path) -> None:
+def test_nan_and_infinities_are_stored_faithfully(client: clew.Client, store: Store) -> None:
     with clew.start_run(experiment="special") as run:
         run.log_metric("x", math.nan)
         run.log_metric("x", math.inf)
@@ -65,7 +64,7 @@ def test_nan_and_infinities_are_stored_faithfully(client: clew.Client, home: Pat
         run.log_metric("x", np.int64(7))
         run.log_metric("x", 3)
         run.log_metric("last_nan", float("nan"))
-    assert _points(client, run.id, "x") == [
+    assert _points(store, run.id, "x") == [
         (0, None),
         (1, math.inf),
         (2, -math.inf),
@@ -104,15 +103,15 @@ def test_bad_steps_keys_and_huge_ints_are_refused_at_the_call(client: clew.Clien
     assert client.metric_history(run.id, "m")["step"].tolist() == [4]
 
 
-def test_log_metrics_shares_one_step(client: clew.Client, home: Path) -> None:
+def test_log_metrics_shares_one_step(client: clew.Client, store: Store) -> None:
     with clew.start_run(experiment="batch") as run:
         run.log_metrics({"a": 1.0, "b": 2.0}, step=3)
-    assert _points(client, run.id, "a") == [(3, 1.0)]
-    assert _points(client, run.id, "b") == [(3, 2.0)]
+    assert _points(store, run.id, "a") == [(3, 1.0)]
+    assert _points(store, run.id, "b") == [(3, 2.0)]
 
 
 def test_points_are_written_in_the_background_without_ending_the_run(
-    client: clew.Client, home: Path
+    client: clew.Client, store: Store
 ) -> None:
     import time
 
@@ -120,14 +119,14 @@ def test_points_are_written_in_the_background_without_ending_the_run(
     for step in range(1000):
         run.log_metric("loss", step / 1000)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(_points(client, run.id, "loss")) < 1000:
+    while time.monotonic() < deadline and len(_points(store, run.id, "loss")) < 1000:
         time.sleep(0.05)
-    assert len(_points(client, run.id, "loss")) == 1000
+    assert len(_points(store, run.id, "loss")) == 1000
     run.end()
 
 
 def test_a_failed_background_write_is_raised_at_end_and_points_are_kept(
-    client: clew.Client, home: Path
+    client: clew.Client, store: Store
 ) -> None:
     run = clew.start_run(experiment="lost")
     run.log_metric("loss", 1.0)
@@ -136,7 +135,7 @@ def test_a_failed_background_write_is_raised_at_end_and_points_are_kept(
         run.end()
     with pytest.raises(RunFinishedError):
         run.flush()
-    assert _points(client, run.id, "loss") == []
+    assert _points(store, run.id, "loss") == []
     client._metrics.finish(run.id, lambda points: None)  # the test accepts the loss explicitly
 
 
@@ -152,22 +151,17 @@ _EXIT_SCRIPT = textwrap.dedent(
 )
 
 
-def test_every_point_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
-    home = tmp_path / "exit-home"
-    env = {k: v for k, v in os.environ.items() if k != "CLEW_URI"}
+def test_every_point_is_flushed_at_interpreter_exit(client: clew.Client, store: Store) -> None:
+    """The child process inherits this test's store (CLEW_HOME, CLEW_URI or the server)."""
     result = subprocess.run(
         [sys.executable, "-c", _EXIT_SCRIPT],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**env, "CLEW_HOME": str(home)},
+        env=dict(os.environ),
     )
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.strip()
-    with sqlite3.connect(home / "clew.db") as connection:
-        count, distinct = connection.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT step) FROM metrics WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        status = connection.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-    assert (count, distinct) == (100_000, 100_000)
-    assert status == ("FINISHED",)
+    points = _points(store, run_id, "loss")
+    assert (len(points), len({step for step, _ in points})) == (100_000, 100_000)
+    assert client.get_run(run_id).status == "FINISHED"

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_registry import as_user, train
+from server_fixtures import AsUser
+from test_registry import train
 
 import clew
 from clew.domain import digests
 from clew.errors import PolicyError, PolicySyntaxError
 from clew.service import audit
 from clew.service.policy import DEFAULT_DOCUMENT, parse
+from clew.store.location import Store
 
 POLICY = """
 roles:
@@ -43,7 +45,7 @@ def test_the_default_policy_is_in_force_until_one_is_set(client: clew.Client) ->
     assert policy["rules"]["production"]["aliases"] == ["production"]
 
 
-def test_set_policy_stores_a_new_audited_version(client: clew.Client) -> None:
+def test_set_policy_stores_a_new_audited_version(client: clew.Client, store: Store) -> None:
     assert client.set_policy(POLICY) == 1
     policy = client.get_policy()
     assert (policy["version"], policy["default"], policy["set_by"]) == (1, False, "alice")
@@ -54,7 +56,7 @@ def test_set_policy_stores_a_new_audited_version(client: clew.Client) -> None:
         "metrics": ["auc >= 0.8"],
         "reports": ["model_card"],
     }
-    [entry] = audit.entries(client.store, target="policy")
+    [entry] = audit.entries(store, target="policy")
     assert (entry.action, entry.actor) == ("policy.set", "alice")
 
 
@@ -88,7 +90,7 @@ def test_a_missing_policy_file_is_reported(client: clew.Client, tmp_path: Path) 
     ],
 )
 def test_a_bad_policy_is_refused_and_the_old_one_stays(
-    client: clew.Client, document: str, problem: str
+    client: clew.Client, document: str, problem: str, store: Store
 ) -> None:
     client.set_policy(POLICY)
     with pytest.raises(PolicySyntaxError, match=problem) as raised:
@@ -96,31 +98,31 @@ def test_a_bad_policy_is_refused_and_the_old_one_stays(
     assert "the previous policy stays in force" in str(raised.value)
     assert client.get_policy()["version"] == 1
     assert client.get_policy()["document"] == POLICY
-    assert len(audit.entries(client.store, target="policy")) == 1
+    assert len(audit.entries(store, target="policy")) == 1
 
 
-def test_only_the_policy_admins_may_replace_it(client: clew.Client, monkeypatch) -> None:
-    as_user(monkeypatch, "dana")
+def test_only_the_policy_admins_may_replace_it(client: clew.Client, as_user: AsUser) -> None:
+    client = as_user("dana", "admin")
     client.set_policy(POLICY)
-    as_user(monkeypatch, "bob")
+    client = as_user("bob", "admin")
     with pytest.raises(PolicyError, match="'bob' may not change the policy"):
         client.set_policy("roles: {}")
-    as_user(monkeypatch, "dana")
+    client = as_user("dana")
     assert client.set_policy(POLICY.replace("[bob, carol]", "[carol]")) == 2
 
 
 def test_approval_by_a_role_the_policy_does_not_allow_is_refused(
-    client: clew.Client, monkeypatch
+    client: clew.Client, as_user: AsUser
 ) -> None:
     client.set_policy(POLICY)
     _, artifact = train(client)
     client.register_model(artifact, "iris")
-    as_user(monkeypatch, "erin")
+    client = as_user("erin")
     with pytest.raises(PolicyError, match=r"'erin' may not approve iris/1.*approver"):
         client.approve("iris/1", "ok")
     with pytest.raises(PolicyError, match="may not reject"):
         client.reject("iris/1", "no")
-    as_user(monkeypatch, "carol")
+    client = as_user("carol")
     event = client.approve("iris/1", "ok")
     assert event.evidence["actor_roles"] == ["approver"]
     assert event.evidence["policy_version"] == 1

@@ -8,27 +8,29 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from test_registry import as_user, iris_frame, train
+from server_fixtures import AsUser
+from test_registry import iris_frame, train
 
 import clew
 from clew.errors import ConflictError, IntegrityError, PolicyError
 from clew.service import audit
 from clew.service.artifacts import ArtifactService
+from clew.store.location import Store
 
 
 @pytest.fixture
-def three(client: clew.Client, monkeypatch: pytest.MonkeyPatch) -> clew.Client:
+def three(client: clew.Client, as_user: AsUser) -> clew.Client:
     """iris/1..3 registered by alice, all approved by bob; the current user is bob."""
     _, artifact = train(client)
     for _ in range(3):
         client.register_model(artifact, "iris")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     for number in (1, 2, 3):
         client.approve(f"iris/{number}", "validated")
     return client
 
 
-def test_production_needs_an_approved_version(client: clew.Client, monkeypatch) -> None:
+def test_production_needs_an_approved_version(client: clew.Client, as_user: AsUser) -> None:
     _, artifact = train(client)
     client.register_model(artifact, "iris")
     with pytest.raises(PolicyError, match="has 0 of the 1 approval"):
@@ -40,13 +42,13 @@ def test_production_needs_an_approved_version(client: clew.Client, monkeypatch) 
         1,
         None,
     )
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     client.approve("iris/1", "ok")
     assert client.promote("iris@staging", "production").version == 1
     assert client.get_version("iris@production").version == 1
 
 
-def test_promotion_records_who_when_why_from_and_to(three: clew.Client) -> None:
+def test_promotion_records_who_when_why_from_and_to(three: clew.Client, store: Store) -> None:
     three.promote("iris/1", "production", "launch")
     event = three.promote("iris/2", "production", "better recall")
     assert (event.actor, event.comment, event.from_version, event.version) == (
@@ -56,7 +58,7 @@ def test_promotion_records_who_when_why_from_and_to(three: clew.Client) -> None:
         2,
     )
     assert event.evidence["policy_version"] == 0
-    entries = audit.entries(three.store, target="iris@production")
+    entries = audit.entries(store, target="iris@production")
     assert [entry.action for entry in entries] == ["model.alias_set", "model.alias_set"]
 
 
@@ -179,9 +181,9 @@ def test_load_model_returns_the_verified_model_with_its_version(three: clew.Clie
     assert clew.load_model("iris/1").version.version == 1
 
 
-def _tamper(client: clew.Client, digest: str, change: Callable[[bytes], bytes]) -> None:
+def _tamper(store: Store, digest: str, change: Callable[[bytes], bytes]) -> None:
     """Rewrite a stored blob in place, behind clew's back (local directory or object store)."""
-    blobs = client.store.blobs
+    blobs = store.blobs
     if hasattr(blobs, "key_for"):
         key = blobs.key_for(digest)
         blobs.fs.pipe(key, change(blobs.fs.cat(key)))
@@ -191,11 +193,13 @@ def _tamper(client: clew.Client, digest: str, change: Callable[[bytes], bytes]) 
     path.write_bytes(change(path.read_bytes()))
 
 
-def test_load_refuses_a_tampered_model_file_and_names_its_digest(three: clew.Client) -> None:
+def test_load_refuses_a_tampered_model_file_and_names_its_digest(
+    three: clew.Client, store: Store
+) -> None:
     version = three.get_version("iris/1")
     manifest = three.store.blobs.read_manifest(version.digest)
     pickle_digest = manifest["model.pkl"]
-    _tamper(three, pickle_digest, lambda data: data + b"tampered")
+    _tamper(store, pickle_digest, lambda data: data + b"tampered")
 
     with pytest.raises(IntegrityError) as raised:
         three.load_model("iris/1")
@@ -205,9 +209,9 @@ def test_load_refuses_a_tampered_model_file_and_names_its_digest(three: clew.Cli
     assert f"model.pkl ({pickle_digest})" in message
 
 
-def test_load_refuses_a_tampered_manifest(three: clew.Client) -> None:
+def test_load_refuses_a_tampered_manifest(three: clew.Client, store: Store) -> None:
     version = three.get_version("iris/1")
-    _tamper(three, version.digest, lambda data: data.replace(b"model.pkl", b"evil.pkl"))
+    _tamper(store, version.digest, lambda data: data.replace(b"model.pkl", b"evil.pkl"))
     with pytest.raises(IntegrityError, match=f"its manifest {version.digest}"):
         three.load_model("iris/1")
 
@@ -215,7 +219,7 @@ def test_load_refuses_a_tampered_manifest(three: clew.Client) -> None:
 # --- production evidence and roles (policy-driven) ----------------------------------------------
 
 
-def test_production_requires_the_policy_evidence(client: clew.Client, monkeypatch) -> None:
+def test_production_requires_the_policy_evidence(client: clew.Client, as_user: AsUser) -> None:
     client.set_policy(
         """
 roles: {approver: [bob], release: [dana]}
@@ -230,10 +234,10 @@ production:
     _, strong = train(client, auc=0.95, model_name="strong", reports=("model_card",))
     client.register_model(weak, "iris")
     client.register_model(strong, "iris")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     client.approve("iris/1", "ok")
     client.approve("iris/2", "ok")
-    as_user(monkeypatch, "dana")
+    client = as_user("dana")
 
     with pytest.raises(PolicyError) as raised:
         client.promote("iris/1", "live")
@@ -249,13 +253,15 @@ production:
         client.promote("iris/2", "production")
 
 
-def test_reports_count_from_lineage_or_approval_evidence(client: clew.Client, monkeypatch) -> None:
+def test_reports_count_from_lineage_or_approval_evidence(
+    client: clew.Client, as_user: AsUser, store: Store
+) -> None:
     client.set_policy("production: {evidence: {reports: [model_card, fairness, calibration]}}")
     _, artifact = train(client)
     version = client.register_model(artifact, "iris")
     with client.start_run("iris", "evaluate", kind="evaluation", capture_code=False) as run:
         # an evaluation run that consumed the model artifact and wrote a report
-        ArtifactService(client.store).log(
+        ArtifactService(store).log(
             run_id=run.id,
             direction="input",
             type_="model",
@@ -269,7 +275,7 @@ def test_reports_count_from_lineage_or_approval_evidence(client: clew.Client, mo
         run.log_output(
             iris_frame().tail(), name="calibration", type="report", derived_from=[artifact]
         )
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     with client.start_run("review", capture_code=False) as run:
         fairness = run.log_output(iris_frame().head(), name="fairness", type="report")
     assert client.version_status(version)["reasons"] == [
@@ -282,35 +288,35 @@ def test_reports_count_from_lineage_or_approval_evidence(client: clew.Client, mo
     assert client.promote(version, "production").version == 1
 
 
-def test_only_the_release_role_moves_production(client: clew.Client, monkeypatch) -> None:
+def test_only_the_release_role_moves_production(client: clew.Client, as_user: AsUser) -> None:
     client.set_policy("roles: {release: [dana]}\nproduction: {roles: [release]}")
     _, artifact = train(client)
     client.register_model(artifact, "iris")
     client.register_model(artifact, "iris")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     client.approve("iris/1", "ok")
     client.approve("iris/2", "ok")
     with pytest.raises(PolicyError, match="'bob' may not move iris@production"):
         client.promote("iris/1", "production")
     client.promote("iris/1", "staging")  # other aliases are open to anyone
-    as_user(monkeypatch, "dana")
+    client = as_user("dana")
     client.promote("iris/1", "production")
     client.promote("iris/2", "production")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     with pytest.raises(PolicyError, match="may not move iris@production"):
         client.rollback("iris", "production")
     assert client.get_version("iris@production").version == 2
 
 
-def test_two_approvals_when_the_policy_says_so(client: clew.Client, monkeypatch) -> None:
+def test_two_approvals_when_the_policy_says_so(client: clew.Client, as_user: AsUser) -> None:
     client.set_policy("approvals: {required: 2}")
     _, artifact = train(client)
     client.register_model(artifact, "iris")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     client.approve("iris/1", "ok")
     assert client.version_status("iris/1")["status"] == "pending"
     with pytest.raises(PolicyError, match="1 of the 2 approval"):
         client.promote("iris/1", "production")
-    as_user(monkeypatch, "carol")
+    client = as_user("carol")
     client.approve("iris/1", "ok too")
     assert client.promote("iris/1", "production").version == 1

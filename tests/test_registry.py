@@ -8,10 +8,12 @@ The helpers at the top are shared by the other governance test modules
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from server_fixtures import AsUser
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -24,6 +26,7 @@ from clew.errors import (
     NotFoundError,
 )
 from clew.service import audit
+from clew.store.location import Store
 
 
 def iris_frame() -> pd.DataFrame:
@@ -51,10 +54,6 @@ def train(
             run.log_output(frame.describe(), name=report, type="report")
         artifact = run.log_model(model, name=model_name)
     return run.id, artifact
-
-
-def as_user(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    monkeypatch.setenv("CLEW_USER", name)
 
 
 # --- registration -----------------------------------------------------------------------------
@@ -172,7 +171,9 @@ def test_register_refuses_a_bad_model_name(client: clew.Client) -> None:
 # --- models ------------------------------------------------------------------------------------
 
 
-def test_create_model_records_attributes_and_refuses_a_duplicate(client: clew.Client) -> None:
+def test_create_model_records_attributes_and_refuses_a_duplicate(
+    client: clew.Client, store: Store
+) -> None:
     model = client.create_model(
         "churn",
         owner="risk-team",
@@ -188,7 +189,7 @@ def test_create_model_records_attributes_and_refuses_a_duplicate(client: clew.Cl
     )
     with pytest.raises(ConflictError, match="already exists"):
         client.create_model("churn")
-    assert [entry.action for entry in audit.entries(client.store, target="model:churn")] == [
+    assert [entry.action for entry in audit.entries(store, target="model:churn")] == [
         "model.create"
     ]
 
@@ -250,7 +251,7 @@ def test_resolution_errors_name_the_fix(client: clew.Client) -> None:
 
 
 def test_list_models_shows_latest_version_status_and_aliases(
-    client: clew.Client, monkeypatch
+    client: clew.Client, as_user: AsUser
 ) -> None:
     assert list(client.list_models().columns) == [
         "name",
@@ -265,7 +266,7 @@ def test_list_models_shows_latest_version_status_and_aliases(
     client.create_model("empty")
     client.register_model(artifact, "iris", risk_tier="medium")
     client.register_model(artifact, "iris")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     client.approve("iris/1", "validated on holdout")
     client.promote("iris/1", "production")
 
@@ -279,11 +280,11 @@ def test_list_models_shows_latest_version_status_and_aliases(
     assert pd.isna(frame.loc["empty", "latest_version"])
 
 
-def test_model_versions_newest_first_with_status(client: clew.Client, monkeypatch) -> None:
+def test_model_versions_newest_first_with_status(client: clew.Client, as_user: AsUser) -> None:
     _, artifact = train(client)
     for _ in range(3):
         client.register_model(artifact, "iris")
-    as_user(monkeypatch, "bob")
+    client = as_user("bob")
     client.approve("iris/1", "ok")
     client.reject("iris/2", "leaks the label")
     client.promote("iris/1", "production")
@@ -297,22 +298,22 @@ def test_model_versions_newest_first_with_status(client: clew.Client, monkeypatc
     assert (frame["created_by"] == "alice").all()
 
 
-def test_registration_appears_in_lineage_and_audit(client: clew.Client) -> None:
+def test_registration_appears_in_lineage_and_audit(client: clew.Client, store: Store) -> None:
     _, artifact = train(client)
     client.register_model(artifact, "iris")
     upstream = client.lineage.upstream("iris/1").to_pandas()
     assert "Produced" in set(upstream["association"])
-    assert [e.action for e in audit.entries(client.store, target="iris/1")] == ["model.register"]
+    assert [e.action for e in audit.entries(store, target="iris/1")] == ["model.register"]
     assert client.model_history("iris")[0].kind == "registered"
 
 
 # --- concurrency -------------------------------------------------------------------------------
 
 
-def _register_many(artifact_id: str, count: int, user: str) -> None:
+def _register_many(artifact_id: str, count: int, environment: dict[str, str]) -> None:
     import os
 
-    os.environ["CLEW_USER"] = user
+    os.environ.update(environment)
     worker = clew.Client()  # the same store, from the inherited CLEW_HOME / CLEW_URI
     try:
         for _ in range(count):
@@ -322,14 +323,16 @@ def _register_many(artifact_id: str, count: int, user: str) -> None:
 
 
 def test_two_processes_registering_at_once_get_unique_gapless_numbers(
-    client: clew.Client,
+    client: clew.Client, store: Store, env_as: Callable[..., dict[str, str]]
 ) -> None:
     _, artifact = train(client)
     # fork, not spawn: a spawned child re-imports scikit-learn and pandas, which is slow on a
     # busy machine; the store drops inherited SQLite connections in forked children.
     context = multiprocessing.get_context("fork")
+    environments = [env_as(f"user{i}", "contributor") for i in range(2)]
     workers = [
-        context.Process(target=_register_many, args=(artifact.id, 20, f"user{i}")) for i in range(2)
+        context.Process(target=_register_many, args=(artifact.id, 20, environment))
+        for environment in environments
     ]
     for worker in workers:
         worker.start()
@@ -341,5 +344,5 @@ def test_two_processes_registering_at_once_get_unique_gapless_numbers(
     assert numbers == list(range(1, 41))
     creators = client.model_versions("race")["created_by"].value_counts().to_dict()
     assert creators == {"user0": 20, "user1": 20}
-    checked, broken = audit.verify_chain(client.store)
+    checked, broken = audit.verify_chain(store)
     assert broken is None and checked > 40

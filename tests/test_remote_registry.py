@@ -9,13 +9,12 @@ signing token an approval needs.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from server_fixtures import RunningServer, serve, server_store
+from server_fixtures import CLIENTS, RunningServer, serve, server_store
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -77,7 +76,7 @@ class Team:
             client.close()
 
 
-@pytest.fixture(params=["embedded", "remote"])
+@pytest.fixture(params=CLIENTS)
 def team(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Team]:
@@ -253,7 +252,7 @@ def test_trace_and_labels_of_predictions_captured_on_the_servers_store(
     alice = server_team.as_user("alice")
     version = train_and_register(alice)
     server_team.as_user("victor").approve(version, "validated")
-    on_server = clew.Client(None if os.environ.get("CLEW_URI") else str(server_team.server.root))
+    on_server = clew.Client(server_team.server.store.uri)
     try:
         _, prediction_ids = on_server.load_model("churn/1").predict_with_ids(
             load_iris(as_frame=True).data.head(2)

@@ -39,11 +39,12 @@ from clew.domain.records import (
 from clew.errors import ClewError, FileChangedError, InvalidInputError
 from clew.service import policy
 from clew.service.accounts import AuthenticationError
+from clew.service.artifacts import artifact_ref, export_artifact
 from clew.service.capture import CapturedPrediction, CaptureTarget
 from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
-from clew.service.runs import param_text
+from clew.service.runs import check_key, param_text
 from clew.service.trace import Trace, TraceStep
 from clew.service.uploads import MANIFEST_KIND, check_relative_path
 from clew.store.blobs import CHUNK, Progress, StoredBlob, StoredDirectory, walk_files
@@ -199,20 +200,18 @@ class RemoteRuns:
 
     def create_run(self, *, actor: str, **fields: Any) -> RunRecord:
         del actor
-        fields["params"] = {k: param_text(k, v) for k, v in (fields.get("params") or {}).items()}
-        fields["tags"] = {k: str(v) for k, v in (fields.get("tags") or {}).items()}
+        fields["params"] = _params(fields.get("params") or {})
+        fields["tags"] = _tags(fields.get("tags") or {})
         fields["properties"] = _plain(dict(fields.get("properties") or {}))
         return run_from_wire(self._t.call("POST", "/runs", json_body=fields))
 
     def log_params(self, run_id: str, params: Mapping[str, Any], actor: str) -> None:
-        body = {"params": {k: param_text(k, v) for k, v in params.items()}}
-        if body["params"]:
-            self._t.call("POST", f"/runs/{run_id}/params", json_body=body)
+        if params:
+            self._t.call("POST", f"/runs/{run_id}/params", json_body={"params": _params(params)})
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any], actor: str) -> None:
         if tags:
-            body = {"tags": {k: str(v) for k, v in tags.items()}}
-            self._t.call("POST", f"/runs/{run_id}/tags", json_body=body)
+            self._t.call("POST", f"/runs/{run_id}/tags", json_body={"tags": _tags(tags)})
 
     def log_metrics(
         self, run_id: str, points: Sequence[tuple[str, float, int, int]], actor: str
@@ -254,14 +253,24 @@ class RemoteRuns:
             "filter": filter_text,
             "order_by": list(order_by) if order_by else None,
             "max_results": max_results,
-            "experiments": list(experiments) if experiments else None,
+            "experiments": None if experiments is None else list(experiments),
         }
         return [run_from_wire(row) for row in self._t.call("POST", "/runs/search", json_body=body)]
 
 
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Checked here as the embedded service checks them: JSON would turn a key 3 into "3"."""
+    return {check_key(k, "param"): param_text(k, v) for k, v in params.items()}
+
+
+def _tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {check_key(k, "tag"): str(v) for k, v in tags.items()}
+
+
 class RemoteArtifacts:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, blobs: RemoteBlobStore) -> None:
         self._t = transport
+        self._blobs = blobs
 
     def log(
         self,
@@ -298,6 +307,12 @@ class RemoteArtifacts:
     def find(self, ref: refs.ArtifactRef) -> ArtifactRecord:
         text = refs.format_ref(ref)
         return artifact_from_wire(self._t.call("GET", "/artifacts", params={"ref": text}))
+
+    def resolve(self, ref: str) -> ArtifactRecord:
+        return self.find(artifact_ref(ref))
+
+    def export(self, artifact: ArtifactRecord, destination: Path) -> Path:
+        return export_artifact(self._blobs, artifact, destination)
 
     def run_artifacts(self, run_id: str) -> dict[str, list[ArtifactRecord]]:
         found = self._t.call("GET", f"/runs/{run_id}/artifacts")
@@ -407,6 +422,7 @@ class RemoteRegistry:
             "risk_tier": risk_tier,
             "tags": _plain(dict(tags or {})),
         }
+        refs.validate_name(name, "model name")  # a "/" in it would change the route
         path = f"/models/{_segment(name)}/versions"
         return version_from_wire(self._t.call("POST", path, json_body=body))
 
@@ -804,7 +820,7 @@ class RemoteBackend:
         self._transport = Transport(uri, token)
         self.store = RemoteStore(uri, self._transport)
         self.runs = RemoteRuns(self._transport)
-        self.artifacts = RemoteArtifacts(self._transport)
+        self.artifacts = RemoteArtifacts(self._transport, self.store.blobs)
         self.lineage = RemoteLineage(self._transport)
         self.registry = RemoteRegistry(self._transport)
         self.approvals = RemoteApprovals(self._transport, self.registry, signing_token)

@@ -167,24 +167,11 @@ class ArtifactService:
 
     def resolve(self, ref: str) -> ArtifactRecord:
         """The artifact named by ``dataset:<name>``, ``sha256:<hex>`` or ``artifact:<id>``."""
-        parsed = refs.parse(ref)
-        if not isinstance(parsed, refs.ArtifactRef):
-            raise InvalidInputError(
-                f"{ref!r} does not name an artifact; use dataset:<name>, sha256:<hex> or "
-                "artifact:<id>."
-            )
-        return self.find(parsed)
+        return self.find(artifact_ref(ref))
 
     def export(self, artifact: ArtifactRecord, destination: Path) -> Path:
         """Copy an artifact's stored bytes to ``destination``, verifying every digest."""
-        if artifact.properties.get("reference"):
-            raise InvalidInputError(
-                f"{artifact.type}:{artifact.name} was recorded by reference only; read it from "
-                f"{artifact.uri}."
-            )
-        if artifact.properties.get("kind") == "directory":
-            return self.store.blobs.export_directory(artifact.digest, destination)
-        return self.store.blobs.export_file(artifact.digest, destination)
+        return export_artifact(self.store.blobs, artifact, destination)
 
     def run_artifacts(self, run_id: str) -> dict[str, list[ArtifactRecord]]:
         """The run's inputs and outputs."""
@@ -221,6 +208,28 @@ def load_artifact(connection: Connection, artifact_id: str) -> ArtifactRecord:
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
     return _artifact_record(row)
+
+
+def artifact_ref(ref: str) -> refs.ArtifactRef:
+    """``ref`` parsed, refused unless it names an artifact (shared with the remote client)."""
+    parsed = refs.parse(ref)
+    if not isinstance(parsed, refs.ArtifactRef):
+        raise InvalidInputError(
+            f"{ref!r} does not name an artifact; use dataset:<name>, sha256:<hex> or artifact:<id>."
+        )
+    return parsed
+
+
+def export_artifact(blobs: Any, artifact: ArtifactRecord, destination: Path) -> Path:
+    """Copy an artifact's bytes out of ``blobs`` (local or a server's), verifying every digest."""
+    if artifact.properties.get("reference"):
+        raise InvalidInputError(
+            f"{artifact.type}:{artifact.name} was recorded by reference only; read it from "
+            f"{artifact.uri}."
+        )
+    if artifact.properties.get("kind") == "directory":
+        return blobs.export_directory(artifact.digest, destination)
+    return blobs.export_file(artifact.digest, destination)
 
 
 def _artifact_record(row: Any) -> ArtifactRecord:
