@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from sklearn.linear_model import LogisticRegression
+from tamper import corrupt_blob
 
 import clew
 from clew.errors import FileChangedError, IntegrityError, NotFoundError
 from clew.integrations import flavors
 from clew.store.blobs import CHUNK, LocalBlobStore
-from clew.store.object_store import ObjectBlobStore
 
 
 @pytest.fixture
@@ -31,21 +31,6 @@ def blobs(tmp_path: Path) -> LocalBlobStore:
 
 def _stored_files(store: LocalBlobStore) -> list[Path]:
     return sorted(path for path in (store.root / "sha256").rglob("*") if path.is_file())
-
-
-def _corrupt(store: LocalBlobStore | ObjectBlobStore, digest: str) -> None:
-    """Flip a stored blob's first byte behind clew's back (local directory or object store)."""
-    if isinstance(store, ObjectBlobStore):
-        key = store.key_for(digest)
-        data = bytearray(store.fs.cat_file(key))
-        data[0] ^= 0xFF
-        store.fs.pipe_file(key, bytes(data))
-        return
-    path = store.path_for(digest)
-    data = bytearray(path.read_bytes())
-    data[0] ^= 0xFF
-    path.chmod(0o644)
-    path.write_bytes(bytes(data))
 
 
 def test_put_bytes_is_content_addressed_and_deduplicated(blobs: LocalBlobStore) -> None:
@@ -122,7 +107,7 @@ def test_directory_digest_is_stable_across_processes(tmp_path: Path) -> None:
 
 def test_corrupted_blob_is_refused_on_read_naming_its_digest(blobs: LocalBlobStore) -> None:
     stored = blobs.put_bytes(b"precious bytes")
-    _corrupt(blobs, stored.digest)
+    corrupt_blob(blobs, stored.digest)
     with pytest.raises(IntegrityError, match=stored.digest):
         blobs.read_bytes(stored.digest)
     assert not blobs.verify(stored.digest)
@@ -140,7 +125,7 @@ def test_corrupted_blob_is_refused_on_export(client: clew.Client, tmp_path: Path
     source.write_text("a,b\n1,2\n3,4\n")
     with clew.start_run(experiment="blobs") as run:
         artifact = run.log_input(source, name="train")
-    _corrupt(client.store.blobs, artifact.digest)
+    corrupt_blob(client.store.blobs, artifact.digest)
     destination = tmp_path / "out" / "train.csv"
     with pytest.raises(IntegrityError, match=artifact.digest):
         client.export_artifact(f"dataset:train@{artifact.digest}", destination)
@@ -156,7 +141,7 @@ def test_corrupted_model_blob_is_refused_before_loading(
         artifact = run.log_model(model, name="clf")
     manifest = client.store.blobs.read_manifest(artifact.digest)
     pickle_digest = manifest["model.pkl"]
-    _corrupt(client.store.blobs, pickle_digest)
+    corrupt_blob(client.store.blobs, pickle_digest)
     destination = tmp_path / "exported"
     with pytest.raises(IntegrityError, match=pickle_digest):
         client.export_artifact(f"artifact:{artifact.id}", destination)

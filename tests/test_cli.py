@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
+from tamper import corrupt_blob
 from typer.testing import CliRunner
 
 import clew
@@ -204,12 +205,11 @@ def test_verify_ok(made: Made) -> None:
     assert data["checked"] >= 3 and data["bytes"] > 0
 
 
-@pytest.mark.sqlite_only
 def test_verify_names_corrupt_and_missing_blobs(made: Made, client: clew.Client) -> None:
-    client.store.blobs.path_for(made.dataset_digest).write_bytes(b"tampered")
+    corrupt_blob(client.store.blobs, made.dataset_digest)
     manifest = client.store.blobs.read_manifest(made.model_digest)
     lost = next(iter(manifest.values()))
-    client.store.blobs.path_for(lost).unlink()
+    client.store.blobs.delete(lost)
 
     result = invoke("verify")
     assert result.exit_code == 1

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
+from tamper import execute_sql
 from typer.testing import CliRunner
 
 import clew
@@ -259,17 +259,15 @@ def test_audit_log_and_filters(registered: str) -> None:
     assert as_json("audit", "log", "--actor", "nobody") == {"entries": []}
 
 
-@pytest.mark.sqlite_only
-def test_audit_verify_finds_an_edited_entry(served: list[str], home: Path) -> None:
+def test_audit_verify_finds_an_edited_entry(served: list[str]) -> None:
     result = invoke("audit", "verify")
     assert result.exit_code == 0, result.output
     assert "chain is intact" in result.stdout
     ok = as_json("audit", "verify")
     assert ok["ok"] is True and ok["batches_checked"] >= 1
 
+    execute_sql(clew.get_client().store, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
     clew.get_client().close()
-    with sqlite3.connect(home / "clew.db") as db:
-        db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
     from clew.client.default import reset
 
     reset()

@@ -14,6 +14,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from conftest import PostgresServer
 from sqlalchemy import create_engine, inspect, text
+from tamper import execute_sql
 from typer.testing import CliRunner
 
 from clew.cli import ops
@@ -41,7 +42,7 @@ def test_upgrade_is_idempotent_on_the_test_store() -> None:
     assert store.db.schema_revision() == SCHEMA_HEAD
 
 
-@pytest.mark.sqlite_only
+@pytest.mark.sqlite_only  # a SQLite file at 0001; PostgreSQL: test_upgrade_0002_to_0003_on_postgres
 def test_upgrade_migrates_an_older_store_to_head(tmp_path: Path) -> None:
     database = tmp_path / "old" / "clew.db"
     database.parent.mkdir()
@@ -63,17 +64,20 @@ def test_upgrade_migrates_an_older_store_to_head(tmp_path: Path) -> None:
     assert revision == SCHEMA_HEAD and "users" in tables
 
 
-@pytest.mark.sqlite_only
-def test_a_store_at_an_unknown_revision_is_refused(tmp_path: Path) -> None:
-    home = tmp_path / "future"
-    open_store(str(home)).close()
-    with sqlite3.connect(home / "clew.db") as connection:
-        connection.execute("UPDATE alembic_version SET version_num = '9999'")
-    code, output = _upgrade("--uri", str(home))
+def test_a_store_at_an_unknown_revision_is_refused() -> None:
+    """On the test's store (SQLite, or PostgreSQL in the postgres-s3 pass)."""
+    store = open_store()
+    execute_sql(store, "UPDATE alembic_version SET version_num = '9999'")
+    store.close()
+    code, output = _upgrade()
     assert code == 1
     assert "schema revision '9999', written by a newer clew" in " ".join(output.split())
-    with sqlite3.connect(home / "clew.db") as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("9999",)
+    engine = create_engine(store.db.url)
+    with engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+        )
+    engine.dispose()
 
 
 def _migrate_to(url: str, revision: str) -> None:
@@ -145,7 +149,7 @@ def _is_type_change(change: object) -> bool:
     return isinstance(change, list) and change[0][0] == "modify_type"
 
 
-@pytest.mark.sqlite_only
+@pytest.mark.sqlite_only  # a SQLite file by design; the PostgreSQL variant follows
 def test_upgrade_0002_to_0003_on_sqlite(tmp_path: Path) -> None:
     database = tmp_path / "old" / "clew.db"
     database.parent.mkdir()

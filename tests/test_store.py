@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect, text
 
 import clew
 from clew.errors import StoreVersionError
@@ -53,14 +54,12 @@ def test_connect_accepts_a_sqlite_url(tmp_path: Path, home: Path) -> None:
     assert not (home / "clew.db").exists()
 
 
-@pytest.mark.sqlite_only
-def test_new_store_is_created_by_the_alembic_migration(client: clew.Client, home: Path) -> None:
-    with sqlite3.connect(home / "clew.db") as connection:
-        revision = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+def test_new_store_is_created_by_the_alembic_migration(client: clew.Client) -> None:
+    with client.store.db.read() as connection:
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        tables = set(inspect(connection).get_table_names())
     assert revision == [(SCHEMA_HEAD,)]
-    assert {"runs", "params", "metrics", "artifacts", "edges", "audit_log"} <= _tables(
-        home / "clew.db"
-    )
+    assert {"runs", "params", "metrics", "artifacts", "edges", "audit_log"} <= tables
 
 
 @pytest.mark.sqlite_only

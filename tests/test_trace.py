@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +12,7 @@ import pytest
 from capture_support import editable_batch
 from sklearn.datasets import load_wine
 from sklearn.tree import DecisionTreeClassifier
+from tamper import corrupt_blob, execute_sql
 
 import clew
 from clew.client.loaded_model import LoadedModel
@@ -135,26 +135,21 @@ def test_forged_signature_is_refused(client, thread) -> None:
     assert not step.verified and "signature" in step.reason
 
 
-@pytest.mark.sqlite_only
 def test_altered_model_blob_marks_the_model_unverified(client, thread) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(2))
     files = client.store.blobs.read_manifest(model.version.digest)
     pickle_digest = files["model.pkl"]
-    blob = client.store.blobs.path_for(pickle_digest)
-    blob.chmod(0o644)
-    blob.write_bytes(blob.read_bytes() + b"tampered")
+    corrupt_blob(client.store.blobs, pickle_digest)
     step = clew.trace(ids[0]).step("model_version")
     assert not step.verified
     assert pickle_digest in step.reason and "model.pkl" in step.reason
 
 
-@pytest.mark.sqlite_only
 def test_trace_reads_a_store_edited_version_digest_as_unverified(client, thread) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(2))
     client.flush_captures()
-    with sqlite3.connect(client.store.home / "clew.db") as db:
-        db.execute("update model_versions set digest = ?", ("sha256:" + "0" * 64,))
+    execute_sql(client.store, "update model_versions set digest = :d", d="sha256:" + "0" * 64)
     step = clew.trace(ids[0]).step("model_version")
     assert not step.verified and "names model digest" in step.reason
