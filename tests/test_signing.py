@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from capture_support import iris, register_iris
 
 import clew
+from clew.domain import ids
 from clew.service import capture, signing
 
 
@@ -72,3 +73,21 @@ def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
     )
     refused = capture.verify_row(row, header, capture.signature_of(row), proof, stranger)
     assert not refused.verified and "signature" in refused.reason
+
+
+def test_calls_queued_out_of_id_order_are_found_and_verified(client: clew.Client) -> None:
+    """Threads predicting at once may queue a later call id first (id made, then the copy):
+    every call must still be found through the batch's first/last call range."""
+    model = register_iris(client)
+    features, _ = iris()
+    earlier, later = ids.new_id(), ids.new_id()
+    service = client._capture_service()
+    target = model._targets["predict"]
+    outputs = model.raw.predict(features[:5])
+    for call_id in (later, earlier):
+        service.submit(target, capture.Call(call_id, 1_700_000_000_000, 5, outputs, features[:5]))
+    client.flush_captures()
+    for call_id in (earlier, later):
+        found = client.get_prediction(f"{call_id}.4")
+        assert found.verified, found.verification.reason
+        assert found.output == outputs[4]

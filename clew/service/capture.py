@@ -364,7 +364,9 @@ def write_batch(
         np.array([call.time_ms for call in calls]),
     )
     sealed = SealedBatch(ids.new_id(), target, table, leaves.leaf_hashes(table, header), dropped)
-    return write_sealed(store, signer, actor, sealed, calls[0].call_id, calls[-1].call_id)
+    # threads may queue a later call id first, so the range comes from the ids themselves
+    call_ids = [call.call_id for call in calls]
+    return write_sealed(store, signer, actor, sealed, min(call_ids), max(call_ids))
 
 
 @dataclass(frozen=True)
