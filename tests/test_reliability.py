@@ -9,6 +9,7 @@ CLI, run after the restart) must pass and version numbers must stay gapless.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -30,7 +31,8 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 from clew.client.default import reset
-from clew.errors import ClewError, StoreUnavailableError
+from clew.domain import digests
+from clew.errors import ClewError, InvalidInputError, StoreUnavailableError
 from clew.service import accounts
 from clew.service.registry import RegistryService
 from clew.store.location import open_store
@@ -148,6 +150,34 @@ def _writer(
         client.close()
 
 
+def _upload_in_flight(
+    url: str, token: str, receiving: threading.Event, stop: threading.Event
+) -> str:
+    """Start streaming a blob upload and never finish it: the kill lands mid-body.
+
+    Returns the digest it announced; that blob was never acknowledged, so it must not exist.
+    """
+    body = os.urandom(UPLOAD_BYTES)
+    digest = digests.digest_bytes(body * 16)
+
+    def chunks() -> Iterator[bytes]:
+        yield body
+        receiving.set()
+        stop.wait(600)  # the body stays unfinished until the test is over
+
+    def send() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.put(
+                f"{url}/api/v1/blobs/{digest}",
+                content=chunks(),
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=600,
+            )
+
+    threading.Thread(target=send, daemon=True).start()
+    return digest
+
+
 def _versions_acknowledged(acked: Acknowledged) -> int:
     with acked.lock:
         return len(acked.versions)
@@ -182,8 +212,11 @@ def _kill_mid_writes_then_check(server: ServerProcess, token: str, workdir: Path
     ]
     for thread in threads:
         thread.start()
+    receiving = threading.Event()
+    partial = _upload_in_flight(server.url, token, receiving, stop)
     try:
         _wait_for(lambda: _versions_acknowledged(acked) >= 6, "writes before the kill")
+        _wait_for(receiving.is_set, "an upload in flight")
         server.kill()
         at_kill = _versions_acknowledged(acked)
         server.start()
@@ -193,12 +226,13 @@ def _kill_mid_writes_then_check(server: ServerProcess, token: str, workdir: Path
         for thread in threads:
             thread.join(120)
     server.stop()
-    _check_store(server.uri, server.artifacts, acked)
+    _check_store(server.uri, server.artifacts, acked, partial)
 
 
-def _check_store(uri: str, artifacts: str, acked: Acknowledged) -> None:
+def _check_store(uri: str, artifacts: str, acked: Acknowledged, partial: str) -> None:
     client = clew.Client(uri, artifacts)
     try:
+        assert not client.store.blobs.exists(partial), "a half-received upload became a blob"
         for run_id in acked.runs:
             assert client.get_run(run_id).id == run_id
         for artifact_id, digest in acked.artifacts.items():
@@ -317,3 +351,34 @@ def test_postgres_restart_gives_503_then_the_same_server_recovers(
     assert '"status": 500' not in server.log.read_text()
     found = clew.Client(uri, blobs).search_runs(experiments=["pg-restart"])
     assert set(found["name"]) == {"before", "after"}
+
+
+# --- SQLite commit durability setting --------------------------------------------------------
+
+
+def _synchronous(home: Path) -> int:
+    client = clew.Client(str(home))
+    try:
+        with client.store.db.read() as connection:
+            return connection.exec_driver_sql("PRAGMA synchronous").scalar()
+    finally:
+        client.close()
+
+
+@pytest.mark.sqlite_only
+def test_clew_sqlite_sync_selects_full_or_normal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLEW_SQLITE_SYNC", "full")
+    assert _synchronous(tmp_path / "store") == 2
+    monkeypatch.setenv("CLEW_SQLITE_SYNC", "Normal")
+    assert _synchronous(tmp_path / "store") == 1
+
+
+@pytest.mark.sqlite_only
+def test_an_unknown_clew_sqlite_sync_value_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLEW_SQLITE_SYNC", "off")
+    with pytest.raises(InvalidInputError, match=r"CLEW_SQLITE_SYNC='off'.*use full or normal"):
+        clew.Client(str(tmp_path / "store"))
