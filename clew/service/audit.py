@@ -16,24 +16,30 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from clew.domain import digests, ids
 from clew.store import schema
 from clew.store.location import Store
+from clew.store.metadata import DriverStatement
 
 GENESIS = digests.digest_bytes(b"clew audit genesis")
 _HEAD_KEY = "audit_head"
-# Built once: every write appends an entry, so statement construction is on the hot path.
 _READ_HEAD = select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
-_LOCK_HEAD = _READ_HEAD.with_for_update()
-_INSERT_ENTRY = schema.audit_log.insert()
-_INSERT_HEAD = schema.store_info.insert().values(key=_HEAD_KEY, value=bindparam("head"))
-_UPDATE_HEAD = (
-    update(schema.store_info)
-    .where(schema.store_info.c.key == _HEAD_KEY)
-    .values(value=bindparam("head"))
+# Every write appends an entry, so ``append`` runs plain SQL on the transaction's DBAPI cursor
+# (see DriverStatement): SQLAlchemy's per-statement bookkeeping would cost more than SQLite.
+_HEAD = DriverStatement(f"SELECT value FROM store_info WHERE key = '{_HEAD_KEY}'")
+_LOCKED_HEAD = DriverStatement(f"SELECT value FROM store_info WHERE key = '{_HEAD_KEY}' FOR UPDATE")
+_INSERT_ENTRY = DriverStatement(
+    """
+    INSERT INTO audit_log (seq, time_ms, actor, action, target, request_id, payload_digest,
+        prev_hash, hash)
+    VALUES (:seq, :time_ms, :actor, :action, :target, :request_id, :payload_digest,
+        :prev_hash, :hash)
+    """
 )
+_INSERT_HEAD = DriverStatement(f"INSERT INTO store_info (key, value) VALUES ('{_HEAD_KEY}', :head)")
+_UPDATE_HEAD = DriverStatement(f"UPDATE store_info SET value = :head WHERE key = '{_HEAD_KEY}'")
 
 # The id of the request being served (set by the server's middleware). Sync routes run in a
 # worker thread with a copy of the request's context, so the id reaches ``append`` there too.
@@ -130,15 +136,16 @@ def append(
         "prev_hash": prev_hash,
     }
     fields["hash"] = entry_hash(fields)
-    connection.execute(_INSERT_ENTRY, fields)
+    _INSERT_ENTRY.execute(connection, fields)
     new_head = f"{fields['seq']}:{fields['hash']}"
-    connection.execute(_INSERT_HEAD if head is None else _UPDATE_HEAD, {"head": new_head})
+    (_INSERT_HEAD if head is None else _UPDATE_HEAD).execute(connection, {"head": new_head})
     return AuditEntry(**fields)
 
 
 def _lock_head(connection: Connection) -> str | None:
-    query = _LOCK_HEAD if connection.dialect.name == "postgresql" else _READ_HEAD
-    return connection.execute(query).scalar()
+    query = _LOCKED_HEAD if connection.dialect.name == "postgresql" else _HEAD
+    row = query.first(connection, {})
+    return None if row is None else row[0]
 
 
 def _split_head(head: str) -> tuple[int, str]:
