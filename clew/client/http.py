@@ -17,7 +17,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,9 +32,11 @@ from clew.domain.records import (
     ArtifactRecord,
     MetricPoint,
     ModelRecord,
+    R,
     RegistryEvent,
     RunRecord,
     VersionRecord,
+    from_fields,
 )
 from clew.errors import ClewError, FileChangedError, InvalidInputError
 from clew.service import policy
@@ -46,8 +48,15 @@ from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
 from clew.service.runs import check_key, param_text
 from clew.service.trace import Trace, TraceStep
-from clew.service.uploads import MANIFEST_KIND, check_relative_path
-from clew.store.blobs import CHUNK, Progress, StoredBlob, StoredDirectory, walk_files
+from clew.store.blobs import (
+    CHUNK,
+    Progress,
+    StoredBlob,
+    StoredDirectory,
+    export_directory,
+    parse_manifest,
+    put_directory,
+)
 
 API = "/api/v1"
 SIGNING_HEADER = "X-Clew-Signing-Token"
@@ -95,12 +104,30 @@ class Transport:
         content = None if json_body is None else _encode(json_body)
         if content is not None:
             extra["Content-Type"] = "application/json"
-        response = self._with_retries(
+        return self.decode(self.send(method, path, lambda: content, params, extra))
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Callable[[], Any] = lambda: None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """The raw response to ``method API+path`` after safe retries; ``body`` makes the
+        content afresh for each attempt (a file's chunks can be read only once)."""
+        return self._with_retries(
             lambda: self.http.request(
-                method, API + path, content=content, params=params, headers=extra
+                method, API + path, content=body(), params=params, headers=headers
             )
         )
-        return self.decode(response)
+
+    def record(self, cls: type[R], method: str, path: str, **options: Any) -> R:
+        """One request answered by a record in its wire form (``call``'s options)."""
+        return from_fields(cls, self.call(method, path, **options))
+
+    def records(self, cls: type[R], method: str, path: str, **options: Any) -> list[R]:
+        return [from_fields(cls, row) for row in self.call(method, path, **options)]
 
     def _with_retries(self, send: Any) -> httpx.Response:
         for attempt in range(ATTEMPTS):
@@ -159,39 +186,9 @@ def _plain(value: Any) -> Any:
 
 
 def run_from_wire(data: dict[str, Any]) -> RunRecord:
-    return RunRecord(
-        id=data["id"],
-        experiment=data["experiment"],
-        name=data["name"],
-        kind=data["kind"],
-        status=data["status"],
-        user=data["user"],
-        start_ms=data["start_ms"],
-        end_ms=data["end_ms"],
-        parent_id=data["parent_id"],
-        command=data["command"],
-        seed=data["seed"],
-        code_artifact_id=data["code_artifact_id"],
-        environment_artifact_id=data["environment_artifact_id"],
-        params=data["params"],
-        metrics={key: float(value) for key, value in data["metrics"].items()},
-        tags=data["tags"],
-        properties=data["properties"],
-    )
-
-
-def artifact_from_wire(data: dict[str, Any]) -> ArtifactRecord:
-    return ArtifactRecord(
-        id=data["id"],
-        type=data["type"],
-        name=data["name"],
-        digest=data["digest"],
-        size=data["size"],
-        uri=data["uri"],
-        properties=data["properties"],
-        created_ms=data["created_ms"],
-        created_by=data["created_by"],
-    )
+    """Latest metrics may arrive as ints or as "NaN"/"Infinity"; the record holds floats."""
+    metrics = {key: float(value) for key, value in data["metrics"].items()}
+    return from_fields(RunRecord, data, metrics=metrics)
 
 
 class RemoteRuns:
@@ -299,14 +296,14 @@ class RemoteArtifacts:
             "blobs": {d: [s, kind] for d, (s, kind) in (blobs or {}).items()},
             "derived_from": list(derived_from or []),
         }
-        return artifact_from_wire(self._t.call("POST", "/artifacts", json_body=body))
+        return self._t.record(ArtifactRecord, "POST", "/artifacts", json_body=body)
 
     def get(self, artifact_id: str) -> ArtifactRecord:
-        return artifact_from_wire(self._t.call("GET", f"/artifacts/{artifact_id}"))
+        return self._t.record(ArtifactRecord, "GET", f"/artifacts/{artifact_id}")
 
     def find(self, ref: refs.ArtifactRef) -> ArtifactRecord:
         text = refs.format_ref(ref)
-        return artifact_from_wire(self._t.call("GET", "/artifacts", params={"ref": text}))
+        return self._t.record(ArtifactRecord, "GET", "/artifacts", params={"ref": text})
 
     def resolve(self, ref: str) -> ArtifactRecord:
         return self.find(artifact_ref(ref))
@@ -316,53 +313,9 @@ class RemoteArtifacts:
 
     def run_artifacts(self, run_id: str) -> dict[str, list[ArtifactRecord]]:
         found = self._t.call("GET", f"/runs/{run_id}/artifacts")
-        return {side: [artifact_from_wire(a) for a in items] for side, items in found.items()}
-
-
-def model_from_wire(data: dict[str, Any]) -> ModelRecord:
-    return ModelRecord(
-        id=data["id"],
-        name=data["name"],
-        owner=data["owner"],
-        description=data["description"],
-        risk_tier=data["risk_tier"],
-        tags=data["tags"],
-        last_version=data["last_version"],
-        created_ms=data["created_ms"],
-        created_by=data["created_by"],
-    )
-
-
-def version_from_wire(data: dict[str, Any]) -> VersionRecord:
-    return VersionRecord(
-        id=data["id"],
-        model_id=data["model_id"],
-        name=data["name"],
-        version=data["version"],
-        artifact_id=data["artifact_id"],
-        digest=data["digest"],
-        run_id=data["run_id"],
-        signature=data["signature"],
-        metrics=data["metrics"],
-        description=data["description"],
-        created_ms=data["created_ms"],
-        created_by=data["created_by"],
-    )
-
-
-def event_from_wire(data: dict[str, Any]) -> RegistryEvent:
-    return RegistryEvent(
-        id=data["id"],
-        model=data["model"],
-        version=data["version"],
-        kind=data["kind"],
-        alias=data["alias"],
-        from_version=data["from_version"],
-        actor=data["actor"],
-        time_ms=data["time_ms"],
-        comment=data["comment"],
-        evidence=data["evidence"],
-    )
+        return {
+            side: [from_fields(ArtifactRecord, a) for a in items] for side, items in found.items()
+        }
 
 
 def _segment(text: str) -> str:
@@ -392,13 +345,13 @@ class RemoteRegistry:
             "risk_tier": risk_tier,
             "tags": _plain(dict(tags or {})),
         }
-        return model_from_wire(self._t.call("POST", "/models", json_body=body))
+        return self._t.record(ModelRecord, "POST", "/models", json_body=body)
 
     def get_model(self, name: str) -> ModelRecord:
-        return model_from_wire(self._t.call("GET", f"/models/{_segment(name)}"))
+        return self._t.record(ModelRecord, "GET", f"/models/{_segment(name)}")
 
     def list_models(self) -> list[ModelRecord]:
-        return [model_from_wire(row) for row in self._t.call("GET", "/models")]
+        return self._t.records(ModelRecord, "GET", "/models")
 
     def register(
         self,
@@ -424,14 +377,13 @@ class RemoteRegistry:
         }
         refs.validate_name(name, "model name")  # a "/" in it would change the route
         path = f"/models/{_segment(name)}/versions"
-        return version_from_wire(self._t.call("POST", path, json_body=body))
+        return self._t.record(VersionRecord, "POST", path, json_body=body)
 
     def versions(self, name: str) -> list[VersionRecord]:
-        rows = self._t.call("GET", f"/models/{_segment(name)}/versions")
-        return [version_from_wire(row) for row in rows]
+        return self._t.records(VersionRecord, "GET", f"/models/{_segment(name)}/versions")
 
     def resolve(self, ref: str) -> VersionRecord:
-        return version_from_wire(self._t.call("GET", "/resolve", params={"ref": ref}))
+        return self._t.record(VersionRecord, "GET", "/resolve", params={"ref": ref})
 
 
 class RemoteApprovals:
@@ -444,7 +396,7 @@ class RemoteApprovals:
         self._signing = signing
 
     def loadable(self, ref: str) -> VersionRecord:
-        return version_from_wire(self._t.call("GET", "/loadable", params={"ref": ref}))
+        return self._t.record(VersionRecord, "GET", "/loadable", params={"ref": ref})
 
     def approve(
         self,
@@ -468,7 +420,7 @@ class RemoteApprovals:
 
     def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent:
         path = f"{self._path(ref)}/archive"
-        return event_from_wire(self._t.call("POST", path, json_body={"comment": comment}))
+        return self._t.record(RegistryEvent, "POST", path, json_body={"comment": comment})
 
     def _signed(self, ref: str, action: str, body: dict[str, Any]) -> RegistryEvent:
         if not self._signing:
@@ -478,7 +430,7 @@ class RemoteApprovals:
             )
         path = f"{self._path(ref)}/{action}"
         headers = {SIGNING_HEADER: self._signing}
-        return event_from_wire(self._t.call("POST", path, json_body=body, headers=headers))
+        return self._t.record(RegistryEvent, "POST", path, json_body=body, headers=headers)
 
     def _path(self, ref: str) -> str:
         """``/models/churn/versions/3``; any other model ref is resolved by the server first."""
@@ -500,27 +452,26 @@ class RemotePromotion:
         version = self._registry.resolve(ref)
         path = f"/models/{_segment(version.name)}/aliases/{_segment(alias)}"
         body = {"version": version.version, "comment": comment}
-        return event_from_wire(self._t.call("POST", path, json_body=body))
+        return self._t.record(RegistryEvent, "POST", path, json_body=body)
 
     def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
         path = f"/models/{_segment(name)}/aliases/{_segment(alias)}/rollback"
-        return event_from_wire(self._t.call("POST", path, json_body={"comment": comment}))
+        return self._t.record(RegistryEvent, "POST", path, json_body={"comment": comment})
 
     def alias_history(self, name: str, alias: str | None = None) -> list[RegistryEvent]:
         params: dict[str, Any] = {"aliases_only": "true"}
         if alias is not None:
             params["alias"] = alias
-        rows = self._t.call("GET", f"/models/{_segment(name)}/history", params=params)
-        return [event_from_wire(row) for row in rows]
+        path = f"/models/{_segment(name)}/history"
+        return self._t.records(RegistryEvent, "GET", path, params=params)
 
     def model_history(self, name: str) -> list[RegistryEvent]:
-        rows = self._t.call("GET", f"/models/{_segment(name)}/history")
-        return [event_from_wire(row) for row in rows]
+        return self._t.records(RegistryEvent, "GET", f"/models/{_segment(name)}/history")
 
     def alias_at(self, name: str, alias: str, when_ms: int) -> VersionRecord | None:
         path = f"/models/{_segment(name)}/aliases/{_segment(alias)}/at"
         found = self._t.call("GET", path, params={"when_ms": max(when_ms, 0)})
-        return None if found is None else version_from_wire(found)
+        return None if found is None else from_fields(VersionRecord, found)
 
     def model_overview(self) -> list[dict[str, Any]]:
         return self._t.call("GET", "/models-overview")
@@ -664,7 +615,7 @@ class RemoteBlobStore:
         self._t = transport
 
     def exists(self, digest: str) -> bool:
-        response = self._t._with_retries(lambda: self._t.http.get(f"{API}/blobs/{digest}/size"))
+        response = self._t.send("GET", f"/blobs/{digest}/size")
         if response.status_code == 404:
             return False
         self._t.decode(response)
@@ -693,31 +644,18 @@ class RemoteBlobStore:
         return StoredBlob(digest, before.st_size)
 
     def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
-        source = Path(source)
-        files: dict[str, str] = {}
-        total = 0
-        for relative, path in walk_files(source):
-            blob = self.put_file(path, progress)
-            files[relative] = blob.digest
-            total += blob.size
-        manifest = {"kind": MANIFEST_KIND, "files": dict(sorted(files.items()))}
-        stored = self.put_bytes(digests.canonical_json(manifest))
-        return StoredDirectory(stored.digest, total, files)
+        """Every file (those the server has are skipped), then the manifest naming them."""
+        return put_directory(self, source, progress)
 
-    def _put(self, digest: str, body: Any) -> None:
-        response = self._t._with_retries(
-            lambda: self._t.http.put(
-                f"{API}/blobs/{digest}",
-                content=body(),
-                headers={"Content-Type": "application/octet-stream"},
-            )
-        )
+    def _put(self, digest: str, body: Callable[[], Any]) -> None:
+        headers = {"Content-Type": "application/octet-stream"}
+        response = self._t.send("PUT", f"/blobs/{digest}", body, headers=headers)
         if response.status_code == 400 and b"digest_mismatch" in response.content[:200]:
             raise FileChangedError(self._t.error(response).args[0])
         self._t.decode(response)
 
     def read_bytes(self, digest: str) -> bytes:
-        response = self._t._with_retries(lambda: self._t.http.get(f"{API}/blobs/{digest}"))
+        response = self._t.send("GET", f"/blobs/{digest}")
         if response.status_code >= 400:
             raise self._t.error(response)
         if digests.digest_bytes(response.content) != digest:
@@ -725,45 +663,43 @@ class RemoteBlobStore:
         return response.content
 
     def read_manifest(self, digest: str) -> dict[str, str]:
-        manifest = json.loads(self.read_bytes(digest))
-        if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
-            raise InvalidInputError(f"blob {digest} is not a directory manifest.")
-        return dict(manifest["files"])
+        return parse_manifest(self.read_bytes(digest), digest)
 
     def export_file(self, digest: str, destination: Path) -> Path:
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         temp = destination.with_name(f".{destination.name}.clew-tmp")
+        try:
+            with open(temp, "wb") as writer:
+                if self._download(digest, writer.write) != digest:
+                    raise _corrupt(digest)
+            temp.replace(destination)
+        finally:
+            temp.unlink(missing_ok=True)
+        return destination
+
+    def verify(self, digest: str) -> bool:
+        """True when the server has ``digest`` and its bytes, downloaded here, hash to it."""
+        try:
+            return self._download(digest, lambda chunk: None) == digest
+        except ClewError:
+            return False
+
+    def export_directory(self, digest: str, destination: Path) -> Path:
+        """All files verified before any appears at ``destination`` (the local stores' rule)."""
+        return export_directory(self, digest, destination)
+
+    def _download(self, digest: str, sink: Callable[[bytes], Any]) -> str:
+        """Stream the blob into ``sink`` and return the digest of the bytes that came."""
         hasher = hashlib.sha256()
         with self._t.http.stream("GET", f"{API}/blobs/{digest}") as response:
             if response.status_code >= 400:
                 response.read()
                 raise self._t.error(response)
-            with open(temp, "wb") as writer:
-                for chunk in response.iter_bytes(CHUNK):
-                    hasher.update(chunk)
-                    writer.write(chunk)
-        if digests.PREFIX + hasher.hexdigest() != digest:
-            temp.unlink()
-            raise _corrupt(digest)
-        temp.replace(destination)
-        return destination
-
-    def verify(self, digest: str) -> bool:
-        """True when the server has ``digest`` and its bytes, downloaded here, hash to it."""
-        hasher = hashlib.sha256()
-        with self._t.http.stream("GET", f"{API}/blobs/{digest}") as response:
-            if response.status_code >= 400:
-                return False
             for chunk in response.iter_bytes(CHUNK):
                 hasher.update(chunk)
-        return digests.PREFIX + hasher.hexdigest() == digest
-
-    def export_directory(self, digest: str, destination: Path) -> Path:
-        destination = Path(destination)
-        for relative, file_digest in self.read_manifest(digest).items():
-            self.export_file(file_digest, destination / check_relative_path(relative))
-        return destination
+                sink(chunk)
+        return digests.PREFIX + hasher.hexdigest()
 
 
 def _stat(path: Path) -> os.stat_result:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 RUN_STATUSES = (RUNNING, FINISHED, FAILED, KILLED)
@@ -15,6 +18,31 @@ PRODUCED = "Produced"
 DERIVED_FROM = "DerivedFrom"
 ASSOCIATED_WITH = "AssociatedWith"
 ASSOCIATIONS = (CONTRIBUTED_TO, PRODUCED, DERIVED_FROM, ASSOCIATED_WITH)
+
+
+R = TypeVar("R")
+
+# Fields a database stores as JSON text and the wire carries as JSON objects.
+_JSON_FIELDS = frozenset({"properties", "tags", "signature", "metrics", "evidence"})
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(item.name for item in fields(cls))
+
+
+def from_fields(cls: type[R], data: Mapping[str, Any], **given: Any) -> R:
+    """The record ``cls`` from a mapping holding its field names (``given`` adds or overrides
+    some): a database row (JSON columns as text) or the record's form on the wire (JSON columns
+    as objects). One constructor for the services and the HTTP client, so a record read
+    remotely equals the one stored."""
+    values = {}
+    for name in _field_names(cls):
+        value = given[name] if name in given else data[name]
+        if name in _JSON_FIELDS and (value is None or isinstance(value, str)):
+            value = json.loads(value or "{}")
+        values[name] = value
+    return cls(**values)
 
 
 def ms_to_datetime(value: int | None) -> dt.datetime | None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from clew.domain import digests, ids, records, refs
-from clew.domain.records import ArtifactRecord
+from clew.domain.records import ArtifactRecord, from_fields
 from clew.errors import InvalidInputError, NotFoundError
 from clew.service import audit, uploads
 from clew.service.graph import add_edge
@@ -233,17 +233,7 @@ def export_artifact(blobs: Any, artifact: ArtifactRecord, destination: Path) -> 
 
 
 def _artifact_record(row: Any) -> ArtifactRecord:
-    return ArtifactRecord(
-        id=row.id,
-        type=row.type,
-        name=row.name,
-        digest=row.digest,
-        size=row.size,
-        uri=row.uri,
-        properties=json.loads(row.properties or "{}"),
-        created_ms=row.created_ms,
-        created_by=row.created_by,
-    )
+    return from_fields(ArtifactRecord, row._mapping)
 
 
 def find_artifact(connection: Connection, ref: refs.ArtifactRef) -> ArtifactRecord:

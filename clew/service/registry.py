@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from clew.domain import ids, records, refs
-from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
+from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord, from_fields
 from clew.errors import ConflictError, InvalidInputError, NotFoundError
 from clew.service import audit
 from clew.service.artifacts import find_artifact, load_artifact
@@ -317,18 +317,7 @@ def load_events(
 
 
 def _event_record(row: Mapping[str, Any], name: str) -> RegistryEvent:
-    return RegistryEvent(
-        id=row["id"],
-        model=name,
-        version=row["version"],
-        kind=row["kind"],
-        alias=row["alias"],
-        from_version=row["from_version"],
-        actor=row["actor"],
-        time_ms=row["time_ms"],
-        comment=row["comment"],
-        evidence=json.loads(row["evidence"] or "{}"),
-    )
+    return from_fields(RegistryEvent, row, model=name)
 
 
 def alias_target(connection: Connection, model_id: str, alias: str) -> int | None:
@@ -565,17 +554,7 @@ def load_model(
 
 
 def _model_record(row: Any) -> ModelRecord:
-    return ModelRecord(
-        id=row.id,
-        name=row.name,
-        owner=row.owner,
-        description=row.description,
-        risk_tier=row.risk_tier,
-        tags=json.loads(row.tags or "{}"),
-        last_version=row.last_version,
-        created_ms=row.created_ms,
-        created_by=row.created_by,
-    )
+    return from_fields(ModelRecord, row._mapping)
 
 
 def _version_query() -> Any:
@@ -584,20 +563,7 @@ def _version_query() -> Any:
 
 
 def _version_record(row: Mapping[str, Any]) -> VersionRecord:
-    return VersionRecord(
-        id=row["id"],
-        model_id=row["model_id"],
-        name=row["name"],
-        version=row["version"],
-        artifact_id=row["artifact_id"],
-        digest=row["digest"],
-        run_id=row["run_id"],
-        signature=json.loads(row["signature"] or "{}"),
-        metrics=json.loads(row["metrics"] or "{}"),
-        description=row["description"],
-        created_ms=row["created_ms"],
-        created_by=row["created_by"],
-    )
+    return from_fields(VersionRecord, row)
 
 
 def _json(value: Mapping[str, Any]) -> str:
