@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +13,7 @@ import pytest
 import clew
 from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError, RunFinishedError
 from clew.service import audit
+from clew.store.location import Store
 
 
 def test_start_run_records_a_finished_run(client: clew.Client) -> None:
@@ -175,19 +176,20 @@ def test_bad_names_are_refused(client: clew.Client) -> None:
         clew.start_run(experiment="ok", name="x" * 201)
 
 
-def test_every_run_write_is_in_the_audit_chain(client: clew.Client) -> None:
+def test_every_run_write_is_in_the_audit_chain(client: clew.Client, store: Store) -> None:
     with clew.start_run(experiment="audited") as run:
         run.log_param("a", 1)
         run.set_tag("t", "v")
         run.log_metric("m", 1.0)
-    entries = audit.entries(client.store, f"run:{run.id}", newest_first=False)
+    entries = audit.entries(store, f"run:{run.id}", newest_first=False)
     actions = [entry.action for entry in entries]
     assert actions == ["run.create", "run.log_params", "run.set_tags", "run.end"]
 
 
 def test_open_run_is_finished_at_interpreter_exit_or_failed_after_a_crash(
-    tmp_path: Path,
+    client: clew.Client,
 ) -> None:
+    """The child processes inherit this test's store (CLEW_HOME, CLEW_URI or the server)."""
     script = textwrap.dedent(
         """
         import sys
@@ -199,7 +201,6 @@ def test_open_run_is_finished_at_interpreter_exit_or_failed_after_a_crash(
             raise RuntimeError("boom")
         """
     )
-    env_home = tmp_path / "exit-home"
     statuses = {}
     for mode in ("clean", "crash"):
         result = subprocess.run(
@@ -207,17 +208,7 @@ def test_open_run_is_finished_at_interpreter_exit_or_failed_after_a_crash(
             capture_output=True,
             text=True,
             timeout=120,
-            env={**_env(), "CLEW_HOME": str(env_home)},
+            env=dict(os.environ),
         )
-        run_id = result.stdout.strip()
-        with sqlite3.connect(env_home / "clew.db") as connection:
-            statuses[mode] = connection.execute(
-                "SELECT status FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
-    assert statuses == {"clean": ("FINISHED",), "crash": ("FAILED",)}
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {key: value for key, value in os.environ.items() if key != "CLEW_URI"}
+        statuses[mode] = client.get_run(result.stdout.strip()).status
+    assert statuses == {"clean": "FINISHED", "crash": "FAILED"}
