@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
@@ -18,12 +19,7 @@ import clew
 from clew.client.loaded_model import LoadedModel
 from clew.errors import NotFoundError
 from clew.service import audit
-from clew.service.registry import RegistryService
-
-# Predictions here are captured into the client's own store and then altered on disk; a remote
-# client does not capture yet, so these tests need the embedded store (the remote trace and
-# labels path is covered in test_remote_registry.py).
-pytestmark = pytest.mark.embedded_only
+from clew.store.location import Store
 
 
 def _wine_thread(client: clew.Client) -> tuple[LoadedModel, pd.DataFrame]:
@@ -42,8 +38,13 @@ def _wine_thread(client: clew.Client) -> tuple[LoadedModel, pd.DataFrame]:
         run.log_metric("accuracy", float(model.score(features, frame["target"])))
         artifact = run.log_model(model, name="wine-lr")
     assert prepared.digest
-    version = RegistryService(client.store).register("wine", f"artifact:{artifact.id}", "alice")
+    version = client.register_model(artifact, "wine")
     return LoadedModel(model, version, client), features
+
+
+def _holding(store: Store) -> clew.Client:
+    """What ``editable_batch`` reads from a client (its store), for the store behind a server."""
+    return SimpleNamespace(store=store)  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -92,11 +93,11 @@ def test_unknown_prediction_is_not_found(client, thread) -> None:
         clew.trace("01JAAAAAAAAAAAAAAAAAAAAAAA.0")
 
 
-def test_altered_captured_prediction_fails_verification(client, thread) -> None:
+def test_altered_captured_prediction_fails_verification(client, thread, store: Store) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(30))
     client.flush_captures()
-    with editable_batch(client) as path:
+    with editable_batch(_holding(store)) as path:
         table = pq.read_table(path)
         outputs = table.column("output").to_pylist()
         outputs[5] = (outputs[5] + 1) % 3
@@ -111,12 +112,12 @@ def test_altered_captured_prediction_fails_verification(client, thread) -> None:
     assert not step.verified and "inclusion proof" in step.reason
     assert not trace.verified
     assert clew.get_prediction(ids[6]).verified
-    _, problems = audit.verify_digests(client.store)
+    _, problems = audit.verify_digests(store)
     assert [p.target.split(":")[0] for p in problems] == ["capture"]
     assert "digest" in problems[0].reason
 
 
-def test_forged_signature_is_refused(client, thread) -> None:
+def test_forged_signature_is_refused(client, thread, store: Store) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from clew.domain import digests
@@ -125,7 +126,7 @@ def test_forged_signature_is_refused(client, thread) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(3))
     client.flush_captures()
-    with editable_batch(client) as path:
+    with editable_batch(_holding(store)) as path:
         table = pq.read_table(path)
         header = capture.header_of(table)
         forged = Ed25519PrivateKey.generate().sign(digests.canonical_json(header)).hex()
@@ -135,21 +136,23 @@ def test_forged_signature_is_refused(client, thread) -> None:
     assert not step.verified and "signature" in step.reason
 
 
-def test_altered_model_blob_marks_the_model_unverified(client, thread) -> None:
+def test_altered_model_blob_marks_the_model_unverified(client, thread, store: Store) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(2))
     files = client.store.blobs.read_manifest(model.version.digest)
     pickle_digest = files["model.pkl"]
-    corrupt_blob(client.store.blobs, pickle_digest)
+    corrupt_blob(store.blobs, pickle_digest)
     step = clew.trace(ids[0]).step("model_version")
     assert not step.verified
     assert pickle_digest in step.reason and "model.pkl" in step.reason
 
 
-def test_trace_reads_a_store_edited_version_digest_as_unverified(client, thread) -> None:
+def test_trace_reads_a_store_edited_version_digest_as_unverified(
+    client, thread, store: Store
+) -> None:
     model, features = thread
     _, ids = model.predict_with_ids(features.head(2))
     client.flush_captures()
-    execute_sql(client.store, "update model_versions set digest = :d", d="sha256:" + "0" * 64)
+    execute_sql(store, "update model_versions set digest = :d", d="sha256:" + "0" * 64)
     step = clew.trace(ids[0]).step("model_version")
     assert not step.verified and "names model digest" in step.reason
