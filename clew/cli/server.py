@@ -27,6 +27,11 @@ ArtifactsOption = Annotated[
     typer.Option("--artifacts", help="Blob store location (default CLEW_ARTIFACTS or beside it)."),
 ]
 
+# uvicorn kills a worker that does not answer its supervisor's ping within this many seconds.
+# Its default (5 s) killed workers still importing on a busy machine, and workers busy with
+# a large metric batch, over and over; a hung worker is still replaced, just less eagerly.
+WORKER_HEALTHCHECK_S = 60
+
 admin_app = typer.Typer(help="Users, API tokens and per-model grants of a clew server.")
 
 
@@ -63,6 +68,7 @@ def server(
         log_config=_log_config(),
         access_log=False,
         proxy_headers=False,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 
 
