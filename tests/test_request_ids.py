@@ -3,9 +3,14 @@ transaction (embedded), so an operator can join the audit log with the request l
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
+import pytest
+from typer.testing import CliRunner
+
 import clew
+from clew.cli.main import app
 from clew.service import audit
 from clew.store.location import Store
 
@@ -68,3 +73,19 @@ def test_embedded_sdk_calls_get_their_own_request_ids(client: clew.Client) -> No
     entries = _entries_about(client.store, f"run:{run.id}")
     assert len(entries) >= 2
     assert len({entry.request_id for entry in entries}) == len(entries)
+
+
+def test_clew_audit_log_shows_a_server_request_id(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's view: ``clew audit log`` on the server's store names the request."""
+    if server.store.db.dialect == "sqlite":  # else CLEW_URI already names the server's store
+        monkeypatch.setenv("CLEW_URI", str(server.root))
+    with server.http(server.user("alice")) as http:
+        created = http.post(
+            "/api/v1/runs", json={"name": "cli"}, headers={"X-Request-ID": CLIENT_ID}
+        )
+    target = f"run:{created.json()['id']}"
+    result = CliRunner().invoke(app, ["audit", "log", "--target", target, "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert [entry["request_id"] for entry in json.loads(result.stdout)["entries"]] == [CLIENT_ID]
