@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from server_fixtures import RunningServer, serve, server_store
+from server_fixtures import RunningServer, SwitchedApp, run_uvicorn, server_store
 
 import clew
 from clew.client.capture import refresh
@@ -108,13 +108,27 @@ def _isolated_environment(
     refresh()
 
 
+@pytest.fixture(scope="session")
+def _remote_host() -> Iterator[tuple[str, SwitchedApp]]:
+    app = SwitchedApp()
+    for url in run_uvicorn(app):
+        yield url, app
+
+
 @pytest.fixture
-def remote_server(tmp_path: Path) -> Iterator[RunningServer]:
+def remote_server(tmp_path: Path, _remote_host: tuple[str, SwitchedApp]) -> Iterator[RunningServer]:
     """The ``clew server`` behind every client under ``CLEW_TEST_CLIENT=remote``, on this test's
     fresh store; ``alice`` is an admin there, as unrestricted as she is on an embedded store."""
-    for running in serve(*server_store(tmp_path, "remote-server-store")):
+    url, app = _remote_host
+    store, root = server_store(tmp_path, "remote-server-store")
+    app.use(store)
+    try:
+        running = RunningServer(url, store, root)
         running.user("alice", "admin")
         yield running
+    finally:
+        app.use(None)
+        store.close()
 
 
 @pytest.fixture

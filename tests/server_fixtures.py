@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +55,15 @@ class RunningServer:
 
 def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer]:
     app = create_app(store, **options)  # type: ignore[arg-type]
+    try:
+        for url in run_uvicorn(app):
+            yield RunningServer(url, store, root)
+    finally:
+        store.close()
+
+
+def run_uvicorn(app: Any) -> Iterator[str]:
+    """Serve the ASGI ``app`` on a free 127.0.0.1 port in a thread; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -67,12 +77,31 @@ def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer
             pytest.fail("the clew server did not start")
         time.sleep(0.01)
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", store, root)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
-        store.close()
+
+
+class SwitchedApp:
+    """One long-lived server process-wide, each test's own store behind it: the clew app is
+    built for the current store on its first request, so a test that never calls the server
+    pays only for its store (starting and stopping uvicorn per test doubled the remote pass)."""
+
+    def __init__(self) -> None:
+        self._store: Store | None = None
+        self._app: Any = None
+
+    def use(self, store: Store | None) -> None:
+        self._store, self._app = store, None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            if self._store is None:
+                raise RuntimeError("no test store is being served")
+            self._app = create_app(self._store)
+        await self._app(scope, receive, send)
 
 
 def server_store(tmp_path: Path, name: str = "server-store") -> tuple[Store, Path]:
