@@ -33,7 +33,7 @@ from clew.cli.main import app
 from clew.client.default import reset
 from clew.domain import digests
 from clew.errors import ClewError, InvalidInputError, StoreUnavailableError
-from clew.service import accounts
+from clew.service import accounts, audit
 from clew.service.registry import RegistryService
 from clew.store.location import open_store
 
@@ -382,3 +382,30 @@ def test_an_unknown_clew_sqlite_sync_value_is_refused(
     monkeypatch.setenv("CLEW_SQLITE_SYNC", "off")
     with pytest.raises(InvalidInputError, match=r"CLEW_SQLITE_SYNC='off'.*use full or normal"):
         clew.Client(str(tmp_path / "store"))
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_mid_write_is_store_unavailable_and_the_next_write_reconnects(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Hot paths run plain SQL on the DBAPI cursor; a dropped connection there must still be
+    the clear 503 error, not a raw driver exception, and must not poison the pool."""
+    import psycopg
+
+    store = open_store(postgres_url, str(tmp_path / "blobs"))
+    try:
+        admin_url = postgres_url.replace("+psycopg", "")
+        with (
+            pytest.raises(StoreUnavailableError, match="unavailable"),
+            store.db.write() as connection,
+        ):
+            backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+            audit.append(connection, "alice", "test.write", "lost", {"n": 1})
+        with store.db.write() as connection:
+            audit.append(connection, "alice", "test.write", "kept", {"n": 2})
+        assert [entry.target for entry in audit.entries(store, action="test.")] == ["kept"]
+        assert audit.verify_chain(store)[1] is None
+    finally:
+        store.close()
