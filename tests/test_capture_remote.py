@@ -141,6 +141,9 @@ def test_malformed_oversized_and_mistyped_batches_are_refused_clearly(
 
     garbage = post(b"definitely not arrow")
     assert garbage.status_code == 400 and "Arrow IPC" in garbage.json()["message"]
+    for broken in (b"\xff" * 8, b"\xff\xff\xff\xff\x80\x00\x00\x00", b""):
+        refused = post(broken)
+        assert refused.status_code == 400, (broken, refused.text)
     wrong_type = post(b"{}", headers={"Content-Type": "application/json"})
     assert wrong_type.status_code == 415
     huge = post(b"\0" * (MAX_BATCH_BYTES + 1))

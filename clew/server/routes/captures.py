@@ -29,6 +29,7 @@ from clew.store.location import Store
 router = APIRouter(prefix="/api/v1", tags=["predictions"])
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+BODY_TYPES = (ARROW_STREAM, "application/octet-stream")  # the body is an Arrow IPC stream
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_DECODED_BYTES = 256 * 1024 * 1024
 BatchId = Annotated[str, Query(min_length=26, max_length=26, description="a client-made ULID")]
@@ -41,7 +42,9 @@ Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}} for media in BODY_TYPES
+            },
         }
     },
 )
@@ -56,7 +59,7 @@ async def post_capture(
     dropped: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> JSONResponse:
     """Seal, sign and store one batch of predictions (201; 200 when the batch id is known)."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != ARROW_STREAM:
+    if request.headers.get("content-type", "").split(";")[0].strip() not in BODY_TYPES:
         raise HTTPError(
             415,
             "unsupported_media_type",
@@ -124,7 +127,7 @@ def _decode(body: bytes) -> pa.Table:
                 )
             batches.append(record_batch)
         return pa.Table.from_batches(batches, schema=reader.schema)
-    except pa.ArrowException as error:
+    except (pa.ArrowException, OSError, ValueError) as error:  # pyarrow raises all three
         raise InvalidInputError(
             f"the capture batch is not a readable Arrow IPC stream ({error})."
         ) from error
