@@ -37,6 +37,7 @@ def _artifact_count(client: clew.Client) -> int:
         return int(connection.execute(select(func.count()).select_from(schema.artifacts)).scalar())
 
 
+@pytest.mark.embedded_only
 @pytest.mark.parametrize("uri", DANGEROUS)
 def test_the_embedded_artifact_service_refuses_dangerous_uris(
     client: clew.Client, uri: str

@@ -56,6 +56,7 @@ def test_two_server_requests_get_different_audit_request_ids(server: RunningServ
     assert len(ids) == 2
 
 
+@pytest.mark.embedded_only
 def test_embedded_entries_share_one_id_per_write_transaction(client: clew.Client) -> None:
     store = client.store
     with store.db.write() as connection:
@@ -67,6 +68,7 @@ def test_embedded_entries_share_one_id_per_write_transaction(client: clew.Client
     assert third.request_id != first.request_id
 
 
+@pytest.mark.embedded_only
 def test_embedded_sdk_calls_get_their_own_request_ids(client: clew.Client) -> None:
     with client.start_run("ids", name="embedded") as run:
         run.log_param("depth", 3)
