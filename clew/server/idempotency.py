@@ -1,14 +1,15 @@
 """Idempotency keys: a retried POST returns the first attempt's answer instead of acting twice.
 
 The client sends the same ``Idempotency-Key`` on every retry of one call. The first request to
-arrive claims the key (a row inserted before the route runs; the primary key makes the claim
-atomic across replicas), and its response is stored when the route succeeds. A retry then gets
-the stored response; a retry that arrives while the first is still running gets 409
-``request_in_progress`` (the client waits and retries); a failed first attempt releases the key
-so the retry runs for real. Keys are scoped to the authenticated user, and a key reused for a
-different request body is refused. A key expires after a day (``clew.service.idempotency``): an
-expired row is replaced by the next claim and ``clew gc --yes`` deletes the rest. These rows
-are protocol bookkeeping, not records of the registry, so they are not audited.
+arrive claims the key (a row inserted in the same transaction as the route's writes, under the
+store's write lock, so replicas queue rather than race) and stores its response before that
+transaction commits. A retry then gets the stored response; a retry that arrives while the
+first is still running waits for the lock and replays its answer; a failed or killed first
+attempt commits nothing, so the retry runs for real. Keys are scoped to the authenticated user,
+and a key reused for a different request body is refused. A key expires after a day
+(``clew.service.idempotency``): an expired row is replaced by the next claim and ``clew gc
+--yes`` deletes the rest. These rows are protocol bookkeeping, not records of the registry, so
+they are not audited.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, delete, select, update
 from starlette.responses import Response
 
 from clew.server.errors import HTTPError
@@ -66,55 +66,58 @@ async def note(request: Request, user: str) -> None:
 
 
 def run_once(produce: Callable[[], Response]) -> Response:
-    """Run the route once per key: replay a stored answer, or run it and store the answer."""
+    """Run the route once per key: replay a stored answer, or run it and store the answer.
+
+    Claim, route and stored answer share one database transaction: a request killed half-way
+    leaves nothing behind (its retry runs afresh), and a retry racing the first attempt
+    waits for the write lock, then replays the committed answer.
+    """
     pending = current.get()
     if pending is None:
         return produce()
     current.set(None)
-    stored = _claim(pending)
-    if stored is not None:
-        return stored
     try:
-        response = produce()
-    except BaseException:
-        _release(pending)
-        raise
-    if response.status_code < 400:
-        _settle(pending, response)
-    else:
-        _release(pending)
-    return response
+        with pending.store.db.single_transaction() as connection:
+            stored = _claim(connection, pending)
+            if stored is not None:
+                return stored
+            response = produce()
+            if response.status_code >= 400:
+                raise _Refused(response)
+            _settle(connection, pending, response)
+            return response
+    except _Refused as refused:
+        return refused.response
 
 
-def _claim(pending: Pending) -> Response | None:
+class _Refused(Exception):
+    """An error answer: its transaction rolls back, so the key stays free for a retry."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _claim(connection: Connection, pending: Pending) -> Response | None:
     table = schema.idempotency_keys
-    now = now_ms()
     mine = (table.c.user_name == pending.user, table.c.key == pending.key)
-    with pending.store.db.write() as connection:
-        row = connection.execute(select(table).where(*mine)).first()
-        if row is not None and idempotency.is_expired(row.created_ms, now):
-            connection.execute(delete(table).where(*mine))
-            row = None
-        if row is None:
-            try:
-                with connection.begin_nested():
-                    connection.execute(
-                        table.insert().values(
-                            user_name=pending.user,
-                            key=pending.key,
-                            request_digest=pending.fingerprint,
-                            created_ms=now,
-                        )
-                    )
-                return None
-            except IntegrityError:
-                row = None
-    if row is None or row.status_code is None:
-        raise HTTPError(
-            409,
-            "request_in_progress",
-            "an earlier attempt of this request is still running; retry in a moment.",
+    row = connection.execute(select(table).where(*mine)).first()
+    if row is not None and (
+        row.status_code is None or idempotency.is_expired(row.created_ms, now_ms())
+    ):
+        # Expired, or a claim an older clew left unsettled when it was killed.
+        connection.execute(delete(table).where(*mine))
+        row = None
+    if row is None:
+        connection.execute(
+            table.insert().values(
+                user_name=pending.user,
+                key=pending.key,
+                request_digest=pending.fingerprint,
+                created_ms=now_ms(),
+            )
         )
+        return None
     if row.request_digest != pending.fingerprint:
         raise HTTPError(
             422,
@@ -126,19 +129,10 @@ def _claim(pending: Pending) -> Response | None:
     return Response(row.response or b"", status_code=row.status_code, media_type=media)
 
 
-def _settle(pending: Pending, response: Response) -> None:
+def _settle(connection: Connection, pending: Pending, response: Response) -> None:
     table = schema.idempotency_keys
-    with pending.store.db.write() as connection:
-        connection.execute(
-            update(table)
-            .where(table.c.user_name == pending.user, table.c.key == pending.key)
-            .values(status_code=response.status_code, response=bytes(response.body).decode())
-        )
-
-
-def _release(pending: Pending) -> None:
-    table = schema.idempotency_keys
-    with pending.store.db.write() as connection:
-        connection.execute(
-            delete(table).where(table.c.user_name == pending.user, table.c.key == pending.key)
-        )
+    connection.execute(
+        update(table)
+        .where(table.c.user_name == pending.user, table.c.key == pending.key)
+        .values(status_code=response.status_code, response=bytes(response.body).decode())
+    )

@@ -181,8 +181,10 @@ class RunService:
                 f"run:{run_id}",
                 {"run": row, "params": param_rows, "tags": tag_rows},
             )
-        # Cached only after the commit: a rolled-back transaction may not leave a stale id.
-        self._experiment_ids[experiment] = experiment_id
+        # Cached only once committed: a rolled-back transaction may not leave a stale id.
+        self.store.db.after_commit(
+            lambda: self._experiment_ids.setdefault(experiment, experiment_id)
+        )
         return RunRecord(
             id=run_id,
             experiment=experiment,

@@ -11,10 +11,12 @@ does not know (a newer clew wrote it) is refused.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,20 @@ def _postgres_engine(url: str) -> Engine:
     return engine
 
 
+@dataclass(frozen=True)
+class _Joined:
+    """The transaction ``single_transaction`` opened, and what waits for its commit."""
+
+    database: Database
+    connection: Connection
+    committed: list[Callable[[], object]]
+
+
+_joined_transaction: contextvars.ContextVar[_Joined | None] = contextvars.ContextVar(
+    "clew_joined_transaction", default=None
+)
+
+
 class DriverStatement:
     """One plain SQL statement run on the DBAPI cursor inside a SQLAlchemy transaction.
 
@@ -183,16 +199,57 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
+        joined = self._joined()
+        if joined is not None:
+            yield joined
+            return
         with _busy_as_error(self.url), self.engine.connect() as connection:
             yield connection
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction: everything inside commits together or not at all."""
+        joined = self._joined()
+        if joined is not None:
+            with _busy_as_error(self.url), joined.begin_nested():
+                yield joined
+            return
         with _busy_as_error(self.url), self.engine.connect() as connection:
             connection = connection.execution_options(clew_write=True)
             with connection.begin():
                 yield connection
+
+    @contextlib.contextmanager
+    def single_transaction(self) -> Iterator[Connection]:
+        """One write transaction that every ``read()`` and ``write()`` in this context joins.
+
+        For work that must commit with its bookkeeping or not at all: the server claims an
+        idempotency key, runs the route and stores its answer in one transaction, so a
+        process killed half-way leaves neither a stuck claim nor an unrecorded write. Inner
+        ``write()`` blocks become savepoints, so one that fails still rolls back alone.
+        """
+        committed: list[Callable[[], object]] = []
+        with self.write() as connection:
+            token = _joined_transaction.set(_Joined(self, connection, committed))
+            try:
+                yield connection
+            finally:
+                _joined_transaction.reset(token)
+        for callback in committed:
+            callback()
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once the enclosing transaction has committed: now, after a plain
+        ``write()``; at the end of a ``single_transaction`` (never, if that rolls back)."""
+        joined = _joined_transaction.get()
+        if joined is not None and joined.database is self:
+            joined.committed.append(callback)
+        else:
+            callback()
+
+    def _joined(self) -> Connection | None:
+        joined = _joined_transaction.get()
+        return joined.connection if joined is not None and joined.database is self else None
 
     def close(self) -> None:
         self.engine.dispose()
