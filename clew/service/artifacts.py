@@ -21,7 +21,7 @@ from clew.service import audit, uploads
 from clew.service.graph import add_edge
 from clew.service.runs import RunService, now_ms
 from clew.store import schema
-from clew.store.location import Store
+from clew.store.location import BlobStore, Store
 
 ARTIFACT_TYPES = (
     "dataset",
@@ -88,11 +88,21 @@ def record_artifact(
     return row["id"]
 
 
-def record_blob(connection: Connection, digest: str, size: int, kind: str) -> None:
-    """Remember that a blob exists (for verify and gc); idempotent."""
+def record_blob(
+    connection: Connection, blobs: BlobStore, digest: str, size: int, kind: str
+) -> None:
+    """Remember that a blob exists (for verify and gc); idempotent.
+
+    A blob not recorded yet is looked up inside the write transaction: ``clew gc`` decides
+    and deletes under the same write lock, so an old orphan that an upload found already
+    present is either still there when recorded (and then safe) or reported missing here,
+    never recorded after gc removed it.
+    """
     table = schema.blobs
     if connection.execute(select(table.c.digest).where(table.c.digest == digest)).first():
         return
+    if not blobs.exists(digest):
+        raise NotFoundError(f"blob {digest} has not been uploaded; upload it first.")
     connection.execute(
         table.insert().values(digest=digest, size=size, kind=kind, created_ms=now_ms())
     )
@@ -126,14 +136,11 @@ class ArtifactService:
         if direction not in DIRECTIONS:
             raise InvalidInputError(f"direction {direction!r} must be 'input' or 'output'.")
         uploads.check_reference_uri(uri)
-        for blob_digest in blobs or {}:
-            if not self.store.blobs.exists(blob_digest):
-                raise NotFoundError(f"blob {blob_digest} has not been uploaded; upload it first.")
         with self.store.db.write() as connection:
             if run_id:
                 RunService(self.store)._require_running(connection, run_id)
             for blob_digest, (blob_size, kind) in (blobs or {}).items():
-                record_blob(connection, blob_digest, blob_size, kind)
+                record_blob(connection, self.store.blobs, blob_digest, blob_size, kind)
             artifact_id = record_artifact(
                 connection,
                 type_=type_,

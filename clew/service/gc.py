@@ -9,9 +9,10 @@ of those names. Only unreferenced blobs older than a grace period are deleted: a
 may belong to an upload whose metadata has not committed yet.
 
 Deciding and deleting happen inside one write transaction, so no artifact can commit between
-the moment its blob is judged unreferenced and the moment it is deleted; re-storing existing
-content renews a local blob's age, which keeps the grace period meaningful for uploads that
-found their bytes already present.
+the moment its blob is judged unreferenced and the moment it is deleted; an artifact checks
+that a blob it records for the first time still exists inside its own write transaction, so
+an upload that found old orphan bytes already present (on any backend) either records them
+before gc runs or is told they are gone, never points at a deleted blob.
 
 The same pass deletes the server's expired idempotency keys (``service.idempotency``), which
 are protocol bookkeeping like orphan blobs and, like them, are never audited individually.
