@@ -228,7 +228,10 @@ def test_filter_compiler_only_ever_raises_filter_syntax_error(text: str) -> None
         search.compile_filter(text)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# No deadline: each example is a real query, through a server in the remote passes, on a busy box.
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(_pieces, max_size=10).map(" ".join))
 def test_any_parsable_filter_runs_against_a_real_store(client: clew.Client, text: str) -> None:
     try:
