@@ -16,7 +16,9 @@ import clew
 from clew.cli import ops
 from clew.cli.output import ClewGroup
 from clew.domain import digests
+from clew.errors import NotFoundError
 from clew.service import audit, gc, idempotency, integrity
+from clew.service.artifacts import ArtifactService
 from clew.store import schema
 from clew.store.location import open_store
 
@@ -174,3 +176,26 @@ def test_gc_deletes_expired_idempotency_keys_only(client: clew.Client) -> None:
     assert done.exit_code == 0, done.output
     assert "deleted 1 expired idempotency keys" in done.output
     assert _idempotency_keys(client) == {"fresh-key-1"}
+
+
+def test_an_artifact_recorded_after_gc_took_its_orphan_bytes_is_refused(
+    client: clew.Client,
+) -> None:
+    """An upload that found its bytes already present, then lost them to gc before recording
+    them, is told so instead of recording a digest whose blob is gone."""
+    found = client.store.blobs.put_bytes(b"bytes an earlier upload left behind")
+    gc.collect(client.store, "alice", delete=True, grace_ms=0)
+    with pytest.raises(NotFoundError, match="has not been uploaded"):
+        ArtifactService(client.store).log(
+            run_id=None,
+            direction="output",
+            type_="file",
+            name="late",
+            digest=found.digest,
+            actor="alice",
+            size=found.size,
+            blobs={found.digest: (found.size, "file")},
+        )
+    with client.store.db.read() as connection:
+        names = connection.execute(select(schema.artifacts.c.name)).scalars().all()
+    assert "late" not in names
