@@ -40,7 +40,7 @@ def test_put_bytes_is_content_addressed_and_deduplicated(blobs: LocalBlobStore) 
     assert first.digest == "sha256:" + hashlib.sha256(b"hello").hexdigest()
     assert _stored_files(blobs) == [blobs.path_for(first.digest)]
     assert blobs.read_bytes(first.digest) == b"hello"
-    assert list(blobs._tmp.iterdir()) == []
+    assert list(blobs.staging.iterdir()) == []
 
 
 def test_put_file_matches_put_bytes_and_leaves_no_temp_files(
@@ -54,7 +54,7 @@ def test_put_file_matches_put_bytes_and_leaves_no_temp_files(
     assert stored.size == CHUNK + 123
     assert stored.digest == blobs.put_bytes(source.read_bytes()).digest
     assert len(_stored_files(blobs)) == 1
-    assert list(blobs._tmp.iterdir()) == []
+    assert list(blobs.staging.iterdir()) == []
     assert blobs.verify(stored.digest)
 
 
@@ -169,7 +169,7 @@ def test_file_changing_while_hashed_is_refused(blobs: LocalBlobStore, tmp_path: 
     with pytest.raises(FileChangedError, match=r"growing\.log"):
         blobs.put_file(source, progress=append_once)
     assert _stored_files(blobs) == []
-    assert list(blobs._tmp.iterdir()) == []
+    assert list(blobs.staging.iterdir()) == []
 
 
 def test_file_appended_to_by_another_thread_is_refused(
@@ -196,7 +196,7 @@ def test_file_appended_to_by_another_thread_is_refused(
         stop.set()
         thread.join()
     assert _stored_files(blobs) == []
-    assert list(blobs._tmp.iterdir()) == []
+    assert list(blobs.staging.iterdir()) == []
 
 
 def test_file_disappearing_while_hashed_is_refused(blobs: LocalBlobStore, tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_file_disappearing_while_hashed_is_refused(blobs: LocalBlobStore, tmp_pa
     with pytest.raises(FileChangedError, match=r"vanishing\.bin"):
         blobs.put_file(source, progress=lambda _count: source.unlink(missing_ok=True))
     assert _stored_files(blobs) == []
-    assert list(blobs._tmp.iterdir()) == []
+    assert list(blobs.staging.iterdir()) == []
 
 
 _DISK_FULL_SCRIPT = textwrap.dedent(

@@ -199,3 +199,25 @@ def test_an_artifact_recorded_after_gc_took_its_orphan_bytes_is_refused(
     with client.store.db.read() as connection:
         names = connection.execute(select(schema.artifacts.c.name)).scalars().all()
     assert "late" not in names
+
+
+def test_gc_sweeps_old_temp_files_of_interrupted_writes_only(client: clew.Client) -> None:
+    store = client.store
+    for directory in store.scratch_directories():
+        directory.mkdir(parents=True, exist_ok=True)
+    old_upload = store.uploads / "upload-killed"
+    old_staging = store.scratch_directories()[-1] / "incoming-killed"  # local blobs' staging
+    fresh = store.uploads / "upload-in-progress"
+    for path in (old_upload, old_staging, fresh):
+        path.write_bytes(b"half a file")
+    an_hour_and_more_ago = time.time() - TWO_HOURS_S
+    for path in (old_upload, old_staging):
+        os.utime(path, (an_hour_and_more_ago, an_hour_and_more_ago))
+
+    dry = gc.collect(store, "alice")
+    assert dry.stale_files == sorted([old_upload, old_staging])
+    assert old_upload.exists() and old_staging.exists()
+
+    gc.collect(store, "alice", delete=True)
+    assert not old_upload.exists() and not old_staging.exists()
+    assert fresh.exists()

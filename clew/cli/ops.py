@@ -118,8 +118,8 @@ def gc(
     artifacts: ArtifactsOption = None,
     format: FormatOption = Format.table,
 ) -> None:
-    """Delete blobs no record points at and expired idempotency keys (a dry run unless --yes);
-    referenced blobs never go."""
+    """Delete blobs no record points at, temp files of interrupted writes and expired
+    idempotency keys (a dry run unless --yes); referenced blobs never go."""
     store = open_store(uri, artifacts)
     try:
         report = collector.collect(store, current_actor(), delete=yes, grace_ms=grace * 60_000)
@@ -138,6 +138,7 @@ def gc(
                 "young": len(report.young),
                 "audit_seq": report.audit_seq,
                 "expired_idempotency_keys": report.expired_keys,
+                "stale_temp_files": [str(path) for path in report.stale_files],
             }
         )
         return
@@ -153,7 +154,12 @@ def gc(
     if report.expired_keys:
         key_verb = "deleted" if yes else "would delete"
         console.print(f"{key_verb} {report.expired_keys} expired idempotency keys (over a day old)")
-    if (report.orphans or report.expired_keys) and not yes:
+    if report.stale_files:
+        file_verb = "deleted" if yes else "would delete"
+        console.print(
+            f"{file_verb} {len(report.stale_files)} temp files left by interrupted writes"
+        )
+    if (report.orphans or report.expired_keys or report.stale_files) and not yes:
         console.print("run again with --yes to delete them")
 
 

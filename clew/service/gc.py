@@ -14,7 +14,8 @@ that a blob it records for the first time still exists inside its own write tran
 an upload that found old orphan bytes already present (on any backend) either records them
 before gc runs or is told they are gone, never points at a deleted blob.
 
-The same pass deletes the server's expired idempotency keys (``service.idempotency``), which
+The same pass deletes temp files that killed writes left in the store (older than the grace
+period) and the server's expired idempotency keys (``service.idempotency``), which
 are protocol bookkeeping like orphan blobs and, like them, are never audited individually.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Connection, select
 
@@ -52,6 +54,7 @@ class GcReport:
     deleted: bool = False
     audit_seq: int | None = None
     expired_keys: int = 0
+    stale_files: list[Path] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -119,10 +122,13 @@ def collect(
         now = now_ms()
         referenced = referenced_digests(connection, store.blobs)
         report = _plan(store.blobs, referenced, now - grace_ms)
+        report.stale_files = _stale_scratch_files(store, now - grace_ms)
         if not delete:
             report.expired_keys = idempotency.count_expired(connection, now)
             return report
         report.expired_keys = idempotency.purge_expired(connection, now)
+        for stale in report.stale_files:
+            stale.unlink(missing_ok=True)
         if not report.orphans:
             return report
         for orphan in report.orphans:
@@ -143,6 +149,18 @@ def collect(
         report.deleted = True
         report.audit_seq = entry.seq
         return report
+
+
+def _stale_scratch_files(store: Store, cutoff_ms: int) -> list[Path]:
+    """Temp files of writes that died half-way (a killed upload or blob write), once older
+    than the grace period: a younger one may belong to a write still in progress."""
+    return sorted(
+        path
+        for directory in store.scratch_directories()
+        if directory.is_dir()
+        for path in directory.iterdir()
+        if path.is_file() and path.stat().st_mtime * 1000 < cutoff_ms
+    )
 
 
 def _plan(blobs: BlobStore, referenced: set[str], cutoff_ms: int) -> GcReport:

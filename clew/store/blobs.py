@@ -52,8 +52,8 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._tmp = self.root / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self.staging = self.root / "tmp"
+        self.staging.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, digest: str) -> Path:
         if not digests.is_digest(digest):
@@ -185,7 +185,7 @@ class LocalBlobStore:
         return path
 
     def _staging(self):  # type: ignore[no-untyped-def]
-        return _Staging(self._tmp)
+        return _Staging(self.staging)
 
     def _commit(self, handle, temp_path: Path, digest: str) -> None:  # type: ignore[no-untyped-def]
         handle.flush()

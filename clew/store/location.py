@@ -49,11 +49,19 @@ class Store:
     captures: Path = field(init=False)
     capture_files: CaptureFiles = field(init=False)
     keys: Path = field(init=False)
+    uploads: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.captures = self.home / "captures"
         self.capture_files = open_files(self.blobs, self.captures)
         self.keys = self.home / "keys"
+        self.uploads = self.home / "uploads"
+
+    def scratch_directories(self) -> list[Path]:
+        """Where a write killed half-way can leave a temp file: the server's upload spool
+        and a local blob directory's staging area (``clew gc`` sweeps old ones)."""
+        staging = [self.blobs.staging] if isinstance(self.blobs, LocalBlobStore) else []
+        return [self.uploads, *staging]
 
     def close(self) -> None:
         self.db.close()

@@ -123,9 +123,8 @@ async def upload_blob(
         async for _chunk in request.stream():
             pass
         return {"digest": digest, "size": await run_in_threadpool(store.blobs.size_of, digest)}
-    directory = store.home / "uploads"
-    directory.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=directory, prefix="upload-")
+    store.uploads.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=store.uploads, prefix="upload-")
     temp = Path(name)
     try:
         size = await _receive(request, descriptor, digest)
