@@ -13,6 +13,7 @@ from clew.cli import (
     artifacts,
     audit,
     demo,
+    keys,
     lineage,
     ops,
     registry,
@@ -72,6 +73,7 @@ app.command("rollback")(registry.rollback)
 app.add_typer(registry.policy_app, name="policy")
 app.command("trace")(trace.trace)
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("ui")(ui.ui)
