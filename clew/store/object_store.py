@@ -47,6 +47,8 @@ from clew.store.blobs import (
 # S3 parts must be at least 5 MiB; 8 MiB keeps memory per upload bounded to about one part
 # while large files still go up as a multipart upload.
 PART_SIZE = 8 * 1024 * 1024
+# Parts in flight at once when the server forwards a verified upload (boto3 uses 10).
+UPLOAD_CONCURRENCY = 8
 _QUERY_OPTIONS = {"endpoint_url": "endpoint_url", "endpoint": "endpoint_url", "region": "region"}
 _SECRET_PARAMETERS = {"key", "secret", "token", "access_key_id", "secret_access_key"}
 
@@ -129,6 +131,20 @@ class ObjectBlobStore:
         else:
             self._upload(source, digest, before, progress)
         return StoredBlob(digest, before.st_size)
+
+    def adopt_verified_file(self, source: Path, digest: str) -> StoredBlob:
+        """Upload a private temp file whose bytes the caller has just hashed to ``digest``
+        (the server's upload spool) without hashing it again, parts in parallel.
+
+        A multipart upload appears only when completed, so readers never see part of it.
+        """
+        size = Path(source).stat().st_size
+        if not self.exists(digest):
+            with self._reachable():
+                self.fs.put_file(
+                    str(source), self.key_for(digest), max_concurrency=UPLOAD_CONCURRENCY
+                )
+        return StoredBlob(digest, size)
 
     def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
         """Store every file, then the Merkle manifest whose digest names the directory."""

@@ -128,11 +128,9 @@ async def upload_blob(
     temp = Path(name)
     try:
         size = await _receive(request, descriptor, digest)
-        stored = await run_in_threadpool(store.blobs.put_file, temp)
+        await run_in_threadpool(store.blobs.adopt_verified_file, temp, digest)
     finally:
         temp.unlink(missing_ok=True)
-    if stored.digest != digest:
-        raise _mismatch(digest, stored.digest)
     return {"digest": digest, "size": size}
 
 
