@@ -64,25 +64,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (never skip) what cannot run in this pass: tests that need the store in this
+    process do not run against a server, SQLite-file tests not on PostgreSQL + S3."""
+    markers = {"sqlite_only"} if BACKEND == "postgres-s3" else set()
     if REMOTE:
-        _deselect_embedded_only(config, items)
-    if BACKEND == "postgres-s3":
-        skip = pytest.mark.skip(reason="checks SQLite or the local blob directory directly")
-        for item in items:
-            if item.get_closest_marker("sqlite_only"):
-                item.add_marker(skip)
-
-
-def _deselect_embedded_only(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need the store in this process do not run against a server at all."""
-    local = [
-        item
-        for item in items
-        if item.get_closest_marker("embedded_only") or item.get_closest_marker("sqlite_only")
-    ]
-    if local:
-        config.hook.pytest_deselected(items=local)
-        items[:] = [item for item in items if item not in local]
+        markers |= {"embedded_only", "sqlite_only"}
+    away = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
+    if away:
+        config.hook.pytest_deselected(items=away)
+        items[:] = [item for item in items if item not in away]
 
 
 @pytest.fixture(autouse=True)
