@@ -383,6 +383,19 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A cluster of this test's own: the test stops it, which must not disturb other tests."""
+    server = start_postgres()
+    require_backend(server is not None, "PostgreSQL (initdb/pg_ctl)")
+    assert server is not None
+    try:
+        yield server
+    finally:
+        server.pg_ctl("-m", "immediate", "-w", "stop")
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh database, already at the schema head, dropped (with its connections) after."""
     name = f"clew_{uuid.uuid4().hex[:16]}"

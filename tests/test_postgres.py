@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PostgresServer, free_port, require_backend, start_postgres
+from conftest import PostgresServer, free_port
 from sqlalchemy import inspect
 
 import clew
@@ -115,19 +113,6 @@ def test_server_that_is_down_gives_a_clear_error() -> None:
     with pytest.raises(StoreUnavailableError, match="unavailable") as raised:
         Database(url)
     assert "s3cret" not in str(raised.value)
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A cluster of this test's own, because the test restarts it."""
-    server = start_postgres()
-    require_backend(server is not None, "PostgreSQL (initdb/pg_ctl)")
-    assert server is not None
-    try:
-        yield server
-    finally:
-        server.pg_ctl("-m", "immediate", "-w", "stop")
-        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def test_restart_under_a_client_fails_clearly_then_recovers_without_reopening(

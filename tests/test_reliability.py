@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import Result
-from conftest import PostgresServer, free_port, require_backend, start_postgres
+from conftest import PostgresServer, free_port
 from typer.testing import CliRunner
 
 import clew
@@ -280,19 +279,6 @@ def test_kill_9_mid_uploads_and_registrations_loses_no_acknowledged_write_postgr
 
 
 # --- PostgreSQL restarting under a running server ------------------------------------------
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A cluster of this test's own: the test stops it, which must not disturb other tests."""
-    server = start_postgres()
-    require_backend(server is not None, "PostgreSQL (initdb/pg_ctl)")
-    assert server is not None
-    try:
-        yield server
-    finally:
-        server.pg_ctl("-m", "immediate", "-w", "stop")
-        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def _create_run(http: httpx.Client, name: str) -> httpx.Response:

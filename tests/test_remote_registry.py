@@ -17,6 +17,7 @@ import pytest
 from server_fixtures import CLIENTS, RunningServer, serve, server_store
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from tamper import corrupt_blob
 
 import clew
 from clew.domain.records import VersionRecord
@@ -232,14 +233,9 @@ def test_a_model_tampered_on_the_server_is_not_loaded(server_team: Team) -> None
     """The client re-hashes what it downloads; altered bytes never reach the unpickler."""
     assert server_team.server is not None
     store = server_team.server.store
-    if not hasattr(store.blobs, "path_for"):
-        pytest.skip("tampers with a file in the server's blob directory")
     alice = server_team.as_user("alice")
     version = train_and_register(alice)
-    model_file = store.blobs.read_manifest(version.digest)["model.pkl"]
-    path = store.blobs.path_for(model_file)
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    corrupt_blob(store.blobs, store.blobs.read_manifest(version.digest)["model.pkl"])
     with pytest.raises(IntegrityError, match=r"model\.pkl"):
         alice.load_model(version)
 
