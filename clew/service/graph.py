@@ -12,18 +12,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 
 from clew.domain import digests
 from clew.domain.records import ASSOCIATIONS
 from clew.errors import InvalidInputError
 from clew.store import schema
+from clew.store.metadata import DriverStatement
 
 NODE_KINDS = ("artifact", "run", "context")
 MAX_EDGES = 20_000
 # Edges are facts: recording one twice is a no-op, done by the database in one statement.
 # Plain SQL that SQLite and PostgreSQL both accept, and that SQLAlchemy can cache compiled.
-_INSERT_EDGE = text(
+# Run on the driver's cursor: every run, artifact and version writes edges (hot path).
+_INSERT_EDGE = DriverStatement(
     "INSERT INTO edges (source_id, source_kind, destination_id, destination_kind, association, "
     "created_ms) VALUES (:source_id, :source_kind, :destination_id, :destination_kind, "
     ":association, :created_ms) ON CONFLICT DO NOTHING"
@@ -71,8 +73,8 @@ def add_edge(
         )
     if source_kind not in NODE_KINDS or destination_kind not in NODE_KINDS:
         raise InvalidInputError("edge ends must be artifacts, runs or contexts.")
-    connection.execute(
-        _INSERT_EDGE,
+    _INSERT_EDGE.execute(
+        connection,
         {
             "source_id": source_id,
             "source_kind": source_kind,
