@@ -374,6 +374,11 @@ def seaweedfs(directory: Path) -> Iterator[dict[str, str]]:
         f"-master.port={free_port()}",
         f"-volume.port={free_port()}",
         f"-filer.port={free_port()}",
+        f"-master.port.grpc={free_port()}",
+        f"-volume.port.grpc={free_port()}",
+        f"-filer.port.grpc={free_port()}",
+        f"-s3.port.grpc={free_port()}",
+        f"-admin.port.grpc={free_port()}",
     ]
     with running(command, env["AWS_ENDPOINT_URL"], "/status", data / "weed.log", env):
         s3 = _boto3(env)

@@ -252,6 +252,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
             f"-master.port={free_port()}",
             f"-volume.port={free_port()}",
             f"-filer.port={free_port()}",
+            # gRPC ports default to the HTTP port + 10000, past 65535 for a high ephemeral
+            # port (weed mini then crashed at start-up in CI): give each its own free port
+            f"-master.port.grpc={free_port()}",
+            f"-volume.port.grpc={free_port()}",
+            f"-filer.port.grpc={free_port()}",
+            f"-s3.port.grpc={free_port()}",
+            f"-admin.port.grpc={free_port()}",
         ],
         stdout=open(data / "weed.log", "wb"),  # noqa: SIM115 - closed by the OS at exit
         stderr=subprocess.STDOUT,
