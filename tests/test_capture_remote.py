@@ -41,6 +41,11 @@ def _register(client: clew.Client) -> LoadedModel:
     return client.load_model("iris/1")
 
 
+def _capture_target(model: LoadedModel) -> CaptureTarget:
+    version = model.version
+    return CaptureTarget(version.id, version.name, version.version, version.digest)
+
+
 def _batches(server: RunningServer) -> list[capture.BatchRecord]:  # noqa: F811
     return capture.all_batches(server.store)
 
@@ -88,9 +93,7 @@ def test_a_retried_post_with_the_same_batch_id_is_written_once(
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    model = _register(remote)
-    version = model.version
-    target = CaptureTarget(version.id, version.name, version.version, version.digest)
+    target = _capture_target(_register(remote))
     features, _ = iris()
     call = Call(ids.new_id(), 1_700_000_000_000, 10, np.arange(10), features[:10])
     body = encode(target, [call])
@@ -110,9 +113,7 @@ def test_a_viewer_may_not_post_captures(
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    model = _register(remote)
-    version = model.version
-    target = CaptureTarget(version.id, version.name, version.version, version.digest)
+    target = _capture_target(_register(remote))
     call = Call(ids.new_id(), 1_700_000_000_000, 3, np.arange(3), None)
     http = server.http(server.user("victor", "viewer"))
     response = http.post(
