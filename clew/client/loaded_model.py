@@ -18,7 +18,8 @@ import numpy as np
 from clew.domain import ids
 from clew.domain.records import VersionRecord
 from clew.errors import InvalidInputError
-from clew.service.capture import Call, CaptureTarget, CopyArena
+from clew.service.capture import Call, CaptureTarget
+from clew.service.copy_arena import CopyArena
 
 if TYPE_CHECKING:
     from clew.client.client import Client
