@@ -23,6 +23,7 @@ import posixpath
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,15 @@ class CaptureFiles(ABC):
     @abstractmethod
     def has_files(self) -> bool:
         """Whether any capture file is stored (restores refuse a non-empty target)."""
+
+    @abstractmethod
+    def list_files(self) -> list[StoredCaptureFile]:
+        """Every file under the captures root, with its size and age (``clew gc`` compares
+        them with the paths ``capture_batches`` names to find orphans)."""
+
+    @abstractmethod
+    def delete_file(self, relative: str) -> None:
+        """Remove one file; only ``clew gc`` calls this, for files no batch row names."""
 
     # --- shared behaviour -------------------------------------------------------------
 
@@ -227,6 +237,22 @@ class LocalCaptureFiles(CaptureFiles):
     def has_files(self) -> bool:
         return self.root.is_dir() and any(p.is_file() for p in self.root.rglob("*"))
 
+    def list_files(self) -> list[StoredCaptureFile]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file():
+                status = path.stat()
+                relative = path.relative_to(self.root).as_posix()
+                found.append(
+                    StoredCaptureFile(relative, status.st_size, status.st_mtime_ns // 1_000_000)
+                )
+        return found
+
+    def delete_file(self, relative: str) -> None:
+        self.path(relative).unlink(missing_ok=True)
+
 
 class ObjectCaptureFiles(CaptureFiles):
     """Batches under the ``captures/`` prefix of the store's object-store bucket.
@@ -290,6 +316,24 @@ class ObjectCaptureFiles(CaptureFiles):
     def has_files(self) -> bool:
         return bool(self.fs.exists(self.root)) and bool(self.fs.find(self.root, maxdepth=None))
 
+    def list_files(self) -> list[StoredCaptureFile]:
+        """One listing call per page of keys (no request per file): sizes and modification
+        times come with the listing."""
+        if not self.fs.exists(self.root):
+            return []
+        listing = self.fs.find(self.root, detail=True)
+        return [
+            StoredCaptureFile(
+                posixpath.relpath(key, self.root), int(info["size"]), _listed_modified_ms(info)
+            )
+            for key, info in sorted(listing.items())
+            if info.get("type", "file") == "file"
+        ]
+
+    def delete_file(self, relative: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.key(relative))
+
 
 def open_files(blobs: LocalBlobStore | ObjectBlobStore, local_root: Path) -> CaptureFiles:
     """Capture files go where the blobs go: an object store's bucket, or ``local_root``."""
@@ -320,3 +364,22 @@ def local_digest(path: Path) -> str:
         while chunk := reader.read(CHUNK):
             hasher.update(chunk)
     return digests.PREFIX + hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredCaptureFile:
+    """A file found under the captures root, recorded by a batch row or not."""
+
+    relative: str
+    size: int
+    modified_ms: int
+
+
+def _listed_modified_ms(info: dict[str, Any]) -> int:
+    """The modification time in a listing entry: s3fs says ``LastModified`` (a datetime),
+    local and in-memory fsspec filesystems say ``mtime`` (seconds or a datetime)."""
+    stamp = info.get("LastModified", info.get("mtime"))
+    if stamp is None:
+        raise IntegrityError(f"the object store listing gives no modification time for {info}.")
+    seconds = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
+    return int(seconds * 1000)
