@@ -111,15 +111,17 @@ def gc(
         typer.Option(
             "--grace-minutes",
             min=0,
-            help="Spare unreferenced blobs younger than this (uploads still committing).",
+            help="Spare unreferenced blobs and capture files younger than this (uploads and "
+            "capture batches still committing).",
         ),
     ] = collector.DEFAULT_GRACE_MS // 60_000,
     uri: UriOption = None,
     artifacts: ArtifactsOption = None,
     format: FormatOption = Format.table,
 ) -> None:
-    """Delete blobs no record points at, temp files of interrupted writes and expired
-    idempotency keys (a dry run unless --yes); referenced blobs never go."""
+    """Delete blobs no record points at, capture files no batch names, temp files of
+    interrupted writes and expired idempotency keys (a dry run unless --yes); referenced
+    blobs and recorded capture files never go."""
     store = open_store(uri, artifacts)
     try:
         report = collector.collect(store, current_actor(), delete=yes, grace_ms=grace * 60_000)
@@ -139,6 +141,13 @@ def gc(
                 "audit_seq": report.audit_seq,
                 "expired_idempotency_keys": report.expired_keys,
                 "stale_temp_files": [str(path) for path in report.stale_files],
+                "orphan_capture_files": [
+                    {"path": o.relative, "size": o.size, "modified_ms": o.modified_ms}
+                    for o in report.orphan_captures
+                ],
+                "capture_bytes": report.capture_bytes,
+                "young_capture_files": len(report.young_captures),
+                "captures_audit_seq": report.captures_audit_seq,
             }
         )
         return
@@ -151,6 +160,8 @@ def gc(
         f"{verb} {len(report.orphans)} unreferenced blobs ({report.bytes:,} bytes); kept "
         f"{report.referenced} referenced and {len(report.young)} younger than {grace} minutes"
     )
+    if report.orphan_captures or report.young_captures:
+        _print_capture_orphans(report, yes, grace)
     if report.expired_keys:
         key_verb = "deleted" if yes else "would delete"
         console.print(f"{key_verb} {report.expired_keys} expired idempotency keys (over a day old)")
@@ -159,8 +170,22 @@ def gc(
         console.print(
             f"{file_verb} {len(report.stale_files)} temp files left by interrupted writes"
         )
-    if (report.orphans or report.expired_keys or report.stale_files) and not yes:
+    pending = report.orphans or report.orphan_captures or report.expired_keys
+    if (pending or report.stale_files) and not yes:
         console.print("run again with --yes to delete them")
+
+
+def _print_capture_orphans(report: collector.GcReport, yes: bool, grace: int) -> None:
+    if report.orphan_captures:
+        rows = [(o.relative, o.size) for o in report.orphan_captures]
+        title = "deleted capture files" if yes else "capture files gc would delete"
+        console.print(output.table(["path", "bytes"], rows, title))
+    verb = "deleted" if yes else "would delete"
+    console.print(
+        f"{verb} {len(report.orphan_captures)} capture files no batch names "
+        f"({report.capture_bytes:,} bytes); kept {len(report.young_captures)} younger than "
+        f"{grace} minutes"
+    )
 
 
 @db_app.command("upgrade")

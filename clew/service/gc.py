@@ -14,7 +14,12 @@ that a blob it records for the first time still exists inside its own write tran
 an upload that found old orphan bytes already present (on any backend) either records them
 before gc runs or is told they are gone, never points at a deleted blob.
 
-The same pass deletes temp files that killed writes left in the store (older than the grace
+The same pass deletes capture files (a batch's Parquet and Merkle files) that no
+``capture_batches`` row names, once older than the grace period: a batch's files are written
+before its row is inserted, so a failed insert or a process killed in between leaves them,
+and a younger unnamed file may belong to a batch whose row is about to commit.
+
+It also deletes temp files that killed writes left in the store (older than the grace
 period) and the server's expired idempotency keys (``service.idempotency``), which
 are protocol bookkeeping like orphan blobs and, like them, are never audited individually.
 """
@@ -32,6 +37,7 @@ from clew.errors import InvalidInputError
 from clew.service import audit, idempotency
 from clew.service.runs import now_ms
 from clew.store import schema
+from clew.store.captures import CaptureFiles, StoredCaptureFile, merkle_name
 from clew.store.location import BlobStore, Store
 
 DEFAULT_GRACE_MS = 60 * 60 * 1000
@@ -55,10 +61,17 @@ class GcReport:
     audit_seq: int | None = None
     expired_keys: int = 0
     stale_files: list[Path] = field(default_factory=list)
+    orphan_captures: list[StoredCaptureFile] = field(default_factory=list)
+    young_captures: list[StoredCaptureFile] = field(default_factory=list)
+    captures_audit_seq: int | None = None
 
     @property
     def bytes(self) -> int:
         return sum(orphan.size for orphan in self.orphans)
+
+    @property
+    def capture_bytes(self) -> int:
+        return sum(orphan.size for orphan in self.orphan_captures)
 
 
 def referenced_digests(connection: Connection, blobs: BlobStore) -> set[str]:
@@ -110,11 +123,11 @@ def collect(
     delete: bool = False,
     grace_ms: int = DEFAULT_GRACE_MS,
 ) -> GcReport:
-    """Find unreferenced blobs older than ``grace_ms`` and expired idempotency keys; delete
-    them only when ``delete``.
+    """Find unreferenced blobs and unnamed capture files older than ``grace_ms`` and expired
+    idempotency keys; delete them only when ``delete``.
 
-    A deletion is audited (``blobs.gc``) with the count, bytes and the digest of the sorted
-    list of deleted digests, so the log proves what went without growing with every digest.
+    A deletion is audited (``blobs.gc``, ``captures.gc``) with the count, bytes and the digest
+    of the sorted list of what went, so the log proves it without growing with every name.
     """
     if grace_ms < 0:
         raise InvalidInputError("the gc grace period cannot be negative; pass 0 or more.")
@@ -123,12 +136,18 @@ def collect(
         referenced = referenced_digests(connection, store.blobs)
         report = _plan(store.blobs, referenced, now - grace_ms)
         report.stale_files = _stale_scratch_files(store, now - grace_ms)
+        report.orphan_captures, report.young_captures = _unnamed_capture_files(
+            connection, store.capture_files, now - grace_ms
+        )
         if not delete:
             report.expired_keys = idempotency.count_expired(connection, now)
             return report
         report.expired_keys = idempotency.purge_expired(connection, now)
         for stale in report.stale_files:
             stale.unlink(missing_ok=True)
+        report.captures_audit_seq = _delete_capture_files(
+            connection, store.capture_files, actor, report.orphan_captures, grace_ms
+        )
         if not report.orphans:
             return report
         for orphan in report.orphans:
@@ -149,6 +168,53 @@ def collect(
         report.deleted = True
         report.audit_seq = entry.seq
         return report
+
+
+def _unnamed_capture_files(
+    connection: Connection, files: CaptureFiles, cutoff_ms: int
+) -> tuple[list[StoredCaptureFile], list[StoredCaptureFile]]:
+    """Capture files no batch row names, split into (older than the cutoff, younger).
+
+    A row names its Parquet file and, beside it, its Merkle file; anything else under the
+    captures root (including a local writer's ``.incoming-`` temp file) belongs to no batch.
+    """
+    named: set[str] = set()
+    for path in connection.execute(select(schema.capture_batches.c.path)).scalars():
+        named.update((path, merkle_name(path)))
+    old: list[StoredCaptureFile] = []
+    young: list[StoredCaptureFile] = []
+    for stored in files.list_files():
+        if stored.relative not in named:
+            (young if stored.modified_ms > cutoff_ms else old).append(stored)
+    return old, young
+
+
+def _delete_capture_files(
+    connection: Connection,
+    files: CaptureFiles,
+    actor: str,
+    orphans: list[StoredCaptureFile],
+    grace_ms: int,
+) -> int | None:
+    """Delete unnamed capture files and audit it (``captures.gc``); the entry's seq, if any."""
+    if not orphans:
+        return None
+    for orphan in orphans:
+        files.delete_file(orphan.relative)
+    removed = sorted(orphan.relative for orphan in orphans)
+    entry = audit.append(
+        connection,
+        actor,
+        "captures.gc",
+        "store:captures",
+        {
+            "deleted": len(removed),
+            "bytes": sum(orphan.size for orphan in orphans),
+            "paths_digest": digests.digest_json(removed),
+            "grace_ms": grace_ms,
+        },
+    )
+    return entry.seq
 
 
 def _stale_scratch_files(store: Store, cutoff_ms: int) -> list[Path]:
