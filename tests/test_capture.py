@@ -97,10 +97,13 @@ def test_files_are_partitioned_by_model_version_and_date_and_recorded(client, mo
     assert re.fullmatch(r"model=iris/version=1/date=\d{4}-\d\d-\d\d/\w{26}\.parquet", batch.path)
     assert files.exists(batch.path.removesuffix(".parquet") + ".merkle")
     table = files.read_batch(batch.path)
-    assert {"prediction_id", "time", "inputs", "output", "leaf_hash", "model_digest"} <= set(
+    assert {"prediction_id", "time", "inputs", "output", "leaf", "model_digest"} <= set(
         table.column_names
     )
     assert table.num_rows == batch.count == 150
+    # rows are hashed 32 to a leaf: 150 rows make leaves 0..4, the last one holding 22 rows
+    assert capture.header_of(table)["leaf_rows"] == 32
+    assert table.column("leaf").to_pylist() == [row // 32 for row in range(150)]
     entries = audit.entries(client.store, target="iris/1")
     assert any(entry.action == "capture.batch" for entry in entries)
 

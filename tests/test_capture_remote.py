@@ -69,19 +69,21 @@ def test_remote_predictions_are_signed_by_the_server_and_verify_with_the_public_
     assert found.output == outputs[42] and found.model == "iris" and found.version == 1
     assert found.inputs == {f"f{j}": features[42, j] for j in range(4)}
 
-    # An auditor with only the public key re-checks the stored row, proof and signature.
+    # An auditor with only the public key re-checks the rows of the prediction's leaf (rows
+    # 32-63: the server hashes 32 rows per leaf), the proof and the signature.
     public_pem = remote.public_key().encode()
-    verdict = capture.verify_row(
-        found.row, found.header, capture.signature_of(found.row), found.proof, public_pem
-    )
+    rows = found.leaf_table
+    assert rows.column("prediction_id").to_pylist() == list(prediction_ids[32:64])
+    signature = capture.signature_of(rows)
+    verdict = capture.verify_row(rows, found.header, signature, found.proof, public_pem)
     assert verdict.verified, verdict.reason
-    altered = found.row.set_column(
-        found.row.column_names.index("output"), "output", pa.array([99], found.row["output"].type)
+    changed = rows["output"].to_pylist()
+    changed[10] = 99
+    altered = rows.set_column(
+        rows.column_names.index("output"), "output", pa.array(changed, rows["output"].type)
     )
-    forged = capture.verify_row(
-        altered, found.header, capture.signature_of(found.row), found.proof, public_pem
-    )
-    assert not forged.verified
+    forged = capture.verify_row(altered, found.header, signature, found.proof, public_pem)
+    assert not forged.verified and "inclusion proof" in forged.reason
 
     thread = remote.trace(prediction_ids[42])
     assert thread.steps[0].verified

@@ -56,7 +56,9 @@ def test_batches_are_written_to_the_bucket_and_read_back_verified(
 
     found = s3_client.get_prediction(prediction_ids[99])
     assert found.verified, found.verification.reason
-    assert found.output == outputs[99] and len(found.proof) == 2
+    # 150 rows make 5 leaves of up to 32 rows: one proof level below the root
+    assert found.output == outputs[99] and len(found.proof) == 1
+    assert found.leaf_table.column("prediction_id").to_pylist() == list(prediction_ids[96:128])
     assert s3_client.trace(prediction_ids[99]).step("prediction").verified
     assert s3_client.log_labels([prediction_ids[99]], [2]) == 1
     checked, problems = capture.verify_batches(s3_client.store)
@@ -81,7 +83,8 @@ def test_an_altered_object_is_found_by_verify(s3_client: clew.Client) -> None:
     assert [problem.batch_id for problem in problems] == [batch.id]
     assert "digest" in problems[0].reason
     assert not s3_client.get_prediction(prediction_ids[5]).verified
-    assert s3_client.get_prediction(prediction_ids[6]).verified
+    assert not s3_client.get_prediction(prediction_ids[6]).verified  # same leaf (rows 0-31)
+    assert s3_client.get_prediction(prediction_ids[40]).verified
 
 
 def test_backup_and_restore_carry_capture_objects(

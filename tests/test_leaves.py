@@ -1,8 +1,9 @@
 """Leaf hashes and Merkle trees equal what an auditor recomputes with only hashlib and struct.
 
 The reference below builds each row's message byte by byte from the definition in
-docs/predictions.md, one row at a time, and never calls clew's encoder: if the batched,
-chunked encoder ever drifts from the documented definition, these properties fail.
+docs/predictions.md, one row at a time, and hashes the messages of each leaf's rows laid end
+to end; it never calls clew's encoder: if the batched, chunked, grouped encoder ever drifts
+from the documented definition, these properties fail.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def variable(value: str | None) -> bytes:
     return struct.pack("<I", len(data)) + data
 
 
-def reference_leaf(row: dict[str, Any], output_kind: str) -> bytes:
-    """One row's leaf hash, straight from the documented message layout."""
+def reference_message(row: dict[str, Any], output_kind: str) -> bytes:
+    """One row's message, straight from the documented layout."""
     call, number = row["prediction_id"].split(".")
     time_ms = (row["time"] - EPOCH) // dt.timedelta(milliseconds=1)
     message = b"\x00" + call.encode("ascii") + struct.pack("<Iq", int(number), time_ms)
@@ -61,7 +62,15 @@ def reference_leaf(row: dict[str, Any], output_kind: str) -> bytes:
         message += b"\x01" + struct.pack("<2d", *output)
     else:
         message += variable(output)
-    return hashlib.sha256(message).digest()
+    return message
+
+
+def reference_leaves(messages: list[bytes], leaf_rows: int) -> bytes:
+    """Each leaf hashes the messages of its ``leaf_rows`` rows (the last may hold fewer)."""
+    return b"".join(
+        hashlib.sha256(b"".join(messages[i : i + leaf_rows])).digest()
+        for i in range(0, len(messages), leaf_rows)
+    )
 
 
 call_ids = st.text(CROCKFORD, min_size=26, max_size=26)
@@ -108,22 +117,42 @@ def batches(draw: st.DrawFn) -> tuple[pa.Table, str]:
     return pa.table(columns), output_kind
 
 
-@settings(max_examples=60, deadline=None)
-@given(batches(), st.sampled_from([1, 3, 8192]))
+@settings(max_examples=80, deadline=None)
+@given(batches(), st.sampled_from([1, 3, 8192]), st.sampled_from([1, 2, 7, 32]))
 def test_batched_leaf_hashes_equal_a_per_row_hashlib_reference(
-    batch: tuple[pa.Table, str], chunk_rows: int
+    batch: tuple[pa.Table, str], chunk_rows: int, leaf_rows: int
 ) -> None:
     table, output_kind = batch
     original = leaves.CHUNK_ROWS
     leaves.CHUNK_ROWS = chunk_rows  # small chunks cross chunk boundaries inside one batch
     try:
-        hashes = leaves.leaf_hashes(table)
+        hashes = leaves.leaf_hashes(table, leaf_rows=leaf_rows)
     finally:
         leaves.CHUNK_ROWS = original
-    expected = b"".join(reference_leaf(row, output_kind) for row in table.to_pylist())
+    messages = [reference_message(row, output_kind) for row in table.to_pylist()]
+    expected = reference_leaves(messages, leaf_rows)
     assert hashes == expected
-    for index in range(table.num_rows):
-        assert leaves.leaf_hashes(table.slice(index, 1)) == expected[32 * index : 32 * index + 32]
+    assert len(hashes) == 32 * leaves.leaf_count(table.num_rows, leaf_rows)
+    for leaf, start in enumerate(range(0, table.num_rows, leaf_rows)):
+        rows = table.slice(start, leaf_rows)
+        alone = leaves.leaf_hashes(rows, leaf_rows=rows.num_rows)
+        assert alone == expected[32 * leaf : 32 * leaf + 32]
+
+
+def test_one_row_per_leaf_is_the_per_row_hash_of_earlier_batches() -> None:
+    """Batches signed before leaves were grouped hashed ``sha256(message)`` per row."""
+    table = pa.table(
+        {
+            "prediction_id": ["0" * 26 + ".0", "0" * 26 + ".1"],
+            "time": pa.array([5, 6], pa.timestamp("ms", tz="UTC")),
+            "output": pa.array([1, 2], pa.int64()),
+        }
+    )
+    messages = [reference_message(row, "int") for row in table.to_pylist()]
+    assert leaves.leaf_hashes(table) == b"".join(hashlib.sha256(m).digest() for m in messages)
+    assert leaves.leaf_hashes(table, leaf_rows=2) == hashlib.sha256(b"".join(messages)).digest()
+    with pytest.raises(ValueError, match="at least one row"):
+        leaves.leaf_hashes(table, leaf_rows=0)
 
 
 def test_header_bytes_for_calls_match_what_the_stored_columns_give() -> None:

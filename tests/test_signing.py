@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from capture_support import iris, register_iris
 
 import clew
-from clew.domain import ids
+from clew.domain import ids, leaves
 from clew.service import capture, signing
 
 
@@ -53,7 +53,8 @@ def test_two_processes_creating_the_key_at_once_agree(home: Path) -> None:
 def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
     client: clew.Client,
 ) -> None:
-    """No database, no private key: the Parquet row, the .merkle proof and the PEM suffice."""
+    """No database, no private key: the rows of the prediction's leaf (same Parquet file), the
+    .merkle proof and the PEM suffice."""
     model = register_iris(client)
     _, ids = model.predict_with_ids(iris()[0])
     client.flush_captures()
@@ -62,16 +63,29 @@ def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
     [batch] = capture.all_batches(client.store)
     with files.local_copy(batch.path) as path:
         row = pq.read_table(path, filters=[("prediction_id", "=", ids[77])])
+        leaf = row.column("leaf")[0].as_py()
+        rows = pq.read_table(path, filters=[("leaf", "=", leaf)])
     header = capture.header_of(row)
-    proof = files.read_proof(batch.path, header["count"], 77)
-    verdict = capture.verify_row(row, header, capture.signature_of(row), proof, public_pem)
+    assert leaf == 77 // header["leaf_rows"] and rows.num_rows == header["leaf_rows"]
+    proof = files.read_proof(
+        batch.path, leaves.leaf_count(header["count"], header["leaf_rows"]), leaf
+    )
+    verdict = capture.verify_row(
+        rows, header, capture.signature_of(rows), proof, public_pem, prediction_id=ids[77]
+    )
     assert verdict.verified, verdict.reason
+    alone = capture.verify_row(row, header, capture.signature_of(row), proof, public_pem)
+    assert not alone.verified and "every row whose leaf column" in alone.reason
+    elsewhere = capture.verify_row(
+        rows, header, capture.signature_of(rows), proof, public_pem, prediction_id=ids[5]
+    )
+    assert not elsewhere.verified and "not among the rows of its leaf" in elsewhere.reason
     stranger = signing.public_pem(
         __import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"])
         .Ed25519PrivateKey.generate()
         .public_key()
     )
-    refused = capture.verify_row(row, header, capture.signature_of(row), proof, stranger)
+    refused = capture.verify_row(rows, header, capture.signature_of(rows), proof, stranger)
     assert not refused.verified and "signature" in refused.reason
 
 

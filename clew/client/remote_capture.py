@@ -87,15 +87,19 @@ def _by_rows(calls: list[Call], limit: int) -> list[list[Call]]:
 
 
 def remote_prediction(data: dict[str, Any], public_key_pem: bytes) -> CapturedPrediction:
-    """A prediction as the server returned it, with the verdict computed here: the stored row
-    is hashed, its proof followed and the signature checked with only the public key."""
-    row = pa.ipc.open_stream(pa.py_buffer(base64.b64decode(data["row"]))).read_all()
-    header = capture.header_of(row)
+    """A prediction as the server returned it, with the verdict computed here: the rows of its
+    leaf are hashed, its proof followed and the signature checked with only the public key."""
+    row = _decoded(data["row"])
+    leaf_table = _decoded(data["leaf_table"])
+    header = capture.header_of(leaf_table)
+    signature = capture.signature_of(leaf_table)
     proof = [merkle.ProofStep.from_dict(step) for step in data["proof"]]
-    verification = capture.verify_row(row, header, capture.signature_of(row), proof, public_key_pem)
+    verification = capture.verify_row(
+        leaf_table, header, signature, proof, public_key_pem, prediction_id=data["id"]
+    )
     if verification.verified and (data["merkle_root"], data["signature"]) != (
         header.get("merkle_root"),
-        capture.signature_of(row),
+        signature,
     ):
         verification = Verification(False, "the server's batch record differs from its file")
     return CapturedPrediction(
@@ -109,7 +113,8 @@ def remote_prediction(data: dict[str, Any], public_key_pem: bytes) -> CapturedPr
         inputs=data["inputs"],
         output=data["output"],
         batch_id=data["batch"],
-        leaf_hash=data["leaf_hash"],
+        leaf_index=int(data["leaf"]["index"]),
+        leaf_hash=data["leaf"]["hash"],
         proof=proof,
         merkle_root=data["merkle_root"],
         signature=data["signature"],
@@ -119,4 +124,9 @@ def remote_prediction(data: dict[str, Any], public_key_pem: bytes) -> CapturedPr
         label=data["label"],
         labelled=bool(data["labelled"]),
         row=row,
+        leaf_table=leaf_table,
     )
+
+
+def _decoded(encoded: str) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(base64.b64decode(encoded))).read_all()

@@ -1,7 +1,8 @@
 """Merkle trees over captured predictions: leaf hashes, levels, inclusion proofs.
 
 The tree is 16-ary: a node is ``sha256(0x01 || child hashes)`` over up to 16 children, a leaf
-is ``sha256(0x00 || message)``. The distinct prefixes keep a leaf from ever passing for a node.
+is ``sha256`` of the messages of its rows laid end to end, each message starting with 0x00
+(clew/domain/leaves.py). The distinct prefixes keep a leaf from ever passing for a node.
 A wide tree needs 15× fewer node hashes than a binary one, which is what lets capture sign
 a million predictions a second from Python; a proof is one sibling group per level.
 
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 
 ARITY = 16
 HASH_SIZE = 32
-LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 
 
@@ -37,19 +37,16 @@ class ProofStep:
         return cls(int(str(data["position"])), tuple(bytes.fromhex(item) for item in group))
 
 
-def leaf_hash(message: bytes) -> bytes:
-    return hashlib.sha256(LEAF_PREFIX + message).digest()
-
-
 def leaf_hashes_fixed(buffer: bytes | memoryview, width: int) -> bytes:
-    """Leaf hashes of equal-width messages laid end to end (each already starts with 0x00)."""
+    """Hashes of consecutive ``width``-byte slices of ``buffer`` (the last may be shorter):
+    each slice is one leaf's messages, every message already starting with 0x00."""
     sha = hashlib.sha256
     view = memoryview(buffer)
     return b"".join([sha(view[i : i + width]).digest() for i in range(0, len(buffer), width)])
 
 
 def leaf_hashes_variable(buffer: bytes, offsets: Sequence[int]) -> bytes:
-    """Leaf hashes of messages ``buffer[offsets[i]:offsets[i+1]]`` (each starts with 0x00)."""
+    """Leaf hashes of ``buffer[offsets[i]:offsets[i+1]]``, each one leaf's messages."""
     sha = hashlib.sha256
     view = memoryview(buffer)
     return b"".join(

@@ -297,7 +297,8 @@ def write_batch(
         np.array([call.rows for call in calls]),
         np.array([call.time_ms for call in calls]),
     )
-    sealed = SealedBatch(ids.new_id(), target, table, leaves.leaf_hashes(table, header), dropped)
+    hashes = leaves.leaf_hashes(table, header, leaves.LEAF_ROWS)
+    sealed = SealedBatch(ids.new_id(), target, table, hashes, leaves.LEAF_ROWS, dropped)
     # threads may queue a later call id first, so the range comes from the ids themselves
     call_ids = [call.call_id for call in calls]
     return write_sealed(store, signer, actor, sealed, min(call_ids), max(call_ids))
@@ -305,12 +306,14 @@ def write_batch(
 
 @dataclass(frozen=True)
 class SealedBatch:
-    """A batch's rows and their leaf hashes, ready for a tree, a signature and files."""
+    """A batch's rows and their leaf hashes (``leaf_rows`` rows per leaf), ready for a tree,
+    a signature and files."""
 
     batch_id: str
     target: CaptureTarget
     table: pa.Table
     leaf_hashes: bytes
+    leaf_rows: int
     dropped: int = 0
 
 
@@ -338,15 +341,14 @@ def write_sealed(
         "model_digest": target.digest,
         "method": target.method,
         "count": count,
+        "leaf_rows": batch.leaf_rows,
         "first_call": first_call,
         "last_call": last_call,
         "merkle_root": digests.PREFIX + levels[-1].hex(),
         "key_id": signer.key_id,
     }
     signature = signer.sign(digests.canonical_json(header))
-    table = batch.table.append_column(
-        "leaf", pa.array(np.arange(count, dtype=np.int32))
-    ).append_column("leaf_hash", _fixed_binary(levels[0]))
+    table = batch.table.append_column("leaf", _leaf_column(count, batch.leaf_rows))
     first_ms = pc.min(table.column("time")).value
     date = dt.datetime.fromtimestamp(first_ms / 1000, tz=dt.UTC).date().isoformat()
     relative = captures.batch_relative_path(target.name, target.version, date, batch.batch_id)
@@ -413,13 +415,13 @@ def accept_batch(
     table = remote_table(target, rows)
     calls = pc.utf8_slice_codeunits(table.column("prediction_id"), 0, leaves.CALL_LENGTH)
     try:
-        hashes = leaves.leaf_hashes(table)
+        hashes = leaves.leaf_hashes(table, leaf_rows=leaves.LEAF_ROWS)
     except (pa.ArrowException, ValueError, TypeError, NotImplementedError) as error:
         raise InvalidInputError(
             f"capture batch {batch_id} has columns clew cannot hash ({error}); send numbers, "
             "text, booleans or fixed-size lists of them."
         ) from error
-    sealed = SealedBatch(batch_id, target, table, hashes, dropped)
+    sealed = SealedBatch(batch_id, target, table, hashes, leaves.LEAF_ROWS, dropped)
     first, last = pc.min(calls).as_py(), pc.max(calls).as_py()
     try:
         write_sealed(store, signer, actor, sealed, first, last)
@@ -517,9 +519,17 @@ def _times(column: pa.ChunkedArray) -> pa.Array:
     return pc.cast(column, pa.timestamp("ms", tz="UTC")).combine_chunks()
 
 
-def _fixed_binary(data: bytes) -> pa.Array:
-    count = len(data) // merkle.HASH_SIZE
-    return pa.Array.from_buffers(pa.binary(merkle.HASH_SIZE), count, [None, pa.py_buffer(data)])
+def _leaf_column(count: int, leaf_rows: int) -> pa.Array:
+    """Which leaf each row belongs to: how a verifier finds the rows that hash together."""
+    return pa.array(np.arange(count, dtype=np.int32) // leaf_rows)
+
+
+def leaf_rows_of(header: dict[str, Any]) -> int:
+    """Rows per leaf as the signed header states it; headers from before grouping have one."""
+    value = header.get("leaf_rows", 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"leaf_rows {value!r} is not a positive whole number")
+    return value
 
 
 def build_table(target: CaptureTarget, calls: Sequence[Call]) -> pa.Table:
@@ -641,7 +651,11 @@ class Verification:
 
 @dataclass
 class CapturedPrediction:
-    """One captured prediction as stored, with the evidence to check it."""
+    """One captured prediction as stored, with the evidence to check it.
+
+    ``leaf_table`` holds every row of the prediction's Merkle leaf (``leaf_index``) in file
+    order: those rows hash together, so all of them are needed to check this one.
+    """
 
     id: str
     time_ms: int
@@ -653,6 +667,7 @@ class CapturedPrediction:
     inputs: dict[str, Any] | None
     output: Any
     batch_id: str
+    leaf_index: int
     leaf_hash: str
     proof: list[merkle.ProofStep]
     merkle_root: str
@@ -663,6 +678,7 @@ class CapturedPrediction:
     label: Any = None
     labelled: bool = False
     row: pa.Table | None = field(default=None, repr=False)
+    leaf_table: pa.Table | None = field(default=None, repr=False)
 
     @property
     def verified(self) -> bool:
@@ -682,7 +698,11 @@ class CapturedPrediction:
             "output": self.output,
             "label": self.label if self.labelled else None,
             "batch": self.batch_id,
-            "leaf_hash": self.leaf_hash,
+            "leaf": {
+                "index": self.leaf_index,
+                "hash": self.leaf_hash,
+                "prediction_ids": self._leaf_ids(),
+            },
             "proof": [step.to_dict() for step in self.proof],
             "merkle_root": self.merkle_root,
             "signature": self.signature,
@@ -690,6 +710,11 @@ class CapturedPrediction:
             "header": self.header,
             **self.verification.to_dict(),
         }
+
+    def _leaf_ids(self) -> list[str]:
+        """The ids of the rows hashed into this prediction's leaf, in order."""
+        rows = self.leaf_table if self.leaf_table is not None else self.row
+        return [] if rows is None else rows.column("prediction_id").to_pylist()
 
 
 def normalize_id(prediction_id: str) -> str:
@@ -762,12 +787,15 @@ def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPredic
     header = header_of(row)
     file_signature = signature_of(row)
     leaf_index = int(values["leaf"])
-    try:
-        proof = store.capture_files.read_proof(batch.path, batch.count, leaf_index)
-    except (NotFoundError, ValueError):
-        proof = []
+    leaf_table, proof = _leaf_evidence(store, batch, header, row, leaf_index)
     verification = verify_row(
-        row, header, file_signature, proof, signing.store_public_key(store), batch
+        leaf_table,
+        header,
+        file_signature,
+        proof,
+        signing.store_public_key(store),
+        batch,
+        values["prediction_id"],
     )
     time_value = values["time"]
     with store.db.read() as connection:
@@ -783,7 +811,8 @@ def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPredic
         inputs=values.get("inputs"),
         output=values["output"],
         batch_id=batch.id,
-        leaf_hash=bytes(values["leaf_hash"]).hex(),
+        leaf_index=leaf_index,
+        leaf_hash=_leaf_hash_hex(leaf_table),
         proof=proof,
         merkle_root=batch.merkle_root,
         signature=batch.signature,
@@ -793,21 +822,53 @@ def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPredic
         label=json.loads(label.label) if label else None,
         labelled=label is not None,
         row=row,
+        leaf_table=leaf_table,
     )
 
 
+def _leaf_evidence(
+    store: Store, batch: BatchRecord, header: dict[str, Any], row: pa.Table, leaf_index: int
+) -> tuple[pa.Table, list[merkle.ProofStep]]:
+    """The rows of the leaf (read from the same file) and the leaf's inclusion proof.
+
+    What cannot be read is left empty or partial: verification then names what is missing.
+    """
+    try:
+        leaf_rows = leaf_rows_of(header)
+    except ValueError:
+        return row, []
+    files = store.capture_files
+    leaf_table = row if leaf_rows == 1 else files.read_leaf(batch.path, leaf_index)
+    try:
+        proof = files.read_proof(batch.path, leaves.leaf_count(batch.count, leaf_rows), leaf_index)
+    except (NotFoundError, ValueError):
+        proof = []
+    return leaf_table, proof
+
+
+def _leaf_hash_hex(leaf_table: pa.Table) -> str:
+    try:
+        return leaves.leaf_hashes(leaf_table, leaf_rows=max(1, leaf_table.num_rows)).hex()
+    except (pa.ArrowException, ValueError, TypeError, NotImplementedError):
+        return ""
+
+
 def verify_row(
-    row: pa.Table,
+    rows: pa.Table,
     header: dict[str, Any],
     signature: str,
     proof: Sequence[merkle.ProofStep],
     public_key_pem: bytes,
     batch: BatchRecord | None = None,
+    prediction_id: str | None = None,
 ) -> Verification:
-    """Check one stored row with only the public key: leaf → proof → root → signature.
+    """Check one leaf's stored rows with only the public key: leaf → proof → root → signature.
 
+    ``rows`` are all the rows of one Merkle leaf, in file order (the rows whose ``leaf``
+    column holds the same number; one row in batches without ``leaf_rows`` in the header).
     ``header`` and ``signature`` come from the Parquet file itself; when the batch's database
-    record is given it must agree with them too.
+    record is given it must agree with them too; when ``prediction_id`` is given it must be
+    one of the rows.
     """
     if not header or not signature:
         return Verification(False, "the batch file carries no signed header")
@@ -817,17 +878,10 @@ def verify_row(
         )
     if header.get("key_id") != signing.key_id(public_key_pem):
         return Verification(False, f"the batch was signed by another key ({header.get('key_id')})")
-    values = row.to_pylist()[0]
-    for column, key in (
-        ("model_name", "model"),
-        ("model_version", "version"),
-        ("model_digest", "model_digest"),
-    ):
-        if values[column] != header.get(key):
-            return Verification(False, f"the row's {column} differs from the signed batch header")
-    leaf = leaves.leaf_hashes(row)
-    if not proof:
-        return Verification(False, "the inclusion proof is missing (the batch's .merkle file)")
+    problem = _leaf_problem(rows, header, proof, prediction_id)
+    if problem:
+        return Verification(False, problem)
+    leaf = leaves.leaf_hashes(rows, leaf_rows=rows.num_rows)
     try:
         root = merkle.root_from_proof(leaf, proof)
     except ValueError:
@@ -840,6 +894,41 @@ def verify_row(
     ):
         return Verification(False, "the batch record in the database differs from its file")
     return Verification(True, "leaf, inclusion proof and Ed25519 signature verified")
+
+
+def _leaf_problem(
+    rows: pa.Table,
+    header: dict[str, Any],
+    proof: Sequence[merkle.ProofStep],
+    prediction_id: str | None,
+) -> str | None:
+    """What makes these rows not one whole leaf of the signed batch, if anything."""
+    try:
+        leaf_rows = leaf_rows_of(header)
+    except ValueError as error:
+        return f"the signed batch header is malformed ({error})"
+    if not proof:
+        return "the inclusion proof is missing (the batch's .merkle file)"
+    index = sum(step.position * merkle.ARITY**level for level, step in enumerate(proof))
+    count = int(header.get("count", 0))
+    expected = min(leaf_rows, count - index * leaf_rows)
+    if rows.num_rows != expected:
+        return (
+            f"leaf {index} holds {expected} rows of the batch but {rows.num_rows} were given; "
+            "pass every row whose leaf column equals the prediction's"
+        )
+    if "leaf" in rows.column_names and set(rows.column("leaf").to_pylist()) != {index}:
+        return f"the rows given are not all in leaf {index}, which the inclusion proof is for"
+    if prediction_id is not None and prediction_id not in rows.column("prediction_id").to_pylist():
+        return f"prediction {prediction_id} is not among the rows of its leaf"
+    for column, key in (
+        ("model_name", "model"),
+        ("model_version", "version"),
+        ("model_digest", "model_digest"),
+    ):
+        if any(value != header.get(key) for value in rows.column(column).to_pylist()):
+            return f"the row's {column} differs from the signed batch header"
+    return None
 
 
 # --- whole-batch verification (clew audit verify) ------------------------------------------
@@ -876,10 +965,14 @@ def _batch_problem(store: Store, batch: BatchRecord, public_key: bytes) -> str |
     table = files.read_batch(batch.path)
     if table.num_rows != batch.count:
         return f"capture file {batch.path} holds {table.num_rows} rows, not {batch.count}"
-    root = merkle.build_levels(leaves.leaf_hashes(table))[-1]
+    header = header_of(table)
+    try:
+        leaf_rows = leaf_rows_of(header)
+    except ValueError as error:
+        return f"the signed header of {batch.path} is malformed ({error})"
+    root = merkle.build_levels(leaves.leaf_hashes(table, leaf_rows=leaf_rows))[-1]
     if digests.PREFIX + root.hex() != batch.merkle_root:
         return f"the rows of {batch.path} no longer hash to the recorded Merkle root"
-    header = header_of(table)
     if header.get("merkle_root") != batch.merkle_root:
         return f"the signed header of {batch.path} names another Merkle root"
     if not signing.verify(public_key, digests.canonical_json(header), batch.signature):

@@ -125,6 +125,8 @@ def _prediction_step(prediction: CapturedPrediction) -> TraceStep:
             "inputs": prediction.inputs,
             "label": prediction.label if prediction.labelled else None,
             "batch": prediction.batch_id,
+            "leaf": prediction.leaf_index,
+            "leaf_hash": prediction.leaf_hash,
             "merkle_root": prediction.merkle_root,
             "key_id": prediction.key_id,
         },

@@ -137,6 +137,12 @@ class CaptureFiles(ABC):
             path, filesystem=filesystem, filters=[("prediction_id", "=", prediction_id)]
         )
 
+    def read_leaf(self, relative: str, leaf: int) -> pa.Table:
+        """Every row of Merkle leaf ``leaf``, in file order (statistics on ``leaf`` keep this to
+        one row group)."""
+        path, filesystem = self._existing(relative)
+        return pq.read_table(path, filesystem=filesystem, filters=[("leaf", "=", leaf)])
+
     def read_ids(self, relative: str) -> pa.Array:
         path, filesystem = self._existing(relative)
         return pq.read_table(path, filesystem=filesystem, columns=["prediction_id"]).column(0)
@@ -146,7 +152,7 @@ class CaptureFiles(ABC):
         return pq.read_table(path, filesystem=filesystem)
 
     def read_proof(self, relative: str, count: int, index: int) -> list[merkle.ProofStep]:
-        """The inclusion proof of leaf ``index``: one small read per tree level."""
+        """The inclusion proof of leaf ``index`` of ``count`` leaves: one small read per level."""
         name = merkle_name(check_relative(relative))
         if not self.exists(name):
             raise NotFoundError(f"the Merkle file of capture batch {relative} is missing.")
@@ -165,6 +171,7 @@ class CaptureFiles(ABC):
         return steps
 
     def read_levels(self, relative: str, count: int) -> list[bytes]:
+        """Every level of a batch's tree of ``count`` leaves, leaves first."""
         data = self._read_all(merkle_name(check_relative(relative)))
         levels, offset = [], 0
         for size in merkle.level_sizes(count):
@@ -350,7 +357,7 @@ def _write_parquet(table: pa.Table, target: Path) -> None:
         compression="zstd",
         compression_level=1,
         use_dictionary=["model_name", "model_digest"],
-        write_statistics=["prediction_id"],
+        write_statistics=["prediction_id", "leaf"],
     )
 
 

@@ -79,15 +79,21 @@ async def post_capture(
 def get_prediction(
     prediction_id: Annotated[str, Path(min_length=1, max_length=80)], services: ServicesDep
 ) -> JSONResponse:
-    """A captured prediction with its proof, and its stored row (Arrow IPC, base64) so the
-    caller can re-check leaf, proof and signature with only the public key."""
+    """A captured prediction with its proof, its stored row and the rows of its Merkle leaf
+    (Arrow IPC, base64) so the caller can re-check leaf, proof and signature with only the
+    public key."""
     found = capture.find_prediction(services.store, prediction_id)
     data: dict[str, Any] = found.to_dict()
     data["model_version_id"] = found.model_version_id
     data["time_ms"] = found.time_ms
     data["labelled"] = found.labelled
-    data["row"] = base64.b64encode(_encode(found.row)).decode() if found.row is not None else None
+    data["row"] = _encoded(found.row)
+    data["leaf_table"] = _encoded(found.leaf_table)
     return JSONResponse(data)
+
+
+def _encoded(table: pa.Table | None) -> str | None:
+    return None if table is None else base64.b64encode(_encode(table)).decode()
 
 
 async def _bounded_body(request: Request) -> bytes:
