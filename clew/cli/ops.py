@@ -39,7 +39,8 @@ def backup(
     """Write metadata, referenced blobs, capture files and keys to one verified archive."""
     store = open_store(uri, artifacts)
     try:
-        summary = backups.backup(store, destination, compression)
+        with store.db.long_running():
+            summary = backups.backup(store, destination, compression)
     finally:
         store.close()
     if format is Format.json:
@@ -75,7 +76,8 @@ def restore(
     """Restore a backup into an empty store, then verify blobs, audit chain and counts."""
     store = open_store(uri, artifacts)
     try:
-        summary = backups.restore(archive, store, current_actor())
+        with store.db.long_running():
+            summary = backups.restore(archive, store, current_actor())
     finally:
         store.close()
     if format is Format.json:

@@ -128,10 +128,11 @@ def collect(
 
     A deletion is audited (``blobs.gc``, ``captures.gc``) with the count, bytes and the digest
     of the sorted list of what went, so the log proves it without growing with every name.
+    Listing a large store takes a while, so PostgreSQL's statement timeout is lifted.
     """
     if grace_ms < 0:
         raise InvalidInputError("the gc grace period cannot be negative; pass 0 or more.")
-    with store.db.write() as connection:
+    with store.db.long_running(), store.db.write() as connection:
         now = now_ms()
         referenced = referenced_digests(connection, store.blobs)
         report = _plan(store.blobs, referenced, now - grace_ms)

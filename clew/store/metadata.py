@@ -4,6 +4,8 @@ SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` for writes, so two processes lo
 store queue up behind each other instead of failing; ``CLEW_SQLITE_SYNC`` picks how durable a
 commit is (see ``sqlite_synchronous``). PostgreSQL gets the same semantics from a
 transaction-level advisory lock taken at the start of every write (see ``_postgres_engine``).
+Every PostgreSQL wait is bounded (see ``PostgresLimits``), so a frozen database server turns
+into a clear "unavailable" error instead of a request that hangs forever.
 Migrations are Alembic's; an embedded store is upgraded on open, a store whose schema this clew
 does not know (a newer clew wrote it) is refused.
 """
@@ -35,13 +37,15 @@ BUSY_TIMEOUT_MS = 60_000
 # commits (a version, a run) were paying for one every ~130 writes (12.3x MLflow instead of
 # 9.7x on version creation, benchmarks/bench_registry.py).
 WAL_CHECKPOINT_PAGES = 8000
-CONNECT_TIMEOUT_S = 10
 SQLITE_SYNC_ENV = "CLEW_SQLITE_SYNC"
 SQLITE_SYNC_MODES = ("full", "normal")
 # Arbitrary fixed keys ("clew" in ASCII, plus one) naming clew's two PostgreSQL advisory locks.
 _PG_WRITE_LOCK = 0x636C6577
 _PG_MIGRATION_LOCK = 0x636C6578
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_long_running: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "clew_long_running", default=False
+)
 
 
 def _forget_inherited_connections() -> None:
@@ -105,24 +109,129 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+@dataclass(frozen=True)
+class PostgresLimits:
+    """How long clew waits for PostgreSQL, from the environment (docs/operations.md).
+
+    ``statement_timeout_ms`` is PostgreSQL's own ``statement_timeout`` for every statement
+    (0: none). A server that is frozen rather than down (SIGSTOP, a hung VM, a stalled disk)
+    cannot enforce it, and its kernel still acknowledges TCP traffic, so keepalives do not
+    notice either: clew also stops waiting for a reply on its side ``REPLY_MARGIN_S`` after the
+    statement timeout and drops that connection. A writer queued for the write lock gives up
+    at ``lock_timeout_ms``, before its statement times out, with the precise "busy" error.
+    """
+
+    connect_timeout_s: int
+    statement_timeout_ms: int
+
+    REPLY_MARGIN_S = 5.0
+    CONNECT_ENV = "CLEW_PG_CONNECT_TIMEOUT_S"
+    STATEMENT_ENV = "CLEW_PG_STATEMENT_TIMEOUT_MS"
+
+    @classmethod
+    def from_environment(cls) -> PostgresLimits:
+        return cls(
+            connect_timeout_s=_nonnegative_int(cls.CONNECT_ENV, 10),
+            statement_timeout_ms=_nonnegative_int(cls.STATEMENT_ENV, 40_000),
+        )
+
+    @property
+    def reply_timeout_s(self) -> float | None:
+        if self.statement_timeout_ms == 0:
+            return None
+        return self.statement_timeout_ms / 1000 + self.REPLY_MARGIN_S
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        if self.statement_timeout_ms == 0:
+            return BUSY_TIMEOUT_MS
+        return max(1, min(BUSY_TIMEOUT_MS, self.statement_timeout_ms * 3 // 4))
+
+
+def _nonnegative_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise InvalidInputError(f"{name}={text!r} is not a whole number; use 0 or more.")
+    return int(text)
+
+
+def _bounded_connection_class() -> type[Any]:
+    """A psycopg connection that stops waiting for a reply after its deadline.
+
+    psycopg waits for every reply (queries, commits, pings) in ``Connection.wait``; past the
+    deadline the connection's state is unknown, so it is closed (the pool then replaces it)
+    and the wait fails as a lost connection. Created lazily: psycopg is imported only when a
+    PostgreSQL store is opened.
+    """
+    import psycopg
+
+    class ReplyTimeoutError(psycopg.OperationalError):
+        """The server did not answer in time (frozen or overloaded); the connection is gone."""
+
+        clew_timeout = True
+
+    class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+        reply_timeout_s: float | None = None
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            deadline = None if _long_running.get() else self.reply_timeout_s
+            if timeout is not None or deadline is None:
+                return super().wait(gen, interval, timeout)  # psycopg's own bounded waits
+            try:
+                return super().wait(gen, interval, deadline)
+            except psycopg.errors._WaitTimeout:
+                self.pgconn.finish()
+                raise ReplyTimeoutError(
+                    f"no reply from the database server within {deadline} s"
+                ) from None
+
+    return BoundedConnection
+
+
 def _postgres_engine(url: str) -> Engine:
-    """A connection pool that survives a server restart: stale connections are replaced."""
+    """A connection pool that survives a server restart (stale connections are replaced) and
+    never waits on the server without a bound."""
+    limits = PostgresLimits.from_environment()
     engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=8,
         max_overflow=16,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+        connect_args={
+            "connect_timeout": limits.connect_timeout_s,
+            # A database host that vanished (no RST) is noticed on idle pooled connections.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
     )
     _engines.add(engine)
+    connection_class = _bounded_connection_class()
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+        connection = connection_class.connect(*cargs, **cparams)
+        connection.reply_timeout_s = limits.reply_timeout_s
+        # A session setting, not a startup ``options`` parameter, which poolers such as
+        # PgBouncer refuse by default.
+        connection.execute(f"SET statement_timeout = {limits.statement_timeout_ms}")
+        connection.commit()
+        return connection
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # Services read, decide, then write (get-or-create a context, append to the audit
         # chain); serialising writers like SQLite does keeps those sequences race-free. Every
         # write already serialises on the audit chain head, so this costs no throughput.
+        long_running = _long_running.get()
+        if long_running:
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         if connection.get_execution_options().get("clew_write", False):
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {BUSY_TIMEOUT_MS}")
+            lock_ms = BUSY_TIMEOUT_MS if long_running else limits.lock_timeout_ms
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}")
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
 
     return engine
@@ -252,6 +361,17 @@ class Database:
         else:
             callback()
 
+    @contextlib.contextmanager
+    def long_running(self) -> Iterator[None]:
+        """Lift the PostgreSQL statement and reply timeouts for the work inside (this thread
+        or task only): schema upgrades, backups, restores and gc may take minutes. Connect
+        timeouts still apply. A no-op on SQLite, which has no such timeouts."""
+        token = _long_running.set(True)
+        try:
+            yield
+        finally:
+            _long_running.reset(token)
+
     def _joined(self) -> Connection | None:
         joined = _joined_transaction.get()
         return joined.connection if joined is not None and joined.database is self else None
@@ -278,7 +398,7 @@ class Database:
         """Apply Alembic migrations up to this clew's head (``clew db upgrade``)."""
         from alembic import command
 
-        with self.engine.connect() as connection:
+        with self.long_running(), self.engine.connect() as connection:
             # SQLite: BEGIN IMMEDIATE, so two processes opening a new store at once queue for
             # the write lock instead of one failing on a read lock it cannot upgrade.
             connection = connection.execution_options(clew_write=self.dialect == "sqlite")
@@ -333,12 +453,31 @@ def _busy_as_error(url: str) -> Iterator[None]:
                 f"the store stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
                 "retry when the other writer has finished."
             ) from error
+        if _timed_out(error.orig):
+            raise StoreUnavailableError(
+                f"the database server behind {_redacted(url)} did not answer in time "
+                f"({_first_line(error.orig)}); check that PostgreSQL is running and not stopped, "
+                f"overloaded or blocked, then retry ({PostgresLimits.STATEMENT_ENV} and "
+                f"{PostgresLimits.CONNECT_ENV} set how long clew waits)."
+            ) from error
         if _lost_server(error, sqlstate):
             raise StoreUnavailableError(
                 f"the database server behind {_redacted(url)} is unavailable "
                 f"({_first_line(error.orig)}); retry once it is back, clew reconnects by itself."
             ) from error
         raise
+
+
+def _timed_out(error: BaseException | None) -> bool:
+    """A statement PostgreSQL cancelled at its statement timeout, a reply clew stopped waiting
+    for, or a connection the server never completed within the connect timeout."""
+    if getattr(error, "clew_timeout", False):
+        return True
+    if not hasattr(error, "pgconn"):
+        return False
+    import psycopg.errors  # already loaded: the error came from psycopg
+
+    return isinstance(error, psycopg.errors.QueryCanceled | psycopg.errors.ConnectionTimeout)
 
 
 def _lost_server(error: DBAPIError, sqlstate: str) -> bool:
