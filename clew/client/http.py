@@ -12,12 +12,17 @@ idempotent by construction (``PUT /blobs/<digest>``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -64,6 +69,10 @@ RETRY_STATUSES = {502, 503, 504}
 ATTEMPTS = 6
 METRIC_BATCH = 100_000
 LABEL_BATCH = 10_000
+# Large blobs are downloaded as ranges of this size, a few at a time (boto3 does the same).
+DOWNLOAD_RANGE = 8 * 1024 * 1024
+DOWNLOAD_CONCURRENCY = 4
+REDIRECTS = {301, 302, 303, 307, 308}
 
 
 def _error_classes() -> dict[str, type[ClewError]]:
@@ -86,6 +95,8 @@ class Transport:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        # For presigned object-store URLs the server redirects blob downloads to: no token.
+        self.direct = httpx.Client(headers={"User-Agent": "clew-python"}, timeout=timeout)
         self._errors = _error_classes()
 
     def call(
@@ -168,6 +179,7 @@ class Transport:
 
     def close(self) -> None:
         self.http.close()
+        self.direct.close()
 
 
 def _retryable(response: httpx.Response) -> bool:
@@ -656,6 +668,9 @@ class RemoteBlobStore:
 
     def read_bytes(self, digest: str) -> bytes:
         response = self._t.send("GET", f"/blobs/{digest}")
+        if response.status_code in REDIRECTS:
+            location = response.headers["location"]
+            response = self._t._with_retries(lambda: self._t.direct.get(location))
         if response.status_code >= 400:
             raise self._t.error(response)
         if digests.digest_bytes(response.content) != digest:
@@ -666,13 +681,19 @@ class RemoteBlobStore:
         return parse_manifest(self.read_bytes(digest), digest)
 
     def export_file(self, digest: str, destination: Path) -> Path:
+        """Download into a temp sibling at range offsets; it is renamed to ``destination`` only
+        once the whole blob hashes to ``digest``, so a bad download leaves nothing there."""
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         temp = destination.with_name(f".{destination.name}.clew-tmp")
         try:
-            with open(temp, "wb") as writer:
-                if self._download(digest, writer.write) != digest:
-                    raise _corrupt(digest)
+            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                actual = self._fetch(digest, functools.partial(_write_at, descriptor))
+            finally:
+                os.close(descriptor)
+            if actual != digest:
+                raise _corrupt(digest)
             temp.replace(destination)
         finally:
             temp.unlink(missing_ok=True)
@@ -681,7 +702,7 @@ class RemoteBlobStore:
     def verify(self, digest: str) -> bool:
         """True when the server has ``digest`` and its bytes, downloaded here, hash to it."""
         try:
-            return self._download(digest, lambda chunk: None) == digest
+            return self._fetch(digest, lambda _offset, _data: None) == digest
         except ClewError:
             return False
 
@@ -689,17 +710,154 @@ class RemoteBlobStore:
         """All files verified before any appears at ``destination`` (the local stores' rule)."""
         return export_directory(self, digest, destination)
 
-    def _download(self, digest: str, sink: Callable[[bytes], Any]) -> str:
-        """Stream the blob into ``sink`` and return the digest of the bytes that came."""
+    def _fetch(self, digest: str, write_at: Callable[[int, bytes], Any]) -> str:
+        """Download the blob into ``write_at(offset, bytes)`` and return the digest of what came.
+
+        The first range tells the size (and whether the server redirects to a presigned
+        object-store URL, which then serves every range without our token); the others are
+        fetched in parallel while this thread hashes them in order, so hashing overlaps the
+        transfer and memory stays at a few ranges.
+        """
+        url = f"{API}/blobs/{digest}"
+        with self._t.http.stream("GET", url, headers=_range_header(0, DOWNLOAD_RANGE)) as first:
+            if first.status_code == 200:
+                return _sequential(first, write_at)
+            location = first.headers.get("location") if first.status_code in REDIRECTS else None
+            if location is None:
+                return self._ranges(_Source(self._t.http, url), first, digest, write_at)
+        return self._fetch_from(_Source(self._t.direct, location), digest, write_at)
+
+    def _fetch_from(
+        self, source: _Source, digest: str, write_at: Callable[[int, bytes], Any]
+    ) -> str:
+        """The same download from a presigned URL (the first range asked again there)."""
+        headers = _range_header(0, DOWNLOAD_RANGE)
+        with source.http.stream("GET", source.url, headers=headers) as first:
+            return self._ranges(source, first, digest, write_at)
+
+    def _ranges(
+        self,
+        source: _Source,
+        first: httpx.Response,
+        digest: str,
+        write_at: Callable[[int, bytes], Any],
+    ) -> str:
+        """Given the open response to the first range, fetch the rest, hashing in order."""
+        if first.status_code == 416 and _total(first, digest) == 0:
+            return digests.digest_bytes(b"")
+        if first.status_code != 206:
+            first.read()
+            raise self._t.error(first)
+        total = _total(first, digest)
         hasher = hashlib.sha256()
-        with self._t.http.stream("GET", f"{API}/blobs/{digest}") as response:
-            if response.status_code >= 400:
-                response.read()
-                raise self._t.error(response)
-            for chunk in response.iter_bytes(CHUNK):
-                hasher.update(chunk)
-                sink(chunk)
+        for chunk in _receive_range(first, 0, min(DOWNLOAD_RANGE, total), total, write_at):
+            hasher.update(chunk)
+        offsets = iter(range(DOWNLOAD_RANGE, total, DOWNLOAD_RANGE))
+        pool = ThreadPoolExecutor(DOWNLOAD_CONCURRENCY, thread_name_prefix="clew-range")
+        window: deque[Future[list[bytes]]] = deque()
+        try:
+            for offset in itertools.islice(offsets, DOWNLOAD_CONCURRENCY + 1):
+                window.append(pool.submit(self._range, source, offset, total, write_at))
+            while window:
+                for chunk in window.popleft().result():
+                    hasher.update(chunk)
+                if (offset := next(offsets, None)) is not None:
+                    window.append(pool.submit(self._range, source, offset, total, write_at))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return digests.PREFIX + hasher.hexdigest()
+
+    def _range(
+        self, source: _Source, start: int, total: int, write_at: Callable[[int, bytes], Any]
+    ) -> list[bytes]:
+        """One range, written at its offset as it streams in, retried on a dropped connection."""
+        end = min(start + DOWNLOAD_RANGE, total)
+        chunks: list[bytes] = []
+
+        def attempt() -> httpx.Response:
+            chunks.clear()
+            with source.http.stream("GET", source.url, headers=_range_header(start, end)) as got:
+                if got.status_code == 206:
+                    chunks.extend(_receive_range(got, start, end, total, write_at))
+                else:
+                    got.read()
+            return got
+
+        response = self._t._with_retries(attempt)
+        if response.status_code != 206:
+            raise self._t.error(response)
+        return chunks
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a blob's ranges come from: our server (with the token) or a presigned URL."""
+
+    http: httpx.Client
+    url: str
+
+
+def _receive_range(
+    response: httpx.Response,
+    start: int,
+    end: int,
+    total: int,
+    write_at: Callable[[int, bytes], Any],
+) -> list[bytes]:
+    """The chunks of a 206 answer, written at their offsets; refuses a range that is not the
+    one asked for (a confused proxy or server) before the caller hashes anything of it."""
+    if response.headers.get("content-range") != f"bytes {start}-{end - 1}/{total}":
+        raise _wrong_range(response)
+    chunks: list[bytes] = []
+    offset = start
+    for chunk in response.iter_bytes():
+        if offset + len(chunk) > end:
+            raise _wrong_range(response)
+        write_at(offset, chunk)
+        offset += len(chunk)
+        chunks.append(chunk)
+    if offset != end:
+        raise _wrong_range(response)
+    return chunks
+
+
+def _wrong_range(response: httpx.Response) -> errors.IntegrityError:
+    return errors.IntegrityError(
+        f"{response.url.path} answered a byte range other than the one asked for; nothing was "
+        "loaded; retry."
+    )
+
+
+def _range_header(start: int, end: int) -> dict[str, str]:
+    return {"Range": f"bytes={start}-{end - 1}"}
+
+
+def _total(response: httpx.Response, digest: str) -> int:
+    """The blob's size from a ``Content-Range: bytes a-b/<size>`` header."""
+    _, _, total = response.headers.get("content-range", "").rpartition("/")
+    if not total.isdigit():
+        raise errors.IntegrityError(
+            f"the server answered a range of blob {digest} without its size; nothing was loaded."
+        )
+    return int(total)
+
+
+def _sequential(response: httpx.Response, write_at: Callable[[int, bytes], Any]) -> str:
+    """A whole-blob answer (a server or proxy that ignores Range), hashed as it streams."""
+    hasher = hashlib.sha256()
+    offset = 0
+    for chunk in response.iter_bytes(CHUNK):
+        hasher.update(chunk)
+        write_at(offset, chunk)
+        offset += len(chunk)
+    return digests.PREFIX + hasher.hexdigest()
+
+
+def _write_at(descriptor: int, offset: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(descriptor, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _stat(path: Path) -> os.stat_result:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -49,6 +51,11 @@ from clew.store.blobs import (
 PART_SIZE = 8 * 1024 * 1024
 # Parts in flight at once when the server forwards a verified upload (boto3 uses 10).
 UPLOAD_CONCURRENCY = 8
+# Parts in flight per upload streamed from a client: bounds a server's memory per upload to
+# about (STREAM_CONCURRENCY + 1) parts while keeping the object store busy.
+STREAM_CONCURRENCY = 4
+# Multipart uploads older than this are debris of a server that died mid-upload (``clew gc``).
+STALE_UPLOAD_MS = 24 * 60 * 60 * 1000
 _QUERY_OPTIONS = {"endpoint_url": "endpoint_url", "endpoint": "endpoint_url", "region": "region"}
 _SECRET_PARAMETERS = {"key", "secret", "token", "access_key_id", "secret_access_key"}
 
@@ -146,9 +153,57 @@ class ObjectBlobStore:
                 )
         return StoredBlob(digest, size)
 
+    def streamed_upload(self, digest: str) -> StreamedUpload:
+        """A writer that sends bytes to ``digest``'s key as they arrive (the server's upload
+        route); the caller hashes them and calls ``finish`` only if they match the digest."""
+        return StreamedUpload(self, digest)
+
     def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
         """Store every file, then the Merkle manifest whose digest names the directory."""
         return put_directory(self, source, progress)
+
+    def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` (exclusive) of a blob, part by part, unverified: only a
+        reader that hashes the whole blob (the remote client) may rely on them."""
+        key = self.key_for(digest)
+        with (
+            self._existing(digest),
+            self.fs.open(key, "rb", block_size=PART_SIZE, cache_type="none") as reader,
+        ):
+            reader.seek(start)
+            remaining = end - start
+            while remaining > 0 and (chunk := reader.read(min(PART_SIZE, remaining))):
+                remaining -= len(chunk)
+                yield chunk
+
+    def signed_url(self, digest: str, seconds: int) -> str:
+        """A presigned GET URL for ``digest`` valid for ``seconds`` (opt-in download redirect)."""
+        key = self.key_for(digest)
+        with self._reachable():
+            return str(self.fs.sign(key, expiration=seconds))
+
+    def abort_stale_uploads(self, cutoff_ms: int, dry_run: bool = False) -> list[str]:
+        """Abort multipart uploads under this store's prefix started before ``cutoff_ms``
+        (a server killed mid-upload leaves them; their parts cost storage but are never
+        visible). Returns the keys of the uploads found."""
+        bucket, prefix, _ = self.fs.split_path(self.root)
+        found: list[str] = []
+        with self._reachable():
+            listing = self.fs.call_s3(
+                "list_multipart_uploads", Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
+            )
+            for upload in listing.get("Uploads", []):
+                if upload["Initiated"].timestamp() * 1000 >= cutoff_ms:
+                    continue
+                found.append(f"{bucket}/{upload['Key']}")
+                if not dry_run:
+                    self.fs.call_s3(
+                        "abort_multipart_upload",
+                        Bucket=bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    )
+        return found
 
     def read_bytes(self, digest: str) -> bytes:
         key = self.key_for(digest)
@@ -273,6 +328,87 @@ class ObjectBlobStore:
             if _is_connection_failure(error):
                 raise _unreachable(self.url) from error
             raise
+
+
+class StreamedUpload:
+    """Bytes for one blob key, sent as multipart parts by a few threads while the caller keeps
+    receiving them.
+
+    Nothing is visible at the key until ``finish`` completes the multipart upload, and
+    ``abort`` removes every part sent, so a digest mismatch or a dropped connection leaves no
+    object and no orphaned parts. A body smaller than one part goes up as a single PUT.
+    """
+
+    def __init__(self, store: ObjectBlobStore, digest: str) -> None:
+        self._store = store
+        self._bucket, self._key, _ = store.fs.split_path(store.key_for(digest))
+        self._pool = ThreadPoolExecutor(STREAM_CONCURRENCY, thread_name_prefix="clew-part")
+        self._in_flight: deque[Future[None]] = deque()
+        self._etags: list[str] = []
+        self._upload_id: str | None = None
+
+    def add_part(self, part: bytes) -> None:
+        """Queue the next part (at least 5 MiB); waits while the pool is full, so memory
+        stays bounded however fast the client sends."""
+        if self._upload_id is None:
+            created = self._call("create_multipart_upload", Bucket=self._bucket, Key=self._key)
+            self._upload_id = created["UploadId"]
+        number = len(self._etags) + 1
+        self._etags.append("")
+        self._in_flight.append(self._pool.submit(self._send, number, part))
+        while len(self._in_flight) >= STREAM_CONCURRENCY:
+            self._in_flight.popleft().result()
+
+    def finish(self, last: bytes) -> None:
+        """Send the remaining bytes and make the object visible (call after verifying)."""
+        try:
+            if self._upload_id is None:
+                with self._store._reachable():
+                    self._store.fs.pipe_file(f"{self._bucket}/{self._key}", last)
+                return
+            if last:
+                self.add_part(last)
+            while self._in_flight:
+                self._in_flight.popleft().result()
+            parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
+            self._call(
+                "complete_multipart_upload",
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Drop every part sent; nothing appears at the key."""
+        for pending in self._in_flight:
+            pending.cancel()
+        self._pool.shutdown(wait=True)
+        if self._upload_id is not None:
+            with contextlib.suppress(Exception):
+                self._call(
+                    "abort_multipart_upload",
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                )
+
+    def _send(self, number: int, part: bytes) -> None:
+        answer = self._call(
+            "upload_part",
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=part,
+        )
+        self._etags[number - 1] = answer["ETag"]
+
+    def _call(self, method: str, **arguments: Any) -> Any:
+        with self._store._reachable():
+            return self._store.fs.call_s3(method, **arguments)
 
 
 def _storage_options(scheme: str, url: str, query: dict[str, str]) -> dict[str, Any]:

@@ -1,25 +1,29 @@
 """Artifacts and their bytes.
 
-Bytes are addressed only by digest: ``PUT /blobs/<digest>`` streams the body to a temporary
-file in the server's own upload directory while hashing it, and the blob is committed only if
-the bytes hash to the digest in the URL. No client-supplied name, path or URI is ever joined
-to a filesystem path or fetched. Artifact records may cite a reference URI, which is checked
-(clew/service/uploads.py) and stored as text.
+Bytes are addressed only by digest: ``PUT /blobs/<digest>`` hashes the body as it arrives and
+commits the blob only if the bytes hash to the digest in the URL, either by renaming a temp
+file from the server's own upload directory (local blobs) or by completing a multipart upload
+whose parts went up while the body was still arriving (object stores; aborted otherwise).
+``GET /blobs/<digest>`` honours a single byte range, so clients fetch large blobs in parallel.
+No client-supplied name, path or URI is ever joined to a filesystem path or fetched. Artifact
+records may cite a reference URI, which is checked (clew/service/uploads.py) and stored as text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+import anyio
+from fastapi import APIRouter, Header, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -30,13 +34,16 @@ from clew.server.errors import HTTPError
 from clew.server.routes.models import Body, Id, Int64, JsonObject, Name, PlainRoute
 from clew.service import accounts, uploads
 from clew.store.blobs import LocalBlobStore
-from clew.store.object_store import PART_SIZE, ObjectBlobStore
+from clew.store.object_store import PART_SIZE, ObjectBlobStore, StreamedUpload
 
 router = APIRouter(prefix="/api/v1", tags=["artifacts"], route_class=PlainRoute)
 
 DigestParam = Annotated[str, PathParam(pattern=r"^sha256:[0-9a-f]{64}$")]
 MAX_BLOB_BYTES = 1 << 40
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+PRESIGNED_ENV = "CLEW_PRESIGNED_DOWNLOADS"
+MAX_PRESIGNED_SECONDS = 7 * 24 * 60 * 60
+_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
 BlobEntry = Annotated[tuple[Int64, Annotated[str, Field(max_length=20)]], Field(strict=False)]
 DigestText = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 
@@ -118,20 +125,54 @@ def wire(record: Any) -> dict[str, Any]:
 async def upload_blob(
     digest: DigestParam, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    store = services.store
-    if await run_in_threadpool(store.blobs.exists, digest):
+    """Store a blob whose bytes must hash to ``digest``; on an object store they stream
+    straight into a multipart upload at the final key that completes only if they match."""
+    blobs = services.store.blobs
+    if await run_in_threadpool(blobs.exists, digest):
         async for _chunk in request.stream():
             pass
-        return {"digest": digest, "size": await run_in_threadpool(store.blobs.size_of, digest)}
+        return {"digest": digest, "size": await run_in_threadpool(blobs.size_of, digest)}
+    if isinstance(blobs, ObjectBlobStore):
+        size = await _stream_to_object_store(request, blobs.streamed_upload(digest), digest)
+        return {"digest": digest, "size": size}
+    store = services.store
     store.uploads.mkdir(parents=True, exist_ok=True)
     descriptor, name = tempfile.mkstemp(dir=store.uploads, prefix="upload-")
     temp = Path(name)
     try:
         size = await _receive(request, descriptor, digest)
-        await run_in_threadpool(store.blobs.adopt_verified_file, temp, digest)
+        await run_in_threadpool(blobs.adopt_verified_file, temp, digest)
     finally:
         temp.unlink(missing_ok=True)
     return {"digest": digest, "size": size}
+
+
+async def _stream_to_object_store(request: Request, upload: StreamedUpload, digest: str) -> int:
+    """Hash the body while its parts go up; complete only on a match, abort otherwise (a
+    mismatch, an oversize body, a dropped connection), so nothing half-written is visible."""
+    hasher = hashlib.sha256()
+    size = 0
+    buffer = bytearray()
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BLOB_BYTES:
+                raise _too_large()
+            hasher.update(chunk)
+            buffer += chunk
+            if len(buffer) >= PART_SIZE:
+                part = bytes(buffer[:PART_SIZE])
+                del buffer[:PART_SIZE]
+                await run_in_threadpool(upload.add_part, part)
+        actual = digests.PREFIX + hasher.hexdigest()
+        if actual != digest:
+            raise _mismatch(digest, actual)
+        await run_in_threadpool(upload.finish, bytes(buffer))
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(upload.abort)
+        raise
+    return size
 
 
 async def _receive(request: Request, descriptor: int, digest: str) -> int:
@@ -142,13 +183,17 @@ async def _receive(request: Request, descriptor: int, digest: str) -> int:
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_BLOB_BYTES:
-                raise HTTPError(413, "payload_too_large", "the blob is larger than 1 TiB.")
+                raise _too_large()
             hasher.update(chunk)
             sink.write(chunk)
     actual = digests.PREFIX + hasher.hexdigest()
     if actual != digest:
         raise _mismatch(digest, actual)
     return size
+
+
+def _too_large() -> HTTPError:
+    return HTTPError(413, "payload_too_large", "the blob is larger than 1 TiB.")
 
 
 def _mismatch(expected: str, actual: str) -> HTTPError:
@@ -166,31 +211,80 @@ def blob_size(digest: DigestParam, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/blobs/{digest}")
-def download_blob(digest: DigestParam, services: ServicesDep) -> Response:
-    """Stream a blob; the client re-hashes every byte, so a damaged blob is never loaded.
+def download_blob(
+    digest: DigestParam,
+    services: ServicesDep,
+    range_header: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
+) -> Response:
+    """Stream a blob, or the one byte range asked for; the client re-hashes every byte of the
+    whole blob, so a damaged blob is never loaded, and fetches large ones as parallel ranges.
 
     Object-store blobs are relayed part by part as they arrive (no temp copy, no second pass:
-    the client's hash is the check), so a download runs at close to the store's own speed.
+    the client's hash is the check). With ``CLEW_PRESIGNED_DOWNLOADS=<seconds>`` set, an
+    object-store server instead redirects (307) to a presigned URL valid that long, so the
+    bytes flow straight from the object store to the client (docs/deployment.md).
     """
     blobs = services.store.blobs
-    size = blobs.size_of(digest)
     if isinstance(blobs, LocalBlobStore):
         return FileResponse(blobs.path_for(digest), media_type="application/octet-stream")
-    return StreamingResponse(
-        _object_parts(blobs, digest),
-        media_type="application/octet-stream",
-        headers={"Content-Length": str(size)},
+    size = blobs.size_of(digest)
+    seconds = presigned_seconds()
+    if seconds:
+        return RedirectResponse(blobs.signed_url(digest, seconds), status_code=307)
+    span = _single_range(range_header, size)
+    if span is None:
+        return _stream(blobs, digest, 0, size, 200, {})
+    start, end = span
+    if start >= size or start >= end:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    return _stream(
+        blobs, digest, start, end, 206, {"Content-Range": f"bytes {start}-{end - 1}/{size}"}
     )
 
 
-def _object_parts(blobs: ObjectBlobStore, digest: str) -> Iterator[bytes]:
-    """The blob's parts in order; the next part is fetched while the current one is sent."""
-    key = blobs.key_for(digest)
-    with (
-        blobs.fs.open(key, "rb", block_size=PART_SIZE, cache_type="none") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="clew-read-ahead") as ahead,
-    ):
-        upcoming = ahead.submit(reader.read, PART_SIZE)
+def presigned_seconds() -> int:
+    """How long a download redirect stays valid (``CLEW_PRESIGNED_DOWNLOADS``); 0 means off."""
+    value = os.environ.get(PRESIGNED_ENV, "").strip()
+    if not value:
+        return 0
+    if not value.isdigit() or not 0 <= int(value) <= MAX_PRESIGNED_SECONDS:
+        raise InvalidInputError(
+            f"{PRESIGNED_ENV}={value!r} is not a number of seconds from 0 to "
+            f"{MAX_PRESIGNED_SECONDS}; fix the server's environment."
+        )
+    return int(value)
+
+
+def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` (end exclusive) of a single ``bytes=`` range; None for anything else,
+    which is then answered with the whole blob (RFC 9110 lets a server ignore Range)."""
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first:
+        return (max(size - int(last), 0), size) if last else None
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    return start, end
+
+
+def _stream(
+    blobs: ObjectBlobStore, digest: str, start: int, end: int, status: int, headers: dict[str, str]
+) -> StreamingResponse:
+    return StreamingResponse(
+        _object_parts(blobs, digest, start, end),
+        status_code=status,
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(end - start), "Accept-Ranges": "bytes", **headers},
+    )
+
+
+def _object_parts(blobs: ObjectBlobStore, digest: str, start: int, end: int) -> Iterator[bytes]:
+    """The range's parts in order; the next part is fetched while the current one is sent."""
+    parts = blobs.read_range(digest, start, end)
+    with ThreadPoolExecutor(1, thread_name_prefix="clew-read-ahead") as ahead:
+        upcoming = ahead.submit(next, parts, b"")
         while part := upcoming.result():
-            upcoming = ahead.submit(reader.read, PART_SIZE)
+            upcoming = ahead.submit(next, parts, b"")
             yield part

@@ -1,0 +1,219 @@
+"""Large blobs through a real server: streamed multipart uploads, parallel ranged downloads.
+
+Sizes are just above one part (``PART_SIZE``) so uploads really go up as S3 multipart
+uploads and downloads really come down as several ranges; a server runs on local blobs and
+on a real SeaweedFS (the ``s3_artifacts`` fixture), never a mock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from server_fixtures import RunningServer, serve
+
+import clew
+from clew.client import http as remote
+from clew.domain import digests
+from clew.errors import IntegrityError
+from clew.store.location import open_store
+from clew.store.object_store import PART_SIZE, ObjectBlobStore
+
+SIZE = PART_SIZE + PART_SIZE // 2 + 7
+
+
+def _random_file(path: Path, size: int = SIZE) -> tuple[Path, str]:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return path, digests.digest_bytes(data)
+
+
+def _s3(blobs: ObjectBlobStore):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+def _bucket_key(blobs: ObjectBlobStore, digest: str) -> tuple[str, str]:
+    bucket, _, key = blobs.key_for(digest).partition("/")
+    return bucket, key
+
+
+def _pending_uploads(blobs: ObjectBlobStore) -> list[str]:
+    bucket, _, prefix = blobs.root.partition("/")
+    listing = _s3(blobs).list_multipart_uploads(Bucket=bucket, Prefix=f"{prefix}/")
+    return [upload["Key"] for upload in listing.get("Uploads", [])]
+
+
+@pytest.fixture(params=["local", "s3"])
+def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
+    """A server whose blobs live in a local directory or on SeaweedFS S3."""
+    artifacts = request.getfixturevalue("s3_artifacts") if request.param == "s3" else None
+    yield from serve(open_store(str(tmp_path / "server"), artifacts), tmp_path / "server")
+
+
+@pytest.fixture
+def on_s3(tmp_path: Path, s3_artifacts: str) -> Iterator[RunningServer]:
+    yield from serve(open_store(str(tmp_path / "server"), s3_artifacts), tmp_path / "server")
+
+
+def _client(server: RunningServer) -> clew.Client:
+    return clew.connect(server.url, token=server.user("alice"))
+
+
+def test_a_large_artifact_round_trips_in_parts_and_ranges(
+    running: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 MiB ranges: the download runs through more ranges than threads, in a sliding window.
+    monkeypatch.setattr(remote, "DOWNLOAD_RANGE", 1024 * 1024)
+    source, digest = _random_file(tmp_path / "weights.bin")
+    client = _client(running)
+    with client.start_run(experiment="e", name="r", capture_code=False) as run:
+        record = run.log_artifact(source, name="weights")
+    assert record.digest == digest
+    assert running.store.blobs.verify(digest)
+    target = tmp_path / "out" / "weights.bin"
+    client.export_artifact(f"file:weights@{digest}", target)
+    assert target.read_bytes() == source.read_bytes()
+    assert sorted(path.name for path in target.parent.iterdir()) == ["weights.bin"]
+    if isinstance(running.store.blobs, ObjectBlobStore):
+        assert _pending_uploads(running.store.blobs) == []
+    client.close()
+
+
+@pytest.mark.s3
+def test_a_bad_digest_aborts_the_multipart_upload_and_leaves_no_object(
+    on_s3: RunningServer,
+) -> None:
+    blobs = on_s3.store.blobs
+    assert isinstance(blobs, ObjectBlobStore)
+    claimed = digests.digest_bytes(b"the real model")
+    with on_s3.http(on_s3.user("alice")) as alice:
+        response = alice.put(f"/api/v1/blobs/{claimed}", content=os.urandom(SIZE))
+    assert response.status_code == 400
+    assert response.json()["code"] == "digest_mismatch"
+    assert "nothing was stored" in response.json()["message"]
+    assert not blobs.exists(claimed)
+    assert _pending_uploads(blobs) == []
+
+
+@pytest.mark.s3
+def test_an_interrupted_upload_leaves_nothing_visible_and_no_parts(on_s3: RunningServer) -> None:
+    blobs = on_s3.store.blobs
+    assert isinstance(blobs, ObjectBlobStore)
+    data = os.urandom(SIZE)
+    digest = digests.digest_bytes(data)
+    address = urlsplit(on_s3.url)
+    with socket.create_connection((address.hostname, address.port)) as connection:
+        head = (
+            f"PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Authorization: Bearer {on_s3.user('alice')}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        connection.sendall(head.encode() + data[: PART_SIZE + 1024])
+        _wait_for(lambda: bool(_pending_uploads(blobs)))
+    _wait_for(lambda: not _pending_uploads(blobs))
+    assert not blobs.exists(digest)
+
+
+def _wait_for(condition, seconds: float = 20) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` (the server reacts to a dropped connection on its own thread)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the server never reached the expected state"
+        time.sleep(0.05)
+
+
+def test_range_requests_need_a_token_and_return_the_asked_bytes(running: RunningServer) -> None:
+    data = os.urandom(PART_SIZE + 10)
+    digest = running.store.blobs.put_bytes(data).digest
+    with running.http() as anonymous:
+        refused = anonymous.get(f"/api/v1/blobs/{digest}", headers={"Range": "bytes=0-99"})
+    assert refused.status_code == 401
+    with running.http(running.user("viewer", role="viewer")) as viewer:
+        middle = viewer.get(f"/api/v1/blobs/{digest}", headers={"Range": "bytes=100-199"})
+        tail = viewer.get(f"/api/v1/blobs/{digest}", headers={"Range": "bytes=-5"})
+        beyond = viewer.get(f"/api/v1/blobs/{digest}", headers={"Range": f"bytes={len(data)}-"})
+    assert middle.status_code == 206
+    assert middle.content == data[100:200]
+    assert middle.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    assert tail.content == data[-5:]
+    assert beyond.status_code == 416
+
+
+def _corrupt(server: RunningServer, digest: str, size: int) -> None:
+    """Replace the stored bytes behind ``digest`` with other bytes of the same size."""
+    blobs = server.store.blobs
+    if isinstance(blobs, ObjectBlobStore):
+        bucket, key = _bucket_key(blobs, digest)
+        _s3(blobs).put_object(Bucket=bucket, Key=key, Body=os.urandom(size))
+    else:
+        path = blobs.path_for(digest)
+        path.chmod(0o644)
+        path.write_bytes(os.urandom(size))
+
+
+def test_a_damaged_blob_never_appears_at_the_destination(
+    running: RunningServer, tmp_path: Path
+) -> None:
+    data = os.urandom(SIZE)
+    digest = running.store.blobs.put_bytes(data).digest
+    _corrupt(running, digest, SIZE)
+    client = _client(running)
+    blobs = client.store.blobs
+    target = tmp_path / "out" / "model.bin"
+    with pytest.raises(IntegrityError, match=digest):
+        blobs.export_file(digest, target)
+    assert list(target.parent.iterdir()) == []
+    assert not blobs.verify(digest)
+    client.close()
+
+
+@pytest.mark.s3
+def test_presigned_downloads_redirect_only_authenticated_callers(
+    on_s3: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLEW_PRESIGNED_DOWNLOADS", "60")
+    data = os.urandom(SIZE)
+    digest = on_s3.store.blobs.put_bytes(data).digest
+    with on_s3.http() as anonymous:
+        assert anonymous.get(f"/api/v1/blobs/{digest}").status_code == 401
+    client = _client(on_s3)
+    with on_s3.http(on_s3.tokens["alice"]) as alice:
+        redirect = alice.get(f"/api/v1/blobs/{digest}")
+    assert redirect.status_code == 307
+    location = redirect.headers["location"]
+    assert "Signature=" in location
+    assert on_s3.tokens["alice"] not in location
+    blobs = client.store.blobs
+    target = blobs.export_file(digest, tmp_path / "model.bin")
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == digests.hex_part(digest)
+    assert blobs.read_bytes(digest) == data
+    _corrupt(on_s3, digest, SIZE)
+    with pytest.raises(IntegrityError, match=digest):
+        blobs.export_file(digest, tmp_path / "again.bin")
+    assert not (tmp_path / "again.bin").exists()
+    client.close()
+
+
+@pytest.mark.s3
+def test_stale_multipart_uploads_under_the_prefix_are_aborted(s3_artifacts: str) -> None:
+    blobs = ObjectBlobStore.from_url(s3_artifacts)
+    s3 = _s3(blobs)
+    bucket, _, prefix = blobs.root.partition("/")
+    mine = s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/sha256/ab/cd/abandoned")
+    theirs = s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}-other/sha256/ab/cd/x")
+    assert blobs.abort_stale_uploads(cutoff_ms=0) == []
+    found = blobs.abort_stale_uploads(cutoff_ms=int(time.time() * 1000) + 60_000, dry_run=True)
+    assert found == [f"{bucket}/{prefix}/sha256/ab/cd/abandoned"]
+    assert _pending_uploads(blobs) == [f"{prefix}/sha256/ab/cd/abandoned"]
+    blobs.abort_stale_uploads(cutoff_ms=int(time.time() * 1000) + 60_000)
+    assert _pending_uploads(blobs) == []
+    others = s3.list_multipart_uploads(Bucket=bucket, Prefix=f"{prefix}-other/")["Uploads"]
+    assert [upload["UploadId"] for upload in others] == [theirs["UploadId"]]
+    assert mine["UploadId"] not in {upload["UploadId"] for upload in others}
