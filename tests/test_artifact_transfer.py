@@ -23,6 +23,7 @@ import clew
 from clew.client import http as remote
 from clew.domain import digests
 from clew.errors import IntegrityError
+from clew.service import gc
 from clew.store.location import open_store
 from clew.store.object_store import PART_SIZE, ObjectBlobStore
 
@@ -217,3 +218,16 @@ def test_stale_multipart_uploads_under_the_prefix_are_aborted(s3_artifacts: str)
     others = s3.list_multipart_uploads(Bucket=bucket, Prefix=f"{prefix}-other/")["Uploads"]
     assert [upload["UploadId"] for upload in others] == [theirs["UploadId"]]
     assert mine["UploadId"] not in {upload["UploadId"] for upload in others}
+
+
+@pytest.mark.s3
+def test_gc_leaves_a_multipart_upload_in_progress_alone(tmp_path: Path, s3_artifacts: str) -> None:
+    store = open_store(str(tmp_path / "meta"), s3_artifacts)
+    blobs = store.blobs
+    assert isinstance(blobs, ObjectBlobStore)
+    bucket, _, prefix = blobs.root.partition("/")
+    _s3(blobs).create_multipart_upload(Bucket=bucket, Key=f"{prefix}/sha256/ab/cd/in-progress")
+    report = gc.collect(store, "admin", delete=True, grace_ms=0)
+    assert report.stale_uploads == []
+    assert _pending_uploads(blobs) == [f"{prefix}/sha256/ab/cd/in-progress"]
+    store.close()

@@ -20,7 +20,8 @@ before its row is inserted, so a failed insert or a process killed in between le
 and a younger unnamed file may belong to a batch whose row is about to commit.
 
 It also deletes temp files that killed writes left in the store (older than the grace
-period) and the server's expired idempotency keys (``service.idempotency``), which
+period), aborts object-store multipart uploads a killed server left (older than a day) and
+the server's expired idempotency keys (``service.idempotency``), which
 are protocol bookkeeping like orphan blobs and, like them, are never audited individually.
 """
 
@@ -39,6 +40,7 @@ from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.captures import CaptureFiles, StoredCaptureFile, merkle_name
 from clew.store.location import BlobStore, Store
+from clew.store.object_store import STALE_UPLOAD_MS, ObjectBlobStore
 
 DEFAULT_GRACE_MS = 60 * 60 * 1000
 
@@ -61,6 +63,7 @@ class GcReport:
     audit_seq: int | None = None
     expired_keys: int = 0
     stale_files: list[Path] = field(default_factory=list)
+    stale_uploads: list[str] = field(default_factory=list)
     orphan_captures: list[StoredCaptureFile] = field(default_factory=list)
     young_captures: list[StoredCaptureFile] = field(default_factory=list)
     captures_audit_seq: int | None = None
@@ -137,6 +140,7 @@ def collect(
         referenced = referenced_digests(connection, store.blobs)
         report = _plan(store.blobs, referenced, now - grace_ms)
         report.stale_files = _stale_scratch_files(store, now - grace_ms)
+        report.stale_uploads = _stale_multipart_uploads(store, now, dry_run=not delete)
         report.orphan_captures, report.young_captures = _unnamed_capture_files(
             connection, store.capture_files, now - grace_ms
         )
@@ -228,6 +232,15 @@ def _stale_scratch_files(store: Store, cutoff_ms: int) -> list[Path]:
         for path in directory.iterdir()
         if path.is_file() and path.stat().st_mtime * 1000 < cutoff_ms
     )
+
+
+def _stale_multipart_uploads(store: Store, now: int, *, dry_run: bool) -> list[str]:
+    """Object-store multipart uploads a server killed mid-upload left under the store's
+    prefix (never visible, but their parts cost storage); aborted once a day old, an age no
+    live upload reaches, whatever the blob grace period."""
+    if not isinstance(store.blobs, ObjectBlobStore):
+        return []
+    return store.blobs.abort_stale_uploads(now - STALE_UPLOAD_MS, dry_run=dry_run)
 
 
 def _plan(blobs: BlobStore, referenced: set[str], cutoff_ms: int) -> GcReport:

@@ -49,8 +49,6 @@ from clew.store.blobs import (
 # S3 parts must be at least 5 MiB; 8 MiB keeps memory per upload bounded to about one part
 # while large files still go up as a multipart upload.
 PART_SIZE = 8 * 1024 * 1024
-# Parts in flight at once when the server forwards a verified upload (boto3 uses 10).
-UPLOAD_CONCURRENCY = 8
 # Parts in flight per upload streamed from a client: bounds a server's memory per upload to
 # about (STREAM_CONCURRENCY + 1) parts while keeping the object store busy.
 STREAM_CONCURRENCY = 4
@@ -138,20 +136,6 @@ class ObjectBlobStore:
         else:
             self._upload(source, digest, before, progress)
         return StoredBlob(digest, before.st_size)
-
-    def adopt_verified_file(self, source: Path, digest: str) -> StoredBlob:
-        """Upload a private temp file whose bytes the caller has just hashed to ``digest``
-        (the server's upload spool) without hashing it again, parts in parallel.
-
-        A multipart upload appears only when completed, so readers never see part of it.
-        """
-        size = Path(source).stat().st_size
-        if not self.exists(digest):
-            with self._reachable():
-                self.fs.put_file(
-                    str(source), self.key_for(digest), max_concurrency=UPLOAD_CONCURRENCY
-                )
-        return StoredBlob(digest, size)
 
     def streamed_upload(self, digest: str) -> StreamedUpload:
         """A writer that sends bytes to ``digest``'s key as they arrive (the server's upload
