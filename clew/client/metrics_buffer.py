@@ -1,13 +1,18 @@
 """Background batching of metric points.
 
 ``log_metric`` only validates and appends to an in-memory queue; one daemon thread per client
-writes queued points in large transactions. ``flush()`` and ``finish()`` (run end, interpreter
-exit) write everything still queued and re-raise any write error, so no acknowledged point is
-silently lost: a batch whose write fails goes back to the front of its queue.
+writes queued points in large transactions. A batch whose write fails goes back to the front
+of its queue, so no acknowledged point is lost: ``flush()`` and ``finish()`` (run end,
+interpreter exit) write everything still queued in the caller's thread and raise what fails
+there. A failed background write is therefore not reported by itself: its points are retried,
+and only a failure that is still true when the caller writes is raised. (Keeping background
+errors to re-raise later made ``end()`` fail after a server blip whose points had since been
+written, and raise a failure again that an earlier ``flush()`` had already reported.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +31,6 @@ class MetricBuffer:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
-        self._errors: dict[str, BaseException] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -43,9 +47,8 @@ class MetricBuffer:
         self._wake.set()
 
     def flush(self, run_id: str) -> None:
-        """Write everything queued for ``run_id`` now; raise the first error seen for it."""
+        """Write everything queued for ``run_id`` now; raise the error if a write fails."""
         with self._write_lock:
-            self._raise_kept_error(run_id)
             self._drain_locked(run_id, keep=0)
 
     def finish(self, run_id: str, finisher: Finisher) -> None:
@@ -55,7 +58,6 @@ class MetricBuffer:
         fails, its points go back into the queue, so retrying loses nothing.
         """
         with self._write_lock:
-            self._raise_kept_error(run_id)
             self._drain_locked(run_id, keep=BATCH_SIZE)
             queue = self._queues.get(run_id)
             last = _take(queue, len(queue)) if queue else []
@@ -74,21 +76,15 @@ class MetricBuffer:
         for run_id in list(self._queues):
             self.flush(run_id)
 
-    def _raise_kept_error(self, run_id: str) -> None:
-        error = self._errors.pop(run_id, None)
-        if error is not None:
-            raise error
-
     def _loop(self) -> None:
         while not self._stopping:
             self._wake.wait(FLUSH_INTERVAL_S)
             self._wake.clear()
             for run_id in list(self._queues):
-                try:
-                    with self._write_lock:
-                        self._drain_locked(run_id, keep=0)
-                except BaseException as error:  # kept and re-raised by flush()/finish()
-                    self._errors.setdefault(run_id, error)
+                # A failed batch is back in its queue: the next interval, flush() or finish()
+                # writes it again, and flush()/finish() raise if it still fails then.
+                with contextlib.suppress(Exception), self._write_lock:
+                    self._drain_locked(run_id, keep=0)
 
     def _drain_locked(self, run_id: str, keep: int) -> None:
         """Write full batches until at most ``keep`` points remain (caller holds the lock)."""

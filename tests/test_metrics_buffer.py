@@ -1,0 +1,114 @@
+"""The metrics background writer across a server blip: several threads log into their own
+runs through a real ``clew server`` while metric posts fail for a while (a replica being
+redeployed); every point is written exactly once and ``end()`` raises nothing, because a
+background failure whose points were written since is not reported later.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from server_fixtures import run_uvicorn, server_store
+from sqlalchemy import select
+
+import clew
+from clew.server.app import create_app
+from clew.service import accounts
+from clew.store import schema
+from clew.store.location import Store
+
+RUNS = 4
+POINTS = 2_000
+BOUND_S = 60
+
+
+class MetricBlip:
+    """The real clew app behind a switch that refuses metric posts with a 500 while ``down``
+    (not retried by the client, so the background writer sees the failure at once)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.down = False
+        self.refused = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.down and scope["type"] == "http" and scope["path"].endswith("/metrics"):
+            self.refused.set()
+            body = b'{"code": "internal_error", "message": "the replica is being redeployed."}'
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _steps(store: Store, run_id: str) -> list[int]:
+    table = schema.metrics
+    query = select(table.c.step).where(table.c.run_id == run_id, table.c.key == "loss")
+    with store.db.read() as connection:
+        return sorted(connection.execute(query).scalars())
+
+
+def _status(store: Store, run_id: str) -> str:
+    with store.db.read() as connection:
+        return connection.execute(
+            select(schema.runs.c.status).where(schema.runs.c.id == run_id)
+        ).scalar_one()
+
+
+def test_points_logged_across_a_server_blip_are_written_once_and_end_raises_nothing(
+    tmp_path: Path,
+) -> None:
+    store, _root = server_store(tmp_path)
+    blip = MetricBlip(create_app(store))
+    accounts.create_user(store, "alice", "contributor", actor="test-admin")
+    token = accounts.create_token(store, "alice", actor="test-admin").secret
+    phase = threading.Barrier(RUNS + 1, timeout=BOUND_S)
+    failures: list[BaseException] = []
+    run_ids: list[str] = []
+
+    def train(client: clew.Client, index: int) -> None:
+        try:
+            run = client.start_run("blip", f"run-{index}")
+            run_ids.append(run.id)
+            for step in range(POINTS // 2):
+                run.log_metric("loss", 1 / (step + 1))
+            run.flush()
+            phase.wait()  # the main thread takes metric posts down
+            phase.wait()
+            for step in range(POINTS // 2, POINTS):
+                run.log_metric("loss", 1 / (step + 1))
+            phase.wait()  # the background writer fails on them; posts come back up
+            phase.wait()
+            run.end()
+        except BaseException as error:
+            failures.append(error)
+            phase.abort()
+
+    try:
+        for url in run_uvicorn(blip):
+            client = clew.connect(url, token=token)
+            threads = [
+                threading.Thread(target=train, args=(client, index)) for index in range(RUNS)
+            ]
+            for thread in threads:
+                thread.start()
+            phase.wait()
+            blip.down = True
+            phase.wait()
+            phase.wait()
+            assert blip.refused.wait(BOUND_S), "the background writer never tried during the blip"
+            blip.down = False
+            phase.wait()
+            for thread in threads:
+                thread.join(BOUND_S)
+            client.close()
+            assert failures == []
+            assert len(run_ids) == RUNS
+            for run_id in run_ids:
+                assert _steps(store, run_id) == list(range(POINTS))
+                assert _status(store, run_id) == "FINISHED"
+    finally:
+        store.close()
