@@ -154,3 +154,38 @@ def _write_unit_leaf_batch(
         connection.execute(schema.capture_batches.insert().values(**row))
         audit.append(connection, "alice", "capture.batch", f"{target.name}/1", row)
     return batch_id
+
+
+def test_rows_are_encoded_while_sealing_and_a_failed_seal_leaves_no_file(
+    client: clew.Client,
+) -> None:
+    """write_sealing encodes the rows on a second thread while ``seal`` runs: the footer gets
+    the metadata seal returns (types kept), and a seal that raises leaves nothing stored."""
+    files = client.store.capture_files
+    table = pa.table(
+        {
+            "prediction_id": ["0" * 26 + ".0", "0" * 26 + ".1"],
+            "output": pa.FixedSizeListArray.from_arrays(pa.array([0.25, 0.75, 0.5, 0.5]), 2),
+            "leaf": pa.array([0, 0], pa.int32()),
+        }
+    )
+    relative = captures.batch_relative_path("m", 1, "2026-01-01", ids.new_id())
+    levels = merkle.build_levels(bytes(32))
+    files.write_sealing(relative, table, lambda: (levels, {capture.HEADER_KEY: b'{"a":1}'}))
+    stored = files.read_batch(relative)
+    assert stored.schema.metadata == {capture.HEADER_KEY: b'{"a":1}'}
+    assert stored.schema.field("output").type == table.schema.field("output").type
+    assert stored.to_pylist() == table.to_pylist()
+    assert files.read_levels(relative, 1) == levels
+
+    def failing() -> tuple[list[bytes], dict[bytes, bytes]]:
+        raise RuntimeError("hashing failed")
+
+    other = captures.batch_relative_path("m", 1, "2026-01-01", ids.new_id())
+    with pytest.raises(RuntimeError, match="hashing failed"):
+        files.write_sealing(other, table, failing)
+    assert not files.exists(other) and not files.exists(captures.merkle_name(other))
+    assert {stored.relative for stored in files.list_files()} == {
+        relative,
+        captures.merkle_name(relative),
+    }

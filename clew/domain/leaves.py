@@ -57,7 +57,7 @@ def leaf_hashes(table: pa.Table, header: np.ndarray | None = None, leaf_rows: in
     if all(isinstance(part, np.ndarray) for part in parts):
         return _fixed_leaf_hashes([_bytes_per_row(part) for part in parts], leaf_rows)
     joined = pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b"")
-    joined = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+    joined = one_array(joined)
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[
         joined.offset : joined.offset + len(joined) + 1
     ]
@@ -139,7 +139,14 @@ def _column(table: pa.Table, name: str) -> pa.Array | None:
     if name not in table.column_names:
         return None
     column = table.column(name)
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return one_array(column)
+
+
+def one_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The column as one array: its only chunk as is (``combine_chunks`` would copy it)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def header_bytes(table: pa.Table) -> np.ndarray:

@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -292,27 +292,30 @@ def write_batch(
 ) -> str:
     """Write one signed batch of in-process calls and record it; returns the batch id."""
     table = build_table(target, calls)
-    header = leaves.header_bytes_for_calls(
-        [call.call_id for call in calls],
-        np.array([call.rows for call in calls]),
-        np.array([call.time_ms for call in calls]),
-    )
-    hashes = leaves.leaf_hashes(table, header, leaves.LEAF_ROWS)
-    sealed = SealedBatch(ids.new_id(), target, table, hashes, leaves.LEAF_ROWS, dropped)
-    # threads may queue a later call id first, so the range comes from the ids themselves
     call_ids = [call.call_id for call in calls]
+
+    def hash_leaves() -> bytes:
+        header = leaves.header_bytes_for_calls(
+            call_ids,
+            np.array([call.rows for call in calls]),
+            np.array([call.time_ms for call in calls]),
+        )
+        return leaves.leaf_hashes(table, header, leaves.LEAF_ROWS)
+
+    sealed = SealedBatch(ids.new_id(), target, table, hash_leaves, leaves.LEAF_ROWS, dropped)
+    # threads may queue a later call id first, so the range comes from the ids themselves
     return write_sealed(store, signer, actor, sealed, min(call_ids), max(call_ids))
 
 
 @dataclass(frozen=True)
 class SealedBatch:
-    """A batch's rows and their leaf hashes (``leaf_rows`` rows per leaf), ready for a tree,
-    a signature and files."""
+    """A batch's rows and how to hash them (``leaf_rows`` rows per leaf), ready for a tree,
+    a signature and files. Hashing is deferred so that it runs while the rows are encoded."""
 
     batch_id: str
     target: CaptureTarget
     table: pa.Table
-    leaf_hashes: bytes
+    hash_leaves: Callable[[], bytes]
     leaf_rows: int
     dropped: int = 0
 
@@ -325,14 +328,16 @@ def write_sealed(
     first_call: str,
     last_call: str,
 ) -> str:
-    """Build the tree, sign its root, write the files, then record the batch (and audit it).
+    """Hash the rows, build the tree, sign its root and write the files, then record the batch
+    (and audit it).
 
-    The database row is inserted only after both files are complete, and readers only open
-    files a row names, so no reader sees a batch half-written, on disk or in an object store.
+    The rows are encoded to Parquet on a second thread while this one hashes them (see
+    ``CaptureFiles.write_sealing``). The database row is inserted only after both files are
+    complete, and readers only open files a row names, so no reader sees a batch half-written,
+    on disk or in an object store.
     """
     target, count = batch.target, batch.table.num_rows
-    levels = merkle.build_levels(batch.leaf_hashes)
-    header = {
+    header: dict[str, Any] = {
         "kind": BATCH_KIND,
         "batch": batch.batch_id,
         "model": target.name,
@@ -344,16 +349,26 @@ def write_sealed(
         "leaf_rows": batch.leaf_rows,
         "first_call": first_call,
         "last_call": last_call,
-        "merkle_root": digests.PREFIX + levels[-1].hex(),
         "key_id": signer.key_id,
     }
-    signature = signer.sign(digests.canonical_json(header))
+
+    signature = ""
+
+    def seal() -> tuple[list[bytes], dict[bytes, bytes]]:
+        nonlocal signature
+        levels = merkle.build_levels(batch.hash_leaves())
+        header["merkle_root"] = digests.PREFIX + levels[-1].hex()
+        signature = signer.sign(digests.canonical_json(header))
+        return levels, {
+            HEADER_KEY: digests.canonical_json(header),
+            SIGNATURE_KEY: signature.encode(),
+        }
+
     table = batch.table.append_column("leaf", _leaf_column(count, batch.leaf_rows))
     first_ms = pc.min(table.column("time")).value
     date = dt.datetime.fromtimestamp(first_ms / 1000, tz=dt.UTC).date().isoformat()
     relative = captures.batch_relative_path(target.name, target.version, date, batch.batch_id)
-    metadata = {HEADER_KEY: digests.canonical_json(header), SIGNATURE_KEY: signature.encode()}
-    file_digest = store.capture_files.write_batch(relative, table, levels, metadata)
+    file_digest = store.capture_files.write_sealing(relative, table, seal)
     row = {
         "id": batch.batch_id,
         "model_version_id": target.version_id,
@@ -414,14 +429,14 @@ def accept_batch(
         return existing
     table = remote_table(target, rows)
     calls = pc.utf8_slice_codeunits(table.column("prediction_id"), 0, leaves.CALL_LENGTH)
-    try:
+    try:  # hashed before any file is written: rows clew cannot hash leave nothing behind
         hashes = leaves.leaf_hashes(table, leaf_rows=leaves.LEAF_ROWS)
     except (pa.ArrowException, ValueError, TypeError, NotImplementedError) as error:
         raise InvalidInputError(
             f"capture batch {batch_id} has columns clew cannot hash ({error}); send numbers, "
             "text, booleans or fixed-size lists of them."
         ) from error
-    sealed = SealedBatch(batch_id, target, table, hashes, leaves.LEAF_ROWS, dropped)
+    sealed = SealedBatch(batch_id, target, table, lambda: hashes, leaves.LEAF_ROWS, dropped)
     first, last = pc.min(calls).as_py(), pc.max(calls).as_py()
     try:
         write_sealed(store, signer, actor, sealed, first, last)
@@ -489,8 +504,8 @@ def remote_table(target: CaptureTarget, rows: pa.Table) -> pa.Table:
             raise InvalidInputError(
                 f"inputs of a capture batch must be a struct of named fields, not {inputs.type}."
             )
-        columns["inputs"] = inputs.combine_chunks()
-    columns["output"] = rows.column("output").combine_chunks()
+        columns["inputs"] = leaves.one_array(inputs)
+    columns["output"] = leaves.one_array(rows.column("output"))
     return pa.table(columns)
 
 
@@ -503,7 +518,7 @@ def _has_union(kind: pa.DataType) -> bool:
 def _prediction_ids(column: pa.ChunkedArray) -> pa.Array:
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise InvalidInputError(f"prediction_id must be text, not {column.type}.")
-    values = pc.cast(column, pa.string()).combine_chunks()
+    values = leaves.one_array(pc.cast(column, pa.string()))
     if values.null_count or not pc.all(pc.match_substring_regex(values, _PREDICTION_ID)).as_py():
         raise InvalidInputError(
             "every prediction_id of a capture batch must look like <26-character ULID>.<row>."
@@ -516,7 +531,7 @@ def _prediction_ids(column: pa.ChunkedArray) -> pa.Array:
 def _times(column: pa.ChunkedArray) -> pa.Array:
     if not pa.types.is_timestamp(column.type) or column.null_count:
         raise InvalidInputError(f"time must be a timestamp on every row, not {column.type}.")
-    return pc.cast(column, pa.timestamp("ms", tz="UTC")).combine_chunks()
+    return leaves.one_array(pc.cast(column, pa.timestamp("ms", tz="UTC")))
 
 
 def _leaf_column(count: int, leaf_rows: int) -> pa.Array:
@@ -564,10 +579,8 @@ def _constant(value: str, count: int) -> pa.Array:
 
 
 def _inputs_column(calls: Sequence[Call], count: int) -> pa.Array | None:
-    matrix = _uniform_matrix(calls)
-    if matrix is not None:
-        columns = np.ascontiguousarray(matrix.T)
-        children = [pa.array(column) for column in columns]
+    children = _uniform_columns(calls, count)
+    if children is not None:
         return pa.StructArray.from_arrays(children, names=[f"f{j}" for j in range(len(children))])
     tables: list[pa.Table] = []
     positions: list[np.ndarray] = []
@@ -590,14 +603,15 @@ def _inputs_column(calls: Sequence[Call], count: int) -> pa.Array | None:
     present = index >= 0
     if not present.all() or not np.array_equal(index, np.arange(count)):
         combined = combined.take(pa.array(index, mask=~present))
-    children = [column.combine_chunks() for column in combined.columns]
+    children = [leaves.one_array(column) for column in combined.columns]
     mask = None if present.all() else pa.array(~present)
     return pa.StructArray.from_arrays(children, names=combined.column_names, mask=mask)
 
 
-def _uniform_matrix(calls: Sequence[Call]) -> np.ndarray | None:
-    """All inputs as one (rows, features) array when every call kept every row of a numeric
-    array of the same width and dtype: the common case, built with one C-level concatenate."""
+def _uniform_columns(calls: Sequence[Call], count: int) -> list[pa.Array] | None:
+    """One array per feature when every call kept every row of a numeric array of the same
+    width and dtype: the common case. Each feature is gathered straight from the calls' rows
+    (one strided copy per call), so no whole-batch matrix or transposed copy is made."""
     arrays = [call.inputs for call in calls]
     if not all(
         isinstance(a, np.ndarray) and a.ndim in (1, 2) and a.dtype.kind in "biuf" for a in arrays
@@ -606,7 +620,12 @@ def _uniform_matrix(calls: Sequence[Call]) -> np.ndarray | None:
     shaped = [a.reshape(-1, 1) if a.ndim == 1 else a for a in arrays]
     if len({(a.shape[1], a.dtype) for a in shaped}) != 1:
         return None
-    return np.concatenate(shaped)
+    columns = np.empty((shaped[0].shape[1], count), dtype=shaped[0].dtype)
+    start = 0
+    for array in shaped:
+        columns[:, start : start + len(array)] = array.T
+        start += len(array)
+    return [pa.array(column) for column in columns]
 
 
 def inputs_table(inputs: Any) -> pa.Table:

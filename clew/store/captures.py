@@ -16,11 +16,13 @@ services use; ``open_files`` picks the implementation from where the store keeps
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
 import posixpath
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ from clew.store.blobs import LocalBlobStore
 from clew.store.object_store import ObjectBlobStore
 
 ROW_GROUP_ROWS = 65_536
+ARROW_SCHEMA_KEY = b"ARROW:schema"
+Seal = Callable[[], tuple[Sequence[bytes], dict[bytes, bytes]]]
 CHUNK = 4 * 1024 * 1024
 PREFIX = "captures"
 
@@ -124,11 +128,26 @@ class CaptureFiles(ABC):
         levels: Sequence[bytes],
         metadata: dict[bytes, bytes],
     ) -> str:
-        """Write the rows and the tree (tree first); returns the Parquet file's digest."""
+        """Write the rows and a tree already built; returns the Parquet file's digest."""
+        return self.write_sealing(relative, table, lambda: (levels, metadata))
+
+    def write_sealing(self, relative: str, table: pa.Table, seal: Seal) -> str:
+        """Write the rows while ``seal`` builds the tree and the signed metadata, then the tree
+        file and the Parquet footer carrying that metadata; returns the Parquet file's digest.
+
+        Parquet encoding and compression release the GIL, so the rows are encoded on a second
+        thread while ``seal`` hashes them on this one: on two cores the two overlap. The tree
+        file is complete before the Parquet file, and neither is visible before it is whole.
+        """
         check_relative(relative)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-        self._write_file(merkle_name(relative), lambda target: _write_levels(levels, target))
-        return self._write_file(relative, lambda target: _write_parquet(table, target))
+
+        def write(target: Path) -> None:
+            with _rows_in_background(table, target) as finish:
+                levels, metadata = seal()
+                self._write_file(merkle_name(relative), lambda path: _write_levels(levels, path))
+                finish(metadata)
+
+        return self._write_file(relative, write)
 
     def read_prediction(self, relative: str, prediction_id: str) -> pa.Table:
         """The stored row(s) with this id (row-group statistics keep this to one group)."""
@@ -349,16 +368,50 @@ def open_files(blobs: LocalBlobStore | ObjectBlobStore, local_root: Path) -> Cap
     return LocalCaptureFiles(local_root)
 
 
-def _write_parquet(table: pa.Table, target: Path) -> None:
-    pq.write_table(
-        table,
-        target,
-        row_group_size=ROW_GROUP_ROWS,
+@contextlib.contextmanager
+def _rows_in_background(
+    table: pa.Table, target: Path
+) -> Iterator[Callable[[dict[bytes, bytes]], None]]:
+    """Encode ``table`` into ``target`` on a second thread; the block ends by calling the
+    yielded ``finish(metadata)``, which waits for the rows and puts ``metadata`` in the footer.
+
+    pyarrow serializes the Arrow schema (``ARROW:schema``, which readers take the schema
+    metadata from) when the writer opens, before the metadata exists, so ``finish`` replaces
+    that entry with the schema carrying the metadata; the footer is written on close.
+    Statistics on ``prediction_id`` and ``leaf`` let a reader open one row group per lookup.
+    """
+    writer = pq.ParquetWriter(
+        str(target),
+        table.schema,
         compression="zstd",
         compression_level=1,
         use_dictionary=["model_name", "model_digest"],
         write_statistics=["prediction_id", "leaf"],
     )
+    failures: list[BaseException] = []
+
+    def encode() -> None:
+        try:
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        except BaseException as error:  # re-raised on the caller's thread by finish
+            failures.append(error)
+
+    thread = threading.Thread(target=encode, name="clew-capture-parquet", daemon=True)
+    thread.start()
+
+    def finish(metadata: dict[bytes, bytes]) -> None:
+        thread.join()
+        if failures:
+            raise failures[0]
+        schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata})
+        arrow_schema = base64.b64encode(schema.serialize().to_pybytes())
+        writer.add_key_value_metadata({**metadata, ARROW_SCHEMA_KEY: arrow_schema})
+
+    try:
+        yield finish
+    finally:
+        thread.join()
+        writer.close()
 
 
 def _write_levels(levels: Sequence[bytes], target: Path) -> None:
