@@ -231,3 +231,15 @@ def test_gc_leaves_a_multipart_upload_in_progress_alone(tmp_path: Path, s3_artif
     assert report.stale_uploads == []
     assert _pending_uploads(blobs) == [f"{prefix}/sha256/ab/cd/in-progress"]
     store.close()
+
+
+@pytest.mark.s3
+def test_a_malformed_presigned_setting_is_a_clear_server_error(
+    on_s3: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLEW_PRESIGNED_DOWNLOADS", "five minutes")
+    digest = on_s3.store.blobs.put_bytes(b"weights").digest
+    with on_s3.http(on_s3.user("alice")) as alice:
+        response = alice.get(f"/api/v1/blobs/{digest}")
+    assert response.status_code == 503
+    assert "CLEW_PRESIGNED_DOWNLOADS" in response.json()["message"]

@@ -754,13 +754,12 @@ class RemoteBlobStore:
             hasher.update(chunk)
         offsets = iter(range(DOWNLOAD_RANGE, total, DOWNLOAD_RANGE))
         pool = ThreadPoolExecutor(DOWNLOAD_CONCURRENCY, thread_name_prefix="clew-range")
-        window: deque[Future[list[bytes]]] = deque()
+        window: deque[Future[bytes]] = deque()
         try:
             for offset in itertools.islice(offsets, DOWNLOAD_CONCURRENCY + 1):
                 window.append(pool.submit(self._range, source, offset, total, write_at))
             while window:
-                for chunk in window.popleft().result():
-                    hasher.update(chunk)
+                hasher.update(window.popleft().result())
                 if (offset := next(offsets, None)) is not None:
                     window.append(pool.submit(self._range, source, offset, total, write_at))
         finally:
@@ -769,8 +768,11 @@ class RemoteBlobStore:
 
     def _range(
         self, source: _Source, start: int, total: int, write_at: Callable[[int, bytes], Any]
-    ) -> list[bytes]:
-        """One range, written at its offset as it streams in, retried on a dropped connection."""
+    ) -> bytes:
+        """One range, written at its offset as it streams in, retried on a dropped connection.
+
+        Returned joined, so the hashing thread takes the GIL once per range, not once per
+        network chunk while the other ranges' threads compete for it."""
         end = min(start + DOWNLOAD_RANGE, total)
         chunks: list[bytes] = []
 
@@ -786,7 +788,7 @@ class RemoteBlobStore:
         response = self._t._with_retries(attempt)
         if response.status_code != 206:
             raise self._t.error(response)
-        return chunks
+        return b"".join(chunks)
 
 
 @dataclass(frozen=True)
