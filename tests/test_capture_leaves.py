@@ -5,6 +5,9 @@ the header's ``leaf_rows`` is covered by the signature."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
 import time
 from collections.abc import Callable
 
@@ -189,3 +192,34 @@ def test_rows_are_encoded_while_sealing_and_a_failed_seal_leaves_no_file(
         relative,
         captures.merkle_name(relative),
     }
+
+
+def test_an_outside_auditor_reproduces_the_root_from_the_documented_format(
+    client: clew.Client, predicted
+) -> None:
+    """hashlib, struct and cryptography only, following docs/predictions.md: encode each row
+    of the leaf, hash them together, fold the proof, check the signed header."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    found = client.get_prediction(predicted[100])
+    rows = found.leaf_table.to_pylist()
+    messages = b""
+    for row in rows:
+        call, number = row["prediction_id"].split(".")
+        time_ms = int(row["time"].timestamp() * 1000)
+        messages += b"\x00" + call.encode("ascii") + struct.pack("<Iq", int(number), time_ms)
+        messages += b"\x01" + b"".join(
+            b"\x01" + struct.pack("<d", row["inputs"][f"f{j}"]) for j in range(4)
+        )
+        messages += b"\x01" + struct.pack("<q", row["output"])
+    current = hashlib.sha256(messages).digest()
+    for step in found.to_dict()["proof"]:
+        group = [bytes.fromhex(item) for item in step["group"]]
+        assert group[step["position"]] == current
+        current = hashlib.sha256(b"\x01" + b"".join(group)).digest()
+    header = found.header
+    assert header["leaf_rows"] == 32 and len(rows) == 32
+    assert "sha256:" + current.hex() == header["merkle_root"]
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    public_key = load_pem_public_key(client.public_key().encode())
+    public_key.verify(bytes.fromhex(found.signature), canonical)  # raises when it does not

@@ -850,7 +850,8 @@ def _leaf_evidence(
 ) -> tuple[pa.Table, list[merkle.ProofStep]]:
     """The rows of the leaf (read from the same file) and the leaf's inclusion proof.
 
-    What cannot be read is left empty or partial: verification then names what is missing.
+    What cannot be read is left empty or partial: verification then names what is missing
+    (with a tampered header the proof may point past the end of the .merkle file).
     """
     try:
         leaf_rows = leaf_rows_of(header)
@@ -860,7 +861,7 @@ def _leaf_evidence(
     leaf_table = row if leaf_rows == 1 else files.read_leaf(batch.path, leaf_index)
     try:
         proof = files.read_proof(batch.path, leaves.leaf_count(batch.count, leaf_rows), leaf_index)
-    except (NotFoundError, ValueError):
+    except (NotFoundError, ValueError, OSError):
         proof = []
     return leaf_table, proof
 
