@@ -243,3 +243,12 @@ def test_a_malformed_presigned_setting_is_a_clear_server_error(
         response = alice.get(f"/api/v1/blobs/{digest}")
     assert response.status_code == 503
     assert "CLEW_PRESIGNED_DOWNLOADS" in response.json()["message"]
+
+
+def test_an_empty_blob_downloads_as_an_empty_file(running: RunningServer, tmp_path: Path) -> None:
+    digest = running.store.blobs.put_bytes(b"").digest
+    client = _client(running)
+    target = client.store.blobs.export_file(digest, tmp_path / "empty.bin")
+    assert target.read_bytes() == b""
+    assert client.store.blobs.verify(digest)
+    client.close()

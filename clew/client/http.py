@@ -713,46 +713,14 @@ class RemoteBlobStore:
     def _fetch(self, digest: str, write_at: Callable[[int, bytes], Any]) -> str:
         """Download the blob into ``write_at(offset, bytes)`` and return the digest of what came.
 
-        The first range tells the size (and whether the server redirects to a presigned
-        object-store URL, which then serves every range without our token); the others are
-        fetched in parallel while this thread hashes them in order, so hashing overlaps the
+        A one-byte probe tells the size (and whether the server redirects to a presigned
+        object-store URL, which then serves every range without our token); then every range
+        is fetched in parallel while this thread hashes them in order, so hashing overlaps the
         transfer and memory stays at a few ranges.
         """
-        url = f"{API}/blobs/{digest}"
-        with self._t.http.stream("GET", url, headers=_range_header(0, DOWNLOAD_RANGE)) as first:
-            if first.status_code == 200:
-                return _sequential(first, write_at)
-            location = first.headers.get("location") if first.status_code in REDIRECTS else None
-            if location is None:
-                return self._ranges(_Source(self._t.http, url), first, digest, write_at)
-        return self._fetch_from(_Source(self._t.direct, location), digest, write_at)
-
-    def _fetch_from(
-        self, source: _Source, digest: str, write_at: Callable[[int, bytes], Any]
-    ) -> str:
-        """The same download from a presigned URL (the first range asked again there)."""
-        headers = _range_header(0, DOWNLOAD_RANGE)
-        with source.http.stream("GET", source.url, headers=headers) as first:
-            return self._ranges(source, first, digest, write_at)
-
-    def _ranges(
-        self,
-        source: _Source,
-        first: httpx.Response,
-        digest: str,
-        write_at: Callable[[int, bytes], Any],
-    ) -> str:
-        """Given the open response to the first range, fetch the rest, hashing in order."""
-        if first.status_code == 416 and _total(first, digest) == 0:
-            return digests.digest_bytes(b"")
-        if first.status_code != 206:
-            first.read()
-            raise self._t.error(first)
-        total = _total(first, digest)
+        source, total = self._probe(_Source(self._t.http, f"{API}/blobs/{digest}"), digest)
         hasher = hashlib.sha256()
-        for chunk in _receive_range(first, 0, min(DOWNLOAD_RANGE, total), total, write_at):
-            hasher.update(chunk)
-        offsets = iter(range(DOWNLOAD_RANGE, total, DOWNLOAD_RANGE))
+        offsets = iter(range(0, total, DOWNLOAD_RANGE))
         pool = ThreadPoolExecutor(DOWNLOAD_CONCURRENCY, thread_name_prefix="clew-range")
         window: deque[Future[bytes]] = deque()
         try:
@@ -765,6 +733,30 @@ class RemoteBlobStore:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return digests.PREFIX + hasher.hexdigest()
+
+    def _probe(self, source: _Source, digest: str) -> tuple[_Source, int]:
+        """Where the ranges come from and the blob's size, from a one-byte range request
+        (followed once to a presigned URL, without our token, if the server redirects)."""
+
+        def attempt() -> httpx.Response:
+            with source.http.stream("GET", source.url, headers=_range_header(0, 1)) as answer:
+                if answer.status_code != 200:  # a whole blob is never read into memory here
+                    answer.read()
+            return answer
+
+        response = self._t._with_retries(attempt)
+        if response.status_code == 200:
+            raise errors.StoreUnavailableError(
+                f"{response.url.host} ignored the Range header of a blob download; clew "
+                "downloads blobs in byte ranges, so check proxies between here and the server."
+            )
+        if response.status_code in REDIRECTS and source.http is self._t.http:
+            return self._probe(_Source(self._t.direct, response.headers["location"]), digest)
+        if response.status_code == 416 and _total(response, digest) == 0:
+            return source, 0
+        if response.status_code != 206:
+            raise self._t.error(response)
+        return source, _total(response, digest)
 
     def _range(
         self, source: _Source, start: int, total: int, write_at: Callable[[int, bytes], Any]
@@ -842,17 +834,6 @@ def _total(response: httpx.Response, digest: str) -> int:
             f"the server answered a range of blob {digest} without its size; nothing was loaded."
         )
     return int(total)
-
-
-def _sequential(response: httpx.Response, write_at: Callable[[int, bytes], Any]) -> str:
-    """A whole-blob answer (a server or proxy that ignores Range), hashed as it streams."""
-    hasher = hashlib.sha256()
-    offset = 0
-    for chunk in response.iter_bytes(CHUNK):
-        hasher.update(chunk)
-        write_at(offset, chunk)
-        offset += len(chunk)
-    return digests.PREFIX + hasher.hexdigest()
 
 
 def _write_at(descriptor: int, offset: int, data: bytes) -> None:
