@@ -749,9 +749,10 @@ def find_prediction(store: Store, prediction_id: str) -> CapturedPrediction:
     """Look a prediction up by id and verify its leaf, proof and the batch signature."""
     wanted = normalize_id(prediction_id)
     for batch in _candidate_batches(store, wanted[: leaves.CALL_LENGTH]):
-        row = store.capture_files.read_prediction(batch.path, wanted)
+        rows = store.capture_files.read_prediction_group(batch.path, wanted)
+        row = rows.filter(pc.equal(rows.column("prediction_id"), wanted))
         if row.num_rows:
-            return _captured(store, batch, row.slice(0, 1))
+            return _captured(store, batch, row.slice(0, 1), rows)
     raise NotFoundError(
         f"prediction {wanted} was not captured in this store; check the id, or call "
         "client.flush_captures() if it was made moments ago."
@@ -801,12 +802,16 @@ def signature_of(table: pa.Table) -> str:
     return (table.schema.metadata or {}).get(SIGNATURE_KEY, b"").decode()
 
 
-def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPrediction:
+def _captured(
+    store: Store, batch: BatchRecord, row: pa.Table, around: pa.Table
+) -> CapturedPrediction:
+    """The prediction in ``row``, checked; ``around`` holds the rows read with it (its row
+    group), where the rest of its leaf normally is."""
     values = row.to_pylist()[0]
     header = header_of(row)
     file_signature = signature_of(row)
     leaf_index = int(values["leaf"])
-    leaf_table, proof = _leaf_evidence(store, batch, header, row, leaf_index)
+    leaf_table, proof = _leaf_evidence(store, batch, header, around, leaf_index)
     verification = verify_row(
         leaf_table,
         header,
@@ -846,19 +851,21 @@ def _captured(store: Store, batch: BatchRecord, row: pa.Table) -> CapturedPredic
 
 
 def _leaf_evidence(
-    store: Store, batch: BatchRecord, header: dict[str, Any], row: pa.Table, leaf_index: int
+    store: Store, batch: BatchRecord, header: dict[str, Any], around: pa.Table, leaf_index: int
 ) -> tuple[pa.Table, list[merkle.ProofStep]]:
     """The rows of the leaf (read from the same file) and the leaf's inclusion proof.
 
     What cannot be read is left empty or partial: verification then names what is missing
     (with a tampered header the proof may point past the end of the .merkle file).
     """
+    files = store.capture_files
+    leaf_table = around.filter(pc.equal(around.column("leaf"), leaf_index))
     try:
         leaf_rows = leaf_rows_of(header)
     except ValueError:
-        return row, []
-    files = store.capture_files
-    leaf_table = row if leaf_rows == 1 else files.read_leaf(batch.path, leaf_index)
+        return leaf_table, []
+    if leaf_table.num_rows < min(leaf_rows, batch.count - leaf_index * leaf_rows):
+        leaf_table = files.read_leaf(batch.path, leaf_index)  # a file rewritten differently
     try:
         proof = files.read_proof(batch.path, leaves.leaf_count(batch.count, leaf_rows), leaf_index)
     except (NotFoundError, ValueError, OSError):

@@ -149,12 +149,19 @@ class CaptureFiles(ABC):
 
         return self._write_file(relative, write)
 
-    def read_prediction(self, relative: str, prediction_id: str) -> pa.Table:
-        """The stored row(s) with this id (row-group statistics keep this to one group)."""
+    def read_prediction_group(self, relative: str, prediction_id: str) -> pa.Table:
+        """Every row of the row group(s) whose statistics may hold this id, read once: the
+        prediction's row and the rows of its leaf (a leaf never spans row groups when written
+        here, as 65,536 rows is a whole number of leaves) are both filtered from it."""
         path, filesystem = self._existing(relative)
-        return pq.read_table(
-            path, filesystem=filesystem, filters=[("prediction_id", "=", prediction_id)]
-        )
+        parquet = pq.ParquetFile(path, filesystem=filesystem)
+        column = parquet.schema_arrow.get_field_index("prediction_id")
+        groups = []
+        for index in range(parquet.metadata.num_row_groups):
+            stats = parquet.metadata.row_group(index).column(column).statistics
+            if stats is None or not stats.has_min_max or stats.min <= prediction_id <= stats.max:
+                groups.append(index)
+        return parquet.read_row_groups(groups)
 
     def read_leaf(self, relative: str, leaf: int) -> pa.Table:
         """Every row of Merkle leaf ``leaf``, in file order (statistics on ``leaf`` keep this to
