@@ -286,3 +286,32 @@ def test_directory_with_one_tampered_file_exports_nothing(
     with pytest.raises(IntegrityError):
         store.export_directory(stored.digest, tmp_path / "out" / "model")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_streamed_upload_is_invisible_until_finished_and_aborts_without_parts(
+    store: ObjectBlobStore,
+    s3,  # type: ignore[no-untyped-def]
+) -> None:
+    data = os.urandom(PART_SIZE + 1234)
+    digest = digests.digest_bytes(data)
+    bucket, key = _bucket_and_key(store, digest)
+    upload = store.streamed_upload(digest)
+    upload.add_part(data[:PART_SIZE])
+    assert not store.exists(digest)
+    upload.abort()
+    assert not store.exists(digest)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    upload = store.streamed_upload(digest)
+    upload.add_part(data[:PART_SIZE])
+    upload.finish(data[PART_SIZE:])
+    assert store.read_bytes(digest) == data
+    assert (
+        b"".join(store.read_range(digest, PART_SIZE - 10, PART_SIZE + 20))
+        == data[PART_SIZE - 10 : PART_SIZE + 20]
+    )
+
+
+def test_a_small_streamed_upload_is_a_single_put(store: ObjectBlobStore) -> None:
+    upload = store.streamed_upload(digests.digest_bytes(b"tiny"))
+    upload.finish(b"tiny")
+    assert store.read_bytes(digests.digest_bytes(b"tiny")) == b"tiny"
