@@ -9,6 +9,7 @@ which never blocks and never raises into the caller.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
@@ -28,9 +29,14 @@ if TYPE_CHECKING:
 class PredictionIds(Sequence[str]):
     """The ids of one predict call's rows, made on demand (``ids[i] == f"{call}.{i}"``)."""
 
-    def __init__(self, call: str, count: int) -> None:
-        self.call = call
+    def __init__(self, call: str | ids.PendingId, count: int) -> None:
+        self._call = call
         self._count = count
+
+    @property
+    def call(self) -> str:
+        """The call's ULID (written out on first use, see ``ids.PendingId``)."""
+        return str(self._call)
 
     def __len__(self) -> int:
         return self._count
@@ -75,6 +81,11 @@ class LoadedModel:
     caller's input arrays themselves instead of a copy: for callers that never modify an
     array after passing it to ``predict``, it saves the copy (most of capture's cost on a
     fast model); an array changed before its batch is written is captured as changed.
+
+    With capture on, a NumPy array the model returns is handed back read-only and queued as
+    it is: the caller's predictions and the captured record are one array nobody can change,
+    at no copy (``.copy()`` gives an editable one). Outputs the model still holds a
+    reference to, and anything that is not a NumPy array, are copied instead.
     """
 
     def __init__(
@@ -141,7 +152,10 @@ class LoadedModel:
 
     def _call(self, method: str, inputs: Any) -> tuple[Any, PredictionIds]:
         outputs = getattr(self.raw, method)(inputs)
-        call_id = ids.new_id()
+        references = sys.getrefcount(outputs)
+        if self.capture and _only_ours(outputs, references):
+            outputs.flags.writeable = False
+        call_id = ids.PendingId()
         rows = len(outputs) if hasattr(outputs, "__len__") else 1
         prediction_ids = PredictionIds(call_id, rows)
         self.last_prediction_ids = prediction_ids
@@ -149,19 +163,46 @@ class LoadedModel:
             self._submit(method, call_id, rows, inputs, outputs)
         return outputs, prediction_ids
 
-    def _submit(self, method: str, call_id: str, rows: int, inputs: Any, outputs: Any) -> None:
-        """Hand a copy of the call to the capture queue; any failure is counted, not raised."""
+    def _submit(
+        self, method: str, call_id: ids.PendingId, rows: int, inputs: Any, outputs: Any
+    ) -> None:
+        """Hand the call to the capture queue; any failure is counted, not raised.
+
+        Outputs made read-only by ``_call`` are the record itself and are queued as they are;
+        any other output is copied, like the inputs (unless ``copy_inputs`` is off).
+        """
         try:
             service = self._client._capture_service()
             if not self.copy_inputs and self._sampling >= 1:
                 kept, sampled = inputs, None
             else:
                 kept, sampled = _sample(inputs, rows, self._sampling, service.arena)
+            if not _frozen(outputs):
+                outputs = _copy(outputs, service.arena)
             now = time.time_ns() // 1_000_000
-            call = Call(call_id, now, rows, _copy(outputs, service.arena), kept, sampled)
-            service.submit(self._targets[method], call)
+            service.submit(self._targets[method], Call(call_id, now, rows, outputs, kept, sampled))
         except Exception as error:
             self._client._capture_failed(rows, error)
+
+
+def _only_ours(outputs: Any, references: int) -> bool:
+    """Whether ``outputs`` is a fresh array nothing but ``_call`` refers to.
+
+    Two references (``_call``'s variable and ``getrefcount``'s argument) mean the model kept
+    no handle on it (a model returning a cached buffer would), so making it read-only cannot
+    break the model, and the caller's copy and the captured record are one unchangeable array.
+    """
+    return (
+        isinstance(outputs, np.ndarray)
+        and references <= 2
+        and outputs.flags.owndata
+        and outputs.flags.writeable
+        and not outputs.dtype.hasobject
+    )
+
+
+def _frozen(outputs: Any) -> bool:
+    return isinstance(outputs, np.ndarray) and not outputs.flags.writeable
 
 
 def _sample(

@@ -59,9 +59,13 @@ class CaptureTarget:
 
 @dataclass
 class Call:
-    """One predict call: its id, time, outputs and the sampled inputs (``rows`` of them)."""
+    """One predict call: its id, time, outputs and the sampled inputs (``rows`` of them).
 
-    call_id: str
+    ``predict`` queues its id as an ``ids.PendingId``; the writer thread writes it out (see
+    ``CaptureService._write``) before any ``BatchWriter`` sees the call.
+    """
+
+    call_id: str | ids.PendingId
     time_ms: int
     rows: int
     outputs: Any
@@ -236,6 +240,8 @@ class CaptureService:
         return items
 
     def _write(self, items: list[tuple[CaptureTarget, Call]]) -> None:
+        for _, call in items:
+            call.call_id = str(call.call_id)
         for target, calls in _group(items, self.settings.batch_rows):
             rows = sum(call.rows for call in calls)
             with self._cond:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text
 
 from clew.domain import ids, records, refs
 from clew.domain.records import MetricPoint, RunRecord
@@ -22,6 +22,7 @@ from clew.service import audit
 from clew.service.contexts import ensure_context
 from clew.store import schema
 from clew.store.location import Store
+from clew.store.metadata import DriverStatement
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_LENGTH = 6000
@@ -98,23 +99,29 @@ def param_text(key: str, value: Any) -> str:
     return text
 
 
-# Statements built once: run writes are the SDK's hot path, and building a SQLAlchemy
-# construct costs more than executing the cached statement it compiles to.
-_RUN_STATUS = select(schema.runs.c.status).where(schema.runs.c.id == bindparam("run_id"))
-_INSERT_RUN = schema.runs.insert()
-_EXISTING_PARAMS = select(schema.params.c.key, schema.params.c.value).where(
-    schema.params.c.run_id == bindparam("run_id"),
-    schema.params.c.key.in_(bindparam("keys", expanding=True)),
+# A run's writes are the SDK's hot path: they run on the DBAPI cursor (see DriverStatement),
+# whose cost stays near the database's own, instead of through SQLAlchemy's execution layer.
+_RUN_STATUS = DriverStatement("SELECT status FROM runs WHERE id = :run_id")
+_RUN_COLUMNS = (
+    "id, experiment_id, parent_id, name, kind, status, user_name, start_ms, end_ms, command, "
+    "seed, code_artifact_id, environment_artifact_id, properties"
 )
+_INSERT_RUN = DriverStatement(
+    f"INSERT INTO runs ({_RUN_COLUMNS}) "
+    f"VALUES ({', '.join(':' + name for name in _RUN_COLUMNS.split(', '))})"
+)
+_RUN_PARAMS = DriverStatement("SELECT key, value FROM params WHERE run_id = :run_id")
+_INSERT_KEY_VALUE = {
+    table: DriverStatement(
+        f"INSERT INTO {table} (run_id, key, value) VALUES (:run_id, :key, :value)"
+    )
+    for table in (schema.params.name, schema.tags.name)
+}
 _DELETE_TAGS = schema.tags.delete().where(
     schema.tags.c.run_id == bindparam("run_id"),
     schema.tags.c.key.in_(bindparam("keys", expanding=True)),
 )
-_END_RUN = (
-    update(schema.runs)
-    .where(schema.runs.c.id == bindparam("run_id"))
-    .values(status=bindparam("status"), end_ms=bindparam("end_ms"))
-)
+_END_RUN = DriverStatement("UPDATE runs SET status = :status, end_ms = :end_ms WHERE id = :run_id")
 _METRIC_COLUMNS = "run_id, key, step, timestamp_ms, value"
 
 
@@ -168,7 +175,7 @@ class RunService:
                 "environment_artifact_id": environment_artifact_id,
                 "properties": json.dumps(dict(properties or {}), sort_keys=True),
             }
-            connection.execute(_INSERT_RUN, row)
+            _INSERT_RUN.execute(connection, row)
             _insert_key_values(connection, schema.params, run_id, param_rows)
             _insert_key_values(connection, schema.tags, run_id, tag_rows)
             self._link_run(
@@ -222,9 +229,7 @@ class RunService:
             return
         with self.store.db.write() as connection:
             self._require_running(connection, run_id)
-            existing = dict(
-                connection.execute(_EXISTING_PARAMS, {"run_id": run_id, "keys": list(rows)}).all()
-            )
+            existing = dict(_RUN_PARAMS.all(connection, {"run_id": run_id}))
             for key, value in rows.items():
                 if key in existing and existing[key] != value:
                     raise ConflictError(
@@ -280,7 +285,7 @@ class RunService:
             payload: dict[str, Any] = {"status": status, "end_ms": ended}
             if points:
                 payload["metrics"] = _write_points(connection, run_id, points)
-            connection.execute(_END_RUN, {"run_id": run_id, "status": status, "end_ms": ended})
+            _END_RUN.execute(connection, {"run_id": run_id, "status": status, "end_ms": ended})
             audit.append(connection, actor, "run.end", f"run:{run_id}", payload)
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -304,12 +309,12 @@ class RunService:
             ]
 
     def _require_running(self, connection: Connection, run_id: str) -> None:
-        status = connection.execute(_RUN_STATUS, {"run_id": run_id}).scalar()
-        if status is None:
+        found = _RUN_STATUS.first(connection, {"run_id": run_id})
+        if found is None:
             raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
-        if status != records.RUNNING:
+        if found[0] != records.RUNNING:
             raise RunFinishedError(
-                f"run {run_id} has already ended ({status}); start a new run to log more."
+                f"run {run_id} has already ended ({found[0]}); start a new run to log more."
             )
 
 
@@ -333,19 +338,12 @@ def _write_points(
     return {"count": len(rows), "first": list(rows[0]), "last": list(rows[-1])}
 
 
-_INSERT_KEY_VALUE = {
-    schema.params.name: schema.params.insert(),
-    schema.tags.name: schema.tags.insert(),
-}
-
-
 def _insert_key_values(
     connection: Connection, table: Any, run_id: str, values: Mapping[str, str]
 ) -> None:
     if values:
-        connection.execute(
-            _INSERT_KEY_VALUE[table.name],
-            [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()],
+        _INSERT_KEY_VALUE[table.name].execute_many(
+            connection, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
         )
 
 

@@ -17,7 +17,7 @@ import contextvars
 import os
 import re
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,6 +269,10 @@ class DriverStatement:
         """Run in ``connection``'s transaction; returns the DBAPI cursor to fetch from."""
         return driver_execute(connection, self._sql[connection.dialect.name], params)
 
+    def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row of ``rows`` in ``connection``'s transaction (``executemany``)."""
+        driver_execute(connection, self._sql[connection.dialect.name], rows, many=True)
+
     def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         return self.execute(connection, params).fetchone()
 
@@ -276,12 +280,21 @@ class DriverStatement:
         return self.execute(connection, params).fetchall()
 
 
-def driver_execute(connection: Connection, sql: str, params: Mapping[str, Any]) -> Any:
+def driver_execute(
+    connection: Connection,
+    sql: str,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    many: bool = False,
+) -> Any:
     """``sql`` on a DBAPI cursor of ``connection``; driver errors become SQLAlchemy's, as if
     SQLAlchemy had run it, so ``_busy_as_error`` and the pool's disconnect handling see them."""
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(sql, params)
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
     except connection.dialect.loaded_dbapi.Error as error:
         dialect = connection.dialect
         lost = dialect.is_disconnect(error, connection.connection, cursor)
