@@ -56,8 +56,7 @@ def leaf_hashes(table: pa.Table, header: np.ndarray | None = None, leaf_rows: in
     parts = _parts(table, header_bytes(table) if header is None else header)
     if all(isinstance(part, np.ndarray) for part in parts):
         return _fixed_leaf_hashes([_bytes_per_row(part) for part in parts], leaf_rows)
-    joined = pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b"")
-    joined = one_array(joined)
+    joined = one_array(pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b""))
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[
         joined.offset : joined.offset + len(joined) + 1
     ]
