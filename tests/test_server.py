@@ -199,3 +199,14 @@ def test_a_failed_attempt_releases_its_key(server: RunningServer) -> None:
         assert http.post("/api/v1/runs", json={"name": "x"}, headers=key).json() == fixed.json()
         bad_key = http.post("/api/v1/runs", json={"name": "x"}, headers={"Idempotency-Key": "<>"})
         assert bad_key.status_code == 422 and "Idempotency-Key" in bad_key.json()["message"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Range": "bytes=0-0"}])
+def test_a_blob_the_store_lacks_is_a_404_whole_or_in_ranges(
+    server: RunningServer, headers: dict[str, str]
+) -> None:
+    missing = "sha256:" + "0" * 64
+    with server.http(server.user("vera", "viewer")) as http:
+        response = http.get(f"/api/v1/blobs/{missing}", headers=headers)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"

@@ -237,9 +237,9 @@ def download_blob(
     bytes flow straight from the object store to the client (docs/deployment.md).
     """
     blobs = services.store.blobs
+    size = blobs.size_of(digest)  # a blob the store lacks is a 404 before any response starts
     if isinstance(blobs, LocalBlobStore):
         return FileResponse(blobs.path_for(digest), media_type="application/octet-stream")
-    size = blobs.size_of(digest)
     seconds = presigned_seconds()
     if seconds:
         return RedirectResponse(blobs.signed_url(digest, seconds), status_code=307)
