@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -252,3 +255,57 @@ def test_an_empty_blob_downloads_as_an_empty_file(running: RunningServer, tmp_pa
     assert target.read_bytes() == b""
     assert client.store.blobs.verify(digest)
     client.close()
+
+
+class _ObjectStoreStandIn(BaseHTTPRequestHandler):
+    """Answers every GET with bytes 0-19 of a 20-byte blob, whatever range was asked for,
+    and remembers each request's path and headers."""
+
+    seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(206)
+        self.send_header("Content-Range", "bytes 0-19/20")
+        self.send_header("Content-Length", "20")
+        self.end_headers()
+        self.wfile.write(bytes(range(20)))
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stand_in() -> Iterator[str]:
+    _ObjectStoreStandIn.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ObjectStoreStandIn)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/bucket/key?X-Amz-Signature=abc"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_ranges_from_a_presigned_url_carry_no_token_and_must_be_the_ones_asked(
+    stand_in: str,
+) -> None:
+    transport = remote.Transport("http://127.0.0.1:9", token="secret-token")
+    written: dict[int, bytes] = {}
+
+    def keep(offset: int, data: memoryview) -> None:
+        written[offset] = bytes(data)
+
+    source = remote._Source(transport.direct, stand_in)
+    whole = remote._RangeReader(transport, source, 20, keep)
+    assert bytes(whole.read(0, bytearray(remote.DOWNLOAD_RANGE))) == bytes(range(20))
+    assert written == {0: bytes(range(20))}
+    whole.close()
+    path, headers = _ObjectStoreStandIn.seen[0]
+    assert path == "/bucket/key?X-Amz-Signature=abc"
+    assert headers["range"] == "bytes=0-19"
+    assert "authorization" not in headers
+    assert "secret-token" not in str(headers)
+    longer = remote._RangeReader(transport, source, 40, keep)
+    with pytest.raises(IntegrityError, match="byte range other than"):
+        longer.read(0, bytearray(remote.DOWNLOAD_RANGE))
+    longer.close()
+    transport.close()

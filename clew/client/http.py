@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import itertools
 import json
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -710,28 +712,34 @@ class RemoteBlobStore:
         """All files verified before any appears at ``destination`` (the local stores' rule)."""
         return export_directory(self, digest, destination)
 
-    def _fetch(self, digest: str, write_at: Callable[[int, bytes], Any]) -> str:
+    def _fetch(self, digest: str, write_at: Callable[[int, memoryview], Any]) -> str:
         """Download the blob into ``write_at(offset, bytes)`` and return the digest of what came.
 
         A one-byte probe tells the size (and whether the server redirects to a presigned
         object-store URL, which then serves every range without our token); then every range
-        is fetched in parallel while this thread hashes them in order, so hashing overlaps the
-        transfer and memory stays at a few ranges.
+        is read straight into one of a few reused buffers by a pool of threads while this
+        thread hashes the buffers in order, so hashing overlaps the transfer, no byte is copied
+        in Python and memory stays at a few ranges.
         """
-        source, total = self._probe(_Source(self._t.http, f"{API}/blobs/{digest}"), digest)
+        source, total = self._probe(
+            _Source(self._t.http, self._t.base_url + API + f"/blobs/{digest}"), digest
+        )
         hasher = hashlib.sha256()
         offsets = iter(range(0, total, DOWNLOAD_RANGE))
+        reader = _RangeReader(self._t, source, total, write_at)
         pool = ThreadPoolExecutor(DOWNLOAD_CONCURRENCY, thread_name_prefix="clew-range")
-        window: deque[Future[bytes]] = deque()
+        window: deque[Future[memoryview]] = deque()
         try:
             for offset in itertools.islice(offsets, DOWNLOAD_CONCURRENCY + 1):
-                window.append(pool.submit(self._range, source, offset, total, write_at))
+                window.append(pool.submit(reader.read, offset, bytearray(DOWNLOAD_RANGE)))
             while window:
-                hasher.update(window.popleft().result())
+                received = window.popleft().result()
+                hasher.update(received)
                 if (offset := next(offsets, None)) is not None:
-                    window.append(pool.submit(self._range, source, offset, total, write_at))
+                    window.append(pool.submit(reader.read, offset, received.obj))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            reader.close()
         return digests.PREFIX + hasher.hexdigest()
 
     def _probe(self, source: _Source, digest: str) -> tuple[_Source, int]:
@@ -758,30 +766,6 @@ class RemoteBlobStore:
             raise self._t.error(response)
         return source, _total(response, digest)
 
-    def _range(
-        self, source: _Source, start: int, total: int, write_at: Callable[[int, bytes], Any]
-    ) -> bytes:
-        """One range, written at its offset as it streams in, retried on a dropped connection.
-
-        Returned joined, so the hashing thread takes the GIL once per range, not once per
-        network chunk while the other ranges' threads compete for it."""
-        end = min(start + DOWNLOAD_RANGE, total)
-        chunks: list[bytes] = []
-
-        def attempt() -> httpx.Response:
-            chunks.clear()
-            with source.http.stream("GET", source.url, headers=_range_header(start, end)) as got:
-                if got.status_code == 206:
-                    chunks.extend(_receive_range(got, start, end, total, write_at))
-                else:
-                    got.read()
-            return got
-
-        response = self._t._with_retries(attempt)
-        if response.status_code != 206:
-            raise self._t.error(response)
-        return b"".join(chunks)
-
 
 @dataclass(frozen=True)
 class _Source:
@@ -791,35 +775,112 @@ class _Source:
     url: str
 
 
-def _receive_range(
-    response: httpx.Response,
-    start: int,
-    end: int,
-    total: int,
-    write_at: Callable[[int, bytes], Any],
-) -> list[bytes]:
-    """The chunks of a 206 answer, written at their offsets; refuses a range that is not the
-    one asked for (a confused proxy or server) before the caller hashes anything of it."""
-    if response.headers.get("content-range") != f"bytes {start}-{end - 1}/{total}":
-        raise _wrong_range(response)
-    chunks: list[bytes] = []
-    offset = start
-    for chunk in response.iter_bytes():
-        if offset + len(chunk) > end:
-            raise _wrong_range(response)
-        write_at(offset, chunk)
-        offset += len(chunk)
-        chunks.append(chunk)
-    if offset != end:
-        raise _wrong_range(response)
-    return chunks
+class _RangeReader:
+    """Reads byte ranges of one blob into caller-given buffers, one connection per thread.
 
+    Plain ``http.client`` rather than httpx: its ``readinto`` moves the body from the socket
+    straight into the buffer, where httpx would copy every 64 KiB chunk several times in
+    Python; for a large download that copying was most of the client's CPU. The headers are
+    those of the source's httpx client, so a presigned URL never gets our token.
+    """
 
-def _wrong_range(response: httpx.Response) -> errors.IntegrityError:
-    return errors.IntegrityError(
-        f"{response.url.path} answered a byte range other than the one asked for; nothing was "
-        "loaded; retry."
-    )
+    def __init__(
+        self,
+        transport: Transport,
+        source: _Source,
+        total: int,
+        write_at: Callable[[int, memoryview], Any],
+    ) -> None:
+        self._t = transport
+        self._url = httpx.URL(source.url)
+        # Only who we are (and the token, for our own server): no Accept-Encoding, as the
+        # buffer must receive the blob's bytes as stored.
+        self._headers = {
+            name: value
+            for name, value in source.http.headers.items()
+            if name.lower() in ("authorization", "user-agent")
+        }
+        self._timeout = source.http.timeout.read
+        self._total = total
+        self._write_at = write_at
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def read(self, start: int, buffer: bytearray) -> memoryview:
+        """Bytes ``start..`` of the blob in ``buffer`` (a view of the part filled), written at
+        their offset too; retried like every other request on a dropped connection or 5xx."""
+        end = min(start + DOWNLOAD_RANGE, self._total)
+        view = memoryview(buffer)[: end - start]
+        for attempt in range(ATTEMPTS):
+            last = attempt == ATTEMPTS - 1
+            try:
+                status, body = self._attempt(start, end, view)
+            except (OSError, http.client.HTTPException) as error:
+                self._drop_connection()
+                if last:
+                    raise errors.StoreBusyError(
+                        f"{self._url.host} did not answer a blob download ({error}); check that "
+                        "it is running and reachable."
+                    ) from error
+            else:
+                if status == 206:
+                    self._write_at(start, view)
+                    return view
+                if status not in RETRY_STATUSES or last:
+                    raise self._t.error(httpx.Response(status, content=body))
+            time.sleep(min(0.1 * 2**attempt, 3.0))
+        raise AssertionError("unreachable")
+
+    def _attempt(self, start: int, end: int, view: memoryview) -> tuple[int, bytes]:
+        connection = self._connection()
+        headers = {**self._headers, **_range_header(start, end)}
+        connection.request("GET", self._url.raw_path.decode("ascii"), headers=headers)
+        response = connection.getresponse()
+        if response.status != 206:
+            return response.status, response.read()
+        if response.getheader("content-range") != f"bytes {start}-{end - 1}/{self._total}":
+            response.close()
+            raise self._wrong_range()
+        filled = 0
+        while filled < len(view) and (count := response.readinto(view[filled:])):
+            filled += count
+        if filled != len(view) or response.read(1):
+            response.close()
+            raise self._wrong_range()
+        return 206, b""
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            host, port = self._url.host, self._url.port
+            if self._url.scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    host, port, timeout=self._timeout, context=httpx.create_ssl_context()
+                )
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
+            with self._lock:
+                self._opened.append(connection)
+            self._local.connection = connection
+        return connection
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _wrong_range(self) -> errors.IntegrityError:
+        return errors.IntegrityError(
+            f"{self._url.path} answered a byte range other than the one asked for; nothing was "
+            "loaded; retry."
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._opened:
+                connection.close()
 
 
 def _range_header(start: int, end: int) -> dict[str, str]:
@@ -836,7 +897,7 @@ def _total(response: httpx.Response, digest: str) -> int:
     return int(total)
 
 
-def _write_at(descriptor: int, offset: int, data: bytes) -> None:
+def _write_at(descriptor: int, offset: int, data: memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(descriptor, view, offset)
