@@ -8,6 +8,7 @@ on a real SeaweedFS (the ``s3_artifacts`` fixture), never a mock.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -20,9 +21,13 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+import typer
 from server_fixtures import RunningServer, serve
+from typer.testing import CliRunner
 
 import clew
+from clew.cli import ops
+from clew.cli.output import ClewGroup
 from clew.client import http as remote
 from clew.domain import digests
 from clew.errors import IntegrityError
@@ -31,6 +36,8 @@ from clew.store.location import open_store
 from clew.store.object_store import PART_SIZE, ObjectBlobStore
 
 SIZE = PART_SIZE + PART_SIZE // 2 + 7
+ops_app = typer.Typer(cls=ClewGroup)
+ops_app.command("gc")(ops.gc)
 
 
 def _random_file(path: Path, size: int = SIZE) -> tuple[Path, str]:
@@ -309,3 +316,28 @@ def test_ranges_from_a_presigned_url_carry_no_token_and_must_be_the_ones_asked(
         longer.read(0, bytearray(remote.DOWNLOAD_RANGE))
     longer.close()
     transport.close()
+
+
+@pytest.mark.s3
+def test_cli_gc_reports_and_aborts_stale_multipart_uploads(
+    tmp_path: Path, s3_artifacts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(str(tmp_path / "meta"), s3_artifacts)
+    blobs = store.blobs
+    assert isinstance(blobs, ObjectBlobStore)
+    bucket, _, prefix = blobs.root.partition("/")
+    _s3(blobs).create_multipart_upload(Bucket=bucket, Key=f"{prefix}/sha256/ab/cd/abandoned")
+    store.close()
+    monkeypatch.setattr(gc, "STALE_UPLOAD_MS", 0)  # a day's wait, shortened: it is stale now
+    time.sleep(1.1)  # the object store's upload times have one-second resolution
+    options = ["--uri", str(tmp_path / "meta"), "--artifacts", s3_artifacts]
+    runner = CliRunner()
+    dry = runner.invoke(ops_app, options)
+    assert dry.exit_code == 0, dry.output
+    assert "would abort 1 multipart uploads" in dry.output
+    assert "--yes" in dry.output
+    assert _pending_uploads(blobs) == [f"{prefix}/sha256/ab/cd/abandoned"]
+    done = runner.invoke(ops_app, [*options, "--yes", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["stale_uploads"] == [f"{bucket}/{prefix}/sha256/ab/cd/abandoned"]
+    assert _pending_uploads(blobs) == []

@@ -9,9 +9,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import typer
 from typer.testing import CliRunner
 
-from clew.cli.server import admin_app
+from clew.cli.server import admin_app, server
+from clew.server.routes.artifacts import MAX_PRESIGNED_SECONDS, PRESIGNED_ENV
+from clew.store.location import open_store
 
 
 def admin(*args: str) -> str:
@@ -61,3 +65,58 @@ def test_admin_bootstrap_then_a_multi_worker_server(tmp_path: Path) -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert '"route": "/api/v1/whoami", "status": 401' in output
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, "server did not start"
+        time.sleep(0.2)
+
+
+@pytest.mark.s3
+def test_presigned_downloads_flag_redirects_blob_downloads(
+    tmp_path: Path, s3_artifacts: str
+) -> None:
+    store = str(tmp_path / "team-store")
+    admin("create-user", "alice", "--uri", store)
+    token = admin("create-token", "alice", "--uri", store).strip().splitlines()[-1]
+    blobs = open_store(store, s3_artifacts)
+    digest = blobs.blobs.put_bytes(b"weights").digest
+    blobs.close()
+    port = free_port()
+    launcher = "import typer; from clew.cli.server import server; typer.run(server)"
+    arguments = ["--uri", store, "--artifacts", s3_artifacts, "--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", launcher, *arguments, "--presigned-downloads", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, process)
+        headers = {"Authorization": f"Bearer {token}"}
+        redirect = httpx.get(f"{url}/api/v1/blobs/{digest}", headers=headers)
+        assert redirect.status_code == 307
+        assert "Signature=" in redirect.headers["location"]
+        assert httpx.get(redirect.headers["location"]).content == b"weights"
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def test_an_out_of_range_presigned_downloads_flag_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(PRESIGNED_ENV, "0")  # restored after the command sets it
+    app = typer.Typer()
+    app.command()(server)
+    result = CliRunner().invoke(app, ["--presigned-downloads", str(MAX_PRESIGNED_SECONDS + 1)])
+    assert result.exit_code != 0
+    assert PRESIGNED_ENV in str(result.exception)
+    assert CliRunner().invoke(app, ["--presigned-downloads", "-1"]).exit_code == 2

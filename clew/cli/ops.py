@@ -143,6 +143,7 @@ def gc(
                 "audit_seq": report.audit_seq,
                 "expired_idempotency_keys": report.expired_keys,
                 "stale_temp_files": [str(path) for path in report.stale_files],
+                "stale_uploads": report.stale_uploads,
                 "orphan_capture_files": [
                     {"path": o.relative, "size": o.size, "modified_ms": o.modified_ms}
                     for o in report.orphan_captures
@@ -172,8 +173,14 @@ def gc(
         console.print(
             f"{file_verb} {len(report.stale_files)} temp files left by interrupted writes"
         )
+    if report.stale_uploads:
+        upload_verb = "aborted" if yes else "would abort"
+        console.print(
+            f"{upload_verb} {len(report.stale_uploads)} multipart uploads left by interrupted "
+            "blob uploads"
+        )
     pending = report.orphans or report.orphan_captures or report.expired_keys
-    if (pending or report.stale_files) and not yes:
+    if (pending or report.stale_files or report.stale_uploads) and not yes:
         console.print("run again with --yes to delete them")
 
 

@@ -47,10 +47,25 @@ def server(
         bool,
         typer.Option("--anonymous-read", help="Let requests without a token read (off)."),
     ] = False,
+    presigned_downloads: Annotated[
+        int | None,
+        typer.Option(
+            "--presigned-downloads",
+            min=0,
+            metavar="SECONDS",
+            help="With an object store: answer blob downloads with a redirect to a presigned "
+            "URL valid this long, so bytes skip the server (CLEW_PRESIGNED_DOWNLOADS; 0 = off).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
     import uvicorn
 
+    from clew.server.routes.artifacts import PRESIGNED_ENV, presigned_seconds
+
+    if presigned_downloads is not None:
+        os.environ[PRESIGNED_ENV] = str(presigned_downloads)
+        presigned_seconds()  # refuses an out-of-range value before any worker starts
     if uri:
         os.environ["CLEW_URI"] = uri
     if artifacts:
