@@ -112,3 +112,59 @@ def test_points_logged_across_a_server_blip_are_written_once_and_end_raises_noth
                 assert _status(store, run_id) == "FINISHED"
     finally:
         store.close()
+
+
+class LostAnswers:
+    """The real clew app, but while ``losing`` the answers to metric posts never arrive: the
+    app runs (and commits) and the client gets a 503 instead, on every retry too."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.losing = False
+        self.lost = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.losing and scope["type"] == "http" and scope["path"].endswith("/metrics"):
+
+            async def drop(_message: Any) -> None:
+                return None
+
+            await self.app(scope, receive, drop)
+            self.lost += 1
+            body = b'{"code": "store_unavailable", "message": "the answer was lost."}'
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def test_a_batch_committed_but_never_acknowledged_is_not_written_twice(tmp_path: Path) -> None:
+    store, _root = server_store(tmp_path)
+    lossy = LostAnswers(create_app(store))
+    accounts.create_user(store, "alice", "contributor", actor="test-admin")
+    token = accounts.create_token(store, "alice", actor="test-admin").secret
+    try:
+        for url in run_uvicorn(lossy):
+            client = clew.connect(url, token=token)
+            run = client.start_run("lossy", "run")
+            for step in range(100):
+                run.log_metric("loss", 1 / (step + 1))
+            lossy.losing = True
+            try:
+                run.flush()
+            except clew.errors.ClewError:
+                pass
+            else:
+                raise AssertionError("flush() should have failed while every answer was lost")
+            assert lossy.lost > 1, "the client should have retried the lost post"
+            assert _steps(store, run.id) == list(range(100)), "the server committed the batch"
+            lossy.losing = False
+            for step in range(100, 150):
+                run.log_metric("loss", 1 / (step + 1))
+            run.end()
+            client.close()
+            assert _steps(store, run.id) == list(range(150))
+            assert _status(store, run.id) == "FINISHED"
+    finally:
+        store.close()

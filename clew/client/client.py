@@ -268,8 +268,8 @@ class Client(GovernanceMixin, PredictionsMixin):
         )
         return artifact.id
 
-    def _write_metrics(self, run_id: str, points: list[Point]) -> None:
-        self._service.runs.log_metrics(run_id, points, self.actor)
+    def _write_metrics(self, run_id: str, points: list[Point], key: str) -> None:
+        self._service.runs.log_metrics(run_id, points, self.actor, batch_key=key)
 
     def _stack(self) -> list[ActiveRun]:
         if not hasattr(self._local, "stack"):

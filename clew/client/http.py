@@ -225,11 +225,21 @@ class RemoteRuns:
             self._t.call("POST", f"/runs/{run_id}/tags", json_body={"tags": _tags(tags)})
 
     def log_metrics(
-        self, run_id: str, points: Sequence[tuple[str, float, int, int]], actor: str
+        self,
+        run_id: str,
+        points: Sequence[tuple[str, float, int, int]],
+        actor: str,
+        batch_key: str | None = None,
     ) -> None:
+        """Post the points in requests of ``METRIC_BATCH``; with ``batch_key`` each request's
+        idempotency key derives from it, so re-sending the same batch later never inserts a
+        request's points twice, even after every retry of the first attempt failed."""
         for start in range(0, len(points), METRIC_BATCH):
             batch = [list(point) for point in points[start : start + METRIC_BATCH]]
-            self._t.call("POST", f"/runs/{run_id}/metrics", json_body={"points": batch})
+            headers = {"Idempotency-Key": f"{batch_key}-{start}"} if batch_key else None
+            self._t.call(
+                "POST", f"/runs/{run_id}/metrics", json_body={"points": batch}, headers=headers
+            )
 
     def end_run(
         self,

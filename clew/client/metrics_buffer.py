@@ -1,24 +1,29 @@
 """Background batching of metric points.
 
 ``log_metric`` only validates and appends to an in-memory queue; one daemon thread per client
-writes queued points in large transactions. A batch whose write fails goes back to the front
-of its queue, so no acknowledged point is lost: ``flush()`` and ``finish()`` (run end,
-interpreter exit) write everything still queued in the caller's thread and raise what fails
-there. A failed background write is therefore not reported by itself: its points are retried,
-and only a failure that is still true when the caller writes is raised. (Keeping background
-errors to re-raise later made ``end()`` fail after a server blip whose points had since been
-written, and raise a failure again that an earlier ``flush()`` had already reported.)
+writes queued points in large transactions. A batch whose write fails is kept whole, with the
+key it was sent under, and is the next one written, so no acknowledged point is lost and none
+is written twice: a server that committed a batch whose answer never arrived recognises the
+same key when the batch comes again (a batch re-cut from the queue would carry a new key and
+be inserted a second time). ``flush()`` and ``finish()`` (run end, interpreter exit) write
+everything still pending in the caller's thread and raise what fails there. A failed
+background write is therefore not reported by itself: it is retried, and only a failure that
+is still true when the caller writes is raised. (Keeping background errors to re-raise later
+made ``end()`` fail after a server blip whose points had since been written, and raise a
+failure again that an earlier ``flush()`` had already reported.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable
 
 Point = tuple[str, float, int, int]
-Writer = Callable[[str, list[Point]], None]
+Writer = Callable[[str, list[Point], str], None]
+"""Writes ``(run_id, points, key)``; the key is the same every time one batch is retried."""
 Finisher = Callable[[list[Point]], None]
 FLUSH_INTERVAL_S = 0.25
 BATCH_SIZE = 50_000
@@ -28,6 +33,7 @@ class MetricBuffer:
     def __init__(self, writer: Writer) -> None:
         self._writer = writer
         self._queues: dict[str, deque[Point]] = {}
+        self._unsent: dict[str, tuple[list[Point], str]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -69,6 +75,14 @@ class MetricBuffer:
                 raise
             with self._lock:
                 self._queues.pop(run_id, None)
+                self._unsent.pop(run_id, None)
+
+    def discard(self, run_id: str) -> None:
+        """Drop every point still pending for ``run_id`` (a run that can take no more, such as
+        one ended elsewhere): the one way points leave the buffer unwritten."""
+        with self._write_lock, self._lock:
+            self._queues.pop(run_id, None)
+            self._unsent.pop(run_id, None)
 
     def close(self) -> None:
         self._stopping = True
@@ -91,13 +105,18 @@ class MetricBuffer:
         queue = self._queues.get(run_id)
         if queue is None:
             return
+        unsent = self._unsent.pop(run_id, None)
+        if unsent is not None:
+            self._send(run_id, *unsent)
         while len(queue) > keep:
-            batch = _take(queue, min(len(queue), BATCH_SIZE))
-            try:
-                self._writer(run_id, batch)
-            except BaseException:
-                queue.extendleft(reversed(batch))  # keep them for the next attempt
-                raise
+            self._send(run_id, _take(queue, min(len(queue), BATCH_SIZE)), uuid.uuid4().hex)
+
+    def _send(self, run_id: str, batch: list[Point], key: str) -> None:
+        try:
+            self._writer(run_id, batch, key)
+        except BaseException:
+            self._unsent[run_id] = (batch, key)  # written before anything queued after it
+            raise
 
 
 def _take(queue: deque[Point], count: int) -> list[Point]:

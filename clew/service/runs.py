@@ -253,9 +253,16 @@ class RunService:
             audit.append(connection, actor, "run.set_tags", f"run:{run_id}", rows)
 
     def log_metrics(
-        self, run_id: str, points: Sequence[tuple[str, float, int, int]], actor: str
+        self,
+        run_id: str,
+        points: Sequence[tuple[str, float, int, int]],
+        actor: str,
+        batch_key: str | None = None,
     ) -> None:
         """Insert a batch of (key, value, step, timestamp_ms) points in one transaction.
+
+        ``batch_key`` matters only to the remote client (see ``RemoteRuns.log_metrics``): here
+        the batch is one transaction, so a failed write inserted nothing to deduplicate.
 
         Values must already be floats (see ``check_metric_value``); NaN is stored as NULL.
         ``latest_metrics`` is kept current in the same transaction so search stays fast.
