@@ -6,6 +6,7 @@ background failure whose points were written since is not reported later.
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,17 @@ class MetricBlip:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self.down and scope["type"] == "http" and scope["path"].endswith("/metrics"):
             self.refused.set()
-            body = b'{"code": "internal_error", "message": "the replica is being redeployed."}'
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await _answer(send, 500, "internal_error", "the replica is being redeployed.")
             return
         await self.app(scope, receive, send)
+
+
+async def _answer(send: Any, status: int, code: str, message: str) -> None:
+    """Answer in the clew server's JSON error shape."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _steps(store: Store, run_id: str) -> list[int]:
@@ -131,10 +137,7 @@ class LostAnswers:
 
             await self.app(scope, receive, drop)
             self.lost += 1
-            body = b'{"code": "store_unavailable", "message": "the answer was lost."}'
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": 503, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await _answer(send, 503, "store_unavailable", "the answer was lost.")
             return
         await self.app(scope, receive, send)
 
