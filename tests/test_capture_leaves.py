@@ -138,7 +138,7 @@ def _write_unit_leaf_batch(
         capture.HEADER_KEY: digests.canonical_json(header),
         capture.SIGNATURE_KEY: signature.encode(),
     }
-    file_digest = store.capture_files.write_batch(relative, table, levels, metadata)
+    file_digest = store.capture_files.write_sealing(relative, table, lambda: (levels, metadata))
     row = {
         "id": batch_id,
         "model_version_id": target.version_id,

@@ -3,7 +3,7 @@
 recorded batch's files and a batch still being written never do.
 
 Orphans are made the way a failed batch makes them: the files of a real batch are written
-again under a new batch id with ``CaptureFiles.write_batch`` and no row is inserted.
+again under a new batch id with ``CaptureFiles.write_sealing`` and no row is inserted.
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ def _unrecorded_copy(client: clew.Client, batch: capture.BatchRecord) -> list[st
     """Write a batch's files as ``write_sealed`` does, then stop before the row insert."""
     files = client.store.capture_files
     relative = batch_relative_path("iris", 1, "2026-11-24", ids.new_id())
-    files.write_batch(
-        relative, files.read_batch(batch.path), files.read_levels(batch.path, 150), {}
-    )
+    rows, levels = files.read_batch(batch.path), files.read_levels(batch.path, 150)
+    files.write_sealing(relative, rows, lambda: (levels, {}))
     return sorted([relative, merkle_name(relative)])
 
 

@@ -121,16 +121,6 @@ class CaptureFiles(ABC):
 
     # --- shared behaviour -------------------------------------------------------------
 
-    def write_batch(
-        self,
-        relative: str,
-        table: pa.Table,
-        levels: Sequence[bytes],
-        metadata: dict[bytes, bytes],
-    ) -> str:
-        """Write the rows and a tree already built; returns the Parquet file's digest."""
-        return self.write_sealing(relative, table, lambda: (levels, metadata))
-
     def write_sealing(self, relative: str, table: pa.Table, seal: Seal) -> str:
         """Write the rows while ``seal`` builds the tree and the signed metadata, then the tree
         file and the Parquet footer carrying that metadata; returns the Parquet file's digest.
