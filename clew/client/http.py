@@ -156,7 +156,7 @@ class Transport:
             else:
                 if not _retryable(response) or last:
                     return response
-            time.sleep(min(0.1 * 2**attempt, 3.0))
+            _pause_before_retry(attempt)
         raise AssertionError("unreachable")
 
     def decode(self, response: httpx.Response) -> Any:
@@ -182,6 +182,11 @@ class Transport:
     def close(self) -> None:
         self.http.close()
         self.direct.close()
+
+
+def _pause_before_retry(attempt: int) -> None:
+    """Exponential backoff shared by every retried request: 0.1 s doubling, at most 3 s."""
+    time.sleep(min(0.1 * 2**attempt, 3.0))
 
 
 def _retryable(response: httpx.Response) -> bool:
@@ -839,7 +844,7 @@ class _RangeReader:
                     return view
                 if status not in RETRY_STATUSES or last:
                     raise self._t.error(httpx.Response(status, content=body))
-            time.sleep(min(0.1 * 2**attempt, 3.0))
+            _pause_before_retry(attempt)
         raise AssertionError("unreachable")
 
     def _attempt(self, start: int, end: int, view: memoryview) -> tuple[int, bytes]:
