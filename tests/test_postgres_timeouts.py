@@ -51,15 +51,23 @@ def _cluster_processes(server: PostgresServer) -> list[int]:
 
 @contextlib.contextmanager
 def _frozen(server: PostgresServer) -> Iterator[None]:
-    """Every process of the cluster stopped (not killed) while the block runs."""
-    processes = _cluster_processes(server)
-    for pid in processes:
-        os.kill(pid, signal.SIGSTOP)
+    """Every process of the cluster stopped (not killed) while the block runs.
+
+    A backend may exit between the listing and its signal (the one serving a connection clew
+    just dropped): it is gone, so there is nothing to stop or resume. Whatever was stopped is
+    resumed even if stopping the rest failed, so the cluster can always be shut down.
+    """
+    stopped: list[int] = []
     try:
+        for pid in _cluster_processes(server):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
         yield
     finally:
-        for pid in reversed(processes):
-            os.kill(pid, signal.SIGCONT)
+        for pid in reversed(stopped):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def _bounded(call: Callable[[], object]) -> BaseException | None:
