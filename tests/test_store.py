@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +97,44 @@ def test_a_store_written_by_a_newer_clew_is_refused(home: Path) -> None:
     assert "9999_from_the_future" in message
     assert "upgrade clew" in message
     assert message.endswith(".") and message.count(". ") == 0
+
+
+def _runs_in_main_file(database: Path, scratch: Path) -> set[str]:
+    """Run ids in the database file alone, without its write-ahead log beside it."""
+    shutil.copyfile(database, scratch)
+    try:
+        with contextlib.closing(sqlite3.connect(scratch)) as connection:
+            return {run_id for (run_id,) in connection.execute("SELECT id FROM runs")}
+    except sqlite3.DatabaseError:
+        return set()  # copied half-way through a checkpoint; look again
+
+
+@pytest.mark.sqlite_only
+def test_commits_reach_the_database_file_without_a_commit_checkpointing(tmp_path: Path) -> None:
+    """SQLite's own checkpoint (every 32,000 pages here) would leave this run in the WAL; the
+    background checkpointer copies it into the database file shortly after the commit."""
+    opened = clew.connect(str(tmp_path / "store"))
+    with opened.start_run(experiment="checkpointed") as run:
+        run.log_param("alpha", 0.5)
+    deadline = time.monotonic() + 20
+    found: set[str] = set()
+    while run.id not in found and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = _runs_in_main_file(tmp_path / "store" / "clew.db", tmp_path / "copy.db")
+    opened.close()
+    assert run.id in found
+
+
+@pytest.mark.sqlite_only
+def test_closing_a_store_stops_its_checkpoint_thread(tmp_path: Path) -> None:
+    database = tmp_path / "store" / "clew.db"
+    opened = clew.connect(str(tmp_path / "store"))
+    with opened.start_run(experiment="closing"):
+        pass
+
+    def checkpointing() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.endswith(str(database))]
+
+    assert len(checkpointing()) == 1
+    opened.close()
+    assert checkpointing() == []

@@ -29,14 +29,14 @@ from sqlalchemy.pool import QueuePool, StaticPool
 
 from clew.errors import InvalidInputError, StoreBusyError, StoreUnavailableError, StoreVersionError
 from clew.store import schema
+from clew.store.checkpoints import WalCheckpointer
 
 SCHEMA_HEAD = "0003"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
-# Checkpoint the WAL every ~32 MiB instead of SQLite's 4 MiB: each checkpoint fsyncs, and small
-# commits (a version, a run) were paying for one every ~130 writes (12.3x MLflow instead of
-# 9.7x on version creation, benchmarks/bench_registry.py).
-WAL_CHECKPOINT_PAGES = 8000
+# WAL checkpoints run on a background thread (store/checkpoints.py); SQLite's own, which stalls
+# the commit that crosses it, is only a backstop at ~128 MiB instead of its default 4 MiB.
+WAL_CHECKPOINT_PAGES = 32_000
 SQLITE_SYNC_ENV = "CLEW_SQLITE_SYNC"
 SQLITE_SYNC_MODES = ("full", "normal")
 # Arbitrary fixed keys ("clew" in ASCII, plus one) naming clew's two PostgreSQL advisory locks.
@@ -321,6 +321,11 @@ class Database:
         else:
             self.engine = _postgres_engine(url)
         self.dialect = self.engine.dialect.name
+        self._checkpointer = (
+            WalCheckpointer(self.engine.url.database)
+            if self.dialect == "sqlite" and self.engine.url.database not in (None, "", ":memory:")
+            else None
+        )
         with _busy_as_error(url):
             self._ensure_schema()
 
@@ -345,6 +350,8 @@ class Database:
             connection = connection.execution_options(clew_write=True)
             with connection.begin():
                 yield connection
+        if self._checkpointer is not None:
+            self._checkpointer.note_write()
 
     @contextlib.contextmanager
     def single_transaction(self) -> Iterator[Connection]:
@@ -390,6 +397,8 @@ class Database:
         return joined.connection if joined is not None and joined.database is self else None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
     def schema_revision(self) -> str | None:
