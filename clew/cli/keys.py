@@ -1,9 +1,10 @@
-"""``clew keys public|create``: the capture signing key an auditor and replicas need.
+"""``clew keys public|create|rotate``: the capture signing key an auditor and replicas need.
 
 ``public`` prints the store's public key (through the default client, so it works against a
-server too): with it alone anyone can check a captured prediction's signature. ``create``
+server too): with it alone anyone can check a captured prediction's signature; ``--all``
+lists every key the store has signed with, for batches signed before a rotation. ``create``
 writes a new private key file for the replicas of a team server to share through
-``CLEW_SIGNING_KEY``.
+``CLEW_SIGNING_KEY``; ``rotate`` makes such a file the store's signing key.
 """
 
 from __future__ import annotations
@@ -21,9 +22,46 @@ app = typer.Typer(help="The capture signing key.", no_args_is_help=True)
 
 
 @app.command("public")
-def public() -> None:
+def public(
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="List every key the store has signed with, oldest first, with its id."
+        ),
+    ] = False,
+) -> None:
     """Print the store's Ed25519 public key (PEM), all an auditor needs to verify captures."""
-    typer.echo(clew.public_key(), nl=False)
+    if not every:
+        typer.echo(clew.public_key(), nl=False)
+        return
+    history = clew.signing_keys()
+    for number, key in enumerate(history, start=1):
+        state = "current" if number == len(history) else "retired"
+        replaced = key["previous_key_id"] or "-"
+        typer.echo(
+            f"# {key['key_id']} ({state}): made current {key['created_at']} by "
+            f"{key['actor']}, replacing {replaced}"
+        )
+        typer.echo(key["public_key"], nl=False)
+
+
+@app.command("rotate")
+def rotate(
+    new_key_file: Annotated[
+        Path, typer.Argument(help="The new private key, made with `clew keys create`.")
+    ],
+) -> None:
+    """Make NEW_KEY_FILE the store's signing key; batches signed before still verify.
+
+    Only the new public key and a signature proving you hold its private half are recorded
+    (on a server: admins only). Processes still signing with the old key are refused.
+    """
+    key = clew.rotate_signing_key(new_key_file)
+    console.print(
+        f"the store's capture key is now {key['key_id']} "
+        f"(was {key['previous_key_id'] or 'none'}); set "
+        f"{signing.KEY_ENV}={new_key_file} on every process that captures and restart them."
+    )
 
 
 @app.command("create")

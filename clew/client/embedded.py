@@ -41,6 +41,14 @@ class EmbeddedPredictions:
     def public_key(self) -> str:
         return signing.store_public_key(self.store).decode()
 
+    def signing_keys(self) -> list[signing.SigningKey]:
+        return signing.key_history(self.store)
+
+    def rotate_signing_key(
+        self, request: signing.RotationRequest, actor: str
+    ) -> signing.SigningKey:
+        return signing.rotate(self.store, request, actor)
+
     def get_prediction(self, prediction_id: str) -> capture.CapturedPrediction:
         return capture.find_prediction(self.store, prediction_id)
 

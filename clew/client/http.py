@@ -12,6 +12,7 @@ idempotent by construction (``PUT /blobs/<digest>``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.client
@@ -46,7 +47,7 @@ from clew.domain.records import (
     from_fields,
 )
 from clew.errors import ClewError, FileChangedError, InvalidInputError
-from clew.service import policy
+from clew.service import policy, signing
 from clew.service.accounts import AuthenticationError
 from clew.service.artifacts import artifact_ref, export_artifact
 from clew.service.capture import CapturedPrediction, CaptureTarget
@@ -568,10 +569,23 @@ class RemotePredictions:
     def public_key(self) -> str:
         return self._t.call("GET", "/public-key")["pem"]
 
+    def signing_keys(self) -> list[signing.SigningKey]:
+        return [signing.SigningKey(**key) for key in self._t.call("GET", "/signing-keys")]
+
+    def rotate_signing_key(
+        self, request: signing.RotationRequest, actor: str
+    ) -> signing.SigningKey:
+        """Only the new public key and its proof go to the server, never the private key; the
+        rotation is attributed to the token's user (an admin), not to ``actor``."""
+        body = dataclasses.asdict(request)
+        return signing.SigningKey(**self._t.call("POST", "/signing-keys", json_body=body))
+
     def get_prediction(self, prediction_id: str) -> CapturedPrediction:
-        """The server's stored row and proof, re-verified here with the store's public key."""
+        """The server's stored row and proof, re-verified here with the public key its batch
+        names, from the store's key history."""
         data = self._t.call("GET", f"/predictions/{_segment(prediction_id)}")
-        return remote_prediction(data, self.public_key().encode())
+        keys = {key.key_id: key.public_key.encode() for key in self.signing_keys()}
+        return remote_prediction(data, keys)
 
     def capture_writer(self, actor: str) -> RemoteCaptureWriter:
         """Batches go to the server, which signs them and attributes them to the token's user

@@ -15,11 +15,13 @@ import sys
 import threading
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clew.client.embedded import EmbeddedBackend
+from clew.domain.records import ms_to_iso
 from clew.errors import InvalidInputError
-from clew.service import capture
+from clew.service import capture, signing
 from clew.service.capture import CapturedPrediction, CaptureService, CaptureSettings
 from clew.service.identity import current_actor
 from clew.service.trace import Trace
@@ -33,6 +35,8 @@ __all__ = [
     "get_prediction",
     "log_labels",
     "public_key",
+    "rotate_signing_key",
+    "signing_keys",
     "trace",
 ]
 
@@ -103,6 +107,21 @@ class PredictionsMixin:
         """The store's Ed25519 public key (PEM): all an auditor needs to verify captures."""
         return self._service.predictions.public_key()
 
+    def signing_keys(self) -> list[dict[str, Any]]:
+        """Every key the store has signed captures with, oldest first (the last is current):
+        key id, public key (PEM), who made it current, when, and the key it replaced."""
+        return [_key_dict(key) for key in self._service.predictions.signing_keys()]
+
+    def rotate_signing_key(self, new_key_file: str | Path) -> dict[str, Any]:
+        """Make the private key in ``new_key_file`` (from ``clew keys create``) the store's
+        signing key; batches signed before still verify with the key they name. Only its public
+        half and a signature proving possession leave this process. On a server: admins only."""
+        predictions = self._service.predictions
+        history = predictions.signing_keys()
+        current = history[-1].key_id if history else None
+        request = signing.rotation_request(Path(new_key_file).expanduser(), current)
+        return _key_dict(predictions.rotate_signing_key(request, self.actor))
+
     # --- used by LoadedModel ----------------------------------------------------------
 
     def _capture_service(self) -> CaptureService:
@@ -120,6 +139,10 @@ class PredictionsMixin:
     def _close_captures(self) -> None:
         if self._capture is not None:
             self._capture.close()
+
+
+def _key_dict(key: signing.SigningKey) -> dict[str, Any]:
+    return {**key.to_dict(), "created_at": ms_to_iso(key.created_ms)}
 
 
 def _positive(value: Any, name: str) -> Any:
@@ -162,6 +185,14 @@ def log_labels(prediction_ids: Sequence[str], labels: Sequence[Any]) -> int:
 
 def public_key() -> str:
     return _client().public_key()
+
+
+def signing_keys() -> list[dict[str, Any]]:
+    return _client().signing_keys()
+
+
+def rotate_signing_key(new_key_file: str | Path) -> dict[str, Any]:
+    return _client().rotate_signing_key(new_key_file)
 
 
 def trace(prediction_id: str) -> Trace:

@@ -12,7 +12,7 @@ server and never written twice. The server builds the Merkle tree and signs it.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -86,16 +86,17 @@ def _by_rows(calls: list[Call], limit: int) -> list[list[Call]]:
     return groups
 
 
-def remote_prediction(data: dict[str, Any], public_key_pem: bytes) -> CapturedPrediction:
+def remote_prediction(data: dict[str, Any], public_keys: Mapping[str, bytes]) -> CapturedPrediction:
     """A prediction as the server returned it, with the verdict computed here: the rows of its
-    leaf are hashed, its proof followed and the signature checked with only the public key."""
+    leaf are hashed, its proof followed and the signature checked with only the public key its
+    batch names (``public_keys``: the store's key history by key id)."""
     row = _decoded(data["row"])
     leaf_table = _decoded(data["leaf_table"])
     header = capture.header_of(leaf_table)
     signature = capture.signature_of(leaf_table)
     proof = [merkle.ProofStep.from_dict(step) for step in data["proof"]]
     verification = capture.verify_row(
-        leaf_table, header, signature, proof, public_key_pem, prediction_id=data["id"]
+        leaf_table, header, signature, proof, public_keys, prediction_id=data["id"]
     )
     if verification.verified and (data["merkle_root"], data["signature"]) != (
         header.get("merkle_root"),

@@ -89,6 +89,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/labels"): CONTRIBUTE,
     ("POST", f"{API}/labels/search"): VIEW,
     ("GET", f"{API}/public-key"): VIEW,
+    ("GET", f"{API}/signing-keys"): VIEW,
+    ("POST", f"{API}/signing-keys"): Rule(Role.ADMIN),
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/captures"): Rule(
         Role.CONTRIBUTOR, model_param="name"
     ),

@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -119,7 +119,11 @@ class StoreWriter:
     def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> None:
         if self._signer is None:
             self._signer = signing.Signer(self.store)
-        write_batch(self.store, self._signer, self.actor, target, calls, dropped)
+        try:
+            write_batch(self.store, self._signer, self.actor, target, calls, dropped)
+        except IntegrityError:
+            self._signer = None  # reload the key next time: its file may hold the new one now
+            raise
 
 
 class CaptureService:
@@ -340,8 +344,11 @@ def write_sealed(
     The rows are encoded to Parquet on a second thread while this one hashes them (see
     ``CaptureFiles.write_sealing``). The database row is inserted only after both files are
     complete, and readers only open files a row names, so no reader sees a batch half-written,
-    on disk or in an object store.
+    on disk or in an object store. A signer whose key was rotated out is refused before any
+    file is written, and again when the row is recorded (a rotation in between).
     """
+    with store.db.read() as connection:
+        signer.require_current(connection)
     target, count = batch.target, batch.table.num_rows
     header: dict[str, Any] = {
         "kind": BATCH_KIND,
@@ -390,6 +397,7 @@ def write_sealed(
         "created_ms": time.time_ns() // 1_000_000,
     }
     with store.db.write() as connection:
+        signer.require_current(connection)
         connection.execute(schema.capture_batches.insert().values(**row))
         audit.append(connection, actor, "capture.batch", f"{target.name}/{target.version}", row)
     return batch.batch_id
@@ -823,7 +831,7 @@ def _captured(
         header,
         file_signature,
         proof,
-        signing.store_public_key(store),
+        signing.public_keys(store),
         batch,
         values["prediction_id"],
     )
@@ -891,26 +899,31 @@ def verify_row(
     header: dict[str, Any],
     signature: str,
     proof: Sequence[merkle.ProofStep],
-    public_key_pem: bytes,
+    public_keys: bytes | Mapping[str, bytes],
     batch: BatchRecord | None = None,
     prediction_id: str | None = None,
 ) -> Verification:
-    """Check one leaf's stored rows with only the public key: leaf → proof → root → signature.
+    """Check one leaf's stored rows with only public keys: leaf → proof → root → signature.
 
     ``rows`` are all the rows of one Merkle leaf, in file order (the rows whose ``leaf``
     column holds the same number; one row in batches without ``leaf_rows`` in the header).
     ``header`` and ``signature`` come from the Parquet file itself; when the batch's database
     record is given it must agree with them too; when ``prediction_id`` is given it must be
-    one of the rows.
+    one of the rows. ``public_keys`` is one public key (PEM) or the store's key history by key
+    id (``signing.public_keys``), where the key the header names is looked up.
     """
     if not header or not signature:
         return Verification(False, "the batch file carries no signed header")
+    named = header.get("key_id")
+    if isinstance(public_keys, bytes):
+        public_keys = {signing.key_id(public_keys): public_keys}
+    public_key_pem = signing.public_key_for(public_keys, named)
+    if public_key_pem is None:
+        return Verification(False, _unknown_key(named))
     if not signing.verify(public_key_pem, digests.canonical_json(header), signature):
         return Verification(
-            False, "the batch signature does not verify with the store's public key"
+            False, f"the batch signature does not verify with the public key of {named}"
         )
-    if header.get("key_id") != signing.key_id(public_key_pem):
-        return Verification(False, f"the batch was signed by another key ({header.get('key_id')})")
     problem = _leaf_problem(rows, header, proof, prediction_id)
     if problem:
         return Verification(False, problem)
@@ -975,18 +988,28 @@ class BatchProblem:
 
 
 def verify_batches(store: Store) -> tuple[int, list[BatchProblem]]:
-    """Re-check every capture batch: file digest, recomputed Merkle root, signature."""
-    public_key = signing.store_public_key(store)
+    """Re-check every capture batch: file digest, recomputed Merkle root, signature (with the
+    public key of the key id it names, from the store's key history)."""
+    public_keys = signing.public_keys(store)
     problems: list[BatchProblem] = []
     batches = all_batches(store)
     for batch in batches:
-        reason = _batch_problem(store, batch, public_key)
+        reason = _batch_problem(store, batch, public_keys)
         if reason:
             problems.append(BatchProblem(batch.id, batch.path, reason))
     return len(batches), problems
 
 
-def _batch_problem(store: Store, batch: BatchRecord, public_key: bytes) -> str | None:
+def _unknown_key(named: Any) -> str:
+    return (
+        f"the batch signature names key {named}, which is not among the store's public keys "
+        "(`clew keys public --all` lists them)"
+    )
+
+
+def _batch_problem(
+    store: Store, batch: BatchRecord, public_keys: Mapping[str, bytes]
+) -> str | None:
     files = store.capture_files
     try:
         if not files.exists(batch.path):
@@ -1008,8 +1031,13 @@ def _batch_problem(store: Store, batch: BatchRecord, public_key: bytes) -> str |
         return f"the rows of {batch.path} no longer hash to the recorded Merkle root"
     if header.get("merkle_root") != batch.merkle_root:
         return f"the signed header of {batch.path} names another Merkle root"
+    if header.get("key_id") != batch.key_id:
+        return f"the signed header of {batch.path} names another key than the batch record"
+    public_key = signing.public_key_for(public_keys, batch.key_id)
+    if public_key is None:
+        return f"batch {batch.id}: {_unknown_key(batch.key_id)}"
     if not signing.verify(public_key, digests.canonical_json(header), batch.signature):
-        return f"the signature of batch {batch.id} does not verify with the store's public key"
+        return f"the signature of batch {batch.id} does not verify with its key {batch.key_id}"
     return None
 
 

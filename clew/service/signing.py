@@ -7,6 +7,12 @@ first key to sign for a store is bound to it: its public half is recorded in the
 metadata, which is where verification and ``clew keys public`` read it, and a process holding
 any other key is refused rather than allowed to sign batches nobody could verify. A key's id
 is the digest of its raw public bytes, recorded with every signature.
+
+A leaked or aged key is replaced with ``rotate``: the new public key becomes the store's
+current key and joins the store's key history (table ``signing_keys``, each row audited), from
+which verification picks every batch's public key by the key id it was signed with, so batches
+signed before a rotation still verify. A process still holding a retired key is refused, at
+its first batch after the rotation too, not only when it starts.
 """
 
 from __future__ import annotations
@@ -14,14 +20,19 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection, select
 
 from clew.domain import digests
-from clew.errors import IntegrityError, InvalidInputError
+from clew.errors import ConflictError, IntegrityError, InvalidInputError
 from clew.service import audit
 from clew.store import schema
 from clew.store.location import Store
@@ -32,6 +43,10 @@ PUBLIC_FILE = "capture-ed25519.pub.pem"
 
 KEY_ENV = "CLEW_SIGNING_KEY"
 _BOUND_KEY = "capture_public_key"
+
+
+_AUDIT_TARGET = "store:capture-key"
+_ROTATION_KIND = "clew.signing.rotate"
 
 
 class Signer:
@@ -45,6 +60,28 @@ class Signer:
 
     def sign(self, message: bytes) -> str:
         return self._key.sign(message).hex()
+
+    def require_current(self, connection: Connection) -> None:
+        """Refuse to record a batch once this key has been rotated out (a long-running process
+        learns of a rotation at its next batch, not only when it restarts)."""
+        bound = _info(connection)
+        if bound is not None and bound.encode() != self.public_pem:
+            raise _refusal(connection, self.public_pem, bound.encode())
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One entry of the store's key history: the key, who made it current, when, and the key it
+    replaced (None for the first)."""
+
+    key_id: str
+    public_key: str
+    actor: str
+    created_ms: int
+    previous_key_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def public_pem(key: Ed25519PublicKey) -> bytes:
@@ -84,6 +121,115 @@ def verify(public_key_pem: bytes, message: bytes, signature_hex: str) -> bool:
     return True
 
 
+def public_keys(store: Store) -> dict[str, bytes]:
+    """Every public key the store has signed with, by key id: what verification looks a
+    batch's key id up in."""
+    return {key.key_id: key.public_key.encode() for key in key_history(store)}
+
+
+def key_history(store: Store) -> list[SigningKey]:
+    """The store's signing keys, oldest first; the last is the current one."""
+    with store.db.read() as connection:
+        rows = connection.execute(select(schema.signing_keys)).all()
+    following = {row.previous_key_id: SigningKey(**row._mapping) for row in rows}
+    ordered: list[SigningKey] = []
+    key = following.get(None)
+    while key is not None:
+        ordered.append(key)
+        key = following.get(key.key_id)
+    return ordered
+
+
+def public_key_for(keys: Mapping[str, bytes], wanted: Any) -> bytes | None:
+    """The public key a batch names by id, or None when it is not one of ``keys``."""
+    return keys.get(wanted) if isinstance(wanted, str) else None
+
+
+def rotation_message(new_key_id: str, previous_key_id: str | None) -> bytes:
+    """What the new key signs to prove its holder asked for this rotation, from this key."""
+    return digests.canonical_json(
+        {"kind": _ROTATION_KIND, "key_id": new_key_id, "previous_key_id": previous_key_id}
+    )
+
+
+@dataclass(frozen=True)
+class RotationRequest:
+    """A new public key and its proof of possession: the private key never leaves the caller,
+    so a rotation through a server sends only these."""
+
+    public_key: str
+    previous_key_id: str | None
+    proof: str
+
+
+def rotation_request(path: Path, previous_key_id: str | None) -> RotationRequest:
+    """Read the new private key at ``path`` and sign the rotation with it."""
+    key = _user_key(path)
+    public = public_pem(key.public_key())
+    proof = key.sign(rotation_message(key_id(public), previous_key_id)).hex()
+    return RotationRequest(public.decode(), previous_key_id, proof)
+
+
+def rotate(store: Store, request: RotationRequest, actor: str) -> SigningKey:
+    """Make the request's key the store's current signing key, appended to its history.
+
+    Refused, with nothing changed: a proof the key did not sign, the current key again, a
+    retired key (it may be the leaked one), or a request prepared against a key that is no
+    longer current (another rotation won).
+    """
+    public = load_and_export(request.public_key)
+    new_id = key_id(public)
+    if not verify(public, rotation_message(new_id, request.previous_key_id), request.proof):
+        raise InvalidInputError(
+            f"the rotation to key {_short(new_id)} is not signed by that key; run "
+            "`clew keys rotate NEW_KEY_FILE` with the new key's private file."
+        )
+    with store.db.write() as connection:
+        bound = _info(connection)
+        current = key_id(bound.encode()) if bound is not None else None
+        _check_rotation(connection, new_id, current, request.previous_key_id)
+        entry = SigningKey(new_id, public.decode(), actor, _now_ms(), current)
+        connection.execute(schema.signing_keys.insert().values(**entry.to_dict()))
+        if bound is None:
+            connection.execute(
+                schema.store_info.insert().values(key=_BOUND_KEY, value=entry.public_key)
+            )
+        else:
+            connection.execute(
+                schema.store_info.update()
+                .where(schema.store_info.c.key == _BOUND_KEY)
+                .values(value=entry.public_key)
+            )
+        audit.append(connection, actor, "signing.rotate", _AUDIT_TARGET, entry.to_dict())
+    return entry
+
+
+def load_and_export(public_key_pem: str) -> bytes:
+    """The PEM re-exported from the parsed key, so one key always has one stored text."""
+    return public_pem(load_public(public_key_pem.encode()))
+
+
+def _check_rotation(
+    connection: Connection, new_id: str, current: str | None, expected: str | None
+) -> None:
+    if new_id == current:
+        raise InvalidInputError(
+            f"key {_short(new_id)} is already the store's capture key; make a new one with "
+            "`clew keys create NEW_KEY_FILE` and rotate to that."
+        )
+    if current != expected:
+        raise ConflictError(
+            f"the store's capture key is now {_short(current)}, not {_short(expected)} as "
+            "when this rotation was prepared; run `clew keys rotate` again."
+        )
+    table = schema.signing_keys
+    if connection.execute(select(table.c.key_id).where(table.c.key_id == new_id)).first():
+        raise InvalidInputError(
+            f"key {_short(new_id)} was retired from this store and can not sign for it again; "
+            "make a new one with `clew keys create NEW_KEY_FILE` and rotate to that."
+        )
+
+
 def store_public_key(store: Store) -> bytes:
     """The store's public key (PEM): the one bound to the store, else the key this process
     would sign with (created if there is none yet; reading never binds it)."""
@@ -118,28 +264,75 @@ def _private_key(store: Store) -> Ed25519PrivateKey:
 def _bind(store: Store, public: bytes) -> None:
     """Record the first signing key's public half; refuse a different one afterwards."""
     with store.db.read() as connection:
-        bound = store.db.info(_BOUND_KEY, connection)
+        bound = _info(connection)
     if bound is None:
         with store.db.write() as connection:
-            bound = store.db.info(_BOUND_KEY, connection)
+            bound = _info(connection)
             if bound is None:
+                entry = SigningKey(key_id(public), public.decode(), "clew", _now_ms(), None)
                 connection.execute(
-                    schema.store_info.insert().values(key=_BOUND_KEY, value=public.decode())
+                    schema.store_info.insert().values(key=_BOUND_KEY, value=entry.public_key)
                 )
-                audit.append(
-                    connection,
-                    "clew",
-                    "signing.bind",
-                    "store:capture-key",
-                    {"key_id": key_id(public), "public_key": public.decode()},
-                )
+                connection.execute(schema.signing_keys.insert().values(**entry.to_dict()))
+                audit.append(connection, "clew", "signing.bind", _AUDIT_TARGET, entry.to_dict())
                 return
     if bound.encode() != public:
-        raise IntegrityError(
-            f"this process signs with key {key_id(public)[:19]}..., but the store's capture "
-            f"key is {key_id(bound.encode())[:19]}...; set {KEY_ENV} to the key file every "
-            "replica shares (docs/deployment.md)."
+        with store.db.read() as connection:
+            raise _refusal(connection, public, bound.encode())
+
+
+def _refusal(connection: Connection, public: bytes, bound: bytes) -> IntegrityError:
+    """Why a process holding ``public`` may not sign for a store whose key is ``bound``."""
+    mine, current = key_id(public), key_id(bound)
+    table = schema.signing_keys
+    retired = connection.execute(select(table.c.key_id).where(table.c.key_id == mine)).first()
+    if retired:
+        return IntegrityError(
+            f"this process signs with key {_short(mine)}, which was rotated out; the store's "
+            f"capture key is now {_short(current)}, so set {KEY_ENV} to that key's file and "
+            "restart (docs/deployment.md#rotating-the-signing-key)."
         )
+    return IntegrityError(
+        f"this process signs with key {_short(mine)}, but the store's capture key is "
+        f"{_short(current)}; set {KEY_ENV} to the key file every replica shares "
+        "(docs/deployment.md)."
+    )
+
+
+def _info(connection: Connection) -> str | None:
+    row = connection.execute(
+        select(schema.store_info.c.value).where(schema.store_info.c.key == _BOUND_KEY)
+    ).first()
+    return row[0] if row else None
+
+
+def _short(key: str | None) -> str:
+    return "(none)" if key is None else f"{key[:19]}..."
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _user_key(path: Path) -> Ed25519PrivateKey:
+    """A private key file the user names: wrong input is theirs to fix, not damage."""
+    if not path.is_file():
+        raise InvalidInputError(
+            f"{path} does not exist; make the new key with `clew keys create {path}` first."
+        )
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, OSError) as error:
+        raise InvalidInputError(
+            f"{path} is not an unencrypted PEM Ed25519 private key; make one with "
+            "`clew keys create NEW_KEY_FILE` and rotate to that."
+        ) from error
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InvalidInputError(
+            f"{path} is not an Ed25519 private key; make one with "
+            "`clew keys create NEW_KEY_FILE` and rotate to that."
+        )
+    return key
 
 
 def _load_or_create(directory: Path) -> Ed25519PrivateKey:

@@ -249,6 +249,20 @@ capture_batches = Table(
     Index("ix_capture_batches_version", "model_version_id"),
 )
 
+# The capture signing keys, oldest first by ``previous_key_id``: the bound key, then one row per
+# rotation. Verification picks a batch's public key here by the key id it was signed with; the
+# unique ``previous_key_id`` keeps the history one line (two rotations from one key can't both
+# commit). The current key is also ``store_info.capture_public_key``.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("key_id", String(71), primary_key=True),
+    Column("public_key", Text, nullable=False),
+    Column("actor", NAME, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("previous_key_id", String(71), unique=True),
+)
+
 labels = Table(
     "labels",
     metadata,

@@ -17,7 +17,7 @@ import pyarrow as pa
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from clew.errors import InvalidInputError
+from clew.errors import IntegrityError, InvalidInputError
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.responses import JSONResponse
@@ -69,9 +69,14 @@ async def post_capture(
     rows = _decode(body)
     target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
     signer = _signer(request, services.store)
-    accepted = await run_in_threadpool(
-        capture.accept_batch, services.store, signer, actor, target, batch, rows, dropped
-    )
+    try:
+        accepted = await run_in_threadpool(
+            capture.accept_batch, services.store, signer, actor, target, batch, rows, dropped
+        )
+    except IntegrityError:
+        # After a key rotation the next batch reloads the key, which may be the new one now
+        request.app.state.capture_signer = None
+        raise
     return JSONResponse(accepted.to_dict(), status_code=200 if accepted.duplicate else 201)
 
 

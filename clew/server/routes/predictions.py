@@ -59,3 +59,29 @@ def labels(body: LabelQuery, services: ServicesDep) -> dict[str, Any]:
 def public_key(services: ServicesDep) -> dict[str, Any]:
     """The store's Ed25519 public key (PEM), all an auditor needs to verify capture batches."""
     return {"pem": signing.store_public_key(services.store).decode()}
+
+
+PublicKeyPem = Annotated[str, Field(min_length=1, max_length=1_000)]
+KeyId = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class Rotation(Body):
+    """A new public key and its signature over the rotation: the private key stays with the
+    caller, so no replica or proxy ever sees it."""
+
+    public_key: PublicKeyPem
+    previous_key_id: KeyId | None
+    proof: Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+
+
+@router.get("/signing-keys")
+def signing_keys(services: ServicesDep) -> list[dict[str, Any]]:
+    """Every key the store has signed captures with, oldest first; the last is current."""
+    return [key.to_dict() for key in signing.key_history(services.store)]
+
+
+@router.post("/signing-keys", status_code=201)
+def rotate_signing_key(body: Rotation, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+    """Make the sent key the store's current signing key (admins only, see permissions)."""
+    request = signing.RotationRequest(body.public_key, body.previous_key_id, body.proof)
+    return signing.rotate(services.store, request, actor).to_dict()
