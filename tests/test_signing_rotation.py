@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from capture_support import iris, register_iris
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from server_fixtures import RunningServer, run_uvicorn, server, server_store  # noqa: F401
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 import clew
@@ -20,7 +23,8 @@ from clew.client.loaded_model import LoadedModel
 from clew.errors import ClewError, IntegrityError, InvalidInputError
 from clew.server.app import create_app
 from clew.service import audit, capture, signing
-from clew.store.location import Store
+from clew.store.location import Store, open_store
+from clew.store.metadata import MIGRATIONS_DIR
 
 
 @pytest.fixture
@@ -279,3 +283,38 @@ def test_rotating_through_a_server(
         assert found.verified and found.key_id == _key_id(key), found.verification
         assert admin.trace(prediction_id).steps[0].verified
     assert capture.verify_batches(server.store) == (2, [])
+
+
+@pytest.mark.sqlite_only  # a SQLite file made at revision 0003 by design
+def test_upgrading_a_bound_store_starts_its_history_with_the_bound_key(tmp_path: Path) -> None:
+    database = tmp_path / "old" / "clew.db"
+    database.parent.mkdir()
+    engine = create_engine(f"sqlite:///{database}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    pem = signing.public_pem(signing._load(_made(tmp_path / "bound.pem")).public_key()).decode()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        connection.execute(
+            text("INSERT INTO store_info (key, value) VALUES ('capture_public_key', :pem)"),
+            {"pem": pem},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (seq, time_ms, actor, action, target, request_id, "
+                "payload_digest, prev_hash, hash) VALUES (1, 1700000000000, 'clew', "
+                "'signing.bind', 'store:capture-key', 'r', 'd', 'p', 'h')"
+            )
+        )
+    engine.dispose()
+
+    store = open_store(database.parent)
+    try:
+        [first] = signing.key_history(store)
+        assert first == signing.SigningKey(
+            signing.key_id(pem.encode()), pem, "clew", 1_700_000_000_000, None
+        )
+        assert signing.public_keys(store) == {first.key_id: pem.encode()}
+    finally:
+        store.close()
