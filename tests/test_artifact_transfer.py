@@ -30,7 +30,7 @@ from clew.cli import ops
 from clew.cli.output import ClewGroup
 from clew.client import http as remote
 from clew.domain import digests
-from clew.errors import IntegrityError
+from clew.errors import FileChangedError, IntegrityError
 from clew.service import gc
 from clew.store.location import open_store
 from clew.store.object_store import PART_SIZE, ObjectBlobStore
@@ -95,6 +95,47 @@ def test_a_large_artifact_round_trips_in_parts_and_ranges(
     if isinstance(running.store.blobs, ObjectBlobStore):
         assert _pending_uploads(running.store.blobs) == []
     client.close()
+
+
+def _upload_while(server: RunningServer, source: Path, change) -> None:  # type: ignore[no-untyped-def]
+    """Upload ``source`` with the remote SDK, calling ``change`` once the first 8 MiB left."""
+    client = _client(server)
+    changed: list[int] = []
+
+    def progress(count: int) -> None:
+        if not changed:
+            changed.append(count)
+            change(source)
+
+    try:
+        client.store.blobs.put_file(source, progress)
+    finally:
+        client.close()
+
+
+def _rewrite_tail(source: Path) -> None:
+    with open(source, "r+b") as writer:
+        writer.seek(SIZE - 1024)
+        writer.write(os.urandom(1024))
+
+
+def _truncate(source: Path) -> None:
+    os.truncate(source, PART_SIZE + 100)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(_rewrite_tail, "may have changed while uploading"), (_truncate, "got shorter")],
+)
+def test_a_large_file_changed_during_its_upload_is_refused_and_nothing_is_stored(
+    running: RunningServer, tmp_path: Path, change, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    source, digest = _random_file(tmp_path / "weights.bin")
+    with pytest.raises(FileChangedError, match=message):
+        _upload_while(running, source, change)
+    assert not running.store.blobs.exists(digest)
+    if isinstance(running.store.blobs, ObjectBlobStore):
+        _wait_for(lambda: not _pending_uploads(running.store.blobs))
 
 
 @pytest.mark.s3
