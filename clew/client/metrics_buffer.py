@@ -34,6 +34,7 @@ class MetricBuffer:
         self._writer = writer
         self._queues: dict[str, deque[Point]] = {}
         self._unsent: dict[str, tuple[list[Point], str]] = {}
+        self._ending: dict[str, list[Point]] = {}  # the points of a run end that failed
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -61,17 +62,19 @@ class MetricBuffer:
         """Write the queue, handing the last batch to ``finisher`` (which ends the run with it).
 
         Ending a run and writing its final points then cost one transaction. If the finisher
-        fails, its points go back into the queue, so retrying loses nothing.
+        fails, its points are held for the next ``finish`` (not written by the background
+        thread meanwhile), so retrying loses nothing and repeats the very same end: a server
+        that committed the first one but whose answer was lost replays that answer (the
+        request's idempotency key derives from it) instead of refusing a run already ended.
         """
         with self._write_lock:
             self._drain_locked(run_id, keep=BATCH_SIZE)
             queue = self._queues.get(run_id)
-            last = _take(queue, len(queue)) if queue else []
+            last = self._ending.pop(run_id, []) + (_take(queue, len(queue)) if queue else [])
             try:
                 finisher(last)
             except BaseException:
-                if queue is not None:
-                    queue.extendleft(reversed(last))
+                self._ending[run_id] = last
                 raise
             with self._lock:
                 self._queues.pop(run_id, None)
@@ -83,6 +86,7 @@ class MetricBuffer:
         with self._write_lock, self._lock:
             self._queues.pop(run_id, None)
             self._unsent.pop(run_id, None)
+            self._ending.pop(run_id, None)
 
     def close(self) -> None:
         self._stopping = True

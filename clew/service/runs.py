@@ -287,7 +287,7 @@ class RunService:
                 f"run status {status!r} is not a final status; use FINISHED, FAILED or KILLED."
             )
         with self.store.db.write() as connection:
-            self._require_running(connection, run_id)
+            self._require_running(connection, run_id, ending_as=status)
             ended = now_ms()
             payload: dict[str, Any] = {"status": status, "end_ms": ended}
             if points:
@@ -315,14 +315,22 @@ class RunService:
                 for k, v, s, t in connection.execute(query)
             ]
 
-    def _require_running(self, connection: Connection, run_id: str) -> None:
+    def _require_running(
+        self, connection: Connection, run_id: str, ending_as: str | None = None
+    ) -> None:
         found = _RUN_STATUS.first(connection, {"run_id": run_id})
         if found is None:
             raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
-        if found[0] != records.RUNNING:
+        if found[0] == records.RUNNING:
+            return
+        if ending_as is not None:
             raise RunFinishedError(
-                f"run {run_id} has already ended ({found[0]}); start a new run to log more."
+                f"run {run_id} has already ended ({found[0]}), so it can not end again as "
+                f"{ending_as}; start a new run to log more."
             )
+        raise RunFinishedError(
+            f"run {run_id} has already ended ({found[0]}); start a new run to log more."
+        )
 
 
 def _write_points(
