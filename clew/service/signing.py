@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, select
@@ -101,7 +101,7 @@ def key_id(public_key_pem: bytes) -> str:
 def load_public(public_key_pem: bytes) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(public_key_pem)
-    except ValueError as error:
+    except (ValueError, UnsupportedAlgorithm) as error:
         raise InvalidInputError(
             "the public key is not a PEM Ed25519 key; export it with `clew keys public`."
         ) from error
@@ -322,7 +322,7 @@ def _user_key(path: Path) -> Ed25519PrivateKey:
         )
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as error:
         raise InvalidInputError(
             f"{path} is not an unencrypted PEM Ed25519 private key; make one with "
             "`clew keys create NEW_KEY_FILE` and rotate to that."
