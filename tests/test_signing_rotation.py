@@ -15,11 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from server_fixtures import RunningServer, run_uvicorn, server, server_store  # noqa: F401
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import create_engine, text
+from tamper import execute_sql
 from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
 from clew.client.loaded_model import LoadedModel
+from clew.domain import digests
 from clew.errors import ClewError, IntegrityError, InvalidInputError
 from clew.server.app import create_app
 from clew.service import audit, capture, signing
@@ -93,7 +95,7 @@ def test_batches_from_before_and_after_a_rotation_all_verify(
     assert client.public_key() == history[1]["public_key"]
     [entry] = _rotations(client.store)
     assert entry.actor == client.actor
-    assert entry.payload_digest == audit.digests.digest_json(
+    assert entry.payload_digest == digests.digest_json(
         {k: v for k, v in history[1].items() if k != "created_at"}
     )
     checked = CliRunner().invoke(app, ["audit", "verify"])
@@ -137,6 +139,35 @@ def test_a_batch_naming_a_key_outside_the_history_fails_verification(
     assert capture.verify_row(rows, header, found.signature, found.proof, keys).verified
     pem = keys[_key_id(old_key)]
     assert capture.verify_row(rows, header, found.signature, found.proof, pem).verified
+
+
+def _pem_id(pem: str) -> str:
+    return signing.key_id(pem.encode())
+
+
+def test_a_key_history_row_altered_outside_clew_verifies_nothing(
+    client: clew.Client, old_key: Path, new_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = register_iris(client)
+    before, _ = _predict(model, client)
+    client.rotate_signing_key(new_key)
+    monkeypatch.setenv(signing.KEY_ENV, str(new_key))
+    _predict(model, client)  # refused: the writer still held the old key, which it now drops
+    after, stats = _predict(model, client)
+    assert stats["captured"] == 20 and capture.verify_batches(client.store)[1] == []
+
+    execute_sql(
+        client.store,
+        "UPDATE signing_keys SET actor = 'mallory' WHERE key_id = :key",
+        key=_key_id(new_key),
+    )
+    assert signing.public_keys(client.store).keys() == {_key_id(old_key)}
+    assert client.get_prediction(before[0]).verified
+    found = client.get_prediction(after[0])
+    assert not found.verified and "audited public keys" in found.verification.reason
+    checked, problems = capture.verify_batches(client.store)
+    assert checked == 2 and len(problems) == 1
+    assert _key_id(new_key) in problems[0].reason
 
 
 def _ec_key_file(path: Path) -> Path:
@@ -304,8 +335,9 @@ def test_upgrading_a_bound_store_starts_its_history_with_the_bound_key(tmp_path:
             text(
                 "INSERT INTO audit_log (seq, time_ms, actor, action, target, request_id, "
                 "payload_digest, prev_hash, hash) VALUES (1, 1700000000000, 'clew', "
-                "'signing.bind', 'store:capture-key', 'r', 'd', 'p', 'h')"
-            )
+                "'signing.bind', 'store:capture-key', 'r', :digest, 'p', 'h')"
+            ),
+            {"digest": digests.digest_json({"key_id": _pem_id(pem), "public_key": pem})},
         )
     engine.dispose()
 

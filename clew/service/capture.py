@@ -1002,8 +1002,8 @@ def verify_batches(store: Store) -> tuple[int, list[BatchProblem]]:
 
 def _unknown_key(named: Any) -> str:
     return (
-        f"the batch signature names key {named}, which is not among the store's public keys "
-        "(`clew keys public --all` lists them)"
+        f"the batch signature names key {named}, which is not among the store's audited "
+        "public keys (`clew keys public --all` lists its key history)"
     )
 
 

@@ -123,8 +123,32 @@ def verify(public_key_pem: bytes, message: bytes, signature_hex: str) -> bool:
 
 def public_keys(store: Store) -> dict[str, bytes]:
     """Every public key the store has signed with, by key id: what verification looks a
-    batch's key id up in."""
-    return {key.key_id: key.public_key.encode() for key in key_history(store)}
+    batch's key id up in.
+
+    Only keys whose history row is exactly what their ``signing.bind``/``signing.rotate`` audit
+    entry recorded count: a key written into the table any other way (or altered there)
+    verifies nothing, so forging batches takes rewriting the hash-chained audit log too.
+    """
+    vouched = _audited_digests(store)
+    return {
+        key.key_id: key.public_key.encode()
+        for key in key_history(store)
+        if not vouched.isdisjoint(_recorded_digests(key))
+    }
+
+
+def _audited_digests(store: Store) -> set[str]:
+    entries = audit.entries(store, _AUDIT_TARGET, action="signing.")
+    return {entry.payload_digest for entry in entries}
+
+
+def _recorded_digests(key: SigningKey) -> set[str]:
+    """What the audit entry of ``key`` may hold: its history row, or for a key bound before the
+    history existed (schema 0004), the key id and public key its ``signing.bind`` recorded."""
+    digests_ = {digests.digest_json(key.to_dict())}
+    if key.previous_key_id is None:
+        digests_.add(digests.digest_json({"key_id": key.key_id, "public_key": key.public_key}))
+    return digests_
 
 
 def key_history(store: Store) -> list[SigningKey]:
