@@ -162,6 +162,7 @@ def test_a_key_history_row_altered_outside_clew_verifies_nothing(
         key=_key_id(new_key),
     )
     assert signing.public_keys(client.store).keys() == {_key_id(old_key)}
+    assert [key["key_id"] for key in client.signing_keys()] == [_key_id(old_key)]
     assert client.get_prediction(before[0]).verified
     found = client.get_prediction(after[0])
     assert not found.verified and "audited public keys" in found.verification.reason

@@ -123,18 +123,27 @@ def verify(public_key_pem: bytes, message: bytes, signature_hex: str) -> bool:
 
 def public_keys(store: Store) -> dict[str, bytes]:
     """Every public key the store has signed with, by key id: what verification looks a
-    batch's key id up in.
+    batch's key id up in."""
+    return {key.key_id: key.public_key.encode() for key in key_history(store)}
 
-    Only keys whose history row is exactly what their ``signing.bind``/``signing.rotate`` audit
-    entry recorded count: a key written into the table any other way (or altered there)
-    verifies nothing, so forging batches takes rewriting the hash-chained audit log too.
+
+def key_history(store: Store) -> list[SigningKey]:
+    """The store's signing keys, oldest first; the last is the current one.
+
+    Only rows that are exactly what their ``signing.bind``/``signing.rotate`` audit entry
+    recorded: a key written into the table any other way (or altered there) is left out and so
+    verifies nothing; forging batches would take rewriting the hash-chained audit log too.
     """
+    with store.db.read() as connection:
+        rows = connection.execute(select(schema.signing_keys)).all()
+    following = {row.previous_key_id: SigningKey(**row._mapping) for row in rows}
+    ordered: list[SigningKey] = []
+    key = following.get(None)
+    while key is not None:
+        ordered.append(key)
+        key = following.get(key.key_id)
     vouched = _audited_digests(store)
-    return {
-        key.key_id: key.public_key.encode()
-        for key in key_history(store)
-        if not vouched.isdisjoint(_recorded_digests(key))
-    }
+    return [key for key in ordered if not vouched.isdisjoint(_recorded_digests(key))]
 
 
 def _audited_digests(store: Store) -> set[str]:
@@ -149,19 +158,6 @@ def _recorded_digests(key: SigningKey) -> set[str]:
     if key.previous_key_id is None:
         digests_.add(digests.digest_json({"key_id": key.key_id, "public_key": key.public_key}))
     return digests_
-
-
-def key_history(store: Store) -> list[SigningKey]:
-    """The store's signing keys, oldest first; the last is the current one."""
-    with store.db.read() as connection:
-        rows = connection.execute(select(schema.signing_keys)).all()
-    following = {row.previous_key_id: SigningKey(**row._mapping) for row in rows}
-    ordered: list[SigningKey] = []
-    key = following.get(None)
-    while key is not None:
-        ordered.append(key)
-        key = following.get(key.key_id)
-    return ordered
 
 
 def public_key_for(keys: Mapping[str, bytes], wanted: Any) -> bytes | None:
