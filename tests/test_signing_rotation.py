@@ -152,8 +152,7 @@ def test_a_key_history_row_altered_outside_clew_verifies_nothing(
     before, _ = _predict(model, client)
     client.rotate_signing_key(new_key)
     monkeypatch.setenv(signing.KEY_ENV, str(new_key))
-    _predict(model, client)  # refused: the writer still held the old key, which it now drops
-    after, stats = _predict(model, client)
+    after, stats = _predict(model, client)  # the writer loads the new key for this batch
     assert stats["captured"] == 20 and capture.verify_batches(client.store)[1] == []
 
     execute_sql(
@@ -303,7 +302,7 @@ def test_rotating_through_a_server(
         assert stats["failed"] == 10 and "rotated out" in stats["last_error"]
         on_replica.close()
 
-    # The running server drops its refused key and loads the new one from the same variable.
+    # The running server, still given the old key, is refused; given the new one, it follows.
     _, stats = _predict(model, admin)
     assert stats["failed"] == 10
     monkeypatch.setenv(signing.KEY_ENV, str(new_key))

@@ -117,13 +117,8 @@ class StoreWriter:
         self._signer: signing.Signer | None = None
 
     def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> None:
-        if self._signer is None:
-            self._signer = signing.Signer(self.store)
-        try:
-            write_batch(self.store, self._signer, self.actor, target, calls, dropped)
-        except IntegrityError:
-            self._signer = None  # reload the key next time: its file may hold the new one now
-            raise
+        self._signer = signing.current_signer(self.store, self._signer)
+        write_batch(self.store, self._signer, self.actor, target, calls, dropped)
 
 
 class CaptureService:
@@ -344,11 +339,9 @@ def write_sealed(
     The rows are encoded to Parquet on a second thread while this one hashes them (see
     ``CaptureFiles.write_sealing``). The database row is inserted only after both files are
     complete, and readers only open files a row names, so no reader sees a batch half-written,
-    on disk or in an object store. A signer whose key was rotated out is refused before any
-    file is written, and again when the row is recorded (a rotation in between).
+    on disk or in an object store. Callers pass a current signer (``signing.current_signer``);
+    one whose key was rotated out meanwhile is refused when the row is recorded.
     """
-    with store.db.read() as connection:
-        signer.require_current(connection)
     target, count = batch.target, batch.table.num_rows
     header: dict[str, Any] = {
         "kind": BATCH_KIND,

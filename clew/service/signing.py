@@ -61,12 +61,27 @@ class Signer:
     def sign(self, message: bytes) -> str:
         return self._key.sign(message).hex()
 
-    def require_current(self, connection: Connection) -> None:
-        """Refuse to record a batch once this key has been rotated out (a long-running process
-        learns of a rotation at its next batch, not only when it restarts)."""
+    def is_current(self, connection: Connection) -> bool:
         bound = _info(connection)
-        if bound is not None and bound.encode() != self.public_pem:
-            raise _refusal(connection, self.public_pem, bound.encode())
+        return bound is None or bound.encode() == self.public_pem
+
+    def require_current(self, connection: Connection) -> None:
+        """Refuse to record a batch once this key has been rotated out (a rotation committed
+        while the batch was being written)."""
+        if not self.is_current(connection):
+            raise _refusal(connection, self.public_pem, _info(connection).encode())
+
+
+def current_signer(store: Store, signer: Signer | None) -> Signer:
+    """The signer for a process's next batch: ``signer`` while its key is the store's current
+    one, else the key loaded afresh, since the file ``CLEW_SIGNING_KEY`` names may hold the new
+    key by now (a long-running process then follows a rotation without losing a batch, and one
+    still given the old key is refused at its next batch, not only when it restarts)."""
+    if signer is not None:
+        with store.db.read() as connection:
+            if signer.is_current(connection):
+                return signer
+    return Signer(store)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from clew.errors import IntegrityError, InvalidInputError
+from clew.errors import InvalidInputError
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.responses import JSONResponse
@@ -68,15 +68,10 @@ async def post_capture(
     body = await _bounded_body(request)
     rows = _decode(body)
     target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
-    signer = _signer(request, services.store)
-    try:
-        accepted = await run_in_threadpool(
-            capture.accept_batch, services.store, signer, actor, target, batch, rows, dropped
-        )
-    except IntegrityError:
-        # After a key rotation the next batch reloads the key, which may be the new one now
-        request.app.state.capture_signer = None
-        raise
+    signer = await run_in_threadpool(_signer, request, services.store)
+    accepted = await run_in_threadpool(
+        capture.accept_batch, services.store, signer, actor, target, batch, rows, dropped
+    )
     return JSONResponse(accepted.to_dict(), status_code=200 if accepted.duplicate else 201)
 
 
@@ -150,10 +145,9 @@ def _target(store: Store, ref: str, method: str) -> capture.CaptureTarget:
 
 
 def _signer(request: Request, store: Store) -> signing.Signer:
-    """One signer per app: loading the key once, not per batch."""
-    signer = getattr(request.app.state, "capture_signer", None)
-    if signer is None:
-        signer = request.app.state.capture_signer = signing.Signer(store)
+    """One signer per app, its key loaded once and again only after a key rotation."""
+    current = getattr(request.app.state, "capture_signer", None)
+    signer = request.app.state.capture_signer = signing.current_signer(store, current)
     return signer
 
 
