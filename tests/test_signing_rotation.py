@@ -103,6 +103,22 @@ def test_batches_from_before_and_after_a_rotation_all_verify(
     assert "2 capture batches match" in " ".join(checked.output.split())
 
 
+def test_a_key_file_replaced_with_the_rotated_key_loses_no_batch(
+    client: clew.Client, old_key: Path, new_key: Path
+) -> None:
+    """A rotated secret mounted at the same path: the running writer follows it."""
+    model = register_iris(client)
+    before, _ = _predict(model, client)
+    old_id = _key_id(old_key)
+    client.rotate_signing_key(new_key)
+    old_key.write_bytes(new_key.read_bytes())
+    after, stats = _predict(model, client)
+    assert stats["captured"] == 20 and stats["failed"] == 0
+    keys = [client.get_prediction(ids[0]).key_id for ids in (before, after)]
+    assert keys == [old_id, _key_id(new_key)]
+    assert capture.verify_batches(client.store) == (2, [])
+
+
 def test_a_process_started_with_the_old_key_after_a_rotation_is_refused(
     client: clew.Client, old_key: Path, new_key: Path, tmp_path: Path
 ) -> None:
