@@ -170,6 +170,16 @@ class ObjectBlobStore:
         )
         return client
 
+    def call_parts_client(self, method: str, **arguments: Any) -> Any:
+        """``parts_client.<method>(**arguments)``, its refusals raised as s3fs would raise them
+        (inside ``_reachable``/``_existing``, which explain them)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return getattr(self.parts_client, method)(**arguments)
+        except ClientError as error:
+            raise _translated(error) from error
+
     def streamed_upload(self, digest: str) -> StreamedUpload:
         """A writer that sends bytes to ``digest``'s key as they arrive (the server's upload
         route); the caller hashes them and calls ``finish`` only if they match the digest."""
@@ -182,11 +192,16 @@ class ObjectBlobStore:
     def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive) of a blob, one ranged GET per part (no
         HEAD first), unverified: only a reader that hashes the whole blob (the remote
-        client) may rely on them."""
-        key = self.key_for(digest)
+        client) may rely on them. Through ``parts_client``: each part arrives in one read,
+        where s3fs's asyncio path cost the relaying server a quarter more CPU."""
+        bucket, key, _ = self.fs.split_path(self.key_for(digest))
         for offset in range(start, end, PART_SIZE):
+            last = min(offset + PART_SIZE, end) - 1
             with self._existing(digest):
-                yield self.fs.cat_file(key, start=offset, end=min(offset + PART_SIZE, end))
+                answer = self.call_parts_client(
+                    "get_object", Bucket=bucket, Key=key, Range=f"bytes={offset}-{last}"
+                )
+                yield answer["Body"].read()
 
     def signed_url(self, digest: str, seconds: int) -> str:
         """A presigned GET URL for ``digest`` valid for ``seconds`` (opt-in download redirect)."""
@@ -419,13 +434,8 @@ class StreamedUpload:
         self._etags[number - 1] = answer["ETag"]
 
     def _call(self, method: str, **arguments: Any) -> Any:
-        from botocore.exceptions import ClientError
-
         with self._store._reachable():
-            try:
-                return getattr(self._store.parts_client, method)(**arguments)
-            except ClientError as error:
-                raise _translated(error) from error
+            return self._store.call_parts_client(method, **arguments)
 
 
 def _translated(error: Any) -> Exception:
