@@ -18,8 +18,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import clew
+from clew.domain import digests
 from clew.errors import InvalidInputError
 from clew.integrations import flavors
+from clew.store.location import Store
 
 
 def _frame() -> pd.DataFrame:
@@ -121,6 +123,19 @@ def test_missing_path_and_unknown_objects_are_refused(client: clew.Client, tmp_p
             run.log_input(object())
         with pytest.raises(InvalidInputError, match="artifact type"):
             run.log_output(tmp_path, name="x", type="spaceship")
+
+
+def test_an_unknown_type_is_refused_before_anything_is_uploaded(
+    client: clew.Client, store: Store, tmp_path: Path
+) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"bytes of a model logged with a misspelt type")
+    with (
+        clew.start_run(experiment="bad") as run,
+        pytest.raises(InvalidInputError, match="artifact type 'modle' is unknown"),
+    ):
+        run.log_output(weights, name="weights", type="modle")
+    assert not store.blobs.exists(digests.digest_bytes(weights.read_bytes()))
 
 
 def test_reference_only_uri_without_a_reachable_store(client: clew.Client, tmp_path: Path) -> None:

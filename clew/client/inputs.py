@@ -17,6 +17,7 @@ from clew.domain import digests
 from clew.domain.records import ArtifactRecord
 from clew.errors import InvalidInputError
 from clew.service import datasets
+from clew.service.artifacts import check_type
 from clew.service.uploads import check_reference_uri
 from clew.store.blobs import LocalBlobStore, Progress
 
@@ -52,6 +53,8 @@ def prepare(
     properties: dict[str, Any] | None = None,
 ) -> Prepared:
     extra = dict(properties or {})
+    if type_ is not None:
+        check_type(type_)  # before any byte is hashed or uploaded, not after
     if isinstance(obj, ArtifactRecord):
         return _existing(obj, name, type_, extra)
     if isinstance(obj, FeatureGroup):
