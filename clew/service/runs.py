@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, text
+from sqlalchemy import Connection, bindparam, func, select
 
 from clew.domain import ids, records, refs
 from clew.domain.records import MetricPoint, RunRecord
@@ -22,7 +22,7 @@ from clew.service import audit
 from clew.service.contexts import ensure_context
 from clew.store import schema
 from clew.store.location import Store
-from clew.store.metadata import DriverStatement
+from clew.store.metadata import DriverStatement, driver_execute
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_LENGTH = 6000
@@ -346,10 +346,13 @@ def _write_points(
         for key, value, step, stamp in points
     ]
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(
-        f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES ({', '.join([mark] * 5)})", rows
+    driver_execute(
+        connection,
+        f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES ({', '.join([mark] * 5)})",
+        rows,
+        many=True,
     )
-    _upsert_latest(connection, _latest_per_key(rows))
+    _UPSERT_LATEST.execute_many(connection, _latest_per_key(rows))
     return {"count": len(rows), "first": list(rows[0]), "last": list(rows[-1])}
 
 
@@ -378,8 +381,8 @@ def _latest_per_key(
 
 
 # Keep the newest point per (run, key): an older step arriving late never wins. Plain SQL
-# that SQLite and PostgreSQL both accept, so SQLAlchemy caches it compiled.
-_UPSERT_LATEST = text(
+# that SQLite and PostgreSQL both accept, run on the driver's cursor like the insert above.
+_UPSERT_LATEST = DriverStatement(
     "INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value) "
     "VALUES (:run_id, :key, :step, :timestamp_ms, :value) "
     "ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "
@@ -387,10 +390,6 @@ _UPSERT_LATEST = text(
     "WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step "
     "AND excluded.timestamp_ms >= latest_metrics.timestamp_ms)"
 )
-
-
-def _upsert_latest(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    connection.execute(_UPSERT_LATEST, rows)
 
 
 def load_runs(connection: Connection, run_ids: Sequence[str]) -> list[RunRecord]:

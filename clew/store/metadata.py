@@ -283,7 +283,7 @@ class DriverStatement:
 def driver_execute(
     connection: Connection,
     sql: str,
-    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
     *,
     many: bool = False,
 ) -> Any:
