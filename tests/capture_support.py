@@ -35,6 +35,16 @@ def register_iris(client: clew.Client, name: str = "iris") -> LoadedModel:
     return LoadedModel(model, version, client)
 
 
+def register_iris_remotely(client: clew.Client) -> LoadedModel:
+    """``register_iris`` for a client of a server: every step through the client's API."""
+    features, target = iris()
+    with client.start_run("iris", "train") as run:
+        model = LogisticRegression(max_iter=500).fit(features, target)
+        artifact = run.log_model(model, name="iris-lr")
+    client.register_model(artifact, "iris")
+    return client.load_model("iris/1")
+
+
 @contextmanager
 def editable_batch(client: clew.Client) -> Iterator[Path]:
     """A local copy of the store's one capture batch file; what the test writes to it is put

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from capture_support import iris
+from capture_support import iris, register_iris_remotely
 from server_fixtures import RunningServer, serve, server, server_store  # noqa: F401
-from sklearn.linear_model import LogisticRegression
 
 import clew
 from clew.client.loaded_model import LoadedModel
@@ -32,15 +31,6 @@ def remote(server: RunningServer) -> Iterator[clew.Client]:  # noqa: F811
     client.close()
 
 
-def _register(client: clew.Client) -> LoadedModel:
-    features, target = iris()
-    with client.start_run("iris", "train") as run:
-        model = LogisticRegression(max_iter=500).fit(features, target)
-        artifact = run.log_model(model, name="iris-lr")
-    client.register_model(artifact, "iris")
-    return client.load_model("iris/1")
-
-
 def _capture_target(model: LoadedModel) -> CaptureTarget:
     version = model.version
     return CaptureTarget(version.id, version.name, version.version, version.digest)
@@ -54,7 +44,7 @@ def test_remote_predictions_are_signed_by_the_server_and_verify_with_the_public_
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    model = _register(remote)
+    model = register_iris_remotely(remote)
     features, _ = iris()
     outputs, prediction_ids = model.predict_with_ids(features)
     assert len(outputs) == 150
@@ -95,7 +85,7 @@ def test_a_retried_post_with_the_same_batch_id_is_written_once(
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    target = _capture_target(_register(remote))
+    target = _capture_target(register_iris_remotely(remote))
     features, _ = iris()
     call = Call(ids.new_id(), 1_700_000_000_000, 10, np.arange(10), features[:10])
     body = encode(target, [call])
@@ -115,7 +105,7 @@ def test_a_viewer_may_not_post_captures(
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    target = _capture_target(_register(remote))
+    target = _capture_target(register_iris_remotely(remote))
     call = Call(ids.new_id(), 1_700_000_000_000, 3, np.arange(3), None)
     http = server.http(server.user("victor", "viewer"))
     response = http.post(
@@ -132,7 +122,7 @@ def test_malformed_oversized_and_mistyped_batches_are_refused_clearly(
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    _register(remote)
+    register_iris_remotely(remote)
     http = server.http(server.tokens["alice"])
     path = "/api/v1/models/iris/versions/1/captures"
     arrow = {"Content-Type": ARROW_STREAM}
@@ -193,7 +183,7 @@ def test_an_unreachable_server_drops_counted_rows_and_predict_still_answers(
     running = next(lifetime)
     client = clew.connect(running.url, token=running.user("alice"))
     try:
-        model = _register(client)
+        model = register_iris_remotely(client)
         lifetime.close()  # the server stops; the loaded model stays in this process
         features, _ = iris()
         outputs, prediction_ids = model.predict_with_ids(features)
@@ -216,7 +206,7 @@ def test_serve_against_a_server_captures_through_it(
 
     client = clew.connect(server.url, token=server.user("alice"))
     try:
-        model = _register(client)
+        model = register_iris_remotely(client)
         app = TestClient(create_inference_app(model))
         answer = app.post("/predict", json={"inputs": iris()[0][:5].tolist()})
         assert answer.status_code == 200

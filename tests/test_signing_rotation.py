@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from capture_support import iris, register_iris
+from capture_support import iris, register_iris, register_iris_remotely
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from server_fixtures import RunningServer, run_uvicorn, server, server_store  # noqa: F401
-from sklearn.linear_model import LogisticRegression
 from sqlalchemy import create_engine, text
 from tamper import execute_sql
 from typer.testing import CliRunner
@@ -268,15 +267,6 @@ def test_keys_public_all_lists_the_history(
 # --- through a server ---------------------------------------------------------------------
 
 
-def _register(client: clew.Client) -> LoadedModel:
-    features, target = iris()
-    with client.start_run("iris", "train") as run:
-        model = LogisticRegression(max_iter=500).fit(features, target)
-        artifact = run.log_model(model, name="iris-lr")
-    client.register_model(artifact, "iris")
-    return client.load_model("iris/1")
-
-
 @pytest.fixture
 def admin(server: RunningServer, old_key: Path) -> Iterator[clew.Client]:  # noqa: F811
     client = clew.connect(server.url, token=server.user("root", "admin"))
@@ -292,7 +282,7 @@ def test_rotating_through_a_server(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = _register(admin)
+    model = register_iris_remotely(admin)
     before, stats = _predict(model, admin)
     assert stats["captured"] == 10
 
