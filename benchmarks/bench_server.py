@@ -352,8 +352,9 @@ def mlflow_metrics(server: Server, points: int) -> float:
 
 
 @contextmanager
-def seaweedfs(directory: Path) -> Iterator[dict[str, str]]:
-    """``weed mini`` on loopback (the test suite's command) with a bucket; yields the AWS env."""
+def seaweedfs(directory: Path) -> Iterator[tuple[dict[str, str], int]]:
+    """``weed mini`` on loopback (the test suite's command) with a bucket; yields the AWS env
+    and the process group to count its CPU by."""
     weed = shutil.which("weed") or str(BIN / "weed")
     data = directory / "seaweed"
     data.mkdir()
@@ -385,7 +386,7 @@ def seaweedfs(directory: Path) -> Iterator[dict[str, str]]:
         f"-s3.port.grpc={free_port()}",
         f"-admin.port.grpc={free_port()}",
     ]
-    with running(command, env["AWS_ENDPOINT_URL"], "/status", data / "weed.log", env):
+    with running(command, env["AWS_ENDPOINT_URL"], "/status", data / "weed.log", env) as weed:
         s3 = _boto3(env)
         deadline = time.monotonic() + 60
         while True:
@@ -396,7 +397,7 @@ def seaweedfs(directory: Path) -> Iterator[dict[str, str]]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
-        yield env
+        yield env, weed.pid
 
 
 def _boto3(env: dict[str, str]) -> Any:
@@ -432,13 +433,41 @@ def raw_s3(s3: Any, source: Path, directory: Path) -> tuple[float, float]:
     return up[0], down[0]
 
 
-def clew_transfer(client: clew.Client, source: Path, directory: Path) -> tuple[float, float]:
-    """(upload s, download s) through clew's server, hashed end to end."""
+@dataclass(frozen=True)
+class CpuMeter:
+    """CPU seconds so far of the clew server's and SeaweedFS's process groups and of this
+    process (the SDK side), so each transfer's CPU can be split by who spent it."""
+
+    groups: dict[str, int]
+
+    def read(self) -> dict[str, float]:
+        found = {name: group_cpu_seconds(group) for name, group in self.groups.items()}
+        return found | {"client": time.process_time()}
+
+    def spent(self, before: dict[str, float]) -> dict[str, float]:
+        return {name: value - before[name] for name, value in self.read().items()}
+
+
+def clew_transfer(
+    client: clew.Client, source: Path, directory: Path, meter: CpuMeter
+) -> tuple[float, float, dict[str, float], dict[str, float]]:
+    """(upload s, download s, upload CPU s, download CPU s) through clew's server, hashed end
+    to end."""
     run = client.start_run(experiment="bench", name="artifacts", capture_code=False)
+    before = meter.read()
     with stopwatch() as up:
         record = run.log_artifact(source, name="weights")
+    up_cpu = meter.spent(before)
     run.end()
-    return up[0], clew_download(client, record, source, directory)
+    before = meter.read()
+    down = clew_download(client, record, source, directory)
+    return up[0], down, up_cpu, meter.spent(before)
+
+
+def cpu_note(spent: list[dict[str, float]], mib: int) -> str:
+    """Median CPU seconds per 128 MiB of each side, over the rounds."""
+    per = {name: statistics.median(s[name] for s in spent) * 128 / mib for name in spent[0]}
+    return "CPU-s per 128 MiB: " + ", ".join(f"{name} {value:.2f}" for name, value in per.items())
 
 
 def clew_download(
@@ -535,9 +564,9 @@ def artifact_results(directory: Path, workers: int, mib: int, rounds: int) -> li
     on the machine hits both. A second clew server on the same bucket prefix, started with
     ``CLEW_PRESIGNED_DOWNLOADS``, measures the redirect download mode."""
     raw: list[tuple[float, float]] = []
-    ours: list[tuple[float, float]] = []
+    ours: list[tuple[float, float, dict[str, float], dict[str, float]]] = []
     presigned: list[float] = []
-    with seaweedfs(directory) as env:
+    with seaweedfs(directory) as (env, weed_group):
         s3 = _boto3(env)
         artifacts = f"s3://{BUCKET}/clew"
         redirecting = {**env, PRESIGNED_ENV: "300"}
@@ -547,10 +576,11 @@ def artifact_results(directory: Path, workers: int, mib: int, rounds: int) -> li
         ):
             client = clew.connect(server.url, token=server.headers["Authorization"].split()[1])
             direct = clew.Client(other.url, token=other.headers["Authorization"].split()[1])
+            meter = CpuMeter({"server": server.process.pid, "SeaweedFS": weed_group})
             for index in range(rounds):
                 source = random_file(directory / f"weights-{index}.bin", mib)
                 raw.append(raw_s3(s3, source, directory))
-                ours.append(clew_transfer(client, source, directory))
+                ours.append(clew_transfer(client, source, directory, meter))
                 presigned.append(presigned_download(direct, source, directory))
                 source.unlink()
             client.close()
@@ -566,24 +596,26 @@ def artifact_results(directory: Path, workers: int, mib: int, rounds: int) -> li
             "artifact upload via server to S3",
             "MiB/s",
             True,
-            mib / statistics.median(up for up, _ in ours),
+            mib / statistics.median(transfer[0] for transfer in ours),
             mib / statistics.median(up for up, _ in raw),
             "boto3 upload_file",
             target_ratio=TARGET_ARTIFACTS,
             note=f"{note}; clew hashes the file, then streams it through the server, which "
-            "hashes it while its parts go up as an S3 multipart upload completed only on a match",
+            "hashes it while its parts go up as an S3 multipart upload completed only on a "
+            f"match; {cpu_note([transfer[2] for transfer in ours], mib)}",
         ),
         Result(
             "server",
             "artifact download via server from S3",
             "MiB/s",
             True,
-            mib / statistics.median(down for _, down in ours),
+            mib / statistics.median(transfer[1] for transfer in ours),
             raw_down,
             "boto3 download_file",
             target_ratio=TARGET_ARTIFACTS,
             note=f"{note}; {DOWNLOAD_CONCURRENCY} parallel ranged GETs relayed by the server, "
-            "re-hashed in order before the file appears",
+            "re-hashed in order before the file appears; "
+            f"{cpu_note([transfer[3] for transfer in ours], mib)}",
         ),
         Result(
             "server",
