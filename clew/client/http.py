@@ -851,13 +851,7 @@ class _RangeReader:
     ) -> None:
         self._t = transport
         self._url = httpx.URL(source.url)
-        # Only who we are (and the token, for our own server): no Accept-Encoding, as the
-        # buffer must receive the blob's bytes as stored.
-        self._headers = {
-            name: value
-            for name, value in source.http.headers.items()
-            if name.lower() in ("authorization", "user-agent")
-        }
+        self._headers = _identity_headers(source.http)
         self._timeout = source.http.timeout.read
         self._total = total
         self._write_at = write_at
@@ -940,11 +934,7 @@ class _FileSender:
 
     def __init__(self, transport: Transport, url: str) -> None:
         self._url = httpx.URL(url)
-        self._headers = {
-            name: value
-            for name, value in transport.http.headers.items()
-            if name.lower() in ("authorization", "user-agent")
-        }
+        self._headers = _identity_headers(transport.http)
         self._timeout = transport.http.timeout.read
 
     def put(self, source: Path, size: int, progress: Progress | None) -> httpx.Response:
@@ -981,6 +971,16 @@ def _send_file(
                 )
             if progress:
                 progress(count)
+
+
+def _identity_headers(http: httpx.Client) -> dict[str, str]:
+    """Only who we are (and the token, for our own server) from ``http``'s headers: no
+    Accept-Encoding, as blob bytes must travel exactly as stored."""
+    return {
+        name: value
+        for name, value in http.headers.items()
+        if name.lower() in ("authorization", "user-agent")
+    }
 
 
 def _connection_to(url: httpx.URL, timeout: float | None) -> http.client.HTTPConnection:
