@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from sqlalchemy import Connection, select
 from clew.domain import digests
 from clew.errors import ConflictError, IntegrityError, InvalidInputError
 from clew.service import audit
+from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
 
@@ -223,7 +223,7 @@ def rotate(store: Store, request: RotationRequest, actor: str) -> SigningKey:
         bound = _info(connection)
         current = key_id(bound.encode()) if bound is not None else None
         _check_rotation(connection, new_id, current, request.previous_key_id)
-        entry = SigningKey(new_id, public.decode(), actor, _now_ms(), current)
+        entry = SigningKey(new_id, public.decode(), actor, now_ms(), current)
         connection.execute(schema.signing_keys.insert().values(**entry.to_dict()))
         if bound is None:
             connection.execute(
@@ -304,7 +304,7 @@ def _bind(store: Store, public: bytes) -> None:
         with store.db.write() as connection:
             bound = _info(connection)
             if bound is None:
-                entry = SigningKey(key_id(public), public.decode(), "clew", _now_ms(), None)
+                entry = SigningKey(key_id(public), public.decode(), "clew", now_ms(), None)
                 connection.execute(
                     schema.store_info.insert().values(key=_BOUND_KEY, value=entry.public_key)
                 )
@@ -343,10 +343,6 @@ def _info(connection: Connection) -> str | None:
 
 def _short(key: str | None) -> str:
     return "(none)" if key is None else f"{key[:19]}..."
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _user_key(path: Path) -> Ed25519PrivateKey:
