@@ -141,7 +141,7 @@ class ObjectBlobStore:
 
     @functools.cached_property
     def parts_client(self) -> Any:
-        """A synchronous botocore S3 client for ``StreamedUpload`` (S3 only).
+        """A synchronous botocore S3 client for ``StreamedUpload`` and ``read_range`` (S3 only).
 
         s3fs sends through aiobotocore, which copied each 8 MiB part into a BytesIO, ran CRC32
         over it and, on plain-HTTP endpoints, SHA-256 for the request signature: together a
@@ -156,7 +156,7 @@ class ObjectBlobStore:
 
         session = botocore.session.Session(profile=self._options.get("profile"))
         location = self._options.get("client_kwargs", {})
-        client = session.create_client(
+        return session.create_client(
             "s3",
             endpoint_url=location.get("endpoint_url"),
             region_name=location.get("region_name"),
@@ -168,7 +168,6 @@ class ObjectBlobStore:
                 **self._options.get("config_kwargs", {}),
             ),
         )
-        return client
 
     def call_parts_client(self, method: str, **arguments: Any) -> Any:
         """``parts_client.<method>(**arguments)``, its refusals raised as s3fs would raise them
