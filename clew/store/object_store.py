@@ -373,7 +373,7 @@ class StreamedUpload:
         self._etags: list[str] = []
         self._upload_id: str | None = None
 
-    def add_part(self, part: bytes) -> None:
+    def add_part(self, part: bytes | bytearray) -> None:
         """Queue the next part (at least 5 MiB); waits while the pool is full, so memory
         stays bounded however fast the client sends."""
         if self._upload_id is None:
@@ -385,7 +385,7 @@ class StreamedUpload:
         while len(self._in_flight) >= STREAM_CONCURRENCY:
             self._in_flight.popleft().result()
 
-    def finish(self, last: bytes) -> None:
+    def finish(self, last: bytes | bytearray) -> None:
         """Send the remaining bytes and make the object visible (call after verifying)."""
         try:
             if self._upload_id is None:
@@ -421,7 +421,7 @@ class StreamedUpload:
                     UploadId=self._upload_id,
                 )
 
-    def _send(self, number: int, part: bytes) -> None:
+    def _send(self, number: int, part: bytes | bytearray) -> None:
         answer = self._call(
             "upload_part",
             Bucket=self._bucket,
