@@ -7,8 +7,10 @@ on a real SeaweedFS (the ``s3_artifacts`` fixture), never a mock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -20,6 +22,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 import boto3
+import httpx
 import pytest
 import typer
 from server_fixtures import RunningServer, serve
@@ -31,6 +34,11 @@ from clew.cli.output import ClewGroup
 from clew.client import http as remote
 from clew.domain import digests
 from clew.errors import FileChangedError, IntegrityError
+from clew.server.routes.artifacts import (
+    DEFAULT_PRESIGNED_SECONDS,
+    PRESIGNED_ENV,
+    PRESIGNED_MIN_BYTES,
+)
 from clew.service import gc
 from clew.store.location import open_store
 from clew.store.object_store import PART_SIZE, ObjectBlobStore
@@ -184,13 +192,14 @@ def _wait_for(condition, seconds: float = 20) -> None:  # type: ignore[no-untype
 def test_range_requests_need_a_token_and_return_the_asked_bytes(running: RunningServer) -> None:
     data = os.urandom(PART_SIZE + 10)
     digest = running.store.blobs.put_bytes(data).digest
+    path = f"/api/v1/blobs/{digest}?relay=true"  # on S3, the server's own bytes, no redirect
     with running.http() as anonymous:
-        refused = anonymous.get(f"/api/v1/blobs/{digest}", headers={"Range": "bytes=0-99"})
+        refused = anonymous.get(path, headers={"Range": "bytes=0-99"})
     assert refused.status_code == 401
     with running.http(running.user("viewer", role="viewer")) as viewer:
-        middle = viewer.get(f"/api/v1/blobs/{digest}", headers={"Range": "bytes=100-199"})
-        tail = viewer.get(f"/api/v1/blobs/{digest}", headers={"Range": "bytes=-5"})
-        beyond = viewer.get(f"/api/v1/blobs/{digest}", headers={"Range": f"bytes={len(data)}-"})
+        middle = viewer.get(path, headers={"Range": "bytes=100-199"})
+        tail = viewer.get(path, headers={"Range": "bytes=-5"})
+        beyond = viewer.get(path, headers={"Range": f"bytes={len(data)}-"})
     assert middle.status_code == 206
     assert middle.content == data[100:200]
     assert middle.headers["content-range"] == f"bytes 100-199/{len(data)}"
@@ -251,6 +260,109 @@ def test_presigned_downloads_redirect_only_authenticated_callers(
         blobs.export_file(digest, tmp_path / "again.bin")
     assert not (tmp_path / "again.bin").exists()
     client.close()
+
+
+@pytest.mark.s3
+def test_large_s3_blobs_redirect_by_default_and_small_or_relayed_ones_do_not(
+    on_s3: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PRESIGNED_ENV, raising=False)
+    large = os.urandom(PRESIGNED_MIN_BYTES)
+    large_digest = on_s3.store.blobs.put_bytes(large).digest
+    small_digest = on_s3.store.blobs.put_bytes(b"weights").digest
+    first_bytes = {"Range": "bytes=0-9"}
+    with on_s3.http(on_s3.user("alice")) as alice:
+        redirect = alice.get(f"/api/v1/blobs/{large_digest}", headers=first_bytes)
+        relayed = alice.get(f"/api/v1/blobs/{large_digest}?relay=true", headers=first_bytes)
+        small = alice.get(f"/api/v1/blobs/{small_digest}")
+        monkeypatch.setenv(PRESIGNED_ENV, "0")
+        switched_off = alice.get(f"/api/v1/blobs/{large_digest}", headers=first_bytes)
+    assert redirect.status_code == 307
+    assert f"X-Amz-Expires={DEFAULT_PRESIGNED_SECONDS}" in redirect.headers["location"]
+    assert httpx.get(redirect.headers["location"], headers=first_bytes).content == large[:10]
+    assert (relayed.status_code, relayed.content) == (206, large[:10])
+    assert (small.status_code, small.content) == (200, b"weights")
+    assert (switched_off.status_code, switched_off.content) == (206, large[:10])
+
+
+class _Firewall:
+    """A TCP forwarder to the object store that drops every connection opened by a presigned
+    GET after the first ``allowed`` ones: a network where the server reaches the object
+    store and clients do not (or stop to, part way through a download)."""
+
+    def __init__(self, endpoint: str, allowed: int) -> None:
+        target = urlsplit(endpoint)
+        self._target = (target.hostname or "127.0.0.1", target.port or 80)
+        self._allowed = allowed
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                incoming, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._forward, args=(incoming,), daemon=True).start()
+
+    def _forward(self, incoming: socket.socket) -> None:
+        first = incoming.recv(65536)
+        if b"X-Amz-Signature=" in first.split(b"\r\n", 1)[0]:
+            with self._lock:
+                self._allowed -= 1
+                if self._allowed < 0:
+                    self.dropped += 1
+                    incoming.close()
+                    return
+        outgoing = socket.create_connection(self._target)
+        outgoing.sendall(first)
+        threading.Thread(target=_pump, args=(outgoing, incoming), daemon=True).start()
+        _pump(incoming, outgoing)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(1 << 20):
+            sink.sendall(data)
+    for end in (source, sink):
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("allowed", [0, 1], ids=["at-the-first-byte", "part-way"])
+def test_a_client_the_object_store_refuses_downloads_through_the_server(
+    allowed: int,
+    tmp_path: Path,
+    s3_artifacts: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv(PRESIGNED_ENV, raising=False)
+    firewall = _Firewall(os.environ["AWS_ENDPOINT_URL"], allowed)
+    store = open_store(str(tmp_path / "server"), f"{s3_artifacts}?endpoint_url={firewall.url}")
+    for server in serve(store, tmp_path / "server"):
+        source, digest = _random_file(tmp_path / "model.bin")
+        client = _client(server)
+        with client.start_run("transfer", "firewalled") as run:
+            record = run.log_artifact(source, name="model")
+        with caplog.at_level(logging.WARNING, logger="clew.client.http"):
+            first = client.store.blobs.export_file(record.digest, tmp_path / "first.bin")
+        dropped = firewall.dropped
+        second = client.store.blobs.export_file(record.digest, tmp_path / "second.bin")
+        assert record.digest == digest
+        assert first.read_bytes() == second.read_bytes() == source.read_bytes()
+        assert dropped >= 1
+        assert firewall.dropped == dropped  # once out of reach, the redirect is not tried again
+        assert "downloading through the clew server instead" in caplog.text
+        client.close()
+    firewall.close()
 
 
 @pytest.mark.s3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -14,7 +15,11 @@ import typer
 from typer.testing import CliRunner
 
 from clew.cli.server import admin_app, server
-from clew.server.routes.artifacts import MAX_PRESIGNED_SECONDS, PRESIGNED_ENV
+from clew.server.routes.artifacts import (
+    MAX_PRESIGNED_SECONDS,
+    PRESIGNED_ENV,
+    PRESIGNED_MIN_BYTES,
+)
 from clew.store.location import open_store
 
 
@@ -87,7 +92,8 @@ def test_presigned_downloads_flag_redirects_blob_downloads(
     admin("create-user", "alice", "--uri", store)
     token = admin("create-token", "alice", "--uri", store).strip().splitlines()[-1]
     blobs = open_store(store, s3_artifacts)
-    digest = blobs.blobs.put_bytes(b"weights").digest
+    weights = os.urandom(PRESIGNED_MIN_BYTES)
+    digest = blobs.blobs.put_bytes(weights).digest
     blobs.close()
     port = free_port()
     launcher = "import typer; from clew.cli.server import server; typer.run(server)"
@@ -104,7 +110,8 @@ def test_presigned_downloads_flag_redirects_blob_downloads(
         redirect = httpx.get(f"{url}/api/v1/blobs/{digest}", headers=headers)
         assert redirect.status_code == 307
         assert "Signature=" in redirect.headers["location"]
-        assert httpx.get(redirect.headers["location"]).content == b"weights"
+        assert "X-Amz-Expires=60" in redirect.headers["location"]
+        assert httpx.get(redirect.headers["location"]).content == weights
     finally:
         process.terminate()
         process.communicate(timeout=30)

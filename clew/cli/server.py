@@ -53,8 +53,9 @@ def server(
             "--presigned-downloads",
             min=0,
             metavar="SECONDS",
-            help="With an object store: answer blob downloads with a redirect to a presigned "
-            "URL valid this long, so bytes skip the server (CLEW_PRESIGNED_DOWNLOADS; 0 = off).",
+            help="With an object store: how long the presigned URLs that blob downloads of "
+            "8 MiB or more are redirected to stay valid (CLEW_PRESIGNED_DOWNLOADS; default "
+            "900; 0 relays every byte through the server).",
         ),
     ] = None,
 ) -> None:

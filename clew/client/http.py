@@ -18,6 +18,7 @@ import hashlib
 import http.client
 import itertools
 import json
+import logging
 import os
 import threading
 import time
@@ -76,6 +77,8 @@ LABEL_BATCH = 10_000
 DOWNLOAD_RANGE = 8 * 1024 * 1024
 DOWNLOAD_CONCURRENCY = 4
 REDIRECTS = {301, 302, 303, 307, 308}
+DIRECT_CONNECT_SECONDS = 5.0
+logger = logging.getLogger(__name__)
 
 
 def _error_classes() -> dict[str, type[ClewError]]:
@@ -98,8 +101,13 @@ class Transport:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
-        # For presigned object-store URLs the server redirects blob downloads to: no token.
-        self.direct = httpx.Client(headers={"User-Agent": "clew-python"}, timeout=timeout)
+        # For presigned object-store URLs the server redirects blob downloads to: no token,
+        # and a short connect timeout, since the server's relay is there if they can't be had.
+        self.direct = httpx.Client(
+            headers={"User-Agent": "clew-python"},
+            timeout=httpx.Timeout(timeout, connect=DIRECT_CONNECT_SECONDS),
+        )
+        self.relay_only = False
         self._errors = _error_classes()
 
     def call(
@@ -179,6 +187,22 @@ class Transport:
         error.code = code
         error.http_status = response.status_code
         return error
+
+    def stop_direct(self, url: str, error: Exception) -> None:
+        """Download through the server from now on: the object store its redirects point at
+        is out of reach from here (a firewall, a private endpoint, an expired URL)."""
+        if not self.relay_only:
+            logger.warning(
+                "clew: could not download from the object store at %s (%s); downloading "
+                "through the clew server instead from now on.",
+                httpx.URL(url).host,
+                error,
+            )
+        self.relay_only = True
+
+    def blob_path(self, digest: str) -> str:
+        """A blob's download path, asking the server to relay it once redirects failed."""
+        return f"/blobs/{digest}" + ("?relay=true" if self.relay_only else "")
 
     def close(self) -> None:
         self.http.close()
@@ -727,10 +751,16 @@ class RemoteBlobStore:
         self._t.decode(response)
 
     def read_bytes(self, digest: str) -> bytes:
-        response = self._t.send("GET", f"/blobs/{digest}")
+        response = self._t.send("GET", self._t.blob_path(digest))
         if response.status_code in REDIRECTS:
             location = response.headers["location"]
-            response = self._t._with_retries(lambda: self._t.direct.get(location))
+            try:
+                response = self._t.direct.get(location)
+                if response.status_code >= 400:
+                    raise self._t.error(response)
+            except (httpx.TransportError, ClewError) as error:
+                self._t.stop_direct(location, error)
+                response = self._t.send("GET", self._t.blob_path(digest))
         if response.status_code >= 400:
             raise self._t.error(response)
         if digests.digest_bytes(response.content) != digest:
@@ -777,11 +807,23 @@ class RemoteBlobStore:
         object-store URL, which then serves every range without our token); then every range
         is read straight into one of a few reused buffers by a pool of threads while this
         thread hashes the buffers in order, so hashing overlaps the transfer, no byte is copied
-        in Python and memory stays at a few ranges.
+        in Python and memory stays at a few ranges. If the object store fails part way, the
+        whole blob is read again through the server (ranges land at their offsets, so the
+        second pass overwrites the first).
         """
-        source, total = self._probe(
-            _Source(self._t.http, self._t.base_url + API + f"/blobs/{digest}"), digest
-        )
+        source, total = self._locate(digest)
+        if source.http is not self._t.direct:
+            return self._read_ranges(source, total, write_at)
+        try:
+            return self._read_ranges(source, total, write_at)
+        except ClewError as error:
+            self._t.stop_direct(source.url, error)
+        source, total = self._locate(digest)
+        return self._read_ranges(source, total, write_at)
+
+    def _read_ranges(
+        self, source: _Source, total: int, write_at: Callable[[int, memoryview], Any]
+    ) -> str:
         hasher = hashlib.sha256()
         offsets = iter(range(0, total, DOWNLOAD_RANGE))
         reader = _RangeReader(self._t, source, total, write_at)
@@ -800,29 +842,36 @@ class RemoteBlobStore:
             reader.close()
         return digests.PREFIX + hasher.hexdigest()
 
-    def _probe(self, source: _Source, digest: str) -> tuple[_Source, int]:
-        """Where the ranges come from and the blob's size, from a one-byte range request
-        (followed once to a presigned URL, without our token, if the server redirects)."""
+    def _locate(self, digest: str) -> tuple[_Source, int]:
+        """Where the blob's ranges come from and its size: the presigned URL the server
+        redirects to, or the server itself if there is none or it could not be reached."""
+        relayed = self._relayed(digest)
+        response = self._t._with_retries(lambda: _first_byte(relayed))
+        if response.status_code in REDIRECTS and not self._t.relay_only:
+            direct = _Source(self._t.direct, response.headers["location"])
+            try:
+                return direct, self._size(_first_byte(direct), digest)
+            except (httpx.TransportError, ClewError) as error:
+                self._t.stop_direct(direct.url, error)
+            relayed = self._relayed(digest)
+            response = self._t._with_retries(lambda: _first_byte(relayed))
+        return relayed, self._size(response, digest)
 
-        def attempt() -> httpx.Response:
-            with source.http.stream("GET", source.url, headers=_range_header(0, 1)) as answer:
-                if answer.status_code != 200:  # a whole blob is never read into memory here
-                    answer.read()
-            return answer
+    def _relayed(self, digest: str) -> _Source:
+        return _Source(self._t.http, self._t.base_url + API + self._t.blob_path(digest))
 
-        response = self._t._with_retries(attempt)
+    def _size(self, response: httpx.Response, digest: str) -> int:
+        """The blob's size from the answer to a one-byte range request."""
         if response.status_code == 200:
             raise errors.StoreUnavailableError(
                 f"{response.url.host} ignored the Range header of a blob download; clew "
                 "downloads blobs in byte ranges, so check proxies between here and the server."
             )
-        if response.status_code in REDIRECTS and source.http is self._t.http:
-            return self._probe(_Source(self._t.direct, response.headers["location"]), digest)
         if response.status_code == 416 and _total(response, digest) == 0:
-            return source, 0
+            return 0
         if response.status_code != 206:
             raise self._t.error(response)
-        return source, _total(response, digest)
+        return _total(response, digest)
 
 
 @dataclass(frozen=True)
@@ -989,6 +1038,14 @@ def _connection_to(url: httpx.URL, timeout: float | None) -> http.client.HTTPCon
             url.host, url.port, timeout=timeout, context=httpx.create_ssl_context()
         )
     return http.client.HTTPConnection(url.host, url.port, timeout=timeout)
+
+
+def _first_byte(source: _Source) -> httpx.Response:
+    """A one-byte range request (a redirect is returned, not followed)."""
+    with source.http.stream("GET", source.url, headers=_range_header(0, 1)) as answer:
+        if answer.status_code != 200:  # a whole blob is never read into memory here
+            answer.read()
+    return answer
 
 
 def _range_header(start: int, end: int) -> dict[str, str]:

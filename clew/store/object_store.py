@@ -164,6 +164,7 @@ class ObjectBlobStore:
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
                 max_pool_connections=STREAM_CONCURRENCY * 4,
+                signature_version="s3v4",  # else botocore presigns with the legacy SigV2
                 s3={"payload_signing_enabled": False},
                 **self._options.get("config_kwargs", {}),
             ),
@@ -203,10 +204,15 @@ class ObjectBlobStore:
                 yield answer["Body"].read()
 
     def signed_url(self, digest: str, seconds: int) -> str:
-        """A presigned GET URL for ``digest`` valid for ``seconds`` (opt-in download redirect)."""
-        key = self.key_for(digest)
+        """A presigned GET URL for ``digest`` valid for ``seconds`` (the server's download
+        redirect); signed locally by ``parts_client``, no request is sent."""
+        bucket, key, _ = self.fs.split_path(self.key_for(digest))
         with self._reachable():
-            return str(self.fs.sign(key, expiration=seconds))
+            return str(
+                self.parts_client.generate_presigned_url(
+                    "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+                )
+            )
 
     def abort_stale_uploads(self, cutoff_ms: int, dry_run: bool = False) -> list[str]:
         """Abort multipart uploads under this store's prefix started before ``cutoff_ms``

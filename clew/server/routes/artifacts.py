@@ -42,7 +42,10 @@ DigestParam = Annotated[str, PathParam(pattern=r"^sha256:[0-9a-f]{64}$")]
 MAX_BLOB_BYTES = 1 << 40
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 PRESIGNED_ENV = "CLEW_PRESIGNED_DOWNLOADS"
+DEFAULT_PRESIGNED_SECONDS = 900
 MAX_PRESIGNED_SECONDS = 7 * 24 * 60 * 60
+# Smaller blobs are relayed: one round trip instead of two, and no URL handed out for them.
+PRESIGNED_MIN_BYTES = PART_SIZE
 _RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
 BlobEntry = Annotated[tuple[Int64, Annotated[str, Field(max_length=20)]], Field(strict=False)]
 DigestText = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -230,21 +233,26 @@ def download_blob(
     digest: DigestParam,
     services: ServicesDep,
     range_header: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
+    relay: Annotated[
+        bool, Query(description="Send the bytes through this server, never a redirect.")
+    ] = False,
 ) -> Response:
     """Stream a blob, or the one byte range asked for; the client re-hashes every byte of the
     whole blob, so a damaged blob is never loaded, and fetches large ones as parallel ranges.
 
-    Object-store blobs are relayed part by part as they arrive (no temp copy, no second pass:
-    the client's hash is the check). With ``CLEW_PRESIGNED_DOWNLOADS=<seconds>`` set, an
-    object-store server instead redirects (307) to a presigned URL valid that long, so the
-    bytes flow straight from the object store to the client (docs/deployment.md).
+    On an object store, a blob of ``PRESIGNED_MIN_BYTES`` or more is answered by default with
+    a redirect (307) to a presigned URL valid ``CLEW_PRESIGNED_DOWNLOADS`` seconds, so its
+    bytes flow from the object store straight to the client: relaying them through this
+    process cost twice boto3's time on a 2-core host. ``relay=true`` (what the SDK asks
+    once it could not reach the object store) and ``CLEW_PRESIGNED_DOWNLOADS=0`` relay the
+    bytes part by part as they arrive instead (no temp copy: the client's hash is the check).
     """
     blobs = services.store.blobs
     size = blobs.size_of(digest)  # a blob the store lacks is a 404 before any response starts
     if isinstance(blobs, LocalBlobStore):
         return FileResponse(blobs.path_for(digest), media_type="application/octet-stream")
     seconds = presigned_seconds()
-    if seconds:
+    if seconds and not relay and size >= PRESIGNED_MIN_BYTES:
         return RedirectResponse(blobs.signed_url(digest, seconds), status_code=307)
     span = _single_range(range_header, size)
     if span is None:
@@ -258,10 +266,11 @@ def download_blob(
 
 
 def presigned_seconds() -> int:
-    """How long a download redirect stays valid (``CLEW_PRESIGNED_DOWNLOADS``); 0 means off."""
+    """How long a download redirect stays valid (``CLEW_PRESIGNED_DOWNLOADS``, default
+    ``DEFAULT_PRESIGNED_SECONDS``); 0 turns redirects off."""
     value = os.environ.get(PRESIGNED_ENV, "").strip()
     if not value:
-        return 0
+        return DEFAULT_PRESIGNED_SECONDS
     if not value.isdigit() or not 0 <= int(value) <= MAX_PRESIGNED_SECONDS:
         raise StoreUnavailableError(
             f"{PRESIGNED_ENV}={value!r} is not a number of seconds from 0 to "
