@@ -64,7 +64,10 @@ def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer
 
 def run_uvicorn(app: Any) -> Iterator[str]:
     """Serve the ASGI ``app`` on a free 127.0.0.1 port in a thread; yields its URL."""
-    sock = socket.socket()
+    # IPPROTO_TCP, not the default 0: asyncio (3.11) sets TCP_NODELAY only on accepted sockets
+    # whose proto says TCP, and without it each keep-alive response waited ~40 ms (Nagle
+    # holding the body back until the client's delayed ACK of the headers).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
