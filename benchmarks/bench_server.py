@@ -22,6 +22,7 @@ Both servers run as real subprocesses on 127.0.0.1 (free ports, fresh temp dirs,
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import multiprocessing
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,6 @@ from report import Result, finish, parser, percentile, stopwatch
 
 import clew
 from clew.client.http import DOWNLOAD_CONCURRENCY
-from clew.domain.records import ArtifactRecord
 from clew.server.routes.artifacts import PRESIGNED_ENV
 
 BIN = Path(sys.executable).parent
@@ -419,18 +419,22 @@ def random_file(path: Path, mib: int) -> Path:
     return path
 
 
-def raw_s3(s3: Any, source: Path, directory: Path) -> tuple[float, float]:
-    """(upload s, download s) with boto3's managed transfers, straight to SeaweedFS."""
+def boto3_upload(s3: Any, source: Path) -> tuple[float, str]:
+    """(seconds, key) of boto3's managed upload straight to SeaweedFS."""
     key = f"raw/{uuid.uuid4().hex}"
     with stopwatch() as up:
         s3.upload_file(str(source), BUCKET, key)
+    return up[0], key
+
+
+def boto3_download(s3: Any, key: str, source: Path, directory: Path) -> float:
     target = directory / "raw-download.bin"
     with stopwatch() as down:
         s3.download_file(BUCKET, key, str(target))
     if target.stat().st_size != source.stat().st_size:
         raise RuntimeError("boto3 downloaded a different size")
     target.unlink()
-    return up[0], down[0]
+    return down[0]
 
 
 @dataclass(frozen=True)
@@ -448,52 +452,39 @@ class CpuMeter:
         return {name: value - before[name] for name, value in self.read().items()}
 
 
-def clew_transfer(
-    client: clew.Client, source: Path, directory: Path, meter: CpuMeter
-) -> tuple[float, float, dict[str, float], dict[str, float]]:
-    """(upload s, download s, upload CPU s, download CPU s) through clew's server, hashed end
-    to end."""
+def clew_upload(
+    client: clew.Client, source: Path, meter: CpuMeter
+) -> tuple[float, str, dict[str, float]]:
+    """(seconds, digest, CPU s) of ``run.log_artifact``: hashed, sent through the server."""
     run = client.start_run(experiment="bench", name="artifacts", capture_code=False)
     before = meter.read()
     with stopwatch() as up:
         record = run.log_artifact(source, name="weights")
-    up_cpu = meter.spent(before)
+    spent = meter.spent(before)
     run.end()
+    return up[0], record.digest, spent
+
+
+def clew_download(
+    client: clew.Client, digest: str, source: Path, directory: Path, meter: CpuMeter
+) -> tuple[float, dict[str, float]]:
+    """(seconds, CPU s) to export the blob (what ``export_artifact`` does once it has
+    resolved the ref), hashed before the file appears, checked by size."""
+    target = directory / "clew-download.bin"
     before = meter.read()
-    down = clew_download(client, record, source, directory)
-    return up[0], down, up_cpu, meter.spent(before)
+    with stopwatch() as down:
+        client.store.blobs.export_file(digest, target)
+    spent = meter.spent(before)
+    if target.stat().st_size != source.stat().st_size:
+        raise RuntimeError("clew exported a different size")
+    target.unlink()
+    return down[0], spent
 
 
 def cpu_note(spent: list[dict[str, float]], mib: int) -> str:
     """Median CPU seconds per 128 MiB of each side, over the rounds."""
     per = {name: statistics.median(s[name] for s in spent) * 128 / mib for name in spent[0]}
     return "CPU-s per 128 MiB: " + ", ".join(f"{name} {value:.2f}" for name, value in per.items())
-
-
-def clew_download(
-    client: clew.Client, record: ArtifactRecord, source: Path, directory: Path
-) -> float:
-    """Seconds to export ``record`` (hashed before the file appears), checked by size."""
-    target = directory / "clew-download.bin"
-    with stopwatch() as down:
-        client.export_artifact(f"{record.type}:{record.name}@{record.digest}", target)
-    if target.stat().st_size != source.stat().st_size:
-        raise RuntimeError("clew exported a different size")
-    target.unlink()
-    return down[0]
-
-
-def relayed_download(
-    client: clew.Client, source: Path, directory: Path, meter: CpuMeter
-) -> tuple[float, dict[str, float]]:
-    """(seconds, CPU s) of a download from a server started with ``CLEW_PRESIGNED_DOWNLOADS=0``,
-    which relays every byte (the blob is already stored; logging it again only hashes)."""
-    run = client.start_run(experiment="bench", name="relayed", capture_code=False)
-    record = run.log_artifact(source, name="weights")
-    run.end()
-    before = meter.read()
-    seconds = clew_download(client, record, source, directory)
-    return seconds, meter.spent(before)
 
 
 # ---------------------------------------------------------------- main
@@ -562,13 +553,26 @@ def metric_results(directory: Path, workers: int, points: int, peer_points: int)
     ]
 
 
+def in_order(steps: list[Callable[[], Any]], forward: bool) -> list[Any]:
+    """Each step's result, in the list's order, after running them forwards or backwards."""
+    results: list[Any] = [None] * len(steps)
+    for index in range(len(steps)) if forward else reversed(range(len(steps))):
+        results[index] = steps[index]()
+    return results
+
+
 def artifact_results(directory: Path, workers: int, mib: int, rounds: int) -> list[Result]:
-    """Interleaved rounds (boto3, then clew, each with a fresh random file so nothing is
-    deduplicated); the median of each side is compared, so a burst of load from elsewhere
-    on the machine hits both. A second clew server on the same bucket prefix, started with
-    ``CLEW_PRESIGNED_DOWNLOADS=0``, measures the relayed download mode."""
-    raw: list[tuple[float, float]] = []
-    ours: list[tuple[float, float, dict[str, float], dict[str, float]]] = []
+    """Rounds with a fresh random file each (nothing is deduplicated): both uploads, then the
+    three downloads (boto3, clew's default path, a second clew server on the same bucket
+    prefix started with ``CLEW_PRESIGNED_DOWNLOADS=0``), in reversed order every other round.
+    Each side's median is compared, so load from elsewhere hits all alike, and so does the
+    cost of position: on this VM the first write into memory no process touched for a while
+    costs several times the kernel time of a write into pages just freed, which made
+    whichever download came right after an upload look up to twice as slow."""
+    raw_up: list[float] = []
+    raw_down: list[float] = []
+    ours_up: list[tuple[float, dict[str, float]]] = []
+    ours_down: list[tuple[float, dict[str, float]]] = []
     relayed: list[tuple[float, dict[str, float]]] = []
     with seaweedfs(directory) as (env, weed_group):
         s3 = _boto3(env)
@@ -585,44 +589,64 @@ def artifact_results(directory: Path, workers: int, mib: int, rounds: int) -> li
             relay_meter = CpuMeter({"server": relay.process.pid, "SeaweedFS": weed_group})
             for index in range(rounds):
                 source = random_file(directory / f"weights-{index}.bin", mib)
-                raw.append(raw_s3(s3, source, directory))
-                ours.append(clew_transfer(client, source, directory, meter))
-                relayed.append(relayed_download(relay_client, source, directory, relay_meter))
+                forward = index % 2 == 0
+                (raw_seconds, key), (our_seconds, digest, spent) = in_order(
+                    [
+                        functools.partial(boto3_upload, s3, source),
+                        functools.partial(clew_upload, client, source, meter),
+                    ],
+                    forward,
+                )
+                raw_up.append(raw_seconds)
+                ours_up.append((our_seconds, spent))
+                boto3_seconds, default, relay_figures = in_order(
+                    [
+                        functools.partial(boto3_download, s3, key, source, directory),
+                        functools.partial(clew_download, client, digest, source, directory, meter),
+                        functools.partial(
+                            clew_download, relay_client, digest, source, directory, relay_meter
+                        ),
+                    ],
+                    forward,
+                )
+                raw_down.append(boto3_seconds)
+                ours_down.append(default)
+                relayed.append(relay_figures)
                 source.unlink()
             client.close()
             relay_client.close()
     note = (
-        f"{mib} MiB random file, median of {rounds} interleaved rounds; SeaweedFS weed mini on "
-        "loopback"
+        f"{mib} MiB random file, median of {rounds} rounds (order reversed every other round); "
+        "SeaweedFS weed mini on loopback"
     )
-    raw_down = mib / statistics.median(down for _, down in raw)
+    boto3_down_rate = mib / statistics.median(raw_down)
     return [
         Result(
             "server",
             "artifact upload via server to S3",
             "MiB/s",
             True,
-            mib / statistics.median(transfer[0] for transfer in ours),
-            mib / statistics.median(up for up, _ in raw),
+            mib / statistics.median(seconds for seconds, _ in ours_up),
+            mib / statistics.median(raw_up),
             "boto3 upload_file",
             target_ratio=TARGET_ARTIFACTS,
             note=f"{note}; clew hashes the file, then streams it through the server, which "
             "hashes it while its parts go up as an S3 multipart upload completed only on a "
-            f"match; {cpu_note([transfer[2] for transfer in ours], mib)}",
+            f"match; {cpu_note([spent for _, spent in ours_up], mib)}",
         ),
         Result(
             "server",
             "artifact download via server from S3",
             "MiB/s",
             True,
-            mib / statistics.median(transfer[1] for transfer in ours),
-            raw_down,
+            mib / statistics.median(seconds for seconds, _ in ours_down),
+            boto3_down_rate,
             "boto3 download_file",
             target_ratio=TARGET_ARTIFACTS,
             note=f"{note}; default settings: the server checks the token and redirects to a "
             f"presigned S3 URL, then {DOWNLOAD_CONCURRENCY} parallel ranged GETs come straight "
             "from S3, re-hashed in order before the file appears; "
-            f"{cpu_note([transfer[3] for transfer in ours], mib)}",
+            f"{cpu_note([spent for _, spent in ours_down], mib)}",
         ),
         Result(
             "server",
@@ -630,7 +654,7 @@ def artifact_results(directory: Path, workers: int, mib: int, rounds: int) -> li
             "MiB/s",
             True,
             mib / statistics.median(seconds for seconds, _ in relayed),
-            raw_down,
+            boto3_down_rate,
             "boto3 download_file",
             note=f"{note}; the opt-out for clients that cannot reach the object store: every "
             "byte passes through the server, which shares the 2 cores with SeaweedFS and the "
