@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 import pandas as pd
+import pyarrow as pa
 
 from clew import errors
 from clew.client.remote_capture import ARROW_STREAM, RemoteCaptureWriter, remote_prediction
@@ -265,11 +266,12 @@ class RemoteRuns:
         idempotency key derives from it, so re-sending the same batch later never inserts a
         request's points twice, even after every retry of the first attempt failed."""
         for start in range(0, len(points), METRIC_BATCH):
-            batch = [list(point) for point in points[start : start + METRIC_BATCH]]
-            headers = {"Idempotency-Key": f"{batch_key}-{start}"} if batch_key else None
-            self._t.call(
-                "POST", f"/runs/{run_id}/metrics", json_body={"points": batch}, headers=headers
-            )
+            body = functools.partial(_metrics_body, points[start : start + METRIC_BATCH])
+            headers = {
+                "Content-Type": ARROW_STREAM,
+                "Idempotency-Key": f"{batch_key}-{start}" if batch_key else uuid.uuid4().hex,
+            }
+            self._t.decode(self._t.send("POST", f"/runs/{run_id}/metrics", body, headers=headers))
 
     def end_run(
         self,
@@ -1038,6 +1040,25 @@ def _connection_to(url: httpx.URL, timeout: float | None) -> http.client.HTTPCon
             url.host, url.port, timeout=timeout, context=httpx.create_ssl_context()
         )
     return http.client.HTTPConnection(url.host, url.port, timeout=timeout)
+
+
+def _metrics_body(points: Sequence[tuple[str, float, int, int]]) -> bytes:
+    """Points as an Arrow IPC stream of four typed columns, which the server reads without
+    parsing a JSON value per point (JSON stays the API's documented form)."""
+    keys, values, steps, stamps = zip(*points, strict=True)
+    table = pa.table(
+        [
+            pa.array(keys, pa.string()),
+            pa.array(values, pa.float64()),
+            pa.array(steps, pa.int64()),
+            pa.array(stamps, pa.int64()),
+        ],
+        names=["key", "value", "step", "timestamp_ms"],
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 def _first_byte(source: _Source) -> httpx.Response:

@@ -18,6 +18,8 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from clew.errors import InvalidInputError
+from clew.server import arrow_bodies
+from clew.server.arrow_bodies import ARROW_STREAM, BODY_TYPES
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.responses import JSONResponse
@@ -28,10 +30,7 @@ from clew.store.location import Store
 
 router = APIRouter(prefix="/api/v1", tags=["predictions"])
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-BODY_TYPES = (ARROW_STREAM, "application/octet-stream")  # the body is an Arrow IPC stream
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-MAX_DECODED_BYTES = 256 * 1024 * 1024
 BatchId = Annotated[str, Query(min_length=26, max_length=26, description="a client-made ULID")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
@@ -42,9 +41,7 @@ Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                media: {"schema": {"type": "string", "format": "binary"}} for media in BODY_TYPES
-            },
+            "content": {media: {"schema": arrow_bodies.OPENAPI_BINARY} for media in BODY_TYPES},
         }
     },
 )
@@ -59,14 +56,14 @@ async def post_capture(
     dropped: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> JSONResponse:
     """Seal, sign and store one batch of predictions (201; 200 when the batch id is known)."""
-    if request.headers.get("content-type", "").split(";")[0].strip() not in BODY_TYPES:
+    if arrow_bodies.media_type(request) not in BODY_TYPES:
         raise HTTPError(
             415,
             "unsupported_media_type",
             f"send a capture batch as an Arrow IPC stream (Content-Type: {ARROW_STREAM}).",
         )
     body = await _bounded_body(request)
-    rows = _decode(body)
+    rows = arrow_bodies.decode(body, "capture batch")
     target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
     signer = await run_in_threadpool(_signer, request, services.store)
     accepted = await run_in_threadpool(
@@ -117,26 +114,6 @@ def _too_large() -> HTTPError:
         "payload_too_large",
         f"a capture batch body is at most {MAX_BATCH_BYTES} bytes; send fewer rows per batch.",
     )
-
-
-def _decode(body: bytes) -> pa.Table:
-    """Read the stream batch by batch, refusing one that decompresses past the bound."""
-    try:
-        reader = pa.ipc.open_stream(pa.py_buffer(body))
-        batches, decoded = [], 0
-        for record_batch in reader:
-            decoded += record_batch.nbytes
-            if decoded > MAX_DECODED_BYTES:
-                raise InvalidInputError(
-                    f"the capture batch decodes to more than {MAX_DECODED_BYTES} bytes; send "
-                    "fewer rows per batch."
-                )
-            batches.append(record_batch)
-        return pa.Table.from_batches(batches, schema=reader.schema)
-    except (pa.ArrowException, OSError, ValueError) as error:  # pyarrow raises all three
-        raise InvalidInputError(
-            f"the capture batch is not a readable Arrow IPC stream ({error})."
-        ) from error
 
 
 def _target(store: Store, ref: str, method: str) -> capture.CaptureTarget:

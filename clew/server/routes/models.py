@@ -22,7 +22,8 @@ from clew.server.responses import JSONResponse
 
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 Text = Annotated[str, Field(max_length=10_000)]
-Name = Annotated[str, Field(min_length=1, max_length=250)]
+NAME_LENGTH = 250
+Name = Annotated[str, Field(min_length=1, max_length=NAME_LENGTH)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 
 
