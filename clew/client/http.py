@@ -76,6 +76,8 @@ METRIC_BATCH = 100_000
 LABEL_BATCH = 10_000
 # Large blobs are downloaded as ranges of this size, a few at a time (boto3 does the same).
 DOWNLOAD_RANGE = 8 * 1024 * 1024
+# Files this large go up with sendfile on a connection of their own, this much per call.
+SENDFILE_FROM = SENDFILE_STEP = 8 * 1024 * 1024
 DOWNLOAD_CONCURRENCY = 4
 REDIRECTS = {301, 302, 303, 307, 308}
 DIRECT_CONNECT_SECONDS = 5.0
@@ -721,7 +723,7 @@ class RemoteBlobStore:
         before = _stat(source)
         digest = _hash_file(source)
         if not self.exists(digest):
-            if before.st_size >= DOWNLOAD_RANGE:
+            if before.st_size >= SENDFILE_FROM:
                 self._put_large(digest, source, before.st_size, progress)
             else:
                 self._put(digest, lambda: _chunks(source, progress))
@@ -1013,8 +1015,8 @@ def _send_file(
     """Exactly ``size`` bytes of ``source`` (the size hashed); a file that shrank meanwhile is
     refused here, one that changed otherwise by the server's digest check."""
     with open(source, "rb") as reader:
-        for offset in range(0, size, DOWNLOAD_RANGE):
-            count = min(DOWNLOAD_RANGE, size - offset)
+        for offset in range(0, size, SENDFILE_STEP):
+            count = min(SENDFILE_STEP, size - offset)
             if connection.sock.sendfile(reader, offset, count) != count:
                 raise FileChangedError(
                     f"{source} got shorter while clew was uploading it; retry once it is no "

@@ -218,18 +218,27 @@ class ObjectBlobStore:
         """Abort multipart uploads under this store's prefix started before ``cutoff_ms``
         (a server killed mid-upload leaves them; their parts cost storage but are never
         visible). Returns the keys of the uploads found."""
+        from botocore.exceptions import ClientError
+
         bucket, prefix, _ = self.fs.split_path(self.root)
         found: list[str] = []
         with self._reachable():
-            listing = self.fs.call_s3(
-                "list_multipart_uploads", Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
+            pages = self.parts_client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
             )
-            for upload in listing.get("Uploads", []):
-                if upload["Initiated"].timestamp() * 1000 >= cutoff_ms:
-                    continue
+            try:
+                stale = [
+                    upload
+                    for page in pages
+                    for upload in page.get("Uploads", [])
+                    if upload["Initiated"].timestamp() * 1000 < cutoff_ms
+                ]
+            except ClientError as error:
+                raise _translated(error) from error
+            for upload in stale:
                 found.append(f"{bucket}/{upload['Key']}")
                 if not dry_run:
-                    self.fs.call_s3(
+                    self.call_parts_client(
                         "abort_multipart_upload",
                         Bucket=bucket,
                         Key=upload["Key"],
