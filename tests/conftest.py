@@ -328,7 +328,10 @@ class PostgresServer:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c max_connections=300"
+            "-c fsync=off -c full_page_writes=off -c max_connections=300 "
+            # with no WAL kept for replicas, a FILE_COPY clone of the template is a plain file
+            # copy: ~30 ms of server CPU per test's database instead of ~150 ms
+            "-c wal_level=minimal -c max_wal_senders=0"
         )
         self.pg_ctl("-o", options, "-l", str(self.directory / "server.log"), "-w", "start")
 
@@ -406,7 +409,7 @@ def own_postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh database, already at the schema head, dropped (with its connections) after."""
     name = f"clew_{uuid.uuid4().hex[:16]}"
-    postgres_server.execute(f"CREATE DATABASE {name} TEMPLATE clew_template")
+    postgres_server.execute(f"CREATE DATABASE {name} TEMPLATE clew_template STRATEGY FILE_COPY")
     yield postgres_server.url(name)
     reset()
     postgres_server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
