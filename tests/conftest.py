@@ -24,8 +24,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from server_fixtures import RunningServer, SwitchedApp, run_uvicorn, server_store
@@ -65,14 +67,37 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect (never skip) what cannot run in this pass: tests that need the store in this
-    process do not run against a server, SQLite-file tests not on PostgreSQL + S3."""
+    process do not run against a server, SQLite-file tests not on PostgreSQL + S3; and what
+    would only repeat the first pass: tests that touch no store run there alone."""
     markers = {"sqlite_only"} if BACKEND == "postgres-s3" else set()
     if REMOTE:
         markers |= {"embedded_only", "sqlite_only"}
+    if BACKEND == "postgres-s3" or REMOTE:
+        markers.add("backend_independent")
+    counts = Counter(m for item in items for m in markers if item.get_closest_marker(m))
     away = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if away:
         config.hook.pytest_deselected(items=away)
         items[:] = [item for item in items if item not in away]
+    if hasattr(config, "workeroutput"):  # an xdist worker: the controller prints the counts
+        config.workeroutput["deselected"] = dict(counts)
+
+
+_deselected: dict[str, int] = {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist prints no "deselected" count: every worker hands its own back."""
+    _deselected.update(getattr(node, "workeroutput", {}).get("deselected", {}))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _deselected:
+        terminalreporter.write_line(
+            "deselected in this pass: "
+            + ", ".join(f"{count} {marker}" for marker, count in sorted(_deselected.items()))
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +121,10 @@ def _isolated_environment(
     yield
     reset()
     refresh()
+    if request.node.get_closest_marker("backend_independent"):
+        assert not (tmp_path / "clew-home").exists(), (
+            f"{request.node.nodeid} opened the default store: it is not backend_independent"
+        )
 
 
 @pytest.fixture(scope="session")

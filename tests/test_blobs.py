@@ -33,6 +33,7 @@ def _stored_files(store: LocalBlobStore) -> list[Path]:
     return sorted(path for path in (store.root / "sha256").rglob("*") if path.is_file())
 
 
+@pytest.mark.backend_independent
 def test_put_bytes_is_content_addressed_and_deduplicated(blobs: LocalBlobStore) -> None:
     first = blobs.put_bytes(b"hello")
     second = blobs.put_bytes(b"hello")
@@ -43,6 +44,7 @@ def test_put_bytes_is_content_addressed_and_deduplicated(blobs: LocalBlobStore) 
     assert list(blobs.staging.iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_put_file_matches_put_bytes_and_leaves_no_temp_files(
     blobs: LocalBlobStore, tmp_path: Path
 ) -> None:
@@ -58,6 +60,7 @@ def test_put_file_matches_put_bytes_and_leaves_no_temp_files(
     assert blobs.verify(stored.digest)
 
 
+@pytest.mark.backend_independent
 def test_directory_digest_is_a_stable_merkle_manifest(
     blobs: LocalBlobStore, tmp_path: Path
 ) -> None:
@@ -83,6 +86,7 @@ def test_directory_digest_is_a_stable_merkle_manifest(
     assert blobs.put_directory(copy).digest != first.digest
 
 
+@pytest.mark.backend_independent
 def test_directory_digest_is_stable_across_processes(tmp_path: Path) -> None:
     source = tmp_path / "dir"
     source.mkdir()
@@ -105,6 +109,7 @@ def test_directory_digest_is_stable_across_processes(tmp_path: Path) -> None:
     assert outputs.pop().startswith("sha256:")
 
 
+@pytest.mark.backend_independent
 def test_corrupted_blob_is_refused_on_read_naming_its_digest(blobs: LocalBlobStore) -> None:
     stored = blobs.put_bytes(b"precious bytes")
     corrupt_blob(blobs, stored.digest)
@@ -113,6 +118,7 @@ def test_corrupted_blob_is_refused_on_read_naming_its_digest(blobs: LocalBlobSto
     assert not blobs.verify(stored.digest)
 
 
+@pytest.mark.backend_independent
 def test_missing_blob_is_not_found(blobs: LocalBlobStore) -> None:
     digest = "sha256:" + "0" * 64
     with pytest.raises(NotFoundError, match=digest):
@@ -158,6 +164,7 @@ def test_exported_model_loads_back_through_its_flavor(client: clew.Client, tmp_p
     assert loaded.predict([[0.0], [3.0]]).tolist() == [0, 1]
 
 
+@pytest.mark.backend_independent
 def test_file_changing_while_hashed_is_refused(blobs: LocalBlobStore, tmp_path: Path) -> None:
     source = tmp_path / "growing.log"
     source.write_bytes(b"x" * (3 * CHUNK))
@@ -172,6 +179,7 @@ def test_file_changing_while_hashed_is_refused(blobs: LocalBlobStore, tmp_path: 
     assert list(blobs.staging.iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_file_appended_to_by_another_thread_is_refused(
     blobs: LocalBlobStore, tmp_path: Path
 ) -> None:
@@ -199,6 +207,7 @@ def test_file_appended_to_by_another_thread_is_refused(
     assert list(blobs.staging.iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_file_disappearing_while_hashed_is_refused(blobs: LocalBlobStore, tmp_path: Path) -> None:
     source = tmp_path / "vanishing.bin"
     source.write_bytes(b"v" * (2 * CHUNK))
@@ -255,6 +264,7 @@ def test_disk_full_during_a_blob_write_leaves_nothing_behind(tmp_path: Path) -> 
     assert blob_rows == (0,)
 
 
+@pytest.mark.backend_independent
 def test_manifest_with_escaping_paths_is_refused(blobs: LocalBlobStore, tmp_path: Path) -> None:
     target = blobs.put_bytes(b"payload")
     manifest = {"kind": "clew.manifest/v1", "files": {"../escape.txt": target.digest}}

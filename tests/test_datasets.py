@@ -8,8 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from clew.service import datasets
+
+# Touches no store: the embedded pass runs it, the backend and remote passes would repeat it.
+pytestmark = pytest.mark.backend_independent
 
 
 def test_profile_of_numbers_text_and_nulls() -> None:

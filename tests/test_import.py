@@ -5,8 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import clew
 from clew.client import governance, predictions
+
+# Touches no store: the embedded pass runs it, the backend and remote passes would repeat it.
+pytestmark = pytest.mark.backend_independent
 
 HEAVY = ("pandas", "pyarrow", "httpx", "sklearn", "sqlalchemy", "clew.service.capture")
 

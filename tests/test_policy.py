@@ -135,6 +135,7 @@ def test_separation_of_duties_can_be_switched_off(client: clew.Client) -> None:
     assert client.approve("iris/1", "solo team").actor == "alice"
 
 
+@pytest.mark.backend_independent
 def test_metric_rules_parse_every_operator() -> None:
     rules = parse(
         "production: {evidence: {metrics: ['metrics.auc >= 0.8', 'loss < 1e-1', "

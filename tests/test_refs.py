@@ -22,6 +22,7 @@ RUN_ID = "01J9ZX5Q8W4T3V2N1M0K9H8G7F"
 HEX = "ab12cd34" * 8
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -50,6 +51,7 @@ def test_every_accepted_form_parses(text: str, expected: refs.Ref) -> None:
     assert refs.parse(text) == expected
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "text",
     [
@@ -81,11 +83,13 @@ def test_wrong_syntax_lists_the_accepted_forms(text: str) -> None:
     assert "churn@production" in message and "run:<id>" in message and "sha256:<hex>" in message
 
 
+@pytest.mark.backend_independent
 def test_non_string_is_rejected() -> None:
     with pytest.raises(InvalidRefError):
         refs.parse(None)  # type: ignore[arg-type]
 
 
+@pytest.mark.backend_independent
 def test_names_are_validated_for_refs() -> None:
     assert refs.validate_name("churn-train_v1.2") == "churn-train_v1.2"
     for bad in ("", "-x", "has space", "a" * 201, "x/y", "x@y"):
@@ -127,11 +131,13 @@ _refs = st.one_of(
 )
 
 
+@pytest.mark.backend_independent
 @given(_refs)
 def test_format_then_parse_round_trips(ref: refs.Ref) -> None:
     assert refs.parse(refs.format_ref(ref)) == ref
 
 
+@pytest.mark.backend_independent
 @given(st.text(max_size=80))
 def test_parse_never_fails_with_anything_but_invalid_ref(text: str) -> None:
     try:

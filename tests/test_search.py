@@ -221,6 +221,7 @@ _pieces = st.sampled_from(
 )
 
 
+@pytest.mark.backend_independent
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_pieces, max_size=12).map(" ".join) | st.text(max_size=60))
 def test_filter_compiler_only_ever_raises_filter_syntax_error(text: str) -> None:
