@@ -7,6 +7,8 @@ except over HTTP.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -62,6 +64,27 @@ def serve(store: Store, root: Path, **options: object) -> Iterator[RunningServer
         store.close()
 
 
+class _PromptServer(uvicorn.Server):
+    """Stops as soon as asked: uvicorn's own loop looks at ``should_exit`` every 0.1 s, which
+    every test that starts a server paid for again at its end."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stopping: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.1)
+
+    def stop(self) -> None:
+        self.should_exit = True
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+
 def run_uvicorn(app: Any) -> Iterator[str]:
     """Serve the ASGI ``app`` on a free 127.0.0.1 port in a thread; yields its URL."""
     # IPPROTO_TCP, not the default 0: asyncio (3.11) sets TCP_NODELAY only on accepted sockets
@@ -71,7 +94,7 @@ def run_uvicorn(app: Any) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    server = _PromptServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -82,7 +105,7 @@ def run_uvicorn(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(10)
         sock.close()
 
