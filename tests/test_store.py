@@ -14,6 +14,7 @@ from sqlalchemy import inspect, text
 
 import clew
 from clew.errors import StoreVersionError
+from clew.store.checkpoints import WalCheckpointer
 from clew.store.metadata import SCHEMA_HEAD
 
 
@@ -138,3 +139,27 @@ def test_closing_a_store_stops_its_checkpoint_thread(tmp_path: Path) -> None:
     assert len(checkpointing()) == 1
     opened.close()
     assert checkpointing() == []
+
+
+@pytest.mark.sqlite_only
+def test_a_close_landing_between_settle_and_checkpoint_still_stops_the_thread(
+    tmp_path: Path,
+) -> None:
+    """close() arriving just after the settle wait timed out used to have its wake-up cleared
+    by the thread, which then idled for 30 s before exiting."""
+    database = tmp_path / "store" / "clew.db"
+    clew.connect(str(tmp_path / "store")).close()  # creates the schema
+    checkpointer = WalCheckpointer(str(database))
+
+    class CloseDuringClear(threading.Event):
+        def clear(self) -> None:
+            checkpointer._closing.set()  # what close() does, at the worst moment
+            self.set()
+            super().clear()
+
+    checkpointer._written = CloseDuringClear()
+    checkpointer.note_write()
+    thread = checkpointer._thread
+    assert thread is not None
+    thread.join(timeout=10)  # far below the 30 s idle exit the old code waited for
+    assert not thread.is_alive()

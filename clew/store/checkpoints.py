@@ -74,6 +74,8 @@ class WalCheckpointer:
                 if self._closing.wait(SETTLE_S):
                     return
                 self._written.clear()
+                if self._closing.is_set():  # close() came after the wait: its wake-up is gone
+                    return
                 _checkpoint(connection)
         finally:
             connection.close()
