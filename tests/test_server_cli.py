@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -12,9 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
+import uvicorn
 from typer.testing import CliRunner
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 from clew.cli.server import admin_app, server
+from clew.server.http_protocol import NoDelayH11Protocol
 from clew.server.routes.artifacts import (
     MAX_PRESIGNED_SECONDS,
     PRESIGNED_ENV,
@@ -127,3 +132,37 @@ def test_an_out_of_range_presigned_downloads_flag_is_refused(
     assert result.exit_code != 0
     assert PRESIGNED_ENV in str(result.exception)
     assert CliRunner().invoke(app, ["--presigned-downloads", "-1"]).exit_code == 2
+
+
+@pytest.mark.parametrize(("protocol", "nagle_off"), [(H11Protocol, 0), (NoDelayH11Protocol, 1)])
+def test_connections_on_a_socket_bound_as_for_several_workers_turn_nagle_off(
+    protocol: type[H11Protocol], nagle_off: int
+) -> None:
+    """uvicorn binds the socket itself for --workers > 1, without naming TCP, and asyncio then
+    leaves Nagle on: each answer on a reused connection waited ~40 ms for a delayed ACK."""
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        return None
+
+    config = uvicorn.Config(app, log_level="warning")
+    config.load()
+    state = ServerState()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # as uvicorn's bind_socket
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    async def accepted_nodelay() -> int:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: protocol(config, state, {}), sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        while not state.connections:
+            await asyncio.sleep(0.01)
+        (accepted,) = state.connections
+        flag = accepted.transport.get_extra_info("socket").getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        )
+        writer.close()
+        server.close()
+        return int(flag)
+
+    assert asyncio.run(accepted_nodelay()) == nagle_off

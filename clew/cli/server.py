@@ -80,6 +80,7 @@ def server(
         host=host,
         port=port,
         workers=workers,
+        http="clew.server.http_protocol:NoDelayH11Protocol",
         log_level="info",
         log_config=_log_config(),
         access_log=False,
