@@ -79,6 +79,7 @@ DOWNLOAD_RANGE = 8 * 1024 * 1024
 # Files this large go up with sendfile on a connection of their own, this much per call.
 SENDFILE_FROM = SENDFILE_STEP = 8 * 1024 * 1024
 DOWNLOAD_CONCURRENCY = 4
+WRITE_SLICE = 256 * 1024
 REDIRECTS = {301, 302, 303, 307, 308}
 DIRECT_CONNECT_SECONDS = 5.0
 logger = logging.getLogger(__name__)
@@ -1086,9 +1087,12 @@ def _total(response: httpx.Response, digest: str) -> int:
 
 
 def _write_at(descriptor: int, offset: int, data: memoryview) -> None:
+    """Write ``data`` at ``offset`` in ``WRITE_SLICE`` pieces: one 8 MiB ``pwrite`` per range
+    cost the kernel two to five times the system time of the same bytes in 256 KiB writes
+    (perf: ``copy_folio_from_iter_atomic``), which made a 256 MiB download 0.5x boto3."""
     view = memoryview(data)
     while view:
-        written = os.pwrite(descriptor, view, offset)
+        written = os.pwrite(descriptor, view[:WRITE_SLICE], offset)
         view, offset = view[written:], offset + written
 
 
