@@ -24,6 +24,7 @@ import uvicorn
 
 import clew
 from clew.server.app import create_app
+from clew.server.http_protocol import NoDelayH11Protocol
 from clew.service import accounts
 from clew.store.location import Store, open_store
 
@@ -87,13 +88,12 @@ class _PromptServer(uvicorn.Server):
 
 def run_uvicorn(app: Any) -> Iterator[str]:
     """Serve the ASGI ``app`` on a free 127.0.0.1 port in a thread; yields its URL."""
-    # IPPROTO_TCP, not the default 0: asyncio (3.11) sets TCP_NODELAY only on accepted sockets
-    # whose proto says TCP, and without it each keep-alive response waited ~40 ms (Nagle
-    # holding the body back until the client's delayed ACK of the headers).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    # clew server's own protocol: on a socket bound like this one, plain h11 left Nagle on and
+    # each keep-alive response waited ~40 ms for the client's delayed ACK.
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", http=NoDelayH11Protocol)
     server = _PromptServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
