@@ -36,7 +36,12 @@ import pandas as pd
 import pyarrow as pa
 
 from clew import errors
-from clew.client.remote_capture import ARROW_STREAM, RemoteCaptureWriter, remote_prediction
+from clew.client.remote_capture import (
+    ARROW_STREAM,
+    RemoteCaptureWriter,
+    ipc_stream,
+    remote_prediction,
+)
 from clew.domain import digests, refs
 from clew.domain.records import (
     ArtifactRecord,
@@ -1058,10 +1063,7 @@ def _metrics_body(points: Sequence[tuple[str, float, int, int]]) -> bytes:
         ],
         names=["key", "value", "step", "timestamp_ms"],
     )
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return ipc_stream(table)
 
 
 def _first_byte(source: _Source) -> httpx.Response:

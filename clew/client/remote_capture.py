@@ -65,8 +65,12 @@ def encode(target: CaptureTarget, calls: Sequence[Call]) -> bytes:
     """The calls' rows as one zstd-compressed Arrow IPC stream of the columns a server takes."""
     table = build_table(target, calls)
     table = table.select([name for name in REMOTE_COLUMNS if name in table.column_names])
+    return ipc_stream(table, pa.ipc.IpcWriteOptions(compression="zstd"))
+
+
+def ipc_stream(table: pa.Table, options: pa.ipc.IpcWriteOptions | None = None) -> bytes:
+    """``table`` as the bytes of one Arrow IPC stream (the body the server's Arrow routes read)."""
     sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="zstd")
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
