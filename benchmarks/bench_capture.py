@@ -41,6 +41,7 @@ FEATURES = 10
 CALL_ROWS = 10_000
 TARGET_RATE = 1_000_000
 TARGET_OVERHEAD = 5.0
+WRITE_EVERY = 100  # captured calls per written batch: the default batch_rows of 1M rows
 
 
 def loaded(client: clew.Client, model: Any, name: str, **options: Any) -> LoadedModel:
@@ -91,6 +92,8 @@ def overhead(
     plain: list[float] = []
     captured: list[float] = []
     for index in range(pairs):
+        if index and index % WRITE_EVERY == 0:
+            client.flush_captures()
         calls = [(raw.predict, plain), (model.predict, captured)]
         for call, timings in calls if index % 2 else reversed(calls):
             start = time.perf_counter()

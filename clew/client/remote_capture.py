@@ -12,6 +12,7 @@ server and never written twice. The server builds the Merkle tree and signs it.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +66,9 @@ def encode(target: CaptureTarget, calls: Sequence[Call]) -> bytes:
     """The calls' rows as one zstd-compressed Arrow IPC stream of the columns a server takes."""
     table = build_table(target, calls)
     table = table.select([name for name in REMOTE_COLUMNS if name in table.column_names])
+    changed = [str(call.call_id) for call in calls if call.inputs_changed]
+    if changed:
+        table = table.replace_schema_metadata({capture.CHANGED_KEY: json.dumps(changed)})
     return ipc_stream(table, pa.ipc.IpcWriteOptions(compression="zstd"))
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
 import threading
 import time
 from collections import deque
@@ -36,14 +38,18 @@ from clew.errors import (
     StoreBusyError,
     StoreUnavailableError,
 )
-from clew.service import audit, signing
+from clew.service import audit, input_guard, signing
 from clew.service.copy_arena import CopyArena
+from clew.service.input_guard import InputGuard
 from clew.store import captures, schema
 from clew.store.location import Store
 
 HEADER_KEY = b"clew.capture.batch"
 SIGNATURE_KEY = b"clew.capture.signature"
 BATCH_KIND = "clew.capture.batch/v1"
+CHANGED_KEY = b"clew.capture.inputs_changed"
+
+log = logging.getLogger("clew.capture")
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class CaptureTarget:
     method: str = "predict"
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One predict call: its id, time, outputs and the sampled inputs (``rows`` of them).
 
@@ -71,6 +77,15 @@ class Call:
     outputs: Any
     inputs: Any | None
     sampled: np.ndarray | None = None
+    guard: InputGuard | None = None
+    inputs_changed: bool = False
+
+    def check_inputs(self) -> bool:
+        """Withhold guarded inputs the caller changed after predict; True when it had."""
+        if self.guard is None or input_guard.unchanged(self.guard, self.inputs):
+            return False
+        self.inputs, self.sampled, self.inputs_changed = None, None, True
+        return True
 
 
 @dataclass
@@ -88,6 +103,7 @@ class CaptureStats:
     failed: int = 0
     batches: int = 0
     queued: int = 0
+    inputs_changed: int = 0
     last_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +114,7 @@ class CaptureStats:
             "failed": self.failed,
             "batches": self.batches,
             "queued": self.queued,
+            "inputs_changed": self.inputs_changed,
             "last_error": self.last_error,
         }
 
@@ -133,7 +150,8 @@ class CaptureService:
         self.writer = writer
         self.settings = settings or CaptureSettings()
         self._queue: deque[tuple[CaptureTarget, Call]] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # entered directly on predict's path: cheaper than _cond
+        self._cond = threading.Condition(self._lock)
         self._stats = CaptureStats()
         self._dropped_since: dict[CaptureTarget, int] = {}
         self._oldest = 0.0
@@ -142,24 +160,29 @@ class CaptureService:
         self._enqueued = 0
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._thread_pid = 0  # a forked child has the thread object but not the thread
+        self.copying_versions: set[str] = set()  # whose inputs predict must copy, not guard
         self.arena = CopyArena()
 
     # --- the caller's side: never blocks on I/O, never raises -----------------------------
 
     def submit(self, target: CaptureTarget, call: Call) -> bool:
-        with self._cond:
-            self._stats.submitted += call.rows
-            if self._closed or self._stats.queued + call.rows > self.settings.max_queued_rows:
-                self._stats.dropped += call.rows
-                self._dropped_since[target] = self._dropped_since.get(target, 0) + call.rows
+        rows, stats = call.rows, self._stats
+        with self._lock:
+            stats.submitted += rows
+            queued = stats.queued + rows
+            if self._closed or queued > self.settings.max_queued_rows:
+                stats.dropped += rows
+                self._dropped_since[target] = self._dropped_since.get(target, 0) + rows
                 return False
             if not self._queue:
                 self._oldest = time.monotonic()
             self._queue.append((target, call))
-            self._stats.queued += call.rows
+            stats.queued = queued
             self._enqueued += 1
-            self._ensure_thread()
-            if self._stats.queued >= self.settings.batch_rows or self.arena.short():
+            if self._thread_pid != os.getpid():
+                self._start_thread()
+            if queued >= self.settings.batch_rows or self.arena.short():
                 self._cond.notify_all()
         return True
 
@@ -199,12 +222,12 @@ class CaptureService:
 
     # --- the writer thread -------------------------------------------------------------
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._run, name="clew-capture-writer", daemon=True
-            )
-            self._thread.start()
+    def _start_thread(self) -> None:
+        """Start the writer: on the first call, and in a forked child, which has the thread
+        object but not the thread (checked by pid: ``is_alive`` costs more per call)."""
+        self._thread = threading.Thread(target=self._run, name="clew-capture-writer", daemon=True)
+        self._thread.start()
+        self._thread_pid = os.getpid()
 
     def _run(self) -> None:
         while True:
@@ -239,8 +262,10 @@ class CaptureService:
         return items
 
     def _write(self, items: list[tuple[CaptureTarget, Call]]) -> None:
-        for _, call in items:
+        for target, call in items:
             call.call_id = str(call.call_id)
+            if call.check_inputs():
+                self._inputs_changed(target, call)
         for target, calls in _group(items, self.settings.batch_rows):
             rows = sum(call.rows for call in calls)
             with self._cond:
@@ -262,6 +287,24 @@ class CaptureService:
         with self._cond:
             self._handled += len(items)
             self._cond.notify_all()
+
+    def _inputs_changed(self, target: CaptureTarget, call: Call) -> None:
+        """Count the withheld inputs, warn once per model, and copy its inputs from now on."""
+        with self._cond:
+            self._stats.inputs_changed += call.rows
+            first = target.version_id not in self.copying_versions
+            self.copying_versions.add(target.version_id)
+        if first:
+            log.warning(
+                "clew: an input array passed to %s/%s %s() was changed after the call "
+                "returned, so the inputs of call %s were not captured (its batch header lists "
+                "it); this model now copies its inputs. Set copy_inputs = True on the loaded "
+                "model to copy from the first call.",
+                target.name,
+                target.version,
+                target.method,
+                call.call_id,
+            )
 
 
 def _group(
@@ -307,7 +350,10 @@ def write_batch(
         )
         return leaves.leaf_hashes(table, header, leaves.LEAF_ROWS)
 
-    sealed = SealedBatch(ids.new_id(), target, table, hash_leaves, leaves.LEAF_ROWS, dropped)
+    changed = tuple(str(call.call_id) for call in calls if call.inputs_changed)
+    sealed = SealedBatch(
+        ids.new_id(), target, table, hash_leaves, leaves.LEAF_ROWS, dropped, changed
+    )
     # threads may queue a later call id first, so the range comes from the ids themselves
     return write_sealed(store, signer, actor, sealed, min(call_ids), max(call_ids))
 
@@ -323,6 +369,7 @@ class SealedBatch:
     hash_leaves: Callable[[], bytes]
     leaf_rows: int
     dropped: int = 0
+    inputs_changed: tuple[str, ...] = ()  # calls whose inputs were withheld (``InputGuard``)
 
 
 def write_sealed(
@@ -357,6 +404,8 @@ def write_sealed(
         "last_call": last_call,
         "key_id": signer.key_id,
     }
+    if batch.inputs_changed:
+        header["inputs_changed"] = sorted(batch.inputs_changed)
 
     signature = ""
 
@@ -443,7 +492,10 @@ def accept_batch(
             f"capture batch {batch_id} has columns clew cannot hash ({error}); send numbers, "
             "text, booleans or fixed-size lists of them."
         ) from error
-    sealed = SealedBatch(batch_id, target, table, lambda: hashes, leaves.LEAF_ROWS, dropped)
+    changed = _changed_calls(rows.schema.metadata, table, calls, batch_id)
+    sealed = SealedBatch(
+        batch_id, target, table, lambda: hashes, leaves.LEAF_ROWS, dropped, changed
+    )
     first, last = pc.min(calls).as_py(), pc.max(calls).as_py()
     try:
         write_sealed(store, signer, actor, sealed, first, last)
@@ -453,6 +505,37 @@ def accept_batch(
             raise
         return existing
     return AcceptedBatch(batch_id, table.num_rows, duplicate=False)
+
+
+def _changed_calls(
+    metadata: dict[bytes, bytes] | None, table: pa.Table, calls: pa.ChunkedArray, batch_id: str
+) -> tuple[str, ...]:
+    """The calls a client withheld changed inputs of (``CHANGED_KEY`` in the schema metadata):
+    a JSON list of call ids of this batch (``calls`` names each row's) with null inputs."""
+    text = (metadata or {}).get(CHANGED_KEY)
+    if text is None:
+        return ()
+    try:
+        changed = json.loads(text)
+    except ValueError:
+        changed = None
+    if (
+        not isinstance(changed, list)
+        or not all(isinstance(call, str) for call in changed)
+        or not set(changed) <= set(pc.unique(calls).to_pylist())
+    ):
+        raise InvalidInputError(
+            f"capture batch {batch_id} metadata {CHANGED_KEY.decode()} must be a JSON list of "
+            "call ids of its own rows."
+        )
+    if changed and "inputs" in table.column_names:
+        sent = pc.filter(table.column("inputs"), pc.is_in(calls, pa.array(changed, pa.string())))
+        if sent.null_count != len(sent):
+            raise InvalidInputError(
+                f"capture batch {batch_id} lists calls as having changed inputs but sends "
+                "inputs for them; send their rows with null inputs."
+            )
+    return tuple(sorted(set(changed)))
 
 
 def _recorded(store: Store, batch_id: str, target: CaptureTarget) -> AcceptedBatch | None:
