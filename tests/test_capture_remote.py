@@ -6,6 +6,7 @@ nothing passes between them except over HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from server_fixtures import RunningServer, serve, server, server_store  # noqa: 
 
 import clew
 from clew.client.loaded_model import LoadedModel
-from clew.client.remote_capture import ARROW_STREAM, encode
+from clew.client.remote_capture import ARROW_STREAM, encode, ipc_stream
 from clew.domain import ids
 from clew.server.routes.captures import MAX_BATCH_BYTES
 from clew.service import capture
@@ -216,3 +217,48 @@ def test_serve_against_a_server_captures_through_it(
         assert app.get("/health").json()["capture"]["captured"] == 5
     finally:
         client.close()
+
+
+def test_inputs_changed_after_predict_are_withheld_and_listed_by_the_server(
+    remote: clew.Client,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    model = register_iris_remotely(remote)
+    features, _ = iris()
+    batch = np.ascontiguousarray(np.tile(features, (20, 1)))  # 96 kB: guarded, not copied
+    outputs, prediction_ids = model.predict_with_ids(batch)
+    batch[:] = 0.0
+    stats = remote.flush_captures()
+    assert stats["captured"] == 3000 and stats["inputs_changed"] == 3000
+    found = remote.get_prediction(prediction_ids[9])
+    assert found.verified, found.verification.reason
+    assert found.inputs is None and found.output == outputs[9]
+    assert found.header["inputs_changed"] == [prediction_ids.call]
+
+
+def test_a_batch_listing_changed_inputs_it_does_not_hold_is_refused(
+    remote: clew.Client,
+    server: RunningServer,  # noqa: F811
+) -> None:
+    target = _capture_target(register_iris_remotely(remote))
+    features, _ = iris()
+    call = Call(ids.new_id(), 1_700_000_000_000, 10, np.arange(10), features[:10])
+    http = server.http(server.tokens["alice"])
+    table = pa.ipc.open_stream(encode(target, [call])).read_all()
+    listings = {
+        "an unknown call": [ids.new_id()],
+        "not a list": {"call": str(call.call_id)},
+        "a call whose inputs it sends": [str(call.call_id)],
+    }
+    for what, listed in listings.items():
+        metadata = {capture.CHANGED_KEY: json.dumps(listed)}
+        body = ipc_stream(table.replace_schema_metadata(metadata))
+        response = http.post(
+            "/api/v1/models/iris/versions/1/captures",
+            content=body,
+            params={"batch": ids.new_id()},
+            headers={"Content-Type": ARROW_STREAM},
+        )
+        assert response.status_code == 400, what
+        assert "inputs_changed" in response.json()["message"], what
+    assert _batches(server) == []

@@ -532,8 +532,8 @@ def _changed_calls(
         sent = pc.filter(table.column("inputs"), pc.is_in(calls, pa.array(changed, pa.string())))
         if sent.null_count != len(sent):
             raise InvalidInputError(
-                f"capture batch {batch_id} lists calls as having changed inputs but sends "
-                "inputs for them; send their rows with null inputs."
+                f"capture batch {batch_id} metadata {CHANGED_KEY.decode()} lists calls whose "
+                "inputs it sends; send their rows with null inputs."
             )
     return tuple(sorted(set(changed)))
 
