@@ -8,6 +8,8 @@ the rows, warns once, and copies that version's inputs from then on.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from multiprocessing.connection import Connection
 
 import numpy as np
 import pytest
@@ -126,3 +128,28 @@ def test_the_guard_compares_elements_bitwise() -> None:
     guard = input_guard.guard(ints)
     ints[guard[1][100]] += 1  # one sampled element
     assert not input_guard.unchanged(guard, ints)
+
+
+def _predict_in_child(model: LoadedModel, results: Connection) -> None:
+    features, _ = iris()
+    _, ids = model.predict_with_ids(features)
+    stats = model._client.flush_captures()
+    results.send((ids.call, stats["captured"]))
+
+
+def test_a_forked_child_captures_with_its_own_writer_and_its_own_ids(client, model) -> None:
+    features, _ = iris()
+    _, parent_ids = model.predict_with_ids(features)
+    client.flush_captures()  # the parent's writer thread is running when the child forks
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_predict_in_child, args=(model, sending))
+    child.start()
+    assert receiving.poll(60), "the child never reported"
+    call, captured = receiving.recv()
+    child.join(60)
+    assert child.exitcode == 0
+    assert captured == 2 * len(features), "the child (counting from its parent's figures) wrote"
+    assert call != parent_ids.call
+    found = client.get_prediction(f"{call}.3")
+    assert found.verified, found.verification.reason

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,9 +161,10 @@ class CaptureService:
         self._enqueued = 0
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._thread_pid = 0  # a forked child has the thread object but not the thread
+        self._thread_started = False  # reset in a forked child, which has no writer thread
         self.copying_versions: set[str] = set()  # whose inputs predict must copy, not guard
         self.arena = CopyArena()
+        _services.add(self)
 
     # --- the caller's side: never blocks on I/O, never raises -----------------------------
 
@@ -180,7 +182,7 @@ class CaptureService:
             self._queue.append((target, call))
             stats.queued = queued
             self._enqueued += 1
-            if self._thread_pid != os.getpid():
+            if not self._thread_started:
                 self._start_thread()
             if queued >= self.settings.batch_rows or self.arena.short():
                 self._cond.notify_all()
@@ -223,11 +225,14 @@ class CaptureService:
     # --- the writer thread -------------------------------------------------------------
 
     def _start_thread(self) -> None:
-        """Start the writer: on the first call, and in a forked child, which has the thread
-        object but not the thread (checked by pid: ``is_alive`` costs more per call)."""
+        """Start the writer: on the first call, and again in a forked child (see
+        ``_forget_threads``); a flag, because ``is_alive`` costs ~1 µs on predict's path."""
         self._thread = threading.Thread(target=self._run, name="clew-capture-writer", daemon=True)
         self._thread.start()
-        self._thread_pid = os.getpid()
+        self._thread_started = True
+
+    def _forget_thread(self) -> None:
+        self._thread_started = False
 
     def _run(self) -> None:
         while True:
@@ -305,6 +310,19 @@ class CaptureService:
                 target.method,
                 call.call_id,
             )
+
+
+_services: weakref.WeakSet[CaptureService] = weakref.WeakSet()
+
+
+def _forget_threads() -> None:
+    """In a forked child: the services' writer threads stayed in the parent."""
+    for service in list(_services):
+        service._forget_thread()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
 
 
 def _group(

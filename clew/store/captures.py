@@ -287,9 +287,13 @@ class ObjectCaptureFiles(CaptureFiles):
     """
 
     def __init__(self, blobs: ObjectBlobStore) -> None:
-        self.fs = blobs.fs
+        self._blobs = blobs
         self.root = f"{blobs.root}/{PREFIX}"
         self.location = f"{blobs.url}/{PREFIX}"
+
+    @property
+    def fs(self) -> Any:
+        return self._blobs.fs  # the blob store's, which a forked child opens again
 
     def key(self, relative: str) -> str:
         return posixpath.join(self.root, check_relative(relative))

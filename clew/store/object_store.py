@@ -69,13 +69,13 @@ class ObjectBlobStore:
         self._options = dict(storage_options or {})
         # No listing cache and no shared instance: another process may add blobs at any time,
         # and credentials set in the environment after a first open must take effect.
-        options = {
+        self._fs_options = {
             "use_listings_cache": False,
             "skip_instance_cache": True,
             **(storage_options or {}),
         }
         try:
-            self.fs, root = fsspec.core.url_to_fs(self.url, **options)
+            self._fs, root = fsspec.core.url_to_fs(self.url, **self._fs_options)
         except ImportError as error:
             raise InvalidInputError(
                 f"{self.url} needs an fsspec driver that is not installed; for S3 install "
@@ -84,6 +84,22 @@ class ObjectBlobStore:
         self.root = root.rstrip("/")
         if not self.root:
             raise InvalidInputError(f"{self.url} names no bucket; use s3://<bucket>/<prefix>.")
+        self._pid = os.getpid()
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem, opened again in a forked child: s3fs refuses to be used
+        across a fork ("This class is not fork-safe"), and its connections are the parent's."""
+        if self._pid != os.getpid():
+            self._reopen()
+        return self._fs
+
+    def _reopen(self) -> None:
+        import fsspec
+
+        self._fs, _ = fsspec.core.url_to_fs(self.url, **self._fs_options)
+        self.__dict__.pop("_botocore_client", None)
+        self._pid = os.getpid()
 
     @classmethod
     def from_url(cls, url: str) -> ObjectBlobStore:
@@ -139,9 +155,17 @@ class ObjectBlobStore:
             self._upload(source, digest, before, progress)
         return StoredBlob(digest, before.st_size)
 
-    @functools.cached_property
+    @property
     def parts_client(self) -> Any:
-        """A synchronous botocore S3 client for ``StreamedUpload`` and ``read_range`` (S3 only).
+        """A synchronous botocore S3 client for ``StreamedUpload`` and ``read_range`` (S3 only);
+        a forked child makes its own, as for ``fs``."""
+        if self._pid != os.getpid():
+            self._reopen()
+        return self._botocore_client
+
+    @functools.cached_property
+    def _botocore_client(self) -> Any:
+        """The client behind ``parts_client``.
 
         s3fs sends through aiobotocore, which copied each 8 MiB part into a BytesIO, ran CRC32
         over it and, on plain-HTTP endpoints, SHA-256 for the request signature: together a
