@@ -19,7 +19,7 @@ from clew.domain import ids
 from clew.domain.records import VersionRecord
 from clew.errors import InvalidInputError
 from clew.service import input_guard
-from clew.service.capture import Call, CaptureTarget
+from clew.service.capture import Call, CaptureService, CaptureTarget
 from clew.service.copy_arena import CopyArena
 
 if TYPE_CHECKING:
@@ -109,6 +109,7 @@ class LoadedModel:
         self.capture = capture
         self.copy_inputs = copy_inputs
         self._last_call: tuple[ids.PendingId, int] | None = None
+        self._service: CaptureService | None = None  # the client's, made on first capture
         self._targets = {
             method: CaptureTarget(version.id, version.name, version.version, version.digest, method)
             for method in ("predict", "predict_proba")
@@ -169,10 +170,11 @@ class LoadedModel:
         case (a large array, guarded rather than copied) is written out in one place and the
         rest is left to ``_submit`` and the writer thread.
         """
-        guard = service = None
+        guard, service = None, self._service
         if self.capture:
             try:
-                service = self._client._capture_service()
+                if service is None:
+                    service = self._service = self._client._capture_service()
                 if (
                     not self.copy_inputs
                     and self._sampling >= 1
@@ -236,7 +238,7 @@ def _freeze(outputs: Any, references: int) -> bool:
     if not flags.writeable:
         return True
     if references <= 2 and flags.owndata:
-        outputs.flags.writeable = False
+        outputs.setflags(write=False)
         return True
     return False
 
