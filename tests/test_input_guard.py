@@ -14,8 +14,10 @@ from multiprocessing.connection import Connection
 import numpy as np
 import pytest
 from capture_support import iris, register_iris
+from typer.testing import CliRunner
 
 import clew
+from clew.cli.main import app
 from clew.client.loaded_model import LoadedModel
 from clew.service import input_guard
 
@@ -153,3 +155,16 @@ def test_a_forked_child_captures_with_its_own_writer_and_its_own_ids(client, mod
     assert call != parent_ids.call
     found = client.get_prediction(f"{call}.3")
     assert found.verified, found.verification.reason
+
+
+def test_trace_says_why_a_prediction_has_no_inputs(client, model) -> None:
+    batch = large_batch()
+    _, ids = model.predict_with_ids(batch)
+    batch[:] = 0.0
+    client.flush_captures()
+    step = client.trace(ids[0]).step("prediction")
+    assert step.verified and step.details["inputs_withheld"] is True
+    assert client.get_prediction(ids[0]).to_dict()["inputs_withheld"] is True
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["trace", ids[0]])
+    assert result.exit_code == 0, result.output
+    assert "inputs not captured: the input array was changed after predict" in result.output

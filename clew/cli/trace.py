@@ -63,10 +63,13 @@ def print_trace(found: dict[str, Any]) -> None:
 
 def _detail_lines(kind: str, details: dict[str, Any]) -> list[str]:
     if kind == "prediction":
-        return [
+        lines = [
             f"output {details.get('output')!r}, label {details.get('label')!r}",
             f"batch {details.get('batch')}, signed by key {details.get('key_id')}",
         ]
+        if details.get("inputs_withheld"):
+            lines.append("inputs not captured: the input array was changed after predict")
+        return lines
     if kind == "model_version":
         return [f"created by {details.get('created_by')} at {details.get('created_at')}"]
     if kind == "approvals":

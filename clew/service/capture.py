@@ -811,6 +811,12 @@ class CapturedPrediction:
     def verified(self) -> bool:
         return self.verification.verified
 
+    @property
+    def inputs_withheld(self) -> bool:
+        """Whether the batch's signed header says the caller changed this call's input array
+        after predict, so its inputs were not captured (see ``input_guard``)."""
+        return self.id[: leaves.CALL_LENGTH] in self.header.get("inputs_changed", [])
+
     def to_dict(self) -> dict[str, Any]:
         from clew.domain.records import ms_to_iso
 
@@ -822,6 +828,7 @@ class CapturedPrediction:
             "model_digest": self.model_digest,
             "method": self.method,
             "inputs": self.inputs,
+            "inputs_withheld": self.inputs_withheld,
             "output": self.output,
             "label": self.label if self.labelled else None,
             "batch": self.batch_id,

@@ -123,6 +123,7 @@ def _prediction_step(prediction: CapturedPrediction) -> TraceStep:
             "method": prediction.method,
             "output": prediction.output,
             "inputs": prediction.inputs,
+            "inputs_withheld": prediction.inputs_withheld,
             "label": prediction.label if prediction.labelled else None,
             "batch": prediction.batch_id,
             "leaf": prediction.leaf_index,
