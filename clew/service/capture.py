@@ -232,18 +232,24 @@ class CaptureService:
         self._thread_started = True
 
     def _forget_thread(self) -> None:
+        """In a forked child: no writer runs, and the parent's may have held the lock."""
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread_started = False
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(self._awake, timeout=self.settings.flush_seconds)
-                if self._closed and not self._queue:
-                    return
-                items = self._take_all() if self._ready() else []
-            self.arena.refill()
-            if items:
-                self._write(items)
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(self._awake, timeout=self.settings.flush_seconds)
+                    if self._closed and not self._queue:
+                        return
+                    items = self._take_all() if self._ready() else []
+                self.arena.refill()
+                if items:
+                    self._write(items)
+        finally:  # whatever ended it, the next submit starts a writer again
+            self._thread_started = False
 
     def _awake(self) -> bool:
         return self._ready() or self.arena.short()
