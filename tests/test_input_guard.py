@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 from clew.client.loaded_model import LoadedModel
-from clew.service import input_guard
+from clew.service import capture, input_guard
 
 
 @pytest.fixture
@@ -100,6 +100,14 @@ def test_a_reused_buffer_withholds_every_call_but_the_one_it_still_holds(client,
     assert sorted(last.header["inputs_changed"]) == sorted([call_ids[0].call, call_ids[1].call])
 
 
+def test_editing_one_column_in_place_is_caught(client, model) -> None:
+    batch = large_batch()
+    _, ids = model.predict_with_ids(batch)
+    batch[:, 2] *= 10.0  # every sampled position could have missed it if they were strided
+    assert client.flush_captures()["inputs_changed"] == 3000
+    assert client.get_prediction(ids[0]).inputs is None
+
+
 def test_copy_inputs_true_keeps_a_private_copy_from_the_first_call(client, model) -> None:
     model.copy_inputs = True
     batch = large_batch()
@@ -128,21 +136,22 @@ def test_the_guard_compares_elements_bitwise() -> None:
     assert not input_guard.unchanged(guard, array)
     ints = np.arange(20_000, dtype=np.int64)
     guard = input_guard.guard(ints)
-    ints[guard[1][100]] += 1  # one sampled element
+    positions = guard[2]
+    ints[positions[100]] += 1  # one sampled element
     assert not input_guard.unchanged(guard, ints)
 
 
 def _predict_in_child(model: LoadedModel, results: Connection) -> None:
     features, _ = iris()
     _, ids = model.predict_with_ids(features)
-    stats = model._client.flush_captures()
-    results.send((ids.call, stats["captured"]))
+    results.send((ids.call, model._client.flush_captures()["captured"]))
 
 
 def test_a_forked_child_captures_with_its_own_writer_and_its_own_ids(client, model) -> None:
     features, _ = iris()
-    _, parent_ids = model.predict_with_ids(features)
+    model.predict(features)
     client.flush_captures()  # the parent's writer thread is running when the child forks
+    _, queued_ids = model.predict_with_ids(features)  # still queued at the fork: the parent's
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(target=_predict_in_child, args=(model, sending))
@@ -151,10 +160,13 @@ def test_a_forked_child_captures_with_its_own_writer_and_its_own_ids(client, mod
     call, captured = receiving.recv()
     child.join(60)
     assert child.exitcode == 0
-    assert captured == 2 * len(features), "the child (counting from its parent's figures) wrote"
-    assert call != parent_ids.call
+    assert captured == 2 * len(features), "the child wrote its own call, not its parent's queue"
+    assert call != queued_ids.call
+    client.flush_captures()  # the parent's writer still works: the child left its sockets alone
+    assert sum(batch.count for batch in capture.all_batches(client.store)) == 3 * len(features)
     found = client.get_prediction(f"{call}.3")
     assert found.verified, found.verification.reason
+    assert client.get_prediction(queued_ids[3]).verified
 
 
 def test_trace_says_why_a_prediction_has_no_inputs(client, model) -> None:

@@ -193,8 +193,11 @@ class LoadedModel:
         rows = len(outputs) if hasattr(outputs, "__len__") else 1
         self._last_call = (call_id, rows)
         if guard is not None and service is not None and frozen:
-            call = Call(call_id, call_id.time_ms, rows, outputs, inputs, None, guard)
-            service.submit(self._targets[method], call)
+            try:
+                call = Call(call_id, call_id.time_ms, rows, outputs, inputs, None, guard)
+                service.submit(self._targets[method], call)
+            except Exception as error:  # capture never raises into predict
+                self._client._capture_failed(rows, error)
         elif self.capture:
             self._submit(method, call_id, rows, inputs, outputs, frozen)
         return outputs, call_id, rows

@@ -9,20 +9,27 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Our own generator, seeded by the OS: ``clew.seed`` reseeds the global ``random``, and ids must
+# stay unique however users seed their training. Drawing from it costs no system call.
+_random = random.Random()
 _lock = threading.Lock()
 _last_ms = 0
 _last_random = 0
-_call_base = random.getrandbits(79)  # PendingId's low bits: 2**79 draws before any overflow
+_call_base = _random.getrandbits(79)  # PendingId's low bits: 2**79 draws before any overflow
 _call_counter = itertools.count()
 
 
-def _new_call_base() -> None:
-    global _call_base
-    _call_base = random.getrandbits(79)
+def _after_fork_in_child() -> None:
+    """A child must not repeat its parent's ids, nor wait on a lock a parent's thread held."""
+    global _lock, _last_ms, _call_base
+    _random.seed()
+    _lock = threading.Lock()
+    _last_ms = 0
+    _call_base = _random.getrandbits(79)
 
 
-if hasattr(os, "register_at_fork"):  # a child must not repeat its parent's ids (not on Windows)
-    os.register_at_fork(after_in_child=_new_call_base)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # Two digits per step from a table of all 1,024 pairs: 13 steps instead of 26 make an id cost
@@ -49,7 +56,7 @@ def _new_value() -> int:
             now_ms = _last_ms
             _last_random += 1
         else:
-            _last_random = random.getrandbits(79)  # reseeded after fork; no syscall per ms
+            _last_random = _random.getrandbits(79)
         _last_ms = now_ms
         return now_ms << 80 | _last_random
 

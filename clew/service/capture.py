@@ -82,8 +82,17 @@ class Call:
     inputs_changed: bool = False
 
     def check_inputs(self) -> bool:
-        """Withhold guarded inputs the caller changed after predict; True when it had."""
-        if self.guard is None or input_guard.unchanged(self.guard, self.inputs):
+        """Replace guarded inputs with the writer's own copy, or withhold them if the caller
+        changed them after predict; True when it had.
+
+        The copy is checked, not the caller's array: a change made after the check but before
+        the batch was built would otherwise be signed unnoticed.
+        """
+        if self.guard is None:
+            return False
+        copied, guard, self.guard = self.inputs.copy(), self.guard, None
+        if input_guard.unchanged(guard, copied):
+            self.inputs = copied
             return False
         self.inputs, self.sampled, self.inputs_changed = None, None, True
         return True
@@ -225,17 +234,29 @@ class CaptureService:
     # --- the writer thread -------------------------------------------------------------
 
     def _start_thread(self) -> None:
-        """Start the writer: on the first call, and again in a forked child (see
-        ``_forget_threads``); a flag, because ``is_alive`` costs ~1 µs on predict's path."""
-        self._thread = threading.Thread(target=self._run, name="clew-capture-writer", daemon=True)
-        self._thread.start()
-        self._thread_started = True
+        """Start the writer: on the first call, after one ended, and in a forked child (see
+        ``_forget_thread``); a flag, because ``is_alive`` costs ~1 µs on predict's path."""
+        self._thread_started = True  # before start(): a writer that ends at once clears it
+        try:
+            self._thread = threading.Thread(
+                target=self._run, name="clew-capture-writer", daemon=True
+            )
+            self._thread.start()
+        except BaseException:
+            self._thread_started = False
+            raise
 
     def _forget_thread(self) -> None:
-        """In a forked child: no writer runs, and the parent's may have held the lock."""
+        """In a forked child: no writer runs, the parent's may have held the locks, and the
+        calls still queued are the parent's to write, not the child's."""
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._queue.clear()
+        self._stats.queued = 0
+        self._handled = self._enqueued = 0
+        self._flush_requested = False
         self._thread_started = False
+        self.arena = CopyArena()
 
     def _run(self) -> None:
         try:

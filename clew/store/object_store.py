@@ -59,6 +59,9 @@ _QUERY_OPTIONS = {"endpoint_url": "endpoint_url", "endpoint": "endpoint_url", "r
 _SECRET_PARAMETERS = {"key", "secret", "token", "access_key_id", "secret_access_key"}
 
 
+_inherited: list[tuple[Any, Any]] = []  # a forked child's copies of its parent's clients
+
+
 class ObjectBlobStore:
     """Blobs under one bucket prefix that the store's owner chose; clients never pick keys."""
 
@@ -95,10 +98,13 @@ class ObjectBlobStore:
         return self._fs
 
     def _reopen(self) -> None:
+        """Open this process's own filesystem and client. The parent's are kept, never freed:
+        freeing them here runs s3fs's finalizer, which shuts down sockets the parent still
+        uses (its next upload then hangs)."""
         import fsspec
 
+        _inherited.append((self._fs, self.__dict__.pop("_botocore_client", None)))
         self._fs, _ = fsspec.core.url_to_fs(self.url, **self._fs_options)
-        self.__dict__.pop("_botocore_client", None)
         self._pid = os.getpid()
 
     @classmethod
