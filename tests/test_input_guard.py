@@ -108,6 +108,26 @@ def test_editing_one_column_in_place_is_caught(client, model) -> None:
     assert client.get_prediction(ids[0]).inputs is None
 
 
+class _ScalesInPlace:
+    """A model that edits its input while predicting, as ``StandardScaler(copy=False)`` does."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        inputs *= 0.5
+        return self.model.predict(inputs)  # type: ignore[attr-defined]
+
+
+def test_a_model_that_edits_its_input_while_predicting_is_not_blamed(client, model) -> None:
+    scaling = LoadedModel(_ScalesInPlace(model.raw), model.version, client)
+    batch = large_batch()
+    _, ids = scaling.predict_with_ids(batch)
+    stats = client.flush_captures()
+    assert stats["inputs_changed"] == 0, "guarded after the model ran, like a copy would be"
+    assert client.get_prediction(ids[4]).inputs == features_of(batch[4])
+
+
 def test_copy_inputs_true_keeps_a_private_copy_from_the_first_call(client, model) -> None:
     model.copy_inputs = True
     batch = large_batch()

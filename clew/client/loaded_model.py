@@ -170,6 +170,9 @@ class LoadedModel:
         case (a large array, guarded rather than copied) is written out in one place and the
         rest is left to ``_submit`` and the writer thread.
         """
+        outputs = getattr(self.raw, method)(inputs)
+        references = sys.getrefcount(outputs)
+        frozen = self.capture and _freeze(outputs, references)
         guard, service = None, self._service
         if self.capture:
             try:
@@ -186,9 +189,6 @@ class LoadedModel:
                     guard = input_guard.guard(inputs)
             except Exception:  # counted by _submit, which meets the same failure
                 service = None
-        outputs = getattr(self.raw, method)(inputs)
-        references = sys.getrefcount(outputs)
-        frozen = self.capture and _freeze(outputs, references)
         call_id = ids.PendingId()
         rows = len(outputs) if hasattr(outputs, "__len__") else 1
         self._last_call = (call_id, rows)
