@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,23 @@ def _capture_target(model: LoadedModel) -> CaptureTarget:
 
 def _batches(server: RunningServer) -> list[capture.BatchRecord]:  # noqa: F811
     return capture.all_batches(server.store)
+
+
+def _ten_rows(remote: clew.Client) -> tuple[CaptureTarget, Call]:
+    """The iris model registered through ``remote`` and one 10-row call of it."""
+    target = _capture_target(register_iris_remotely(remote))
+    features, _ = iris()
+    return target, Call(ids.new_id(), 1_700_000_000_000, 10, np.arange(10), features[:10])
+
+
+def _post(http: Any, body: bytes, batch_id: str) -> Any:
+    """Post a capture body for iris/1 as a client would, straight over HTTP."""
+    return http.post(
+        "/api/v1/models/iris/versions/1/captures",
+        content=body,
+        params={"batch": batch_id},
+        headers={"Content-Type": ARROW_STREAM},
+    )
 
 
 def test_remote_predictions_are_signed_by_the_server_and_verify_with_the_public_key(
@@ -86,16 +104,12 @@ def test_a_retried_post_with_the_same_batch_id_is_written_once(
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    target = _capture_target(register_iris_remotely(remote))
-    features, _ = iris()
-    call = Call(ids.new_id(), 1_700_000_000_000, 10, np.arange(10), features[:10])
+    target, call = _ten_rows(remote)
     body = encode(target, [call])
     batch_id = ids.new_id()
     http = server.http(server.tokens["alice"])
-    path = "/api/v1/models/iris/versions/1/captures"
-    headers = {"Content-Type": ARROW_STREAM}
-    first = http.post(path, content=body, params={"batch": batch_id}, headers=headers)
-    again = http.post(path, content=body, params={"batch": batch_id}, headers=headers)
+    first = _post(http, body, batch_id)
+    again = _post(http, body, batch_id)
     assert first.status_code == 201, first.text
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert [b.id for b in _batches(server)] == [batch_id]
@@ -240,9 +254,7 @@ def test_a_batch_listing_changed_inputs_it_does_not_hold_is_refused(
     remote: clew.Client,
     server: RunningServer,  # noqa: F811
 ) -> None:
-    target = _capture_target(register_iris_remotely(remote))
-    features, _ = iris()
-    call = Call(ids.new_id(), 1_700_000_000_000, 10, np.arange(10), features[:10])
+    target, call = _ten_rows(remote)
     http = server.http(server.tokens["alice"])
     table = pa.ipc.open_stream(encode(target, [call])).read_all()
     listings = {
@@ -252,13 +264,7 @@ def test_a_batch_listing_changed_inputs_it_does_not_hold_is_refused(
     }
     for what, listed in listings.items():
         metadata = {capture.CHANGED_KEY: json.dumps(listed)}
-        body = ipc_stream(table.replace_schema_metadata(metadata))
-        response = http.post(
-            "/api/v1/models/iris/versions/1/captures",
-            content=body,
-            params={"batch": ids.new_id()},
-            headers={"Content-Type": ARROW_STREAM},
-        )
+        response = _post(http, ipc_stream(table.replace_schema_metadata(metadata)), ids.new_id())
         assert response.status_code == 400, what
         assert "inputs_changed" in response.json()["message"], what
     assert _batches(server) == []
