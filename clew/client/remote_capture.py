@@ -66,7 +66,7 @@ def encode(target: CaptureTarget, calls: Sequence[Call]) -> bytes:
     """The calls' rows as one zstd-compressed Arrow IPC stream of the columns a server takes."""
     table = build_table(target, calls)
     table = table.select([name for name in REMOTE_COLUMNS if name in table.column_names])
-    changed = [str(call.call_id) for call in calls if call.inputs_changed]
+    changed = capture.changed_call_ids(calls)
     if changed:
         table = table.replace_schema_metadata({capture.CHANGED_KEY: json.dumps(changed)})
     return ipc_stream(table, pa.ipc.IpcWriteOptions(compression="zstd"))

@@ -98,6 +98,11 @@ class Call:
         return True
 
 
+def changed_call_ids(calls: Sequence[Call]) -> list[str]:
+    """The ids of the calls whose inputs were withheld, for the batch header (``CHANGED_KEY``)."""
+    return [str(call.call_id) for call in calls if call.inputs_changed]
+
+
 @dataclass
 class CaptureSettings:
     batch_rows: int = 1_000_000
@@ -395,7 +400,7 @@ def write_batch(
         )
         return leaves.leaf_hashes(table, header, leaves.LEAF_ROWS)
 
-    changed = tuple(str(call.call_id) for call in calls if call.inputs_changed)
+    changed = tuple(changed_call_ids(calls))
     sealed = SealedBatch(
         ids.new_id(), target, table, hash_leaves, leaves.LEAF_ROWS, dropped, changed
     )

@@ -1,7 +1,7 @@
 """Input guards: notice that a caller changed an input array between ``predict`` and capture.
 
 By default ``predict`` queues a large input array itself rather than a copy: copying 800 kB
-costs 20-70 µs, more than a fast model's whole 5% budget, while a guard costs about 3 µs.
+costs 20-70 µs, more than a fast model's whole 5% budget, while a guard costs about 2 µs.
 A guard keeps the array's shape, dtype and ``SAMPLES`` of its elements at random positions
 (drawn once per array size, spread over every column); the writer thread copies the array
 and compares the copy with the guard before it writes the call. A caller who refills the
