@@ -13,7 +13,7 @@ import typer
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
 from clew.domain import records
-from clew.service import audit, capture
+from clew.service import audit, capture, record_check
 
 app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 LOG_COLUMNS = ("seq", "time", "actor", "action", "target")
@@ -53,27 +53,52 @@ def log(
 
 @app.command("verify")
 def verify(format: FormatOption = Format.table) -> None:
-    """Recompute the hash chain and re-check every signed capture batch; exit 1 on a break."""
+    """Recompute the hash chain, compare every governance and lineage row with the image the
+    chain recorded, and re-check every signed capture batch; exit 1 on any problem."""
     store = output.local_store()
     checked, broken = audit.verify_chain(store)
+    rows, row_problems = record_check.verify_records(store)
     batches, batch_problems = capture.verify_batches(store)
     problems = [{"batch": p.batch_id, "path": p.path, "reason": p.reason} for p in batch_problems]
+    altered = [_problem_dict(problem) for problem in row_problems]
     if format is Format.json:
         output.print_json(
             {
-                "ok": broken is None and not problems,
+                "ok": broken is None and not problems and not altered,
                 "entries_checked": checked,
                 "first_break": {"seq": broken.seq, "reason": broken.reason} if broken else None,
+                "rows_checked": rows,
+                "row_problems": altered,
                 "batches_checked": batches,
                 "batch_problems": problems,
             }
         )
     else:
         _print_verification(checked, broken, batches, problems)
+        _print_rows(rows, row_problems)
     if broken is not None:
         output.fail(f"the audit chain is broken at entry #{broken.seq}: {broken.reason}.")
+    if row_problems:
+        output.fail(
+            f"{len(row_problems)} records differ from the audit chain; the first: "
+            f"{row_problems[0].describe()}."
+        )
     if problems:
         output.fail(f"{len(problems)} of {batches} capture batches failed verification.")
+
+
+def _problem_dict(problem: record_check.RecordProblem) -> dict[str, Any]:
+    return {"table": problem.table, "key": problem.key, "seq": problem.seq, "reason": problem.reason}
+
+
+def _print_rows(checked: int, problems: list[record_check.RecordProblem]) -> None:
+    if not problems:
+        console.print(
+            f"[green]ok[/green]: {checked} governance and lineage records match the chain."
+        )
+        return
+    rows = [(p.table, p.key, output.cell(p.reason)) for p in problems]
+    console.print(output.table(["table", "row", "problem"], rows, "records that differ"))
 
 
 def entry_dict(entry: audit.AuditEntry) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def record_artifact(
         "created_by": actor,
     }
     connection.execute(table.insert().values(**row))
+    audit.stage(connection, table, row)
     audit.append(connection, actor, "artifact.create", f"artifact:{row['id']}", row)
     return row["id"]
 
@@ -162,6 +163,13 @@ class ArtifactService:
                 add_edge(
                     connection, source_id, "artifact", artifact_id, "artifact", records.DERIVED_FROM
                 )
+            audit.append_staged(
+                connection,
+                actor,
+                "artifact.link",
+                f"artifact:{artifact_id}",
+                {"run": run_id, "direction": direction, "derived_from": derived_from or []},
+            )
             return load_artifact(connection, artifact_id)
 
     def get(self, artifact_id: str) -> ArtifactRecord:

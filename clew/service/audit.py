@@ -12,14 +12,14 @@ import contextlib
 import contextvars
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from clew.domain import digests, ids
-from clew.store import schema
+from clew.store import row_images, schema
 from clew.store.location import Store
 from clew.store.metadata import DriverStatement
 
@@ -33,9 +33,15 @@ _LOCKED_HEAD = DriverStatement(f"SELECT value FROM store_info WHERE key = '{_HEA
 _INSERT_ENTRY = DriverStatement(
     """
     INSERT INTO audit_log (seq, time_ms, actor, action, target, request_id, payload_digest,
-        prev_hash, hash)
+        prev_hash, hash, records_digest)
     VALUES (:seq, :time_ms, :actor, :action, :target, :request_id, :payload_digest,
-        :prev_hash, :hash)
+        :prev_hash, :hash, :records_digest)
+    """
+)
+_INSERT_RECORD = DriverStatement(
+    """
+    INSERT INTO audit_records (seq, position, table_name, row_key, image)
+    VALUES (:seq, :position, :table_name, :row_key, :image)
     """
 )
 _INSERT_HEAD = DriverStatement(f"INSERT INTO store_info (key, value) VALUES ('{_HEAD_KEY}', :head)")
@@ -48,6 +54,11 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 # Outside a request (the embedded SDK), all entries of one write transaction share one id.
 _transaction_ids: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Row images written in a transaction and not yet carried by an entry (see ``stage``), per
+# transaction: a savepoint that rolls back takes its images with it.
+_staged: weakref.WeakKeyDictionary[Any, list[tuple[str, str, str | None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @contextlib.contextmanager
@@ -83,6 +94,7 @@ class AuditEntry:
     payload_digest: str
     prev_hash: str
     hash: str
+    records_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,41 @@ def entry_hash(fields: dict[str, Any]) -> str:
             "prev_hash",
         )
     }
+    # Entries written before row images existed (schema 0004 and older) keep their hashes.
+    if fields.get("records_digest") is not None:
+        body["records_digest"] = fields["records_digest"]
     return digests.digest_json(body)
+
+
+def stage(connection: Connection, table: Table | str, row: Mapping[str, Any]) -> None:
+    """Remember the image of a covered row just written; the transaction's next ``append``
+    records it. Every write of a covered table calls this (clew/store/row_images.py)."""
+    covered = row_images.covered(table)
+    _staged_images(connection).append((covered.name, covered.key(row), covered.image(row)))
+
+
+def stage_stored(connection: Connection, table: Table | str, key: Mapping[str, Any]) -> None:
+    """Stage the image of a covered row as it is now stored (after an UPDATE), or its deletion."""
+    covered = row_images.covered(table)
+    query = select(covered.table).where(
+        *(covered.table.c[column] == key[column] for column in covered.key_columns)
+    )
+    row = connection.execute(query).mappings().first()
+    image = None if row is None else covered.image(row)
+    _staged_images(connection).append((covered.name, covered.key(key), image))
+
+
+def _staged_images(connection: Connection) -> list[tuple[str, str, str | None]]:
+    transaction = connection.get_nested_transaction() or connection.get_transaction() or connection
+    found = _staged.get(transaction)
+    if found is None:
+        found = _staged[transaction] = []
+    return found
+
+
+def _take_staged(connection: Connection) -> list[tuple[str, str, str | None]]:
+    transaction = connection.get_nested_transaction() or connection.get_transaction() or connection
+    return _staged.pop(transaction, [])
 
 
 def append(
@@ -121,7 +167,8 @@ def append(
     """Append one entry inside the caller's transaction (the write it records).
 
     Without an explicit ``request_id`` the entry takes ``current_request_id``: the server's
-    request id, so an operator can join audit entries with the request log.
+    request id, so an operator can join audit entries with the request log. The entry carries
+    the images of every covered row staged in this transaction since the last entry.
     """
     head = _lock_head(connection)
     seq, prev_hash = (0, GENESIS) if head is None else _split_head(head)
@@ -135,11 +182,38 @@ def append(
         "payload_digest": digests.digest_json(payload),
         "prev_hash": prev_hash,
     }
+    images = _take_staged(connection)
+    fields["records_digest"] = row_images.records_digest(images) if images else None
     fields["hash"] = entry_hash(fields)
     _INSERT_ENTRY.execute(connection, fields)
+    if images:
+        _INSERT_RECORD.execute_many(
+            connection,
+            [
+                {
+                    "seq": fields["seq"],
+                    "position": position,
+                    "table_name": table,
+                    "row_key": key,
+                    "image": image,
+                }
+                for position, (table, key, image) in enumerate(images)
+            ],
+        )
     new_head = f"{fields['seq']}:{fields['hash']}"
     (_INSERT_HEAD if head is None else _UPDATE_HEAD).execute(connection, {"head": new_head})
     return AuditEntry(**fields)
+
+
+def append_staged(
+    connection: Connection, actor: str, action: str, target: str, payload: Any
+) -> AuditEntry | None:
+    """``append`` if this transaction staged row images since its last entry, else nothing:
+    for writes that may turn out to be no-ops (an edge recorded twice)."""
+    transaction = connection.get_nested_transaction() or connection.get_transaction() or connection
+    if not _staged.get(transaction):
+        return None
+    return append(connection, actor, action, target, payload)
 
 
 def _lock_head(connection: Connection) -> str | None:

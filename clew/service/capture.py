@@ -491,6 +491,7 @@ def write_sealed(
     with store.db.write() as connection:
         signer.require_current(connection)
         connection.execute(schema.capture_batches.insert().values(**row))
+        audit.stage(connection, schema.capture_batches, row)
         audit.append(connection, actor, "capture.batch", f"{target.name}/{target.version}", row)
     return batch.batch_id
 

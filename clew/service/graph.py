@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from clew.domain import digests
 from clew.domain.records import ASSOCIATIONS
 from clew.errors import InvalidInputError
+from clew.service import audit
 from clew.store import schema
 from clew.store.metadata import DriverStatement
 
@@ -66,24 +67,26 @@ def add_edge(
     destination_kind: str,
     association: str,
 ) -> None:
-    """Insert an edge unless the same one exists (edges are facts; recording twice is a no-op)."""
+    """Insert an edge unless the same one exists (edges are facts; recording twice is a no-op).
+
+    A new edge's image is staged for the caller's next audit entry (``audit.stage``).
+    """
     if association not in ASSOCIATIONS:
         raise InvalidInputError(
             f"association {association!r} is unknown; use one of: {', '.join(ASSOCIATIONS)}."
         )
     if source_kind not in NODE_KINDS or destination_kind not in NODE_KINDS:
         raise InvalidInputError("edge ends must be artifacts, runs or contexts.")
-    _INSERT_EDGE.execute(
-        connection,
-        {
-            "source_id": source_id,
-            "source_kind": source_kind,
-            "destination_id": destination_id,
-            "destination_kind": destination_kind,
-            "association": association,
-            "created_ms": time.time_ns() // 1_000_000,
-        },
-    )
+    row = {
+        "source_id": source_id,
+        "source_kind": source_kind,
+        "destination_id": destination_id,
+        "destination_kind": destination_kind,
+        "association": association,
+        "created_ms": time.time_ns() // 1_000_000,
+    }
+    if _INSERT_EDGE.execute(connection, row).rowcount == 1:
+        audit.stage(connection, schema.edges, row)
 
 
 def walk(

@@ -322,6 +322,7 @@ class PolicyService:
                 "created_by": actor,
             }
             connection.execute(schema.policies.insert().values(**row))
+            audit.stage(connection, schema.policies, row)
             audit.append(connection, actor, "policy.set", "policy", row)
             return row["version"]
 

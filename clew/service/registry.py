@@ -208,13 +208,14 @@ class RegistryService:
                 "created_by": actor,
             }
             _INSERT_VERSION.execute(connection, row)
+            audit.stage(connection, schema.model_versions, row)
             context = _MODEL_CONTEXT.first(connection, {"model_name": name})
             context_id = context[0] if context else ensure_context(connection, "model", name, actor)
             add_edge(
                 connection, artifact_id, "artifact", context_id, "context", records.ASSOCIATED_WITH
             )
-            audit.append(connection, actor, "model.register", f"{name}/{number}", row)
             append_event(connection, model_id, name, number, REGISTERED, actor, comment=description)
+            audit.append(connection, actor, "model.register", f"{name}/{number}", row)
             return _version_record({**row, "name": name})
 
     def versions(self, name: str) -> list[VersionRecord]:
@@ -274,6 +275,7 @@ def append_event(
         "evidence": _json(evidence or {}),
     }
     _INSERT_EVENT.execute(connection, row)
+    audit.stage(connection, schema.registry_events, row)
     if kind != REGISTERED:
         target = f"{name}@{alias}" if alias else f"{name}/{version}"
         audit.append(connection, actor, f"model.{kind}", target, row)
@@ -387,6 +389,7 @@ def _insert_model(
         "created_by": actor,
     }
     connection.execute(schema.models.insert().values(**row))
+    audit.stage(connection, schema.models, row)
     audit.append(connection, actor, "model.create", f"model:{name}", row)
     return row["id"]
 

@@ -176,6 +176,7 @@ class RunService:
                 "properties": json.dumps(dict(properties or {}), sort_keys=True),
             }
             _INSERT_RUN.execute(connection, row)
+            audit.stage(connection, schema.runs, row)
             _insert_key_values(connection, schema.params, run_id, param_rows)
             _insert_key_values(connection, schema.tags, run_id, tag_rows)
             self._link_run(
@@ -293,6 +294,7 @@ class RunService:
             if points:
                 payload["metrics"] = _write_points(connection, run_id, points)
             _END_RUN.execute(connection, {"run_id": run_id, "status": status, "end_ms": ended})
+            audit.stage_stored(connection, schema.runs, {"id": run_id})
             audit.append(connection, actor, "run.end", f"run:{run_id}", payload)
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -359,10 +361,13 @@ def _write_points(
 def _insert_key_values(
     connection: Connection, table: Any, run_id: str, values: Mapping[str, str]
 ) -> None:
-    if values:
-        _INSERT_KEY_VALUE[table.name].execute_many(
-            connection, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
-        )
+    if not values:
+        return
+    rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
+    _INSERT_KEY_VALUE[table.name].execute_many(connection, rows)
+    if table is schema.params:
+        for row in rows:
+            audit.stage(connection, table, row)
 
 
 def _latest_per_key(

@@ -225,6 +225,7 @@ def rotate(store: Store, request: RotationRequest, actor: str) -> SigningKey:
         _check_rotation(connection, new_id, current, request.previous_key_id)
         entry = SigningKey(new_id, public.decode(), actor, now_ms(), current)
         connection.execute(schema.signing_keys.insert().values(**entry.to_dict()))
+        audit.stage(connection, schema.signing_keys, entry.to_dict())
         if bound is None:
             connection.execute(
                 schema.store_info.insert().values(key=_BOUND_KEY, value=entry.public_key)
@@ -309,6 +310,7 @@ def _bind(store: Store, public: bytes) -> None:
                     schema.store_info.insert().values(key=_BOUND_KEY, value=entry.public_key)
                 )
                 connection.execute(schema.signing_keys.insert().values(**entry.to_dict()))
+                audit.stage(connection, schema.signing_keys, entry.to_dict())
                 audit.append(connection, "clew", "signing.bind", _AUDIT_TARGET, entry.to_dict())
                 return
     if bound.encode() != public:

@@ -227,7 +227,24 @@ audit_log = Table(
     Column("payload_digest", String(71), nullable=False),
     Column("prev_hash", String(71), nullable=False),
     Column("hash", String(71), nullable=False),
+    # The digest of the entry's row images (``audit_records``), covered by ``hash``; NULL for an
+    # entry that wrote no covered row.
+    Column("records_digest", String(71)),
     Index("ix_audit_target", "target"),
+)
+
+# The image of every governance and lineage row an audit entry wrote (clew/store/row_images.py):
+# the row's covered columns as canonical JSON, or NULL for a deleted row. The newest image of a
+# row must equal the row as stored; ``clew audit verify`` and trace compare them.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("table_name", String(40), nullable=False),
+    Column("row_key", Text, nullable=False),
+    Column("image", Text),
+    Index("ix_audit_records_row", "table_name", "row_key", "seq"),
 )
 
 capture_batches = Table(

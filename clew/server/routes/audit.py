@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from clew.server.deps import ServicesDep
 from clew.server.routes.models import PlainRoute
-from clew.service import audit
+from clew.service import audit, record_check
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"], route_class=PlainRoute)
 
@@ -26,4 +26,11 @@ def entries(
 @router.get("/verify")
 def verify(services: ServicesDep) -> dict[str, Any]:
     checked, broken = audit.verify_chain(services.store)
-    return {"checked": checked, "ok": broken is None, "break": asdict(broken) if broken else None}
+    rows, problems = record_check.verify_records(services.store)
+    return {
+        "checked": checked,
+        "ok": broken is None and not problems,
+        "break": asdict(broken) if broken else None,
+        "rows_checked": rows,
+        "row_problems": [asdict(problem) for problem in problems],
+    }

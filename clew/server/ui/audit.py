@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
 from clew.server.ui.pages import Offset, Page
-from clew.service import audit
+from clew.service import audit, record_check
 
 PAGE_SIZE = 100
 
@@ -47,11 +47,15 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
     @router.get("/audit/verify.json", name="ui.audit_verify")
     def verify(current: Annotated[Page, Depends(page)]) -> Response:
         checked, broken = audit.verify_chain(current.store)
+        rows, problems = record_check.verify_records(current.store)
+        first = problems[0] if problems else None
         return JSONResponse(
             {
                 "checked": checked,
-                "ok": broken is None,
-                "broken_seq": broken.seq if broken else None,
-                "reason": broken.reason if broken else None,
+                "rows_checked": rows,
+                "ok": broken is None and first is None,
+                "broken_seq": broken.seq if broken else (first.seq if first else None),
+                "reason": broken.reason if broken else (first.describe() if first else None),
+                "altered_records": len(problems),
             }
         )

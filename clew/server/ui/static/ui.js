@@ -61,9 +61,10 @@
       const result = await fetchJSON(target.dataset.src);
       if (result.ok) {
         replaceWith(target, badge("chain verified", "status-approved"),
-          document.createTextNode(" all " + result.checked + " entries link and hash correctly"));
+          document.createTextNode(" all " + result.checked + " entries link and hash correctly, and all " +
+            result.rows_checked + " records match them"));
       } else {
-        replaceWith(target, badge("chain broken", "status-rejected"),
+        replaceWith(target, badge(result.altered_records ? "records altered" : "chain broken", "status-rejected"),
           document.createTextNode(" at entry #" + result.broken_seq + ": " + result.reason));
       }
     } catch (error) {

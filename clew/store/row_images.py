@@ -1,0 +1,89 @@
+"""Which rows the audit chain covers, and the image of a row it records.
+
+Every fact that status, promotion, trace, lineage or the UI reads lives in one of the tables
+below. Whenever clew writes such a row it records the row's *image* (its covered columns as
+canonical JSON) in the same transaction's audit entry (``audit_records``), so the newest image
+of every row must equal the row as stored: an edited, inserted or deleted row is found by
+comparing the two (clew/service/record_check.py).
+
+A column is left out of the image only when it is bookkeeping that no answer is read from:
+``models.last_version`` is the allocation counter (a version's number is in its own row), an
+edge's ``id`` is a surrogate key (the edge is its two ends and association).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table
+
+from clew.domain import digests
+from clew.store import schema
+
+
+@dataclass(frozen=True)
+class CoveredTable:
+    """A table whose rows the audit chain vouches for."""
+
+    table: Table
+    key_columns: tuple[str, ...]
+    image_columns: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    def key(self, row: Mapping[str, Any]) -> str:
+        """The row's identity as one string (primary or natural key, ``/``-joined)."""
+        return "/".join(str(row[column]) for column in self.key_columns)
+
+    def image(self, row: Mapping[str, Any]) -> str:
+        """The canonical JSON of the row's covered columns; every one must be present.
+
+        NULLs are left out, so a migration that adds a nullable column changes no image.
+        """
+        values = ((column, row[column]) for column in self.image_columns)
+        return json.dumps(
+            {column: value for column, value in values if value is not None},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+
+def _covered(
+    table: Table, key: tuple[str, ...], *, leave_out: tuple[str, ...] = ()
+) -> CoveredTable:
+    columns = tuple(column.name for column in table.columns if column.name not in leave_out)
+    return CoveredTable(table, key, columns)
+
+
+COVERED: dict[str, CoveredTable] = {
+    covered.name: covered
+    for covered in (
+        _covered(schema.contexts, ("id",)),
+        _covered(schema.runs, ("id",)),
+        _covered(schema.params, ("run_id", "key")),
+        _covered(schema.artifacts, ("id",)),
+        _covered(schema.edges, ("source_id", "destination_id", "association"), leave_out=("id",)),
+        _covered(schema.models, ("id",), leave_out=("last_version",)),
+        _covered(schema.model_versions, ("id",)),
+        _covered(schema.registry_events, ("id",)),
+        _covered(schema.policies, ("version",)),
+        _covered(schema.capture_batches, ("id",)),
+        _covered(schema.signing_keys, ("key_id",)),
+    )
+}
+
+
+def covered(table: Table | str) -> CoveredTable:
+    """The coverage of ``table``; a table the chain does not cover is a programming error."""
+    return COVERED[table if isinstance(table, str) else table.name]
+
+
+def records_digest(images: list[tuple[str, str, str | None]]) -> str:
+    """The digest of one audit entry's row images, in the order they were written."""
+    return digests.digest_json([list(image) for image in images])
