@@ -88,7 +88,12 @@ def verify(format: FormatOption = Format.table) -> None:
 
 
 def _problem_dict(problem: record_check.RecordProblem) -> dict[str, Any]:
-    return {"table": problem.table, "key": problem.key, "seq": problem.seq, "reason": problem.reason}
+    return {
+        "table": problem.table,
+        "key": problem.key,
+        "seq": problem.seq,
+        "reason": problem.reason,
+    }
 
 
 def _print_rows(checked: int, problems: list[record_check.RecordProblem]) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 from clew.domain import refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError, PolicyError
-from clew.service import policy, registry
+from clew.service import policy, record_check, registry
 from clew.service.artifacts import find_artifact
 from clew.store import schema
 from clew.store.location import Store
@@ -72,12 +72,20 @@ class VersionState:
 def version_state(
     connection: Connection, model: ModelRecord, version: VersionRecord
 ) -> VersionState:
+    """The version's decisions, refused if any row they rest on differs from the audit chain."""
     events = registry.load_events(
         connection,
         model,
         version=version.version,
         kinds=registry.DECISION_KINDS,
         newest_first=False,
+    )
+    record_check.require_vouched(connection, "model_versions", [{"id": version.id}], version.ref)
+    record_check.require_vouched(
+        connection,
+        "registry_events",
+        [{"id": event.id} for event in events],
+        f"the decisions on {version.ref}",
     )
     return fold_decisions(model, version, events)
 

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, select
 
 from clew.domain import digests, records
 from clew.errors import PolicyError, PolicySyntaxError
-from clew.service import audit
+from clew.service import audit, record_check
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
@@ -297,6 +297,9 @@ def current(connection: Connection) -> StoredPolicy:
     row = connection.execute(select(table).order_by(table.c.version.desc()).limit(1)).first()
     if row is None:
         return DEFAULT
+    record_check.require_vouched(
+        connection, "policies", [{"version": row.version}], f"policy version {row.version}"
+    )
     return StoredPolicy(
         row.version, row.digest, row.document, row.created_ms, row.created_by, parse(row.document)
     )

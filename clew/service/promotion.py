@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from clew.domain import records, refs
 from clew.domain.records import RegistryEvent, VersionRecord
 from clew.errors import ConflictError, PolicyError
-from clew.service import policy, registry
+from clew.service import policy, record_check, registry
 from clew.service.approvals import VersionState, fold_decisions, load_state, version_state
 from clew.store import schema
 from clew.store.location import Store
@@ -34,6 +34,10 @@ class PromotionService:
             state = load_state(connection, ref)
             model = state.model
             latest = registry.latest_alias_event(connection, model.id, alias)
+            if latest is not None:
+                record_check.require_vouched(
+                    connection, "registry_events", [{"id": latest.id}], f"{model.name}@{alias}"
+                )
             current = latest.version if latest else None
             if current == state.version.version:
                 raise ConflictError(f"{model.name}@{alias} already points at {state.ref}.")

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, or_, select
 from clew.domain import digests, records
 from clew.domain.records import ArtifactRecord, VersionRecord
 from clew.errors import IntegrityError, NotFoundError
-from clew.service import audit, capture, graph, registry
+from clew.service import audit, capture, graph, record_check, registry
 from clew.service.artifacts import load_artifact
 from clew.service.capture import CapturedPrediction
 from clew.service.runs import load_runs
@@ -104,6 +104,7 @@ def trace_prediction(store: Store, prediction_id: str) -> Trace:
         if version.run_id:
             steps.append(_run_step(store, connection, version.run_id))
         steps.extend(_data_steps(store, connection, artifact.id))
+        steps.append(_records_step(connection, version, artifact.id))
     return Trace(prediction.id, steps)
 
 
@@ -414,3 +415,68 @@ def _detail_lines(step: TraceStep) -> list[str]:
             lines.append(f"uri {details['uri']}")
         return lines
     return []
+
+
+# --- the records the thread rests on ----------------------------------------------------
+
+
+def _records_step(connection: Connection, version: VersionRecord, artifact_id: str) -> TraceStep:
+    """Every row this trace read must match the image the audit chain recorded for it: a
+    forged approval or a rewired edge fails the trace, not only ``clew audit verify``."""
+    edges, _ = graph.walk(connection, artifact_id, True, MAX_DEPTH)
+    nodes = {artifact_id} | {edge.source_id for edge in edges}
+    runs = schema.runs.c
+    run_ids = set(connection.execute(select(runs.id).where(runs.id.in_(nodes))).scalars())
+    if version.run_id:
+        run_ids.add(version.run_id)
+    params = schema.params.c
+    wanted: dict[str, list[dict[str, Any]]] = {
+        "model_versions": [{"id": version.id}],
+        "registry_events": [
+            {"id": event_id}
+            for event_id in connection.execute(
+                select(schema.registry_events.c.id).where(
+                    schema.registry_events.c.model_id == version.model_id,
+                    schema.registry_events.c.version == version.version,
+                )
+            ).scalars()
+        ],
+        "runs": [{"id": run_id} for run_id in sorted(run_ids)],
+        "params": [
+            {"run_id": run_id, "key": key}
+            for run_id, key in connection.execute(
+                select(params.run_id, params.key).where(params.run_id.in_(run_ids))
+            )
+        ],
+        "artifacts": [{"id": node} for node in sorted(nodes - run_ids)],
+        "edges": [
+            {
+                "source_id": edge.source_id,
+                "destination_id": edge.destination_id,
+                "association": edge.association,
+            }
+            for edge in edges
+        ],
+    }
+    problems = [
+        problem
+        for table, keys in wanted.items()
+        for problem in record_check.vouch(connection, table, keys)
+    ]
+    count = sum(len(keys) for keys in wanted.values())
+    if problems:
+        return TraceStep(
+            "records",
+            f"{len(problems)} of {count} records differ from the audit chain",
+            False,
+            f"{problems[0].describe()}; the store was changed outside clew (clew audit verify "
+            "lists every altered record)",
+            {"problems": [problem.describe() for problem in problems]},
+        )
+    return TraceStep(
+        "records",
+        f"{count} governance and lineage records",
+        True,
+        "each matches the image its audit entry recorded, and each entry is intact",
+        {"checked": count},
+    )

@@ -1,0 +1,157 @@
+"""Rows edited, inserted or deleted behind clew's back (issue 13, finding 1).
+
+Each test changes the metadata database directly, as someone with database access would, and
+checks that ``clew audit verify`` names the row and what differs, and that status, approval,
+promotion and trace refuse to vouch for the forged fact instead of believing it. They run on
+SQLite and on PostgreSQL + S3, and through the server where the store sits behind one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from server_fixtures import AsUser
+from tamper import execute_sql
+from test_registry import train
+from test_trace import _wine_thread
+
+import clew
+from clew.errors import IntegrityError
+from clew.service import record_check
+from clew.store.location import Store
+
+
+@pytest.fixture
+def approved(client: clew.Client, as_user: AsUser) -> clew.Client:
+    """iris/1 registered by the current user and approved by bob; iris/2 still pending."""
+    _, artifact = train(client)
+    client.register_model(artifact, "iris")
+    _, second = train(client, max_iter=300)
+    client.register_model(second, "iris")
+    as_user("bob").approve("iris/1", "validated on the holdout")
+    return client
+
+
+def _problems(store: Store) -> list[record_check.RecordProblem]:
+    _, problems = record_check.verify_records(store)
+    return problems
+
+
+def test_an_untouched_store_has_no_record_problems(approved: clew.Client, store: Store) -> None:
+    checked, problems = record_check.verify_records(store)
+    assert problems == [] and checked > 10
+
+
+def test_an_edited_approver_is_named_and_refused(
+    approved: clew.Client, store: Store, as_user: AsUser
+) -> None:
+    execute_sql(store, "UPDATE registry_events SET actor = 'mallory' WHERE kind = 'approved'")
+
+    problems = _problems(store)
+    assert len(problems) == 1
+    assert problems[0].table == "registry_events"
+    assert "actor is 'mallory' where audit entry" in problems[0].reason
+    assert "recorded 'bob'" in problems[0].reason
+    with pytest.raises(IntegrityError, match="can not vouch for the decisions on iris/1"):
+        approved.version_status("iris/1")
+    with pytest.raises(IntegrityError, match="mallory"):
+        as_user("carol", role="admin").promote("iris/1", "production")
+
+
+def test_an_inserted_approval_is_named_and_never_promoted(
+    approved: clew.Client, store: Store, as_user: AsUser
+) -> None:
+    execute_sql(
+        store,
+        "INSERT INTO registry_events (id, model_id, version, kind, actor, time_ms, comment, "
+        "evidence) SELECT '01ZZZZZZZZZZZZZZZZZZZZZZZZ', model_id, 2, 'approved', 'mallory', "
+        "time_ms + 1, 'forged', evidence FROM registry_events WHERE kind = 'approved'",
+    )
+
+    problems = _problems(store)
+    assert [(p.table, p.key) for p in problems] == [
+        ("registry_events", "01ZZZZZZZZZZZZZZZZZZZZZZZZ")
+    ]
+    assert "not in the audit chain" in problems[0].reason
+    with pytest.raises(IntegrityError, match="01ZZZZZZZZZZZZZZZZZZZZZZZZ"):
+        as_user("carol", role="admin").promote("iris/2", "production")
+    assert approved.alias_history("iris", "production").empty
+
+
+def test_a_deleted_rejection_is_named(
+    approved: clew.Client, store: Store, as_user: AsUser
+) -> None:
+    as_user("bob").reject("iris/2", "fails the fairness review")
+    execute_sql(store, "DELETE FROM registry_events WHERE kind = 'rejected'")
+
+    problems = _problems(store)
+    assert len(problems) == 1 and problems[0].table == "registry_events"
+    assert "was deleted" in problems[0].reason
+
+
+@pytest.mark.parametrize(
+    ("sql", "table", "words"),
+    [
+        ("UPDATE params SET value = '999' WHERE key = 'target'", "params", "value is '999'"),
+        ("UPDATE runs SET user_name = 'mallory'", "runs", "user_name is 'mallory'"),
+        (
+            "UPDATE artifacts SET digest = 'sha256:' || repeat('0', 64) WHERE id = "
+            "(SELECT min(id) FROM artifacts WHERE type = 'model')",
+            "artifacts",
+            "digest is 'sha256:000",
+        ),
+        ("UPDATE model_versions SET created_by = 'mallory'", "model_versions", "created_by"),
+        ("DELETE FROM edges WHERE association = 'ContributedTo'", "edges", "was deleted"),
+    ],
+    ids=["param", "run-user", "artifact-digest", "version-registrant", "edge"],
+)
+def test_edited_lineage_rows_are_named(
+    approved: clew.Client, store: Store, sql: str, table: str, words: str
+) -> None:
+    if "repeat(" in sql and store.db.dialect == "sqlite":
+        sql = sql.replace("'sha256:' || repeat('0', 64)", "'sha256:" + "0" * 64 + "'")
+    execute_sql(store, sql)
+
+    problems = _problems(store)
+    assert problems and all(problem.table == table for problem in problems)
+    assert words in problems[0].reason
+
+
+def test_editing_the_recorded_image_too_is_caught(approved: clew.Client, store: Store) -> None:
+    """Rewriting the row and its image together breaks the entry that carried the image."""
+    execute_sql(store, "UPDATE registry_events SET actor = 'mallory' WHERE kind = 'approved'")
+    execute_sql(
+        store,
+        "UPDATE audit_records SET image = replace(image, '\"bob\"', '\"mallory\"') "
+        "WHERE table_name = 'registry_events'",
+    )
+
+    problems = _problems(store)
+    assert problems and "row images of audit entry" in problems[0].reason
+    with pytest.raises(IntegrityError, match="row images of audit entry"):
+        approved.version_status("iris/1")
+
+
+def test_a_forged_policy_is_refused(approved: clew.Client, store: Store) -> None:
+    approved.set_policy("approvals:\n  required: 2\n")
+    execute_sql(store, "UPDATE policies SET document = 'approvals:\n  required: 0\n'")
+
+    assert [p.table for p in _problems(store)] == ["policies"]
+    with pytest.raises(IntegrityError, match="policy version 1"):
+        approved.version_status("iris/1")
+
+
+def test_trace_fails_a_thread_whose_records_were_rewritten(
+    client: clew.Client, git_repo: Path, store: Store
+) -> None:
+    model, features = _wine_thread(client)
+    _, ids = model.predict_with_ids(features.head(3))
+    client.flush_captures()
+    assert clew.trace(ids[0]).step("records").verified
+
+    execute_sql(store, "UPDATE params SET value = '2.0' WHERE key = 'C'")
+
+    step = clew.trace(ids[0]).step("records")
+    assert not step.verified
+    assert "params row" in step.reason and "value is '2.0'" in step.reason
