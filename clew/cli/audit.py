@@ -6,6 +6,7 @@ capture services (read-only), since verification belongs next to the data.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
@@ -13,9 +14,14 @@ import typer
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
 from clew.domain import records
-from clew.service import audit, capture, record_check
+from clew.service import audit, capture, record_check, signed_heads
 
 app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+checkpoint_app = typer.Typer(
+    help="Signed checkpoints of the chain head, kept where the database's writers can't.",
+    no_args_is_help=True,
+)
+app.add_typer(checkpoint_app, name="checkpoint")
 LOG_COLUMNS = ("seq", "time", "actor", "action", "target")
 
 
@@ -51,24 +57,54 @@ def log(
     console.print(output.table(LOG_COLUMNS, rows, "audit log (newest first)"))
 
 
+@checkpoint_app.command("export")
+def export_checkpoints(
+    destination: Annotated[
+        str,
+        typer.Argument(
+            help="A file, or a URI such as s3://audit-bucket/store.jsonl (Object Lock)."
+        ),
+    ],
+) -> None:
+    """Sign the chain head now and write every signed checkpoint to DESTINATION."""
+    count = signed_heads.export(output.local_store(), destination)
+    console.print(f"wrote {count} signed checkpoints to {destination}")
+
+
 @app.command("verify")
-def verify(format: FormatOption = Format.table) -> None:
+def verify(
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="Checkpoints exported earlier (file or URI): prove the chain was only added to.",
+        ),
+    ] = None,
+    format: FormatOption = Format.table,
+) -> None:
     """Recompute the hash chain, compare every governance and lineage row with the image the
     chain recorded, and re-check every signed capture batch; exit 1 on any problem."""
     store = output.local_store()
     checked, broken = audit.verify_chain(store)
     rows, row_problems = record_check.verify_records(store)
+    signed, checkpoint_problems = (
+        signed_heads.verify_against(store, against)
+        if against
+        else signed_heads.verify_stored(store)
+    )
     batches, batch_problems = capture.verify_batches(store)
     problems = [{"batch": p.batch_id, "path": p.path, "reason": p.reason} for p in batch_problems]
     altered = [_problem_dict(problem) for problem in row_problems]
     if format is Format.json:
         output.print_json(
             {
-                "ok": broken is None and not problems and not altered,
+                "ok": broken is None and not problems and not altered and not checkpoint_problems,
                 "entries_checked": checked,
                 "first_break": {"seq": broken.seq, "reason": broken.reason} if broken else None,
                 "rows_checked": rows,
                 "row_problems": altered,
+                "checkpoints_checked": signed,
+                "checkpoint_problems": [asdict(problem) for problem in checkpoint_problems],
                 "batches_checked": batches,
                 "batch_problems": problems,
             }
@@ -76,6 +112,10 @@ def verify(format: FormatOption = Format.table) -> None:
     else:
         _print_verification(checked, broken, batches, problems)
         _print_rows(rows, row_problems)
+        _print_checkpoints(signed, checkpoint_problems, against)
+    if checkpoint_problems:
+        first = checkpoint_problems[0]
+        output.fail(f"signed checkpoint #{first.seq} no longer matches: {first.reason}.")
     if broken is not None:
         output.fail(f"the audit chain is broken at entry #{broken.seq}: {broken.reason}.")
     if row_problems:
@@ -85,6 +125,17 @@ def verify(format: FormatOption = Format.table) -> None:
         )
     if problems:
         output.fail(f"{len(problems)} of {batches} capture batches failed verification.")
+
+
+def _print_checkpoints(
+    checked: int, problems: list[signed_heads.CheckpointProblem], against: str | None
+) -> None:
+    where = f"in {against}" if against else "in the store"
+    if not problems:
+        console.print(f"[green]ok[/green]: {checked} signed checkpoints {where} match the chain.")
+        return
+    rows = [(p.seq, output.cell(p.reason)) for p in problems]
+    console.print(output.table(["entry", "problem"], rows, f"checkpoints {where} that fail"))
 
 
 def _problem_dict(problem: record_check.RecordProblem) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 from clew.domain import refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError, PolicyError
-from clew.service import policy, record_check, registry
+from clew.service import policy, record_check, registry, signed_heads
 from clew.service.artifacts import find_artifact
 from clew.store import schema
 from clew.store.location import Store
@@ -139,6 +139,7 @@ class ApprovalService:
             )
         return state.version
 
+    @signed_heads.checkpointed(decision=True)
     def approve(
         self,
         ref: str,
@@ -172,6 +173,7 @@ class ApprovalService:
                 rules,
             )
 
+    @signed_heads.checkpointed(decision=True)
     def reject(
         self, ref: str, actor: str, comment: str, *, evidence: Sequence[str] = ()
     ) -> RegistryEvent:
@@ -192,6 +194,7 @@ class ApprovalService:
                 rules,
             )
 
+    @signed_heads.checkpointed(decision=True)
     def revoke(self, ref: str, actor: str, comment: str) -> RegistryEvent:
         """Withdraw the approvals of an approved version; it can not be loaded afterwards."""
         _require_comment(comment, "revoke")
@@ -204,6 +207,7 @@ class ApprovalService:
             rules.rules.require_role(actor, rules.rules.approver_roles, f"revoke {state.ref}")
             return self._record(connection, state, registry.REVOKED, actor, comment, {}, rules)
 
+    @signed_heads.checkpointed(decision=True)
     def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent:
         """Retire a version: it stays loadable for reproduction but can not be promoted."""
         _require_comment(comment, "archive")

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, select
 
 from clew.domain import digests, records
 from clew.errors import PolicyError, PolicySyntaxError
-from clew.service import audit, record_check
+from clew.service import audit, record_check, signed_heads
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
@@ -309,6 +309,7 @@ class PolicyService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    @signed_heads.checkpointed(decision=True)
     def set_policy(self, document: str, actor: str) -> int:
         """Store ``document`` as the next policy version; returns that version number."""
         if not isinstance(document, str):

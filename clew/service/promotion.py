@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from clew.domain import records, refs
 from clew.domain.records import RegistryEvent, VersionRecord
 from clew.errors import ConflictError, PolicyError
-from clew.service import policy, record_check, registry
+from clew.service import policy, record_check, registry, signed_heads
 from clew.service.approvals import VersionState, fold_decisions, load_state, version_state
 from clew.store import schema
 from clew.store.location import Store
@@ -27,6 +27,7 @@ class PromotionService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    @signed_heads.checkpointed(decision=True)
     def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
         """Point ``alias`` at the version ``ref`` names, if the policy allows it."""
         refs.validate_name(alias, "alias")
@@ -57,6 +58,7 @@ class PromotionService:
                 after_id=latest.id if latest else None,
             )
 
+    @signed_heads.checkpointed(decision=True)
     def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
         """Return ``alias`` to the version it pointed at before its latest promotion."""
         with self.store.db.write() as connection:

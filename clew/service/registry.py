@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select, text
 from clew.domain import ids, records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord, from_fields
 from clew.errors import ConflictError, InvalidInputError, NotFoundError
-from clew.service import audit
+from clew.service import audit, signed_heads
 from clew.service.artifacts import find_artifact, load_artifact
 from clew.service.contexts import ensure_context
 from clew.service.graph import add_edge
@@ -165,6 +165,7 @@ class RegistryService:
 
     # --- versions -------------------------------------------------------------------------
 
+    @signed_heads.checkpointed(decision=False)
     def register(
         self,
         name: str,

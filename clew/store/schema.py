@@ -247,6 +247,18 @@ audit_records = Table(
     Index("ix_audit_records_row", "table_name", "row_key", "seq"),
 )
 
+# Signed tree heads (RFC 6962's idea): the audit chain's head at ``seq`` signed with the store's
+# key, which never lives in this database. Exported copies prove the chain was only appended to.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(71), nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("key_id", String(71), nullable=False),
+    Column("signature", Text, nullable=False),
+)
+
 capture_batches = Table(
     "capture_batches",
     metadata,
