@@ -8,17 +8,19 @@ SQLite and on PostgreSQL + S3, and through the server where the store sits behin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from server_fixtures import AsUser
+from sqlalchemy import text
 from tamper import execute_sql
 from test_registry import train
 from test_trace import _wine_thread
 
 import clew
 from clew.errors import IntegrityError
-from clew.service import record_check
+from clew.service import audit, record_check, signed_heads
 from clew.store.location import Store
 
 
@@ -79,9 +81,7 @@ def test_an_inserted_approval_is_named_and_never_promoted(
     assert approved.alias_history("iris", "production").empty
 
 
-def test_a_deleted_rejection_is_named(
-    approved: clew.Client, store: Store, as_user: AsUser
-) -> None:
+def test_a_deleted_rejection_is_named(approved: clew.Client, store: Store, as_user: AsUser) -> None:
     as_user("bob").reject("iris/2", "fails the fairness review")
     execute_sql(store, "DELETE FROM registry_events WHERE kind = 'rejected'")
 
@@ -155,3 +155,101 @@ def test_trace_fails_a_thread_whose_records_were_rewritten(
     step = clew.trace(ids[0]).step("records")
     assert not step.verified
     assert "params row" in step.reason and "value is '2.0'" in step.reason
+
+
+# --- a whole-chain rewrite (finding 2) ----------------------------------------------------------
+
+
+def _rewrite_chain_from(store: Store, seq: int, actor: str) -> None:
+    """What someone with database access does: edit entry ``seq`` and recompute every hash
+    after it and the head, so the chain re-hashes cleanly."""
+    with store.db.engine.begin() as connection:
+        rows = [
+            dict(row)
+            for row in connection.execute(
+                text("SELECT * FROM audit_log WHERE seq >= :seq ORDER BY seq"), {"seq": seq}
+            ).mappings()
+        ]
+        previous = connection.execute(
+            text("SELECT hash FROM audit_log WHERE seq = :seq"), {"seq": seq - 1}
+        ).scalar()
+        for row in rows:
+            if row["seq"] == seq:
+                row["actor"] = actor
+            row["prev_hash"] = previous or audit.GENESIS
+            row["hash"] = audit.entry_hash(row)
+            previous = row["hash"]
+            connection.execute(
+                text(
+                    "UPDATE audit_log SET actor = :actor, prev_hash = :prev_hash, hash = :hash "
+                    "WHERE seq = :seq"
+                ),
+                row,
+            )
+        connection.execute(
+            text("UPDATE store_info SET value = :head WHERE key = 'audit_head'"),
+            {"head": f"{rows[-1]['seq']}:{previous}"},
+        )
+
+
+def _approval_seq(store: Store) -> int:
+    with store.db.engine.begin() as connection:
+        return int(
+            connection.execute(
+                text("SELECT seq FROM audit_log WHERE action = 'model.approved'")
+            ).scalar_one()
+        )
+
+
+@pytest.mark.embedded_only
+def test_a_rewritten_chain_re_hashes_but_fails_its_signed_checkpoints(
+    approved: clew.Client, store: Store, tmp_path: Path
+) -> None:
+    exported = tmp_path / "checkpoints.jsonl"
+    assert signed_heads.export(store, str(exported)) >= 1
+    _rewrite_chain_from(store, _approval_seq(store), "mallory")
+
+    assert audit.verify_chain(store)[1] is None  # the rewrite re-hashes cleanly
+    _, stored = signed_heads.verify_stored(store)
+    assert stored and "the chain was rewritten" in stored[0].reason
+
+    execute_sql(store, "DELETE FROM audit_checkpoints")  # and hide the store's own checkpoints
+    assert signed_heads.verify_stored(store) == (0, [])
+    _, problems = signed_heads.verify_against(store, str(exported))
+    assert problems and "the chain was rewritten up to that entry" in problems[0].reason
+
+
+@pytest.mark.embedded_only
+def test_an_approval_signs_a_checkpoint_of_its_entry(approved: clew.Client, store: Store) -> None:
+    """The checkpoint covers the approval's entry (a first signature also binds the store's
+    key, which appends its own entry after the approval's)."""
+    signed = [checkpoint.seq for checkpoint in signed_heads.checkpoints(store)]
+    assert signed and max(signed) >= _approval_seq(store)
+    assert signed_heads.verify_stored(store) == (len(signed), [])
+
+
+@pytest.mark.embedded_only
+def test_a_forged_checkpoint_signature_is_refused(
+    approved: clew.Client, store: Store, tmp_path: Path
+) -> None:
+    exported = tmp_path / "checkpoints.jsonl"
+    signed_heads.export(store, str(exported))
+    lines = exported.read_text().splitlines()
+    forged = json.loads(lines[-1])
+    forged["hash"] = "sha256:" + "1" * 64
+    exported.write_text("\n".join([*lines[:-1], json.dumps(forged)]) + "\n")
+
+    _, problems = signed_heads.verify_against(store, str(exported))
+    assert [problem.reason for problem in problems] == [
+        "its signature does not verify (the checkpoint was altered)"
+    ]
+
+
+@pytest.mark.s3
+def test_checkpoints_export_to_the_object_store(
+    approved: clew.Client, store: Store, s3_artifacts: str
+) -> None:
+    destination = s3_artifacts.rstrip("/") + "/audit/checkpoints.jsonl"
+    assert signed_heads.export(store, destination) >= 1
+    count, problems = signed_heads.verify_against(store, destination)
+    assert count >= 1 and problems == []

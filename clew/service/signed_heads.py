@@ -35,6 +35,7 @@ from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
 from clew.store.metadata import Database
+from clew.store.object_store import filesystem_for
 
 EVERY = 100
 FORMAT = "clew.audit.checkpoint/1"
@@ -238,10 +239,8 @@ def _write(destination: str, data: bytes) -> None:
         temporary.write_bytes(data)
         temporary.replace(path)
         return
-    import fsspec
-
-    with fsspec.open(destination, "wb") as stream:
-        stream.write(data)
+    filesystem, path = filesystem_for(destination)
+    filesystem.pipe_file(path, data)
 
 
 def _read(source: str) -> str:
@@ -252,11 +251,9 @@ def _read(source: str) -> str:
                 f"{path} does not exist; pass the file `clew audit checkpoint export` wrote."
             )
         return path.read_text()
-    import fsspec
-
+    filesystem, path = filesystem_for(source)
     try:
-        with fsspec.open(source, "rb") as stream:
-            return bytes(stream.read()).decode()
+        return bytes(filesystem.cat_file(path)).decode()
     except FileNotFoundError as error:
         raise NotFoundError(
             f"{source} does not exist; pass the object `clew audit checkpoint export` wrote."

@@ -492,6 +492,18 @@ def _translated(error: Any) -> Exception:
     return error
 
 
+def filesystem_for(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem and path of one object URL, with the same endpoint, region and
+    credential rules as the artifact store (``?endpoint_url=...``, ``AWS_ENDPOINT_URL``)."""
+    import fsspec
+
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    options = _storage_options(parts.scheme, url, dict(parse_qsl(parts.query)))
+    filesystem, path = fsspec.core.url_to_fs(base, **options)
+    return filesystem, str(path)
+
+
 def _storage_options(scheme: str, url: str, query: dict[str, str]) -> dict[str, Any]:
     secrets = _SECRET_PARAMETERS & set(query)
     if secrets:
