@@ -35,6 +35,7 @@ from server_fixtures import RunningServer, SwitchedApp, run_uvicorn, server_stor
 import clew
 from clew.client.capture import refresh
 from clew.client.default import reset
+from clew.service import record_check
 from clew.store.location import Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -58,6 +59,10 @@ def free_port() -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "tampers: alters the store behind clew's back on purpose (no record check afterwards)",
+    )
     config.addinivalue_line(
         "markers",
         "embedded_only: needs the embedded store in this process (SQLite files, client.store, "
@@ -156,11 +161,22 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(home: Path) -> Iterator[clew.Client]:
+def client(home: Path, request: pytest.FixtureRequest) -> Iterator[clew.Client]:
     """A client on a fresh store (embedded, CLEW_URI's, or the test server), also installed as
-    clew's default."""
+    clew's default.
+
+    After the test, every governance and lineage row the test wrote must match the image the
+    audit chain recorded for it: a write path that forgets to image its row fails here, in
+    whichever test reaches it first. Tests that alter the store on purpose say so with
+    ``@pytest.mark.tampers``.
+    """
     opened = clew.connect(None if BACKEND == "postgres-s3" or REMOTE else str(home))
     yield opened
+    if not request.node.get_closest_marker("tampers"):
+        store = request.getfixturevalue("remote_server").store if REMOTE else opened.store
+        assert isinstance(store, Store)
+        _, problems = record_check.verify_records(store)
+        assert not problems, f"rows written without their audit image: {problems[:3]}"
 
 
 @pytest.fixture

@@ -162,3 +162,36 @@ def test_upgrade_0002_to_0003_on_postgres(postgres_server: PostgresServer) -> No
     postgres_server.execute(f"CREATE DATABASE {name}")
     url = postgres_server.url(name)
     _upgrade_0002_store_to_head(url, url)
+
+
+@pytest.mark.sqlite_only  # PostgreSQL runs the same migration in test_upgrade_0002_to_0003_on_postgres
+def test_upgrading_to_0005_adopts_existing_rows_into_the_audit_chain(tmp_path: Path) -> None:
+    """Rows an older clew wrote had no images: the upgrade vouches for them as they are then
+    (one ``audit.adopt`` entry), so verify passes on the upgraded store and catches edits made
+    after it."""
+    from clew.service import audit, record_check
+
+    database = tmp_path / "old" / "clew.db"
+    database.parent.mkdir()
+    url = f"sqlite:///{database}"
+    _migrate_to(url, "0004")
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "INSERT INTO contexts (id, type, name, properties, created_ms, created_by) "
+            "VALUES ('C1', 'experiment', 'old', '{}', 1, 'alice')"
+        )
+        db.execute(
+            "INSERT INTO runs (id, experiment_id, name, kind, status, user_name, start_ms, "
+            "properties) VALUES ('R1', 'C1', 'train', 'training', 'FINISHED', 'alice', 2, '{}')"
+        )
+        db.execute("INSERT INTO params (run_id, key, value) VALUES ('R1', 'lr', '0.1')")
+
+    store = open_store(str(database.parent))
+    assert audit.verify_chain(store)[1] is None
+    assert [entry.action for entry in audit.entries(store)] == ["audit.adopt"]
+    assert record_check.verify_records(store) == (3, [])
+
+    execute_sql(store, "UPDATE params SET value = '0.5'")
+    _, problems = record_check.verify_records(store)
+    assert [(p.table, p.key) for p in problems] == [("params", "R1/lr")]
+    store.close()

@@ -23,6 +23,9 @@ from clew.errors import IntegrityError
 from clew.service import audit, record_check, signed_heads
 from clew.store.location import Store
 
+# Every test here alters the store on purpose (the untouched one checks itself).
+pytestmark = pytest.mark.tampers
+
 
 @pytest.fixture
 def approved(client: clew.Client, as_user: AsUser) -> clew.Client:
