@@ -164,7 +164,7 @@ def test_upgrade_0002_to_0003_on_postgres(postgres_server: PostgresServer) -> No
     _upgrade_0002_store_to_head(url, url)
 
 
-@pytest.mark.sqlite_only  # PostgreSQL runs the same migration in test_upgrade_0002_to_0003_on_postgres
+@pytest.mark.sqlite_only  # PostgreSQL: test_upgrade_0002_to_0003_on_postgres migrates to head
 def test_upgrading_to_0005_adopts_existing_rows_into_the_audit_chain(tmp_path: Path) -> None:
     """Rows an older clew wrote had no images: the upgrade vouches for them as they are then
     (one ``audit.adopt`` entry), so verify passes on the upgraded store and catches edits made
