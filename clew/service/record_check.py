@@ -69,7 +69,7 @@ def verify_records(store: Store) -> tuple[int, list[RecordProblem]]:
 
 
 def require_vouched(
-    connection: Connection, table: str, keys: Sequence[Mapping[str, Any]], what: str
+    connection: Connection, table: str, keys: Sequence[Mapping[Any, Any]], what: str
 ) -> None:
     """Raise ``IntegrityError`` unless each row ``keys`` names matches its newest image.
 
@@ -85,7 +85,7 @@ def require_vouched(
 
 
 def vouch(
-    connection: Connection, table: str, keys: Sequence[Mapping[str, Any]]
+    connection: Connection, table: str, keys: Sequence[Mapping[Any, Any]]
 ) -> list[RecordProblem]:
     """The problems of the rows ``keys`` names (a missing row is reported as deleted)."""
     covered = row_images.covered(table)
@@ -119,10 +119,10 @@ def _latest_images(
 ) -> tuple[dict[tuple[str, str], tuple[int, bytes | None]], list[RecordProblem]]:
     """Newest image hash per row, after checking each entry's images against its digest."""
     log = schema.audit_log
-    expected = dict(
+    expected: dict[int, str] = dict(
         connection.execute(
             select(log.c.seq, log.c.records_digest).where(log.c.records_digest.is_not(None))
-        ).all()
+        ).tuples()
     )
     latest: dict[tuple[str, str], tuple[int, bytes | None]] = {}
     problems: list[RecordProblem] = []
@@ -167,7 +167,7 @@ def _images_by_entry(
         yield current, images
 
 
-def _stream_rows(connection: Connection, covered: CoveredTable) -> Iterator[Mapping[str, Any]]:
+def _stream_rows(connection: Connection, covered: CoveredTable) -> Iterator[Mapping[Any, Any]]:
     result = connection.execution_options(yield_per=_STREAM).execute(select(covered.table))
     yield from result.mappings()
 
@@ -179,7 +179,7 @@ def _compare(
     connection: Connection,
     covered: CoveredTable,
     key: str,
-    row: Mapping[str, Any],
+    row: Mapping[Any, Any],
     latest: tuple[int, bytes | None] | None,
 ) -> RecordProblem | None:
     if latest is None:
@@ -232,14 +232,14 @@ def _entry_problem(connection: Connection, table: str, key: str, seq: int) -> Re
 
 
 def _rows_by_key(
-    connection: Connection, covered: CoveredTable, keys: Sequence[Mapping[str, Any]]
-) -> list[Mapping[str, Any]]:
+    connection: Connection, covered: CoveredTable, keys: Sequence[Mapping[Any, Any]]
+) -> list[Mapping[Any, Any]]:
     table = covered.table
     if len(covered.key_columns) == 1:
         column = covered.key_columns[0]
         query = select(table).where(table.c[column].in_([key[column] for key in keys]))
         return list(connection.execute(query).mappings())
-    found: list[Mapping[str, Any]] = []
+    found: list[Mapping[Any, Any]] = []
     for key in keys:
         query = select(table).where(
             *(table.c[column] == key[column] for column in covered.key_columns)

@@ -173,10 +173,10 @@ def _check(store: Store, found: list[Checkpoint]) -> list[CheckpointProblem]:
     problems: list[CheckpointProblem] = []
     with store.db.read() as connection:
         log = schema.audit_log
-        hashes = dict(
+        hashes: dict[int, str] = dict(
             connection.execute(
                 select(log.c.seq, log.c.hash).where(log.c.seq.in_([c.seq for c in found]))
-            ).all()
+            ).tuples()
         )
     for checkpoint in found:
         problem = _problem(checkpoint, keys, hashes.get(checkpoint.seq))
@@ -239,8 +239,8 @@ def _write(destination: str, data: bytes) -> None:
         temporary.write_bytes(data)
         temporary.replace(path)
         return
-    filesystem, path = filesystem_for(destination)
-    filesystem.pipe_file(path, data)
+    filesystem, key = filesystem_for(destination)
+    filesystem.pipe_file(key, data)
 
 
 def _read(source: str) -> str:
@@ -251,9 +251,9 @@ def _read(source: str) -> str:
                 f"{path} does not exist; pass the file `clew audit checkpoint export` wrote."
             )
         return path.read_text()
-    filesystem, path = filesystem_for(source)
+    filesystem, key = filesystem_for(source)
     try:
-        return bytes(filesystem.cat_file(path)).decode()
+        return bytes(filesystem.cat_file(key)).decode()
     except FileNotFoundError as error:
         raise NotFoundError(
             f"{source} does not exist; pass the object `clew audit checkpoint export` wrote."

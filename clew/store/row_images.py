@@ -36,11 +36,11 @@ class CoveredTable:
     def name(self) -> str:
         return self.table.name
 
-    def key(self, row: Mapping[str, Any]) -> str:
+    def key(self, row: Mapping[Any, Any]) -> str:
         """The row's identity as one string (primary or natural key, ``/``-joined)."""
         return "/".join(str(row[column]) for column in self.key_columns)
 
-    def image(self, row: Mapping[str, Any]) -> str:
+    def image(self, row: Mapping[Any, Any]) -> str:
         """The canonical JSON of the row's covered columns; every one must be present.
 
         NULLs are left out, so a migration that adds a nullable column changes no image.
