@@ -60,6 +60,8 @@ def test_an_edited_approver_is_named_and_refused(
     assert "recorded 'bob'" in problems[0].reason
     with pytest.raises(IntegrityError, match="can not vouch for the decisions on iris/1"):
         approved.version_status("iris/1")
+    listed = approved.list_models()
+    assert listed.loc[listed["name"] == "iris", "status"].tolist() == ["pending"]
     with pytest.raises(IntegrityError, match="mallory"):
         as_user("carol", role="admin").promote("iris/1", "production")
 
@@ -82,6 +84,8 @@ def test_an_inserted_approval_is_named_and_never_promoted(
     with pytest.raises(IntegrityError, match="01ZZZZZZZZZZZZZZZZZZZZZZZZ"):
         as_user("carol", role="admin").promote("iris/2", "production")
     assert approved.alias_history("iris", "production").empty
+    listed = approved.list_models()
+    assert listed.loc[listed["name"] == "iris", "status"].tolist() == ["unverified"]
 
 
 def test_a_deleted_rejection_is_named(approved: clew.Client, store: Store, as_user: AsUser) -> None:

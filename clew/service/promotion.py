@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from clew.domain import records, refs
-from clew.domain.records import RegistryEvent, VersionRecord
-from clew.errors import ConflictError, PolicyError
+from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
+from clew.errors import ConflictError, IntegrityError, PolicyError
 from clew.service import policy, record_check, registry, signed_heads
 from clew.service.approvals import VersionState, fold_decisions, load_state, version_state
 from clew.store import schema
@@ -136,7 +136,7 @@ class PromotionService:
                 status = None
                 if model.last_version:
                     latest = registry.load_version(connection, model.name, model.last_version)
-                    status = version_state(connection, model, latest).status(required)
+                    status = _listed_status(connection, model, latest, required)
                 rows.append(
                     {
                         "name": model.name,
@@ -186,6 +186,17 @@ class PromotionService:
             state = load_state(connection, ref)
             stored = policy.current(connection)
             return status_of(connection, state, stored)
+
+
+def _listed_status(
+    connection: Connection, model: ModelRecord, version: VersionRecord, required: int
+) -> str:
+    """A version's status for a listing: one version whose records were altered outside clew
+    is listed as ``unverified`` instead of failing the whole list (its own status refuses)."""
+    try:
+        return version_state(connection, model, version).status(required)
+    except IntegrityError:
+        return "unverified"
 
 
 def status_of(

@@ -122,7 +122,9 @@ def _latest_images(
     expected: dict[int, str] = dict(
         connection.execute(
             select(log.c.seq, log.c.records_digest).where(log.c.records_digest.is_not(None))
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     latest: dict[tuple[str, str], tuple[int, bytes | None]] = {}
     problems: list[RecordProblem] = []

@@ -176,7 +176,9 @@ def _check(store: Store, found: list[Checkpoint]) -> list[CheckpointProblem]:
         hashes: dict[int, str] = dict(
             connection.execute(
                 select(log.c.seq, log.c.hash).where(log.c.seq.in_([c.seq for c in found]))
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
     for checkpoint in found:
         problem = _problem(checkpoint, keys, hashes.get(checkpoint.seq))
