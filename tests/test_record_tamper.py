@@ -9,6 +9,7 @@ SQLite and on PostgreSQL + S3, and through the server where the store sits behin
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from test_registry import train
 from test_trace import _wine_thread
 
 import clew
-from clew.errors import IntegrityError
+from clew.errors import IntegrityError, InvalidInputError
 from clew.service import audit, record_check, signed_heads
 from clew.store.location import Store
 
@@ -260,3 +261,33 @@ def test_checkpoints_export_to_the_object_store(
     assert signed_heads.export(store, destination) >= 1
     count, problems = signed_heads.verify_against(store, destination)
     assert count >= 1 and problems == []
+
+
+@pytest.mark.s3
+def test_checkpoints_export_under_object_lock_compliance(
+    approved: clew.Client, store: Store, s3_server: dict[str, str], s3_artifacts: str
+) -> None:
+    """With --retain-days the exported object can not be deleted, even by the bucket's owner."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_server["endpoint"], region_name="us-east-1")
+    bucket = f"locked-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    destination = f"s3://{bucket}/checkpoints.jsonl"
+
+    assert signed_heads.export(store, destination, retain_days=1) >= 1
+
+    head = s3.head_object(Bucket=bucket, Key="checkpoints.jsonl")
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.delete_object(Bucket=bucket, Key="checkpoints.jsonl", VersionId=head["VersionId"])
+    assert signed_heads.verify_against(store, destination)[1] == []
+
+
+@pytest.mark.s3
+def test_retention_on_a_bucket_without_object_lock_is_one_sentence(
+    approved: clew.Client, store: Store, s3_artifacts: str
+) -> None:
+    destination = s3_artifacts.rstrip("/") + "/audit/checkpoints.jsonl"
+    with pytest.raises(InvalidInputError, match="could not be written under Object Lock"):
+        signed_heads.export(store, destination, retain_days=1)

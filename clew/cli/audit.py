@@ -65,9 +65,17 @@ def export_checkpoints(
             help="A file, or a URI such as s3://audit-bucket/store.jsonl (Object Lock)."
         ),
     ],
+    retain_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retain-days",
+            min=1,
+            help="S3 only: keep the object under Object Lock in compliance mode this many days.",
+        ),
+    ] = None,
 ) -> None:
     """Sign the chain head now and write every signed checkpoint to DESTINATION."""
-    count = signed_heads.export(output.local_store(), destination)
+    count = signed_heads.export(output.local_store(), destination, retain_days=retain_days)
     console.print(f"wrote {count} signed checkpoints to {destination}")
 
 

@@ -17,6 +17,7 @@ so bulk writes (runs, registrations) pay for a signature once per hundred entrie
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -142,13 +143,21 @@ def checkpoints(store: Store) -> list[Checkpoint]:
         return [Checkpoint(**row) for row in rows]
 
 
-def export(store: Store, destination: str) -> int:
+def export(store: Store, destination: str, *, retain_days: int | None = None) -> int:
     """Write every checkpoint (signing the head first) to ``destination``: a file path or an
-    fsspec URI such as ``s3://audit-bucket/churn-store.jsonl``; returns how many."""
+    fsspec URI such as ``s3://audit-bucket/churn-store.jsonl``; returns how many.
+
+    ``retain_days`` (S3 only) writes the object under Object Lock in compliance mode for that
+    many days: nobody, the bucket's owner included, can overwrite or delete it until then.
+    """
+    if retain_days is not None and (retain_days < 1 or not destination.startswith("s3://")):
+        raise InvalidInputError(
+            "retention needs an s3:// destination on a bucket with Object Lock and at least 1 day."
+        )
     sign_head(store)
     found = checkpoints(store)
     text = "".join(json.dumps(asdict(checkpoint), sort_keys=True) + "\n" for checkpoint in found)
-    _write(destination, text.encode())
+    _write(destination, text.encode(), retain_days)
     return len(found)
 
 
@@ -233,7 +242,7 @@ def _parse(line: str, source: str) -> Checkpoint:
         ) from error
 
 
-def _write(destination: str, data: bytes) -> None:
+def _write(destination: str, data: bytes, retain_days: int | None) -> None:
     if "://" not in destination:
         path = Path(destination).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,7 +251,19 @@ def _write(destination: str, data: bytes) -> None:
         temporary.replace(path)
         return
     filesystem, key = filesystem_for(destination)
-    filesystem.pipe_file(key, data)
+    if retain_days is None:
+        filesystem.pipe_file(key, data)
+        return
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=retain_days)
+    try:
+        filesystem.pipe_file(
+            key, data, ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until
+        )
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(
+            f"{destination} could not be written under Object Lock ({error}); create the bucket "
+            "with Object Lock enabled, or export without --retain-days."
+        ) from error
 
 
 def _read(source: str) -> str:
