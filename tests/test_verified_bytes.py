@@ -8,6 +8,7 @@ the raw-request tests post to a real test server the way an attacker would.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,7 @@ def test_registering_a_model_whose_bytes_are_missing_is_refused(
     damage(store, missing)
     with pytest.raises(UnverifiedBytesError, match=f"model:iris-lr.*{missing}.*missing"):
         client.register_model(artifact, "iris")
-    assert client.list_models() == []
+    assert client.list_models().empty
 
 
 def test_approve_and_promote_refuse_bytes_altered_after_registration(
@@ -108,10 +109,8 @@ def test_approve_and_promote_refuse_bytes_that_vanished(
 
 def test_a_model_recorded_by_reference_cannot_be_registered(client: clew.Client) -> None:
     with client.start_run("iris", "train", capture_code=False) as run:
-        artifact = run.log_output(
-            "s3://models/churn/model.pkl", name="remote-model", type="model"
-        )
-    with pytest.raises(UnverifiedBytesError, match="model:remote-model.*by reference"):
+        artifact = run.log_output("s3://models/churn/model.pkl", name="remote-model", type="model")
+    with pytest.raises(UnverifiedBytesError, match=r"model:remote-model.*by reference"):
         client.register_model(artifact, "remote")
 
 
@@ -205,7 +204,10 @@ def test_registration_checks_the_manifest_again(
     client: clew.Client, store: Store, as_user: AsUser
 ) -> None:
     manifest = digests.canonical_json(
-        {"kind": "clew.manifest/v1", "files": {"a/../../escaped": store.blobs.put_bytes(b"x").digest}}
+        {
+            "kind": "clew.manifest/v1",
+            "files": {"a/../../escaped": store.blobs.put_bytes(b"x").digest},
+        }
     )
     record = ArtifactService(store).log(
         run_id=None,
@@ -217,9 +219,11 @@ def test_registration_checks_the_manifest_again(
         properties={"kind": "directory"},
     )
     store.blobs.put_bytes(manifest)  # arrived behind the upload check (an older server wrote it)
-    with pytest.raises(InvalidInputError, match="'a/../../escaped' in a directory manifest"):
+    with pytest.raises(
+        InvalidInputError, match=re.escape("'a/../../escaped' in a directory manifest")
+    ):
         client.register_model(f"artifact:{record.id}", "evil")
-    assert client.list_models() == []
+    assert client.list_models().empty
 
 
 def test_the_sdk_logging_path_checks_manifests_too(client: clew.Client, store: Store) -> None:
@@ -242,7 +246,9 @@ def test_the_sdk_logging_path_checks_manifests_too(client: clew.Client, store: S
 # --- finding 5: separation of duties across the thread ----------------------------------------
 
 
-def log_model_file(client: clew.Client, path: Path, name: str, **options: object) -> tuple[str, ArtifactRecord]:
+def log_model_file(
+    client: clew.Client, path: Path, name: str, **options: object
+) -> tuple[str, ArtifactRecord]:
     with client.start_run("churn", "train", capture_code=False) as run:
         artifact = run.log_output(path, name=name, type="model", **options)  # type: ignore[arg-type]
     return run.id, artifact
@@ -273,12 +279,19 @@ def test_whoever_trained_a_model_this_one_derives_from_may_not_approve(
     base_path, export_path = tmp_path / "base.bin", tmp_path / "export.onnx"
     base_path.write_bytes(b"base weights")
     export_path.write_bytes(b"exported weights")
+    log_model_file(as_user("carol"), base_path, "churn-base")  # carol uploaded it first
     bob_run, base = log_model_file(as_user("bob"), base_path, "churn-base")
+    assert base.created_by == "carol"
     alice = as_user("alice")
     _, exported = log_model_file(alice, export_path, "churn-onnx", derived_from=[base])
     alice.register_model(exported, "churn")
-    with pytest.raises(PolicyError, match=f"'bob' ran run {bob_run}.*may not approve churn/1"):
+    with pytest.raises(
+        PolicyError, match=f"'bob' ran run {bob_run}, which produced model:churn-base"
+    ):
         as_user("bob").approve("churn/1", "looks fine")
+    with pytest.raises(PolicyError, match="'carol' uploaded artifact model:churn-base"):
+        as_user("carol").approve("churn/1", "looks fine")
+    assert as_user("dave").approve("churn/1", "validated").actor == "dave"
 
 
 def test_the_walk_stops_at_the_training_inputs(
