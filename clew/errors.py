@@ -81,6 +81,14 @@ class IntegrityError(ClewError):
     http_status = 500
 
 
+class UnverifiedBytesError(IntegrityError):
+    """A version's bytes are missing from the store or no longer hash to their digest; upload
+    or restore them before registering, approving or promoting it."""
+
+    code = "unverified_bytes"
+    http_status = 409
+
+
 class FileChangedError(ClewError):
     """A file changed or disappeared while clew was hashing it; retry once it is stable."""
 

@@ -83,6 +83,17 @@ def upload(client: httpx.Client, data: bytes) -> str:
     return digest
 
 
+def refused_upload(client: httpx.Client, data: bytes) -> str:
+    """Upload a directory manifest with an escaping entry: refused on arrival, nothing stored."""
+    digest = digests.digest_bytes(data)
+    response = client.put(f"/api/v1/blobs/{digest}", content=data)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_input"
+    assert "in a directory manifest is refused" in response.json()["message"]
+    assert client.get(f"/api/v1/blobs/{digest}/size").status_code == 404
+    return digest
+
+
 @pytest.mark.parametrize(
     "entry",
     [
@@ -102,7 +113,9 @@ def test_directory_manifests_cannot_escape(
 ) -> None:
     file_digest = upload(alice, b"payload")
     manifest = {"kind": "clew.manifest/v1", "files": {entry: file_digest}}
-    manifest_digest = upload(alice, digests.canonical_json(manifest))
+    data = digests.canonical_json(manifest)
+    manifest_digest = refused_upload(alice, data)
+    server.store.blobs.put_bytes(data)  # as if stored before uploads were checked
     response = alice.post(
         "/api/v1/artifacts",
         json={
@@ -120,11 +133,14 @@ def test_directory_manifests_cannot_escape(
     assert missing.status_code == 404
 
 
-def test_a_manifest_disguised_as_a_file_is_still_checked(alice: httpx.Client) -> None:
+def test_a_manifest_disguised_as_a_file_is_still_checked(
+    server: RunningServer, alice: httpx.Client
+) -> None:
     file_digest = upload(alice, b"payload")
     manifest = {"kind": "clew.manifest/v1", "files": {"../../escaped": file_digest}}
-    data = digests.canonical_json(manifest)
-    manifest_digest = upload(alice, data)
+    data = b"  \n" + digests.canonical_json(manifest)
+    manifest_digest = refused_upload(alice, data)
+    server.store.blobs.put_bytes(data)  # as if stored before uploads were checked
     response = alice.post(
         "/api/v1/artifacts",
         json={

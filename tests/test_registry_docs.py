@@ -26,3 +26,4 @@ def test_governance_examples_run(home: Path) -> None:
     assert clew.get_version("cancer@production").version == 2
     assert clew.get_policy()["version"] == 1
     assert clew.version_status("cancer/1")["status"] == "rejected"
+    assert clew.version_status("cancer-tuned/1")["approvals"] == 0  # carol uploaded it

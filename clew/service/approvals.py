@@ -14,17 +14,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
-from clew.domain import refs
+from clew.domain import records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError, PolicyError
-from clew.service import policy, record_check, registry, signed_heads
-from clew.service.artifacts import find_artifact
+from clew.service import integrity, policy, record_check, registry, signed_heads
+from clew.service.artifacts import find_artifact, load_artifact
 from clew.store import schema
 from clew.store.location import Store
 
 MAX_MEANING_LENGTH = 100
+# Artifacts visited at most when looking for a version's contributors.
+MAX_UPSTREAM = 10_000
+_UPSTREAM = (
+    select(schema.edges.c.source_id, schema.edges.c.association)
+    .where(
+        schema.edges.c.destination_id == bindparam("id"),
+        ((schema.edges.c.association == records.PRODUCED) & (schema.edges.c.source_kind == "run"))
+        | (
+            (schema.edges.c.association == records.DERIVED_FROM)
+            & (schema.edges.c.source_kind == "artifact")
+        ),
+    )
+    .order_by(schema.edges.c.id)
+)
 
 
 @dataclass
@@ -115,6 +129,16 @@ def load_state(connection: Connection, ref: str) -> VersionState:
     return version_state(connection, model, version)
 
 
+def require_verified_version(store: Store, ref: str, action: str) -> VersionRecord:
+    """Refuse ``action`` on the version ``ref`` names unless its bytes are in the store and
+    re-hash to its digest; checked before the write transaction, so hashing holds no lock."""
+    with store.db.read() as connection:
+        version = registry.resolve_version(connection, registry.parse_model_ref(ref))
+        artifact = load_artifact(connection, version.artifact_id)
+    integrity.require_verified_bytes(store, artifact, f"cannot {action} {version.ref}")
+    return version
+
+
 def run_user(connection: Connection, run_id: str | None) -> str | None:
     if run_id is None:
         return None
@@ -152,6 +176,7 @@ class ApprovalService:
         """Record an approval; refused for self-approval, a wrong role or a closed version."""
         _require_comment(comment, "approve")
         _check_meaning(meaning)
+        require_verified_version(self.store, ref, "approve")
         with self.store.db.write() as connection:
             state = load_state(connection, ref)
             rules = policy.current(connection)
@@ -290,6 +315,39 @@ def _check_separation(connection: Connection, state: VersionState, actor: str) -
             f"{actor!r} ran the training run {state.version.run_id} of {state.ref} and may not "
             "approve it (separation of duties); ask another approver."
         )
+    contribution = _contribution(connection, state.version, actor)
+    if contribution:
+        raise PolicyError(
+            f"{actor!r} {contribution} and may not approve {state.ref} (separation of duties); "
+            "ask another approver."
+        )
+
+
+def _contribution(connection: Connection, version: VersionRecord, actor: str) -> str | None:
+    """What ``actor`` did to build the version, or None: uploading its model artifact or one it
+    derives from, or running a run that produced one of them.
+
+    The walk goes upstream from the version's artifact along Produced and DerivedFrom edges and
+    stops at the producing runs' inputs (the training inputs): whoever first logged a shared
+    dataset, code revision or environment did not build this model.
+    """
+    seen: set[str] = set()
+    frontier = [version.artifact_id]
+    while frontier and len(seen) < MAX_UPSTREAM:
+        artifact_id = frontier.pop()
+        if artifact_id in seen:
+            continue
+        seen.add(artifact_id)
+        artifact = load_artifact(connection, artifact_id)
+        what = f"{artifact.type}:{artifact.name}"
+        if artifact.created_by == actor:
+            return f"uploaded artifact {what} ({artifact.id})"
+        for source_id, association in connection.execute(_UPSTREAM, {"id": artifact_id}):
+            if association == records.DERIVED_FROM:
+                frontier.append(source_id)
+            elif run_user(connection, source_id) == actor:
+                return f"ran run {source_id}, which produced {what},"
+    return None
 
 
 def _evidence(connection: Connection, evidence: Sequence[str]) -> dict[str, Any]:

@@ -137,6 +137,7 @@ class ArtifactService:
         if direction not in DIRECTIONS:
             raise InvalidInputError(f"direction {direction!r} must be 'input' or 'output'.")
         uploads.check_reference_uri(uri)
+        uploads.check_logged_manifests(self.store.blobs, digest, blobs or {})
         with self.store.db.write() as connection:
             if run_id:
                 RunService(self.store)._require_running(connection, run_id)

@@ -18,7 +18,13 @@ from clew.domain import records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, IntegrityError, PolicyError
 from clew.service import policy, record_check, registry, signed_heads
-from clew.service.approvals import VersionState, fold_decisions, load_state, version_state
+from clew.service.approvals import (
+    VersionState,
+    fold_decisions,
+    load_state,
+    require_verified_version,
+    version_state,
+)
 from clew.store import schema
 from clew.store.location import Store
 
@@ -31,6 +37,7 @@ class PromotionService:
     def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
         """Point ``alias`` at the version ``ref`` names, if the policy allows it."""
         refs.validate_name(alias, "alias")
+        require_verified_version(self.store, ref, "promote")
         with self.store.db.write() as connection:
             state = load_state(connection, ref)
             model = state.model
@@ -61,6 +68,9 @@ class PromotionService:
     @signed_heads.checkpointed(decision=True)
     def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
         """Return ``alias`` to the version it pointed at before its latest promotion."""
+        checked = self._rollback_target(name, alias)
+        if checked is not None:
+            require_verified_version(self.store, f"{name}/{checked}", "roll back to")
         with self.store.db.write() as connection:
             model = registry.load_model(connection, name=name)
             history = registry.load_events(
@@ -73,6 +83,10 @@ class PromotionService:
                     "instead."
                 )
             target = registry.load_version(connection, name, stack[-2])
+            if target.version != checked:
+                raise ConflictError(
+                    f"{name}@{alias} moved while its bytes were being checked; retry the rollback."
+                )
             state = version_state(connection, model, target)
             refusal = state.refusal()
             if refusal:
@@ -96,6 +110,17 @@ class PromotionService:
                 evidence=_policy_evidence(rules),
                 after_id=history[-1].id,
             )
+
+    def _rollback_target(self, name: str, alias: str) -> int | None:
+        """The version a rollback of ``name@alias`` would return to now, if any."""
+        with self.store.db.read() as connection:
+            model = registry.load_model(connection, name=name)
+            stack = _alias_stack(
+                registry.load_events(
+                    connection, model, alias=alias, kinds=registry.ALIAS_KINDS, newest_first=False
+                )
+            )
+        return stack[-2] if len(stack) >= 2 else None
 
     def alias_history(self, name: str, alias: str | None = None) -> list[RegistryEvent]:
         """Every move of ``alias`` (or of all aliases), newest first."""

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select, text
 from clew.domain import ids, records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord, from_fields
 from clew.errors import ConflictError, InvalidInputError, NotFoundError
-from clew.service import audit, signed_heads
+from clew.service import audit, integrity, signed_heads
 from clew.service.artifacts import find_artifact, load_artifact
 from clew.service.contexts import ensure_context
 from clew.service.graph import add_edge
@@ -188,8 +188,12 @@ class RegistryService:
         if signature is not None and not isinstance(signature, Mapping):
             raise InvalidInputError("signature must be a mapping such as {'inputs': [...]}.")
         parsed = refs.parse(source)
-        with self.store.db.write() as connection:
+        with self.store.db.read() as connection:
             artifact_id, digest, run_id = _model_source(connection, parsed, source)
+            artifact = load_artifact(connection, artifact_id)
+        # Outside the write transaction: re-hashing a large model must not hold the lock.
+        integrity.require_verified_bytes(self.store, artifact, f"cannot register {name}")
+        with self.store.db.write() as connection:
             model_id, number = _next_version(
                 connection, name, actor, owner=owner, risk_tier=risk_tier, tags=tags
             )

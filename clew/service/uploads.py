@@ -36,6 +36,8 @@ _HIERARCHICAL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _BRACKETED_HOST = re.compile(r"\[[^\]]*\]")
 MAX_URI_LENGTH = 2048
 MANIFEST_KIND = "clew.manifest/v1"
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+SNIFF_BYTES = 64
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", "metadata.google.internal"})
 
@@ -123,6 +125,61 @@ def check_manifest_bytes(data: bytes, digest: str) -> dict[str, str]:
         if not isinstance(file_digest, str):
             raise InvalidInputError(f"manifest entry {relative!r} has no digest.")
     return files
+
+
+class ManifestSniffer:
+    """Keeps an arriving blob's bytes while they could still be a directory manifest, so its
+    paths are checked (``check``) before the blob is stored: a record may name a manifest
+    before its bytes arrive, and the bytes must not slip in unchecked afterwards."""
+
+    def __init__(self) -> None:
+        self._kept = bytearray()
+        self._possible = True
+        self._started = False
+
+    def feed(self, chunk: bytes | bytearray) -> None:
+        if not self._possible:
+            return
+        if not self._started and (head := bytes(chunk).lstrip()):
+            self._started = True
+            if not head.startswith(b"{"):
+                self._possible = False
+                return
+        self._kept += chunk
+        if len(self._kept) > MAX_MANIFEST_BYTES:
+            self._possible, self._kept = False, bytearray()
+
+    def check(self, digest: str) -> None:
+        """Refuse the blob if it reads as a directory manifest with an escaping path."""
+        if self._possible and looks_like_manifest(bytes(self._kept)):
+            check_manifest_bytes(bytes(self._kept), digest)
+
+
+def could_be_manifest(prefix: bytes) -> bool:
+    """False when the first bytes of a blob already rule out a JSON manifest."""
+    head = prefix.lstrip()
+    return not head or head.startswith(b"{")
+
+
+def check_logged_manifests(
+    blobs: Any, artifact_digest: str, listed: Mapping[str, tuple[int, str]]
+) -> None:
+    """Validate the manifests an artifact brings that are stored already: those listed as
+    manifests, and its own digest whatever kind the caller claims (a directory's digest is
+    its manifest's). Bytes not stored yet are checked when they arrive and at registration."""
+    for digest in {artifact_digest, *(d for d, (_, kind) in listed.items() if kind == "manifest")}:
+        declared = listed.get(digest, (0, "file"))[1] == "manifest"
+        if not blobs.exists(digest):
+            continue
+        if not (declared or could_be_manifest(blobs.read_prefix(digest, SNIFF_BYTES))):
+            continue
+        if blobs.size_of(digest) > MAX_MANIFEST_BYTES:
+            if declared:
+                raise InvalidInputError(f"manifest {digest} is too large to be a manifest.")
+            continue
+        data = blobs.read_bytes(digest)
+        if declared or looks_like_manifest(data):
+            check_manifest_bytes(data, digest)
 
 
 def looks_like_manifest(data: bytes) -> bool:

@@ -31,6 +31,7 @@ from clew.errors import (
 CHUNK = 4 * 1024 * 1024
 MANIFEST_KIND = "clew.manifest/v1"
 Progress = Callable[[int], None]
+Fingerprint = tuple[object, ...]
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -172,6 +173,21 @@ class LocalBlobStore:
             while chunk := reader.read(CHUNK):
                 hasher.update(chunk)
         return digests.PREFIX + hasher.hexdigest() == digest
+
+    def fingerprint(self, digest: str) -> Fingerprint | None:
+        """What changes whenever the stored file does (None when it is missing): size first,
+        then mtime, ctime, inode and device. ``os.utime`` can put mtime back but not ctime, so
+        bytes rewritten in place or replaced by a rename always show a new fingerprint."""
+        try:
+            stat = self.path_for(digest).stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+
+    def read_prefix(self, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes, unverified: enough to tell a manifest from other data."""
+        with open(self._open_existing(digest), "rb") as reader:
+            return reader.read(size)
 
     def iter_digests(self) -> Iterator[str]:
         base = self.root / "sha256"

@@ -35,6 +35,7 @@ from clew.errors import (
 )
 from clew.store.blobs import (
     CHUNK,
+    Fingerprint,
     Progress,
     StoredBlob,
     StoredDirectory,
@@ -312,6 +313,21 @@ class ObjectBlobStore:
             return self._stream(digest, lambda _chunk: None) == digest
         except NotFoundError:
             return False
+
+    def fingerprint(self, digest: str) -> Fingerprint | None:
+        """What changes whenever the object does (None when it is missing): size first, then
+        the ETag and last-modified time the object store sets on every write (one HEAD)."""
+        try:
+            with self._reachable():
+                info = self.fs.info(self.key_for(digest))
+        except FileNotFoundError:
+            return None
+        return (int(info["size"]), info.get("ETag"), str(info.get("LastModified")))
+
+    def read_prefix(self, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes, unverified: enough to tell a manifest from other data."""
+        with self._existing(digest):
+            return bytes(self.fs.cat_file(self.key_for(digest), start=0, end=size))
 
     def iter_digests(self) -> Iterator[str]:
         with self._reachable():

@@ -1,7 +1,8 @@
 """Artifacts and their bytes.
 
 Bytes are addressed only by digest: ``PUT /blobs/<digest>`` hashes the body as it arrives and
-commits the blob only if the bytes hash to the digest in the URL, either by renaming a temp
+commits the blob only if the bytes hash to the digest in the URL and, when they read as a
+directory manifest, every path in it stays inside its directory, either by renaming a temp
 file from the server's own upload directory (local blobs) or by completing a multipart upload
 whose parts went up while the body was still arriving (object stores; aborted otherwise).
 ``GET /blobs/<digest>`` honours a single byte range, so clients fetch large blobs in parallel.
@@ -40,7 +41,6 @@ router = APIRouter(prefix="/api/v1", tags=["artifacts"], route_class=PlainRoute)
 
 DigestParam = Annotated[str, PathParam(pattern=r"^sha256:[0-9a-f]{64}$")]
 MAX_BLOB_BYTES = 1 << 40
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 PRESIGNED_ENV = "CLEW_PRESIGNED_DOWNLOADS"
 DEFAULT_PRESIGNED_SECONDS = 900
 MAX_PRESIGNED_SECONDS = 7 * 24 * 60 * 60
@@ -69,7 +69,6 @@ class LogArtifact(Body):
 @router.post("/artifacts", status_code=201)
 def log_artifact(body: LogArtifact, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
     uploads.check_blob_kinds(body.blobs)
-    _check_manifests(services, body)
     if body.run_id:
         accounts.require_run_writer(services.store, body.run_id, who)
     record = services.artifacts.log(
@@ -86,23 +85,6 @@ def log_artifact(body: LogArtifact, services: ServicesDep, who: PrincipalDep) ->
         derived_from=body.derived_from,
     )
     return wire(record)
-
-
-def _check_manifests(services: ServicesDep, body: LogArtifact) -> None:
-    """Validate every manifest the artifact brings, declared or not: a directory's digest is
-    its manifest's, so the artifact's own blob is checked whatever kind the client claims."""
-    blobs = services.store.blobs
-    for digest, (_size, kind) in body.blobs.items():
-        declared = kind == "manifest"
-        if not (declared or digest == body.digest) or not blobs.exists(digest):
-            continue
-        if blobs.size_of(digest) > MAX_MANIFEST_BYTES:
-            if declared:
-                raise InvalidInputError(f"manifest {digest} is too large to be a manifest.")
-            continue
-        data = blobs.read_bytes(digest)
-        if declared or uploads.looks_like_manifest(data):
-            uploads.check_manifest_bytes(data, digest)
 
 
 @router.get("/artifacts")
@@ -162,6 +144,7 @@ async def _stream_to_object_store(request: Request, upload: StreamedUpload, dige
     ``Expect: 100-continue`` round trip, where a buffer goes to the socket in one call.
     """
     hasher = hashlib.sha256()
+    manifest = uploads.ManifestSniffer()
     size = 0
     pending: list[bytes] = []
     buffered = 0
@@ -171,6 +154,7 @@ async def _stream_to_object_store(request: Request, upload: StreamedUpload, dige
             size += len(chunk)
             if size > MAX_BLOB_BYTES:
                 raise _too_large()
+            manifest.feed(chunk)
             pending.append(chunk)
             buffered += len(chunk)
             if buffered >= PART_SIZE:
@@ -184,6 +168,7 @@ async def _stream_to_object_store(request: Request, upload: StreamedUpload, dige
         actual = digests.PREFIX + hasher.hexdigest()
         if actual != digest:
             raise _mismatch(digest, actual)
+        manifest.check(digest)
         await run_in_threadpool(upload.finish, last)
     except BaseException:
         with anyio.CancelScope(shield=True):
@@ -196,6 +181,7 @@ async def _stream_to_object_store(request: Request, upload: StreamedUpload, dige
 async def _receive(request: Request, descriptor: int, digest: str) -> int:
     """Stream the body to ``descriptor`` while hashing; refuse a mismatch or an oversize body."""
     hasher = hashlib.sha256()
+    manifest = uploads.ManifestSniffer()
     size = 0
     with os.fdopen(descriptor, "wb") as sink:
         async for chunk in request.stream():
@@ -203,10 +189,12 @@ async def _receive(request: Request, descriptor: int, digest: str) -> int:
             if size > MAX_BLOB_BYTES:
                 raise _too_large()
             hasher.update(chunk)
+            manifest.feed(chunk)
             sink.write(chunk)
     actual = digests.PREFIX + hasher.hexdigest()
     if actual != digest:
         raise _mismatch(digest, actual)
+    manifest.check(digest)
     return size
 
 
