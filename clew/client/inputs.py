@@ -145,9 +145,7 @@ def _local(
             needed,
         )
     blob = blobs.put_file(path, progress)
-    properties = {"kind": "file", "file_name": path.name, **extra}
-    if type_ == "dataset":
-        properties.update(datasets.profile_file(path) or {})
+    properties = {"kind": "file", "file_name": path.name, **_profile(path, type_), **extra}
     return Prepared(
         type_,
         safe_name(name or path.name),
@@ -157,6 +155,21 @@ def _local(
         properties,
         {blob.digest: (blob.size, "file")},
     )
+
+
+def _profile(path: Path, type_: str) -> dict[str, Any]:
+    """Schema, rows and statistics of a Parquet or CSV file, whatever type it is logged as.
+
+    An output file that a later step reads as its input is the same node (one node per
+    content), so the node describes the data however it was first logged. Only a ``dataset``
+    that cannot be read is an error; another file merely goes undescribed.
+    """
+    try:
+        return datasets.profile_file(path) or {}
+    except (ValueError, OSError):
+        if type_ == "dataset":
+            raise
+        return {}
 
 
 def _reference(uri: str, name: str | None, type_: str, extra: dict[str, Any]) -> Prepared:

@@ -40,7 +40,7 @@ ALIAS_SET, ALIAS_ROLLBACK = "alias_set", "alias_rollback"
 ALIAS_KINDS = (ALIAS_SET, ALIAS_ROLLBACK)
 DECISION_KINDS = (APPROVED, REJECTED, REVOKED, ARCHIVED)
 TARGET_PARAMS = ("target", "target_column", "label", "label_column")
-TRAINING_DATA_TYPES = ("dataset", "feature_set")
+TRAINING_DATA_TYPES = ("dataset", "feature_set", "file")
 
 _VERSION_COLUMNS = (
     "v.id, v.model_id, m.name, v.version, v.artifact_id, v.digest, v.run_id, v.signature, "

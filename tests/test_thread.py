@@ -1,0 +1,158 @@
+"""A thread that connects: a real three-script pipeline in a git repository, each step its own
+``python`` process handing files to the next by path (raw CSV → prepare.py → train.py →
+register.py), must come out as one lineage thread from the registered version back to the raw
+CSV, and each run's code record must name the script that ran."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+from conftest import run_git
+
+import clew
+
+PREPARE = """
+import pandas as pd
+import clew
+
+with clew.start_run(experiment="thread", name="prepare", kind="processing") as run:
+    run.log_input("raw.csv")
+    frame = pd.read_csv("raw.csv").dropna()
+    frame.to_parquet("clean.parquet")
+    run.log_output("clean.parquet")
+print(run.id)
+"""
+
+TRAIN = """
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+import clew
+
+FEATURES = ["tenure", "charges", "calls", "age"]
+with clew.start_run(experiment="thread", name="train") as run:
+    run.log_input("clean.parquet")
+    run.log_param("target", "churned")
+    frame = pd.read_parquet("clean.parquet")
+    model = LogisticRegression(max_iter=500).fit(frame[FEATURES], frame["churned"])
+    run.log_model(model, name="churn-model")
+print(run.id)
+"""
+
+REGISTER = """
+import sys
+import clew
+
+print(clew.register_model("run:" + sys.argv[1], "churn").version)
+"""
+
+
+def raw_csv() -> str:
+    """Customers with an id column the model never sees and one row that prepare drops."""
+    lines = ["customer_id,tenure,charges,calls,age,churned"]
+    for n in range(40):
+        lines.append(f"c{n},{n % 12},{20 + n * 1.5},{n % 5},{25 + n % 30},{n % 2}")
+    lines.append("c40,,99.0,1,30,0")
+    return "\n".join(lines) + "\n"
+
+
+def step(repo: Path, script: str, *args: str) -> str:
+    """Run one pipeline script as its own process against the test's store (the environment
+    already names it: CLEW_HOME, or CLEW_URI for PostgreSQL + S3 and the server)."""
+    result = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def run_pipeline(repo: Path) -> tuple[str, str, str]:
+    """(prepare run id, train run id, commit): both scripts committed, so the code is clean."""
+    (repo / "prepare.py").write_text(textwrap.dedent(PREPARE))
+    (repo / "train.py").write_text(textwrap.dedent(TRAIN))
+    (repo / "register.py").write_text(textwrap.dedent(REGISTER))
+    run_git(repo, "add", "prepare.py", "train.py", "register.py")
+    run_git(repo, "commit", "-q", "-m", "pipeline")
+    (repo / "raw.csv").write_text(raw_csv())
+    prepare_id = step(repo, "prepare.py")
+    train_id = step(repo, "train.py")
+    assert step(repo, "register.py", train_id) == "1"
+    return prepare_id, train_id, run_git(repo, "rev-parse", "HEAD")
+
+
+def test_files_passed_by_path_make_one_thread_back_to_the_raw_csv(
+    client: clew.Client, git_repo: Path
+) -> None:
+    prepare_id, train_id, _ = run_pipeline(git_repo)
+    upstream = client.lineage.upstream("churn/1")
+    by_ref = {node.ref: node for node in upstream.nodes.values()}
+    assert f"run:{train_id}" in by_ref
+    assert f"run:{prepare_id}" in by_ref
+    raw = [node for node in upstream.nodes.values() if node.name == "raw.csv"]
+    assert [node.type for node in raw] == ["dataset"]
+    clean = [node for node in upstream.nodes.values() if node.name == "clean.parquet"]
+    assert len(clean) == 1, [node.ref for node in clean]
+    edges = {(e.source_id, e.association, e.destination_id) for e in upstream.edges}
+    assert (prepare_id, "Produced", clean[0].id) in edges
+    assert (clean[0].id, "ContributedTo", train_id) in edges
+    assert (raw[0].id, "ContributedTo", prepare_id) in edges
+    train_inputs = client._service.artifacts.run_artifacts(train_id)["inputs"]
+    assert clean[0].id in {artifact.id for artifact in train_inputs}
+
+
+def test_each_run_code_record_names_its_own_script(client: clew.Client, git_repo: Path) -> None:
+    prepare_id, train_id, commit = run_pipeline(git_repo)
+    base = "https://github.com/acme/churn/blob"
+    for run_id, script in ((prepare_id, "prepare.py"), (train_id, "train.py")):
+        record = client.get_run(run_id)
+        assert record.code_artifact_id is not None
+        code = client._service.artifacts.get(record.code_artifact_id)
+        assert code.properties["script"] == script
+        assert code.properties["permalink"] == f"{base}/{commit}/{script}"
+        assert code.properties["commit"] == commit
+
+
+def test_a_dataframe_output_read_back_under_another_name_is_the_same_node(
+    client: clew.Client,
+) -> None:
+    frame = pd.DataFrame({"tenure": [1, 2, 3], "churned": [0, 1, 0]})
+    with clew.start_run(experiment="thread", name="features") as producer:
+        written = producer.log_output(frame, name="features")
+    with clew.start_run(experiment="thread", name="train") as consumer:
+        read = consumer.log_input(frame.copy(), name="training-frame", type="feature_set")
+    assert read.id == written.id
+    assert (read.type, read.name) == ("dataset", "features")
+    upstream = client.lineage.upstream(f"run:{consumer.id}")
+    assert producer.id in upstream.nodes
+
+
+def test_a_reference_output_read_back_under_another_type_is_the_same_node(
+    client: clew.Client,
+) -> None:
+    uri = "s3://lake/clean/orders.parquet"
+    with clew.start_run(experiment="thread", name="export") as producer:
+        written = producer.log_output(uri, name="orders", type="feature_set")
+    with clew.start_run(experiment="thread", name="train") as consumer:
+        read = consumer.log_input(uri)
+    assert read.id == written.id
+    assert producer.id in client.lineage.upstream(f"run:{consumer.id}").nodes
+
+
+def test_empty_files_never_join_unrelated_runs(client: clew.Client, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with clew.start_run(experiment="thread", name="writer") as writer:
+        written = writer.log_output(empty)
+    with clew.start_run(experiment="thread", name="reader") as reader:
+        read = reader.log_input(empty, name="nothing")
+    assert read.id != written.id
+    assert writer.id not in client.lineage.upstream(f"run:{reader.id}").nodes
