@@ -5,6 +5,7 @@ CSV, and each run's code record must name the script that ran."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 from conftest import run_git
+from typer.testing import CliRunner
 
 import clew
+from clew.cli.main import app
 
 PREPARE = """
 import pandas as pd
@@ -119,6 +122,10 @@ def test_each_run_code_record_names_its_own_script(client: clew.Client, git_repo
         assert code.properties["script"] == script
         assert code.properties["permalink"] == f"{base}/{commit}/{script}"
         assert code.properties["commit"] == commit
+        shown = CliRunner().invoke(app, ["runs", "show", run_id, "--format", "json"])
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.stdout)["code"]["script"] == script
+    assert client.get_run(prepare_id).code_artifact_id != client.get_run(train_id).code_artifact_id
 
 
 def test_a_dataframe_output_read_back_under_another_name_is_the_same_node(
