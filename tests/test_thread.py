@@ -13,11 +13,16 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import run_git
+from fastapi.testclient import TestClient
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
+from clew.server.ui import create_ui_app
+from clew.store.location import Store
 
 PREPARE = """
 import pandas as pd
@@ -45,6 +50,8 @@ with clew.start_run(experiment="thread", name="train") as run:
     run.log_model(model, name="churn-model")
 print(run.id)
 """
+
+FEATURES = ["tenure", "charges", "calls", "age"]
 
 REGISTER = """
 import sys
@@ -163,3 +170,67 @@ def test_empty_files_never_join_unrelated_runs(client: clew.Client, tmp_path: Pa
         read = reader.log_input(empty, name="nothing")
     assert read.id != written.id
     assert writer.id not in client.lineage.upstream(f"run:{reader.id}").nodes
+
+
+def trained_from_files(client: clew.Client, tmp_path: Path) -> tuple[str, Path]:
+    """A training run (in the git repo) on a CSV by path and an S3 data source by reference,
+    registered as churn/1; returns the run id and the CSV's path."""
+    raw = tmp_path / "raw.csv"
+    raw.write_text(raw_csv())
+    frame = pd.read_csv(raw).dropna()
+    with clew.start_run(experiment="facts", name="train") as run:
+        run.log_params({"C": 0.5, "target": "churned"})
+        run.log_input(raw)
+        run.log_input(clew.data_source("s3://lake/raw/orders/", name="orders"))
+        model = LogisticRegression(C=0.5, max_iter=500).fit(frame[FEATURES], frame["churned"])
+        run.log_model(model, name="churn-model")
+    client.register_model(run, "churn")
+    return run.id, raw
+
+
+def test_lineage_nodes_carry_the_facts_people_ask_for(
+    client: clew.Client, git_repo: Path, tmp_path: Path
+) -> None:
+    run_id, raw = trained_from_files(client, tmp_path)
+    commit = run_git(git_repo, "rev-parse", "HEAD")
+    upstream = client.lineage.upstream("churn/1")
+    data = json.loads(json.dumps(upstream.to_dict()))
+    nodes = {(node["type"], node["name"]): node for node in data["nodes"]}
+    code = nodes["code", "churn"]["facts"]
+    assert code["repository"] == "https://github.com/acme/churn.git"
+    assert code["commit"] == commit
+    assert code["branch"] == "main"
+    assert code["dirty"] is False
+    assert code["permalink"].startswith("https://github.com/acme/churn/")
+    dataset = nodes["dataset", "raw.csv"]["facts"]
+    assert dataset["source_uri"] == raw.resolve().as_uri()
+    assert dataset["rows"] == 41
+    assert dataset["schema_digest"].startswith("sha256:")
+    assert nodes["data_source", "orders"]["facts"]["source_uri"] == "s3://lake/raw/orders/"
+    run = nodes["training", "train"]["facts"]
+    assert (run["status"], run["user"]) == ("FINISHED", "alice")
+    assert run["params"] == {"C": "0.5", "target": "churned"}
+    assert data["start"]["facts"]["versions"] == [{"ref": "churn/1", "status": "pending"}]
+    frame = upstream.to_pandas()
+    into_run = frame[frame.destination_id == run_id].iloc[0]
+    assert into_run["destination_facts"]["status"] == "FINISHED"
+    shown = CliRunner().invoke(app, ["lineage", "churn/1", "--up", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    printed = {(n["type"], n["name"]): n for n in json.loads(shown.stdout)["nodes"]}
+    assert printed["code", "churn"]["facts"]["commit"] == commit
+    assert printed["dataset", "raw.csv"]["facts"]["rows"] == 41
+
+
+@pytest.mark.embedded_only
+def test_the_lineage_explorer_shows_node_facts(
+    client: clew.Client, store: Store, git_repo: Path, tmp_path: Path
+) -> None:
+    trained_from_files(client, tmp_path)
+    http = TestClient(create_ui_app(store), base_url="http://127.0.0.1")
+    response = http.get(
+        "/ui/lineage/graph.json", params={"ref": "churn/1", "direction": "upstream"}
+    )
+    assert response.status_code == 200, response.text
+    nodes = {(node["type"], node["name"]): node for node in response.json()["nodes"]}
+    assert nodes["code", "churn"]["facts"]["branch"] == "main"
+    assert nodes["model", "churn-model"]["facts"]["versions"][0]["status"] == "pending"
