@@ -234,3 +234,48 @@ def test_the_lineage_explorer_shows_node_facts(
     nodes = {(node["type"], node["name"]): node for node in response.json()["nodes"]}
     assert nodes["code", "churn"]["facts"]["branch"] == "main"
     assert nodes["model", "churn-model"]["facts"]["versions"][0]["status"] == "pending"
+
+
+def parquet_with_an_index(tmp_path: Path) -> Path:
+    """What a shuffled frame's ``to_parquet()`` writes: its index becomes a column."""
+    raw = tmp_path / "raw.csv"
+    raw.write_text(raw_csv())
+    path = tmp_path / "clean.parquet"
+    pd.read_csv(raw).dropna().sample(frac=1.0, random_state=0).to_parquet(path)
+    return path
+
+
+def test_the_signature_lists_the_features_the_model_saw(
+    client: clew.Client, tmp_path: Path
+) -> None:
+    clean = parquet_with_an_index(tmp_path)
+    frame = pd.read_parquet(clean)
+    with clew.start_run(experiment="signature", name="train") as run:
+        run.log_param("target", "churned")
+        run.log_input(clean)
+        model = LogisticRegression(max_iter=500).fit(frame[FEATURES], frame["churned"])
+        run.log_model(model, name="churn-model")
+    version = client.register_model(run, "churn")
+    assert version.signature["inputs"] == [
+        {"name": "tenure", "type": "double"},
+        {"name": "charges", "type": "double"},
+        {"name": "calls", "type": "int64"},
+        {"name": "age", "type": "int64"},
+    ]
+    assert version.signature["outputs"] == [{"name": "churned", "type": "int64"}]
+
+
+def test_a_model_fitted_on_arrays_gets_positional_inputs_not_data_columns(
+    client: clew.Client, tmp_path: Path
+) -> None:
+    clean = parquet_with_an_index(tmp_path)
+    frame = pd.read_parquet(clean)
+    with clew.start_run(experiment="signature", name="train") as run:
+        run.log_param("target", "churned")
+        run.log_input(clean)
+        wide = LogisticRegression(max_iter=500).fit(frame[FEATURES].to_numpy(), frame["churned"])
+        run.log_model(wide, name="churn-array")
+    inputs = client.register_model(run, "churn").signature["inputs"]
+    assert len(inputs) == 4
+    assert all(column["name"] is None for column in inputs)
+    assert "__index_level_0__" not in str(inputs)
