@@ -161,6 +161,22 @@ def test_a_reference_output_read_back_under_another_type_is_the_same_node(
     assert producer.id in client.lineage.upstream(f"run:{consumer.id}").nodes
 
 
+def test_a_later_producer_of_the_same_bytes_does_not_take_over_the_thread(
+    client: clew.Client, tmp_path: Path
+) -> None:
+    data = tmp_path / "clean.csv"
+    data.write_text("a,b\n1,2\n")
+    with clew.start_run(experiment="thread", name="prepare") as first:
+        original = first.log_output(data)
+    with clew.start_run(experiment="thread", name="copycat") as later:
+        later.log_output(data, name="copy.csv")
+    with clew.start_run(experiment="thread", name="train") as reader:
+        read = reader.log_input(data, name="training.csv")
+    assert read.id == original.id
+    upstream = client.lineage.upstream(f"run:{reader.id}").nodes
+    assert first.id in upstream and later.id not in upstream
+
+
 def test_empty_files_never_join_unrelated_runs(client: clew.Client, tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")

@@ -121,8 +121,9 @@ def produced_node(connection: Connection, type_: str, name: str, digest: str) ->
 
     An input that matches one is the same node (one node per content), so a file written by
     one step and read by the next links the two runs. The node logged under the same type and
-    name wins, else the most recently produced one. Empty content never joins: any two empty
-    files share a digest without sharing a history.
+    name wins (as it always did), else the first one produced: whoever produces the same bytes
+    later can not take over the thread of data that already had a producer. Empty content
+    never joins: any two empty files share a digest without sharing a history.
     """
     artifacts, edges = schema.artifacts, schema.edges
     query = (
@@ -133,7 +134,7 @@ def produced_node(connection: Connection, type_: str, name: str, digest: str) ->
             edges.c.association == records.PRODUCED,
             or_(artifacts.c.size.is_(None), artifacts.c.size > 0),
         )
-        .order_by(edges.c.id.desc())
+        .order_by(edges.c.id)
         .limit(50)
     )
     found = connection.execute(query).all()
