@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -295,3 +296,29 @@ def test_a_model_fitted_on_arrays_gets_positional_inputs_not_data_columns(
     assert len(inputs) == 4
     assert all(column["name"] is None for column in inputs)
     assert "__index_level_0__" not in str(inputs)
+
+
+@pytest.mark.embedded_only
+def test_the_version_page_lists_the_features_the_model_saw(
+    client: clew.Client, store: Store, tmp_path: Path
+) -> None:
+    clean = parquet_with_an_index(tmp_path)
+    frame = pd.read_parquet(clean)
+    with clew.start_run(experiment="signature", name="train") as run:
+        run.log_param("target", "churned")
+        run.log_input(clean)
+        named = LogisticRegression(max_iter=500).fit(frame[FEATURES], frame["churned"])
+        run.log_model(named, name="churn-model")
+    client.register_model(run, "churn")
+    with clew.start_run(experiment="signature", name="train-arrays") as arrays:
+        arrays.log_input(clean)
+        unnamed = LogisticRegression(max_iter=500).fit(frame[FEATURES].to_numpy(), frame["churned"])
+        arrays.log_model(unnamed, name="churn-array")
+    client.register_model(arrays, "churn")
+    http = TestClient(create_ui_app(store), base_url="http://127.0.0.1")
+    page = http.get("/ui/models/churn/versions/1").text
+    signature = page[page.index('<div class="signature">') :]
+    signature = signature[: signature.index("</div>")]
+    assert re.findall(r'<th scope="row">([^<]*)</th>', signature) == [*FEATURES, "churned"]
+    second = http.get("/ui/models/churn/versions/2").text
+    assert '<th scope="row">column 3</th>' in second and ">None<" not in second
