@@ -110,10 +110,9 @@ def _code_facts(cwd: Path) -> CodeFacts | None:
         "script": state.script_path,
         "permalink": state.permalink,
     }
-    identity = {"commit": state.commit, "diff_digest": diff_digest, "remote": state.remote_url}
     name = Path(state.root).name if not state.remote_url else _repo_name(state.remote_url)
     return CodeFacts(
-        digests.digest_json(identity), name, properties, state.diff if diff_digest else b""
+        digests.code_digest(properties), name, properties, state.diff if diff_digest else b""
     )
 
 

@@ -134,7 +134,12 @@ def _local(
         stored = blobs.put_directory(path, progress)
         needed = {digest: (blobs.size_of(digest), "file") for digest in stored.files.values()}
         needed[stored.digest] = (blobs.size_of(stored.digest), "manifest")
-        properties = {"kind": "directory", "files": len(stored.files), **extra}
+        properties = {
+            "kind": "directory",
+            "files": len(stored.files),
+            "source_uri": _source_uri(path, type_),
+            **extra,
+        }
         return Prepared(
             type_,
             safe_name(name or path.name),
@@ -145,9 +150,13 @@ def _local(
             needed,
         )
     blob = blobs.put_file(path, progress)
-    properties = {"kind": "file", "file_name": path.name, **extra}
-    if type_ == "dataset":
-        properties.update(datasets.profile_file(path) or {})
+    properties = {
+        "kind": "file",
+        "file_name": path.name,
+        "source_uri": _source_uri(path, type_),
+        **_profile(path, type_),
+        **extra,
+    }
     return Prepared(
         type_,
         safe_name(name or path.name),
@@ -157,6 +166,27 @@ def _local(
         properties,
         {blob.digest: (blob.size, "file")},
     )
+
+
+def _source_uri(path: Path, type_: str) -> str | None:
+    """Where the bytes were read from (``file:///...``): a fact for people, never opened.
+    None for a model, which ``log_model`` saves to a temporary directory first."""
+    return None if type_ == "model" else path.resolve().as_uri()
+
+
+def _profile(path: Path, type_: str) -> dict[str, Any]:
+    """Schema, rows and statistics of a Parquet or CSV file, whatever type it is logged as.
+
+    An output file that a later step reads as its input is the same node (one node per
+    content), so the node describes the data however it was first logged. Only a ``dataset``
+    that cannot be read is an error; another file merely goes undescribed.
+    """
+    try:
+        return datasets.profile_file(path) or {}
+    except (ValueError, OSError):
+        if type_ == "dataset":
+            raise
+        return {}
 
 
 def _reference(uri: str, name: str | None, type_: str, extra: dict[str, Any]) -> Prepared:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 PREFIX = "sha256:"
@@ -37,6 +38,19 @@ def digest_bytes(data: bytes) -> str:
 def digest_json(value: Any) -> str:
     """The digest of a JSON-able value's canonical encoding."""
     return digest_bytes(canonical_json(value))
+
+
+def code_digest(facts: Mapping[str, Any], *, with_script: bool = True) -> str:
+    """A code record's identity: commit, uncommitted diff, remote and the script that ran.
+
+    The script belongs to it so that two scripts run from one commit are two code records,
+    each naming (and linking to) its own script. Records made before the script was part of
+    the identity re-derive with ``with_script=False``.
+    """
+    identity = {key: facts.get(key) for key in ("commit", "diff_digest", "remote")}
+    if with_script and facts.get("script"):
+        identity["script"] = facts["script"]
+    return digest_json(identity)
 
 
 def manifest_digest(entries: dict[str, str]) -> str:

@@ -33,11 +33,28 @@ class SklearnFlavor:
         return {
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
             "pickle_protocol": 5,
+            **fitted_inputs(model),
         }
 
     def load(self, directory: Path, description: dict[str, Any]) -> Any:
         with open(directory / MODEL_PICKLE, "rb") as handle:
             return pickle.load(handle)
+
+
+def fitted_inputs(model: Any) -> dict[str, Any]:
+    """What the fitted model saw: its feature names (fitted on a DataFrame) and their count.
+
+    The registry builds a version's input signature from these, not from the training data's
+    columns, which may hold an index or columns the model never used.
+    """
+    found: dict[str, Any] = {}
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        found["feature_names"] = [str(name) for name in names]
+    count = getattr(model, "n_features_in_", None)
+    if isinstance(count, int):
+        found["n_features"] = count
+    return found
 
 
 @hookimpl

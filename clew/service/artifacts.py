@@ -1,8 +1,11 @@
 """Artifacts: immutable, digest-named things (datasets, models, code, environments, ...).
 
 An artifact row is created once per (type, name, digest) and reused afterwards, so logging
-the same dataset twice yields one node with two edges. Bytes are always in the blob store
-before the metadata transaction that points at them commits.
+the same dataset twice yields one node with two edges. An input whose bytes a run already
+produced is that run's output node, whatever type and name the input call used (see
+``produced_node``): one node per content, so files handed from step to step by path keep the
+thread. Bytes are always in the blob store before the metadata transaction that points at
+them commits.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from clew.domain import digests, ids, records, refs
 from clew.domain.records import ArtifactRecord, from_fields
@@ -48,6 +51,14 @@ def check_type(type_: str) -> str:
     return type_
 
 
+def check_artifact(type_: str, name: str, digest: str) -> None:
+    """Refuse an unknown type, a bad name or a malformed digest (before any row is touched)."""
+    check_type(type_)
+    refs.validate_name(name, "artifact name")
+    if not digests.is_digest(digest):
+        raise InvalidInputError(f"{digest!r} is not a sha256 digest; expected sha256:<64 hex>.")
+
+
 def record_artifact(
     connection: Connection,
     *,
@@ -60,10 +71,7 @@ def record_artifact(
     properties: Mapping[str, Any] | None = None,
 ) -> str:
     """Get-or-create the artifact row; returns its id. Audited when created."""
-    check_type(type_)
-    refs.validate_name(name, "artifact name")
-    if not digests.is_digest(digest):
-        raise InvalidInputError(f"{digest!r} is not a sha256 digest; expected sha256:<64 hex>.")
+    check_artifact(type_, name, digest)
     table = schema.artifacts
     existing = connection.execute(
         select(table.c.id).where(
@@ -109,6 +117,34 @@ def record_blob(
     )
 
 
+def produced_node(connection: Connection, type_: str, name: str, digest: str) -> str | None:
+    """The artifact a run already produced with exactly these bytes, if any.
+
+    An input that matches one is the same node (one node per content), so a file written by
+    one step and read by the next links the two runs. The node logged under the same type and
+    name wins (as it always did), else the first one produced: whoever produces the same bytes
+    later can not take over the thread of data that already had a producer. Empty content
+    never joins: any two empty files share a digest without sharing a history.
+    """
+    artifacts, edges = schema.artifacts, schema.edges
+    query = (
+        select(artifacts.c.id, artifacts.c.type, artifacts.c.name)
+        .join(edges, edges.c.destination_id == artifacts.c.id)
+        .where(
+            artifacts.c.digest == digest,
+            edges.c.association == records.PRODUCED,
+            or_(artifacts.c.size.is_(None), artifacts.c.size > 0),
+        )
+        .order_by(edges.c.id)
+        .limit(50)
+    )
+    found = connection.execute(query).all()
+    for row in found:
+        if (row.type, row.name) == (type_, name):
+            return str(row.id)
+    return str(found[0].id) if found else None
+
+
 class ArtifactService:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -136,6 +172,7 @@ class ArtifactService:
         """
         if direction not in DIRECTIONS:
             raise InvalidInputError(f"direction {direction!r} must be 'input' or 'output'.")
+        check_artifact(type_, name, digest)
         uploads.check_reference_uri(uri)
         uploads.check_logged_manifests(self.store.blobs, digest, blobs or {})
         with self.store.db.write() as connection:
@@ -143,7 +180,12 @@ class ArtifactService:
                 RunService(self.store)._require_running(connection, run_id)
             for blob_digest, (blob_size, kind) in (blobs or {}).items():
                 record_blob(connection, self.store.blobs, blob_digest, blob_size, kind)
-            artifact_id = record_artifact(
+            joined = (
+                produced_node(connection, type_, name, digest)
+                if run_id and direction == "input"
+                else None
+            )
+            artifact_id = joined or record_artifact(
                 connection,
                 type_=type_,
                 name=name,

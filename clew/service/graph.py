@@ -41,6 +41,8 @@ class Node:
     name: str
     digest: str | None = None
     properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # The key facts people ask about this node (see ``node_facts``), filled in by lineage walks.
+    facts: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def ref(self) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from clew.domain import refs
 from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
-from clew.service import graph
+from clew.service import graph, node_facts
 from clew.service.artifacts import find_artifact
 from clew.store.location import Store
 
@@ -31,6 +31,8 @@ EDGE_COLUMNS = [
     "destination_name",
     "source_id",
     "destination_id",
+    "source_facts",
+    "destination_facts",
 ]
 NODE_COLUMNS = ["name", "type", "ref", "id", "digest", "depth", "properties"]
 
@@ -62,6 +64,8 @@ class LineageResult:
                         "destination_name": destination.name,
                         "source_id": source.id,
                         "destination_id": destination.id,
+                        "source_facts": source.facts,
+                        "destination_facts": destination.facts,
                     }
                 )
         return self._rows
@@ -109,6 +113,7 @@ def _node_dict(node: graph.Node) -> dict[str, Any]:
         "name": node.name,
         "ref": node.ref,
         "digest": node.digest,
+        "facts": node.facts,
     }
 
 
@@ -134,10 +139,14 @@ class LineageService:
         with self.store.db.read() as connection:
             start = resolve_node(connection, ref)
             edges, truncated = graph.walk(connection, start.id, upstream, max_depth)
-            nodes = graph.describe(
+            nodes = node_facts.attach(
                 connection,
-                [start.id, *(e.source_id for e in edges), *(e.destination_id for e in edges)],
+                graph.describe(
+                    connection,
+                    [start.id, *(e.source_id for e in edges), *(e.destination_id for e in edges)],
+                ),
             )
+            start = nodes[start.id]
         if types:
             wanted = set(types)
             edges = [

@@ -11,6 +11,7 @@ approved? what is ``churn@production``?) is derived from them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,7 +41,9 @@ ALIAS_SET, ALIAS_ROLLBACK = "alias_set", "alias_rollback"
 ALIAS_KINDS = (ALIAS_SET, ALIAS_ROLLBACK)
 DECISION_KINDS = (APPROVED, REJECTED, REVOKED, ARCHIVED)
 TARGET_PARAMS = ("target", "target_column", "label", "label_column")
-TRAINING_DATA_TYPES = ("dataset", "feature_set")
+TRAINING_DATA_TYPES = ("dataset", "feature_set", "file")
+# The column pandas writes for an unnamed index (``df.to_parquet()``): never a model input.
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 _VERSION_COLUMNS = (
     "v.id, v.model_id, m.name, v.version, v.artifact_id, v.digest, v.run_id, v.signature, "
@@ -205,7 +208,9 @@ class RegistryService:
                 "digest": digest,
                 "run_id": run_id,
                 "signature": _json(
-                    signature if signature is not None else _infer_signature(connection, run_id)
+                    signature
+                    if signature is not None
+                    else _infer_signature(connection, run_id, artifact_id)
                 ),
                 "metrics": _json(_metrics_snapshot(connection, run_id)),
                 "description": description,
@@ -493,30 +498,55 @@ def _run_model(connection: Connection, run_id: str) -> str:
     return rows[0][0]
 
 
-def _infer_signature(connection: Connection, run_id: str | None) -> dict[str, Any]:
-    """Inputs and outputs from the training run's input dataset schema, when it has one.
+def _infer_signature(
+    connection: Connection, run_id: str | None, artifact_id: str
+) -> dict[str, Any]:
+    """Inputs from what the fitted model saw, typed and completed by the training data.
 
-    The dataset whose name mentions "train" (else the widest) gives the columns; the column
-    named by the run's ``target``/``label`` param becomes the output.
+    The model's flavor records the fitted feature names (or only their count, for a model
+    fitted on arrays): those are the inputs, in the model's order, typed from the training
+    dataset's schema. Only a model that recorded neither falls back to the dataset's columns.
+    The dataset whose name mentions "train" (else the widest) is used; the column named by the
+    run's ``target``/``label`` param is the output; pandas index columns are never features.
     """
-    if run_id is None:
+    flavor = load_artifact(connection, artifact_id).properties.get("flavor")
+    seen = flavor if isinstance(flavor, dict) else {}
+    dataset, columns = _training_columns(connection, run_id)
+    target = _target_column(connection, run_id, columns) if run_id else None
+    names, count = seen.get("feature_names"), seen.get("n_features")
+    if isinstance(names, list):
+        inputs = [{"name": name, "type": columns.get(name)} for name in names]
+    elif isinstance(count, int):
+        inputs = [{"name": None, "type": None} for _ in range(count)]
+    elif columns:
+        inputs = [{"name": k, "type": v} for k, v in columns.items() if k != target]
+    else:
         return {}
+    signature: dict[str, Any] = {
+        "inputs": inputs,
+        "outputs": [{"name": target, "type": columns[target]}] if target else [],
+    }
+    if dataset:
+        signature["inferred_from"] = dataset
+    return signature
+
+
+def _training_columns(
+    connection: Connection, run_id: str | None
+) -> tuple[str | None, dict[str, str]]:
+    """The training dataset's ref and its columns (pandas index columns left out)."""
     candidates = []
     for type_, name, digest, properties in _TRAINING_DATA.all(connection, {"run_id": run_id}):
         schema_ = json.loads(properties or "{}").get("schema")
         if isinstance(schema_, dict) and schema_:
+            columns = {k: v for k, v in schema_.items() if not _PANDAS_INDEX.fullmatch(k)}
             candidates.append(
-                (("train" in name.lower(), len(schema_)), f"{type_}:{name}@{digest}", schema_)
+                (("train" in name.lower(), len(columns)), f"{type_}:{name}@{digest}", columns)
             )
     if not candidates:
-        return {}
+        return None, {}
     _, dataset, columns = max(candidates, key=lambda candidate: candidate[0])
-    target = _target_column(connection, run_id, columns)
-    return {
-        "inputs": [{"name": k, "type": v} for k, v in columns.items() if k != target],
-        "outputs": [{"name": target, "type": columns[target]}] if target else [],
-        "inferred_from": dataset,
-    }
+    return dataset, columns
 
 
 def _target_column(connection: Connection, run_id: str, columns: Mapping[str, str]) -> str | None:

@@ -316,14 +316,11 @@ def _check(result: tuple[bool, str], what: str, problems: list[str], checks: lis
 
 
 def _verify_code(store: Store, code: ArtifactRecord) -> tuple[bool, str]:
-    """A code artifact's digest is over (commit, diff digest, remote): recompute it."""
+    """A code artifact's digest is over (commit, diff digest, remote, script): recompute it
+    (records from before the script was part of it re-derive without)."""
     properties = code.properties
-    identity = {
-        "commit": properties.get("commit"),
-        "diff_digest": properties.get("diff_digest"),
-        "remote": properties.get("remote"),
-    }
-    if digests.digest_json(identity) != code.digest:
+    derived = {digests.code_digest(properties), digests.code_digest(properties, with_script=False)}
+    if code.digest not in derived:
         return False, f"commit and diff no longer hash to {code.digest}"
     diff = properties.get("diff_digest")
     if diff and not store.blobs.verify(diff):

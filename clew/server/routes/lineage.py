@@ -68,4 +68,5 @@ def _node(node: Node) -> dict[str, Any]:
         "name": node.name,
         "digest": node.digest,
         "properties": node.properties,
+        "facts": node.facts,
     }

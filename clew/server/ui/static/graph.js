@@ -332,6 +332,10 @@
       const rows = [["kind", node.kind], ["type", node.type], ["ref", node.ref]];
       if (node.verified !== undefined) rows.push(["trace", node.verified ? "verified" : "not verified"]);
       if (node.digest) rows.push(["digest", node.digest]);
+      for (const [term, value] of Object.entries(node.facts || {})) {
+        if (value === null || value === undefined) continue;
+        rows.push([term, typeof value === "object" ? JSON.stringify(value) : String(value)]);
+      }
       facts.replaceChildren(...rows.flatMap(([term, value]) => {
         const dt = document.createElement("dt");
         dt.textContent = term;
