@@ -162,3 +162,86 @@ def test_upgrade_0002_to_0003_on_postgres(postgres_server: PostgresServer) -> No
     postgres_server.execute(f"CREATE DATABASE {name}")
     url = postgres_server.url(name)
     _upgrade_0002_store_to_head(url, url)
+
+
+_LOOK_ALIKES = [
+    ("01AAAAAAAAAAAAAAAAAAAAAAA1", "churn", 1),
+    ("01AAAAAAAAAAAAAAAAAAAAAAA2", "Churn", 2),
+    ("01AAAAAAAAAAAAAAAAAAAAAAA3", "CHURN", 3),
+]
+
+
+def _upgrade_a_store_holding_look_alikes(url: str, uri_argument: str) -> str:
+    """A 0004 store with models churn, Churn, CHURN and experiments iris, IRIS, upgraded."""
+    _migrate_to(url, "0004")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for model_id, name, created in _LOOK_ALIKES:
+            connection.execute(
+                text(
+                    "INSERT INTO models (id, name, owner, description, risk_tier, tags, "
+                    "last_version, created_ms, created_by) VALUES (:id, :name, 'ana', '', NULL, "
+                    "'{}', 0, :created, 'ana')"
+                ),
+                {"id": model_id, "name": name, "created": created},
+            )
+        for context_id, name in (
+            ("01AAAAAAAAAAAAAAAAAAAAAAB1", "iris"),
+            ("01AAAAAAAAAAAAAAAAAAAAAAB2", "IRIS"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO contexts (id, type, name, properties, created_ms, created_by) "
+                    "VALUES (:id, 'experiment', :name, '{}', 1, 'ana')"
+                ),
+                {"id": context_id, "name": name},
+            )
+    engine.dispose()
+    code, output = _upgrade("--uri", uri_argument)
+    assert code == 0, output
+    return " ".join(output.split())
+
+
+def _look_alikes_keep_working(store_argument: str) -> None:
+    import clew
+    from clew.errors import NameConflictError
+
+    client = clew.connect(store_argument)
+    try:
+        assert sorted(client.list_models()["name"]) == ["CHURN", "Churn", "churn"]
+        assert [client.get_model(name).name for name in ("churn", "Churn", "CHURN")] == [
+            "churn",
+            "Churn",
+            "CHURN",
+        ]
+        with pytest.raises(NameConflictError, match="the existing model 'churn'"):
+            client.create_model("cHuRn")
+        with client.start_run("IRIS", "still-works"):
+            pass
+        with pytest.raises(NameConflictError, match="the existing experiment 'iris'"):
+            client.start_run("Iris", "refused")
+    finally:
+        client.close()
+
+
+@pytest.mark.sqlite_only  # a SQLite file by design; the PostgreSQL variant follows
+def test_upgrade_keeps_and_reports_look_alike_names_on_sqlite(tmp_path: Path) -> None:
+    database = tmp_path / "old" / "clew.db"
+    database.parent.mkdir()
+    output = _upgrade_a_store_holding_look_alikes(f"sqlite:///{database}", str(database.parent))
+    assert "note: model 'CHURN', 'Churn' look like model 'churn'" in output
+    assert "note: experiment 'IRIS' looks like experiment 'iris'" in output
+    assert "none was merged" in output
+    _look_alikes_keep_working(str(database.parent))
+
+
+@pytest.mark.postgres
+def test_upgrade_keeps_and_reports_look_alike_names_on_postgres(
+    postgres_server: PostgresServer,
+) -> None:
+    name = f"upgrade_{uuid.uuid4().hex[:12]}"
+    postgres_server.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.url(name)
+    output = _upgrade_a_store_holding_look_alikes(url, url)
+    assert "note: model 'CHURN', 'Churn' look like model 'churn'" in output
+    _look_alikes_keep_working(url)

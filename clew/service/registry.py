@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select, text
 
 from clew.domain import ids, records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord, from_fields
-from clew.errors import ConflictError, InvalidInputError, NotFoundError
+from clew.errors import ConflictError, InvalidInputError, NameConflictError, NotFoundError
 from clew.service import audit
 from clew.service.artifacts import find_artifact, load_artifact
 from clew.service.contexts import ensure_context
@@ -375,9 +375,11 @@ def _insert_model(
     tags: Mapping[str, Any] | None,
     last_version: int,
 ) -> str:
+    refuse_look_alike(connection, name)
     row = {
         "id": ids.new_id(),
         "name": name,
+        "name_key": refs.name_key(name),
         "owner": owner or actor,
         "description": description,
         "risk_tier": risk_tier,
@@ -389,6 +391,37 @@ def _insert_model(
     connection.execute(schema.models.insert().values(**row))
     audit.append(connection, actor, "model.create", f"model:{name}", row)
     return row["id"]
+
+
+def refuse_look_alike(connection: Connection, name: str) -> None:
+    """A new model whose name matches an existing one but for case or Unicode form is refused:
+    approving or promoting the wrong one of two look-alikes is too easy."""
+    existing = connection.execute(
+        select(schema.models.c.name).where(schema.models.c.name_key == refs.name_key(name))
+    ).scalar()
+    if existing is not None and existing != name:
+        raise NameConflictError(
+            f"model {name!r} looks like the existing model {existing!r} (names are compared "
+            f"ignoring case); use {existing!r}, or choose a name that differs in more than case."
+        )
+
+
+def look_alikes(connection: Connection) -> list[tuple[str, str, list[str]]]:
+    """Models and contexts from before one-name-one-model that share a name but for case:
+    (what, the name that holds the key, its look-alikes). They keep working under their exact
+    names and are never merged; this is how they are reported (``clew db upgrade``)."""
+    models, contexts = schema.models, schema.contexts
+    rows = [
+        ("model", name, key)
+        for name, key in connection.execute(select(models.c.name, models.c.name_key))
+    ] + list(connection.execute(select(contexts.c.type, contexts.c.name, contexts.c.name_key)))
+    holders = {(what, key): name for what, name, key in rows if key is not None}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for what, name, key in rows:
+        if key is None:
+            holder = holders.get((what, refs.name_key(name)), name)
+            groups.setdefault((what, holder), []).append(name)
+    return [(what, holder, sorted(names)) for (what, holder), names in sorted(groups.items())]
 
 
 def _next_version(

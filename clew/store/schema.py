@@ -45,7 +45,11 @@ contexts = Table(
     Column("properties", Text, nullable=False, default="{}"),
     Column("created_ms", BigInteger, nullable=False),
     Column("created_by", NAME, nullable=False),
+    # refs.name_key(name); NULL only for look-alikes created before names were compared so
+    # (migration 0006 keeps them working and reports them, never merges them).
+    Column("name_key", NAME),
     UniqueConstraint("type", "name", name="uq_contexts_type_name"),
+    Index("uq_contexts_type_name_key", "type", "name_key", unique=True),
 )
 
 runs = Table(
@@ -165,6 +169,9 @@ models = Table(
     Column("last_version", Integer, nullable=False, default=0),
     Column("created_ms", BigInteger, nullable=False),
     Column("created_by", NAME, nullable=False),
+    # refs.name_key(name), unique: see contexts.name_key.
+    Column("name_key", NAME),
+    Index("uq_models_name_key", "name_key", unique=True),
 )
 
 model_versions = Table(
