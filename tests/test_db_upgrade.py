@@ -171,8 +171,12 @@ _LOOK_ALIKES = [
 ]
 
 
+_EVENTS = [("01AAAAAAAAAAAAAAAAAAAAAAC2", "second"), ("01AAAAAAAAAAAAAAAAAAAAAAC1", "first")]
+
+
 def _upgrade_a_store_holding_look_alikes(url: str, uri_argument: str) -> str:
-    """A 0004 store with models churn, Churn, CHURN and experiments iris, IRIS, upgraded."""
+    """A 0004 store with models churn, Churn, CHURN, experiments iris, IRIS and two events
+    of churn (ordered by id then), upgraded."""
     _migrate_to(url, "0004")
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -195,6 +199,15 @@ def _upgrade_a_store_holding_look_alikes(url: str, uri_argument: str) -> str:
                     "VALUES (:id, 'experiment', :name, '{}', 1, 'ana')"
                 ),
                 {"id": context_id, "name": name},
+            )
+        for event_id, comment in _EVENTS:
+            connection.execute(
+                text(
+                    "INSERT INTO registry_events (id, model_id, version, kind, alias, "
+                    "from_version, actor, time_ms, comment, evidence) VALUES (:id, :model, 1, "
+                    "'archived', NULL, NULL, 'ana', 5, :comment, '{}')"
+                ),
+                {"id": event_id, "model": _LOOK_ALIKES[0][0], "comment": comment},
             )
     engine.dispose()
     code, output = _upgrade("--uri", uri_argument)
@@ -220,6 +233,8 @@ def _look_alikes_keep_working(store_argument: str) -> None:
             pass
         with pytest.raises(NameConflictError, match="the existing experiment 'iris'"):
             client.start_run("Iris", "refused")
+        # the events were numbered in the id order readers used before 0006
+        assert [e.comment for e in client.model_history("churn")] == ["second", "first"]
     finally:
         client.close()
 

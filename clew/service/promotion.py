@@ -50,7 +50,6 @@ class PromotionService:
                 from_version=current,
                 comment=comment,
                 evidence=_policy_evidence(rules),
-                after_id=latest.id if latest else None,
             )
 
     def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
@@ -88,7 +87,6 @@ class PromotionService:
                 from_version=stack[-1],
                 comment=comment,
                 evidence=_policy_evidence(rules),
-                after_id=history[-1].id,
             )
 
     def alias_history(self, name: str, alias: str | None = None) -> list[RegistryEvent]:
@@ -115,7 +113,7 @@ class PromotionService:
                     events.c.alias == alias,
                     events.c.time_ms <= when_ms,
                 )
-                .order_by(events.c.id.desc())
+                .order_by(events.c.seq.desc())
                 .limit(1)
             ).scalar()
             return None if version is None else registry.load_version(connection, name, version)

@@ -287,7 +287,7 @@ def _events_step(connection: Connection, version: VersionRecord) -> TraceStep:
             table.c.model_id == version.model_id,
             or_(table.c.version == version.version, table.c.from_version == version.version),
         )
-        .order_by(table.c.id)
+        .order_by(table.c.seq)
     ).all()
     events = [
         {

@@ -1,4 +1,4 @@
-"""name keys: one name, one model (and one experiment)
+"""name keys and event order: one name, one model; order from the store, not from clocks
 
 ``churn``, ``Churn`` and ``CHURN`` were three models. Model and context names now carry a
 ``name_key`` (NFC, case folding, NFC again) under a unique index, so the store refuses a
@@ -10,6 +10,12 @@ the key, the others keep working under their exact names with a NULL key and are
 every ``clew db upgrade`` (``registry.look_alikes``) so someone can archive the one nobody
 means. NULL keys do not collide in the unique index, and a new look-alike is refused because
 the oldest holds the key.
+
+Registry events were ordered by their ULID id, whose time part is the writer's clock, so a
+writer whose clock was behind had to wait, holding the write lock, until its ids sorted last.
+Events now carry ``seq``, the store's order, allocated in the writing transaction. Existing
+events are numbered in their id order, which is the order every reader saw until now, so no
+alias or decision changes its current state.
 
 Revision ID: 0006
 Revises: 0004
@@ -44,6 +50,19 @@ def upgrade() -> None:
     )
     op.create_index("uq_models_name_key", "models", ["name_key"], unique=True)
     op.create_index("uq_contexts_type_name_key", "contexts", ["type", "name_key"], unique=True)
+    _number_events(connection)
+
+
+def _number_events(connection: sa.Connection) -> None:
+    op.add_column("registry_events", sa.Column("seq", sa.BigInteger(), nullable=True))
+    ids = connection.execute(sa.text("SELECT id FROM registry_events ORDER BY id")).scalars()
+    numbered = [{"seq": seq, "id": event_id} for seq, event_id in enumerate(ids, 1)]
+    if numbered:
+        connection.execute(
+            sa.text("UPDATE registry_events SET seq = :seq WHERE id = :id"), numbered
+        )
+    op.create_index("uq_registry_events_seq", "registry_events", ["seq"], unique=True)
+    op.create_index("ix_registry_events_alias_seq", "registry_events", ["model_id", "alias", "seq"])
 
 
 def _fill(connection: sa.Connection, query: str, table: str) -> None:
@@ -59,6 +78,10 @@ def _fill(connection: sa.Connection, query: str, table: str) -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_registry_events_alias_seq", table_name="registry_events")
+    op.drop_index("uq_registry_events_seq", table_name="registry_events")
+    with op.batch_alter_table("registry_events") as batch:
+        batch.drop_column("seq")
     op.drop_index("uq_contexts_type_name_key", table_name="contexts")
     op.drop_index("uq_models_name_key", table_name="models")
     with op.batch_alter_table("contexts") as batch:
