@@ -52,6 +52,13 @@ class ConflictError(ClewError):
     http_status = 409
 
 
+class NameConflictError(ConflictError):
+    """The name differs from an existing model's or experiment's only in case or Unicode form;
+    use the existing name, or choose one that is really different."""
+
+    code = "name_conflict"
+
+
 class RunFinishedError(ConflictError):
     """The run has ended; start a new run to log more."""
 

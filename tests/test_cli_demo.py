@@ -63,12 +63,17 @@ def test_demo_end_to_end_then_explore(tmp_path: Path, home: Path) -> None:
     assert "data_source" in {edge["source_type"] for edge in lineage["edges"]}
 
     prediction_id = re.search(r"clew trace (\S+)", out).group(1)
-    trace = json.loads(runner.invoke(app, ["trace", prediction_id, "-f", "json"]).stdout)
+    traced = runner.invoke(app, ["trace", prediction_id, "-f", "json"])
+    assert traced.exit_code == 0, traced.output
+    trace = json.loads(traced.stdout)
+    assert trace["outcome"] == "verified", [(s["kind"], s["reason"]) for s in trace["steps"]]
     steps = {step["kind"]: step for step in trace["steps"]}
-    assert steps["prediction"]["verified"] and steps["model_version"]["verified"]
     assert steps["training_run"]["details"]["seed"] == 42
     assert "validator" in steps["approvals"]["title"]
-    assert steps["data_source"]["details"]["uri"] == "sklearn://datasets/breast_cancer"
+    source = steps["data_source"]
+    assert source["outcome"] == "verified" and "re-hashed" in source["reason"]
+    assert source["details"]["properties"]["source_uri"] == "sklearn://datasets/breast_cancer"
+    assert "all 7 steps verified" in out, out
 
     assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
     assert runner.invoke(app, ["verify"]).exit_code == 0

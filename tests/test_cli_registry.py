@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from tamper import execute_sql
+from tamper import corrupt_blob, execute_sql
 from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
+from clew.client.capture import refresh
+from clew.store.location import Store
 
 runner = CliRunner(env={"COLUMNS": "200"})
 POLICY = """\
@@ -218,19 +220,57 @@ def served(registered: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return list(prediction_ids)
 
 
-def test_trace_table_and_json(served: list[str]) -> None:
+def test_trace_table_and_json(git_repo: Path, served: list[str]) -> None:
+    """In a git repository every step is checked: exit 0, outcome verified."""
     result = invoke("trace", served[1])
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert f"trace of prediction {served[1]}" in out
     assert "approved by bob" in out and "churn/1" in out and "dataset:churn-train" in out
+    assert "all 5 steps verified" in out
 
     data = as_json("trace", f"prediction:{served[0]}")
-    assert set(data) == {"prediction_id", "verified", "steps"}
+    assert set(data) == {"prediction_id", "outcome", "verified", "steps"}
+    assert data["outcome"] == "verified" and data["verified"] is True
     kinds = [step["kind"] for step in data["steps"]]
     assert kinds[:4] == ["prediction", "model_version", "approvals", "training_run"]
-    assert all({"kind", "title", "verified", "reason", "details"} <= set(s) for s in data["steps"])
-    assert data["steps"][0]["verified"] is True
+    keys = {"kind", "title", "outcome", "verified", "reason", "details"}
+    assert all(keys <= set(s) for s in data["steps"])
+    assert {step["outcome"] for step in data["steps"]} == {"verified"}
+
+
+@pytest.fixture
+def outside_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory that is no git repository, so runs capture no code revision."""
+    directory = tmp_path / "not-a-repo"
+    directory.mkdir()
+    monkeypatch.chdir(directory)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    refresh()
+    return directory
+
+
+def test_trace_exits_3_when_a_step_is_not_checkable(outside_git: Path, served: list[str]) -> None:
+    """Outside a git repository no code revision is captured: not checkable, not failed."""
+    result = invoke("trace", served[0])
+    assert result.exit_code == 3, result.output
+    assert "1 step not checkable" in result.stdout and "✗" not in result.stdout
+    data = json.loads(invoke("trace", served[0], "--format", "json").stdout)
+    assert data["outcome"] == "not_checkable" and data["verified"] is False
+    run = data["steps"][3]
+    assert run["outcome"] == "not_checkable" and "no code revision" in run["reason"]
+
+
+def test_trace_exits_1_when_a_step_failed(git_repo: Path, served: list[str], store: Store) -> None:
+    model = clew.get_version("churn/1")
+    pickle_digest = store.blobs.read_manifest(model.digest)["model.pkl"]
+    corrupt_blob(store.blobs, pickle_digest)
+    result = invoke("trace", served[0], "--format", "json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["outcome"] == "failed" and data["steps"][1]["outcome"] == "failed"
+    assert pickle_digest in data["steps"][1]["reason"]
+    assert "1 of 5 steps failed" in invoke("trace", served[0]).stdout
 
 
 def test_trace_unknown_prediction_is_one_line(served: list[str]) -> None:
@@ -315,8 +355,8 @@ def test_serve_answers_and_captures(served: list[str], home: Path) -> None:
         log = process.communicate(timeout=60)[0]
     assert answer["model"] == "churn/1" and len(answer["prediction_ids"]) == 2
     assert "serving churn/1" in log
-    trace = as_json("trace", answer["prediction_ids"][1])
-    assert trace["steps"][0]["verified"] is True
+    trace = json.loads(invoke("trace", answer["prediction_ids"][1], "-f", "json").stdout)
+    assert trace["steps"][0]["outcome"] == "verified"
     assert trace["steps"][0]["details"]["inputs"] == {"x": 2.9}
 
 

@@ -188,10 +188,108 @@ def test_upgrading_to_0005_adopts_existing_rows_into_the_audit_chain(tmp_path: P
 
     store = open_store(str(database.parent))
     assert audit.verify_chain(store)[1] is None
-    assert [entry.action for entry in audit.entries(store)] == ["audit.adopt"]
+    assert {entry.action for entry in audit.entries(store)} == {"audit.adopt"}
     assert record_check.verify_records(store) == (3, [])
 
     execute_sql(store, "UPDATE params SET value = '0.5'")
     _, problems = record_check.verify_records(store)
     assert [(p.table, p.key) for p in problems] == [("params", "R1/lr")]
     store.close()
+
+
+_LOOK_ALIKES = [
+    ("01AAAAAAAAAAAAAAAAAAAAAAA1", "churn", 1),
+    ("01AAAAAAAAAAAAAAAAAAAAAAA2", "Churn", 2),
+    ("01AAAAAAAAAAAAAAAAAAAAAAA3", "CHURN", 3),
+]
+
+
+_EVENTS = [("01AAAAAAAAAAAAAAAAAAAAAAC2", "second"), ("01AAAAAAAAAAAAAAAAAAAAAAC1", "first")]
+
+
+def _upgrade_a_store_holding_look_alikes(url: str, uri_argument: str) -> str:
+    """A 0004 store with models churn, Churn, CHURN, experiments iris, IRIS and two events
+    of churn (ordered by id then), upgraded."""
+    _migrate_to(url, "0004")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for model_id, name, created in _LOOK_ALIKES:
+            connection.execute(
+                text(
+                    "INSERT INTO models (id, name, owner, description, risk_tier, tags, "
+                    "last_version, created_ms, created_by) VALUES (:id, :name, 'ana', '', NULL, "
+                    "'{}', 0, :created, 'ana')"
+                ),
+                {"id": model_id, "name": name, "created": created},
+            )
+        for context_id, name in (
+            ("01AAAAAAAAAAAAAAAAAAAAAAB1", "iris"),
+            ("01AAAAAAAAAAAAAAAAAAAAAAB2", "IRIS"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO contexts (id, type, name, properties, created_ms, created_by) "
+                    "VALUES (:id, 'experiment', :name, '{}', 1, 'ana')"
+                ),
+                {"id": context_id, "name": name},
+            )
+        for event_id, comment in _EVENTS:
+            connection.execute(
+                text(
+                    "INSERT INTO registry_events (id, model_id, version, kind, alias, "
+                    "from_version, actor, time_ms, comment, evidence) VALUES (:id, :model, 1, "
+                    "'archived', NULL, NULL, 'ana', 5, :comment, '{}')"
+                ),
+                {"id": event_id, "model": _LOOK_ALIKES[0][0], "comment": comment},
+            )
+    engine.dispose()
+    code, output = _upgrade("--uri", uri_argument)
+    assert code == 0, output
+    return " ".join(output.split())
+
+
+def _look_alikes_keep_working(store_argument: str) -> None:
+    import clew
+    from clew.errors import NameConflictError
+
+    client = clew.connect(store_argument)
+    try:
+        assert sorted(client.list_models()["name"]) == ["CHURN", "Churn", "churn"]
+        assert [client.get_model(name).name for name in ("churn", "Churn", "CHURN")] == [
+            "churn",
+            "Churn",
+            "CHURN",
+        ]
+        with pytest.raises(NameConflictError, match="the existing model 'churn'"):
+            client.create_model("cHuRn")
+        with client.start_run("IRIS", "still-works"):
+            pass
+        with pytest.raises(NameConflictError, match="the existing experiment 'iris'"):
+            client.start_run("Iris", "refused")
+        # the events were numbered in the id order readers used before 0006
+        assert [e.comment for e in client.model_history("churn")] == ["second", "first"]
+    finally:
+        client.close()
+
+
+@pytest.mark.sqlite_only  # a SQLite file by design; the PostgreSQL variant follows
+def test_upgrade_keeps_and_reports_look_alike_names_on_sqlite(tmp_path: Path) -> None:
+    database = tmp_path / "old" / "clew.db"
+    database.parent.mkdir()
+    output = _upgrade_a_store_holding_look_alikes(f"sqlite:///{database}", str(database.parent))
+    assert "note: model 'CHURN', 'Churn' look like model 'churn'" in output
+    assert "note: experiment 'IRIS' looks like experiment 'iris'" in output
+    assert "none was merged" in output
+    _look_alikes_keep_working(str(database.parent))
+
+
+@pytest.mark.postgres
+def test_upgrade_keeps_and_reports_look_alike_names_on_postgres(
+    postgres_server: PostgresServer,
+) -> None:
+    name = f"upgrade_{uuid.uuid4().hex[:12]}"
+    postgres_server.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.url(name)
+    output = _upgrade_a_store_holding_look_alikes(url, url)
+    assert "note: model 'CHURN', 'Churn' look like model 'churn'" in output
+    _look_alikes_keep_working(url)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REMOTE
 from server_fixtures import AsUser
 from test_registry import iris_frame, train
 
@@ -320,3 +325,82 @@ def test_two_approvals_when_the_policy_says_so(client: clew.Client, as_user: AsU
     client = as_user("carol")
     client.approve("iris/1", "ok too")
     assert client.promote("iris/1", "production").version == 1
+
+
+# --- order from the store, not from clocks ----------------------------------------------------
+
+AN_HOUR_BEHIND = """
+import time
+_behind_ns = 3600 * 1_000_000_000
+_time_ns, _time = time.time_ns, time.time
+time.time_ns = lambda: _time_ns() - _behind_ns
+time.time = lambda: _time() - _behind_ns / 1e9
+"""
+
+
+def run_an_hour_behind(
+    tmp_path: Path, request: pytest.FixtureRequest, user: str, code: str
+) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh Python whose clock is an hour behind, as on a colleague's badly set
+    laptop: a sitecustomize shifts ``time.time``/``time.time_ns`` before clew is imported."""
+    site = tmp_path / "clock-an-hour-behind"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(AN_HOUR_BEHIND)
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "CLEW_USER": user}
+    if REMOTE:
+        server = request.getfixturevalue("remote_server")
+        environment["CLEW_TOKEN"] = server.tokens[user]
+        environment["CLEW_SIGNING_TOKEN"] = server.signing[user]
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,  # the old code slept an hour here, holding the write lock
+        check=False,
+    )
+
+
+def test_a_promote_from_a_clock_an_hour_behind_neither_waits_nor_goes_back_in_time(
+    client: clew.Client, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    _, artifact = train(client)
+    for _ in range(2):
+        client.register_model(artifact, "iris")
+    client.promote("iris/1", "staging", "first")
+    done = run_an_hour_behind(
+        tmp_path,
+        request,
+        "alice",
+        "import time, clew\n"
+        "print(time.time_ns() // 1_000_000)\n"
+        "print(clew.promote('iris/2', 'staging', 'from a slow clock').version)",
+    )
+    assert done.returncode == 0, done.stderr
+    skewed_ms, promoted = map(int, done.stdout.split())
+    moves = client.model_history("iris")
+    assert promoted == 2 and [(m.kind, m.version) for m in moves[:2]] == [
+        ("alias_set", 2),
+        ("alias_set", 1),
+    ]
+    assert skewed_ms < moves[1].time_ms - 3_000_000  # that clock really was an hour behind
+    assert moves[0].time_ms >= moves[1].time_ms  # yet its move is not dated before the last
+    assert client.get_version("iris@staging").version == 2
+    assert client.promote("iris/1", "staging", "and back").version == 1  # no one locked out
+
+
+def test_an_approval_from_a_clock_an_hour_behind_is_not_dated_before_the_registration(
+    client: clew.Client, as_user: AsUser, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    _, artifact = train(client)
+    version = client.register_model(artifact, "iris")
+    as_user("bob")
+    done = run_an_hour_behind(
+        tmp_path, request, "bob", "import clew; clew.approve('iris/1', 'validated on a laptop')"
+    )
+    assert done.returncode == 0, done.stderr
+    approved, registered = client.model_history("iris")
+    assert (approved.kind, approved.actor, registered.kind) == ("approved", "bob", "registered")
+    assert approved.time_ms >= registered.time_ms >= version.created_ms
+    assert client.get_version("iris/1").created_ms <= approved.time_ms

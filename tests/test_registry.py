@@ -23,6 +23,7 @@ from clew.errors import (
     ConflictError,
     InvalidInputError,
     InvalidRefError,
+    NameConflictError,
     NotFoundError,
 )
 from clew.service import audit
@@ -192,6 +193,24 @@ def test_create_model_records_attributes_and_refuses_a_duplicate(
     assert [entry.action for entry in audit.entries(store, target="model:churn")] == [
         "model.create"
     ]
+
+
+def test_look_alike_model_names_are_refused_naming_the_existing_model(
+    client: clew.Client,
+) -> None:
+    """``churn``, ``Churn`` and ``CHURN`` are one name: the first one registered wins."""
+    _, artifact = train(client)
+    client.register_model(artifact, "churn")
+    for look_alike in ("Churn", "CHURN"):
+        with pytest.raises(NameConflictError, match="the existing model 'churn'") as refused:
+            client.register_model(artifact, look_alike)
+        assert refused.value.http_status == 409 and refused.value.code == "name_conflict"
+        with pytest.raises(NameConflictError, match="use 'churn'"):
+            client.create_model(look_alike)
+    assert list(client.list_models()["name"]) == ["churn"]
+    assert client.register_model(artifact, "churn").ref == "churn/2"
+    with pytest.raises(NotFoundError):
+        client.get_model("Churn")
 
 
 def test_register_with_contradicting_model_attributes_is_refused(client: clew.Client) -> None:

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 import clew
-from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError, RunFinishedError
+from clew.errors import (
+    ClewError,
+    ConflictError,
+    InvalidInputError,
+    NameConflictError,
+    NotFoundError,
+    RunFinishedError,
+)
 from clew.service import audit
 from clew.store.location import Store
 
@@ -212,3 +219,15 @@ def test_open_run_is_finished_at_interpreter_exit_or_failed_after_a_crash(
         )
         statuses[mode] = client.get_run(result.stdout.strip()).status
     assert statuses == {"clean": "FINISHED", "crash": "FAILED"}
+
+
+def test_a_look_alike_experiment_name_is_refused_naming_the_existing_one(
+    client: clew.Client,
+) -> None:
+    with client.start_run("Churn-Study", "first"):
+        pass
+    with pytest.raises(NameConflictError, match="the existing experiment 'Churn-Study'"):
+        client.start_run("churn-study", "second")
+    with client.start_run("Churn-Study", "third"):
+        pass
+    assert sorted(client.search_runs(experiments=["Churn-Study"])["name"]) == ["first", "third"]

@@ -77,7 +77,22 @@ def test_trace_walks_from_prediction_to_data_sources(client, thread) -> None:
     as_dict = json.loads(json.dumps(trace.to_dict(), default=str))
     assert as_dict["prediction_id"] == ids[4]
     text = str(trace)
-    assert "✓ prediction" in text and "✗ data source" in text
+    assert "✓ prediction" in text and "? data source" in text
+
+
+def test_a_source_recorded_by_reference_is_not_checkable_not_failed(client, thread) -> None:
+    """An untouched store whose raw data lives elsewhere is not a failed thread."""
+    model, features = thread
+    _, ids = model.predict_with_ids(features.head(2))
+    trace = clew.trace(ids[0])
+    source = trace.steps_of("data_source")[0]
+    assert source.outcome == "not_checkable" and "by reference" in source.reason
+    assert {step.outcome for step in trace.steps if step is not source} == {"verified"}
+    assert trace.outcome == "not_checkable" and not trace.verified
+    as_dict = trace.to_dict()
+    assert as_dict["outcome"] == "not_checkable" and as_dict["verified"] is False
+    assert [step["outcome"] for step in as_dict["steps"]][-1] == "not_checkable"
+    assert "1 step not checkable" in str(trace) and "failed" not in str(trace)
 
 
 def test_trace_lists_registry_events_of_the_version(client, thread) -> None:
@@ -145,9 +160,12 @@ def test_altered_model_blob_marks_the_model_unverified(client, thread, store: St
     files = client.store.blobs.read_manifest(model.version.digest)
     pickle_digest = files["model.pkl"]
     corrupt_blob(store.blobs, pickle_digest)
-    step = clew.trace(ids[0]).step("model_version")
-    assert not step.verified
+    trace = clew.trace(ids[0])
+    step = trace.step("model_version")
+    assert step.outcome == "failed" and not step.verified
     assert pickle_digest in step.reason and "model.pkl" in step.reason
+    assert trace.outcome == "failed" and trace.to_dict()["outcome"] == "failed"
+    assert "1 of" in str(trace) and "failed" in str(trace)
 
 
 def test_trace_reads_a_store_edited_version_digest_as_unverified(

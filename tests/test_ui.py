@@ -31,6 +31,7 @@ from fastapi.testclient import TestClient
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
+from tamper import corrupt_blob
 
 import clew
 from clew.client import capture
@@ -207,6 +208,50 @@ def test_audit_page_reports_a_broken_chain(populated: Populated, tmp_path: Path)
         client.close()
     assert verdict["ok"] is False
     assert verdict["broken_seq"] == 3
+
+
+def test_prediction_page_tells_verified_not_checkable_and_failed_apart(
+    http: TestClient, populated: Populated, tmp_path: Path
+) -> None:
+    page = http.get(f"/ui/predictions/{populated.prediction}")
+    assert 'id="trace-outcome">every step verified<' in page.text
+    graph = http.get(f"/ui/predictions/{populated.prediction}/graph.json").json()
+    assert {node["outcome"] for node in graph["nodes"] if "outcome" in node} == {"verified"}
+
+    client = clew.Client(str(tmp_path / "by-reference"))
+    try:
+        prediction = _predict_from_a_source_by_reference(client)
+        ui = TestClient(create_ui_app(client), base_url="http://127.0.0.1")
+        page = ui.get(f"/ui/predictions/{prediction}")
+        assert 'id="trace-outcome">not every step checkable<' in page.text
+        assert page.text.count("outcome-not-checkable") == 1
+        assert "outcome-failed" not in page.text
+        nodes = ui.get(f"/ui/predictions/{prediction}/graph.json").json()["nodes"]
+        source = next(node for node in nodes if node["type"] == "data_source")
+        assert source["outcome"] == "not_checkable" and source["verified"] is False
+        version = client.get_version("by-reference/1")
+        corrupt_blob(
+            client.store.blobs, client.store.blobs.read_manifest(version.digest)["model.pkl"]
+        )
+        page = ui.get(f"/ui/predictions/{prediction}")
+        assert 'id="trace-outcome">a step failed<' in page.text
+        assert page.text.count("outcome-failed") == 1
+    finally:
+        client.close()
+
+
+def _predict_from_a_source_by_reference(client: clew.Client) -> str:
+    frame = load_iris(as_frame=True).frame
+    with client.start_run("iris", "from-s3") as run:
+        run.log_input(clew.data_source("s3://acme-raw/iris.csv", name="iris-s3"))
+        model = RandomForestClassifier(n_estimators=3, random_state=0)
+        model.fit(frame.drop(columns="target"), frame["target"])
+        run.log_model(model, "iris-rf")
+    client.register_model(f"run:{run.id}", "by-reference")
+    loaded = client.load_model("by-reference/1")
+    _, predicted = loaded.predict_with_ids(frame.drop(columns="target").head(2))
+    client.flush_captures()
+    return str(predicted[0])
 
 
 def test_inventory_pages_and_sorts_many_models(populated: Populated, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from clew.cli.output import Format, FormatOption, console
 from clew.cli.server import ArtifactsOption, UriOption
 from clew.service import backup as backups
 from clew.service import gc as collector
+from clew.service import registry
 from clew.service.identity import current_actor
 from clew.store.location import open_store
 from clew.store.metadata import SCHEMA_HEAD
@@ -204,9 +205,18 @@ def upgrade(uri: UriOption = None, artifacts: ArtifactsOption = None) -> None:
     try:
         store.db.upgrade()
         revision = store.db.schema_revision()
+        with store.db.read() as connection:
+            groups = registry.look_alikes(connection)
     finally:
         store.close()
     console.print(
         f"[green]ok[/green]: {output.cell(store.uri)} is at schema revision {revision} "
         f"(this clew's head is {SCHEMA_HEAD})"
     )
+    for what, holder, names in groups:
+        console.print(
+            f"[yellow]note[/yellow]: {what} {', '.join(map(repr, names))} "
+            f"{'look' if len(names) > 1 else 'looks'} like {what} {holder!r} (same name but for "
+            "case); both keep working, none was merged; no new look-alike can be created. "
+            "Archive or stop using the one you do not mean."
+        )

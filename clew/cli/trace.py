@@ -1,7 +1,10 @@
 """``clew trace PREDICTION_ID``: the thread from one prediction back to its data.
 
-Each step is marked verified (re-hashed, re-derived or signature-checked just now) or not,
-with the reason, so an auditor sees which links are proven and which are only recorded.
+Each step is marked verified (re-hashed, re-derived or signature-checked just now), not
+checkable (clew holds nothing to check it against, and says why) or failed (naming the digest
+that differs), so an auditor sees which links are proven and which are only recorded. The exit
+code tells the three apart for scripts: 0 every step verified, 3 no step failed but some could
+not be checked, 1 a step failed (as for any error).
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from rich.tree import Tree
 import clew
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
+from clew.service.trace import FAILED, NOT_CHECKABLE, VERIFIED, summary
+
+EXIT_CODES = {VERIFIED: 0, NOT_CHECKABLE: 3, FAILED: 1}
+MARKS = {
+    VERIFIED: "[green]✓[/green]",
+    NOT_CHECKABLE: "[yellow]?[/yellow]",
+    FAILED: "[red]✗[/red]",
+}
 
 LABELS = {
     "prediction": "prediction",
@@ -31,34 +42,34 @@ def trace(
     ],
     format: FormatOption = Format.table,
 ) -> None:
-    """Walk from a prediction to its model version, approvals, training run and data."""
+    """Walk from a prediction to its model version, approvals, training run and data.
+
+    Exit code: 0 every step verified, 3 some step not checkable (none failed), 1 a step failed.
+    """
     found = clew.trace(prediction_id.removeprefix("prediction:")).to_dict()
     if format is Format.json:
         output.print_json(found)
     else:
         print_trace(found)
+    if found["outcome"] != VERIFIED:
+        raise typer.Exit(EXIT_CODES[found["outcome"]])
 
 
 def print_trace(found: dict[str, Any]) -> None:
-    """A Rich tree: one branch per step, marked ✓ (verified) or ✗, with its facts."""
+    """A Rich tree: one branch per step, marked ✓ verified, ? not checkable or ✗ failed."""
     tree = Tree(f"[bold]trace of prediction {found['prediction_id']}[/bold]")
     for step in found["steps"]:
-        mark = "[green]✓[/green]" if step["verified"] else "[red]✗[/red]"
+        mark = MARKS[step["outcome"]]
         label = LABELS.get(step["kind"], step["kind"])
         branch = tree.add(f"{mark} [bold]{label}[/bold]  {output.cell(step['title'])}")
         branch.add(f"[dim]{output.cell(step['reason'])}[/dim]")
         for line in _detail_lines(step["kind"], step["details"]):
             branch.add(output.cell(line))
     console.print(tree)
-    steps = found["steps"]
-    unverified = sum(not step["verified"] for step in steps)
-    if unverified:
-        console.print(
-            f"[yellow]{len(steps) - unverified} of {len(steps)} steps verified[/yellow]; "
-            "the others say why above"
-        )
-    else:
-        console.print(f"[green]all {len(steps)} steps verified[/green]")
+    colour = {VERIFIED: "green", NOT_CHECKABLE: "yellow", FAILED: "red"}[found["outcome"]]
+    line = summary([step["outcome"] for step in found["steps"]])
+    why = "" if found["outcome"] == VERIFIED else "; each step says why above"
+    console.print(f"[{colour}]{line}[/{colour}]{why}")
 
 
 def _detail_lines(kind: str, details: dict[str, Any]) -> list[str]:

@@ -62,7 +62,7 @@ from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
 from clew.service.runs import check_key, param_text
-from clew.service.trace import Trace, TraceStep
+from clew.service.trace import Trace
 from clew.store.blobs import (
     CHUNK,
     Progress,
@@ -597,7 +597,7 @@ class RemotePredictions:
 
     def trace(self, prediction_id: str) -> Trace:
         data = self._t.call("GET", f"/predictions/{_segment(prediction_id)}/trace")
-        return Trace(data["prediction_id"], [TraceStep(**step) for step in data["steps"]])
+        return Trace.from_dict(data)
 
     def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str) -> int:
         """Sent in requests of at most ``LABEL_BATCH`` pairs (uneven lists go whole, so the

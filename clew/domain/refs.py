@@ -17,6 +17,7 @@ Accepted forms (the error message repeats this list so nobody has to look it up)
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from clew.domain import ids
@@ -88,6 +89,13 @@ def validate_name(name: str, what: str = "name") -> str:
             "starting with a letter or digit."
         )
     return name
+
+
+def name_key(name: str) -> str:
+    """The form two model or experiment names are compared in: ``churn``, ``Churn`` and
+    ``CHURN`` share one key, so a look-alike cannot become a second model. Unicode's canonical
+    caseless match (NFC, case folding, NFC again), ready for names beyond ASCII."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 
 def parse(text: str) -> Ref:

@@ -51,7 +51,6 @@ class VersionState:
     rejection: RegistryEvent | None = None
     revocation: RegistryEvent | None = None
     archival: RegistryEvent | None = None
-    last_event_id: str | None = None
 
     @property
     def ref(self) -> str:
@@ -110,7 +109,6 @@ def fold_decisions(
     """Replay one version's decision events, oldest first, into its current state."""
     state = VersionState(model, version)
     for event in events:
-        state.last_event_id = event.id
         if event.kind == registry.APPROVED:
             state.approvals.append(event)
         elif event.kind == registry.REJECTED:
@@ -277,7 +275,6 @@ class ApprovalService:
                 "policy_version": rules.version,
                 "policy_digest": rules.digest,
             },
-            after_id=state.last_event_id,
         )
 
 

@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -141,6 +141,28 @@ def stage_stored(connection: Connection, table: Table | str, key: Mapping[str, A
     row = connection.execute(query).mappings().first()
     image = None if row is None else covered.image(row)
     _staged_images(connection).append((covered.name, covered.key(key), image))
+
+
+def adopt(connection: Connection, tables: Iterable[str], reason: str) -> AuditEntry | None:
+    """Vouch for every row of ``tables`` as it is now, in one ``audit.adopt`` entry.
+
+    For migrations only: rows an older clew wrote without images (schema 0005), or whose image
+    a migration changed by filling a new column. The tables are read as they are at that
+    revision, so a later revision's columns are simply absent (NULL, left out of images).
+    """
+    from sqlalchemy import MetaData
+    from sqlalchemy import Table as ReflectedTable
+
+    count = 0
+    for name in tables:
+        covered = row_images.covered(name)
+        table = ReflectedTable(name, MetaData(), autoload_with=connection)
+        for row in connection.execute(select(table)).mappings():
+            stage(connection, name, {**dict.fromkeys(covered.image_columns), **row})
+            count += 1
+    if not count:
+        return None
+    return append(connection, "clew", "audit.adopt", "store", {"rows": count, "reason": reason})
 
 
 def _staged_images(connection: Connection) -> list[tuple[str, str, str | None]]:

@@ -7,6 +7,7 @@ import time
 from sqlalchemy import Connection, select
 
 from clew.domain import ids, refs
+from clew.errors import NameConflictError
 from clew.service import audit
 from clew.store import schema
 
@@ -20,6 +21,7 @@ def ensure_context(connection: Connection, type_: str, name: str, actor: str) ->
     existing = connection.execute(query).scalar()
     if existing:
         return existing
+    _refuse_look_alike(connection, type_, name)
     row = {
         "id": ids.new_id(),
         "type": type_,
@@ -28,7 +30,22 @@ def ensure_context(connection: Connection, type_: str, name: str, actor: str) ->
         "properties": "{}",
         "created_ms": time.time_ns() // 1_000_000,
         "created_by": actor,
+        "name_key": refs.name_key(name),
     }
     connection.execute(table.insert().values(**row))
     audit.stage(connection, table, row)
     return str(row["id"])
+
+
+def _refuse_look_alike(connection: Connection, type_: str, name: str) -> None:
+    """``Churn`` next to ``churn`` is one experiment typed two ways, never a second one."""
+    table = schema.contexts
+    existing = connection.execute(
+        select(table.c.name).where(table.c.type == type_, table.c.name_key == refs.name_key(name))
+    ).scalar()
+    if existing is not None:
+        raise NameConflictError(
+            f"{type_} {name!r} looks like the existing {type_} {existing!r} (names are "
+            f"compared ignoring case); use {existing!r}, or choose a name that differs in more "
+            "than case."
+        )

@@ -147,7 +147,7 @@ def _events(connection: Connection, model_ids: list[str]) -> list[Any]:
     query = (
         select(events)
         .where(events.c.model_id.in_(model_ids), events.c.kind.in_(kinds))
-        .order_by(events.c.id)
+        .order_by(events.c.seq)
     )
     return [row._mapping for row in connection.execute(query)]
 
@@ -193,7 +193,7 @@ def model_overview(store: Store, name: str, versions: int = 100) -> ModelOvervie
                 events.c.version >= oldest,
                 events.c.kind.in_(registry.DECISION_KINDS),
             )
-            .order_by(events.c.id)
+            .order_by(events.c.seq)
         ):
             decided.setdefault(row.version, []).append(
                 registry._event_record(row._mapping, model.name)

@@ -62,7 +62,6 @@ class PromotionService:
                 from_version=current,
                 comment=comment,
                 evidence=_policy_evidence(rules),
-                after_id=latest.id if latest else None,
             )
 
     @signed_heads.checkpointed(decision=True)
@@ -108,7 +107,6 @@ class PromotionService:
                 from_version=stack[-1],
                 comment=comment,
                 evidence=_policy_evidence(rules),
-                after_id=history[-1].id,
             )
 
     def _rollback_target(self, name: str, alias: str) -> int | None:
@@ -146,7 +144,7 @@ class PromotionService:
                     events.c.alias == alias,
                     events.c.time_ms <= when_ms,
                 )
-                .order_by(events.c.id.desc())
+                .order_by(events.c.seq.desc())
                 .limit(1)
             ).scalar()
             return None if version is None else registry.load_version(connection, name, version)

@@ -6,13 +6,21 @@ processes registering at once get unique, gapless numbers. A version never chang
 creation; registration, approvals, rejections, revocations, archiving and alias moves are
 rows in the append-only ``registry_events`` table, and every current state (is version 3
 approved? what is ``churn@production``?) is derived from them.
+
+Order comes from the store, not from clocks: each event takes the next ``seq`` inside its
+write transaction (writers are serialised by the store's write lock on SQLite and PostgreSQL
+alike; a unique index turns any breach of that into an error, never a silent tie), and "the
+newest event wins" means the highest ``seq``. Its time comes from one clock per store (the
+database's on PostgreSQL, the writing process's on SQLite, which behind a server is the
+server's), clamped so it is never before the newest event: a client whose clock is an hour
+behind neither waits for it while holding the lock nor dates an approval before the
+registration it approves.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,7 +28,7 @@ from sqlalchemy import Connection, select, text
 
 from clew.domain import ids, records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord, from_fields
-from clew.errors import ConflictError, InvalidInputError, NotFoundError
+from clew.errors import ConflictError, InvalidInputError, NameConflictError, NotFoundError
 from clew.service import audit, integrity, signed_heads
 from clew.service.artifacts import find_artifact, load_artifact
 from clew.service.contexts import ensure_context
@@ -50,12 +58,12 @@ _VERSION_COLUMNS = (
     "v.metrics, v.description, v.created_ms, v.created_by"
 )
 # The hot path of loading "churn@production": one statement, three index seeks
-# (models.name, registry_events(model_id, alias, id), model_versions(model_id, version)).
+# (models.name, registry_events(model_id, alias, seq), model_versions(model_id, version)).
 _RESOLVE_ALIAS_SQL = f"""
 SELECT {_VERSION_COLUMNS} FROM models m JOIN model_versions v ON v.model_id = m.id
 WHERE m.name = :name AND v.version = (
     SELECT e.version FROM registry_events e
-    WHERE e.model_id = m.id AND e.alias = :alias ORDER BY e.id DESC LIMIT 1)
+    WHERE e.model_id = m.id AND e.alias = :alias ORDER BY e.seq DESC LIMIT 1)
 """
 _RESOLVE_VERSION_SQL = f"""
 SELECT {_VERSION_COLUMNS} FROM models m JOIN model_versions v ON v.model_id = m.id
@@ -116,11 +124,15 @@ _INSERT_VERSION = DriverStatement(
 _INSERT_EVENT = DriverStatement(
     """
     INSERT INTO registry_events (id, model_id, version, kind, alias, from_version, actor,
-        time_ms, comment, evidence)
+        time_ms, comment, evidence, seq)
     VALUES (:id, :model_id, :version, :kind, :alias, :from_version, :actor, :time_ms,
-        :comment, :evidence)
+        :comment, :evidence, :seq)
     """
 )
+_NEWEST_EVENT = DriverStatement(
+    "SELECT seq, time_ms FROM registry_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+)
+_DATABASE_CLOCK_MS = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
 
 
 class RegistryService:
@@ -197,6 +209,7 @@ class RegistryService:
         # Outside the write transaction: re-hashing a large model must not hold the lock.
         integrity.require_verified_bytes(self.store, artifact, f"cannot register {name}")
         with self.store.db.write() as connection:
+            order = event_order(connection)
             model_id, number = _next_version(
                 connection, name, actor, owner=owner, risk_tier=risk_tier, tags=tags
             )
@@ -214,7 +227,7 @@ class RegistryService:
                 ),
                 "metrics": _json(_metrics_snapshot(connection, run_id)),
                 "description": description,
-                "created_ms": now_ms(),
+                "created_ms": order[1],
                 "created_by": actor,
             }
             _INSERT_VERSION.execute(connection, row)
@@ -224,7 +237,16 @@ class RegistryService:
             add_edge(
                 connection, artifact_id, "artifact", context_id, "context", records.ASSOCIATED_WITH
             )
-            append_event(connection, model_id, name, number, REGISTERED, actor, comment=description)
+            append_event(
+                connection,
+                model_id,
+                name,
+                number,
+                REGISTERED,
+                actor,
+                comment=description,
+                order=order,
+            )
             audit.append(connection, actor, "model.register", f"{name}/{number}", row)
             return _version_record({**row, "name": name})
 
@@ -264,25 +286,24 @@ def append_event(
     from_version: int | None = None,
     comment: str = "",
     evidence: Mapping[str, Any] | None = None,
-    after_id: str | None = None,
+    order: tuple[int, int] | None = None,
 ) -> RegistryEvent:
-    """Append one registry event and its audit entry inside the caller's transaction.
-
-    ``after_id`` is the newest event the caller's decision was based on; the new event's id
-    must sort after it (see ``_id_after``).
-    """
-    event_id = _id_after(after_id)
+    """Append one registry event and its audit entry inside the caller's transaction; it
+    sorts after every event before it, whatever the writer's clock says (see the module).
+    ``order`` is ``event_order``'s answer when the caller already asked in this transaction."""
+    seq, time_ms = order or event_order(connection)
     row = {
-        "id": event_id,
+        "id": ids.new_id(),
         "model_id": model_id,
         "version": version,
         "kind": kind,
         "alias": alias,
         "from_version": from_version,
         "actor": actor,
-        "time_ms": ids.id_time_ms(event_id),
+        "time_ms": time_ms,
         "comment": comment,
         "evidence": _json(evidence or {}),
+        "seq": seq,
     }
     _INSERT_EVENT.execute(connection, row)
     audit.stage(connection, schema.registry_events, row)
@@ -292,19 +313,21 @@ def append_event(
     return _event_record(row, name)
 
 
-def _id_after(previous: str | None) -> str:
-    """A new event id that sorts after ``previous``.
+def event_order(connection: Connection) -> tuple[int, int]:
+    """(seq, time in ms) for the next registry event, read inside the writer's transaction:
+    the next number after the newest event's, and the store's clock, never before that event.
+    Nothing here waits: a clock behind the store's newest event is simply clamped."""
+    newest = _NEWEST_EVENT.first(connection, {})
+    seq, newest_ms = newest if newest is not None else (0, 0)
+    return seq + 1, max(store_clock_ms(connection), newest_ms)
 
-    Current state is "the newest event wins", ordered by id. Ids are monotonic within one
-    process, but another process may have written ``previous`` in this same millisecond with
-    a larger random part; the writer holds the database lock, so waiting for the next
-    millisecond is safe and brief.
-    """
-    event_id = ids.new_id()
-    while previous is not None and event_id <= previous:
-        time.sleep(0.0005)
-        event_id = ids.new_id()
-    return event_id
+
+def store_clock_ms(connection: Connection) -> int:
+    """The store's one clock: the database's on PostgreSQL (shared by every client and server
+    replica), the writing process's on SQLite (the server's, when one fronts the store)."""
+    if connection.dialect.name == "postgresql":
+        return int(connection.exec_driver_sql(_DATABASE_CLOCK_MS).scalar_one())
+    return now_ms()
 
 
 def load_events(
@@ -324,7 +347,7 @@ def load_events(
         query = query.where(table.c.alias == alias)
     if kinds is not None:
         query = query.where(table.c.kind.in_(list(kinds)))
-    query = query.order_by(table.c.id.desc() if newest_first else table.c.id)
+    query = query.order_by(table.c.seq.desc() if newest_first else table.c.seq)
     return [_event_record(row._mapping, model.name) for row in connection.execute(query)]
 
 
@@ -343,7 +366,7 @@ def latest_alias_event(connection: Connection, model_id: str, alias: str) -> Any
     return connection.execute(
         select(events.c.id, events.c.version)
         .where(events.c.model_id == model_id, events.c.alias == alias)
-        .order_by(events.c.id.desc())
+        .order_by(events.c.seq.desc())
         .limit(1)
     ).first()
 
@@ -354,7 +377,7 @@ def current_aliases(connection: Connection, model_id: str) -> dict[str, int]:
     rows = connection.execute(
         select(events.c.alias, events.c.version)
         .where(events.c.model_id == model_id, events.c.kind.in_(ALIAS_KINDS))
-        .order_by(events.c.id)
+        .order_by(events.c.seq)
     )
     return {row.alias: row.version for row in rows}
 
@@ -387,9 +410,11 @@ def _insert_model(
     tags: Mapping[str, Any] | None,
     last_version: int,
 ) -> str:
+    refuse_look_alike(connection, name)
     row = {
         "id": ids.new_id(),
         "name": name,
+        "name_key": refs.name_key(name),
         "owner": owner or actor,
         "description": description,
         "risk_tier": risk_tier,
@@ -402,6 +427,37 @@ def _insert_model(
     audit.stage(connection, schema.models, row)
     audit.append(connection, actor, "model.create", f"model:{name}", row)
     return row["id"]
+
+
+def refuse_look_alike(connection: Connection, name: str) -> None:
+    """A new model whose name matches an existing one but for case or Unicode form is refused:
+    approving or promoting the wrong one of two look-alikes is too easy."""
+    existing = connection.execute(
+        select(schema.models.c.name).where(schema.models.c.name_key == refs.name_key(name))
+    ).scalar()
+    if existing is not None and existing != name:
+        raise NameConflictError(
+            f"model {name!r} looks like the existing model {existing!r} (names are compared "
+            f"ignoring case); use {existing!r}, or choose a name that differs in more than case."
+        )
+
+
+def look_alikes(connection: Connection) -> list[tuple[str, str, list[str]]]:
+    """Models and contexts from before one-name-one-model that share a name but for case:
+    (what, the name that holds the key, its look-alikes). They keep working under their exact
+    names and are never merged; this is how they are reported (``clew db upgrade``)."""
+    models, contexts = schema.models, schema.contexts
+    rows = [
+        ("model", name, key)
+        for name, key in connection.execute(select(models.c.name, models.c.name_key))
+    ] + list(connection.execute(select(contexts.c.type, contexts.c.name, contexts.c.name_key)))
+    holders = {(what, key): name for what, name, key in rows if key is not None}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for what, name, key in rows:
+        if key is None:
+            holder = holders.get((what, refs.name_key(name)), name)
+            groups.setdefault((what, holder), []).append(name)
+    return [(what, holder, sorted(names)) for (what, holder), names in sorted(groups.items())]
 
 
 def _next_version(

@@ -3,8 +3,12 @@
 prediction (leaf, proof, signature) → model version (every file re-hashed) → approvals and
 promotions (their audit entries re-hashed) → training run (code identity and environment
 re-derived) → input datasets (re-hashed where clew holds the bytes) and the runs that made
-them → data sources. Each step says ``verified`` and why, so an auditor sees exactly which
-links are proven and which are only recorded.
+them → data sources. Each step has one of three outcomes, with the reason: ``verified``
+(re-hashed, re-derived or signature-checked just now), ``not_checkable`` (clew holds nothing
+to check it against: a source recorded by reference, a run without a git commit) or
+``failed`` (what was checked differs, naming the digest). A thread is failed only when a step
+failed, so an untouched store never cries wolf, and an auditor still sees exactly which links
+are proven and which are only recorded.
 """
 
 from __future__ import annotations
@@ -27,20 +31,46 @@ from clew.store.location import Store
 
 DATA_TYPES = ("dataset", "feature_set", "feature_group", "file", "directory")
 MAX_DEPTH = 10
+VERIFIED, NOT_CHECKABLE, FAILED = "verified", "not_checkable", "failed"
+OUTCOMES = (VERIFIED, NOT_CHECKABLE, FAILED)
+MARKS = {VERIFIED: "✓", NOT_CHECKABLE: "?", FAILED: "✗"}
+# Types whose bytes clew always stores: missing bytes are a failure, not a reference.
+HELD_TYPES = ("model", "dataset", "file", "directory", "environment")
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of checking one thing, and the sentence that says why."""
+
+    outcome: str
+    reason: str
 
 
 @dataclass
 class TraceStep:
     kind: str
     title: str
-    verified: bool
+    outcome: str
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"a trace step's outcome is one of {OUTCOMES}, not {self.outcome!r}")
+
+    @property
+    def verified(self) -> bool:
+        return self.outcome == VERIFIED
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TraceStep:
+        return cls(data["kind"], data["title"], data["outcome"], data["reason"], data["details"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "title": self.title,
+            "outcome": self.outcome,
             "verified": self.verified,
             "reason": self.reason,
             "details": self.details,
@@ -55,8 +85,14 @@ class Trace:
     steps: list[TraceStep]
 
     @property
+    def outcome(self) -> str:
+        """Failed if any step failed; else not checkable if any step was; else verified."""
+        found = {step.outcome for step in self.steps}
+        return next((outcome for outcome in (FAILED, NOT_CHECKABLE) if outcome in found), VERIFIED)
+
+    @property
     def verified(self) -> bool:
-        return all(step.verified for step in self.steps)
+        return self.outcome == VERIFIED
 
     def step(self, kind: str) -> TraceStep:
         for candidate in self.steps:
@@ -70,27 +106,40 @@ class Trace:
     def to_dict(self) -> dict[str, Any]:
         return {
             "prediction_id": self.prediction_id,
+            "outcome": self.outcome,
             "verified": self.verified,
             "steps": [step.to_dict() for step in self.steps],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        return cls(data["prediction_id"], [TraceStep.from_dict(step) for step in data["steps"]])
+
     def render(self) -> str:
         lines = [f"trace of prediction {self.prediction_id}"]
         for step in self.steps:
-            mark = "✓" if step.verified else "✗"
-            lines.append(f"{mark} {step.kind.replace('_', ' ')}: {step.title}")
+            lines.append(f"{MARKS[step.outcome]} {step.kind.replace('_', ' ')}: {step.title}")
             lines.append(f"    {step.reason}")
             lines.extend(f"    {line}" for line in _detail_lines(step))
-        unverified = [step for step in self.steps if not step.verified]
-        lines.append(
-            "every step verified"
-            if not unverified
-            else f"{len(unverified)} of {len(self.steps)} steps not verified"
-        )
+        lines.append(summary([step.outcome for step in self.steps]))
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.render()
+
+
+def summary(outcomes: list[str]) -> str:
+    """One line for the whole thread: failures first, then what could not be checked."""
+    failed, unchecked = outcomes.count(FAILED), outcomes.count(NOT_CHECKABLE)
+    if failed:
+        return f"{failed} of {len(outcomes)} steps failed"
+    if unchecked:
+        steps = "step" if unchecked == 1 else "steps"
+        return (
+            f"{len(outcomes) - unchecked} of {len(outcomes)} steps verified, "
+            f"{unchecked} {steps} not checkable"
+        )
+    return f"all {len(outcomes)} steps verified"
 
 
 def trace_prediction(store: Store, prediction_id: str) -> Trace:
@@ -116,7 +165,7 @@ def _prediction_step(prediction: CapturedPrediction) -> TraceStep:
         "prediction",
         f"{prediction.id} by {prediction.model}/{prediction.version} "
         f"at {records.ms_to_iso(prediction.time_ms)}",
-        prediction.verification.verified,
+        VERIFIED if prediction.verification.verified else FAILED,
         prediction.verification.reason,
         {
             "id": prediction.id,
@@ -166,37 +215,54 @@ def _model_step(
             f"the prediction names model digest {prediction.model_digest} but {version.ref} "
             f"is {version.digest}"
         )
-        return TraceStep("model_version", version.ref, False, reason, details)
+        return TraceStep("model_version", version.ref, FAILED, reason, details)
     if artifact.digest != version.digest:
         reason = f"{version.ref} records {version.digest} but its artifact is {artifact.digest}"
-        return TraceStep("model_version", version.ref, False, reason, details)
-    verified, reason = verify_content(store, artifact)
-    return TraceStep("model_version", f"{version.ref} {version.digest}", verified, reason, details)
+        return TraceStep("model_version", version.ref, FAILED, reason, details)
+    check = check_content(store, artifact)
+    title = f"{version.ref} {version.digest}"
+    return TraceStep("model_version", title, check.outcome, check.reason, details)
 
 
-def verify_content(store: Store, artifact: ArtifactRecord) -> tuple[bool, str]:
-    """Re-hash the bytes clew holds for an artifact; say plainly when it holds none."""
+def check_content(store: Store, artifact: ArtifactRecord) -> Check:
+    """Re-hash the bytes clew holds for an artifact; say plainly when it holds none.
+
+    Bytes clew should hold but does not, or holds altered, fail; a thing recorded only by
+    reference or by digest (a data source, a feature group) is not checkable, not failed.
+    """
     digest = artifact.digest
     if not store.blobs.exists(digest):
         if artifact.uri:
-            return False, (
+            return Check(
+                NOT_CHECKABLE,
                 f"recorded by reference to {artifact.uri} (etag {artifact.properties.get('etag')});"
-                " clew holds no copy to re-hash"
+                " clew holds no copy to re-hash",
             )
-        if artifact.type in ("model", "dataset", "file", "directory", "environment"):
-            return False, f"the bytes of {digest} are missing from the blob store"
-        return False, f"only the digest {digests.short(digest)} is recorded; there are no bytes"
+        if artifact.type in HELD_TYPES:
+            return Check(FAILED, f"the bytes of {digest} are missing from the blob store")
+        return Check(
+            NOT_CHECKABLE,
+            f"only the digest {digests.short(digest)} is recorded; there are no bytes",
+        )
     try:
         data = store.blobs.read_bytes(digest)
     except IntegrityError:
-        return False, f"{digest} does not match its stored bytes (altered or damaged)"
+        return Check(FAILED, f"{digest} does not match its stored bytes (altered or damaged)")
     manifest = _manifest(data)
     if manifest is None:
-        return True, f"{digests.short(digest)} re-hashed from the blob store"
+        return Check(VERIFIED, f"{digests.short(digest)} re-hashed from the blob store")
     for path, file_digest in sorted(manifest.items()):
         if not store.blobs.verify(file_digest):
-            return False, f"file {path} ({file_digest}) does not match its digest {digest} records"
-    return True, f"all {len(manifest)} files re-hashed and match {digests.short(digest)}"
+            return Check(
+                FAILED, f"file {path} ({file_digest}) does not match its digest {digest} records"
+            )
+    return Check(VERIFIED, f"all {len(manifest)} files re-hashed and match {digests.short(digest)}")
+
+
+def verify_content(store: Store, artifact: ArtifactRecord) -> tuple[bool, str]:
+    """``check_content`` as verified-or-not, for readers with no third answer (model cards)."""
+    check = check_content(store, artifact)
+    return check.outcome == VERIFIED, check.reason
 
 
 def _manifest(data: bytes) -> dict[str, str] | None:
@@ -222,7 +288,7 @@ def _events_step(connection: Connection, version: VersionRecord) -> TraceStep:
             table.c.model_id == version.model_id,
             or_(table.c.version == version.version, table.c.from_version == version.version),
         )
-        .order_by(table.c.id)
+        .order_by(table.c.seq)
     ).all()
     events = [
         {
@@ -237,36 +303,36 @@ def _events_step(connection: Connection, version: VersionRecord) -> TraceStep:
         }
         for row in rows
     ]
-    verified, reason = _audit_entries_intact(connection, version.ref)
+    check = _audit_entries_intact(connection, version.ref)
     approvers = [e["actor"] for e in events if e["kind"] in ("approve", "approved")]
     title = (
         f"{len(events)} events; approved by {', '.join(approvers)}"
         if approvers
         else f"{len(events)} events; no approval recorded"
     )
-    return TraceStep("approvals", title, verified, reason, {"events": events})
+    return TraceStep("approvals", title, check.outcome, check.reason, {"events": events})
 
 
-def _audit_entries_intact(connection: Connection, target: str) -> tuple[bool, str]:
+def _audit_entries_intact(connection: Connection, target: str) -> Check:
     """Re-hash the audit entries about ``target`` and check each links to its predecessor."""
     table = schema.audit_log
     rows = connection.execute(select(table).where(table.c.target == target)).all()
     if not rows:
-        return False, f"no audit entry records {target}"
+        return Check(FAILED, f"no audit entry records {target}")
     for row in rows:
         entry = audit.AuditEntry(**row._mapping)
         if audit.entry_hash(entry.__dict__) != entry.hash:
-            return False, f"audit entry #{entry.seq} about {target} was edited"
+            return Check(FAILED, f"audit entry #{entry.seq} about {target} was edited")
         previous = connection.execute(
             select(table.c.hash).where(table.c.seq == entry.seq - 1)
         ).scalar()
         expected = audit.GENESIS if entry.seq == 1 else previous
         if entry.prev_hash != expected:
-            return (
-                False,
+            return Check(
+                FAILED,
                 f"audit entry #{entry.seq} about {target} no longer links to #{entry.seq - 1}",
             )
-    return True, f"{len(rows)} audit entries about {target} re-hashed and linked"
+    return Check(VERIFIED, f"{len(rows)} audit entries about {target} re-hashed and linked")
 
 
 # --- training run ----------------------------------------------------------------------
@@ -275,7 +341,7 @@ def _audit_entries_intact(connection: Connection, target: str) -> tuple[bool, st
 def _run_step(store: Store, connection: Connection, run_id: str) -> TraceStep:
     found = load_runs(connection, [run_id])
     if not found:
-        return TraceStep("training_run", f"run:{run_id}", False, f"run {run_id} does not exist")
+        return TraceStep("training_run", f"run:{run_id}", FAILED, f"run {run_id} does not exist")
     run = found[0]
     details: dict[str, Any] = {
         "id": run.id,
@@ -291,42 +357,46 @@ def _run_step(store: Store, connection: Connection, run_id: str) -> TraceStep:
         "params": run.params,
         "metrics": run.metrics,
     }
-    problems: list[str] = []
-    checks: list[str] = []
+    checks: list[Check] = []
     if run.code_artifact_id:
         code = load_artifact(connection, run.code_artifact_id)
         details["code"] = {"digest": code.digest, **code.properties}
-        _check(_verify_code(store, code), "code revision", problems, checks)
+        checks.append(_labelled("code revision", _verify_code(store, code)))
     else:
-        problems.append("no code revision was captured")
+        checks.append(Check(NOT_CHECKABLE, "no code revision was captured (not run in git)"))
     if run.environment_artifact_id:
         environment = load_artifact(connection, run.environment_artifact_id)
         details["environment"] = environment.properties
-        _check(verify_content(store, environment), "environment", problems, checks)
+        checks.append(_labelled("environment", check_content(store, environment)))
     else:
-        problems.append("no environment was captured")
-    reason = "; ".join(problems) if problems else "; ".join(checks)
+        checks.append(Check(NOT_CHECKABLE, "no environment was captured"))
+    combined = _worst(checks)
     title = f"run:{run.id} {run.experiment}/{run.name} ({run.kind})"
-    return TraceStep("training_run", title, not problems, reason, details)
+    return TraceStep("training_run", title, combined.outcome, combined.reason, details)
 
 
-def _check(result: tuple[bool, str], what: str, problems: list[str], checks: list[str]) -> None:
-    verified, reason = result
-    (checks if verified else problems).append(f"{what}: {reason}")
+def _labelled(what: str, check: Check) -> Check:
+    return Check(check.outcome, f"{what}: {check.reason}")
 
 
-def _verify_code(store: Store, code: ArtifactRecord) -> tuple[bool, str]:
+def _worst(checks: list[Check]) -> Check:
+    """Several checks as one: the worst outcome, with the reasons that carry it."""
+    outcome = next(o for o in (FAILED, NOT_CHECKABLE, VERIFIED) if o in {c.outcome for c in checks})
+    return Check(outcome, "; ".join(c.reason for c in checks if c.outcome == outcome))
+
+
+def _verify_code(store: Store, code: ArtifactRecord) -> Check:
     """A code artifact's digest is over (commit, diff digest, remote, script): recompute it
     (records from before the script was part of it re-derive without)."""
     properties = code.properties
     derived = {digests.code_digest(properties), digests.code_digest(properties, with_script=False)}
     if code.digest not in derived:
-        return False, f"commit and diff no longer hash to {code.digest}"
+        return Check(FAILED, f"commit and diff no longer hash to {code.digest}")
     diff = properties.get("diff_digest")
     if diff and not store.blobs.verify(diff):
-        return False, f"the uncommitted diff {diff} is missing or altered"
+        return Check(FAILED, f"the uncommitted diff {diff} is missing or altered")
     commit = str(properties.get("commit"))[:12]
-    return True, f"commit {commit} re-derives {digests.short(code.digest)}"
+    return Check(VERIFIED, f"commit {commit} re-derives {digests.short(code.digest)}")
 
 
 # --- data -------------------------------------------------------------------------------
@@ -340,7 +410,7 @@ def _data_steps(store: Store, connection: Connection, model_artifact_id: str) ->
     for edge in edges:
         if edge.association == records.PRODUCED:
             producers.setdefault(edge.destination_id, []).append(edge.source_id)
-    depth = {}
+    depth: dict[str, int] = {}
     for edge in edges:
         depth.setdefault(edge.source_id, edge.depth)
     data = [
@@ -354,7 +424,7 @@ def _data_steps(store: Store, connection: Connection, model_artifact_id: str) ->
         if node.type not in DATA_TYPES and node.type != "data_source":
             continue
         artifact = load_artifact(connection, node.id)
-        verified, reason = verify_content(store, artifact)
+        check = check_content(store, artifact)
         made_by = [
             {"run": f"run:{run_id}", "name": nodes[run_id].name, "kind": nodes[run_id].type}
             for run_id in producers.get(node.id, [])
@@ -370,7 +440,9 @@ def _data_steps(store: Store, connection: Connection, model_artifact_id: str) ->
         }
         kind = "data_source" if node.type == "data_source" else "input_data"
         steps.append(
-            TraceStep(kind, f"{node.type}:{node.name} {node.digest}", verified, reason, details)
+            TraceStep(
+                kind, f"{node.type}:{node.name} {node.digest}", check.outcome, check.reason, details
+            )
         )
     return steps
 
@@ -465,7 +537,7 @@ def _records_step(connection: Connection, version: VersionRecord, artifact_id: s
         return TraceStep(
             "records",
             f"{len(problems)} of {count} records differ from the audit chain",
-            False,
+            FAILED,
             f"{problems[0].describe()}; the store was changed outside clew (clew audit verify "
             "lists every altered record)",
             {"problems": [problem.describe() for problem in problems]},
@@ -473,7 +545,7 @@ def _records_step(connection: Connection, version: VersionRecord, artifact_id: s
     return TraceStep(
         "records",
         f"{count} governance and lineage records",
-        True,
+        VERIFIED,
         "each matches the image its audit entry recorded, and each entry is intact",
         {"checked": count},
     )

@@ -45,7 +45,11 @@ contexts = Table(
     Column("properties", Text, nullable=False, default="{}"),
     Column("created_ms", BigInteger, nullable=False),
     Column("created_by", NAME, nullable=False),
+    # refs.name_key(name); NULL only for look-alikes created before names were compared so
+    # (migration 0006 keeps them working and reports them, never merges them).
+    Column("name_key", NAME),
     UniqueConstraint("type", "name", name="uq_contexts_type_name"),
+    Index("uq_contexts_type_name_key", "type", "name_key", unique=True),
 )
 
 runs = Table(
@@ -165,6 +169,9 @@ models = Table(
     Column("last_version", Integer, nullable=False, default=0),
     Column("created_ms", BigInteger, nullable=False),
     Column("created_by", NAME, nullable=False),
+    # refs.name_key(name), unique: see contexts.name_key.
+    Column("name_key", NAME),
+    Index("uq_models_name_key", "name_key", unique=True),
 )
 
 model_versions = Table(
@@ -199,9 +206,13 @@ registry_events = Table(
     Column("time_ms", BigInteger, nullable=False),
     Column("comment", Text, nullable=False, default=""),
     Column("evidence", Text, nullable=False, default="{}"),
+    # The store's order of events (registry.event_order): the newest event is the highest seq.
+    Column("seq", BigInteger),
     Index("ix_registry_events_model", "model_id", "id"),
     Index("ix_registry_events_alias", "model_id", "alias", "id"),
     Index("ix_registry_events_version", "model_id", "version", "id"),
+    Index("uq_registry_events_seq", "seq", unique=True),
+    Index("ix_registry_events_alias_seq", "model_id", "alias", "seq"),
 )
 
 policies = Table(

@@ -2,7 +2,7 @@
 
 The steps and their verdicts are ``trace_prediction``'s; the graph is the lineage upstream
 of the model that made the prediction, with the prediction itself added in front and every
-node that a trace step checked marked verified or not.
+node that a trace step checked marked with its outcome (verified, not checkable, failed).
 """
 
 from typing import Annotated, Any
@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from clew.server.ui.lineage import graph_payload
 from clew.server.ui.pages import Page
-from clew.service.trace import Trace, trace_prediction
+from clew.service.trace import VERIFIED, Trace, trace_prediction
 
 TRACE_DEPTH = 10
 
@@ -38,7 +38,8 @@ def trace_graph(current: Page, found: Trace) -> dict[str, Any]:
     for node in payload["nodes"]:
         key = node["id"] if node["id"] in verdicts else node["ref"]
         if key in verdicts:
-            node["verified"] = verdicts[key]
+            node["outcome"] = verdicts[key]
+            node["verified"] = verdicts[key] == VERIFIED
     step = found.step("prediction")
     prediction_id = f"prediction:{found.prediction_id}"
     payload["nodes"].append(
@@ -51,6 +52,7 @@ def trace_graph(current: Page, found: Trace) -> dict[str, Any]:
             "digest": step.details.get("merkle_root"),
             "href": current.url("ui.prediction", prediction_id=found.prediction_id),
             "expand_ref": None,
+            "outcome": step.outcome,
             "verified": step.verified,
         }
     )
@@ -59,14 +61,14 @@ def trace_graph(current: Page, found: Trace) -> dict[str, Any]:
     return payload
 
 
-def _verdicts(found: Trace) -> dict[str, bool]:
-    """Node id or ref -> whether the trace step about it verified."""
+def _verdicts(found: Trace) -> dict[str, str]:
+    """Node id or ref -> the outcome of the trace step about it."""
     verdicts = {
-        found.step("model_version").details["artifact_id"]: found.step("model_version").verified
+        found.step("model_version").details["artifact_id"]: found.step("model_version").outcome
     }
     for step in found.steps_of("training_run"):
         if "id" in step.details:
-            verdicts[step.details["id"]] = step.verified
+            verdicts[step.details["id"]] = step.outcome
     for step in found.steps_of("input_data") + found.steps_of("data_source"):
-        verdicts[step.details["ref"]] = step.verified
+        verdicts[step.details["ref"]] = step.outcome
     return verdicts

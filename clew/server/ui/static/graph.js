@@ -22,6 +22,12 @@
   const MAX_ROWS = 24;
   const SWEEPS = 8;
   const LABEL_CHARS = 24;
+  // A trace step's outcome -> the node's class and its mark.
+  const VERDICTS = {
+    verified: ["verified", "✓ verified"],
+    not_checkable: ["unchecked", "? not checkable"],
+    failed: ["unverified", "✗ failed"],
+  };
   const ARTIFACT_TYPES = ["dataset", "model", "code", "environment", "feature_group", "feature_set",
     "data_source", "endpoint", "report", "file", "directory", "diff"];
 
@@ -268,7 +274,7 @@
 
     nodeElement(id, node) {
       const at = this.positions.get(id);
-      const verdict = node.verified === true ? " verified" : node.verified === false ? " unverified" : "";
+      const verdict = node.outcome === undefined ? "" : " " + VERDICTS[node.outcome][0];
       const group = svgElement("g", {
         class: "node cat-" + category(node) + (id === this.start ? " start" : "") + verdict,
         transform: "translate(" + at.x + "," + at.y + ")",
@@ -287,7 +293,7 @@
       group.append(title, kind, name);
       if (verdict) {
         const mark = svgElement("text", { x: NODE_WIDTH - 10, y: 16, class: "verdict", "text-anchor": "end" });
-        mark.textContent = node.verified ? "✓ verified" : "✗ not verified";
+        mark.textContent = VERDICTS[node.outcome][1];
         group.appendChild(mark);
       }
       group.addEventListener("click", (event) => {
@@ -330,7 +336,7 @@
       this.panel.querySelector(".node-title").textContent = node.name;
       const facts = this.panel.querySelector(".node-facts");
       const rows = [["kind", node.kind], ["type", node.type], ["ref", node.ref]];
-      if (node.verified !== undefined) rows.push(["trace", node.verified ? "verified" : "not verified"]);
+      if (node.outcome !== undefined) rows.push(["trace", node.outcome.replace("_", " ")]);
       if (node.digest) rows.push(["digest", node.digest]);
       for (const [term, value] of Object.entries(node.facts || {})) {
         if (value === null || value === undefined) continue;

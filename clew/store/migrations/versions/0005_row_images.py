@@ -49,16 +49,7 @@ def _adopt_existing_rows() -> None:
     from clew.service import audit
     from clew.store.row_images import COVERED
 
-    connection = op.get_bind()
-    staged = 0
-    for covered in COVERED.values():
-        # The table as it is at this revision: later revisions may add (nullable) columns.
-        table = sa.Table(covered.name, sa.MetaData(), autoload_with=connection)
-        for row in connection.execute(sa.select(table)).mappings():
-            audit.stage(connection, covered.table, {**dict.fromkeys(covered.image_columns), **row})
-            staged += 1
-    if staged:
-        audit.append(connection, "clew", "audit.adopt", "store", {"rows": staged})
+    audit.adopt(op.get_bind(), COVERED, "rows written before row images (schema 0005)")
 
 
 def downgrade() -> None:
