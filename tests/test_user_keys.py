@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from server_fixtures import AsUser
 from sqlalchemy import update
-from test_registry import train
+from test_registry import iris_frame, train
+from typer.testing import CliRunner
 
 import clew
+from clew.cli.main import app
 from clew.errors import ConflictError, InvalidInputError, PolicyError
 from clew.service import audit
 from clew.service import user_keys as keyring
 from clew.store import schema
 from clew.store.location import Store
 
+runner = CliRunner(env={"COLUMNS": "200"})
 REQUIRE_KEYS = """\
 approvals:
   required: 1
@@ -185,3 +189,67 @@ def test_registering_a_private_key_is_refused(client: clew.Client, as_user: AsUs
     with pytest.raises(InvalidInputError, match="that is a private key"):
         as_user("alice").register_user_key("bob", Path(str(made["private_key_file"])))
     assert as_user("alice").user_keys() == []
+
+
+def test_trace_shows_each_decisions_key_and_fails_an_edited_one(
+    version: clew.Client, as_user: AsUser, store: Store
+) -> None:
+    key_id = str(registered_key(as_user, "bob")["key_id"])
+    as_user("bob").approve("iris/1", "validated")
+    as_user("bob").promote("iris/1", "production", "ship it")
+    alice = as_user("alice")
+    loaded = alice.load_model("iris@production")
+    _, ids = loaded.predict_with_ids(iris_frame().drop(columns="target").head(2))
+
+    trace = alice.trace(ids[0])
+
+    step = trace.step("approvals")
+    assert step.verified, step.reason
+    signed = [(e["kind"], e["signature"]) for e in step.details["events"] if e["signature"]]
+    assert [(kind, s["state"], s["key_id"]) for kind, s in signed] == [
+        ("approved", "verified", key_id),
+        ("alias_set", "verified", key_id),
+    ]
+    assert f"[verified key {key_id[:19]}...]" in str(trace)
+    events = schema.registry_events
+    with store.db.write() as connection:
+        connection.execute(
+            update(events).where(events.c.kind == "alias_set").values(actor="mallory")
+        )
+    step = alice.trace(ids[0]).step("approvals")
+    assert not step.verified
+    assert f"the alias_set by mallory: key {key_id[:19]}... is bob's, not mallory's" in step.reason
+
+
+@pytest.mark.embedded_only  # the CLI's default client is one per process; the SDK tests above
+# cover the same calls through the server
+def test_the_keys_commands_make_register_list_and_revoke(
+    version: clew.Client, env_as: Callable[..., dict[str, str]]
+) -> None:
+    version.set_policy(REQUIRE_KEYS)
+    bob, alice = env_as("bob"), env_as("alice", "admin")
+    refused = runner.invoke(app, ["approve", "iris/1", "-m", "fine"], env=bob)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.strip().splitlines() == [
+        "error: bob has no registered signing key and the policy requires one; ask an admin to "
+        "run `clew keys register bob KEYFILE` (make the key with `clew keys init`)."
+    ]
+    made = runner.invoke(app, ["keys", "init"], env=bob)
+    assert made.exit_code == 0, made.output
+    public = keyring.public_path("bob")
+    assert f"clew keys register bob {public}" in " ".join(made.stdout.split())
+
+    registered = runner.invoke(app, ["keys", "register", "bob", str(public)], env=alice)
+    assert registered.exit_code == 0, registered.output
+    [key] = version.user_keys("bob")
+    listed = runner.invoke(app, ["keys", "list"], env=alice)
+    assert key["key_id"] in listed.stdout and "bob" in listed.stdout and "active" in listed.stdout
+
+    approved = runner.invoke(app, ["approve", "iris/1", "-m", "validated"], env=bob)
+    assert approved.exit_code == 0, approved.output
+    status = runner.invoke(app, ["status", "iris/1"], env=alice)
+    assert f"approved by bob: verified (key {key['key_id'][:19]}...)" in status.stdout
+
+    revoked = runner.invoke(app, ["keys", "revoke", key["key_id"]], env=alice)
+    assert revoked.exit_code == 0, revoked.output
+    assert "revoked" in runner.invoke(app, ["keys", "list", "bob"], env=alice).stdout
