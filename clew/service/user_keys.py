@@ -241,8 +241,8 @@ def verdict(connection: Connection, event: RegistryEvent, digest: str) -> Verdic
     if key is None:
         return Verdict(UNREGISTERED, key_id, f"signed by {_short(key_id)}, not a registered key")
     problem = _recorded_problem(event, key, signed_ms)
-    if problem is None:
-        message = digests.canonical_json(event_statement(event, digest, int(signed_ms)))
+    if problem is None and isinstance(signed_ms, int):
+        message = digests.canonical_json(event_statement(event, digest, signed_ms))
         if not signing.verify(key.public_key.encode(), message, str(block.get("signature"))):
             problem = f"the record differs from what {_short(key_id)} signed"
     if problem is not None:
