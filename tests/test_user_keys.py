@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from server_fixtures import AsUser
 from sqlalchemy import update
 from test_registry import iris_frame, train
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 from clew.errors import ConflictError, InvalidInputError, PolicyError
+from clew.server.ui import create_ui_app
 from clew.service import audit
 from clew.service import user_keys as keyring
 from clew.store import schema
@@ -253,3 +255,18 @@ def test_the_keys_commands_make_register_list_and_revoke(
     revoked = runner.invoke(app, ["keys", "revoke", key["key_id"]], env=alice)
     assert revoked.exit_code == 0, revoked.output
     assert "revoked" in runner.invoke(app, ["keys", "list", "bob"], env=alice).stdout
+
+
+@pytest.mark.embedded_only  # the UI app is built on the store in this process
+def test_the_version_page_shows_each_signature_and_its_key(
+    version: clew.Client, as_user: AsUser, store: Store
+) -> None:
+    key_id = str(registered_key(as_user, "bob")["key_id"])
+    as_user("bob").approve("iris/1", "validated")
+    http = TestClient(create_ui_app(store), base_url="http://127.0.0.1")
+
+    page = http.get("/ui/models/iris/versions/1")
+
+    assert page.status_code == 200
+    assert "approved by bob:" in page.text
+    assert ">verified</span> key <code>" + key_id[:19] + "…</code>" in page.text
