@@ -270,3 +270,19 @@ def test_the_version_page_shows_each_signature_and_its_key(
     assert page.status_code == 200
     assert "approved by bob:" in page.text
     assert ">verified</span> key <code>" + key_id[:19] + "…</code>" in page.text
+
+
+def test_under_a_policy_requiring_keys_unsigned_approvals_do_not_count(
+    version: clew.Client, as_user: AsUser
+) -> None:
+    """An unsigned approval row (made before the policy, or inserted into the database) is
+    not one production can rely on once the policy requires registered keys."""
+    as_user("carol").approve("iris/1", "validated, unsigned")
+    as_user("alice").set_policy(REQUIRE_KEYS)
+
+    status = as_user("alice").version_status("iris/1")
+
+    assert (status["approved"], status["approvals"], status["approved_by"]) == (False, 0, [])
+    assert "the approval by carol does not count (not signed)" in (status["reasons"])
+    with pytest.raises(PolicyError, match="the approval by carol does not count"):
+        as_user("alice").promote("iris/1", "production")

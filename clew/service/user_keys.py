@@ -51,7 +51,7 @@ STATEMENT_TYPE = "clew.decision.v1"
 MEANINGS = {"approved": "approved", "rejected": "rejected", "revoked": "revoked"}
 PROMOTED = "promoted"
 VERIFIED, UNSIGNED, UNREGISTERED, FAILED = "verified", "unsigned", "unregistered", "failed"
-_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}$")  # as server accounts
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ def verdict(connection: Connection, event: RegistryEvent, digest: str) -> Verdic
     """Re-verify one stored decision against the registered key it names."""
     block = event.evidence.get("signature")
     if not isinstance(block, Mapping):
-        return Verdict(UNSIGNED, None, f"{event.actor} did not sign this {event.kind}")
+        return Verdict(UNSIGNED, None, "not signed")
     key_id, signed_ms = str(block.get("key_id")), block.get("signed_ms")
     key = find_key(connection, key_id)
     if key is None:
@@ -370,7 +370,7 @@ def _require_admin(connection: Connection, actor: str, action: str) -> None:
 def _check_user(user: str) -> None:
     if not isinstance(user, str) or not _USER_NAME.match(user):
         raise InvalidInputError(
-            f"user name {user!r} must be 1-100 letters, digits or . _ @ + - (starting with a "
+            f"user name {user!r} must be 1-100 letters, digits or . _ @ - (starting with a "
             "letter or digit)."
         )
 
@@ -406,7 +406,10 @@ def public_path(user: str) -> Path:
 
 
 def find_local_key(user: str) -> Ed25519PrivateKey | None:
-    """``user``'s private key from their key directory, or None when they have none."""
+    """``user``'s private key from their key directory, or None when they have none (a name
+    no key can be registered for has none)."""
+    if not _USER_NAME.match(user):
+        return None
     path = key_path(user)
     if not path.exists():
         return None
