@@ -91,11 +91,11 @@ def version_state(
 def weigh_signatures(connection: Connection, state: VersionState) -> VersionState:
     """Verify every decision's signature; keep only the approvals that count."""
     decided = [*state.approvals, state.rejection, state.revocation]
-    signed = [event for event in decided if event is not None]
-    if not signed:
+    events = [event for event in decided if event is not None]
+    if not events:
         return state
     rules = policy.current(connection).rules
-    for event in signed:
+    for event in events:
         state.verdicts[event.id] = user_keys.verdict(connection, event, state.version.digest)
     state.discounted = [
         e for e in state.approvals if not user_keys.counts(state.verdicts[e.id], rules)
