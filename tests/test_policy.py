@@ -41,6 +41,7 @@ def test_the_default_policy_is_in_force_until_one_is_set(client: clew.Client) ->
         "roles": None,
         "required": 1,
         "separation_of_duties": True,
+        "require_registered_keys": False,
     }
     assert policy["rules"]["production"]["aliases"] == ["production"]
 

@@ -24,6 +24,8 @@ def test_governance_examples_run(home: Path) -> None:
     history = clew.alias_history("cancer", "production")
     assert history["kind"].tolist() == ["alias_rollback", "alias_set", "alias_set"]
     assert clew.get_version("cancer@production").version == 2
-    assert clew.get_policy()["version"] == 1
+    assert clew.get_policy()["version"] == 2  # the second requires registered keys
+    signed = clew.version_status("cancer/4")
+    assert (signed["approved_by"], signed["signatures"][0]["state"]) == (["bob"], "verified")
     assert clew.version_status("cancer/1")["status"] == "rejected"
     assert clew.version_status("cancer-tuned/1")["approvals"] == 0  # carol uploaded it

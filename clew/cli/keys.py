@@ -1,4 +1,5 @@
-"""``clew keys public|create|rotate``: the capture signing key an auditor and replicas need.
+"""``clew keys public|create|rotate``: the capture signing key an auditor and replicas need;
+``clew keys init|register|list|revoke``: users' own keys, with which decisions are signed.
 
 ``public`` prints the store's public key (through the default client, so it works against a
 server too): with it alone anyone can check a captured prediction's signature; ``--all``
@@ -16,9 +17,12 @@ import typer
 
 import clew
 from clew.cli.output import console
+from clew.domain import records
 from clew.service import signing
 
-app = typer.Typer(help="The capture signing key.", no_args_is_help=True)
+app = typer.Typer(
+    help="The capture signing key, and users' approval signing keys.", no_args_is_help=True
+)
 
 
 @app.command("public")
@@ -73,3 +77,61 @@ def create(
     console.print(f"wrote a new signing key to {path} (mode 0600); its public key:")
     typer.echo(public_pem.decode(), nl=False)
     console.print(f"give every replica this file and set {signing.KEY_ENV}={path}")
+
+
+@app.command("init")
+def init(
+    new: Annotated[
+        bool, typer.Option("--new", help="Replace your key (lost or revoked); the old one is gone.")
+    ] = False,
+) -> None:
+    """Make your own approval signing key (0600, in ~/.config/clew/keys or CLEW_USER_KEYS).
+
+    Approvals, rejections, revocations and promotions are then signed with it; an admin
+    registers its public half so the store can verify them.
+    """
+    made = clew.create_user_key(new=new)
+    console.print(
+        f"wrote {made['user']}'s signing key {made['key_id']} to {made['private_key_file']} "
+        f"(mode 0600); ask an admin to run `clew keys register {made['user']} "
+        f"{made['public_key_file']}`."
+    )
+
+
+@app.command("register")
+def register(
+    user: Annotated[str, typer.Argument(help="Whose key it is.")],
+    key_file: Annotated[Path, typer.Argument(help="Their public key file (<user>.pub.pem).")],
+) -> None:
+    """Register USER's public key so their signed decisions verify (admins; audited)."""
+    key = clew.register_user_key(user, key_file)
+    console.print(f"registered {key['key_id']} as {key['user_name']}'s signing key.")
+
+
+@app.command("list")
+def list_keys(
+    user: Annotated[str | None, typer.Argument(help="Only this user's keys.")] = None,
+) -> None:
+    """Every registered signing key (of USER): who, registered when and by whom, revoked."""
+    for key in clew.user_keys(user):
+        revoked = (
+            f"revoked {records.ms_to_iso(key['revoked_ms'])} by {key['revoked_by']}"
+            if key["revoked_ms"] is not None
+            else "active"
+        )
+        typer.echo(
+            f"{key['key_id']}  {key['user_name']}  registered "
+            f"{records.ms_to_iso(key['created_ms'])} by {key['created_by']}  {revoked}"
+        )
+
+
+@app.command("revoke")
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id, from `clew keys list`.")],
+) -> None:
+    """Revoke a signing key from now on: what it signed before stays valid (admins)."""
+    key = clew.revoke_user_key(key_id)
+    console.print(
+        f"revoked {key['user_name']}'s key {key['key_id']} at "
+        f"{records.ms_to_iso(key['revoked_ms'])}; it signs nothing from now on."
+    )

@@ -117,6 +117,11 @@ def status(ref: VersionArgument, format: FormatOption = Format.table) -> None:
         f" by policy v{facts['policy_version']}",
     ]
     lines += [f"  - {output.cell(reason)}" for reason in facts["reasons"]]
+    lines += [
+        f"signature  {s['kind']} by {output.cell(s['actor'])}: {s['state']}"
+        + (f" (key {s['key_id'][:19]}...)" if s["key_id"] else "")
+        for s in facts.get("signatures", [])
+    ]
     console.print(Panel("\n".join(lines), title="version status", title_align="left"))
 
 

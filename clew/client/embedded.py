@@ -19,6 +19,7 @@ from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.service.runs import RunService, search_runs
 from clew.service.trace import Trace, trace_prediction
+from clew.service.user_keys import UserKeyService
 from clew.store.location import Store, open_store
 
 
@@ -67,6 +68,7 @@ class EmbeddedBackend:
         self.promotion = PromotionService(self.store)
         self.policies = PolicyService(self.store)
         self.predictions = EmbeddedPredictions(self.store)
+        self.user_keys = UserKeyService(self.store)
 
     def search_runs(
         self,

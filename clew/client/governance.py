@@ -24,6 +24,9 @@ from clew.domain import ids, records
 from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, InvalidInputError
 from clew.integrations import flavors
+from clew.service import signing
+from clew.service import user_keys as keyring
+from clew.service.user_keys import SignedStatement
 
 if TYPE_CHECKING:
     from clew.client.embedded import EmbeddedBackend
@@ -36,6 +39,7 @@ __all__ = [
     "approve",
     "archive",
     "create_model",
+    "create_user_key",
     "get_model",
     "get_policy",
     "get_version",
@@ -45,10 +49,13 @@ __all__ = [
     "model_versions",
     "promote",
     "register_model",
+    "register_user_key",
     "reject",
     "revoke",
+    "revoke_user_key",
     "rollback",
     "set_policy",
+    "user_keys",
     "version_status",
 ]
 
@@ -160,18 +167,26 @@ class GovernanceMixin:
         evidence: Evidence = None,
         meaning: str = "approved",
     ) -> RegistryEvent:
-        """Approve a version as the current user; ``evidence`` pins the artifacts you relied on."""
+        """Approve a version as the current user; ``evidence`` pins the artifacts you relied on.
+
+        Signed with your own key when you have one (``clew keys init``); see
+        docs/governance.md#approvals-are-signatures."""
+        refs_ = _evidence_refs(evidence)
+        signed = self._sign(_ref(ref), "approved", comment, evidence=refs_, meaning=meaning)
         return self._service.approvals.approve(
-            _ref(ref), self.actor, comment, evidence=_evidence_refs(evidence), meaning=meaning
+            _ref(ref), self.actor, comment, evidence=refs_, meaning=meaning, signed=signed
         )
 
     def reject(self, ref: VersionRef, comment: str, *, evidence: Evidence = None) -> RegistryEvent:
+        refs_ = _evidence_refs(evidence)
+        signed = self._sign(_ref(ref), "rejected", comment, evidence=refs_)
         return self._service.approvals.reject(
-            _ref(ref), self.actor, comment, evidence=_evidence_refs(evidence)
+            _ref(ref), self.actor, comment, evidence=refs_, signed=signed
         )
 
     def revoke(self, ref: VersionRef, comment: str) -> RegistryEvent:
-        return self._service.approvals.revoke(_ref(ref), self.actor, comment)
+        signed = self._sign(_ref(ref), "revoked", comment)
+        return self._service.approvals.revoke(_ref(ref), self.actor, comment, signed=signed)
 
     def archive(self, ref: VersionRef, comment: str) -> RegistryEvent:
         return self._service.approvals.archive(_ref(ref), self.actor, comment)
@@ -180,7 +195,8 @@ class GovernanceMixin:
 
     def promote(self, ref: VersionRef, alias: str, comment: str = "") -> RegistryEvent:
         """Point ``name@alias`` at this version (production aliases need the policy met)."""
-        return self._service.promotion.promote(_ref(ref), alias, self.actor, comment)
+        signed = self._sign(_ref(ref), keyring.PROMOTED, comment, alias=alias)
+        return self._service.promotion.promote(_ref(ref), alias, self.actor, comment, signed=signed)
 
     def rollback(self, name: str, alias: str, comment: str = "") -> RegistryEvent:
         """Return ``name@alias`` to the version it pointed at before its latest promotion."""
@@ -219,6 +235,53 @@ class GovernanceMixin:
     def version_status(self, ref: VersionRef) -> dict[str, Any]:
         """Approvals, decisions, aliases and whether the version meets the production policy."""
         return self._service.promotion.version_status(_ref(ref))
+
+    # --- users' signing keys -----------------------------------------------------------------
+
+    def create_user_key(self, *, new: bool = False) -> dict[str, Any]:
+        """Make your own signing key in your home (0600); ``new`` replaces a lost or revoked one.
+        Returns its key id and the public file an admin registers."""
+        public_file, public_pem = keyring.create_local_key(self.actor, replace=new)
+        return {
+            "user": self.actor,
+            "key_id": signing.key_id(public_pem.encode()),
+            "private_key_file": str(keyring.key_path(self.actor)),
+            "public_key_file": str(public_file),
+            "public_key": public_pem,
+        }
+
+    def register_user_key(self, user: str, public_key: str | Path) -> dict[str, Any]:
+        """Register ``user``'s public key (a PEM file or text) so their signatures verify
+        (an admin's action, audited)."""
+        text = _pem_text(public_key)
+        return self._service.user_keys.register(user, text, self.actor).to_dict()
+
+    def user_keys(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Registered signing keys (of ``user``), oldest first, revoked ones included."""
+        return [key.to_dict() for key in self._service.user_keys.list_keys(user)]
+
+    def revoke_user_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke a key from now on: what it signed before stays valid, nothing after is."""
+        return self._service.user_keys.revoke(key_id, self.actor).to_dict()
+
+    def _sign(
+        self,
+        ref: str,
+        decision: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        meaning: str | None = None,
+        alias: str | None = None,
+    ) -> SignedStatement | None:
+        """Sign the statement the store prepares for this decision, if you have a key."""
+        key = keyring.find_local_key(self.actor)
+        if key is None:
+            return None
+        prepared = self._service.approvals.statement(
+            ref, decision, self.actor, comment, evidence=evidence, meaning=meaning, alias=alias
+        )
+        return keyring.sign(key, prepared)
 
     # --- policy -----------------------------------------------------------------------------
 
@@ -280,6 +343,20 @@ def _evidence_refs(evidence: Evidence) -> list[str]:
         return []
     items = [evidence] if isinstance(evidence, str | ArtifactRecord) else list(evidence)
     return [f"artifact:{item.id}" if isinstance(item, ArtifactRecord) else item for item in items]
+
+
+def _pem_text(public_key: str | Path) -> str:
+    """A Path, or a one-line string naming a file, is read; anything else is the PEM."""
+    if isinstance(public_key, str) and "\n" in public_key.strip():
+        return public_key
+    path = Path(public_key).expanduser()
+    try:
+        return path.read_text()
+    except OSError as error:
+        raise InvalidInputError(
+            f"cannot read public key file {path}: {error.strerror}; pass the <user>.pub.pem "
+            "file `clew keys init` wrote."
+        ) from error
 
 
 def _policy_text(path_or_text: str | Path) -> str:
@@ -407,6 +484,22 @@ def get_policy() -> dict[str, Any]:
 
 def load_model(ref: VersionRef) -> LoadedModel:
     return _client().load_model(ref)
+
+
+def create_user_key(*, new: bool = False) -> dict[str, Any]:
+    return _client().create_user_key(new=new)
+
+
+def register_user_key(user: str, public_key: str | Path) -> dict[str, Any]:
+    return _client().register_user_key(user, public_key)
+
+
+def user_keys(user: str | None = None) -> list[dict[str, Any]]:
+    return _client().user_keys(user)
+
+
+def revoke_user_key(key_id: str) -> dict[str, Any]:
+    return _client().revoke_user_key(key_id)
 
 
 def _client() -> Any:

@@ -63,6 +63,7 @@ from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
 from clew.service.runs import check_key, param_text
 from clew.service.trace import Trace
+from clew.service.user_keys import SignedStatement, UserKey
 from clew.store.blobs import (
     CHUNK,
     Progress,
@@ -487,17 +488,48 @@ class RemoteApprovals:
         *,
         evidence: Sequence[str] = (),
         meaning: str = "approved",
+        signed: SignedStatement | None = None,
     ) -> RegistryEvent:
         body = {"comment": comment, "evidence": list(evidence), "meaning": meaning}
-        return self._signed(ref, "approve", body)
+        return self._signed(ref, "approve", {**body, "signed": signed_wire(signed)})
 
     def reject(
-        self, ref: str, actor: str, comment: str, *, evidence: Sequence[str] = ()
+        self,
+        ref: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        signed: SignedStatement | None = None,
     ) -> RegistryEvent:
-        return self._signed(ref, "reject", {"comment": comment, "evidence": list(evidence)})
+        body = {"comment": comment, "evidence": list(evidence), "signed": signed_wire(signed)}
+        return self._signed(ref, "reject", body)
 
-    def revoke(self, ref: str, actor: str, comment: str) -> RegistryEvent:
-        return self._signed(ref, "revoke", {"comment": comment})
+    def revoke(
+        self, ref: str, actor: str, comment: str, *, signed: SignedStatement | None = None
+    ) -> RegistryEvent:
+        return self._signed(ref, "revoke", {"comment": comment, "signed": signed_wire(signed)})
+
+    def statement(
+        self,
+        ref: str,
+        decision: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        meaning: str | None = None,
+        alias: str | None = None,
+    ) -> dict[str, Any]:
+        """The statement the server prepares, with its own time, for this user to sign."""
+        body = {
+            "decision": decision,
+            "comment": comment,
+            "evidence": list(evidence),
+            "meaning": meaning,
+            "alias": alias,
+        }
+        return self._t.call("POST", f"{self._path(ref)}/statement", json_body=body)
 
     def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent:
         path = f"{self._path(ref)}/archive"
@@ -529,10 +561,18 @@ class RemotePromotion:
         self._t = transport
         self._registry = registry
 
-    def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
+    def promote(
+        self,
+        ref: str,
+        alias: str,
+        actor: str,
+        comment: str = "",
+        *,
+        signed: SignedStatement | None = None,
+    ) -> RegistryEvent:
         version = self._registry.resolve(ref)
         path = f"/models/{_segment(version.name)}/aliases/{_segment(alias)}"
-        body = {"version": version.version, "comment": comment}
+        body = {"version": version.version, "comment": comment, "signed": signed_wire(signed)}
         return self._t.record(RegistryEvent, "POST", path, json_body=body)
 
     def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
@@ -562,6 +602,28 @@ class RemotePromotion:
 
     def version_status(self, ref: str) -> dict[str, Any]:
         return self._t.call("GET", "/version-status", params={"ref": ref})
+
+
+def signed_wire(signed: SignedStatement | None) -> dict[str, Any] | None:
+    return None if signed is None else dataclasses.asdict(signed)
+
+
+class RemoteUserKeys:
+    """``UserKeyService`` over HTTP: registering and revoking others' keys is for admins."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def register(self, user: str, public_key: str, actor: str) -> UserKey:
+        body = {"user": user, "public_key": public_key}
+        return UserKey(**self._t.call("POST", "/user-keys", json_body=body))
+
+    def list_keys(self, user: str | None = None) -> list[UserKey]:
+        params = {} if user is None else {"user": user}
+        return [UserKey(**key) for key in self._t.call("GET", "/user-keys", params=params)]
+
+    def revoke(self, key_id: str, actor: str) -> UserKey:
+        return UserKey(**self._t.call("POST", f"/user-keys/{_segment(key_id)}/revoke"))
 
 
 class RemotePolicies:
@@ -1159,6 +1221,7 @@ class RemoteBackend:
         self.promotion = RemotePromotion(self._transport, self.registry)
         self.policies = RemotePolicies(self._transport)
         self.predictions = RemotePredictions(self._transport)
+        self.user_keys = RemoteUserKeys(self._transport)
         self._actor: str | None = None
 
     @property

@@ -70,6 +70,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/reject"): SIGN,
     ("POST", f"{API}/models/{{name}}/aliases/{{alias}}"): Rule(Role.APPROVER, model_param="name"),
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/revoke"): SIGN,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/statement"): VIEW,
+    ("POST", f"{API}/user-keys"): Rule(Role.ADMIN),
+    ("GET", f"{API}/user-keys"): VIEW,
+    ("POST", f"{API}/user-keys/{{key_id}}/revoke"): Rule(Role.ADMIN),
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/archive"): Rule(
         Role.APPROVER, model_param="name"
     ),

@@ -19,8 +19,10 @@ from sqlalchemy import Connection, bindparam, select
 from clew.domain import records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError, PolicyError
-from clew.service import integrity, policy, record_check, registry, signed_heads
+from clew.service import integrity, policy, record_check, registry, signed_heads, user_keys
 from clew.service.artifacts import find_artifact, load_artifact
+from clew.service.runs import now_ms
+from clew.service.user_keys import SignedStatement, Verdict
 from clew.store import schema
 from clew.store.location import Store
 
@@ -51,6 +53,10 @@ class VersionState:
     rejection: RegistryEvent | None = None
     revocation: RegistryEvent | None = None
     archival: RegistryEvent | None = None
+    # Each decision's signature check, by event id; approvals that do not count (a failed
+    # signature, or unsigned where the policy requires registered keys) move to ``discounted``.
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    discounted: list[RegistryEvent] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -100,7 +106,23 @@ def version_state(
         [{"id": event.id} for event in events],
         f"the decisions on {version.ref}",
     )
-    return fold_decisions(model, version, events)
+    return weigh_signatures(connection, fold_decisions(model, version, events))
+
+
+def weigh_signatures(connection: Connection, state: VersionState) -> VersionState:
+    """Verify every decision's signature; keep only the approvals that count."""
+    decided = [*state.approvals, state.rejection, state.revocation]
+    events = [event for event in decided if event is not None]
+    if not events:
+        return state
+    rules = policy.current(connection).rules
+    for event in events:
+        state.verdicts[event.id] = user_keys.verdict(connection, event, state.version.digest)
+    state.discounted = [
+        e for e in state.approvals if not user_keys.counts(state.verdicts[e.id], rules)
+    ]
+    state.approvals = [e for e in state.approvals if e not in state.discounted]
+    return state
 
 
 def fold_decisions(
@@ -170,8 +192,10 @@ class ApprovalService:
         *,
         evidence: Sequence[str] = (),
         meaning: str = "approved",
+        signed: SignedStatement | None = None,
     ) -> RegistryEvent:
-        """Record an approval; refused for self-approval, a wrong role or a closed version."""
+        """Record an approval; refused for self-approval, a wrong role, a closed version or a
+        signature that does not hold (see ``clew.service.user_keys``)."""
         _require_comment(comment, "approve")
         _check_meaning(meaning)
         require_verified_version(self.store, ref, "approve")
@@ -186,19 +210,19 @@ class ApprovalService:
                 raise ConflictError(
                     f"{actor!r} has already approved {state.ref}; one approval per person counts."
                 )
-            return self._record(
-                connection,
-                state,
-                registry.APPROVED,
-                actor,
-                comment,
-                {**_evidence(connection, evidence), "meaning": meaning},
-                rules,
-            )
+            pinned = {**_evidence(connection, evidence), "meaning": meaning}
+            decision = Decision(registry.APPROVED, actor, comment, pinned, meaning)
+            return self._record(connection, state, decision, rules, signed)
 
     @signed_heads.checkpointed(decision=True)
     def reject(
-        self, ref: str, actor: str, comment: str, *, evidence: Sequence[str] = ()
+        self,
+        ref: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        signed: SignedStatement | None = None,
     ) -> RegistryEvent:
         """Reject a version for good: it can not be approved, promoted or loaded afterwards."""
         _require_comment(comment, "reject")
@@ -207,18 +231,13 @@ class ApprovalService:
             rules = policy.current(connection)
             _require_open(state, "rejected")
             rules.rules.require_role(actor, rules.rules.approver_roles, f"reject {state.ref}")
-            return self._record(
-                connection,
-                state,
-                registry.REJECTED,
-                actor,
-                comment,
-                _evidence(connection, evidence),
-                rules,
-            )
+            decision = Decision(registry.REJECTED, actor, comment, _evidence(connection, evidence))
+            return self._record(connection, state, decision, rules, signed)
 
     @signed_heads.checkpointed(decision=True)
-    def revoke(self, ref: str, actor: str, comment: str) -> RegistryEvent:
+    def revoke(
+        self, ref: str, actor: str, comment: str, *, signed: SignedStatement | None = None
+    ) -> RegistryEvent:
         """Withdraw the approvals of an approved version; it can not be loaded afterwards."""
         _require_comment(comment, "revoke")
         with self.store.db.write() as connection:
@@ -228,7 +247,8 @@ class ApprovalService:
             if not state.approvals:
                 raise ConflictError(f"{state.ref} has no approval to revoke; reject it instead.")
             rules.rules.require_role(actor, rules.rules.approver_roles, f"revoke {state.ref}")
-            return self._record(connection, state, registry.REVOKED, actor, comment, {}, rules)
+            decision = Decision(registry.REVOKED, actor, comment, {})
+            return self._record(connection, state, decision, rules, signed)
 
     @signed_heads.checkpointed(decision=True)
     def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent:
@@ -249,33 +269,106 @@ class ApprovalService:
                     f"{held[0]} before archiving it."
                 )
             rules = policy.current(connection)
-            return self._record(connection, state, registry.ARCHIVED, actor, comment, {}, rules)
+            decision = Decision(registry.ARCHIVED, actor, comment, {})
+            return self._record(connection, state, decision, rules, None, signable=False)
+
+    def statement(
+        self,
+        ref: str,
+        decision: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        meaning: str | None = None,
+        alias: str | None = None,
+    ) -> dict[str, Any]:
+        """The statement ``actor`` signs for this decision, with the store's time: approved,
+        rejected, revoked, or promoted (to ``alias``)."""
+        if decision not in (*user_keys.MEANINGS, user_keys.PROMOTED):
+            raise InvalidInputError(
+                f"{decision!r} is not a signed decision; use approved, rejected, revoked or "
+                "promoted."
+            )
+        with self.store.db.read() as connection:
+            state = load_state(connection, ref)
+            pinned = _evidence(connection, evidence)
+            fields = Decision(decision, actor, comment, pinned, meaning or decision, alias)
+            return decision_statement(state, policy.current(connection), fields, now_ms())
 
     @staticmethod
     def _record(
         connection: Connection,
         state: VersionState,
-        kind: str,
-        actor: str,
-        comment: str,
-        evidence: Mapping[str, Any],
+        decision: Decision,
         rules: policy.StoredPolicy,
+        signed: SignedStatement | None,
+        *,
+        signable: bool = True,
     ) -> RegistryEvent:
+        evidence = {
+            **decision.evidence,
+            "actor_roles": rules.rules.roles_of(decision.actor),
+            "policy_version": rules.version,
+            "policy_digest": rules.digest,
+        }
+        if signable:
+            signature = check_signature(connection, state, rules, decision, signed)
+            if signature is not None:
+                evidence["signature"] = signature
         return registry.append_event(
             connection,
             state.model.id,
             state.model.name,
             state.version.version,
-            kind,
-            actor,
-            comment=comment,
-            evidence={
-                **evidence,
-                "actor_roles": rules.rules.roles_of(actor),
-                "policy_version": rules.version,
-                "policy_digest": rules.digest,
-            },
+            decision.kind,
+            decision.actor,
+            comment=decision.comment,
+            evidence=evidence,
         )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision about to be recorded (or signed): what, by whom, why, on what evidence."""
+
+    kind: str
+    actor: str
+    comment: str
+    evidence: Mapping[str, Any]
+    meaning: str | None = None
+    alias: str | None = None
+
+
+def decision_statement(
+    state: VersionState, rules: policy.StoredPolicy, decision: Decision, signed_ms: int
+) -> dict[str, Any]:
+    """The statement a decision is signed over (see ``user_keys.statement``)."""
+    kind = user_keys.PROMOTED if decision.alias else decision.kind
+    return user_keys.statement(
+        decision=kind,
+        ref=state.version.ref,
+        digest=state.version.digest,
+        alias=decision.alias,
+        actor=decision.actor,
+        meaning=decision.meaning or kind,
+        comment=decision.comment,
+        policy_digest=rules.digest,
+        evidence=[str(item["digest"]) for item in decision.evidence.get("artifacts", [])],
+        signed_ms=signed_ms,
+    )
+
+
+def check_signature(
+    connection: Connection,
+    state: VersionState,
+    rules: policy.StoredPolicy,
+    decision: Decision,
+    signed: SignedStatement | None,
+) -> dict[str, Any] | None:
+    """The signature block to record with ``decision``, or None; refusals are raised."""
+    prepared = decision_statement(state, rules, decision, signed.signed_ms if signed else 0)
+    return user_keys.accept(connection, rules.rules, prepared, signed)
 
 
 def _require_comment(comment: str, action: str) -> None:

@@ -150,11 +150,14 @@ def adopt(connection: Connection, tables: Iterable[str], reason: str) -> AuditEn
     a migration changed by filling a new column. The tables are read as they are at that
     revision, so a later revision's columns are simply absent (NULL, left out of images).
     """
-    from sqlalchemy import MetaData
+    from sqlalchemy import MetaData, inspect
     from sqlalchemy import Table as ReflectedTable
 
     count = 0
+    existing = set(inspect(connection).get_table_names())
     for name in tables:
+        if name not in existing:
+            continue  # a table a later revision creates
         covered = row_images.covered(name)
         table = ReflectedTable(name, MetaData(), autoload_with=connection)
         for row in connection.execute(select(table)).mappings():

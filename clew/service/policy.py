@@ -52,7 +52,9 @@ _METRIC_RULE = re.compile(
 )
 _SECTIONS: dict[str, frozenset[str]] = {
     "roles": frozenset(),
-    "approvals": frozenset({"roles", "required", "separation_of_duties"}),
+    "approvals": frozenset(
+        {"roles", "required", "separation_of_duties", "require_registered_keys"}
+    ),
     "production": frozenset({"aliases", "roles", "evidence"}),
     "policy": frozenset({"roles"}),
 }
@@ -96,6 +98,8 @@ class Policy:
     metric_rules: tuple[MetricRule, ...]
     required_reports: tuple[str, ...]
     admin_roles: tuple[str, ...] | None
+    # Decisions must be signed with a key registered to their actor (clew.service.user_keys).
+    require_registered_keys: bool = False
 
     def allows(self, actor: str, roles: tuple[str, ...] | None) -> bool:
         return roles is None or any(actor in self.roles.get(role, ()) for role in roles)
@@ -120,6 +124,7 @@ class Policy:
                 "roles": list(self.approver_roles) if self.approver_roles is not None else None,
                 "required": self.required_approvals,
                 "separation_of_duties": self.separation_of_duties,
+                "require_registered_keys": self.require_registered_keys,
             },
             "production": {
                 "aliases": sorted(self.production_aliases),
@@ -195,6 +200,9 @@ def parse(document: str) -> Policy:
         ),
         required_reports=tuple(_names(evidence.get("reports", []), "production.evidence.reports")),
         admin_roles=_role_list(_section(data, "policy").get("roles"), "policy.roles", roles),
+        require_registered_keys=_flag(
+            approvals.get("require_registered_keys", False), "approvals.require_registered_keys"
+        ),
     )
 
 

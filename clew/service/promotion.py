@@ -19,12 +19,15 @@ from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, IntegrityError, PolicyError
 from clew.service import policy, record_check, registry, signed_heads
 from clew.service.approvals import (
+    Decision,
     VersionState,
+    check_signature,
     fold_decisions,
     load_state,
     require_verified_version,
     version_state,
 )
+from clew.service.user_keys import SignedStatement
 from clew.store import schema
 from clew.store.location import Store
 
@@ -34,8 +37,17 @@ class PromotionService:
         self.store = store
 
     @signed_heads.checkpointed(decision=True)
-    def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
-        """Point ``alias`` at the version ``ref`` names, if the policy allows it."""
+    def promote(
+        self,
+        ref: str,
+        alias: str,
+        actor: str,
+        comment: str = "",
+        *,
+        signed: SignedStatement | None = None,
+    ) -> RegistryEvent:
+        """Point ``alias`` at the version ``ref`` names, if the policy allows it (and the
+        signature holds, see ``clew.service.user_keys``)."""
         refs.validate_name(alias, "alias")
         require_verified_version(self.store, ref, "promote")
         with self.store.db.write() as connection:
@@ -51,6 +63,8 @@ class PromotionService:
                 raise ConflictError(f"{model.name}@{alias} already points at {state.ref}.")
             rules = policy.current(connection)
             _check_move(connection, state, alias, actor, rules.rules)
+            decision = Decision(registry.ALIAS_SET, actor, comment, {}, alias=alias)
+            signature = check_signature(connection, state, rules, decision, signed)
             return registry.append_event(
                 connection,
                 model.id,
@@ -61,7 +75,7 @@ class PromotionService:
                 alias=alias,
                 from_version=current,
                 comment=comment,
-                evidence=_policy_evidence(rules),
+                evidence=_policy_evidence(rules, signature),
             )
 
     @signed_heads.checkpointed(decision=True)
@@ -242,6 +256,7 @@ def status_of(
         "approvals": len(state.approvals),
         "required_approvals": rules.required_approvals,
         "approved_by": state.approvers,
+        "signatures": _signatures(state),
         "aliases": sorted(a for a, n in aliases.items() if n == state.version.version),
         "meets_production_policy": not reasons,
         "reasons": reasons,
@@ -257,6 +272,10 @@ def production_gaps(connection: Connection, state: VersionState, rules: policy.P
     count, required = len(state.approvals), rules.required_approvals
     if count < required:
         gaps.append(f"it has {count} of the {required} approval(s) the policy requires")
+        gaps += [
+            f"the approval by {event.actor} does not count ({state.verdicts[event.id].detail})"
+            for event in state.discounted
+        ]
     gaps += policy.metric_failures(rules.metric_rules, state.version.metrics)
     if rules.required_reports:
         present = _report_names(connection, state)
@@ -326,9 +345,28 @@ def _report_names(connection: Connection, state: VersionState) -> set[str]:
     return set(linked) | attached
 
 
+def _signatures(state: VersionState) -> list[dict[str, Any]]:
+    """Each decision's actor, kind and signature check (key id and verdict), oldest first."""
+    decided = [*state.approvals, *state.discounted, state.rejection, state.revocation]
+    return [
+        {
+            "actor": event.actor,
+            "kind": event.kind,
+            "time": records.ms_to_iso(event.time_ms),
+            **state.verdicts[event.id].to_dict(),
+        }
+        for event in sorted((e for e in decided if e is not None), key=lambda e: e.id)
+    ]
+
+
 def _alias_text(aliases: dict[str, int]) -> str:
     return ", ".join(f"{alias}→{number}" for alias, number in sorted(aliases.items()))
 
 
-def _policy_evidence(stored: policy.StoredPolicy) -> dict[str, Any]:
-    return {"policy_version": stored.version, "policy_digest": stored.digest}
+def _policy_evidence(
+    stored: policy.StoredPolicy, signature: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    evidence: dict[str, Any] = {"policy_version": stored.version, "policy_digest": stored.digest}
+    if signature is not None:
+        evidence["signature"] = signature
+    return evidence

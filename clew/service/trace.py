@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from clew.domain import digests, records
-from clew.domain.records import ArtifactRecord, VersionRecord
+from clew.domain.records import ArtifactRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, NotFoundError
-from clew.service import audit, capture, graph, record_check, registry
+from clew.service import audit, capture, graph, record_check, registry, user_keys
 from clew.service.artifacts import load_artifact
 from clew.service.capture import CapturedPrediction
 from clew.service.runs import load_runs
@@ -300,10 +300,17 @@ def _events_step(connection: Connection, version: VersionRecord) -> TraceStep:
             "time": records.ms_to_iso(row.time_ms),
             "comment": row.comment,
             "evidence": json.loads(row.evidence or "{}"),
+            "signature": _signature(connection, row, version),
         }
         for row in rows
     ]
     check = _audit_entries_intact(connection, version.ref)
+    failed = [e for e in events if (e["signature"] or {}).get("state") == user_keys.FAILED]
+    if failed:
+        check = Check(
+            FAILED,
+            f"the {failed[0]['kind']} by {failed[0]['actor']}: {failed[0]['signature']['detail']}",
+        )
     approvers = [e["actor"] for e in events if e["kind"] in ("approve", "approved")]
     title = (
         f"{len(events)} events; approved by {', '.join(approvers)}"
@@ -311,6 +318,14 @@ def _events_step(connection: Connection, version: VersionRecord) -> TraceStep:
         else f"{len(events)} events; no approval recorded"
     )
     return TraceStep("approvals", title, check.outcome, check.reason, {"events": events})
+
+
+def _signature(connection: Connection, row: Any, version: VersionRecord) -> dict[str, Any] | None:
+    """The signature check of a decision or alias move (None for other events)."""
+    if row.kind not in (*registry.DECISION_KINDS, registry.ALIAS_SET) or row.version is None:
+        return None
+    event = records.from_fields(RegistryEvent, row._mapping, model=version.name)
+    return user_keys.verdict(connection, event, version.digest).to_dict()
 
 
 def _audit_entries_intact(connection: Connection, target: str) -> Check:
@@ -447,6 +462,13 @@ def _data_steps(store: Store, connection: Connection, model_artifact_id: str) ->
     return steps
 
 
+def _signature_text(signature: dict[str, Any] | None) -> str:
+    if not signature:
+        return ""
+    key = f" key {signature['key_id'][:19]}..." if signature["key_id"] else ""
+    return f" [{signature['state']}{key}]"
+
+
 def _brief(properties: dict[str, Any]) -> dict[str, Any]:
     """Properties without bulky profiles, for a trace people read."""
     return {k: v for k, v in properties.items() if k not in ("profile", "columns", "stats")}
@@ -462,6 +484,7 @@ def _detail_lines(step: TraceStep) -> list[str]:
             + (f" {e['alias']}" if e["alias"] else "")
             + f" by {e['actor']}"
             + (f": {e['comment']}" if e["comment"] else "")
+            + _signature_text(e.get("signature"))
             for e in details["events"]
         ]
     if step.kind == "training_run":

@@ -31,7 +31,7 @@ from clew.errors import InvalidInputError, StoreBusyError, StoreUnavailableError
 from clew.store import schema
 from clew.store.checkpoints import WalCheckpointer
 
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 # WAL checkpoints run on a background thread (store/checkpoints.py); SQLite's own, which stalls

@@ -75,6 +75,7 @@ COVERED: dict[str, CoveredTable] = {
         _covered(schema.policies, ("version",)),
         _covered(schema.capture_batches, ("id",)),
         _covered(schema.signing_keys, ("key_id",)),
+        _covered(schema.user_keys, ("key_id",)),
     )
 }
 

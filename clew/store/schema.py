@@ -360,3 +360,19 @@ idempotency_keys = Table(
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_idempotency_keys_created", "created_ms"),
 )
+
+# Users' public signing keys (Part 11 e-signatures): approvals, rejections, revocations and
+# promotions are verified against the key registered to their actor. Public halves only;
+# each registration and revocation is an audited write (see clew.service.user_keys).
+user_keys = Table(
+    "user_keys",
+    metadata,
+    Column("key_id", String(71), primary_key=True),
+    Column("user_name", String(100), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    Column("revoked_ms", BigInteger),
+    Column("revoked_by", NAME),
+    Index("ix_user_keys_user", "user_name"),
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from pydantic import Field
 
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
@@ -20,6 +21,7 @@ from clew.service.approvals import ApprovalService
 from clew.service.policy import PolicyService, StoredPolicy
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
+from clew.service.user_keys import SignedStatement, UserKeyService
 
 router = APIRouter(prefix="/api/v1", tags=["registry"], route_class=PlainRoute)
 
@@ -45,20 +47,56 @@ class Register(Body):
     tags: JsonObject = Field(default_factory=dict)
 
 
+class Signed(Body):
+    """A user's Ed25519 signature over the statement ``/statement`` prepared."""
+
+    public_key: Annotated[str, Field(max_length=1_000)]
+    signed_ms: Annotated[int, Field(ge=0, le=2**62)]
+    signature: Annotated[str, Field(max_length=200)]
+
+    def statement(self) -> SignedStatement:
+        return SignedStatement(self.public_key, self.signed_ms, self.signature)
+
+
+def _signed(body: Signed | None) -> SignedStatement | None:
+    return None if body is None else body.statement()
+
+
 class Signature(Body):
     comment: Text
     evidence: Refs = Field(default_factory=list)
     meaning: Annotated[str, Field(max_length=40)] = "approved"
+    signed: Signed | None = None
 
 
 class Rejection(Body):
     comment: Text
     evidence: Refs = Field(default_factory=list)
+    signed: Signed | None = None
+
+
+class Revocation(Body):
+    comment: Text
+    signed: Signed | None = None
 
 
 class Promotion(Body):
     version: Version
     comment: Text = ""
+    signed: Signed | None = None
+
+
+class Prepare(Body):
+    decision: Annotated[str, Field(max_length=20)]
+    comment: Text = ""
+    evidence: Refs = Field(default_factory=list)
+    meaning: Annotated[str, Field(max_length=40)] | None = None
+    alias: Name | None = None
+
+
+class KeyRegistration(Body):
+    user: Annotated[str, Field(min_length=1, max_length=100)]
+    public_key: Annotated[str, Field(max_length=1_000)]
 
 
 class Decision(Body):
@@ -155,7 +193,12 @@ def approve(
     name: Name, version: Version, body: Signature, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     event = ApprovalService(services.store).approve(
-        f"{name}/{version}", actor, body.comment, evidence=body.evidence, meaning=body.meaning
+        f"{name}/{version}",
+        actor,
+        body.comment,
+        evidence=body.evidence,
+        meaning=body.meaning,
+        signed=_signed(body.signed),
     )
     return event_wire(event)
 
@@ -165,7 +208,11 @@ def reject(
     name: Name, version: Version, body: Rejection, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     event = ApprovalService(services.store).reject(
-        f"{name}/{version}", actor, body.comment, evidence=body.evidence
+        f"{name}/{version}",
+        actor,
+        body.comment,
+        evidence=body.evidence,
+        signed=_signed(body.signed),
     )
     return event_wire(event)
 
@@ -175,17 +222,58 @@ def promote(
     name: Name, alias: Name, body: Promotion, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     event = PromotionService(services.store).promote(
-        f"{name}/{body.version}", alias, actor, body.comment
+        f"{name}/{body.version}", alias, actor, body.comment, signed=_signed(body.signed)
     )
     return event_wire(event)
 
 
 @router.post("/models/{name}/versions/{version}/revoke", status_code=201)
 def revoke(
-    name: Name, version: Version, body: Decision, services: ServicesDep, actor: ActorDep
+    name: Name, version: Version, body: Revocation, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    event = ApprovalService(services.store).revoke(f"{name}/{version}", actor, body.comment)
+    event = ApprovalService(services.store).revoke(
+        f"{name}/{version}", actor, body.comment, signed=_signed(body.signed)
+    )
     return event_wire(event)
+
+
+@router.post("/models/{name}/versions/{version}/statement")
+def statement(
+    name: Name, version: Version, body: Prepare, services: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    """The statement the caller signs for a decision, with the server's time in it."""
+    return ApprovalService(services.store).statement(
+        f"{name}/{version}",
+        body.decision,
+        actor,
+        body.comment,
+        evidence=body.evidence,
+        meaning=body.meaning,
+        alias=body.alias,
+    )
+
+
+@router.post("/user-keys", status_code=201)
+def register_user_key(
+    body: KeyRegistration, services: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    """Register a user's public signing key (admins only, see permissions)."""
+    return UserKeyService(services.store).register(body.user, body.public_key, actor).to_dict()
+
+
+@router.get("/user-keys")
+def list_user_keys(
+    services: ServicesDep, user: Annotated[str | None, Query(max_length=100)] = None
+) -> list[dict[str, Any]]:
+    return [key.to_dict() for key in UserKeyService(services.store).list_keys(user)]
+
+
+@router.post("/user-keys/{key_id}/revoke", status_code=201)
+def revoke_user_key(
+    key_id: Annotated[str, PathParam(max_length=80)], services: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    """Revoke a key from now on (admins only, see permissions); earlier signatures stay valid."""
+    return UserKeyService(services.store).revoke(key_id, actor).to_dict()
 
 
 @router.post("/models/{name}/versions/{version}/archive", status_code=201)
