@@ -22,7 +22,10 @@ from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
+from clew.domain import digests
+from clew.domain.records import ArtifactRecord
 from clew.server.ui import create_ui_app
+from clew.service.trace import _verify_code
 from clew.store.location import Store
 
 PREPARE = """
@@ -322,3 +325,27 @@ def test_the_version_page_lists_the_features_the_model_saw(
     assert re.findall(r'<th scope="row">([^<]*)</th>', signature) == [*FEATURES, "churned"]
     second = http.get("/ui/models/churn/versions/2").text
     assert '<th scope="row">column 3</th>' in second and ">None<" not in second
+
+
+def test_trace_re_derives_code_records_with_and_without_the_script(
+    client: clew.Client, store: Store
+) -> None:
+    facts = {"commit": "c0ffee", "diff_digest": None, "remote": None, "script": "train.py"}
+
+    def recorded(name: str, digest: str, **changed: str) -> ArtifactRecord:
+        return client._service.artifacts.log(
+            run_id=None,
+            direction="output",
+            type_="code",
+            name=name,
+            digest=digest,
+            actor="alice",
+            properties={**facts, **changed},
+        )
+
+    current = recorded("current", digests.code_digest(facts))
+    legacy = recorded("legacy", digests.code_digest(facts, with_script=False))
+    moved = recorded("moved", digests.code_digest(facts), script="prepare.py")
+    assert _verify_code(store, current)[0] and _verify_code(store, legacy)[0]
+    verified, reason = _verify_code(store, moved)
+    assert not verified and moved.digest in reason
