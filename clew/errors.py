@@ -102,6 +102,13 @@ class StoreVersionError(ClewError):
     http_status = 500
 
 
+class StoreMissingError(ClewError):
+    """The store's blobs, captures or keys are there but its database is not; restore it."""
+
+    code = "store_database_missing"
+    http_status = 500
+
+
 class StoreBusyError(ClewError):
     """Another process held the store locked for too long; retry shortly."""
 

@@ -57,8 +57,10 @@ class EmbeddedPredictions:
 
 
 class EmbeddedBackend:
-    def __init__(self, uri: str | None = None, artifacts: str | None = None) -> None:
-        self.store: Store = open_store(uri, artifacts)
+    def __init__(
+        self, uri: str | None = None, artifacts: str | None = None, create: bool = False
+    ) -> None:
+        self.store: Store = open_store(uri, artifacts, create=create)
         self.runs = RunService(self.store)
         self.artifacts = ArtifactService(self.store)
         self.lineage = LineageService(self.store)

@@ -314,8 +314,11 @@ def driver_execute(
 class Database:
     """One metadata database; every service reads and writes through ``read()``/``write()``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, before_create: Callable[[Database], None] | None = None) -> None:
+        """``before_create`` runs when the database has no schema yet, before one is created:
+        ``open_store`` refuses there to start an empty database over a lost one's data."""
         self.url = url
+        self._before_create = before_create
         if url.startswith("sqlite"):
             self.engine = _sqlite_engine(url)
         else:
@@ -326,8 +329,12 @@ class Database:
             if self.dialect == "sqlite" and self.engine.url.database not in (None, "", ":memory:")
             else None
         )
-        with _busy_as_error(url):
-            self._ensure_schema()
+        try:
+            with _busy_as_error(url):
+                self._ensure_schema()
+        except BaseException:
+            self.close()  # a refused store leaves no pool or checkpoint thread behind
+            raise
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -409,6 +416,8 @@ class Database:
         revision = self.schema_revision()
         if revision == SCHEMA_HEAD:
             return
+        if revision is None and self._before_create is not None:
+            self._before_create(self)
         if revision is not None and revision not in _known_revisions():
             raise StoreVersionError(
                 f"the store at {_redacted(self.url)} has schema revision {revision!r}, "
