@@ -7,10 +7,15 @@ database was lost, and opening it anew would report "0 entries, the chain is int
 
 from __future__ import annotations
 
+import contextlib
+import json
+import random
+import sqlite3
 import uuid
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 from conftest import PostgresServer
 from typer.testing import CliRunner
@@ -20,6 +25,7 @@ from clew.cli.main import app
 from clew.client.default import reset
 from clew.errors import StoreMissingError
 from clew.server.app import app_from_environment
+from clew.service import integrity
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -163,3 +169,103 @@ def test_an_empty_postgres_database_over_an_empty_prefix_is_created(
     client = clew.connect(postgres_server.url(name), artifacts=s3_artifacts)
     assert len(client.search_runs()) == 0
     reset()
+
+
+# --- finding 8: clew verify checks the database itself --------------------------------------
+
+
+def _store_with_params(home: Path) -> str:
+    client = clew.connect(str(home))
+    for _ in range(30):
+        with client.start_run(experiment="damaged") as run:
+            run.log_params({f"param_{i}": i for i in range(20)})
+    reset()  # closes the store: the WAL is checkpointed into clew.db and removed
+    return run.id
+
+
+def _overwrite_a_page_of(home: Path, table: str) -> int:
+    """Overwrite one 4 KiB page of ``table`` in clew.db with random bytes, as a bad disk
+    sector or a stray write would; returns the page number."""
+    database = home / "clew.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        size = connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = connection.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? ORDER BY pageno", (table,)
+        ).fetchall()
+    page = pages[-1][0]
+    with database.open("r+b") as handle:
+        handle.seek((page - 1) * size)
+        handle.write(random.Random(page).randbytes(size))
+    return int(page)
+
+
+@pytest.mark.sqlite_only
+def test_verify_names_the_damaged_table_and_page_of_a_damaged_sqlite_file(home: Path) -> None:
+    _store_with_params(home)
+    page = _overwrite_a_page_of(home, "params")
+    result = runner.invoke(app, ["verify"])
+    error = _one_sentence_error(result, "database", "params", "backup")
+    assert f"page {page}" in result.output.lower() or f"page {page}" in error.lower()
+    result = runner.invoke(app, ["verify", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["database"]["method"] == "SQLite PRAGMA integrity_check"
+    assert [problem["table"] for problem in report["database"]["problems"]] == ["params"]
+
+
+@pytest.mark.sqlite_only
+def test_reading_a_damaged_page_is_one_sentence_not_a_traceback(home: Path) -> None:
+    run_id = _store_with_params(home)
+    _overwrite_a_page_of(home, "params")
+    result = runner.invoke(app, ["runs", "show", run_id])
+    _one_sentence_error(result, str(home / "clew.db"), "damaged", "clew verify")
+
+
+def test_verify_reports_how_it_checked_an_intact_database(client: clew.Client) -> None:
+    with client.start_run(experiment="intact") as run:
+        run.log_param("alpha", 1)
+    result = runner.invoke(app, ["verify", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["database"]["problems"] == []
+    assert report["database"]["method"] in {
+        "SQLite PRAGMA integrity_check",
+        "PostgreSQL amcheck (bt_index_check, verify_heapam)",
+        "PostgreSQL: every row of every table read (amcheck is not installed)",
+    }
+    result = runner.invoke(app, ["verify"])
+    assert result.exit_code == 0, result.output
+    assert "database" in result.stdout and "intact" in result.stdout
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("amcheck", [False, True])
+def test_verify_names_a_damaged_postgres_table(
+    own_postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, amcheck: bool
+) -> None:
+    own_postgres.execute("CREATE DATABASE clew")
+    url = own_postgres.url("clew")
+    if amcheck:
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION amcheck")
+    client = clew.connect(url, artifacts=str(tmp_path / "blobs"))
+    with client.start_run(experiment="damaged") as run:
+        run.log_params({f"param_{i}": i for i in range(20)})
+    with client.store.db.read() as connection:
+        relative = connection.exec_driver_sql("SELECT pg_relation_filepath('params')").scalar()
+    reset()
+    own_postgres.stop()
+    heap = own_postgres.directory / "data" / str(relative)
+    with heap.open("r+b") as handle:
+        handle.write(random.Random(0).randbytes(8192))  # block 0: its header no longer parses
+    own_postgres.start()
+    monkeypatch.setenv("CLEW_URI", url)
+    monkeypatch.setenv("CLEW_ARTIFACTS", str(tmp_path / "blobs"))
+    result = runner.invoke(app, ["verify", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert [problem["table"] for problem in report["database"]["problems"]] == ["params"]
+    assert "block 0" in report["database"]["problems"][0]["problem"]
+    assert report["database"]["method"] == (integrity.AMCHECK if amcheck else integrity.FULL_READ)

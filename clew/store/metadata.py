@@ -27,7 +27,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from clew.errors import InvalidInputError, StoreBusyError, StoreUnavailableError, StoreVersionError
+from clew.errors import (
+    IntegrityError,
+    InvalidInputError,
+    StoreBusyError,
+    StoreUnavailableError,
+    StoreVersionError,
+)
 from clew.store import schema
 from clew.store.checkpoints import WalCheckpointer
 
@@ -484,6 +490,11 @@ def _busy_as_error(url: str) -> Iterator[None]:
                 f"the store stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
                 "retry when the other writer has finished."
             ) from error
+        if _damaged(error, sqlstate):
+            raise IntegrityError(
+                f"the database {_redacted(url)} is damaged ({_first_line(error.orig)}); run "
+                "clew verify to name the damaged table, then restore the store from a backup."
+            ) from error
         if _timed_out(error.orig):
             raise StoreUnavailableError(
                 f"the database server behind {_redacted(url)} did not answer in time "
@@ -497,6 +508,15 @@ def _busy_as_error(url: str) -> Iterator[None]:
                 f"({_first_line(error.orig)}); retry once it is back, clew reconnects by itself."
             ) from error
         raise
+
+
+def _damaged(error: DBAPIError, sqlstate: str) -> bool:
+    """SQLite's "malformed" / "not a database" (a damaged or overwritten file), PostgreSQL's
+    data_corrupted / index_corrupted (XX001, XX002)."""
+    if sqlstate in ("XX001", "XX002"):
+        return True
+    text = str(error.orig)
+    return "database disk image is malformed" in text or "file is not a database" in text
 
 
 def _timed_out(error: BaseException | None) -> bool:
