@@ -21,10 +21,13 @@ from sqlalchemy import Connection, select
 from clew.domain import digests, ids
 from clew.store import schema
 from clew.store.location import Store
-from clew.store.metadata import DriverStatement
+from clew.store.metadata import DriverStatement, mark_durable
 
 GENESIS = digests.digest_bytes(b"clew audit genesis")
 _HEAD_KEY = "audit_head"
+# Audited actions whose commit is fsynced before it returns (store/metadata.py mark_durable):
+# registry events, approvals, promotions, policies, keys, users, tokens and grants.
+GOVERNANCE_ACTIONS = ("model.", "policy.", "signing.", "user.", "token.", "grant.")
 _READ_HEAD = select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
 # Every write appends an entry, so ``append`` runs plain SQL on the transaction's DBAPI cursor
 # (see DriverStatement): SQLAlchemy's per-statement bookkeeping would cost more than SQLite.
@@ -136,6 +139,8 @@ def append(
         "prev_hash": prev_hash,
     }
     fields["hash"] = entry_hash(fields)
+    if action.startswith(GOVERNANCE_ACTIONS):
+        mark_durable(connection)
     _INSERT_ENTRY.execute(connection, fields)
     new_head = f"{fields['seq']}:{fields['hash']}"
     (_INSERT_HEAD if head is None else _UPDATE_HEAD).execute(connection, {"head": new_head})

@@ -71,7 +71,8 @@ def sqlite_synchronous() -> str:
     may roll back on power loss or an OS crash. ``full`` fsyncs the WAL on every commit, so a
     commit survives power loss too, at the price of one fsync (milliseconds on many disks) per
     write. Neither can corrupt the database, and a rollback only ever drops a suffix of
-    transactions, so the audit chain stays a valid prefix. docs/operations.md (durability).
+    transactions, so the audit chain stays a valid prefix. Governance writes are fsynced
+    under either setting (``mark_durable``). docs/operations.md (durability).
     """
     mode = os.environ.get(SQLITE_SYNC_ENV, "").strip().lower() or "normal"
     if mode not in SQLITE_SYNC_MODES:
@@ -243,6 +244,33 @@ def _postgres_engine(url: str) -> Engine:
     return engine
 
 
+_DURABLE = "clew_durable_commit"
+# What SQLite itself calls for synchronous=FULL on Linux; macOS has no fdatasync.
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+# Only raises PostgreSQL's setting for this transaction when the server's is "off": "local"
+# flushes the commit record to this server's disk; stronger settings (replication) stay.
+_PG_DURABLE = (
+    "SELECT set_config('synchronous_commit', 'local', true) "
+    "WHERE current_setting('synchronous_commit') = 'off'"
+)
+
+
+def mark_durable(connection: Connection) -> None:
+    """Make the write transaction on ``connection`` survive power loss once it commits, before
+    it is acknowledged, whatever ``CLEW_SQLITE_SYNC`` says for bulk writes.
+
+    For governance writes (registry events, approvals, policies, keys, users): a power cut may
+    take back a logged metric, never an approval a user was told had happened. SQLite refuses
+    to change ``synchronous`` inside a transaction, so ``Database.write`` fsyncs the WAL right
+    after the commit, which is what ``synchronous=FULL`` does in WAL mode; on PostgreSQL the
+    transaction commits with ``synchronous_commit`` at least ``local``.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_PG_DURABLE)
+        return
+    connection.info[_DURABLE] = True
+
+
 @dataclass(frozen=True)
 class _Joined:
     """The transaction ``single_transaction`` opened, and what waits for its commit."""
@@ -361,10 +389,27 @@ class Database:
             return
         with _busy_as_error(self.url), self.engine.connect() as connection:
             connection = connection.execution_options(clew_write=True)
-            with connection.begin():
-                yield connection
+            try:
+                with connection.begin():
+                    yield connection
+                if connection.info.get(_DURABLE):
+                    self._sync_log()
+            finally:
+                connection.info.pop(_DURABLE, None)
         if self._checkpointer is not None:
             self._checkpointer.note_write()
+
+    def _sync_log(self) -> None:
+        """fsync the SQLite WAL a ``mark_durable`` transaction just committed to (unless every
+        commit already is, under ``CLEW_SQLITE_SYNC=full``)."""
+        path = self.engine.url.database
+        if self._checkpointer is None or not path or sqlite_synchronous() == "full":
+            return
+        descriptor = os.open(f"{path}-wal", os.O_RDONLY)
+        try:
+            _fdatasync(descriptor)
+        finally:
+            os.close(descriptor)
 
     @contextlib.contextmanager
     def single_transaction(self) -> Iterator[Connection]:
