@@ -49,7 +49,7 @@ def clew_figures(directory: Path, versions: int, lookups: int, sync: str) -> tup
     with stopwatch() as elapsed:
         for artifact in logged[1:]:
             client.register_model(artifact, NAME)
-    client.promote(f"{NAME}/1", ALIAS)
+    client.promote(f"{NAME}/1", ALIAS, new_alias=True)
     resolved = client.get_version(f"{NAME}@{ALIAS}")
     if resolved.version != 1:
         raise RuntimeError(f"clew resolved {NAME}@{ALIAS} to version {resolved.version}")

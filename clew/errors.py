@@ -45,6 +45,12 @@ class FilterSyntaxError(InvalidInputError):
     code = "invalid_filter"
 
 
+class UnknownAliasError(InvalidInputError):
+    """The alias was never set on this model (a typo?); pass new_alias=True to create it."""
+
+    code = "unknown_alias"
+
+
 class ConflictError(ClewError):
     """The write contradicts something already recorded (a param re-logged with a new value)."""
 

@@ -529,10 +529,12 @@ class RemotePromotion:
         self._t = transport
         self._registry = registry
 
-    def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
+    def promote(
+        self, ref: str, alias: str, actor: str, comment: str = "", new_alias: bool = False
+    ) -> RegistryEvent:
         version = self._registry.resolve(ref)
         path = f"/models/{_segment(version.name)}/aliases/{_segment(alias)}"
-        body = {"version": version.version, "comment": comment}
+        body = {"version": version.version, "comment": comment, "new_alias": new_alias}
         return self._t.record(RegistryEvent, "POST", path, json_body=body)
 
     def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:

@@ -55,6 +55,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
     "approvals": frozenset({"roles", "required", "separation_of_duties"}),
     "production": frozenset({"aliases", "roles", "evidence"}),
     "policy": frozenset({"roles"}),
+    "aliases": frozenset(),  # a list: the aliases promote may create without new_alias
 }
 _EVIDENCE_KEYS = frozenset({"metrics", "reports"})
 
@@ -96,6 +97,7 @@ class Policy:
     metric_rules: tuple[MetricRule, ...]
     required_reports: tuple[str, ...]
     admin_roles: tuple[str, ...] | None
+    known_aliases: frozenset[str] = frozenset()  # besides production's, need no new_alias
 
     def allows(self, actor: str, roles: tuple[str, ...] | None) -> bool:
         return roles is None or any(actor in self.roles.get(role, ()) for role in roles)
@@ -130,6 +132,7 @@ class Policy:
                 },
             },
             "policy": {"roles": list(self.admin_roles) if self.admin_roles is not None else None},
+            "aliases": sorted(self.known_aliases),
         }
 
 
@@ -195,6 +198,7 @@ def parse(document: str) -> Policy:
         ),
         required_reports=tuple(_names(evidence.get("reports", []), "production.evidence.reports")),
         admin_roles=_role_list(_section(data, "policy").get("roles"), "policy.roles", roles),
+        known_aliases=frozenset(_names(data.get("aliases", []), "aliases")),
     )
 
 

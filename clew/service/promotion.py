@@ -10,13 +10,14 @@ so repeated rollbacks walk further back.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from clew.domain import records, refs
 from clew.domain.records import RegistryEvent, VersionRecord
-from clew.errors import ConflictError, PolicyError
+from clew.errors import ConflictError, PolicyError, UnknownAliasError
 from clew.service import policy, registry
 from clew.service.approvals import VersionState, fold_decisions, load_state, version_state
 from clew.store import schema
@@ -27,8 +28,14 @@ class PromotionService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def promote(self, ref: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:
-        """Point ``alias`` at the version ``ref`` names, if the policy allows it."""
+    def promote(
+        self, ref: str, alias: str, actor: str, comment: str = "", new_alias: bool = False
+    ) -> RegistryEvent:
+        """Point ``alias`` at the version ``ref`` names, if the policy allows it.
+
+        An alias never set on this model and not listed by the policy is created only with
+        ``new_alias``: ``prodution`` is a typo, not a new stage.
+        """
         refs.validate_name(alias, "alias")
         with self.store.db.write() as connection:
             state = load_state(connection, ref)
@@ -39,6 +46,8 @@ class PromotionService:
                 raise ConflictError(f"{model.name}@{alias} already points at {state.ref}.")
             rules = policy.current(connection)
             _check_move(connection, state, alias, actor, rules.rules)
+            if latest is None and not new_alias:
+                _refuse_unknown_alias(connection, model, alias, rules.rules)
             return registry.append_event(
                 connection,
                 model.id,
@@ -180,6 +189,24 @@ class PromotionService:
             state = load_state(connection, ref)
             stored = policy.current(connection)
             return status_of(connection, state, stored)
+
+
+def _refuse_unknown_alias(
+    connection: Connection, model: records.ModelRecord, alias: str, rules: policy.Policy
+) -> None:
+    """Refuse ``alias`` unless the policy lists it, naming the model's aliases and the nearest
+    one (no event ever set it on this model, the caller checked)."""
+    listed = rules.production_aliases | rules.known_aliases
+    if alias in listed:
+        return
+    existing = sorted(set(registry.current_aliases(connection, model.id)))
+    nearest = difflib.get_close_matches(alias, sorted(set(existing) | listed), n=1, cutoff=0.6)
+    hint = f"; nearest: {nearest[0]}" if nearest else ""
+    known = ", ".join(existing) if existing else "none"
+    raise UnknownAliasError(
+        f"{model.name} has no alias {alias!r} yet (its aliases: {known}{hint}); check the "
+        f"spelling, or pass --new-alias (new_alias=True) to create {model.name}@{alias}."
+    )
 
 
 def status_of(

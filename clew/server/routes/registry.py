@@ -59,6 +59,7 @@ class Rejection(Body):
 class Promotion(Body):
     version: Version
     comment: Text = ""
+    new_alias: bool = False  # create an alias the model never had (else refused as a typo)
 
 
 class Decision(Body):
@@ -175,7 +176,7 @@ def promote(
     name: Name, alias: Name, body: Promotion, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     event = PromotionService(services.store).promote(
-        f"{name}/{body.version}", alias, actor, body.comment
+        f"{name}/{body.version}", alias, actor, body.comment, body.new_alias
     )
     return event_wire(event)
 
