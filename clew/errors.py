@@ -127,3 +127,10 @@ class StoreUnavailableError(ClewError):
 
     code = "store_unavailable"
     http_status = 503
+
+
+# --- warnings: clew did what was asked, but it looks like a mistake -------------------------
+
+
+class UnknownKeyWarning(UserWarning):
+    """A search names a metric, param or tag key that no run has (a typo?); nearest keys named."""

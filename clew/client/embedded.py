@@ -17,7 +17,7 @@ from clew.service.lineage import LineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
-from clew.service.runs import RunService, search_runs
+from clew.service.runs import RunService, search_runs, unknown_keys, warn_unknown_keys
 from clew.service.trace import Trace, trace_prediction
 from clew.store.location import Store, open_store
 
@@ -77,7 +77,9 @@ class EmbeddedBackend:
         max_results: int = 1000,
         experiments: Sequence[str] | None = None,
     ) -> list[RunRecord]:
-        return search_runs(self.store, filter_text, order_by, max_results, experiments)
+        found = search_runs(self.store, filter_text, order_by, max_results, experiments)
+        warn_unknown_keys(unknown_keys(self.store, filter_text))
+        return found
 
     def close(self) -> None:
         self.store.close()

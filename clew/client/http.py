@@ -61,7 +61,7 @@ from clew.service.capture import CapturedPrediction, CaptureTarget
 from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
-from clew.service.runs import check_key, param_text
+from clew.service.runs import WARNINGS_HEADER, check_key, param_text, warn_unknown_keys
 from clew.service.trace import Trace, TraceStep
 from clew.store.blobs import (
     CHUNK,
@@ -328,7 +328,12 @@ class RemoteRuns:
             "max_results": max_results,
             "experiments": None if experiments is None else list(experiments),
         }
-        return [run_from_wire(row) for row in self._t.call("POST", "/runs/search", json_body=body)]
+        headers = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
+        content = _encode(body)
+        response = self._t.send("POST", "/runs/search", lambda: content, None, headers)
+        rows = self._t.decode(response)
+        warn_unknown_keys(json.loads(response.headers.get(WARNINGS_HEADER, "[]")))
+        return [run_from_wire(row) for row in rows]
 
 
 def _request_key(kind: str, run_id: str, content: Any) -> str:
