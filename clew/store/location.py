@@ -197,7 +197,12 @@ def _stored_data(home: Path, blobs: BlobStore, own_home: bool) -> list[str]:
 
 
 def _no_file(path: Path) -> bool:
-    return not path.exists() or path.stat().st_size == 0
+    """No database file, or an empty one with no WAL beside it (a new database's first
+    commits sit in its WAL until a checkpoint copies them into the file)."""
+    wal = path.with_name(path.name + "-wal")
+    return not path.exists() or (
+        path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+    )
 
 
 def _require_driver() -> None:
