@@ -286,7 +286,7 @@ def clew_alias(server: Server, clients: int, seconds: float, directory: Path) ->
     with client.start_run(experiment="bench", name="train", capture_code=False) as run:
         logged = run.log_output(model, name=f"{NAME}-model", type="model")
     client.register_model(logged, NAME)
-    client.promote(f"{NAME}/1", ALIAS)
+    client.promote(f"{NAME}/1", ALIAS, new_alias=True)
     if client.get_version(f"{NAME}@{ALIAS}").version != 1:
         raise RuntimeError(f"clew resolved {NAME}@{ALIAS} to another version")
     client.close()

@@ -45,6 +45,12 @@ class FilterSyntaxError(InvalidInputError):
     code = "invalid_filter"
 
 
+class UnknownAliasError(InvalidInputError):
+    """The alias was never set on this model (a typo?); pass new_alias=True to create it."""
+
+    code = "unknown_alias"
+
+
 class ConflictError(ClewError):
     """The write contradicts something already recorded (a param re-logged with a new value)."""
 
@@ -117,6 +123,13 @@ class StoreVersionError(ClewError):
     http_status = 500
 
 
+class StoreMissingError(ClewError):
+    """The store's blobs, captures or keys are there but its database is not; restore it."""
+
+    code = "store_database_missing"
+    http_status = 500
+
+
 class StoreBusyError(ClewError):
     """Another process held the store locked for too long; retry shortly."""
 
@@ -129,3 +142,10 @@ class StoreUnavailableError(ClewError):
 
     code = "store_unavailable"
     http_status = 503
+
+
+# --- warnings: clew did what was asked, but it looks like a mistake -------------------------
+
+
+class UnknownKeyWarning(UserWarning):
+    """A search names a metric, param or tag key that no run has (a typo?); nearest keys named."""

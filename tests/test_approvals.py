@@ -175,7 +175,7 @@ def test_archived_versions_stay_loadable_but_can_not_be_decided_or_promoted(
 
 
 def test_a_version_holding_an_alias_can_not_be_archived(version: clew.Client, monkeypatch) -> None:
-    version.promote("iris/1", "staging")
+    version.promote("iris/1", "staging", new_alias=True)
     with pytest.raises(ConflictError, match="is iris@staging; promote another version"):
         version.archive("iris/1", "cleanup")
 

@@ -209,6 +209,19 @@ def test_policy_set_show_and_bad_policy(client: clew.Client, tmp_path: Path) -> 
     assert missing.exit_code == 2
 
 
+def test_a_misspelt_alias_needs_new_alias(registered: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    as_user(monkeypatch, "bob")
+    invoke("approve", registered, "-m", "validated")
+    assert invoke("promote", registered, "production").exit_code == 0
+    as_user(monkeypatch, "alice")
+    second = as_json("register", f"run:{train_run()}", "churn")["ref"]
+    assert_one_line_error(invoke("promote", second, "prodution"), "nearest: production")
+    assert_one_line_error(invoke("promote", second, "canary"), "--new-alias")
+    created = invoke("promote", second, "canary", "--new-alias")
+    assert created.exit_code == 0, created.output
+    assert "churn@canary -> churn/2" in created.stdout
+
+
 @pytest.fixture
 def served(registered: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     as_user(monkeypatch, "bob")

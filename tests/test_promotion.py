@@ -17,7 +17,7 @@ from server_fixtures import AsUser
 from test_registry import iris_frame, train
 
 import clew
-from clew.errors import ConflictError, IntegrityError, PolicyError
+from clew.errors import ConflictError, IntegrityError, PolicyError, UnknownAliasError
 from clew.service import audit
 from clew.service.artifacts import ArtifactService
 from clew.store.location import Store
@@ -40,7 +40,7 @@ def test_production_needs_an_approved_version(client: clew.Client, as_user: AsUs
     client.register_model(artifact, "iris")
     with pytest.raises(PolicyError, match="has 0 of the 1 approval"):
         client.promote("iris/1", "production")
-    staged = client.promote("iris/1", "staging", "try it")
+    staged = client.promote("iris/1", "staging", "try it", new_alias=True)
     assert (staged.kind, staged.alias, staged.version, staged.from_version) == (
         "alias_set",
         "staging",
@@ -153,8 +153,8 @@ def test_alias_at_answers_what_was_in_production_at_time_t(three: clew.Client) -
 
 
 def test_aliases_are_independent(three: clew.Client) -> None:
-    three.promote("iris/1", "champion")
-    three.promote("iris/2", "challenger")
+    three.promote("iris/1", "champion", new_alias=True)
+    three.promote("iris/2", "challenger", new_alias=True)
     three.promote("iris/3", "champion")
     assert three.get_version("iris@champion").version == 3
     assert three.get_version("iris@challenger").version == 2
@@ -303,7 +303,7 @@ def test_only_the_release_role_moves_production(client: clew.Client, as_user: As
     client.approve("iris/2", "ok")
     with pytest.raises(PolicyError, match="'bob' may not move iris@production"):
         client.promote("iris/1", "production")
-    client.promote("iris/1", "staging")  # other aliases are open to anyone
+    client.promote("iris/1", "staging", new_alias=True)  # other aliases: open to anyone
     client = as_user("dana")
     client.promote("iris/1", "production")
     client.promote("iris/2", "production")
@@ -404,3 +404,32 @@ def test_an_approval_from_a_clock_an_hour_behind_is_not_dated_before_the_registr
     assert (approved.kind, approved.actor, registered.kind) == ("approved", "bob", "registered")
     assert approved.time_ms >= registered.time_ms >= version.created_ms
     assert client.get_version("iris/1").created_ms <= approved.time_ms
+
+
+def test_a_misspelt_alias_is_refused_naming_the_existing_ones(three: clew.Client) -> None:
+    three.promote("iris/1", "production")
+    three.promote("iris/1", "staging", new_alias=True)
+    with pytest.raises(UnknownAliasError) as raised:
+        three.promote("iris/2", "prodution")
+    message = str(raised.value)
+    assert "'prodution'" in message and "production, staging" in message
+    assert "nearest: production" in message and "new_alias=True" in message
+    assert message.endswith(".") and message.count(". ") == 0
+    assert sorted(three.alias_history("iris")["alias"]) == ["production", "staging"]
+
+
+def test_a_new_alias_is_created_once_on_purpose(three: clew.Client) -> None:
+    with pytest.raises(UnknownAliasError, match="its aliases: none"):
+        three.promote("iris/1", "champion")
+    assert three.promote("iris/1", "champion", new_alias=True).alias == "champion"
+    assert three.promote("iris/2", "champion").version == 2  # it exists now: no flag
+
+
+def test_aliases_the_policy_lists_need_no_flag(three: clew.Client, as_user: AsUser) -> None:
+    assert three.promote("iris/1", "production").alias == "production"  # the default policy's
+    admin = as_user("alice", "admin")
+    admin.set_policy("aliases: [staging, shadow]\nproduction:\n  aliases: [production]\n")
+    three = as_user("bob")
+    assert three.promote("iris/2", "shadow").alias == "shadow"
+    with pytest.raises(UnknownAliasError, match="nearest: shadow"):
+        three.promote("iris/2", "shadwo")

@@ -229,7 +229,7 @@ def test_get_version_by_number_and_alias(client: clew.Client, monkeypatch) -> No
     _, artifact = train(client)
     client.register_model(artifact, "iris")
     second = client.register_model(artifact, "iris")
-    client.promote("iris/2", "staging")
+    client.promote("iris/2", "staging", new_alias=True)
     assert client.get_version("iris/2") == second
     assert client.get_version("iris@staging") == second
     assert client.get_version(second) == second
@@ -239,7 +239,7 @@ def test_resolution_sees_moves_made_by_another_client(client: clew.Client) -> No
     _, artifact = train(client)
     client.register_model(artifact, "iris")
     client.register_model(artifact, "iris")
-    client.promote("iris/1", "staging")
+    client.promote("iris/1", "staging", new_alias=True)
     assert client.get_version("iris@staging").version == 1
 
     other = clew.Client()  # the same store, from CLEW_HOME / CLEW_URI

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 import clew
-from clew.errors import FilterSyntaxError, InvalidInputError
+from clew.cli.main import app
+from clew.errors import FilterSyntaxError, InvalidInputError, UnknownKeyWarning
 from clew.service import search
 
 
@@ -240,3 +243,26 @@ def test_any_parsable_filter_runs_against_a_real_store(client: clew.Client, text
     except FilterSyntaxError:
         return
     assert isinstance(found, pd.DataFrame)
+
+
+def test_a_key_no_run_has_warns_naming_the_nearest_keys(runs: dict[str, str]) -> None:
+    with pytest.warns(UnknownKeyWarning) as caught:
+        found = clew.search_runs("metrics.acu > 0.8 and params.modle = 'rf'")
+    assert found.empty
+    messages = [str(warning.message) for warning in caught]
+    assert any("metric 'acu'" in m and "nearest: auc" in m for m in messages), messages
+    assert any("param 'modle'" in m and "nearest: model" in m for m in messages), messages
+
+
+def test_keys_some_run_has_do_not_warn(runs: dict[str, str]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownKeyWarning)
+        found = clew.search_runs("metrics.auc > 0.8 and params.model = 'rf' and tags.team = 'risk'")
+    assert set(found["run_id"]) == {runs["rf-1"]}
+
+
+def test_cli_search_prints_the_warning_on_stderr(runs: dict[str, str]) -> None:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["runs", "search", "metrics.acu > 0.8"])
+    assert result.exit_code == 0, result.output
+    assert "metric 'acu'" in result.stderr and "nearest: auc" in result.stderr
+    assert "no runs" in result.stdout

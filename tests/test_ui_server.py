@@ -206,6 +206,20 @@ def test_approval_needs_the_approvers_own_signing_token(deployment: Deployment) 
     assert deployment.status(3)["approvals"] == 0
 
 
+def test_a_new_alias_needs_the_new_alias_box(deployment: Deployment) -> None:
+    path = f"/ui/models/{MODEL}/versions/3/promote"
+    form = {"alias": "canary", "comment": "shadow traffic", "csrf": _csrf("bob")}
+    with _browser(deployment, "bob") as bob:
+        refused = bob.post(path, data=form)
+        assert refused.status_code == 200, refused.text
+        assert "has no alias &#39;canary&#39; yet" in refused.text and "--new-alias" in refused.text
+        assert 'name="new_alias"' in refused.text
+        assert "canary" not in deployment.status(3)["aliases"]
+        created = bob.post(path, data={**form, "new_alias": "1"})
+        assert created.is_redirect, created.text
+    assert "canary" in deployment.status(3)["aliases"]
+
+
 def test_claimed_names_are_ignored(deployment: Deployment) -> None:
     """Only the token decides who acts: a ``CLEW_USER``-style header or form field does not."""
     with _browser(deployment, "vera") as vera:

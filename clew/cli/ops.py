@@ -199,9 +199,20 @@ def _print_capture_orphans(report: collector.GcReport, yes: bool, grace: int) ->
 
 
 @db_app.command("upgrade")
-def upgrade(uri: UriOption = None, artifacts: ArtifactsOption = None) -> None:
+def upgrade(
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create",
+            help="Create an empty database even where blobs, captures or keys are found "
+            "without one (a lost database is otherwise refused; restore it from a backup).",
+        ),
+    ] = False,
+) -> None:
     """Apply schema migrations up to this clew's head; a no-op when already there."""
-    store = open_store(uri, artifacts)
+    store = open_store(uri, artifacts, create=create)
     try:
         store.db.upgrade()
         revision = store.db.schema_revision()

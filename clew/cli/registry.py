@@ -185,10 +185,18 @@ def promote(
     ref: VersionArgument,
     alias: Annotated[str, typer.Argument(help="e.g. production, staging, champion.")],
     comment: Comment = "",
+    new_alias: Annotated[
+        bool,
+        typer.Option(
+            "--new-alias",
+            help="Create ALIAS on this model; without it, an alias the model never had and the "
+            "policy does not list is refused as a likely typo.",
+        ),
+    ] = False,
     format: FormatOption = Format.table,
 ) -> None:
     """Point NAME@ALIAS at a version (production aliases need the policy met)."""
-    _report(clew.promote(ref, alias, comment), format)
+    _report(clew.promote(ref, alias, comment, new_alias), format)
 
 
 def rollback(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
 import clew
 from clew.cli import output
-from clew.cli.output import Format, FormatOption, console
+from clew.cli.output import Format, FormatOption, console, err_console
 from clew.domain import records
+from clew.errors import UnknownKeyWarning
 
 app = typer.Typer(help="List, show and search experiment runs.", no_args_is_help=True)
 
@@ -65,7 +68,16 @@ def search(
     format: FormatOption = Format.table,
 ) -> None:
     """Runs matching a filter (see docs/runs.md for the language)."""
-    found = clew.search_runs(filter, order_by or None, max_results, experiment or None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownKeyWarning)
+        found = clew.search_runs(filter, order_by or None, max_results, experiment or None)
+    for warning in caught:
+        if issubclass(warning.category, UnknownKeyWarning):
+            err_console.print(f"[yellow]warning:[/yellow] {escape(str(warning.message))}")
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     _render_runs(found, format, f"runs matching {filter}")
 
 

@@ -39,8 +39,10 @@ def byte_progress(description: str, total: int | None) -> Iterator[ProgressCallb
 
 
 def verify(format: FormatOption = Format.table) -> None:
-    """Re-hash every stored blob; exit 1 and list the digests that are missing or altered."""
+    """Check the database's structure and re-hash every stored blob; exit 1 naming any damaged
+    table and any digest that is missing or altered."""
     store = output.local_store()
+    database = integrity.check_database(store)
     blobs = integrity.inventory(store)
     total = sum(blobs.values())
     with byte_progress(f"verifying {len(blobs)} blobs", total) as progress:
@@ -48,20 +50,47 @@ def verify(format: FormatOption = Format.table) -> None:
     if format is Format.json:
         output.print_json(
             {
-                "ok": not problems,
+                "ok": not problems and not database.problems,
                 "checked": len(blobs),
                 "bytes": total,
                 "problems": [{"digest": p.digest, "problem": p.problem} for p in problems],
+                "database": {
+                    "method": database.method,
+                    "first": database.first,
+                    "problems": [
+                        {"table": p.table, "problem": p.problem} for p in database.problems
+                    ],
+                },
             }
         )
-    elif problems:
-        rows = [(p.digest, p.problem) for p in problems]
-        console.print(output.table(["digest", "problem"], rows, "blobs that failed verification"))
     else:
-        summary = f"{len(blobs)} blobs ({total:,} bytes) match their digests."
-        console.print(f"[green]ok[/green]: {summary}")
+        _print_table(database, problems, len(blobs), total)
+    if database.problems:
+        output.fail(
+            f"the database {store.uri} is damaged: {database.describe()}; restore the store "
+            "from a backup (clew restore ARCHIVE --uri NEW_STORE)."
+        )
     if problems:
         output.fail(
             f"{len(problems)} of {len(blobs)} blobs failed verification; restore them from a "
             "backup or re-log the artifacts."
         )
+
+
+def _print_table(
+    database: integrity.DatabaseCheck,
+    problems: list[integrity.BlobProblem],
+    blobs: int,
+    total: int,
+) -> None:
+    if database.problems:
+        rows = [(p.table or "-", p.problem) for p in database.problems]
+        console.print(output.table(["table", "problem"], rows, "database damage"))
+    else:
+        console.print(f"[green]ok[/green]: the database is intact ({database.method}).")
+    if problems:
+        rows = [(p.digest, p.problem) for p in problems]
+        console.print(output.table(["digest", "problem"], rows, "blobs that failed verification"))
+    else:
+        summary = f"{blobs} blobs ({total:,} bytes) match their digests."
+        console.print(f"[green]ok[/green]: {summary}")

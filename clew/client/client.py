@@ -72,8 +72,9 @@ class Client(GovernanceMixin, PredictionsMixin):
         artifacts: str | None = None,
         token: str | None = None,
         signing_token: str | None = None,
+        create: bool = False,
     ) -> None:
-        self._service = _backend(uri, artifacts, token, signing_token)
+        self._service = _backend(uri, artifacts, token, signing_token, create)
         self.store = self._service.store
         self.lineage = Lineage(self)
         self._metrics = MetricBuffer(self._write_metrics)
@@ -298,15 +299,21 @@ class Client(GovernanceMixin, PredictionsMixin):
 
 
 def _backend(
-    uri: str | None, artifacts: str | None, token: str | None, signing_token: str | None
+    uri: str | None,
+    artifacts: str | None,
+    token: str | None,
+    signing_token: str | None,
+    create: bool = False,
 ) -> EmbeddedBackend | RemoteBackend:
-    """A clew server for ``http(s)://`` addresses (argument or ``CLEW_URI``), else a local store."""
+    """A clew server for ``http(s)://`` addresses (argument or ``CLEW_URI``), else a local store
+    (``create``: start an empty one even beside a lost database's blobs; a server's store is
+    its admin's to create)."""
     address = uri if uri is not None else os.environ.get("CLEW_URI", "")
     if str(address).startswith(("http://", "https://")):
         from clew.client.http import RemoteBackend  # httpx only for a remote store
 
         return RemoteBackend(str(address), token, signing_token)
-    return EmbeddedBackend(uri, artifacts)
+    return EmbeddedBackend(uri, artifacts, create)
 
 
 def runs_to_frame(found: Sequence[RunRecord]) -> pd.DataFrame:

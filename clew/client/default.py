@@ -15,14 +15,16 @@ def connect(
     artifacts: str | None = None,
     token: str | None = None,
     signing_token: str | None = None,
+    create: bool = False,
 ) -> Client:
     """Open a store (a directory, ``sqlite:///...``, ``postgresql+psycopg://...`` or a clew
     server's ``http(s)://`` address with ``token`` or ``CLEW_TOKEN``) as the default.
 
     ``signing_token`` (or ``CLEW_SIGNING_TOKEN``) is the server-side e-signature that approve,
-    reject and revoke need on top of the API token."""
+    reject and revoke need on top of the API token. ``create`` starts an empty store on purpose
+    where blobs, captures or keys are found without their database (otherwise refused)."""
     global _default
-    client = Client(uri, artifacts, token, signing_token)
+    client = Client(uri, artifacts, token, signing_token, create)
     with _lock:
         previous, _default = _default, client
     if previous is not None and previous is not client:

@@ -17,7 +17,7 @@ from clew.service.lineage import LineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
-from clew.service.runs import RunService, search_runs
+from clew.service.runs import RunService, search_runs, unknown_keys, warn_unknown_keys
 from clew.service.trace import Trace, trace_prediction
 from clew.service.user_keys import UserKeyService
 from clew.store.location import Store, open_store
@@ -58,8 +58,10 @@ class EmbeddedPredictions:
 
 
 class EmbeddedBackend:
-    def __init__(self, uri: str | None = None, artifacts: str | None = None) -> None:
-        self.store: Store = open_store(uri, artifacts)
+    def __init__(
+        self, uri: str | None = None, artifacts: str | None = None, create: bool = False
+    ) -> None:
+        self.store: Store = open_store(uri, artifacts, create=create)
         self.runs = RunService(self.store)
         self.artifacts = ArtifactService(self.store)
         self.lineage = LineageService(self.store)
@@ -77,7 +79,9 @@ class EmbeddedBackend:
         max_results: int = 1000,
         experiments: Sequence[str] | None = None,
     ) -> list[RunRecord]:
-        return search_runs(self.store, filter_text, order_by, max_results, experiments)
+        found = search_runs(self.store, filter_text, order_by, max_results, experiments)
+        warn_unknown_keys(unknown_keys(self.store, filter_text))
+        return found
 
     def close(self) -> None:
         self.store.close()

@@ -193,10 +193,17 @@ class GovernanceMixin:
 
     # --- aliases ----------------------------------------------------------------------------
 
-    def promote(self, ref: VersionRef, alias: str, comment: str = "") -> RegistryEvent:
-        """Point ``name@alias`` at this version (production aliases need the policy met)."""
+    def promote(
+        self, ref: VersionRef, alias: str, comment: str = "", new_alias: bool = False
+    ) -> RegistryEvent:
+        """Point ``name@alias`` at this version (production aliases need the policy met).
+
+        An alias the model never had, and the policy does not list, needs ``new_alias=True``
+        (a misspelt alias is refused, naming the nearest existing one)."""
         signed = self._sign(_ref(ref), keyring.PROMOTED, comment, alias=alias)
-        return self._service.promotion.promote(_ref(ref), alias, self.actor, comment, signed=signed)
+        return self._service.promotion.promote(
+            _ref(ref), alias, self.actor, comment, new_alias, signed=signed
+        )
 
     def rollback(self, name: str, alias: str, comment: str = "") -> RegistryEvent:
         """Return ``name@alias`` to the version it pointed at before its latest promotion."""
@@ -450,8 +457,10 @@ def archive(ref: VersionRef, comment: str) -> RegistryEvent:
     return _client().archive(ref, comment)
 
 
-def promote(ref: VersionRef, alias: str, comment: str = "") -> RegistryEvent:
-    return _client().promote(ref, alias, comment)
+def promote(
+    ref: VersionRef, alias: str, comment: str = "", new_alias: bool = False
+) -> RegistryEvent:
+    return _client().promote(ref, alias, comment, new_alias)
 
 
 def rollback(name: str, alias: str, comment: str = "") -> RegistryEvent:

@@ -61,7 +61,7 @@ from clew.service.capture import CapturedPrediction, CaptureTarget
 from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.policy import StoredPolicy
-from clew.service.runs import check_key, param_text
+from clew.service.runs import WARNINGS_HEADER, check_key, param_text, warn_unknown_keys
 from clew.service.trace import Trace
 from clew.service.user_keys import SignedStatement, UserKey
 from clew.store.blobs import (
@@ -329,7 +329,12 @@ class RemoteRuns:
             "max_results": max_results,
             "experiments": None if experiments is None else list(experiments),
         }
-        return [run_from_wire(row) for row in self._t.call("POST", "/runs/search", json_body=body)]
+        headers = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
+        content = _encode(body)
+        response = self._t.send("POST", "/runs/search", lambda: content, None, headers)
+        rows = self._t.decode(response)
+        warn_unknown_keys(json.loads(response.headers.get(WARNINGS_HEADER, "[]")))
+        return [run_from_wire(row) for row in rows]
 
 
 def _request_key(kind: str, run_id: str, content: Any) -> str:
@@ -567,12 +572,18 @@ class RemotePromotion:
         alias: str,
         actor: str,
         comment: str = "",
+        new_alias: bool = False,
         *,
         signed: SignedStatement | None = None,
     ) -> RegistryEvent:
         version = self._registry.resolve(ref)
         path = f"/models/{_segment(version.name)}/aliases/{_segment(alias)}"
-        body = {"version": version.version, "comment": comment, "signed": signed_wire(signed)}
+        body = {
+            "version": version.version,
+            "comment": comment,
+            "new_alias": new_alias,
+            "signed": signed_wire(signed),
+        }
         return self._t.record(RegistryEvent, "POST", path, json_body=body)
 
     def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent:

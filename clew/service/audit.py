@@ -21,10 +21,13 @@ from sqlalchemy import Connection, Table, select
 from clew.domain import digests, ids
 from clew.store import row_images, schema
 from clew.store.location import Store
-from clew.store.metadata import DriverStatement
+from clew.store.metadata import DriverStatement, mark_durable
 
 GENESIS = digests.digest_bytes(b"clew audit genesis")
 _HEAD_KEY = "audit_head"
+# Audited actions whose commit is fsynced before it returns (store/metadata.py mark_durable):
+# registry events, approvals, promotions, policies, keys, users, tokens and grants.
+GOVERNANCE_ACTIONS = ("model.", "policy.", "signing.", "user.", "token.", "grant.")
 _READ_HEAD = select(schema.store_info.c.value).where(schema.store_info.c.key == _HEAD_KEY)
 # Every write appends an entry, so ``append`` runs plain SQL on the transaction's DBAPI cursor
 # (see DriverStatement): SQLAlchemy's per-statement bookkeeping would cost more than SQLite.
@@ -210,6 +213,8 @@ def append(
     images = _take_staged(connection)
     fields["records_digest"] = row_images.records_digest(images) if images else None
     fields["hash"] = entry_hash(fields)
+    if action.startswith(GOVERNANCE_ACTIONS):
+        mark_durable(connection)
     _INSERT_ENTRY.execute(connection, fields)
     if images:
         _INSERT_RECORD.execute_many(

@@ -1,9 +1,12 @@
-"""Re-hashing stored blobs, so damage or tampering is found before anyone relies on them.
+"""Re-hashing stored blobs and checking the database's own structure, so damage or tampering
+is found before anyone relies on them.
 
 Reads verify each blob they touch; ``verify_blobs`` checks all of them at once (``clew
 verify``): every blob the metadata records and every blob file on disk, so both a missing file
 and an altered one are named by digest. ``require_verified_bytes`` checks one artifact's bytes
-before a version of it is registered, approved or promoted.
+before a version of it is registered, approved or promoted. The database is checked with what
+its engine offers (SQLite's ``integrity_check``; PostgreSQL's amcheck, or reading every row),
+naming the damaged table.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import DBAPIError
 
 from clew.domain.records import ArtifactRecord
 from clew.errors import IntegrityError, InvalidInputError, NotFoundError, UnverifiedBytesError
@@ -164,3 +168,109 @@ def _corrupt(digest: str, what: str, context: str) -> UnverifiedBytesError:
         f"{context}: {what} ({digest}) does not match its digest (the stored bytes were "
         "altered or damaged); restore it from a backup, then retry."
     )
+
+
+SQLITE_CHECK = "SQLite PRAGMA integrity_check"
+AMCHECK = "PostgreSQL amcheck (bt_index_check, verify_heapam)"
+FULL_READ = "PostgreSQL: every row of every table read (amcheck is not installed)"
+
+
+@dataclass(frozen=True)
+class DatabaseProblem:
+    table: str  # "" when the damage belongs to no table (SQLite's free list, its schema)
+    problem: str
+
+
+@dataclass(frozen=True)
+class DatabaseCheck:
+    """How the database was checked and what was found; ``first`` is the engine's own first
+    finding (SQLite names the page there), or "" when none."""
+
+    method: str
+    problems: list[DatabaseProblem]
+    first: str = ""
+
+    def describe(self) -> str:
+        tables = ", ".join(sorted({p.table for p in self.problems if p.table})) or "no table"
+        finding = self.first or self.problems[0].problem
+        return f"{finding} (damaged: {tables})"
+
+
+def check_database(store: Store) -> DatabaseCheck:
+    """The database's structure, checked by its engine: bytes a disk or a stray write damaged
+    are found here even in tables no verify command reads."""
+    if store.db.dialect == "sqlite":
+        return _check_sqlite(store)
+    with store.db.long_running():
+        return _check_postgres(store)
+
+
+def _check_sqlite(store: Store) -> DatabaseCheck:
+    """One whole-file check; only when it fails, one check per table to name the damaged ones
+    (a damaged page makes SQLite stop a check with an error rather than list every finding)."""
+    with store.db.read() as connection:
+        first = _findings(connection, "PRAGMA integrity_check(1)")
+        if first == ["ok"]:
+            return DatabaseCheck(SQLITE_CHECK, [])
+        try:
+            names = connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            ).scalars()
+            tables = list(names)
+        except DBAPIError as error:
+            return DatabaseCheck(SQLITE_CHECK, [DatabaseProblem("", _message(error))], first[0])
+        problems = []
+        for table in tables:
+            found = _findings(connection, f'PRAGMA integrity_check("{table}")')
+            if found != ["ok"]:
+                problems.append(DatabaseProblem(table, "; ".join(found)))
+    if len(problems) == 1:  # SQLite's first finding (naming the page) is in that table
+        problems = [DatabaseProblem(problems[0].table, f"{first[0]} ({problems[0].problem})")]
+    return DatabaseCheck(SQLITE_CHECK, problems or [DatabaseProblem("", first[0])], first[0])
+
+
+def _findings(connection: Connection, pragma: str) -> list[str]:
+    try:
+        rows = connection.exec_driver_sql(pragma).scalars().all()
+    except DBAPIError as error:
+        return [_message(error)]
+    return [" ".join(str(row).replace("*** in database main ***", "").split()) for row in rows]
+
+
+def _check_postgres(store: Store) -> DatabaseCheck:
+    with store.db.read() as connection:
+        amcheck = connection.exec_driver_sql(
+            "SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"
+        ).first()
+    problems = []
+    for table in schema.metadata.sorted_tables:
+        problem = _check_postgres_table(store, table.name, amcheck is not None)
+        if problem:
+            problems.append(DatabaseProblem(table.name, problem))
+    return DatabaseCheck(AMCHECK if amcheck else FULL_READ, problems)
+
+
+def _check_postgres_table(store: Store, table: str, amcheck: bool) -> str:
+    """Each table in its own transaction: a damaged page aborts the statement that reads it."""
+    with store.db.read() as connection:
+        try:
+            if not amcheck:
+                # every column of every row, detoasted: nothing is answered from an index
+                connection.exec_driver_sql(f'SELECT sum(length(t::text)) FROM "{table}" AS t')
+                return ""
+            rows = connection.exec_driver_sql(
+                f"SELECT blkno, msg FROM verify_heapam('\"{table}\"'::regclass)"
+            ).all()
+            connection.exec_driver_sql(
+                "SELECT bt_index_check(index => i.indexrelid, heapallindexed => true) "
+                f"FROM pg_index AS i WHERE i.indrelid = '\"{table}\"'::regclass"
+            ).all()
+        except DBAPIError as error:
+            connection.rollback()
+            return _message(error)
+    return "; ".join(f"block {block}: {message}" for block, message in rows)
+
+
+def _message(error: DBAPIError) -> str:
+    text = str(error.orig).strip()
+    return text.splitlines()[0] if text else type(error.orig).__name__

@@ -57,6 +57,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
     ),
     "production": frozenset({"aliases", "roles", "evidence"}),
     "policy": frozenset({"roles"}),
+    "aliases": frozenset(),  # a list: the aliases promote may create without new_alias
 }
 _EVIDENCE_KEYS = frozenset({"metrics", "reports"})
 
@@ -100,6 +101,7 @@ class Policy:
     admin_roles: tuple[str, ...] | None
     # Decisions must be signed with a key registered to their actor (clew.service.user_keys).
     require_registered_keys: bool = False
+    known_aliases: frozenset[str] = frozenset()  # besides production's, need no new_alias
 
     def allows(self, actor: str, roles: tuple[str, ...] | None) -> bool:
         return roles is None or any(actor in self.roles.get(role, ()) for role in roles)
@@ -135,6 +137,7 @@ class Policy:
                 },
             },
             "policy": {"roles": list(self.admin_roles) if self.admin_roles is not None else None},
+            "aliases": sorted(self.known_aliases),
         }
 
 
@@ -203,6 +206,7 @@ def parse(document: str) -> Policy:
         require_registered_keys=_flag(
             approvals.get("require_registered_keys", False), "approvals.require_registered_keys"
         ),
+        known_aliases=frozenset(_names(data.get("aliases", []), "aliases")),
     )
 
 

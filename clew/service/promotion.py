@@ -10,13 +10,14 @@ so repeated rollbacks walk further back.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from clew.domain import records, refs
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
-from clew.errors import ConflictError, IntegrityError, PolicyError
+from clew.errors import ConflictError, IntegrityError, PolicyError, UnknownAliasError
 from clew.service import policy, record_check, registry, signed_heads
 from clew.service.approvals import (
     Decision,
@@ -43,11 +44,16 @@ class PromotionService:
         alias: str,
         actor: str,
         comment: str = "",
+        new_alias: bool = False,
         *,
         signed: SignedStatement | None = None,
     ) -> RegistryEvent:
         """Point ``alias`` at the version ``ref`` names, if the policy allows it (and the
-        signature holds, see ``clew.service.user_keys``)."""
+        signature holds, see ``clew.service.user_keys``).
+
+        An alias never set on this model and not listed by the policy is created only with
+        ``new_alias``: ``prodution`` is a typo, not a new stage.
+        """
         refs.validate_name(alias, "alias")
         require_verified_version(self.store, ref, "promote")
         with self.store.db.write() as connection:
@@ -63,6 +69,8 @@ class PromotionService:
                 raise ConflictError(f"{model.name}@{alias} already points at {state.ref}.")
             rules = policy.current(connection)
             _check_move(connection, state, alias, actor, rules.rules)
+            if latest is None and not new_alias:
+                _refuse_unknown_alias(connection, model, alias, rules.rules)
             decision = Decision(registry.ALIAS_SET, actor, comment, {}, alias=alias)
             signature = check_signature(connection, state, rules, decision, signed)
             return registry.append_event(
@@ -234,6 +242,24 @@ def _listed_status(
         return version_state(connection, model, version).status(required)
     except IntegrityError:
         return "unverified"
+
+
+def _refuse_unknown_alias(
+    connection: Connection, model: records.ModelRecord, alias: str, rules: policy.Policy
+) -> None:
+    """Refuse ``alias`` unless the policy lists it, naming the model's aliases and the nearest
+    one (no event ever set it on this model, the caller checked)."""
+    listed = rules.production_aliases | rules.known_aliases
+    if alias in listed:
+        return
+    existing = sorted(set(registry.current_aliases(connection, model.id)))
+    nearest = difflib.get_close_matches(alias, sorted(set(existing) | listed), n=1, cutoff=0.6)
+    hint = f"; nearest: {nearest[0]}" if nearest else ""
+    known = ", ".join(existing) if existing else "none"
+    raise UnknownAliasError(
+        f"{model.name} has no alias {alias!r} yet (its aliases: {known}{hint}); check the "
+        f"spelling, or pass --new-alias (new_alias=True) to create {model.name}@{alias}."
+    )
 
 
 def status_of(

@@ -7,9 +7,11 @@ more writes; a param, once logged, keeps its value; metric values must be number
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +19,13 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from clew.domain import ids, records, refs
 from clew.domain.records import MetricPoint, RunRecord
-from clew.errors import ConflictError, InvalidInputError, NotFoundError, RunFinishedError
+from clew.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RunFinishedError,
+    UnknownKeyWarning,
+)
 from clew.service import audit
 from clew.service.contexts import ensure_context
 from clew.store import schema
@@ -458,6 +466,36 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 def count_runs(store: Store) -> int:
     with store.db.read() as connection:
         return connection.execute(select(func.count()).select_from(schema.runs)).scalar_one()
+
+
+def unknown_keys(store: Store, filter_text: str | None) -> list[str]:
+    """One sentence per metric, param or tag key the filter names that no run has, with the
+    nearest keys that exist: ``metrics.acu > 0.8`` is a typo, not a search with no result."""
+    from clew.service.search import ENTITY_TABLES, referenced_keys
+
+    messages = []
+    with store.db.read() as connection:
+        for entity, key in dict.fromkeys(referenced_keys(filter_text)):
+            table = ENTITY_TABLES[entity]
+            if connection.execute(select(table.c.key).where(table.c.key == key).limit(1)).first():
+                continue
+            known = connection.execute(select(table.c.key).distinct()).scalars().all()
+            nearest = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f"nearest: {', '.join(nearest)}" if nearest else "no similar key"
+            messages.append(
+                f"no run has {entity.rstrip('s')} {key!r} ({hint}); check {entity}.{key} "
+                "in the filter."
+            )
+    return messages
+
+
+WARNINGS_HEADER = "Clew-Warnings"  # how the server hands these sentences to a remote SDK
+
+
+def warn_unknown_keys(messages: Sequence[str]) -> None:
+    """Each message as an ``UnknownKeyWarning``, pointed at the caller of ``search_runs``."""
+    for message in messages:
+        warnings.warn(UnknownKeyWarning(message), stacklevel=4)
 
 
 def search_runs(

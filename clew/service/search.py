@@ -42,6 +42,7 @@ ENTITY_TABLES = {
     "tags": schema.tags,
     "tag": schema.tags,
 }
+_ENTITY_NAMES = {entity: entity.rstrip("s") + "s" for entity in ENTITY_TABLES}
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<number>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|-?\.\d+)
@@ -85,6 +86,7 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.keys: list[tuple[str, str]] = []  # (metrics|params|tags, key) the filter names
 
     def parse(self) -> ColumnElement[bool]:
         expression = self._or()
@@ -228,6 +230,7 @@ def _compile_clause(
     table = ENTITY_TABLES.get(entity)
     if table is None:
         raise parser._error(f"{entity!r} is not metrics, params, tags or attributes")
+    parser.keys.append((_ENTITY_NAMES[entity], key))
     present = select(table.c.run_id).where(table.c.key == key)
     if operator == "is null":
         return not_(schema.runs.c.id.in_(present))
@@ -265,6 +268,15 @@ def compile_filter(text: str | None) -> ColumnElement[bool] | None:
     if text is None or not text.strip():
         return None
     return _Parser(text).parse()
+
+
+def referenced_keys(text: str | None) -> list[tuple[str, str]]:
+    """The (``metrics`` | ``params`` | ``tags``, key) pairs a filter compares, in order."""
+    if text is None or not text.strip():
+        return []
+    parser = _Parser(text)
+    parser.parse()
+    return parser.keys
 
 
 def compile_order_by(order_by: Sequence[str] | None) -> list[Any]:

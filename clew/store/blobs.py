@@ -189,6 +189,15 @@ class LocalBlobStore:
         with open(self._open_existing(digest), "rb") as reader:
             return reader.read(size)
 
+    @property
+    def location(self) -> str:
+        """Where the blobs are, as shown to users."""
+        return str(self.root)
+
+    def is_empty(self) -> bool:
+        """Whether no blob is stored (a new store's database may only be created over none)."""
+        return next((self.root / "sha256").glob("*/*/*"), None) is None
+
     def iter_digests(self) -> Iterator[str]:
         base = self.root / "sha256"
         if not base.exists():

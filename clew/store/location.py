@@ -11,13 +11,14 @@ where the blobs go (``<prefix>/captures/`` in an object store).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from clew.errors import InvalidInputError
+from clew.errors import InvalidInputError, StoreMissingError
 from clew.store.blobs import LocalBlobStore
 from clew.store.captures import CaptureFiles, open_files
 from clew.store.metadata import Database
@@ -67,8 +68,15 @@ class Store:
         self.db.close()
 
 
-def open_store(uri: str | os.PathLike[str] | None = None, artifacts: str | None = None) -> Store:
-    """Open (creating if needed) the store named by ``uri``, ``CLEW_URI`` or ``CLEW_HOME``."""
+def open_store(
+    uri: str | os.PathLike[str] | None = None, artifacts: str | None = None, *, create: bool = False
+) -> Store:
+    """Open the store named by ``uri``, ``CLEW_URI`` or ``CLEW_HOME``.
+
+    A new store is created on first use of an empty or new home or database; one whose blobs,
+    capture files or keys are there without its database is refused (``StoreMissingError``)
+    unless ``create`` asks for an empty database beside them on purpose.
+    """
     text = os.fspath(uri) if uri is not None else os.environ.get("CLEW_URI") or ""
     if text.startswith(("http://", "https://")):
         raise InvalidInputError(
@@ -76,11 +84,11 @@ def open_store(uri: str | os.PathLike[str] | None = None, artifacts: str | None 
             "so pass a directory or a database URL."
         )
     if "://" in text and not text.startswith("file://"):
-        return _open_database_url(text, artifacts or os.environ.get("CLEW_ARTIFACTS"))
+        return _open_database_url(text, artifacts or os.environ.get("CLEW_ARTIFACTS"), create)
     home = Path(text.removeprefix("file://")).expanduser() if text else default_home()
     home.mkdir(parents=True, exist_ok=True)
-    database = Database(f"sqlite:///{home / 'clew.db'}")
-    return Store(str(home), home, database, open_blobs(artifacts, home / "blobs"))
+    blobs = open_blobs(artifacts, home / "blobs")
+    return _open(str(home), home, f"sqlite:///{home / 'clew.db'}", blobs, create)
 
 
 def open_blobs(artifacts: str | None, default: Path) -> BlobStore:
@@ -114,7 +122,7 @@ def redact(url: str) -> str:
         return url.split("://", 1)[0] + "://***"
 
 
-def _open_database_url(url: str, artifacts: str | None) -> Store:
+def _open_database_url(url: str, artifacts: str | None, create: bool) -> Store:
     url = database_url(url)
     if url.startswith("sqlite:///"):
         home = Path(url.removeprefix("sqlite:///")).expanduser().resolve().parent
@@ -123,7 +131,78 @@ def _open_database_url(url: str, artifacts: str | None) -> Store:
         home = default_home()
     home.mkdir(parents=True, exist_ok=True)
     blobs = open_blobs(artifacts, home / "blobs")
-    return Store(redact(url), home, Database(url), blobs)
+    return _open(redact(url), home, url, blobs, create)
+
+
+def _open(shown: str, home: Path, url: str, blobs: BlobStore, create: bool) -> Store:
+    """The store's parts, refusing to start an empty database over a lost one's data.
+
+    Checked twice, data first and the database's emptiness second, so a process that finds
+    the data another one wrote after creating its schema also finds that schema: SQLite before
+    the file is opened (opening would create it), any database again when it has no schema.
+    """
+    if create:
+        return Store(shown, home, Database(url), blobs)
+    sqlite_file = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    if sqlite_file is not None:
+        _refuse_lost_database(shown, home, blobs, sqlite_file, lambda: _no_file(sqlite_file))
+    database = Database(
+        url,
+        before_create=lambda opened: _refuse_lost_database(
+            shown, home, blobs, sqlite_file, lambda: opened.schema_revision() is None
+        ),
+    )
+    return Store(shown, home, database, blobs)
+
+
+def _refuse_lost_database(
+    shown: str,
+    home: Path,
+    blobs: BlobStore,
+    sqlite_file: Path | None,
+    database_is_new: Callable[[], bool],
+) -> None:
+    found = _stored_data(home, blobs, own_home=sqlite_file is not None)
+    if not found or not database_is_new():
+        return
+    where = (
+        f"its database {sqlite_file} is missing or empty"
+        if sqlite_file
+        else (f"the database {shown} is empty")
+    )
+    raise StoreMissingError(
+        f"the store holds {' and '.join(found)} but {where}; restore the store from a backup "
+        f"(clew restore ARCHIVE --uri NEW_STORE) or point clew at the database that recorded "
+        f"them, or run clew db upgrade --create (create=True) to start an empty database "
+        f"beside them on purpose."
+    )
+
+
+def _stored_data(home: Path, blobs: BlobStore, own_home: bool) -> list[str]:
+    """What a store's database would describe, found without it (empty: a new store).
+
+    ``keys/`` counts only beside a SQLite file: a PostgreSQL store's home is the shared
+    ``CLEW_HOME``, which may belong to an embedded store as well.
+    """
+    if not blobs.is_empty():
+        return [f"blobs ({blobs.location})"]
+    found = []
+    captures = home / "captures"
+    if isinstance(blobs, LocalBlobStore) and open_files(blobs, captures).has_files():
+        found.append(f"capture files ({captures})")
+    keys = home / "keys"
+    if own_home and keys.is_dir() and any(path.is_file() for path in keys.iterdir()):
+        found.append(f"keys ({keys})")
+    return found
+
+
+def _no_file(path: Path) -> bool:
+    """No database file, or an empty one with no WAL beside it (a new database's first
+    commits sit in its WAL until a checkpoint copies them into the file)."""
+    wal = path.with_name(path.name + "-wal")
+    return not path.exists() or (
+        path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+    )
 
 
 def _require_driver() -> None:

@@ -27,7 +27,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from clew.errors import InvalidInputError, StoreBusyError, StoreUnavailableError, StoreVersionError
+from clew.errors import (
+    IntegrityError,
+    InvalidInputError,
+    StoreBusyError,
+    StoreUnavailableError,
+    StoreVersionError,
+)
 from clew.store import schema
 from clew.store.checkpoints import WalCheckpointer
 
@@ -65,7 +71,8 @@ def sqlite_synchronous() -> str:
     may roll back on power loss or an OS crash. ``full`` fsyncs the WAL on every commit, so a
     commit survives power loss too, at the price of one fsync (milliseconds on many disks) per
     write. Neither can corrupt the database, and a rollback only ever drops a suffix of
-    transactions, so the audit chain stays a valid prefix. docs/operations.md (durability).
+    transactions, so the audit chain stays a valid prefix. Governance writes are fsynced
+    under either setting (``mark_durable``). docs/operations.md (durability).
     """
     mode = os.environ.get(SQLITE_SYNC_ENV, "").strip().lower() or "normal"
     if mode not in SQLITE_SYNC_MODES:
@@ -237,6 +244,33 @@ def _postgres_engine(url: str) -> Engine:
     return engine
 
 
+_DURABLE = "clew_durable_commit"
+# What SQLite itself calls for synchronous=FULL on Linux; macOS has no fdatasync.
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+# Only raises PostgreSQL's setting for this transaction when the server's is "off": "local"
+# flushes the commit record to this server's disk; stronger settings (replication) stay.
+_PG_DURABLE = (
+    "SELECT set_config('synchronous_commit', 'local', true) "
+    "WHERE current_setting('synchronous_commit') = 'off'"
+)
+
+
+def mark_durable(connection: Connection) -> None:
+    """Make the write transaction on ``connection`` survive power loss once it commits, before
+    it is acknowledged, whatever ``CLEW_SQLITE_SYNC`` says for bulk writes.
+
+    For governance writes (registry events, approvals, policies, keys, users): a power cut may
+    take back a logged metric, never an approval a user was told had happened. SQLite refuses
+    to change ``synchronous`` inside a transaction, so ``Database.write`` fsyncs the WAL right
+    after the commit, which is what ``synchronous=FULL`` does in WAL mode; on PostgreSQL the
+    transaction commits with ``synchronous_commit`` at least ``local``.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_PG_DURABLE)
+        return
+    connection.info[_DURABLE] = True
+
+
 @dataclass(frozen=True)
 class _Joined:
     """The transaction ``single_transaction`` opened, and what waits for its commit."""
@@ -314,8 +348,11 @@ def driver_execute(
 class Database:
     """One metadata database; every service reads and writes through ``read()``/``write()``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, before_create: Callable[[Database], None] | None = None) -> None:
+        """``before_create`` runs when the database has no schema yet, before one is created:
+        ``open_store`` refuses there to start an empty database over a lost one's data."""
         self.url = url
+        self._before_create = before_create
         if url.startswith("sqlite"):
             self.engine = _sqlite_engine(url)
         else:
@@ -326,8 +363,12 @@ class Database:
             if self.dialect == "sqlite" and self.engine.url.database not in (None, "", ":memory:")
             else None
         )
-        with _busy_as_error(url):
-            self._ensure_schema()
+        try:
+            with _busy_as_error(url):
+                self._ensure_schema()
+        except BaseException:
+            self.close()  # a refused store leaves no pool or checkpoint thread behind
+            raise
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -348,10 +389,27 @@ class Database:
             return
         with _busy_as_error(self.url), self.engine.connect() as connection:
             connection = connection.execution_options(clew_write=True)
-            with connection.begin():
-                yield connection
+            try:
+                with connection.begin():
+                    yield connection
+                if connection.info.get(_DURABLE):
+                    self._sync_log()
+            finally:
+                connection.info.pop(_DURABLE, None)
         if self._checkpointer is not None:
             self._checkpointer.note_write()
+
+    def _sync_log(self) -> None:
+        """fsync the SQLite WAL a ``mark_durable`` transaction just committed to (unless every
+        commit already is, under ``CLEW_SQLITE_SYNC=full``)."""
+        path = self.engine.url.database
+        if self._checkpointer is None or not path or sqlite_synchronous() == "full":
+            return
+        descriptor = os.open(f"{path}-wal", os.O_RDONLY)
+        try:
+            _fdatasync(descriptor)
+        finally:
+            os.close(descriptor)
 
     @contextlib.contextmanager
     def single_transaction(self) -> Iterator[Connection]:
@@ -409,6 +467,8 @@ class Database:
         revision = self.schema_revision()
         if revision == SCHEMA_HEAD:
             return
+        if revision is None and self._before_create is not None:
+            self._before_create(self)
         if revision is not None and revision not in _known_revisions():
             raise StoreVersionError(
                 f"the store at {_redacted(self.url)} has schema revision {revision!r}, "
@@ -475,6 +535,11 @@ def _busy_as_error(url: str) -> Iterator[None]:
                 f"the store stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
                 "retry when the other writer has finished."
             ) from error
+        if _damaged(error, sqlstate):
+            raise IntegrityError(
+                f"the database {_redacted(url)} is damaged ({_first_line(error.orig)}); run "
+                "clew verify to name the damaged table, then restore the store from a backup."
+            ) from error
         if _timed_out(error.orig):
             raise StoreUnavailableError(
                 f"the database server behind {_redacted(url)} did not answer in time "
@@ -488,6 +553,15 @@ def _busy_as_error(url: str) -> Iterator[None]:
                 f"({_first_line(error.orig)}); retry once it is back, clew reconnects by itself."
             ) from error
         raise
+
+
+def _damaged(error: DBAPIError, sqlstate: str) -> bool:
+    """SQLite's "malformed" / "not a database" (a damaged or overwritten file), PostgreSQL's
+    data_corrupted / index_corrupted (XX001, XX002)."""
+    if sqlstate in ("XX001", "XX002"):
+        return True
+    text = str(error.orig)
+    return "database disk image is malformed" in text or "file is not a database" in text
 
 
 def _timed_out(error: BaseException | None) -> bool:

@@ -329,6 +329,20 @@ class ObjectBlobStore:
         with self._existing(digest):
             return bytes(self.fs.cat_file(self.key_for(digest), start=0, end=size))
 
+    @property
+    def location(self) -> str:
+        """Where the blobs are, as shown to users (the URL without its query options)."""
+        return self.url
+
+    def is_empty(self) -> bool:
+        """Whether nothing at all (blob or capture file) is under the prefix: one listing
+        request, not a walk, since a new store's database may only be created over none."""
+        with self._reachable():
+            try:
+                return not self.fs.ls(self.root, detail=False)
+            except FileNotFoundError:
+                return True
+
     def iter_digests(self) -> Iterator[str]:
         with self._reachable():
             keys = sorted(self.fs.find(f"{self.root}/sha256"))

@@ -83,6 +83,7 @@ class Revocation(Body):
 class Promotion(Body):
     version: Version
     comment: Text = ""
+    new_alias: bool = False  # create an alias the model never had (else refused as a typo)
     signed: Signed | None = None
 
 
@@ -222,7 +223,12 @@ def promote(
     name: Name, alias: Name, body: Promotion, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     event = PromotionService(services.store).promote(
-        f"{name}/{body.version}", alias, actor, body.comment, signed=_signed(body.signed)
+        f"{name}/{body.version}",
+        alias,
+        actor,
+        body.comment,
+        body.new_alias,
+        signed=_signed(body.signed),
     )
     return event_wire(event)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +18,7 @@ from clew.server import arrow_bodies
 from clew.server.arrow_bodies import ARROW_STREAM
 from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
 from clew.server.limits import MAX_METRIC_POINTS
+from clew.server.responses import JSONResponse
 from clew.server.routes.models import (
     NAME_LENGTH,
     Body,
@@ -28,7 +30,7 @@ from clew.server.routes.models import (
     Text,
 )
 from clew.service import accounts
-from clew.service.runs import check_key, search_runs
+from clew.service.runs import WARNINGS_HEADER, check_key, search_runs, unknown_keys
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], route_class=PlainRoute)
 
@@ -149,11 +151,15 @@ def create_run(body: CreateRun, services: ServicesDep, actor: ActorDep) -> dict[
 
 
 @router.post("/search")
-def search(body: Search, services: ServicesDep) -> list[dict[str, Any]]:
+def search(body: Search, services: ServicesDep) -> Response:
+    """The runs; filter keys no run has are named in the ``Clew-Warnings`` header (a JSON
+    list of sentences), which the SDK raises as ``UnknownKeyWarning``."""
     found = search_runs(
         services.store, body.filter, body.order_by, body.max_results, body.experiments
     )
-    return [wire(run) for run in found]
+    messages = unknown_keys(services.store, body.filter)
+    headers = {WARNINGS_HEADER: json.dumps(messages)} if messages else None
+    return JSONResponse([wire(run) for run in found], headers=headers)
 
 
 @router.get("/{run_id}")

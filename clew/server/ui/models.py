@@ -106,8 +106,9 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         ref = f"{name}/{version}"
         alias = current.form.get("alias", "").strip()
         comment = current.form.get("comment", "")
+        new_alias = current.form.get("new_alias") == "1"
         try:
-            PromotionService(current.store).promote(ref, alias, current.actor, comment)
+            PromotionService(current.store).promote(ref, alias, current.actor, comment, new_alias)
         except ClewError as refusal:
             return _refused(current, name, version, refusal)
         notice = f"{name}@{alias} now points at {ref}"
