@@ -155,6 +155,7 @@ def _write_unit_leaf_batch(
     }
     with store.db.write() as connection:
         connection.execute(schema.capture_batches.insert().values(**row))
+        audit.stage(connection, schema.capture_batches, row)
         audit.append(connection, "alice", "capture.batch", f"{target.name}/1", row)
     return batch_id
 

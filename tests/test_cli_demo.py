@@ -73,7 +73,7 @@ def test_demo_end_to_end_then_explore(tmp_path: Path, home: Path) -> None:
     source = steps["data_source"]
     assert source["outcome"] == "verified" and "re-hashed" in source["reason"]
     assert source["details"]["properties"]["source_uri"] == "sklearn://datasets/breast_cancer"
-    assert "all 7 steps verified" in out, out
+    assert "all 8 steps verified" in out, out
 
     assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
     assert runner.invoke(app, ["verify"]).exit_code == 0

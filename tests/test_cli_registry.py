@@ -240,7 +240,7 @@ def test_trace_table_and_json(git_repo: Path, served: list[str]) -> None:
     out = result.stdout
     assert f"trace of prediction {served[1]}" in out
     assert "approved by bob" in out and "churn/1" in out and "dataset:churn-train" in out
-    assert "all 5 steps verified" in out
+    assert "all 6 steps verified" in out
 
     data = as_json("trace", f"prediction:{served[0]}")
     assert set(data) == {"prediction_id", "outcome", "verified", "steps"}
@@ -283,7 +283,7 @@ def test_trace_exits_1_when_a_step_failed(git_repo: Path, served: list[str], sto
     data = json.loads(result.stdout)
     assert data["outcome"] == "failed" and data["steps"][1]["outcome"] == "failed"
     assert pickle_digest in data["steps"][1]["reason"]
-    assert "1 of 5 steps failed" in invoke("trace", served[0]).stdout
+    assert "1 of 6 steps failed" in invoke("trace", served[0]).stdout
 
 
 def test_trace_unknown_prediction_is_one_line(served: list[str]) -> None:

@@ -368,7 +368,7 @@ def test_a_promote_from_a_clock_an_hour_behind_neither_waits_nor_goes_back_in_ti
     _, artifact = train(client)
     for _ in range(2):
         client.register_model(artifact, "iris")
-    client.promote("iris/1", "staging", "first")
+    client.promote("iris/1", "staging", "first", new_alias=True)
     done = run_an_hour_behind(
         tmp_path,
         request,

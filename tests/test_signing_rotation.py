@@ -160,6 +160,7 @@ def _pem_id(pem: str) -> str:
     return signing.key_id(pem.encode())
 
 
+@pytest.mark.tampers
 def test_a_key_history_row_altered_outside_clew_verifies_nothing(
     client: clew.Client, old_key: Path, new_key: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -345,6 +346,7 @@ def test_upgrading_a_bound_store_starts_its_history_with_the_bound_key(tmp_path:
             ),
             {"digest": digests.digest_json({"key_id": _pem_id(pem), "public_key": pem})},
         )
+        connection.execute(text("INSERT INTO store_info (key, value) VALUES ('audit_head', '1:h')"))
     engine.dispose()
 
     store = open_store(database.parent)

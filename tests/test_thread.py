@@ -25,7 +25,7 @@ from clew.cli.main import app
 from clew.domain import digests
 from clew.domain.records import ArtifactRecord
 from clew.server.ui import create_ui_app
-from clew.service.trace import _verify_code
+from clew.service.trace import FAILED, VERIFIED, _verify_code
 from clew.store.location import Store
 
 PREPARE = """
@@ -346,6 +346,6 @@ def test_trace_re_derives_code_records_with_and_without_the_script(
     current = recorded("current", digests.code_digest(facts))
     legacy = recorded("legacy", digests.code_digest(facts, with_script=False))
     moved = recorded("moved", digests.code_digest(facts), script="prepare.py")
-    assert _verify_code(store, current)[0] and _verify_code(store, legacy)[0]
-    verified, reason = _verify_code(store, moved)
-    assert not verified and moved.digest in reason
+    assert _verify_code(store, current).outcome == _verify_code(store, legacy).outcome == VERIFIED
+    check = _verify_code(store, moved)
+    assert check.outcome == FAILED and moved.digest in check.reason
