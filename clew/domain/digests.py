@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 PREFIX = "sha256:"
 HEX_LENGTH = 64
+_DIGEST = re.compile(f"{PREFIX}[0-9a-f]{{{HEX_LENGTH}}}")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -59,11 +61,9 @@ def manifest_digest(entries: dict[str, str]) -> str:
 
 
 def is_digest(text: str) -> bool:
-    return (
-        text.startswith(PREFIX)
-        and len(text) == len(PREFIX) + HEX_LENGTH
-        and all(ch in "0123456789abcdef" for ch in text[len(PREFIX) :])
-    )
+    """``sha256:`` and 64 lowercase hex digits (one compiled match: it guards every blob path
+    and runs for every file checked before a registration)."""
+    return isinstance(text, str) and _DIGEST.fullmatch(text) is not None
 
 
 def hex_part(digest: str) -> str:

@@ -19,16 +19,13 @@ from sqlalchemy.exc import DBAPIError
 
 from clew.domain.records import ArtifactRecord
 from clew.errors import IntegrityError, InvalidInputError, NotFoundError, UnverifiedBytesError
-from clew.service.uploads import (
-    MAX_MANIFEST_BYTES,
-    SNIFF_BYTES,
-    check_manifest_bytes,
-    could_be_manifest,
-    looks_like_manifest,
-)
+from clew.service.uploads import MAX_MANIFEST_BYTES, check_manifest_bytes, looks_like_manifest
 from clew.store import schema
-from clew.store.blobs import Fingerprint
+from clew.store.blobs import SNIFF_BYTES, could_be_json
 from clew.store.location import BlobStore, Store
+
+# Blobs up to this size are read whole when checked: one read costs less than sniffing first.
+_READ_WHOLE_BYTES = 1 << 20
 
 MISSING, CORRUPT = "missing", "corrupt"
 
@@ -74,20 +71,27 @@ def verify_blobs(
 
 # --- the bytes of a version: checked before it is registered, approved or promoted ----------
 
-# (blob store root, digest) -> (fingerprint when re-hashed, its manifest's files or None).
-# A hit needs the fingerprint the store reports now, so this memo never vouches for bytes
-# that changed since; it only spares re-hashing unchanged bytes more than once per process.
-_REHASHED: dict[tuple[str, str], tuple[Fingerprint, dict[str, str] | None]] = {}
-_MEMO_LIMIT = 100_000
+
+class NotHashedYet(Exception):
+    """Raised by ``require_verified_bytes(..., hash_now=False)`` when a blob would have to be
+    hashed: the caller leaves its transaction, hashes (``hash_now=True``) and comes back."""
+
+    def __init__(self, artifact: ArtifactRecord, context: str) -> None:
+        super().__init__(context)
+        self.artifact, self.context = artifact, context
 
 
-def require_verified_bytes(store: Store, artifact: ArtifactRecord, context: str) -> None:
+def require_verified_bytes(
+    store: Store, artifact: ArtifactRecord, context: str, *, hash_now: bool = True
+) -> None:
     """Refuse unless the artifact's digest, and every file of its manifest when it is a
     directory, is in the blob store and hashes to its digest.
 
-    ``context`` starts the refusal ("cannot approve churn/3"). Each blob is re-hashed once
-    per process while the store reports the same fingerprint for it (a stat, or one HEAD on
-    an object store); a manifest's paths are checked whenever it is re-hashed.
+    ``context`` starts the refusal ("cannot approve churn/3"). Each blob is hashed once per
+    process while the store reports the same fingerprint for it (a stat, or one HEAD on an
+    object store; see ``Rehashed``); a manifest's paths are checked whenever it is re-hashed.
+    With ``hash_now`` false only that memory is consulted, and ``NotHashedYet`` is raised
+    where hashing would be needed (callers holding a write lock).
     """
     what = f"{artifact.type}:{artifact.name}"
     if artifact.properties.get("reference"):
@@ -96,11 +100,24 @@ def require_verified_bytes(store: Store, artifact: ArtifactRecord, context: str)
             "has no bytes to check; log the model's files with run.log_model(...) instead."
         )
     directory = artifact.properties.get("kind") == "directory"
-    files = _checked(
-        store.blobs, artifact.digest, what, context, manifest=True, directory=directory
-    )
-    for path, digest in sorted((files or {}).items()):
-        _checked(store.blobs, digest, f"file {path!r} of {what}", context)
+    try:
+        files = _checked(
+            store.blobs,
+            artifact.digest,
+            what,
+            context,
+            hash_now,
+            manifest=True,
+            directory=directory,
+        )
+        for path, digest in sorted((files or {}).items()):
+            _checked(store.blobs, digest, f"file {path!r} of {what}", context, hash_now)
+    except _MustHash:
+        raise NotHashedYet(artifact, context) from None
+
+
+class _MustHash(Exception):
+    """A blob is not in this process's memory of hashed blobs (``hash_now`` was false)."""
 
 
 def _checked(
@@ -108,19 +125,22 @@ def _checked(
     digest: str,
     what: str,
     context: str,
+    hash_now: bool,
     *,
     manifest: bool = False,
     directory: bool = False,
 ) -> dict[str, str] | None:
-    """Re-hash one blob unless unchanged since this process last did; its manifest files when
-    ``manifest`` and the bytes are one (always read as one when ``directory``)."""
+    """Re-hash one blob unless unchanged since this process last did (with ``hash_now``
+    false, raise ``_MustHash`` instead); return its manifest files when ``manifest`` and the
+    bytes are one (always read as one when ``directory``)."""
     fingerprint = blobs.fingerprint(digest)
     if fingerprint is None:
         raise _missing(digest, what, context)
-    key = (str(blobs.root), digest)
-    cached = _REHASHED.get(key)
-    if cached is not None and cached[0] == fingerprint:
-        return cached[1]
+    known = blobs.rehashed.find(digest, fingerprint)
+    if known is not None and not (directory and known[0] is None):
+        return known[0]
+    if not hash_now:
+        raise _MustHash
     try:
         files = _rehash(blobs, digest, fingerprint[0], manifest=manifest, directory=directory)
     except NotFoundError:
@@ -129,9 +149,7 @@ def _checked(
         raise _corrupt(digest, what, context) from None
     except InvalidInputError as error:
         raise InvalidInputError(f"{context}: {error}") from None
-    if len(_REHASHED) >= _MEMO_LIMIT:
-        _REHASHED.clear()
-    _REHASHED[key] = (fingerprint, files)
+    blobs.rehashed.remember(digest, fingerprint, files)
     return files
 
 
@@ -150,10 +168,11 @@ def _rehash(
 
 
 def _small_json(blobs: BlobStore, digest: str, size: object) -> bool:
-    """Whether a blob small enough to be a manifest starts like one."""
+    """Whether a blob small enough to be a manifest may be one: small ones are simply read
+    whole (one read instead of two), larger ones only if they start like JSON."""
     if not isinstance(size, int) or size > MAX_MANIFEST_BYTES:
         return False
-    return could_be_manifest(blobs.read_prefix(digest, SNIFF_BYTES))
+    return size <= _READ_WHOLE_BYTES or could_be_json(blobs.read_prefix(digest, SNIFF_BYTES))
 
 
 def _missing(digest: str, what: str, context: str) -> UnverifiedBytesError:

@@ -19,6 +19,7 @@ registration it approves.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,13 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from clew.domain import ids, records, refs
-from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord, from_fields
+from clew.domain.records import (
+    ArtifactRecord,
+    ModelRecord,
+    RegistryEvent,
+    VersionRecord,
+    from_fields,
+)
 from clew.errors import ConflictError, InvalidInputError, NameConflictError, NotFoundError
 from clew.service import audit, integrity, signed_heads
 from clew.service.artifacts import find_artifact, load_artifact
@@ -73,9 +80,20 @@ WHERE m.name = :name AND v.version = :version
 
 # Registration is a hot path: its statements are plain SQL run on the transaction's DBAPI
 # cursor (see DriverStatement), which keeps a registration's CPU cost near SQLite's own.
+_ARTIFACT_COLUMNS = (
+    "id",
+    "type",
+    "name",
+    "digest",
+    "size",
+    "uri",
+    "properties",
+    "created_ms",
+    "created_by",
+)
 _ARTIFACT_AND_PRODUCER = DriverStatement(
     f"""
-    SELECT a.id, a.type, a.digest, (
+    SELECT {", ".join(f"a.{column}" for column in _ARTIFACT_COLUMNS)}, (
         SELECT e.source_id FROM edges e
         WHERE e.destination_id = a.id AND e.association = '{records.PRODUCED}'
             AND e.source_kind = 'run'
@@ -203,12 +221,47 @@ class RegistryService:
         if signature is not None and not isinstance(signature, Mapping):
             raise InvalidInputError("signature must be a mapping such as {'inputs': [...]}.")
         parsed = refs.parse(source)
-        with self.store.db.read() as connection:
-            artifact_id, digest, run_id = _model_source(connection, parsed, source)
-            artifact = load_artifact(connection, artifact_id)
-        # Outside the write transaction: re-hashing a large model must not hold the lock.
-        integrity.require_verified_bytes(self.store, artifact, f"cannot register {name}")
+        write = functools.partial(
+            self._write_version,
+            name,
+            parsed,
+            source,
+            actor,
+            description=description,
+            signature=signature,
+            owner=owner,
+            risk_tier=risk_tier,
+            tags=tags,
+        )
+        try:
+            return write(hash_now=False)
+        except integrity.NotHashedYet as pending:
+            # Hashed outside the write transaction: re-hashing a model must not hold the lock.
+            integrity.require_verified_bytes(self.store, pending.artifact, pending.context)
+        return write(hash_now=True)
+
+    def _write_version(
+        self,
+        name: str,
+        parsed: refs.Ref,
+        source: str,
+        actor: str,
+        *,
+        description: str,
+        signature: Mapping[str, Any] | None,
+        owner: str | None,
+        risk_tier: str | None,
+        tags: Mapping[str, Any] | None,
+        hash_now: bool,
+    ) -> VersionRecord:
+        """Register in one transaction; the bytes check inside it only looks at what this
+        process already hashed unless ``hash_now`` (see ``integrity.NotHashedYet``)."""
         with self.store.db.write() as connection:
+            artifact, run_id = _model_source(connection, parsed, source)
+            artifact_id, digest = artifact.id, artifact.digest
+            integrity.require_verified_bytes(
+                self.store, artifact, f"cannot register {name}", hash_now=hash_now
+            )
             order = event_order(connection)
             model_id, number = _next_version(
                 connection, name, actor, owner=owner, risk_tier=risk_tier, tags=tags
@@ -515,11 +568,11 @@ def _check_model_attributes(
 
 def _model_source(
     connection: Connection, parsed: refs.Ref, source: str
-) -> tuple[str, str, str | None]:
-    """(model artifact id, its digest, the run that produced it) for a registration source."""
+) -> tuple[ArtifactRecord, str | None]:
+    """(the model artifact, the run that produced it) for a registration source."""
     if isinstance(parsed, refs.RunRef):
         artifact = load_artifact(connection, _run_model(connection, parsed.run_id))
-        return artifact.id, artifact.digest, parsed.run_id
+        return artifact, parsed.run_id
     if not isinstance(parsed, refs.ArtifactRef):
         raise InvalidInputError(
             f"{source!r} cannot be registered; pass the model artifact from run.log_model(...), "
@@ -529,13 +582,14 @@ def _model_source(
     row = _ARTIFACT_AND_PRODUCER.first(connection, {"artifact_id": artifact_id})
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
-    found_id, type_, digest, run_id = row
-    if type_ != "model":
+    *columns, run_id = row
+    artifact = from_fields(ArtifactRecord, dict(zip(_ARTIFACT_COLUMNS, columns, strict=True)))
+    if artifact.type != "model":
         raise InvalidInputError(
-            f"artifact {refs.format_ref(parsed)} is a {type_}, not a model; register "
+            f"artifact {refs.format_ref(parsed)} is a {artifact.type}, not a model; register "
             "the output of run.log_model(...)."
         )
-    return found_id, digest, run_id
+    return artifact, run_id
 
 
 def _run_model(connection: Connection, run_id: str) -> str:

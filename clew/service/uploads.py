@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from clew.errors import InvalidInputError
+from clew.store.blobs import SNIFF_BYTES, could_be_json
 
 # Object stores and web addresses: opened by fsspec (the embedded client reads their size).
 REFERENCE_SCHEMES = frozenset(
@@ -37,7 +38,6 @@ _BRACKETED_HOST = re.compile(r"\[[^\]]*\]")
 MAX_URI_LENGTH = 2048
 MANIFEST_KIND = "clew.manifest/v1"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-SNIFF_BYTES = 64
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", "metadata.google.internal"})
 
@@ -155,12 +155,6 @@ class ManifestSniffer:
             check_manifest_bytes(bytes(self._kept), digest)
 
 
-def could_be_manifest(prefix: bytes) -> bool:
-    """False when the first bytes of a blob already rule out a JSON manifest."""
-    head = prefix.lstrip()
-    return not head or head.startswith(b"{")
-
-
 def check_logged_manifests(
     blobs: Any, artifact_digest: str, listed: Mapping[str, tuple[int, str]]
 ) -> None:
@@ -171,7 +165,7 @@ def check_logged_manifests(
         declared = listed.get(digest, (0, "file"))[1] == "manifest"
         if not blobs.exists(digest):
             continue
-        if not (declared or could_be_manifest(blobs.read_prefix(digest, SNIFF_BYTES))):
+        if not (declared or could_be_json(blobs.read_prefix(digest, SNIFF_BYTES))):
             continue
         if blobs.size_of(digest) > MAX_MANIFEST_BYTES:
             if declared:

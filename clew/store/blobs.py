@@ -30,6 +30,7 @@ from clew.errors import (
 
 CHUNK = 4 * 1024 * 1024
 MANIFEST_KIND = "clew.manifest/v1"
+SNIFF_BYTES = 64
 Progress = Callable[[int], None]
 Fingerprint = tuple[object, ...]
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -48,6 +49,34 @@ class StoredDirectory:
     files: dict[str, str]
 
 
+class Rehashed:
+    """Blobs this process hashed (re-hashed, or hashed while writing them), each with the
+    fingerprint the store reported then and what was learnt about it (a directory manifest's
+    files, or None). An entry counts only while the store reports the same fingerprint, so it
+    never vouches for bytes that changed since; it spares hashing unchanged bytes again."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[Fingerprint, dict[str, str] | None]] = {}
+
+    def find(self, digest: str, fingerprint: Fingerprint) -> tuple[dict[str, str] | None] | None:
+        """``(files,)`` when ``digest`` was hashed at this fingerprint, else None."""
+        entry = self._seen.get(digest)
+        return (entry[1],) if entry is not None and entry[0] == fingerprint else None
+
+    def remember(self, digest: str, fingerprint: Fingerprint, files: dict[str, str] | None) -> None:
+        if len(self._seen) >= self.LIMIT:
+            self._seen.clear()
+        self._seen[digest] = (fingerprint, files)
+
+
+def could_be_json(head: bytes | bytearray) -> bool:
+    """False when a blob's first bytes already rule out JSON (and so a directory manifest)."""
+    stripped = bytes(head).lstrip()
+    return not stripped or stripped.startswith(b"{")
+
+
 class LocalBlobStore:
     """Blobs under one directory that the store's owner chose; clients never pick paths."""
 
@@ -55,6 +84,8 @@ class LocalBlobStore:
         self.root = Path(root)
         self.staging = self.root / "tmp"
         self.staging.mkdir(parents=True, exist_ok=True)
+        self.rehashed = Rehashed()
+        self._root_text = str(self.root)
 
     def path_for(self, digest: str) -> Path:
         if not digests.is_digest(digest):
@@ -73,6 +104,7 @@ class LocalBlobStore:
             with self._staging() as (handle, temp_path):
                 handle.write(data)
                 self._commit(handle, temp_path, digest)
+            self._remember_written(digest, data[:SNIFF_BYTES])
         return StoredBlob(digest, len(data))
 
     def put_file(self, source: Path, progress: Progress | None = None) -> StoredBlob:
@@ -80,6 +112,7 @@ class LocalBlobStore:
         source = Path(source)
         before = _stat_or_fail(source)
         hasher = hashlib.sha256()
+        head = b""
         with self._staging() as (handle, temp_path):
             try:
                 with open(source, "rb") as reader:
@@ -90,6 +123,7 @@ class LocalBlobStore:
                     view = memoryview(buffer)
                     while remaining and (count := reader.readinto(view[: min(CHUNK, remaining)])):
                         remaining -= count
+                        head = head or bytes(view[: min(count, SNIFF_BYTES)])
                         hasher.update(view[:count])
                         handle.write(view[:count])
                         if progress:
@@ -107,6 +141,7 @@ class LocalBlobStore:
                 self._touch(digest)
             else:
                 self._commit(handle, temp_path, digest)
+                self._remember_written(digest, head)
         return StoredBlob(digest, before.st_size)
 
     def adopt_verified_file(self, source: Path, digest: str) -> StoredBlob:
@@ -178,8 +213,11 @@ class LocalBlobStore:
         """What changes whenever the stored file does (None when it is missing): size first,
         then mtime, ctime, inode and device. ``os.utime`` can put mtime back but not ctime, so
         bytes rewritten in place or replaced by a rename always show a new fingerprint."""
-        try:
-            stat = self.path_for(digest).stat()
+        if not digests.is_digest(digest):
+            raise InvalidInputError(f"{digest!r} is not a sha256 digest; expected sha256:<64 hex>.")
+        hex_part = digests.hex_part(digest)
+        try:  # a string path: this runs on every registration, and Path joins cost more
+            stat = os.stat(f"{self._root_text}/sha256/{hex_part[:2]}/{hex_part[2:4]}/{hex_part}")
         except FileNotFoundError:
             return None
         return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
@@ -215,6 +253,14 @@ class LocalBlobStore:
     def delete(self, digest: str) -> None:
         """Remove one blob; only ``clew gc`` calls this, for blobs no record points at."""
         self.path_for(digest).unlink(missing_ok=True)
+
+    def _remember_written(self, digest: str, head: bytes) -> None:
+        """Bytes this process hashed while writing them count as re-hashed, unless they could
+        be a directory manifest (whose paths the service checks when it reads them)."""
+        if not could_be_json(head):
+            fingerprint = self.fingerprint(digest)
+            if fingerprint is not None:
+                self.rehashed.remember(digest, fingerprint, None)
 
     def _touch(self, digest: str) -> None:
         """Storing content that is already here renews its age, so a concurrent ``clew gc``

@@ -37,6 +37,7 @@ from clew.store.blobs import (
     CHUNK,
     Fingerprint,
     Progress,
+    Rehashed,
     StoredBlob,
     StoredDirectory,
     _fingerprint,
@@ -89,6 +90,7 @@ class ObjectBlobStore:
         if not self.root:
             raise InvalidInputError(f"{self.url} names no bucket; use s3://<bucket>/<prefix>.")
         self._pid = os.getpid()
+        self.rehashed = Rehashed()
 
     @property
     def fs(self) -> Any:
