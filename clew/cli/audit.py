@@ -102,7 +102,7 @@ def verify(
     )
     batches, batch_problems = capture.verify_batches(store)
     problems = [{"batch": p.batch_id, "path": p.path, "reason": p.reason} for p in batch_problems]
-    altered = [_problem_dict(problem) for problem in row_problems]
+    altered = [asdict(problem) for problem in row_problems]
     if format is Format.json:
         output.print_json(
             {
@@ -144,15 +144,6 @@ def _print_checkpoints(
         return
     rows = [(p.seq, output.cell(p.reason)) for p in problems]
     console.print(output.table(["entry", "problem"], rows, f"checkpoints {where} that fail"))
-
-
-def _problem_dict(problem: record_check.RecordProblem) -> dict[str, Any]:
-    return {
-        "table": problem.table,
-        "key": problem.key,
-        "seq": problem.seq,
-        "reason": problem.reason,
-    }
 
 
 def _print_rows(checked: int, problems: list[record_check.RecordProblem]) -> None:

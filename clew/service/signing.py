@@ -348,23 +348,27 @@ def _short(key: str | None) -> str:
 
 
 def _user_key(path: Path) -> Ed25519PrivateKey:
-    """A private key file the user names: wrong input is theirs to fix, not damage."""
+    """A private key file the user names to rotate to."""
     if not path.is_file():
         raise InvalidInputError(
             f"{path} does not exist; make the new key with `clew keys create {path}` first."
         )
+    return read_private_key(
+        path, "make one with `clew keys create NEW_KEY_FILE` and rotate to that"
+    )
+
+
+def read_private_key(path: Path, remedy: str) -> Ed25519PrivateKey:
+    """A private key file a user supplies: wrong input is theirs to fix (``remedy`` says how),
+    not damage."""
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as error:
         raise InvalidInputError(
-            f"{path} is not an unencrypted PEM Ed25519 private key; make one with "
-            "`clew keys create NEW_KEY_FILE` and rotate to that."
+            f"{path} is not an unencrypted PEM Ed25519 private key; {remedy}."
         ) from error
     if not isinstance(key, Ed25519PrivateKey):
-        raise InvalidInputError(
-            f"{path} is not an Ed25519 private key; make one with "
-            "`clew keys create NEW_KEY_FILE` and rotate to that."
-        )
+        raise InvalidInputError(f"{path} is not an Ed25519 private key; {remedy}.")
     return key
 
 

@@ -31,8 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, select
 
@@ -437,18 +435,7 @@ def create_local_key(user: str, *, replace: bool = False) -> tuple[Path, str]:
 
 
 def _read_private(path: Path) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as error:
-        raise InvalidInputError(
-            f"{path} is not an unencrypted PEM Ed25519 private key; make a new one with "
-            "`clew keys init --new`."
-        ) from error
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InvalidInputError(
-            f"{path} is not an Ed25519 private key; make a new one with `clew keys init --new`."
-        )
-    return key
+    return signing.read_private_key(path, "make a new one with `clew keys init --new`")
 
 
 def _short(key: str | None) -> str:
