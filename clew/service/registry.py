@@ -276,7 +276,7 @@ class RegistryService:
                 "signature": _json(
                     signature
                     if signature is not None
-                    else _infer_signature(connection, run_id, artifact_id)
+                    else _infer_signature(connection, run_id, artifact)
                 ),
                 "metrics": _json(_metrics_snapshot(connection, run_id)),
                 "description": description,
@@ -609,7 +609,7 @@ def _run_model(connection: Connection, run_id: str) -> str:
 
 
 def _infer_signature(
-    connection: Connection, run_id: str | None, artifact_id: str
+    connection: Connection, run_id: str | None, artifact: ArtifactRecord
 ) -> dict[str, Any]:
     """Inputs from what the fitted model saw, typed and completed by the training data.
 
@@ -619,7 +619,7 @@ def _infer_signature(
     The dataset whose name mentions "train" (else the widest) is used; the column named by the
     run's ``target``/``label`` param is the output; pandas index columns are never features.
     """
-    flavor = load_artifact(connection, artifact_id).properties.get("flavor")
+    flavor = artifact.properties.get("flavor")
     seen = flavor if isinstance(flavor, dict) else {}
     dataset, columns = _training_columns(connection, run_id)
     target = _target_column(connection, run_id, columns) if run_id else None
