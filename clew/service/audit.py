@@ -171,8 +171,14 @@ def adopt(connection: Connection, tables: Iterable[str], reason: str) -> AuditEn
     return append(connection, "clew", "audit.adopt", "store", {"rows": count, "reason": reason})
 
 
+def _innermost(connection: Connection) -> Any:
+    """The savepoint or transaction images are staged in: a savepoint that rolls back drops
+    its own images with it."""
+    return connection.get_nested_transaction() or connection.get_transaction() or connection
+
+
 def _staged_images(connection: Connection) -> list[tuple[str, str, str | None]]:
-    transaction = connection.get_nested_transaction() or connection.get_transaction() or connection
+    transaction = _innermost(connection)
     found = _staged.get(transaction)
     if found is None:
         found = _staged[transaction] = []
@@ -180,8 +186,7 @@ def _staged_images(connection: Connection) -> list[tuple[str, str, str | None]]:
 
 
 def _take_staged(connection: Connection) -> list[tuple[str, str, str | None]]:
-    transaction = connection.get_nested_transaction() or connection.get_transaction() or connection
-    return _staged.pop(transaction, [])
+    return _staged.pop(_innermost(connection), [])
 
 
 def append(
@@ -240,8 +245,7 @@ def append_staged(
 ) -> AuditEntry | None:
     """``append`` if this transaction staged row images since its last entry, else nothing:
     for writes that may turn out to be no-ops (an edge recorded twice)."""
-    transaction = connection.get_nested_transaction() or connection.get_transaction() or connection
-    if not _staged.get(transaction):
+    if not _staged.get(_innermost(connection)):
         return None
     return append(connection, actor, action, target, payload)
 
