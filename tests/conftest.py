@@ -115,6 +115,7 @@ def _isolated_environment(
     monkeypatch.delenv("CLEW_ARTIFACTS", raising=False)
     monkeypatch.setenv("CLEW_USER", "alice")
     monkeypatch.setenv("CLEW_USER_KEYS", str(tmp_path / "user-keys"))
+    monkeypatch.setenv("CLEW_CAPTURE_SPOOL", str(tmp_path / "capture-spool"))
     if BACKEND == "postgres-s3":
         monkeypatch.setenv("CLEW_URI", request.getfixturevalue("postgres_url"))
         monkeypatch.setenv("CLEW_ARTIFACTS", request.getfixturevalue("s3_artifacts"))

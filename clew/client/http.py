@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from clew import errors
+from clew.client.capture_spool import SpoolSettings, open_spool
 from clew.client.remote_capture import (
     ARROW_STREAM,
     RemoteCaptureWriter,
@@ -711,10 +712,11 @@ class RemotePredictions:
         keys = {key.key_id: key.public_key.encode() for key in self.signing_keys()}
         return remote_prediction(data, keys)
 
-    def capture_writer(self, actor: str) -> RemoteCaptureWriter:
+    def capture_writer(self, actor: str, spool: SpoolSettings | None = None) -> RemoteCaptureWriter:
         """Batches go to the server, which signs them and attributes them to the token's user
-        (``actor`` is the server's business, not the client's claim)."""
-        return RemoteCaptureWriter(self._post_capture)
+        (``actor`` is the server's business, not the client's claim); those it does not take
+        wait in this server's capture spool."""
+        return RemoteCaptureWriter(self._post_capture, open_spool(self._t.base_url, spool))
 
     def _post_capture(self, target: CaptureTarget, batch_id: str, body: bytes, dropped: int) -> Any:
         path = f"{API}/models/{_segment(target.name)}/versions/{target.version}/captures"

@@ -11,18 +11,27 @@ store's public key.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clew.client.capture_spool import SpoolSettings
 from clew.client.embedded import EmbeddedBackend
 from clew.domain.records import ms_to_iso
 from clew.errors import InvalidInputError
-from clew.service import capture, signing
-from clew.service.capture import CapturedPrediction, CaptureService, CaptureSettings
+from clew.service import signing
+from clew.service.capture import (
+    BatchWriter,
+    CapturedPrediction,
+    CaptureService,
+    CaptureSettings,
+    CaptureStats,
+)
 from clew.service.identity import current_actor
 from clew.service.trace import Trace
 
@@ -44,6 +53,28 @@ _with_capture: weakref.WeakSet[PredictionsMixin] = weakref.WeakSet()
 _capture_lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class FlushResult(Mapping[str, Any]):
+    """What ``flush_captures`` left undone: rows still ``queued`` in this process and rows
+    ``pending`` in the capture spool (a server that did not take them yet); ``complete`` when
+    both are 0. Read as a mapping it is ``capture_stats()`` taken after the flush."""
+
+    complete: bool
+    queued: int
+    pending: int
+    pending_batches: int
+    stats: CaptureStats
+
+    def __getitem__(self, key: str) -> Any:
+        return self.stats.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stats.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.stats.to_dict())
+
+
 class PredictionsMixin:
     """Signed prediction capture, ground-truth labels and ``trace`` (see docs/predictions.md)."""
 
@@ -51,6 +82,7 @@ class PredictionsMixin:
     actor: str
     _capture: CaptureService | None = None
     _capture_settings: CaptureSettings | None = None
+    _spool_settings: SpoolSettings | None = None
 
     def configure_capture(
         self,
@@ -58,9 +90,18 @@ class PredictionsMixin:
         batch_rows: int | None = None,
         flush_seconds: float | None = None,
         max_queued_rows: int | None = None,
+        spool: str | Path | None = None,
+        spool_max_bytes: int | None = None,
+        spool_max_batches: int | None = None,
+        retry_seconds: float | None = None,
     ) -> CaptureSettings:
         """Tune batching: rows per signed batch, seconds before a partial batch is written,
-        and how many rows may wait in memory before new ones are dropped (and counted)."""
+        and how many rows may wait in memory before new ones are dropped (and counted).
+
+        On a client of a server, also the capture spool that keeps what the server did not
+        take: its directory (default ``CLEW_CAPTURE_SPOOL`` or ``~/.local/state/clew/
+        capture-spool``), its bounds, and the longest pause between re-sending attempts.
+        Set these before the first prediction: the spool is opened with the writer."""
         settings = self._capture_settings or CaptureSettings()
         if batch_rows is not None:
             settings.batch_rows = _positive(batch_rows, "batch_rows")
@@ -68,22 +109,47 @@ class PredictionsMixin:
             settings.flush_seconds = _positive(flush_seconds, "flush_seconds")
         if max_queued_rows is not None:
             settings.max_queued_rows = _positive(max_queued_rows, "max_queued_rows")
+        self._spool_settings = _spool_settings(
+            self._spool_settings or SpoolSettings(),
+            spool,
+            spool_max_bytes,
+            spool_max_batches,
+            retry_seconds,
+        )
         self._capture_settings = settings
         if self._capture is not None:
             self._capture.settings = settings
         return settings
 
     def capture_stats(self) -> dict[str, Any]:
-        """Rows submitted, captured, dropped (queue full), failed (writer errors), queued."""
-        if self._capture is None:
-            return capture.CaptureStats().to_dict()
-        return self._capture.stats().to_dict()
+        """Rows submitted, captured (delivered), dropped (queue or spool full), failed (writer
+        errors, refusals), queued (not yet written) and pending (spooled until a server takes
+        them; batches an earlier process left included)."""
+        return self._capture_stats().to_dict()
 
-    def flush_captures(self, timeout: float | None = 60.0) -> dict[str, Any]:
-        """Write every queued prediction now; returns ``capture_stats()`` afterwards."""
-        if self._capture is not None:
-            self._capture.flush(timeout)
-        return self.capture_stats()
+    def flush_captures(self, timeout: float | None = 60.0) -> FlushResult:
+        """Write every queued prediction now and send what the capture spool holds; what is
+        still undone after ``timeout`` seconds is in the result (``complete`` when nothing)."""
+        complete = True
+        if self._capture is not None or self._spools():
+            complete = self._capture_service().flush(timeout)
+        stats = self._capture_stats()
+        return FlushResult(
+            complete and stats.queued == 0 and stats.pending == 0,
+            stats.queued,
+            stats.pending,
+            stats.pending_batches,
+            stats,
+        )
+
+    def _capture_stats(self) -> CaptureStats:
+        if self._capture is None and not self._spools():
+            return CaptureStats()
+        return self._capture_service().stats()
+
+    def _spools(self) -> bool:
+        """A client of a server: its capture spool may hold an earlier process's batches."""
+        return not isinstance(self._service, EmbeddedBackend)
 
     def get_prediction(self, prediction_id: str) -> CapturedPrediction:
         """A captured prediction as stored, with its proof, label and verification result."""
@@ -128,10 +194,15 @@ class PredictionsMixin:
         if self._capture is None:
             with _capture_lock:
                 if self._capture is None:
-                    writer = self._service.predictions.capture_writer(current_actor())
-                    self._capture = CaptureService(writer, self._capture_settings)
+                    self._capture = CaptureService(self._writer(), self._capture_settings)
                     _with_capture.add(self)
         return self._capture
+
+    def _writer(self) -> BatchWriter:
+        if isinstance(self._service, EmbeddedBackend):
+            return self._service.predictions.capture_writer(current_actor())
+        spool = self._spool_settings or SpoolSettings()
+        return self._service.predictions.capture_writer(current_actor(), spool)
 
     def _capture_failed(self, rows: int, error: Exception) -> None:
         self._capture_service().record_failure(rows, error)
@@ -143,6 +214,25 @@ class PredictionsMixin:
 
 def _key_dict(key: signing.SigningKey) -> dict[str, Any]:
     return {**key.to_dict(), "created_at": ms_to_iso(key.created_ms)}
+
+
+def _spool_settings(
+    current: SpoolSettings,
+    directory: str | Path | None,
+    max_bytes: int | None,
+    max_batches: int | None,
+    retry_seconds: float | None,
+) -> SpoolSettings:
+    changes: dict[str, Any] = {}
+    if directory is not None:
+        changes["directory"] = Path(directory).expanduser()
+    if max_bytes is not None:
+        changes["max_bytes"] = _positive(max_bytes, "spool_max_bytes")
+    if max_batches is not None:
+        changes["max_batches"] = _positive(max_batches, "spool_max_batches")
+    if retry_seconds is not None:
+        changes["retry_seconds"] = _positive(retry_seconds, "retry_seconds")
+    return dataclasses.replace(current, **changes)
 
 
 def _positive(value: Any, name: str) -> Any:
@@ -171,7 +261,7 @@ def capture_stats() -> dict[str, Any]:
     return _client().capture_stats()
 
 
-def flush_captures(timeout: float | None = 60.0) -> dict[str, Any]:
+def flush_captures(timeout: float | None = 60.0) -> FlushResult:
     return _client().flush_captures(timeout)
 
 

@@ -6,26 +6,32 @@ capture writer thread hands each batch to ``RemoteCaptureWriter``. It turns the 
 Arrow columns (ids, times, inputs, outputs; the server adds the model columns from its own
 registry), cuts them into posts of bounded size, and sends each as a compressed Arrow IPC
 stream under a batch id made before the first attempt, so a retried post is recognised by the
-server and never written twice. The server builds the Merkle tree and signs it.
+server and never written twice. The server builds the Merkle tree and signs it. A batch the
+server does not take (no answer after the client's retries, or a 5xx) goes to the capture
+spool, which re-sends it under the same batch id until the server takes it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
+from clew.client.capture_spool import CaptureSpool, SpoolSender, undelivered
 from clew.domain import ids, merkle
 from clew.errors import InvalidInputError
 from clew.service import capture
 from clew.service.capture import (
     REMOTE_COLUMNS,
+    Backlog,
     Call,
     CapturedPrediction,
     CaptureTarget,
+    Undelivered,
     Verification,
     build_table,
 )
@@ -33,43 +39,119 @@ from clew.service.capture import (
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 POST_ROWS = 100_000
 MAX_POST_BYTES = 8 * 1024 * 1024  # half the server's limit, so a post is never refused for size
+COMPRESSED = pa.ipc.IpcWriteOptions(compression="zstd")
 Post = Callable[[CaptureTarget, str, bytes, int], object]
+log = logging.getLogger("clew.capture")
 
 
 class RemoteCaptureWriter:
-    """A ``BatchWriter`` that posts batches to a server through ``post``."""
+    """A ``BatchWriter`` that posts batches to a server through ``post`` and spools what the
+    server does not take, to re-send it later (clew/client/capture_spool.py)."""
 
-    def __init__(self, post: Post) -> None:
+    def __init__(self, post: Post, spool: CaptureSpool) -> None:
         self._post = post
+        self._sender = SpoolSender(spool, self._post_table)
+        self._dropped_since: dict[CaptureTarget, int] = {}
+        self._warned_full = False
+        self._sender.start()  # batches an earlier process left for this server
 
-    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> None:
+    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> Undelivered:
+        spooled = lost = 0
         for chunk in _by_rows(calls, POST_ROWS):
-            self._send(target, chunk, dropped)
-            dropped = 0
+            for table, body in _posts(target, chunk):
+                outcome = self._deliver(target, table, body, dropped)
+                dropped = 0
+                spooled += outcome.spooled
+                lost += outcome.dropped
+        return Undelivered(spooled=spooled, dropped=lost)
 
-    def _send(self, target: CaptureTarget, calls: Sequence[Call], dropped: int) -> None:
-        body = encode(target, calls)
-        if len(body) > MAX_POST_BYTES and len(calls) > 1:
-            half = len(calls) // 2
-            self._send(target, calls[:half], dropped)
-            self._send(target, calls[half:], 0)
+    def backlog(self) -> Backlog:
+        return self._sender.backlog()
+
+    def drain(self, timeout: float | None) -> bool:
+        return self._sender.drain(timeout)
+
+    def close(self) -> None:
+        self._sender.stop()
+
+    def _deliver(
+        self, target: CaptureTarget, table: pa.Table, body: bytes, dropped: int
+    ) -> Undelivered:
+        """Post one batch, or spool it while the server does not take it or older batches
+        wait (dropped when the spool has no room)."""
+        batch_id, rows = ids.new_id(), table.num_rows
+        dropped += self._dropped_since.pop(target, 0)
+        error: Exception | None = None
+        if not self._sender.spool.waiting():
+            try:
+                self._post(target, batch_id, body, dropped)
+                return Undelivered()
+            except Exception as failure:
+                if not undelivered(failure):
+                    raise
+                error = failure
+        if self._sender.spool.put(target, batch_id, table, dropped):
+            self._warned_full = False
+            self._sender.spooled(batch_id, rows, error)
+            return Undelivered(spooled=rows)
+        self._dropped_since[target] = self._dropped_since.get(target, 0) + dropped + rows
+        self._spool_full(target, rows)
+        return Undelivered(dropped=rows)
+
+    def _spool_full(self, target: CaptureTarget, rows: int) -> None:
+        if self._warned_full:
             return
-        if len(body) > MAX_POST_BYTES:
-            raise InvalidInputError(
-                f"one predict call of {calls[0].rows} rows encodes to {len(body)} bytes, more "
-                f"than a capture post may carry ({MAX_POST_BYTES}); predict in smaller calls."
-            )
-        self._post(target, ids.new_id(), body, dropped)
+        self._warned_full = True
+        settings = self._sender.spool.settings
+        log.warning(
+            "clew: the capture spool %s is full (at most %s batches and %s bytes); dropped %s "
+            "predictions of %s/%s and will drop more until the server at %s takes the waiting "
+            "batches. Dropped rows are counted in capture_stats()['dropped']; allow more with "
+            "client.configure_capture(spool_max_batches=..., spool_max_bytes=...).",
+            self._sender.spool.directory,
+            settings.max_batches,
+            settings.max_bytes,
+            rows,
+            target.name,
+            target.version,
+            self._sender.spool.server,
+        )
+
+    def _post_table(
+        self, target: CaptureTarget, batch_id: str, table: pa.Table, dropped: int
+    ) -> None:
+        """Post a spooled batch again, under the batch id it was first posted with."""
+        self._post(target, batch_id, ipc_stream(table, COMPRESSED), dropped)
+
+
+def _posts(target: CaptureTarget, calls: Sequence[Call]) -> list[tuple[pa.Table, bytes]]:
+    """The calls' rows as posts of at most ``MAX_POST_BYTES`` each (halved until they fit)."""
+    table = remote_rows(target, calls)
+    body = ipc_stream(table, COMPRESSED)
+    if len(body) > MAX_POST_BYTES and len(calls) > 1:
+        half = len(calls) // 2
+        return _posts(target, calls[:half]) + _posts(target, calls[half:])
+    if len(body) > MAX_POST_BYTES:
+        raise InvalidInputError(
+            f"one predict call of {calls[0].rows} rows encodes to {len(body)} bytes, more "
+            f"than a capture post may carry ({MAX_POST_BYTES}); predict in smaller calls."
+        )
+    return [(table, body)]
 
 
 def encode(target: CaptureTarget, calls: Sequence[Call]) -> bytes:
     """The calls' rows as one zstd-compressed Arrow IPC stream of the columns a server takes."""
+    return ipc_stream(remote_rows(target, calls), COMPRESSED)
+
+
+def remote_rows(target: CaptureTarget, calls: Sequence[Call]) -> pa.Table:
+    """The calls' rows in the columns a server takes (and the calls whose inputs changed)."""
     table = build_table(target, calls)
     table = table.select([name for name in REMOTE_COLUMNS if name in table.column_names])
     changed = capture.changed_call_ids(calls)
     if changed:
         table = table.replace_schema_metadata({capture.CHANGED_KEY: json.dumps(changed)})
-    return ipc_stream(table, pa.ipc.IpcWriteOptions(compression="zstd"))
+    return table
 
 
 def ipc_stream(table: pa.Table, options: pa.ipc.IpcWriteOptions | None = None) -> bytes:

@@ -22,7 +22,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -118,6 +118,8 @@ class CaptureStats:
     failed: int = 0
     batches: int = 0
     queued: int = 0
+    pending: int = 0
+    pending_batches: int = 0
     inputs_changed: int = 0
     last_error: str | None = None
 
@@ -129,15 +131,53 @@ class CaptureStats:
             "failed": self.failed,
             "batches": self.batches,
             "queued": self.queued,
+            "pending": self.pending,
+            "pending_batches": self.pending_batches,
             "inputs_changed": self.inputs_changed,
             "last_error": self.last_error,
         }
 
 
+@dataclass(frozen=True)
+class Undelivered:
+    """Rows of a batch a writer did not deliver now: kept to send later, or with no room."""
+
+    spooled: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What a spooling writer holds for later delivery (``pending``, batches waiting now, an
+    earlier process's included) and what it delivered or had refused from there since."""
+
+    pending: int = 0
+    pending_batches: int = 0
+    delivered: int = 0
+    delivered_batches: int = 0
+    failed: int = 0
+    last_error: str | None = None
+
+
 class BatchWriter(Protocol):
     """Where the writer thread hands each batch: the store itself, or a clew server."""
 
-    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> None: ...
+    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> Undelivered | None:
+        """Deliver the batch; None, or what could not be delivered now (rows it kept for
+        later, rows it had no room for)."""
+
+
+@runtime_checkable
+class SpoolingWriter(Protocol):
+    """A writer that keeps undelivered batches to send later (a client of a server)."""
+
+    def backlog(self) -> Backlog: ...
+
+    def drain(self, timeout: float | None) -> bool:
+        """Send what is kept now; True when nothing is left within ``timeout``."""
+
+    def close(self) -> None:
+        """Stop sending: what is still kept waits for the next process."""
 
 
 class StoreWriter:
@@ -157,8 +197,9 @@ class CaptureService:
     """The bounded queue and its writer thread, feeding one ``BatchWriter``.
 
     A writer that raises ``StoreBusyError`` or ``StoreUnavailableError`` could not deliver
-    the batch (a server that does not answer): its rows count as dropped; any other error
-    counts them as failed.
+    the batch and kept nothing: its rows count as dropped; any other error counts them as
+    failed. A spooling writer (a client of a server) keeps what the server did not take
+    (``pending`` until it is delivered) and drops only what its spool has no room for.
     """
 
     def __init__(self, writer: BatchWriter, settings: CaptureSettings | None = None) -> None:
@@ -173,6 +214,7 @@ class CaptureService:
         self._flush_requested = False
         self._handled = 0
         self._enqueued = 0
+        self._writing = 0  # rows taken from the queue and not yet delivered, kept or counted
         self._closed = False
         self._thread: threading.Thread | None = None
         self._thread_started = False  # reset in a forked child, which has no writer thread
@@ -210,11 +252,30 @@ class CaptureService:
             self._stats.last_error = f"{type(error).__name__}: {error}"
 
     def stats(self) -> CaptureStats:
+        """Counts so far; rows still being written count as queued, kept ones as pending."""
+        backlog = self.writer.backlog() if isinstance(self.writer, SpoolingWriter) else Backlog()
         with self._cond:
-            return CaptureStats(**self._stats.to_dict())
+            stats = CaptureStats(**self._stats.to_dict())
+            stats.queued += self._writing
+        stats.captured += backlog.delivered
+        stats.batches += backlog.delivered_batches
+        stats.failed += backlog.failed
+        stats.pending, stats.pending_batches = backlog.pending, backlog.pending_batches
+        stats.last_error = backlog.last_error or stats.last_error
+        return stats
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Write everything queued so far; True when it was all handled within ``timeout``."""
+    def flush(self, timeout: float | None = None, *, drain: bool = True) -> bool:
+        """Write everything queued so far and, with ``drain``, deliver what a spooling writer
+        kept; True when all of it was done within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._flush_queue(timeout):
+            return False
+        if not drain or not isinstance(self.writer, SpoolingWriter):
+            return True
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self.writer.drain(left)
+
+    def _flush_queue(self, timeout: float | None) -> bool:
         with self._cond:
             goal = self._enqueued
             if self._thread is None or not self._thread.is_alive():
@@ -227,14 +288,17 @@ class CaptureService:
         return True
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush, then stop the writer; later submissions are counted as dropped."""
-        self.flush(timeout)
+        """Flush, then stop the writer; later submissions are counted as dropped. Batches a
+        spooling writer still keeps stay in its spool for the next process to deliver."""
+        self.flush(timeout, drain=False)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        if isinstance(self.writer, SpoolingWriter):
+            self.writer.close()
 
     # --- the writer thread -------------------------------------------------------------
 
@@ -258,7 +322,7 @@ class CaptureService:
         self._cond = threading.Condition(self._lock)
         self._queue.clear()
         self._stats.queued = 0
-        self._handled = self._enqueued = 0
+        self._handled = self._enqueued = self._writing = 0
         self._flush_requested = False
         self._thread_started = False
         self.arena = CopyArena()
@@ -294,6 +358,7 @@ class CaptureService:
     def _take_all(self) -> list[tuple[CaptureTarget, Call]]:
         items = list(self._queue)
         self._queue.clear()
+        self._writing += self._stats.queued
         self._stats.queued = 0
         self._flush_requested = False
         return items
@@ -308,7 +373,7 @@ class CaptureService:
             with self._cond:
                 dropped = self._dropped_since.pop(target, 0)
             try:
-                self.writer.write(target, calls, dropped)
+                undelivered = self.writer.write(target, calls, dropped) or Undelivered()
             except (StoreBusyError, StoreUnavailableError) as error:
                 with self._cond:
                     self._stats.dropped += rows
@@ -318,9 +383,14 @@ class CaptureService:
                     self._stats.failed += rows
                     self._stats.last_error = f"{type(error).__name__}: {error}"
             else:
+                delivered = rows - undelivered.spooled - undelivered.dropped
                 with self._cond:
-                    self._stats.captured += rows
-                    self._stats.batches += 1
+                    self._stats.captured += delivered
+                    self._stats.dropped += undelivered.dropped
+                    self._stats.batches += int(delivered > 0)
+            finally:
+                with self._cond:
+                    self._writing -= rows
         with self._cond:
             self._handled += len(items)
             self._cond.notify_all()
