@@ -118,7 +118,9 @@ class CaptureSpool:
         self._known: dict[str, SpooledBatch] = {}
 
     def put(self, target: CaptureTarget, batch_id: str, table: pa.Table, dropped: int) -> bool:
-        """Keep one batch durably; False (nothing written) when the spool has no room."""
+        """Keep one batch durably; False (nothing written) when the spool has no room.
+
+        Raises ``ClewError`` naming the directory when it cannot be written at all."""
         header = {
             "server": self.server,
             "batch": batch_id,
@@ -133,13 +135,20 @@ class CaptureSpool:
             if len(waiting) >= self.settings.max_batches:
                 return False
             used = sum(batch.size for batch in waiting)
-            self.directory.mkdir(parents=True, exist_ok=True)
             final = self.directory / f"{batch_id}{SUFFIX}"
-            size = _write_durably(final, table)
-            if used + size > self.settings.max_bytes:
-                final.unlink()
-                _fsync_directory(self.directory)
-                return False
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                size = _write_durably(final, table)
+                if used + size > self.settings.max_bytes:
+                    final.unlink()
+                    _fsync_directory(self.directory)
+                    return False
+            except OSError as error:
+                raise ClewError(
+                    f"could not write capture batch {batch_id} to the capture spool "
+                    f"{self.directory} ({error}); make that directory writable, or point "
+                    f"{SPOOL_ENV} at one that is."
+                ) from error
             self._known[final.name] = _entry(final, header, size)
         return True
 
@@ -150,7 +159,7 @@ class CaptureSpool:
 
     def read(self, batch: SpooledBatch) -> pa.Table:
         """The rows to post again, with the schema metadata they were first posted with."""
-        with pa.memory_map(str(batch.path)) as source:
+        with pa.OSFile(str(batch.path)) as source:
             table = pa.ipc.open_file(source).read_all()
         metadata = dict(table.schema.metadata or {})
         metadata.pop(HEADER_KEY, None)
@@ -173,7 +182,7 @@ class CaptureSpool:
         """The directory's batch files (another process may share it), read once each."""
         try:
             names = sorted(entry.name for entry in os.scandir(self.directory))
-        except FileNotFoundError:
+        except OSError:  # none yet, or not a readable directory: ``put`` says which
             return []
         found = []
         for name in names:
@@ -219,7 +228,7 @@ def _fsync_directory(directory: Path) -> None:
 def _read_entry(path: Path) -> SpooledBatch | None:
     """A spooled file's header, or None (and the file set aside) when it cannot be read."""
     try:
-        with pa.memory_map(str(path)) as source:
+        with pa.OSFile(str(path)) as source:
             metadata = pa.ipc.open_file(source).schema.metadata or {}
         header = json.loads(metadata[HEADER_KEY])
         return _entry(path, header, path.stat().st_size)

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from clew.client.capture_spool import CaptureSpool, SpoolSender, undelivered
 from clew.domain import ids, merkle
-from clew.errors import InvalidInputError
+from clew.errors import ClewError, InvalidInputError
 from clew.service import capture
 from clew.service.capture import (
     REMOTE_COLUMNS,
@@ -90,7 +90,12 @@ class RemoteCaptureWriter:
                 if not undelivered(failure):
                     raise
                 error = failure
-        if self._sender.spool.put(target, batch_id, table, dropped):
+        try:
+            kept = self._sender.spool.put(target, batch_id, table, dropped)
+        except ClewError as failure:
+            log.error("clew: %s These predictions are lost and counted as failed.", failure)
+            raise
+        if kept:
             self._warned_full = False
             self._sender.spooled(batch_id, rows, error)
             return Undelivered(spooled=rows)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from clew.client.loaded_model import LoadedModel
@@ -36,7 +36,8 @@ class PredictResponse(BaseModel):
 
 
 def create_inference_app(model: LoadedModel) -> FastAPI:
-    """A FastAPI app with ``POST /predict`` and ``GET /health`` for one model version."""
+    """A FastAPI app with ``POST /predict``, ``GET /health`` and ``GET /metrics`` (Prometheus
+    text: the capture counters) for one model version."""
     app = FastAPI(title=f"clew inference: {model.version.ref}", version=model.version.digest)
 
     @app.get("/health")
@@ -47,6 +48,10 @@ def create_inference_app(model: LoadedModel) -> FastAPI:
             "digest": model.version.digest,
             "capture": model._client.capture_stats(),
         }
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return capture_metrics(model._client.capture_stats())
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(request: PredictRequest) -> Any:
@@ -70,6 +75,36 @@ def create_inference_app(model: LoadedModel) -> FastAPI:
         )
 
     return app
+
+
+CAPTURE_TOTALS = ("submitted", "captured", "dropped", "failed")
+CAPTURE_GAUGES = {  # metric: (capture_stats key, help)
+    "clew_capture_queued_rows": (
+        "queued",
+        "Captured predictions not yet handed to the store, a server or the spool.",
+    ),
+    "clew_capture_pending_rows": (
+        "pending",
+        "Captured predictions waiting in the capture spool for the server to take them.",
+    ),
+    "clew_capture_pending_batches": (
+        "pending_batches",
+        "Capture batches waiting in the capture spool.",
+    ),
+}
+
+
+def capture_metrics(stats: dict[str, Any]) -> str:
+    """``capture_stats()`` as Prometheus text: row totals by outcome, and what still waits
+    (alert on ``clew_capture_pending_rows`` to learn that a server is not taking captures)."""
+    lines = [
+        "# HELP clew_capture_rows_total Predictions this process captured, by outcome.",
+        "# TYPE clew_capture_rows_total counter",
+        *(f'clew_capture_rows_total{{outcome="{key}"}} {stats[key]}' for key in CAPTURE_TOTALS),
+    ]
+    for name, (key, help_text) in CAPTURE_GAUGES.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {stats[key]}"]
+    return "\n".join(lines) + "\n"
 
 
 def _frame(rows: list[list[Any]] | list[dict[str, Any]]) -> Any:
