@@ -324,6 +324,8 @@ class SpoolSender:
         """Send nothing more (the client is closing its connection); what waits stays, and
         a warning says where."""
         with self._cond:
+            if self._stopped:
+                return
             self._stopped = True
             self._wake = True
             self._cond.notify_all()
