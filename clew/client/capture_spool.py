@@ -4,8 +4,9 @@ A client of a server posts each capture batch under a batch id made before its f
 When the server does not answer (it is being deployed, restarted, or is out of reach) or
 answers that it is unavailable, the batch is written here instead of being lost: one Arrow IPC
 file per batch, named by its batch id, holding the rows exactly as they were to be posted and
-the batch id, model version and dropped count in its schema metadata. Each file is written to
-a temporary name, fsynced and renamed, so a crash leaves a whole batch or none.
+the batch id, model version and dropped count in its schema metadata, readable by the user
+only (directory 0700, files 0600). Each file is written to a temporary name, fsynced and
+renamed, so a crash leaves a whole batch or none.
 
 A ``SpoolSender`` thread re-sends the files, oldest first, under their original batch ids
 until the server takes them: the server records a batch id once, so a batch that arrived
@@ -137,7 +138,7 @@ class CaptureSpool:
             used = sum(batch.size for batch in waiting)
             final = self.directory / f"{batch_id}{SUFFIX}"
             try:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 size = _write_durably(final, table)
                 if used + size > self.settings.max_bytes:
                     final.unlink()
@@ -200,10 +201,12 @@ class CaptureSpool:
 
 
 def _write_durably(final: Path, table: pa.Table) -> int:
-    """Write ``table`` as an Arrow IPC file at ``final`` all or nothing; its size."""
+    """Write ``table`` as an Arrow IPC file at ``final`` all or nothing, readable by this user
+    only (it holds prediction inputs and outputs); its size."""
     temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "wb") as handle:
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "wb") as handle:
             options = pa.ipc.IpcWriteOptions(compression="zstd")
             with pa.ipc.new_file(handle, table.schema, options=options) as writer:
                 writer.write_table(table)
