@@ -229,15 +229,14 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _read_entry(path: Path) -> SpooledBatch | None:
-    """A spooled file's header, or None (and the file set aside) when it cannot be read."""
+    """A spooled file's header, or None: when its content cannot be read (the file is set
+    aside), or it cannot be opened now (gone, or a passing I/O error: tried again later)."""
     try:
         with pa.OSFile(str(path)) as source:
             metadata = pa.ipc.open_file(source).schema.metadata or {}
         header = json.loads(metadata[HEADER_KEY])
         return _entry(path, header, path.stat().st_size)
-    except FileNotFoundError:
-        return None  # delivered by another process sharing the spool
-    except (pa.ArrowException, OSError, KeyError, ValueError, TypeError) as error:
+    except (pa.ArrowInvalid, KeyError, ValueError, TypeError) as error:
         aside = path.with_suffix(SET_ASIDE)
         os.replace(path, aside)
         log.error(
@@ -247,6 +246,8 @@ def _read_entry(path: Path) -> SpooledBatch | None:
             error,
             aside,
         )
+        return None
+    except OSError:  # delivered by another process sharing the spool, or not readable now
         return None
 
 
