@@ -148,6 +148,13 @@ def test_an_unwritable_spool_counts_failed_rows_with_one_clear_sentence(
         client.close()
 
 
+def test_spool_options_after_the_spool_opened_are_refused(remote: clew.Client) -> None:
+    remote.capture_stats()  # opens the writer and its spool
+    with pytest.raises(InvalidInputError, match="capture spool of this client is already open"):
+        remote.configure_capture(spool_max_batches=5)
+    remote.configure_capture(flush_seconds=0.5)  # batching can still change
+
+
 @pytest.mark.parametrize(
     "option", ["spool_max_bytes", "spool_max_batches", "retry_seconds"], ids=str
 )

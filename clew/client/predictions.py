@@ -102,6 +102,13 @@ class PredictionsMixin:
         take: its directory (default ``CLEW_CAPTURE_SPOOL`` or ``~/.local/state/clew/
         capture-spool``), its bounds, and the longest pause between re-sending attempts.
         Set these before the first prediction: the spool is opened with the writer."""
+        spooling = (spool, spool_max_bytes, spool_max_batches, retry_seconds)
+        if self._capture is not None and self._spools() and any(o is not None for o in spooling):
+            raise InvalidInputError(
+                "the capture spool of this client is already open; set spool options with "
+                "configure_capture() before its first prediction, flush or capture_stats(), "
+                "or connect a new client."
+            )
         settings = self._capture_settings or CaptureSettings()
         if batch_rows is not None:
             settings.batch_rows = _positive(batch_rows, "batch_rows")
