@@ -1,0 +1,196 @@
+"""Bounded input on a real ``clew server`` process: small hostile bodies and connections cost
+the server no more than a bounded amount of memory and time, watched from outside the process
+(its peak resident size, ``VmHWM`` in /proc/PID/status)."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from clew.domain import ids
+from clew.errors import InvalidInputError
+from clew.server import arrow_bodies
+from clew.server.arrow_bodies import ARROW_STREAM, Limits
+from clew.server.arrow_limits import Cost, message_cost
+from clew.service import accounts
+from clew.store.location import open_store
+
+ARROW = {"Content-Type": ARROW_STREAM}
+BOMB_BYTES = 512 * 1024 * 1024  # what a bomb decompresses to
+MAX_GROWTH = 128 * 1024 * 1024  # what refusing one may cost the server at most
+LAUNCHER = "import typer; from clew.cli.server import server; typer.run(server)"
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    token: str
+
+    def peak_rss(self) -> int:
+        """The server's peak resident size so far, in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+
+    def http(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    tmp_path: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """``clew server`` in its own process on the test's store (SQLite here, or PostgreSQL + S3
+    from ``CLEW_URI``/``CLEW_ARTIFACTS`` under that backend), with a contributor's token."""
+    on_postgres = os.environ.get("CLEW_URI", "").startswith("postgresql")
+    uri = [] if on_postgres else ["--uri", str(tmp_path / "server-store")]
+    store = open_store(None if on_postgres else tmp_path / "server-store")
+    try:
+        accounts.create_user(store, "mallory", "contributor", actor="test-admin")
+        token = accounts.create_token(store, "mallory", actor="test-admin").secret
+    finally:
+        store.close()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, *uri, "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ | (env or {}),
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v1/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "server did not start"
+            time.sleep(0.2)
+        yield ServerProcess(url, process, token)
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+@pytest.fixture
+def clew_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from start_server(tmp_path)
+
+
+def _zeros(size: int) -> pa.Buffer:
+    """``size`` zero bytes that cost this process nothing: untouched anonymous pages."""
+    return pa.py_buffer(mmap.mmap(-1, size))
+
+
+def _zstd_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def many_rows_bomb() -> bytes:
+    """64 million rows of 0.0: a few hundred KB that decompress to 512 MiB."""
+    rows = BOMB_BYTES // 8
+    return _zstd_stream(
+        pa.table({"value": pa.Array.from_buffers(pa.float64(), rows, [None, _zeros(BOMB_BYTES)])})
+    )
+
+
+def one_fat_row_bomb() -> bytes:
+    """One row whose only value is a 512 MiB string of NULs: within any row count."""
+    offsets = pa.py_buffer(pa.array([0, BOMB_BYTES], pa.int32()).buffers()[1])
+    key = pa.Array.from_buffers(pa.string(), 1, [None, offsets, _zeros(BOMB_BYTES)])
+    return _zstd_stream(pa.table({"key": key}))
+
+
+def _warm_up(client: httpx.Client, run_id: str) -> None:
+    """One real Arrow request of each kind first, so the baseline includes what decoding
+    legitimately loads (pyarrow's compute kernels, zstd contexts)."""
+    small = _zstd_stream(pa.table({"value": pa.array([1.0])}))
+    client.post(f"/api/v1/runs/{run_id}/metrics", content=small, headers=ARROW)
+    client.post(
+        "/api/v1/models/m/versions/1/captures",
+        params={"batch": ids.new_id()},
+        content=small,
+        headers=ARROW,
+    )
+
+
+@pytest.mark.parametrize("bomb", [many_rows_bomb, one_fat_row_bomb], ids=["rows", "fat-row"])
+@pytest.mark.parametrize("route", ["metrics", "captures"])
+def test_a_compressed_arrow_bomb_is_refused_before_it_costs_memory(
+    clew_server: ServerProcess, bomb: object, route: str
+) -> None:
+    body = bomb()  # type: ignore[operator]
+    assert len(body) < 2 * 1024 * 1024
+    with clew_server.http() as client:
+        run_id = client.post("/api/v1/runs", json={"name": "bomb"}).json()["id"]
+        _warm_up(client, run_id)
+        before = clew_server.peak_rss()
+        if route == "metrics":
+            response = client.post(f"/api/v1/runs/{run_id}/metrics", content=body, headers=ARROW)
+        else:
+            response = client.post(
+                "/api/v1/models/m/versions/1/captures",
+                params={"batch": ids.new_id()},
+                content=body,
+                headers=ARROW,
+            )
+        grown = clew_server.peak_rss() - before
+    assert grown < MAX_GROWTH, f"refusing a {len(body)}-byte body grew the server by {grown} bytes"
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_input"
+    assert "send fewer rows per request" in response.json()["message"]
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("compression", [None, "zstd", "lz4"])
+def test_a_stream_decodes_within_exactly_its_declared_cost(compression: str | None) -> None:
+    table = pa.table(
+        {
+            "prediction_id": pa.array([f"p{row}" for row in range(500)]),
+            "label": pa.array(["yes", "no"] * 250).dictionary_encode(),
+            "inputs": pa.array([{"x": [float(row)] * 3, "y": row} for row in range(500)]),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=200)
+    body = bytes(sink.getvalue().to_pybytes())
+    cost = Cost()
+    for message in pa.ipc.MessageReader.open_stream(pa.py_buffer(body)):
+        cost += message_cost(message)
+    assert cost.rows == 500
+    assert cost.values >= 500 * 6  # ids, labels, the struct, x, x's items, y
+    exact = Limits(cost.rows, cost.values, cost.decoded_bytes)
+    assert arrow_bodies.decode(body, "batch", exact).equals(table)
+    for tighter in (
+        Limits(cost.rows - 1, cost.values, cost.decoded_bytes),
+        Limits(cost.rows, cost.values - 1, cost.decoded_bytes),
+        Limits(cost.rows, cost.values, cost.decoded_bytes - 1),
+    ):
+        with pytest.raises(InvalidInputError, match="send fewer rows per request"):
+            arrow_bodies.decode(body, "batch", tighter)
