@@ -17,12 +17,18 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pytest
+import typer
+from server_fixtures import serve, server_store
+from typer.testing import CliRunner
 
+from clew.cli.server import server
 from clew.domain import ids
 from clew.errors import InvalidInputError
-from clew.server import arrow_bodies
+from clew.server import arrow_bodies, hosts
 from clew.server.arrow_bodies import ARROW_STREAM, Limits
 from clew.server.arrow_limits import Cost, message_cost
+from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS
+from clew.server.read_timeouts import BODY_TIMEOUT_ENV, HEADER_TIMEOUT_ENV
 from clew.service import accounts
 from clew.store.location import open_store
 
@@ -194,3 +200,166 @@ def test_a_stream_decodes_within_exactly_its_declared_cost(compression: str | No
     ):
         with pytest.raises(InvalidInputError, match="send fewer rows per request"):
             arrow_bodies.decode(body, "batch", tighter)
+
+
+@pytest.fixture
+def impatient_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server that gives request headers and stalled bodies one second."""
+    yield from start_server(tmp_path, env={"CLEW_HEADER_TIMEOUT": "1", "CLEW_BODY_TIMEOUT": "1"})
+
+
+def _connect(server: ServerProcess) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)))
+    connection.settimeout(20)  # far past the server's 1 s: only a server that never closes fails
+    return connection
+
+
+def _read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends before it closes the connection."""
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pytest.fail(f"the server kept the connection open (it sent {received!r})")
+    finally:
+        connection.close()
+    return received
+
+
+def test_connections_that_never_finish_their_headers_are_closed(
+    impatient_server: ServerProcess,
+) -> None:
+    connections = [_connect(impatient_server) for _ in range(20)]
+    for connection in connections:
+        connection.sendall(b"GET /api/v1/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+    for connection in connections:
+        assert _read_until_closed(connection).startswith(b"HTTP/1.1 408 ")
+    assert httpx.get(f"{impatient_server.url}/api/v1/ready").status_code == 200
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off(impatient_server: ServerProcess) -> None:
+    connection = _connect(impatient_server)
+    trickle = b"GET /api/v1/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 100
+    try:
+        for byte in trickle:  # 100 bytes a tenth of a second apart: ten times the timeout
+            connection.sendall(bytes([byte]))
+            time.sleep(0.1)
+    except (BrokenPipeError, ConnectionResetError):
+        connection.close()
+        return
+    pytest.fail("the server read headers a byte at a time for 10 s")
+
+
+def test_a_stalled_body_is_cut_off(impatient_server: ServerProcess) -> None:
+    connection = _connect(impatient_server)
+    head = (
+        "POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {impatient_server.token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    connection.sendall(head.encode() + b'{"name": ')
+    assert _read_until_closed(connection).startswith(b"HTTP/1.1 408 ")
+
+
+def test_an_idle_keep_alive_connection_that_starts_a_request_must_finish_it(
+    impatient_server: ServerProcess,
+) -> None:
+    connection = _connect(impatient_server)
+    request = b"GET /api/v1/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    connection.sendall(request)
+    connection.sendall(request[:20])  # the next request starts, and never ends
+    answers = _read_until_closed(connection)
+    assert answers.startswith(b"HTTP/1.1 200 ")
+    assert b"HTTP/1.1 408 " in answers
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("flag", ["--header-timeout", "--body-timeout"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(
+    monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    for name in (HEADER_TIMEOUT_ENV, BODY_TIMEOUT_ENV):
+        monkeypatch.setenv(name, "")  # restored after the command sets it
+    app = typer.Typer()
+    app.command()(server)
+    result = CliRunner().invoke(app, [flag, "0"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert "is not a number of seconds between 0 and 86400" in str(result.exception)
+
+
+@pytest.fixture
+def open_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server on loopback with anonymous reads and no --allowed-hosts: the rebinding target."""
+    yield from start_server(tmp_path, "--anonymous-read")
+
+
+def test_a_loopback_server_answers_only_to_loopback_names(open_server: ServerProcess) -> None:
+    port = open_server.url.rsplit(":", 1)[1]
+    for name in ("127.0.0.1", "localhost", "LOCALHOST"):
+        answer = httpx.get(f"{open_server.url}/api/v1/ready", headers={"Host": f"{name}:{port}"})
+        assert answer.status_code == 200, name
+    for path in ("/api/v1/ready", "/api/v1/audit/log", "/ui/"):
+        rebound = httpx.get(
+            f"{open_server.url}{path}", headers={"Host": f"attacker.example:{port}"}
+        )
+        assert rebound.status_code == 400, path
+        assert rebound.json()["code"] == "bad_request"
+        assert "does not answer to the host name 'attacker.example'" in rebound.json()["message"]
+        assert "--allowed-hosts" in rebound.json()["message"]
+
+
+def test_the_allowed_hosts_are_the_only_names_served(tmp_path: Path) -> None:
+    store, root = server_store(tmp_path)
+    for running in serve(store, root, allowed_hosts=["clew.example.com", "*.corp.example"]):
+        for name, status in [
+            ("clew.example.com", 200),
+            ("CLEW.example.com:443", 200),
+            ("ml.corp.example", 200),
+            ("corp.example", 400),
+            ("clew.example.com.attacker.example", 400),
+            ("127.0.0.1", 400),
+            ("", 400),
+        ]:
+            answer = httpx.get(f"{running.url}/api/v1/ready", headers={"Host": name})
+            assert answer.status_code == status, name
+
+
+@pytest.mark.backend_independent
+def test_a_public_server_with_anonymous_reads_must_name_its_hosts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ALLOWED_HOSTS_ENV, raising=False)
+    for name in (HEADER_TIMEOUT_ENV, BODY_TIMEOUT_ENV):
+        monkeypatch.setenv(name, "")
+    app = typer.Typer()
+    app.command()(server)
+    result = CliRunner().invoke(app, ["--host", "0.0.0.0", "--anonymous-read"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert "must be told the names it is reached by" in str(result.exception)
+    assert "--allowed-hosts clew.example.com" in str(result.exception)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    ("bind", "anonymous", "given", "expected"),
+    [
+        ("127.0.0.1", True, [], list(LOOPBACK_HOSTS)),
+        ("::1", True, [], list(LOOPBACK_HOSTS)),
+        ("localhost", False, [], list(LOOPBACK_HOSTS)),
+        ("0.0.0.0", False, [], ["*"]),
+        ("10.1.2.3", True, ["clew.example.com"], ["clew.example.com"]),
+    ],
+)
+def test_the_default_allow_list_follows_the_bind_address(
+    bind: str, anonymous: bool, given: list[str], expected: list[str]
+) -> None:
+    assert hosts.allowed_hosts(bind, anonymous, given) == expected
+
+
+@pytest.mark.backend_independent
+def test_an_ipv6_host_header_keeps_its_brackets() -> None:
+    assert hosts.host_name("[::1]:8080") == "[::1]"
+    assert hosts.host_name("[::1]") == "[::1]"
+    assert hosts.matches(hosts.host_name("[::1]:8080"), LOOPBACK_HOSTS)
