@@ -4,6 +4,7 @@ the server no more than a bounded amount of memory and time, watched from outsid
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import socket
@@ -18,10 +19,10 @@ import httpx
 import pyarrow as pa
 import pytest
 import typer
-from server_fixtures import serve, server_store
+from server_fixtures import RunningServer, serve, server, server_store  # noqa: F401
 from typer.testing import CliRunner
 
-from clew.cli.server import server
+from clew.cli.server import server as server_command
 from clew.domain import ids
 from clew.errors import InvalidInputError
 from clew.server import arrow_bodies, hosts
@@ -208,8 +209,8 @@ def impatient_server(tmp_path: Path) -> Iterator[ServerProcess]:
     yield from start_server(tmp_path, env={"CLEW_HEADER_TIMEOUT": "1", "CLEW_BODY_TIMEOUT": "1"})
 
 
-def _connect(server: ServerProcess) -> socket.socket:
-    host, port = server.url.removeprefix("http://").split(":")
+def _connect(target: ServerProcess) -> socket.socket:
+    host, port = target.url.removeprefix("http://").split(":")
     connection = socket.create_connection((host, int(port)))
     connection.settimeout(20)  # far past the server's 1 s: only a server that never closes fails
     return connection
@@ -283,7 +284,7 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(
     for name in (HEADER_TIMEOUT_ENV, BODY_TIMEOUT_ENV):
         monkeypatch.setenv(name, "")  # restored after the command sets it
     app = typer.Typer()
-    app.command()(server)
+    app.command()(server_command)
     result = CliRunner().invoke(app, [flag, "0"])
     assert isinstance(result.exception, InvalidInputError)
     assert "is not a number of seconds between 0 and 86400" in str(result.exception)
@@ -334,7 +335,7 @@ def test_a_public_server_with_anonymous_reads_must_name_its_hosts(
     for name in (HEADER_TIMEOUT_ENV, BODY_TIMEOUT_ENV):
         monkeypatch.setenv(name, "")
     app = typer.Typer()
-    app.command()(server)
+    app.command()(server_command)
     result = CliRunner().invoke(app, ["--host", "0.0.0.0", "--anonymous-read"])
     assert isinstance(result.exception, InvalidInputError)
     assert "must be told the names it is reached by" in str(result.exception)
@@ -363,3 +364,48 @@ def test_an_ipv6_host_header_keeps_its_brackets() -> None:
     assert hosts.host_name("[::1]:8080") == "[::1]"
     assert hosts.host_name("[::1]") == "[::1]"
     assert hosts.matches(hosts.host_name("[::1]:8080"), LOOPBACK_HOSTS)
+
+
+HTML = b"<html><body><script>fetch('/api/v1/audit/log')</script></body></html>"
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>'
+
+
+@pytest.mark.parametrize("content", [HTML, SVG], ids=["html", "svg"])
+def test_a_blob_is_downloaded_as_a_sandboxed_attachment(
+    server: RunningServer,  # noqa: F811
+    content: bytes,
+) -> None:
+    digest = "sha256:" + hashlib.sha256(content).hexdigest()
+    with server.http(server.user("alice")) as client:
+        assert client.put(f"/api/v1/blobs/{digest}", content=content).status_code == 201
+        for headers in ({}, {"Range": "bytes=0-9"}):
+            answer = client.get(f"/api/v1/blobs/{digest}", headers=headers)
+            assert answer.status_code in (200, 206)
+            assert answer.headers["content-type"] == "application/octet-stream"
+            disposition = f'attachment; filename="{digest.replace(":", "-")}"'
+            assert answer.headers["content-disposition"] == disposition
+            policies = answer.headers.get_list("content-security-policy")
+            assert any(policy.split(";")[0].strip() == "sandbox" for policy in policies)
+
+
+@pytest.mark.parametrize(
+    ("asked", "sent"),
+    [
+        ("report.html", "report.html"),
+        ('../../etc/"pass\r\nwd".svg', "_pass__wd_.svg"),
+        ("..\\..\\boot.ini", "boot.ini"),
+        ("...", None),
+        ("résumé.pdf", "r_sum_.pdf"),
+    ],
+)
+def test_a_download_file_name_is_sanitised(
+    server: RunningServer,  # noqa: F811
+    asked: str,
+    sent: str | None,
+) -> None:
+    digest = "sha256:" + hashlib.sha256(HTML).hexdigest()
+    with server.http(server.user("alice")) as client:
+        client.put(f"/api/v1/blobs/{digest}", content=HTML)
+        answer = client.get(f"/api/v1/blobs/{digest}", params={"filename": asked})
+    name = sent or digest.replace(":", "-")
+    assert answer.headers["content-disposition"] == f'attachment; filename="{name}"'
