@@ -6,6 +6,7 @@ The detail goes to the server log under the request's id instead."""
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 import shutil
 import socket
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from capture_support import iris, register_iris_remotely
 from server_fixtures import RunningServer, serve, server_store
 from sqlalchemy.engine import make_url
 
+import clew
 from clew.server.arrow_bodies import ARROW_STREAM
 from clew.store.blobs import LocalBlobStore
 from clew.store.location import Store, open_store
@@ -127,3 +130,25 @@ def test_with_the_database_down_a_caller_learns_nothing_about_it(
             logged = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
             assert any("clew_hidden" in message for message in logged), logged
     shutil.rmtree(tmp_path / "blobs", ignore_errors=True)
+
+
+@pytest.mark.sqlite_only
+def test_a_missing_capture_file_names_no_path_in_the_api_or_the_ui(tmp_path: Path) -> None:
+    store, root = server_store(tmp_path)
+    for running in serve(store, root):
+        client = clew.connect(running.url, token=running.user("alice"))
+        model = register_iris_remotely(client)
+        _, prediction_ids = model.predict_with_ids(iris()[0][:3])
+        client.flush_captures()
+        client.close()
+        for parquet in store.captures.rglob("*.parquet"):
+            parquet.unlink()
+        with running.http(running.user("vera", role="viewer")) as reader:
+            answers = [
+                reader.get(f"/api/v1/predictions/{prediction_ids[0]}"),
+                reader.get(f"/ui/predictions/{prediction_ids[0]}"),
+            ]
+        for answer in answers:
+            assert answer.status_code == 404, answer.text
+            assert "the server's storage" in html.unescape(answer.text)
+            assert_discloses_nothing(answer, store)

@@ -39,11 +39,19 @@ def internal_names(store: Store) -> list[str]:
     return sorted((name for name in names if len(name) >= 4), key=len, reverse=True)
 
 
-def public_message(request: Request | None, status: int, code: str, message: str) -> str:
-    """``message`` as a caller may read it. A 5xx's original is logged by the error handler
-    already; a 4xx's is logged here when anything in it was replaced."""
+def public_message(
+    request: Request | None, status: int, code: str, message: str, *, log_fault: bool = False
+) -> str:
+    """``message`` as a caller may read it. A 5xx's original is logged here when
+    ``log_fault`` (the API's error handlers log their own), a 4xx's when anything in it was
+    replaced. ``clew ui``, which serves the user's own store on the user's own machine, shows
+    its user everything."""
+    if request is not None and getattr(request.app.state, "store", None) is None:
+        return message
     request_id = _request_id(request)
     if status >= 500:
+        if log_fault:
+            log.error("request %s failed (%s): %s", request_id, code, message)
         return _server_fault(status, request_id)
     redacted = _redact(message, _names(request))
     if redacted != message:
