@@ -157,8 +157,8 @@ def test_a_server_request_on_a_frozen_database_is_a_503_then_the_same_server_rec
         assert frozen.status_code == 503, frozen.text
         body = frozen.json()
         assert body["code"] == "store_unavailable"
-        assert "did not answer in time" in body["message"], body["message"]
-        assert f"127.0.0.1:{own_postgres.port}/clew" in body["message"]
+        assert "try again" in body["message"], body["message"]
+        assert f"{own_postgres.port}" not in body["message"]  # the server log has it
         after = http.get(run)
         assert after.status_code == 200 and after.json()["name"] == "before"
         http.close()

@@ -58,6 +58,34 @@ def server(
             "900; 0 relays every byte through the server).",
         ),
     ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            metavar="NAMES",
+            help="Comma-separated Host names the server answers to, e.g. clew.example.com,"
+            "*.corp.example (CLEW_ALLOWED_HOSTS; default: the loopback names when bound to "
+            "loopback; required with --anonymous-read on any other interface).",
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--header-timeout",
+            metavar="SECONDS",
+            help="Close a connection whose request headers take longer than this "
+            "(CLEW_HEADER_TIMEOUT; default 15).",
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--body-timeout",
+            metavar="SECONDS",
+            help="Close a connection whose request body sends nothing for this long "
+            "(CLEW_BODY_TIMEOUT; default 60).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
     import uvicorn
@@ -67,6 +95,8 @@ def server(
     if presigned_downloads is not None:
         os.environ[PRESIGNED_ENV] = str(presigned_downloads)
         presigned_seconds()  # refuses an out-of-range value before any worker starts
+    _set_read_timeouts(header_timeout, body_timeout)
+    _set_allowed_hosts(host, anonymous_read, allowed_hosts)
     if uri:
         os.environ["CLEW_URI"] = uri
     if artifacts:
@@ -80,13 +110,35 @@ def server(
         host=host,
         port=port,
         workers=workers,
-        http="clew.server.http_protocol:NoDelayH11Protocol",
+        http="clew.server.read_timeouts:TimedH11Protocol",
         log_level="info",
         log_config=_log_config(),
         access_log=False,
         proxy_headers=False,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
+
+
+def _set_allowed_hosts(host: str, anonymous_read: bool, names: str | None) -> None:
+    """Decide the Host allow-list once, before any worker starts (refusing a missing one)."""
+    from clew.server import hosts
+
+    given = hosts.parse(names if names is not None else os.environ.get(hosts.ALLOWED_HOSTS_ENV, ""))
+    chosen = hosts.allowed_hosts(host, anonymous_read, given)
+    os.environ[hosts.ALLOWED_HOSTS_ENV] = ",".join(chosen)
+
+
+def _set_read_timeouts(header: float | None, body: float | None) -> None:
+    """Hand the timeouts to every worker through the environment, refusing a bad one now."""
+    from clew.server import read_timeouts
+
+    for name, value, default in (
+        (read_timeouts.HEADER_TIMEOUT_ENV, header, read_timeouts.DEFAULT_HEADER_TIMEOUT),
+        (read_timeouts.BODY_TIMEOUT_ENV, body, read_timeouts.DEFAULT_BODY_TIMEOUT),
+    ):
+        if value is not None:
+            os.environ[name] = repr(value)
+        read_timeouts.timeout_from_environment(name, default)
 
 
 def _log_config() -> dict[str, object]:

@@ -9,6 +9,7 @@ own ``ROUTE_PERMISSIONS`` table, see ``permissions.ui_rule``), signing in with a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -17,6 +18,7 @@ from fastapi.responses import RedirectResponse
 from clew.server import errors
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, token_user, ui_actor
 from clew.server.deps import Services
+from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
 from clew.server.limits import MAX_JSON_BYTES, BodyLimit
 from clew.server.observability import Metrics, RequestContext
 from clew.server.permissions import check_routes
@@ -43,9 +45,11 @@ def create_app(
     anonymous_read: bool = False,
     max_json_bytes: int = MAX_JSON_BYTES,
     ui_secret: bytes | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The API and the web UI over ``store``; replicas must share ``ui_secret`` (the UI's CSRF
-    key; random per process when None)."""
+    key; random per process when None). ``allowed_hosts`` are the Host names answered (see
+    ``clew.server.hosts``; None answers any, for an app that is not listening itself)."""
     from clew import __version__
 
     app = FastAPI(
@@ -70,6 +74,8 @@ def create_app(
     errors.install(app)
     check_routes(app)
     app.add_middleware(BodyLimit, max_json_bytes=max_json_bytes)
+    if allowed_hosts is not None:
+        app.add_middleware(HostAllowList, allowed=allowed_hosts)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
 
@@ -95,7 +101,8 @@ def app_from_environment() -> FastAPI:
     """The app factory ``clew server`` gives uvicorn (one call per worker process).
 
     Reads ``CLEW_URI`` / ``CLEW_ARTIFACTS`` (the store), ``CLEW_ANONYMOUS_READ`` ("1" lets
-    requests without a token read) and ``CLEW_UI_SECRET`` (the UI's CSRF key, shared by every
+    requests without a token read), ``CLEW_ALLOWED_HOSTS`` (comma-separated Host names; the
+    loopback names when unset) and ``CLEW_UI_SECRET`` (the UI's CSRF key, shared by every
     worker and replica; without it each process draws its own, so use it with ``--workers``).
     """
     import os
@@ -108,4 +115,5 @@ def app_from_environment() -> FastAPI:
         store,
         anonymous_read=os.environ.get("CLEW_ANONYMOUS_READ") == "1",
         ui_secret=secret.encode() if secret else None,
+        allowed_hosts=parse(os.environ.get(ALLOWED_HOSTS_ENV, "")) or LOOPBACK_HOSTS,
     )

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from clew.errors import ClewError
+from clew.server.redaction import public_message
 from clew.server.responses import JSONResponse
 
 log = logging.getLogger("clew.server")
@@ -52,6 +53,7 @@ def error_body(code: str, message: str, request: Request | None) -> dict[str, An
 
 def error_response(request: Request | None, status: int, code: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    message = public_message(request, status, code, message)
     return JSONResponse(error_body(code, message, request), status_code=status, headers=headers)
 
 

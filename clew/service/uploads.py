@@ -5,8 +5,12 @@ are recorded as text only, and even as text some are refused because nothing leg
 points there: ``file://`` and every other scheme fsspec would open on this machine or through
 an unsupported filesystem (``local``, ``zip``, ``ssh``, ``ftp``, ``memory``, chained ``a::b``
 URLs; a path on the *client's* disk means nothing on the server and invites local-file
-inclusion later), scheme-less paths, fragments, embedded credentials, and addresses of the
-server's own machine or the cloud metadata service. A scheme nothing can open
+inclusion later), scheme-less paths, fragments and embedded credentials. The host of an
+``http(s)`` URI is not checked: the server never connects to it, and the SDK reads a
+reference's size in the caller's own process, with network access the caller has anyway. A
+filter on "loopback" hosts protected nothing and could not be complete (``2130706433``,
+``0x7f000001``, ``127.1``, ``0`` and any DNS name can all mean 127.0.0.1), so none pretends
+to be one. A scheme nothing can open
 (``postgres://crm/customers``, ``sklearn://datasets/wine``) names data outside any store and
 is kept as a label. The embedded store applies the same rule (``ArtifactService.log``), so an
 SDK call is refused identically on both backends, and the embedded client never fetches the
@@ -17,7 +21,6 @@ absolute paths, backslashes, drive letters, NUL) is refused before any record po
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -39,23 +42,20 @@ MAX_URI_LENGTH = 2048
 MANIFEST_KIND = "clew.manifest/v1"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", "metadata.google.internal"})
 
 
 def check_reference_uri(uri: str | None) -> str | None:
-    """Refuse reference URIs that point at the server itself or outside any object store."""
+    """Refuse reference URIs that something here would open, or that carry secrets."""
     if uri is None:
         return None
     if not isinstance(uri, str) or len(uri) > MAX_URI_LENGTH or not uri.isprintable():
         raise _bad_uri(uri, f"it must be printable text of at most {MAX_URI_LENGTH} characters")
-    scheme = _scheme(uri)
+    _scheme(uri)  # refuses a scheme something here would open
     parts = urlsplit(uri)
     if "#" in uri:
         raise _bad_uri(uri, "fragments (#...) are not allowed")
     if parts.username or parts.password:
         raise _bad_uri(uri, "credentials must not be embedded in a URI")
-    if scheme in ("http", "https"):
-        _check_host(uri, parts.hostname or "")
     return uri
 
 
@@ -85,23 +85,6 @@ def _openable_schemes() -> set[str]:
     import fsspec
 
     return {protocol.lower() for protocol in fsspec.available_protocols()}
-
-
-def _check_host(uri: str, host: str) -> None:
-    if not host or host.lower().rstrip(".") in _LOCAL_HOSTS:
-        raise _bad_uri(uri, "it points at this machine")
-    try:
-        address = ipaddress.ip_address(unquote(host).strip("[]"))
-    except ValueError:
-        return
-    if (
-        address.is_loopback
-        or address.is_link_local
-        or address.is_unspecified
-        or address.is_multicast
-        or address.is_reserved
-    ):
-        raise _bad_uri(uri, "it points at a loopback, link-local or metadata-service address")
 
 
 def _bad_uri(uri: Any, why: str) -> InvalidInputError:

@@ -5,7 +5,10 @@ commits the blob only if the bytes hash to the digest in the URL and, when they 
 directory manifest, every path in it stays inside its directory, either by renaming a temp
 file from the server's own upload directory (local blobs) or by completing a multipart upload
 whose parts went up while the body was still arriving (object stores; aborted otherwise).
-``GET /blobs/<digest>`` honours a single byte range, so clients fetch large blobs in parallel.
+``GET /blobs/<digest>`` honours a single byte range, so clients fetch large blobs in parallel,
+and always answers with an attachment (``Content-Disposition``, a sanitised file name) under
+``Content-Security-Policy: sandbox``: an uploaded HTML or SVG file can never run as a page of
+the server's origin, even if a browser is led to it.
 No client-supplied name, path or URI is ever joined to a filesystem path or fetched. Artifact
 records may cite a reference URI, which is checked (clew/service/uploads.py) and stored as text.
 """
@@ -47,6 +50,8 @@ MAX_PRESIGNED_SECONDS = 7 * 24 * 60 * 60
 # Smaller blobs are relayed: one round trip instead of two, and no URL handed out for them.
 PRESIGNED_MIN_BYTES = PART_SIZE
 _RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
+FileName = Annotated[str | None, Query(max_length=255, description="The saved file's name.")]
 BlobEntry = Annotated[tuple[Int64, Annotated[str, Field(max_length=20)]], Field(strict=False)]
 DigestText = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 
@@ -224,6 +229,7 @@ def download_blob(
     relay: Annotated[
         bool, Query(description="Send the bytes through this server, never a redirect.")
     ] = False,
+    filename: FileName = None,
 ) -> Response:
     """Stream a blob, or the one byte range asked for; the client re-hashes every byte of the
     whole blob, so a damaged blob is never loaded, and fetches large ones as parallel ranges.
@@ -237,20 +243,38 @@ def download_blob(
     """
     blobs = services.store.blobs
     size = blobs.size_of(digest)  # a blob the store lacks is a 404 before any response starts
+    attachment = attachment_headers(digest, filename)
     if isinstance(blobs, LocalBlobStore):
-        return FileResponse(blobs.path_for(digest), media_type="application/octet-stream")
+        path = blobs.path_for(digest)
+        return FileResponse(path, media_type="application/octet-stream", headers=attachment)
     seconds = presigned_seconds()
     if seconds and not relay and size >= PRESIGNED_MIN_BYTES:
         return RedirectResponse(blobs.signed_url(digest, seconds), status_code=307)
     span = _single_range(range_header, size)
     if span is None:
-        return _stream(blobs, digest, 0, size, 200, {})
+        return _stream(blobs, digest, 0, size, 200, attachment)
     start, end = span
     if start >= size or start >= end:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-    return _stream(
-        blobs, digest, start, end, 206, {"Content-Range": f"bytes {start}-{end - 1}/{size}"}
-    )
+    content_range = {"Content-Range": f"bytes {start}-{end - 1}/{size}"}
+    return _stream(blobs, digest, start, end, 206, attachment | content_range)
+
+
+def attachment_headers(digest: str, filename: str | None) -> dict[str, str]:
+    """Save, never display: the bytes download under a safe name and, opened anyway, run in a
+    sandbox without the server's origin."""
+    name = safe_file_name(filename or "") or digest.replace(":", "-")
+    return {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Content-Security-Policy": "sandbox",
+    }
+
+
+def safe_file_name(asked: str) -> str:
+    """The last path part of ``asked`` in plain ASCII letters, digits, ``._ -`` (anything else
+    becomes ``_``), without leading dots; empty when nothing is left."""
+    last = re.split(r"[/\\]", asked)[-1]
+    return _UNSAFE_NAME.sub("_", last).lstrip(". ")[:128]
 
 
 def presigned_seconds() -> int:

@@ -31,6 +31,7 @@ from clew.store.location import Store
 router = APIRouter(prefix="/api/v1", tags=["predictions"])
 
 MAX_BATCH_BYTES = 16 * 1024 * 1024
+CAPTURE_LIMITS = arrow_bodies.Limits(rows=capture.MAX_REMOTE_ROWS, values=64 * 1024 * 1024)
 BatchId = Annotated[str, Query(min_length=26, max_length=26, description="a client-made ULID")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
@@ -63,7 +64,7 @@ async def post_capture(
             f"send a capture batch as an Arrow IPC stream (Content-Type: {ARROW_STREAM}).",
         )
     body = await _bounded_body(request)
-    rows = arrow_bodies.decode(body, "capture batch")
+    rows = arrow_bodies.decode(body, "capture batch", CAPTURE_LIMITS)
     target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
     signer = await run_in_threadpool(_signer, request, services.store)
     accepted = await run_in_threadpool(

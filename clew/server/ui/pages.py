@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from clew.errors import ClewError, PolicyError
+from clew.server.redaction import public_message
 from clew.server.ui import rendering, static_files
 from clew.store.location import Store
 
@@ -92,6 +93,7 @@ class UIRoute(APIRoute):
 
 
 def error_page(request: Request, message: str, status: int) -> HTMLResponse:
+    message = public_message(request, status, "ui", message, log_fault=True)
     return rendering.render(
         "error.html", {**base_context(request, None), "message": message}, status
     )
