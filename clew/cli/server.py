@@ -58,6 +58,17 @@ def server(
             "900; 0 relays every byte through the server).",
         ),
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            metavar="ADDRESSES",
+            help="Comma-separated proxy addresses or networks whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (CLEW_FORWARDED_ALLOW_IPS; default none): behind a "
+            "TLS-terminating proxy the session cookie is then Secure, and rate limits count "
+            "the real client.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
     import uvicorn
@@ -72,6 +83,8 @@ def server(
     if artifacts:
         os.environ["CLEW_ARTIFACTS"] = artifacts
     os.environ["CLEW_ANONYMOUS_READ"] = "1" if anonymous_read else "0"
+    if forwarded_allow_ips is not None:
+        os.environ["CLEW_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     open_store(uri, artifacts).close()
     console.print(f"clew server on http://{host}:{port}/api/v1 ({workers} worker(s)); Ctrl-C stops")
     uvicorn.run(

@@ -42,6 +42,7 @@ from clew.client.remote_capture import (
     ipc_stream,
     remote_prediction,
 )
+from clew.client.remote_sessions import RemoteSessions
 from clew.domain import digests, refs
 from clew.domain.records import (
     ArtifactRecord,
@@ -1233,6 +1234,7 @@ class RemoteBackend:
         self.policies = RemotePolicies(self._transport)
         self.predictions = RemotePredictions(self._transport)
         self.user_keys = RemoteUserKeys(self._transport)
+        self.sessions = RemoteSessions(self._transport)
         self._actor: str | None = None
 
     @property

@@ -60,6 +60,7 @@ class AuthenticationError(ClewError):
 
     code = "unauthenticated"
     http_status = 401
+    user: str | None = None  # whose token it was, when it was recognised (for rate limits)
 
 
 @dataclass(frozen=True)
@@ -192,18 +193,26 @@ def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
         row = connection.execute(query).first()
         _check_token(row, purpose)
         assert row is not None
-        grants = {
-            model: Role.parse(role)
-            for model, role in connection.execute(
-                select(schema.model_grants.c.model_name, schema.model_grants.c.role).where(
-                    schema.model_grants.c.user_name == row.user_name
-                )
-            )
-        }
+        grants = grants_of(connection, row.user_name)
     return Principal(row.user_name, Role.parse(row.role), grants, row.id)
 
 
+def grants_of(connection: Connection, user: str) -> dict[str, Role]:
+    """``user``'s per-model (and per-prefix) grants, by model name or ``prefix*``."""
+    table = schema.model_grants
+    query = select(table.c.model_name, table.c.role).where(table.c.user_name == user)
+    return {model: Role.parse(role) for model, role in connection.execute(query)}
+
+
 def _check_token(row: Any, purpose: str) -> None:
+    try:
+        _refuse_token(row, purpose)
+    except AuthenticationError as error:
+        error.user = row.user_name if row is not None else None
+        raise
+
+
+def _refuse_token(row: Any, purpose: str) -> None:
     if row is None:
         raise AuthenticationError(
             "the token is not recognised; check CLEW_TOKEN or ask an admin for a new token."
