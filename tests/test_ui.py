@@ -322,6 +322,8 @@ def test_server_mode_needs_a_token_and_respects_roles(populated: Populated) -> N
     assert csrf is not None
     refused = browser.post("/ui/login", data={"token": "wrong", "csrf": csrf.group(1)})
     assert refused.status_code == 401
+    csrf = re.search(r'name="csrf" value="([^"]+)"', refused.text)  # a fresh form, fresh token
+    assert csrf is not None
     form = {"token": "token-vera", "next": "/ui/audit", "csrf": csrf.group(1)}
     signed_in = browser.post("/ui/login", data=form)
     assert signed_in.headers["location"] == "/ui/audit"
