@@ -248,6 +248,15 @@ def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
     return Principal(row.user_name, Role.parse(row.role), grants, row.id)
 
 
+def account_role(connection: Connection, user: str, model: str | None = None) -> Role | None:
+    """``user``'s account role on ``model`` (grants included), None for a name with no account:
+    what an account role named in the approval policy is checked against."""
+    row = _user_row(connection, user)
+    if row is None or row.disabled_ms is not None:
+        return None
+    return Principal(user, Role.parse(row.role), grants_of(connection, user)).role_for(model)
+
+
 def grants_of(connection: Connection, user: str) -> dict[str, Role]:
     """``user``'s per-model (and per-prefix) grants, by model name or ``prefix*``."""
     table = schema.model_grants

@@ -164,7 +164,8 @@ class SessionService:
                 )
             if actor != row.user_name:
                 rules = policy.current(connection).rules
-                rules.require_role(actor, rules.admin_roles, f"revoke {row.user_name}'s session")
+                action = f"revoke {row.user_name}'s session"
+                policy.require_member(connection, rules, actor, rules.admin_roles, action)
             if row.revoked_ms is not None:
                 raise ConflictError(f"session {session_id} was already ended.")
             return _revoke(connection, _info(row), actor, "session.revoke")
