@@ -185,15 +185,26 @@ def revoke_token(
 @admin_app.command("grant")
 def grant(
     user: Annotated[str, typer.Argument()],
-    model: Annotated[str, typer.Argument(help="The registered model's name.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A registered model's name, or a name prefix ending in * ('fraud-*') for "
+            "every model whose name starts with it, including models created later."
+        ),
+    ],
     role: Annotated[str, typer.Argument(help="viewer, contributor, approver or admin.")],
     uri: UriOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
-    """Give USER at least ROLE on one registered MODEL."""
+    """Give USER at least ROLE on one registered MODEL (or on a name prefix, 'fraud-*').
+
+    A viewer with contributor grants is a contributor limited to those models. A model name
+    that does not exist yet is refused: its rights would go to whoever registers it first.
+    """
     store = _store(uri, artifacts)
     try:
         accounts.grant(store, user, model, role, current_actor())
     finally:
         store.close()
-    console.print(f"{user} is at least {role} on model {model}")
+    scope = f"models named {model}" if model.endswith(accounts.PREFIX_MARK) else f"model {model}"
+    console.print(f"{user} is at least {role} on {scope}")

@@ -138,7 +138,6 @@ async def _signing_secret(request: Request) -> str:
 
 
 async def _require_signature(request: Request, principal: Principal, secret: str) -> None:
-    limits(request).check(client_address(request), principal.name)
     signer = await _checked(request, accounts.authenticate, secret, SIGNING)
     if signer.name != principal.name:
         limits(request).failed(client_address(request), principal.name)
