@@ -76,8 +76,8 @@ async def _principal(request: Request, rule: Rule) -> Principal:
 
 
 async def _checked(request: Request, check: Any, *args: Any) -> Principal:
-    """``check(store, *args)`` within the client address's (and account's) limits: a failure
-    counts against both, and past the limit the check is not even made (429)."""
+    """``check(store, *args)`` within the client address's limit: a failure counts against the
+    address and the account its token names, and past the limit no check is made (429)."""
     address = client_address(request)
     limits(request).check(address)
     try:
