@@ -189,8 +189,9 @@ def test_bad_bearer_tokens_from_one_address_get_429(server: RunningServer) -> No
     assert int(limited.headers["retry-after"]) > 0
     sdk = clew.Client(server.url, token="clew_not-a-token")
     try:
-        with pytest.raises(TooManyAttemptsError, match=r"wait .* s and retry"):
+        with pytest.raises(TooManyAttemptsError, match=r"wait .* s and retry") as refused:
             sdk.list_models()
+        assert 0 < refused.value.retry_after_s <= int(limited.headers["retry-after"])
     finally:
         sdk.close()
 

@@ -197,6 +197,8 @@ class Transport:
         error = cls(message) if cls else ClewError(message)
         error.code = code
         error.http_status = response.status_code
+        if response.headers.get("retry-after", "").isdigit():
+            error.retry_after_s = int(response.headers["retry-after"])  # type: ignore[attr-defined]
         return error
 
     def stop_direct(self, url: str, error: Exception) -> None:
