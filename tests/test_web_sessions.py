@@ -24,9 +24,10 @@ from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app as cli
-from clew.errors import PolicyError, TooManyAttemptsError
-from clew.server.app import create_app
+from clew.errors import InvalidInputError, PolicyError, TooManyAttemptsError
+from clew.server.app import app_from_environment, create_app
 from clew.service import audit
+from clew.service.sessions import Lifetimes
 from clew.store import schema
 
 pytest_plugins = ("server_fixtures",)
@@ -246,3 +247,22 @@ def test_the_embedded_sdk_lists_the_stores_sessions(server: RunningServer) -> No
         finally:
             local.close()
         assert browser.get("/ui/models").status_code == 303
+
+
+def test_session_lifetimes_are_configurable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, root = server_store(tmp_path)
+    server = RunningServer("", store, root)
+    token = server.user("vera", "viewer")
+    try:
+        app = create_app(store, session_lifetimes=Lifetimes(idle_s=60, absolute_s=120))
+        with TestClient(app, follow_redirects=False) as browser:
+            assert "max-age=120" in _sign_in(browser, token).headers["set-cookie"].lower()
+        (row,) = _session_rows(server)
+        assert row["idle_ms"] == 60_000 and row["expires_ms"] - row["created_ms"] == 120_000
+        monkeypatch.setenv("CLEW_SESSION_HOURS", "half a day")
+        with pytest.raises(InvalidInputError, match="CLEW_SESSION_HOURS='half a day' must be"):
+            app_from_environment()
+    finally:
+        store.close()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
+from clew.errors import InvalidInputError
 from clew.server import errors
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
 from clew.server.deps import Services
@@ -125,18 +126,26 @@ def app_from_environment() -> FastAPI:
 
     from clew.store.location import open_store
 
+    lifetimes = _lifetimes(os.environ)
     store = open_store(os.environ.get("CLEW_URI") or None, os.environ.get("CLEW_ARTIFACTS"))
     secret = os.environ.get("CLEW_UI_SECRET")
     return create_app(
         store,
         anonymous_read=os.environ.get("CLEW_ANONYMOUS_READ") == "1",
         ui_secret=secret.encode() if secret else None,
-        session_lifetimes=_lifetimes(os.environ),
+        session_lifetimes=lifetimes,
         forwarded_allow_ips=os.environ.get("CLEW_FORWARDED_ALLOW_IPS") or None,
     )
 
 
 def _lifetimes(environ: Mapping[str, str]) -> Lifetimes:
-    idle = int(environ.get("CLEW_SESSION_IDLE_MINUTES") or DEFAULT_IDLE_S // 60)
-    hours = int(environ.get("CLEW_SESSION_HOURS") or DEFAULT_ABSOLUTE_S // 3600)
+    idle = _whole(environ, "CLEW_SESSION_IDLE_MINUTES", DEFAULT_IDLE_S // 60)
+    hours = _whole(environ, "CLEW_SESSION_HOURS", DEFAULT_ABSOLUTE_S // 3600)
     return Lifetimes(idle_s=idle * 60, absolute_s=hours * 3600)
+
+
+def _whole(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name) or str(default)
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInputError(f"{name}={text!r} must be a whole number of at least 1.")
+    return int(text)
