@@ -144,6 +144,17 @@ class StoreUnavailableError(ClewError):
     http_status = 503
 
 
+class TooManyAttemptsError(ClewError):
+    """Too many failed sign-ins or token checks from one address or for one account; wait."""
+
+    code = "too_many_attempts"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # --- warnings: clew did what was asked, but it looks like a mistake -------------------------
 
 

@@ -293,3 +293,41 @@ def test_upgrade_keeps_and_reports_look_alike_names_on_postgres(
     output = _upgrade_a_store_holding_look_alikes(url, url)
     assert "note: model 'CHURN', 'Churn' look like model 'churn'" in output
     _look_alikes_keep_working(url)
+
+
+def _upgrade_0007_store_adds_sessions(url: str, uri_argument: str) -> None:
+    """0008 adds the UI sessions table to a store at 0007; downgrading removes it again."""
+    _migrate_to(url, "0007")
+    code, output = _upgrade("--uri", uri_argument)
+    assert code == 0, output
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            columns = {column["name"] for column in inspect(connection).get_columns("ui_sessions")}
+        assert {"secret_hash", "idle_ms", "expires_ms", "revoked_ms", "token_id"} <= columns
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0007")
+        with engine.connect() as connection:
+            assert not inspect(connection).has_table("ui_sessions")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.sqlite_only  # a SQLite file by design; the PostgreSQL variant follows
+def test_upgrade_0007_to_0008_adds_ui_sessions_on_sqlite(tmp_path: Path) -> None:
+    database = tmp_path / "old" / "clew.db"
+    database.parent.mkdir()
+    _upgrade_0007_store_adds_sessions(f"sqlite:///{database}", str(database.parent))
+
+
+@pytest.mark.postgres
+def test_upgrade_0007_to_0008_adds_ui_sessions_on_postgres(
+    postgres_server: PostgresServer,
+) -> None:
+    name = f"upgrade_{uuid.uuid4().hex[:12]}"
+    postgres_server.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.url(name)
+    _upgrade_0007_store_adds_sessions(url, url)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import REMOTE
 from server_fixtures import AsUser
 from test_registry import train
 
 import clew
 from clew.domain import digests
 from clew.errors import PolicyError, PolicySyntaxError
-from clew.service import audit
+from clew.service import accounts, audit
 from clew.service.policy import DEFAULT_DOCUMENT, parse
 from clew.store.location import Store
 
@@ -127,6 +128,27 @@ def test_approval_by_a_role_the_policy_does_not_allow_is_refused(
     event = client.approve("iris/1", "ok")
     assert event.evidence["actor_roles"] == ["approver"]
     assert event.evidence["policy_version"] == 1
+
+
+def test_a_policy_names_account_roles_without_defining_them(
+    client: clew.Client, as_user: AsUser, store: Store
+) -> None:
+    """One vocabulary: ``approver`` in a role list the policy does not define means an account
+    with at least that role (per-model grants included), embedded and on a server alike."""
+    client.set_policy("approvals: {roles: [approver]}\nproduction: {roles: [admin]}")
+    _, artifact = train(client)
+    client.register_model(artifact, "iris")
+    if not REMOTE:  # on a server, as_user makes the accounts
+        accounts.create_user(store, "bob", "approver", actor="admin")
+        accounts.create_user(store, "carl", "viewer", actor="admin")
+    with pytest.raises(PolicyError, match="approver"):
+        as_user("carl", "viewer").approve("iris/1", "ok")
+    if not REMOTE:  # a name with no account at all (a server knows only its accounts)
+        with pytest.raises(PolicyError, match=r"'erin' may not approve iris/1.*approver"):
+            as_user("erin").approve("iris/1", "no account")
+    assert as_user("bob", "approver").approve("iris/1", "ok").actor == "bob"
+    accounts.grant(store, "carl", "iris", "approver", actor="admin")
+    assert as_user("carl", "viewer").approve("iris/1", "second look").actor == "carl"
 
 
 def test_separation_of_duties_can_be_switched_off(client: clew.Client) -> None:

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from browser_fixtures import CHROMIUM, screenshot
 from conftest import free_port, require_backend, run_git
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
@@ -37,8 +37,9 @@ import clew
 from clew.client import capture
 from clew.errors import PolicyError
 from clew.server.ui import create_ui_app, create_ui_router
-from clew.server.ui.pages import ROUTE_PERMISSIONS
-from clew.server.ui.session import TOKEN_COOKIE, cookie_actor
+from clew.server.ui.pages import ROUTE_PERMISSIONS, SESSION_COOKIE
+from clew.server.ui.session import cookie_actor
+from clew.service.accounts import AuthenticationError
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.store.location import Store
@@ -272,9 +273,29 @@ def test_inventory_pages_and_sorts_many_models(populated: Populated, tmp_path: P
         client.close()
 
 
+@dataclass
+class TableSessions:
+    """A ``SessionGate`` over two dicts, as an app embedding the router might write one."""
+
+    tokens: dict[str, str]
+    open_sessions: dict[str, str] = field(default_factory=dict)
+    lifetime_s: int = 3600
+
+    def open(self, request: Request, token: str) -> str:
+        if token not in self.tokens:
+            raise AuthenticationError("unknown token")
+        session = f"session-{len(self.open_sessions)}"
+        self.open_sessions[session] = self.tokens[token]
+        return session
+
+    def close(self, request: Request, session: str) -> None:
+        self.open_sessions.pop(session, None)
+
+
 def _server_mode_app(populated: Populated, roles: dict[str, str]) -> FastAPI:
     """The router as a server would mount it: token login, roles from a table."""
     tokens = {f"token-{user}": user for user in roles}
+    gate = TableSessions(tokens)
 
     def authorize(actor: str, permission: str) -> None:
         allowed = {"viewer": {"read"}, "approver": {"read", "approve", "promote"}}
@@ -285,9 +306,9 @@ def _server_mode_app(populated: Populated, roles: dict[str, str]) -> FastAPI:
     app.include_router(
         create_ui_router(
             lambda: populated.store,
-            cookie_actor(tokens.get),
+            cookie_actor(gate.open_sessions.get),
             authorize=authorize,
-            check_token=tokens.get,
+            sessions=gate,
         )
     )
     return app
@@ -297,16 +318,25 @@ def test_server_mode_needs_a_token_and_respects_roles(populated: Populated) -> N
     app = _server_mode_app(populated, {"vera": "viewer", "bob": "approver"})
     browser = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
     assert browser.get("/ui/models").headers["location"].startswith("/ui/login")
-    refused = browser.post("/ui/login", data={"token": "wrong"})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/ui/login").text)
+    assert csrf is not None
+    refused = browser.post("/ui/login", data={"token": "wrong", "csrf": csrf.group(1)})
     assert refused.status_code == 401
-    signed_in = browser.post("/ui/login", data={"token": "token-vera", "next": "/ui/audit"})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', refused.text)  # a fresh form, fresh token
+    assert csrf is not None
+    form = {"token": "token-vera", "next": "/ui/audit", "csrf": csrf.group(1)}
+    signed_in = browser.post("/ui/login", data=form)
     assert signed_in.headers["location"] == "/ui/audit"
     assert "httponly" in signed_in.headers["set-cookie"].lower()
     version = browser.get(f"/ui/models/{MODEL}/versions/1")
     assert "signed in as <strong>vera</strong>" in version.text
     assert "Approve as" not in version.text
     assert "Your role does not allow approving" in version.text
-    bob = TestClient(app, base_url="http://127.0.0.1", cookies={TOKEN_COOKIE: "token-bob"})
+    bob = TestClient(app, base_url="http://127.0.0.1")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', bob.get("/ui/login").text)
+    assert csrf is not None
+    bob.post("/ui/login", data={"token": "token-bob", "csrf": csrf.group(1)})
+    assert bob.cookies[SESSION_COOKIE] == "session-1"
     assert "Approve as bob" in bob.get(f"/ui/models/{MODEL}/versions/1").text
 
 

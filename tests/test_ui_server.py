@@ -33,8 +33,8 @@ from test_ui import (
 
 from clew.server.app import create_app
 from clew.server.permissions import check_routes
-from clew.server.ui.session import TOKEN_COOKIE
-from clew.service import accounts, audit
+from clew.server.ui.pages import SESSION_COOKIE
+from clew.service import accounts, audit, sessions
 from clew.service.promotion import PromotionService
 from clew.store.location import open_store
 
@@ -79,16 +79,29 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 # --- HTTP-level checks against the real server --------------------------------------------
 
 
+def _session(deployment: Deployment, token: str) -> str:
+    """A session opened for ``token`` by the service the login page uses (signing in through
+    the page for every check would trip the per-account sign-in limit)."""
+    store = deployment.server.store
+    principal = accounts.authenticate(store, token)
+    opened = sessions.open_session(
+        store, principal, client="test", user_agent="httpx", lifetimes=sessions.Lifetimes()
+    )
+    return opened.secret
+
+
 def _browser(deployment: Deployment, user: str | None = None) -> httpx.Client:
-    """An httpx client that behaves like a signed-in browser (the token only in the cookie)."""
-    cookies = {TOKEN_COOKIE: deployment.api[user]} if user else {}
+    """An httpx client that behaves like a signed-in browser (a session id in the cookie)."""
+    cookies = {SESSION_COOKIE: _session(deployment, deployment.api[user])} if user else {}
     return httpx.Client(base_url=deployment.url, cookies=cookies, timeout=30)
 
 
-def _csrf(user: str) -> str:
-    """The CSRF token the UI puts in ``user``'s forms (an attacker can not compute it without
-    the server's secret; the test knows it so it can post as users who see no form)."""
-    return hmac.new(UI_SECRET, user.encode(), hashlib.sha256).hexdigest()[:40]
+def _csrf(browser: httpx.Client) -> str:
+    """The CSRF token the UI puts in this browser session's forms (an attacker can not compute
+    it without the server's secret and the session id; the test knows both so it can post as
+    users who see no form)."""
+    binding = f"session:{browser.cookies[SESSION_COOKIE]}"
+    return hmac.new(UI_SECRET, binding.encode(), hashlib.sha256).hexdigest()[:40]
 
 
 def _decide(client: httpx.Client, version: int, **fields: str) -> httpx.Response:
@@ -121,30 +134,38 @@ def test_unauthenticated_pages_redirect_to_login(deployment: Deployment) -> None
     assert deployment.status(3)["approvals"] == 0
 
 
-def test_login_sets_a_strict_httponly_cookie_and_logout_clears_it(deployment: Deployment) -> None:
+def _login_csrf(client: httpx.Client | TestClient) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/login").text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_login_sets_a_lax_httponly_session_cookie_and_logout_ends_it(
+    deployment: Deployment,
+) -> None:
     with _browser(deployment) as client:
-        bad = client.post("/ui/login", data={"token": deployment.signing["vera"]})
+        form = {"token": deployment.signing["vera"], "csrf": _login_csrf(client)}
+        bad = client.post("/ui/login", data=form)
         assert bad.status_code == 401
         assert "not valid" in bad.text
-        good = client.post("/ui/login", data={"token": deployment.api["vera"], "next": "/ui/audit"})
+        form = {"token": deployment.api["vera"], "next": "/ui/audit", "csrf": _login_csrf(client)}
+        good = client.post("/ui/login", data=form)
         assert good.status_code == 303
         assert good.headers["location"] == "/ui/audit"
         cookie = good.headers["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
-        assert "secure" not in cookie
+        assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
+        assert "secure" not in cookie and deployment.api["vera"].lower() not in cookie
         assert "signed in as <strong>vera</strong>" in client.get("/ui/audit").text
-        out = client.post("/ui/logout")
+        out = client.post("/ui/logout", data={"csrf": _csrf(client)})
         assert out.status_code == 303
-        assert 'clew_token=""' in out.headers["set-cookie"] or "max-age=0" in (
-            out.headers["set-cookie"].lower()
-        )
-        assert TOKEN_COOKIE not in client.cookies
+        assert "max-age=0" in out.headers["set-cookie"].lower()
+        assert SESSION_COOKIE not in client.cookies
         assert client.get("/ui/models").status_code == 303
 
 
-def test_a_revoked_cookie_token_sends_the_browser_back_to_login(deployment: Deployment) -> None:
+def test_revoking_the_sign_in_token_ends_its_sessions(deployment: Deployment) -> None:
     issued = accounts.create_token(deployment.server.store, "vera", "test-admin")
-    cookies = {TOKEN_COOKIE: issued.secret}
+    cookies = {SESSION_COOKIE: _session(deployment, issued.secret)}
     with httpx.Client(base_url=deployment.url, cookies=cookies, timeout=30) as client:
         assert client.get("/ui/models").status_code == 200
         accounts.revoke_token(deployment.server.store, issued.id, "test-admin")
@@ -170,7 +191,8 @@ def test_out_of_range_numbers_are_refused_not_a_server_error(deployment: Deploym
 def test_cookie_is_secure_over_https(deployment: Deployment) -> None:
     app = create_app(deployment.server.store)
     https = TestClient(app, base_url="https://clew.example", follow_redirects=False)
-    response = https.post("/ui/login", data={"token": deployment.api["vera"]})
+    form = {"token": deployment.api["vera"], "csrf": _login_csrf(https)}
+    response = https.post("/ui/login", data=form)
     assert response.status_code == 303
     assert "secure" in response.headers["set-cookie"].lower()
 
@@ -182,7 +204,8 @@ def test_viewer_and_contributor_cannot_approve(deployment: Deployment) -> None:
             assert 'id="decide-form"' not in page and 'id="promote-form"' not in page
             assert f"user &#39;{user}&#39; is a {role}" in page
             assert "needs the approver role" in page
-            refused = _decide(client, 3, csrf=_csrf(user), signing_token=deployment.signing[user])
+            signing = deployment.signing[user]
+            refused = _decide(client, 3, csrf=_csrf(client), signing_token=signing)
             assert refused.status_code == 403
             assert "needs the approver role" in refused.text
     assert deployment.status(3)["approvals"] == 0
@@ -190,7 +213,7 @@ def test_viewer_and_contributor_cannot_approve(deployment: Deployment) -> None:
 
 def test_approval_needs_the_approvers_own_signing_token(deployment: Deployment) -> None:
     with _browser(deployment, "bob") as bob:
-        csrf = _csrf("bob")
+        csrf = _csrf(bob)
         missing = _decide(bob, 3, csrf=csrf)
         assert missing.status_code == 401
         assert "electronic signature" in missing.text
@@ -208,8 +231,8 @@ def test_approval_needs_the_approvers_own_signing_token(deployment: Deployment) 
 
 def test_a_new_alias_needs_the_new_alias_box(deployment: Deployment) -> None:
     path = f"/ui/models/{MODEL}/versions/3/promote"
-    form = {"alias": "canary", "comment": "shadow traffic", "csrf": _csrf("bob")}
     with _browser(deployment, "bob") as bob:
+        form = {"alias": "canary", "comment": "shadow traffic", "csrf": _csrf(bob)}
         refused = bob.post(path, data=form)
         assert refused.status_code == 200, refused.text
         assert "has no alias &#39;canary&#39; yet" in refused.text and "--new-alias" in refused.text
@@ -338,11 +361,49 @@ def test_user_html_is_text_and_logout_signs_out(page: Any, deployment: Deploymen
     assert page.title() != "pwned"
     cookies = page.context.cookies()
     assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
-        (TOKEN_COOKIE, True, "Strict")
+        (SESSION_COOKIE, True, "Lax")
     ]
     assert page.evaluate("document.cookie") == ""
     page.click("header form button.link")
     page.wait_for_url(re.compile(r"/ui/login"))
-    assert page.context.cookies() == []
+    assert SESSION_COOKIE not in {cookie["name"] for cookie in page.context.cookies()}
     page.goto(deployment.url + "/ui/models")
     assert "/ui/login" in page.url
+
+
+def test_sign_out_in_a_browser_ends_the_session_on_the_server(
+    page: Any, deployment: Deployment
+) -> None:
+    _sign_in(page, deployment, "vera", "/ui/audit")
+    (session,) = [c["value"] for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    page.click("header form button.link")
+    page.wait_for_url(re.compile(r"/ui/login"))
+    _shot(page, "signed-out")
+    replay = httpx.Client(base_url=deployment.url, cookies={SESSION_COOKIE: session})
+    with replay:
+        assert replay.get("/ui/audit").status_code == 303
+
+
+def test_another_sites_sign_in_form_is_refused_in_a_browser(
+    browser: Any, deployment: Deployment
+) -> None:
+    """Login CSRF: a page elsewhere posts the attacker's token (and the attacker's own form
+    token) to /ui/login from the victim's browser, which has seen the login page before.
+    (Its own tab: the refusal is a 403 page, which Chromium logs as a console error.)"""
+    with _browser(deployment) as attackers_browser:
+        attackers_csrf = _login_csrf(attackers_browser)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(deployment.url + "/ui/login")
+    page.goto("about:blank")
+    page.set_content(
+        f'<form method="post" action="{deployment.url}/ui/login">'
+        f'<input name="token" value="{deployment.api["carl"]}">'
+        f'<input name="csrf" value="{attackers_csrf}"></form>'
+    )
+    with page.expect_navigation():
+        page.evaluate("document.forms[0].submit()")
+    assert "did not come from this clew" in page.locator("p.problem").text_content()
+    assert SESSION_COOKIE not in {cookie["name"] for cookie in context.cookies()}
+    _shot(page, "cross-site-login-refused")
+    context.close()

@@ -20,6 +20,7 @@ from clew.cli import (
     runs,
     serve,
     server,
+    sessions,
     trace,
     ui,
     verify,
@@ -83,3 +84,4 @@ app.command("gc")(ops.gc)
 app.add_typer(ops.db_app, name="db")
 app.command("server")(server.server)
 app.add_typer(server.admin_app, name="admin")
+app.add_typer(sessions.app, name="sessions")

@@ -86,6 +86,17 @@ def server(
             "(CLEW_BODY_TIMEOUT; default 60).",
         ),
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            metavar="ADDRESSES",
+            help="Comma-separated proxy addresses or networks whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (CLEW_FORWARDED_ALLOW_IPS; default none): behind a "
+            "TLS-terminating proxy the session cookie is then Secure, and rate limits count "
+            "the real client.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
     import uvicorn
@@ -102,6 +113,8 @@ def server(
     if artifacts:
         os.environ["CLEW_ARTIFACTS"] = artifacts
     os.environ["CLEW_ANONYMOUS_READ"] = "1" if anonymous_read else "0"
+    if forwarded_allow_ips is not None:
+        os.environ["CLEW_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     open_store(uri, artifacts).close()
     console.print(f"clew server on http://{host}:{port}/api/v1 ({workers} worker(s)); Ctrl-C stops")
     uvicorn.run(
@@ -224,15 +237,26 @@ def revoke_token(
 @admin_app.command("grant")
 def grant(
     user: Annotated[str, typer.Argument()],
-    model: Annotated[str, typer.Argument(help="The registered model's name.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A registered model's name, or a name prefix ending in * ('fraud-*') for "
+            "every model whose name starts with it, including models created later."
+        ),
+    ],
     role: Annotated[str, typer.Argument(help="viewer, contributor, approver or admin.")],
     uri: UriOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
-    """Give USER at least ROLE on one registered MODEL."""
+    """Give USER at least ROLE on one registered MODEL (or on a name prefix, 'fraud-*').
+
+    A viewer with contributor grants is a contributor limited to those models. A model name
+    that does not exist yet is refused: its rights would go to whoever registers it first.
+    """
     store = _store(uri, artifacts)
     try:
         accounts.grant(store, user, model, role, current_actor())
     finally:
         store.close()
-    console.print(f"{user} is at least {role} on model {model}")
+    scope = f"models named {model}" if model.endswith(accounts.PREFIX_MARK) else f"model {model}"
+    console.print(f"{user} is at least {role} on {scope}")

@@ -18,6 +18,7 @@ from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.service.runs import RunService, search_runs, unknown_keys, warn_unknown_keys
+from clew.service.sessions import SessionService
 from clew.service.trace import Trace, trace_prediction
 from clew.service.user_keys import UserKeyService
 from clew.store.location import Store, open_store
@@ -71,6 +72,7 @@ class EmbeddedBackend:
         self.policies = PolicyService(self.store)
         self.predictions = EmbeddedPredictions(self.store)
         self.user_keys = UserKeyService(self.store)
+        self.sessions = SessionService(self.store)
 
     def search_runs(
         self,

@@ -52,8 +52,10 @@ __all__ = [
     "register_user_key",
     "reject",
     "revoke",
+    "revoke_session",
     "revoke_user_key",
     "rollback",
+    "sessions",
     "set_policy",
     "user_keys",
     "version_status",
@@ -270,6 +272,17 @@ class GovernanceMixin:
     def revoke_user_key(self, key_id: str) -> dict[str, Any]:
         """Revoke a key from now on: what it signed before stays valid, nothing after is."""
         return self._service.user_keys.revoke(key_id, self.actor).to_dict()
+
+    # --- web UI sessions (a server's sign-ins) -----------------------------------------------
+
+    def sessions(self, user: str | None = None, *, ended: bool = False) -> list[dict[str, Any]]:
+        """Web UI sessions (of ``user``), newest first, never their secrets; live ones only
+        unless ``ended`` (on a server: admins only)."""
+        return [info.to_dict() for info in self._service.sessions.list_sessions(user, ended)]
+
+    def revoke_session(self, session_id: str) -> dict[str, Any]:
+        """End a web UI session at once, on every server replica (admins; audited)."""
+        return self._service.sessions.revoke(session_id, self.actor).to_dict()
 
     def _sign(
         self,
@@ -509,6 +522,14 @@ def user_keys(user: str | None = None) -> list[dict[str, Any]]:
 
 def revoke_user_key(key_id: str) -> dict[str, Any]:
     return _client().revoke_user_key(key_id)
+
+
+def sessions(user: str | None = None, *, ended: bool = False) -> list[dict[str, Any]]:
+    return _client().sessions(user, ended=ended)
+
+
+def revoke_session(session_id: str) -> dict[str, Any]:
+    return _client().revoke_session(session_id)
 
 
 def _client() -> Any:

@@ -43,6 +43,7 @@ from clew.client.remote_capture import (
     ipc_stream,
     remote_prediction,
 )
+from clew.client.remote_sessions import RemoteSessions
 from clew.domain import digests, refs
 from clew.domain.records import (
     ArtifactRecord,
@@ -197,6 +198,8 @@ class Transport:
         error = cls(message) if cls else ClewError(message)
         error.code = code
         error.http_status = response.status_code
+        if response.headers.get("retry-after", "").isdigit():
+            error.retry_after_s = int(response.headers["retry-after"])  # type: ignore[attr-defined]
         return error
 
     def stop_direct(self, url: str, error: Exception) -> None:
@@ -1235,6 +1238,7 @@ class RemoteBackend:
         self.policies = RemotePolicies(self._transport)
         self.predictions = RemotePredictions(self._transport)
         self.user_keys = RemoteUserKeys(self._transport)
+        self.sessions = RemoteSessions(self._transport)
         self._actor: str | None = None
 
     @property

@@ -9,17 +9,19 @@ own ``ROUTE_PERMISSIONS`` table, see ``permissions.ui_rule``), signing in with a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
+from clew.errors import InvalidInputError
 from clew.server import errors
-from clew.server.auth import AuthSettings, authorize, check_ui_permission, token_user, ui_actor
+from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
 from clew.server.deps import Services
 from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
 from clew.server.limits import MAX_JSON_BYTES, BodyLimit
+from clew.server.login_limits import LoginLimits
 from clew.server.observability import Metrics, RequestContext
 from clew.server.permissions import check_routes
 from clew.server.responses import JSONResponse
@@ -32,8 +34,11 @@ from clew.server.routes import (
     predictions,
     registry,
     runs,
+    sessions,
 )
 from clew.server.ui import create_ui_router
+from clew.server.web_sessions import ServerSessions
+from clew.service.sessions import DEFAULT_ABSOLUTE_S, DEFAULT_IDLE_S, Lifetimes
 from clew.store.location import Store
 
 API_PREFIX = "/api/v1"
@@ -46,10 +51,15 @@ def create_app(
     max_json_bytes: int = MAX_JSON_BYTES,
     ui_secret: bytes | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    session_lifetimes: Lifetimes | None = None,
+    forwarded_allow_ips: str | None = None,
 ) -> FastAPI:
     """The API and the web UI over ``store``; replicas must share ``ui_secret`` (the UI's CSRF
     key; random per process when None). ``allowed_hosts`` are the Host names answered (see
-    ``clew.server.hosts``; None answers any, for an app that is not listening itself)."""
+    ``clew.server.hosts``; None answers any, for an app that is not listening itself).
+    ``session_lifetimes`` sets the UI sessions' idle and absolute lifetimes;
+    ``forwarded_allow_ips`` lists the proxies (addresses, networks or ``*``) whose
+    ``X-Forwarded-For``/``-Proto`` are believed (none by default)."""
     from clew import __version__
 
     app = FastAPI(
@@ -67,9 +77,11 @@ def create_app(
     app.state.services = Services.open(store)
     app.state.auth = AuthSettings(anonymous_read=anonymous_read)
     app.state.metrics = Metrics()
+    app.state.login_limits = LoginLimits()
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
-    app.include_router(_ui_router(store, ui_secret))
+    app.include_router(sessions.router)
+    app.include_router(_ui_router(store, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)
     check_routes(app)
@@ -77,6 +89,7 @@ def create_app(
     if allowed_hosts is not None:
         app.add_middleware(HostAllowList, allowed=allowed_hosts)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
+    _trust_proxies(app, forwarded_allow_ips)
     return app
 
 
@@ -85,12 +98,22 @@ def _home(request: Request) -> RedirectResponse:
     return RedirectResponse(f"{request.scope.get('root_path', '')}/ui/", status_code=307)
 
 
-def _ui_router(store: Store, secret: bytes | None) -> APIRouter:
-    """The UI as the server runs it: the actor is the token's user, roles decide every page."""
+def _trust_proxies(app: FastAPI, forwarded_allow_ips: str | None) -> None:
+    """Believe ``X-Forwarded-For``/``-Proto`` from the listed proxies only (uvicorn's own
+    middleware), so the session cookie is ``Secure`` behind a TLS-terminating proxy and rate
+    limits count the real client, while nobody else can claim either."""
+    if forwarded_allow_ips:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=forwarded_allow_ips)
+
+
+def _ui_router(store: Store, secret: bytes | None, lifetimes: Lifetimes) -> APIRouter:
+    """The UI as the server runs it: the actor is the session's user, roles decide every page."""
     return create_ui_router(
         lambda: store,
         ui_actor,
-        check_token=partial(token_user, store),
+        sessions=ServerSessions(store, lifetimes),
         csrf_secret=secret,
         authorize_request=check_ui_permission,
         signing_required=True,
@@ -102,13 +125,16 @@ def app_from_environment() -> FastAPI:
 
     Reads ``CLEW_URI`` / ``CLEW_ARTIFACTS`` (the store), ``CLEW_ANONYMOUS_READ`` ("1" lets
     requests without a token read), ``CLEW_ALLOWED_HOSTS`` (comma-separated Host names; the
-    loopback names when unset) and ``CLEW_UI_SECRET`` (the UI's CSRF key, shared by every
-    worker and replica; without it each process draws its own, so use it with ``--workers``).
+    loopback names when unset), ``CLEW_UI_SECRET`` (the UI's CSRF key, shared by every
+    worker and replica; without it each process draws its own, so use it with ``--workers``),
+    ``CLEW_SESSION_IDLE_MINUTES`` / ``CLEW_SESSION_HOURS`` (UI session lifetimes, default 30
+    and 12) and ``CLEW_FORWARDED_ALLOW_IPS`` (trusted proxies, see ``create_app``).
     """
     import os
 
     from clew.store.location import open_store
 
+    lifetimes = _lifetimes(os.environ)
     store = open_store(os.environ.get("CLEW_URI") or None, os.environ.get("CLEW_ARTIFACTS"))
     secret = os.environ.get("CLEW_UI_SECRET")
     return create_app(
@@ -116,4 +142,19 @@ def app_from_environment() -> FastAPI:
         anonymous_read=os.environ.get("CLEW_ANONYMOUS_READ") == "1",
         ui_secret=secret.encode() if secret else None,
         allowed_hosts=parse(os.environ.get(ALLOWED_HOSTS_ENV, "")) or LOOPBACK_HOSTS,
+        session_lifetimes=lifetimes,
+        forwarded_allow_ips=os.environ.get("CLEW_FORWARDED_ALLOW_IPS") or None,
     )
+
+
+def _lifetimes(environ: Mapping[str, str]) -> Lifetimes:
+    idle = _whole(environ, "CLEW_SESSION_IDLE_MINUTES", DEFAULT_IDLE_S // 60)
+    hours = _whole(environ, "CLEW_SESSION_HOURS", DEFAULT_ABSOLUTE_S // 3600)
+    return Lifetimes(idle_s=idle * 60, absolute_s=hours * 3600)
+
+
+def _whole(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name) or str(default)
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInputError(f"{name}={text!r} must be a whole number of at least 1.")
+    return int(text)

@@ -4,13 +4,16 @@ The route's rule comes from ``permissions.RULES`` (fail closed: no rule, no acce
 caller is whoever owns the bearer token; the principal is stored on the request and is the
 only actor the services ever see. Routes marked ``signing`` (approvals) also need the caller's
 separate signing token in ``X-Clew-Signing-Token``: a fresh proof of identity per e-signature.
-Web UI routes (/ui) take the same checks with the token from the login cookie, and the signing
-token from the approve form's password field instead of the header.
+Web UI routes (/ui) take the same checks with the principal of the session in the login cookie
+(``clew.service.sessions``), and the signing token from the approve form's password field
+instead of the header. Failed token checks are rate-limited per client address and account
+(``login_limits``): past the limit a check answers 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -19,11 +22,11 @@ from clew.errors import PolicyError
 from clew.server import idempotency
 from clew.server.errors import HTTPError
 from clew.server.permissions import UI_RULES, Rule, is_ui_path, rule_for_route
-from clew.server.ui.pages import login_redirect, read_form
-from clew.server.ui.session import SIGNING_FIELD, TOKEN_COOKIE
+from clew.server.ui.pages import SESSION_COOKIE, login_redirect, read_form
+from clew.server.ui.session import SIGNING_FIELD
+from clew.server.web_sessions import client_address, limits, session_principal
 from clew.service import accounts
 from clew.service.accounts import ANONYMOUS, SIGNING, AuthenticationError, Principal, Role
-from clew.store.location import Store
 
 SIGNING_HEADER = "x-clew-signing-token"
 
@@ -53,9 +56,8 @@ async def authorize(request: Request) -> None:
 
 async def _principal(request: Request, rule: Rule) -> Principal:
     bearer = _bearer(request)
-    cookie = request.cookies.get(TOKEN_COOKIE) if _is_ui(request) else None
-    secret = bearer or cookie
-    if secret is None:
+    cookie = request.cookies.get(SESSION_COOKIE) if _is_ui(request) else None
+    if bearer is None and cookie is None:
         settings: AuthSettings = request.app.state.auth
         if settings.anonymous_read and rule.role == Role.VIEWER:
             return ANONYMOUS
@@ -64,11 +66,24 @@ async def _principal(request: Request, rule: Rule) -> Principal:
         raise AuthenticationError(
             "this server needs an API token; pass clew.connect(uri, token=...) or set CLEW_TOKEN."
         )
-    try:
-        return await run_in_threadpool(accounts.authenticate, request.app.state.store, secret)
-    except AuthenticationError:
-        if bearer is None:
+    if bearer is None:
+        assert cookie is not None
+        try:
+            return await session_principal(request, cookie)
+        except AuthenticationError:
             raise login_redirect(request) from None
+    return await _checked(request, accounts.authenticate, bearer)
+
+
+async def _checked(request: Request, check: Any, *args: Any) -> Principal:
+    """``check(store, *args)`` within the client address's limit: a failure counts against the
+    address and the account its token names, and past the limit no check is made (429)."""
+    address = client_address(request)
+    limits(request).check(address)
+    try:
+        return await run_in_threadpool(check, request.app.state.store, *args)
+    except AuthenticationError as error:
+        limits(request).failed(address, error.user)
         raise
 
 
@@ -89,12 +104,18 @@ def _bearer(request: Request) -> str | None:
 def _require_role(principal: Principal, rule: Rule, request: Request) -> None:
     assert rule.role is not None
     model = request.path_params.get(rule.model_param) if rule.model_param else None
+    require_role_on(principal, model, rule.role)
+
+
+def require_role_on(principal: Principal, model: str | None, needed: Role) -> None:
+    """Refuse unless the principal holds ``needed`` on ``model`` (grants included); for routes
+    that name the model in their body, the same check the permission table makes on a path."""
     role = principal.role_for(model)
-    if role < rule.role:
+    if role < needed:
         scope = f" on model {model!r}" if model else ""
         raise PolicyError(
             f"user {principal.name!r} is a {role.label}{scope} and this needs the "
-            f"{rule.role.label} role; ask an admin for access."
+            f"{needed.label} role; ask an admin for access."
         )
 
 
@@ -117,10 +138,9 @@ async def _signing_secret(request: Request) -> str:
 
 
 async def _require_signature(request: Request, principal: Principal, secret: str) -> None:
-    signer = await run_in_threadpool(
-        accounts.authenticate, request.app.state.store, secret, SIGNING
-    )
+    signer = await _checked(request, accounts.authenticate, secret, SIGNING)
     if signer.name != principal.name:
+        limits(request).failed(client_address(request), principal.name)
         raise AuthenticationError(
             "the signing token belongs to another user; sign with your own signing token."
         )
@@ -137,14 +157,6 @@ def ui_actor(request: Request) -> str | None:
     the client claims; None on public pages (login), where no one is resolved."""
     principal = getattr(request.state, "principal", None)
     return principal.name if principal is not None else None
-
-
-def token_user(store: Store, secret: str) -> str | None:
-    """The UI login check: the user owning a valid API token, or None."""
-    try:
-        return accounts.authenticate(store, secret).name
-    except AuthenticationError:
-        return None
 
 
 def principal_of(request: Request) -> Principal:

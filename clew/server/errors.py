@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from clew.errors import ClewError
 from clew.server.redaction import public_message
@@ -57,12 +58,20 @@ def error_response(request: Request | None, status: int, code: str, message: str
     return JSONResponse(error_body(code, message, request), status_code=status, headers=headers)
 
 
-async def _clew_error(request: Request, error: Exception) -> JSONResponse:
+async def _clew_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ClewError)
     status = error.http_status
     if status >= 500:
         log.error("request %s failed: %s", getattr(request.state, "request_id", "-"), error)
-    return error_response(request, status, error.code, str(error))
+    return with_retry_after(error_response(request, status, error.code, str(error)), error)
+
+
+def with_retry_after(response: Response, error: ClewError) -> Response:
+    """A refusal that says how long to wait (``retry_after_s``) says so in ``Retry-After``."""
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

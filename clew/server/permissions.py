@@ -104,6 +104,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
     ("GET", f"{API}/audit"): VIEW,
     ("GET", f"{API}/audit/verify"): VIEW,
+    # web UI sessions
+    ("GET", f"{API}/sessions"): Rule(Role.ADMIN),
+    ("POST", f"{API}/sessions/{{session_id}}/revoke"): Rule(Role.ADMIN),
 }
 
 

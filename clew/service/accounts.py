@@ -18,8 +18,15 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from clew.domain import ids
-from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError, PolicyError
+from clew.domain import ids, refs
+from clew.errors import (
+    ClewError,
+    ConflictError,
+    InvalidInputError,
+    NameConflictError,
+    NotFoundError,
+    PolicyError,
+)
 from clew.service import audit
 from clew.service.runs import now_ms
 from clew.store import schema
@@ -31,6 +38,8 @@ PURPOSES = (API, SIGNING)
 DEFAULT_DAYS = 90
 MAX_DAYS = 366
 DAY_MS = 86_400_000
+PREFIX_MARK = "*"  # a grant on ``fraud-*`` covers every model whose name starts with ``fraud-``
+_NAME_PREFIX = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.\-]{{0,198}}{re.escape(PREFIX_MARK)}$")
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}$")
 
 
@@ -60,6 +69,7 @@ class AuthenticationError(ClewError):
 
     code = "unauthenticated"
     http_status = 401
+    user: str | None = None  # whose token it was, when it was recognised (for rate limits)
 
 
 @dataclass(frozen=True)
@@ -72,9 +82,21 @@ class Principal:
     token_id: str | None = None
 
     def role_for(self, model: str | None) -> Role:
-        """The caller's role, raised (never lowered) by a grant on ``model``."""
-        granted = self.grants.get(model) if model else None
-        return max(self.role, granted) if granted else self.role
+        """The caller's role, raised (never lowered) by a grant on ``model`` or on a name
+        prefix it starts with. Where no model is named (runs, artifacts), a grant raises a
+        viewer to contributor at most: a contributor scoped to some models still logs their
+        own runs and artifacts, from which versions of those models are registered."""
+        if not model:
+            widest = max(self.grants.values(), default=Role.VIEWER)
+            return max(self.role, min(widest, Role.CONTRIBUTOR))
+        return max([self.role, *(role for on, role in self.grants.items() if covers(on, model))])
+
+
+def covers(grant: str, model: str) -> bool:
+    """Whether a grant on ``grant`` (a model name, or a prefix ending in ``*``) covers ``model``."""
+    if grant.endswith(PREFIX_MARK):
+        return model.startswith(grant[: -len(PREFIX_MARK)])
+    return grant == model
 
 
 ANONYMOUS = Principal("anonymous", Role.VIEWER)
@@ -160,12 +182,14 @@ def revoke_token(store: Store, token_id: str, actor: str) -> None:
 
 
 def grant(store: Store, user: str, model: str, role: str, actor: str) -> None:
-    """Give ``user`` at least ``role`` on one registered model (replacing an earlier grant)."""
+    """Give ``user`` at least ``role`` on one registered model, or on every model whose name
+    starts with a prefix (``fraud-*``), replacing an earlier grant on the same name."""
     parsed = Role.parse(role)
     table = schema.model_grants
     with store.db.write() as connection:
         if _user_row(connection, user) is None:
             raise NotFoundError(f"user {user!r} does not exist; create it first.")
+        _check_grant_target(connection, model)
         connection.execute(
             table.delete().where(table.c.user_name == user, table.c.model_name == model)
         )
@@ -180,6 +204,34 @@ def grant(store: Store, user: str, model: str, role: str, actor: str) -> None:
         audit.append(connection, actor, "grant.set", f"user:{user}", row)
 
 
+def _check_grant_target(connection: Connection, model: str) -> None:
+    """A grant names an existing model or a name prefix: a grant on a name nobody holds yet
+    would hand its rights to whoever registers that name first."""
+    if PREFIX_MARK in model:
+        if not _NAME_PREFIX.match(model):
+            raise InvalidInputError(
+                f"{model!r} is not a name prefix; write the start of model names followed by "
+                f"one {PREFIX_MARK}, such as 'fraud-{PREFIX_MARK}'."
+            )
+        return
+    models = schema.models
+    key = refs.name_key(model) if isinstance(model, str) else ""
+    found = connection.execute(select(models.c.name).where(models.c.name_key == key)).scalars()
+    names = list(found)
+    if model in names:
+        return
+    if names:
+        raise NameConflictError(
+            f"model {model!r} does not exist; it is {names[0]!r} (names are compared ignoring "
+            "case), so grant on that name."
+        )
+    raise NotFoundError(
+        f"model {model!r} does not exist, so nobody can be granted a role on it (whoever created "
+        f"it later would hand over its rights); register it first, or grant on a name prefix "
+        f"such as '{model}{PREFIX_MARK}'."
+    )
+
+
 def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
     """The principal owning ``secret``; refuses unknown, expired, revoked and wrong-purpose."""
     tokens, users = schema.api_tokens, schema.users
@@ -192,18 +244,35 @@ def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
         row = connection.execute(query).first()
         _check_token(row, purpose)
         assert row is not None
-        grants = {
-            model: Role.parse(role)
-            for model, role in connection.execute(
-                select(schema.model_grants.c.model_name, schema.model_grants.c.role).where(
-                    schema.model_grants.c.user_name == row.user_name
-                )
-            )
-        }
+        grants = grants_of(connection, row.user_name)
     return Principal(row.user_name, Role.parse(row.role), grants, row.id)
 
 
+def account_role(connection: Connection, user: str, model: str | None = None) -> Role | None:
+    """``user``'s account role on ``model`` (grants included), None for a name with no account:
+    what an account role named in the approval policy is checked against."""
+    row = _user_row(connection, user)
+    if row is None or row.disabled_ms is not None:
+        return None
+    return Principal(user, Role.parse(row.role), grants_of(connection, user)).role_for(model)
+
+
+def grants_of(connection: Connection, user: str) -> dict[str, Role]:
+    """``user``'s per-model (and per-prefix) grants, by model name or ``prefix*``."""
+    table = schema.model_grants
+    query = select(table.c.model_name, table.c.role).where(table.c.user_name == user)
+    return {model: Role.parse(role) for model, role in connection.execute(query)}
+
+
 def _check_token(row: Any, purpose: str) -> None:
+    try:
+        _refuse_token(row, purpose)
+    except AuthenticationError as error:
+        error.user = row.user_name if row is not None else None
+        raise
+
+
+def _refuse_token(row: Any, purpose: str) -> None:
     if row is None:
         raise AuthenticationError(
             "the token is not recognised; check CLEW_TOKEN or ask an admin for a new token."

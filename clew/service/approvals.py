@@ -203,7 +203,14 @@ class ApprovalService:
             state = load_state(connection, ref)
             rules = policy.current(connection)
             _require_open(state, "approved")
-            rules.rules.require_role(actor, rules.rules.approver_roles, f"approve {state.ref}")
+            policy.require_member(
+                connection,
+                rules.rules,
+                actor,
+                rules.rules.approver_roles,
+                f"approve {state.ref}",
+                state.model.name,
+            )
             if rules.rules.separation_of_duties:
                 _check_separation(connection, state, actor)
             if actor in state.approvers:
@@ -230,7 +237,14 @@ class ApprovalService:
             state = load_state(connection, ref)
             rules = policy.current(connection)
             _require_open(state, "rejected")
-            rules.rules.require_role(actor, rules.rules.approver_roles, f"reject {state.ref}")
+            policy.require_member(
+                connection,
+                rules.rules,
+                actor,
+                rules.rules.approver_roles,
+                f"reject {state.ref}",
+                state.model.name,
+            )
             decision = Decision(registry.REJECTED, actor, comment, _evidence(connection, evidence))
             return self._record(connection, state, decision, rules, signed)
 
@@ -246,7 +260,14 @@ class ApprovalService:
             _require_open(state, "revoked")
             if not state.approvals:
                 raise ConflictError(f"{state.ref} has no approval to revoke; reject it instead.")
-            rules.rules.require_role(actor, rules.rules.approver_roles, f"revoke {state.ref}")
+            policy.require_member(
+                connection,
+                rules.rules,
+                actor,
+                rules.rules.approver_roles,
+                f"revoke {state.ref}",
+                state.model.name,
+            )
             decision = Decision(registry.REVOKED, actor, comment, {})
             return self._record(connection, state, decision, rules, signed)
 

@@ -23,10 +23,15 @@ from sqlalchemy import Connection, select
 
 from clew.domain import digests, records
 from clew.errors import PolicyError, PolicySyntaxError
-from clew.service import audit, record_check, signed_heads
+from clew.service import accounts, audit, record_check, signed_heads
+from clew.service.accounts import Role
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
+
+# The account roles (clew.service.accounts.Role) are role names every policy knows: one named
+# in a role list but not defined in ``roles`` means "an account with at least that role".
+ACCOUNT_ROLES = frozenset(role.label for role in Role)
 
 DEFAULT_DOCUMENT = """\
 # clew's default policy, in force until `clew.set_policy(...)` stores one.
@@ -103,8 +108,18 @@ class Policy:
     require_registered_keys: bool = False
     known_aliases: frozenset[str] = frozenset()  # besides production's, need no new_alias
 
-    def allows(self, actor: str, roles: tuple[str, ...] | None) -> bool:
-        return roles is None or any(actor in self.roles.get(role, ()) for role in roles)
+    def allows(
+        self, actor: str, roles: tuple[str, ...] | None, account: Role | None = None
+    ) -> bool:
+        """Whether ``actor`` is in one of ``roles``: a role this policy defines by its members,
+        an account role it does not define (``approver``) by ``account``, the actor's account
+        role on the model in question."""
+        return roles is None or any(self._holds(actor, role, account) for role in roles)
+
+    def _holds(self, actor: str, role: str, account: Role | None) -> bool:
+        if role in self.roles:
+            return actor in self.roles[role]
+        return account is not None and role in ACCOUNT_ROLES and account >= Role.parse(role)
 
     def roles_of(self, actor: str) -> list[str]:
         return sorted(role for role, members in self.roles.items() if actor in members)
@@ -112,8 +127,14 @@ class Policy:
     def is_production(self, alias: str) -> bool:
         return alias in self.production_aliases
 
-    def require_role(self, actor: str, roles: tuple[str, ...] | None, action: str) -> None:
-        if not self.allows(actor, roles):
+    def require_role(
+        self,
+        actor: str,
+        roles: tuple[str, ...] | None,
+        action: str,
+        account: Role | None = None,
+    ) -> None:
+        if not self.allows(actor, roles, account):
             raise PolicyError(
                 f"{actor!r} may not {action}: the policy allows only the role(s) "
                 f"{', '.join(roles or ())}; ask a member or have an admin add {actor!r} to one."
@@ -263,10 +284,11 @@ def _role_list(
     if value is None:
         return None
     names = _names(value, where)
-    unknown = [name for name in names if name not in roles]
+    unknown = [name for name in names if name not in roles and name not in ACCOUNT_ROLES]
     if unknown:
         raise _syntax(
-            f"{where} names role(s) {', '.join(unknown)} that the roles section does not define"
+            f"{where} names role(s) {', '.join(unknown)} that the roles section does not define "
+            f"and that are not account roles ({', '.join(sorted(ACCOUNT_ROLES))})"
         )
     return tuple(names)
 
@@ -303,6 +325,22 @@ DEFAULT = StoredPolicy(
 )
 
 
+def require_member(
+    connection: Connection,
+    rules: Policy,
+    actor: str,
+    roles: tuple[str, ...] | None,
+    action: str,
+    model: str | None = None,
+) -> None:
+    """``rules.require_role``, with the actor's account role on ``model`` looked up when the
+    role list names an account role the policy does not define itself."""
+    account = None
+    if roles and any(role not in rules.roles for role in roles):
+        account = accounts.account_role(connection, actor, model)
+    rules.require_role(actor, roles, action, account)
+
+
 def current(connection: Connection) -> StoredPolicy:
     """The policy in force: the newest stored version, or the default."""
     table = schema.policies
@@ -329,7 +367,9 @@ class PolicyService:
         parse(document)
         with self.store.db.write() as connection:
             in_force = current(connection)
-            in_force.rules.require_role(actor, in_force.rules.admin_roles, "change the policy")
+            require_member(
+                connection, in_force.rules, actor, in_force.rules.admin_roles, "change the policy"
+            )
             row = {
                 "version": in_force.version + 1,
                 "document": document,

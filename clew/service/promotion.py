@@ -117,7 +117,14 @@ class PromotionService:
                 )
             rules = policy.current(connection)
             if rules.rules.is_production(alias):
-                rules.rules.require_role(actor, rules.rules.promoter_roles, f"move {name}@{alias}")
+                policy.require_member(
+                    connection,
+                    rules.rules,
+                    actor,
+                    rules.rules.promoter_roles,
+                    f"move {name}@{alias}",
+                    name,
+                )
             return registry.append_event(
                 connection,
                 model.id,
@@ -323,7 +330,9 @@ def _check_move(
         raise ConflictError(f"{refusal}; it can not become {target}.")
     if not rules.is_production(alias):
         return
-    rules.require_role(actor, rules.promoter_roles, f"move {target}")
+    policy.require_member(
+        connection, rules, actor, rules.promoter_roles, f"move {target}", state.model.name
+    )
     gaps = production_gaps(connection, state, rules)
     if gaps:
         raise PolicyError(f"{state.ref} can not become {target}: {'; '.join(gaps)}.")

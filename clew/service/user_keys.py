@@ -358,7 +358,7 @@ class UserKeyService:
 
 def _require_admin(connection: Connection, actor: str, action: str) -> None:
     rules = policy.current(connection).rules
-    rules.require_role(actor, rules.admin_roles, action)
+    policy.require_member(connection, rules, actor, rules.admin_roles, action)
 
 
 def _check_user(user: str) -> None:

@@ -376,3 +376,24 @@ user_keys = Table(
     Column("revoked_by", NAME),
     Index("ix_user_keys_user", "user_name"),
 )
+
+# Web UI sign-ins: the browser's cookie holds a random session id, this table only its hash.
+# Each session ends when idle for ``idle_ms``, at ``expires_ms``, on logout or when an admin
+# revokes it, and with the API token it was opened with (see clew.service.sessions).
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("user_name", String(100), ForeignKey("users.name"), nullable=False),
+    Column("token_id", ID, ForeignKey("api_tokens.id"), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger, nullable=False),
+    Column("idle_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("client", String(100), nullable=False),
+    Column("user_agent", String(200), nullable=False),
+    Column("revoked_ms", BigInteger),
+    Column("revoked_by", NAME),
+    Index("ix_ui_sessions_user", "user_name"),
+)

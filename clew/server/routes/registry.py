@@ -15,8 +15,10 @@ from fastapi import Path as PathParam
 from pydantic import Field
 
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
-from clew.server.deps import ActorDep, ServicesDep
+from clew.server.auth import require_role_on
+from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
 from clew.server.routes.models import Body, JsonObject, Name, PlainRoute, Text
+from clew.service.accounts import Role
 from clew.service.approvals import ApprovalService
 from clew.service.policy import PolicyService, StoredPolicy
 from clew.service.promotion import PromotionService
@@ -134,7 +136,10 @@ def _registry(services: ServicesDep) -> RegistryService:
 
 
 @router.post("/models", status_code=201)
-def create_model(body: CreateModel, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+def create_model(
+    body: CreateModel, services: ServicesDep, actor: ActorDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    require_role_on(principal, body.name, Role.CONTRIBUTOR)  # a scoped contributor's models
     fields = body.model_dump()
     name = fields.pop("name")
     return model_wire(_registry(services).create_model(name, actor, **fields))

@@ -27,6 +27,7 @@ from clew.server.ui import rendering, static_files
 from clew.store.location import Store
 
 READ, APPROVE, PROMOTE = "read", "approve", "promote"
+SESSION_COOKIE = "clew_session"
 
 # Route name -> the permission it needs. Public routes (login, static files) say None.
 ROUTE_PERMISSIONS: dict[str, str | None] = {
@@ -57,7 +58,7 @@ GetStore = Callable[..., Store]
 GetActor = Callable[..., str | None]
 Authorize = Callable[[str, str], None]
 AuthorizeRequest = Callable[[Request, str], None]
-CheckToken = Callable[[str], str | None]
+Sessions = Any  # a ``session.SessionGate`` (that module imports this one)
 MAX_FORM_BYTES = 64 * 1024
 # Numbers in URLs are bounded so a huge one is a 422, not an overflow in the database.
 VersionNumber = Annotated[int, Path(ge=1, le=2**31)]
@@ -83,7 +84,11 @@ class UIRoute(APIRoute):
             try:
                 return await handler(request)
             except ClewError as error:
-                return error_page(request, str(error), error.http_status)
+                page = error_page(request, str(error), error.http_status)
+                retry_after = getattr(error, "retry_after_s", None)
+                if retry_after is not None:
+                    page.headers["Retry-After"] = str(retry_after)
+                return page
             except HTTPException as error:
                 if not 300 <= error.status_code < 400:
                     raise
@@ -129,7 +134,7 @@ def base_context(request: Request, actor: str | None) -> dict[str, Any]:
         "url": url,
         "static": static,
         "actor": actor,
-        "login_enabled": _state(request).check_token is not None,
+        "login_enabled": _state(request).sessions is not None,
         "signing_required": _state(request).signing_required,
         "current_path": request.url.path,
     }
@@ -175,14 +180,23 @@ class UIState:
     get_store: GetStore
     get_actor: GetActor
     authorize: Authorize | None
-    check_token: CheckToken | None
+    sessions: Sessions | None
     csrf_secret: bytes
     authorize_request: AuthorizeRequest | None = None
     signing_required: bool = False
 
-    def csrf_token(self, actor: str) -> str:
-        """Bound to the actor, so a token seen by one user is useless to another."""
-        return hmac.new(self.csrf_secret, actor.encode(), hashlib.sha256).hexdigest()[:40]
+    def csrf_token(self, request: Request, actor: str) -> str:
+        """Bound to the browser's session (server) or else to the actor (``clew ui``), so a
+        token seen in one session is useless in another."""
+        session = request.cookies.get(SESSION_COOKIE)
+        return self._mac(f"session:{session}" if session else f"user:{actor}")
+
+    def login_csrf(self, nonce: str) -> str:
+        """The sign-in form's token, bound to the one-time nonce in that form's cookie."""
+        return self._mac(f"login:{nonce}")
+
+    def _mac(self, binding: str) -> str:
+        return hmac.new(self.csrf_secret, binding.encode(), hashlib.sha256).hexdigest()[:40]
 
     def check(self, request: Request, actor: str, permission: str) -> None:
         """Raise when the actor may not use ``permission`` (no checker: everything allowed)."""
@@ -228,7 +242,7 @@ def make_dependencies(state: UIState) -> tuple[Any, Any]:
             request,
             store,
             actor,
-            state.csrf_token(actor),
+            state.csrf_token(request, actor),
             lambda wanted: state.refusal(request, actor, wanted),
         )
 
@@ -268,7 +282,7 @@ def _permission(request: Request) -> str | None:
 
 def login_redirect(request: Request) -> HTTPException:
     """Send a browser that is not signed in to the login page (401 when login is disabled)."""
-    if _state(request).check_token is None:
+    if _state(request).sessions is None:
         return HTTPException(401, "not signed in")
     target = url_for(request, "ui.login", {"next": request.url.path})
     return HTTPException(303, "sign in first", headers={"Location": target})

@@ -21,10 +21,10 @@ from clew.server.ui import (
 from clew.server.ui.pages import (
     Authorize,
     AuthorizeRequest,
-    CheckToken,
     GetActor,
     GetStore,
     Page,
+    Sessions,
     UIState,
     make_dependencies,
     new_csrf_secret,
@@ -37,7 +37,7 @@ def create_ui_router(
     get_actor: GetActor,
     *,
     authorize: Authorize | None = None,
-    check_token: CheckToken | None = None,
+    sessions: Sessions | None = None,
     csrf_secret: bytes | None = None,
     authorize_request: AuthorizeRequest | None = None,
     signing_required: bool = False,
@@ -50,9 +50,10 @@ def create_ui_router(
     ``ClewError`` when the actor's roles do not grant ``permission`` (``read``, ``approve``,
     ``promote``; see ``pages.ROUTE_PERMISSIONS``); without it every signed-in actor may use
     every page, and the governance policy alone decides approvals and promotions.
-    ``check_token(token)`` returns the user a token belongs to, or None; giving it enables the
-    login page, which keeps the token in an HttpOnly cookie (``session.TOKEN_COOKIE``) that
-    ``get_actor`` should accept. Replicas behind one load balancer must share ``csrf_secret``.
+    ``sessions`` (a ``session.SessionGate``) enables the login page: it opens a session for a
+    valid token and ends it on logout; the browser keeps only the session id, in the
+    ``pages.SESSION_COOKIE`` cookie that ``get_actor`` should accept. Replicas behind one load
+    balancer must share ``csrf_secret``.
     ``authorize_request(request, permission)`` is ``authorize`` for apps that decide per request
     (the clew server: the principal's role, raised by grants on the model in the path).
     ``signing_required`` adds a signing-token field to the approve form (an e-signature that the
@@ -62,7 +63,7 @@ def create_ui_router(
         get_store,
         get_actor,
         authorize,
-        check_token,
+        sessions,
         csrf_secret or new_csrf_secret(),
         authorize_request,
         signing_required,

@@ -1,30 +1,62 @@
-"""Signing in to the UI in server mode: a token typed once, kept in an HttpOnly cookie.
+"""Signing in to the UI in server mode: a token typed once opens a server-side session.
 
-The cookie is ``SameSite=Strict`` and never readable from JavaScript; every form also
-carries a per-user CSRF token, so another site can neither read the token nor act with it.
+The browser keeps only the session's opaque id, in an ``HttpOnly`` (no script reads it),
+``SameSite=Lax`` (no other site's form or script sends it) cookie, ``Secure`` when the page
+came over https. Every form, sign-in and sign-out included, carries a CSRF token: bound to the
+session once signed in, and to a one-time cookie on the sign-in form (so another site cannot
+sign a victim into the attacker's account).
 """
 
+import hmac
+import secrets
 from collections.abc import Callable
+from typing import Protocol
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from clew.errors import ClewError, TooManyAttemptsError
 from clew.server.ui import rendering
-from clew.server.ui.pages import CheckToken, UIState, base_context, read_form, url_for
+from clew.server.ui.pages import (
+    SESSION_COOKIE,
+    UIState,
+    base_context,
+    error_page,
+    read_form,
+    url_for,
+)
 
-TOKEN_COOKIE = "clew_token"
+LOGIN_COOKIE = "clew_login"
+LEGACY_TOKEN_COOKIE = "clew_token"  # older clews kept the raw token here; cleared on sight
 SIGNING_FIELD = "signing_token"
-COOKIE_SECONDS = 12 * 3600
+LOGIN_FORM_SECONDS = 3600
+EXPIRED_FORM = (
+    "this sign-in form has expired or did not come from this clew; reload the page and sign in "
+    "again."
+)
 
 
-def cookie_actor(check_token: CheckToken) -> Callable[[Request], str | None]:
-    """A ``get_actor`` dependency for servers: the user of the cookie's or header's token."""
+class SessionGate(Protocol):
+    """How the host app opens and ends sessions (the clew server: ``web_sessions``)."""
+
+    lifetime_s: int
+
+    def open(self, request: Request, token: str) -> str:
+        """The new session's cookie value; raises ``ClewError`` for a refused token."""
+        ...
+
+    def close(self, request: Request, session: str) -> None:
+        """End the session the browser holds (nothing when it is unknown or ended)."""
+        ...
+
+
+def cookie_actor(check_session: Callable[[str], str | None]) -> Callable[[Request], str | None]:
+    """A ``get_actor`` dependency for apps embedding the router: the user of the session."""
 
     def actor(request: Request) -> str | None:
-        header = request.headers.get("authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        token = token or request.cookies.get(TOKEN_COOKIE, "")
-        return check_token(token) if token else None
+        session = request.cookies.get(SESSION_COOKIE, "")
+        return check_session(session) if session else None
 
     return actor
 
@@ -32,40 +64,79 @@ def cookie_actor(check_token: CheckToken) -> Callable[[Request], str | None]:
 def add_routes(router: APIRouter, state: UIState) -> None:
     @router.get("/login", name="ui.login", include_in_schema=False)
     def login(request: Request, next: str = "") -> Response:
-        return _login_page(request, next, None, 200)
+        return _login_page(request, state, next, None, 200)
 
     @router.post("/login", name="ui.login_submit", include_in_schema=False)
     async def login_submit(request: Request) -> Response:
         form = await read_form(request)
-        token = form.get("token", "").strip()
         next_path = _local_path(form.get("next", ""))
-        user = state.check_token(token) if state.check_token and token else None
-        if user is None:
-            message = "That token is not valid (unknown, expired or revoked); check it and retry."
-            return _login_page(request, next_path, message, 401)
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if state.sessions is None or not nonce or not _same(form, state.login_csrf(nonce)):
+            return _login_page(request, state, next_path, EXPIRED_FORM, 403)
+        try:
+            token = form.get("token", "").strip()
+            session = await run_in_threadpool(state.sessions.open, request, token)
+        except TooManyAttemptsError as error:
+            refused = _login_page(request, state, next_path, str(error), 429)
+            refused.headers["Retry-After"] = str(error.retry_after_s)
+            return refused
+        except ClewError as error:
+            message = f"That token is not valid: {error}"
+            return _login_page(request, state, next_path, message, 401)
         target = next_path or url_for(request, "ui.models")
         response = Response(status_code=303, headers={"Location": target})
-        response.set_cookie(
-            TOKEN_COOKIE,
-            token,
-            max_age=COOKIE_SECONDS,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
+        _set_cookie(response, request, SESSION_COOKIE, session, state.sessions.lifetime_s, "/")
+        response.delete_cookie(LOGIN_COOKIE, path=url_for(request, "ui.login"))
+        response.delete_cookie(LEGACY_TOKEN_COOKIE, path="/")
         return response
 
     @router.post("/logout", name="ui.logout", include_in_schema=False)
-    def logout(request: Request) -> Response:
+    async def logout(request: Request) -> Response:
+        form = await read_form(request)
+        session = request.cookies.get(SESSION_COOKIE, "")
+        if session and state.sessions is not None:
+            if not _same(form, state.csrf_token(request, "")):
+                return error_page(request, EXPIRED_FORM.replace("sign-in", "sign-out"), 403)
+            await run_in_threadpool(state.sessions.close, request, session)
         response = Response(status_code=303, headers={"Location": url_for(request, "ui.login")})
-        response.delete_cookie(TOKEN_COOKIE, path="/")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(LEGACY_TOKEN_COOKIE, path="/")
         return response
 
 
-def _login_page(request: Request, next_path: str, message: str | None, status: int) -> Response:
-    context = {**base_context(request, None), "next": _local_path(next_path), "message": message}
-    return rendering.render("login.html", context, status)
+def _login_page(
+    request: Request, state: UIState, next_path: str, message: str | None, status: int
+) -> Response:
+    """The sign-in form with a fresh one-time CSRF nonce in its own short-lived cookie."""
+    nonce = secrets.token_urlsafe(24)
+    context = {
+        **base_context(request, None),
+        "next": _local_path(next_path),
+        "message": message,
+        "login_csrf": state.login_csrf(nonce),
+    }
+    response = rendering.render("login.html", context, status)
+    path = url_for(request, "ui.login")
+    _set_cookie(response, request, LOGIN_COOKIE, nonce, LOGIN_FORM_SECONDS, path)
+    return response
+
+
+def _set_cookie(
+    response: Response, request: Request, name: str, value: str, seconds: int, path: str
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=seconds,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=path,
+    )
+
+
+def _same(form: dict[str, str], expected: str) -> bool:
+    return hmac.compare_digest(form.get("csrf", ""), expected)
 
 
 def _local_path(path: str) -> str:
