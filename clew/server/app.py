@@ -10,7 +10,6 @@ own ``ROUTE_PERMISSIONS`` table, see ``permissions.ui_rule``), signing in with a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
