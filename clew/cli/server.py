@@ -16,6 +16,7 @@ import typer
 from clew.cli.output import console
 from clew.service import accounts
 from clew.service.identity import current_actor
+from clew.service.reads import ReadAudit
 from clew.store.location import Store, open_store
 
 UriOption = Annotated[
@@ -97,17 +98,29 @@ def server(
             "the real client.",
         ),
     ] = None,
+    audit_reads: Annotated[
+        ReadAudit | None,
+        typer.Option(
+            "--audit-reads",
+            help="Which blob downloads append an audit entry: governed (blobs of registered "
+            "versions, the default), all, or off (CLEW_AUDIT_READS).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
     import uvicorn
 
     from clew.server.routes.artifacts import PRESIGNED_ENV, presigned_seconds
+    from clew.service.reads import AUDIT_READS_ENV, read_audit
 
     if presigned_downloads is not None:
         os.environ[PRESIGNED_ENV] = str(presigned_downloads)
         presigned_seconds()  # refuses an out-of-range value before any worker starts
     _set_read_timeouts(header_timeout, body_timeout)
     _set_allowed_hosts(host, anonymous_read, allowed_hosts)
+    if audit_reads is not None:
+        os.environ[AUDIT_READS_ENV] = audit_reads.value
+    read_audit()  # refuses a bad CLEW_AUDIT_READS before any worker starts
     if uri:
         os.environ["CLEW_URI"] = uri
     if artifacts:

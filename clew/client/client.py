@@ -169,6 +169,7 @@ class Client(GovernanceMixin, PredictionsMixin):
         naming the digest and leaves nothing at ``destination``.
         """
         artifact = self._service.artifacts.resolve(ref)
+        self._service.record_read(artifact.digest, self.actor)
         return self._service.artifacts.export(artifact, Path(destination))
 
     def seed(self, value: int) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clew.domain.records import RunRecord
-from clew.service import capture, signing
+from clew.service import capture, reads, signing
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.lineage import LineageService
@@ -73,6 +73,10 @@ class EmbeddedBackend:
         self.predictions = EmbeddedPredictions(self.store)
         self.user_keys = UserKeyService(self.store)
         self.sessions = SessionService(self.store)
+
+    def record_read(self, digest: str, actor: str) -> None:
+        """Audit this process reading ``digest`` straight from the store (if it is governed)."""
+        reads.record_read(self.store, actor, digest, reads.ReadHow.EMBEDDED)
 
     def search_runs(
         self,

@@ -324,6 +324,7 @@ class GovernanceMixin:
         predictions are captured by the server (see docs/predictions.md).
         """
         version = self._service.approvals.loadable(_ref(ref))
+        self._service.record_read(version.digest, self.actor)
         directory = Path(tempfile.mkdtemp(prefix="clew-load-"))
         try:
             _export_verified(self._service.store.blobs, version, directory)

@@ -1248,6 +1248,9 @@ class RemoteBackend:
             self._actor = self._transport.call("GET", "/whoami")["name"]
         return self._actor
 
+    def record_read(self, digest: str, actor: str) -> None:
+        """Nothing to do here: the server audits each download as it answers it."""
+
     def search_runs(
         self,
         filter_text: str | None = None,

@@ -27,15 +27,25 @@ class Services:
         return cls(store, RunService(store), ArtifactService(store), LineageService(store))
 
 
-def services(request: Request) -> Services:
+# The dependencies below only read the request, so they are ``async``: FastAPI runs a plain
+# ``def`` dependency in a worker thread, and that hop cost more CPU than the lookup it wraps on
+# every route (benchmarks/profile_request.py --threads).
+
+
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def actor(request: Request) -> str:
+async def actor(request: Request) -> str:
     """The authenticated user's name: the only actor a server-side write is attributed to."""
     return principal_of(request).name
 
 
+async def principal(request: Request) -> Principal:
+    """The authenticated caller (``auth.principal_of``, which sync UI code calls directly)."""
+    return principal_of(request)
+
+
 ServicesDep = Annotated[Services, Depends(services)]
 ActorDep = Annotated[str, Depends(actor)]
-PrincipalDep = Annotated[Principal, Depends(principal_of)]
+PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -139,4 +139,7 @@ def _log(scope: Scope, request_id: str, route: str, status: int, elapsed: float)
         "user": getattr(principal, "name", None),
         "client": (scope.get("client") or ("-",))[0],
     }
+    digest = scope.get("path_params", {}).get("digest")
+    if digest:
+        record["digest"] = digest  # which blob, so a download joins its audit entry
     access_log.info(json.dumps(record))

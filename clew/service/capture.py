@@ -490,6 +490,10 @@ class SealedBatch:
     leaf_rows: int
     dropped: int = 0
     inputs_changed: tuple[str, ...] = ()  # calls whose inputs were withheld (``InputGuard``)
+    # A client-chosen batch id may be posted twice at once (a retry through another replica);
+    # each attempt then writes files of its own name, so the losing attempt can never overwrite
+    # the files the recorded row names (its own are orphans ``clew gc`` sweeps).
+    file_name: str | None = None
 
 
 def write_sealed(
@@ -542,7 +546,8 @@ def write_sealed(
     table = batch.table.append_column("leaf", _leaf_column(count, batch.leaf_rows))
     first_ms = pc.min(table.column("time")).value
     date = dt.datetime.fromtimestamp(first_ms / 1000, tz=dt.UTC).date().isoformat()
-    relative = captures.batch_relative_path(target.name, target.version, date, batch.batch_id)
+    name = batch.file_name or batch.batch_id
+    relative = captures.batch_relative_path(target.name, target.version, date, name)
     file_digest = store.capture_files.write_sealing(relative, table, seal)
     row = {
         "id": batch.batch_id,
@@ -615,7 +620,14 @@ def accept_batch(
         ) from error
     changed = _changed_calls(rows.schema.metadata, table, calls, batch_id)
     sealed = SealedBatch(
-        batch_id, target, table, lambda: hashes, leaves.LEAF_ROWS, dropped, changed
+        batch_id,
+        target,
+        table,
+        lambda: hashes,
+        leaves.LEAF_ROWS,
+        dropped,
+        changed,
+        file_name=f"{batch_id}-{ids.new_id()}",
     )
     first, last = pc.min(calls).as_py(), pc.max(calls).as_py()
     try:

@@ -36,7 +36,7 @@ from clew.errors import InvalidInputError, StoreUnavailableError
 from clew.server.deps import PrincipalDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.routes.models import Body, Id, Int64, JsonObject, Name, PlainRoute
-from clew.service import accounts, uploads
+from clew.service import accounts, reads, uploads
 from clew.store.blobs import LocalBlobStore
 from clew.store.object_store import PART_SIZE, ObjectBlobStore, StreamedUpload
 
@@ -225,6 +225,7 @@ def blob_size(digest: DigestParam, services: ServicesDep) -> dict[str, Any]:
 def download_blob(
     digest: DigestParam,
     services: ServicesDep,
+    who: PrincipalDep,
     range_header: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
     relay: Annotated[
         bool, Query(description="Send the bytes through this server, never a redirect.")
@@ -240,16 +241,20 @@ def download_blob(
     process cost twice boto3's time on a 2-core host. ``relay=true`` (what the SDK asks
     once it could not reach the object store) and ``CLEW_PRESIGNED_DOWNLOADS=0`` relay the
     bytes part by part as they arrive instead (no temp copy: the client's hash is the check).
+    Each answer is audited before it starts when the blob is governed (clew/service/reads.py).
     """
     blobs = services.store.blobs
     size = blobs.size_of(digest)  # a blob the store lacks is a 404 before any response starts
     attachment = attachment_headers(digest, filename)
+    redirect = isinstance(blobs, ObjectBlobStore) and bool(presigned_seconds())
+    redirect = redirect and not relay and size >= PRESIGNED_MIN_BYTES
+    how = reads.ReadHow.REDIRECT if redirect else reads.ReadHow.STREAM
+    reads.record_read(services.store, who.name, digest, how, range_header)
     if isinstance(blobs, LocalBlobStore):
         path = blobs.path_for(digest)
         return FileResponse(path, media_type="application/octet-stream", headers=attachment)
-    seconds = presigned_seconds()
-    if seconds and not relay and size >= PRESIGNED_MIN_BYTES:
-        return RedirectResponse(blobs.signed_url(digest, seconds), status_code=307)
+    if redirect:
+        return RedirectResponse(blobs.signed_url(digest, presigned_seconds()), status_code=307)
     span = _single_range(range_header, size)
     if span is None:
         return _stream(blobs, digest, 0, size, 200, attachment)

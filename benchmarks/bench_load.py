@@ -1,0 +1,477 @@
+"""Load: a realistic mix against ``clew server`` and ``mlflow server`` on one PostgreSQL.
+
+Both servers are real subprocesses with the same ``--workers``, each on its own database of
+one throwaway PostgreSQL cluster started here (clew's blobs and captures on a SeaweedFS
+started here too; MLflow's artifact root is a local directory, which this mix never writes).
+``--clients`` (default 4, 16, 64) load-generator processes each keep one connection and send
+operations back to back for ``--seconds``, after 2 s of warm-up; each operation is one HTTP
+request, drawn with these weights (MLflow's nearest equivalent in brackets):
+
+* 30 resolve an alias (``GET /resolve?ref=churn@champion`` [``registered-models/alias``])
+* 20 read a run (``GET /runs/<id>`` [``runs/get``])
+* 10 start a run with two params (``POST /runs`` [``runs/create`` + params in ``log-batch``...
+  counted as one: ``runs/create`` only])
+* 15 log params on a run (``POST /runs/<id>/params`` [``runs/log-batch`` with params])
+* 15 capture a batch of 10 predictions, signed (``POST .../captures`` [``runs/log-batch`` with
+  10 metrics: MLflow has no prediction capture])
+* 6 register a version (``POST /models/churn/versions`` [``model-versions/create``])
+* 4 approve one of those versions, an e-signature by a second user (``POST .../approve`` with
+  the signing token [``model-versions/set-tag approved``: MLflow has no approvals])
+
+Reported per server and client count: operations/s, p50 and p99 latency, and the servers'
+CPU per operation (process-group CPU time / operations), the honest figure on a shared machine.
+
+    uv sync --group bench
+    uv run --group bench python benchmarks/bench_load.py [--clients 4,16,64] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_server import BIN, free_port, group_cpu_seconds, running, seaweedfs
+from report import Result, finish, parser, percentile
+
+import clew
+from clew.client.remote_capture import ARROW_STREAM, encode
+from clew.domain import ids
+from clew.service import accounts
+from clew.service.capture import Call, CaptureTarget
+from clew.store.location import open_store
+
+MIX = {
+    "resolve": 30,
+    "read_run": 20,
+    "start_run": 10,
+    "log_params": 15,
+    "capture": 15,
+    "register": 6,
+    "approve": 4,
+}
+NAME = "churn"
+ALIAS = "champion"
+TARGET_RATIO = 5.0
+TARGET_P99_MS = 250.0
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class Postgres:
+    directory: Path
+    port: int
+
+    def url(self, database: str, driver: str = "psycopg") -> str:
+        return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create(self, database: str) -> str:
+        import psycopg
+
+        plain = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {database}")
+        return self.url(database)
+
+
+def _as_postgres(*command: str) -> None:
+    if os.geteuid() == 0:
+        command = ("runuser", "-u", "postgres", "--", *command)
+    subprocess.run(command, check=True, capture_output=True, cwd=tempfile.gettempdir())
+
+
+def _pg_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        raise SystemExit(f"PostgreSQL's {name} is not installed (apt-get install postgresql).")
+    return str(found)
+
+
+@contextmanager
+def postgres() -> Iterator[Postgres]:
+    """A throwaway cluster, durable as a production one would be (fsync on)."""
+    directory = Path(tempfile.mkdtemp(prefix="clew-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    data = str(directory / "data")
+    _as_postgres(_pg_binary("initdb"), "-D", data, "-U", "postgres", "-A", "trust")
+    server = Postgres(directory, free_port())
+    options = (
+        f"-p {server.port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=400"
+    )
+    pg_ctl = _pg_binary("pg_ctl")
+    _as_postgres(pg_ctl, "-D", data, "-o", options, "-l", str(directory / "log"), "-w", "start")
+    try:
+        yield server
+    finally:
+        _as_postgres(pg_ctl, "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- servers and their fixtures
+
+
+@dataclass
+class Setup:
+    """What every load process needs to address one server."""
+
+    kind: str
+    url: str
+    headers: dict[str, str]
+    approver: dict[str, str]
+    run_id: str
+    source: str
+    group: int  # the server's process group, whose CPU is counted
+    target: CaptureTarget | None = None
+
+
+@contextmanager
+def clew_setup(directory: Path, pg: Postgres, artifacts: str, workers: int) -> Iterator[Setup]:
+    uri = pg.create("clew_bench")
+    store = open_store(uri, artifacts, create=True)
+    accounts.create_user(store, "bench", "admin", actor="bench")
+    accounts.create_user(store, "val", "approver", actor="bench")
+    token = accounts.create_token(store, "bench", actor="bench").secret
+    val = accounts.create_token(store, "val", actor="bench").secret
+    val_signing = accounts.create_token(store, "val", actor="bench", purpose="signing").secret
+    store.close()
+    key = directory / "capture-key.pem"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "clew"), "server", "--uri", uri, "--artifacts", artifacts]
+    command += ["--port", str(port), "--workers", str(workers)]
+    env = {"CLEW_SIGNING_KEY": str(key), "CLEW_UI_SECRET": uuid.uuid4().hex}
+    subprocess.run([str(BIN / "clew"), "keys", "create", str(key)], check=True, capture_output=True)
+    with running(command, url, "/api/v1/health", directory / "clew-server.log", env) as process:
+        client = clew.connect(url, token=token)
+        model = directory / "model.bin"
+        model.write_bytes(b"a model")
+        with client.start_run(experiment="bench", name="train", capture_code=False) as run:
+            logged = run.log_output(model, name=f"{NAME}-model", type="model")
+        version = client.register_model(logged, NAME)
+        client.promote(f"{NAME}/1", ALIAS, new_alias=True)
+        client.close()
+        target = CaptureTarget(version.id, NAME, version.version, version.digest)
+        headers = {"Authorization": f"Bearer {token}"}
+        approver = {"Authorization": f"Bearer {val}", "X-Clew-Signing-Token": val_signing}
+        source = f"artifact:{logged.id}"
+        yield Setup("clew", url, headers, approver, run.id, source, process.pid, target)
+
+
+@contextmanager
+def mlflow_setup(directory: Path, pg: Postgres, workers: int) -> Iterator[Setup]:
+    uri = pg.create("mlflow_bench")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", uri]
+    command += ["--default-artifact-root", (directory / "mlartifacts").as_uri()]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with running(command, url, "/health", directory / "mlflow-server.log") as process:
+        api = _Connection(url, {})
+        experiment = api.call("POST", "/api/2.0/mlflow/experiments/create", {"name": "bench"})
+        run = api.call("POST", "/api/2.0/mlflow/runs/create", experiment)["run"]["info"]
+        api.call("POST", "/api/2.0/mlflow/registered-models/create", {"name": NAME})
+        source = f"runs:/{run['run_id']}/model"
+        api.call(
+            "POST",
+            "/api/2.0/mlflow/model-versions/create",
+            {"name": NAME, "source": source, "run_id": run["run_id"]},
+        )
+        api.call(
+            "POST",
+            "/api/2.0/mlflow/registered-models/alias",
+            {"name": NAME, "alias": ALIAS, "version": "1"},
+        )
+        yield Setup("mlflow", url, {}, {}, run["run_id"], source, process.pid)
+
+
+# ---------------------------------------------------------------- the load generator
+
+
+class _Connection:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.address = url.removeprefix("http://")
+        self.headers = headers
+        self.connection = http.client.HTTPConnection(self.address, timeout=120)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Any:
+        sent = {**self.headers, **(headers or {})}
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        try:
+            self.connection.request(method, path, body=data, headers=sent)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            self.connection.close()
+            self.connection.request(method, path, body=data, headers=sent)
+            response = self.connection.getresponse()
+        payload = response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {response.status} {payload[:300]!r}")
+        return json.loads(payload) if payload else None
+
+
+class ClewOps:
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.http = _Connection(setup.url, setup.headers)
+        self.pending: list[int] = []
+        self.run_id = ""
+        self.start_run()  # params go to a run of this client's, still open
+
+    def resolve(self) -> None:
+        self.http.call("GET", f"/api/v1/resolve?ref={NAME}%40{ALIAS}")
+
+    def read_run(self) -> None:
+        self.http.call("GET", f"/api/v1/runs/{self.setup.run_id}")
+
+    def start_run(self) -> None:
+        body = {"experiment": "load", "name": "load", "params": {"lr": 0.1, "depth": 6}}
+        self.run_id = self.http.call("POST", "/api/v1/runs", body)["id"]
+
+    def log_params(self) -> None:
+        params = {f"p{random.randrange(1_000_000)}": random.random()}
+        self.http.call("POST", f"/api/v1/runs/{self.run_id}/params", {"params": params})
+
+    def capture(self) -> None:
+        assert self.setup.target is not None
+        call = Call(ids.new_id(), int(time.time() * 1000), 10, np.arange(10), None)
+        self.http.call(
+            "POST",
+            f"/api/v1/models/{NAME}/versions/1/captures?batch={ids.new_id()}",
+            headers={"Content-Type": ARROW_STREAM},
+            raw=encode(self.setup.target, [call]),
+        )
+
+    def register(self) -> None:
+        version = self.http.call(
+            "POST", f"/api/v1/models/{NAME}/versions", {"source": self.setup.source}
+        )
+        self.pending.append(version["version"])
+
+    def approve(self) -> None:
+        if not self.pending:
+            self.register()
+            return
+        version = self.pending.pop()
+        self.http.call(
+            "POST",
+            f"/api/v1/models/{NAME}/versions/{version}/approve",
+            {"comment": "load test"},
+            headers=self.setup.approver,
+        )
+
+
+class MlflowOps:
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.http = _Connection(setup.url, {})
+        self.pending: list[str] = []
+        self.experiment = "0"
+        self.run_id = ""
+        self.start_run()
+
+    def resolve(self) -> None:
+        self.http.call("GET", f"/api/2.0/mlflow/registered-models/alias?name={NAME}&alias={ALIAS}")
+
+    def read_run(self) -> None:
+        self.http.call("GET", f"/api/2.0/mlflow/runs/get?run_id={self.setup.run_id}")
+
+    def start_run(self) -> None:
+        body = {"experiment_id": self.experiment, "run_name": "load"}
+        run = self.http.call("POST", "/api/2.0/mlflow/runs/create", body)
+        self.run_id = run["run"]["info"]["run_id"]
+
+    def log_params(self) -> None:
+        params = [{"key": f"p{random.randrange(1_000_000)}", "value": str(random.random())}]
+        body = {"run_id": self.run_id, "params": params}
+        self.http.call("POST", "/api/2.0/mlflow/runs/log-batch", body)
+
+    def capture(self) -> None:
+        now = int(time.time() * 1000)
+        metrics = [
+            {"key": "prediction", "value": float(row), "timestamp": now, "step": row}
+            for row in range(10)
+        ]
+        body = {"run_id": self.run_id, "metrics": metrics}
+        self.http.call("POST", "/api/2.0/mlflow/runs/log-batch", body)
+
+    def register(self) -> None:
+        body = {"name": NAME, "source": self.setup.source, "run_id": self.setup.run_id}
+        version = self.http.call("POST", "/api/2.0/mlflow/model-versions/create", body)
+        self.pending.append(version["model_version"]["version"])
+
+    def approve(self) -> None:
+        if not self.pending:
+            self.register()
+            return
+        body = {"name": NAME, "version": self.pending.pop(), "key": "approved", "value": "val"}
+        self.http.call("POST", "/api/2.0/mlflow/model-versions/set-tag", body)
+
+
+def _client(job: tuple[Setup, int, float, float, dict[str, int]]) -> list[tuple[str, float]]:
+    """One load process: operations back to back until ``stop_at``; those started after
+    ``measure_from`` are timed."""
+    setup, seed, measure_from, stop_at, mix = job
+    random.seed(seed)
+    ops = ClewOps(setup) if setup.kind == "clew" else MlflowOps(setup)
+    names, weights = list(mix), list(mix.values())
+    timings: list[tuple[str, float]] = []
+    while (wall := time.time()) < stop_at:
+        name = random.choices(names, weights)[0]
+        started = time.perf_counter()
+        getattr(ops, name)()
+        if wall >= measure_from:
+            timings.append((name, (time.perf_counter() - started) * 1000))
+    return timings
+
+
+@dataclass
+class Measured:
+    operations_per_s: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float
+    operations: Counter[str]
+
+
+def drive(setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX) -> Measured:
+    measure_from = time.time() + 2.0
+    stop_at = measure_from + seconds
+    jobs = [(setup, seed, measure_from, stop_at, mix) for seed in range(clients)]
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        pending = pool.map_async(_client, jobs)
+        time.sleep(max(0.0, measure_from - time.time()))
+        cpu_before = group_cpu_seconds(setup.group)
+        time.sleep(seconds)
+        cpu = group_cpu_seconds(setup.group) - cpu_before
+        per_client = pending.get()
+    timings = [entry for client in per_client for entry in client]
+    latencies = [ms for _, ms in timings]
+    return Measured(
+        len(timings) / seconds,
+        percentile(latencies, 0.50),
+        percentile(latencies, 0.99),
+        cpu * 1000 / max(len(timings), 1),
+        Counter(name for name, _ in timings),
+    )
+
+
+def per_operation(seconds: float, workers: int) -> None:
+    """Each operation alone from one client: the servers' CPU per operation, side by side."""
+    cpu: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="clew-bench-load-") as temp, postgres() as pg:
+        directory = Path(temp)
+        with seaweedfs(directory) as (aws, _weed):
+            os.environ.update(aws)
+            with clew_setup(directory, pg, "s3://bench/clew", workers) as setup:
+                cpu["clew"] = {name: drive(setup, 1, seconds, {name: 1}).cpu_ms for name in MIX}
+        with mlflow_setup(directory, pg, workers) as setup:
+            cpu["mlflow"] = {name: drive(setup, 1, seconds, {name: 1}).cpu_ms for name in MIX}
+    print("server CPU ms per operation, one client (clew, MLflow):")
+    for name in MIX:
+        print(f"  {name:12s} {cpu['clew'][name]:8.2f} {cpu['mlflow'][name]:8.2f}")
+
+
+def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]:
+    measured: dict[str, dict[int, Measured]] = {"clew": {}, "mlflow": {}}
+    with tempfile.TemporaryDirectory(prefix="clew-bench-load-") as temp, postgres() as pg:
+        directory = Path(temp)
+        with seaweedfs(directory) as (aws, _weed):
+            os.environ.update(aws)
+            artifacts = "s3://bench/clew"
+            with clew_setup(directory, pg, artifacts, workers) as setup:
+                for clients in levels:
+                    measured["clew"][clients] = drive(setup, clients, seconds)
+        with mlflow_setup(directory, pg, workers) as setup:
+            for clients in levels:
+                measured["mlflow"][clients] = drive(setup, clients, seconds)
+    results: list[Result] = []
+    for clients in levels:
+        ours, peer = measured["clew"][clients], measured["mlflow"][clients]
+        mix = ", ".join(f"{name} {count}" for name, count in sorted(ours.operations.items()))
+        results += [
+            Result(
+                "load",
+                f"mix at {clients} clients: throughput",
+                "ops/s",
+                True,
+                ours.operations_per_s,
+                peer.operations_per_s,
+                "mlflow server",
+                target_ratio=TARGET_RATIO,
+                note=f"server CPU per op: clew {ours.cpu_ms:.2f} ms, MLflow {peer.cpu_ms:.2f} "
+                f"ms; clew's ops: {mix}",
+            ),
+            Result(
+                "load",
+                f"mix at {clients} clients: p50",
+                "ms",
+                False,
+                ours.p50_ms,
+                peer.p50_ms,
+                "mlflow server",
+            ),
+            Result(
+                "load",
+                f"mix at {clients} clients: p99",
+                "ms",
+                False,
+                ours.p99_ms,
+                peer.p99_ms,
+                "mlflow server",
+                target_value=TARGET_P99_MS if clients == 64 else None,
+            ),
+        ]
+    return results
+
+
+def main() -> None:
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--clients", default="4,16,64", help="client counts, comma-separated")
+    arguments.add_argument("--seconds", type=float, help="measured seconds per level (10)")
+    arguments.add_argument(
+        "--workers", type=int, default=2, help="server worker processes, the same for both"
+    )
+    arguments.add_argument(
+        "--per-operation", action="store_true", help="CPU per operation type, one at a time"
+    )
+    options = arguments.parse_args()
+    if options.per_operation:
+        per_operation(options.seconds or 3.0, options.workers)
+        return
+    levels = [int(count) for count in options.clients.split(",")]
+    seconds = options.seconds or (4.0 if options.quick else 10.0)
+    results = results_for(levels, seconds, options.workers)
+    finish("clew server vs MLflow server: a realistic mix on one PostgreSQL", results, options.json)
+
+
+if __name__ == "__main__":
+    main()
