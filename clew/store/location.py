@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from clew.errors import InvalidInputError, StoreMissingError
 from clew.store.blobs import LocalBlobStore
 from clew.store.captures import CaptureFiles, open_files
+from clew.store.faults import file_faults
 from clew.store.metadata import Database
 from clew.store.object_store import ObjectBlobStore
 
@@ -86,7 +87,8 @@ def open_store(
     if "://" in text and not text.startswith("file://"):
         return _open_database_url(text, artifacts or os.environ.get("CLEW_ARTIFACTS"), create)
     home = Path(text.removeprefix("file://")).expanduser() if text else default_home()
-    home.mkdir(parents=True, exist_ok=True)
+    with file_faults(home, "create the store directory"):
+        home.mkdir(parents=True, exist_ok=True)
     blobs = open_blobs(artifacts, home / "blobs")
     return _open(str(home), home, f"sqlite:///{home / 'clew.db'}", blobs, create)
 
