@@ -12,12 +12,14 @@ import ctypes
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from capture_support import editable_batch
+from conftest import PostgresServer
 from test_trace import _wine_thread
 from typer.testing import CliRunner
 
@@ -202,4 +204,45 @@ def test_the_sdk_write_above_succeeds_on_a_writable_store(home: Path) -> None:
     sdk = _run_unprivileged(home, sys.executable, "-c", _SDK_WRITE, str(home))
     assert sdk.returncode == 0, sdk.stderr
     assert len(clew.connect(str(home)).search_runs()) == 1
+    reset()
+
+
+# --- clew db upgrade on a path holding no store (finding 9) ---------------------------------
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("form", ["directory", "sqlite-url"])
+def test_db_upgrade_refuses_a_path_that_holds_no_store(tmp_path: Path, form: str) -> None:
+    typo = tmp_path / "typo" / "path"
+    uri = str(typo) if form == "directory" else f"sqlite:///{typo / 'clew.db'}"
+    for command in (
+        ["db", "upgrade", "--uri", uri],
+        ["backup", str(tmp_path / "a.tar"), "--uri", uri],
+    ):
+        result = runner.invoke(app, command)
+        _one_sentence(result.stderr, result.exit_code, str(typo), "no clew store", "--create")
+    assert not typo.exists()  # nothing was created at the typo
+    result = runner.invoke(app, ["db", "upgrade", "--uri", uri, "--create"])
+    assert result.exit_code == 0, result.output
+    assert (typo / "clew.db").is_file()
+    result = runner.invoke(app, ["db", "upgrade", "--uri", uri])
+    assert result.exit_code == 0, result.output  # a store now: no flag needed
+
+
+@pytest.mark.postgres
+def test_db_upgrade_refuses_a_postgres_database_without_a_store(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    name = f"typo_{uuid.uuid4().hex[:12]}"
+    postgres_server.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.url(name)
+    artifacts = str(tmp_path / "blobs")
+    result = runner.invoke(app, ["db", "upgrade", "--uri", url, "--artifacts", artifacts])
+    _one_sentence(result.stderr, result.exit_code, name, "no clew store", "--create")
+    result = runner.invoke(
+        app, ["db", "upgrade", "--uri", url, "--artifacts", artifacts, "--create"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["db", "upgrade", "--uri", url, "--artifacts", artifacts])
+    assert result.exit_code == 0, result.output
     reset()
