@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from clew.client.audit import EmbeddedAudit
 from clew.domain.records import RunRecord
 from clew.service import capture, signing
 from clew.service.approvals import ApprovalService
@@ -71,6 +72,7 @@ class EmbeddedBackend:
         self.policies = PolicyService(self.store)
         self.predictions = EmbeddedPredictions(self.store)
         self.user_keys = UserKeyService(self.store)
+        self.audit = EmbeddedAudit(self.store)
 
     def search_runs(
         self,

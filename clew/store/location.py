@@ -88,8 +88,8 @@ def open_store(
     text = os.fspath(uri) if uri is not None else os.environ.get("CLEW_URI") or ""
     if text.startswith(("http://", "https://")):
         raise InvalidInputError(
-            f"{text} is a server address; the HTTP client is not available in this build, "
-            "so pass a directory or a database URL."
+            f"{text} is a clew server and this works on the store itself; run it on the "
+            "server host with --uri (or CLEW_URI) naming the store's directory or database."
         )
     if "://" in text and not text.startswith("file://"):
         return _open_database_url(
