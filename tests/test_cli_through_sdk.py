@@ -1,9 +1,10 @@
 """The CLI goes through the SDK: ``clew audit log|verify`` against a store or a server alike.
 
-What only the store's host can do (re-hash every blob, back up, collect garbage, upgrade the
-schema, manage accounts, write or read checkpoint exports) is refused against a server with
-one sentence saying where to run it; an unreachable server is "unavailable" (check the
-address, retry), never "busy" (another writer holds the lock).
+Checkpoint exports too: the server signs and checks, this process writes and reads the
+file. What only the store's host can do (re-hash every blob, back up, collect garbage,
+upgrade the schema, manage accounts) is refused against a server with one sentence saying
+where to run it; an unreachable server is "unavailable" (check the address, retry), never
+"busy" (another writer holds the lock).
 """
 
 from __future__ import annotations
@@ -115,7 +116,6 @@ def test_audit_commands_work_against_a_server_address(
         ["gc"],
         ["db", "upgrade"],
         ["admin", "create-user", "bob", "--role", "viewer"],
-        ["audit", "checkpoint", "export", "checkpoints.jsonl"],
     ],
     ids=lambda command: "-".join(command[:2]),
 )
@@ -129,15 +129,27 @@ def test_commands_for_the_store_host_say_where_to_run_them(
     assert not (tmp_path / command[-1]).exists()
 
 
-@pytest.mark.backend_independent
-def test_verify_against_an_export_through_a_server_is_refused_plainly(
+def test_checkpoints_are_exported_and_checked_through_a_server(
     served: RunningServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """The server signs its head and checks its chain; this process writes and reads the
+    export, which the server never touches."""
     _against(served, monkeypatch)
-    export = tmp_path / "checkpoints.jsonl"
-    export.write_text("")
+    export = tmp_path / "exports" / "checkpoints.jsonl"
+    written = runner.invoke(app, ["audit", "checkpoint", "export", str(export)])
+    assert written.exit_code == 0, written.output
+    lines = export.read_text().splitlines()
+    assert lines and f"wrote {len(lines)} signed checkpoints" in written.stdout
+    checked = runner.invoke(app, ["audit", "verify", "--against", str(export), "-f", "json"])
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert report["ok"] is True and report["checkpoints_checked"] == len(lines)
+
+    forged = json.loads(lines[-1])
+    forged["hash"] = "sha256:" + "0" * 64
+    export.write_text("\n".join([*lines[:-1], json.dumps(forged)]) + "\n")
     result = runner.invoke(app, ["audit", "verify", "--against", str(export)])
-    _one_sentence(result, str(export), "never reads a file", "--against")
+    _one_sentence(result, f"signed checkpoint #{forged['seq']} no longer matches")
 
 
 @pytest.mark.backend_independent

@@ -2,12 +2,14 @@
 
 Both backends have an ``audit`` attribute with the same methods, so ``clew audit log`` and
 ``clew audit verify`` work against a store directory, a database URL or a server address
-alike. What a server must not do for a client (read or write a file the client names) is
-refused with one sentence saying where to run it instead.
+alike. What a server must not do for a client (read or write a file the client names) this
+process does itself: it writes the checkpoint export the server signed, and reads the export
+the server checks its chain against.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from clew.errors import InvalidInputError
@@ -69,16 +71,22 @@ class RemoteAudit:
         return [AuditEntry(**row) for row in rows]
 
     def verify(self, against: str | None = None) -> AuditVerification:
-        if against is not None:
-            raise InvalidInputError(
-                f"a clew server never reads a file or bucket a client names, so --against "
-                f"{against} can not be checked through {self._t.base_url}; run clew audit "
-                "verify --against on a host that reaches both the export and the store."
-            )
-        return AuditVerification.from_wire(self._t.call("GET", "/audit/verify"))
+        """The server's report; with ``against``, this process reads the export (a server
+        never reads where a client names) and the server checks its chain against it."""
+        found = signed_heads.read_export(against) if against is not None else None
+        report = AuditVerification.from_wire(self._t.call("GET", "/audit/verify"))
+        if found is None:
+            return report
+        body = {"checkpoints": [asdict(checkpoint) for checkpoint in found]}
+        checked = self._t.call("POST", "/audit/checkpoints/verify", json_body=body)
+        problems = [signed_heads.CheckpointProblem(**p) for p in checked["problems"]]
+        return replace(report, checkpoints_checked=checked["checked"], checkpoint_problems=problems)
 
     def export_checkpoints(self, destination: str, retain_days: int | None = None) -> int:
-        raise server_host_only("clew audit checkpoint export", self._t.base_url)
+        """The server signs its head; this process writes the export where it was told."""
+        rows = self._t.call("POST", "/audit/checkpoints")
+        found = [signed_heads.Checkpoint(**row) for row in rows]
+        return signed_heads.write_export(destination, found, retain_days)
 
 
 class AuditMixin:

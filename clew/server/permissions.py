@@ -104,6 +104,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
     ("GET", f"{API}/audit"): VIEW,
     ("GET", f"{API}/audit/verify"): VIEW,
+    # signing the head adds at most one row per new head: auditors (viewers) export
+    ("POST", f"{API}/audit/checkpoints"): VIEW,
+    ("POST", f"{API}/audit/checkpoints/verify"): VIEW,
 }
 
 

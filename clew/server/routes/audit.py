@@ -6,10 +6,11 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from clew.server.deps import ServicesDep
 from clew.server.routes.models import PlainRoute
-from clew.service import audit
+from clew.service import audit, signed_heads
 from clew.service.verification import verify_audit
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"], route_class=PlainRoute)
@@ -37,3 +38,31 @@ def verify(services: ServicesDep) -> dict[str, Any]:
         "checked": report.entries_checked,
         "break": asdict(report.first_break) if report.first_break else None,
     }
+
+
+@router.post("/checkpoints")
+def sign_checkpoints(services: ServicesDep) -> list[dict[str, Any]]:
+    """Sign the chain head (at most one new checkpoint per new head) and return every signed
+    checkpoint; the client writes its export where it chooses, never the server."""
+    signed_heads.sign_head(services.store)
+    return [asdict(checkpoint) for checkpoint in signed_heads.checkpoints(services.store)]
+
+
+class ExportedCheckpoint(BaseModel):
+    seq: int
+    hash: str = Field(max_length=100)
+    time_ms: int
+    key_id: str = Field(max_length=200)
+    signature: str = Field(max_length=200)
+
+
+class ExportedCheckpoints(BaseModel):
+    checkpoints: list[ExportedCheckpoint] = Field(min_length=1, max_length=1_000_000)
+
+
+@router.post("/checkpoints/verify")
+def verify_checkpoints(body: ExportedCheckpoints, services: ServicesDep) -> dict[str, Any]:
+    """Check the chain against checkpoints a client read from its own export."""
+    found = [signed_heads.Checkpoint(**item.model_dump()) for item in body.checkpoints]
+    checked, problems = signed_heads.verify_given(services.store, found)
+    return {"checked": checked, "problems": [asdict(problem) for problem in problems]}
