@@ -13,6 +13,7 @@ from clew.server.routes.models import PlainRoute
 from clew.service import audit, signed_heads
 from clew.service.verification import verify_audit
 
+_BIGGEST = 2**63 - 1  # a database integer: larger ones are refused as input, never a 500
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"], route_class=PlainRoute)
 
 
@@ -49,9 +50,9 @@ def sign_checkpoints(services: ServicesDep) -> list[dict[str, Any]]:
 
 
 class ExportedCheckpoint(BaseModel):
-    seq: int
+    seq: int = Field(ge=1, le=_BIGGEST)
     hash: str = Field(max_length=100)
-    time_ms: int
+    time_ms: int = Field(ge=0, le=_BIGGEST)
     key_id: str = Field(max_length=200)
     signature: str = Field(max_length=200)
 
