@@ -130,6 +130,14 @@ class StoreMissingError(ClewError):
     http_status = 500
 
 
+class StorageFaultError(ClewError):
+    """A file of the store can not be read or written (no permission, a read-only or failing
+    disk, a damaged or truncated file); the message names the file and the fix."""
+
+    code = "storage_fault"
+    http_status = 500
+
+
 class StoreBusyError(ClewError):
     """Another process held the store locked for too long; retry shortly."""
 
@@ -153,6 +161,14 @@ class TooManyAttemptsError(ClewError):
     def __init__(self, message: str, retry_after_s: int = 60) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ServerUnavailableError(StoreUnavailableError):
+    """The clew server did not answer (down, restarting or a wrong address); check the address
+    and retry shortly."""
+
+    code = "server_unavailable"
+    http_status = 503
 
 
 # --- warnings: clew did what was asked, but it looks like a mistake -------------------------

@@ -34,6 +34,7 @@ def _upgrade(*args: str) -> tuple[int, str]:
 
 
 def test_upgrade_is_idempotent_on_the_test_store() -> None:
+    open_store().close()  # the test store, created on first use (db upgrade creates none)
     for _ in range(2):
         code, output = _upgrade()
         assert code == 0, output

@@ -1,7 +1,8 @@
-"""``clew audit log|verify``: the hash-chained record of every write, and its proof.
+"""``clew audit log|verify|checkpoint export``: the hash-chained record of every write, and
+its proof.
 
-Like ``clew verify`` these read the default client's store directly through the audit and
-capture services (read-only), since verification belongs next to the data.
+They go through the SDK (the default client), so they work on a store directory, a database
+URL or a clew server alike; the server runs the checks next to its store.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
+import clew
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
 from clew.domain import records
-from clew.service import audit, capture, record_check, signed_heads
+from clew.service import audit, record_check, signed_heads
+from clew.service.capture import BatchProblem
 
 app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 checkpoint_app = typer.Typer(
@@ -39,10 +42,9 @@ def log(
     format: FormatOption = Format.table,
 ) -> None:
     """Audit entries, newest first."""
-    store = output.local_store()
     found = [
         entry_dict(entry)
-        for entry in audit.entries(store, target, limit, actor=actor, action=action)
+        for entry in clew.get_client().audit_log(target, limit, actor=actor, action=action)
     ]
     if format is Format.json:
         output.print_json({"entries": found})
@@ -75,7 +77,7 @@ def export_checkpoints(
     ] = None,
 ) -> None:
     """Sign the chain head now and write every signed checkpoint to DESTINATION."""
-    count = signed_heads.export(output.local_store(), destination, retain_days=retain_days)
+    count = clew.get_client().export_checkpoints(destination, retain_days)
     console.print(f"wrote {count} signed checkpoints to {destination}")
 
 
@@ -92,47 +94,36 @@ def verify(
 ) -> None:
     """Recompute the hash chain, compare every governance and lineage row with the image the
     chain recorded, and re-check every signed capture batch; exit 1 on any problem."""
-    store = output.local_store()
-    checked, broken = audit.verify_chain(store)
-    rows, row_problems = record_check.verify_records(store)
-    signed, checkpoint_problems = (
-        signed_heads.verify_against(store, against)
-        if against
-        else signed_heads.verify_stored(store)
-    )
-    batches, batch_problems = capture.verify_batches(store)
-    problems = [{"batch": p.batch_id, "path": p.path, "reason": p.reason} for p in batch_problems]
-    altered = [asdict(problem) for problem in row_problems]
+    report = clew.get_client().verify_audit(against)
+    problems = [_batch_dict(problem) for problem in report.batch_problems]
     if format is Format.json:
+        broken = report.first_break
         output.print_json(
             {
-                "ok": broken is None and not problems and not altered and not checkpoint_problems,
-                "entries_checked": checked,
+                "ok": report.ok,
+                "entries_checked": report.entries_checked,
                 "first_break": {"seq": broken.seq, "reason": broken.reason} if broken else None,
-                "rows_checked": rows,
-                "row_problems": altered,
-                "checkpoints_checked": signed,
-                "checkpoint_problems": [asdict(problem) for problem in checkpoint_problems],
-                "batches_checked": batches,
+                "rows_checked": report.rows_checked,
+                "row_problems": [asdict(problem) for problem in report.row_problems],
+                "checkpoints_checked": report.checkpoints_checked,
+                "checkpoint_problems": [asdict(p) for p in report.checkpoint_problems],
+                "batches_checked": report.batches_checked,
                 "batch_problems": problems,
             }
         )
     else:
-        _print_verification(checked, broken, batches, problems)
-        _print_rows(rows, row_problems)
-        _print_checkpoints(signed, checkpoint_problems, against)
-    if checkpoint_problems:
-        first = checkpoint_problems[0]
-        output.fail(f"signed checkpoint #{first.seq} no longer matches: {first.reason}.")
-    if broken is not None:
-        output.fail(f"the audit chain is broken at entry #{broken.seq}: {broken.reason}.")
-    if row_problems:
-        output.fail(
-            f"{len(row_problems)} records differ from the audit chain; the first: "
-            f"{row_problems[0].describe()}."
+        _print_verification(
+            report.entries_checked, report.first_break, report.batches_checked, problems
         )
-    if problems:
-        output.fail(f"{len(problems)} of {batches} capture batches failed verification.")
+        _print_rows(report.rows_checked, report.row_problems)
+        _print_checkpoints(report.checkpoints_checked, report.checkpoint_problems, against)
+    failure = report.failure()
+    if failure is not None:
+        output.fail(failure)
+
+
+def _batch_dict(problem: BatchProblem) -> dict[str, str]:
+    return {"batch": problem.batch_id, "path": problem.path, "reason": problem.reason}
 
 
 def _print_checkpoints(

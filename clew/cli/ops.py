@@ -38,7 +38,7 @@ def backup(
     format: FormatOption = Format.table,
 ) -> None:
     """Write metadata, referenced blobs, capture files and keys to one verified archive."""
-    store = open_store(uri, artifacts)
+    store = open_store(uri, artifacts, existing=True)
     try:
         with store.db.long_running():
             summary = backups.backup(store, destination, compression)
@@ -206,13 +206,15 @@ def upgrade(
         bool,
         typer.Option(
             "--create",
-            help="Create an empty database even where blobs, captures or keys are found "
-            "without one (a lost database is otherwise refused; restore it from a backup).",
+            help="Create a new store where there is none (a path or database holding no "
+            "store is otherwise refused as a typo), or an empty database where blobs, "
+            "captures or keys are found without one (a lost database; restore it from a "
+            "backup instead).",
         ),
     ] = False,
 ) -> None:
     """Apply schema migrations up to this clew's head; a no-op when already there."""
-    store = open_store(uri, artifacts, create=create)
+    store = open_store(uri, artifacts, create=create, existing=True)
     try:
         store.db.upgrade()
         revision = store.db.schema_revision()

@@ -166,18 +166,16 @@ def _readable(value: Any) -> Any:
     return value
 
 
-def local_store() -> Any:
-    """The default client's store, for the whole-store checks that read it directly.
+def local_store(command: str) -> Any:
+    """The default client's store, for ``command``s that must read it directly.
 
-    ``clew verify`` and ``clew audit`` re-read every byte and row, which only makes sense
-    next to the data; over HTTP the server runs the same checks (``/api/v1/audit/verify``).
+    ``clew verify`` re-reads every stored byte, which only makes sense next to the data (no
+    server route does it); against a server it says where to run instead.
     """
     import clew
+    from clew.client.audit import server_host_only
 
     client = clew.get_client()
     if not hasattr(client.store, "db"):
-        fail(
-            f"this command reads the store directly and {client.uri} is a server; run it on "
-            "the server host with CLEW_HOME or CLEW_URI pointing at the store."
-        )
+        raise server_host_only(command, client.uri)
     return client.store

@@ -41,7 +41,7 @@ def byte_progress(description: str, total: int | None) -> Iterator[ProgressCallb
 def verify(format: FormatOption = Format.table) -> None:
     """Check the database's structure and re-hash every stored blob; exit 1 naming any damaged
     table and any digest that is missing or altered."""
-    store = output.local_store()
+    store = output.local_store("clew verify")
     database = integrity.check_database(store)
     blobs = integrity.inventory(store)
     total = sum(blobs.values())

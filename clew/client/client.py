@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from clew.client import capture, inputs
+from clew.client.audit import AuditMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
@@ -65,7 +66,7 @@ class Lineage:
         return self._service.feature_groups_from_model(ref, max_depth)
 
 
-class Client(GovernanceMixin, PredictionsMixin):
+class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
     def __init__(
         self,
         uri: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from clew.client.audit import EmbeddedAudit
 from clew.domain.records import RunRecord
 from clew.service import capture, reads, signing
 from clew.service.approvals import ApprovalService
@@ -73,6 +74,7 @@ class EmbeddedBackend:
         self.predictions = EmbeddedPredictions(self.store)
         self.user_keys = UserKeyService(self.store)
         self.sessions = SessionService(self.store)
+        self.audit = EmbeddedAudit(self.store)
 
     def record_read(self, digest: str, actor: str) -> None:
         """Audit this process reading ``digest`` straight from the store (if it is governed)."""

@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from clew import errors
 from clew.client.capture_spool import SpoolSettings, open_spool
+from clew.client.audit import RemoteAudit
 from clew.client.remote_capture import (
     ARROW_STREAM,
     RemoteCaptureWriter,
@@ -170,9 +171,9 @@ class Transport:
                 response = send()
             except httpx.TransportError as error:
                 if last:
-                    raise errors.StoreBusyError(
+                    raise errors.ServerUnavailableError(
                         f"the clew server at {self.base_url} did not answer ({error}); check that "
-                        "it is running and reachable."
+                        "it is running and reachable at that address, then retry."
                     ) from error
             else:
                 if not _retryable(response) or last:
@@ -1008,9 +1009,9 @@ class _RangeReader:
             except (OSError, http.client.HTTPException) as error:
                 self._drop_connection()
                 if last:
-                    raise errors.StoreBusyError(
+                    raise errors.ServerUnavailableError(
                         f"{self._url.host} did not answer a blob download ({error}); check that "
-                        "it is running and reachable."
+                        "it is running and reachable, then retry."
                     ) from error
             else:
                 if status == 206:
@@ -1239,6 +1240,7 @@ class RemoteBackend:
         self.predictions = RemotePredictions(self._transport)
         self.user_keys = RemoteUserKeys(self._transport)
         self.sessions = RemoteSessions(self._transport)
+        self.audit = RemoteAudit(self._transport)
         self._actor: str | None = None
 
     @property

@@ -107,6 +107,9 @@ RULES: dict[tuple[str, str], Rule] = {
     # web UI sessions
     ("GET", f"{API}/sessions"): Rule(Role.ADMIN),
     ("POST", f"{API}/sessions/{{session_id}}/revoke"): Rule(Role.ADMIN),
+    # signing the head adds at most one row per new head: auditors (viewers) export
+    ("POST", f"{API}/audit/checkpoints"): VIEW,
+    ("POST", f"{API}/audit/checkpoints/verify"): VIEW,
 }
 
 

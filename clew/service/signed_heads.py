@@ -150,15 +150,25 @@ def export(store: Store, destination: str, *, retain_days: int | None = None) ->
     ``retain_days`` (S3 only) writes the object under Object Lock in compliance mode for that
     many days: nobody, the bucket's owner included, can overwrite or delete it until then.
     """
+    _check_retention(destination, retain_days)
+    sign_head(store)
+    return write_export(destination, checkpoints(store), retain_days)
+
+
+def write_export(destination: str, found: list[Checkpoint], retain_days: int | None) -> int:
+    """Write ``found`` where the caller says: how a client of a server exports the
+    checkpoints the server signed (a server never writes where a client names)."""
+    _check_retention(destination, retain_days)
+    text = "".join(json.dumps(asdict(checkpoint), sort_keys=True) + "\n" for checkpoint in found)
+    _write(destination, text.encode(), retain_days)
+    return len(found)
+
+
+def _check_retention(destination: str, retain_days: int | None) -> None:
     if retain_days is not None and (retain_days < 1 or not destination.startswith("s3://")):
         raise InvalidInputError(
             "retention needs an s3:// destination on a bucket with Object Lock and at least 1 day."
         )
-    sign_head(store)
-    found = checkpoints(store)
-    text = "".join(json.dumps(asdict(checkpoint), sort_keys=True) + "\n" for checkpoint in found)
-    _write(destination, text.encode(), retain_days)
-    return len(found)
 
 
 def verify_stored(store: Store) -> tuple[int, list[CheckpointProblem]]:
@@ -169,11 +179,22 @@ def verify_stored(store: Store) -> tuple[int, list[CheckpointProblem]]:
 
 def verify_against(store: Store, source: str) -> tuple[int, list[CheckpointProblem]]:
     """Check the chain against checkpoints exported earlier (file path or fsspec URI)."""
+    return verify_given(store, read_export(source))
+
+
+def read_export(source: str) -> list[Checkpoint]:
+    """The checkpoints an export at ``source`` holds (read by the caller: a client of a
+    server reads its export itself and sends the checkpoints to ``verify_given``)."""
     found = [_parse(line, source) for line in _read(source).splitlines() if line.strip()]
     if not found:
         raise InvalidInputError(
             f"{source} holds no checkpoints; export some with `clew audit checkpoint export`."
         )
+    return found
+
+
+def verify_given(store: Store, found: list[Checkpoint]) -> tuple[int, list[CheckpointProblem]]:
+    """Check the chain against checkpoints handed over (from an export)."""
     return len(found), _check(store, found)
 
 

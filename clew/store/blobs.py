@@ -27,6 +27,7 @@ from clew.errors import (
     NotFoundError,
     StorageFullError,
 )
+from clew.store.faults import file_faults, os_fault
 
 CHUNK = 4 * 1024 * 1024
 MANIFEST_KIND = "clew.manifest/v1"
@@ -292,7 +293,8 @@ class _Staging:
         self.directory = directory
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        descriptor, name = tempfile.mkstemp(dir=self.directory, prefix="incoming-")
+        with file_faults(self.directory, "write a new blob in"):
+            descriptor, name = tempfile.mkstemp(dir=self.directory, prefix="incoming-")
         self.path = Path(name)
         self.handle = os.fdopen(descriptor, "wb")
         return self.handle, self.path
@@ -308,6 +310,15 @@ class _Staging:
                 f"no space left while writing to {self.directory.parent}; nothing was recorded; "
                 "free some space and retry."
             ) from exc
+        if isinstance(exc, OSError) and self._in_store(exc):
+            raise os_fault(self.directory.parent, exc, "write to the blob store") from exc
+
+    def _in_store(self, error: OSError) -> bool:
+        """A fault of the store's own files (not of the file being logged, which the caller
+        names itself) and not a vanished file (``FileChangedError``'s to explain)."""
+        if isinstance(error, FileNotFoundError):
+            return False
+        return error.filename is None or Path(error.filename).is_relative_to(self.directory.parent)
 
 
 class BlobWriter(Protocol):

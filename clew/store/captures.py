@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from clew.domain import digests, merkle
 from clew.errors import IntegrityError, NotFoundError
 from clew.store.blobs import LocalBlobStore
+from clew.store.faults import capture_file_faults
 from clew.store.object_store import ObjectBlobStore
 
 ROW_GROUP_ROWS = 65_536
@@ -144,28 +145,36 @@ class CaptureFiles(ABC):
         prediction's row and the rows of its leaf (a leaf never spans row groups when written
         here, as 65,536 rows is a whole number of leaves) are both filtered from it."""
         path, filesystem = self._existing(relative)
-        parquet = pq.ParquetFile(path, filesystem=filesystem)
-        column = parquet.schema_arrow.get_field_index("prediction_id")
-        groups = []
-        for index in range(parquet.metadata.num_row_groups):
-            stats = parquet.metadata.row_group(index).column(column).statistics
-            if stats is None or not stats.has_min_max or stats.min <= prediction_id <= stats.max:
-                groups.append(index)
-        return parquet.read_row_groups(groups)
+        with self._reading(relative):
+            parquet = pq.ParquetFile(path, filesystem=filesystem)
+            column = parquet.schema_arrow.get_field_index("prediction_id")
+            groups = []
+            for index in range(parquet.metadata.num_row_groups):
+                stats = parquet.metadata.row_group(index).column(column).statistics
+                if (
+                    stats is None
+                    or not stats.has_min_max
+                    or stats.min <= prediction_id <= stats.max
+                ):
+                    groups.append(index)
+            return parquet.read_row_groups(groups)
 
     def read_leaf(self, relative: str, leaf: int) -> pa.Table:
         """Every row of Merkle leaf ``leaf``, in file order (statistics on ``leaf`` keep this to
         one row group)."""
         path, filesystem = self._existing(relative)
-        return pq.read_table(path, filesystem=filesystem, filters=[("leaf", "=", leaf)])
+        with self._reading(relative):
+            return pq.read_table(path, filesystem=filesystem, filters=[("leaf", "=", leaf)])
 
     def read_ids(self, relative: str) -> pa.Array:
         path, filesystem = self._existing(relative)
-        return pq.read_table(path, filesystem=filesystem, columns=["prediction_id"]).column(0)
+        with self._reading(relative):
+            return pq.read_table(path, filesystem=filesystem, columns=["prediction_id"]).column(0)
 
     def read_batch(self, relative: str) -> pa.Table:
         path, filesystem = self._existing(relative)
-        return pq.read_table(path, filesystem=filesystem)
+        with self._reading(relative):
+            return pq.read_table(path, filesystem=filesystem)
 
     def read_proof(self, relative: str, count: int, index: int) -> list[merkle.ProofStep]:
         """The inclusion proof of leaf ``index`` of ``count`` leaves: one small read per level."""
@@ -194,6 +203,10 @@ class CaptureFiles(ABC):
             levels.append(data[offset : offset + size * merkle.HASH_SIZE])
             offset += size * merkle.HASH_SIZE
         return levels
+
+    def _reading(self, relative: str) -> contextlib.AbstractContextManager[None]:
+        """Read faults of one capture file become one sentence naming it (store/faults.py)."""
+        return capture_file_faults(f"{self.location.rstrip('/')}/{relative}")
 
     def _existing(self, relative: str) -> tuple[str, Any]:
         if not self.exists(check_relative(relative)):

@@ -18,9 +18,10 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from clew.errors import InvalidInputError, StoreMissingError
+from clew.errors import InvalidInputError, NotFoundError, StoreMissingError
 from clew.store.blobs import LocalBlobStore
 from clew.store.captures import CaptureFiles, open_files
+from clew.store.faults import file_faults
 from clew.store.metadata import Database
 from clew.store.object_store import ObjectBlobStore
 
@@ -69,24 +70,36 @@ class Store:
 
 
 def open_store(
-    uri: str | os.PathLike[str] | None = None, artifacts: str | None = None, *, create: bool = False
+    uri: str | os.PathLike[str] | None = None,
+    artifacts: str | None = None,
+    *,
+    create: bool = False,
+    existing: bool = False,
 ) -> Store:
     """Open the store named by ``uri``, ``CLEW_URI`` or ``CLEW_HOME``.
 
     A new store is created on first use of an empty or new home or database; one whose blobs,
     capture files or keys are there without its database is refused (``StoreMissingError``)
-    unless ``create`` asks for an empty database beside them on purpose.
+    unless ``create`` asks for an empty database beside them on purpose. ``existing`` is for
+    commands that operate on a store (``clew db upgrade``, ``clew backup``): there a path or
+    database holding no store is a typo, refused unless ``create`` asks for a new one.
     """
+    must_exist = existing and not create
     text = os.fspath(uri) if uri is not None else os.environ.get("CLEW_URI") or ""
     if text.startswith(("http://", "https://")):
         raise InvalidInputError(
-            f"{text} is a server address; the HTTP client is not available in this build, "
-            "so pass a directory or a database URL."
+            f"{text} is a clew server and this works on the store itself; run it on the "
+            "server host with --uri (or CLEW_URI) naming the store's directory or database."
         )
     if "://" in text and not text.startswith("file://"):
-        return _open_database_url(text, artifacts or os.environ.get("CLEW_ARTIFACTS"), create)
+        return _open_database_url(
+            text, artifacts or os.environ.get("CLEW_ARTIFACTS"), create, must_exist
+        )
     home = Path(text.removeprefix("file://")).expanduser() if text else default_home()
-    home.mkdir(parents=True, exist_ok=True)
+    if must_exist:
+        _refuse_no_store(home / "clew.db")
+    with file_faults(home, "create the store directory"):
+        home.mkdir(parents=True, exist_ok=True)
     blobs = open_blobs(artifacts, home / "blobs")
     return _open(str(home), home, f"sqlite:///{home / 'clew.db'}", blobs, create)
 
@@ -122,19 +135,44 @@ def redact(url: str) -> str:
         return url.split("://", 1)[0] + "://***"
 
 
-def _open_database_url(url: str, artifacts: str | None, create: bool) -> Store:
+def _open_database_url(url: str, artifacts: str | None, create: bool, must_exist: bool) -> Store:
     url = database_url(url)
     if url.startswith("sqlite:///"):
-        home = Path(url.removeprefix("sqlite:///")).expanduser().resolve().parent
+        database = Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+        if must_exist:
+            _refuse_no_store(database)
+        home = database.parent
     else:
         _require_driver()
         home = default_home()
     home.mkdir(parents=True, exist_ok=True)
     blobs = open_blobs(artifacts, home / "blobs")
-    return _open(redact(url), home, url, blobs, create)
+    return _open(redact(url), home, url, blobs, create, must_exist)
 
 
-def _open(shown: str, home: Path, url: str, blobs: BlobStore, create: bool) -> Store:
+def _refuse_no_store(database: Path) -> None:
+    """A command that needs a store was pointed at a SQLite file that is not there, in a
+    directory holding no store's data either (with data, the database was lost instead:
+    ``_refuse_lost_database`` says so)."""
+    leftovers = (database.parent / part for part in ("blobs", "captures", "keys"))
+    if _no_file(database) and not any(_holds_files(path) for path in leftovers):
+        raise NotFoundError(
+            f"there is no clew store at {database.parent} ({database.name} is missing or "
+            "empty); check the path, or pass --create to start a new store there."
+        )
+
+
+def _refuse_no_schema(shown: str) -> None:
+    """A command that needs a store was pointed at a server database without clew's schema."""
+    raise NotFoundError(
+        f"the database {shown} holds no clew store (no schema); check the URL, or pass "
+        "--create to create a new store in it."
+    )
+
+
+def _open(
+    shown: str, home: Path, url: str, blobs: BlobStore, create: bool, must_exist: bool = False
+) -> Store:
     """The store's parts, refusing to start an empty database over a lost one's data.
 
     Checked twice, data first and the database's emptiness second, so a process that finds
@@ -148,8 +186,12 @@ def _open(shown: str, home: Path, url: str, blobs: BlobStore, create: bool) -> S
         _refuse_lost_database(shown, home, blobs, sqlite_file, lambda: _no_file(sqlite_file))
     database = Database(
         url,
-        before_create=lambda opened: _refuse_lost_database(
-            shown, home, blobs, sqlite_file, lambda: opened.schema_revision() is None
+        before_create=(
+            (lambda _opened: _refuse_no_schema(shown))
+            if must_exist
+            else lambda opened: _refuse_lost_database(
+                shown, home, blobs, sqlite_file, lambda: opened.schema_revision() is None
+            )
         ),
     )
     return Store(shown, home, database, blobs)
@@ -194,6 +236,10 @@ def _stored_data(home: Path, blobs: BlobStore, own_home: bool) -> list[str]:
     if own_home and keys.is_dir() and any(path.is_file() for path in keys.iterdir()):
         found.append(f"keys ({keys})")
     return found
+
+
+def _holds_files(directory: Path) -> bool:
+    return any(path.is_file() for path in directory.rglob("*"))
 
 
 def _no_file(path: Path) -> bool:

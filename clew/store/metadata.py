@@ -36,6 +36,7 @@ from clew.errors import (
 )
 from clew.store import schema
 from clew.store.checkpoints import WalCheckpointer
+from clew.store.faults import sqlite_fault
 
 SCHEMA_HEAD = "0008"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -364,7 +365,7 @@ class Database:
             else None
         )
         try:
-            with _busy_as_error(url):
+            with _busy_as_error(url, opening=True):
                 self._ensure_schema()
         except BaseException:
             self.close()  # a refused store leaves no pool or checkpoint thread behind
@@ -525,7 +526,9 @@ def _known_revisions() -> set[str]:
 
 
 @contextlib.contextmanager
-def _busy_as_error(url: str) -> Iterator[None]:
+def _busy_as_error(url: str, opening: bool = False) -> Iterator[None]:
+    """Driver errors as one sentence; ``opening``: the database could not even be opened, so
+    ``clew verify`` (which needs it open) is no help and only a backup is."""
     try:
         yield
     except DBAPIError as error:
@@ -535,11 +538,22 @@ def _busy_as_error(url: str) -> Iterator[None]:
                 f"the store stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
                 "retry when the other writer has finished."
             ) from error
+        if _damaged(error, sqlstate) and opening:
+            raise IntegrityError(
+                f"the database {url.removeprefix('sqlite:///')} is damaged beyond opening "
+                f"({_first_line(error.orig)}); restore the store from a backup (clew restore "
+                "ARCHIVE --uri NEW_STORE)."
+            ) from error
         if _damaged(error, sqlstate):
             raise IntegrityError(
                 f"the database {_redacted(url)} is damaged ({_first_line(error.orig)}); run "
                 "clew verify to name the damaged table, then restore the store from a backup."
             ) from error
+        fault = (
+            sqlite_fault(url.removeprefix("sqlite:///"), error.orig) if _is_sqlite(url) else None
+        )
+        if fault is not None:
+            raise fault from error
         if _timed_out(error.orig):
             raise StoreUnavailableError(
                 f"the database server behind {_redacted(url)} did not answer in time "
@@ -553,6 +567,10 @@ def _busy_as_error(url: str) -> Iterator[None]:
                 f"({_first_line(error.orig)}); retry once it is back, clew reconnects by itself."
             ) from error
         raise
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:///")
 
 
 def _damaged(error: DBAPIError, sqlstate: str) -> bool:
