@@ -36,8 +36,8 @@ import pandas as pd
 import pyarrow as pa
 
 from clew import errors
-from clew.client.capture_spool import SpoolSettings, open_spool
 from clew.client.audit import RemoteAudit
+from clew.client.capture_spool import SpoolSettings, open_spool
 from clew.client.remote_capture import (
     ARROW_STREAM,
     RemoteCaptureWriter,
