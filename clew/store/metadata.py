@@ -37,7 +37,7 @@ from clew.errors import (
 from clew.store import schema
 from clew.store.checkpoints import WalCheckpointer
 
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 # WAL checkpoints run on a background thread (store/checkpoints.py); SQLite's own, which stalls
