@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from clew.client import capture, inputs
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
@@ -31,6 +29,8 @@ from clew.service.lineage import LineageResult
 from clew.store.blobs import Progress
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from clew.client.http import RemoteBackend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -144,6 +144,8 @@ class Client(GovernanceMixin, PredictionsMixin):
     def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
         self._flush_if_active(run_id)
         points = self._service.runs.metric_history(run_id, key)
+        import pandas as pd  # on first use: connecting and logging never need it
+
         return pd.DataFrame(
             [(p.step, p.value, records.ms_to_datetime(p.timestamp_ms)) for p in points],
             columns=["step", "value", "timestamp"],
@@ -345,6 +347,8 @@ def runs_to_frame(found: Sequence[RunRecord]) -> pd.DataFrame:
         "end_time",
         "parent_id",
     ]
+    import pandas as pd  # on first use: connecting and logging never need it
+
     return pd.DataFrame(rows, columns=base if not rows else None)
 
 
