@@ -126,6 +126,32 @@ def test_commits_reach_the_database_file_without_a_commit_checkpointing(tmp_path
     assert run.id in found
 
 
+def _wal_salt(database: Path) -> bytes:
+    """The WAL header's salts, which SQLite changes each time it restarts the log at its start."""
+    with open(f"{database}-wal", "rb") as wal:
+        return wal.read(24)[16:24]
+
+
+@pytest.mark.sqlite_only
+def test_a_steady_writer_gets_its_log_restarted_instead_of_growing(tmp_path: Path) -> None:
+    """A passive checkpoint alone never catches a writer that commits back to back, so the log
+    grew until SQLite's backstop and every commit's fsync also had to extend the file; the
+    checkpointer restarts it, and commits write over the log's first pages again."""
+    opened = clew.connect(str(tmp_path / "store"))
+    database = tmp_path / "store" / "clew.db"
+    with opened.start_run(experiment="steady") as run:
+        run.log_param("warm", 1)
+        salts = {_wal_salt(database)}
+        deadline = time.monotonic() + 30
+        step = 0
+        while len(salts) < 3 and time.monotonic() < deadline:
+            run.log_param(f"p{step}", step)  # one commit each, no pause between them
+            step += 1
+            salts.add(_wal_salt(database))
+    opened.close()
+    assert len(salts) >= 3, f"the log was restarted {len(salts) - 1} times in {step} commits"
+
+
 @pytest.mark.sqlite_only
 def test_closing_a_store_stops_its_checkpoint_thread(tmp_path: Path) -> None:
     database = tmp_path / "store" / "clew.db"

@@ -2,6 +2,11 @@
 
 Commands are thin: they call the SDK (``clew.*`` on the default client, which reads
 ``CLEW_URI`` / ``CLEW_HOME``) and render the result; rules live in ``clew/service``.
+
+A command's module is imported only when that command runs (``LazyGroup``): importing them all
+loaded pandas, SQLAlchemy and pyarrow, ~1.2 CPU-seconds before ``clew --help`` printed a line.
+The root help lists each command from ``COMMANDS`` instead; tests/test_cli_startup.py checks
+that every entry matches the command it names.
 """
 
 from __future__ import annotations
@@ -9,26 +14,127 @@ from __future__ import annotations
 import typer
 
 import clew
-from clew.cli import (
-    artifacts,
-    audit,
-    demo,
-    keys,
-    lineage,
-    ops,
-    registry,
-    runs,
-    serve,
-    server,
-    sessions,
-    trace,
-    ui,
-    verify,
-)
-from clew.cli.output import ClewGroup
+from clew.cli.lazy import LazyGroup, Listed
+
+# name: (module, attribute, the first paragraph of its help). Commands first, then groups.
+COMMANDS: dict[str, Listed] = {
+    "lineage": Listed("clew.cli.lineage", "lineage", "Walk the lineage graph from REF."),
+    "verify": Listed(
+        "clew.cli.verify",
+        "verify",
+        "Check the database's structure and re-hash every stored blob; exit 1 naming any "
+        "damaged table and any digest that is missing or altered.",
+    ),
+    "versions": Listed(
+        "clew.cli.registry",
+        "versions",
+        "Every version of a model, newest first, with its status and aliases.",
+    ),
+    "status": Listed(
+        "clew.cli.registry",
+        "status",
+        "A version's approvals, aliases and whether it meets the production policy (and why not).",
+    ),
+    "register": Listed(
+        "clew.cli.registry",
+        "register",
+        "Register the next version of NAME from a run's model (or a model artifact ref).",
+    ),
+    "approve": Listed(
+        "clew.cli.registry",
+        "approve",
+        "Approve a version as the current user (CLEW_USER); the creator may not approve.",
+    ),
+    "reject": Listed(
+        "clew.cli.registry", "reject", "Reject a version; it can never be promoted or loaded."
+    ),
+    "revoke": Listed(
+        "clew.cli.registry",
+        "revoke",
+        "Revoke an approved version; loading it is refused from now on.",
+    ),
+    "archive": Listed(
+        "clew.cli.registry", "archive", "Archive a version; it can no longer be promoted."
+    ),
+    "promote": Listed(
+        "clew.cli.registry",
+        "promote",
+        "Point NAME@ALIAS at a version (production aliases need the policy met).",
+    ),
+    "rollback": Listed(
+        "clew.cli.registry",
+        "rollback",
+        "Return NAME@ALIAS to the version it pointed at before its latest promotion.",
+    ),
+    "trace": Listed(
+        "clew.cli.trace",
+        "trace",
+        "Walk from a prediction to its model version, approvals, training run and data.",
+    ),
+    "serve": Listed(
+        "clew.cli.serve",
+        "serve",
+        "Serve POST /predict and GET /health for REF until interrupted.",
+    ),
+    "demo": Listed(
+        "clew.cli.demo",
+        "demo",
+        "Train, register, approve, promote, serve and trace a scikit-learn model end to end.",
+    ),
+    "ui": Listed(
+        "clew.cli.ui",
+        "ui",
+        "Serve the web UI for the store in CLEW_HOME / CLEW_URI, acting as you (CLEW_USER).",
+    ),
+    "backup": Listed(
+        "clew.cli.ops",
+        "backup",
+        "Write metadata, referenced blobs, capture files and keys to one verified archive.",
+    ),
+    "restore": Listed(
+        "clew.cli.ops",
+        "restore",
+        "Restore a backup into an empty store, then verify blobs, audit chain and counts.",
+    ),
+    "gc": Listed(
+        "clew.cli.ops",
+        "gc",
+        "Delete blobs no record points at, capture files no batch names, temp files of "
+        "interrupted writes and expired idempotency keys (a dry run unless --yes); referenced "
+        "blobs and recorded capture files never go.",
+    ),
+    "server": Listed(
+        "clew.cli.server",
+        "server",
+        "Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted.",
+    ),
+    "runs": Listed("clew.cli.runs", "app", "List, show and search experiment runs."),
+    "artifacts": Listed("clew.cli.artifacts", "app", "Record files and directories as artifacts."),
+    "models": Listed("clew.cli.registry", "models_app", "Registered models."),
+    "policy": Listed(
+        "clew.cli.registry",
+        "policy_app",
+        "The governance policy (who may approve, what production needs).",
+    ),
+    "audit": Listed("clew.cli.audit", "app", "The hash-chained audit trail."),
+    "keys": Listed(
+        "clew.cli.keys", "app", "The capture signing key, and users' approval signing keys."
+    ),
+    "db": Listed("clew.cli.ops", "db_app", "The metadata database's schema."),
+    "admin": Listed(
+        "clew.cli.server",
+        "admin_app",
+        "Users, API tokens and per-model grants of a clew server.",
+    ),
+    "sessions": Listed(
+        "clew.cli.sessions",
+        "app",
+        "Web UI sessions: who is signed in, and ending a session.",
+    ),
+}
 
 app = typer.Typer(
-    cls=ClewGroup,
+    cls=LazyGroup.listing(COMMANDS),
     name="clew",
     help="Follow the thread from any prediction back to the model, approval, data and code.",
     no_args_is_help=True,
@@ -55,33 +161,3 @@ def main(
     ),
 ) -> None:
     """clew: model registry, lineage store and experiment tracker (CLEW_HOME, CLEW_URI)."""
-
-
-app.add_typer(runs.app, name="runs")
-app.command("lineage")(lineage.lineage)
-app.command("verify")(verify.verify)
-app.add_typer(artifacts.app, name="artifacts")
-app.add_typer(registry.models_app, name="models")
-app.command("versions")(registry.versions)
-app.command("status")(registry.status)
-app.command("register")(registry.register)
-app.command("approve")(registry.approve)
-app.command("reject")(registry.reject)
-app.command("revoke")(registry.revoke)
-app.command("archive")(registry.archive)
-app.command("promote")(registry.promote)
-app.command("rollback")(registry.rollback)
-app.add_typer(registry.policy_app, name="policy")
-app.command("trace")(trace.trace)
-app.add_typer(audit.app, name="audit")
-app.add_typer(keys.app, name="keys")
-app.command("serve")(serve.serve)
-app.command("demo")(demo.demo)
-app.command("ui")(ui.ui)
-app.command("backup")(ops.backup)
-app.command("restore")(ops.restore)
-app.command("gc")(ops.gc)
-app.add_typer(ops.db_app, name="db")
-app.command("server")(server.server)
-app.add_typer(server.admin_app, name="admin")
-app.add_typer(sessions.app, name="sessions")

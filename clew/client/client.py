@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from clew.client import capture, inputs
 from clew.client.audit import AuditMixin
 from clew.client.embedded import EmbeddedBackend
@@ -32,6 +30,8 @@ from clew.service.lineage import LineageResult
 from clew.store.blobs import Progress
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from clew.client.http import RemoteBackend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -145,6 +145,8 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
     def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
         self._flush_if_active(run_id)
         points = self._service.runs.metric_history(run_id, key)
+        import pandas as pd  # on first use: connecting and logging never need it
+
         return pd.DataFrame(
             [(p.step, p.value, records.ms_to_datetime(p.timestamp_ms)) for p in points],
             columns=["step", "value", "timestamp"],
@@ -347,6 +349,8 @@ def runs_to_frame(found: Sequence[RunRecord]) -> pd.DataFrame:
         "end_time",
         "parent_id",
     ]
+    import pandas as pd  # on first use: connecting and logging never need it
+
     return pd.DataFrame(rows, columns=base if not rows else None)
 
 

@@ -8,6 +8,15 @@ after writes instead, on a connection of its own; ``PASSIVE`` never blocks a wri
 reader, and writers keep appending to the log while it runs. Durability is unchanged: a
 commit is durable once it is in the log, whoever checkpoints it later.
 
+After copying, the thread asks for a ``RESTART`` so the next commit writes the log from its
+start again. Without it a steady writer never gives a passive checkpoint the quiet moment SQLite
+needs to restart the log, which then grows to the backstop (~128 MiB): every commit extends
+the file, and an fsync that must also record a new file size costs about 0.1-0.2 ms more than
+one that overwrites blocks already allocated (docs/benchmarks.md), a tenth of a durable
+registration. ``RESTART`` holds new writers off while it runs, so it runs right after the
+passive copy, when only the frames of the last few commits are left to copy, and gives up after
+``RESTART_WAIT_MS`` if a reader or writer is busy (the next round tries again).
+
 SQLite's automatic checkpoint stays on at a higher threshold as a backstop, for a process that
 writes faster than this thread keeps up, or whose thread has not started yet.
 """
@@ -23,6 +32,9 @@ SETTLE_S = 0.2
 # A store nobody writes to for this long gets its thread and connection back; the next write
 # starts them again. Keeps stores a program opened and forgot from holding threads and files.
 IDLE_EXIT_S = 30.0
+# How long a restart may wait for a writer or reader to finish before it gives up this round:
+# the longest a commit waits behind the checkpointer.
+RESTART_WAIT_MS = 20
 
 
 class WalCheckpointer:
@@ -66,7 +78,7 @@ class WalCheckpointer:
         # Not a pooled connection: a writer handed two connections in turn would find its
         # page cache stale (the other one wrote) and reload it on every transaction.
         try:
-            connection = sqlite3.connect(self._path)
+            connection = sqlite3.connect(self._path, timeout=RESTART_WAIT_MS / 1000)
         except sqlite3.Error:
             return  # the store's directory is gone; nothing left to checkpoint
         try:
@@ -84,6 +96,7 @@ class WalCheckpointer:
 def _checkpoint(connection: sqlite3.Connection) -> None:
     try:
         connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
     except sqlite3.Error:
         # Busy (another process is checkpointing) or the store is going away: the next write
         # wakes the thread again, and SQLite's own checkpoint is the backstop.

@@ -38,7 +38,7 @@ from clew.store import schema
 from clew.store.checkpoints import WalCheckpointer
 from clew.store.faults import sqlite_fault
 
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 # WAL checkpoints run on a background thread (store/checkpoints.py); SQLite's own, which stalls

@@ -208,11 +208,9 @@ registry_events = Table(
     Column("evidence", Text, nullable=False, default="{}"),
     # The store's order of events (registry.event_order): the newest event is the highest seq.
     Column("seq", BigInteger),
-    Index("ix_registry_events_model", "model_id", "id"),
-    Index("ix_registry_events_alias", "model_id", "alias", "id"),
-    Index("ix_registry_events_version", "model_id", "version", "id"),
     Index("uq_registry_events_seq", "seq", unique=True),
     Index("ix_registry_events_alias_seq", "model_id", "alias", "seq"),
+    Index("ix_registry_events_version_seq", "model_id", "version", "seq"),
 )
 
 policies = Table(

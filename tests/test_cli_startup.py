@@ -1,0 +1,58 @@
+"""``clew --help`` imports no command module; each command imports only what it needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer.main
+
+from clew.cli.lazy import LazyGroup
+from clew.cli.main import COMMANDS, app
+
+HEAVY = ("pandas", "numpy", "pyarrow", "sqlalchemy", "httpx", "uvicorn", "fastapi", "sklearn")
+_IMPORTED = """
+import json, sys
+from clew.cli.main import app
+try:
+    app({args!r})
+except SystemExit:
+    pass
+print(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}})))
+"""
+
+
+def _imported_by(args: list[str]) -> set[str]:
+    """The top-level packages a fresh interpreter has imported after ``clew ARGS``."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTED.format(args=args)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_root_help_and_version_import_nothing_heavy() -> None:
+    for args in (["--help"], ["--version"]):
+        heavy = _imported_by(args) & set(HEAVY)
+        assert not heavy, f"clew {' '.join(args)} imported {sorted(heavy)}"
+
+
+def test_every_listed_help_line_is_the_commands_own() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, LazyGroup)
+    for name, command in group.load_all().items():
+        own = " ".join((command.help or "").split("\n\n")[0].split())
+        assert COMMANDS[name].help == own, f"clew --help lists {name} with another help line"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_loads_and_shows_its_help(name: str) -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: clew " + name in " ".join(result.output.split())
