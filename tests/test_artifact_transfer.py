@@ -398,14 +398,16 @@ def test_gc_leaves_a_multipart_upload_in_progress_alone(tmp_path: Path, s3_artif
 
 @pytest.mark.s3
 def test_a_malformed_presigned_setting_is_a_clear_server_error(
-    on_s3: RunningServer, monkeypatch: pytest.MonkeyPatch
+    on_s3: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The caller learns the server is unavailable; the operator's log names the setting."""
     monkeypatch.setenv("CLEW_PRESIGNED_DOWNLOADS", "five minutes")
     digest = on_s3.store.blobs.put_bytes(b"weights").digest
     with on_s3.http(on_s3.user("alice")) as alice:
         response = alice.get(f"/api/v1/blobs/{digest}")
     assert response.status_code == 503
-    assert "CLEW_PRESIGNED_DOWNLOADS" in response.json()["message"]
+    assert "CLEW_PRESIGNED_DOWNLOADS" not in response.json()["message"]
+    assert "CLEW_PRESIGNED_DOWNLOADS='five minutes' is not a number of seconds" in caplog.text
 
 
 def test_an_empty_blob_downloads_as_an_empty_file(running: RunningServer, tmp_path: Path) -> None:
