@@ -14,7 +14,7 @@ from functools import partial
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from clew.server import errors
+from clew.server import errors, fair_use
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, token_user, ui_actor
 from clew.server.deps import Services
 from clew.server.limits import MAX_JSON_BYTES, BodyLimit
@@ -57,7 +57,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         default_response_class=JSONResponse,
-        dependencies=[Depends(authorize)],
+        dependencies=[Depends(authorize), Depends(fair_use.search_slot)],
     )
     app.state.store = store
     app.state.services = Services.open(store)

@@ -60,7 +60,11 @@ async def _clew_error(request: Request, error: Exception) -> JSONResponse:
     status = error.http_status
     if status >= 500:
         log.error("request %s failed: %s", getattr(request.state, "request_id", "-"), error)
-    return error_response(request, status, error.code, str(error))
+    response = error_response(request, status, error.code, str(error))
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:  # a limit the caller may try again after (fair_use.py)
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
