@@ -96,7 +96,7 @@ def test_an_exhausted_connection_pool_is_busy_not_a_failure(
     try:
         with pytest.raises(StoreBusyError) as raised, store.db.read() as connection:
             connection.execute(select(1))
-        assert "connections" in str(raised.value) and "retry" in str(raised.value)
+        assert "connection" in str(raised.value) and "retry" in str(raised.value)
     finally:
         for connection in held:
             connection.close()

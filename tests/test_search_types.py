@@ -94,10 +94,11 @@ def test_comparisons_that_cannot_apply_are_false(
 def test_malformed_filter_values_are_refused_in_one_sentence(
     shared: dict[str, str], filter_text: str, names: str
 ) -> None:
-    with pytest.raises(FilterSyntaxError) as raised:
+    # InvalidInputError: a server refuses a lone surrogate while decoding the JSON body
+    with pytest.raises(InvalidInputError) as raised:
         clew.search_runs(filter_text)
     message = str(raised.value)
-    assert names in message and message.endswith("."), message
+    assert names.lower() in message.lower() and message.endswith("."), message
     assert "\n" not in message
 
 
@@ -106,7 +107,7 @@ def test_malformed_filter_values_are_refused_in_one_sentence(
     [["params.\x00"], ["tags.`t\ud800`"]],
 )
 def test_malformed_order_by_is_refused(shared: dict[str, str], order: list[str]) -> None:
-    with pytest.raises(FilterSyntaxError, match="order_by"):
+    with pytest.raises(InvalidInputError, match="order_by"):
         clew.search_runs(order_by=order)
 
 
