@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from clew.errors import InvalidInputError, StoreBusyError, TooManySearchesError
+from clew.service.accounts import ANONYMOUS
 
 PER_USER_ENV = "CLEW_SEARCHES_PER_USER"
 PER_SERVER_ENV = "CLEW_SEARCHES_PER_SERVER"
@@ -81,7 +82,7 @@ def _positive(name: str, default: int) -> int:
 
 def _caller(request: Request) -> str:
     principal = getattr(request.state, "principal", None)
-    if principal is not None and getattr(principal, "name", None):
+    if principal is not None and principal != ANONYMOUS:
         return f"user {principal.name!r}"
     client = request.client.host if request.client else "unknown"
     return f"the anonymous client at {client}"
