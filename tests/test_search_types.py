@@ -58,6 +58,7 @@ def test_a_text_param_never_compares_with_a_number(shared: dict[str, str]) -> No
         ("params.model > 1e300", set()),
         ("run.start_time < 99999999999999999999", {"a-fast", "a-slow", "b-text"}),
         ("run.start_time > -99999999999999999999999", {"a-fast", "a-slow", "b-text"}),
+        ("run.start_time < 9e18 and run.end_time > 1.5", {"a-fast", "a-slow", "b-text"}),
         ("params.lr < 99999999999999999999", {"a-fast", "a-slow"}),
         ("metrics.auc < 99999999999999999999", {"a-fast", "a-slow", "b-text"}),
         ("metrics.auc in (0.5, 99999999999999999999)", {"a-fast", "a-slow", "b-text"}),

@@ -52,7 +52,6 @@ MAX_CLAUSES = 100
 MAX_DEPTH = 20
 MAX_LIST_VALUES = 1000
 MAX_ORDER_KEYS = 20
-_INT64 = range(-(2**63), 2**63)
 ENTITY_TABLES = {
     "metrics": schema.latest_metrics,
     "metric": schema.latest_metrics,
@@ -306,8 +305,13 @@ def _numeric(
     if any(isinstance(v, str) for v in values):
         text = next(v for v in values if isinstance(v, str))
         raise parser._error(f"{name} is compared with a number, not {text!r}")
-    bound = [float(v) if as_float or v not in _INT64 else v for v in values]
+    bound = [v if not as_float and _is_int64(v) else float(v) for v in values]
     return _compare(column, operator, bound if isinstance(value, list) else bound[0])
+
+
+def _is_int64(value: Any) -> bool:
+    """A literal the database binds as a 64-bit integer (others are bound as floats)."""
+    return isinstance(value, int) and -(2**63) <= value < 2**63
 
 
 def _textual(column: Any, operator: str, value: Any, parser: _Parser) -> ColumnElement[bool]:
