@@ -203,7 +203,7 @@ def _answer(store: Store, text: str, order: list[str]) -> list[str] | str:
 
 @pytest.mark.backend_independent
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(text=_filter, order=_order)
 def test_sqlite_and_postgres_agree_on_every_filter(
