@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, select
+from sqlalchemy import ColumnElement, Float, and_, false, literal, not_, or_, select
 from sqlalchemy.sql import Select
 
 from clew.errors import FilterSyntaxError, InvalidInputError
@@ -305,7 +305,8 @@ def _numeric(
     if any(isinstance(v, str) for v in values):
         text = next(v for v in values if isinstance(v, str))
         raise parser._error(f"{name} is compared with a number, not {text!r}")
-    bound = [v if not as_float and _is_int64(v) else float(v) for v in values]
+    # A float is bound as one: IN lists would otherwise cast it to the column's BIGINT.
+    bound = [v if not as_float and _is_int64(v) else literal(float(v), Float()) for v in values]
     return _compare(column, operator, bound if isinstance(value, list) else bound[0])
 
 
