@@ -145,6 +145,21 @@ class StoreBusyError(ClewError):
     http_status = 503
 
 
+class QueryTimeoutError(ClewError):
+    """A search ran longer than the server allows and was cancelled; narrow the filter, name
+    experiments or ask for fewer results."""
+
+    code = "query_timeout"
+
+
+class TooManySearchesError(ClewError):
+    """You already run as many searches at once as the server allows; wait for one to finish
+    and retry."""
+
+    code = "too_many_searches"
+    http_status = 429
+
+
 class StoreUnavailableError(ClewError):
     """The database server or object store can not be reached right now; retry shortly."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +35,8 @@ from clew.store.metadata import DriverStatement, driver_execute
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_LENGTH = 6000
+MAX_RESULTS = 50_000  # runs one search returns at most (docs/runs.md)
+SEARCH_TIMEOUT_ENV = "CLEW_PG_SEARCH_TIMEOUT_MS"
 
 
 def now_ms() -> int:
@@ -507,9 +510,30 @@ def search_runs(
 ) -> list[RunRecord]:
     from clew.service.search import build_query
 
-    if not isinstance(max_results, int) or not 1 <= max_results <= 1_000_000:
-        raise InvalidInputError(f"max_results {max_results!r} must be from 1 to 1,000,000.")
+    if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
+        raise InvalidInputError(f"max_results {max_results!r} must be from 1 to {MAX_RESULTS:,}.")
     query = build_query(filter_text, order_by, max_results, experiments)
-    with store.db.read() as connection:
+    timeout_ms = search_timeout_ms()
+    too_slow = (
+        f"the search ran past its {timeout_ms / 1000:g} s limit ({SEARCH_TIMEOUT_ENV}) and was "
+        "cancelled; narrow the filter, name experiments or lower max_results."
+    )
+    with store.db.read_within(timeout_ms, too_slow) as connection:
         run_ids = connection.execute(query).scalars().all()
         return load_runs(connection, run_ids)
+
+
+def search_timeout_ms() -> int:
+    """How long one search may run on PostgreSQL (``CLEW_PG_SEARCH_TIMEOUT_MS``, 15 s by
+    default): shorter than the statement timeout, so a heavy search gives its connection
+    back long before writes would time out."""
+    from clew.store.metadata import PostgresLimits
+
+    text = os.environ.get(SEARCH_TIMEOUT_ENV, "").strip() or "15000"
+    if not text.isdigit():
+        raise InvalidInputError(
+            f"{SEARCH_TIMEOUT_ENV}={text!r} is not a whole number of milliseconds; use 0 "
+            "(no limit but the statement timeout) or more."
+        )
+    search, statement = int(text), PostgresLimits.from_environment().statement_timeout_ms
+    return min(search, statement) if search and statement else search or statement

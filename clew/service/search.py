@@ -7,20 +7,30 @@ Identifiers are ``metrics.<key>``, ``params.<key>``, ``tags.<key>`` (keys may be
 backticks or double quotes) and ``attributes.<name>`` / ``run.<name>`` for the run's own
 fields. Operators: = != <> < <= > >= like ilike in (...) "not in" (...) "is null" "is not null".
 ``and`` binds tighter than ``or``; parentheses group.
+
+Types: metrics and ``run.start_time`` / ``run.end_time`` are numbers, and comparing them with
+text is refused. Params, tags and the other attributes are text: ``=``, ``!=``, ``in`` and
+``like`` compare text (a number is written as text first); ``<`` ``<=`` ``>`` ``>=`` with a
+number compare numerically where the value is a decimal numeral and are false where it is not
+(``params.lr > 0.05`` never matches ``lr='abc'``); with a string they compare by code point.
+``like`` is case-sensitive, ``ilike`` folds ASCII letters; ``\\`` escapes ``%`` and ``_``.
+SQLite and PostgreSQL give the same answer (clew/store/typed_sql.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, cast, false, func, not_, or_, select
+from sqlalchemy import ColumnElement, Float, and_, false, literal, not_, or_, select
 from sqlalchemy.sql import Select
 
-from clew.errors import FilterSyntaxError
+from clew.errors import FilterSyntaxError, InvalidInputError
 from clew.store import schema
+from clew.store.typed_sql import AsciiLower, ByteOrder, NumberOf
 
 ATTRIBUTES = {
     "id": schema.runs.c.id,
@@ -34,6 +44,14 @@ ATTRIBUTES = {
     "parent_id": schema.runs.c.parent_id,
     "experiment": schema.contexts.c.name,
 }
+NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
+# Bounds a caller cannot exceed: each comparison is a subquery per candidate run, so the
+# filter's size is what a search costs the database (docs/runs.md).
+MAX_FILTER_LENGTH = 10_000
+MAX_CLAUSES = 100
+MAX_DEPTH = 20
+MAX_LIST_VALUES = 1000
+MAX_ORDER_KEYS = 20
 ENTITY_TABLES = {
     "metrics": schema.latest_metrics,
     "metric": schema.latest_metrics,
@@ -87,6 +105,8 @@ class _Parser:
         self.tokens = tokenize(text)
         self.index = 0
         self.keys: list[tuple[str, str]] = []  # (metrics|params|tags, key) the filter names
+        self.clauses = 0
+        self.depth = 0
 
     def parse(self) -> ColumnElement[bool]:
         expression = self._or()
@@ -126,13 +146,26 @@ class _Parser:
         token = self._peek()
         if token is not None and token.text == "(":
             self.index += 1
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise FilterSyntaxError(
+                    f"the filter nests parentheses more than {MAX_DEPTH} levels deep; "
+                    "write it flatter."
+                )
             inner = self._or()
             if self._next("')'").text != ")":
                 raise self._error("a '(' is not closed")
+            self.depth -= 1
             return inner
         return self._clause()
 
     def _clause(self) -> ColumnElement[bool]:
+        self.clauses += 1
+        if self.clauses > MAX_CLAUSES:
+            raise FilterSyntaxError(
+                f"the filter has more than {MAX_CLAUSES} comparisons; search in parts, or "
+                "match many values with one 'in (...)'."
+            )
         ident = self._next("an identifier such as metrics.auc")
         if ident.kind != "ident":
             raise self._error(
@@ -168,7 +201,11 @@ class _Parser:
     def _literal(self) -> Any:
         token = self._next("a value")
         if token.kind == "number":
-            return float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
+            if not any(c in token.text for c in ".eE"):
+                return int(token.text)
+            if not math.isfinite(number := float(token.text)):
+                raise self._error(f"the number {token.text} is beyond a 64-bit float's range")
+            return number
         if token.kind == "string":
             return re.sub(r"\\(.)", r"\1", token.text[1:-1])
         raise self._error(f"{token.text!r} is not a value; quote strings like 'rf'")
@@ -179,6 +216,11 @@ class _Parser:
         values = [self._literal()]
         while (token := self._next("',' or ')'")).text == ",":
             values.append(self._literal())
+            if len(values) > MAX_LIST_VALUES:
+                raise FilterSyntaxError(
+                    f"an 'in' list in the filter holds more than {MAX_LIST_VALUES} values; "
+                    "search in parts."
+                )
         if token.text != ")":
             raise self._error("a list must end with ')'")
         return values
@@ -205,9 +247,9 @@ def _compare(column: Any, operator: str, value: Any) -> ColumnElement[bool]:
         case ">=":
             return column >= value
         case "like":
-            return column.like(value)
+            return column.like(value, escape="\\")
         case "ilike":
-            return func.lower(column).like(str(value).lower())
+            return AsciiLower(column).like(_ascii_lower(value), escape="\\")
         case "in":
             return column.in_(value)
         case "not in":
@@ -218,6 +260,7 @@ def _compare(column: Any, operator: str, value: Any) -> ColumnElement[bool]:
 def _compile_clause(
     entity: str, key: str, operator: str, value: Any, parser: _Parser
 ) -> ColumnElement[bool]:
+    name = f"{entity}.{key}"
     if entity in ("attributes", "attribute", "run"):
         if key not in ATTRIBUTES:
             raise parser._error(
@@ -226,7 +269,9 @@ def _compile_clause(
         column = ATTRIBUTES[key]
         if operator in ("is null", "is not null"):
             return column.is_(None) if operator == "is null" else column.is_not(None)
-        return _compare(column, operator, value)
+        if key in NUMERIC_ATTRIBUTES:
+            return _numeric(column, name, operator, value, parser)
+        return _textual(column, operator, value, parser)
     table = ENTITY_TABLES.get(entity)
     if table is None:
         raise parser._error(f"{entity!r} is not metrics, params, tags or attributes")
@@ -236,44 +281,104 @@ def _compile_clause(
         return not_(schema.runs.c.id.in_(present))
     if operator == "is not null":
         return schema.runs.c.id.in_(present)
-    column: Any = table.c.value
     if table is schema.latest_metrics:
-        if isinstance(value, str) or (
-            isinstance(value, list) and any(isinstance(v, str) for v in value)
-        ):
-            raise parser._error(f"metrics.{key} is compared with a number, not {value!r}")
-        if operator in ("like", "ilike"):
-            raise parser._error("like only applies to params, tags and text attributes")
-    elif isinstance(value, int | float) and operator in ("<", "<=", ">", ">="):
-        column = cast(table.c.value, Float)
-    elif isinstance(value, list):
-        value = [str(v) for v in value]
-    elif isinstance(value, int | float):
-        value = str(value)
+        condition = _numeric(table.c.value, name, operator, value, parser, as_float=True)
+    else:
+        condition = _textual(table.c.value, operator, value, parser)
     # A correlated EXISTS lets the database walk runs newest-first and stop at max_results
     # matches; ``id IN (subquery)`` materialises and sorts every match first (100k runs:
     # ~1 ms instead of ~700 ms for a typical filter).
     return (
         select(table.c.run_id)
-        .where(
-            table.c.run_id == schema.runs.c.id,
-            table.c.key == key,
-            _compare(column, operator, value),
-        )
+        .where(table.c.run_id == schema.runs.c.id, table.c.key == key, condition)
         .exists()
     )
+
+
+def _numeric(
+    column: Any, name: str, operator: str, value: Any, parser: _Parser, as_float: bool = False
+) -> ColumnElement[bool]:
+    """A comparison on a number column; text there is the filter's mistake, not the run's."""
+    if operator in ("like", "ilike"):
+        raise parser._error(f"{name} is a number; like applies to params, tags and text fields")
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, str) for v in values):
+        text = next(v for v in values if isinstance(v, str))
+        raise parser._error(f"{name} is compared with a number, not {text!r}")
+    # A float is bound as one: IN lists would otherwise cast it to the column's BIGINT.
+    bound = [v if not as_float and _is_int64(v) else literal(float(v), Float()) for v in values]
+    return _compare(column, operator, bound if isinstance(value, list) else bound[0])
+
+
+def _is_int64(value: Any) -> bool:
+    """A literal the database binds as a 64-bit integer (others are bound as floats)."""
+    return isinstance(value, int) and -(2**63) <= value < 2**63
+
+
+def _textual(column: Any, operator: str, value: Any, parser: _Parser) -> ColumnElement[bool]:
+    """A comparison on a text column: ordered against a number only where the text is one."""
+    if operator in ("<", "<=", ">", ">="):
+        if isinstance(value, str):
+            return _compare(ByteOrder(column), operator, value)
+        return _compare(NumberOf(column), operator, float(value))
+    if isinstance(value, list):
+        return _compare(column, operator, [str(v) for v in value])
+    text = str(value)
+    if operator in ("like", "ilike") and _ends_in_escape(text):
+        raise parser._error(
+            f"the like pattern {text!r} ends in the escape character \\; write \\\\\\\\ in "
+            "the filter for a literal backslash"
+        )
+    return _compare(column, operator, text)
+
+
+def _ends_in_escape(pattern: str) -> bool:
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return trailing % 2 == 1
+
+
+def _ascii_lower(text: Any) -> str:
+    """Lower-case A-Z only, as SQLite's ``lower()`` does (and ``AsciiLower`` on PostgreSQL)."""
+    return str(text).translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def check_text(text: str, what: str, error: type[InvalidInputError] = FilterSyntaxError) -> None:
+    """Refuse text no database can compare: NUL characters (PostgreSQL text cannot hold them)
+    and lone surrogates (not Unicode, so not storable either)."""
+    if "\x00" in text:
+        raise error(f"the {what} {text!r} contains a NUL character; remove it.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(
+            f"the {what} {text!r} is not valid Unicode (a lone surrogate); remove that character."
+        ) from None
 
 
 def compile_filter(text: str | None) -> ColumnElement[bool] | None:
     if text is None or not text.strip():
         return None
+    _check_filter(text)
     return _Parser(text).parse()
+
+
+def _check_filter(text: str) -> None:
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterSyntaxError(
+            f"the filter is {len(text)} characters long; the limit is {MAX_FILTER_LENGTH}, so "
+            "search in parts."
+        )
+    check_text(text, "filter")
 
 
 def referenced_keys(text: str | None) -> list[tuple[str, str]]:
     """The (``metrics`` | ``params`` | ``tags``, key) pairs a filter compares, in order."""
     if text is None or not text.strip():
         return []
+    _check_filter(text)
     parser = _Parser(text)
     parser.parse()
     return parser.keys
@@ -282,7 +387,10 @@ def referenced_keys(text: str | None) -> list[tuple[str, str]]:
 def compile_order_by(order_by: Sequence[str] | None) -> list[Any]:
     """``["metrics.auc DESC", "start_time"]`` → SQL ordering, NULLs last; newest runs first."""
     clauses: list[Any] = []
+    if len(order_by or []) > MAX_ORDER_KEYS:
+        raise FilterSyntaxError(f"order_by names more than {MAX_ORDER_KEYS} fields; use fewer.")
     for item in order_by or []:
+        check_text(item, "order_by item")
         words = item.strip().split()
         if (
             not words
@@ -312,15 +420,16 @@ def _order_column(field: str) -> Any:
                 f"cannot order by {field!r}; use metrics.<key>, params.<key>, tags.<key> or "
                 f"one of {', '.join(sorted(ATTRIBUTES))}."
             )
-        return ATTRIBUTES[key]
+        return ATTRIBUTES[key] if key in NUMERIC_ATTRIBUTES else ByteOrder(ATTRIBUTES[key])
     table = ENTITY_TABLES.get(entity)
     if table is None:
         raise FilterSyntaxError(f"cannot order by {field!r}; use metrics.<key> or params.<key>.")
-    return (
+    value = (
         select(table.c.value)
         .where(table.c.run_id == schema.runs.c.id, table.c.key == key)
         .scalar_subquery()
     )
+    return value if table is schema.latest_metrics else ByteOrder(value)
 
 
 def build_query(
@@ -335,6 +444,8 @@ def build_query(
     if condition is not None:
         query = query.where(condition)
     if experiments is not None:
+        for name in experiments:
+            check_text(name, "experiment name", InvalidInputError)
         query = (
             query.where(contexts.c.name.in_(list(experiments)))
             if experiments

@@ -25,11 +25,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from clew.errors import (
     IntegrityError,
     InvalidInputError,
+    QueryTimeoutError,
     StoreBusyError,
     StoreUnavailableError,
     StoreVersionError,
@@ -37,6 +39,7 @@ from clew.errors import (
 from clew.store import schema
 from clew.store.checkpoints import WalCheckpointer
 from clew.store.faults import sqlite_fault
+from clew.store.typed_sql import register_sqlite_functions
 
 SCHEMA_HEAD = "0009"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -103,7 +106,10 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        # LIKE matches case as PostgreSQL's does, so a search answers alike on both.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
+        register_sqlite_functions(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -131,16 +137,19 @@ class PostgresLimits:
 
     connect_timeout_s: int
     statement_timeout_ms: int
+    pool_timeout_s: int = 30
 
     REPLY_MARGIN_S = 5.0
     CONNECT_ENV = "CLEW_PG_CONNECT_TIMEOUT_S"
     STATEMENT_ENV = "CLEW_PG_STATEMENT_TIMEOUT_MS"
+    POOL_ENV = "CLEW_PG_POOL_TIMEOUT_S"  # how long a request waits for a pooled connection
 
     @classmethod
     def from_environment(cls) -> PostgresLimits:
         return cls(
             connect_timeout_s=_nonnegative_int(cls.CONNECT_ENV, 10),
             statement_timeout_ms=_nonnegative_int(cls.STATEMENT_ENV, 40_000),
+            pool_timeout_s=_nonnegative_int(cls.POOL_ENV, 30),
         )
 
     @property
@@ -207,6 +216,7 @@ def _postgres_engine(url: str) -> Engine:
         pool_pre_ping=True,
         pool_size=8,
         max_overflow=16,
+        pool_timeout=limits.pool_timeout_s,
         connect_args={
             "connect_timeout": limits.connect_timeout_s,
             # A database host that vanished (no RST) is noticed on idle pooled connections.
@@ -381,6 +391,21 @@ class Database:
             yield connection
 
     @contextlib.contextmanager
+    def read_within(self, timeout_ms: int, too_slow: str) -> Iterator[Connection]:
+        """A read whose statements PostgreSQL cancels after ``timeout_ms`` (``SET LOCAL``: this
+        transaction only, so the connection returns to the pool with the server's setting);
+        a cancelled statement raises ``QueryTimeoutError(too_slow)``. SQLite: a plain read."""
+        with self.read() as connection:
+            if self.dialect == "postgresql" and timeout_ms > 0 and self._joined() is None:
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            try:
+                yield connection
+            except DBAPIError as error:
+                if _cancelled(error.orig):
+                    raise QueryTimeoutError(too_slow) from error
+                raise
+
+    @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction: everything inside commits together or not at all."""
         joined = self._joined()
@@ -531,6 +556,12 @@ def _busy_as_error(url: str, opening: bool = False) -> Iterator[None]:
     ``clew verify`` (which needs it open) is no help and only a backup is."""
     try:
         yield
+    except PoolTimeoutError as error:
+        raise StoreBusyError(
+            "every database connection of this process stayed in use for "
+            f"{PostgresLimits.from_environment().pool_timeout_s} s ({PostgresLimits.POOL_ENV}); "
+            "retry shortly."
+        ) from error
     except DBAPIError as error:
         sqlstate = getattr(error.orig, "sqlstate", "") or ""
         if "database is locked" in str(error) or sqlstate == "55P03":
@@ -592,6 +623,11 @@ def _timed_out(error: BaseException | None) -> bool:
     import psycopg.errors  # already loaded: the error came from psycopg
 
     return isinstance(error, psycopg.errors.QueryCanceled | psycopg.errors.ConnectionTimeout)
+
+
+def _cancelled(error: BaseException | None) -> bool:
+    """PostgreSQL cancelled the statement (its statement timeout, sqlstate 57014)."""
+    return getattr(error, "sqlstate", None) == "57014"
 
 
 def _lost_server(error: DBAPIError, sqlstate: str) -> bool:

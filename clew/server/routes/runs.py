@@ -30,7 +30,13 @@ from clew.server.routes.models import (
     Text,
 )
 from clew.service import accounts
-from clew.service.runs import WARNINGS_HEADER, check_key, search_runs, unknown_keys
+from clew.service.runs import (
+    MAX_RESULTS,
+    WARNINGS_HEADER,
+    check_key,
+    search_runs,
+    unknown_keys,
+)
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], route_class=PlainRoute)
 
@@ -139,7 +145,7 @@ OrderKey = Annotated[str, Field(max_length=500)]
 class Search(Body):
     filter: Annotated[str, Field(max_length=10_000)] | None = None
     order_by: Annotated[list[OrderKey], Field(max_length=20)] | None = None
-    max_results: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    max_results: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 1000
     experiments: Annotated[list[Name], Field(max_length=1000)] | None = None
 
 
