@@ -139,12 +139,9 @@ class LineageService:
         with self.store.db.read() as connection:
             start = resolve_node(connection, ref)
             edges, truncated = graph.walk(connection, start.id, upstream, max_depth)
-            nodes = node_facts.attach(
+            nodes = node_facts.hydrate(
                 connection,
-                graph.describe(
-                    connection,
-                    [start.id, *(e.source_id for e in edges), *(e.destination_id for e in edges)],
-                ),
+                [start.id, *(e.source_id for e in edges), *(e.destination_id for e in edges)],
             )
             start = nodes[start.id]
         if types:
