@@ -135,6 +135,17 @@ def stage(connection: Connection, table: Table | str, row: Mapping[str, Any]) ->
     _staged_images(connection).append((covered.name, covered.key(row), covered.image(row)))
 
 
+def stage_many(
+    connection: Connection, table: Table | str, rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """``stage`` for every row of a bulk write, in order (one lookup of the table's coverage
+    and of the transaction's staging list for all of them)."""
+    covered = row_images.covered(table)
+    _staged_images(connection).extend(
+        (covered.name, covered.key(row), covered.image(row)) for row in rows
+    )
+
+
 def stage_stored(connection: Connection, table: Table | str, key: Mapping[str, Any]) -> None:
     """Stage the image of a covered row as it is now stored (after an UPDATE), or its deletion."""
     covered = row_images.covered(table)

@@ -217,8 +217,7 @@ class _Writer:
                 rows.append(row)
             found[key] = joined or existing[identity]
         _INSERT_ARTIFACT.execute_many(self.connection, rows)
-        for row in rows:
-            audit.stage(self.connection, schema.artifacts, row)
+        audit.stage_many(self.connection, schema.artifacts, rows)
         return found
 
     def _producers(
@@ -303,11 +302,9 @@ class _Writer:
             _INSERT_PARAM.execute_many(self.connection, params)
         if edges:
             _INSERT_EDGE.execute_many(self.connection, list(edges.values()))
-        for table, written in ((schema.runs, rows), (schema.params, params)):
-            for row in written:
-                audit.stage(self.connection, table, row)
-        for edge in edges.values():
-            audit.stage(self.connection, schema.edges, edge)
+        audit.stage_many(self.connection, schema.runs, rows)
+        audit.stage_many(self.connection, schema.params, params)
+        audit.stage_many(self.connection, schema.edges, edges.values())
         self.edges += len(edges)
         return found
 
