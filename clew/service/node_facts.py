@@ -37,20 +37,19 @@ _VERSIONS = IdSetStatement(
 
 
 def hydrate(connection: Connection, node_ids: Iterable[str]) -> dict[str, Node]:
-    """Each node with its facts, whatever table it lives in: read once, one query per table
-    (a walk returns ids first and hydrates them here)."""
-    wanted = list(set(node_ids))
-    if not wanted:
-        return {}
-    artifacts = _ARTIFACT_ROWS.all(connection, wanted)
-    versions = _versions_of_artifacts(
-        connection, [row[0] for row in artifacts if row[1] == "model"]
-    )
+    """Each node with its facts, whatever table it lives in: read once, one query per table,
+    each asking only for the ids the tables before it did not have (a walk returns ids first
+    and hydrates them here)."""
+    wanted = set(node_ids)
     nodes: dict[str, Node] = {}
-    for id_, type_, name, digest, properties, uri, size in artifacts:
-        node = nodes[id_] = Node(id_, "artifact", type_, name, digest, graph.properties(properties))
+    artifacts = _ARTIFACT_ROWS.all(connection, wanted) if wanted else []
+    models = [row[0] for row in artifacts if row[1] == "model"]
+    versions = _versions_of_artifacts(connection, models)
+    for id_, type_, name, digest, stored, uri, size in artifacts:
+        node = nodes[id_] = Node(id_, "artifact", type_, name, digest, graph.properties(stored))
         node.facts.update(_artifact_facts(node, uri, size, versions.get(id_, [])))
-    runs = _RUN_ROWS.all(connection, wanted)
+    wanted -= nodes.keys()
+    runs = _RUN_ROWS.all(connection, wanted) if wanted else []
     params = _params_of([row[0] for row in runs], connection)
     for id_, kind, name, status, user, start_ms, end_ms in runs:
         facts = {
@@ -61,7 +60,8 @@ def hydrate(connection: Connection, node_ids: Iterable[str]) -> dict[str, Node]:
             "ended": records.ms_to_iso(end_ms),
         }
         nodes[id_] = Node(id_, "run", kind, name, facts=facts)
-    for id_, type_, name in _CONTEXT_ROWS.all(connection, wanted):
+    wanted -= nodes.keys()
+    for id_, type_, name in _CONTEXT_ROWS.all(connection, wanted) if wanted else []:
         facts = _model_facts(connection, name) if type_ == "model" else {}
         nodes[id_] = Node(id_, "context", type_, name, facts=facts)
     return nodes
