@@ -353,7 +353,7 @@ def _artifact_item(index: int, raw: Mapping[str, Any]) -> ArtifactItem:
     fields = _fields(raw, what, {"key", "type", "name", "digest"}, _ARTIFACT_OPTIONAL)
     check_artifact(fields["type"], fields["name"], fields["digest"])
     size = fields.get("size")
-    if size is not None and (type(size) is not int or size < 0):
+    if size is not None and (type(size) is not int or not 0 <= size < 2**63):
         raise InvalidInputError(f"{what}: size {size!r} must be a non-negative integer.")
     properties = fields.get("properties") or {}
     if not isinstance(properties, dict):
@@ -387,7 +387,7 @@ def _run_item(index: int, raw: Mapping[str, Any]) -> RunItem:
         raise InvalidInputError(f"{what}: params must be a JSON object.")
     times = [fields.get("start_ms"), fields.get("end_ms")]
     for value in times:
-        if value is not None and (type(value) is not int or value < 0):
+        if value is not None and (type(value) is not int or not 0 <= value < 2**63):
             raise InvalidInputError(f"{what}: times must be integer milliseconds since 1970.")
     return RunItem(
         key=_key(fields["key"], what),
