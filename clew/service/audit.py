@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -149,12 +150,21 @@ def stage_many(
 def stage_stored(connection: Connection, table: Table | str, key: Mapping[str, Any]) -> None:
     """Stage the image of a covered row as it is now stored (after an UPDATE), or its deletion."""
     covered = row_images.covered(table)
-    query = select(covered.table).where(
-        *(covered.table.c[column] == key[column] for column in covered.key_columns)
-    )
-    row = connection.execute(query).mappings().first()
-    image = None if row is None else covered.image(row)
+    columns, statement = _stored_row(covered.name)
+    found = statement.first(connection, {column: key[column] for column in covered.key_columns})
+    image = None if found is None else covered.image(dict(zip(columns, found, strict=True)))
     _staged_images(connection).append((covered.name, covered.key(key), image))
+
+
+@functools.cache
+def _stored_row(name: str) -> tuple[tuple[str, ...], DriverStatement]:
+    """A covered table's columns and the plain SQL reading one row by key (every run's end
+    stages its row this way: not a statement built and cache-keyed per call)."""
+    covered = row_images.covered(name)
+    columns = tuple(column.name for column in covered.table.columns)
+    where = " AND ".join(f'"{column}" = :{column}' for column in covered.key_columns)
+    listed = ", ".join(f'"{column}"' for column in columns)
+    return columns, DriverStatement(f'SELECT {listed} FROM "{name}" WHERE {where}')
 
 
 def adopt(connection: Connection, tables: Iterable[str], reason: str) -> AuditEntry | None:
