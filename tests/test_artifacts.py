@@ -218,3 +218,23 @@ def test_unknown_flavor_and_unsavable_model_are_refused(client: clew.Client) -> 
             run.log_model(RandomForestClassifier(), name="x", flavor="tensorflow")
         with pytest.raises(InvalidInputError, match="no installed flavor"):
             run.log_model(object(), name="x")
+
+
+@pytest.mark.s3
+def test_a_data_source_asks_the_object_store_only_when_told_to(
+    client: clew.Client, s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Describing a source never waits on the network; ``resolve=True`` adds size and ETag."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3 = boto3.client("s3", endpoint_url=s3_server["endpoint"])
+    s3.put_object(Bucket=s3_server["bucket"], Key="raw/orders.csv", Body=b"id\n1\n")
+    uri = f"s3://{s3_server['bucket']}/raw/orders.csv"
+    with clew.start_run(experiment="s3") as run:
+        described = run.log_input(clew.data_source(uri, name="orders"))
+        resolved = run.log_input(clew.data_source(uri, name="orders-checked", resolve=True))
+    assert (described.size, described.properties["etag"]) == (None, None)
+    etag = s3.head_object(Bucket=s3_server["bucket"], Key="raw/orders.csv")["ETag"].strip('"')
+    assert (resolved.size, resolved.properties["etag"]) == (5, etag)

@@ -27,6 +27,7 @@ from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import InvalidInputError
 from clew.service.identity import current_actor
 from clew.service.lineage import LineageResult
+from clew.service.lineage_ingest import IngestResult
 from clew.store.blobs import Progress
 
 if TYPE_CHECKING:
@@ -42,6 +43,20 @@ class Lineage:
 
     def __init__(self, client: Client) -> None:
         self._service = client._service.lineage
+        self._client = client
+
+    def ingest(
+        self,
+        artifacts: Sequence[Mapping[str, Any]] = (),
+        runs: Sequence[Mapping[str, Any]] = (),
+    ) -> IngestResult:
+        """Record many artifacts and runs (with their inputs and outputs) in one transaction.
+
+        Items are plain dicts (see docs/lineage.md, "Many runs at once"); runs refer to
+        artifacts by the ``key`` each artifact was given, and the result maps every key to its
+        node id. Nothing is written unless every item is valid.
+        """
+        return self._service.ingest(list(artifacts), list(runs), self._client.actor)
 
     def upstream(
         self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None

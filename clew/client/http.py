@@ -63,6 +63,7 @@ from clew.service.artifacts import artifact_ref, export_artifact
 from clew.service.capture import CapturedPrediction, CaptureTarget
 from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
+from clew.service.lineage_ingest import IngestResult
 from clew.service.policy import StoredPolicy
 from clew.service.runs import WARNINGS_HEADER, check_key, param_text, warn_unknown_keys
 from clew.service.trace import Trace
@@ -758,6 +759,17 @@ class RemoteLineage:
         return LineageResult(
             Node(**data["start"]), data["direction"], edges, nodes, data["truncated"]
         )
+
+    def ingest(
+        self,
+        artifacts: Sequence[Mapping[str, Any]],
+        runs: Sequence[Mapping[str, Any]],
+        actor: str,
+    ) -> IngestResult:
+        """One request, one transaction on the server; ``actor`` is the token's user there."""
+        body = {"artifacts": list(artifacts), "runs": list(runs)}
+        data = self._t.call("POST", "/lineage/ingest", json_body=body)
+        return IngestResult(data["artifacts"], data["runs"], data["edges"])
 
     def _question(self, question: str, ref: str, max_depth: int) -> pd.DataFrame:
         params = {"ref": ref, "max_depth": max_depth}

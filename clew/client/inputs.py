@@ -60,8 +60,9 @@ def prepare(
     if isinstance(obj, FeatureGroup):
         return _feature_group(obj, extra)
     if isinstance(obj, DataSource):
+        properties = {**obj.properties, **extra}
         return _reference(
-            obj.uri, name or obj.name, type_ or "data_source", {**obj.properties, **extra}
+            obj.uri, name or obj.name, type_ or "data_source", properties, obj.resolve
         )
     if _is_dataframe(obj):
         return _dataframe(obj, blobs, name, type_ or "dataset", extra)
@@ -189,9 +190,13 @@ def _profile(path: Path, type_: str) -> dict[str, Any]:
         return {}
 
 
-def _reference(uri: str, name: str | None, type_: str, extra: dict[str, Any]) -> Prepared:
+def _reference(
+    uri: str, name: str | None, type_: str, extra: dict[str, Any], resolve: bool = True
+) -> Prepared:
+    """A by-reference artifact; ``resolve`` asks the object store for size and ETag (a plain
+    URI string does; ``data_source`` only when told, see ``DataSource.resolve``)."""
     check_reference_uri(uri)  # before _remote_facts: never fetch a refused location
-    size, etag = _remote_facts(uri)
+    size, etag = _remote_facts(uri) if resolve else (None, None)
     identity = {"uri": uri, "size": size, "etag": etag}
     properties = {"reference": True, "etag": etag, **extra}
     default_name = uri.rstrip("/").rsplit("/", 1)[-1] or uri

@@ -9,11 +9,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DataSource:
-    """Raw data recorded by reference (a table, a bucket prefix, a CSV on S3)."""
+    """Raw data recorded by reference (a table, a bucket prefix, a CSV on S3).
+
+    ``resolve``: ask the object store for the size and ETag (a network call) so they join the
+    digest; off by default, so describing a source never waits on the network."""
 
     uri: str
     name: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+    resolve: bool = False
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,10 @@ class FeatureGroup:
     properties: dict[str, Any] = field(default_factory=dict)
 
 
-def data_source(uri: str, name: str | None = None, **properties: Any) -> DataSource:
-    return DataSource(uri, name, properties)
+def data_source(
+    uri: str, name: str | None = None, *, resolve: bool = False, **properties: Any
+) -> DataSource:
+    return DataSource(uri, name, properties, resolve)
 
 
 def feature_group(

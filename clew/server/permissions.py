@@ -101,6 +101,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/predictions/{{prediction_id}}"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
+    ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
     ("GET", f"{API}/audit"): VIEW,
     ("GET", f"{API}/audit/verify"): VIEW,

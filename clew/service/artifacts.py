@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 
 from clew.domain import digests, ids, records, refs
 from clew.domain.records import ArtifactRecord, from_fields
@@ -25,6 +25,7 @@ from clew.service.graph import add_edge
 from clew.service.runs import RunService, now_ms
 from clew.store import schema
 from clew.store.location import BlobStore, Store
+from clew.store.metadata import DriverStatement
 
 ARTIFACT_TYPES = (
     "dataset",
@@ -41,6 +42,35 @@ ARTIFACT_TYPES = (
     "diff",
 )
 DIRECTIONS = {"input": records.CONTRIBUTED_TO, "output": records.PRODUCED}
+# Logging an artifact is the SDK's hot path (every log_input/log_output): its statements run on
+# the driver's cursor (see DriverStatement), not rebuilt and cache-keyed by SQLAlchemy per call.
+_ARTIFACT_COLUMNS = (
+    "id",
+    "type",
+    "name",
+    "digest",
+    "size",
+    "uri",
+    "properties",
+    "created_ms",
+    "created_by",
+)
+_FIND_ARTIFACT = DriverStatement(
+    "SELECT id FROM artifacts WHERE type = :type AND name = :name AND digest = :digest"
+)
+_INSERT_ARTIFACT = DriverStatement(
+    f"INSERT INTO artifacts ({', '.join(_ARTIFACT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + column for column in _ARTIFACT_COLUMNS)})"
+)
+_LOAD_ARTIFACT = DriverStatement(
+    f"SELECT {', '.join(_ARTIFACT_COLUMNS)} FROM artifacts WHERE id = :id"
+)
+_FIND_BLOB = DriverStatement("SELECT digest FROM blobs WHERE digest = :digest")
+_PRODUCED_NODES = DriverStatement(
+    "SELECT a.id, a.type, a.name FROM artifacts a JOIN edges e ON e.destination_id = a.id "
+    "WHERE a.digest = :digest AND e.association = 'Produced' "
+    "AND (a.size IS NULL OR a.size > 0) ORDER BY e.id LIMIT 50"
+)
 
 
 def check_type(type_: str) -> str:
@@ -73,13 +103,9 @@ def record_artifact(
     """Get-or-create the artifact row; returns its id. Audited when created."""
     check_artifact(type_, name, digest)
     table = schema.artifacts
-    existing = connection.execute(
-        select(table.c.id).where(
-            table.c.type == type_, table.c.name == name, table.c.digest == digest
-        )
-    ).scalar()
+    existing = _FIND_ARTIFACT.first(connection, {"type": type_, "name": name, "digest": digest})
     if existing:
-        return existing
+        return str(existing[0])
     row = {
         "id": ids.new_id(),
         "type": type_,
@@ -91,7 +117,7 @@ def record_artifact(
         "created_ms": now_ms(),
         "created_by": actor,
     }
-    connection.execute(table.insert().values(**row))
+    _INSERT_ARTIFACT.execute(connection, row)
     audit.stage(connection, table, row)
     audit.append(connection, actor, "artifact.create", f"artifact:{row['id']}", row)
     return row["id"]
@@ -108,7 +134,7 @@ def record_blob(
     never recorded after gc removed it.
     """
     table = schema.blobs
-    if connection.execute(select(table.c.digest).where(table.c.digest == digest)).first():
+    if _FIND_BLOB.first(connection, {"digest": digest}):
         return
     if not blobs.exists(digest):
         raise NotFoundError(f"blob {digest} has not been uploaded; upload it first.")
@@ -126,23 +152,11 @@ def produced_node(connection: Connection, type_: str, name: str, digest: str) ->
     later can not take over the thread of data that already had a producer. Empty content
     never joins: any two empty files share a digest without sharing a history.
     """
-    artifacts, edges = schema.artifacts, schema.edges
-    query = (
-        select(artifacts.c.id, artifacts.c.type, artifacts.c.name)
-        .join(edges, edges.c.destination_id == artifacts.c.id)
-        .where(
-            artifacts.c.digest == digest,
-            edges.c.association == records.PRODUCED,
-            or_(artifacts.c.size.is_(None), artifacts.c.size > 0),
-        )
-        .order_by(edges.c.id)
-        .limit(50)
-    )
-    found = connection.execute(query).all()
-    for row in found:
-        if (row.type, row.name) == (type_, name):
-            return str(row.id)
-    return str(found[0].id) if found else None
+    found = _PRODUCED_NODES.all(connection, {"digest": digest})
+    for id_, found_type, found_name in found:
+        if (found_type, found_name) == (type_, name):
+            return str(id_)
+    return str(found[0][0]) if found else None
 
 
 class ArtifactService:
@@ -260,12 +274,10 @@ class ArtifactService:
 
 
 def load_artifact(connection: Connection, artifact_id: str) -> ArtifactRecord:
-    row = connection.execute(
-        select(schema.artifacts).where(schema.artifacts.c.id == artifact_id)
-    ).first()
+    row = _LOAD_ARTIFACT.first(connection, {"id": artifact_id})
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
-    return _artifact_record(row)
+    return from_fields(ArtifactRecord, dict(zip(_ARTIFACT_COLUMNS, row, strict=True)))
 
 
 def artifact_ref(ref: str) -> refs.ArtifactRef:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -135,15 +136,35 @@ def stage(connection: Connection, table: Table | str, row: Mapping[str, Any]) ->
     _staged_images(connection).append((covered.name, covered.key(row), covered.image(row)))
 
 
+def stage_many(
+    connection: Connection, table: Table | str, rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """``stage`` for every row of a bulk write, in order (one lookup of the table's coverage
+    and of the transaction's staging list for all of them)."""
+    covered = row_images.covered(table)
+    _staged_images(connection).extend(
+        (covered.name, covered.key(row), covered.image(row)) for row in rows
+    )
+
+
 def stage_stored(connection: Connection, table: Table | str, key: Mapping[str, Any]) -> None:
     """Stage the image of a covered row as it is now stored (after an UPDATE), or its deletion."""
     covered = row_images.covered(table)
-    query = select(covered.table).where(
-        *(covered.table.c[column] == key[column] for column in covered.key_columns)
-    )
-    row = connection.execute(query).mappings().first()
-    image = None if row is None else covered.image(row)
+    columns, statement = _stored_row(covered.name)
+    found = statement.first(connection, {column: key[column] for column in covered.key_columns})
+    image = None if found is None else covered.image(dict(zip(columns, found, strict=True)))
     _staged_images(connection).append((covered.name, covered.key(key), image))
+
+
+@functools.cache
+def _stored_row(name: str) -> tuple[tuple[str, ...], DriverStatement]:
+    """A covered table's columns and the plain SQL reading one row by key (every run's end
+    stages its row this way: not a statement built and cache-keyed per call)."""
+    covered = row_images.covered(name)
+    columns = tuple(column.name for column in covered.table.columns)
+    where = " AND ".join(f'"{column}" = :{column}' for column in covered.key_columns)
+    listed = ", ".join(f'"{column}"' for column in columns)
+    return columns, DriverStatement(f'SELECT {listed} FROM "{name}" WHERE {where}')
 
 
 def adopt(connection: Connection, tables: Iterable[str], reason: str) -> AuditEntry | None:

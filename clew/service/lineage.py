@@ -7,7 +7,7 @@ feature sets (datasets) that contribute to training runs that produce models.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from clew.domain import refs
 from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
-from clew.service import graph, node_facts
+from clew.service import graph, lineage_ingest, node_facts
 from clew.service.artifacts import find_artifact
 from clew.store.location import Store
 
@@ -126,6 +126,15 @@ class LineageService:
     ) -> LineageResult:
         return self._walk(ref, True, max_depth, types)
 
+    def ingest(
+        self,
+        artifacts: Sequence[Mapping[str, Any]],
+        runs: Sequence[Mapping[str, Any]],
+        actor: str,
+    ) -> lineage_ingest.IngestResult:
+        """Many artifacts and runs with their edges in one transaction (``lineage_ingest``)."""
+        return lineage_ingest.ingest(self.store, artifacts, runs, actor)
+
     def downstream(
         self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
     ) -> LineageResult:
@@ -139,12 +148,9 @@ class LineageService:
         with self.store.db.read() as connection:
             start = resolve_node(connection, ref)
             edges, truncated = graph.walk(connection, start.id, upstream, max_depth)
-            nodes = node_facts.attach(
+            nodes = node_facts.hydrate(
                 connection,
-                graph.describe(
-                    connection,
-                    [start.id, *(e.source_id for e in edges), *(e.destination_id for e in edges)],
-                ),
+                [start.id, *(e.source_id for e in edges), *(e.destination_id for e in edges)],
             )
             start = nodes[start.id]
         if types:

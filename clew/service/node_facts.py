@@ -9,54 +9,70 @@ API and the UI show the same facts.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from clew.domain import digests, records
 from clew.errors import NotFoundError
-from clew.service import approvals, policy, registry
+from clew.service import approvals, graph, policy, registry
 from clew.service.graph import Node
-from clew.service.runs import load_runs
-from clew.store import schema
+from clew.store.id_sets import IdSetStatement
 
 DATA_TYPES = ("dataset", "feature_set", "file", "directory", "data_source")
+_ARTIFACT_ROWS = IdSetStatement(
+    "SELECT id, type, name, digest, properties, uri, size FROM artifacts WHERE id IN ({ids})"
+)
+_RUN_ROWS = IdSetStatement(
+    "SELECT id, kind, name, status, user_name, start_ms, end_ms FROM runs WHERE id IN ({ids})"
+)
+_CONTEXT_ROWS = IdSetStatement("SELECT id, type, name FROM contexts WHERE id IN ({ids})")
+_PARAMS = IdSetStatement("SELECT run_id, key, value FROM params WHERE run_id IN ({ids})")
+_VERSIONS = IdSetStatement(
+    "SELECT v.artifact_id, m.name, v.version FROM model_versions v "
+    "JOIN models m ON m.id = v.model_id WHERE v.artifact_id IN ({ids}) "
+    "ORDER BY m.name, v.version"
+)
 
 
-def attach(connection: Connection, nodes: Mapping[str, Node]) -> dict[str, Node]:
-    """``nodes`` with their facts filled in (a few indexed queries, whatever the walk's size)."""
-    run_facts = {
-        run.id: _run_facts(run)
-        for run in load_runs(connection, [i for i, n in nodes.items() if n.kind == "run"])
-    }
-    artifact_ids = [i for i, n in nodes.items() if n.kind == "artifact"]
-    stored = _artifact_columns(connection, artifact_ids)
-    versions = _versions_of_artifacts(connection, artifact_ids)
-    facts: dict[str, dict[str, Any]] = {}
-    for node_id, node in nodes.items():
-        if node.kind == "run":
-            facts[node_id] = run_facts.get(node_id, {})
-        elif node.kind == "artifact":
-            uri, size = stored.get(node_id, (None, None))
-            facts[node_id] = _artifact_facts(node, uri, size, versions.get(node_id, []))
-        elif node.type == "model":
-            facts[node_id] = _model_facts(connection, node.name)
-    return {
-        node_id: dataclasses.replace(node, facts=facts.get(node_id, {}))
-        for node_id, node in nodes.items()
-    }
+def hydrate(connection: Connection, node_ids: Iterable[str]) -> dict[str, Node]:
+    """Each node with its facts, whatever table it lives in: read once, one query per table,
+    each asking only for the ids the tables before it did not have (a walk returns ids first
+    and hydrates them here)."""
+    wanted = set(node_ids)
+    nodes: dict[str, Node] = {}
+    artifacts = _ARTIFACT_ROWS.all(connection, wanted) if wanted else []
+    models = [row[0] for row in artifacts if row[1] == "model"]
+    versions = _versions_of_artifacts(connection, models)
+    for id_, type_, name, digest, stored, uri, size in artifacts:
+        node = nodes[id_] = Node(id_, "artifact", type_, name, digest, graph.properties(stored))
+        node.facts.update(_artifact_facts(node, uri, size, versions.get(id_, [])))
+    wanted -= nodes.keys()
+    runs = _RUN_ROWS.all(connection, wanted) if wanted else []
+    params = _params_of([row[0] for row in runs], connection)
+    for id_, kind, name, status, user, start_ms, end_ms in runs:
+        facts = {
+            "status": status,
+            "user": user,
+            "params": params.get(id_, {}),
+            "started": records.ms_to_iso(start_ms),
+            "ended": records.ms_to_iso(end_ms),
+        }
+        nodes[id_] = Node(id_, "run", kind, name, facts=facts)
+    wanted -= nodes.keys()
+    for id_, type_, name in _CONTEXT_ROWS.all(connection, wanted) if wanted else []:
+        facts = _model_facts(connection, name) if type_ == "model" else {}
+        nodes[id_] = Node(id_, "context", type_, name, facts=facts)
+    return nodes
 
 
-def _run_facts(run: records.RunRecord) -> dict[str, Any]:
-    return {
-        "status": run.status,
-        "user": run.user,
-        "params": dict(run.params),
-        "started": records.ms_to_iso(run.start_ms),
-        "ended": records.ms_to_iso(run.end_ms),
-    }
+def _params_of(run_ids: list[str], connection: Connection) -> dict[str, dict[str, Any]]:
+    params: dict[str, dict[str, Any]] = {}
+    if run_ids:
+        for run_id, key, value in _PARAMS.all(connection, run_ids):
+            params.setdefault(run_id, {})[key] = value
+    return params
 
 
 def _artifact_facts(
@@ -96,39 +112,19 @@ def _artifact_facts(
     return {}
 
 
-def _artifact_columns(
-    connection: Connection, artifact_ids: list[str]
-) -> dict[str, tuple[str | None, int | None]]:
-    table = schema.artifacts
-    found: dict[str, tuple[str | None, int | None]] = {}
-    for start in range(0, len(artifact_ids), 500):
-        chunk = artifact_ids[start : start + 500]
-        query = select(table.c.id, table.c.uri, table.c.size).where(table.c.id.in_(chunk))
-        for row in connection.execute(query):
-            found[row.id] = (row.uri, row.size)
-    return found
-
-
 def _versions_of_artifacts(
     connection: Connection, artifact_ids: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Per model artifact, the registered versions made from it and each one's status."""
-    versions, models = schema.model_versions, schema.models
     found: dict[str, list[dict[str, Any]]] = {}
     if not artifact_ids:
         return found
+    registered = _VERSIONS.all(connection, artifact_ids)
+    if not registered:
+        return found
     required = policy.current(connection).rules.required_approvals
-    for start in range(0, len(artifact_ids), 500):
-        query = (
-            select(versions.c.artifact_id, models.c.name, versions.c.version)
-            .join(models, models.c.id == versions.c.model_id)
-            .where(versions.c.artifact_id.in_(artifact_ids[start : start + 500]))
-            .order_by(models.c.name, versions.c.version)
-        )
-        for artifact_id, name, number in connection.execute(query).all():
-            found.setdefault(artifact_id, []).append(
-                _version_facts(connection, name, number, required)
-            )
+    for artifact_id, name, number in registered:
+        found.setdefault(artifact_id, []).append(_version_facts(connection, name, number, required))
     return found
 
 

@@ -5,16 +5,30 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
-from clew.server.deps import ServicesDep
-from clew.server.routes.models import PlainRoute
+from clew.server.deps import ActorDep, ServicesDep
+from clew.server.routes.models import Body, JsonObject, PlainRoute
 from clew.service.graph import Node
 from clew.service.lineage import LineageResult
+from clew.service.lineage_ingest import MAX_ITEMS
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"], route_class=PlainRoute)
 
 Ref = Annotated[str, Query(min_length=1, max_length=400)]
 Depth = Annotated[int, Query(ge=1, le=100)]
+
+
+class Ingest(Body):
+    artifacts: list[JsonObject] = Field(default_factory=list, max_length=MAX_ITEMS)
+    runs: list[JsonObject] = Field(default_factory=list, max_length=MAX_ITEMS)
+
+
+@router.post("/ingest", status_code=201)
+def ingest(body: Ingest, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+    """Many artifacts and runs with their edges in one transaction (the SDK's
+    ``client.lineage.ingest``)."""
+    return services.lineage.ingest(body.artifacts, body.runs, actor).to_dict()
 
 
 @router.get("/questions/{question}")
