@@ -4,8 +4,9 @@ The store's messages name its directory, blob location or database URL, because 
 running clew locally needs them to fix a fault. Over HTTP the same sentence would tell any
 caller (a viewer, or someone with a bogus token) the server's paths, database user, host, port
 and name. So every error leaving the server goes through ``public_message``: a 5xx answer is
-replaced by a sentence that says what to do and which request failed, and in a 4xx answer every
-internal location is replaced by "the server's storage". The full sentence goes to the server
+replaced by a sentence that says what to do and which request failed (unless it is an
+integrity or storage finding the caller must read), and in every other answer each internal
+location is replaced by "the server's storage". The full sentence goes to the server
 log with the request id, where the operator looks it up.
 """
 
@@ -24,6 +25,11 @@ from clew.store.location import Store
 
 log = logging.getLogger("clew.server")
 PLACEHOLDER = "the server's storage"
+# 5xx answers whose sentence is written for the caller: which record the store can no longer
+# vouch for, which file is damaged. Hiding them would hide the finding itself (an auditor must
+# read "actor is 'mallory' where audit entry #18 recorded 'bob'"), so they are redacted like a
+# 4xx instead of replaced. Anything else at 5xx (a crash, the database unreachable) is replaced.
+_SPOKEN_FAULTS = frozenset({"integrity_error", "storage_fault"})
 _CACHE = "clew_internal_names"
 
 
@@ -49,7 +55,7 @@ def public_message(
     if request is not None and getattr(request.app.state, "store", None) is None:
         return message
     request_id = _request_id(request)
-    if status >= 500:
+    if status >= 500 and code not in _SPOKEN_FAULTS:
         if log_fault:
             log.error("request %s failed (%s): %s", request_id, code, message)
         return _server_fault(status, request_id)
