@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from clew.errors import ClewError, StoreBusyError, StoreUnavailableError
 from clew.service.capture import Backlog, CaptureTarget
+from clew.store.blobs import fsync_directory
 
 SPOOL_ENV = "CLEW_CAPTURE_SPOOL"
 HEADER_KEY = b"clew.capture.spool"
@@ -142,7 +143,7 @@ class CaptureSpool:
                 size = _write_durably(final, table)
                 if used + size > self.settings.max_bytes:
                     final.unlink()
-                    _fsync_directory(self.directory)
+                    fsync_directory(self.directory)
                     return False
             except OSError as error:
                 raise ClewError(
@@ -216,16 +217,8 @@ def _write_durably(final: Path, table: pa.Table) -> int:
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
-    _fsync_directory(final.parent)
+    fsync_directory(final.parent)
     return size
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _read_entry(path: Path) -> SpooledBatch | None:

@@ -44,17 +44,7 @@ ARTIFACT_TYPES = (
 DIRECTIONS = {"input": records.CONTRIBUTED_TO, "output": records.PRODUCED}
 # Logging an artifact is the SDK's hot path (every log_input/log_output): its statements run on
 # the driver's cursor (see DriverStatement), not rebuilt and cache-keyed by SQLAlchemy per call.
-_ARTIFACT_COLUMNS = (
-    "id",
-    "type",
-    "name",
-    "digest",
-    "size",
-    "uri",
-    "properties",
-    "created_ms",
-    "created_by",
-)
+_ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
 _FIND_ARTIFACT = DriverStatement(
     "SELECT id FROM artifacts WHERE type = :type AND name = :name AND digest = :digest"
 )

@@ -35,17 +35,7 @@ from clew.store.location import Store
 from clew.store.metadata import DriverStatement
 
 MAX_ITEMS = 100_000
-_ARTIFACT_COLUMNS = (
-    "id",
-    "type",
-    "name",
-    "digest",
-    "size",
-    "uri",
-    "properties",
-    "created_ms",
-    "created_by",
-)
+_ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
 _RUN_COLUMNS = (
     "id",
     "experiment_id",

@@ -80,17 +80,7 @@ WHERE m.name = :name AND v.version = :version
 
 # Registration is a hot path: its statements are plain SQL run on the transaction's DBAPI
 # cursor (see DriverStatement), which keeps a registration's CPU cost near SQLite's own.
-_ARTIFACT_COLUMNS = (
-    "id",
-    "type",
-    "name",
-    "digest",
-    "size",
-    "uri",
-    "properties",
-    "created_ms",
-    "created_by",
-)
+_ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
 _ARTIFACT_AND_PRODUCER = DriverStatement(
     f"""
     SELECT {", ".join(f"a.{column}" for column in _ARTIFACT_COLUMNS)}, (

@@ -160,7 +160,7 @@ class LocalBlobStore:
             os.replace(source, final)
         except OSError:  # another filesystem: fall back to the hashing copy
             return self.put_file(source)
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
         return StoredBlob(digest, size)
 
     def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
@@ -283,7 +283,7 @@ class LocalBlobStore:
         final = self.path_for(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp_path, final)
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
 
 
 class _Staging:
@@ -434,7 +434,8 @@ def corrupt(digest: str) -> IntegrityError:
     )
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` survive power loss (fsync its entry list)."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)
