@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -128,6 +129,20 @@ class SwitchedApp:
                 raise RuntimeError("no test store is being served")
             self._app = create_app(self._store)
         await self._app(scope, receive, send)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
+    """Poll a ``clew server`` subprocess's readiness route until it answers 200; fail the test
+    if ``deadline`` (``time.monotonic()``) passes or the process exits first."""
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            pytest.fail(f"the clew server at {url} did not start")
+        time.sleep(0.2)
 
 
 def server_store(tmp_path: Path, name: str = "server-store") -> tuple[Store, Path]:

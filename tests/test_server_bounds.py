@@ -19,7 +19,13 @@ import httpx
 import pyarrow as pa
 import pytest
 import typer
-from server_fixtures import RunningServer, serve, server, server_store  # noqa: F401
+from server_fixtures import (  # noqa: F401
+    RunningServer,
+    serve,
+    server,
+    server_store,
+    wait_until_ready,
+)
 from typer.testing import CliRunner
 
 from clew.cli.server import server as server_command
@@ -84,15 +90,7 @@ def start_server(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_until_ready(url, process, time.monotonic() + 180)
         yield ServerProcess(url, process, token)
     finally:
         process.terminate()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import typer
 import uvicorn
+from server_fixtures import wait_until_ready
 from typer.testing import CliRunner
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
@@ -57,15 +58,7 @@ def test_admin_bootstrap_then_a_multi_worker_server(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_until_ready(url, process, time.monotonic() + 180)
         headers = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{url}/api/v1/whoami", headers=headers).json()["role"] == "approver"
         token_id = printed.split("token ")[1].split(" ")[0]
@@ -75,18 +68,6 @@ def test_admin_bootstrap_then_a_multi_worker_server(tmp_path: Path) -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert '"route": "/api/v1/whoami", "status": 401' in output
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v1/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and process.poll() is None, "server did not start"
-        time.sleep(0.2)
 
 
 @pytest.mark.s3
@@ -110,7 +91,7 @@ def test_presigned_downloads_flag_redirects_blob_downloads(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process)
+        wait_until_ready(url, process, time.monotonic() + 180)
         headers = {"Authorization": f"Bearer {token}"}
         redirect = httpx.get(f"{url}/api/v1/blobs/{digest}", headers=headers)
         assert redirect.status_code == 307

@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import free_port
-from server_fixtures import RunningServer, serve
+from server_fixtures import RunningServer, serve, wait_until_ready
 from sklearn.datasets import load_iris
 from sqlalchemy import select
 from test_registry import train
@@ -72,18 +72,6 @@ def _start(port: int, environment: dict[str, str], log: Path) -> subprocess.Pope
     )
 
 
-def _wait_ready(replica: Replica, deadline: float) -> None:
-    while True:
-        try:
-            if httpx.get(f"{replica.url}/api/v1/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or replica.process.poll() is not None:
-            pytest.fail(f"the clew server at {replica.url} did not start")
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def cluster(postgres_url: str, s3_artifacts: str, tmp_path: Path) -> Iterator[Cluster]:
     """Two server processes sharing the database, the bucket prefix and the signing key."""
@@ -107,7 +95,7 @@ def cluster(postgres_url: str, s3_artifacts: str, tmp_path: Path) -> Iterator[Cl
     try:
         deadline = time.monotonic() + START_SECONDS
         for replica in replicas:
-            _wait_ready(replica, deadline)
+            wait_until_ready(replica.url, replica.process, deadline)
         headers = {"Authorization": f"Bearer {token}"}
         running.clients = [
             httpx.Client(base_url=replica.url, headers=headers, timeout=30) for replica in replicas
