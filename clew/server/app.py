@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 from clew.errors import InvalidInputError
-from clew.server import errors, fair_use
+from clew.server import errors
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
 from clew.server.deps import Services
 from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
@@ -70,7 +70,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         default_response_class=JSONResponse,
-        dependencies=[Depends(authorize), Depends(fair_use.search_slot)],
+        dependencies=[Depends(authorize)],
     )
     app.state.store = store
     app.state.services = Services.open(store)

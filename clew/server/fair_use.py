@@ -24,8 +24,6 @@ from clew.service.accounts import ANONYMOUS
 PER_USER_ENV = "CLEW_SEARCHES_PER_USER"
 PER_SERVER_ENV = "CLEW_SEARCHES_PER_SERVER"
 RETRY_AFTER_S = 1
-# Routes that run a search over the runs table (the API and the web UI's experiment pages).
-SEARCH_ROUTES = frozenset({"/api/v1/runs/search", "/ui/experiments", "/ui/compare"})
 
 
 @dataclass
@@ -89,11 +87,9 @@ def _caller(request: Request) -> str:
 
 
 async def search_slot(request: Request) -> AsyncIterator[None]:
-    """An app-wide dependency (after ``authorize``): searches hold a slot while they run."""
-    route = request.scope.get("route")
-    if getattr(route, "path", None) not in SEARCH_ROUTES:
-        yield
-        return
+    """The dependency of every route that searches the runs table (the API's search and the
+    web UI's experiment pages); it runs after the app-wide ``authorize``, which names the caller.
+    A search holds its slot while it runs."""
     slots: SearchSlots | None = getattr(request.app.state, "search_slots", None)
     if slots is None:
         slots = request.app.state.search_slots = SearchSlots.from_environment()

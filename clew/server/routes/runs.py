@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from clew.domain.records import RunRecord
 from clew.errors import InvalidInputError
-from clew.server import arrow_bodies
+from clew.server import arrow_bodies, fair_use
 from clew.server.arrow_bodies import ARROW_STREAM
 from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
 from clew.server.limits import MAX_METRIC_POINTS
@@ -155,7 +155,7 @@ def create_run(body: CreateRun, services: ServicesDep, actor: ActorDep) -> dict[
     return wire(services.runs.create_run(actor=actor, **fields))
 
 
-@router.post("/search")
+@router.post("/search", dependencies=[Depends(fair_use.search_slot)])
 def search(body: Search, services: ServicesDep) -> Response:
     """The runs; filter keys no run has are named in the ``Clew-Warnings`` header (a JSON
     list of sentences), which the SDK raises as ``UnknownKeyWarning``."""

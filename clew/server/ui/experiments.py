@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from clew.domain.records import RunRecord
 from clew.errors import FilterSyntaxError, InvalidRefError
+from clew.server import fair_use
 from clew.server.ui import rendering
 from clew.server.ui.pages import Offset, Page
 from clew.service.artifacts import ArtifactService
@@ -21,7 +22,7 @@ MAX_POINTS = 2000
 
 
 def add_routes(router: APIRouter, page: Any, action: Any) -> None:
-    @router.get("/experiments", name="ui.experiments")
+    @router.get("/experiments", name="ui.experiments", dependencies=[Depends(fair_use.search_slot)])
     def experiments(
         current: Annotated[Page, Depends(page)],
         filter: str = "",
@@ -63,7 +64,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
             error=error,
         )
 
-    @router.get("/compare", name="ui.compare")
+    @router.get("/compare", name="ui.compare", dependencies=[Depends(fair_use.search_slot)])
     def compare(
         current: Annotated[Page, Depends(page)], run: Annotated[list[str] | None, Query()] = None
     ) -> Response:
