@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 import clew
 from clew.client.loaded_model import LoadedModel
 from clew.domain import ids
-from clew.service.capture import Call
+from clew.domain.captures import Call
 
 FEATURES = 10
 CALL_ROWS = 10_000

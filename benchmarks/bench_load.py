@@ -51,8 +51,8 @@ from report import Result, finish, parser, percentile
 import clew
 from clew.client.remote_capture import ARROW_STREAM, encode
 from clew.domain import ids
+from clew.domain.captures import Call, CaptureTarget
 from clew.service import accounts
-from clew.service.capture import Call, CaptureTarget
 from clew.store.location import open_store
 
 MIX = {

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 import clew
 from clew.client.loaded_model import LoadedModel
-from clew.service import capture
+from clew.service import capture_verification
 from clew.service.registry import RegistryService
 
 
@@ -50,7 +50,7 @@ def editable_batch(client: clew.Client) -> Iterator[Path]:
     """A local copy of the store's one capture batch file; what the test writes to it is put
     back in its place when the block ends (a directory or S3, whichever the store uses)."""
     files = client.store.capture_files
-    [batch] = capture.all_batches(client.store)
+    [batch] = capture_verification.all_batches(client.store)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "batch.parquet"
         with files.local_copy(batch.path) as stored:

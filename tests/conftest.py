@@ -33,8 +33,8 @@ import pytest
 from server_fixtures import RunningServer, SwitchedApp, run_uvicorn, server_store
 
 import clew
-from clew.client.capture import refresh
 from clew.client.default import reset
+from clew.client.provenance import refresh
 from clew.service import record_check
 from clew.store.location import Store
 

@@ -15,8 +15,9 @@ import pytest
 from capture_support import iris, register_iris
 
 import clew
+from clew.domain.captures import header_of
 from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
-from clew.service import audit, capture
+from clew.service import audit, capture_verification
 from clew.store.captures import LocalCaptureFiles
 
 
@@ -92,7 +93,7 @@ def test_files_are_partitioned_by_model_version_and_date_and_recorded(client, mo
     model.predict(features)
     client.flush_captures()
     files = client.store.capture_files
-    [batch] = capture.all_batches(client.store)
+    [batch] = capture_verification.all_batches(client.store)
     assert re.fullmatch(r"model=iris/version=1/date=\d{4}-\d\d-\d\d/\w{26}\.parquet", batch.path)
     assert files.exists(batch.path.removesuffix(".parquet") + ".merkle")
     table = files.read_batch(batch.path)
@@ -101,7 +102,7 @@ def test_files_are_partitioned_by_model_version_and_date_and_recorded(client, mo
     )
     assert table.num_rows == batch.count == 150
     # rows are hashed 32 to a leaf: 150 rows make leaves 0..4, the last one holding 22 rows
-    assert capture.header_of(table)["leaf_rows"] == 32
+    assert header_of(table)["leaf_rows"] == 32
     assert table.column("leaf").to_pylist() == [row // 32 for row in range(150)]
     entries = audit.entries(client.store, target="iris/1")
     assert any(entry.action == "capture.batch" for entry in entries)

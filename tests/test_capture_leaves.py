@@ -18,7 +18,16 @@ from capture_support import editable_batch, iris, register_iris
 
 import clew
 from clew.domain import digests, ids, leaves, merkle
-from clew.service import audit, capture, signing
+from clew.domain.captures import (
+    BATCH_KIND,
+    HEADER_KEY,
+    SIGNATURE_KEY,
+    Call,
+    CaptureTarget,
+    build_table,
+    header_of,
+)
+from clew.service import audit, capture_verification, signing
 from clew.store import captures, schema
 
 
@@ -69,7 +78,7 @@ def test_an_altered_row_fails_its_whole_leaf_and_only_that_leaf(
     assert not neighbour.verified and neighbour.verification == altered.verification
     for untouched in (31, 64, 149):
         assert client.get_prediction(predicted[untouched]).verified
-    _, problems = capture.verify_batches(client.store)
+    _, problems = capture_verification.verify_batches(client.store)
     assert len(problems) == 1 and "digest" in problems[0].reason
 
 
@@ -77,8 +86,8 @@ def test_a_tampered_leaf_rows_in_the_header_breaks_the_signature(
     client: clew.Client, predicted
 ) -> None:
     def regroup(table: pa.Table) -> pa.Table:
-        header = {**capture.header_of(table), "leaf_rows": 1}
-        metadata = {**table.schema.metadata, capture.HEADER_KEY: digests.canonical_json(header)}
+        header = {**header_of(table), "leaf_rows": 1}
+        metadata = {**table.schema.metadata, HEADER_KEY: digests.canonical_json(header)}
         return table.replace_schema_metadata(metadata)
 
     _rewrite(client, regroup)
@@ -92,7 +101,7 @@ def test_a_batch_signed_one_row_per_leaf_still_verifies(client: clew.Client) -> 
     a per-row ``leaf_hash`` column; get_prediction, trace and audit verify still accept it."""
     model = register_iris(client)
     features, _ = iris()
-    call = capture.Call(
+    call = Call(
         ids.new_id(), time.time_ns() // 1_000_000, 150, model.raw.predict(features), features
     )
     target = model._targets["predict"]
@@ -102,20 +111,18 @@ def test_a_batch_signed_one_row_per_leaf_still_verifies(client: clew.Client) -> 
     assert found.batch_id == batch_id and "leaf_rows" not in found.header
     assert found.leaf_table.num_rows == 1 and found.leaf_index == 77
     assert clew.trace(f"{call.call_id}.77").step("prediction").verified
-    assert capture.verify_batches(client.store) == (1, [])
+    assert capture_verification.verify_batches(client.store) == (1, [])
 
 
-def _write_unit_leaf_batch(
-    client: clew.Client, target: capture.CaptureTarget, call: capture.Call
-) -> str:
+def _write_unit_leaf_batch(client: clew.Client, target: CaptureTarget, call: Call) -> str:
     """What write_sealed did before leaves were grouped, step by step."""
     store = client.store
     signer = signing.Signer(store)
-    table = capture.build_table(target, [call])
+    table = build_table(target, [call])
     levels = merkle.build_levels(leaves.leaf_hashes(table))
     batch_id = ids.new_id()
     header = {
-        "kind": capture.BATCH_KIND,
+        "kind": BATCH_KIND,
         "batch": batch_id,
         "model": target.name,
         "version": target.version,
@@ -135,8 +142,8 @@ def _write_unit_leaf_batch(
     table = table.append_column("leaf_hash", hashes)
     relative = captures.batch_relative_path(target.name, target.version, "2026-01-01", batch_id)
     metadata = {
-        capture.HEADER_KEY: digests.canonical_json(header),
-        capture.SIGNATURE_KEY: signature.encode(),
+        HEADER_KEY: digests.canonical_json(header),
+        SIGNATURE_KEY: signature.encode(),
     }
     file_digest = store.capture_files.write_sealing(relative, table, lambda: (levels, metadata))
     row = {
@@ -175,9 +182,9 @@ def test_rows_are_encoded_while_sealing_and_a_failed_seal_leaves_no_file(
     )
     relative = captures.batch_relative_path("m", 1, "2026-01-01", ids.new_id())
     levels = merkle.build_levels(bytes(32))
-    files.write_sealing(relative, table, lambda: (levels, {capture.HEADER_KEY: b'{"a":1}'}))
+    files.write_sealing(relative, table, lambda: (levels, {HEADER_KEY: b'{"a":1}'}))
     stored = files.read_batch(relative)
-    assert stored.schema.metadata == {capture.HEADER_KEY: b'{"a":1}'}
+    assert stored.schema.metadata == {HEADER_KEY: b'{"a":1}'}
     assert stored.schema.field("output").type == table.schema.field("output").type
     assert stored.to_pylist() == table.to_pylist()
     assert files.read_levels(relative, 1) == levels

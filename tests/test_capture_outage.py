@@ -29,7 +29,7 @@ from test_reliability import ServerProcess
 
 import clew
 from clew.client.loaded_model import LoadedModel
-from clew.service import accounts, capture
+from clew.service import accounts, capture_verification
 from clew.store.location import open_store
 
 OUTAGE_SECONDS = 6.0  # longer than the SDK's retries (~3 s), after which batches were dropped
@@ -69,7 +69,7 @@ def _stored_ids(server: ServerProcess) -> Counter[str]:
     store = open_store(server.uri, server.artifacts)
     try:
         found: Counter[str] = Counter()
-        for batch in capture.all_batches(store):
+        for batch in capture_verification.all_batches(store):
             found.update(store.capture_files.read_ids(batch.path).to_pylist())
         return found
     finally:

@@ -21,9 +21,9 @@ import clew
 from clew.client.loaded_model import LoadedModel
 from clew.client.remote_capture import ARROW_STREAM, encode, ipc_stream
 from clew.domain import ids
+from clew.domain.captures import CHANGED_KEY, BatchRecord, Call, CaptureTarget, signature_of
 from clew.server.routes.captures import MAX_BATCH_BYTES
-from clew.service import capture
-from clew.service.capture import Call, CaptureTarget
+from clew.service import capture_verification
 
 
 @pytest.fixture
@@ -38,8 +38,8 @@ def _capture_target(model: LoadedModel) -> CaptureTarget:
     return CaptureTarget(version.id, version.name, version.version, version.digest)
 
 
-def _batches(server: RunningServer) -> list[capture.BatchRecord]:  # noqa: F811
-    return capture.all_batches(server.store)
+def _batches(server: RunningServer) -> list[BatchRecord]:  # noqa: F811
+    return capture_verification.all_batches(server.store)
 
 
 def _ten_rows(remote: clew.Client) -> tuple[CaptureTarget, Call]:
@@ -83,15 +83,19 @@ def test_remote_predictions_are_signed_by_the_server_and_verify_with_the_public_
     public_pem = remote.public_key().encode()
     rows = found.leaf_table
     assert rows.column("prediction_id").to_pylist() == list(prediction_ids[32:64])
-    signature = capture.signature_of(rows)
-    verdict = capture.verify_row(rows, found.header, signature, found.proof, public_pem)
+    signature = signature_of(rows)
+    verdict = capture_verification.verify_row(
+        rows, found.header, signature, found.proof, public_pem
+    )
     assert verdict.verified, verdict.reason
     changed = rows["output"].to_pylist()
     changed[10] = 99
     altered = rows.set_column(
         rows.column_names.index("output"), "output", pa.array(changed, rows["output"].type)
     )
-    forged = capture.verify_row(altered, found.header, signature, found.proof, public_pem)
+    forged = capture_verification.verify_row(
+        altered, found.header, signature, found.proof, public_pem
+    )
     assert not forged.verified and "inclusion proof" in forged.reason
 
     thread = remote.trace(prediction_ids[42])
@@ -265,7 +269,7 @@ def test_a_batch_listing_changed_inputs_it_does_not_hold_is_refused(
         "a call whose inputs it sends": [str(call.call_id)],
     }
     for what, listed in listings.items():
-        metadata = {capture.CHANGED_KEY: json.dumps(listed)}
+        metadata = {CHANGED_KEY: json.dumps(listed)}
         response = _post(http, ipc_stream(table.replace_schema_metadata(metadata)), ids.new_id())
         assert response.status_code == 400, what
         assert "inputs_changed" in response.json()["message"], what

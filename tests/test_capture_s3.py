@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 import clew
 from clew.client.loaded_model import LoadedModel
-from clew.service import audit, capture
+from clew.service import audit, capture_lookup, capture_verification
 from clew.service import backup as backups
 from clew.store.captures import ObjectCaptureFiles
 from clew.store.location import open_store
@@ -48,7 +48,7 @@ def test_batches_are_written_to_the_bucket_and_read_back_verified(
     files = s3_client.store.capture_files
     assert isinstance(files, ObjectCaptureFiles)
     assert files.location == f"{s3_artifacts}/captures"
-    [batch] = capture.all_batches(s3_client.store)
+    [batch] = capture_verification.all_batches(s3_client.store)
     merkle_file = batch.path.removesuffix(".parquet") + ".merkle"
     assert _objects(files) == sorted([batch.path, merkle_file])
     assert batch.path.startswith("model=iris/version=1/date=")
@@ -61,7 +61,7 @@ def test_batches_are_written_to_the_bucket_and_read_back_verified(
     assert found.leaf_table.column("prediction_id").to_pylist() == list(prediction_ids[96:128])
     assert s3_client.trace(prediction_ids[99]).step("prediction").verified
     assert s3_client.log_labels([prediction_ids[99]], [2]) == 1
-    checked, problems = capture.verify_batches(s3_client.store)
+    checked, problems = capture_verification.verify_batches(s3_client.store)
     assert (checked, problems) == (1, [])
 
 
@@ -70,7 +70,7 @@ def test_an_altered_object_is_found_by_verify(s3_client: clew.Client) -> None:
     _, prediction_ids = model.predict_with_ids(iris()[0])
     s3_client.flush_captures()
     files = s3_client.store.capture_files
-    [batch] = capture.all_batches(s3_client.store)
+    [batch] = capture_verification.all_batches(s3_client.store)
     table = files.read_batch(batch.path)
     outputs = table.column("output").to_pylist()
     outputs[5] = (outputs[5] + 1) % 3
@@ -79,7 +79,7 @@ def test_an_altered_object_is_found_by_verify(s3_client: clew.Client) -> None:
     with files.fs.open(files.key(batch.path), "wb") as writer:
         pq.write_table(altered, writer)
 
-    _, problems = capture.verify_batches(s3_client.store)
+    _, problems = capture_verification.verify_batches(s3_client.store)
     assert [problem.batch_id for problem in problems] == [batch.id]
     assert "digest" in problems[0].reason
     assert not s3_client.get_prediction(prediction_ids[5]).verified
@@ -100,7 +100,7 @@ def test_backup_and_restore_carry_capture_objects(
     target = open_store(str(tmp_path / "restored"), other_prefix)
     backups.restore(tmp_path / "store.backup", target, "carol")
     assert audit.verify_digests(target)[1] == []
-    assert capture.find_prediction(target, prediction_ids[7]).verified
+    assert capture_lookup.find_prediction(target, prediction_ids[7]).verified
     assert len(_objects(target.capture_files)) == 2
     target.close()
 
@@ -116,7 +116,7 @@ def test_a_server_on_s3_writes_remote_batches_to_the_bucket(
             _, prediction_ids = model.predict_with_ids(iris()[0][:20])
             assert client.flush_captures()["captured"] == 20
             assert client.get_prediction(prediction_ids[19]).verified
-            [batch] = capture.all_batches(store)
+            [batch] = capture_verification.all_batches(store)
             assert store.capture_files.exists(batch.path)
             assert isinstance(store.capture_files, ObjectCaptureFiles)
         finally:

@@ -22,9 +22,9 @@ from clew.client.capture_spool import SUFFIX, CaptureSpool, open_spool
 from clew.client.remote_capture import ARROW_STREAM, encode, remote_rows
 from clew.client.serving import create_inference_app
 from clew.domain import ids
+from clew.domain.captures import Call, CaptureTarget
 from clew.errors import InvalidInputError
-from clew.service import capture
-from clew.service.capture import Call, CaptureTarget
+from clew.service import capture_verification
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_a_spooled_batch_the_server_already_stored_is_acknowledged_and_stored_on
 
     result = remote.flush_captures(timeout=30)
     assert result.complete and result.pending == 0 and result["captured"] == 10, result
-    assert [batch.id for batch in capture.all_batches(server.store)] == [batch_id]
+    assert [batch.id for batch in capture_verification.all_batches(server.store)] == [batch_id]
     assert not list(_spool(server).directory.glob(f"*{SUFFIX}"))
     assert remote.get_prediction(f"{call.call_id}.3").verified
 
@@ -84,7 +84,7 @@ def test_a_spooled_batch_the_server_refuses_is_set_aside_counted_and_logged(
         result = remote.flush_captures(timeout=30)
     assert result.complete and result.pending == 0
     assert result["failed"] == 10 and result["captured"] == 0 and result["dropped"] == 0
-    assert capture.all_batches(server.store) == []
+    assert capture_verification.all_batches(server.store) == []
     [aside] = _spool(server).directory.glob("*.refused")
     assert aside.name == f"{batch_id}.refused"
     assert f"refused spooled capture batch {batch_id}" in caplog.text

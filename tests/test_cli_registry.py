@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
-from clew.client.capture import refresh
+from clew.client.provenance import refresh
 from clew.store.location import Store
 
 runner = CliRunner(env={"COLUMNS": "200"})

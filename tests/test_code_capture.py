@@ -19,7 +19,7 @@ from conftest import run_git
 from sqlalchemy import func, select
 
 import clew
-from clew.client import capture
+from clew.client import provenance
 from clew.errors import InvalidInputError
 from clew.integrations import git
 from clew.store import schema
@@ -50,7 +50,7 @@ def test_dirty_checkout_stores_the_diff_as_a_blob(client: clew.Client, git_repo:
     with clew.start_run(experiment="code") as clean:
         pass
     (git_repo / "train.py").write_text("print('training with a tweak')\n")
-    capture.refresh()
+    provenance.refresh()
     with clew.start_run(experiment="code") as dirty:
         pass
     before, after = _code(client, clean.id), _code(client, dirty.id)
@@ -75,7 +75,7 @@ def test_outside_a_repository_nothing_is_captured(
     plain = tmp_path / "not-a-repo"
     plain.mkdir()
     monkeypatch.chdir(plain)
-    capture.refresh()
+    provenance.refresh()
     with clew.start_run(experiment="code") as run:
         pass
     record = client.get_run(run.id)
@@ -96,7 +96,7 @@ def test_environment_and_command_line_are_captured(client: clew.Client) -> None:
     assert facts["libraries"]["numpy"] == np.__version__
     assert "torch" not in facts["libraries"] or facts["libraries"]["torch"]
     assert client.store.blobs.verify(environment.digest)
-    assert record.command == capture.command_line()
+    assert record.command == provenance.command_line()
 
 
 def test_script_run_gets_a_permalink_to_the_script_and_its_command(
@@ -161,7 +161,7 @@ def test_which_models_came_from_commit_x(client: clew.Client, git_repo: Path) ->
     (git_repo / "other.py").write_text("x = 1\n")
     run_git(git_repo, "add", "other.py")
     run_git(git_repo, "commit", "-q", "-m", "second commit")
-    capture.refresh()
+    provenance.refresh()
     with clew.start_run(experiment="code", name="train-c") as later:
         later.log_model(model, name="churn-c")
     old_code = _code(client, first.id)

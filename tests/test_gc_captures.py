@@ -23,7 +23,8 @@ import clew
 from clew.cli import ops
 from clew.cli.output import ClewGroup
 from clew.domain import digests, ids
-from clew.service import audit, capture, gc
+from clew.domain.captures import BatchRecord
+from clew.service import audit, capture_verification, gc
 from clew.store.captures import LocalCaptureFiles, batch_relative_path, merkle_name
 
 TWO_HOURS_S = 2 * 60 * 60
@@ -41,16 +42,16 @@ def s3_client(tmp_path: Path, s3_artifacts: str) -> Iterator[clew.Client]:
     client.close()
 
 
-def _recorded_batch(client: clew.Client) -> capture.BatchRecord:
+def _recorded_batch(client: clew.Client) -> BatchRecord:
     model = register_iris(client)
     features, _ = iris()
     model.predict(features)
     assert client.flush_captures()["captured"] == len(features)
-    [batch] = capture.all_batches(client.store)
+    [batch] = capture_verification.all_batches(client.store)
     return batch
 
 
-def _unrecorded_copy(client: clew.Client, batch: capture.BatchRecord) -> list[str]:
+def _unrecorded_copy(client: clew.Client, batch: BatchRecord) -> list[str]:
     """Write a batch's files as ``write_sealed`` does, then stop before the row insert."""
     files = client.store.capture_files
     relative = batch_relative_path("iris", 1, "2026-11-24", ids.new_id())
@@ -66,7 +67,7 @@ def _all_files(client: clew.Client) -> set[str]:
 def _still_verifies(client: clew.Client) -> None:
     """What ``clew audit verify`` checks: the audit chain and every recorded batch."""
     assert audit.verify_chain(client.store)[1] is None
-    checked, problems = capture.verify_batches(client.store)
+    checked, problems = capture_verification.verify_batches(client.store)
     assert checked == 1 and problems == []
 
 

@@ -13,7 +13,7 @@ from clew.client import governance, predictions
 # Touches no store: the embedded pass runs it, the backend and remote passes would repeat it.
 pytestmark = pytest.mark.backend_independent
 
-HEAVY = ("pandas", "pyarrow", "httpx", "sklearn", "sqlalchemy", "clew.service.capture")
+HEAVY = ("pandas", "pyarrow", "httpx", "sklearn", "sqlalchemy", "clew.client.capture_queue")
 
 
 def test_import_clew_loads_no_heavy_module() -> None:

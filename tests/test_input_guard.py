@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
+from clew.client import input_guard
 from clew.client.loaded_model import LoadedModel
-from clew.service import capture, input_guard
+from clew.service import capture_verification
 
 
 @pytest.fixture
@@ -183,7 +184,9 @@ def test_a_forked_child_captures_with_its_own_writer_and_its_own_ids(client, mod
     assert captured == 2 * len(features), "the child wrote its own call, not its parent's queue"
     assert call != queued_ids.call
     client.flush_captures()  # the parent's writer still works: the child left its sockets alone
-    assert sum(batch.count for batch in capture.all_batches(client.store)) == 3 * len(features)
+    assert sum(batch.count for batch in capture_verification.all_batches(client.store)) == 3 * len(
+        features
+    )
     found = client.get_prediction(f"{call}.3")
     assert found.verified, found.verification.reason
     assert client.get_prediction(queued_ids[3]).verified

@@ -12,7 +12,8 @@ from capture_support import iris, register_iris
 
 import clew
 from clew.domain import ids, leaves
-from clew.service import capture, signing
+from clew.domain.captures import Call, header_of, signature_of
+from clew.service import capture_verification, signing
 
 
 def test_key_is_created_once_with_owner_only_permissions(client: clew.Client) -> None:
@@ -60,24 +61,24 @@ def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
     client.flush_captures()
     public_pem = client.public_key().encode()
     files = client.store.capture_files
-    [batch] = capture.all_batches(client.store)
+    [batch] = capture_verification.all_batches(client.store)
     with files.local_copy(batch.path) as path:
         row = pq.read_table(path, filters=[("prediction_id", "=", ids[77])])
         leaf = row.column("leaf")[0].as_py()
         rows = pq.read_table(path, filters=[("leaf", "=", leaf)])
-    header = capture.header_of(row)
+    header = header_of(row)
     assert leaf == 77 // header["leaf_rows"] and rows.num_rows == header["leaf_rows"]
     proof = files.read_proof(
         batch.path, leaves.leaf_count(header["count"], header["leaf_rows"]), leaf
     )
-    verdict = capture.verify_row(
-        rows, header, capture.signature_of(rows), proof, public_pem, prediction_id=ids[77]
+    verdict = capture_verification.verify_row(
+        rows, header, signature_of(rows), proof, public_pem, prediction_id=ids[77]
     )
     assert verdict.verified, verdict.reason
-    alone = capture.verify_row(row, header, capture.signature_of(row), proof, public_pem)
+    alone = capture_verification.verify_row(row, header, signature_of(row), proof, public_pem)
     assert not alone.verified and "every row whose leaf column" in alone.reason
-    elsewhere = capture.verify_row(
-        rows, header, capture.signature_of(rows), proof, public_pem, prediction_id=ids[5]
+    elsewhere = capture_verification.verify_row(
+        rows, header, signature_of(rows), proof, public_pem, prediction_id=ids[5]
     )
     assert not elsewhere.verified and "not among the rows of its leaf" in elsewhere.reason
     stranger = signing.public_pem(
@@ -85,7 +86,7 @@ def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
         .Ed25519PrivateKey.generate()
         .public_key()
     )
-    refused = capture.verify_row(rows, header, capture.signature_of(rows), proof, stranger)
+    refused = capture_verification.verify_row(rows, header, signature_of(rows), proof, stranger)
     assert not refused.verified and "signature" in refused.reason
 
 
@@ -99,7 +100,7 @@ def test_calls_queued_out_of_id_order_are_found_and_verified(client: clew.Client
     target = model._targets["predict"]
     outputs = model.raw.predict(features[:5])
     for call_id in (later, earlier):
-        service.submit(target, capture.Call(call_id, 1_700_000_000_000, 5, outputs, features[:5]))
+        service.submit(target, Call(call_id, 1_700_000_000_000, 5, outputs, features[:5]))
     client.flush_captures()
     for call_id in (earlier, later):
         found = client.get_prediction(f"{call_id}.4")

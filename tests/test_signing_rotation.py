@@ -23,7 +23,7 @@ from clew.client.loaded_model import LoadedModel
 from clew.domain import digests
 from clew.errors import ClewError, IntegrityError, InvalidInputError
 from clew.server.app import create_app
-from clew.service import audit, capture, signing
+from clew.service import audit, capture_verification, signing
 from clew.store.location import Store, open_store
 from clew.store.metadata import MIGRATIONS_DIR
 
@@ -117,7 +117,7 @@ def test_a_key_file_replaced_with_the_rotated_key_loses_no_batch(
     assert stats["captured"] == 20 and stats["failed"] == 0
     keys = [client.get_prediction(ids[0]).key_id for ids in (before, after)]
     assert keys == [old_id, _key_id(new_key)]
-    assert capture.verify_batches(client.store) == (2, [])
+    assert capture_verification.verify_batches(client.store) == (2, [])
 
 
 def test_a_process_started_with_the_old_key_after_a_rotation_is_refused(
@@ -145,7 +145,7 @@ def test_a_batch_naming_a_key_outside_the_history_fails_verification(
     rows, header = found.leaf_table, dict(found.header)
     assert rows is not None
     stranger = signing.public_pem(signing._load(new_key).public_key())
-    verdict = capture.verify_row(
+    verdict = capture_verification.verify_row(
         rows, header, found.signature, found.proof, {signing.key_id(stranger): stranger}
     )
     assert not verdict.verified
@@ -153,9 +153,11 @@ def test_a_batch_naming_a_key_outside_the_history_fails_verification(
     assert "clew keys public --all" in verdict.reason
     # The whole history verifies it; one public key alone still does too (the auditor's path).
     keys = signing.public_keys(client.store)
-    assert capture.verify_row(rows, header, found.signature, found.proof, keys).verified
+    assert capture_verification.verify_row(
+        rows, header, found.signature, found.proof, keys
+    ).verified
     pem = keys[_key_id(old_key)]
-    assert capture.verify_row(rows, header, found.signature, found.proof, pem).verified
+    assert capture_verification.verify_row(rows, header, found.signature, found.proof, pem).verified
 
 
 def _pem_id(pem: str) -> str:
@@ -171,7 +173,7 @@ def test_a_key_history_row_altered_outside_clew_verifies_nothing(
     client.rotate_signing_key(new_key)
     monkeypatch.setenv(signing.KEY_ENV, str(new_key))
     after, stats = _predict(model, client)  # the writer loads the new key for this batch
-    assert stats["captured"] == 20 and capture.verify_batches(client.store)[1] == []
+    assert stats["captured"] == 20 and capture_verification.verify_batches(client.store)[1] == []
 
     execute_sql(
         client.store,
@@ -183,7 +185,7 @@ def test_a_key_history_row_altered_outside_clew_verifies_nothing(
     assert client.get_prediction(before[0]).verified
     found = client.get_prediction(after[0])
     assert not found.verified and "audited public keys" in found.verification.reason
-    checked, problems = capture.verify_batches(client.store)
+    checked, problems = capture_verification.verify_batches(client.store)
     assert checked == 2 and len(problems) == 1
     assert _key_id(new_key) in problems[0].reason
 
@@ -326,7 +328,7 @@ def test_rotating_through_a_server(
         found = admin.get_prediction(prediction_id)
         assert found.verified and found.key_id == _key_id(key), found.verification
         assert admin.trace(prediction_id).steps[0].verified
-    assert capture.verify_batches(server.store) == (3, [])
+    assert capture_verification.verify_batches(server.store) == (3, [])
 
 
 @pytest.mark.sqlite_only  # a SQLite file made at revision 0003 by design

@@ -27,7 +27,7 @@ import clew
 from clew.cli.main import app
 from clew.client.default import reset
 from clew.errors import IntegrityError, StorageFaultError
-from clew.service import capture
+from clew.service import capture_verification
 from clew.store.location import Store
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -56,7 +56,7 @@ def test_trace_of_a_truncated_capture_file_is_one_sentence(
     model, features = _wine_thread(client)
     _, ids = model.predict_with_ids(features.head(5))
     client.flush_captures()
-    [batch] = capture.all_batches(store)
+    [batch] = capture_verification.all_batches(store)
     with editable_batch(SimpleNamespace(store=store)) as path:  # type: ignore[arg-type]
         path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(StorageFaultError) as raised:

@@ -141,16 +141,16 @@ def test_forged_signature_is_refused(client, thread, store: Store) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from clew.domain import digests
-    from clew.service import capture
+    from clew.domain.captures import SIGNATURE_KEY, header_of
 
     model, features = thread
     _, ids = model.predict_with_ids(features.head(3))
     client.flush_captures()
     with editable_batch(_holding(store)) as path:
         table = pq.read_table(path)
-        header = capture.header_of(table)
+        header = header_of(table)
         forged = Ed25519PrivateKey.generate().sign(digests.canonical_json(header)).hex()
-        metadata = {**table.schema.metadata, capture.SIGNATURE_KEY: forged.encode()}
+        metadata = {**table.schema.metadata, SIGNATURE_KEY: forged.encode()}
         pq.write_table(table.replace_schema_metadata(metadata), path)
     step = clew.trace(ids[1]).step("prediction")
     assert not step.verified and "signature" in step.reason

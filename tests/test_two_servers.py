@@ -35,8 +35,8 @@ from test_registry import train
 import clew
 from clew.client.remote_capture import ARROW_STREAM, encode
 from clew.domain import ids
-from clew.service import accounts, audit, capture, record_check, signing
-from clew.service.capture import Call, CaptureTarget
+from clew.domain.captures import Call, CaptureTarget
+from clew.service import accounts, audit, capture_verification, record_check, signing
 from clew.store import schema
 from clew.store.location import Store, open_store
 
@@ -208,8 +208,10 @@ def _check_store(workload: Workload) -> None:
     assert sorted(run_names) == sorted(run_keys)
     batch_ids = {next(iter(a)) for k, a in workload.answers.items() if "capture" in k}
     assert batch_ids == set(workload.batch_ids.values())
-    assert sorted(batch.id for batch in capture.all_batches(store)) == sorted(batch_ids)
-    checked, problems = capture.verify_batches(store)
+    assert sorted(batch.id for batch in capture_verification.all_batches(store)) == sorted(
+        batch_ids
+    )
+    checked, problems = capture_verification.verify_batches(store)
     assert checked == len(batch_ids) and problems == []
     assert audit.verify_chain(store)[1] is None
     assert record_check.verify_records(store)[1] == []
@@ -314,5 +316,5 @@ def test_one_batch_id_posted_to_both_servers_at_once_keeps_the_recorded_file_int
             assert answers == [200, 201]
     for client in clients:
         client.close()
-    checked, problems = capture.verify_batches(first.store)
+    checked, problems = capture_verification.verify_batches(first.store)
     assert checked == len(batch_ids) and problems == []

@@ -34,7 +34,7 @@ from sklearn.model_selection import train_test_split
 from tamper import corrupt_blob
 
 import clew
-from clew.client import capture
+from clew.client import provenance
 from clew.errors import PolicyError
 from clew.server.ui import create_ui_app, create_ui_router
 from clew.server.ui.pages import ROUTE_PERMISSIONS, SESSION_COOKIE
@@ -81,13 +81,13 @@ def populate(root: Path) -> Populated:
     run_git(repo, "remote", "add", "origin", "https://github.com/acme/iris.git")
     patch = _as_user("alice")
     patch.chdir(repo)
-    capture.refresh()
+    provenance.refresh()
     try:
         made = Populated(root / "home", clew.Client(str(root / "home")))
         _train(made)
     finally:
         patch.undo()
-        capture.refresh()
+        provenance.refresh()
     return made
 
 

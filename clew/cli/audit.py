@@ -16,8 +16,8 @@ import clew
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
 from clew.domain import records
+from clew.domain.captures import BatchProblem
 from clew.service import audit, record_check, signed_heads
-from clew.service.capture import BatchProblem
 
 app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 checkpoint_app = typer.Typer(

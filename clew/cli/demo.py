@@ -31,7 +31,7 @@ from rich.panel import Panel
 import clew
 from clew.cli import output, trace
 from clew.cli.output import console
-from clew.client import capture
+from clew.client import provenance
 from clew.client.default import reset
 from clew.errors import ClewError, PolicyError
 from clew.service.identity import current_actor
@@ -265,7 +265,7 @@ def _run_script(script: Path) -> dict[str, Any]:
     Each script gets a fresh default client and capture cache, as a new process would, so
     its run records the commit it was run at and a permalink to itself.
     """
-    capture.refresh()
+    provenance.refresh()
     reset()
     saved_argv = sys.argv
     sys.argv = [str(script)]
@@ -302,7 +302,7 @@ def _inside(repo: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(previous)
-        capture.refresh()
+        provenance.refresh()
 
 
 @contextmanager

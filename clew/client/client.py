@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clew.client import capture, inputs
+from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
@@ -138,7 +138,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
             kind=kind,
             actor=self.actor,
             parent_id=parent_id,
-            command=capture.command_line(),
+            command=provenance.command_line(),
             seed=self._pending_seed,
             params=params,
             tags=tags,
@@ -247,10 +247,10 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
 
     def _capture_ids(self) -> tuple[str | None, str | None]:
         """Record this process's code and environment artifacts once; reuse their ids."""
-        if self._captured.get("generation") != capture.generation():
-            self._captured = {"generation": capture.generation()}
+        if self._captured.get("generation") != provenance.generation():
+            self._captured = {"generation": provenance.generation()}
         if "environment" not in self._captured:
-            facts = capture.environment()
+            facts = provenance.environment()
             blob = self.store.blobs.put_bytes(digests.canonical_json(facts))
             environment = self._service.artifacts.log(
                 run_id=None,
@@ -269,7 +269,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
         return self._captured["code"], self._captured["environment"]
 
     def _record_code(self) -> str | None:
-        code = capture.code()
+        code = provenance.code()
         if code is None:
             return None
         needed: dict[str, tuple[int, str]] = {}

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from clew.client.audit import EmbeddedAudit
+from clew.domain.captures import CapturedPrediction
 from clew.domain.records import RunRecord
-from clew.service import capture, reads, signing
+from clew.service import capture_lookup, ground_truth, reads, signing
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
+from clew.service.capture_sealing import StoreWriter
 from clew.service.lineage import LineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
@@ -36,10 +38,10 @@ class EmbeddedPredictions:
         return trace_prediction(self.store, prediction_id)
 
     def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str) -> int:
-        return capture.log_labels(self.store, list(prediction_ids), list(labels), actor)
+        return ground_truth.log_labels(self.store, list(prediction_ids), list(labels), actor)
 
     def labels_for(self, prediction_ids: Sequence[str]) -> dict[str, Any]:
-        return capture.labels_for(self.store, list(prediction_ids))
+        return ground_truth.labels_for(self.store, list(prediction_ids))
 
     def public_key(self) -> str:
         return signing.store_public_key(self.store).decode()
@@ -52,11 +54,11 @@ class EmbeddedPredictions:
     ) -> signing.SigningKey:
         return signing.rotate(self.store, request, actor)
 
-    def get_prediction(self, prediction_id: str) -> capture.CapturedPrediction:
-        return capture.find_prediction(self.store, prediction_id)
+    def get_prediction(self, prediction_id: str) -> CapturedPrediction:
+        return capture_lookup.find_prediction(self.store, prediction_id)
 
-    def capture_writer(self, actor: str) -> capture.StoreWriter:
-        return capture.StoreWriter(self.store, actor)
+    def capture_writer(self, actor: str) -> StoreWriter:
+        return StoreWriter(self.store, actor)
 
 
 class EmbeddedBackend:

@@ -46,6 +46,7 @@ from clew.client.remote_capture import (
 )
 from clew.client.remote_sessions import RemoteSessions
 from clew.domain import digests, refs
+from clew.domain.captures import CapturedPrediction, CaptureTarget
 from clew.domain.records import (
     ArtifactRecord,
     MetricPoint,
@@ -60,7 +61,6 @@ from clew.errors import ClewError, FileChangedError, InvalidInputError
 from clew.service import policy, signing
 from clew.service.accounts import AuthenticationError
 from clew.service.artifacts import artifact_ref, export_artifact
-from clew.service.capture import CapturedPrediction, CaptureTarget
 from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.lineage_ingest import IngestResult

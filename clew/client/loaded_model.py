@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from clew.client import input_guard
+from clew.client.capture_queue import CaptureQueue
+from clew.client.copy_arena import CopyArena
 from clew.domain import ids
+from clew.domain.captures import Call, CaptureTarget
 from clew.domain.records import VersionRecord
 from clew.errors import InvalidInputError
-from clew.service import input_guard
-from clew.service.capture import Call, CaptureService, CaptureTarget
-from clew.service.copy_arena import CopyArena
 
 if TYPE_CHECKING:
     from clew.client.client import Client
@@ -109,7 +110,7 @@ class LoadedModel:
         self.capture = capture
         self.copy_inputs = copy_inputs
         self._last_call: tuple[ids.PendingId, int] | None = None
-        self._service: CaptureService | None = None  # the client's, made on first capture
+        self._service: CaptureQueue | None = None  # the client's, made on first capture
         self._targets = {
             method: CaptureTarget(version.id, version.name, version.version, version.digest, method)
             for method in ("predict", "predict_proba")

@@ -20,18 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clew.client.capture_queue import BatchWriter, CaptureQueue, CaptureSettings, CaptureStats
 from clew.client.capture_spool import SpoolSettings
 from clew.client.embedded import EmbeddedBackend
+from clew.domain.captures import CapturedPrediction
 from clew.domain.records import ms_to_iso
 from clew.errors import InvalidInputError
 from clew.service import signing
-from clew.service.capture import (
-    BatchWriter,
-    CapturedPrediction,
-    CaptureService,
-    CaptureSettings,
-    CaptureStats,
-)
 from clew.service.identity import current_actor
 from clew.service.trace import Trace
 
@@ -80,7 +75,7 @@ class PredictionsMixin:
 
     _service: EmbeddedBackend | RemoteBackend
     actor: str
-    _capture: CaptureService | None = None
+    _capture: CaptureQueue | None = None
     _capture_settings: CaptureSettings | None = None
     _spool_settings: SpoolSettings | None = None
 
@@ -197,11 +192,11 @@ class PredictionsMixin:
 
     # --- used by LoadedModel ----------------------------------------------------------
 
-    def _capture_service(self) -> CaptureService:
+    def _capture_service(self) -> CaptureQueue:
         if self._capture is None:
             with _capture_lock:
                 if self._capture is None:
-                    self._capture = CaptureService(self._writer(), self._capture_settings)
+                    self._capture = CaptureQueue(self._writer(), self._capture_settings)
                     _with_capture.add(self)
         return self._capture
 

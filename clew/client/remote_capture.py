@@ -21,20 +21,23 @@ from typing import Any
 
 import pyarrow as pa
 
+from clew.client.capture_queue import Backlog, Undelivered
 from clew.client.capture_spool import CaptureSpool, SpoolSender, undelivered
 from clew.domain import ids, merkle
-from clew.errors import ClewError, InvalidInputError
-from clew.service import capture
-from clew.service.capture import (
+from clew.domain.captures import (
+    CHANGED_KEY,
     REMOTE_COLUMNS,
-    Backlog,
     Call,
     CapturedPrediction,
     CaptureTarget,
-    Undelivered,
     Verification,
     build_table,
+    changed_call_ids,
+    header_of,
+    signature_of,
 )
+from clew.errors import ClewError, InvalidInputError
+from clew.service.capture_verification import verify_row
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 POST_ROWS = 100_000
@@ -153,9 +156,9 @@ def remote_rows(target: CaptureTarget, calls: Sequence[Call]) -> pa.Table:
     """The calls' rows in the columns a server takes (and the calls whose inputs changed)."""
     table = build_table(target, calls)
     table = table.select([name for name in REMOTE_COLUMNS if name in table.column_names])
-    changed = capture.changed_call_ids(calls)
+    changed = changed_call_ids(calls)
     if changed:
-        table = table.replace_schema_metadata({capture.CHANGED_KEY: json.dumps(changed)})
+        table = table.replace_schema_metadata({CHANGED_KEY: json.dumps(changed)})
     return table
 
 
@@ -187,10 +190,10 @@ def remote_prediction(data: dict[str, Any], public_keys: Mapping[str, bytes]) ->
     batch names (``public_keys``: the store's key history by key id)."""
     row = _decoded(data["row"])
     leaf_table = _decoded(data["leaf_table"])
-    header = capture.header_of(leaf_table)
-    signature = capture.signature_of(leaf_table)
+    header = header_of(leaf_table)
+    signature = signature_of(leaf_table)
     proof = [merkle.ProofStep.from_dict(step) for step in data["proof"]]
-    verification = capture.verify_row(
+    verification = verify_row(
         leaf_table, header, signature, proof, public_keys, prediction_id=data["id"]
     )
     if verification.verified and (data["merkle_root"], data["signature"]) != (

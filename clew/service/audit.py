@@ -368,7 +368,7 @@ def verify_digests(store: Store) -> tuple[int, list[DigestProblem]]:
     Blobs are re-hashed, every model version's digest must equal its artifact's, and every
     capture batch must match its file digest, recomputed Merkle root and signature.
     """
-    from clew.service import capture, integrity
+    from clew.service import capture_verification, integrity
 
     blobs = integrity.inventory(store)
     problems = [
@@ -389,7 +389,7 @@ def verify_digests(store: Store) -> tuple[int, list[DigestProblem]]:
                     f"{name}/{number}", f"records {recorded} but its artifact is {actual}"
                 )
             )
-    batches, batch_problems = capture.verify_batches(store)
+    batches, batch_problems = capture_verification.verify_batches(store)
     problems.extend(
         DigestProblem(f"capture:{problem.batch_id}", problem.reason) for problem in batch_problems
     )

@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from clew.domain import digests, records
+from clew.domain.captures import CapturedPrediction
 from clew.domain.records import ArtifactRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, NotFoundError
-from clew.service import audit, capture, graph, record_check, registry, user_keys
+from clew.service import audit, capture_lookup, graph, record_check, registry, user_keys
 from clew.service.artifacts import load_artifact
-from clew.service.capture import CapturedPrediction
 from clew.service.runs import load_runs
 from clew.store import schema
 from clew.store.location import Store
@@ -143,7 +143,7 @@ def summary(outcomes: list[str]) -> str:
 
 
 def trace_prediction(store: Store, prediction_id: str) -> Trace:
-    prediction = capture.find_prediction(store, prediction_id)
+    prediction = capture_lookup.find_prediction(store, prediction_id)
     steps = [_prediction_step(prediction)]
     with store.db.read() as connection:
         version = _version(connection, prediction.model_version_id)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from clew.service import audit, capture, record_check, signed_heads
+from clew.domain.captures import BatchProblem
+from clew.service import audit, capture_verification, record_check, signed_heads
 from clew.service.audit import ChainBreak
-from clew.service.capture import BatchProblem
 from clew.service.record_check import RecordProblem
 from clew.service.signed_heads import CheckpointProblem
 from clew.store.location import Store
@@ -87,7 +87,7 @@ def verify_audit(store: Store, against: str | None = None) -> AuditVerification:
         if against
         else signed_heads.verify_stored(store)
     )
-    batches, batch_problems = capture.verify_batches(store)
+    batches, batch_problems = capture_verification.verify_batches(store)
     return AuditVerification(
         checked,
         broken,

@@ -17,6 +17,7 @@ import pyarrow as pa
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from clew.domain.captures import CaptureTarget
 from clew.errors import InvalidInputError
 from clew.server import arrow_bodies
 from clew.server.arrow_bodies import ARROW_STREAM, BODY_TYPES
@@ -24,14 +25,15 @@ from clew.server.deps import ActorDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.responses import JSONResponse
 from clew.server.routes.models import Name
-from clew.service import capture, signing
+from clew.service import capture_lookup, signing
+from clew.service.capture_acceptance import MAX_REMOTE_ROWS, accept_batch
 from clew.service.registry import RegistryService
 from clew.store.location import Store
 
 router = APIRouter(prefix="/api/v1", tags=["predictions"])
 
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-CAPTURE_LIMITS = arrow_bodies.Limits(rows=capture.MAX_REMOTE_ROWS, values=64 * 1024 * 1024)
+CAPTURE_LIMITS = arrow_bodies.Limits(rows=MAX_REMOTE_ROWS, values=64 * 1024 * 1024)
 BatchId = Annotated[str, Query(min_length=26, max_length=26, description="a client-made ULID")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
@@ -68,7 +70,7 @@ async def post_capture(
     target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
     signer = await run_in_threadpool(_signer, request, services.store)
     accepted = await run_in_threadpool(
-        capture.accept_batch, services.store, signer, actor, target, batch, rows, dropped
+        accept_batch, services.store, signer, actor, target, batch, rows, dropped
     )
     return JSONResponse(accepted.to_dict(), status_code=200 if accepted.duplicate else 201)
 
@@ -80,7 +82,7 @@ def get_prediction(
     """A captured prediction with its proof, its stored row and the rows of its Merkle leaf
     (Arrow IPC, base64) so the caller can re-check leaf, proof and signature with only the
     public key."""
-    found = capture.find_prediction(services.store, prediction_id)
+    found = capture_lookup.find_prediction(services.store, prediction_id)
     data: dict[str, Any] = found.to_dict()
     data["model_version_id"] = found.model_version_id
     data["time_ms"] = found.time_ms
@@ -117,9 +119,9 @@ def _too_large() -> HTTPError:
     )
 
 
-def _target(store: Store, ref: str, method: str) -> capture.CaptureTarget:
+def _target(store: Store, ref: str, method: str) -> CaptureTarget:
     version = RegistryService(store).resolve(ref)
-    return capture.CaptureTarget(version.id, version.name, version.version, version.digest, method)
+    return CaptureTarget(version.id, version.name, version.version, version.digest, method)
 
 
 def _signer(request: Request, store: Store) -> signing.Signer:

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.limits import check_depth
 from clew.server.routes.models import Body, PlainRoute
-from clew.service import capture, signing
+from clew.service import ground_truth, signing
 from clew.service.trace import trace_prediction
 
 router = APIRouter(prefix="/api/v1", tags=["predictions"], route_class=PlainRoute)
@@ -46,13 +46,13 @@ def trace(prediction_id: PredictionId, services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/labels", status_code=201)
 def log_labels(body: Labels, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
-    count = capture.log_labels(services.store, body.prediction_ids, body.labels, actor)
+    count = ground_truth.log_labels(services.store, body.prediction_ids, body.labels, actor)
     return {"count": count}
 
 
 @router.post("/labels/search")
 def labels(body: LabelQuery, services: ServicesDep) -> dict[str, Any]:
-    return capture.labels_for(services.store, body.prediction_ids)
+    return ground_truth.labels_for(services.store, body.prediction_ids)
 
 
 @router.get("/public-key")

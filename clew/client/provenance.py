@@ -1,4 +1,4 @@
-"""Automatic capture of where a run came from: code revision, environment, command line.
+"""A run's provenance, recorded automatically: code revision, environment, command line.
 
 Facts are gathered once per process (a training script is one process) and recorded as
 ``code`` and ``environment`` artifacts, so "which models came from commit X" is a lineage

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from clew.domain.captures import InputGuard
+
 SAMPLES = 256
 MIN_BYTES = 64 * 1024  # smaller arrays are copied: a copy that cheap is exact
 _CACHED_SIZES = 64
 
-InputGuard = tuple[tuple[int, ...], np.dtype, np.ndarray, np.ndarray]
 _positions: dict[int, np.ndarray] = {}
 # Not the global NumPy generator, which ``clew.seed`` seeds: positions must not be predictable.
 _random = np.random.default_rng()
