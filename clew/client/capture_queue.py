@@ -366,7 +366,7 @@ def check_inputs(call: Call) -> bool:
     The copy is checked, not the caller's array: a change made after the check but before
     the batch was built would otherwise be signed unnoticed.
     """
-    if call.guard is None:
+    if call.guard is None or call.inputs is None:
         return False
     copied, guard, call.guard = call.inputs.copy(), call.guard, None
     if input_guard.unchanged(guard, copied):

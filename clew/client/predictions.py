@@ -31,6 +31,7 @@ from clew.service.identity import current_actor
 from clew.service.trace import Trace
 
 if TYPE_CHECKING:
+    from clew.client.client import Client
     from clew.client.http import RemoteBackend
 
 __all__ = [
@@ -253,7 +254,7 @@ def _flush_at_exit() -> None:
             print(f"clew: could not write captured predictions: {error}", file=sys.stderr)
 
 
-def _client() -> Any:
+def _client() -> Client:
     from clew.client.default import get_client
 
     return get_client()

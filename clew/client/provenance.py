@@ -85,7 +85,8 @@ def environment() -> dict[str, Any]:
                 "machine": platform.machine(),
                 "libraries": libraries,
             }
-        return _cache["environment"]
+        facts: dict[str, Any] = _cache["environment"]
+        return facts
 
 
 def code(cwd: Path | None = None) -> CodeFacts | None:
@@ -93,7 +94,8 @@ def code(cwd: Path | None = None) -> CodeFacts | None:
     with _lock:
         if "code" not in _cache:
             _cache["code"] = _code_facts(Path(cwd or os.getcwd()))
-        return _cache["code"]
+        facts: CodeFacts | None = _cache["code"]
+        return facts
 
 
 def _code_facts(cwd: Path) -> CodeFacts | None:

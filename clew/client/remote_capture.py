@@ -167,7 +167,8 @@ def ipc_stream(table: pa.Table, options: pa.ipc.IpcWriteOptions | None = None) -
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    body: bytes = sink.getvalue().to_pybytes()
+    return body
 
 
 def _by_rows(calls: list[Call], limit: int) -> list[list[Call]]:

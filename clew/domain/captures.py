@@ -176,11 +176,13 @@ class BatchProblem:
 
 def header_of(table: pa.Table) -> dict[str, Any]:
     """The signed batch header a capture file carries in its Parquet metadata."""
-    return json.loads((table.schema.metadata or {}).get(HEADER_KEY, b"{}"))
+    header: dict[str, Any] = json.loads((table.schema.metadata or {}).get(HEADER_KEY, b"{}"))
+    return header
 
 
 def signature_of(table: pa.Table) -> str:
-    return (table.schema.metadata or {}).get(SIGNATURE_KEY, b"").decode()
+    signature: bytes = (table.schema.metadata or {}).get(SIGNATURE_KEY, b"")
+    return signature.decode()
 
 
 def leaf_rows_of(header: dict[str, Any]) -> int:
@@ -259,10 +261,14 @@ def _uniform_columns(calls: Sequence[Call], count: int) -> list[pa.Array] | None
     """One array per feature when every call kept every row of a numeric array of the same
     width and dtype: the common case. Each feature is gathered straight from the calls' rows
     (one strided copy per call), so no whole-batch matrix or transposed copy is made."""
-    arrays = [call.inputs for call in calls]
-    if not all(
-        isinstance(a, np.ndarray) and a.ndim in (1, 2) and a.dtype.kind in "biuf" for a in arrays
-    ) or any(call.sampled is not None for call in calls):
+    arrays = [
+        call.inputs
+        for call in calls
+        if isinstance(call.inputs, np.ndarray)
+        and call.inputs.ndim in (1, 2)
+        and call.inputs.dtype.kind in "biuf"
+    ]
+    if len(arrays) != len(calls) or any(call.sampled is not None for call in calls):
         return None
     shaped = [a.reshape(-1, 1) if a.ndim == 1 else a for a in arrays]
     if len({(a.shape[1], a.dtype) for a in shaped}) != 1:

@@ -130,12 +130,13 @@ def _recorded(store: Store, batch_id: str, target: CaptureTarget) -> AcceptedBat
         ).first()
     if row is None:
         return None
-    if row.model_version_id != target.version_id:
+    version_id, count = row
+    if version_id != target.version_id:
         raise ConflictError(
             f"capture batch {batch_id} was already recorded for another model version; send "
             "each batch with a new id."
         )
-    return AcceptedBatch(batch_id, int(row.count), duplicate=True)
+    return AcceptedBatch(batch_id, int(count), duplicate=True)
 
 
 def remote_table(target: CaptureTarget, rows: pa.Table) -> pa.Table:

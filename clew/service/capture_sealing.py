@@ -56,7 +56,7 @@ def write_batch(
 ) -> str:
     """Write one signed batch of in-process calls and record it; returns the batch id."""
     table = build_table(target, calls)
-    call_ids = [call.call_id for call in calls]
+    call_ids = [str(call.call_id) for call in calls]
 
     def hash_leaves() -> bytes:
         header = leaves.header_bytes_for_calls(

@@ -323,15 +323,17 @@ class ObjectCaptureFiles(CaptureFiles):
         return self.key(relative), self.fs
 
     def _read_range(self, relative: str, start: int, length: int) -> bytes:
-        return self.fs.cat_file(self.key(relative), start=start, end=start + length)
+        data: bytes = self.fs.cat_file(self.key(relative), start=start, end=start + length)
+        return data
 
     def _read_all(self, relative: str) -> bytes:
         try:
-            return self.fs.cat_file(self.key(relative))
+            data: bytes = self.fs.cat_file(self.key(relative))
         except FileNotFoundError as error:
             raise NotFoundError(
                 f"capture file {relative} is missing from {self.location}."
             ) from error
+        return data
 
     def exists(self, relative: str) -> bool:
         return bool(self.fs.exists(self.key(relative)))
