@@ -132,7 +132,7 @@ class CaptureQueue:
         self._thread_started = False  # reset in a forked child, which has no writer thread
         self.copying_versions: set[str] = set()  # whose inputs predict must copy, not guard
         self.arena = CopyArena()
-        _services.add(self)
+        _queues.add(self)
 
     # --- the caller's side: never blocks on I/O, never raises -----------------------------
 
@@ -326,13 +326,13 @@ class CaptureQueue:
             )
 
 
-_services: weakref.WeakSet[CaptureQueue] = weakref.WeakSet()
+_queues: weakref.WeakSet[CaptureQueue] = weakref.WeakSet()
 
 
 def _forget_threads() -> None:
-    """In a forked child: the services' writer threads stayed in the parent."""
-    for service in list(_services):
-        service._forget_thread()
+    """In a forked child: the queues' writer threads stayed in the parent."""
+    for queue in list(_queues):
+        queue._forget_thread()
 
 
 if hasattr(os, "register_at_fork"):
