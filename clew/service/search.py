@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, Float, and_, false, literal, not_, or_, se
 from sqlalchemy.sql import Select
 
 from clew.errors import FilterSyntaxError, InvalidInputError
+from clew.service.search_pages import OrderKey, after_row, decode_token, query_digest
 from clew.store import schema
 from clew.store.typed_sql import AsciiLower, ByteOrder, NumberOf
 
@@ -384,9 +385,10 @@ def referenced_keys(text: str | None) -> list[tuple[str, str]]:
     return parser.keys
 
 
-def compile_order_by(order_by: Sequence[str] | None) -> list[Any]:
-    """``["metrics.auc DESC", "start_time"]`` → SQL ordering, NULLs last; newest runs first."""
-    clauses: list[Any] = []
+def order_keys(order_by: Sequence[str] | None) -> list[OrderKey]:
+    """``["metrics.auc DESC", "start_time"]`` → the sort keys, NULLs last; newest runs first,
+    then run id, so the order is total (page tokens rely on that)."""
+    keys: list[OrderKey] = []
     if len(order_by or []) > MAX_ORDER_KEYS:
         raise FilterSyntaxError(f"order_by names more than {MAX_ORDER_KEYS} fields; use fewer.")
     for item in order_by or []:
@@ -402,11 +404,11 @@ def compile_order_by(order_by: Sequence[str] | None) -> list[Any]:
             )
         descending = len(words) == 2 and words[1].upper() == "DESC"
         column = _order_column(words[0])
-        clauses.append(column.is_(None))
-        clauses.append(column.desc() if descending else column.asc())
-    clauses.append(schema.runs.c.start_ms.desc())
-    clauses.append(schema.runs.c.id.desc())
-    return clauses
+        keys.append(OrderKey(column.is_(None), descending=False, is_null_flag=True))
+        keys.append(OrderKey(column, descending))
+    keys.append(OrderKey(schema.runs.c.start_ms, descending=True))
+    keys.append(OrderKey(schema.runs.c.id, descending=True))
+    return keys
 
 
 def _order_column(field: str) -> Any:
@@ -437,9 +439,15 @@ def build_query(
     order_by: Sequence[str] | None,
     max_results: int,
     experiments: Sequence[str] | None = None,
+    page_token: str | None = None,
 ) -> Select[Any]:
+    """Run ids in order, each with its sort-key values (the last row's make the next page
+    token), starting after ``page_token``'s row when one is given."""
     runs, contexts = schema.runs, schema.contexts
-    query = select(runs.c.id).join(contexts, contexts.c.id == runs.c.experiment_id)
+    keys = order_keys(order_by)
+    # Labelled, so ORDER BY names the selected column and each key subquery runs once per row.
+    columns = [key.expression.label(f"key_{i}") for i, key in enumerate(keys)]
+    query = select(runs.c.id, *columns).join(contexts, contexts.c.id == runs.c.experiment_id)
     condition = compile_filter(filter_text)
     if condition is not None:
         query = query.where(condition)
@@ -451,4 +459,11 @@ def build_query(
             if experiments
             else query.where(false())
         )
-    return query.order_by(*compile_order_by(order_by)).limit(max_results)
+    if page_token is not None:
+        digest = query_digest(filter_text, order_by, experiments)
+        query = query.where(after_row(keys, decode_token(page_token, digest, len(keys))))
+    ordering = [
+        column.desc() if key.descending else column.asc()
+        for key, column in zip(keys, columns, strict=True)
+    ]
+    return query.order_by(*ordering).limit(max_results)
