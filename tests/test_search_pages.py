@@ -4,7 +4,9 @@ to their search — on the embedded store, PostgreSQL and through the server ali
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -118,3 +120,77 @@ def test_the_cli_pages_with_the_token_it_prints(client: clew.Client, runs: list[
     assert second.exit_code == 0, second.output
     body = json.loads(second.stdout)
     assert len(body["runs"]) == RUNS - 20 and body["next_page_token"] is None
+
+
+MODELS = ["rf", "gbm", "lr", "rf", "rf", "svm"]
+RARE = 12  # the one "knn" run; its auc sits mid-range, far from either end of the index
+
+
+@pytest.fixture
+def scored(client: clew.Client) -> pd.DataFrame:
+    """Runs with 25 auc values, most shared by two runs (ties), some runs without auc, and one
+    run of a rare model whose auc is in the middle of the range."""
+    for i in range(60):
+        with client.start_run(experiment="scored", name=f"s{i}", capture_code=False) as run:
+            if i % 7:
+                run.log_metric("auc", 0.5 + (i % 25) / 50)
+            run.log_params({"model": "knn" if i == RARE else MODELS[i % 6]})
+    return client.search_runs(max_results=1000)
+
+
+def _expected(frame: pd.DataFrame, keep: Any, descending: bool) -> list[str]:
+    """The order clew promises, computed here from the runs themselves: auc (missing last),
+    then newest first, then run id, newest first."""
+    rows = [row for row in frame.to_dict("records") if keep(row)]
+    newest = sorted(rows, key=lambda row: (row["start_time"], row["run_id"]), reverse=True)
+    present = [row for row in newest if not pd.isna(row.get("metrics.auc"))]
+    missing = [row for row in newest if pd.isna(row.get("metrics.auc"))]
+    present.sort(key=lambda row: row["metrics.auc"], reverse=descending)
+    return [row["run_id"] for row in present + missing]
+
+
+def _auc(row: dict[str, Any], missing: float) -> float:
+    value = row.get("metrics.auc")
+    return missing if value is None or pd.isna(value) else float(value)
+
+
+FILTERS: list[tuple[str | None, Any]] = [
+    (None, lambda row: True),
+    ("metrics.auc > 0.7", lambda row: _auc(row, 0) > 0.7),
+    (
+        "metrics.auc >= 0.6 and metrics.auc < 0.9 and params.model = 'rf'",
+        lambda row: 0.6 <= _auc(row, 0) < 0.9 and row["params.model"] == "rf",
+    ),
+    (
+        "metrics.auc < 0.65 or params.model = 'svm'",
+        lambda row: _auc(row, 1) < 0.65 or row["params.model"] == "svm",
+    ),
+    ("(metrics.auc = 0.74)", lambda row: _auc(row, 0) == 0.74),
+    ("params.model = 'knn'", lambda row: row["params.model"] == "knn"),
+    ("metrics.auc is null", lambda row: pd.isna(row.get("metrics.auc"))),
+]
+
+
+def _paged(client: clew.Client, filter_text: str | None, order: list[str], size: int) -> list[str]:
+    seen: list[str] = []
+    token = None
+    while True:
+        page = client.search_runs_page(filter_text, order, size, page_token=token)
+        seen.extend(page.runs["run_id"])
+        token = page.next_page_token
+        if token is None:
+            return seen
+
+
+@pytest.mark.parametrize("filter_text,keep", FILTERS, ids=[str(f) for f, _ in FILTERS])
+def test_ordering_by_a_metric_gives_the_promised_order_on_every_path(
+    client: clew.Client, scored: pd.DataFrame, filter_text: str | None, keep: Any
+) -> None:
+    """Small pages make the bounded index walk give up on rare filters (the generic plan
+    answers), large ones let it finish; pages cross from runs with auc to runs without."""
+    for descending in (True, False):
+        order = ["metrics.auc DESC" if descending else "metrics.auc"]
+        expected = _expected(scored, keep, descending)
+        assert expected, filter_text
+        for size in (1, 3, 100):
+            assert _paged(client, filter_text, order, size) == expected, (descending, size)

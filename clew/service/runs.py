@@ -522,19 +522,19 @@ def search_run_page(
 ) -> RunPage:
     """Up to ``max_results`` runs after ``page_token``'s row, and the token for the next page
     (one extra row is read to know whether there is one)."""
-    from clew.service.search import build_query
+    from clew.service.search import build_plan
     from clew.service.search_pages import encode_token, query_digest
 
     if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
         raise InvalidInputError(f"max_results {max_results!r} must be from 1 to {MAX_RESULTS:,}.")
-    query = build_query(filter_text, order_by, max_results + 1, experiments, page_token)
+    plan = build_plan(filter_text, order_by, experiments, page_token)
     timeout_ms = search_timeout_ms()
     too_slow = (
         f"the search ran past its {timeout_ms / 1000:g} s limit ({SEARCH_TIMEOUT_ENV}) and was "
         "cancelled; narrow the filter, name experiments or lower max_results."
     )
     with store.db.read_within(timeout_ms, too_slow) as connection:
-        rows = connection.execute(query).all()
+        rows = plan.rows(connection, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
         runs = load_runs(connection, [row[0] for row in page])
     digest = query_digest(filter_text, order_by, experiments)
