@@ -65,12 +65,18 @@ def search(
     experiment: Annotated[
         list[str] | None, typer.Option("--experiment", "-e", help="Repeatable.")
     ] = None,
+    page_token: Annotated[
+        str | None,
+        typer.Option("--page-token", help="The token a previous page printed, for the next page."),
+    ] = None,
     format: FormatOption = Format.table,
 ) -> None:
-    """Runs matching a filter (see docs/runs.md for the language)."""
+    """Runs matching a filter (see docs/runs.md for the language), a page at a time."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownKeyWarning)
-        found = clew.search_runs(filter, order_by or None, max_results, experiment or None)
+        page = clew.get_client().search_runs_page(
+            filter, order_by or None, max_results, experiment or None, page_token
+        )
     for warning in caught:
         if issubclass(warning.category, UnknownKeyWarning):
             err_console.print(f"[yellow]warning:[/yellow] {escape(str(warning.message))}")
@@ -78,7 +84,14 @@ def search(
             warnings.showwarning(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
-    _render_runs(found, format, f"runs matching {filter}")
+    if format is Format.json:
+        output.print_json(
+            {"runs": frame_to_runs(page.runs), "next_page_token": page.next_page_token}
+        )
+        return
+    _render_runs(page.runs, format, f"runs matching {filter}")
+    if page.next_page_token is not None:
+        err_console.print(f"more runs: repeat the command with --page-token {page.next_page_token}")
 
 
 @app.command("show")

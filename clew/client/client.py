@@ -12,6 +12,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,14 @@ if TYPE_CHECKING:
     from clew.client.http import RemoteBackend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of a run search: the runs as a DataFrame and the token for the next page."""
+
+    runs: pd.DataFrame
+    next_page_token: str | None
 
 
 class Lineage:
@@ -179,6 +188,22 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
             run.flush()
         found = self._service.search_runs(filter, order_by, max_results, experiments)
         return runs_to_frame(found)
+
+    def search_runs_page(
+        self,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunsPage:
+        """One page of :meth:`search_runs`; pass ``page.next_page_token`` back for the next
+        page (None on the last). Pages follow the same order and never repeat or skip a run,
+        even while new runs are logged; a token only works with the search that made it."""
+        for run in self._stack():
+            run.flush()
+        page = self._service.search_run_page(filter, order_by, max_results, experiments, page_token)
+        return RunsPage(runs_to_frame(page.runs), page.next_page_token)
 
     def export_artifact(self, ref: str, destination: str | Path) -> Path:
         """Copy an artifact out of the store (a file, or a directory for directories/models).

@@ -11,7 +11,7 @@ from typing import Any
 
 from clew.client.audit import EmbeddedAudit
 from clew.domain.captures import CapturedPrediction
-from clew.domain.records import RunRecord
+from clew.domain.records import RunPage, RunRecord
 from clew.service import capture_lookup, ground_truth, reads, signing
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
@@ -20,7 +20,7 @@ from clew.service.lineage import LineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
-from clew.service.runs import RunService, search_runs, unknown_keys, warn_unknown_keys
+from clew.service.runs import RunService, search_run_page, unknown_keys, warn_unknown_keys
 from clew.service.sessions import SessionService
 from clew.service.trace import Trace, trace_prediction
 from clew.service.user_keys import UserKeyService
@@ -89,9 +89,21 @@ class EmbeddedBackend:
         max_results: int = 1000,
         experiments: Sequence[str] | None = None,
     ) -> list[RunRecord]:
-        found = search_runs(self.store, filter_text, order_by, max_results, experiments)
+        return self.search_run_page(filter_text, order_by, max_results, experiments).runs
+
+    def search_run_page(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        page = search_run_page(
+            self.store, filter_text, order_by, max_results, experiments, page_token
+        )
         warn_unknown_keys(unknown_keys(self.store, filter_text))
-        return found
+        return page
 
     def close(self) -> None:
         self.store.close()

@@ -53,6 +53,7 @@ from clew.domain.records import (
     ModelRecord,
     R,
     RegistryEvent,
+    RunPage,
     RunRecord,
     VersionRecord,
     from_fields,
@@ -65,7 +66,13 @@ from clew.service.graph import Node, WalkedEdge
 from clew.service.lineage import NODE_COLUMNS, LineageResult
 from clew.service.lineage_ingest import IngestResult
 from clew.service.policy import StoredPolicy
-from clew.service.runs import WARNINGS_HEADER, check_key, param_text, warn_unknown_keys
+from clew.service.runs import (
+    NEXT_PAGE_HEADER,
+    WARNINGS_HEADER,
+    check_key,
+    param_text,
+    warn_unknown_keys,
+)
 from clew.service.trace import Trace
 from clew.service.user_keys import SignedStatement, UserKey
 from clew.store.blobs import (
@@ -329,18 +336,30 @@ class RemoteRuns:
         max_results: int = 1000,
         experiments: Sequence[str] | None = None,
     ) -> list[RunRecord]:
+        return self.search_run_page(filter_text, order_by, max_results, experiments).runs
+
+    def search_run_page(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
         body = {
             "filter": filter_text,
             "order_by": list(order_by) if order_by else None,
             "max_results": max_results,
             "experiments": None if experiments is None else list(experiments),
+            "page_token": page_token,
         }
         headers = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
         content = _encode(body)
         response = self._t.send("POST", "/runs/search", lambda: content, None, headers)
         rows = self._t.decode(response)
         warn_unknown_keys(json.loads(response.headers.get(WARNINGS_HEADER, "[]")))
-        return [run_from_wire(row) for row in rows]
+        runs = [run_from_wire(row) for row in rows]
+        return RunPage(runs, response.headers.get(NEXT_PAGE_HEADER))
 
 
 def _request_key(kind: str, run_id: str, content: Any) -> str:
@@ -1273,6 +1292,18 @@ class RemoteBackend:
         experiments: Sequence[str] | None = None,
     ) -> list[RunRecord]:
         return self.runs.search_runs(filter_text, order_by, max_results, experiments)
+
+    def search_run_page(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        return self.runs.search_run_page(
+            filter_text, order_by, max_results, experiments, page_token
+        )
 
     def close(self) -> None:
         self._transport.close()

@@ -220,3 +220,11 @@ class RegistryEvent:
             "comment": self.comment,
             "evidence": self.evidence,
         }
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of a run search; ``next_page_token`` is None on the last page."""
+
+    runs: list[RunRecord]
+    next_page_token: str | None

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select
 
 from clew.domain import ids, records, refs
-from clew.domain.records import MetricPoint, RunRecord
+from clew.domain.records import MetricPoint, RunPage, RunRecord
 from clew.errors import (
     ConflictError,
     InvalidInputError,
@@ -493,6 +493,7 @@ def unknown_keys(store: Store, filter_text: str | None) -> list[str]:
 
 
 WARNINGS_HEADER = "Clew-Warnings"  # how the server hands these sentences to a remote SDK
+NEXT_PAGE_HEADER = "Clew-Next-Page-Token"  # the next page's token, when there is one
 
 
 def warn_unknown_keys(messages: Sequence[str]) -> None:
@@ -508,19 +509,37 @@ def search_runs(
     max_results: int = 1000,
     experiments: Sequence[str] | None = None,
 ) -> list[RunRecord]:
-    from clew.service.search import build_query
+    return search_run_page(store, filter_text, order_by, max_results, experiments).runs
+
+
+def search_run_page(
+    store: Store,
+    filter_text: str | None = None,
+    order_by: Sequence[str] | None = None,
+    max_results: int = 1000,
+    experiments: Sequence[str] | None = None,
+    page_token: str | None = None,
+) -> RunPage:
+    """Up to ``max_results`` runs after ``page_token``'s row, and the token for the next page
+    (one extra row is read to know whether there is one)."""
+    from clew.service.search import build_plan
+    from clew.service.search_pages import encode_token, query_digest
 
     if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
         raise InvalidInputError(f"max_results {max_results!r} must be from 1 to {MAX_RESULTS:,}.")
-    query = build_query(filter_text, order_by, max_results, experiments)
+    plan = build_plan(filter_text, order_by, experiments, page_token)
     timeout_ms = search_timeout_ms()
     too_slow = (
         f"the search ran past its {timeout_ms / 1000:g} s limit ({SEARCH_TIMEOUT_ENV}) and was "
         "cancelled; narrow the filter, name experiments or lower max_results."
     )
     with store.db.read_within(timeout_ms, too_slow) as connection:
-        run_ids = connection.execute(query).scalars().all()
-        return load_runs(connection, run_ids)
+        rows = plan.rows(connection, max_results + 1)
+        page, more = rows[:max_results], len(rows) > max_results
+        runs = load_runs(connection, [row[0] for row in page])
+    digest = query_digest(filter_text, order_by, experiments)
+    token = encode_token(digest, list(page[-1][1:])) if more else None
+    return RunPage(runs, token)
 
 
 def search_timeout_ms() -> int:

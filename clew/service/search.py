@@ -25,10 +25,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, false, literal, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Row,
+    and_,
+    false,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.sql import Select
 
 from clew.errors import FilterSyntaxError, InvalidInputError
+from clew.service.search_pages import OrderKey, after_row, decode_token, query_digest
 from clew.store import schema
 from clew.store.typed_sql import AsciiLower, ByteOrder, NumberOf
 
@@ -107,6 +121,10 @@ class _Parser:
         self.keys: list[tuple[str, str]] = []  # (metrics|params|tags, key) the filter names
         self.clauses = 0
         self.depth = 0
+        # Comparisons every matching run satisfies (``and``-ed at the top level), by metric key:
+        # a metric-ordered search also applies them to the index walk (see _MetricPath).
+        self.metric_conjuncts: list[tuple[str, str, Any]] = []
+        self.top_level_or = False
 
     def parse(self) -> ColumnElement[bool]:
         expression = self._or()
@@ -132,6 +150,7 @@ class _Parser:
         parts = [self._and()]
         while self._peek_word("or"):
             self.index += 1
+            self.top_level_or = self.top_level_or or self.depth == 0
             parts.append(self._and())
         return parts[0] if len(parts) == 1 else or_(*parts)
 
@@ -174,6 +193,8 @@ class _Parser:
         entity, _, key = ident.text.partition(".")
         key = key.strip('`"')
         operator, value = self._operator_and_value()
+        if self.depth == 0 and entity.lower() in ("metrics", "metric"):
+            self.metric_conjuncts.append((key, operator, value))
         return _compile_clause(entity.lower(), key, operator, value, self)
 
     def _operator_and_value(self) -> tuple[str, Any]:
@@ -365,6 +386,23 @@ def compile_filter(text: str | None) -> ColumnElement[bool] | None:
     return _Parser(text).parse()
 
 
+def metric_conditions(text: str | None, key: str, column: Any) -> list[ColumnElement[bool]]:
+    """The filter's conditions on metric ``key`` that every matching run meets, applied to
+    ``column`` (the metric's value): each is implied by the filter, so adding them to a
+    query changes no result and lets an index skip runs that cannot match."""
+    if text is None or not text.strip():
+        return []
+    parser = _Parser(text)
+    parser.parse()
+    if parser.top_level_or:
+        return []
+    return [
+        _numeric(column, f"metrics.{key}", operator, value, parser, as_float=True)
+        for name, operator, value in parser.metric_conjuncts
+        if name == key and operator in ("=", "<", "<=", ">", ">=")
+    ]
+
+
 def _check_filter(text: str) -> None:
     if len(text) > MAX_FILTER_LENGTH:
         raise FilterSyntaxError(
@@ -384,9 +422,10 @@ def referenced_keys(text: str | None) -> list[tuple[str, str]]:
     return parser.keys
 
 
-def compile_order_by(order_by: Sequence[str] | None) -> list[Any]:
-    """``["metrics.auc DESC", "start_time"]`` → SQL ordering, NULLs last; newest runs first."""
-    clauses: list[Any] = []
+def order_keys(order_by: Sequence[str] | None) -> list[OrderKey]:
+    """``["metrics.auc DESC", "start_time"]`` → the sort keys, NULLs last; newest runs first,
+    then run id, so the order is total (page tokens rely on that)."""
+    keys: list[OrderKey] = []
     if len(order_by or []) > MAX_ORDER_KEYS:
         raise FilterSyntaxError(f"order_by names more than {MAX_ORDER_KEYS} fields; use fewer.")
     for item in order_by or []:
@@ -402,11 +441,11 @@ def compile_order_by(order_by: Sequence[str] | None) -> list[Any]:
             )
         descending = len(words) == 2 and words[1].upper() == "DESC"
         column = _order_column(words[0])
-        clauses.append(column.is_(None))
-        clauses.append(column.desc() if descending else column.asc())
-    clauses.append(schema.runs.c.start_ms.desc())
-    clauses.append(schema.runs.c.id.desc())
-    return clauses
+        keys.append(OrderKey(column.is_(None), descending=False, is_null_flag=True))
+        keys.append(OrderKey(column, descending))
+    keys.append(OrderKey(schema.runs.c.start_ms, descending=True))
+    keys.append(OrderKey(schema.runs.c.id, descending=True))
+    return keys
 
 
 def _order_column(field: str) -> Any:
@@ -432,12 +471,132 @@ def _order_column(field: str) -> Any:
     return value if table is schema.latest_metrics else ByteOrder(value)
 
 
-def build_query(
+# How many index entries the metric-ordered path reads before it gives up on a filter that
+# rejects most runs, as multiples of the page (the generic plan then scans every run once).
+PROBES = (10,)
+
+
+def build_plan(
     filter_text: str | None,
     order_by: Sequence[str] | None,
-    max_results: int,
     experiments: Sequence[str] | None = None,
-) -> Select[Any]:
+    page_token: str | None = None,
+) -> SearchPlan:
+    """How to read the runs in order, each row a run id and its sort-key values (the last
+    row's make the next page token), starting after ``page_token``'s row."""
+    keys = order_keys(order_by)
+    last = None
+    if page_token is not None:
+        digest = query_digest(filter_text, order_by, experiments)
+        last = decode_token(page_token, digest, len(keys))
+    base = _filtered(filter_text, experiments)
+    generic = _ordered(base, [], keys, last)
+    metric = _leading_metric(order_by)
+    if metric is None:
+        return SearchPlan(generic, None)
+    implied = metric_conditions(filter_text, metric, _MetricPath.VALUE)
+    return SearchPlan(generic, _MetricPath.build(base, metric, keys, last, implied))
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """One query over every matching run, and a faster path when a metric orders first."""
+
+    generic: Select[Any]
+    metric: _MetricPath | None
+
+    def rows(self, connection: Connection, limit: int) -> list[Row[Any]]:
+        found = None if self.metric is None else self.metric.rows(connection, limit)
+        if found is None:
+            found = list(connection.execute(self.generic.limit(limit)).all())
+        return found
+
+
+@dataclass(frozen=True)
+class _MetricPath:
+    """Runs ordered by a metric first: the runs that have it, walked in value order along
+    ``ix_latest_metrics_key_value`` so the database stops after the page, then the runs
+    without it (they sort last). Ordering by a per-run subquery instead makes the database
+    look up and sort every matching run (100k runs: ~200 ms instead of ~20 ms).
+
+    A filter that rejects most runs would make that walk read the whole index, so the walk
+    is bounded: it reads the first 10× the page's index entries (all entries tied with the
+    last one included, so the order stays exact) and, if the filter leaves too few of them,
+    hands over to the generic plan, which costs what it did before this path existed. The
+    filter's own top-level comparisons on the metric (``metrics.auc > 0.8``) narrow the walk
+    first, so they never make it fall back."""
+
+    with_value: Select[Any]
+    without_value: Select[Any]
+    value: Any
+    ordered_values: Select[Any]
+    descending: bool
+    skip_values: bool
+
+    TABLE = schema.latest_metrics.alias("ordered_metric")
+    VALUE = TABLE.c.value
+
+    @classmethod
+    def build(
+        cls,
+        base: Select[Any],
+        metric: str,
+        keys: list[OrderKey],
+        last: list[Any] | None,
+        implied: list[ColumnElement[bool]],
+    ) -> _MetricPath:
+        table = cls.TABLE
+        present = and_(table.c.run_id == schema.runs.c.id, table.c.key == metric)
+        with_value = base.join(table, present).where(table.c.value.is_not(None), *implied)
+        without_value = base.where(
+            ~select(table.c.run_id).where(present, table.c.value.is_not(None)).exists()
+        )
+        descending, rest = keys[1].descending, keys[2:]
+        in_missing = last is not None and bool(last[0])
+        ordered_values = (
+            select(table.c.value)
+            .where(table.c.key == metric, table.c.value.is_not(None), *implied)
+            .order_by(table.c.value.desc() if descending else table.c.value.asc())
+        )
+        if last is not None and not in_missing:
+            at_or_after = table.c.value <= last[1] if descending else table.c.value >= last[1]
+            ordered_values = ordered_values.where(at_or_after)
+        by_value = [OrderKey(table.c.value, descending), *rest]
+        after_missing = last[2:] if last is not None and in_missing else None
+        return cls(
+            with_value=_ordered(with_value, [false()], by_value, last and last[1:]),
+            without_value=_ordered(without_value, [true(), null()], rest, after_missing),
+            value=table.c.value,
+            ordered_values=ordered_values,
+            descending=descending,
+            skip_values=in_missing,
+        )
+
+    def rows(self, connection: Connection, limit: int) -> list[Row[Any]] | None:
+        found: list[Row[Any]] = []
+        if not self.skip_values:
+            walked = self._rows_with_value(connection, limit)
+            if walked is None:
+                return None
+            found = walked
+        if len(found) < limit:
+            found += connection.execute(self.without_value.limit(limit - len(found))).all()
+        return found
+
+    def _rows_with_value(self, connection: Connection, limit: int) -> list[Row[Any]] | None:
+        for multiple in PROBES:
+            nth = self.ordered_values.offset(multiple * limit - 1).limit(1)
+            bound = connection.execute(nth).scalar()
+            query = self.with_value
+            if bound is not None:
+                query = query.where(self.value >= bound if self.descending else self.value <= bound)
+            found = list(connection.execute(query.limit(limit)).all())
+            if bound is None or len(found) == limit:
+                return found
+        return None
+
+
+def _filtered(filter_text: str | None, experiments: Sequence[str] | None) -> Select[Any]:
     runs, contexts = schema.runs, schema.contexts
     query = select(runs.c.id).join(contexts, contexts.c.id == runs.c.experiment_id)
     condition = compile_filter(filter_text)
@@ -451,4 +610,30 @@ def build_query(
             if experiments
             else query.where(false())
         )
-    return query.order_by(*compile_order_by(order_by)).limit(max_results)
+    return query
+
+
+def _ordered(
+    query: Select[Any], fixed: list[Any], keys: list[OrderKey], last: list[Any] | None
+) -> Select[Any]:
+    """``query`` ordered by ``keys``, after ``last`` (their values) when given; ``fixed``
+    are key values every row of this query shares (reported, not sorted on)."""
+    # Labelled, so ORDER BY names the selected column and each key subquery runs once per row.
+    columns = [key.expression.label(f"key_{i}") for i, key in enumerate(keys)]
+    query = query.add_columns(*fixed, *columns)
+    if last is not None:
+        query = query.where(after_row(keys, last))
+    return query.order_by(
+        *(
+            column.desc() if key.descending else column.asc()
+            for key, column in zip(keys, columns, strict=True)
+        )
+    )
+
+
+def _leading_metric(order_by: Sequence[str] | None) -> str | None:
+    """The metric key the search orders by first, if it orders by a metric first."""
+    if not order_by:
+        return None
+    entity, dot, key = order_by[0].strip().split()[0].partition(".")
+    return key.strip('`"') if dot and entity in ("metrics", "metric") else None

@@ -32,9 +32,10 @@ from clew.server.routes.models import (
 from clew.service import accounts
 from clew.service.runs import (
     MAX_RESULTS,
+    NEXT_PAGE_HEADER,
     WARNINGS_HEADER,
     check_key,
-    search_runs,
+    search_run_page,
     unknown_keys,
 )
 
@@ -147,6 +148,8 @@ class Search(Body):
     order_by: Annotated[list[OrderKey], Field(max_length=20)] | None = None
     max_results: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 1000
     experiments: Annotated[list[Name], Field(max_length=1000)] | None = None
+    # Checked by the service (clew/service/search_pages.py), so its sentence is the same here.
+    page_token: str | None = None
 
 
 @router.post("", status_code=201)
@@ -158,13 +161,21 @@ def create_run(body: CreateRun, services: ServicesDep, actor: ActorDep) -> dict[
 @router.post("/search", dependencies=[Depends(fair_use.search_slot)])
 def search(body: Search, services: ServicesDep) -> Response:
     """The runs; filter keys no run has are named in the ``Clew-Warnings`` header (a JSON
-    list of sentences), which the SDK raises as ``UnknownKeyWarning``."""
-    found = search_runs(
-        services.store, body.filter, body.order_by, body.max_results, body.experiments
+    list of sentences), which the SDK raises as ``UnknownKeyWarning``; the next page's token,
+    if there is a next page, is in ``Clew-Next-Page-Token`` (the body stays a plain list)."""
+    page = search_run_page(
+        services.store,
+        body.filter,
+        body.order_by,
+        body.max_results,
+        body.experiments,
+        body.page_token,
     )
     messages = unknown_keys(services.store, body.filter)
-    headers = {WARNINGS_HEADER: json.dumps(messages)} if messages else None
-    return JSONResponse([wire(run) for run in found], headers=headers)
+    headers = {WARNINGS_HEADER: json.dumps(messages)} if messages else {}
+    if page.next_page_token is not None:
+        headers[NEXT_PAGE_HEADER] = page.next_page_token
+    return JSONResponse([wire(run) for run in page.runs], headers=headers)
 
 
 @router.get("/{run_id}")
