@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 import clew
 from clew.cli import output
 from clew.cli.output import console
-from clew.service.lineage import LineageResult
+
+if TYPE_CHECKING:
+    from clew.service.lineage import LineageResult
 
 
 class LineageFormat(StrEnum):

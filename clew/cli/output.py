@@ -164,18 +164,3 @@ def _readable(value: Any) -> Any:
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
     return value
-
-
-def local_store(command: str) -> Any:
-    """The default client's store, for ``command``s that must read it directly.
-
-    ``clew verify`` re-reads every stored byte, which only makes sense next to the data (no
-    server route does it); against a server it says where to run instead.
-    """
-    import clew
-    from clew.client.audit import server_host_only
-
-    client = clew.get_client()
-    if not hasattr(client.store, "db"):
-        raise server_host_only(command, client.uri)
-    return client.store
