@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 import clew
 from clew.cli import output
 from clew.cli.output import console
-
-if TYPE_CHECKING:
-    from clew.service.lineage import LineageResult
+from clew.service.lineage import LineageResult
 
 
 class LineageFormat(StrEnum):
