@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer._click.core import Context  # the click typer carries, which its groups use
 
 from clew.errors import ClewError
 
@@ -57,7 +58,7 @@ FormatOption = Annotated[
 class ClewGroup(typer.core.TyperGroup):
     """The root command group: turns clew's expected errors into one line and exit 1."""
 
-    def invoke(self, ctx: Any) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         fit_console()
         try:
             return super().invoke(ctx)

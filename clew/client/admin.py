@@ -241,9 +241,9 @@ def verify_store(
     from clew.client.default import get_client  # the client (and pandas) only when used
 
     client = get_client()
-    if not hasattr(client.store, "db"):
+    store = client.store
+    if not isinstance(store, Store):
         raise server_host_only("clew verify", client.uri)
-    store: Store = client.store
     database = integrity.check_database(store)
     blobs = integrity.inventory(store)
     total = sum(blobs.values())
