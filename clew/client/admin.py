@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clew.client.audit import server_host_only
+from clew.errors import InvalidInputError
 from clew.service import accounts, integrity, registry, signing
 from clew.service import backup as backups
 from clew.service import gc as collector
@@ -338,12 +339,21 @@ def _log_config() -> dict[str, Any]:
 
 
 def ui_app(host: str) -> FastAPI:
-    """The web UI over the default client, answering to ``host`` (and loopback) only."""
+    """The web UI over the default client's store, answering to ``host`` (and loopback) only.
+
+    It reads the store in this process; a clew server already serves the same UI itself.
+    """
     from clew.client.default import get_client
     from clew.server.ui import create_ui_app
 
+    client = get_client()
+    if not isinstance(client.store, Store):
+        raise InvalidInputError(
+            f"{client.uri} is a clew server, which serves the web UI itself at "
+            f"{client.uri}/ui/; clew ui serves a store directory or database (CLEW_URI)."
+        )
     hosts = None if host in ("127.0.0.1", "localhost") else [host, "127.0.0.1", "localhost"]
-    return create_ui_app(get_client(), allowed_hosts=hosts)
+    return create_ui_app(client, allowed_hosts=hosts)
 
 
 def run_ui(app: FastAPI, host: str, port: int) -> None:
