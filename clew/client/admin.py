@@ -47,7 +47,6 @@ __all__ = [
     "MAX_TOKEN_DAYS",
     "SCHEMA_HEAD",
     "SIGNING_KEY_ENV",
-    "WORKER_HEALTHCHECK_S",
     "BackupSummary",
     "BlobProblem",
     "DatabaseCheck",
