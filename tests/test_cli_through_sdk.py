@@ -10,6 +10,9 @@ where to run it; an unreachable server is "unavailable" (check the address, retr
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,6 +130,27 @@ def test_commands_for_the_store_host_say_where_to_run_them(
     line = _one_sentence(runner.invoke(app, command), served.url, "run it on the server host")
     assert "--uri" in line
     assert not (tmp_path / command[-1]).exists()
+
+
+@pytest.mark.backend_independent
+def test_clew_ui_against_a_server_address_points_at_the_servers_own_ui(
+    served: RunningServer,
+) -> None:
+    """In a subprocess with a deadline: were it not refused, it would serve until killed."""
+    env = {**os.environ, "CLEW_URI": served.url, "CLEW_TOKEN": served.user("alice", "admin")}
+    port = str(free_port())
+    done = subprocess.run(
+        [sys.executable, "-c", f"from clew.cli.main import app; app(['ui', '--port', '{port}'])"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert f"{served.url} is a clew server" in lines[0] and "/ui/" in lines[0]
+    assert "clew ui: http" not in done.stdout
 
 
 def test_checkpoints_are_exported_and_checked_through_a_server(

@@ -8,7 +8,7 @@ URL or a clew server alike; the server runs the checks next to its store.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,7 +17,9 @@ from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
 from clew.domain import records
 from clew.domain.captures import BatchProblem
-from clew.service import audit, record_check, signed_heads
+
+if TYPE_CHECKING:
+    from clew.service import audit, record_check, signed_heads
 
 app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 checkpoint_app = typer.Typer(

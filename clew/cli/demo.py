@@ -34,7 +34,6 @@ from clew.cli.output import console
 from clew.client import provenance
 from clew.client.default import reset
 from clew.errors import ClewError, PolicyError
-from clew.service.identity import current_actor
 
 PROJECT = Path(__file__).with_name("demo_project")
 MODEL = "tumor-classifier"
@@ -79,7 +78,7 @@ def demo(
     """Train, register, approve, promote, serve and trace a scikit-learn model end to end."""
     started = time.perf_counter()
     workspace = Path(workdir or tempfile.mkdtemp(prefix="clew-demo-")).resolve()
-    creator = current_actor()
+    creator = clew.get_client().actor
     made = Made(workspace / "tumor-screening", creator, _second_user(creator))
     console.print(
         Panel(

@@ -17,8 +17,8 @@ import typer
 
 import clew
 from clew.cli.output import console
+from clew.client import admin
 from clew.domain import records
-from clew.service import signing
 
 app = typer.Typer(
     help="The capture signing key, and users' approval signing keys.", no_args_is_help=True
@@ -64,7 +64,7 @@ def rotate(
     console.print(
         f"the store's capture key is now {key['key_id']} "
         f"(was {key['previous_key_id'] or 'none'}); set "
-        f"{signing.KEY_ENV}={new_key_file} on every process that captures and restart them."
+        f"{admin.SIGNING_KEY_ENV}={new_key_file} on every process that captures and restart them."
     )
 
 
@@ -73,10 +73,10 @@ def create(
     path: Annotated[Path, typer.Argument(help="Where to write the new private key (0600).")],
 ) -> None:
     """Write a new private signing key for every replica to share via CLEW_SIGNING_KEY."""
-    public_pem = signing.create_key_file(path.expanduser())
+    public_pem = admin.create_signing_key(path)
     console.print(f"wrote a new signing key to {path} (mode 0600); its public key:")
-    typer.echo(public_pem.decode(), nl=False)
-    console.print(f"give every replica this file and set {signing.KEY_ENV}={path}")
+    typer.echo(public_pem, nl=False)
+    console.print(f"give every replica this file and set {admin.SIGNING_KEY_ENV}={path}")
 
 
 @app.command("init")

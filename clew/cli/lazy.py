@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import typer
 import typer.core
 import typer.main
+from typer._click.core import Command, Context  # the click typer carries, which its groups use
 
 from clew.cli.output import ClewGroup
 
@@ -60,20 +60,22 @@ class LazyGroup(ClewGroup):
         """A group class for ``typer.Typer(cls=...)``, which takes a class, not an instance."""
         return type("ClewCommands", (cls,), {"listed": dict(listed)})
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return [
             *self.listed,
             *(name for name in super().list_commands(ctx) if name not in self.listed),
         ]
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         """The loaded command, or a stand-in carrying its help line (for listings)."""
         found = super().get_command(ctx, cmd_name)
         if found is not None or cmd_name not in self.listed:
             return found
         return typer.core.TyperCommand(cmd_name, short_help=self.listed[cmd_name].help)
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
         """Import the command about to run, so click finds the real one."""
         if args and args[0] in self.listed and args[0] not in self.commands:
             self.add_command(self.listed[args[0]].load(args[0]), args[0])

@@ -1,8 +1,9 @@
 """``clew backup|restore|gc`` and ``clew db upgrade``: operating a store, next to its data.
 
 Like ``clew admin`` these work on the store directly (``--uri``/``--artifacts``, default
-``CLEW_URI``/``CLEW_ARTIFACTS``/``CLEW_HOME``), never through a server: a backup must see the
-database and blob store themselves, and gc must hold the store's write lock while it decides.
+``CLEW_URI``/``CLEW_ARTIFACTS``/``CLEW_HOME``) through the SDK's admin facade, never through
+a server: a backup must see the database and blob store themselves, and gc must hold the
+store's write lock while it decides. Given a server address, the facade says where to run them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ import typer
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
 from clew.cli.server import ArtifactsOption, UriOption
-from clew.service import backup as backups
-from clew.service import gc as collector
-from clew.service import registry
-from clew.service.identity import current_actor
-from clew.store.location import open_store
-from clew.store.metadata import SCHEMA_HEAD
+from clew.client import admin
 
 db_app = typer.Typer(help="The metadata database's schema.", no_args_is_help=True)
 
@@ -38,12 +34,8 @@ def backup(
     format: FormatOption = Format.table,
 ) -> None:
     """Write metadata, referenced blobs, capture files and keys to one verified archive."""
-    store = open_store(uri, artifacts, existing=True)
-    try:
-        with store.db.long_running():
-            summary = backups.backup(store, destination, compression)
-    finally:
-        store.close()
+    made = admin.backup(destination, compression, uri, artifacts)
+    summary = made.summary
     if format is Format.json:
         output.print_json(
             {
@@ -60,7 +52,7 @@ def backup(
         )
         return
     console.print(
-        f"[green]backed up[/green] {output.cell(store.uri)} to {output.cell(summary.path)}: "
+        f"[green]backed up[/green] {output.cell(made.uri)} to {output.cell(summary.path)}: "
         f"{sum(summary.rows.values()):,} rows, {summary.blobs} blobs ({summary.blob_bytes:,} "
         f"bytes), {summary.capture_files} capture files; {summary.size:,} bytes "
         f"({summary.compression})"
@@ -75,12 +67,7 @@ def restore(
     format: FormatOption = Format.table,
 ) -> None:
     """Restore a backup into an empty store, then verify blobs, audit chain and counts."""
-    store = open_store(uri, artifacts)
-    try:
-        with store.db.long_running():
-            summary = backups.restore(archive, store, current_actor())
-    finally:
-        store.close()
+    summary = admin.restore(archive, uri, artifacts)
     if format is Format.json:
         output.print_json(
             {
@@ -117,7 +104,7 @@ def gc(
             help="Spare unreferenced blobs and capture files younger than this (uploads and "
             "capture batches still committing).",
         ),
-    ] = collector.DEFAULT_GRACE_MS // 60_000,
+    ] = admin.DEFAULT_GRACE_MINUTES,
     uri: UriOption = None,
     artifacts: ArtifactsOption = None,
     format: FormatOption = Format.table,
@@ -125,11 +112,7 @@ def gc(
     """Delete blobs no record points at, capture files no batch names, temp files of
     interrupted writes and expired idempotency keys (a dry run unless --yes); referenced
     blobs and recorded capture files never go."""
-    store = open_store(uri, artifacts)
-    try:
-        report = collector.collect(store, current_actor(), delete=yes, grace_ms=grace * 60_000)
-    finally:
-        store.close()
+    report = admin.collect_garbage(yes, grace, uri, artifacts)
     if format is Format.json:
         output.print_json(
             {
@@ -185,7 +168,7 @@ def gc(
         console.print("run again with --yes to delete them")
 
 
-def _print_capture_orphans(report: collector.GcReport, yes: bool, grace: int) -> None:
+def _print_capture_orphans(report: admin.GcReport, yes: bool, grace: int) -> None:
     if report.orphan_captures:
         rows = [(o.relative, o.size) for o in report.orphan_captures]
         title = "deleted capture files" if yes else "capture files gc would delete"
@@ -214,19 +197,12 @@ def upgrade(
     ] = False,
 ) -> None:
     """Apply schema migrations up to this clew's head; a no-op when already there."""
-    store = open_store(uri, artifacts, create=create, existing=True)
-    try:
-        store.db.upgrade()
-        revision = store.db.schema_revision()
-        with store.db.read() as connection:
-            groups = registry.look_alikes(connection)
-    finally:
-        store.close()
+    upgraded = admin.upgrade(uri, artifacts, create)
     console.print(
-        f"[green]ok[/green]: {output.cell(store.uri)} is at schema revision {revision} "
-        f"(this clew's head is {SCHEMA_HEAD})"
+        f"[green]ok[/green]: {output.cell(upgraded.uri)} is at schema revision "
+        f"{upgraded.revision} (this clew's head is {admin.SCHEMA_HEAD})"
     )
-    for what, holder, names in groups:
+    for what, holder, names in upgraded.look_alikes:
         console.print(
             f"[yellow]note[/yellow]: {what} {', '.join(map(repr, names))} "
             f"{'look' if len(names) > 1 else 'looks'} like {what} {holder!r} (same name but for "

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer._click.core import Context  # the click typer carries, which its groups use
 
 from clew.errors import ClewError
 
@@ -57,7 +58,7 @@ FormatOption = Annotated[
 class ClewGroup(typer.core.TyperGroup):
     """The root command group: turns clew's expected errors into one line and exit 1."""
 
-    def invoke(self, ctx: Any) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         fit_console()
         try:
             return super().invoke(ctx)
@@ -164,18 +165,3 @@ def _readable(value: Any) -> Any:
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
     return value
-
-
-def local_store(command: str) -> Any:
-    """The default client's store, for ``command``s that must read it directly.
-
-    ``clew verify`` re-reads every stored byte, which only makes sense next to the data (no
-    server route does it); against a server it says where to run instead.
-    """
-    import clew
-    from clew.client.audit import server_host_only
-
-    client = clew.get_client()
-    if not hasattr(client.store, "db"):
-        raise server_host_only(command, client.uri)
-    return client.store

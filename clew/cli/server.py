@@ -1,23 +1,19 @@
 """``clew server`` (the team HTTP API) and ``clew admin`` (users, tokens, grants).
 
-``clew admin`` works on the store directly, so it needs the same ``--uri`` the server uses and
-is run by whoever administers the deployment; that is how the first admin user and token exist
-before any server request can be authenticated.
+``clew admin`` works on the store directly (through the SDK's admin facade), so it needs the
+same ``--uri`` the server uses and is run by whoever administers the deployment; that is how
+the first admin user and token exist before any server request can be authenticated.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Annotated
 
 import typer
 
 from clew.cli.output import console
-from clew.service import accounts
-from clew.service.identity import current_actor
-from clew.service.reads import ReadAudit
-from clew.store.location import Store, open_store
+from clew.client import admin
 
 UriOption = Annotated[
     str | None,
@@ -27,11 +23,6 @@ ArtifactsOption = Annotated[
     str | None,
     typer.Option("--artifacts", help="Blob store location (default CLEW_ARTIFACTS or beside it)."),
 ]
-
-# uvicorn kills a worker that does not answer its supervisor's ping within this many seconds.
-# Its default (5 s) killed workers still importing on a busy machine, and workers busy with
-# a large metric batch, over and over; a hung worker is still replaced, just less eagerly.
-WORKER_HEALTHCHECK_S = 60
 
 admin_app = typer.Typer(help="Users, API tokens and per-model grants of a clew server.")
 
@@ -99,7 +90,7 @@ def server(
         ),
     ] = None,
     audit_reads: Annotated[
-        ReadAudit | None,
+        admin.ReadAudit | None,
         typer.Option(
             "--audit-reads",
             help="Which blob downloads append an audit entry: governed (blobs of registered "
@@ -108,84 +99,23 @@ def server(
     ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
-    import uvicorn
-
-    from clew.server.routes.artifacts import PRESIGNED_ENV, presigned_seconds
-    from clew.service.reads import AUDIT_READS_ENV, read_audit
-
-    if presigned_downloads is not None:
-        os.environ[PRESIGNED_ENV] = str(presigned_downloads)
-        presigned_seconds()  # refuses an out-of-range value before any worker starts
-    _set_read_timeouts(header_timeout, body_timeout)
-    _set_allowed_hosts(host, anonymous_read, allowed_hosts)
-    if audit_reads is not None:
-        os.environ[AUDIT_READS_ENV] = audit_reads.value
-    read_audit()  # refuses a bad CLEW_AUDIT_READS before any worker starts
-    if uri:
-        os.environ["CLEW_URI"] = uri
-    if artifacts:
-        os.environ["CLEW_ARTIFACTS"] = artifacts
-    os.environ["CLEW_ANONYMOUS_READ"] = "1" if anonymous_read else "0"
-    if forwarded_allow_ips is not None:
-        os.environ["CLEW_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
-    open_store(uri, artifacts).close()
-    console.print(f"clew server on http://{host}:{port}/api/v1 ({workers} worker(s)); Ctrl-C stops")
-    uvicorn.run(
-        "clew.server.app:app_from_environment",
-        factory=True,
+    settings = admin.ServerSettings(
+        uri=uri,
+        artifacts=artifacts,
         host=host,
         port=port,
         workers=workers,
-        http="clew.server.read_timeouts:TimedH11Protocol",
-        log_level="info",
-        log_config=_log_config(),
-        access_log=False,
-        proxy_headers=False,
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        anonymous_read=anonymous_read,
+        presigned_downloads=presigned_downloads,
+        allowed_hosts=allowed_hosts,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        forwarded_allow_ips=forwarded_allow_ips,
+        audit_reads=audit_reads,
     )
-
-
-def _set_allowed_hosts(host: str, anonymous_read: bool, names: str | None) -> None:
-    """Decide the Host allow-list once, before any worker starts (refusing a missing one)."""
-    from clew.server import hosts
-
-    given = hosts.parse(names if names is not None else os.environ.get(hosts.ALLOWED_HOSTS_ENV, ""))
-    chosen = hosts.allowed_hosts(host, anonymous_read, given)
-    os.environ[hosts.ALLOWED_HOSTS_ENV] = ",".join(chosen)
-
-
-def _set_read_timeouts(header: float | None, body: float | None) -> None:
-    """Hand the timeouts to every worker through the environment, refusing a bad one now."""
-    from clew.server import read_timeouts
-
-    for name, value, default in (
-        (read_timeouts.HEADER_TIMEOUT_ENV, header, read_timeouts.DEFAULT_HEADER_TIMEOUT),
-        (read_timeouts.BODY_TIMEOUT_ENV, body, read_timeouts.DEFAULT_BODY_TIMEOUT),
-    ):
-        if value is not None:
-            os.environ[name] = repr(value)
-        read_timeouts.timeout_from_environment(name, default)
-
-
-def _log_config() -> dict[str, object]:
-    """Uvicorn's logging plus clew's one-JSON-line-per-request access log on stderr."""
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["clew"] = {"format": "%(message)s"}
-    config["handlers"]["clew"] = {
-        "class": "logging.StreamHandler",
-        "formatter": "clew",
-        "stream": "ext://sys.stderr",
-    }
-    config["loggers"]["clew.server"] = {"handlers": ["clew"], "level": "INFO", "propagate": False}
-    return config
-
-
-def _store(uri: str | None, artifacts: str | None) -> Store:
-    return open_store(uri, artifacts)
+    admin.configure_server(settings)
+    console.print(f"clew server on http://{host}:{port}/api/v1 ({workers} worker(s)); Ctrl-C stops")
+    admin.run_server(settings)
 
 
 @admin_app.command("create-user")
@@ -198,18 +128,14 @@ def create_user(
     artifacts: ArtifactsOption = None,
 ) -> None:
     """Create a user with a role (grant per-model roles with `clew admin grant`)."""
-    store = _store(uri, artifacts)
-    try:
-        user = accounts.create_user(store, name, role, actor=current_actor())
-    finally:
-        store.close()
+    user = admin.create_user(name, role, uri, artifacts)
     console.print(f"created user {user.name} ({user.role.label})")
 
 
 @admin_app.command("create-token")
 def create_token(
     user: Annotated[str, typer.Argument(help="The user the token acts as.")],
-    days: Annotated[int, typer.Option("--days", min=1, max=accounts.MAX_DAYS)] = 90,
+    days: Annotated[int, typer.Option("--days", min=1, max=admin.MAX_TOKEN_DAYS)] = 90,
     signing: Annotated[
         bool, typer.Option("--signing", help="A signing token for approvals (e-signatures).")
     ] = False,
@@ -218,16 +144,9 @@ def create_token(
     artifacts: ArtifactsOption = None,
 ) -> None:
     """Issue a token; it is printed once and only its hash is kept."""
-    store = _store(uri, artifacts)
-    purpose = accounts.SIGNING if signing else accounts.API
-    try:
-        issued = accounts.create_token(
-            store, user, current_actor(), purpose=purpose, days=days, description=description
-        )
-    finally:
-        store.close()
+    issued = admin.create_token(user, days, signing, description, uri, artifacts)
     expires = dt.datetime.fromtimestamp(issued.expires_ms / 1000, tz=dt.UTC).date()
-    console.print(f"{purpose} token {issued.id} for {user}, expires {expires}")
+    console.print(f"{issued.purpose} token {issued.id} for {user}, expires {expires}")
     console.print("the token (shown only once):")
     typer.echo(issued.secret)
 
@@ -239,11 +158,7 @@ def revoke_token(
     artifacts: ArtifactsOption = None,
 ) -> None:
     """Revoke a token at once (every server replica refuses it on the next request)."""
-    store = _store(uri, artifacts)
-    try:
-        accounts.revoke_token(store, token_id, current_actor())
-    finally:
-        store.close()
+    admin.revoke_token(token_id, uri, artifacts)
     console.print(f"revoked token {token_id}")
 
 
@@ -266,10 +181,6 @@ def grant(
     A viewer with contributor grants is a contributor limited to those models. A model name
     that does not exist yet is refused: its rights would go to whoever registers it first.
     """
-    store = _store(uri, artifacts)
-    try:
-        accounts.grant(store, user, model, role, current_actor())
-    finally:
-        store.close()
-    scope = f"models named {model}" if model.endswith(accounts.PREFIX_MARK) else f"model {model}"
+    admin.grant(user, model, role, uri, artifacts)
+    scope = f"models named {model}" if admin.is_name_prefix(model) else f"model {model}"
     console.print(f"{user} is at least {role} on {scope}")

@@ -16,12 +16,8 @@ def ui(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
 ) -> None:
     """Serve the web UI for the store in CLEW_HOME / CLEW_URI, acting as you (CLEW_USER)."""
-    import uvicorn
+    from clew.client import admin
 
-    import clew
-    from clew.server.ui import create_ui_app
-
-    hosts = None if host in ("127.0.0.1", "localhost") else [host, "127.0.0.1", "localhost"]
-    app = create_ui_app(clew.get_client(), allowed_hosts=hosts)
+    app = admin.ui_app(host)
     typer.echo(f"clew ui: http://{host}:{port}/ui/  (Ctrl+C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    admin.run_ui(app, host, port)
