@@ -30,7 +30,8 @@ from clew.service.user_keys import SignedStatement
 
 if TYPE_CHECKING:
     from clew.client.embedded import EmbeddedBackend
-    from clew.client.http import RemoteBackend, RemoteBlobStore
+    from clew.client.http import RemoteBackend
+    from clew.client.remote_blobs import RemoteBlobStore
     from clew.store.location import BlobStore
 
 __all__ = [
