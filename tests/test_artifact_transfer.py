@@ -264,6 +264,25 @@ def test_presigned_downloads_redirect_only_authenticated_callers(
 
 
 @pytest.mark.s3
+def test_a_presigned_download_is_an_attachment_like_a_relayed_one(
+    on_s3: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object store answers the redirect with the server's own Content-Disposition."""
+    monkeypatch.delenv(PRESIGNED_ENV, raising=False)
+    digest = on_s3.store.blobs.put_bytes(os.urandom(PRESIGNED_MIN_BYTES)).digest
+    asked = f"/api/v1/blobs/{digest}?filename=../model.html"
+    with on_s3.http(on_s3.user("alice")) as alice:
+        redirect = alice.get(asked)
+        relayed = alice.get(f"{asked}&relay=true", headers={"Range": "bytes=0-9"})
+    assert redirect.status_code == 307
+    direct = httpx.get(redirect.headers["location"], headers={"Range": "bytes=0-9"})
+    assert direct.status_code == 206
+    wanted = 'attachment; filename="model.html"'
+    assert relayed.headers["content-disposition"] == wanted
+    assert direct.headers["content-disposition"] == wanted
+
+
+@pytest.mark.s3
 def test_large_s3_blobs_redirect_by_default_and_small_or_relayed_ones_do_not(
     on_s3: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,8 +16,8 @@ from rich.progress import (
 
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console, err_console
+from clew.domain.blobs import Progress as ProgressCallback
 from clew.service import integrity
-from clew.store.blobs import Progress as ProgressCallback
 
 
 @contextmanager

@@ -8,7 +8,6 @@ are re-hashed here, so damaged or substituted bytes are refused before anything 
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.client
 import itertools
 import os
@@ -18,39 +17,34 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from clew import errors
 from clew.client.http import API, ATTEMPTS, RETRY_STATUSES, Transport, _pause_before_retry
 from clew.domain import digests
+from clew.domain.blobs import Progress, StoredBlob, VerifiedReads, write_at
 from clew.errors import ClewError, FileChangedError, InvalidInputError
-from clew.store.blobs import (
-    CHUNK,
-    Progress,
-    StoredBlob,
-    StoredDirectory,
-    export_directory,
-    parse_manifest,
-    put_directory,
-)
 
 # Large blobs are downloaded as ranges of this size, a few at a time (boto3 does the same).
 DOWNLOAD_RANGE = 8 * 1024 * 1024
 # Files this large go up with sendfile on a connection of their own, this much per call.
 SENDFILE_FROM = SENDFILE_STEP = 8 * 1024 * 1024
 DOWNLOAD_CONCURRENCY = 4
-WRITE_SLICE = 256 * 1024
 REDIRECTS = {301, 302, 303, 307, 308}
 
 
-class RemoteBlobStore:
+class RemoteBlobStore(VerifiedReads):
     """The blob-store methods the client uses, over ``/api/v1/blobs/<digest>``.
 
     Uploads skip bytes the server already has (content addressing makes that safe); downloads
-    are re-hashed here, so damaged or substituted bytes are refused before anything loads them.
+    are re-hashed here (``VerifiedReads``), so damaged or substituted bytes are refused before
+    anything loads them.
     """
+
+    # A blob this client cannot fetch whole, for whatever reason, is not verified.
+    _UNVERIFIABLE = (ClewError,)
 
     def __init__(self, transport: Transport) -> None:
         self._t = transport
@@ -63,7 +57,7 @@ class RemoteBlobStore:
         return True
 
     def size_of(self, digest: str) -> int:
-        return self._t.call("GET", f"/blobs/{digest}/size")["size"]
+        return int(self._t.call("GET", f"/blobs/{digest}/size")["size"])
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         digest = digests.digest_bytes(data)
@@ -74,22 +68,18 @@ class RemoteBlobStore:
     def put_file(self, source: Path, progress: Progress | None = None) -> StoredBlob:
         source = Path(source)
         before = _stat(source)
-        digest = _hash_file(source)
+        digest = digests.digest_file(source)
         if not self.exists(digest):
             if before.st_size >= SENDFILE_FROM:
                 self._put_large(digest, source, before.st_size, progress)
             else:
-                self._put(digest, lambda: _chunks(source, progress))
+                self._put(digest, lambda: _reported(source, progress))
         if _fingerprint(_stat(source)) != _fingerprint(before):
             raise FileChangedError(
                 f"{source} changed while clew was uploading it; retry once it is no longer "
                 "being written."
             )
         return StoredBlob(digest, before.st_size)
-
-    def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
-        """Every file (those the server has are skipped), then the manifest naming them."""
-        return put_directory(self, source, progress)
 
     def _put(self, digest: str, body: Callable[[], Any]) -> None:
         headers = {"Content-Type": "application/octet-stream"}
@@ -107,7 +97,7 @@ class RemoteBlobStore:
             raise FileChangedError(self._t.error(response).args[0])
         self._t.decode(response)
 
-    def read_bytes(self, digest: str) -> bytes:
+    def _whole(self, digest: str) -> bytes:
         response = self._t.send("GET", self._t.blob_path(digest))
         if response.status_code in REDIRECTS:
             location = response.headers["location"]
@@ -120,69 +110,54 @@ class RemoteBlobStore:
                 response = self._t.send("GET", self._t.blob_path(digest))
         if response.status_code >= 400:
             raise self._t.error(response)
-        if digests.digest_bytes(response.content) != digest:
-            raise _corrupt(digest)
         return response.content
 
-    def read_manifest(self, digest: str) -> dict[str, str]:
-        return parse_manifest(self.read_bytes(digest), digest)
+    def _chunks(self, digest: str) -> Iterator[memoryview]:
+        return self._ranges(digest, lambda _offset, _data: None)
 
-    def export_file(self, digest: str, destination: Path) -> Path:
-        """Download into a temp sibling at range offsets; it is renamed to ``destination`` only
-        once the whole blob hashes to ``digest``, so a bad download leaves nothing there."""
-        destination = Path(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temp = destination.with_name(f".{destination.name}.clew-tmp")
-        try:
-            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                actual = self._fetch(digest, functools.partial(_write_at, descriptor))
-            finally:
-                os.close(descriptor)
-            if actual != digest:
-                raise _corrupt(digest)
-            temp.replace(destination)
-        finally:
-            temp.unlink(missing_ok=True)
-        return destination
+    def _written(self, digest: str, descriptor: int) -> Iterator[memoryview]:
+        """The ranges are written at their offsets by the threads that receive them."""
+        return self._ranges(digest, functools.partial(write_at, descriptor))
 
-    def verify(self, digest: str) -> bool:
-        """True when the server has ``digest`` and its bytes, downloaded here, hash to it."""
-        try:
-            return self._fetch(digest, lambda _offset, _data: None) == digest
-        except ClewError:
-            return False
+    def _corrupt(self, digest: str) -> errors.IntegrityError:
+        return errors.IntegrityError(
+            f"blob {digest} from the server does not match its digest; nothing was loaded; "
+            "ask the server's admin to run `clew verify`."
+        )
 
-    def export_directory(self, digest: str, destination: Path) -> Path:
-        """All files verified before any appears at ``destination`` (the local stores' rule)."""
-        return export_directory(self, digest, destination)
-
-    def _fetch(self, digest: str, write_at: Callable[[int, memoryview], Any]) -> str:
-        """Download the blob into ``write_at(offset, bytes)`` and return the digest of what came.
+    def _ranges(
+        self, digest: str, write_at: Callable[[int, memoryview], Any]
+    ) -> Iterator[memoryview]:
+        """The blob in order, each range also given to ``write_at(offset, bytes)``.
 
         A one-byte probe tells the size (and whether the server redirects to a presigned
         object-store URL, which then serves every range without our token); then every range
-        is read straight into one of a few reused buffers by a pool of threads while this
-        thread hashes the buffers in order, so hashing overlaps the transfer, no byte is copied
+        is read straight into one of a few reused buffers by a pool of threads while the
+        caller hashes the buffers in order, so hashing overlaps the transfer, no byte is copied
         in Python and memory stays at a few ranges. If the object store fails part way, the
-        whole blob is read again through the server (ranges land at their offsets, so the
-        second pass overwrites the first).
+        rest of the blob is read through the server.
         """
         source, total = self._locate(digest)
-        if source.http is not self._t.direct:
-            return self._read_ranges(source, total, write_at)
-        try:
-            return self._read_ranges(source, total, write_at)
-        except ClewError as error:
-            self._t.stop_direct(source.url, error)
-        source, total = self._locate(digest)
-        return self._read_ranges(source, total, write_at)
+        done = 0
+        if source.http is self._t.direct:
+            try:
+                for received in self._read_ranges(source, total, done, write_at):
+                    yield received
+                    done += len(received)
+                return
+            except ClewError as error:
+                self._t.stop_direct(source.url, error)
+            source, total = self._locate(digest)
+        yield from self._read_ranges(source, total, done, write_at)
 
     def _read_ranges(
-        self, source: _Source, total: int, write_at: Callable[[int, memoryview], Any]
-    ) -> str:
-        hasher = hashlib.sha256()
-        offsets = iter(range(0, total, DOWNLOAD_RANGE))
+        self,
+        source: _Source,
+        total: int,
+        start: int,
+        write_at: Callable[[int, memoryview], Any],
+    ) -> Iterator[memoryview]:
+        offsets = iter(range(start, total, DOWNLOAD_RANGE))
         reader = _RangeReader(self._t, source, total, write_at)
         pool = ThreadPoolExecutor(DOWNLOAD_CONCURRENCY, thread_name_prefix="clew-range")
         window: deque[Future[memoryview]] = deque()
@@ -191,13 +166,13 @@ class RemoteBlobStore:
                 window.append(pool.submit(reader.read, offset, bytearray(DOWNLOAD_RANGE)))
             while window:
                 received = window.popleft().result()
-                hasher.update(received)
-                if (offset := next(offsets, None)) is not None:
-                    window.append(pool.submit(reader.read, offset, received.obj))
+                yield received
+                if (following := next(offsets, None)) is not None:
+                    buffer = cast(bytearray, received.obj)  # the one it was read into
+                    window.append(pool.submit(reader.read, following, buffer))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             reader.close()
-        return digests.PREFIX + hasher.hexdigest()
 
     def _locate(self, digest: str) -> tuple[_Source, int]:
         """Where the blob's ranges come from and its size: the presigned URL the server
@@ -419,16 +394,6 @@ def _total(response: httpx.Response, digest: str) -> int:
     return int(total)
 
 
-def _write_at(descriptor: int, offset: int, data: memoryview) -> None:
-    """Write ``data`` at ``offset`` in ``WRITE_SLICE`` pieces: one 8 MiB ``pwrite`` per range
-    cost the kernel two to five times the system time of the same bytes in 256 KiB writes
-    (perf: ``copy_folio_from_iter_atomic``), which made a 256 MiB download 0.5x boto3."""
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(descriptor, view[:WRITE_SLICE], offset)
-        view, offset = view[written:], offset + written
-
-
 def _stat(path: Path) -> os.stat_result:
     try:
         result = path.stat()
@@ -443,24 +408,9 @@ def _fingerprint(stat: os.stat_result) -> tuple[int, int, int]:
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
-def _hash_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(CHUNK):
-            hasher.update(chunk)
-    return digests.PREFIX + hasher.hexdigest()
-
-
-def _chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
-    with open(path, "rb") as reader:
-        while chunk := reader.read(CHUNK):
-            if progress:
-                progress(len(chunk))
-            yield chunk
-
-
-def _corrupt(digest: str) -> errors.IntegrityError:
-    return errors.IntegrityError(
-        f"blob {digest} from the server does not match its digest; nothing was loaded; ask the "
-        "server's admin to run `clew verify`."
-    )
+def _reported(path: Path, progress: Progress | None) -> Iterator[bytes]:
+    """A file's bytes as an upload body, each piece reported to ``progress`` as it goes."""
+    for chunk in digests.file_chunks(path):
+        if progress:
+            progress(len(chunk))
+        yield chunk
