@@ -44,7 +44,7 @@ from typing import Any
 from report import Result, finish, parser, percentile, stopwatch
 
 import clew
-from clew.client.http import DOWNLOAD_CONCURRENCY
+from clew.client.remote_blobs import DOWNLOAD_CONCURRENCY
 from clew.server.routes.artifacts import PRESIGNED_ENV
 
 BIN = Path(sys.executable).parent

@@ -32,6 +32,7 @@ import clew
 from clew.cli import ops
 from clew.cli.output import ClewGroup
 from clew.client import http as remote
+from clew.client import remote_blobs
 from clew.domain import digests
 from clew.errors import FileChangedError, IntegrityError
 from clew.server.routes.artifacts import (
@@ -89,7 +90,7 @@ def test_a_large_artifact_round_trips_in_parts_and_ranges(
     running: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 1 MiB ranges: the download runs through more ranges than threads, in a sliding window.
-    monkeypatch.setattr(remote, "DOWNLOAD_RANGE", 1024 * 1024)
+    monkeypatch.setattr(remote_blobs, "DOWNLOAD_RANGE", 1024 * 1024)
     source, digest = _random_file(tmp_path / "weights.bin")
     client = _client(running)
     with client.start_run(experiment="e", name="r", capture_code=False) as run:
@@ -260,6 +261,25 @@ def test_presigned_downloads_redirect_only_authenticated_callers(
         blobs.export_file(digest, tmp_path / "again.bin")
     assert not (tmp_path / "again.bin").exists()
     client.close()
+
+
+@pytest.mark.s3
+def test_a_presigned_download_is_an_attachment_like_a_relayed_one(
+    on_s3: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object store answers the redirect with the server's own Content-Disposition."""
+    monkeypatch.delenv(PRESIGNED_ENV, raising=False)
+    digest = on_s3.store.blobs.put_bytes(os.urandom(PRESIGNED_MIN_BYTES)).digest
+    asked = f"/api/v1/blobs/{digest}?filename=../model.html"
+    with on_s3.http(on_s3.user("alice")) as alice:
+        redirect = alice.get(asked)
+        relayed = alice.get(f"{asked}&relay=true", headers={"Range": "bytes=0-9"})
+    assert redirect.status_code == 307
+    direct = httpx.get(redirect.headers["location"], headers={"Range": "bytes=0-9"})
+    assert direct.status_code == 206
+    wanted = 'attachment; filename="model.html"'
+    assert relayed.headers["content-disposition"] == wanted
+    assert direct.headers["content-disposition"] == wanted
 
 
 @pytest.mark.s3
@@ -456,9 +476,9 @@ def test_ranges_from_a_presigned_url_carry_no_token_and_must_be_the_ones_asked(
     def keep(offset: int, data: memoryview) -> None:
         written[offset] = bytes(data)
 
-    source = remote._Source(transport.direct, stand_in)
-    whole = remote._RangeReader(transport, source, 20, keep)
-    assert bytes(whole.read(0, bytearray(remote.DOWNLOAD_RANGE))) == bytes(range(20))
+    source = remote_blobs._Source(transport.direct, stand_in)
+    whole = remote_blobs._RangeReader(transport, source, 20, keep)
+    assert bytes(whole.read(0, bytearray(remote_blobs.DOWNLOAD_RANGE))) == bytes(range(20))
     assert written == {0: bytes(range(20))}
     whole.close()
     path, headers = _ObjectStoreStandIn.seen[0]
@@ -466,9 +486,9 @@ def test_ranges_from_a_presigned_url_carry_no_token_and_must_be_the_ones_asked(
     assert headers["range"] == "bytes=0-19"
     assert "authorization" not in headers
     assert "secret-token" not in str(headers)
-    longer = remote._RangeReader(transport, source, 40, keep)
+    longer = remote_blobs._RangeReader(transport, source, 40, keep)
     with pytest.raises(IntegrityError, match="byte range other than"):
-        longer.read(0, bytearray(remote.DOWNLOAD_RANGE))
+        longer.read(0, bytearray(remote_blobs.DOWNLOAD_RANGE))
     longer.close()
     transport.close()
 

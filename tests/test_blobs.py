@@ -19,9 +19,10 @@ from sklearn.linear_model import LogisticRegression
 from tamper import corrupt_blob
 
 import clew
+from clew.domain.digests import CHUNK
 from clew.errors import FileChangedError, IntegrityError, NotFoundError
 from clew.integrations import flavors
-from clew.store.blobs import CHUNK, LocalBlobStore
+from clew.store.blobs import LocalBlobStore
 
 
 @pytest.fixture

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import clew
 from clew.domain import digests
 
 # Touches no store: the embedded pass runs it, the backend and remote passes would repeat it.
@@ -60,3 +63,35 @@ def test_digest_json_depends_only_on_content(value: dict) -> None:
     reordered = dict(reversed(list(value.items())))
     assert digests.digest_json(value) == digests.digest_json(reordered)
     assert digests.is_digest(digests.digest_json(value))
+
+
+def test_the_streaming_helpers_agree_with_hashing_the_bytes_whole(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (digests.CHUNK // 256 + 3)
+    path = tmp_path / "file.bin"
+    path.write_bytes(data)
+    hasher = digests.Hasher()
+    for start in range(0, len(data), 1000):
+        hasher.update(memoryview(data)[start : start + 1000])
+    expected = digests.digest_bytes(data)
+    assert hasher.digest() == digests.digest_file(path) == expected
+    assert digests.digest_chunks(digests.file_chunks(path)) == expected
+    assert b"".join(digests.file_chunks(path, limit=10)) == data[:10]
+
+
+# Content digests computed by hand: an incremental sha256, or "sha256:" glued to a hex digest.
+_HAND_HASHED = re.compile(r"hashlib\.sha256\(\)|(PREFIX|\"sha256:\")\s*\+\s*\w+\.hexdigest\(\)")
+
+
+def test_content_is_hashed_only_through_the_domain() -> None:
+    """Files, streams and uploads are hashed by clew/domain/digests.py (its ``Hasher``,
+    ``digest_file``, ``digest_chunks``), so the encoding of a digest has one definition.
+    Migrations are frozen history and keep their own code."""
+    package = Path(clew.__file__).parent
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if not path.is_relative_to(package / "domain")
+        and not path.is_relative_to(package / "store" / "migrations")
+        and _HAND_HASHED.search(path.read_text())
+    ]
+    assert offenders == []

@@ -30,8 +30,8 @@ from clew.service.user_keys import SignedStatement
 
 if TYPE_CHECKING:
     from clew.client.embedded import EmbeddedBackend
-    from clew.client.http import RemoteBackend, RemoteBlobStore
-    from clew.store.location import BlobStore
+    from clew.client.http import RemoteBackend
+    from clew.domain.blobs import BlobStore
 
 __all__ = [
     "alias_at",
@@ -394,9 +394,7 @@ def _policy_text(path_or_text: str | Path) -> str:
     return path_or_text
 
 
-def _export_verified(
-    blobs: BlobStore | RemoteBlobStore, version: VersionRecord, directory: Path
-) -> None:
+def _export_verified(blobs: BlobStore, version: VersionRecord, directory: Path) -> None:
     """Copy the model's files out, each checked against the digest the version recorded."""
     try:
         manifest = blobs.read_manifest(version.digest)

@@ -14,12 +14,13 @@ from typing import Any
 
 from clew.client.specs import DataSource, FeatureGroup
 from clew.domain import digests
+from clew.domain.blobs import Progress
 from clew.domain.records import ArtifactRecord
 from clew.errors import InvalidInputError
 from clew.service import datasets
 from clew.service.artifacts import check_type
 from clew.service.uploads import check_reference_uri
-from clew.store.blobs import LocalBlobStore, Progress
+from clew.store.blobs import LocalBlobStore
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from starlette.requests import Request
 
-from clew.store.blobs import LocalBlobStore
 from clew.store.location import Store
 
 log = logging.getLogger("clew.server")
@@ -36,8 +35,7 @@ _CACHE = "clew_internal_names"
 def internal_names(store: Store) -> list[str]:
     """The store's locations as text, longest first (a path before the directory it is in)."""
     names = {str(store.home), str(store.home.resolve()), store.uri, str(store.captures)}
-    blobs = store.blobs
-    names |= {str(blobs.root)} if isinstance(blobs, LocalBlobStore) else {blobs.url, blobs.root}
+    names |= store.blobs.location_names()
     url = make_url(store.db.url)
     names |= {url.render_as_string(hide_password=True), url.render_as_string(hide_password=False)}
     if url.get_backend_name() == "sqlite":

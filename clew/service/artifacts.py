@@ -24,7 +24,8 @@ from clew.service import audit, uploads
 from clew.service.graph import add_edge
 from clew.service.runs import RunService, now_ms
 from clew.store import schema
-from clew.store.location import BlobStore, Store
+from clew.store.blobs import BlobBackend
+from clew.store.location import Store
 from clew.store.metadata import DriverStatement
 
 ARTIFACT_TYPES = (
@@ -114,7 +115,7 @@ def record_artifact(
 
 
 def record_blob(
-    connection: Connection, blobs: BlobStore, digest: str, size: int, kind: str
+    connection: Connection, blobs: BlobBackend, digest: str, size: int, kind: str
 ) -> None:
     """Remember that a blob exists (for verify and gc); idempotent.
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -46,7 +45,6 @@ from clew.service import audit, gc
 from clew.service.runs import now_ms
 from clew.service.uploads import check_relative_path
 from clew.store import captures, schema
-from clew.store.blobs import CHUNK
 from clew.store.location import Store
 from clew.store.metadata import BUSY_TIMEOUT_MS, SCHEMA_HEAD, Database
 
@@ -275,9 +273,9 @@ def _add_blobs(
 @contextlib.contextmanager
 def _blob_file(store: Store, digest: str, scratch: Path) -> Iterator[Path]:
     """A local path holding the blob: the stored file itself, or a verified download."""
-    path_for = getattr(store.blobs, "path_for", None)
-    if path_for is not None:
-        yield path_for(digest)
+    path = store.blobs.local_path(digest)
+    if path is not None:
+        yield path
         return
     spool = store.blobs.export_file(digest, scratch / "blob")
     try:
@@ -320,7 +318,7 @@ class _HashingReader:
 
     def __init__(self, reader: IO[bytes]) -> None:
         self.reader = reader
-        self.hasher = hashlib.sha256()
+        self.hasher = digests.Hasher()
 
     def read(self, size: int = -1) -> bytes:
         data = self.reader.read(size)
@@ -336,7 +334,7 @@ def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> dict[str, Any]:
     with open(path, "rb") as reader:
         hashing = _HashingReader(reader)
         tar.addfile(info, hashing)
-    return {"digest": digests.PREFIX + hashing.hasher.hexdigest(), "size": info.size}
+    return {"digest": hashing.hasher.digest(), "size": info.size}
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -348,11 +346,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _file_digest(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(CHUNK):
-            hasher.update(chunk)
-    return digests.PREFIX + hasher.hexdigest()
+    return digests.digest_file(path)
 
 
 # --- restore -----------------------------------------------------------------------------
@@ -423,9 +417,9 @@ def _unpack(archive: Path, staged: Path) -> dict[str, Any]:
             assert source is not None  # regular files only, checked by _member_name
             hashing = _HashingReader(source)
             with open(target, "wb") as writer:
-                while chunk := hashing.read(CHUNK):
+                while chunk := hashing.read(digests.CHUNK):
                     writer.write(chunk)
-            actual[name] = {"digest": digests.PREFIX + hashing.hasher.hexdigest()}
+            actual[name] = {"digest": hashing.hasher.digest()}
     if MANIFEST not in actual:
         raise IntegrityError(f"{archive} has no {MANIFEST}; it is not a complete clew backup.")
     manifest = json.loads((staged / "members" / MANIFEST).read_text())

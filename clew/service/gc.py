@@ -38,8 +38,9 @@ from clew.errors import InvalidInputError
 from clew.service import audit, idempotency
 from clew.service.runs import now_ms
 from clew.store import schema
+from clew.store.blobs import BlobBackend
 from clew.store.captures import CaptureFiles, StoredCaptureFile, merkle_name
-from clew.store.location import BlobStore, Store
+from clew.store.location import Store
 from clew.store.object_store import STALE_UPLOAD_MS, ObjectBlobStore
 
 DEFAULT_GRACE_MS = 60 * 60 * 1000
@@ -77,7 +78,7 @@ class GcReport:
         return sum(orphan.size for orphan in self.orphan_captures)
 
 
-def referenced_digests(connection: Connection, blobs: BlobStore) -> set[str]:
+def referenced_digests(connection: Connection, blobs: BlobBackend) -> set[str]:
     """Every digest a record in this database points at, manifest files included.
 
     Also used by backups, which copy exactly these blobs (the ones present) from a snapshot.
@@ -243,7 +244,7 @@ def _stale_multipart_uploads(store: Store, now: int, *, dry_run: bool) -> list[s
     return store.blobs.abort_stale_uploads(now - STALE_UPLOAD_MS, dry_run=dry_run)
 
 
-def _plan(blobs: BlobStore, referenced: set[str], cutoff_ms: int) -> GcReport:
+def _plan(blobs: BlobBackend, referenced: set[str], cutoff_ms: int) -> GcReport:
     orphans: list[Orphan] = []
     young: list[Orphan] = []
     kept = 0

@@ -21,8 +21,8 @@ from clew.domain.records import ArtifactRecord
 from clew.errors import IntegrityError, InvalidInputError, NotFoundError, UnverifiedBytesError
 from clew.service.uploads import MAX_MANIFEST_BYTES, check_manifest_bytes, looks_like_manifest
 from clew.store import schema
-from clew.store.blobs import SNIFF_BYTES, could_be_json
-from clew.store.location import BlobStore, Store
+from clew.store.blobs import SNIFF_BYTES, BlobBackend, could_be_json
+from clew.store.location import Store
 
 # Blobs up to this size are read whole when checked: one read costs less than sniffing first.
 _READ_WHOLE_BYTES = 1 << 20
@@ -121,7 +121,7 @@ class _MustHash(Exception):
 
 
 def _checked(
-    blobs: BlobStore,
+    blobs: BlobBackend,
     digest: str,
     what: str,
     context: str,
@@ -154,7 +154,7 @@ def _checked(
 
 
 def _rehash(
-    blobs: BlobStore, digest: str, size: object, *, manifest: bool, directory: bool
+    blobs: BlobBackend, digest: str, size: object, *, manifest: bool, directory: bool
 ) -> dict[str, str] | None:
     """The manifest's files (paths checked) when the re-hashed blob is one, else None."""
     if manifest and (directory or _small_json(blobs, digest, size)):
@@ -167,7 +167,7 @@ def _rehash(
     return None
 
 
-def _small_json(blobs: BlobStore, digest: str, size: object) -> bool:
+def _small_json(blobs: BlobBackend, digest: str, size: object) -> bool:
     """Whether a blob small enough to be a manifest may be one: small ones are simply read
     whole (one read instead of two), larger ones only if they start like JSON."""
     if not isinstance(size, int) or size > MAX_MANIFEST_BYTES:

@@ -3,51 +3,32 @@
 Every blob lives at ``<root>/sha256/<2 hex>/<2 hex>/<64 hex>`` and is written to a temporary
 name, flushed to disk and renamed, so a reader never sees half a blob and a crash leaves at
 most an orphaned temp file. Identical content is stored once. Reads re-hash and refuse bytes
-that do not match their digest.
+that do not match their digest (``clew.domain.blobs.VerifiedReads``, shared by every backend).
+
+``BlobBackend`` is what a store's own blob backend (this one or ``ObjectBlobStore``) offers
+beyond ``BlobStore``: what integrity checks, ``clew gc`` and the server's blob routes need.
+The server asks it for capabilities (a local path to send, a presigned URL to redirect to, a
+streamed upload) rather than for its class.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
-import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import IO, Protocol
 
 from clew.domain import digests
-from clew.errors import (
-    FileChangedError,
-    IntegrityError,
-    InvalidInputError,
-    NotFoundError,
-    StorageFullError,
-)
+from clew.domain.blobs import BlobStore, Progress, StoredBlob, VerifiedReads
+from clew.errors import FileChangedError, InvalidInputError, NotFoundError, StorageFullError
 from clew.store.faults import file_faults, os_fault
 
-CHUNK = 4 * 1024 * 1024
-MANIFEST_KIND = "clew.manifest/v1"
 SNIFF_BYTES = 64
-Progress = Callable[[int], None]
 Fingerprint = tuple[object, ...]
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-
-@dataclass(frozen=True)
-class StoredBlob:
-    digest: str
-    size: int
-
-
-@dataclass(frozen=True)
-class StoredDirectory:
-    digest: str
-    size: int
-    files: dict[str, str]
 
 
 class Rehashed:
@@ -78,7 +59,67 @@ def could_be_json(head: bytes | bytearray) -> bool:
     return not stripped or stripped.startswith(b"{")
 
 
-class LocalBlobStore:
+class PartUpload(Protocol):
+    """Bytes sent to one blob's key part by part while they arrive, visible only once
+    ``finish`` completes them (``ObjectBlobStore.streamed_upload``)."""
+
+    def add_part(self, part: bytes | bytearray) -> None: ...
+
+    def finish(self, last: bytes | bytearray) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class BlobBackend(BlobStore, Protocol):
+    """A blob store a store opens itself (a local directory or an object store): ``BlobStore``
+    plus what integrity checks, ``clew gc`` and the server's blob routes ask of it."""
+
+    rehashed: Rehashed
+
+    @property
+    def location(self) -> str: ...
+
+    def location_names(self) -> set[str]:
+        """Every form of the store's location that an error text may carry (the server
+        redacts them from what it tells callers)."""
+        ...
+
+    def fingerprint(self, digest: str) -> Fingerprint | None: ...
+
+    def read_prefix(self, digest: str, size: int) -> bytes: ...
+
+    def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]: ...
+
+    def is_empty(self) -> bool: ...
+
+    def iter_digests(self) -> Iterator[str]: ...
+
+    def modified_ms(self, digest: str) -> int: ...
+
+    def delete(self, digest: str) -> None: ...
+
+    def adopt_verified_file(self, source: Path, digest: str) -> StoredBlob: ...
+
+    def local_path(self, digest: str) -> Path | None:
+        """The file holding the blob's bytes, when they are on this machine's disk."""
+        ...
+
+    def presigned_url(self, digest: str, seconds: int, disposition: str) -> str | None:
+        """A URL that serves the blob without this process for ``seconds``, its download
+        answered with ``Content-Disposition: disposition``; None if the store has none."""
+        ...
+
+    def streamed_upload(self, digest: str) -> PartUpload | None:
+        """An upload at ``digest`` that takes the bytes as they arrive; None when the store
+        wants them in a temp file first (``adopt_verified_file``)."""
+        ...
+
+    def scratch_directories(self) -> list[Path]:
+        """Where a write killed half-way can leave a temp file (``clew gc`` sweeps them)."""
+        ...
+
+
+class LocalBlobStore(VerifiedReads):
     """Blobs under one directory that the store's owner chose; clients never pick paths."""
 
     def __init__(self, root: Path) -> None:
@@ -112,7 +153,7 @@ class LocalBlobStore:
         """Copy a file in while hashing it; refuse if it changes or vanishes meanwhile."""
         source = Path(source)
         before = _stat_or_fail(source)
-        hasher = hashlib.sha256()
+        hasher = digests.Hasher()
         head = b""
         with self._staging() as (handle, temp_path):
             try:
@@ -120,9 +161,11 @@ class LocalBlobStore:
                     # Read no more than the size seen at the start: a file that keeps growing
                     # would otherwise be read forever; the fingerprint check below refuses it.
                     remaining = before.st_size
-                    buffer = bytearray(CHUNK)
+                    buffer = bytearray(digests.CHUNK)
                     view = memoryview(buffer)
-                    while remaining and (count := reader.readinto(view[: min(CHUNK, remaining)])):
+                    while remaining and (
+                        count := reader.readinto(view[: min(digests.CHUNK, remaining)])
+                    ):
                         remaining -= count
                         head = head or bytes(view[: min(count, SNIFF_BYTES)])
                         hasher.update(view[:count])
@@ -137,7 +180,7 @@ class LocalBlobStore:
                     f"{source} changed while clew was hashing it; retry once it is no longer "
                     "being written."
                 )
-            digest = digests.PREFIX + hasher.hexdigest()
+            digest = hasher.digest()
             if self.exists(digest):
                 self._touch(digest)
             else:
@@ -163,52 +206,34 @@ class LocalBlobStore:
         fsync_directory(final.parent)
         return StoredBlob(digest, size)
 
-    def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
-        """Store every file, then the Merkle manifest whose digest names the directory."""
-        return put_directory(self, source, progress)
+    def _whole(self, digest: str) -> bytes:
+        return self._open_existing(digest).read_bytes()
 
-    def read_bytes(self, digest: str) -> bytes:
-        data = self._open_existing(digest).read_bytes()
-        if digests.digest_bytes(data) != digest:
-            raise corrupt(digest)
-        return data
+    def _chunks(self, digest: str) -> Iterator[bytes]:
+        return digests.file_chunks(self._open_existing(digest))
 
-    def read_manifest(self, digest: str) -> dict[str, str]:
-        return parse_manifest(self.read_bytes(digest), digest)
+    def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` (exclusive) of a blob, unverified."""
+        with open(self._open_existing(digest), "rb") as reader:
+            reader.seek(start)
+            remaining = end - start
+            while remaining > 0 and (chunk := reader.read(min(digests.CHUNK, remaining))):
+                remaining -= len(chunk)
+                yield chunk
 
-    def export_file(self, digest: str, destination: Path) -> Path:
-        """Copy a blob out to ``destination`` after checking every byte against its digest."""
-        destination = Path(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        hasher = hashlib.sha256()
-        source = self._open_existing(digest)
-        temp = destination.with_name(f".{destination.name}.clew-tmp")
-        try:
-            with open(source, "rb") as reader, open(temp, "wb") as writer:
-                while chunk := reader.read(CHUNK):
-                    hasher.update(chunk)
-                    writer.write(chunk)
-            if digests.PREFIX + hasher.hexdigest() != digest:
-                raise corrupt(digest)
-            temp.replace(destination)
-        finally:
-            temp.unlink(missing_ok=True)
-        return destination
+    def local_path(self, digest: str) -> Path:
+        return self.path_for(digest)
 
-    def export_directory(self, digest: str, destination: Path) -> Path:
-        """Export every file of a manifest; on any bad digest nothing is left at ``destination``."""
-        return export_directory(self, digest, destination)
+    def presigned_url(self, digest: str, seconds: int, disposition: str) -> None:
+        """None: a local directory has no URL of its own."""
+        return None
 
-    def verify(self, digest: str) -> bool:
-        """True when the stored bytes still hash to ``digest``."""
-        path = self.path_for(digest)
-        if not path.exists():
-            return False
-        hasher = hashlib.sha256()
-        with open(path, "rb") as reader:
-            while chunk := reader.read(CHUNK):
-                hasher.update(chunk)
-        return digests.PREFIX + hasher.hexdigest() == digest
+    def streamed_upload(self, digest: str) -> None:
+        """None: uploads land in a temp file and are renamed in (``adopt_verified_file``)."""
+        return None
+
+    def scratch_directories(self) -> list[Path]:
+        return [self.staging]
 
     def fingerprint(self, digest: str) -> Fingerprint | None:
         """What changes whenever the stored file does (None when it is missing): size first,
@@ -232,6 +257,9 @@ class LocalBlobStore:
     def location(self) -> str:
         """Where the blobs are, as shown to users."""
         return str(self.root)
+
+    def location_names(self) -> set[str]:
+        return {str(self.root)}
 
     def is_empty(self) -> bool:
         """Whether no blob is stored (a new store's database may only be created over none)."""
@@ -274,10 +302,10 @@ class LocalBlobStore:
             raise NotFoundError(f"blob {digest} is missing from the store at {self.root}.")
         return path
 
-    def _staging(self):  # type: ignore[no-untyped-def]
+    def _staging(self) -> _Staging:
         return _Staging(self.staging)
 
-    def _commit(self, handle, temp_path: Path, digest: str) -> None:  # type: ignore[no-untyped-def]
+    def _commit(self, handle: IO[bytes], temp_path: Path, digest: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
         final = self.path_for(digest)
@@ -292,14 +320,19 @@ class _Staging:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> tuple[IO[bytes], Path]:
         with file_faults(self.directory, "write a new blob in"):
             descriptor, name = tempfile.mkstemp(dir=self.directory, prefix="incoming-")
         self.path = Path(name)
         self.handle = os.fdopen(descriptor, "wb")
         return self.handle, self.path
 
-    def __exit__(self, exc_type, exc, _tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
         try:
             self.handle.close()
         except OSError as error:
@@ -321,94 +354,6 @@ class _Staging:
         return error.filename is None or Path(error.filename).is_relative_to(self.directory.parent)
 
 
-class BlobWriter(Protocol):
-    """What ``put_directory`` needs from a blob store (local, object store or remote)."""
-
-    def put_bytes(self, data: bytes) -> StoredBlob: ...
-
-    def put_file(self, source: Path, progress: Progress | None = None) -> StoredBlob: ...
-
-
-class BlobExporter(Protocol):
-    """What ``export_directory`` needs from a blob store."""
-
-    def read_manifest(self, digest: str) -> dict[str, str]: ...
-
-    def export_file(self, digest: str, destination: Path) -> Path: ...
-
-
-def put_directory(
-    blobs: BlobWriter, source: Path, progress: Progress | None = None
-) -> StoredDirectory:
-    """Store every file of ``source``, then the Merkle manifest whose digest names it."""
-    files: dict[str, str] = {}
-    total = 0
-    for relative, path in walk_files(Path(source)):
-        blob = blobs.put_file(path, progress)
-        files[relative] = blob.digest
-        total += blob.size
-    manifest = {"kind": MANIFEST_KIND, "files": dict(sorted(files.items()))}
-    stored = blobs.put_bytes(digests.canonical_json(manifest))
-    return StoredDirectory(stored.digest, total, files)
-
-
-def parse_manifest(data: bytes, digest: str) -> dict[str, str]:
-    """The file-path -> digest mapping of a directory manifest's (already verified) bytes."""
-    manifest = json.loads(data)
-    if manifest.get("kind") != MANIFEST_KIND:
-        raise InvalidInputError(f"blob {digest} is not a directory manifest.")
-    return dict(manifest["files"])
-
-
-def export_directory(blobs: BlobExporter, digest: str, destination: Path) -> Path:
-    """Export every file of a manifest; on any bad digest nothing is left at ``destination``.
-
-    Files are first written under a temporary sibling directory and moved into place only
-    once all of them have been verified.
-    """
-    destination = Path(destination)
-    manifest = blobs.read_manifest(digest)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        for relative, file_digest in manifest.items():
-            blobs.export_file(file_digest, staging / _safe_relative(relative))
-        if not destination.exists():
-            staging.rename(destination)
-            return destination
-        for relative in manifest:
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / relative, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return destination
-
-
-def walk_files(source: Path) -> Iterator[tuple[str, Path]]:
-    """Every file under ``source`` (sorted) with its POSIX relative path; refuses symlinks
-    that leave ``source``, so a directory artifact never captures bytes from elsewhere."""
-    if not source.is_dir():
-        raise NotFoundError(f"directory {source} does not exist.")
-    root = source.resolve()
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames.sort()
-        for filename in sorted(filenames):
-            path = Path(dirpath) / filename
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                raise InvalidInputError(
-                    f"{path} is a symlink pointing outside {source}; copy the file in instead."
-                )
-            yield path.relative_to(source).as_posix(), path
-
-
-def _safe_relative(relative: str) -> str:
-    parts = Path(relative).parts
-    if Path(relative).is_absolute() or ".." in parts or "\x00" in relative:
-        raise IntegrityError(f"manifest entry {relative!r} points outside its directory.")
-    return relative
-
-
 def _stat_or_fail(path: Path) -> os.stat_result:
     try:
         result = path.stat()
@@ -425,13 +370,6 @@ def _fingerprint(stat: os.stat_result) -> tuple[int, int, int]:
 
 def _vanished(path: Path) -> FileChangedError:
     return FileChangedError(f"{path} does not exist (or disappeared while clew was reading it).")
-
-
-def corrupt(digest: str) -> IntegrityError:
-    return IntegrityError(
-        f"blob {digest} does not match its digest: the stored bytes were altered or damaged; "
-        "restore it from a backup or re-log the artifact."
-    )
 
 
 def fsync_directory(directory: Path) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import os
 import posixpath
 import tempfile
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 
 from clew.domain import digests, merkle
 from clew.errors import IntegrityError, NotFoundError
-from clew.store.blobs import LocalBlobStore
+from clew.store.blobs import BlobBackend
 from clew.store.faults import capture_file_faults
 from clew.store.object_store import ObjectBlobStore
 
@@ -339,11 +338,8 @@ class ObjectCaptureFiles(CaptureFiles):
         return bool(self.fs.exists(self.key(relative)))
 
     def file_digest(self, relative: str) -> str:
-        hasher = hashlib.sha256()
         with self.fs.open(self.key(relative), "rb", block_size=CHUNK, cache_type="none") as reader:
-            while chunk := reader.read(CHUNK):
-                hasher.update(chunk)
-        return digests.PREFIX + hasher.hexdigest()
+            return digests.digest_chunks(iter(lambda: reader.read(CHUNK), b""))
 
     @contextlib.contextmanager
     def local_copy(self, relative: str) -> Iterator[Path]:
@@ -377,7 +373,7 @@ class ObjectCaptureFiles(CaptureFiles):
             self.fs.rm_file(self.key(relative))
 
 
-def open_files(blobs: LocalBlobStore | ObjectBlobStore, local_root: Path) -> CaptureFiles:
+def open_files(blobs: BlobBackend, local_root: Path) -> CaptureFiles:
     """Capture files go where the blobs go: an object store's bucket, or ``local_root``."""
     if isinstance(blobs, ObjectBlobStore):
         return ObjectCaptureFiles(blobs)
@@ -435,11 +431,7 @@ def _write_levels(levels: Sequence[bytes], target: Path) -> None:
 
 
 def local_digest(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(CHUNK):
-            hasher.update(chunk)
-    return digests.PREFIX + hasher.hexdigest()
+    return digests.digest_file(path)
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from clew.errors import InvalidInputError, NotFoundError, StoreMissingError
-from clew.store.blobs import LocalBlobStore
+from clew.store.blobs import BlobBackend, LocalBlobStore
 from clew.store.captures import CaptureFiles, open_files
 from clew.store.faults import file_faults
 from clew.store.metadata import Database
 from clew.store.object_store import ObjectBlobStore
 
-BlobStore = LocalBlobStore | ObjectBlobStore
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 _ACCEPTED = (
     "a directory, sqlite:///<path>, postgresql+psycopg://<user>@<host>:<port>/<database> "
@@ -47,7 +46,7 @@ class Store:
     uri: str
     home: Path
     db: Database
-    blobs: BlobStore
+    blobs: BlobBackend
     captures: Path = field(init=False)
     capture_files: CaptureFiles = field(init=False)
     keys: Path = field(init=False)
@@ -62,8 +61,7 @@ class Store:
     def scratch_directories(self) -> list[Path]:
         """Where a write killed half-way can leave a temp file: the server's upload spool
         and a local blob directory's staging area (``clew gc`` sweeps old ones)."""
-        staging = [self.blobs.staging] if isinstance(self.blobs, LocalBlobStore) else []
-        return [self.uploads, *staging]
+        return [self.uploads, *self.blobs.scratch_directories()]
 
     def close(self) -> None:
         self.db.close()
@@ -104,7 +102,7 @@ def open_store(
     return _open(str(home), home, f"sqlite:///{home / 'clew.db'}", blobs, create)
 
 
-def open_blobs(artifacts: str | None, default: Path) -> BlobStore:
+def open_blobs(artifacts: str | None, default: Path) -> BlobBackend:
     """A directory (or ``file://`` URL) gives local blobs; any other URL an object store."""
     if artifacts and "://" in artifacts and not artifacts.startswith("file://"):
         return ObjectBlobStore.from_url(artifacts)
@@ -171,7 +169,7 @@ def _refuse_no_schema(shown: str) -> None:
 
 
 def _open(
-    shown: str, home: Path, url: str, blobs: BlobStore, create: bool, must_exist: bool = False
+    shown: str, home: Path, url: str, blobs: BlobBackend, create: bool, must_exist: bool = False
 ) -> Store:
     """The store's parts, refusing to start an empty database over a lost one's data.
 
@@ -200,7 +198,7 @@ def _open(
 def _refuse_lost_database(
     shown: str,
     home: Path,
-    blobs: BlobStore,
+    blobs: BlobBackend,
     sqlite_file: Path | None,
     database_is_new: Callable[[], bool],
 ) -> None:
@@ -220,7 +218,7 @@ def _refuse_lost_database(
     )
 
 
-def _stored_data(home: Path, blobs: BlobStore, own_home: bool) -> list[str]:
+def _stored_data(home: Path, blobs: BlobBackend, own_home: bool) -> list[str]:
     """What a store's database would describe, found without it (empty: a new store).
 
     ``keys/`` counts only beside a SQLite file: a PostgreSQL store's home is the shared

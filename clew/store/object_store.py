@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -27,27 +26,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from clew.domain import digests
+from clew.domain.blobs import Progress, StoredBlob, VerifiedReads
 from clew.errors import (
     FileChangedError,
     InvalidInputError,
     NotFoundError,
     StoreUnavailableError,
 )
-from clew.store.blobs import (
-    CHUNK,
-    Fingerprint,
-    Progress,
-    Rehashed,
-    StoredBlob,
-    StoredDirectory,
-    _fingerprint,
-    _stat_or_fail,
-    _vanished,
-    corrupt,
-    export_directory,
-    parse_manifest,
-    put_directory,
-)
+from clew.store.blobs import Fingerprint, Rehashed, _fingerprint, _stat_or_fail, _vanished
 
 # S3 parts must be at least 5 MiB; 8 MiB keeps memory per upload bounded to about one part
 # while large files still go up as a multipart upload.
@@ -65,7 +51,7 @@ _SECRET_PARAMETERS = {"key", "secret", "token", "access_key_id", "secret_access_
 _inherited: list[tuple[Any, Any]] = []  # a forked child's copies of its parent's clients
 
 
-class ObjectBlobStore:
+class ObjectBlobStore(VerifiedReads):
     """Blobs under one bucket prefix that the store's owner chose; clients never pick keys."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -153,10 +139,7 @@ class ObjectBlobStore:
             if progress:
                 progress(stored.size)
             return stored
-        hasher = hashlib.sha256()
-        for chunk in _chunks(source, before.st_size):
-            hasher.update(chunk)
-        digest = digests.PREFIX + hasher.hexdigest()
+        digest = digests.digest_chunks(_chunks(source, before.st_size))
         _refuse_if_changed(source, before)
         if self.exists(digest):
             if progress:
@@ -219,10 +202,6 @@ class ObjectBlobStore:
         route); the caller hashes them and calls ``finish`` only if they match the digest."""
         return StreamedUpload(self, digest)
 
-    def put_directory(self, source: Path, progress: Progress | None = None) -> StoredDirectory:
-        """Store every file, then the Merkle manifest whose digest names the directory."""
-        return put_directory(self, source, progress)
-
     def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive) of a blob, one ranged GET per part (no
         HEAD first), unverified: only a reader that hashes the whole blob (the remote
@@ -237,16 +216,31 @@ class ObjectBlobStore:
                 )
                 yield answer["Body"].read()
 
-    def signed_url(self, digest: str, seconds: int) -> str:
+    def presigned_url(self, digest: str, seconds: int, disposition: str) -> str:
         """A presigned GET URL for ``digest`` valid for ``seconds`` (the server's download
-        redirect); signed locally by ``parts_client``, no request is sent."""
+        redirect) whose answer carries ``Content-Disposition: disposition``, as the server's
+        own downloads do; signed locally by ``parts_client``, no request is sent."""
         bucket, key, _ = self.fs.split_path(self.key_for(digest))
+        params = {"Bucket": bucket, "Key": key, "ResponseContentDisposition": disposition}
         with self._reachable():
             return str(
                 self.parts_client.generate_presigned_url(
-                    "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+                    "get_object", Params=params, ExpiresIn=seconds
                 )
             )
+
+    def local_path(self, digest: str) -> None:
+        """None: the bytes are in the object store, not on this machine's disk."""
+        return None
+
+    def adopt_verified_file(self, source: Path, digest: str) -> StoredBlob:
+        """Upload a temp file whose bytes the caller has hashed to ``digest`` (an object store
+        has no rename from local disk, so this is ``put_file``)."""
+        return self.put_file(source)
+
+    def scratch_directories(self) -> list[Path]:
+        """None: an unfinished upload leaves multipart parts (``abort_stale_uploads``)."""
+        return []
 
     def abort_stale_uploads(self, cutoff_ms: int, dry_run: bool = False) -> list[str]:
         """Abort multipart uploads under this store's prefix started before ``cutoff_ms``
@@ -280,42 +274,19 @@ class ObjectBlobStore:
                     )
         return found
 
-    def read_bytes(self, digest: str) -> bytes:
-        key = self.key_for(digest)
+    def _whole(self, digest: str) -> bytes:
         with self._existing(digest):
-            data = self.fs.cat_file(key)
-        if digests.digest_bytes(data) != digest:
-            raise corrupt(digest)
-        return data
+            return bytes(self.fs.cat_file(self.key_for(digest)))
 
-    def read_manifest(self, digest: str) -> dict[str, str]:
-        return parse_manifest(self.read_bytes(digest), digest)
-
-    def export_file(self, digest: str, destination: Path) -> Path:
-        """Stream a blob out to ``destination``; it appears only if every byte matched."""
-        destination = Path(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temp = destination.with_name(f".{destination.name}.clew-tmp")
-        try:
-            with open(temp, "wb") as writer:
-                actual = self._stream(digest, writer.write)
-            if actual != digest:
-                raise corrupt(digest)
-            temp.replace(destination)
-        finally:
-            temp.unlink(missing_ok=True)
-        return destination
-
-    def export_directory(self, digest: str, destination: Path) -> Path:
-        """Export every file of a manifest; on any bad digest nothing is left at ``destination``."""
-        return export_directory(self, digest, destination)
-
-    def verify(self, digest: str) -> bool:
-        """True when the stored bytes still hash to ``digest``."""
-        try:
-            return self._stream(digest, lambda _chunk: None) == digest
-        except NotFoundError:
-            return False
+    def _chunks(self, digest: str) -> Iterator[bytes]:
+        """The object in ``PART_SIZE`` pieces through one streaming read."""
+        key = self.key_for(digest)
+        with (
+            self._existing(digest),
+            self.fs.open(key, "rb", block_size=PART_SIZE, cache_type="none") as reader,
+        ):
+            while chunk := reader.read(PART_SIZE):
+                yield chunk
 
     def fingerprint(self, digest: str) -> Fingerprint | None:
         """What changes whenever the object does (None when it is missing): size first, then
@@ -338,6 +309,10 @@ class ObjectBlobStore:
     def location(self) -> str:
         """Where the blobs are, as shown to users (the URL without its query options)."""
         return self.url
+
+    def location_names(self) -> set[str]:
+        """The URL and the bucket/prefix path fsspec and botocore name in their errors."""
+        return {self.url, self.root}
 
     def is_empty(self) -> bool:
         """Whether nothing at all (blob or capture file) is under the prefix: one listing
@@ -376,7 +351,7 @@ class ObjectBlobStore:
     def _upload(
         self, source: Path, digest: str, before: os.stat_result, progress: Progress | None
     ) -> None:
-        hasher = hashlib.sha256()
+        hasher = digests.Hasher()
         handle = self.fs.open(self.key_for(digest), "wb", block_size=PART_SIZE, autocommit=False)
         try:
             with self._reachable():
@@ -386,7 +361,7 @@ class ObjectBlobStore:
                     if progress:
                         progress(len(chunk))
                 handle.close()
-            if digests.PREFIX + hasher.hexdigest() != digest:
+            if hasher.digest() != digest:
                 raise _changed(source)
             _refuse_if_changed(source, before)
         except BaseException:
@@ -394,19 +369,6 @@ class ObjectBlobStore:
             raise
         with self._reachable():
             handle.commit()
-
-    def _stream(self, digest: str, sink: Any) -> str:
-        """Read a blob in chunks into ``sink``; return the digest of what was read."""
-        key = self.key_for(digest)
-        hasher = hashlib.sha256()
-        with (
-            self._existing(digest),
-            self.fs.open(key, "rb", block_size=PART_SIZE, cache_type="none") as reader,
-        ):
-            while chunk := reader.read(PART_SIZE):
-                hasher.update(chunk)
-                sink(chunk)
-        return digests.PREFIX + hasher.hexdigest()
 
     @contextlib.contextmanager
     def _existing(self, digest: str) -> Iterator[None]:
@@ -517,9 +479,10 @@ class StreamedUpload:
             return self._store.call_parts_client(method, **arguments)
 
 
-def _translated(error: Any) -> Exception:
+def _translated(error: Exception) -> Exception:
     """botocore's error as the OS error s3fs would raise, which ``_reachable`` explains."""
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    response: dict[str, Any] = getattr(error, "response", {})
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if status == 403:
         return PermissionError(str(error))
     if status == 404:
@@ -579,11 +542,7 @@ def _chunks(source: Path, limit: int) -> Iterator[bytes]:
     """At most ``limit`` bytes of ``source``, the size seen at the start: a file that keeps
     growing is not read forever, and the fingerprint check afterwards refuses it."""
     try:
-        with open(source, "rb") as reader:
-            remaining = limit
-            while remaining and (chunk := reader.read(min(CHUNK, remaining))):
-                remaining -= len(chunk)
-                yield chunk
+        yield from digests.file_chunks(source, limit)
     except FileNotFoundError as error:
         raise _vanished(source) from error
 

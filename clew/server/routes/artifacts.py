@@ -15,7 +15,6 @@ records may cite a reference URI, which is checked (clew/service/uploads.py) and
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -37,8 +36,8 @@ from clew.server.deps import PrincipalDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.routes.models import Body, Id, Int64, JsonObject, Name, PlainRoute
 from clew.service import accounts, reads, uploads
-from clew.store.blobs import LocalBlobStore
-from clew.store.object_store import PART_SIZE, ObjectBlobStore, StreamedUpload
+from clew.store.blobs import BlobBackend, PartUpload
+from clew.store.object_store import PART_SIZE
 
 router = APIRouter(prefix="/api/v1", tags=["artifacts"], route_class=PlainRoute)
 
@@ -108,7 +107,8 @@ def get_artifact(artifact_id: Id, services: ServicesDep) -> dict[str, Any]:
 
 
 def wire(record: Any) -> dict[str, Any]:
-    return record.to_dict() | {"created_ms": record.created_ms}
+    fields: dict[str, Any] = record.to_dict()
+    return fields | {"created_ms": record.created_ms}
 
 
 @router.put("/blobs/{digest}", status_code=201)
@@ -122,8 +122,9 @@ async def upload_blob(
         async for _chunk in request.stream():
             pass
         return {"digest": digest, "size": await run_in_threadpool(blobs.size_of, digest)}
-    if isinstance(blobs, ObjectBlobStore):
-        size = await _stream_to_object_store(request, blobs.streamed_upload(digest), digest)
+    streamed = blobs.streamed_upload(digest)
+    if streamed is not None:
+        size = await _stream_to_object_store(request, streamed, digest)
         return {"digest": digest, "size": size}
     store = services.store
     store.uploads.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,7 @@ async def upload_blob(
     return {"digest": digest, "size": size}
 
 
-async def _stream_to_object_store(request: Request, upload: StreamedUpload, digest: str) -> int:
+async def _stream_to_object_store(request: Request, upload: PartUpload, digest: str) -> int:
     """Hash the body while its parts go up; complete only on a match, abort otherwise (a
     mismatch, an oversize body, a dropped connection), so nothing half-written is visible.
 
@@ -148,7 +149,7 @@ async def _stream_to_object_store(request: Request, upload: StreamedUpload, dige
     in a file object, which then goes out 16 KiB per Python call after an
     ``Expect: 100-continue`` round trip, where a buffer goes to the socket in one call.
     """
-    hasher = hashlib.sha256()
+    hasher = digests.Hasher()
     manifest = uploads.ManifestSniffer()
     size = 0
     pending: list[bytes] = []
@@ -170,7 +171,7 @@ async def _stream_to_object_store(request: Request, upload: StreamedUpload, dige
         last = bytearray().join(pending)
         hashing.submit(hasher.update, last)
         await run_in_threadpool(hashing.shutdown)
-        actual = digests.PREFIX + hasher.hexdigest()
+        actual = hasher.digest()
         if actual != digest:
             raise _mismatch(digest, actual)
         manifest.check(digest)
@@ -185,7 +186,7 @@ async def _stream_to_object_store(request: Request, upload: StreamedUpload, dige
 
 async def _receive(request: Request, descriptor: int, digest: str) -> int:
     """Stream the body to ``descriptor`` while hashing; refuse a mismatch or an oversize body."""
-    hasher = hashlib.sha256()
+    hasher = digests.Hasher()
     manifest = uploads.ManifestSniffer()
     size = 0
     with os.fdopen(descriptor, "wb") as sink:
@@ -196,7 +197,7 @@ async def _receive(request: Request, descriptor: int, digest: str) -> int:
             hasher.update(chunk)
             manifest.feed(chunk)
             sink.write(chunk)
-    actual = digests.PREFIX + hasher.hexdigest()
+    actual = hasher.digest()
     if actual != digest:
         raise _mismatch(digest, actual)
     manifest.check(digest)
@@ -235,8 +236,10 @@ def download_blob(
     """Stream a blob, or the one byte range asked for; the client re-hashes every byte of the
     whole blob, so a damaged blob is never loaded, and fetches large ones as parallel ranges.
 
-    On an object store, a blob of ``PRESIGNED_MIN_BYTES`` or more is answered by default with
-    a redirect (307) to a presigned URL valid ``CLEW_PRESIGNED_DOWNLOADS`` seconds, so its
+    A blob on this server's disk is sent from its file. On a store that presigns URLs (an
+    object store), a blob of ``PRESIGNED_MIN_BYTES`` or more is answered by default with a
+    redirect (307) to a presigned URL valid ``CLEW_PRESIGNED_DOWNLOADS`` seconds, which
+    answers with the same ``Content-Disposition: attachment`` as this route, so its
     bytes flow from the object store straight to the client: relaying them through this
     process cost twice boto3's time on a 2-core host. ``relay=true`` (what the SDK asks
     once it could not reach the object store) and ``CLEW_PRESIGNED_DOWNLOADS=0`` relay the
@@ -246,15 +249,14 @@ def download_blob(
     blobs = services.store.blobs
     size = blobs.size_of(digest)  # a blob the store lacks is a 404 before any response starts
     attachment = attachment_headers(digest, filename)
-    redirect = isinstance(blobs, ObjectBlobStore) and bool(presigned_seconds())
-    redirect = redirect and not relay and size >= PRESIGNED_MIN_BYTES
-    how = reads.ReadHow.REDIRECT if redirect else reads.ReadHow.STREAM
+    path = blobs.local_path(digest)
+    url = None if path else _presigned_url(blobs, digest, size, attachment, relay)
+    how = reads.ReadHow.REDIRECT if url else reads.ReadHow.STREAM
     reads.record_read(services.store, who.name, digest, how, range_header)
-    if isinstance(blobs, LocalBlobStore):
-        path = blobs.path_for(digest)
+    if path:
         return FileResponse(path, media_type="application/octet-stream", headers=attachment)
-    if redirect:
-        return RedirectResponse(blobs.signed_url(digest, presigned_seconds()), status_code=307)
+    if url:
+        return RedirectResponse(url, status_code=307)
     span = _single_range(range_header, size)
     if span is None:
         return _stream(blobs, digest, 0, size, 200, attachment)
@@ -263,6 +265,17 @@ def download_blob(
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
     content_range = {"Content-Range": f"bytes {start}-{end - 1}/{size}"}
     return _stream(blobs, digest, start, end, 206, attachment | content_range)
+
+
+def _presigned_url(
+    blobs: BlobBackend, digest: str, size: int, attachment: dict[str, str], relay: bool
+) -> str | None:
+    """Where to redirect the download, if anywhere. ``CLEW_PRESIGNED_DOWNLOADS`` is read
+    for every blob not on this server's disk, so a malformed setting is reported at once."""
+    seconds = presigned_seconds()
+    if relay or not seconds or size < PRESIGNED_MIN_BYTES:
+        return None
+    return blobs.presigned_url(digest, seconds, attachment["Content-Disposition"])
 
 
 def attachment_headers(digest: str, filename: str | None) -> dict[str, str]:
@@ -311,7 +324,7 @@ def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _stream(
-    blobs: ObjectBlobStore, digest: str, start: int, end: int, status: int, headers: dict[str, str]
+    blobs: BlobBackend, digest: str, start: int, end: int, status: int, headers: dict[str, str]
 ) -> StreamingResponse:
     return StreamingResponse(
         _object_parts(blobs, digest, start, end),
@@ -321,7 +334,7 @@ def _stream(
     )
 
 
-def _object_parts(blobs: ObjectBlobStore, digest: str, start: int, end: int) -> Iterator[bytes]:
+def _object_parts(blobs: BlobBackend, digest: str, start: int, end: int) -> Iterator[bytes]:
     """The range's parts in order; the next part is fetched while the current one is sent."""
     parts = blobs.read_range(digest, start, end)
     with ThreadPoolExecutor(1, thread_name_prefix="clew-read-ahead") as ahead:
