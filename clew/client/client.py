@@ -23,11 +23,10 @@ from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
 from clew.domain import digests, records
+from clew.domain.lineage import IngestResult, LineageResult
 from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import InvalidInputError
 from clew.service.identity import current_actor
-from clew.service.lineage import LineageResult
-from clew.service.lineage_ingest import IngestResult
 from clew.store.blobs import Progress
 
 if TYPE_CHECKING:

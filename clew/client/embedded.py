@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from clew.client.audit import EmbeddedAudit
+from clew.domain.keys import RotationRequest, SigningKey
 from clew.domain.records import RunRecord
+from clew.domain.run_fields import warn_unknown_keys
+from clew.domain.trace import Trace
 from clew.service import capture, reads, signing
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
@@ -18,9 +21,9 @@ from clew.service.lineage import LineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
-from clew.service.runs import RunService, search_runs, unknown_keys, warn_unknown_keys
+from clew.service.runs import RunService, search_runs, unknown_keys
 from clew.service.sessions import SessionService
-from clew.service.trace import Trace, trace_prediction
+from clew.service.trace import trace_prediction
 from clew.service.user_keys import UserKeyService
 from clew.store.location import Store, open_store
 
@@ -44,12 +47,10 @@ class EmbeddedPredictions:
     def public_key(self) -> str:
         return signing.store_public_key(self.store).decode()
 
-    def signing_keys(self) -> list[signing.SigningKey]:
+    def signing_keys(self) -> list[SigningKey]:
         return signing.key_history(self.store)
 
-    def rotate_signing_key(
-        self, request: signing.RotationRequest, actor: str
-    ) -> signing.SigningKey:
+    def rotate_signing_key(self, request: RotationRequest, actor: str) -> SigningKey:
         return signing.rotate(self.store, request, actor)
 
     def get_prediction(self, prediction_id: str) -> capture.CapturedPrediction:

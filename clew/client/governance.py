@@ -21,12 +21,12 @@ import pandas as pd
 from clew.client.loaded_model import LoadedModel
 from clew.client.run import ActiveRun
 from clew.domain import ids, records
+from clew.domain.keys import SignedStatement
 from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, InvalidInputError
 from clew.integrations import flavors
 from clew.service import signing
 from clew.service import user_keys as keyring
-from clew.service.user_keys import SignedStatement
 
 if TYPE_CHECKING:
     from clew.client.embedded import EmbeddedBackend

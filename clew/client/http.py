@@ -46,6 +46,10 @@ from clew.client.remote_capture import (
 )
 from clew.client.remote_sessions import RemoteSessions
 from clew.domain import digests, refs
+from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
+from clew.domain.lineage import NODE_COLUMNS, IngestResult, LineageResult, Node, WalkedEdge
+from clew.domain.policy import StoredPolicy
+from clew.domain.policy import parse as parse_policy
 from clew.domain.records import (
     ArtifactRecord,
     MetricPoint,
@@ -56,18 +60,12 @@ from clew.domain.records import (
     VersionRecord,
     from_fields,
 )
+from clew.domain.run_fields import WARNINGS_HEADER, check_key, param_text, warn_unknown_keys
+from clew.domain.trace import Trace
 from clew.errors import ClewError, FileChangedError, InvalidInputError
-from clew.service import policy, signing
 from clew.service.accounts import AuthenticationError
 from clew.service.artifacts import artifact_ref, export_artifact
 from clew.service.capture import CapturedPrediction, CaptureTarget
-from clew.service.graph import Node, WalkedEdge
-from clew.service.lineage import NODE_COLUMNS, LineageResult
-from clew.service.lineage_ingest import IngestResult
-from clew.service.policy import StoredPolicy
-from clew.service.runs import WARNINGS_HEADER, check_key, param_text, warn_unknown_keys
-from clew.service.trace import Trace
-from clew.service.user_keys import SignedStatement, UserKey
 from clew.store.blobs import (
     CHUNK,
     Progress,
@@ -664,7 +662,7 @@ class RemotePolicies:
             data["document"],
             data["created_ms"],
             data["set_by"],
-            policy.parse(data["document"]),
+            parse_policy(data["document"]),
         )
 
 
@@ -699,16 +697,14 @@ class RemotePredictions:
     def public_key(self) -> str:
         return self._t.call("GET", "/public-key")["pem"]
 
-    def signing_keys(self) -> list[signing.SigningKey]:
-        return [signing.SigningKey(**key) for key in self._t.call("GET", "/signing-keys")]
+    def signing_keys(self) -> list[SigningKey]:
+        return [SigningKey(**key) for key in self._t.call("GET", "/signing-keys")]
 
-    def rotate_signing_key(
-        self, request: signing.RotationRequest, actor: str
-    ) -> signing.SigningKey:
+    def rotate_signing_key(self, request: RotationRequest, actor: str) -> SigningKey:
         """Only the new public key and its proof go to the server, never the private key; the
         rotation is attributed to the token's user (an admin), not to ``actor``."""
         body = dataclasses.asdict(request)
-        return signing.SigningKey(**self._t.call("POST", "/signing-keys", json_body=body))
+        return SigningKey(**self._t.call("POST", "/signing-keys", json_body=body))
 
     def get_prediction(self, prediction_id: str) -> CapturedPrediction:
         """The server's stored row and proof, re-verified here with the public key its batch

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from clew.client.capture_spool import SpoolSettings
 from clew.client.embedded import EmbeddedBackend
+from clew.domain.keys import SigningKey
 from clew.domain.records import ms_to_iso
+from clew.domain.trace import Trace
 from clew.errors import InvalidInputError
 from clew.service import signing
 from clew.service.capture import (
@@ -33,7 +35,6 @@ from clew.service.capture import (
     CaptureStats,
 )
 from clew.service.identity import current_actor
-from clew.service.trace import Trace
 
 if TYPE_CHECKING:
     from clew.client.http import RemoteBackend
@@ -219,7 +220,7 @@ class PredictionsMixin:
             self._capture.close()
 
 
-def _key_dict(key: signing.SigningKey) -> dict[str, Any]:
+def _key_dict(key: SigningKey) -> dict[str, Any]:
     return {**key.to_dict(), "created_at": ms_to_iso(key.created_ms)}
 
 

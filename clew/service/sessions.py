@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from clew.domain import ids
+from clew.domain.roles import Role
 from clew.errors import ConflictError, NotFoundError
 from clew.service import accounts, audit, policy
 from clew.service.accounts import AuthenticationError, Principal
@@ -121,7 +122,7 @@ def authenticate_session(store: Store, secret: str) -> Principal:
         grants = accounts.grants_of(connection, row.user_name)
     if now - row.last_seen_ms >= TOUCH_MS:
         _touch(store, row.id, now)
-    return Principal(row.user_name, accounts.Role.parse(row.role), grants, row.token_id)
+    return Principal(row.user_name, Role.parse(row.role), grants, row.token_id)
 
 
 def close_session(store: Store, secret: str) -> SessionInfo | None:
