@@ -32,7 +32,7 @@ from clew.store.blobs import Progress
 if TYPE_CHECKING:
     import pandas as pd
 
-    from clew.client.http import RemoteBackend
+    from clew.client.remote_backend import RemoteBackend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -328,7 +328,7 @@ def _backend(
     its admin's to create)."""
     address = uri if uri is not None else os.environ.get("CLEW_URI", "")
     if str(address).startswith(("http://", "https://")):
-        from clew.client.http import RemoteBackend  # httpx only for a remote store
+        from clew.client.remote_backend import RemoteBackend  # httpx only for a remote store
 
         return RemoteBackend(str(address), token, signing_token)
     return EmbeddedBackend(uri, artifacts, create)

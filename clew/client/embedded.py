@@ -1,7 +1,7 @@
 """The in-process backend: the services of one store, called directly (no server).
 
-``RemoteBackend`` (clew/client/http.py) has the same attributes with the same signatures, so
-``Client`` and its mixins only ever call ``self._service.<service>``.
+``RemoteBackend`` (clew/client/remote_backend.py) has the same attributes with the same
+signatures, so ``Client`` and its mixins only ever call ``self._service.<service>``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from clew.service import user_keys as keyring
 
 if TYPE_CHECKING:
     from clew.client.embedded import EmbeddedBackend
-    from clew.client.http import RemoteBackend, RemoteBlobStore
+    from clew.client.http import RemoteBlobStore
+    from clew.client.remote_backend import RemoteBackend
     from clew.store.location import BlobStore
 
 __all__ = [

@@ -37,7 +37,7 @@ from clew.service.capture import (
 from clew.service.identity import current_actor
 
 if TYPE_CHECKING:
-    from clew.client.http import RemoteBackend
+    from clew.client.remote_backend import RemoteBackend
 
 __all__ = [
     "capture_stats",

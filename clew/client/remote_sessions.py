@@ -8,7 +8,7 @@ from urllib.parse import quote
 from clew.service.sessions import SessionInfo
 
 if TYPE_CHECKING:
-    from clew.client.http import Transport
+    from clew.client.transport import Transport
 
 
 class RemoteSessions:
