@@ -26,13 +26,12 @@ from clew.domain import digests, records
 from clew.domain.lineage import IngestResult, LineageResult
 from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import InvalidInputError
-from clew.service.identity import current_actor
 from clew.store.blobs import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from clew.client.remote_backend import RemoteBackend
+    from clew.service.protocols import Backend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -101,9 +100,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
     @property
     def actor(self) -> str:
         """On a server the token's user (the server ignores claimed names); else the OS user."""
-        if not isinstance(self._service, EmbeddedBackend):
-            return self._service.actor
-        return current_actor()
+        return self._service.actor
 
     @property
     def uri(self) -> str:
@@ -293,7 +290,8 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
     def _stack(self) -> list[ActiveRun]:
         if not hasattr(self._local, "stack"):
             self._local.stack = []
-        return self._local.stack
+        stack: list[ActiveRun] = self._local.stack
+        return stack
 
     def _pop_run(self, run: ActiveRun) -> None:
         stack = self._stack()
@@ -322,10 +320,11 @@ def _backend(
     token: str | None,
     signing_token: str | None,
     create: bool = False,
-) -> EmbeddedBackend | RemoteBackend:
+) -> Backend:
     """A clew server for ``http(s)://`` addresses (argument or ``CLEW_URI``), else a local store
     (``create``: start an empty one even beside a lost database's blobs; a server's store is
-    its admin's to create)."""
+    its admin's to create). Both are returned as a ``Backend``, so mypy checks each, service
+    by service, against ``service/protocols.py``."""
     address = uri if uri is not None else os.environ.get("CLEW_URI", "")
     if str(address).startswith(("http://", "https://")):
         from clew.client.remote_backend import RemoteBackend  # httpx only for a remote store

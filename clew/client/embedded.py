@@ -17,6 +17,7 @@ from clew.domain.trace import Trace
 from clew.service import capture, reads, signing
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
+from clew.service.identity import current_actor
 from clew.service.lineage import LineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
@@ -76,6 +77,11 @@ class EmbeddedBackend:
         self.user_keys = UserKeyService(self.store)
         self.sessions = SessionService(self.store)
         self.audit = EmbeddedAudit(self.store)
+
+    @property
+    def actor(self) -> str:
+        """Who this process's writes are attributed to: ``CLEW_USER`` or the OS user."""
+        return current_actor()
 
     def record_read(self, digest: str, actor: str) -> None:
         """Audit this process reading ``digest`` straight from the store (if it is governed)."""

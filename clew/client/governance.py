@@ -29,9 +29,8 @@ from clew.service import signing
 from clew.service import user_keys as keyring
 
 if TYPE_CHECKING:
-    from clew.client.embedded import EmbeddedBackend
     from clew.client.http import RemoteBlobStore
-    from clew.client.remote_backend import RemoteBackend
+    from clew.service.protocols import Backend
     from clew.store.location import BlobStore
 
 __all__ = [
@@ -92,8 +91,10 @@ class GovernanceMixin:
     """Model registry, approvals, policy and promotion (see docs/governance.md)."""
 
     if TYPE_CHECKING:
-        _service: EmbeddedBackend | RemoteBackend
-        actor: str
+        _service: Backend
+
+        @property
+        def actor(self) -> str: ...
 
         def _flush_if_active(self, run_id: str) -> None: ...
 

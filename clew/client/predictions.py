@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from clew.client.capture_spool import SpoolSettings
 from clew.client.embedded import EmbeddedBackend
@@ -37,7 +37,8 @@ from clew.service.capture import (
 from clew.service.identity import current_actor
 
 if TYPE_CHECKING:
-    from clew.client.remote_backend import RemoteBackend
+    from clew.client.remote_predictions import RemotePredictions
+    from clew.service.protocols import Backend
 
 __all__ = [
     "capture_stats",
@@ -79,8 +80,12 @@ class FlushResult(Mapping[str, Any]):
 class PredictionsMixin:
     """Signed prediction capture, ground-truth labels and ``trace`` (see docs/predictions.md)."""
 
-    _service: EmbeddedBackend | RemoteBackend
-    actor: str
+    _service: Backend
+    if TYPE_CHECKING:
+
+        @property
+        def actor(self) -> str: ...
+
     _capture: CaptureService | None = None
     _capture_settings: CaptureSettings | None = None
     _spool_settings: SpoolSettings | None = None
@@ -210,7 +215,8 @@ class PredictionsMixin:
         if isinstance(self._service, EmbeddedBackend):
             return self._service.predictions.capture_writer(current_actor())
         spool = self._spool_settings or SpoolSettings()
-        return self._service.predictions.capture_writer(current_actor(), spool)
+        remote = cast("RemotePredictions", self._service.predictions)  # not embedded: a server's
+        return remote.capture_writer(current_actor(), spool)
 
     def _capture_failed(self, rows: int, error: Exception) -> None:
         self._capture_service().record_failure(rows, error)

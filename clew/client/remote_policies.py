@@ -19,7 +19,9 @@ class RemotePolicies:
             raise errors.PolicySyntaxError(
                 f"the policy must be YAML text, not {type(document).__name__}."
             )
-        return self._t.call("POST", "/policy", json_body={"document": document})["version"]
+        answer = self._t.call("POST", "/policy", json_body={"document": document})
+        version: int = answer["version"]
+        return version
 
     def get_policy(self) -> StoredPolicy:
         data = self._t.call("GET", "/policy")

@@ -43,10 +43,12 @@ class RemotePredictions:
 
     def labels_for(self, prediction_ids: Sequence[str]) -> dict[str, Any]:
         body = {"prediction_ids": list(prediction_ids)}
-        return self._t.call("POST", "/labels/search", json_body=body)
+        labels: dict[str, Any] = self._t.call("POST", "/labels/search", json_body=body)
+        return labels
 
     def public_key(self) -> str:
-        return self._t.call("GET", "/public-key")["pem"]
+        pem: str = self._t.call("GET", "/public-key")["pem"]
+        return pem
 
     def signing_keys(self) -> list[SigningKey]:
         return [SigningKey(**key) for key in self._t.call("GET", "/signing-keys")]
@@ -72,7 +74,11 @@ class RemotePredictions:
 
     def _post_capture(self, target: CaptureTarget, batch_id: str, body: bytes, dropped: int) -> Any:
         path = f"{API}/models/{path_segment(target.name)}/versions/{target.version}/captures"
-        params = {"batch": batch_id, "method": target.method, "dropped": dropped}
+        params: dict[str, str | int] = {
+            "batch": batch_id,
+            "method": target.method,
+            "dropped": dropped,
+        }
         headers = {"Content-Type": ARROW_STREAM}
         response = self._t._with_retries(
             lambda: self._t.http.post(path, content=body, params=params, headers=headers)

@@ -143,7 +143,10 @@ class RemoteApprovals:
             "meaning": meaning,
             "alias": alias,
         }
-        return self._t.call("POST", f"{self._path(ref)}/statement", json_body=body)
+        statement: dict[str, Any] = self._t.call(
+            "POST", f"{self._path(ref)}/statement", json_body=body
+        )
+        return statement
 
     def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent:
         path = f"{self._path(ref)}/archive"
@@ -215,13 +218,17 @@ class RemotePromotion:
         return None if found is None else from_fields(VersionRecord, found)
 
     def model_overview(self) -> list[dict[str, Any]]:
-        return self._t.call("GET", "/models-overview")
+        overview: list[dict[str, Any]] = self._t.call("GET", "/models-overview")
+        return overview
 
     def version_overview(self, name: str) -> list[dict[str, Any]]:
-        return self._t.call("GET", f"/models/{path_segment(name)}/versions-overview")
+        path = f"/models/{path_segment(name)}/versions-overview"
+        overview: list[dict[str, Any]] = self._t.call("GET", path)
+        return overview
 
     def version_status(self, ref: str) -> dict[str, Any]:
-        return self._t.call("GET", "/version-status", params={"ref": ref})
+        status: dict[str, Any] = self._t.call("GET", "/version-status", params={"ref": ref})
+        return status
 
 
 def signed_wire(signed: SignedStatement | None) -> dict[str, Any] | None:

@@ -29,12 +29,36 @@ class RemoteRuns:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def create_run(self, *, actor: str, **fields: Any) -> RunRecord:
-        del actor
-        fields["params"] = _params(fields.get("params") or {})
-        fields["tags"] = _tags(fields.get("tags") or {})
-        fields["properties"] = plain_json(dict(fields.get("properties") or {}))
-        return run_from_wire(self._t.call("POST", "/runs", json_body=fields))
+    def create_run(
+        self,
+        *,
+        experiment: str,
+        name: str,
+        kind: str,
+        actor: str,
+        parent_id: str | None = None,
+        command: str | None = None,
+        seed: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        code_artifact_id: str | None = None,
+        environment_artifact_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        body = {
+            "experiment": experiment,
+            "name": name,
+            "kind": kind,
+            "parent_id": parent_id,
+            "command": command,
+            "seed": seed,
+            "params": _params(params or {}),
+            "tags": _tags(tags or {}),
+            "code_artifact_id": code_artifact_id,
+            "environment_artifact_id": environment_artifact_id,
+            "properties": plain_json(dict(properties or {})),
+        }
+        return run_from_wire(self._t.call("POST", "/runs", json_body=body))
 
     def log_params(self, run_id: str, params: Mapping[str, Any], actor: str) -> None:
         if params:

@@ -108,7 +108,7 @@ class Transport:
     def records(self, cls: type[R], method: str, path: str, **options: Any) -> list[R]:
         return [from_fields(cls, row) for row in self.call(method, path, **options)]
 
-    def _with_retries(self, send: Any) -> httpx.Response:
+    def _with_retries(self, send: Callable[[], httpx.Response]) -> httpx.Response:
         for attempt in range(ATTEMPTS):
             last = attempt == ATTEMPTS - 1
             try:

@@ -6,11 +6,19 @@ reference), verified by whichever blob store holds them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from clew.domain import refs
 from clew.domain.records import ArtifactRecord
 from clew.errors import InvalidInputError
+
+
+class ArtifactBlobs(Protocol):
+    """What exporting an artifact needs of a blob store (a local one or a server's)."""
+
+    def export_file(self, digest: str, destination: Path) -> Path: ...
+
+    def export_directory(self, digest: str, destination: Path) -> Path: ...
 
 
 def artifact_ref(ref: str) -> refs.ArtifactRef:
@@ -23,7 +31,7 @@ def artifact_ref(ref: str) -> refs.ArtifactRef:
     return parsed
 
 
-def export_artifact(blobs: Any, artifact: ArtifactRecord, destination: Path) -> Path:
+def export_artifact(blobs: ArtifactBlobs, artifact: ArtifactRecord, destination: Path) -> Path:
     """Copy an artifact's bytes out of ``blobs`` (local or a server's), verifying every digest."""
     if artifact.properties.get("reference"):
         raise InvalidInputError(
