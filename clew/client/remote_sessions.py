@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from clew.service.sessions import SessionInfo
+from clew.domain.sessions import SessionInfo
 
 if TYPE_CHECKING:
     from clew.client.transport import Transport

@@ -33,10 +33,10 @@ if TYPE_CHECKING:
         RunRecord,
         VersionRecord,
     )
+    from clew.domain.sessions import SessionInfo
     from clew.domain.trace import Trace
     from clew.service.audit import AuditEntry
     from clew.service.capture import BatchWriter, CapturedPrediction
-    from clew.service.sessions import SessionInfo
     from clew.service.verification import AuditVerification
 
 # A metric point as the SDK sends it: key, value, step, timestamp in ms.
