@@ -34,6 +34,8 @@ class RemoteStore:
 
 
 class RemoteBackend:
+    """Every service of a clew server's store, over one ``Transport`` (one connection pool)."""
+
     def __init__(
         self, uri: str, token: str | None = None, signing_token: str | None = None
     ) -> None:
