@@ -31,8 +31,8 @@ from typer.testing import CliRunner
 import clew
 from clew.cli import ops
 from clew.cli.output import ClewGroup
-from clew.client import http as remote
 from clew.client import remote_blobs
+from clew.client.transport import Transport
 from clew.domain import digests
 from clew.errors import FileChangedError, IntegrityError
 from clew.server.routes.artifacts import (
@@ -372,7 +372,7 @@ def test_a_client_the_object_store_refuses_downloads_through_the_server(
         client = _client(server)
         with client.start_run("transfer", "firewalled") as run:
             record = run.log_artifact(source, name="model")
-        with caplog.at_level(logging.WARNING, logger="clew.client.http"):
+        with caplog.at_level(logging.WARNING, logger="clew.client.transport"):
             first = client.store.blobs.export_file(record.digest, tmp_path / "first.bin")
         dropped = firewall.dropped
         second = client.store.blobs.export_file(record.digest, tmp_path / "second.bin")
@@ -470,7 +470,7 @@ def stand_in() -> Iterator[str]:
 def test_ranges_from_a_presigned_url_carry_no_token_and_must_be_the_ones_asked(
     stand_in: str,
 ) -> None:
-    transport = remote.Transport("http://127.0.0.1:9", token="secret-token")
+    transport = Transport("http://127.0.0.1:9", token="secret-token")
     written: dict[int, bytes] = {}
 
     def keep(offset: int, data: memoryview) -> None:

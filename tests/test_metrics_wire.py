@@ -11,7 +11,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from clew.client.http import _metrics_body
+from clew.client.remote_runs import _metrics_body
 from clew.server.arrow_bodies import ARROW_STREAM
 from clew.server.limits import MAX_METRIC_POINTS
 

@@ -11,9 +11,9 @@ from test_registry import train
 
 import clew
 from clew.domain import digests
+from clew.domain.policy import DEFAULT_DOCUMENT, parse
 from clew.errors import PolicyError, PolicySyntaxError
 from clew.service import accounts, audit
-from clew.service.policy import DEFAULT_DOCUMENT, parse
 from clew.store.location import Store
 
 POLICY = """

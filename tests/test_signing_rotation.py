@@ -21,6 +21,7 @@ import clew
 from clew.cli.main import app
 from clew.client.loaded_model import LoadedModel
 from clew.domain import digests
+from clew.domain.keys import RotationRequest, SigningKey
 from clew.errors import ClewError, IntegrityError, InvalidInputError
 from clew.server.app import create_app
 from clew.service import audit, capture_verification, signing
@@ -239,7 +240,7 @@ def test_a_rotation_not_signed_by_the_new_key_or_from_a_stale_key_is_refused(
     current = _key_id(old_key)
     request = signing.rotation_request(new_key, current)
     other = signing.rotation_request(_made(tmp_path / "other.pem"), current)
-    forged = signing.RotationRequest(request.public_key, current, other.proof)
+    forged = RotationRequest(request.public_key, current, other.proof)
     with pytest.raises(InvalidInputError, match="is not signed by that key"):
         signing.rotate(client.store, forged, "mallory")
     stale = signing.rotation_request(new_key, None)
@@ -360,7 +361,7 @@ def test_upgrading_a_bound_store_starts_its_history_with_the_bound_key(tmp_path:
     store = open_store(database.parent)
     try:
         [first] = signing.key_history(store)
-        assert first == signing.SigningKey(
+        assert first == SigningKey(
             signing.key_id(pem.encode()), pem, "clew", 1_700_000_000_000, None
         )
         assert signing.public_keys(store) == {first.key_id: pem.encode()}

@@ -24,8 +24,9 @@ import clew
 from clew.cli.main import app
 from clew.domain import digests
 from clew.domain.records import ArtifactRecord
+from clew.domain.trace import FAILED, VERIFIED
 from clew.server.ui import create_ui_app
-from clew.service.trace import FAILED, VERIFIED, _verify_code
+from clew.service.trace import _verify_code
 from clew.store.location import Store
 
 PREPARE = """

@@ -10,7 +10,7 @@ import typer
 import clew
 from clew.cli import output
 from clew.cli.output import console
-from clew.service.lineage import LineageResult
+from clew.domain.lineage import LineageResult
 
 
 class LineageFormat(StrEnum):

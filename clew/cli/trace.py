@@ -17,7 +17,7 @@ from rich.tree import Tree
 import clew
 from clew.cli import output
 from clew.cli.output import Format, FormatOption, console
-from clew.service.trace import FAILED, NOT_CHECKABLE, VERIFIED, summary
+from clew.domain.trace import FAILED, NOT_CHECKABLE, VERIFIED, summary
 
 EXIT_CODES = {VERIFIED: 0, NOT_CHECKABLE: 3, FAILED: 1}
 MARKS = {

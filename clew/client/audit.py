@@ -19,7 +19,7 @@ from clew.service.verification import AuditVerification, verify_audit
 from clew.store.location import Store
 
 if TYPE_CHECKING:
-    from clew.client.http import Transport
+    from clew.client.transport import Transport
 
 
 def server_host_only(what: str, uri: str) -> InvalidInputError:

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from clew.client import input_guard
 from clew.client.copy_arena import CopyArena
-from clew.domain.captures import Call, CaptureTarget
+from clew.domain.captures import BatchWriter, Call, CaptureTarget, Undelivered
 from clew.errors import StoreBusyError, StoreUnavailableError
 
 log = logging.getLogger("clew.capture")
@@ -64,14 +64,6 @@ class CaptureStats:
 
 
 @dataclass(frozen=True)
-class Undelivered:
-    """Rows of a batch a writer did not deliver now: kept to send later, or with no room."""
-
-    spooled: int = 0
-    dropped: int = 0
-
-
-@dataclass(frozen=True)
 class Backlog:
     """What a spooling writer holds for later delivery (``pending``, batches waiting now, an
     earlier process's included) and what it delivered or had refused from there since."""
@@ -82,14 +74,6 @@ class Backlog:
     delivered_batches: int = 0
     failed: int = 0
     last_error: str | None = None
-
-
-class BatchWriter(Protocol):
-    """Where the writer thread hands each batch: the store itself, or a clew server."""
-
-    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> Undelivered | None:
-        """Deliver the batch; None, or what could not be delivered now (rows it kept for
-        later, rows it had no room for)."""
 
 
 @runtime_checkable

@@ -25,16 +25,14 @@ from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
 from clew.domain import digests, records
 from clew.domain.blobs import Progress
+from clew.domain.lineage import IngestResult, LineageResult
 from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import InvalidInputError
-from clew.service.identity import current_actor
-from clew.service.lineage import LineageResult
-from clew.service.lineage_ingest import IngestResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from clew.client.http import RemoteBackend
+    from clew.service.protocols import Backend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -111,9 +109,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
     @property
     def actor(self) -> str:
         """On a server the token's user (the server ignores claimed names); else the OS user."""
-        if not isinstance(self._service, EmbeddedBackend):
-            return self._service.actor
-        return current_actor()
+        return self._service.actor
 
     @property
     def uri(self) -> str:
@@ -319,7 +315,8 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
     def _stack(self) -> list[ActiveRun]:
         if not hasattr(self._local, "stack"):
             self._local.stack = []
-        return self._local.stack
+        stack: list[ActiveRun] = self._local.stack
+        return stack
 
     def _pop_run(self, run: ActiveRun) -> None:
         stack = self._stack()
@@ -348,13 +345,14 @@ def _backend(
     token: str | None,
     signing_token: str | None,
     create: bool = False,
-) -> EmbeddedBackend | RemoteBackend:
+) -> Backend:
     """A clew server for ``http(s)://`` addresses (argument or ``CLEW_URI``), else a local store
     (``create``: start an empty one even beside a lost database's blobs; a server's store is
-    its admin's to create)."""
+    its admin's to create). Both are returned as a ``Backend``, so mypy checks each, service
+    by service, against ``service/protocols.py``."""
     address = uri if uri is not None else os.environ.get("CLEW_URI", "")
     if str(address).startswith(("http://", "https://")):
-        from clew.client.http import RemoteBackend  # httpx only for a remote store
+        from clew.client.remote_backend import RemoteBackend  # httpx only for a remote store
 
         return RemoteBackend(str(address), token, signing_token)
     return EmbeddedBackend(uri, artifacts, create)

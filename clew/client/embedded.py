@@ -1,7 +1,7 @@
 """The in-process backend: the services of one store, called directly (no server).
 
-``RemoteBackend`` (clew/client/http.py) has the same attributes with the same signatures, so
-``Client`` and its mixins only ever call ``self._service.<service>``.
+``RemoteBackend`` (clew/client/remote_backend.py) has the same attributes with the same
+signatures, so ``Client`` and its mixins only ever call ``self._service.<service>``.
 """
 
 from __future__ import annotations
@@ -11,18 +11,22 @@ from typing import Any
 
 from clew.client.audit import EmbeddedAudit
 from clew.domain.captures import CapturedPrediction
+from clew.domain.keys import RotationRequest, SigningKey
 from clew.domain.records import RunPage, RunRecord
+from clew.domain.run_fields import warn_unknown_keys
+from clew.domain.trace import Trace
 from clew.service import capture_lookup, ground_truth, reads, signing
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.capture_sealing import StoreWriter
+from clew.service.identity import current_actor
 from clew.service.lineage import LineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
-from clew.service.runs import RunService, search_run_page, unknown_keys, warn_unknown_keys
+from clew.service.runs import RunService, search_run_page, unknown_keys
 from clew.service.sessions import SessionService
-from clew.service.trace import Trace, trace_prediction
+from clew.service.trace import trace_prediction
 from clew.service.user_keys import UserKeyService
 from clew.store.location import Store, open_store
 
@@ -46,12 +50,10 @@ class EmbeddedPredictions:
     def public_key(self) -> str:
         return signing.store_public_key(self.store).decode()
 
-    def signing_keys(self) -> list[signing.SigningKey]:
+    def signing_keys(self) -> list[SigningKey]:
         return signing.key_history(self.store)
 
-    def rotate_signing_key(
-        self, request: signing.RotationRequest, actor: str
-    ) -> signing.SigningKey:
+    def rotate_signing_key(self, request: RotationRequest, actor: str) -> SigningKey:
         return signing.rotate(self.store, request, actor)
 
     def get_prediction(self, prediction_id: str) -> CapturedPrediction:
@@ -77,6 +79,11 @@ class EmbeddedBackend:
         self.user_keys = UserKeyService(self.store)
         self.sessions = SessionService(self.store)
         self.audit = EmbeddedAudit(self.store)
+
+    @property
+    def actor(self) -> str:
+        """Who this process's writes are attributed to: ``CLEW_USER`` or the OS user."""
+        return current_actor()
 
     def record_read(self, digest: str, actor: str) -> None:
         """Audit this process reading ``digest`` straight from the store (if it is governed)."""

@@ -21,17 +21,16 @@ import pandas as pd
 from clew.client.loaded_model import LoadedModel
 from clew.client.run import ActiveRun
 from clew.domain import ids, records
+from clew.domain.keys import SignedStatement
 from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, InvalidInputError
 from clew.integrations import flavors
 from clew.service import signing
 from clew.service import user_keys as keyring
-from clew.service.user_keys import SignedStatement
 
 if TYPE_CHECKING:
-    from clew.client.embedded import EmbeddedBackend
-    from clew.client.http import RemoteBackend
     from clew.domain.blobs import BlobStore
+    from clew.service.protocols import Backend
 
 __all__ = [
     "alias_at",
@@ -91,8 +90,10 @@ class GovernanceMixin:
     """Model registry, approvals, policy and promotion (see docs/governance.md)."""
 
     if TYPE_CHECKING:
-        _service: EmbeddedBackend | RemoteBackend
-        actor: str
+        _service: Backend
+
+        @property
+        def actor(self) -> str: ...
 
         def _flush_if_active(self, run_id: str) -> None: ...
 

@@ -18,21 +18,23 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from clew.client.capture_queue import BatchWriter, CaptureQueue, CaptureSettings, CaptureStats
+from clew.client.capture_queue import CaptureQueue, CaptureSettings, CaptureStats
 from clew.client.capture_spool import SpoolSettings
 from clew.client.embedded import EmbeddedBackend
-from clew.domain.captures import CapturedPrediction
+from clew.domain.captures import BatchWriter, CapturedPrediction
+from clew.domain.keys import SigningKey
 from clew.domain.records import ms_to_iso
+from clew.domain.trace import Trace
 from clew.errors import InvalidInputError
 from clew.service import signing
 from clew.service.identity import current_actor
-from clew.service.trace import Trace
 
 if TYPE_CHECKING:
     from clew.client.client import Client
-    from clew.client.http import RemoteBackend
+    from clew.client.remote_predictions import RemotePredictions
+    from clew.service.protocols import Backend
 
 __all__ = [
     "capture_stats",
@@ -74,8 +76,12 @@ class FlushResult(Mapping[str, Any]):
 class PredictionsMixin:
     """Signed prediction capture, ground-truth labels and ``trace`` (see docs/predictions.md)."""
 
-    _service: EmbeddedBackend | RemoteBackend
-    actor: str
+    _service: Backend
+    if TYPE_CHECKING:
+
+        @property
+        def actor(self) -> str: ...
+
     _capture: CaptureQueue | None = None
     _capture_settings: CaptureSettings | None = None
     _spool_settings: SpoolSettings | None = None
@@ -205,7 +211,8 @@ class PredictionsMixin:
         if isinstance(self._service, EmbeddedBackend):
             return self._service.predictions.capture_writer(current_actor())
         spool = self._spool_settings or SpoolSettings()
-        return self._service.predictions.capture_writer(current_actor(), spool)
+        remote = cast("RemotePredictions", self._service.predictions)  # not embedded: a server's
+        return remote.capture_writer(current_actor(), spool)
 
     def _capture_failed(self, rows: int, error: Exception) -> None:
         self._capture_service().record_failure(rows, error)
@@ -215,7 +222,7 @@ class PredictionsMixin:
             self._capture.close()
 
 
-def _key_dict(key: signing.SigningKey) -> dict[str, Any]:
+def _key_dict(key: SigningKey) -> dict[str, Any]:
     return {**key.to_dict(), "created_at": ms_to_iso(key.created_ms)}
 
 

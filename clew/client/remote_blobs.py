@@ -22,7 +22,7 @@ from typing import Any, cast
 import httpx
 
 from clew import errors
-from clew.client.http import API, ATTEMPTS, RETRY_STATUSES, Transport, _pause_before_retry
+from clew.client.transport import API, ATTEMPTS, RETRY_STATUSES, Transport, pause_before_retry
 from clew.domain import digests
 from clew.domain.blobs import Progress, StoredBlob, VerifiedReads, write_at
 from clew.errors import ClewError, FileChangedError, InvalidInputError
@@ -262,7 +262,7 @@ class _RangeReader:
                     return view
                 if status not in RETRY_STATUSES or last:
                     raise self._t.error(httpx.Response(status, content=body))
-            _pause_before_retry(attempt)
+            pause_before_retry(attempt)
         raise AssertionError("unreachable")
 
     def _attempt(self, start: int, end: int, view: memoryview) -> tuple[int, bytes]:

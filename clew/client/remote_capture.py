@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from clew.client.capture_queue import Backlog, Undelivered
+from clew.client.capture_queue import Backlog
 from clew.client.capture_spool import CaptureSpool, SpoolSender, undelivered
 from clew.domain import ids, merkle
 from clew.domain.captures import (
@@ -30,6 +30,7 @@ from clew.domain.captures import (
     Call,
     CapturedPrediction,
     CaptureTarget,
+    Undelivered,
     Verification,
     build_table,
     changed_call_ids,

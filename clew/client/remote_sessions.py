@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from clew.service.sessions import SessionInfo
+from clew.domain.sessions import SessionInfo
 
 if TYPE_CHECKING:
-    from clew.client.http import Transport
+    from clew.client.transport import Transport
 
 
 class RemoteSessions:

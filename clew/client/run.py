@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from clew.client.metrics_buffer import BATCH_SIZE, Point
 from clew.domain import records
 from clew.domain.records import ArtifactRecord, RunRecord
+from clew.domain.run_fields import check_key, check_metric_value, check_step
 from clew.errors import RunFinishedError
 from clew.integrations import flavors
-from clew.service.runs import check_key, check_metric_value, check_step
 
 if TYPE_CHECKING:
     from clew.client.client import Client

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -307,3 +307,19 @@ def _outputs_column(calls: Sequence[Call]) -> pa.Array:
         joined = np.concatenate(arrays)
         return pa.FixedSizeListArray.from_arrays(pa.array(joined.ravel()), joined.shape[1])
     return pa.array([json.dumps(row.tolist()) for a in arrays for row in a])
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """Rows of a batch a writer did not deliver now: kept to send later, or with no room."""
+
+    spooled: int = 0
+    dropped: int = 0
+
+
+class BatchWriter(Protocol):
+    """Where the writer thread hands each batch: the store itself, or a clew server."""
+
+    def write(self, target: CaptureTarget, calls: list[Call], dropped: int) -> Undelivered | None:
+        """Deliver the batch; None, or what could not be delivered now (rows it kept for
+        later, rows it had no room for)."""

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from clew.domain.roles import Role
 from clew.errors import PolicyError
 from clew.server import idempotency
 from clew.server.errors import HTTPError
@@ -26,7 +27,7 @@ from clew.server.ui.pages import SESSION_COOKIE, login_redirect, read_form
 from clew.server.ui.session import SIGNING_FIELD
 from clew.server.web_sessions import client_address, limits, session_principal
 from clew.service import accounts
-from clew.service.accounts import ANONYMOUS, SIGNING, AuthenticationError, Principal, Role
+from clew.service.accounts import ANONYMOUS, SIGNING, AuthenticationError, Principal
 
 SIGNING_HEADER = "x-clew-signing-token"
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from clew.domain.roles import Role
 from clew.server.ui.pages import APPROVE, PROMOTE, READ, ROUTE_PERMISSIONS
-from clew.service.accounts import Role
 
 
 @dataclass(frozen=True)

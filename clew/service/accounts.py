@@ -13,12 +13,12 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
 from clew.domain import ids, refs
+from clew.domain.roles import Role
 from clew.errors import (
     ClewError,
     ConflictError,
@@ -41,27 +41,6 @@ DAY_MS = 86_400_000
 PREFIX_MARK = "*"  # a grant on ``fraud-*`` covers every model whose name starts with ``fraud-``
 _NAME_PREFIX = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.\-]{{0,198}}{re.escape(PREFIX_MARK)}$")
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}$")
-
-
-class Role(IntEnum):
-    """Each role can do everything the roles below it can."""
-
-    VIEWER = 1
-    CONTRIBUTOR = 2
-    APPROVER = 3
-    ADMIN = 4
-
-    @classmethod
-    def parse(cls, text: str) -> Role:
-        try:
-            return cls[str(text).upper()]
-        except KeyError:
-            names = ", ".join(role.name.lower() for role in cls)
-            raise InvalidInputError(f"role {text!r} is unknown; use one of: {names}.") from None
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class AuthenticationError(ClewError):

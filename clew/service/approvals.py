@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from clew.domain import records, refs
+from clew.domain.keys import SignedStatement
+from clew.domain.policy import StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError, PolicyError
 from clew.service import integrity, policy, record_check, registry, signed_heads, user_keys
 from clew.service.artifacts import find_artifact, load_artifact
 from clew.service.runs import now_ms
-from clew.service.user_keys import SignedStatement, Verdict
+from clew.service.user_keys import Verdict
 from clew.store import schema
 from clew.store.location import Store
 
@@ -322,7 +324,7 @@ class ApprovalService:
         connection: Connection,
         state: VersionState,
         decision: Decision,
-        rules: policy.StoredPolicy,
+        rules: StoredPolicy,
         signed: SignedStatement | None,
         *,
         signable: bool = True,
@@ -362,7 +364,7 @@ class Decision:
 
 
 def decision_statement(
-    state: VersionState, rules: policy.StoredPolicy, decision: Decision, signed_ms: int
+    state: VersionState, rules: StoredPolicy, decision: Decision, signed_ms: int
 ) -> dict[str, Any]:
     """The statement a decision is signed over (see ``user_keys.statement``)."""
     kind = user_keys.PROMOTED if decision.alias else decision.kind
@@ -383,7 +385,7 @@ def decision_statement(
 def check_signature(
     connection: Connection,
     state: VersionState,
-    rules: policy.StoredPolicy,
+    rules: StoredPolicy,
     decision: Decision,
     signed: SignedStatement | None,
 ) -> dict[str, Any] | None:

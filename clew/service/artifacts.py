@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from clew.domain import digests, ids, records, refs
+from clew.domain.artifacts import artifact_ref, export_artifact
 from clew.domain.records import ArtifactRecord, from_fields
 from clew.errors import InvalidInputError, NotFoundError
 from clew.service import audit, uploads
@@ -269,28 +270,6 @@ def load_artifact(connection: Connection, artifact_id: str) -> ArtifactRecord:
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
     return from_fields(ArtifactRecord, dict(zip(_ARTIFACT_COLUMNS, row, strict=True)))
-
-
-def artifact_ref(ref: str) -> refs.ArtifactRef:
-    """``ref`` parsed, refused unless it names an artifact (shared with the remote client)."""
-    parsed = refs.parse(ref)
-    if not isinstance(parsed, refs.ArtifactRef):
-        raise InvalidInputError(
-            f"{ref!r} does not name an artifact; use dataset:<name>, sha256:<hex> or artifact:<id>."
-        )
-    return parsed
-
-
-def export_artifact(blobs: Any, artifact: ArtifactRecord, destination: Path) -> Path:
-    """Copy an artifact's bytes out of ``blobs`` (local or a server's), verifying every digest."""
-    if artifact.properties.get("reference"):
-        raise InvalidInputError(
-            f"{artifact.type}:{artifact.name} was recorded by reference only; read it from "
-            f"{artifact.uri}."
-        )
-    if artifact.properties.get("kind") == "directory":
-        return blobs.export_directory(artifact.digest, destination)
-    return blobs.export_file(artifact.digest, destination)
 
 
 def _artifact_record(row: Any) -> ArtifactRecord:

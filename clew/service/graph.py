@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 
-from clew.domain import digests
+from clew.domain.lineage import Node, WalkedEdge
 from clew.domain.records import ASSOCIATIONS
 from clew.errors import InvalidInputError
 from clew.service import audit
@@ -48,34 +47,6 @@ _ARTIFACTS = IdSetStatement(
 )
 _RUNS = IdSetStatement("SELECT id, kind, name FROM runs WHERE id IN ({ids})")
 _CONTEXTS = IdSetStatement("SELECT id, type, name FROM contexts WHERE id IN ({ids})")
-
-
-@dataclass(frozen=True)
-class Node:
-    id: str
-    kind: str
-    type: str
-    name: str
-    digest: str | None = None
-    properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    # The key facts people ask about this node (see ``node_facts``), filled in by lineage walks.
-    facts: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def ref(self) -> str:
-        if self.kind == "run":
-            return f"run:{self.id}"
-        if self.kind == "context":
-            return f"{self.type}:{self.name}"
-        return f"{self.type}:{self.name}@{digests.short(self.digest or '', 12)}"
-
-
-@dataclass(frozen=True)
-class WalkedEdge:
-    source_id: str
-    association: str
-    destination_id: str
-    depth: int
 
 
 def add_edge(

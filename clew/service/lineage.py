@@ -8,113 +8,17 @@ feature sets (datasets) that contribute to training runs that produce models.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection
 
 from clew.domain import refs
+from clew.domain.lineage import IngestResult, LineageResult, Node
 from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
 from clew.service import graph, lineage_ingest, node_facts
 from clew.service.artifacts import find_artifact
 from clew.store.location import Store
-
-EDGE_COLUMNS = [
-    "source",
-    "source_type",
-    "association",
-    "destination",
-    "destination_type",
-    "depth",
-    "source_name",
-    "destination_name",
-    "source_id",
-    "destination_id",
-    "source_facts",
-    "destination_facts",
-]
-NODE_COLUMNS = ["name", "type", "ref", "id", "digest", "depth", "properties"]
-
-
-@dataclass
-class LineageResult:
-    """Edges found by a walk, with the nodes they touch; converts to pandas or plain dicts."""
-
-    start: graph.Node
-    direction: str
-    edges: list[graph.WalkedEdge]
-    nodes: dict[str, graph.Node]
-    truncated: bool = False
-    _rows: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
-
-    def rows(self) -> list[dict[str, Any]]:
-        if not self._rows:
-            for edge in self.edges:
-                source, destination = self.nodes[edge.source_id], self.nodes[edge.destination_id]
-                self._rows.append(
-                    {
-                        "source": source.ref,
-                        "source_type": source.type,
-                        "association": edge.association,
-                        "destination": destination.ref,
-                        "destination_type": destination.type,
-                        "depth": edge.depth,
-                        "source_name": source.name,
-                        "destination_name": destination.name,
-                        "source_id": source.id,
-                        "destination_id": destination.id,
-                        "source_facts": source.facts,
-                        "destination_facts": destination.facts,
-                    }
-                )
-        return self._rows
-
-    def to_pandas(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows(), columns=EDGE_COLUMNS)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": _node_dict(self.start),
-            "direction": self.direction,
-            "truncated": self.truncated,
-            "nodes": [_node_dict(node) for node in self.nodes.values()],
-            "edges": self.rows(),
-        }
-
-    def far_nodes(self, node_type: str) -> pd.DataFrame:
-        """Distinct nodes of one type at the far end of the walk, nearest first."""
-        depth_of: dict[str, int] = {}
-        for edge in self.edges:
-            far = edge.source_id if self.direction == "upstream" else edge.destination_id
-            depth_of.setdefault(far, edge.depth)
-        found = [
-            {
-                "name": n.name,
-                "type": n.type,
-                "ref": n.ref,
-                "id": n.id,
-                "digest": n.digest,
-                "depth": depth_of[n.id],
-                "properties": n.properties,
-            }
-            for n in self.nodes.values()
-            if n.id in depth_of and n.type == node_type and n.id != self.start.id
-        ]
-        found.sort(key=lambda row: (row["depth"], row["name"]))
-        return pd.DataFrame(found, columns=NODE_COLUMNS)
-
-
-def _node_dict(node: graph.Node) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "kind": node.kind,
-        "type": node.type,
-        "name": node.name,
-        "ref": node.ref,
-        "digest": node.digest,
-        "facts": node.facts,
-    }
 
 
 class LineageService:
@@ -131,7 +35,7 @@ class LineageService:
         artifacts: Sequence[Mapping[str, Any]],
         runs: Sequence[Mapping[str, Any]],
         actor: str,
-    ) -> lineage_ingest.IngestResult:
+    ) -> IngestResult:
         """Many artifacts and runs with their edges in one transaction (``lineage_ingest``)."""
         return lineage_ingest.ingest(self.store, artifacts, runs, actor)
 
@@ -188,7 +92,7 @@ def _as_type(ref: str, type_: str) -> str:
     return ref if ":" in ref else f"{type_}:{ref}"
 
 
-def resolve_node(connection: Connection, ref: str) -> graph.Node:
+def resolve_node(connection: Connection, ref: str) -> Node:
     """The graph node a ref names (a model version resolves to its model artifact)."""
     from clew.service import registry
 

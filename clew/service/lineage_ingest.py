@@ -23,12 +23,14 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from clew.domain import ids, records, refs
+from clew.domain.lineage import IngestResult
+from clew.domain.run_fields import check_key, param_text
 from clew.errors import InvalidInputError
 from clew.service import audit, uploads
 from clew.service.artifacts import check_artifact
 from clew.service.contexts import ensure_context
 from clew.service.graph import add_edge
-from clew.service.runs import check_key, check_run_name, now_ms, param_text
+from clew.service.runs import check_run_name, now_ms
 from clew.store import schema
 from clew.store.id_sets import IdSetStatement
 from clew.store.location import Store
@@ -109,18 +111,6 @@ class RunItem:
 
 
 Item = TypeVar("Item", ArtifactItem, RunItem)
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """The id of each item, by the key the caller gave it, and how many edges were written."""
-
-    artifacts: dict[str, str]
-    runs: dict[str, str]
-    edges: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"artifacts": self.artifacts, "runs": self.runs, "edges": self.edges}
 
 
 def ingest(

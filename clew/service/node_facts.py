@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from clew.domain import digests, records
+from clew.domain.lineage import Node
 from clew.errors import NotFoundError
 from clew.service import approvals, graph, policy, registry
-from clew.service.graph import Node
 from clew.store.id_sets import IdSetStatement
 
 DATA_TYPES = ("dataset", "feature_set", "file", "directory", "data_source")

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from clew.domain import records, refs
+from clew.domain.keys import SignedStatement
+from clew.domain.policy import Policy, StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, IntegrityError, PolicyError, UnknownAliasError
 from clew.service import policy, record_check, registry, signed_heads
@@ -28,7 +30,6 @@ from clew.service.approvals import (
     require_verified_version,
     version_state,
 )
-from clew.service.user_keys import SignedStatement
 from clew.store import schema
 from clew.store.location import Store
 
@@ -252,7 +253,7 @@ def _listed_status(
 
 
 def _refuse_unknown_alias(
-    connection: Connection, model: records.ModelRecord, alias: str, rules: policy.Policy
+    connection: Connection, model: records.ModelRecord, alias: str, rules: Policy
 ) -> None:
     """Refuse ``alias`` unless the policy lists it, naming the model's aliases and the nearest
     one (no event ever set it on this model, the caller checked)."""
@@ -269,9 +270,7 @@ def _refuse_unknown_alias(
     )
 
 
-def status_of(
-    connection: Connection, state: VersionState, stored: policy.StoredPolicy
-) -> dict[str, Any]:
+def status_of(connection: Connection, state: VersionState, stored: StoredPolicy) -> dict[str, Any]:
     rules = stored.rules
     refusal = state.refusal()
     reasons = [refusal] if refusal else production_gaps(connection, state, rules)
@@ -299,7 +298,7 @@ def status_of(
     }
 
 
-def production_gaps(connection: Connection, state: VersionState, rules: policy.Policy) -> list[str]:
+def production_gaps(connection: Connection, state: VersionState, rules: Policy) -> list[str]:
     """Why the version may not (yet) be a production alias; empty when it may."""
     gaps = []
     count, required = len(state.approvals), rules.required_approvals
@@ -322,7 +321,7 @@ def production_gaps(connection: Connection, state: VersionState, rules: policy.P
 
 
 def _check_move(
-    connection: Connection, state: VersionState, alias: str, actor: str, rules: policy.Policy
+    connection: Connection, state: VersionState, alias: str, actor: str, rules: Policy
 ) -> None:
     target = f"{state.model.name}@{alias}"
     refusal = state.refusal()
@@ -399,7 +398,7 @@ def _alias_text(aliases: dict[str, int]) -> str:
 
 
 def _policy_evidence(
-    stored: policy.StoredPolicy, signature: dict[str, Any] | None = None
+    stored: StoredPolicy, signature: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     evidence: dict[str, Any] = {"policy_version": stored.version, "policy_digest": stored.digest}
     if signature is not None:

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,12 +19,12 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from clew.domain import ids, records, refs
 from clew.domain.records import MetricPoint, RunPage, RunRecord
+from clew.domain.run_fields import check_key, param_text
 from clew.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
     RunFinishedError,
-    UnknownKeyWarning,
 )
 from clew.service import audit
 from clew.service.contexts import ensure_context
@@ -33,62 +32,12 @@ from clew.store import schema
 from clew.store.location import Store
 from clew.store.metadata import DriverStatement, driver_execute
 
-MAX_KEY_LENGTH = 250
-MAX_PARAM_LENGTH = 6000
 MAX_RESULTS = 50_000  # runs one search returns at most (docs/runs.md)
 SEARCH_TIMEOUT_ENV = "CLEW_PG_SEARCH_TIMEOUT_MS"
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def check_key(key: Any, what: str) -> str:
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
-        raise InvalidInputError(
-            f"{what} name {key!r} is not allowed; use a non-empty string of at most "
-            f"{MAX_KEY_LENGTH} characters."
-        )
-    return key
-
-
-def check_metric_value(key: str, value: Any) -> float:
-    """Numbers (NaN and ±inf included) pass; anything else is refused at the call site."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            import numpy
-
-            if isinstance(value, numpy.integer | numpy.floating):
-                return float(value)
-        except ImportError:  # pragma: no cover - numpy ships with clew
-            pass
-        raise InvalidInputError(
-            f"metric {key!r} got {value!r} ({type(value).__name__}); metrics must be numbers — "
-            "log text as a param or tag instead."
-        )
-    try:
-        return float(value)
-    except OverflowError as error:
-        raise InvalidInputError(
-            f"metric {key!r} got {value!r}, which is too large for a float; log a smaller number."
-        ) from error
-
-
-def check_step(key: str, value: Any, what: str = "step") -> int:
-    """Steps and timestamps are integers (numpy integers too); anything else is refused."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            import numpy
-
-            if isinstance(value, numpy.integer):
-                return int(value)
-        except ImportError:  # pragma: no cover - numpy ships with clew
-            pass
-        raise InvalidInputError(
-            f"metric {key!r} got {what} {value!r} ({type(value).__name__}); a {what} must be "
-            "an integer."
-        )
-    return value
 
 
 def check_run_name(name: Any) -> str:
@@ -98,16 +47,6 @@ def check_run_name(name: Any) -> str:
             f"run name {name!r} is not allowed; use a non-empty string of at most 200 characters."
         )
     return name
-
-
-def param_text(key: str, value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if len(text) > MAX_PARAM_LENGTH:
-        raise InvalidInputError(
-            f"param {key!r} is {len(text)} characters; the limit is {MAX_PARAM_LENGTH}, so log "
-            "large values as an artifact."
-        )
-    return text
 
 
 # A run's writes are the SDK's hot path: they run on the DBAPI cursor (see DriverStatement),
@@ -490,16 +429,6 @@ def unknown_keys(store: Store, filter_text: str | None) -> list[str]:
                 "in the filter."
             )
     return messages
-
-
-WARNINGS_HEADER = "Clew-Warnings"  # how the server hands these sentences to a remote SDK
-NEXT_PAGE_HEADER = "Clew-Next-Page-Token"  # the next page's token, when there is one
-
-
-def warn_unknown_keys(messages: Sequence[str]) -> None:
-    """Each message as an ``UnknownKeyWarning``, pointed at the caller of ``search_runs``."""
-    for message in messages:
-        warnings.warn(UnknownKeyWarning(message), stacklevel=4)
 
 
 def search_runs(

@@ -11,12 +11,14 @@ store, so every server replica sees a logout or revocation on its next request.
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
 from clew.domain import ids
+from clew.domain.roles import Role
+from clew.domain.sessions import SessionInfo
 from clew.errors import ConflictError, NotFoundError
 from clew.service import accounts, audit, policy
 from clew.service.accounts import AuthenticationError, Principal
@@ -37,30 +39,6 @@ class Lifetimes:
 
     idle_s: int = DEFAULT_IDLE_S
     absolute_s: int = DEFAULT_ABSOLUTE_S
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    """One session as an admin sees it; never its secret."""
-
-    id: str
-    user_name: str
-    token_id: str
-    created_ms: int
-    last_seen_ms: int
-    idle_ms: int
-    expires_ms: int
-    client: str
-    user_agent: str
-    revoked_ms: int | None
-    revoked_by: str | None
-
-    def ended(self, now: int) -> bool:
-        idle = now >= self.last_seen_ms + self.idle_ms
-        return self.revoked_ms is not None or now >= self.expires_ms or idle
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -121,7 +99,7 @@ def authenticate_session(store: Store, secret: str) -> Principal:
         grants = accounts.grants_of(connection, row.user_name)
     if now - row.last_seen_ms >= TOUCH_MS:
         _touch(store, row.id, now)
-    return Principal(row.user_name, accounts.Role.parse(row.role), grants, row.token_id)
+    return Principal(row.user_name, Role.parse(row.role), grants, row.token_id)
 
 
 def close_session(store: Store, secret: str) -> SessionInfo | None:

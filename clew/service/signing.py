@@ -21,7 +21,6 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Connection, select
 
 from clew.domain import digests
+from clew.domain.keys import RotationRequest, SigningKey
 from clew.errors import ConflictError, IntegrityError, InvalidInputError
 from clew.service import audit
 from clew.service.runs import now_ms
@@ -82,21 +82,6 @@ def current_signer(store: Store, signer: Signer | None) -> Signer:
             if signer.is_current(connection):
                 return signer
     return Signer(store)
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    """One entry of the store's key history: the key, who made it current, when, and the key it
-    replaced (None for the first)."""
-
-    key_id: str
-    public_key: str
-    actor: str
-    created_ms: int
-    previous_key_id: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def public_pem(key: Ed25519PublicKey) -> bytes:
@@ -185,16 +170,6 @@ def rotation_message(new_key_id: str, previous_key_id: str | None) -> bytes:
     return digests.canonical_json(
         {"kind": _ROTATION_KIND, "key_id": new_key_id, "previous_key_id": previous_key_id}
     )
-
-
-@dataclass(frozen=True)
-class RotationRequest:
-    """A new public key and its proof of possession: the private key never leaves the caller,
-    so a rotation through a server sends only these."""
-
-    public_key: str
-    previous_key_id: str | None
-    proof: str
 
 
 def rotation_request(path: Path, previous_key_id: str | None) -> RotationRequest:

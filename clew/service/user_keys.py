@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, select
 
 from clew.domain import digests, records
+from clew.domain.keys import SignedStatement, UserKey
+from clew.domain.policy import Policy
 from clew.domain.records import RegistryEvent
 from clew.errors import ConflictError, InvalidInputError, NotFoundError, PolicyError
 from clew.service import audit, policy, record_check, signing
@@ -50,32 +52,6 @@ MEANINGS = {"approved": "approved", "rejected": "rejected", "revoked": "revoked"
 PROMOTED = "promoted"
 VERIFIED, UNSIGNED, UNREGISTERED, FAILED = "verified", "unsigned", "unregistered", "failed"
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}$")  # as server accounts
-
-
-@dataclass(frozen=True)
-class SignedStatement:
-    """What a client sends with a decision: its public key, the time in the statement it
-    signed (the store's, from ``statement``) and the signature, hex."""
-
-    public_key: str
-    signed_ms: int
-    signature: str
-
-
-@dataclass(frozen=True)
-class UserKey:
-    """A registered public key: whose, who registered it when, and its revocation if any."""
-
-    key_id: str
-    user_name: str
-    public_key: str
-    created_ms: int
-    created_by: str
-    revoked_ms: int | None
-    revoked_by: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -153,7 +129,7 @@ def sign(key: Ed25519PrivateKey, prepared: Mapping[str, Any]) -> SignedStatement
 
 def accept(
     connection: Connection,
-    rules: policy.Policy,
+    rules: Policy,
     prepared: Mapping[str, Any],
     signed: SignedStatement | None,
 ) -> dict[str, Any] | None:
@@ -258,7 +234,7 @@ def _recorded_problem(event: RegistryEvent, key: UserKey, signed_ms: Any) -> str
     return None
 
 
-def counts(verdict_: Verdict, rules: policy.Policy) -> bool:
+def counts(verdict_: Verdict, rules: Policy) -> bool:
     """Whether a decision with this verdict counts: never when its signature failed, and only
     verified ones when the policy requires registered keys."""
     if verdict_.state == FAILED:

@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from clew.domain.lineage import LineageResult, Node
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.routes.models import Body, JsonObject, PlainRoute
-from clew.service.graph import Node
-from clew.service.lineage import LineageResult
 from clew.service.lineage_ingest import MAX_ITEMS
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"], route_class=PlainRoute)

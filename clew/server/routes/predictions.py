@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import AfterValidator, Field
 
+from clew.domain.keys import RotationRequest
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.limits import check_depth
 from clew.server.routes.models import Body, PlainRoute
@@ -83,5 +84,5 @@ def signing_keys(services: ServicesDep) -> list[dict[str, Any]]:
 @router.post("/signing-keys", status_code=201)
 def rotate_signing_key(body: Rotation, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
     """Make the sent key the store's current signing key (admins only, see permissions)."""
-    request = signing.RotationRequest(body.public_key, body.previous_key_id, body.proof)
+    request = RotationRequest(body.public_key, body.previous_key_id, body.proof)
     return signing.rotate(services.store, request, actor).to_dict()

@@ -14,16 +14,18 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from pydantic import Field
 
+from clew.domain.keys import SignedStatement
+from clew.domain.policy import StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
+from clew.domain.roles import Role
 from clew.server.auth import require_role_on
 from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
 from clew.server.routes.models import Body, JsonObject, Name, PlainRoute, Text
-from clew.service.accounts import Role
 from clew.service.approvals import ApprovalService
-from clew.service.policy import PolicyService, StoredPolicy
+from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
-from clew.service.user_keys import SignedStatement, UserKeyService
+from clew.service.user_keys import UserKeyService
 
 router = APIRouter(prefix="/api/v1", tags=["registry"], route_class=PlainRoute)
 

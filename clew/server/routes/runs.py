@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from clew.domain.records import RunRecord
+from clew.domain.run_fields import NEXT_PAGE_HEADER, WARNINGS_HEADER, check_key
 from clew.errors import InvalidInputError
 from clew.server import arrow_bodies, fair_use
 from clew.server.arrow_bodies import ARROW_STREAM
@@ -32,9 +33,6 @@ from clew.server.routes.models import (
 from clew.service import accounts
 from clew.service.runs import (
     MAX_RESULTS,
-    NEXT_PAGE_HEADER,
-    WARNINGS_HEADER,
-    check_key,
     search_run_page,
     unknown_keys,
 )

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
+from clew.domain.trace import VERIFIED, Trace
 from clew.server.ui.lineage import graph_payload
 from clew.server.ui.pages import Page
-from clew.service.trace import VERIFIED, Trace, trace_prediction
+from clew.service.trace import trace_prediction
 
 TRACE_DEPTH = 10
 

@@ -1,0 +1,396 @@
+"""One typed ``Protocol`` per service the SDK calls, and ``Backend``, the bundle of them.
+
+Two backends implement them: the embedded one (the services of ``clew/service/`` over a local
+store, ``client/embedded.py``) and the remote one (the same calls over HTTP,
+``client/remote_backend.py``). ``Client`` and its mixins hold a ``Backend`` and never ask
+which: a method one backend lacks, or a signature that drifted, is a type error here instead
+of a surprise on the other backend (``tests/test_protocols.py`` checks both ways).
+
+Only the methods the SDK calls are listed; a service may have more (the server calls those).
+The ``actor`` arguments are the embedded caller's name; a server ignores them and attributes
+every write to the token's user. Values are imported for type checking only, so importing this
+module loads no store code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from clew.domain import refs
+    from clew.domain.captures import BatchWriter, CapturedPrediction
+    from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
+    from clew.domain.lineage import IngestResult, LineageResult
+    from clew.domain.policy import StoredPolicy
+    from clew.domain.records import (
+        ArtifactRecord,
+        MetricPoint,
+        ModelRecord,
+        RegistryEvent,
+        RunPage,
+        RunRecord,
+        VersionRecord,
+    )
+    from clew.domain.sessions import SessionInfo
+    from clew.domain.trace import Trace
+    from clew.service.audit import AuditEntry
+    from clew.service.verification import AuditVerification
+
+# A metric point as the SDK sends it: key, value, step, timestamp in ms.
+Point = tuple[str, float, int, int]
+
+
+class Runs(Protocol):
+    """Runs and what they log: params, tags, metric series, their end."""
+
+    def create_run(
+        self,
+        *,
+        experiment: str,
+        name: str,
+        kind: str,
+        actor: str,
+        parent_id: str | None = None,
+        command: str | None = None,
+        seed: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        code_artifact_id: str | None = None,
+        environment_artifact_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> RunRecord: ...
+
+    def log_params(self, run_id: str, params: Mapping[str, Any], actor: str) -> None: ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any], actor: str) -> None: ...
+
+    def log_metrics(
+        self,
+        run_id: str,
+        points: Sequence[Point],
+        actor: str,
+        batch_key: str | None = None,
+    ) -> None: ...
+
+    def end_run(
+        self, run_id: str, status: str, actor: str, points: Sequence[Point] = ()
+    ) -> None: ...
+
+    def get_run(self, run_id: str) -> RunRecord: ...
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]: ...
+
+
+class Artifacts(Protocol):
+    """Recording artifacts (their bytes are already in the blob store) and getting them out."""
+
+    def log(
+        self,
+        *,
+        run_id: str | None,
+        direction: str,
+        type_: str,
+        name: str,
+        digest: str,
+        actor: str,
+        size: int | None = None,
+        uri: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        blobs: Mapping[str, tuple[int, str]] | None = None,
+        derived_from: list[str] | None = None,
+    ) -> ArtifactRecord: ...
+
+    def get(self, artifact_id: str) -> ArtifactRecord: ...
+
+    def find(self, ref: refs.ArtifactRef) -> ArtifactRecord: ...
+
+    def resolve(self, ref: str) -> ArtifactRecord: ...
+
+    def export(self, artifact: ArtifactRecord, destination: Path) -> Path: ...
+
+    def run_artifacts(self, run_id: str) -> dict[str, list[ArtifactRecord]]: ...
+
+
+class Lineage(Protocol):
+    """Walks of the lineage graph, the feature-lineage questions and bulk ingest."""
+
+    def upstream(
+        self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
+    ) -> LineageResult: ...
+
+    def downstream(
+        self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
+    ) -> LineageResult: ...
+
+    def ingest(
+        self,
+        artifacts: Sequence[Mapping[str, Any]],
+        runs: Sequence[Mapping[str, Any]],
+        actor: str,
+    ) -> IngestResult: ...
+
+    def feature_groups_from_data_source(self, ref: str, max_depth: int = 10) -> pd.DataFrame: ...
+
+    def data_sources_from_feature_group(self, ref: str, max_depth: int = 3) -> pd.DataFrame: ...
+
+    def models_from_feature_group(self, ref: str, max_depth: int = 10) -> pd.DataFrame: ...
+
+    def feature_groups_from_model(self, ref: str, max_depth: int = 10) -> pd.DataFrame: ...
+
+
+class Registry(Protocol):
+    """Registered models and their versions."""
+
+    def create_model(
+        self,
+        name: str,
+        actor: str,
+        *,
+        owner: str | None = None,
+        description: str = "",
+        risk_tier: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> ModelRecord: ...
+
+    def get_model(self, name: str) -> ModelRecord: ...
+
+    def list_models(self) -> list[ModelRecord]: ...
+
+    def register(
+        self,
+        name: str,
+        source: str,
+        actor: str,
+        *,
+        description: str = "",
+        signature: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        risk_tier: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> VersionRecord: ...
+
+    def versions(self, name: str) -> list[VersionRecord]: ...
+
+    def resolve(self, ref: str) -> VersionRecord: ...
+
+
+class Approvals(Protocol):
+    """Approve, reject, revoke (electronic signatures), archive, and the statement to sign."""
+
+    def loadable(self, ref: str) -> VersionRecord: ...
+
+    def approve(
+        self,
+        ref: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        meaning: str = "approved",
+        signed: SignedStatement | None = None,
+    ) -> RegistryEvent: ...
+
+    def reject(
+        self,
+        ref: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        signed: SignedStatement | None = None,
+    ) -> RegistryEvent: ...
+
+    def revoke(
+        self, ref: str, actor: str, comment: str, *, signed: SignedStatement | None = None
+    ) -> RegistryEvent: ...
+
+    def statement(
+        self,
+        ref: str,
+        decision: str,
+        actor: str,
+        comment: str,
+        *,
+        evidence: Sequence[str] = (),
+        meaning: str | None = None,
+        alias: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def archive(self, ref: str, actor: str, comment: str) -> RegistryEvent: ...
+
+
+class Promotion(Protocol):
+    """Aliases (``churn@production``): promote, roll back, their history and status."""
+
+    def promote(
+        self,
+        ref: str,
+        alias: str,
+        actor: str,
+        comment: str = "",
+        new_alias: bool = False,
+        *,
+        signed: SignedStatement | None = None,
+    ) -> RegistryEvent: ...
+
+    def rollback(self, name: str, alias: str, actor: str, comment: str = "") -> RegistryEvent: ...
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[RegistryEvent]: ...
+
+    def model_history(self, name: str) -> list[RegistryEvent]: ...
+
+    def alias_at(self, name: str, alias: str, when_ms: int) -> VersionRecord | None: ...
+
+    def model_overview(self) -> list[dict[str, Any]]: ...
+
+    def version_overview(self, name: str) -> list[dict[str, Any]]: ...
+
+    def version_status(self, ref: str) -> dict[str, Any]: ...
+
+
+class Policies(Protocol):
+    """The governance policy in force, and setting the next version of it."""
+
+    def set_policy(self, document: str, actor: str) -> int: ...
+
+    def get_policy(self) -> StoredPolicy: ...
+
+
+class UserKeys(Protocol):
+    """Users' registered public keys, which sign their decisions."""
+
+    def register(self, user: str, public_key: str, actor: str) -> UserKey: ...
+
+    def list_keys(self, user: str | None = None) -> list[UserKey]: ...
+
+    def revoke(self, key_id: str, actor: str) -> UserKey: ...
+
+
+class Sessions(Protocol):
+    """Web UI sessions as an admin sees them."""
+
+    def list_sessions(self, user: str | None = None, ended: bool = False) -> list[SessionInfo]: ...
+
+    def revoke(self, session_id: str, actor: str) -> SessionInfo: ...
+
+
+class Predictions(Protocol):
+    """Captured predictions: writing them, finding and tracing one, labels, signing keys."""
+
+    def trace(self, prediction_id: str) -> Trace: ...
+
+    def log_labels(
+        self, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str
+    ) -> int: ...
+
+    def labels_for(self, prediction_ids: Sequence[str]) -> dict[str, Any]: ...
+
+    def public_key(self) -> str: ...
+
+    def signing_keys(self) -> list[SigningKey]: ...
+
+    def rotate_signing_key(self, request: RotationRequest, actor: str) -> SigningKey: ...
+
+    def get_prediction(self, prediction_id: str) -> CapturedPrediction: ...
+
+    def capture_writer(self, actor: str) -> BatchWriter: ...
+
+
+class Audit(Protocol):
+    """The audit trail: its entries, its verification and signed checkpoint exports."""
+
+    def entries(
+        self,
+        target: str | None = None,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[AuditEntry]: ...
+
+    def verify(self, against: str | None = None) -> AuditVerification: ...
+
+    def export_checkpoints(self, destination: str, retain_days: int | None = None) -> int: ...
+
+
+class StoreView(Protocol):
+    """What the SDK sees of a store: its address (no password) and its blobs.
+
+    ``blobs`` is typed once the blob stores share one protocol; until then the embedded and
+    remote blob stores agree by their tests.
+    """
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def blobs(self) -> Any: ...
+
+
+class Backend(Protocol):
+    """Every service of one store, in this process or behind a server."""
+
+    @property
+    def actor(self) -> str:
+        """Whom writes are attributed to: the token's user on a server, else this process's."""
+        ...
+
+    @property
+    def store(self) -> StoreView: ...
+
+    @property
+    def runs(self) -> Runs: ...
+
+    @property
+    def artifacts(self) -> Artifacts: ...
+
+    @property
+    def lineage(self) -> Lineage: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def approvals(self) -> Approvals: ...
+
+    @property
+    def promotion(self) -> Promotion: ...
+
+    @property
+    def policies(self) -> Policies: ...
+
+    @property
+    def predictions(self) -> Predictions: ...
+
+    @property
+    def user_keys(self) -> UserKeys: ...
+
+    @property
+    def sessions(self) -> Sessions: ...
+
+    @property
+    def audit(self) -> Audit: ...
+
+    def record_read(self, digest: str, actor: str) -> None: ...
+
+    def search_runs(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+    ) -> list[RunRecord]: ...
+
+    def search_run_page(
+        self,
+        filter_text: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunPage: ...
+
+    def close(self) -> None: ...
