@@ -34,12 +34,6 @@ FORBIDDEN = (
     "starlette",
     "uvicorn",
 )
-# Value types still under clew/service on this branch that the wt-remote branch of issue 15
-# moves whole to clew.domain (lineage results, traces); delete both entries once it is merged.
-PENDING = {
-    ("lineage.py", "clew.service.lineage"),
-    ("trace.py", "clew.service.trace"),
-}
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -88,7 +82,7 @@ def violations(root: Path) -> list[str]:
         package = ".".join(("clew", "cli", *relative.parent.parts))
         tree = ast.parse(path.read_text(), filename=str(path))
         for line, module in _runtime_imports(tree, package):
-            if _forbidden(module) and (relative.as_posix(), module) not in PENDING:
+            if _forbidden(module):
                 found.append(f"clew/cli/{relative.as_posix()}:{line} imports {module}")
     return found
 
@@ -116,14 +110,6 @@ def test_the_rule_catches_each_way_of_importing_a_layer_below(tmp_path: Path) ->
         "clew/cli/nested.py:2 imports sqlalchemy",
         "clew/cli/sub/relative.py:1 imports clew.server",
     ]
-
-
-def test_pending_exceptions_are_still_needed() -> None:
-    """An exception whose import is gone must be deleted, so the rule ends up whole."""
-    for name, module in sorted(PENDING):
-        tree = ast.parse((CLI / name).read_text())
-        imported = {found for _, found in _runtime_imports(tree, "clew.cli")}
-        assert module in imported, f"delete ({name!r}, {module!r}) from PENDING: it is merged"
 
 
 def test_commands_are_loaded_only_from_the_cli_package() -> None:
