@@ -17,7 +17,6 @@ from fastapi.responses import RedirectResponse
 from clew.errors import InvalidInputError
 from clew.server import errors
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
-from clew.server.deps import Services
 from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
 from clew.server.limits import MAX_JSON_BYTES, BodyLimit
 from clew.server.login_limits import LoginLimits
@@ -37,6 +36,7 @@ from clew.server.routes import (
 )
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
+from clew.service.container import ServiceContainer
 from clew.service.sessions import DEFAULT_ABSOLUTE_S, DEFAULT_IDLE_S, Lifetimes
 from clew.store.location import Store
 
@@ -73,14 +73,14 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     app.state.store = store
-    app.state.services = Services.open(store)
+    app.state.services = services = ServiceContainer(store)
     app.state.auth = AuthSettings(anonymous_read=anonymous_read)
     app.state.metrics = Metrics()
     app.state.login_limits = LoginLimits()
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(sessions.router)
-    app.include_router(_ui_router(store, ui_secret, session_lifetimes or Lifetimes()))
+    app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)
     check_routes(app)
@@ -107,12 +107,12 @@ def _trust_proxies(app: FastAPI, forwarded_allow_ips: str | None) -> None:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=forwarded_allow_ips)
 
 
-def _ui_router(store: Store, secret: bytes | None, lifetimes: Lifetimes) -> APIRouter:
+def _ui_router(services: ServiceContainer, secret: bytes | None, lifetimes: Lifetimes) -> APIRouter:
     """The UI as the server runs it: the actor is the session's user, roles decide every page."""
     return create_ui_router(
-        lambda: store,
+        lambda: services,
         ui_actor,
-        sessions=ServerSessions(store, lifetimes),
+        sessions=ServerSessions(services.store, lifetimes),
         csrf_secret=secret,
         authorize_request=check_ui_permission,
         signing_required=True,

@@ -65,7 +65,7 @@ async def post_capture(
         )
     body = await _bounded_body(request)
     rows = arrow_bodies.decode(body, "capture batch", CAPTURE_LIMITS)
-    target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
+    target = await run_in_threadpool(_target, services.registry, f"{name}/{version}", method)
     signer = await run_in_threadpool(_signer, request, services.store)
     accepted = await run_in_threadpool(
         capture.accept_batch, services.store, signer, actor, target, batch, rows, dropped
@@ -117,8 +117,8 @@ def _too_large() -> HTTPError:
     )
 
 
-def _target(store: Store, ref: str, method: str) -> capture.CaptureTarget:
-    version = RegistryService(store).resolve(ref)
+def _target(registry: RegistryService, ref: str, method: str) -> capture.CaptureTarget:
+    version = registry.resolve(ref)
     return capture.CaptureTarget(version.id, version.name, version.version, version.digest, method)
 
 

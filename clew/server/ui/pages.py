@@ -1,9 +1,10 @@
-"""What every UI request handler receives: the store, who is asking, and how to answer.
+"""What every UI request handler receives: the services, who is asking, and how to answer.
 
 The server app and ``clew ui`` differ only in the dependencies they hand to
-``create_ui_router``: where the store comes from, who the actor is, and (server mode) which
-permissions the actor's roles grant. Everything a page shows or does goes through the
-service layer with that actor, so the policy's answer is the same as on the CLI or the API.
+``create_ui_router``: where the services (a ``ServiceContainer``) come from, who the actor
+is, and (server mode) which permissions the actor's roles grant. Everything a page shows or
+does goes through the service layer with that actor, so the policy's answer is the same as on
+the CLI or the API.
 
 Permissions fail closed: every route that reads or writes names its permission in
 ``ROUTE_PERMISSIONS``; a route missing from the table is refused.
@@ -24,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from clew.errors import ClewError, PolicyError
 from clew.server.redaction import public_message
 from clew.server.ui import rendering, static_files
+from clew.service.container import ServiceContainer
 from clew.store.location import Store
 
 READ, APPROVE, PROMOTE = "read", "approve", "promote"
@@ -54,7 +56,7 @@ ROUTE_PERMISSIONS: dict[str, str | None] = {
     "ui.audit_verify": READ,
 }
 
-GetStore = Callable[..., Store]
+GetServices = Callable[..., ServiceContainer]
 GetActor = Callable[..., str | None]
 Authorize = Callable[[str, str], None]
 AuthorizeRequest = Callable[[Request, str], None]
@@ -142,14 +144,19 @@ def base_context(request: Request, actor: str | None) -> dict[str, Any]:
 
 @dataclass
 class Page:
-    """One request's view of clew: the store, the actor and helpers to answer."""
+    """One request's view of clew: the services, the actor and helpers to answer."""
 
     request: Request
-    store: Store
+    services: ServiceContainer
     actor: str
     csrf: str
     refusal: Callable[[str], str | None]
     form: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        """The store behind the services, for the read models that take one."""
+        return self.services.store
 
     def may(self, permission: str) -> bool:
         return self.refusal(permission) is None
@@ -177,7 +184,7 @@ class Page:
 class UIState:
     """The dependencies the app supplied, kept on the router for its handlers."""
 
-    get_store: GetStore
+    get_services: GetServices
     get_actor: GetActor
     authorize: Authorize | None
     sessions: Sessions | None
@@ -230,7 +237,7 @@ def make_dependencies(state: UIState) -> tuple[Any, Any]:
 
     def page(
         request: Request,
-        store: Annotated[Store, Depends(state.get_store)],
+        services: Annotated[ServiceContainer, Depends(state.get_services)],
         actor: Annotated[str | None, Depends(state.get_actor)],
     ) -> Page:
         if actor is None:
@@ -240,7 +247,7 @@ def make_dependencies(state: UIState) -> tuple[Any, Any]:
             state.check(request, actor, permission)
         return Page(
             request,
-            store,
+            services,
             actor,
             state.csrf_token(request, actor),
             lambda wanted: state.refusal(request, actor, wanted),
