@@ -36,9 +36,10 @@ from tamper import corrupt_blob
 import clew
 from clew.client import capture
 from clew.errors import PolicyError
+from clew.server.permissions import ROUTE_PERMISSIONS
 from clew.server.ui import create_ui_app, create_ui_router
-from clew.server.ui.pages import ROUTE_PERMISSIONS, SESSION_COOKIE
 from clew.server.ui.session import cookie_actor
+from clew.server.web_sessions import SESSION_COOKIE
 from clew.service.accounts import AuthenticationError
 from clew.service.container import ServiceContainer
 from clew.service.promotion import PromotionService

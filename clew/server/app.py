@@ -3,8 +3,9 @@
 The app is stateless apart from the store it is given, so any number of replicas can serve one
 PostgreSQL + object-store deployment. Every route goes through ``auth.authorize`` (declared
 once, here) and must have a rule in ``permissions.RULES``; the app refuses to build otherwise.
-The web UI is mounted under ``/ui`` behind the same ``authorize`` (its rules come from the UI's
-own ``ROUTE_PERMISSIONS`` table, see ``permissions.ui_rule``), signing in with an API token.
+The web UI is mounted under ``/ui`` behind the same ``authorize`` (its rules come from the
+``permissions.ROUTE_PERMISSIONS`` table, see ``permissions.ui_rule``), signing in with an API
+token. The routes and the UI share the app's one ``ServiceContainer`` (``app.state.services``).
 """
 
 from __future__ import annotations

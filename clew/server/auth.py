@@ -21,14 +21,20 @@ from starlette.concurrency import run_in_threadpool
 from clew.errors import PolicyError
 from clew.server import idempotency
 from clew.server.errors import HTTPError
+from clew.server.forms import read_form
 from clew.server.permissions import UI_RULES, Rule, is_ui_path, rule_for_route
-from clew.server.ui.pages import SESSION_COOKIE, login_redirect, read_form
-from clew.server.ui.session import SIGNING_FIELD
-from clew.server.web_sessions import client_address, limits, session_principal
+from clew.server.web_sessions import (
+    SESSION_COOKIE,
+    SignInRequired,
+    client_address,
+    limits,
+    session_principal,
+)
 from clew.service import accounts
 from clew.service.accounts import ANONYMOUS, SIGNING, AuthenticationError, Principal, Role
 
 SIGNING_HEADER = "x-clew-signing-token"
+SIGNING_FIELD = "signing_token"  # the approve form's field (the UI's version of the header)
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ async def _principal(request: Request, rule: Rule) -> Principal:
         if settings.anonymous_read and rule.role == Role.VIEWER:
             return ANONYMOUS
         if _is_ui(request):
-            raise login_redirect(request)
+            raise SignInRequired("sign in to use the web UI.")
         raise AuthenticationError(
             "this server needs an API token; pass clew.connect(uri, token=...) or set CLEW_TOKEN."
         )
@@ -71,7 +77,7 @@ async def _principal(request: Request, rule: Rule) -> Principal:
         try:
             return await session_principal(request, cookie)
         except AuthenticationError:
-            raise login_redirect(request) from None
+            raise SignInRequired("the web UI session has ended; sign in again.") from None
     return await _checked(request, accounts.authenticate, bearer)
 
 

@@ -19,6 +19,12 @@ from clew.service import accounts, sessions
 from clew.service.accounts import AuthenticationError
 from clew.store.location import Store
 
+SESSION_COOKIE = "clew_session"
+
+
+class SignInRequired(AuthenticationError):
+    """A web UI request without a live session: the UI answers with its sign-in page."""
+
 
 def client_address(request: Request) -> str:
     """Who is calling, as far as this server can tell (a trusted proxy's client, else the peer)."""

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
 from clew.errors import ClewError
-from clew.server.ui.pages import APPROVE, PROMOTE, Offset, Page, VersionNumber
+from clew.server.permissions import APPROVE, PROMOTE
+from clew.server.ui.pages import Offset, Page, VersionNumber
 from clew.service import inventory
 from clew.service.model_card import model_card, verify_version
 

@@ -48,13 +48,13 @@ def create_ui_router(
     ``ServiceContainer`` every page uses, the second the acting user's name, or None when the
     request is not signed in (the UI then sends the browser to its login page).
     ``authorize(actor, permission)`` raises a ``ClewError`` when the actor's roles do not grant
-    ``permission`` (``read``, ``approve``, ``promote``; see ``pages.ROUTE_PERMISSIONS``);
+    ``permission`` (``read``, ``approve``, ``promote``; see ``permissions.ROUTE_PERMISSIONS``);
     without it every signed-in actor may use every page, and the governance policy alone
     decides approvals and promotions.
     ``sessions`` (a ``session.SessionGate``) enables the login page: it opens a session for a
     valid token and ends it on logout; the browser keeps only the session id, in the
-    ``pages.SESSION_COOKIE`` cookie that ``get_actor`` should accept. Replicas behind one load
-    balancer must share ``csrf_secret``.
+    ``web_sessions.SESSION_COOKIE`` cookie that ``get_actor`` should accept. Replicas behind one
+    load balancer must share ``csrf_secret``.
     ``authorize_request(request, permission)`` is ``authorize`` for apps that decide per request
     (the clew server: the principal's role, raised by grants on the model in the path).
     ``signing_required`` adds a signing-token field to the approve form (an e-signature that the
