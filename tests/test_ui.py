@@ -35,12 +35,11 @@ from tamper import corrupt_blob
 
 import clew
 from clew.client import capture
-from clew.errors import PolicyError
+from clew.errors import AuthenticationError, PolicyError
 from clew.server.permissions import ROUTE_PERMISSIONS
 from clew.server.ui import create_ui_app, create_ui_router
 from clew.server.ui.session import cookie_actor
 from clew.server.web_sessions import SESSION_COOKIE
-from clew.service.accounts import AuthenticationError
 from clew.service.container import ServiceContainer
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService

@@ -56,9 +56,8 @@ from clew.domain.records import (
     VersionRecord,
     from_fields,
 )
-from clew.errors import ClewError, FileChangedError, InvalidInputError
+from clew.errors import AuthenticationError, ClewError, FileChangedError, InvalidInputError
 from clew.service import policy, signing
-from clew.service.accounts import AuthenticationError
 from clew.service.artifacts import artifact_ref, export_artifact
 from clew.service.capture import CapturedPrediction, CaptureTarget
 from clew.service.graph import Node, WalkedEdge

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from clew.errors import PolicyError
+from clew.errors import AuthenticationError, PolicyError
 from clew.server import idempotency
 from clew.server.errors import HTTPError
 from clew.server.forms import read_form
@@ -31,7 +31,7 @@ from clew.server.web_sessions import (
     session_principal,
 )
 from clew.service import accounts
-from clew.service.accounts import ANONYMOUS, SIGNING, AuthenticationError, Principal, Role
+from clew.service.accounts import ANONYMOUS, SIGNING, Principal, Role
 
 SIGNING_HEADER = "x-clew-signing-token"
 SIGNING_FIELD = "signing_token"  # the approve form's field (the UI's version of the header)

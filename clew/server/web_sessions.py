@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from clew.errors import AuthenticationError
 from clew.server.login_limits import LoginLimits
 from clew.service import accounts, sessions
-from clew.service.accounts import AuthenticationError
 from clew.store.location import Store
 
 SESSION_COOKIE = "clew_session"

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select, update
 
 from clew.domain import ids, refs
 from clew.errors import (
-    ClewError,
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     NameConflictError,
@@ -62,14 +62,6 @@ class Role(IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
-
-
-class AuthenticationError(ClewError):
-    """No valid token was presented: missing, unknown, expired or revoked."""
-
-    code = "unauthenticated"
-    http_status = 401
-    user: str | None = None  # whose token it was, when it was recognised (for rate limits)
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,7 @@ class RunService:
 
     def get_run(self, run_id: str) -> RunRecord:
         with self.store.db.read() as connection:
-            found = load_runs(connection, [run_id])
+            found = read_runs(connection, [run_id])
         if not found:
             raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
         return found[0]
@@ -408,7 +408,7 @@ _UPSERT_LATEST = DriverStatement(
 )
 
 
-def load_runs(connection: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
+def read_runs(connection: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
     """Full records (params, latest metrics, tags) for the given ids, in the given order."""
     if not run_ids:
         return []
@@ -520,7 +520,7 @@ def search_runs(
     )
     with store.db.read_within(timeout_ms, too_slow) as connection:
         run_ids = connection.execute(query).scalars().all()
-        return load_runs(connection, run_ids)
+        return read_runs(connection, run_ids)
 
 
 def search_timeout_ms() -> int:

@@ -23,7 +23,7 @@ from clew.server.arrow_bodies import ARROW_STREAM, BODY_TYPES
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.responses import JSONResponse
-from clew.server.routes.models import Name
+from clew.server.routes.bodies import Name
 from clew.service import capture, signing
 from clew.service.registry import RegistryService
 from clew.store.location import Store

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from clew.server.deps import ActorDep, ServicesDep
-from clew.server.routes.models import Body, JsonObject, PlainRoute
+from clew.server.routes.bodies import Body, JsonObject, PlainRoute
 from clew.service.graph import Node
 from clew.service.lineage import LineageResult
 from clew.service.lineage_ingest import MAX_ITEMS

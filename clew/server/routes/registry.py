@@ -17,7 +17,7 @@ from pydantic import Field
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.server.auth import require_role_on
 from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
-from clew.server.routes.models import Body, JsonObject, Name, PlainRoute, Text
+from clew.server.routes.bodies import Body, JsonObject, Name, PlainRoute, Text
 from clew.service.accounts import Role
 from clew.service.policy import StoredPolicy
 from clew.service.user_keys import SignedStatement

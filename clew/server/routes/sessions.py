@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 
 from clew.server.deps import ActorDep, ServicesDep
-from clew.server.routes.models import PlainRoute
+from clew.server.routes.bodies import PlainRoute
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], route_class=PlainRoute)
 

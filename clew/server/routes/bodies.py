@@ -1,4 +1,5 @@
-"""Request bodies shared by the routes: strict types, bounded sizes, no extra fields.
+"""Request bodies shared by the routes (strict types, bounded sizes, no extra fields), and
+``PlainRoute``, the route class that sends the routes' answers as they are.
 
 Strict mode means ``"1.5"`` is not a number and ``1`` is not a string: a wrong type is a 422
 naming the field, never a silent coercion. Integers that reach the database are bounded to
