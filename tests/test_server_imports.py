@@ -19,7 +19,7 @@ MOUNTS_THE_UI = {SERVER / "app.py"}
 
 def imported_modules(source: str) -> set[str]:
     """Every module ``source`` imports, names imported from a package included as submodules."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -21,7 +21,7 @@ CLEW = Path(clew.service.__file__).parent.parent
 
 def store_backed_services() -> set[type]:
     """Every ``*Service`` class of the service layer built from a store alone."""
-    found = set()
+    found: set[type] = set()
     for module_info in pkgutil.iter_modules(clew.service.__path__, "clew.service."):
         module = importlib.import_module(module_info.name)
         for name, value in vars(module).items():
@@ -33,12 +33,12 @@ def store_backed_services() -> set[type]:
 
 
 def _takes_only_a_store(cls: type) -> bool:
-    return list(inspect.signature(cls.__init__).parameters) == ["self", "store"]
+    return list(inspect.signature(cls).parameters) == ["store"]
 
 
 def constructions(source: str, names: set[str]) -> list[tuple[int, str]]:
     """(line, class name) of every call in ``source`` to one of the classes ``names``."""
-    found = []
+    found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call):
             continue

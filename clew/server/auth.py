@@ -167,7 +167,7 @@ def ui_actor(request: Request) -> str | None:
 
 def principal_of(request: Request) -> Principal:
     """The authenticated caller of a non-public route (set by ``authorize``)."""
-    principal = getattr(request.state, "principal", None)
+    principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         raise HTTPError(401, "unauthenticated", "this route needs an authenticated caller.")
     return principal

@@ -32,7 +32,8 @@ def client_address(request: Request) -> str:
 
 
 def limits(request: Request) -> LoginLimits:
-    return request.app.state.login_limits
+    found: LoginLimits = request.app.state.login_limits
+    return found
 
 
 @dataclass
@@ -69,6 +70,6 @@ class ServerSessions:
         sessions.close_session(self.store, session)
 
 
-async def session_principal(request: Request, secret: str) -> sessions.Principal:
+async def session_principal(request: Request, secret: str) -> accounts.Principal:
     """The principal of the UI session cookie ``secret`` (refused when ended)."""
     return await run_in_threadpool(sessions.authenticate_session, request.app.state.store, secret)

@@ -29,7 +29,8 @@ Id = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
-    return check_depth(value, "the JSON value")
+    checked: dict[str, Any] = check_depth(value, "the JSON value")
+    return checked
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
