@@ -71,6 +71,14 @@ class RunFinishedError(ConflictError):
     code = "run_finished"
 
 
+class AuthenticationError(ClewError):
+    """No valid token was presented: missing, unknown, expired or revoked."""
+
+    code = "unauthenticated"
+    http_status = 401
+    user: str | None = None  # whose token it was, when it was recognised (for rate limits)
+
+
 class PolicyError(ClewError):
     """The governance policy forbids this action (self-approval, missing evidence, wrong role)."""
 

@@ -22,6 +22,7 @@ from tamper import corrupt_blob
 import clew
 from clew.domain.records import VersionRecord
 from clew.errors import (
+    AuthenticationError,
     ClewError,
     ConflictError,
     IntegrityError,
@@ -221,7 +222,7 @@ def test_approving_remotely_needs_the_signing_token(
     token = server_team.server.user("victor", "approver")
     unsigned = clew.Client(server_team.server.url, token=token)
     try:
-        with pytest.raises(accounts.AuthenticationError, match="signing_token=") as refused:
+        with pytest.raises(AuthenticationError, match="signing_token=") as refused:
             unsigned.approve("churn/1", "validated")
         assert str(refused.value).count(". ") == 0
         assert unsigned.version_status("churn/1")["approvals"] == 0

@@ -14,8 +14,8 @@ from sqlalchemy import inspect, text
 
 import clew
 from clew.errors import StoreVersionError
-from clew.store.checkpoints import WalCheckpointer
 from clew.store.metadata import SCHEMA_HEAD
+from clew.store.wal_checkpoints import WalCheckpointer
 
 
 def _tables(db: Path) -> set[str]:

@@ -35,11 +35,12 @@ from tamper import corrupt_blob
 
 import clew
 from clew.client import provenance
-from clew.errors import PolicyError
+from clew.errors import AuthenticationError, PolicyError
+from clew.server.permissions import ROUTE_PERMISSIONS
 from clew.server.ui import create_ui_app, create_ui_router
-from clew.server.ui.pages import ROUTE_PERMISSIONS, SESSION_COOKIE
 from clew.server.ui.session import cookie_actor
-from clew.service.accounts import AuthenticationError
+from clew.server.web_sessions import SESSION_COOKIE
+from clew.service.container import ServiceContainer
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.store.location import Store
@@ -146,7 +147,7 @@ def http(populated: Populated, monkeypatch: pytest.MonkeyPatch) -> TestClient:
 
 
 def test_every_route_declares_a_permission(populated: Populated) -> None:
-    router = create_ui_router(lambda: populated.store, lambda: "carol")
+    router = create_ui_router(lambda: ServiceContainer(populated.store), lambda: "carol")
     names = {route.name for route in router.routes}
     assert names == set(ROUTE_PERMISSIONS)
 
@@ -302,10 +303,11 @@ def _server_mode_app(populated: Populated, roles: dict[str, str]) -> FastAPI:
         if permission not in allowed[roles[actor]]:
             raise PolicyError(f"{actor!r} is a {roles[actor]} and may not {permission}.")
 
+    services = ServiceContainer(populated.store)
     app = FastAPI()
     app.include_router(
         create_ui_router(
-            lambda: populated.store,
+            lambda: services,
             cookie_actor(gate.open_sessions.get),
             authorize=authorize,
             sessions=gate,

@@ -33,7 +33,7 @@ from test_ui import (
 
 from clew.server.app import create_app
 from clew.server.permissions import check_routes
-from clew.server.ui.pages import SESSION_COOKIE
+from clew.server.web_sessions import SESSION_COOKIE
 from clew.service import accounts, audit, sessions
 from clew.service.promotion import PromotionService
 from clew.store.location import open_store

@@ -145,9 +145,9 @@ def test_an_edited_approval_fails_its_signature_and_does_not_count(
     with pytest.raises(IntegrityError, match="comment is 'anything goes'"):
         as_user("bob").promote("iris/1", "production")
     with store.db.read() as connection:
-        model = registry.load_model(connection, name="iris")
-        [approval] = registry.load_events(connection, model, version=1, kinds=("approved",))
-        digest = registry.load_version(connection, "iris", 1).digest
+        model = registry.get_model_row(connection, name="iris")
+        [approval] = registry.read_events(connection, model, version=1, kinds=("approved",))
+        digest = registry.get_version_row(connection, "iris", 1).digest
         verdict = keyring.verdict(connection, approval, digest)
     assert verdict.state == "failed"
     assert "the record differs from what sha256:" in verdict.detail

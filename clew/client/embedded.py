@@ -1,7 +1,9 @@
 """The in-process backend: the services of one store, called directly (no server).
 
 ``RemoteBackend`` (clew/client/remote_backend.py) has the same attributes with the same
-signatures, so ``Client`` and its mixins only ever call ``self._service.<service>``.
+signatures, so ``Client`` and its mixins only ever call ``self._service.<service>``. The
+services themselves come from ``ServiceContainer``, which the server and the web UI build the
+same way.
 """
 
 from __future__ import annotations
@@ -16,18 +18,11 @@ from clew.domain.records import RunPage, RunRecord
 from clew.domain.run_fields import warn_unknown_keys
 from clew.domain.trace import Trace
 from clew.service import capture_lookup, ground_truth, reads, signing
-from clew.service.approvals import ApprovalService
-from clew.service.artifacts import ArtifactService
 from clew.service.capture_sealing import StoreWriter
+from clew.service.container import ServiceContainer
 from clew.service.identity import current_actor
-from clew.service.lineage import LineageService
-from clew.service.policy import PolicyService
-from clew.service.promotion import PromotionService
-from clew.service.registry import RegistryService
-from clew.service.runs import RunService, search_run_page, unknown_keys
-from clew.service.sessions import SessionService
+from clew.service.runs import search_run_page, unknown_keys
 from clew.service.trace import trace_prediction
-from clew.service.user_keys import UserKeyService
 from clew.store.location import Store, open_store
 
 
@@ -63,21 +58,14 @@ class EmbeddedPredictions:
         return StoreWriter(self.store, actor)
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(ServiceContainer):
+    """The store's services (``ServiceContainer``) plus this process's predictions and audit."""
+
     def __init__(
         self, uri: str | None = None, artifacts: str | None = None, create: bool = False
     ) -> None:
-        self.store: Store = open_store(uri, artifacts, create=create)
-        self.runs = RunService(self.store)
-        self.artifacts = ArtifactService(self.store)
-        self.lineage = LineageService(self.store)
-        self.registry = RegistryService(self.store)
-        self.approvals = ApprovalService(self.store)
-        self.promotion = PromotionService(self.store)
-        self.policies = PolicyService(self.store)
+        super().__init__(open_store(uri, artifacts, create=create))
         self.predictions = EmbeddedPredictions(self.store)
-        self.user_keys = UserKeyService(self.store)
-        self.sessions = SessionService(self.store)
         self.audit = EmbeddedAudit(self.store)
 
     @property
@@ -111,6 +99,3 @@ class EmbeddedBackend:
         )
         warn_unknown_keys(unknown_keys(self.store, filter_text))
         return page
-
-    def close(self) -> None:
-        self.store.close()

@@ -3,8 +3,9 @@
 The app is stateless apart from the store it is given, so any number of replicas can serve one
 PostgreSQL + object-store deployment. Every route goes through ``auth.authorize`` (declared
 once, here) and must have a rule in ``permissions.RULES``; the app refuses to build otherwise.
-The web UI is mounted under ``/ui`` behind the same ``authorize`` (its rules come from the UI's
-own ``ROUTE_PERMISSIONS`` table, see ``permissions.ui_rule``), signing in with an API token.
+The web UI is mounted under ``/ui`` behind the same ``authorize`` (its rules come from the
+``permissions.ROUTE_PERMISSIONS`` table, see ``permissions.ui_rule``), signing in with an API
+token. The routes and the UI share the app's one ``ServiceContainer`` (``app.state.services``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from fastapi.responses import RedirectResponse
 from clew.errors import InvalidInputError
 from clew.server import errors
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
-from clew.server.deps import Services
 from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
 from clew.server.limits import MAX_JSON_BYTES, BodyLimit
 from clew.server.login_limits import LoginLimits
@@ -37,6 +37,7 @@ from clew.server.routes import (
 )
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
+from clew.service.container import ServiceContainer
 from clew.service.sessions import DEFAULT_ABSOLUTE_S, DEFAULT_IDLE_S, Lifetimes
 from clew.store.location import Store
 
@@ -73,14 +74,14 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     app.state.store = store
-    app.state.services = Services.open(store)
+    app.state.services = services = ServiceContainer(store)
     app.state.auth = AuthSettings(anonymous_read=anonymous_read)
     app.state.metrics = Metrics()
     app.state.login_limits = LoginLimits()
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(sessions.router)
-    app.include_router(_ui_router(store, ui_secret, session_lifetimes or Lifetimes()))
+    app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)
     check_routes(app)
@@ -107,12 +108,12 @@ def _trust_proxies(app: FastAPI, forwarded_allow_ips: str | None) -> None:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=forwarded_allow_ips)
 
 
-def _ui_router(store: Store, secret: bytes | None, lifetimes: Lifetimes) -> APIRouter:
+def _ui_router(services: ServiceContainer, secret: bytes | None, lifetimes: Lifetimes) -> APIRouter:
     """The UI as the server runs it: the actor is the session's user, roles decide every page."""
     return create_ui_router(
-        lambda: store,
+        lambda: services,
         ui_actor,
-        sessions=ServerSessions(store, lifetimes),
+        sessions=ServerSessions(services.store, lifetimes),
         csrf_secret=secret,
         authorize_request=check_ui_permission,
         signing_required=True,

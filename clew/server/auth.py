@@ -19,17 +19,23 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from clew.domain.roles import Role
-from clew.errors import PolicyError
+from clew.errors import AuthenticationError, PolicyError
 from clew.server import idempotency
 from clew.server.errors import HTTPError
+from clew.server.forms import read_form
 from clew.server.permissions import UI_RULES, Rule, is_ui_path, rule_for_route
-from clew.server.ui.pages import SESSION_COOKIE, login_redirect, read_form
-from clew.server.ui.session import SIGNING_FIELD
-from clew.server.web_sessions import client_address, limits, session_principal
+from clew.server.web_sessions import (
+    SESSION_COOKIE,
+    SignInRequired,
+    client_address,
+    limits,
+    session_principal,
+)
 from clew.service import accounts
-from clew.service.accounts import ANONYMOUS, SIGNING, AuthenticationError, Principal
+from clew.service.accounts import ANONYMOUS, SIGNING, Principal
 
 SIGNING_HEADER = "x-clew-signing-token"
+SIGNING_FIELD = "signing_token"  # the approve form's field (the UI's version of the header)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ async def _principal(request: Request, rule: Rule) -> Principal:
         if settings.anonymous_read and rule.role == Role.VIEWER:
             return ANONYMOUS
         if _is_ui(request):
-            raise login_redirect(request)
+            raise SignInRequired("sign in to use the web UI.")
         raise AuthenticationError(
             "this server needs an API token; pass clew.connect(uri, token=...) or set CLEW_TOKEN."
         )
@@ -72,7 +78,7 @@ async def _principal(request: Request, rule: Rule) -> Principal:
         try:
             return await session_principal(request, cookie)
         except AuthenticationError:
-            raise login_redirect(request) from None
+            raise SignInRequired("the web UI session has ended; sign in again.") from None
     return await _checked(request, accounts.authenticate, bearer)
 
 
@@ -162,7 +168,7 @@ def ui_actor(request: Request) -> str | None:
 
 def principal_of(request: Request) -> Principal:
     """The authenticated caller of a non-public route (set by ``authorize``)."""
-    principal = getattr(request.state, "principal", None)
+    principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         raise HTTPError(401, "unauthenticated", "this route needs an authenticated caller.")
     return principal

@@ -1,9 +1,11 @@
-"""The one table saying who may call which route, and the check that keeps it complete.
+"""The tables saying who may call which route, and the check that keeps them complete.
 
-Fail closed: ``check_routes`` runs when the app is built and refuses to start if any route
-lacks an entry (or an entry names a route that no longer exists), and ``rule_for`` refuses a
-request whose route is not in the table. Adding an endpoint therefore forces a decision about
-its permission in this file, where a reviewer sees every rule at once.
+``RULES`` holds the API's routes by method and path, ``ROUTE_PERMISSIONS`` the web UI's pages
+by route name (mapped onto the same roles by ``UI_RULES``). Fail closed: ``check_routes`` runs
+when the app is built and refuses to start if any route lacks an entry (or an entry names a
+route that no longer exists), and ``rule_for`` refuses a request whose route is not in a table.
+Adding an endpoint or a page therefore forces a decision about its permission in this file,
+where a reviewer sees every rule at once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from clew.domain.roles import Role
-from clew.server.ui.pages import APPROVE, PROMOTE, READ, ROUTE_PERMISSIONS
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,37 @@ RULES: dict[tuple[str, str], Rule] = {
 
 
 # The web UI under /ui is the one documented exemption from RULES: its routes are keyed by
-# route name in the UI's own table (``clew.server.ui.pages.ROUTE_PERMISSIONS``), whose
-# permissions map onto roles here, exactly as the API's equivalent routes. Still fail closed:
-# a /ui route missing from that table has no rule, so it is refused and the app will not start.
+# route name in ROUTE_PERMISSIONS (which ``clew ui`` checks too, without a server), whose
+# permissions map onto roles in UI_RULES, exactly as the API's equivalent routes. Still fail
+# closed: a /ui route missing from that table has no rule, so it is refused and the app will not
+# start.
 UI_PREFIX = "/ui"
+READ, APPROVE, PROMOTE = "read", "approve", "promote"
+# Route name -> the permission it needs. Public routes (login, static files) say None.
+ROUTE_PERMISSIONS: dict[str, str | None] = {
+    "ui.home": READ,
+    "ui.static": None,
+    "ui.login": None,
+    "ui.login_submit": None,
+    "ui.logout": None,
+    "ui.models": READ,
+    "ui.model": READ,
+    "ui.version": READ,
+    "ui.version_integrity": READ,
+    "ui.version_approve": APPROVE,
+    "ui.version_promote": PROMOTE,
+    "ui.experiments": READ,
+    "ui.compare": READ,
+    "ui.run": READ,
+    "ui.artifact": READ,
+    "ui.lineage": READ,
+    "ui.lineage_graph": READ,
+    "ui.prediction": READ,
+    "ui.prediction_graph": READ,
+    "ui.audit": READ,
+    "ui.audit_verify": READ,
+}
+
 UI_RULES: dict[str, Rule] = {
     READ: VIEW,
     APPROVE: SIGN,

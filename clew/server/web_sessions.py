@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from clew.errors import AuthenticationError
 from clew.server.login_limits import LoginLimits
 from clew.service import accounts, sessions
-from clew.service.accounts import AuthenticationError
 from clew.store.location import Store
+
+SESSION_COOKIE = "clew_session"
+
+
+class SignInRequired(AuthenticationError):
+    """A web UI request without a live session: the UI answers with its sign-in page."""
 
 
 def client_address(request: Request) -> str:
@@ -26,7 +32,8 @@ def client_address(request: Request) -> str:
 
 
 def limits(request: Request) -> LoginLimits:
-    return request.app.state.login_limits
+    found: LoginLimits = request.app.state.login_limits
+    return found
 
 
 @dataclass
@@ -63,6 +70,6 @@ class ServerSessions:
         sessions.close_session(self.store, session)
 
 
-async def session_principal(request: Request, secret: str) -> sessions.Principal:
+async def session_principal(request: Request, secret: str) -> accounts.Principal:
     """The principal of the UI session cookie ``secret`` (refused when ended)."""
     return await run_in_threadpool(sessions.authenticate_session, request.app.state.store, secret)

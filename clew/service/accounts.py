@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select, update
 from clew.domain import ids, refs
 from clew.domain.roles import Role
 from clew.errors import (
-    ClewError,
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     NameConflictError,
@@ -41,14 +41,6 @@ DAY_MS = 86_400_000
 PREFIX_MARK = "*"  # a grant on ``fraud-*`` covers every model whose name starts with ``fraud-``
 _NAME_PREFIX = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.\-]{{0,198}}{re.escape(PREFIX_MARK)}$")
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}$")
-
-
-class AuthenticationError(ClewError):
-    """No valid token was presented: missing, unknown, expired or revoked."""
-
-    code = "unauthenticated"
-    http_status = 401
-    user: str | None = None  # whose token it was, when it was recognised (for rate limits)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from clew.domain.policy import StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError, PolicyError
 from clew.service import integrity, policy, record_check, registry, signed_heads, user_keys
-from clew.service.artifacts import find_artifact, load_artifact
+from clew.service.artifacts import get_artifact_row, resolve_artifact
 from clew.service.runs import now_ms
 from clew.service.user_keys import Verdict
 from clew.store import schema
@@ -94,7 +94,7 @@ def version_state(
     connection: Connection, model: ModelRecord, version: VersionRecord
 ) -> VersionState:
     """The version's decisions, refused if any row they rest on differs from the audit chain."""
-    events = registry.load_events(
+    events = registry.read_events(
         connection,
         model,
         version=version.version,
@@ -145,9 +145,9 @@ def fold_decisions(
     return state
 
 
-def load_state(connection: Connection, ref: str) -> VersionState:
+def get_version_state(connection: Connection, ref: str) -> VersionState:
     version = registry.resolve_version(connection, registry.parse_model_ref(ref))
-    model = registry.load_model(connection, model_id=version.model_id)
+    model = registry.get_model_row(connection, model_id=version.model_id)
     return version_state(connection, model, version)
 
 
@@ -156,7 +156,7 @@ def require_verified_version(store: Store, ref: str, action: str) -> VersionReco
     re-hash to its digest; checked before the write transaction, so hashing holds no lock."""
     with store.db.read() as connection:
         version = registry.resolve_version(connection, registry.parse_model_ref(ref))
-        artifact = load_artifact(connection, version.artifact_id)
+        artifact = get_artifact_row(connection, version.artifact_id)
     integrity.require_verified_bytes(store, artifact, f"cannot {action} {version.ref}")
     return version
 
@@ -176,7 +176,7 @@ class ApprovalService:
     def loadable(self, ref: str) -> VersionRecord:
         """The version ``ref`` names, unless it was rejected or revoked (then it must not run)."""
         with self.store.db.read() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
         closed = state.revocation or state.rejection
         if closed:
             raise PolicyError(
@@ -202,7 +202,7 @@ class ApprovalService:
         _check_meaning(meaning)
         require_verified_version(self.store, ref, "approve")
         with self.store.db.write() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
             rules = policy.current(connection)
             _require_open(state, "approved")
             policy.require_member(
@@ -236,7 +236,7 @@ class ApprovalService:
         """Reject a version for good: it can not be approved, promoted or loaded afterwards."""
         _require_comment(comment, "reject")
         with self.store.db.write() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
             rules = policy.current(connection)
             _require_open(state, "rejected")
             policy.require_member(
@@ -257,7 +257,7 @@ class ApprovalService:
         """Withdraw the approvals of an approved version; it can not be loaded afterwards."""
         _require_comment(comment, "revoke")
         with self.store.db.write() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
             rules = policy.current(connection)
             _require_open(state, "revoked")
             if not state.approvals:
@@ -278,7 +278,7 @@ class ApprovalService:
         """Retire a version: it stays loadable for reproduction but can not be promoted."""
         _require_comment(comment, "archive")
         with self.store.db.write() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
             if state.archival:
                 raise ConflictError(f"{state.ref} is already archived.")
             held = sorted(
@@ -314,7 +314,7 @@ class ApprovalService:
                 "promoted."
             )
         with self.store.db.read() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
             pinned = _evidence(connection, evidence)
             fields = Decision(decision, actor, comment, pinned, meaning or decision, alias)
             return decision_statement(state, policy.current(connection), fields, now_ms())
@@ -451,7 +451,7 @@ def _contribution(connection: Connection, version: VersionRecord, actor: str) ->
         if artifact_id in seen:
             continue
         seen.add(artifact_id)
-        artifact = load_artifact(connection, artifact_id)
+        artifact = get_artifact_row(connection, artifact_id)
         what = f"{artifact.type}:{artifact.name}"
         if artifact.created_by == actor:
             return f"uploaded artifact {what} ({artifact.id})"
@@ -474,7 +474,7 @@ def _evidence(connection: Connection, evidence: Sequence[str]) -> dict[str, Any]
             raise InvalidInputError(
                 f"evidence {ref!r} is not an artifact; pass reports or other logged artifacts."
             )
-        artifact = find_artifact(connection, parsed)
+        artifact = resolve_artifact(connection, parsed)
         pinned.append(
             {
                 "id": artifact.id,

@@ -219,15 +219,15 @@ class ArtifactService:
                 f"artifact:{artifact_id}",
                 {"run": run_id, "direction": direction, "derived_from": derived_from or []},
             )
-            return load_artifact(connection, artifact_id)
+            return get_artifact_row(connection, artifact_id)
 
     def get(self, artifact_id: str) -> ArtifactRecord:
         with self.store.db.read() as connection:
-            return load_artifact(connection, artifact_id)
+            return get_artifact_row(connection, artifact_id)
 
     def find(self, ref: refs.ArtifactRef) -> ArtifactRecord:
         with self.store.db.read() as connection:
-            return find_artifact(connection, ref)
+            return resolve_artifact(connection, ref)
 
     def resolve(self, ref: str) -> ArtifactRecord:
         """The artifact named by ``dataset:<name>``, ``sha256:<hex>`` or ``artifact:<id>``."""
@@ -260,12 +260,12 @@ class ArtifactService:
                 .all()
             )
             return {
-                "inputs": [load_artifact(connection, i) for i in inputs],
-                "outputs": [load_artifact(connection, o) for o in outputs],
+                "inputs": [get_artifact_row(connection, i) for i in inputs],
+                "outputs": [get_artifact_row(connection, o) for o in outputs],
             }
 
 
-def load_artifact(connection: Connection, artifact_id: str) -> ArtifactRecord:
+def get_artifact_row(connection: Connection, artifact_id: str) -> ArtifactRecord:
     row = _LOAD_ARTIFACT.first(connection, {"id": artifact_id})
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
@@ -276,10 +276,10 @@ def _artifact_record(row: Any) -> ArtifactRecord:
     return from_fields(ArtifactRecord, row._mapping)
 
 
-def find_artifact(connection: Connection, ref: refs.ArtifactRef) -> ArtifactRecord:
+def resolve_artifact(connection: Connection, ref: refs.ArtifactRef) -> ArtifactRecord:
     """Resolve an artifact ref; the newest match wins when a name has several digests."""
     if ref.artifact_id:
-        return load_artifact(connection, ref.artifact_id)
+        return get_artifact_row(connection, ref.artifact_id)
     table = schema.artifacts
     query = select(table)
     if ref.type:

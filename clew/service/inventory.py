@@ -174,7 +174,7 @@ def model_overview(store: Store, name: str, versions: int = 100) -> ModelOvervie
     for their decisions (folded by ``approvals.fold_decisions``)."""
     table, events = schema.model_versions, schema.registry_events
     with store.db.read() as connection:
-        model = registry.load_model(connection, name=name)
+        model = registry.get_model_row(connection, name=name)
         required = policy.current(connection).rules.required_approvals
         oldest = max(model.last_version - versions + 1, 1)
         found = [
@@ -212,5 +212,5 @@ def model_overview(store: Store, name: str, versions: int = 100) -> ModelOvervie
             summaries,
             model.last_version,
             registry.current_aliases(connection, model.id),
-            registry.load_events(connection, model, kinds=registry.ALIAS_KINDS),
+            registry.read_events(connection, model, kinds=registry.ALIAS_KINDS),
         )

@@ -17,7 +17,7 @@ from clew.domain import refs
 from clew.domain.lineage import IngestResult, LineageResult, Node
 from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
 from clew.service import graph, lineage_ingest, node_facts
-from clew.service.artifacts import find_artifact
+from clew.service.artifacts import resolve_artifact
 from clew.store.location import Store
 
 
@@ -101,7 +101,7 @@ def resolve_node(connection: Connection, ref: str) -> Node:
         case refs.RunRef(run_id):
             node_id = run_id
         case refs.ArtifactRef():
-            node_id = find_artifact(connection, parsed).id
+            node_id = resolve_artifact(connection, parsed).id
         case refs.ContextRef(type_, name):
             node_id = _context_id(connection, type_, name)
         case refs.ModelVersionRef() | refs.ModelAliasRef():

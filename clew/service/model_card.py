@@ -23,8 +23,8 @@ from clew.domain.records import (
     VersionRecord,
 )
 from clew.service import approvals, policy, promotion, registry
-from clew.service.artifacts import ArtifactService, load_artifact
-from clew.service.runs import load_runs
+from clew.service.artifacts import ArtifactService, get_artifact_row
+from clew.service.runs import read_runs
 from clew.service.trace import verify_content
 from clew.store import schema
 from clew.store.location import Store
@@ -59,14 +59,14 @@ class Verification:
 
 def model_card(store: Store, name: str, version: int) -> ModelCard:
     with store.db.read() as connection:
-        found = registry.load_version(connection, name, version)
-        model = registry.load_model(connection, model_id=found.model_id)
+        found = registry.get_version_row(connection, name, version)
+        model = registry.get_model_row(connection, model_id=found.model_id)
         state = approvals.version_state(connection, model, found)
         status = promotion.status_of(connection, state, policy.current(connection))
-        events = registry.load_events(connection, model, version=version)
+        events = registry.read_events(connection, model, version=version)
         aliases = registry.current_aliases(connection, model.id)
-        artifact = load_artifact(connection, found.artifact_id)
-        run = next(iter(load_runs(connection, [found.run_id])), None) if found.run_id else None
+        artifact = get_artifact_row(connection, found.artifact_id)
+        run = next(iter(read_runs(connection, [found.run_id])), None) if found.run_id else None
         predictions, dropped = _capture_counts(connection, found.id)
     inputs: list[ArtifactRecord] = []
     code = environment = None
@@ -107,8 +107,8 @@ def _capture_counts(connection: Any, version_id: str) -> tuple[int, int]:
 def verify_version(store: Store, name: str, version: int) -> Verification:
     """Re-hash the version's model the way ``trace`` does (manifest, then every file)."""
     with store.db.read() as connection:
-        found = registry.load_version(connection, name, version)
-        artifact = load_artifact(connection, found.artifact_id)
+        found = registry.get_version_row(connection, name, version)
+        artifact = get_artifact_row(connection, found.artifact_id)
     if artifact.digest != found.digest:
         reason = f"{found.ref} records {found.digest} but its artifact is {artifact.digest}"
         return Verification(False, found.digest, reason)

@@ -131,7 +131,7 @@ def _versions_of_artifacts(
 def _model_facts(connection: Connection, name: str) -> dict[str, Any]:
     """A registered model's versions with their status, and where its aliases point."""
     try:
-        model = registry.load_model(connection, name=name)
+        model = registry.get_model_row(connection, name=name)
     except NotFoundError:  # a model context whose first registration never committed
         return {}
     required = policy.current(connection).rules.required_approvals
@@ -146,5 +146,5 @@ def _model_facts(connection: Connection, name: str) -> dict[str, Any]:
 
 
 def _version_facts(connection: Connection, name: str, number: int, required: int) -> dict[str, Any]:
-    state = approvals.load_state(connection, f"{name}/{number}")
+    state = approvals.get_version_state(connection, f"{name}/{number}")
     return {"ref": state.ref, "status": state.status(required)}

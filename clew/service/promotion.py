@@ -26,7 +26,7 @@ from clew.service.approvals import (
     VersionState,
     check_signature,
     fold_decisions,
-    load_state,
+    get_version_state,
     require_verified_version,
     version_state,
 )
@@ -58,7 +58,7 @@ class PromotionService:
         refs.validate_name(alias, "alias")
         require_verified_version(self.store, ref, "promote")
         with self.store.db.write() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
             model = state.model
             latest = registry.latest_alias_event(connection, model.id, alias)
             if latest is not None:
@@ -94,8 +94,8 @@ class PromotionService:
         if checked is not None:
             require_verified_version(self.store, f"{name}/{checked}", "roll back to")
         with self.store.db.write() as connection:
-            model = registry.load_model(connection, name=name)
-            history = registry.load_events(
+            model = registry.get_model_row(connection, name=name)
+            history = registry.read_events(
                 connection, model, alias=alias, kinds=registry.ALIAS_KINDS, newest_first=False
             )
             stack = _alias_stack(history)
@@ -104,7 +104,7 @@ class PromotionService:
                     f"{name}@{alias} has no earlier version to roll back to; promote a version "
                     "instead."
                 )
-            target = registry.load_version(connection, name, stack[-2])
+            target = registry.get_version_row(connection, name, stack[-2])
             if target.version != checked:
                 raise ConflictError(
                     f"{name}@{alias} moved while its bytes were being checked; retry the rollback."
@@ -142,9 +142,9 @@ class PromotionService:
     def _rollback_target(self, name: str, alias: str) -> int | None:
         """The version a rollback of ``name@alias`` would return to now, if any."""
         with self.store.db.read() as connection:
-            model = registry.load_model(connection, name=name)
+            model = registry.get_model_row(connection, name=name)
             stack = _alias_stack(
-                registry.load_events(
+                registry.read_events(
                     connection, model, alias=alias, kinds=registry.ALIAS_KINDS, newest_first=False
                 )
             )
@@ -153,20 +153,20 @@ class PromotionService:
     def alias_history(self, name: str, alias: str | None = None) -> list[RegistryEvent]:
         """Every move of ``alias`` (or of all aliases), newest first."""
         with self.store.db.read() as connection:
-            model = registry.load_model(connection, name=name)
-            return registry.load_events(connection, model, alias=alias, kinds=registry.ALIAS_KINDS)
+            model = registry.get_model_row(connection, name=name)
+            return registry.read_events(connection, model, alias=alias, kinds=registry.ALIAS_KINDS)
 
     def model_history(self, name: str) -> list[RegistryEvent]:
         """Every registration, decision and alias move of the model, newest first."""
         with self.store.db.read() as connection:
-            model = registry.load_model(connection, name=name)
-            return registry.load_events(connection, model)
+            model = registry.get_model_row(connection, name=name)
+            return registry.read_events(connection, model)
 
     def alias_at(self, name: str, alias: str, when_ms: int) -> VersionRecord | None:
         """The version ``name@alias`` pointed at at ``when_ms``, or None if it pointed nowhere."""
         events = schema.registry_events
         with self.store.db.read() as connection:
-            model = registry.load_model(connection, name=name)
+            model = registry.get_model_row(connection, name=name)
             version = connection.execute(
                 select(events.c.version)
                 .where(
@@ -177,7 +177,7 @@ class PromotionService:
                 .order_by(events.c.seq.desc())
                 .limit(1)
             ).scalar()
-            return None if version is None else registry.load_version(connection, name, version)
+            return None if version is None else registry.get_version_row(connection, name, version)
 
     def model_overview(self) -> list[dict[str, Any]]:
         """Per model: owner, risk tier, latest version and its status, current aliases."""
@@ -188,7 +188,7 @@ class PromotionService:
                 aliases = registry.current_aliases(connection, model.id)
                 status = None
                 if model.last_version:
-                    latest = registry.load_version(connection, model.name, model.last_version)
+                    latest = registry.get_version_row(connection, model.name, model.last_version)
                     status = _listed_status(connection, model, latest, required)
                 rows.append(
                     {
@@ -206,11 +206,11 @@ class PromotionService:
     def version_overview(self, name: str) -> list[dict[str, Any]]:
         """Per version of ``name``, newest first: status, approvals, aliases and provenance."""
         with self.store.db.read() as connection:
-            model = registry.load_model(connection, name=name)
+            model = registry.get_model_row(connection, name=name)
             required = policy.current(connection).rules.required_approvals
             aliases = registry.current_aliases(connection, model.id)
             decisions: dict[int, list[RegistryEvent]] = {}
-            for event in registry.load_events(
+            for event in registry.read_events(
                 connection, model, kinds=registry.DECISION_KINDS, newest_first=False
             ):
                 decisions.setdefault(event.version or 0, []).append(event)
@@ -236,7 +236,7 @@ class PromotionService:
     def version_status(self, ref: str) -> dict[str, Any]:
         """Decisions, aliases and production readiness of one version, for people to read."""
         with self.store.db.read() as connection:
-            state = load_state(connection, ref)
+            state = get_version_state(connection, ref)
             stored = policy.current(connection)
             return status_of(connection, state, stored)
 

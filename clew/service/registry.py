@@ -37,7 +37,7 @@ from clew.domain.records import (
 )
 from clew.errors import ConflictError, InvalidInputError, NameConflictError, NotFoundError
 from clew.service import audit, integrity, signed_heads
-from clew.service.artifacts import find_artifact, load_artifact
+from clew.service.artifacts import get_artifact_row, resolve_artifact
 from clew.service.contexts import ensure_context
 from clew.service.graph import add_edge
 from clew.service.runs import now_ms
@@ -176,11 +176,11 @@ class RegistryService:
                 tags=tags,
                 last_version=0,
             )
-            return load_model(connection, model_id=model_id)
+            return get_model_row(connection, model_id=model_id)
 
     def get_model(self, name: str) -> ModelRecord:
         with self.store.db.read() as connection:
-            return load_model(connection, name=name)
+            return get_model_row(connection, name=name)
 
     def list_models(self) -> list[ModelRecord]:
         with self.store.db.read() as connection:
@@ -296,7 +296,7 @@ class RegistryService:
     def versions(self, name: str) -> list[VersionRecord]:
         """Every version of ``name``, newest first."""
         with self.store.db.read() as connection:
-            return model_versions(connection, load_model(connection, name=name))
+            return model_versions(connection, get_model_row(connection, name=name))
 
     def resolve(self, ref: str) -> VersionRecord:
         """The version ``churn/3`` or ``churn@production`` names (kept to one indexed query)."""
@@ -373,7 +373,7 @@ def store_clock_ms(connection: Connection) -> int:
     return now_ms()
 
 
-def load_events(
+def read_events(
     connection: Connection,
     model: ModelRecord,
     *,
@@ -561,14 +561,14 @@ def _model_source(
 ) -> tuple[ArtifactRecord, str | None]:
     """(the model artifact, the run that produced it) for a registration source."""
     if isinstance(parsed, refs.RunRef):
-        artifact = load_artifact(connection, _run_model(connection, parsed.run_id))
+        artifact = get_artifact_row(connection, _run_model(connection, parsed.run_id))
         return artifact, parsed.run_id
     if not isinstance(parsed, refs.ArtifactRef):
         raise InvalidInputError(
             f"{source!r} cannot be registered; pass the model artifact from run.log_model(...), "
             "an artifact ref or the run that logged the model."
         )
-    artifact_id = parsed.artifact_id or find_artifact(connection, parsed).id
+    artifact_id = parsed.artifact_id or resolve_artifact(connection, parsed).id
     row = _ARTIFACT_AND_PRODUCER.first(connection, {"artifact_id": artifact_id})
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
@@ -678,9 +678,11 @@ def model_versions(connection: Connection, model: ModelRecord) -> list[VersionRe
     return [_version_record(row._mapping) for row in rows]
 
 
-def load_model(
+def get_model_row(
     connection: Connection, *, name: str | None = None, model_id: str | None = None
 ) -> ModelRecord:
+    """The registered model named ``name`` (or with id ``model_id``); raises ``NotFoundError``
+    when there is none (``clew.load_model`` is the one that deserialises a model)."""
     table = schema.models
     condition = table.c.name == name if name is not None else table.c.id == model_id
     row = connection.execute(select(table).where(condition)).first()
@@ -708,14 +710,14 @@ def _json(value: Mapping[str, Any]) -> str:
     return json.dumps(dict(value), sort_keys=True, default=str)
 
 
-def load_version(connection: Connection, name: str, version: int) -> VersionRecord:
+def get_version_row(connection: Connection, name: str, version: int) -> VersionRecord:
     row = connection.execute(
         _version_query().where(
             schema.models.c.name == name, schema.model_versions.c.version == version
         )
     ).first()
     if row is None:
-        load_model(connection, name=name)
+        get_model_row(connection, name=name)
         raise NotFoundError(
             f"model {name!r} has no version {version}; list them with `clew versions {name}`."
         )
@@ -726,15 +728,15 @@ def resolve_version(
     connection: Connection, ref: refs.ModelVersionRef | refs.ModelAliasRef
 ) -> VersionRecord:
     if isinstance(ref, refs.ModelVersionRef):
-        return load_version(connection, ref.name, ref.version)
-    model = load_model(connection, name=ref.name)
+        return get_version_row(connection, ref.name, ref.version)
+    model = get_model_row(connection, name=ref.name)
     version = alias_target(connection, model.id, ref.alias)
     if version is None:
         raise NotFoundError(
             f"alias {ref.alias!r} of model {ref.name!r} points at no version; promote one with "
             f"`clew promote {ref.name}/<version> {ref.alias}`."
         )
-    return load_version(connection, ref.name, version)
+    return get_version_row(connection, ref.name, version)
 
 
 class _FastReader:

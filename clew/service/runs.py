@@ -249,7 +249,7 @@ class RunService:
 
     def get_run(self, run_id: str) -> RunRecord:
         with self.store.db.read() as connection:
-            found = load_runs(connection, [run_id])
+            found = read_runs(connection, [run_id])
         if not found:
             raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
         return found[0]
@@ -347,7 +347,7 @@ _UPSERT_LATEST = DriverStatement(
 )
 
 
-def load_runs(connection: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
+def read_runs(connection: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
     """Full records (params, latest metrics, tags) for the given ids, in the given order."""
     if not run_ids:
         return []
@@ -465,7 +465,7 @@ def search_run_page(
     with store.db.read_within(timeout_ms, too_slow) as connection:
         rows = plan.rows(connection, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
-        runs = load_runs(connection, [row[0] for row in page])
+        runs = read_runs(connection, [row[0] for row in page])
     digest = query_digest(filter_text, order_by, experiments)
     token = encode_token(digest, list(page[-1][1:])) if more else None
     return RunPage(runs, token)

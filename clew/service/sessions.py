@@ -19,9 +19,9 @@ from sqlalchemy import Connection, select, update
 from clew.domain import ids
 from clew.domain.roles import Role
 from clew.domain.sessions import SessionInfo
-from clew.errors import ConflictError, NotFoundError
+from clew.errors import AuthenticationError, ConflictError, NotFoundError
 from clew.service import accounts, audit, policy
-from clew.service.accounts import AuthenticationError, Principal
+from clew.service.accounts import Principal
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store

@@ -24,8 +24,8 @@ from clew.domain.records import ArtifactRecord, RegistryEvent, VersionRecord
 from clew.domain.trace import FAILED, NOT_CHECKABLE, VERIFIED, Check, Trace, TraceStep
 from clew.errors import IntegrityError, NotFoundError
 from clew.service import audit, capture_lookup, graph, record_check, registry, user_keys
-from clew.service.artifacts import load_artifact
-from clew.service.runs import load_runs
+from clew.service.artifacts import get_artifact_row
+from clew.service.runs import read_runs
 from clew.store import schema
 from clew.store.location import Store
 
@@ -40,7 +40,7 @@ def trace_prediction(store: Store, prediction_id: str) -> Trace:
     steps = [_prediction_step(prediction)]
     with store.db.read() as connection:
         version = _version(connection, prediction.model_version_id)
-        artifact = load_artifact(connection, version.artifact_id)
+        artifact = get_artifact_row(connection, version.artifact_id)
         steps.append(_model_step(store, prediction, version, artifact))
         steps.append(_events_step(connection, version))
         if version.run_id:
@@ -88,7 +88,7 @@ def _version(connection: Connection, version_id: str) -> VersionRecord:
         raise NotFoundError(
             f"model version {version_id} named by the prediction is not registered."
         )
-    return registry.load_version(connection, row.name, row.version)
+    return registry.get_version_row(connection, row.name, row.version)
 
 
 def _model_step(
@@ -247,7 +247,7 @@ def _audit_entries_intact(connection: Connection, target: str) -> Check:
 
 
 def _run_step(store: Store, connection: Connection, run_id: str) -> TraceStep:
-    found = load_runs(connection, [run_id])
+    found = read_runs(connection, [run_id])
     if not found:
         return TraceStep("training_run", f"run:{run_id}", FAILED, f"run {run_id} does not exist")
     run = found[0]
@@ -267,13 +267,13 @@ def _run_step(store: Store, connection: Connection, run_id: str) -> TraceStep:
     }
     checks: list[Check] = []
     if run.code_artifact_id:
-        code = load_artifact(connection, run.code_artifact_id)
+        code = get_artifact_row(connection, run.code_artifact_id)
         details["code"] = {"digest": code.digest, **code.properties}
         checks.append(_labelled("code revision", _verify_code(store, code)))
     else:
         checks.append(Check(NOT_CHECKABLE, "no code revision was captured (not run in git)"))
     if run.environment_artifact_id:
-        environment = load_artifact(connection, run.environment_artifact_id)
+        environment = get_artifact_row(connection, run.environment_artifact_id)
         details["environment"] = environment.properties
         checks.append(_labelled("environment", check_content(store, environment)))
     else:
@@ -331,7 +331,7 @@ def _data_steps(store: Store, connection: Connection, model_artifact_id: str) ->
     for node in data:
         if node.type not in DATA_TYPES and node.type != "data_source":
             continue
-        artifact = load_artifact(connection, node.id)
+        artifact = get_artifact_row(connection, node.id)
         check = check_content(store, artifact)
         made_by = [
             {"run": f"run:{run_id}", "name": nodes[run_id].name, "kind": nodes[run_id].type}

@@ -37,14 +37,14 @@ from clew.errors import (
     StoreVersionError,
 )
 from clew.store import schema
-from clew.store.checkpoints import WalCheckpointer
 from clew.store.faults import sqlite_fault
 from clew.store.typed_sql import register_sqlite_functions
+from clew.store.wal_checkpoints import WalCheckpointer
 
 SCHEMA_HEAD = "0009"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
-# WAL checkpoints run on a background thread (store/checkpoints.py); SQLite's own, which stalls
+# WAL checkpoints run on a background thread (store/wal_checkpoints.py); SQLite's own, which stalls
 # the commit that crosses it, is only a backstop at ~128 MiB instead of its default 4 MiB.
 WAL_CHECKPOINT_PAGES = 32_000
 SQLITE_SYNC_ENV = "CLEW_SQLITE_SYNC"

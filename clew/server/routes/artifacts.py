@@ -34,7 +34,7 @@ from clew.domain import digests, refs
 from clew.errors import InvalidInputError, StoreUnavailableError
 from clew.server.deps import PrincipalDep, ServicesDep
 from clew.server.errors import HTTPError
-from clew.server.routes.models import Body, Id, Int64, JsonObject, Name, PlainRoute
+from clew.server.routes.bodies import Body, Id, Int64, JsonObject, Name, PlainRoute
 from clew.service import accounts, reads, uploads
 from clew.store.blobs import BlobBackend, PartUpload
 from clew.store.object_store import PART_SIZE

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from clew.server.deps import ServicesDep
-from clew.server.routes.models import PlainRoute
+from clew.server.routes.bodies import PlainRoute
 from clew.service import audit, signed_heads
 from clew.service.verification import verify_audit
 

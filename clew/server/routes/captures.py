@@ -24,7 +24,7 @@ from clew.server.arrow_bodies import ARROW_STREAM, BODY_TYPES
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.errors import HTTPError
 from clew.server.responses import JSONResponse
-from clew.server.routes.models import Name
+from clew.server.routes.bodies import Name
 from clew.service import capture_lookup, signing
 from clew.service.capture_acceptance import MAX_REMOTE_ROWS, accept_batch
 from clew.service.registry import RegistryService
@@ -67,7 +67,7 @@ async def post_capture(
         )
     body = await _bounded_body(request)
     rows = arrow_bodies.decode(body, "capture batch", CAPTURE_LIMITS)
-    target = await run_in_threadpool(_target, services.store, f"{name}/{version}", method)
+    target = await run_in_threadpool(_target, services.registry, f"{name}/{version}", method)
     signer = await run_in_threadpool(_signer, request, services.store)
     accepted = await run_in_threadpool(
         accept_batch, services.store, signer, actor, target, batch, rows, dropped
@@ -119,8 +119,8 @@ def _too_large() -> HTTPError:
     )
 
 
-def _target(store: Store, ref: str, method: str) -> CaptureTarget:
-    version = RegistryService(store).resolve(ref)
+def _target(registry: RegistryService, ref: str, method: str) -> CaptureTarget:
+    version = registry.resolve(ref)
     return CaptureTarget(version.id, version.name, version.version, version.digest, method)
 
 

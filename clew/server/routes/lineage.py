@@ -9,7 +9,7 @@ from pydantic import Field
 
 from clew.domain.lineage import LineageResult, Node
 from clew.server.deps import ActorDep, ServicesDep
-from clew.server.routes.models import Body, JsonObject, PlainRoute
+from clew.server.routes.bodies import Body, JsonObject, PlainRoute
 from clew.service.lineage_ingest import MAX_ITEMS
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"], route_class=PlainRoute)

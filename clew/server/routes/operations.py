@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from clew.server.deps import PrincipalDep, ServicesDep
 from clew.server.responses import JSONResponse
-from clew.server.routes.models import PlainRoute
+from clew.server.routes.bodies import PlainRoute
 
 router = APIRouter(tags=["operations"], route_class=PlainRoute)
 

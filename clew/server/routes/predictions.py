@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field
 from clew.domain.keys import RotationRequest
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.limits import check_depth
-from clew.server.routes.models import Body, PlainRoute
+from clew.server.routes.bodies import Body, PlainRoute
 from clew.service import ground_truth, signing
 from clew.service.trace import trace_prediction
 

@@ -20,12 +20,7 @@ from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.domain.roles import Role
 from clew.server.auth import require_role_on
 from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
-from clew.server.routes.models import Body, JsonObject, Name, PlainRoute, Text
-from clew.service.approvals import ApprovalService
-from clew.service.policy import PolicyService
-from clew.service.promotion import PromotionService
-from clew.service.registry import RegistryService
-from clew.service.user_keys import UserKeyService
+from clew.server.routes.bodies import Body, JsonObject, Name, PlainRoute, Text
 
 router = APIRouter(prefix="/api/v1", tags=["registry"], route_class=PlainRoute)
 
@@ -133,10 +128,6 @@ def policy_wire(stored: StoredPolicy) -> dict[str, Any]:
     return {**stored.to_dict(), "created_ms": stored.created_ms}
 
 
-def _registry(services: ServicesDep) -> RegistryService:
-    return RegistryService(services.store)
-
-
 @router.post("/models", status_code=201)
 def create_model(
     body: CreateModel, services: ServicesDep, actor: ActorDep, principal: PrincipalDep
@@ -144,63 +135,63 @@ def create_model(
     require_role_on(principal, body.name, Role.CONTRIBUTOR)  # a scoped contributor's models
     fields = body.model_dump()
     name = fields.pop("name")
-    return model_wire(_registry(services).create_model(name, actor, **fields))
+    return model_wire(services.registry.create_model(name, actor, **fields))
 
 
 @router.get("/models")
 def list_models(services: ServicesDep) -> list[dict[str, Any]]:
-    return [model_wire(model) for model in _registry(services).list_models()]
+    return [model_wire(model) for model in services.registry.list_models()]
 
 
 @router.get("/models/{name}")
 def get_model(name: Name, services: ServicesDep) -> dict[str, Any]:
-    return model_wire(_registry(services).get_model(name))
+    return model_wire(services.registry.get_model(name))
 
 
 @router.post("/models/{name}/versions", status_code=201)
 def register(name: Name, body: Register, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
     fields = body.model_dump()
     source = fields.pop("source")
-    return version_wire(_registry(services).register(name, source, actor, **fields))
+    return version_wire(services.registry.register(name, source, actor, **fields))
 
 
 @router.get("/models/{name}/versions")
 def versions(name: Name, services: ServicesDep) -> list[dict[str, Any]]:
-    return [version_wire(version) for version in _registry(services).versions(name)]
+    return [version_wire(version) for version in services.registry.versions(name)]
 
 
 @router.get("/resolve")
 def resolve(ref: RefQuery, services: ServicesDep) -> dict[str, Any]:
     """``churn@production`` or ``churn/3`` → the version (the hot path of model serving)."""
-    return version_wire(_registry(services).resolve(ref))
+    return version_wire(services.registry.resolve(ref))
 
 
 @router.get("/loadable")
 def loadable(ref: RefQuery, services: ServicesDep) -> dict[str, Any]:
     """The version ``ref`` names if it may be loaded (refused when rejected or revoked)."""
-    return version_wire(ApprovalService(services.store).loadable(ref))
+    return version_wire(services.approvals.loadable(ref))
 
 
 @router.get("/version-status")
 def version_status(ref: RefQuery, services: ServicesDep) -> dict[str, Any]:
-    return PromotionService(services.store).version_status(ref)
+    return services.promotion.version_status(ref)
 
 
 @router.get("/models-overview")
 def models_overview(services: ServicesDep) -> list[dict[str, Any]]:
-    return PromotionService(services.store).model_overview()
+    return services.promotion.model_overview()
 
 
 @router.get("/models/{name}/versions-overview")
 def versions_overview(name: Name, services: ServicesDep) -> list[dict[str, Any]]:
-    return PromotionService(services.store).version_overview(name)
+    return services.promotion.version_overview(name)
 
 
 @router.post("/models/{name}/versions/{version}/approve", status_code=201)
 def approve(
     name: Name, version: Version, body: Signature, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    event = ApprovalService(services.store).approve(
+    event = services.approvals.approve(
         f"{name}/{version}",
         actor,
         body.comment,
@@ -215,7 +206,7 @@ def approve(
 def reject(
     name: Name, version: Version, body: Rejection, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    event = ApprovalService(services.store).reject(
+    event = services.approvals.reject(
         f"{name}/{version}",
         actor,
         body.comment,
@@ -229,7 +220,7 @@ def reject(
 def promote(
     name: Name, alias: Name, body: Promotion, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    event = PromotionService(services.store).promote(
+    event = services.promotion.promote(
         f"{name}/{body.version}",
         alias,
         actor,
@@ -244,7 +235,7 @@ def promote(
 def revoke(
     name: Name, version: Version, body: Revocation, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    event = ApprovalService(services.store).revoke(
+    event = services.approvals.revoke(
         f"{name}/{version}", actor, body.comment, signed=_signed(body.signed)
     )
     return event_wire(event)
@@ -255,7 +246,7 @@ def statement(
     name: Name, version: Version, body: Prepare, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     """The statement the caller signs for a decision, with the server's time in it."""
-    return ApprovalService(services.store).statement(
+    return services.approvals.statement(
         f"{name}/{version}",
         body.decision,
         actor,
@@ -271,14 +262,14 @@ def register_user_key(
     body: KeyRegistration, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     """Register a user's public signing key (admins only, see permissions)."""
-    return UserKeyService(services.store).register(body.user, body.public_key, actor).to_dict()
+    return services.user_keys.register(body.user, body.public_key, actor).to_dict()
 
 
 @router.get("/user-keys")
 def list_user_keys(
     services: ServicesDep, user: Annotated[str | None, Query(max_length=100)] = None
 ) -> list[dict[str, Any]]:
-    return [key.to_dict() for key in UserKeyService(services.store).list_keys(user)]
+    return [key.to_dict() for key in services.user_keys.list_keys(user)]
 
 
 @router.post("/user-keys/{key_id}/revoke", status_code=201)
@@ -286,14 +277,14 @@ def revoke_user_key(
     key_id: Annotated[str, PathParam(max_length=80)], services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     """Revoke a key from now on (admins only, see permissions); earlier signatures stay valid."""
-    return UserKeyService(services.store).revoke(key_id, actor).to_dict()
+    return services.user_keys.revoke(key_id, actor).to_dict()
 
 
 @router.post("/models/{name}/versions/{version}/archive", status_code=201)
 def archive(
     name: Name, version: Version, body: Decision, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    event = ApprovalService(services.store).archive(f"{name}/{version}", actor, body.comment)
+    event = services.approvals.archive(f"{name}/{version}", actor, body.comment)
     return event_wire(event)
 
 
@@ -301,7 +292,7 @@ def archive(
 def rollback(
     name: Name, alias: Name, body: Rollback, services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    event = PromotionService(services.store).rollback(name, alias, actor, body.comment)
+    event = services.promotion.rollback(name, alias, actor, body.comment)
     return event_wire(event)
 
 
@@ -313,7 +304,7 @@ def model_history(
     aliases_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Every event of the model, newest first; ``aliases_only`` keeps alias moves (of ``alias``)."""
-    promotion = PromotionService(services.store)
+    promotion = services.promotion
     if aliases_only or alias is not None:
         events = promotion.alias_history(name, alias)
     else:
@@ -326,15 +317,15 @@ def alias_at(
     name: Name, alias: Name, when_ms: Annotated[int, Query(ge=0, le=2**62)], services: ServicesDep
 ) -> dict[str, Any] | None:
     """The version ``name@alias`` pointed at at ``when_ms`` (null: it pointed nowhere yet)."""
-    found = PromotionService(services.store).alias_at(name, alias, when_ms)
+    found = services.promotion.alias_at(name, alias, when_ms)
     return None if found is None else version_wire(found)
 
 
 @router.get("/policy")
 def get_policy(services: ServicesDep) -> dict[str, Any]:
-    return policy_wire(PolicyService(services.store).get_policy())
+    return policy_wire(services.policies.get_policy())
 
 
 @router.post("/policy", status_code=201)
 def set_policy(body: PolicyDocument, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
-    return {"version": PolicyService(services.store).set_policy(body.document, actor)}
+    return {"version": services.policies.set_policy(body.document, actor)}

@@ -20,7 +20,7 @@ from clew.server.arrow_bodies import ARROW_STREAM
 from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
 from clew.server.limits import MAX_METRIC_POINTS
 from clew.server.responses import JSONResponse
-from clew.server.routes.models import (
+from clew.server.routes.bodies import (
     NAME_LENGTH,
     Body,
     Id,

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 
 from clew.server.deps import ActorDep, ServicesDep
-from clew.server.routes.models import PlainRoute
-from clew.service.sessions import SessionService
+from clew.server.routes.bodies import PlainRoute
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], route_class=PlainRoute)
 
@@ -21,7 +20,7 @@ def list_sessions(
     ended: bool = False,
 ) -> list[dict[str, Any]]:
     """Sessions (of ``user``), newest first; ended ones too with ``ended`` (admins only)."""
-    found = SessionService(services.store).list_sessions(user, ended)
+    found = services.sessions.list_sessions(user, ended)
     return [info.to_dict() for info in found]
 
 
@@ -30,4 +29,4 @@ def revoke_session(
     session_id: Annotated[str, PathParam(max_length=26)], services: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     """End a session on every replica at once (admins only, see permissions)."""
-    return SessionService(services.store).revoke(session_id, actor).to_dict()
+    return services.sessions.revoke(session_id, actor).to_dict()

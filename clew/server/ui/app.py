@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse
 
 from clew.client.client import Client
 from clew.server.ui.router import create_ui_router
+from clew.service.container import ServiceContainer
 from clew.service.identity import current_actor
 from clew.store.location import Store
 
@@ -25,12 +26,13 @@ def create_ui_app(
 ) -> FastAPI:
     """An app serving the UI at ``/ui/`` over one store (or a client's store)."""
     store = store_or_client.store if isinstance(store_or_client, Client) else store_or_client
+    services = ServiceContainer(store)
 
-    def get_store() -> Store:
-        return store
+    def get_services() -> ServiceContainer:
+        return services
 
     app = FastAPI(title="clew ui", docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(create_ui_router(get_store, current_actor))
+    app.include_router(create_ui_router(get_services, current_actor))
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

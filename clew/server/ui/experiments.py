@@ -11,7 +11,6 @@ from clew.errors import FilterSyntaxError, InvalidRefError
 from clew.server import fair_use
 from clew.server.ui import rendering
 from clew.server.ui.pages import Offset, Page
-from clew.service.artifacts import ArtifactService
 from clew.service.runs import RunService, search_runs
 
 PAGE_SIZES = (50, 100, 500, 1000)
@@ -68,7 +67,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
     def compare(
         current: Annotated[Page, Depends(page)], run: Annotated[list[str] | None, Query()] = None
     ) -> Response:
-        service = RunService(current.store)
+        service = current.services.runs
         runs = [service.get_run(run_id) for run_id in dict.fromkeys(run or [])][:MAX_COMPARED]
         metric_keys = sorted({key for found in runs for key in found.metrics})
         param_keys = sorted({key for found in runs for key in found.params})
@@ -84,9 +83,9 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
 
     @router.get("/runs/{run_id}", name="ui.run")
     def run_page(run_id: str, current: Annotated[Page, Depends(page)]) -> Response:
-        service = RunService(current.store)
+        service = current.services.runs
         found = service.get_run(run_id.upper())
-        artifacts = ArtifactService(current.store)
+        artifacts = current.services.artifacts
         linked = artifacts.run_artifacts(found.id)
         code = artifacts.get(found.code_artifact_id) if found.code_artifact_id else None
         environment = (
@@ -105,7 +104,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
 
     @router.get("/artifacts/{artifact_id}", name="ui.artifact")
     def artifact_page(artifact_id: str, current: Annotated[Page, Depends(page)]) -> Response:
-        found = ArtifactService(current.store).get(artifact_id.upper())
+        found = current.services.artifacts.get(artifact_id.upper())
         return current.render("artifact.html", artifact=found)
 
 

@@ -13,7 +13,6 @@ from starlette.responses import JSONResponse, Response
 from clew.domain import refs
 from clew.errors import ClewError
 from clew.server.ui.pages import Offset, Page
-from clew.service.lineage import LineageService
 
 DIRECTIONS = ("both", "upstream", "downstream")
 DEPTHS = (1, 2, 3, 5, 10, 20)
@@ -69,7 +68,7 @@ def _depth(depth: int) -> int:
 
 def graph_payload(current: Page, ref: str, depth: int, direction: str) -> dict[str, Any]:
     """Nodes and edges within ``depth`` hops of ``ref``, merged across both directions."""
-    service = LineageService(current.store)
+    service = current.services.lineage
     walks = []
     if direction in ("both", "upstream"):
         walks.append(service.upstream(ref, depth))

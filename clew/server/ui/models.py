@@ -1,9 +1,10 @@
 """Models: the inventory, one model's versions and aliases, and the version page (the live
 model card) with its approve / reject / promote forms.
 
-Every decision is the service's: the forms call ``ApprovalService`` and ``PromotionService``
-with the signed-in actor, and a refusal (self-approval, a role the policy does not allow,
-missing evidence) comes back as the policy's own sentence, shown on the page.
+Every decision is the service's: the forms call the container's ``approvals`` and
+``promotion`` services with the signed-in actor, and a refusal (self-approval, a role the
+policy does not allow, missing evidence) comes back as the policy's own sentence, shown on the
+page.
 """
 
 from dataclasses import asdict
@@ -13,11 +14,10 @@ from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
 from clew.errors import ClewError
-from clew.server.ui.pages import APPROVE, PROMOTE, Offset, Page, VersionNumber
+from clew.server.permissions import APPROVE, PROMOTE
+from clew.server.ui.pages import Offset, Page, VersionNumber
 from clew.service import inventory
-from clew.service.approvals import ApprovalService
 from clew.service.model_card import model_card, verify_version
-from clew.service.promotion import PromotionService
 
 PAGE_SIZE = 50
 VERSIONS_SHOWN = 100
@@ -86,7 +86,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         ref = f"{name}/{version}"
         decision = current.form.get("decision", "")
         comment = current.form.get("comment", "")
-        service = ApprovalService(current.store)
+        service = current.services.approvals
         try:
             if decision == "approve":
                 service.approve(ref, current.actor, comment)
@@ -108,7 +108,7 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         comment = current.form.get("comment", "")
         new_alias = current.form.get("new_alias") == "1"
         try:
-            PromotionService(current.store).promote(ref, alias, current.actor, comment, new_alias)
+            current.services.promotion.promote(ref, alias, current.actor, comment, new_alias)
         except ClewError as refusal:
             return _refused(current, name, version, refusal)
         notice = f"{name}@{alias} now points at {ref}"

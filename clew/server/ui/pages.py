@@ -1,12 +1,13 @@
-"""What every UI request handler receives: the store, who is asking, and how to answer.
+"""What every UI request handler receives: the services, who is asking, and how to answer.
 
 The server app and ``clew ui`` differ only in the dependencies they hand to
-``create_ui_router``: where the store comes from, who the actor is, and (server mode) which
-permissions the actor's roles grant. Everything a page shows or does goes through the
-service layer with that actor, so the policy's answer is the same as on the CLI or the API.
+``create_ui_router``: where the services (a ``ServiceContainer``) come from, who the actor
+is, and (server mode) which permissions the actor's roles grant. Everything a page shows or
+does goes through the service layer with that actor, so the policy's answer is the same as on
+the CLI or the API.
 
 Permissions fail closed: every route that reads or writes names its permission in
-``ROUTE_PERMISSIONS``; a route missing from the table is refused.
+``clew.server.permissions.ROUTE_PERMISSIONS``; a route missing from the table is refused.
 """
 
 import hashlib
@@ -15,51 +16,26 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from clew.errors import ClewError, PolicyError
+from clew.server.forms import read_form
+from clew.server.permissions import ROUTE_PERMISSIONS
 from clew.server.redaction import public_message
 from clew.server.ui import rendering, static_files
+from clew.server.web_sessions import SESSION_COOKIE, SignInRequired
+from clew.service.container import ServiceContainer
 from clew.store.location import Store
 
-READ, APPROVE, PROMOTE = "read", "approve", "promote"
-SESSION_COOKIE = "clew_session"
-
-# Route name -> the permission it needs. Public routes (login, static files) say None.
-ROUTE_PERMISSIONS: dict[str, str | None] = {
-    "ui.home": READ,
-    "ui.static": None,
-    "ui.login": None,
-    "ui.login_submit": None,
-    "ui.logout": None,
-    "ui.models": READ,
-    "ui.model": READ,
-    "ui.version": READ,
-    "ui.version_integrity": READ,
-    "ui.version_approve": APPROVE,
-    "ui.version_promote": PROMOTE,
-    "ui.experiments": READ,
-    "ui.compare": READ,
-    "ui.run": READ,
-    "ui.artifact": READ,
-    "ui.lineage": READ,
-    "ui.lineage_graph": READ,
-    "ui.prediction": READ,
-    "ui.prediction_graph": READ,
-    "ui.audit": READ,
-    "ui.audit_verify": READ,
-}
-
-GetStore = Callable[..., Store]
+GetServices = Callable[..., ServiceContainer]
 GetActor = Callable[..., str | None]
 Authorize = Callable[[str, str], None]
 AuthorizeRequest = Callable[[Request, str], None]
 Sessions = Any  # a ``session.SessionGate`` (that module imports this one)
-MAX_FORM_BYTES = 64 * 1024
 # Numbers in URLs are bounded so a huge one is a 422, not an overflow in the database.
 VersionNumber = Annotated[int, Path(ge=1, le=2**31)]
 Offset = Annotated[int, Query(ge=0, le=2**31)]
@@ -83,6 +59,8 @@ class UIRoute(APIRoute):
             request.state.clew_ui = state
             try:
                 return await handler(request)
+            except SignInRequired:
+                return _redirect_or_raise(login_redirect(request))
             except ClewError as error:
                 page = error_page(request, str(error), error.http_status)
                 retry_after = getattr(error, "retry_after_s", None)
@@ -90,11 +68,16 @@ class UIRoute(APIRoute):
                     page.headers["Retry-After"] = str(retry_after)
                 return page
             except HTTPException as error:
-                if not 300 <= error.status_code < 400:
-                    raise
-                return Response(status_code=error.status_code, headers=error.headers)
+                return _redirect_or_raise(error)
 
         return handle
+
+
+def _redirect_or_raise(error: HTTPException) -> Response:
+    """A redirect raised as an exception, answered as one; any other error raised on."""
+    if not 300 <= error.status_code < 400:
+        raise error
+    return Response(status_code=error.status_code, headers=error.headers)
 
 
 def error_page(request: Request, message: str, status: int) -> HTMLResponse:
@@ -142,14 +125,19 @@ def base_context(request: Request, actor: str | None) -> dict[str, Any]:
 
 @dataclass
 class Page:
-    """One request's view of clew: the store, the actor and helpers to answer."""
+    """One request's view of clew: the services, the actor and helpers to answer."""
 
     request: Request
-    store: Store
+    services: ServiceContainer
     actor: str
     csrf: str
     refusal: Callable[[str], str | None]
     form: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        """The store behind the services, for the read models that take one."""
+        return self.services.store
 
     def may(self, permission: str) -> bool:
         return self.refusal(permission) is None
@@ -177,7 +165,7 @@ class Page:
 class UIState:
     """The dependencies the app supplied, kept on the router for its handlers."""
 
-    get_store: GetStore
+    get_services: GetServices
     get_actor: GetActor
     authorize: Authorize | None
     sessions: Sessions | None
@@ -230,7 +218,7 @@ def make_dependencies(state: UIState) -> tuple[Any, Any]:
 
     def page(
         request: Request,
-        store: Annotated[Store, Depends(state.get_store)],
+        services: Annotated[ServiceContainer, Depends(state.get_services)],
         actor: Annotated[str | None, Depends(state.get_actor)],
     ) -> Page:
         if actor is None:
@@ -240,7 +228,7 @@ def make_dependencies(state: UIState) -> tuple[Any, Any]:
             state.check(request, actor, permission)
         return Page(
             request,
-            store,
+            services,
             actor,
             state.csrf_token(request, actor),
             lambda wanted: state.refusal(request, actor, wanted),
@@ -261,15 +249,6 @@ def make_dependencies(state: UIState) -> tuple[Any, Any]:
         return page
 
     return page, action
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    """A url-encoded form body as a dict (first value of each field), at most 64 KiB."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "the form is too large")
-    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in parsed.items()}
 
 
 def _permission(request: Request) -> str | None:

@@ -1,6 +1,6 @@
 """``create_ui_router``: every page of the web UI as one FastAPI router under ``/ui``.
 
-The server app includes it with its own store, authentication and permission checks;
+The server app includes it with its own services, authentication and permission checks;
 ``clew ui`` includes it in a small app over the embedded store (see ``app.py``).
 """
 
@@ -22,7 +22,7 @@ from clew.server.ui.pages import (
     Authorize,
     AuthorizeRequest,
     GetActor,
-    GetStore,
+    GetServices,
     Page,
     Sessions,
     UIState,
@@ -33,7 +33,7 @@ from clew.server.ui.pages import (
 
 
 def create_ui_router(
-    get_store: GetStore,
+    get_services: GetServices,
     get_actor: GetActor,
     *,
     authorize: Authorize | None = None,
@@ -44,23 +44,24 @@ def create_ui_router(
 ) -> APIRouter:
     """The web UI's routes.
 
-    ``get_store`` and ``get_actor`` are FastAPI dependencies: the first returns the ``Store``,
-    the second the acting user's name, or None when the request is not signed in (the UI then
-    sends the browser to its login page). ``authorize(actor, permission)`` raises a
-    ``ClewError`` when the actor's roles do not grant ``permission`` (``read``, ``approve``,
-    ``promote``; see ``pages.ROUTE_PERMISSIONS``); without it every signed-in actor may use
-    every page, and the governance policy alone decides approvals and promotions.
+    ``get_services`` and ``get_actor`` are FastAPI dependencies: the first returns the
+    ``ServiceContainer`` every page uses, the second the acting user's name, or None when the
+    request is not signed in (the UI then sends the browser to its login page).
+    ``authorize(actor, permission)`` raises a ``ClewError`` when the actor's roles do not grant
+    ``permission`` (``read``, ``approve``, ``promote``; see ``permissions.ROUTE_PERMISSIONS``);
+    without it every signed-in actor may use every page, and the governance policy alone
+    decides approvals and promotions.
     ``sessions`` (a ``session.SessionGate``) enables the login page: it opens a session for a
     valid token and ends it on logout; the browser keeps only the session id, in the
-    ``pages.SESSION_COOKIE`` cookie that ``get_actor`` should accept. Replicas behind one load
-    balancer must share ``csrf_secret``.
+    ``web_sessions.SESSION_COOKIE`` cookie that ``get_actor`` should accept. Replicas behind one
+    load balancer must share ``csrf_secret``.
     ``authorize_request(request, permission)`` is ``authorize`` for apps that decide per request
     (the clew server: the principal's role, raised by grants on the model in the path).
     ``signing_required`` adds a signing-token field to the approve form (an e-signature that the
     app checks, as the server does for ``ui.version_approve``).
     """
     state = UIState(
-        get_store,
+        get_services,
         get_actor,
         authorize,
         sessions,

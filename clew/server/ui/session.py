@@ -17,19 +17,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from clew.errors import ClewError, TooManyAttemptsError
+from clew.server.forms import read_form
 from clew.server.ui import rendering
 from clew.server.ui.pages import (
-    SESSION_COOKIE,
     UIState,
     base_context,
     error_page,
-    read_form,
     url_for,
 )
+from clew.server.web_sessions import SESSION_COOKIE
 
 LOGIN_COOKIE = "clew_login"
 LEGACY_TOKEN_COOKIE = "clew_token"  # older clews kept the raw token here; cleared on sight
-SIGNING_FIELD = "signing_token"
 LOGIN_FORM_SECONDS = 3600
 EXPIRED_FORM = (
     "this sign-in form has expired or did not come from this clew; reload the page and sign in "

@@ -1,4 +1,5 @@
-"""Request bodies shared by the routes: strict types, bounded sizes, no extra fields.
+"""Request bodies shared by the routes (strict types, bounded sizes, no extra fields), and
+``PlainRoute``, the route class that sends the routes' answers as they are.
 
 Strict mode means ``"1.5"`` is not a number and ``1`` is not a string: a wrong type is a 422
 naming the field, never a silent coercion. Integers that reach the database are bounded to
@@ -28,7 +29,8 @@ Id = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
-    return check_depth(value, "the JSON value")
+    checked: dict[str, Any] = check_depth(value, "the JSON value")
+    return checked
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json)]

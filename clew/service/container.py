@@ -1,0 +1,41 @@
+"""``ServiceContainer``: the services of one opened store, built once for every caller.
+
+The embedded client, the HTTP server's routes and the web UI all ask the same container for
+their services instead of constructing them, so a service's collaborators (its store: the
+metadata database, the blob store and the store's settings) are wired in exactly one place.
+Each service is cheap to build and keeps no per-caller state, so all of them are built up
+front and shared by every request and thread.
+"""
+
+from __future__ import annotations
+
+from clew.service.approvals import ApprovalService
+from clew.service.artifacts import ArtifactService
+from clew.service.lineage import LineageService
+from clew.service.policy import PolicyService
+from clew.service.promotion import PromotionService
+from clew.service.registry import RegistryService
+from clew.service.runs import RunService
+from clew.service.sessions import SessionService
+from clew.service.user_keys import UserKeyService
+from clew.store.location import Store
+
+
+class ServiceContainer:
+    """Every store-backed service of ``store``; the one place a service is constructed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.runs = RunService(store)
+        self.artifacts = ArtifactService(store)
+        self.lineage = LineageService(store)
+        self.registry = RegistryService(store)
+        self.approvals = ApprovalService(store)
+        self.promotion = PromotionService(store)
+        self.policies = PolicyService(store)
+        self.user_keys = UserKeyService(store)
+        self.sessions = SessionService(store)
+
+    def close(self) -> None:
+        """Release the store's database connections (the container's services stop working)."""
+        self.store.close()
