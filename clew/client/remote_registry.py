@@ -12,8 +12,7 @@ from clew.client.transport import Transport, path_segment, plain_json
 from clew.domain import refs
 from clew.domain.keys import SignedStatement
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord, from_fields
-from clew.errors import InvalidInputError
-from clew.service.accounts import AuthenticationError
+from clew.errors import AuthenticationError, InvalidInputError
 
 SIGNING_HEADER = "X-Clew-Signing-Token"
 

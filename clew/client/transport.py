@@ -21,7 +21,6 @@ import httpx
 from clew import errors
 from clew.domain.records import R, from_fields
 from clew.errors import ClewError
-from clew.service.accounts import AuthenticationError
 
 API = "/api/v1"
 
@@ -45,7 +44,6 @@ def _error_classes() -> dict[str, type[ClewError]]:
         cls = pending.pop()
         found.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
-    found[AuthenticationError.code] = AuthenticationError
     return found
 
 
