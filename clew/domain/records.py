@@ -37,7 +37,9 @@ def from_fields(cls: type[R], data: Mapping[str, Any], **given: Any) -> R:
     as objects). One constructor for the services and the HTTP client, so a record read
     remotely equals the one stored."""
     values = {}
-    for name in _field_names(cls):
+    # A class is hashable, but mypy judges type[R] by R's unbound __hash__: widen it first.
+    record_type: type = cls
+    for name in _field_names(record_type):
         value = given[name] if name in given else data[name]
         if name in _JSON_FIELDS and (value is None or isinstance(value, str)):
             value = json.loads(value or "{}")
