@@ -31,7 +31,7 @@ from clew.service import audit
 from clew.service.contexts import ensure_context
 from clew.store import schema
 from clew.store.location import Store
-from clew.store.metadata import DriverStatement, driver_execute
+from clew.store.metadata import DriverStatement, driver_execute_many
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_LENGTH = 6000
@@ -359,11 +359,10 @@ def _write_points(
         for key, value, step, stamp in points
     ]
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    driver_execute(
+    driver_execute_many(
         connection,
         f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES ({', '.join([mark] * 5)})",
         rows,
-        many=True,
     )
     _UPSERT_LATEST.execute_many(connection, _latest_per_key(rows))
     return {"count": len(rows), "first": list(rows[0]), "last": list(rows[-1])}
