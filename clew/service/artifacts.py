@@ -96,8 +96,9 @@ def record_artifact(
     existing = _FIND_ARTIFACT.first(connection, {"type": type_, "name": name, "digest": digest})
     if existing:
         return str(existing[0])
+    artifact_id = ids.new_id()
     row = {
-        "id": ids.new_id(),
+        "id": artifact_id,
         "type": type_,
         "name": name,
         "digest": digest,
@@ -109,8 +110,8 @@ def record_artifact(
     }
     _INSERT_ARTIFACT.execute(connection, row)
     audit.stage(connection, table, row)
-    audit.append(connection, actor, "artifact.create", f"artifact:{row['id']}", row)
-    return row["id"]
+    audit.append(connection, actor, "artifact.create", f"artifact:{artifact_id}", row)
+    return artifact_id
 
 
 def record_blob(
@@ -287,9 +288,12 @@ def export_artifact(blobs: Any, artifact: ArtifactRecord, destination: Path) -> 
             f"{artifact.type}:{artifact.name} was recorded by reference only; read it from "
             f"{artifact.uri}."
         )
+    exported: Path
     if artifact.properties.get("kind") == "directory":
-        return blobs.export_directory(artifact.digest, destination)
-    return blobs.export_file(artifact.digest, destination)
+        exported = blobs.export_directory(artifact.digest, destination)
+    else:
+        exported = blobs.export_file(artifact.digest, destination)
+    return exported
 
 
 def _artifact_record(row: Any) -> ArtifactRecord:
