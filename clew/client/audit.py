@@ -19,7 +19,8 @@ from clew.service.verification import AuditVerification, verify_audit
 from clew.store.location import Store
 
 if TYPE_CHECKING:
-    from clew.client.http import Transport
+    from clew.client.embedded import EmbeddedBackend
+    from clew.client.http import RemoteBackend, Transport
 
 
 def server_host_only(what: str, uri: str) -> InvalidInputError:
@@ -92,7 +93,8 @@ class RemoteAudit:
 class AuditMixin:
     """``Client`` methods for the audit trail (``self._service`` is either backend)."""
 
-    _service: Any
+    if TYPE_CHECKING:
+        _service: EmbeddedBackend | RemoteBackend
 
     def audit_log(
         self,

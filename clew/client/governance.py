@@ -29,6 +29,7 @@ from clew.service import user_keys as keyring
 from clew.service.user_keys import SignedStatement
 
 if TYPE_CHECKING:
+    from clew.client.client import Client
     from clew.client.embedded import EmbeddedBackend
     from clew.client.http import RemoteBackend, RemoteBlobStore
     from clew.store.location import BlobStore
@@ -533,7 +534,7 @@ def revoke_session(session_id: str) -> dict[str, Any]:
     return _client().revoke_session(session_id)
 
 
-def _client() -> Any:
+def _client() -> Client:
     from clew.client.default import get_client
 
     return get_client()
