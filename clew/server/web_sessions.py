@@ -26,7 +26,8 @@ def client_address(request: Request) -> str:
 
 
 def limits(request: Request) -> LoginLimits:
-    return request.app.state.login_limits
+    login_limits: LoginLimits = request.app.state.login_limits
+    return login_limits
 
 
 @dataclass
@@ -63,6 +64,6 @@ class ServerSessions:
         sessions.close_session(self.store, session)
 
 
-async def session_principal(request: Request, secret: str) -> sessions.Principal:
+async def session_principal(request: Request, secret: str) -> accounts.Principal:
     """The principal of the UI session cookie ``secret`` (refused when ended)."""
     return await run_in_threadpool(sessions.authenticate_session, request.app.state.store, secret)
