@@ -93,7 +93,9 @@ class GovernanceMixin:
 
     if TYPE_CHECKING:
         _service: EmbeddedBackend | RemoteBackend
-        actor: str
+
+        @property
+        def actor(self) -> str: ...
 
         def _flush_if_active(self, run_id: str) -> None: ...
 
