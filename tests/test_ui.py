@@ -28,6 +28,7 @@ from browser_fixtures import CHROMIUM, screenshot
 from conftest import free_port, require_backend, run_git
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from server_fixtures import serve, server_store
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
@@ -35,7 +36,7 @@ from tamper import corrupt_blob
 
 import clew
 from clew.client import provenance
-from clew.errors import AuthenticationError, PolicyError
+from clew.errors import AuthenticationError, InvalidInputError, PolicyError
 from clew.server.permissions import ROUTE_PERMISSIONS
 from clew.server.ui import create_ui_app, create_ui_router
 from clew.server.ui.session import cookie_actor
@@ -195,6 +196,20 @@ def test_static_files_come_only_from_the_allow_list(http: TestClient) -> None:
     assert http.get("/ui/static/graph.js").status_code == 200
     assert http.get("/ui/static/pages.py").status_code == 404
     assert http.get("/ui/static/..%2Fpages.py").status_code == 404
+
+
+def test_the_ui_app_refuses_a_client_of_a_clew_server(tmp_path: Path) -> None:
+    """The UI reads a store on this machine; a server's client has none, so every page would
+    fail: it is refused when the app is made, naming the server's own UI."""
+    for running in serve(*server_store(tmp_path)):
+        client = clew.connect(running.url, token=running.user("alice"))
+        try:
+            with pytest.raises(InvalidInputError) as refused:
+                create_ui_app(client)
+        finally:
+            client.close()
+        assert f"{client.uri} is a clew server" in str(refused.value)
+        assert "/ui/" in str(refused.value)
 
 
 def test_audit_page_reports_a_broken_chain(populated: Populated, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from clew.store.location import Store
 
 if TYPE_CHECKING:
     from clew.client.transport import Transport
+    from clew.service.protocols import Backend
 
 
 def server_host_only(what: str, uri: str) -> InvalidInputError:
@@ -92,7 +93,8 @@ class RemoteAudit:
 class AuditMixin:
     """``Client`` methods for the audit trail (``self._service`` is either backend)."""
 
-    _service: Any
+    if TYPE_CHECKING:
+        _service: Backend
 
     def audit_log(
         self,

@@ -29,6 +29,7 @@ from clew.service import signing
 from clew.service import user_keys as keyring
 
 if TYPE_CHECKING:
+    from clew.client.client import Client
     from clew.domain.blobs import BlobStore
     from clew.service.protocols import Backend
 
@@ -532,7 +533,7 @@ def revoke_session(session_id: str) -> dict[str, Any]:
     return _client().revoke_session(session_id)
 
 
-def _client() -> Any:
+def _client() -> Client:
     from clew.client.default import get_client
 
     return get_client()

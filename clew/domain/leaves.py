@@ -168,7 +168,8 @@ def header_bytes(table: pa.Table) -> np.ndarray:
 def _validity(array: pa.Array) -> np.ndarray:
     if array.null_count == 0:
         return np.ones(len(array), dtype=bool)
-    return array.is_valid().to_numpy(zero_copy_only=False)
+    valid: np.ndarray = array.is_valid().to_numpy(zero_copy_only=False)
+    return valid
 
 
 def _field(array: pa.Array, present: np.ndarray) -> list[np.ndarray | pa.Array]:
@@ -193,7 +194,8 @@ def _fixed_values(array: pa.Array) -> np.ndarray | None:
     """Raw little-endian bytes per row for fixed-width types, else None."""
     kind = array.type
     if pa.types.is_boolean(kind):
-        return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(np.uint8)
+        flags: np.ndarray = pc.fill_null(array, False).to_numpy(zero_copy_only=False)
+        return flags.astype(np.uint8)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return _little_endian(_filled(array))
     if pa.types.is_temporal(kind) and kind.bit_width in (32, 64):
@@ -211,7 +213,8 @@ def _fixed_values(array: pa.Array) -> np.ndarray | None:
 def _filled(array: pa.Array) -> np.ndarray:
     if array.null_count:
         array = pc.fill_null(array, 0)
-    return array.to_numpy(zero_copy_only=False)
+    values: np.ndarray = array.to_numpy(zero_copy_only=False)
+    return values
 
 
 def _little_endian(values: np.ndarray) -> np.ndarray:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 RUN_STATUSES = (RUNNING, FINISHED, FAILED, KILLED)
@@ -31,13 +30,22 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(item.name for item in fields(cls))
 
 
-def from_fields(cls: type[R], data: Mapping[str, Any], **given: Any) -> R:
+class FieldLookup(Protocol):
+    """What ``from_fields`` reads a record from: a value per field name (a dict, a parsed JSON
+    object, or a database row's mapping, whose keys may also be columns)."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+def from_fields(cls: type[R], data: FieldLookup, **given: Any) -> R:
     """The record ``cls`` from a mapping holding its field names (``given`` adds or overrides
     some): a database row (JSON columns as text) or the record's form on the wire (JSON columns
     as objects). One constructor for the services and the HTTP client, so a record read
     remotely equals the one stored."""
     values = {}
-    for name in _field_names(cls):
+    # A class is hashable, but mypy judges type[R] by R's unbound __hash__: widen it first.
+    record_type: type = cls
+    for name in _field_names(record_type):
         value = given[name] if name in given else data[name]
         if name in _JSON_FIELDS and (value is None or isinstance(value, str)):
             value = json.loads(value or "{}")

@@ -110,12 +110,15 @@ def _decoded_size(body: pa.Buffer | None, offset: int, size: int) -> int:
 
 
 def _u16(data: bytes, at: int) -> int:
-    return struct.unpack_from("<H", data, at)[0]
+    value: int = struct.unpack_from("<H", data, at)[0]
+    return value
 
 
 def _u32(data: bytes, at: int) -> int:
-    return struct.unpack_from("<I", data, at)[0]
+    value: int = struct.unpack_from("<I", data, at)[0]
+    return value
 
 
 def _i32(data: bytes, at: int) -> int:
-    return struct.unpack_from("<i", data, at)[0]
+    value: int = struct.unpack_from("<i", data, at)[0]
+    return value

@@ -9,7 +9,7 @@ a 4xx, not a crashed worker.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +22,8 @@ MAX_JSON_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_METRIC_POINTS = 200_000
 BLOB_PREFIX = "/api/v1/blobs/"
+
+T = TypeVar("T")
 
 
 class BodyTooLarge(HTTPException):
@@ -102,7 +104,7 @@ async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def check_depth(value: Any, what: str, limit: int = MAX_DEPTH) -> Any:
+def check_depth(value: T, what: str, limit: int = MAX_DEPTH) -> T:
     """Refuse JSON values nested deeper than ``limit`` (iteratively: no recursion to exhaust)."""
     stack = [(value, 1)]
     while stack:

@@ -32,8 +32,8 @@ def client_address(request: Request) -> str:
 
 
 def limits(request: Request) -> LoginLimits:
-    found: LoginLimits = request.app.state.login_limits
-    return found
+    login_limits: LoginLimits = request.app.state.login_limits
+    return login_limits
 
 
 @dataclass

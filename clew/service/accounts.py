@@ -119,15 +119,17 @@ def create_token(
         raise InvalidInputError(f"token lifetime {days!r} must be 1 to {MAX_DAYS} days.")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     created = now_ms()
+    token_id = ids.new_id()
+    expires_ms = created + days * DAY_MS
     row = {
-        "id": ids.new_id(),
+        "id": token_id,
         "user_name": user,
         "token_hash": hash_token(secret),
         "purpose": purpose,
         "description": description[:200],
         "created_ms": created,
         "created_by": actor,
-        "expires_ms": created + days * DAY_MS,
+        "expires_ms": expires_ms,
         "revoked_ms": None,
     }
     with store.db.write() as connection:
@@ -136,7 +138,7 @@ def create_token(
         connection.execute(schema.api_tokens.insert().values(**row))
         logged = {key: value for key, value in row.items() if key != "token_hash"}
         audit.append(connection, actor, "token.create", f"user:{user}", logged)
-    return IssuedToken(row["id"], user, purpose, row["expires_ms"], secret)
+    return IssuedToken(token_id, user, purpose, expires_ms, secret)
 
 
 def revoke_token(store: Store, token_id: str, actor: str) -> None:

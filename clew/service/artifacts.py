@@ -98,8 +98,9 @@ def record_artifact(
     existing = _FIND_ARTIFACT.first(connection, {"type": type_, "name": name, "digest": digest})
     if existing:
         return str(existing[0])
+    artifact_id = ids.new_id()
     row = {
-        "id": ids.new_id(),
+        "id": artifact_id,
         "type": type_,
         "name": name,
         "digest": digest,
@@ -111,8 +112,8 @@ def record_artifact(
     }
     _INSERT_ARTIFACT.execute(connection, row)
     audit.stage(connection, table, row)
-    audit.append(connection, actor, "artifact.create", f"artifact:{row['id']}", row)
-    return row["id"]
+    audit.append(connection, actor, "artifact.create", f"artifact:{artifact_id}", row)
+    return artifact_id
 
 
 def record_blob(

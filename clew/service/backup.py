@@ -154,7 +154,7 @@ def _archive_writer(path: Path, codec: str) -> Iterator[tarfile.TarFile]:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with open(descriptor, "wb") as raw:
         with contextlib.ExitStack() as stack:
-            sink: IO[bytes] = raw
+            sink: IO[bytes] | gzip.GzipFile = raw
             if codec == ZSTD:
                 compressor = _zstandard().ZstdCompressor(level=3)
                 sink = stack.enter_context(compressor.stream_writer(raw, closefd=False))
@@ -422,7 +422,7 @@ def _unpack(archive: Path, staged: Path) -> dict[str, Any]:
             actual[name] = {"digest": hashing.hasher.digest()}
     if MANIFEST not in actual:
         raise IntegrityError(f"{archive} has no {MANIFEST}; it is not a complete clew backup.")
-    manifest = json.loads((staged / "members" / MANIFEST).read_text())
+    manifest: dict[str, Any] = json.loads((staged / "members" / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
         raise InvalidInputError(f"{archive} is not a {FORMAT} archive.")
     _check_members(archive, manifest["members"], actual)

@@ -18,7 +18,7 @@ def ensure_context(connection: Connection, type_: str, name: str, actor: str) ->
     refs.validate_name(name, f"{type_} name")
     table = schema.contexts
     query = select(table.c.id).where(table.c.type == type_, table.c.name == name)
-    existing = connection.execute(query).scalar()
+    existing: str | None = connection.execute(query).scalar()
     if existing:
         return existing
     _refuse_look_alike(connection, type_, name)

@@ -122,7 +122,7 @@ def _context_id(connection: Connection, type_: str, name: str) -> str:
     from clew.store import schema
 
     table = schema.contexts
-    found = connection.execute(
+    found: str | None = connection.execute(
         select(table.c.id).where(table.c.type == type_, table.c.name == name)
     ).scalar()
     if not found:

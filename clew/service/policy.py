@@ -68,8 +68,9 @@ class PolicyService:
             require_member(
                 connection, in_force.rules, actor, in_force.rules.admin_roles, "change the policy"
             )
+            version = in_force.version + 1
             row = {
-                "version": in_force.version + 1,
+                "version": version,
                 "document": document,
                 "digest": digests.digest_bytes(document.encode()),
                 "created_ms": now_ms(),
@@ -78,7 +79,7 @@ class PolicyService:
             connection.execute(schema.policies.insert().values(**row))
             audit.stage(connection, schema.policies, row)
             audit.append(connection, actor, "policy.set", "policy", row)
-            return row["version"]
+            return version
 
     def get_policy(self) -> StoredPolicy:
         with self.store.db.read() as connection:

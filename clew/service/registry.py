@@ -30,6 +30,7 @@ from sqlalchemy import Connection, select, text
 from clew.domain import ids, records, refs
 from clew.domain.records import (
     ArtifactRecord,
+    FieldLookup,
     ModelRecord,
     RegistryEvent,
     VersionRecord,
@@ -394,7 +395,7 @@ def read_events(
     return [_event_record(row._mapping, model.name) for row in connection.execute(query)]
 
 
-def _event_record(row: Mapping[str, Any], name: str) -> RegistryEvent:
+def _event_record(row: FieldLookup, name: str) -> RegistryEvent:
     return from_fields(RegistryEvent, row, model=name)
 
 
@@ -454,8 +455,9 @@ def _insert_model(
     last_version: int,
 ) -> str:
     refuse_look_alike(connection, name)
+    model_id = ids.new_id()
     row = {
-        "id": ids.new_id(),
+        "id": model_id,
         "name": name,
         "name_key": refs.name_key(name),
         "owner": owner or actor,
@@ -469,7 +471,7 @@ def _insert_model(
     connection.execute(schema.models.insert().values(**row))
     audit.stage(connection, schema.models, row)
     audit.append(connection, actor, "model.create", f"model:{name}", row)
-    return row["id"]
+    return model_id
 
 
 def refuse_look_alike(connection: Connection, name: str) -> None:
@@ -595,7 +597,7 @@ def _run_model(connection: Connection, run_id: str) -> str:
         raise InvalidInputError(
             f"run {run_id} logged {len(rows)} models ({names}); pass the one to register."
         )
-    return rows[0][0]
+    return str(rows[0][0])
 
 
 def _infer_signature(
@@ -650,7 +652,7 @@ def _training_columns(
 
 
 def _target_column(connection: Connection, run_id: str, columns: Mapping[str, str]) -> str | None:
-    found = dict(_TARGET_PARAMS.all(connection, {"run_id": run_id}))
+    found: dict[str, str] = dict(_TARGET_PARAMS.all(connection, {"run_id": run_id}))
     for key in TARGET_PARAMS:
         if found.get(key) in columns:
             return found[key]
@@ -702,7 +704,7 @@ def _version_query() -> Any:
     return select(versions, models.c.name).join(models, models.c.id == versions.c.model_id)
 
 
-def _version_record(row: Mapping[str, Any]) -> VersionRecord:
+def _version_record(row: FieldLookup) -> VersionRecord:
     return from_fields(VersionRecord, row)
 
 
@@ -750,17 +752,17 @@ class _FastReader:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def first(self, sql: str, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    def first(self, sql: str, params: Mapping[str, Any]) -> FieldLookup | None:
         if self.store.db.dialect != "sqlite":
             with self.store.db.read() as connection:
                 row = connection.execute(text(sql), params).first()
             return None if row is None else row._mapping
-        connection = self.store.db.engine.raw_connection()
+        raw = self.store.db.engine.raw_connection()
         try:
-            cursor = connection.cursor()
+            cursor = raw.cursor()
             row = cursor.execute(sql, params).fetchone()
             if row is None:
                 return None
             return dict(zip([column[0] for column in cursor.description], row, strict=True))
         finally:
-            connection.close()
+            raw.close()

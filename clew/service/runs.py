@@ -30,7 +30,7 @@ from clew.service import audit
 from clew.service.contexts import ensure_context
 from clew.store import schema
 from clew.store.location import Store
-from clew.store.metadata import DriverStatement, driver_execute
+from clew.store.metadata import DriverStatement, driver_execute_many
 
 MAX_RESULTS = 50_000  # runs one search returns at most (docs/runs.md)
 SEARCH_TIMEOUT_ENV = "CLEW_PG_SEARCH_TIMEOUT_MS"
@@ -298,11 +298,10 @@ def _write_points(
         for key, value, step, stamp in points
     ]
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    driver_execute(
+    driver_execute_many(
         connection,
         f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES ({', '.join([mark] * 5)})",
         rows,
-        many=True,
     )
     _UPSERT_LATEST.execute_many(connection, _latest_per_key(rows))
     return {"count": len(rows), "first": list(rows[0]), "last": list(rows[-1])}

@@ -253,7 +253,7 @@ class _Parser:
         )
 
 
-def _compare(column: Any, operator: str, value: Any) -> ColumnElement[bool]:
+def _compare(column: ColumnElement[Any], operator: str, value: object) -> ColumnElement[bool]:
     match operator:
         case "=":
             return column == value
@@ -271,9 +271,9 @@ def _compare(column: Any, operator: str, value: Any) -> ColumnElement[bool]:
             return column.like(value, escape="\\")
         case "ilike":
             return AsciiLower(column).like(_ascii_lower(value), escape="\\")
-        case "in":
+        case "in" if isinstance(value, list):
             return column.in_(value)
-        case "not in":
+        case "not in" if isinstance(value, list):
             return column.not_in(value)
     raise FilterSyntaxError(f"operator {operator!r} is not supported.")
 

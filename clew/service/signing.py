@@ -62,14 +62,19 @@ class Signer:
         return self._key.sign(message).hex()
 
     def is_current(self, connection: Connection) -> bool:
-        bound = _info(connection)
-        return bound is None or bound.encode() == self.public_pem
+        return self._rotated_to(connection) is None
 
     def require_current(self, connection: Connection) -> None:
         """Refuse to record a batch once this key has been rotated out (a rotation committed
         while the batch was being written)."""
-        if not self.is_current(connection):
-            raise _refusal(connection, self.public_pem, _info(connection).encode())
+        rotated_to = self._rotated_to(connection)
+        if rotated_to is not None:
+            raise _refusal(connection, self.public_pem, rotated_to.encode())
+
+    def _rotated_to(self, connection: Connection) -> str | None:
+        """The key the store is bound to now, when that is not this one."""
+        bound = _info(connection)
+        return None if bound is None or bound.encode() == self.public_pem else bound
 
 
 def current_signer(store: Store, signer: Signer | None) -> Signer:

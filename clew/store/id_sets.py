@@ -9,7 +9,7 @@ whatever the count, on SQLite (``json_each``) and PostgreSQL (``jsonb_array_elem
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -33,7 +33,7 @@ class IdSetStatement:
 
     def all(
         self, connection: Connection, ids: Iterable[str], **params: Any
-    ) -> list[tuple[Any, ...]]:
+    ) -> Sequence[tuple[Any, ...]]:
         """Rows for ``ids`` (plus any other ``:name`` parameters), as plain tuples."""
         statement = self._statements[connection.dialect.name]
         return statement.all(connection, {"ids": json.dumps(list(ids)), **params})

@@ -20,11 +20,12 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.engine.interfaces import DBAPICursor, DBAPIModule
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
@@ -40,6 +41,9 @@ from clew.store import schema
 from clew.store.faults import sqlite_fault
 from clew.store.typed_sql import register_sqlite_functions
 from clew.store.wal_checkpoints import WalCheckpointer
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SCHEMA_HEAD = "0009"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -189,7 +193,7 @@ def _bounded_connection_class() -> type[Any]:
 
         clew_timeout = True
 
-    class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+    class BoundedConnection(psycopg.Connection):
         reply_timeout_s: float | None = None
 
         def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
@@ -310,50 +314,69 @@ class DriverStatement:
     def __init__(self, sql: str) -> None:
         self._sql = {"sqlite": sql, "postgresql": self._NAMED.sub(r"%(\1)s", sql)}
 
-    def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+    def execute(self, connection: Connection, params: Mapping[str, Any]) -> DBAPICursor:
         """Run in ``connection``'s transaction; returns the DBAPI cursor to fetch from."""
         return driver_execute(connection, self._sql[connection.dialect.name], params)
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row of ``rows`` in ``connection``'s transaction (``executemany``)."""
-        driver_execute(connection, self._sql[connection.dialect.name], rows, many=True)
+        driver_execute_many(connection, self._sql[connection.dialect.name], rows)
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        return self.execute(connection, params).fetchone()
+        row: tuple[Any, ...] | None = self.execute(connection, params).fetchone()
+        return row
 
-    def all(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def all(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[tuple[Any, ...]]:
         return self.execute(connection, params).fetchall()
 
 
 def driver_execute(
-    connection: Connection,
-    sql: str,
-    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
-    *,
-    many: bool = False,
-) -> Any:
+    connection: Connection, sql: str, params: Mapping[str, Any] | Sequence[Any]
+) -> DBAPICursor:
     """``sql`` on a DBAPI cursor of ``connection``; driver errors become SQLAlchemy's, as if
     SQLAlchemy had run it, so ``_busy_as_error`` and the pool's disconnect handling see them."""
     cursor = connection.connection.cursor()
     try:
-        if many:
-            cursor.executemany(sql, params)
-        else:
-            cursor.execute(sql, params)
+        cursor.execute(sql, params)
     except connection.dialect.loaded_dbapi.Error as error:
-        dialect = connection.dialect
-        lost = dialect.is_disconnect(error, connection.connection, cursor)
-        if lost:
-            connection.invalidate(error)
-        raise DBAPIError.instance(
-            sql,
-            params,
-            error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from error
+        raise _driver_error(connection, cursor, sql, params, error) from error
     return cursor
+
+
+def driver_execute_many(
+    connection: Connection,
+    sql: str,
+    rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
+) -> None:
+    """``sql`` once per row of ``rows`` (``executemany``), its errors translated as in
+    ``driver_execute``."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _driver_error(connection, cursor, sql, rows, error) from error
+
+
+def _driver_error(
+    connection: Connection,
+    cursor: DBAPICursor,
+    sql: str,
+    params: Mapping[str, Any] | Sequence[Any],
+    error: DBAPIModule.Error,
+) -> StatementError:
+    """The SQLAlchemy error for a driver ``error``; a lost connection is invalidated first."""
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(error, connection.connection, cursor)
+    if lost:
+        connection.invalidate(error)
+    return DBAPIError.instance(
+        sql,
+        params,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
 
 
 class Database:
@@ -535,7 +558,7 @@ def _revision(connection: Connection) -> str | None:
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _alembic_config():  # type: ignore[no-untyped-def]
+def _alembic_config() -> Config:
     from alembic.config import Config
 
     config = Config()

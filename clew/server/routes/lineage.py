@@ -44,7 +44,8 @@ def answer(
 ) -> list[dict[str, Any]]:
     method = getattr(services.lineage, question)
     frame = method(ref) if max_depth is None else method(ref, max_depth)
-    return frame.to_dict(orient="records")
+    records: list[dict[str, Any]] = frame.to_dict(orient="records")
+    return records
 
 
 @router.get("/{direction}")

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from clew.domain.records import RunRecord
+from clew.domain.records import ArtifactRecord, RunRecord
 from clew.domain.run_fields import NEXT_PAGE_HEADER, WARNINGS_HEADER, check_key
 from clew.errors import InvalidInputError
 from clew.server import arrow_bodies, fair_use
@@ -238,5 +238,5 @@ def _check_keys(points: list[MetricPoint]) -> None:
         check_key(key, "metric")
 
 
-def _artifact(record: Any) -> dict[str, Any]:
+def _artifact(record: ArtifactRecord) -> dict[str, Any]:
     return record.to_dict() | {"created_ms": record.created_ms}

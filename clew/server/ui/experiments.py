@@ -1,6 +1,7 @@
 """Experiments: the runs table (SDK filter language, chosen columns), run and artifact pages,
 and the multi-run comparison with metric-series charts."""
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -112,7 +113,12 @@ def _row(run: RunRecord, columns: list[str]) -> list[Any]:
     values = []
     for column in columns:
         entity, _, key = column.partition(".")
-        source = {"metrics": run.metrics, "params": run.params, "tags": run.tags}.get(entity, {})
+        by_entity: dict[str, Mapping[str, Any]] = {
+            "metrics": run.metrics,
+            "params": run.params,
+            "tags": run.tags,
+        }
+        source = by_entity.get(entity, {})
         values.append(source.get(key))
     return values
 

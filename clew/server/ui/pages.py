@@ -13,7 +13,7 @@ Permissions fail closed: every route that reads or writes names its permission i
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -51,7 +51,7 @@ class UIRoute(APIRoute):
 
     ui_state: "UIState"
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         state = self.ui_state
 
@@ -91,7 +91,8 @@ def url_for(
     request: Request, route: str, query: Mapping[str, Any] | None = None, /, **path: Any
 ) -> str:
     """A path (no host) to a named route, honouring the app's root path behind a proxy."""
-    path_text = request.scope.get("root_path", "") + str(request.app.url_path_for(route, **path))
+    root_path: str = request.scope.get("root_path", "")
+    path_text = root_path + str(request.app.url_path_for(route, **path))
     if query:
         pairs = [
             (key, item)
@@ -206,7 +207,8 @@ class UIState:
 
 def _state(request: Request) -> UIState:
     """The router's state, attached to each request by its ``UIRoute``."""
-    return request.state.clew_ui
+    state: UIState = request.state.clew_ui
+    return state
 
 
 def route_class_for(state: UIState) -> type[UIRoute]:

@@ -8,7 +8,10 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     from sqlalchemy import create_engine
 
-    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise SystemExit("Set sqlalchemy.url for alembic, or open the store with clew.")
+    connection = create_engine(url).connect()
 
 context.configure(
     connection=connection,
