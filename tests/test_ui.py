@@ -28,7 +28,6 @@ from browser_fixtures import CHROMIUM, screenshot
 from conftest import free_port, require_backend, run_git
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
-from server_fixtures import serve, server_store
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
@@ -36,7 +35,7 @@ from tamper import corrupt_blob
 
 import clew
 from clew.client import provenance
-from clew.errors import AuthenticationError, InvalidInputError, PolicyError
+from clew.errors import AuthenticationError, PolicyError
 from clew.server.permissions import ROUTE_PERMISSIONS
 from clew.server.ui import create_ui_app, create_ui_router
 from clew.server.ui.session import cookie_actor
@@ -198,20 +197,6 @@ def test_static_files_come_only_from_the_allow_list(http: TestClient) -> None:
     assert http.get("/ui/static/..%2Fpages.py").status_code == 404
 
 
-def test_the_ui_app_refuses_a_client_of_a_clew_server(tmp_path: Path) -> None:
-    """The UI reads a store on this machine; a server's client has none, so every page would
-    fail: it is refused when the app is made, naming the server's own UI."""
-    for running in serve(*server_store(tmp_path)):
-        client = clew.connect(running.url, token=running.user("alice"))
-        try:
-            with pytest.raises(InvalidInputError) as refused:
-                create_ui_app(client)
-        finally:
-            client.close()
-        assert f"{client.uri} is a clew server" in str(refused.value)
-        assert "/ui/" in str(refused.value)
-
-
 def test_audit_page_reports_a_broken_chain(populated: Populated, tmp_path: Path) -> None:
     copy = tmp_path / "tampered"
     shutil.copytree(populated.home, copy)
@@ -219,7 +204,7 @@ def test_audit_page_reports_a_broken_chain(populated: Populated, tmp_path: Path)
         database.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
     client = clew.Client(str(copy))
     try:
-        http = TestClient(create_ui_app(client), base_url="http://127.0.0.1")
+        http = TestClient(create_ui_app(client.store), base_url="http://127.0.0.1")
         verdict = http.get("/ui/audit/verify.json").json()
     finally:
         client.close()
@@ -238,7 +223,7 @@ def test_prediction_page_tells_verified_not_checkable_and_failed_apart(
     client = clew.Client(str(tmp_path / "by-reference"))
     try:
         prediction = _predict_from_a_source_by_reference(client)
-        ui = TestClient(create_ui_app(client), base_url="http://127.0.0.1")
+        ui = TestClient(create_ui_app(client.store), base_url="http://127.0.0.1")
         page = ui.get(f"/ui/predictions/{prediction}")
         assert 'id="trace-outcome">not every step checkable<' in page.text
         assert page.text.count("outcome-not-checkable") == 1
@@ -277,7 +262,7 @@ def test_inventory_pages_and_sorts_many_models(populated: Populated, tmp_path: P
         registry = RegistryService(client.store)
         for number in range(120):
             registry.create_model(f"model-{number:03d}", "alice", risk_tier="low")
-        http = TestClient(create_ui_app(client), base_url="http://127.0.0.1")
+        http = TestClient(create_ui_app(client.store), base_url="http://127.0.0.1")
         first = http.get("/ui/models").text
         assert "120 models" in first and "model-000" in first and "model-050" not in first
         assert "offset=50" in first

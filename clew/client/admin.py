@@ -346,13 +346,14 @@ def ui_app(host: str) -> FastAPI:
     from clew.server.ui import create_ui_app
 
     client = get_client()
-    if not isinstance(client.store, Store):
+    store = client.store
+    if not isinstance(store, Store):
         raise InvalidInputError(
             f"{client.uri} is a clew server, which serves the web UI itself at "
             f"{client.uri}/ui/; clew ui serves a store directory or database (CLEW_URI)."
         )
     hosts = None if host in ("127.0.0.1", "localhost") else [host, "127.0.0.1", "localhost"]
-    return create_ui_app(client, allowed_hosts=hosts)
+    return create_ui_app(store, allowed_hosts=hosts)
 
 
 def run_ui(app: FastAPI, host: str, port: int) -> None:

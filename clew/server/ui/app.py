@@ -12,8 +12,6 @@ from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import RedirectResponse
 
-from clew.client.client import Client
-from clew.errors import InvalidInputError
 from clew.server.ui.router import create_ui_router
 from clew.service.container import ServiceContainer
 from clew.service.identity import current_actor
@@ -22,11 +20,9 @@ from clew.store.location import Store
 LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 
-def create_ui_app(
-    store_or_client: Store | Client, *, allowed_hosts: list[str] | None = None
-) -> FastAPI:
-    """An app serving the UI at ``/ui/`` over one store (or a client's store)."""
-    store = _local_store(store_or_client)
+def create_ui_app(store: Store, *, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """An app serving the UI at ``/ui/`` over one store on this machine (a clew server serves
+    the same UI itself; ``clew.client.admin.ui_app`` refuses a server address)."""
     services = ServiceContainer(store)
 
     def get_services() -> ServiceContainer:
@@ -41,16 +37,3 @@ def create_ui_app(
 
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOCAL_HOSTS)
     return app
-
-
-def _local_store(store_or_client: Store | Client) -> Store:
-    """The store the UI reads directly; a client of a clew server has none on this machine."""
-    if not isinstance(store_or_client, Client):
-        return store_or_client
-    store = store_or_client.store
-    if not isinstance(store, Store):
-        raise InvalidInputError(
-            f"clew ui serves a store on this machine and {store.uri} is a clew server; open "
-            "its own UI at /ui/ instead."
-        )
-    return store
