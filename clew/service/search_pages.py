@@ -32,7 +32,7 @@ class OrderKey:
     """One sort key of a search: an SQL expression, its direction, and whether it is the
     "is this value missing" flag that puts runs without the key last."""
 
-    expression: Any
+    expression: ColumnElement[Any]
     descending: bool
     is_null_flag: bool = False
 
@@ -92,7 +92,8 @@ def _equal(key: OrderKey, value: Any) -> ColumnElement[bool]:
     if value is None:
         # The flag before this key already pinned the NULL group; within it all are tied.
         return key.expression.is_(None)
-    return key.expression == value  # type: ignore[no-any-return]
+    same: ColumnElement[bool] = key.expression == value
+    return same
 
 
 def _past(key: OrderKey, value: Any) -> ColumnElement[bool] | None:
@@ -102,4 +103,5 @@ def _past(key: OrderKey, value: Any) -> ColumnElement[bool] | None:
         return None if value else key.expression
     if value is None:
         return None
-    return key.expression < value if key.descending else key.expression > value  # type: ignore[no-any-return]
+    past: ColumnElement[bool] = key.expression < value if key.descending else key.expression > value
+    return past
