@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from clew.cli.output import console
+from clew.extras import require_extra
 from clew.service import accounts
 from clew.service.identity import current_actor
 from clew.service.reads import ReadAudit
@@ -108,6 +109,7 @@ def server(
     ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
+    require_extra("server", "clew server")
     import uvicorn
 
     from clew.server.routes.artifacts import PRESIGNED_ENV, presigned_seconds
