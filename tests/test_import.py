@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,12 +29,26 @@ def test_import_clew_loads_no_heavy_module() -> None:
 
 
 def test_every_public_name_imports_from_clew() -> None:
-    names = [*clew.__all__, *governance.__all__, *predictions.__all__]
-    for name in names:
+    for name in clew.__all__:
         assert getattr(clew, name) is not None, name
     assert clew.register_model is governance.register_model
     assert clew.trace is predictions.trace
-    assert set(names) <= set(dir(clew))
+    assert set(clew.__all__) <= set(dir(clew))
+
+
+def test_all_lists_every_registry_capture_and_trace_function() -> None:
+    assert set(governance.__all__) <= set(clew.__all__)
+    assert set(predictions.__all__) <= set(clew.__all__)
+    assert len(clew.__all__) == len(set(clew.__all__))
+
+
+def test_star_import_gives_every_name_in_all() -> None:
+    code = "from clew import *; print(sorted(n for n in dir() if not n.startswith('_')))"
+    names = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    public = sorted(name for name in clew.__all__ if not name.startswith("_"))
+    assert names.strip() == repr(public)
 
 
 def test_an_embedded_client_does_not_load_the_http_client() -> None:
@@ -213,3 +228,63 @@ def test_the_core_install_explains_a_missing_extra_in_one_sentence(
         timeout=300,
     )
     assert (result.returncode, result.stderr.strip()) == (1, sentence)
+
+
+# --- what a user's type checker sees: real types, not Any --------------------------------------
+
+USER_SCRIPT = """
+import datetime as dt
+
+import clew
+
+
+def publish(artifact: clew.ArtifactRecord, prediction_id: str) -> str:
+    version = clew.register_model(artifact, "churn")
+    reveal_type(version)
+    reveal_type(clew.approve(version, "checked"))
+    reveal_type(clew.alias_at("churn", "production", dt.datetime.now(dt.UTC)))
+    reveal_type(clew.load_model(version))
+    reveal_type(clew.trace(prediction_id))
+    reveal_type(clew.get_prediction(prediction_id))
+    reveal_type(clew.lineage.upstream(version.ref))
+    reveal_type(clew.connect())
+    reveal_type(clew.__version__)
+    with clew.start_run("churn") as run:
+        reveal_type(run)
+    return version.ref
+"""
+# Class names without their modules, which other changes may move (``Trace`` to clew.domain).
+REVEALED = [
+    "VersionRecord",
+    "RegistryEvent",
+    "VersionRecord | None",
+    "LoadedModel",
+    "Trace",
+    "CapturedPrediction",
+    "LineageResult",
+    "Client",
+    "str",
+    "ActiveRun",
+]
+
+
+@pytest.mark.slow
+def test_mypy_strict_sees_the_real_type_of_every_public_call(tmp_path: Path) -> None:
+    script = tmp_path / "user.py"
+    script.write_text(USER_SCRIPT)
+    options = ["--strict", "--follow-imports=silent", "--cache-dir", str(tmp_path / "cache")]
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", *options, "--no-error-summary", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    revealed = [
+        re.sub(r"[\w.]+\.(\w+)", r"\1", line.split('Revealed type is "', 1)[1].rstrip('"'))
+        for line in checked.stdout.splitlines()
+        if "Revealed type is" in line
+    ]
+    problems = [line for line in checked.stdout.splitlines() if ": error:" in line]
+    assert problems == [], checked.stdout
+    assert revealed == REVEALED, checked.stdout
