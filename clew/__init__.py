@@ -16,16 +16,58 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from clew.errors import ClewError
 
 if TYPE_CHECKING:
+    # What type checkers and IDEs see for the lazily served names below: their real types.
     import pandas as pd
 
-    from clew.client.client import Client
+    from clew.client.client import Client, Lineage
+    from clew.client.default import connect, get_client
+    from clew.client.governance import (
+        alias_at,
+        alias_history,
+        approve,
+        archive,
+        create_model,
+        create_user_key,
+        get_model,
+        get_policy,
+        get_version,
+        list_models,
+        load_model,
+        model_history,
+        model_versions,
+        promote,
+        register_model,
+        register_user_key,
+        reject,
+        revoke,
+        revoke_session,
+        revoke_user_key,
+        rollback,
+        sessions,
+        set_policy,
+        user_keys,
+        version_status,
+    )
+    from clew.client.predictions import (
+        capture_stats,
+        flush_captures,
+        get_prediction,
+        log_labels,
+        public_key,
+        rotate_signing_key,
+        signing_keys,
+        trace,
+    )
     from clew.client.run import ActiveRun
+    from clew.client.specs import data_source, feature_group
     from clew.domain.records import ArtifactRecord, RunRecord
+
+    __version__: str
 
 # ``import clew`` stays cheap (no pandas, pyarrow, httpx, SQLAlchemy or capture machinery): the
 # public names below are imported on first use, through the module ``__getattr__`` at the end.
@@ -38,9 +80,42 @@ _EXPORTS = {
     "data_source": "clew.client.specs",
     "feature_group": "clew.client.specs",
     "get_client": "clew.client.default",
+    # the registry and approvals
+    "alias_at": "clew.client.governance",
+    "alias_history": "clew.client.governance",
+    "approve": "clew.client.governance",
+    "archive": "clew.client.governance",
+    "create_model": "clew.client.governance",
+    "create_user_key": "clew.client.governance",
+    "get_model": "clew.client.governance",
+    "get_policy": "clew.client.governance",
+    "get_version": "clew.client.governance",
+    "list_models": "clew.client.governance",
+    "load_model": "clew.client.governance",
+    "model_history": "clew.client.governance",
+    "model_versions": "clew.client.governance",
+    "promote": "clew.client.governance",
+    "register_model": "clew.client.governance",
+    "register_user_key": "clew.client.governance",
+    "reject": "clew.client.governance",
+    "revoke": "clew.client.governance",
+    "revoke_session": "clew.client.governance",
+    "revoke_user_key": "clew.client.governance",
+    "rollback": "clew.client.governance",
+    "sessions": "clew.client.governance",
+    "set_policy": "clew.client.governance",
+    "user_keys": "clew.client.governance",
+    "version_status": "clew.client.governance",
+    # prediction capture and trace
+    "capture_stats": "clew.client.predictions",
+    "flush_captures": "clew.client.predictions",
+    "get_prediction": "clew.client.predictions",
+    "log_labels": "clew.client.predictions",
+    "public_key": "clew.client.predictions",
+    "rotate_signing_key": "clew.client.predictions",
+    "signing_keys": "clew.client.predictions",
+    "trace": "clew.client.predictions",
 }
-# Modules whose whole ``__all__`` is part of clew's API (registry, capture and trace functions).
-_EXPORTING_MODULES = ("clew.client.governance", "clew.client.predictions")
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
 )
@@ -53,23 +128,56 @@ __all__ = [
     "RunRecord",
     "__version__",
     "active_run",
+    "alias_at",
+    "alias_history",
+    "approve",
+    "archive",
+    "capture_stats",
     "connect",
+    "create_model",
+    "create_user_key",
     "data_source",
     "feature_group",
+    "flush_captures",
     "get_client",
+    "get_model",
+    "get_policy",
+    "get_prediction",
     "get_run",
+    "get_version",
     "lineage",
+    "list_models",
+    "load_model",
     "log_input",
+    "log_labels",
     "log_metric",
     "log_metrics",
     "log_output",
     "log_param",
     "log_params",
+    "model_history",
+    "model_versions",
+    "promote",
+    "public_key",
+    "register_model",
+    "register_user_key",
+    "reject",
+    "revoke",
+    "revoke_session",
+    "revoke_user_key",
+    "rollback",
+    "rotate_signing_key",
     "search_runs",
     "seed",
+    "sessions",
+    "set_policy",
     "set_tag",
     "set_tags",
+    "signing_keys",
     "start_run",
+    "trace",
+    "user_keys",
+    "version_status",
 ]
 
 
@@ -155,7 +263,7 @@ class _DefaultLineage:
         return getattr(_client().lineage, name)
 
 
-lineage = _DefaultLineage()
+lineage = cast("Lineage", _DefaultLineage())
 
 
 def _version() -> str:
@@ -176,23 +284,10 @@ def __getattr__(name: str) -> Any:
     elif name in _SUBPACKAGES:
         value = importlib.import_module(f"clew.{name}")
     else:
-        value = _exported_by_modules(name)
+        raise AttributeError(f"module 'clew' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
-def _exported_by_modules(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(f"module 'clew' has no attribute {name!r}")
-    for module_name in _EXPORTING_MODULES:
-        module = importlib.import_module(module_name)
-        if name in module.__all__:
-            return getattr(module, name)
-    raise AttributeError(f"module 'clew' has no attribute {name!r}")
-
-
 def __dir__() -> list[str]:
-    names = set(globals()) | set(_EXPORTS) | {"__version__"}
-    for module_name in _EXPORTING_MODULES:
-        names.update(importlib.import_module(module_name).__all__)
-    return sorted(names)
+    return sorted(set(globals()) | set(_EXPORTS) | {"__version__"})

@@ -194,6 +194,17 @@ class ServerUnavailableError(StoreUnavailableError):
     http_status = 503
 
 
+# --- this installation of clew lacks an optional part -------------------------------------
+
+
+class MissingExtraError(ClewError):
+    """The feature needs an optional part of clew that is not installed; the message names the
+    pip command that installs it (``pip install 'clew[server]'``)."""
+
+    code = "missing_extra"
+    http_status = 500
+
+
 # --- warnings: clew did what was asked, but it looks like a mistake -------------------------
 
 

@@ -30,6 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# pytest rewrites asserts only in the test modules it collects; the support modules are told to
+# it here, before their first import (below, or through a test module's ``pytest_plugins``).
+pytest.register_assert_rewrite("browser_fixtures", "capture_support", "server_fixtures", "tamper")
+
 from server_fixtures import RunningServer, SwitchedApp, run_uvicorn, server_store
 
 import clew

@@ -75,7 +75,9 @@ def test_prediction_ids_name_the_call_once_written_out(client, model) -> None:
     features, _ = iris()
     _, first = model.predict_with_ids(features[:3])
     _, second = model.predict_with_ids(features[:3])
-    assert ids.is_id(first.call) and first.call == first.call
+    call = first.call
+    assert ids.is_id(call)
+    assert first.call is call, "written out once, the call's id is the same string every time"
     assert first.call < second.call
     assert list(first) == [f"{first.call}.{row}" for row in range(3)]
     assert first == PredictionIds(first.call, 3)

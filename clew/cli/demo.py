@@ -34,6 +34,7 @@ from clew.cli.output import console
 from clew.client import provenance
 from clew.client.default import reset
 from clew.errors import ClewError, PolicyError
+from clew.extras import require_extra
 
 PROJECT = Path(__file__).with_name("demo_project")
 MODEL = "tumor-classifier"
@@ -76,6 +77,7 @@ def demo(
     ] = None,
 ) -> None:
     """Train, register, approve, promote, serve and trace a scikit-learn model end to end."""
+    require_extra("sklearn", "clew demo")
     started = time.perf_counter()
     workspace = Path(workdir or tempfile.mkdtemp(prefix="clew-demo-")).resolve()
     creator = clew.get_client().actor

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 import clew
-from clew.cli import output
 from clew.cli.output import console
+from clew.extras import require_extra
 
 
 def serve(
@@ -23,12 +23,9 @@ def serve(
     ] = "127.0.0.1",
 ) -> None:
     """Serve POST /predict and GET /health for REF until interrupted."""
-    try:
-        from clew.client import serving
-    except ImportError:
-        output.fail(
-            "clew serve needs the server extra; install it with pip install 'clew[server]'."
-        )
+    require_extra("server", "clew serve")
+    from clew.client import serving
+
     model = clew.load_model(ref)
     console.print(
         f"serving [bold]{model.version.ref}[/bold] ({model.version.digest}) on "

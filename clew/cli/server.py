@@ -14,6 +14,7 @@ import typer
 
 from clew.cli.output import console
 from clew.client import admin
+from clew.extras import require_extra
 
 UriOption = Annotated[
     str | None,
@@ -99,6 +100,7 @@ def server(
     ] = None,
 ) -> None:
     """Serve the clew API (/api/v1, OpenAPI at /api/v1/openapi.json) until interrupted."""
+    require_extra("server", "clew server")
     settings = admin.ServerSettings(
         uri=uri,
         artifacts=artifacts,

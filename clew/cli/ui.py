@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from clew.extras import require_extra
+
 DEFAULT_PORT = 5050
 
 
@@ -16,6 +18,7 @@ def ui(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
 ) -> None:
     """Serve the web UI for the store in CLEW_HOME / CLEW_URI, acting as you (CLEW_USER)."""
+    require_extra("server", "clew ui")
     from clew.client import admin
 
     app = admin.ui_app(host)

@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from clew.extras import require_extra
 from clew.hookspecs import hookimpl
 
 MODEL_PICKLE = "model.pkl"
@@ -37,6 +38,7 @@ class SklearnFlavor:
         }
 
     def load(self, directory: Path, description: dict[str, Any]) -> Any:
+        require_extra("sklearn", "loading a scikit-learn model")
         with open(directory / MODEL_PICKLE, "rb") as handle:
             return pickle.load(handle)
 

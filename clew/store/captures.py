@@ -409,10 +409,13 @@ def _rows_in_background(
             failures.append(error)
 
     thread = threading.Thread(target=encode, name="clew-capture-parquet", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # Python 3.12+ starts no thread at interpreter exit (the atexit flush)
+        encode()
 
     def finish(metadata: dict[bytes, bytes]) -> None:
-        thread.join()
+        _join_if_started(thread)
         if failures:
             raise failures[0]
         schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata})
@@ -422,8 +425,13 @@ def _rows_in_background(
     try:
         yield finish
     finally:
-        thread.join()
+        _join_if_started(thread)
         writer.close()
+
+
+def _join_if_started(thread: threading.Thread) -> None:
+    if thread.ident is not None:
+        thread.join()
 
 
 def _write_levels(levels: Sequence[bytes], target: Path) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from clew.errors import InvalidInputError, NotFoundError, StoreMissingError
+from clew.extras import require_extra
 from clew.store.blobs import BlobBackend, LocalBlobStore
 from clew.store.captures import CaptureFiles, open_files
 from clew.store.faults import file_faults
@@ -105,6 +106,8 @@ def open_store(
 def open_blobs(artifacts: str | None, default: Path) -> BlobBackend:
     """A directory (or ``file://`` URL) gives local blobs; any other URL an object store."""
     if artifacts and "://" in artifacts and not artifacts.startswith("file://"):
+        if artifacts.startswith("s3://"):
+            require_extra("s3", f"the object store {artifacts.split('?', 1)[0]}")
         return ObjectBlobStore.from_url(artifacts)
     if artifacts:
         return LocalBlobStore(Path(artifacts.removeprefix("file://")).expanduser())
@@ -141,7 +144,7 @@ def _open_database_url(url: str, artifacts: str | None, create: bool, must_exist
             _refuse_no_store(database)
         home = database.parent
     else:
-        _require_driver()
+        require_extra("postgres", "a PostgreSQL store")
         home = default_home()
     home.mkdir(parents=True, exist_ok=True)
     blobs = open_blobs(artifacts, home / "blobs")
@@ -247,12 +250,3 @@ def _no_file(path: Path) -> bool:
     return not path.exists() or (
         path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
     )
-
-
-def _require_driver() -> None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as error:
-        raise InvalidInputError(
-            "PostgreSQL needs the psycopg driver; install it with pip install 'clew[postgres]'."
-        ) from error
