@@ -19,9 +19,9 @@ ALLOWED = {
     "errors": set(),
     "extras": {"errors"},
     "hookspecs": set(),
-    "store": {"domain", "errors"},
+    "store": {"domain", "errors", "extras"},
     "migrations": {"domain", "errors", "store", "service"},  # backfills replay service rules
-    "service": {"domain", "errors", "store"},
+    "service": {"domain", "errors", "extras", "store"},
     "integrations": {"domain", "errors", "hookspecs", "extras"},
     "client": {"domain", "errors", "extras", "hookspecs", "integrations", "service", "store"},
     "server": {"domain", "errors", "extras", "service", "store", "__version__"},
