@@ -21,6 +21,7 @@ import clew
 from clew.cli.main import app
 from clew.client.loaded_model import LoadedModel
 from clew.domain import capture_proofs, digests, signatures
+from clew.domain.audit import AuditEntry
 from clew.domain.keys import RotationRequest, SigningKey
 from clew.errors import ClewError, IntegrityError, InvalidInputError
 from clew.server.app import create_app
@@ -57,7 +58,7 @@ def _predict(
     return list(prediction_ids), client.flush_captures(timeout)
 
 
-def _rotations(store: Store) -> list[audit.AuditEntry]:
+def _rotations(store: Store) -> list[AuditEntry]:
     return [e for e in audit.entries(store, "store:capture-key") if e.action == "signing.rotate"]
 
 
