@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import clew
 from clew.cli.server import server
+from clew.domain.audit import AuditEntry
 from clew.domain.records import ArtifactRecord
 from clew.errors import StoreUnavailableError
 from clew.server.routes.artifacts import PRESIGNED_ENV
@@ -33,7 +34,7 @@ from clew.store.location import Store, open_store
 from clew.store.object_store import PART_SIZE
 
 
-def _reads(store: Store) -> list[audit.AuditEntry]:
+def _reads(store: Store) -> list[AuditEntry]:
     return audit.entries(store, action=READ_ACTION, newest_first=False)
 
 

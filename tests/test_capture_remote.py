@@ -20,7 +20,7 @@ from server_fixtures import RunningServer, serve, server, server_store  # noqa: 
 import clew
 from clew.client.loaded_model import LoadedModel
 from clew.client.remote_capture import ARROW_STREAM, encode, ipc_stream
-from clew.domain import ids
+from clew.domain import capture_proofs, ids
 from clew.domain.captures import CHANGED_KEY, BatchRecord, Call, CaptureTarget, signature_of
 from clew.server.routes.captures import MAX_BATCH_BYTES
 from clew.service import capture_verification
@@ -84,18 +84,14 @@ def test_remote_predictions_are_signed_by_the_server_and_verify_with_the_public_
     rows = found.leaf_table
     assert rows.column("prediction_id").to_pylist() == list(prediction_ids[32:64])
     signature = signature_of(rows)
-    verdict = capture_verification.verify_row(
-        rows, found.header, signature, found.proof, public_pem
-    )
+    verdict = capture_proofs.verify_row(rows, found.header, signature, found.proof, public_pem)
     assert verdict.verified, verdict.reason
     changed = rows["output"].to_pylist()
     changed[10] = 99
     altered = rows.set_column(
         rows.column_names.index("output"), "output", pa.array(changed, rows["output"].type)
     )
-    forged = capture_verification.verify_row(
-        altered, found.header, signature, found.proof, public_pem
-    )
+    forged = capture_proofs.verify_row(altered, found.header, signature, found.proof, public_pem)
     assert not forged.verified and "inclusion proof" in forged.reason
 
     thread = remote.trace(prediction_ids[42])

@@ -20,6 +20,7 @@ from test_registry import train
 from test_trace import _wine_thread
 
 import clew
+from clew.domain.audit import RecordProblem
 from clew.errors import IntegrityError, InvalidInputError
 from clew.service import audit, record_check, signed_heads
 from clew.store.location import Store
@@ -39,7 +40,7 @@ def approved(client: clew.Client, as_user: AsUser) -> clew.Client:
     return client
 
 
-def _problems(store: Store) -> list[record_check.RecordProblem]:
+def _problems(store: Store) -> list[RecordProblem]:
     _, problems = record_check.verify_records(store)
     return problems
 

@@ -11,8 +11,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 ALLOWED_SERVICE_MODULES = {"clew.service", "clew.service.protocols"}
 FORBIDDEN_PREFIXES = ("sqlalchemy", "clew.store", "clew.server", "clew.service")
 
@@ -40,7 +38,8 @@ def test_the_shared_values_and_protocols_load_no_store() -> None:
     shared = (
         "clew.service.protocols, clew.domain.artifacts, clew.domain.keys, clew.domain.lineage, "
         "clew.domain.policy, clew.domain.roles, clew.domain.run_fields, clew.domain.sessions, "
-        "clew.domain.trace"
+        "clew.domain.trace, clew.domain.audit, clew.domain.signatures, clew.domain.capture_proofs, "
+        "clew.domain.checkpoint_exports, clew.domain.object_urls"
     )
     assert forbidden(loaded_after_import(shared)) == []
 
@@ -49,12 +48,5 @@ def test_the_rule_finds_a_store_import() -> None:
     assert "clew.store.metadata" in forbidden(loaded_after_import("clew.client.embedded"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until the remote client's last store-bound imports move (issue 15): "
-    "AuthenticationError to clew/errors.py, CaptureTarget/CapturedPrediction/Backlog to "
-    "domain/captures.py, RemoteBlobStore to client/remote_blobs.py off store.blobs, and "
-    "RemoteAudit's values (AuditEntry, AuditVerification, checkpoint exports) out of service/",
-)
 def test_the_remote_client_loads_no_store_server_or_sqlalchemy() -> None:
     assert forbidden(loaded_after_import("clew.client.remote_backend")) == []

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
+from clew.domain.audit import AuditEntry
 from clew.service import audit
 from clew.store.location import Store
 
@@ -22,7 +23,7 @@ pytest_plugins = ("server_fixtures",)
 CLIENT_ID = "abc-request-0001-" + "z" * 40  # a sane X-Request-ID longer than clew's own ids
 
 
-def _entries_about(store: Store, target: str) -> list[audit.AuditEntry]:
+def _entries_about(store: Store, target: str) -> list[AuditEntry]:
     return audit.entries(store, target, newest_first=False)
 
 

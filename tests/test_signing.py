@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from capture_support import iris, register_iris
 
 import clew
-from clew.domain import ids, leaves
+from clew.domain import capture_proofs, ids, leaves, signatures
 from clew.domain.captures import Call, header_of, signature_of
 from clew.service import capture_verification, signing
 
@@ -21,7 +21,7 @@ def test_key_is_created_once_with_owner_only_permissions(client: clew.Client) ->
     second = signing.Signer(client.store)
     private = client.store.keys / signing.PRIVATE_FILE
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
-    assert first.key_id == second.key_id == signing.key_id(first.public_pem)
+    assert first.key_id == second.key_id == signatures.key_id(first.public_pem)
     assert (client.store.keys / signing.PUBLIC_FILE).read_bytes() == first.public_pem
     assert b"PRIVATE" not in first.public_pem
 
@@ -29,10 +29,10 @@ def test_key_is_created_once_with_owner_only_permissions(client: clew.Client) ->
 def test_signatures_verify_with_the_public_key_only(client: clew.Client) -> None:
     signer = signing.Signer(client.store)
     signature = signer.sign(b"root")
-    assert signing.verify(signer.public_pem, b"root", signature)
-    assert not signing.verify(signer.public_pem, b"r00t", signature)
-    assert not signing.verify(signer.public_pem, b"root", "00" * 64)
-    assert not signing.verify(signer.public_pem, b"root", "not hex")
+    assert signatures.verify(signer.public_pem, b"root", signature)
+    assert not signatures.verify(signer.public_pem, b"r00t", signature)
+    assert not signatures.verify(signer.public_pem, b"root", "00" * 64)
+    assert not signatures.verify(signer.public_pem, b"root", "not hex")
 
 
 def test_two_processes_creating_the_key_at_once_agree(home: Path) -> None:
@@ -71,22 +71,22 @@ def test_an_auditor_verifies_one_row_from_the_file_proof_and_public_key(
     proof = files.read_proof(
         batch.path, leaves.leaf_count(header["count"], header["leaf_rows"]), leaf
     )
-    verdict = capture_verification.verify_row(
+    verdict = capture_proofs.verify_row(
         rows, header, signature_of(rows), proof, public_pem, prediction_id=ids[77]
     )
     assert verdict.verified, verdict.reason
-    alone = capture_verification.verify_row(row, header, signature_of(row), proof, public_pem)
+    alone = capture_proofs.verify_row(row, header, signature_of(row), proof, public_pem)
     assert not alone.verified and "every row whose leaf column" in alone.reason
-    elsewhere = capture_verification.verify_row(
+    elsewhere = capture_proofs.verify_row(
         rows, header, signature_of(rows), proof, public_pem, prediction_id=ids[5]
     )
     assert not elsewhere.verified and "not among the rows of its leaf" in elsewhere.reason
-    stranger = signing.public_pem(
+    stranger = signatures.public_pem(
         __import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"])
         .Ed25519PrivateKey.generate()
         .public_key()
     )
-    refused = capture_verification.verify_row(rows, header, signature_of(rows), proof, stranger)
+    refused = capture_proofs.verify_row(rows, header, signature_of(rows), proof, stranger)
     assert not refused.verified and "signature" in refused.reason
 
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
+from clew.domain import signatures
 from clew.errors import IntegrityError, InvalidInputError
 from clew.service import audit, signing
 from clew.store.location import Store
@@ -41,7 +42,7 @@ def test_replicas_sharing_a_key_file_both_sign(
     b = signing.Signer(_replica(client, tmp_path / "replica-b"))
     message = b"a batch root"
     assert a.public_pem == b.public_pem == public
-    assert signing.verify(public, message, b.sign(message))
+    assert signatures.verify(public, message, b.sign(message))
     assert signing.store_public_key(client.store) == public
 
 

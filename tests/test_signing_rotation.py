@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 from clew.client.loaded_model import LoadedModel
-from clew.domain import digests
+from clew.domain import capture_proofs, digests, signatures
+from clew.domain.audit import AuditEntry
 from clew.domain.keys import RotationRequest, SigningKey
 from clew.errors import ClewError, IntegrityError, InvalidInputError
 from clew.server.app import create_app
@@ -47,7 +48,7 @@ def new_key(tmp_path: Path) -> Path:
 
 def _key_id(path: Path) -> str:
     private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    return signing.key_id(signing.public_pem(private.public_key()))  # type: ignore[arg-type]
+    return signatures.key_id(signatures.public_pem(private.public_key()))  # type: ignore[arg-type]
 
 
 def _predict(
@@ -57,7 +58,7 @@ def _predict(
     return list(prediction_ids), client.flush_captures(timeout)
 
 
-def _rotations(store: Store) -> list[audit.AuditEntry]:
+def _rotations(store: Store) -> list[AuditEntry]:
     return [e for e in audit.entries(store, "store:capture-key") if e.action == "signing.rotate"]
 
 
@@ -145,24 +146,22 @@ def test_a_batch_naming_a_key_outside_the_history_fails_verification(
     found = client.get_prediction(ids[0])
     rows, header = found.leaf_table, dict(found.header)
     assert rows is not None
-    stranger = signing.public_pem(signing._load(new_key).public_key())
-    verdict = capture_verification.verify_row(
-        rows, header, found.signature, found.proof, {signing.key_id(stranger): stranger}
+    stranger = signatures.public_pem(signing._load(new_key).public_key())
+    verdict = capture_proofs.verify_row(
+        rows, header, found.signature, found.proof, {signatures.key_id(stranger): stranger}
     )
     assert not verdict.verified
     assert f"names key {_key_id(old_key)}" in verdict.reason
     assert "clew keys public --all" in verdict.reason
     # The whole history verifies it; one public key alone still does too (the auditor's path).
     keys = signing.public_keys(client.store)
-    assert capture_verification.verify_row(
-        rows, header, found.signature, found.proof, keys
-    ).verified
+    assert capture_proofs.verify_row(rows, header, found.signature, found.proof, keys).verified
     pem = keys[_key_id(old_key)]
-    assert capture_verification.verify_row(rows, header, found.signature, found.proof, pem).verified
+    assert capture_proofs.verify_row(rows, header, found.signature, found.proof, pem).verified
 
 
 def _pem_id(pem: str) -> str:
-    return signing.key_id(pem.encode())
+    return signatures.key_id(pem.encode())
 
 
 @pytest.mark.tampers
@@ -339,7 +338,7 @@ def test_upgrading_a_bound_store_starts_its_history_with_the_bound_key(tmp_path:
     engine = create_engine(f"sqlite:///{database}")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    pem = signing.public_pem(signing._load(_made(tmp_path / "bound.pem")).public_key()).decode()
+    pem = signatures.public_pem(signing._load(_made(tmp_path / "bound.pem")).public_key()).decode()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0003")
@@ -362,7 +361,7 @@ def test_upgrading_a_bound_store_starts_its_history_with_the_bound_key(tmp_path:
     try:
         [first] = signing.key_history(store)
         assert first == SigningKey(
-            signing.key_id(pem.encode()), pem, "clew", 1_700_000_000_000, None
+            signatures.key_id(pem.encode()), pem, "clew", 1_700_000_000_000, None
         )
         assert signing.public_keys(store) == {first.key_id: pem.encode()}
     finally:

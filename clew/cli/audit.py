@@ -19,7 +19,7 @@ from clew.domain import records
 from clew.domain.captures import BatchProblem
 
 if TYPE_CHECKING:
-    from clew.service import audit, record_check, signed_heads
+    from clew.domain.audit import AuditEntry, ChainBreak, CheckpointProblem, RecordProblem
 
 app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 checkpoint_app = typer.Typer(
@@ -129,7 +129,7 @@ def _batch_dict(problem: BatchProblem) -> dict[str, str]:
 
 
 def _print_checkpoints(
-    checked: int, problems: list[signed_heads.CheckpointProblem], against: str | None
+    checked: int, problems: list[CheckpointProblem], against: str | None
 ) -> None:
     where = f"in {against}" if against else "in the store"
     if not problems:
@@ -139,7 +139,7 @@ def _print_checkpoints(
     console.print(output.table(["entry", "problem"], rows, f"checkpoints {where} that fail"))
 
 
-def _print_rows(checked: int, problems: list[record_check.RecordProblem]) -> None:
+def _print_rows(checked: int, problems: list[RecordProblem]) -> None:
     if not problems:
         console.print(
             f"[green]ok[/green]: {checked} governance and lineage records match the chain."
@@ -149,7 +149,7 @@ def _print_rows(checked: int, problems: list[record_check.RecordProblem]) -> Non
     console.print(output.table(["table", "row", "problem"], rows, "records that differ"))
 
 
-def entry_dict(entry: audit.AuditEntry) -> dict[str, Any]:
+def entry_dict(entry: AuditEntry) -> dict[str, Any]:
     return {
         "seq": entry.seq,
         "time": records.ms_to_iso(entry.time_ms),
@@ -165,7 +165,7 @@ def entry_dict(entry: audit.AuditEntry) -> dict[str, Any]:
 
 def _print_verification(
     checked: int,
-    broken: audit.ChainBreak | None,
+    broken: ChainBreak | None,
     batches: int,
     problems: list[dict[str, str]],
 ) -> None:

@@ -35,9 +35,9 @@ from typing import Any
 import pyarrow as pa
 
 from clew.client.capture_queue import Backlog
+from clew.domain.blobs import fsync_directory
 from clew.domain.captures import CaptureTarget
 from clew.errors import ClewError, StoreBusyError, StoreUnavailableError
-from clew.store.blobs import fsync_directory
 
 SPOOL_ENV = "CLEW_CAPTURE_SPOOL"
 HEADER_KEY = b"clew.capture.spool"

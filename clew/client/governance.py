@@ -20,12 +20,11 @@ import pandas as pd
 
 from clew.client.loaded_model import LoadedModel
 from clew.client.run import ActiveRun
-from clew.domain import ids, records
+from clew.domain import ids, records, signatures
 from clew.domain.keys import SignedStatement
 from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, InvalidInputError
 from clew.integrations import flavors
-from clew.service import signing
 from clew.service import user_keys as keyring
 
 if TYPE_CHECKING:
@@ -255,7 +254,7 @@ class GovernanceMixin:
         public_file, public_pem = keyring.create_local_key(self.actor, replace=new)
         return {
             "user": self.actor,
-            "key_id": signing.key_id(public_pem.encode()),
+            "key_id": signatures.key_id(public_pem.encode()),
             "private_key_file": str(keyring.key_path(self.actor)),
             "public_key_file": str(public_file),
             "public_key": public_pem,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from clew.client.audit import RemoteAudit
 from clew.client.remote_artifacts import RemoteArtifacts
+from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_policies import RemotePolicies

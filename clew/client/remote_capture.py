@@ -24,6 +24,7 @@ import pyarrow as pa
 from clew.client.capture_queue import Backlog
 from clew.client.capture_spool import CaptureSpool, SpoolSender, undelivered
 from clew.domain import ids, merkle
+from clew.domain.capture_proofs import verify_row
 from clew.domain.captures import (
     CHANGED_KEY,
     REMOTE_COLUMNS,
@@ -38,7 +39,6 @@ from clew.domain.captures import (
     signature_of,
 )
 from clew.errors import ClewError, InvalidInputError
-from clew.service.capture_verification import verify_row
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 POST_ROWS = 100_000

@@ -7,8 +7,9 @@ so no backend can hand out bytes that do not match their digest, and a downloade
 directory appears at its destination only once every byte of it has been checked.
 
 It lives in the domain, beside ``digests``, because the remote client implements it and must
-not import the store; it is the one domain module that touches files (exports write a temp
-sibling and rename it, directory puts walk a tree), as ``digests.digest_file`` reads one.
+not import the store; so it touches files (exports write a temp sibling and rename it,
+directory puts walk a tree, ``fsync_directory`` makes a rename durable for the blob store and
+the client's capture spool), as ``digests.digest_file`` reads one.
 """
 
 from __future__ import annotations
@@ -213,6 +214,15 @@ def write_at(descriptor: int, offset: int, data: digests.Chunk) -> None:
     while view:
         written = os.pwrite(descriptor, view[:WRITE_SLICE], offset)
         view, offset = view[written:], offset + written
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` survive power loss (fsync its entry list)."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _safe_relative(relative: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from clew.domain import digests, ids
+from clew.domain.audit import AuditEntry, ChainBreak
 from clew.store import row_images, schema
 from clew.store.location import Store
 from clew.store.metadata import DriverStatement, mark_durable
@@ -85,28 +86,6 @@ def current_request_id(connection: Connection) -> str:
     if found is None:
         found = _transaction_ids[transaction] = ids.new_id()
     return found
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    seq: int
-    time_ms: int
-    actor: str
-    action: str
-    target: str
-    request_id: str
-    payload_digest: str
-    prev_hash: str
-    hash: str
-    records_digest: str | None = None
-
-
-@dataclass(frozen=True)
-class ChainBreak:
-    """The first entry whose stored hash no longer matches what its content implies."""
-
-    seq: int
-    reason: str
 
 
 def entry_hash(fields: dict[str, Any]) -> str:

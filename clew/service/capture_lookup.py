@@ -2,7 +2,7 @@
 
 A prediction id names its call, and ``capture_batches.first_call/last_call`` name the one file
 that can hold a call, so a lookup reads one row group of one file. The prediction comes back
-with its leaf, inclusion proof and signature checked (clew/service/capture_verification.py).
+with its leaf, inclusion proof and signature checked (clew/domain/capture_proofs.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, select
 
 from clew.domain import leaves, merkle, refs
+from clew.domain.capture_proofs import verify_row
 from clew.domain.captures import (
     BatchRecord,
     CapturedPrediction,
@@ -24,7 +25,6 @@ from clew.domain.captures import (
 )
 from clew.errors import InvalidInputError, NotFoundError
 from clew.service import signing
-from clew.service.capture_verification import verify_row
 from clew.store import schema
 from clew.store.location import Store
 

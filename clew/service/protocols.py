@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from clew.domain import refs
+    from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.captures import BatchWriter, CapturedPrediction
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     )
     from clew.domain.sessions import SessionInfo
     from clew.domain.trace import Trace
-    from clew.service.audit import AuditEntry
-    from clew.service.verification import AuditVerification
 
 # A metric point as the SDK sends it: key, value, step, timestamp in ms.
 Point = tuple[str, float, int, int]

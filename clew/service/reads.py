@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from clew.domain.audit import AuditEntry
 from clew.errors import IntegrityError, InvalidInputError, StoreUnavailableError
 from clew.service import audit
 from clew.store import schema
@@ -62,7 +63,7 @@ def read_audit() -> ReadAudit:
 
 def record_read(
     store: Store, actor: str, digest: str, how: ReadHow, byte_range: str | None = None
-) -> audit.AuditEntry | None:
+) -> AuditEntry | None:
     """Append the audit entry for one read of ``digest`` if the setting asks for it.
 
     Called before the bytes (or the URL to them) are handed out, so a read the log misses is

@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from clew.domain.audit import AuditEntry, RecordProblem
 from clew.errors import IntegrityError
 from clew.service import audit
 from clew.store import row_images, schema
@@ -31,19 +31,6 @@ from clew.store.location import Store
 from clew.store.row_images import CoveredTable
 
 _STREAM = 5000
-
-
-@dataclass(frozen=True)
-class RecordProblem:
-    """One row the chain does not vouch for, and why."""
-
-    table: str
-    key: str
-    reason: str
-    seq: int | None = None
-
-    def describe(self) -> str:
-        return f"{self.table} row {self.key}: {self.reason}"
 
 
 def verify_records(store: Store) -> tuple[int, list[RecordProblem]]:
@@ -216,7 +203,7 @@ def _entry_problem(connection: Connection, table: str, key: str, seq: int) -> Re
     row = connection.execute(select(log).where(log.c.seq == seq)).mappings().first()
     if row is None:
         return RecordProblem(table, key, f"its audit entry #{seq} is gone", seq)
-    entry = audit.AuditEntry(**row)
+    entry = AuditEntry(**row)
     if audit.entry_hash(dict(row)) != entry.hash:
         return RecordProblem(table, key, f"its audit entry #{seq} was edited", seq)
     records = schema.audit_records

@@ -17,29 +17,25 @@ so bulk writes (runs, registrations) pay for a signature once per hundred entrie
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import json
 import logging
 import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import asdict
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Connection, func, select
 
-from clew.domain import digests
-from clew.errors import ClewError, InvalidInputError, NotFoundError
+from clew.domain import checkpoint_exports, digests, signatures
+from clew.domain.audit import Checkpoint, CheckpointProblem, checkpoint_message
+from clew.errors import ClewError
 from clew.service import signing
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
 from clew.store.metadata import Database
-from clew.store.object_store import filesystem_for
 
 EVERY = 100
-FORMAT = "clew.audit.checkpoint/1"
 _signers: weakref.WeakKeyDictionary[Database, signing.Signer] = weakref.WeakKeyDictionary()
 # Bulk writes since this process last looked at the head, per store: looking costs a read.
 _unsigned: weakref.WeakKeyDictionary[Database, int] = weakref.WeakKeyDictionary()
@@ -63,31 +59,6 @@ def checkpointed(decision: bool) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorate
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """The chain's head at ``seq``, signed by the key ``key_id``."""
-
-    seq: int
-    hash: str
-    time_ms: int
-    key_id: str
-    signature: str
-
-    def message(self) -> bytes:
-        return checkpoint_message(self.seq, self.hash, self.time_ms)
-
-
-@dataclass(frozen=True)
-class CheckpointProblem:
-    seq: int
-    reason: str
-
-
-def checkpoint_message(seq: int, hash_: str, time_ms: int) -> bytes:
-    """The bytes signed: a domain tag keeps a checkpoint from passing for a capture root."""
-    return digests.canonical_json({"format": FORMAT, "seq": seq, "hash": hash_, "time_ms": time_ms})
 
 
 def after_write(store: Store, *, decision: bool) -> Checkpoint | None:
@@ -150,25 +121,9 @@ def export(store: Store, destination: str, *, retain_days: int | None = None) ->
     ``retain_days`` (S3 only) writes the object under Object Lock in compliance mode for that
     many days: nobody, the bucket's owner included, can overwrite or delete it until then.
     """
-    _check_retention(destination, retain_days)
+    checkpoint_exports.check_retention(destination, retain_days)
     sign_head(store)
-    return write_export(destination, checkpoints(store), retain_days)
-
-
-def write_export(destination: str, found: list[Checkpoint], retain_days: int | None) -> int:
-    """Write ``found`` where the caller says: how a client of a server exports the
-    checkpoints the server signed (a server never writes where a client names)."""
-    _check_retention(destination, retain_days)
-    text = "".join(json.dumps(asdict(checkpoint), sort_keys=True) + "\n" for checkpoint in found)
-    _write(destination, text.encode(), retain_days)
-    return len(found)
-
-
-def _check_retention(destination: str, retain_days: int | None) -> None:
-    if retain_days is not None and (retain_days < 1 or not destination.startswith("s3://")):
-        raise InvalidInputError(
-            "retention needs an s3:// destination on a bucket with Object Lock and at least 1 day."
-        )
+    return checkpoint_exports.write_export(destination, checkpoints(store), retain_days)
 
 
 def verify_stored(store: Store) -> tuple[int, list[CheckpointProblem]]:
@@ -179,18 +134,7 @@ def verify_stored(store: Store) -> tuple[int, list[CheckpointProblem]]:
 
 def verify_against(store: Store, source: str) -> tuple[int, list[CheckpointProblem]]:
     """Check the chain against checkpoints exported earlier (file path or fsspec URI)."""
-    return verify_given(store, read_export(source))
-
-
-def read_export(source: str) -> list[Checkpoint]:
-    """The checkpoints an export at ``source`` holds (read by the caller: a client of a
-    server reads its export itself and sends the checkpoints to ``verify_given``)."""
-    found = [_parse(line, source) for line in _read(source).splitlines() if line.strip()]
-    if not found:
-        raise InvalidInputError(
-            f"{source} holds no checkpoints; export some with `clew audit checkpoint export`."
-        )
-    return found
+    return verify_given(store, checkpoint_exports.read_export(source))
 
 
 def verify_given(store: Store, found: list[Checkpoint]) -> tuple[int, list[CheckpointProblem]]:
@@ -221,7 +165,7 @@ def _problem(checkpoint: Checkpoint, keys: dict[str, bytes], stored: str | None)
     public = keys.get(checkpoint.key_id)
     if public is None:
         return f"it is signed by key {digests.short(checkpoint.key_id)}, which this store never had"
-    if not signing.verify(public, checkpoint.message(), checkpoint.signature):
+    if not signatures.verify(public, checkpoint.message(), checkpoint.signature):
         return "its signature does not verify (the checkpoint was altered)"
     if stored is None:
         return f"the chain no longer has entry #{checkpoint.seq} (history was truncated)"
@@ -244,61 +188,3 @@ def _signer(store: Store) -> signing.Signer:
     signer = signing.current_signer(store, _signers.get(store.db))
     _signers[store.db] = signer
     return signer
-
-
-def _parse(line: str, source: str) -> Checkpoint:
-    try:
-        data: dict[str, Any] = json.loads(line)
-        return Checkpoint(
-            int(data["seq"]),
-            str(data["hash"]),
-            int(data["time_ms"]),
-            str(data["key_id"]),
-            str(data["signature"]),
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidInputError(
-            f"{source} is not a clew checkpoint file (a line could not be read: {error}); "
-            "pass a file written by `clew audit checkpoint export`."
-        ) from error
-
-
-def _write(destination: str, data: bytes, retain_days: int | None) -> None:
-    if "://" not in destination:
-        path = Path(destination).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.incoming")
-        temporary.write_bytes(data)
-        temporary.replace(path)
-        return
-    filesystem, key = filesystem_for(destination)
-    if retain_days is None:
-        filesystem.pipe_file(key, data)
-        return
-    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=retain_days)
-    try:
-        filesystem.pipe_file(
-            key, data, ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until
-        )
-    except (OSError, ValueError) as error:
-        raise InvalidInputError(
-            f"{destination} could not be written under Object Lock ({error}); create the bucket "
-            "with Object Lock enabled, or export without --retain-days."
-        ) from error
-
-
-def _read(source: str) -> str:
-    if "://" not in source:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise NotFoundError(
-                f"{path} does not exist; pass the file `clew audit checkpoint export` wrote."
-            )
-        return path.read_text()
-    filesystem, key = filesystem_for(source)
-    try:
-        return bytes(filesystem.cat_file(key)).decode()
-    except FileNotFoundError as error:
-        raise NotFoundError(
-            f"{source} does not exist; pass the object `clew audit checkpoint export` wrote."
-        ) from error

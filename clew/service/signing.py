@@ -20,16 +20,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, select
 
-from clew.domain import digests
+from clew.domain import digests, signatures
 from clew.domain.keys import RotationRequest, SigningKey
 from clew.errors import ConflictError, IntegrityError, InvalidInputError
 from clew.service import audit
@@ -54,8 +52,8 @@ class Signer:
 
     def __init__(self, store: Store) -> None:
         self._key = _private_key(store)
-        self.public_pem = public_pem(self._key.public_key())
-        self.key_id = key_id(self.public_pem)
+        self.public_pem = signatures.public_pem(self._key.public_key())
+        self.key_id = signatures.key_id(self.public_pem)
         _bind(store, self.public_pem)
 
     def sign(self, message: bytes) -> str:
@@ -87,43 +85,6 @@ def current_signer(store: Store, signer: Signer | None) -> Signer:
             if signer.is_current(connection):
                 return signer
     return Signer(store)
-
-
-def public_pem(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def key_id(public_key_pem: bytes) -> str:
-    """``sha256:<hex>`` of the raw 32-byte public key."""
-    raw = load_public(public_key_pem).public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    return digests.digest_bytes(raw)
-
-
-def load_public(public_key_pem: bytes) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(public_key_pem)
-    except (ValueError, UnsupportedAlgorithm) as error:
-        raise InvalidInputError(
-            "the public key is not a PEM Ed25519 key; export it with `clew keys public`."
-        ) from error
-    if not isinstance(key, Ed25519PublicKey):
-        raise InvalidInputError(
-            "the public key is not an Ed25519 key; export it with `clew keys public`."
-        )
-    return key
-
-
-def verify(public_key_pem: bytes, message: bytes, signature_hex: str) -> bool:
-    """True when ``signature_hex`` is this key's signature of ``message``; needs no secret."""
-    try:
-        load_public(public_key_pem).verify(bytes.fromhex(signature_hex), message)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
 
 
 def public_keys(store: Store) -> dict[str, bytes]:
@@ -165,11 +126,6 @@ def _recorded_digests(key: SigningKey) -> set[str]:
     return digests_
 
 
-def public_key_for(keys: Mapping[str, bytes], wanted: Any) -> bytes | None:
-    """The public key a batch names by id, or None when it is not one of ``keys``."""
-    return keys.get(wanted) if isinstance(wanted, str) else None
-
-
 def rotation_message(new_key_id: str, previous_key_id: str | None) -> bytes:
     """What the new key signs to prove its holder asked for this rotation, from this key."""
     return digests.canonical_json(
@@ -180,8 +136,8 @@ def rotation_message(new_key_id: str, previous_key_id: str | None) -> bytes:
 def rotation_request(path: Path, previous_key_id: str | None) -> RotationRequest:
     """Read the new private key at ``path`` and sign the rotation with it."""
     key = _user_key(path)
-    public = public_pem(key.public_key())
-    proof = key.sign(rotation_message(key_id(public), previous_key_id)).hex()
+    public = signatures.public_pem(key.public_key())
+    proof = key.sign(rotation_message(signatures.key_id(public), previous_key_id)).hex()
     return RotationRequest(public.decode(), previous_key_id, proof)
 
 
@@ -193,15 +149,17 @@ def rotate(store: Store, request: RotationRequest, actor: str) -> SigningKey:
     longer current (another rotation won).
     """
     public = load_and_export(request.public_key)
-    new_id = key_id(public)
-    if not verify(public, rotation_message(new_id, request.previous_key_id), request.proof):
+    new_id = signatures.key_id(public)
+    if not signatures.verify(
+        public, rotation_message(new_id, request.previous_key_id), request.proof
+    ):
         raise InvalidInputError(
             f"the rotation to key {_short(new_id)} is not signed by that key; run "
             "`clew keys rotate NEW_KEY_FILE` with the new key's private file."
         )
     with store.db.write() as connection:
         bound = _info(connection)
-        current = key_id(bound.encode()) if bound is not None else None
+        current = signatures.key_id(bound.encode()) if bound is not None else None
         _check_rotation(connection, new_id, current, request.previous_key_id)
         entry = SigningKey(new_id, public.decode(), actor, now_ms(), current)
         connection.execute(schema.signing_keys.insert().values(**entry.to_dict()))
@@ -222,7 +180,7 @@ def rotate(store: Store, request: RotationRequest, actor: str) -> SigningKey:
 
 def load_and_export(public_key_pem: str) -> bytes:
     """The PEM re-exported from the parsed key, so one key always has one stored text."""
-    return public_pem(load_public(public_key_pem.encode()))
+    return signatures.public_pem(signatures.load_public(public_key_pem.encode()))
 
 
 def _check_rotation(
@@ -251,7 +209,11 @@ def store_public_key(store: Store) -> bytes:
     would sign with (created if there is none yet; reading never binds it)."""
     with store.db.read() as connection:
         bound = store.db.info(_BOUND_KEY, connection)
-    return bound.encode() if bound is not None else public_pem(_private_key(store).public_key())
+    return (
+        bound.encode()
+        if bound is not None
+        else signatures.public_pem(_private_key(store).public_key())
+    )
 
 
 def create_key_file(path: Path) -> bytes:
@@ -261,7 +223,7 @@ def create_key_file(path: Path) -> bytes:
         raise InvalidInputError(f"{path} already exists; choose a new path or keep using it.")
     path.parent.mkdir(parents=True, exist_ok=True)
     _create(path)
-    return public_pem(_load(path).public_key())
+    return signatures.public_pem(_load(path).public_key())
 
 
 def _private_key(store: Store) -> Ed25519PrivateKey:
@@ -285,7 +247,9 @@ def _bind(store: Store, public: bytes) -> None:
         with store.db.write() as connection:
             bound = _info(connection)
             if bound is None:
-                entry = SigningKey(key_id(public), public.decode(), "clew", now_ms(), None)
+                entry = SigningKey(
+                    signatures.key_id(public), public.decode(), "clew", now_ms(), None
+                )
                 connection.execute(
                     schema.store_info.insert().values(key=_BOUND_KEY, value=entry.public_key)
                 )
@@ -300,7 +264,7 @@ def _bind(store: Store, public: bytes) -> None:
 
 def _refusal(connection: Connection, public: bytes, bound: bytes) -> IntegrityError:
     """Why a process holding ``public`` may not sign for a store whose key is ``bound``."""
-    mine, current = key_id(public), key_id(bound)
+    mine, current = signatures.key_id(public), signatures.key_id(bound)
     table = schema.signing_keys
     retired = connection.execute(select(table.c.key_id).where(table.c.key_id == mine)).first()
     if retired:
@@ -361,7 +325,7 @@ def _load_or_create(directory: Path) -> Ed25519PrivateKey:
         _create(path)
         public = directory / PUBLIC_FILE
         staged = public.with_name(f".{PUBLIC_FILE}.{os.getpid()}")
-        staged.write_bytes(public_pem(_load(path).public_key()))
+        staged.write_bytes(signatures.public_pem(_load(path).public_key()))
         staged.replace(public)
     return _load(path)
 

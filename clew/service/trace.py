@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from clew.domain import digests, records
+from clew.domain.audit import AuditEntry
 from clew.domain.captures import CapturedPrediction
 from clew.domain.records import ArtifactRecord, RegistryEvent, VersionRecord
 from clew.domain.trace import FAILED, NOT_CHECKABLE, VERIFIED, Check, Trace, TraceStep
@@ -228,7 +229,7 @@ def _audit_entries_intact(connection: Connection, target: str) -> Check:
     if not rows:
         return Check(FAILED, f"no audit entry records {target}")
     for row in rows:
-        entry = audit.AuditEntry(**row._mapping)
+        entry = AuditEntry(**row._mapping)
         if audit.entry_hash(entry.__dict__) != entry.hash:
             return Check(FAILED, f"audit entry #{entry.seq} about {target} was edited")
         previous = connection.execute(

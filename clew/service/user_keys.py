@@ -34,7 +34,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, select
 
-from clew.domain import digests, records
+from clew.domain import digests, records, signatures
 from clew.domain.keys import SignedStatement, UserKey
 from clew.domain.policy import Policy
 from clew.domain.records import RegistryEvent
@@ -119,7 +119,7 @@ def event_statement(event: RegistryEvent, digest: str, signed_ms: int) -> dict[s
 
 def sign(key: Ed25519PrivateKey, prepared: Mapping[str, Any]) -> SignedStatement:
     """Sign a statement the store prepared; only the public half leaves this process."""
-    public = signing.public_pem(key.public_key()).decode()
+    public = signatures.public_pem(key.public_key()).decode()
     signature = key.sign(digests.canonical_json(dict(prepared))).hex()
     return SignedStatement(public, int(prepared["signed_ms"]), signature)
 
@@ -144,10 +144,10 @@ def accept(
             raise PolicyError(_needs_key(connection, actor))
         return None
     public = signing.load_and_export(signed.public_key)
-    key_id = signing.key_id(public)
+    key_id = signatures.key_id(public)
     _check_time(prepared, signed)
     message = digests.canonical_json({**prepared, "signed_ms": signed.signed_ms})
-    if not signing.verify(public, message, signed.signature):
+    if not signatures.verify(public, message, signed.signature):
         raise InvalidInputError(
             f"the signature by key {_short(key_id)} does not match this {prepared['decision']} "
             f"of {prepared['ref']} (the version, policy or evidence changed while it was "
@@ -217,7 +217,7 @@ def verdict(connection: Connection, event: RegistryEvent, digest: str) -> Verdic
     problem = _recorded_problem(event, key, signed_ms)
     if problem is None and isinstance(signed_ms, int):
         message = digests.canonical_json(event_statement(event, digest, signed_ms))
-        if not signing.verify(key.public_key.encode(), message, str(block.get("signature"))):
+        if not signatures.verify(key.public_key.encode(), message, str(block.get("signature"))):
             problem = f"the record differs from what {_short(key_id)} signed"
     if problem is not None:
         return Verdict(FAILED, key_id, problem)
@@ -284,7 +284,7 @@ class UserKeyService:
         """Record ``public_key`` as ``user``'s; an audited, admin-only write."""
         _check_user(user)
         public = signing.load_and_export(_public_text(public_key))
-        key = UserKey(signing.key_id(public), user, public.decode(), now_ms(), actor, None, None)
+        key = UserKey(signatures.key_id(public), user, public.decode(), now_ms(), actor, None, None)
         with self.store.db.write() as connection:
             _require_admin(connection, actor, f"register a signing key for {user}")
             existing = connection.execute(
@@ -405,7 +405,7 @@ def create_local_key(user: str, *, replace: bool = False) -> tuple[Path, str]:
     if replace:
         path.unlink(missing_ok=True)
     signing.create_key_file(path)
-    public = signing.public_pem(_read_private(path).public_key())
+    public = signatures.public_pem(_read_private(path).public_key())
     public_path(user).write_bytes(public)
     return public_path(user), public.decode()
 

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import IO, Protocol
 
 from clew.domain import digests
-from clew.domain.blobs import BlobStore, Progress, StoredBlob, VerifiedReads
+from clew.domain.blobs import BlobStore, Progress, StoredBlob, VerifiedReads, fsync_directory
 from clew.errors import FileChangedError, InvalidInputError, NotFoundError, StorageFullError
 from clew.store.faults import file_faults, os_fault
 
@@ -370,12 +370,3 @@ def _fingerprint(stat: os.stat_result) -> tuple[int, int, int]:
 
 def _vanished(path: Path) -> FileChangedError:
     return FileChangedError(f"{path} does not exist (or disappeared while clew was reading it).")
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename or a new file in ``directory`` survive power loss (fsync its entry list)."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

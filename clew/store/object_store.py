@@ -23,9 +23,8 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from clew.domain import digests
+from clew.domain import digests, object_urls
 from clew.domain.blobs import Progress, StoredBlob, VerifiedReads
 from clew.errors import (
     FileChangedError,
@@ -44,8 +43,6 @@ STREAM_CONCURRENCY = 4
 # Multipart uploads older than this are debris of a server that died mid-upload (``clew gc``).
 STALE_UPLOAD_MS = 24 * 60 * 60 * 1000
 _EMPTY = digests.digest_bytes(b"")
-_QUERY_OPTIONS = {"endpoint_url": "endpoint_url", "endpoint": "endpoint_url", "region": "region"}
-_SECRET_PARAMETERS = {"key", "secret", "token", "access_key_id", "secret_access_key"}
 
 
 _inherited: list[tuple[Any, Any]] = []  # a forked child's copies of its parent's clients
@@ -100,9 +97,7 @@ class ObjectBlobStore(VerifiedReads):
     @classmethod
     def from_url(cls, url: str) -> ObjectBlobStore:
         """Open ``s3://bucket/prefix[?endpoint_url=...&region=...&profile=...]``."""
-        parts = urlsplit(url)
-        base = f"{parts.scheme}://{parts.netloc}{parts.path}"
-        return cls(base, _storage_options(parts.scheme, url, dict(parse_qsl(parts.query))))
+        return cls(*object_urls.base_and_options(url))
 
     def key_for(self, digest: str) -> str:
         """The object key of ``digest``: ``<root>/sha256/ab/cd/<hex>``, like the local layout."""
@@ -488,54 +483,6 @@ def _translated(error: Exception) -> Exception:
     if status == 404:
         return FileNotFoundError(str(error))
     return error
-
-
-def filesystem_for(url: str) -> tuple[Any, str]:
-    """The fsspec filesystem and path of one object URL, with the same endpoint, region and
-    credential rules as the artifact store (``?endpoint_url=...``, ``AWS_ENDPOINT_URL``)."""
-    import fsspec
-
-    parts = urlsplit(url)
-    base = f"{parts.scheme}://{parts.netloc}{parts.path}"
-    options = _storage_options(parts.scheme, url, dict(parse_qsl(parts.query)))
-    filesystem, path = fsspec.core.url_to_fs(base, **options)
-    return filesystem, str(path)
-
-
-def _storage_options(scheme: str, url: str, query: dict[str, str]) -> dict[str, Any]:
-    secrets = _SECRET_PARAMETERS & set(query)
-    if secrets:
-        raise InvalidInputError(
-            f"the artifacts URL carries credentials ({', '.join(sorted(secrets))}); remove them "
-            "and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE instead."
-        )
-    unknown = set(query) - set(_QUERY_OPTIONS) - {"profile"}
-    if unknown:
-        raise InvalidInputError(
-            f"unknown option(s) {', '.join(sorted(unknown))} in {url.split('?')[0]}; accepted: "
-            "endpoint_url, region, profile."
-        )
-    if scheme != "s3":
-        return dict(query)
-    options: dict[str, Any] = {}
-    client_kwargs: dict[str, str] = {}
-    endpoint = query.get("endpoint_url") or query.get("endpoint") or _endpoint_from_environment()
-    if endpoint:
-        client_kwargs["endpoint_url"] = endpoint
-    region = (
-        query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    )
-    if region:
-        client_kwargs["region_name"] = region
-    if "profile" in query:
-        options["profile"] = query["profile"]
-    if client_kwargs:
-        options["client_kwargs"] = client_kwargs
-    return options
-
-
-def _endpoint_from_environment() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def _chunks(source: Path, limit: int) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from clew.domain.audit import Checkpoint
 from clew.server.deps import ServicesDep
 from clew.server.routes.bodies import PlainRoute
 from clew.service import audit, signed_heads
@@ -64,6 +65,6 @@ class ExportedCheckpoints(BaseModel):
 @router.post("/checkpoints/verify")
 def verify_checkpoints(body: ExportedCheckpoints, services: ServicesDep) -> dict[str, Any]:
     """Check the chain against checkpoints a client read from its own export."""
-    found = [signed_heads.Checkpoint(**item.model_dump()) for item in body.checkpoints]
+    found = [Checkpoint(**item.model_dump()) for item in body.checkpoints]
     checked, problems = signed_heads.verify_given(services.store, found)
     return {"checked": checked, "problems": [asdict(problem) for problem in problems]}

@@ -60,7 +60,7 @@ def upgrade() -> None:
 
 
 def _key_id(public_pem: bytes) -> str:
-    """As ``clew.service.signing.key_id``: ``sha256:`` and the digest of the raw 32 bytes
+    """As ``clew.domain.signatures.key_id``: ``sha256:`` and the digest of the raw 32 bytes
     (written out here so that this revision never changes with the service code)."""
     raw = serialization.load_pem_public_key(public_pem).public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
