@@ -11,6 +11,7 @@ import struct
 import time
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -231,3 +232,39 @@ def test_an_outside_auditor_reproduces_the_root_from_the_documented_format(
     canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     public_key = load_pem_public_key(client.public_key().encode())
     public_key.verify(bytes.fromhex(found.signature), canonical)  # raises when it does not
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    ("counts", "chunk_rows"),
+    [([1] * 40, 7), ([3, 2 * 64 + 5, 1, 70], 64), ([1_000] * 3, 8192), ([5], 1)],
+)
+def test_the_writers_call_headers_hash_like_the_stored_columns(
+    counts: list[int], chunk_rows: int
+) -> None:
+    """The writer expands call ids, row numbers and times a chunk at a time from its calls;
+    what it hashes must equal what a verifier derives from the stored Parquet columns, with
+    calls of one row, calls crossing chunk boundaries and nulls in the inputs."""
+    rng = np.random.default_rng(7)
+    calls = []
+    for index, count in enumerate(counts):
+        inputs = rng.random((count, 3))
+        if index % 2:
+            inputs[0, 1] = np.nan
+        outputs = rng.integers(0, 3, count)
+        calls.append(Call(ids.new_id(), 1_700_000_000_000 + index, count, outputs, inputs))
+    calls[-1].inputs = None  # withheld inputs: the struct column gets null rows
+    table = build_table(CaptureTarget("v", "m", 1, "sha256:" + "0" * 64), calls)
+    headers = leaves.header_bytes_for_calls(
+        [str(call.call_id) for call in calls],
+        np.array(counts),
+        np.array([call.time_ms for call in calls]),
+    )
+    original = leaves.CHUNK_ROWS
+    leaves.CHUNK_ROWS = chunk_rows
+    try:
+        for leaf_rows in (1, 3, 32):
+            written = leaves.leaf_hashes(table, headers, leaf_rows)
+            assert written == leaves.leaf_hashes(table, leaf_rows=leaf_rows)
+    finally:
+        leaves.CHUNK_ROWS = original

@@ -45,18 +45,23 @@ def leaf_count(rows: int, leaf_rows: int) -> int:
     return -(-rows // leaf_rows)
 
 
-def leaf_hashes(table: pa.Table, header: np.ndarray | None = None, leaf_rows: int = 1) -> bytes:
+def leaf_hashes(
+    table: pa.Table, header: np.ndarray | CallHeaders | None = None, leaf_rows: int = 1
+) -> bytes:
     """The 32-byte hash of every leaf (``leaf_rows`` consecutive rows), in row order.
 
-    ``header`` may carry the call-id/row/time bytes precomputed by the writer (it must equal
-    what ``header_bytes(table)`` derives from the stored columns).
+    ``header`` may carry the call-id/row/time bytes known to the writer, as a matrix or per
+    call (it must equal what ``header_bytes(table)`` derives from the stored columns).
     """
     if leaf_rows < 1:
         raise ValueError(f"a leaf holds at least one row, not {leaf_rows}")
     parts = _parts(table, header_bytes(table) if header is None else header)
-    if all(isinstance(part, np.ndarray) for part in parts):
-        return _fixed_leaf_hashes([_bytes_per_row(part) for part in parts], leaf_rows)
-    joined = one_array(pc.binary_join_element_wise(*(_as_binary(part) for part in parts), b""))
+    if all(isinstance(part, np.ndarray | CallHeaders) for part in parts):
+        return _fixed_leaf_hashes(parts, table.num_rows, leaf_rows)
+    binary = [
+        _as_binary(part.matrix() if isinstance(part, CallHeaders) else part) for part in parts
+    ]
+    joined = one_array(pc.binary_join_element_wise(*binary, b""))
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[
         joined.offset : joined.offset + len(joined) + 1
     ]
@@ -66,27 +71,44 @@ def leaf_hashes(table: pa.Table, header: np.ndarray | None = None, leaf_rows: in
     return merkle.leaf_hashes_variable(joined.buffers()[2].to_pybytes(), bounds.tolist())
 
 
-def _fixed_leaf_hashes(views: list[np.ndarray], leaf_rows: int) -> bytes:
+def _fixed_leaf_hashes(parts: list[Any], count: int, leaf_rows: int) -> bytes:
     """Pack rows side by side a chunk at a time into one reused buffer, hashing each chunk.
 
     Packing the whole batch at once would need a fresh (rows x width) matrix: for a million
     rows that is ~140 MB of new pages, which cost more to fault in than the copy itself; a
     chunk of about ``CHUNK_ROWS`` (a whole number of leaves) stays in cache and is reused, so
-    only the hashing is left.
+    only the hashing is left. The buffer is a packed record array with one field per part, so
+    each part is copied as whole values (not byte by byte); a part that is one value on every
+    row (a broadcast array: the 0x00 prefix, validity flags of columns with no nulls) is
+    written once, and the call headers are expanded per chunk, never for the whole batch.
     """
-    count = len(views[0])
-    width = sum(view.shape[1] for view in views)
+    fields: list[tuple[str, Any]] = []
+    for index, part in enumerate(parts):
+        if isinstance(part, CallHeaders):
+            fields.extend(CallHeaders.FIELDS)
+        else:
+            fields.append((f"p{index}", np.dtype((part.dtype, part.shape[1:]))))
+    layout = np.dtype(fields)
     chunk = max(1, CHUNK_ROWS // leaf_rows) * leaf_rows
-    buffer = np.empty((min(chunk, count), width), dtype=np.uint8)
+    buffer = np.empty(min(chunk, count), dtype=layout)
+    flat = buffer.view(np.uint8)
+    varying: list[tuple[str, Any]] = []
+    for index, part in enumerate(parts):
+        if isinstance(part, np.ndarray) and part.strides[:1] == (0,):
+            buffer[f"p{index}"] = part[0]
+        else:
+            varying.append((f"p{index}", part))
     hashes = []
     for low in range(0, count, chunk):
         high = min(low + chunk, count)
-        start = 0
-        for view in views:
-            buffer[: high - low, start : start + view.shape[1]] = view[low:high]
-            start += view.shape[1]
-        packed = buffer[: high - low].reshape(-1).data
-        hashes.append(merkle.leaf_hashes_fixed(packed, width * leaf_rows))
+        rows = buffer[: high - low]
+        for name, part in varying:
+            if isinstance(part, CallHeaders):
+                part.fill(rows, low, high)
+            else:
+                rows[name] = part[low:high]
+        packed = flat[: (high - low) * layout.itemsize].data
+        hashes.append(merkle.leaf_hashes_fixed(packed, layout.itemsize * leaf_rows))
     return b"".join(hashes)
 
 
@@ -95,33 +117,67 @@ def _bytes_per_row(part: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(part).view(np.uint8).reshape(len(part), -1)
 
 
-def _parts(table: pa.Table, header: np.ndarray) -> list[np.ndarray | pa.Array]:
+def _constant(value: int, count: int) -> np.ndarray:
+    """One byte that is the same on every row, as a broadcast (strides 0) array."""
+    return np.broadcast_to(np.uint8(value), (count,))
+
+
+def _parts(table: pa.Table, header: np.ndarray | CallHeaders) -> list[Any]:
     count = table.num_rows
-    parts: list[np.ndarray | pa.Array] = [np.zeros((count, 1), dtype=np.uint8), header]
+    parts: list[Any] = [_constant(0, count), header]
     inputs = _column(table, "inputs")
     if inputs is None:
-        parts.append(np.zeros((count, 1), dtype=np.uint8))
+        parts.append(_constant(0, count))
     else:
         present = _validity(inputs)
-        parts.append(present.astype(np.uint8).reshape(-1, 1))
+        parts.append(_constant(1, count) if present is None else present.astype(np.uint8))
         for index in range(inputs.type.num_fields):
             parts.extend(_field(inputs.field(index), present))
     output = _column(table, "output")
     if output is not None:
-        parts.extend(_field(output, np.ones(count, dtype=bool)))
+        parts.extend(_field(output, None))
     return parts
+
+
+class CallHeaders:
+    """The call-id/row/time bytes of a batch's rows, kept per call as the writer knows them:
+    leaf hashing expands them a chunk of rows at a time instead of into a (rows x 38) matrix.
+    """
+
+    FIELDS = (
+        ("c", np.dtype((np.uint8, (CALL_LENGTH,)))),
+        ("r", np.dtype("<u4")),
+        ("t", np.dtype("<i8")),
+    )
+
+    def __init__(self, call_ids: list[str], counts: np.ndarray, times_ms: np.ndarray) -> None:
+        self.calls = np.frombuffer("".join(call_ids).encode("ascii"), dtype=np.uint8).reshape(
+            -1, CALL_LENGTH
+        )
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.times = times_ms.astype("<i8")
+        self.count = int(np.sum(counts))
+
+    def fill(self, rows: np.ndarray, low: int, high: int) -> None:
+        """Write rows ``low``..``high`` into the ``c``, ``r`` and ``t`` fields of ``rows``."""
+        positions = np.arange(low, high, dtype=np.int64)
+        which = np.searchsorted(self.starts, positions, side="right") - 1
+        rows["c"] = self.calls[which]
+        rows["r"] = positions - self.starts[which]
+        rows["t"] = self.times[which]
+
+    def matrix(self) -> np.ndarray:
+        """Every row's header bytes as one (rows x 38) matrix."""
+        rows = np.empty(self.count, dtype=np.dtype(list(self.FIELDS)))
+        self.fill(rows, 0, self.count)
+        return rows.view(np.uint8).reshape(self.count, -1)
 
 
 def header_bytes_for_calls(
     call_ids: list[str], counts: np.ndarray, times_ms: np.ndarray
-) -> np.ndarray:
+) -> CallHeaders:
     """The header bytes of every row of these calls, without touching per-row strings."""
-    calls = np.frombuffer("".join(call_ids).encode("ascii"), dtype=np.uint8).reshape(
-        -1, CALL_LENGTH
-    )
-    which = np.repeat(np.arange(len(call_ids)), counts)
-    rows = np.concatenate([np.arange(n, dtype="<u4") for n in counts])
-    return _header_matrix(calls[which], rows, np.repeat(times_ms.astype("<i8"), counts))
+    return CallHeaders(call_ids, counts, times_ms)
 
 
 def _header_matrix(calls: np.ndarray, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -165,26 +221,33 @@ def header_bytes(table: pa.Table) -> np.ndarray:
     )
 
 
-def _validity(array: pa.Array) -> np.ndarray:
+def _validity(array: pa.Array) -> np.ndarray | None:
+    """Which rows hold a value; None when all of them do."""
     if array.null_count == 0:
-        return np.ones(len(array), dtype=bool)
+        return None
     valid: np.ndarray = array.is_valid().to_numpy(zero_copy_only=False)
     return valid
 
 
-def _field(array: pa.Array, present: np.ndarray) -> list[np.ndarray | pa.Array]:
-    """One field's bytes for every row; ``present`` is False where the parent row is null."""
+def _field(array: pa.Array, present: np.ndarray | None) -> list[Any]:
+    """One field's bytes for every row; ``present`` is False where the parent row is null
+    (None: no parent row is)."""
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
-    valid = _validity(array) & present
+    valid = _validity(array)
+    if present is not None:
+        valid = present if valid is None else valid & present
     fixed = _fixed_values(array)
     if fixed is not None:
-        if not valid.all():
-            mask = valid if fixed.ndim == 1 else valid.reshape(-1, 1)
-            fixed = np.where(mask, fixed, np.zeros((), dtype=fixed.dtype))
+        if valid is None:
+            return [_constant(1, len(array)), fixed]
+        mask = valid if fixed.ndim == 1 else valid.reshape(-1, 1)
+        fixed = np.where(mask, fixed, np.zeros((), dtype=fixed.dtype))
         return [valid.astype(np.uint8), fixed]
     text = _as_text(array)
     lengths = pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False).astype("<u4")
+    if valid is None:
+        return [lengths, text]
     lengths[~valid] = NULL_LENGTH
     values = pc.if_else(pa.array(valid), text, pa.scalar(b"", pa.binary()))
     return [lengths, values]
