@@ -172,7 +172,8 @@ def test_rows_are_encoded_while_sealing_and_a_failed_seal_leaves_no_file(
     client: clew.Client,
 ) -> None:
     """write_sealing encodes the rows on a second thread while ``seal`` runs: the footer gets
-    the metadata seal returns (types kept), and a seal that raises leaves nothing stored."""
+    the metadata seal returns (types kept), the digest it returns (hashed while writing) is
+    the stored file's, and a seal that raises leaves nothing stored."""
     files = client.store.capture_files
     table = pa.table(
         {
@@ -183,7 +184,8 @@ def test_rows_are_encoded_while_sealing_and_a_failed_seal_leaves_no_file(
     )
     relative = captures.batch_relative_path("m", 1, "2026-01-01", ids.new_id())
     levels = merkle.build_levels(bytes(32))
-    files.write_sealing(relative, table, lambda: (levels, {HEADER_KEY: b'{"a":1}'}))
+    digest = files.write_sealing(relative, table, lambda: (levels, {HEADER_KEY: b'{"a":1}'}))
+    assert digest == files.file_digest(relative)  # hashed as written = the stored bytes' digest
     stored = files.read_batch(relative)
     assert stored.schema.metadata == {HEADER_KEY: b'{"a":1}'}
     assert stored.schema.field("output").type == table.schema.field("output").type
@@ -237,7 +239,7 @@ def test_an_outside_auditor_reproduces_the_root_from_the_documented_format(
 @pytest.mark.backend_independent
 @pytest.mark.parametrize(
     ("counts", "chunk_rows"),
-    [([1] * 40, 7), ([3, 2 * 64 + 5, 1, 70], 64), ([1_000] * 3, 8192), ([5], 1)],
+    [([1] * 40, 7), ([2] * 40, 64), ([3, 2 * 64 + 5, 1, 70], 64), ([1_000] * 3, 8192), ([5], 1)],
 )
 def test_the_writers_call_headers_hash_like_the_stored_columns(
     counts: list[int], chunk_rows: int

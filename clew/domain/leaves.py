@@ -150,6 +150,8 @@ class CallHeaders:
         ("t", np.dtype("<i8")),
     )
 
+    SLICED_CALLS = 16
+
     def __init__(self, call_ids: list[str], counts: np.ndarray, times_ms: np.ndarray) -> None:
         self.calls = np.frombuffer("".join(call_ids).encode("ascii"), dtype=np.uint8).reshape(
             -1, CALL_LENGTH
@@ -157,9 +159,23 @@ class CallHeaders:
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.times = times_ms.astype("<i8")
         self.count = int(np.sum(counts))
+        self.ends = (self.starts + counts).tolist()
 
     def fill(self, rows: np.ndarray, low: int, high: int) -> None:
-        """Write rows ``low``..``high`` into the ``c``, ``r`` and ``t`` fields of ``rows``."""
+        """Write rows ``low``..``high`` into the ``c``, ``r`` and ``t`` fields of ``rows``:
+        one slice per call when the chunk spans few calls (the usual large calls), else
+        gathered per row."""
+        first = int(np.searchsorted(self.starts, low, side="right")) - 1
+        last = int(np.searchsorted(self.starts, high - 1, side="right")) - 1
+        if last - first < self.SLICED_CALLS:
+            for call in range(first, last + 1):
+                start = max(low, int(self.starts[call]))
+                end = min(high, self.ends[call])
+                piece = rows[start - low : end - low]
+                piece["c"] = self.calls[call]
+                piece["r"] = np.arange(start - self.starts[call], end - self.starts[call])
+                piece["t"] = self.times[call]
+            return
         positions = np.arange(low, high, dtype=np.int64)
         which = np.searchsorted(self.starts, positions, side="right") - 1
         rows["c"] = self.calls[which]

@@ -75,8 +75,9 @@ class CaptureFiles(ABC):
     # --- what a subclass provides -----------------------------------------------------
 
     @abstractmethod
-    def _write_file(self, relative: str, write: Callable[[Path], None]) -> str:
-        """Make ``relative`` hold what ``write`` puts in a local file, all at once; its digest."""
+    def _write_file(self, relative: str, write: Callable[[Path], str | None]) -> str:
+        """Make ``relative`` hold what ``write`` puts in a local file, all at once; its digest
+        (the one ``write`` returns, when it hashed the bytes as it wrote them)."""
 
     @abstractmethod
     def _arrow_source(self, relative: str) -> tuple[str, Any]:
@@ -131,11 +132,11 @@ class CaptureFiles(ABC):
         """
         check_relative(relative)
 
-        def write(target: Path) -> None:
+        def write(target: Path) -> str:
             with _rows_in_background(table, target) as finish:
                 levels, metadata = seal()
                 self._write_file(merkle_name(relative), lambda path: _write_levels(levels, path))
-                finish(metadata)
+                return finish(metadata)
 
         return self._write_file(relative, write)
 
@@ -227,17 +228,17 @@ class LocalCaptureFiles(CaptureFiles):
             raise IntegrityError(f"capture path {relative!r} points outside {self.root}.")
         return path
 
-    def _write_file(self, relative: str, write: Callable[[Path], None]) -> str:
+    def _write_file(self, relative: str, write: Callable[[Path], str | None]) -> str:
         path = self.path(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
         os.close(descriptor)
         temp = Path(name)
         try:
-            write(temp)
+            digest = write(temp)
             with open(temp, "rb+") as handle:
                 os.fsync(handle.fileno())
-            digest = local_digest(temp)
+            digest = digest or local_digest(temp)
             os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)
@@ -310,11 +311,10 @@ class ObjectCaptureFiles(CaptureFiles):
     def key(self, relative: str) -> str:
         return posixpath.join(self.root, check_relative(relative))
 
-    def _write_file(self, relative: str, write: Callable[[Path], None]) -> str:
+    def _write_file(self, relative: str, write: Callable[[Path], str | None]) -> str:
         with tempfile.TemporaryDirectory(prefix="clew-capture-") as scratch:
             temp = Path(scratch) / "batch"
-            write(temp)
-            digest = local_digest(temp)
+            digest = write(temp) or local_digest(temp)
             self.fs.put_file(str(temp), self.key(relative))
         return digest
 
@@ -383,17 +383,19 @@ def open_files(blobs: BlobBackend, local_root: Path) -> CaptureFiles:
 @contextlib.contextmanager
 def _rows_in_background(
     table: pa.Table, target: Path
-) -> Iterator[Callable[[dict[bytes, bytes]], None]]:
+) -> Iterator[Callable[[dict[bytes, bytes]], str]]:
     """Encode ``table`` into ``target`` on a second thread; the block ends by calling the
-    yielded ``finish(metadata)``, which waits for the rows and puts ``metadata`` in the footer.
+    yielded ``finish(metadata)``, which waits for the rows, puts ``metadata`` in the footer,
+    closes the file and returns its digest, hashed as it was written (no second read).
 
     pyarrow serializes the Arrow schema (``ARROW:schema``, which readers take the schema
     metadata from) when the writer opens, before the metadata exists, so ``finish`` replaces
     that entry with the schema carrying the metadata; the footer is written on close.
     Statistics on ``prediction_id`` and ``leaf`` let a reader open one row group per lookup.
     """
+    sink = _DigestingFile(target)
     writer = pq.ParquetWriter(
-        str(target),
+        sink,
         table.schema,
         compression="zstd",
         compression_level=1,
@@ -414,19 +416,52 @@ def _rows_in_background(
     except RuntimeError:  # Python 3.12+ starts no thread at interpreter exit (the atexit flush)
         encode()
 
-    def finish(metadata: dict[bytes, bytes]) -> None:
+    def finish(metadata: dict[bytes, bytes]) -> str:
         _join_if_started(thread)
         if failures:
             raise failures[0]
         schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata})
         arrow_schema = base64.b64encode(schema.serialize().to_pybytes())
         writer.add_key_value_metadata({**metadata, ARROW_SCHEMA_KEY: arrow_schema})
+        writer.close()
+        sink.close()
+        return sink.digest()
 
     try:
         yield finish
     finally:
         _join_if_started(thread)
         writer.close()
+        sink.close()
+
+
+class _DigestingFile:
+    """A local file that hashes the bytes written to it, in order: the Parquet writer only
+    appends, so the digest is the finished file's without reading it back."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 -- closed by close(), as pyarrow expects
+        self._hasher = digests.Hasher()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def write(self, data: Any) -> int:
+        self._hasher.update(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def digest(self) -> str:
+        return self._hasher.digest()
 
 
 def _join_if_started(thread: threading.Thread) -> None:
