@@ -81,11 +81,11 @@ def refusal(address: IPAddress, allowed: AllowList) -> str | None:
         ("a loopback", judged.is_loopback),
         ("a link-local", judged.is_link_local),
         ("a multicast", judged.is_multicast),
-        ("a private", judged.is_private),
         ("a reserved", judged.is_reserved),
+        ("a private", judged.is_private),
     ):
         if flagged:
-            return f"{what} address"
+            return f"{what} address" + (f" (IPv4-mapped {mapped})" if mapped else "")
     return None if judged.is_global else "a non-public address"
 
 

@@ -29,22 +29,25 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy import Connection, func, select, update
 
 from clew.domain import ids, records
 from clew.domain import webhooks as hooks
 from clew.domain.webhooks import Backoff, Delivery, DeliveryReport, NewSubscription, Subscription
 from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError
-from clew.service import audit, outbound, policy, record_check
-from clew.service.outbound import AllowList
+from clew.service import audit, policy, record_check
 from clew.service.registry import get_model_row
 from clew.service.runs import now_ms
 from clew.service.webhook_secrets import SecretBox
 from clew.store import schema
 from clew.store.location import Store
+
+if TYPE_CHECKING:
+    import httpx
+
+    from clew.service.outbound import AllowList
 
 SUBSCRIPTIONS, DELIVERIES, EVENTS = (
     schema.webhook_subscriptions,
@@ -106,6 +109,8 @@ class WebhookService:
     ) -> NewSubscription:
         """Subscribe ``url`` to ``model``'s events (every model's when None) of ``kinds`` (all
         when empty), from the next event on; the secret is returned this once (audited)."""
+        from clew.service import outbound
+
         checked_kinds = hooks.check_kinds(list(kinds))
         checked_url = outbound.check_url(url, self._allowed())
         box = SecretBox.for_store(self.store)
@@ -189,6 +194,8 @@ class WebhookService:
     def deliver(self, limit: int = 1000) -> DeliveryReport:
         """Queue every new event for its subscribers, then send what is due (at most ``limit``
         sends); safe to run from any number of processes at once."""
+        from clew.service import outbound
+
         report = DeliveryReport(queued=self.queue_events())
         sent = 0
         with outbound.client(self.allowed, self.timeout_s) as http:
@@ -304,11 +311,15 @@ class WebhookService:
         return report
 
     def _allowed(self) -> AllowList:
+        from clew.service.outbound import AllowList
+
         return self.allowed if self.allowed is not None else AllowList.from_environment()
 
 
 def _post(http: httpx.Client, url: str, raw: bytes, headers: Mapping[str, str]) -> _Outcome:
     """One POST; the receiver's answer or why there was none, as a sentence."""
+    import httpx
+
     try:
         with http.stream("POST", url, content=raw, headers=headers) as response:
             code = response.status_code
