@@ -64,7 +64,7 @@ def run_receiver() -> Iterator[Receiver]:
     state = Receiver("")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.lock:
                 state.received.append(Received(self.path, dict(self.headers.items()), body))
@@ -221,7 +221,7 @@ def test_the_secret_is_shown_once_and_never_stored_in_the_clear(
     assert added["secret"] not in json.dumps(listed.to_dict("records"), default=str)
     with store.db.read() as connection:
         for table in ("webhook_subscriptions", "audit_log", "audit_records", "idempotency_keys"):
-            rows = connection.exec_driver_sql(f"SELECT * FROM {table}").all()  # noqa: S608
+            rows = connection.exec_driver_sql(f"SELECT * FROM {table}").all()
             assert added["secret"] not in repr(rows), table
 
 
@@ -250,7 +250,7 @@ def test_a_url_to_a_private_address_is_one_sentence_and_writes_nothing(
     client: clew.Client, store: Store, url: str, why: str
 ) -> None:
     before = audit.entries(store, limit=1000)
-    with pytest.raises(InvalidInputError, match="webhook URL|user name") as refused:
+    with pytest.raises(InvalidInputError, match=r"webhook URL|user name") as refused:
         client.add_webhook(url)
     message = str(refused.value)
     assert why in message and "\n" not in message and message.endswith(".")
