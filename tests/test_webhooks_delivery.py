@@ -253,3 +253,21 @@ def test_the_cli_refuses_a_private_url_in_one_line(client: clew.Client) -> None:
     lines = refused.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: webhook URL http://2130706433:9/hook")
     assert "Traceback" not in refused.output and clew.webhooks(removed=True).empty
+
+
+def test_a_webhook_whose_address_turns_private_is_refused_at_delivery(
+    client: clew.Client,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: Receiver,
+) -> None:
+    """The subscription was allowed; by delivery time the allow-list no longer has it (as if
+    the name now pointed inside): the delivery is refused at the connect and logged why."""
+    client.add_webhook(receiver.url)
+    monkeypatch.delenv(ALLOW_ENV)
+    registered(client)
+    report = WebhookService(store).deliver()
+    assert (report.delivered, report.retrying) == (0, 1) and receiver.received == []
+    (row,) = client.webhook_deliveries().to_dict("records")
+    assert "127.0.0.1, a loopback address" in row["last_error"]
+    assert row["last_status_code"] is None and row["status"] == "pending"
