@@ -43,6 +43,7 @@ from clew.service.runs import now_ms
 from clew.service.webhook_secrets import SecretBox
 from clew.store import schema
 from clew.store.location import Store
+from clew.store.metadata import mark_durable
 
 if TYPE_CHECKING:
     import httpx
@@ -137,6 +138,7 @@ class WebhookService:
             audit.stage(connection, SUBSCRIPTIONS, row)
             logged = {key: value for key, value in row.items() if key != "secret_box"}
             audit.append(connection, actor, "webhook.add", _target(subscription_id), logged)
+            mark_durable(connection)
         subscription = Subscription(
             subscription_id, checked_url, model, checked_kinds, created, actor
         )
@@ -169,6 +171,7 @@ class WebhookService:
             )
             audit.stage_stored(connection, SUBSCRIPTIONS, {"id": subscription_id})
             audit.append(connection, actor, "webhook.remove", _target(subscription_id), stamp)
+            mark_durable(connection)
             return _find_subscription(connection, subscription_id)
 
     def deliveries(
