@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from clew.domain.records import ms_to_iso
 from clew.errors import InvalidInputError
 
 SIGNATURE_HEADER = "Clew-Signature"
@@ -52,9 +53,6 @@ class Subscription:
     created_by: str
     deleted_ms: int | None = None
     deleted_by: str | None = None
-
-    def wants(self, kind: str) -> bool:
-        return not self.kinds or kind in self.kinds
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kinds": list(self.kinds)}
@@ -168,6 +166,7 @@ def payload(
             "from_version": event["from_version"],
             "actor": event["actor"],
             "time_ms": event["time_ms"],
+            "time": ms_to_iso(event["time_ms"]),
             "comment": event["comment"],
             "evidence": json.loads(event["evidence"] or "{}"),
         },

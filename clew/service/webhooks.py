@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select, update
 
-from clew.domain import ids, records
+from clew.domain import ids
 from clew.domain import webhooks as hooks
 from clew.domain.webhooks import Backoff, Delivery, DeliveryReport, NewSubscription, Subscription
 from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError
@@ -273,7 +273,6 @@ class WebhookService:
             delivery_id=delivery.id,
             subscription_id=delivery.subscription_id,
         )
-        document["event"]["time"] = records.ms_to_iso(delivery.event["time_ms"])
         raw = hooks.body(document)
         headers = {
             "Content-Type": "application/json",
