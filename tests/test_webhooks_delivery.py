@@ -25,6 +25,7 @@ from clew.cli.main import app as cli
 from clew.domain.webhooks import Backoff
 from clew.server.app import create_app
 from clew.server.deliverer import BackgroundDeliverer
+from clew.service import registry
 from clew.service.runs import now_ms
 from clew.service.webhooks import WebhookService
 from clew.store.location import Store, open_store
@@ -271,3 +272,20 @@ def test_a_webhook_whose_address_turns_private_is_refused_at_delivery(
     (row,) = client.webhook_deliveries().to_dict("records")
     assert "127.0.0.1, a loopback address" in row["last_error"]
     assert row["last_status_code"] is None and row["status"] == "pending"
+
+
+def test_an_event_kind_clew_adds_later_is_delivered_too(
+    client: clew.Client, store: Store, receiver: Receiver
+) -> None:
+    """Monitoring writes kinds such as ``violation`` through the registry's own event append;
+    a subscription that names that kind (or none) receives it without knowing it in advance."""
+    client.add_webhook(receiver.url, kinds=["violation"])
+    registered(client)
+    with store.db.write() as connection:
+        model = registry.get_model_row(connection, name="iris")
+        registry.append_event(
+            connection, model.id, "iris", 1, "violation", "monitor", evidence={"psi": 0.31}
+        )
+    assert WebhookService(store).deliver().delivered == 1
+    (event,) = receiver.events()
+    assert (event["kind"], event["version"], event["evidence"]) == ("violation", 1, {"psi": 0.31})
