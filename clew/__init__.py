@@ -65,6 +65,14 @@ if TYPE_CHECKING:
     )
     from clew.client.run import ActiveRun
     from clew.client.specs import data_source, feature_group
+    from clew.client.webhooks import (
+        add_webhook,
+        deliver_webhooks,
+        remove_webhook,
+        verify_webhook,
+        webhook_deliveries,
+        webhooks,
+    )
     from clew.domain.records import ArtifactRecord, RunRecord
 
     __version__: str
@@ -115,6 +123,13 @@ _EXPORTS = {
     "rotate_signing_key": "clew.client.predictions",
     "signing_keys": "clew.client.predictions",
     "trace": "clew.client.predictions",
+    # webhooks
+    "add_webhook": "clew.client.webhooks",
+    "deliver_webhooks": "clew.client.webhooks",
+    "remove_webhook": "clew.client.webhooks",
+    "verify_webhook": "clew.client.webhooks",
+    "webhook_deliveries": "clew.client.webhooks",
+    "webhooks": "clew.client.webhooks",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -128,6 +143,7 @@ __all__ = [
     "RunRecord",
     "__version__",
     "active_run",
+    "add_webhook",
     "alias_at",
     "alias_history",
     "approve",
@@ -137,6 +153,7 @@ __all__ = [
     "create_model",
     "create_user_key",
     "data_source",
+    "deliver_webhooks",
     "feature_group",
     "flush_captures",
     "get_client",
@@ -162,6 +179,7 @@ __all__ = [
     "register_model",
     "register_user_key",
     "reject",
+    "remove_webhook",
     "revoke",
     "revoke_session",
     "revoke_user_key",
@@ -177,7 +195,10 @@ __all__ = [
     "start_run",
     "trace",
     "user_keys",
+    "verify_webhook",
     "version_status",
+    "webhook_deliveries",
+    "webhooks",
 ]
 
 

@@ -131,6 +131,11 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Web UI sessions: who is signed in, and ending a session.",
     ),
+    "webhooks": Listed(
+        "clew.cli.webhooks",
+        "app",
+        "Webhooks: registry and monitoring events sent to your URLs, signed.",
+    ),
 }
 
 app = typer.Typer(

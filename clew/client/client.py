@@ -23,6 +23,7 @@ from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
+from clew.client.webhooks import WebhooksMixin
 from clew.domain import digests, records
 from clew.domain.blobs import Progress
 from clew.domain.lineage import IngestResult, LineageResult
@@ -88,7 +89,7 @@ class Lineage:
         return self._service.feature_groups_from_model(ref, max_depth)
 
 
-class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
+class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin):
     def __init__(
         self,
         uri: str | None = None,

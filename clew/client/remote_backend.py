@@ -21,6 +21,7 @@ from clew.client.remote_registry import RemoteApprovals, RemotePromotion, Remote
 from clew.client.remote_runs import RemoteRuns
 from clew.client.remote_sessions import RemoteSessions
 from clew.client.remote_user_keys import RemoteUserKeys
+from clew.client.remote_webhooks import RemoteWebhooks
 from clew.client.transport import Transport
 from clew.domain.records import RunPage, RunRecord
 
@@ -54,6 +55,7 @@ class RemoteBackend:
         self.user_keys = RemoteUserKeys(self._transport)
         self.sessions = RemoteSessions(self._transport)
         self.audit = RemoteAudit(self._transport)
+        self.webhooks = RemoteWebhooks(self._transport)
         self._actor: str | None = None
 
     @property

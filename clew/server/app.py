@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse
 from clew.errors import InvalidInputError
 from clew.server import errors
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
+from clew.server.deliverer import DEFAULT_INTERVAL_S, INTERVAL_ENV, BackgroundDeliverer
 from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
 from clew.server.limits import MAX_JSON_BYTES, BodyLimit
 from clew.server.login_limits import LoginLimits
@@ -34,6 +35,7 @@ from clew.server.routes import (
     registry,
     runs,
     sessions,
+    webhooks,
 )
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
@@ -53,13 +55,16 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     session_lifetimes: Lifetimes | None = None,
     forwarded_allow_ips: str | None = None,
+    deliver_webhooks_every_s: float | None = None,
 ) -> FastAPI:
     """The API and the web UI over ``store``; replicas must share ``ui_secret`` (the UI's CSRF
     key; random per process when None). ``allowed_hosts`` are the Host names answered (see
     ``clew.server.hosts``; None answers any, for an app that is not listening itself).
     ``session_lifetimes`` sets the UI sessions' idle and absolute lifetimes;
     ``forwarded_allow_ips`` lists the proxies (addresses, networks or ``*``) whose
-    ``X-Forwarded-For``/``-Proto`` are believed (none by default)."""
+    ``X-Forwarded-For``/``-Proto`` are believed (none by default).
+    ``deliver_webhooks_every_s`` runs the webhook deliverer in this process from start-up to
+    shutdown (lifespan events), at that interval."""
     from clew import __version__
 
     app = FastAPI(
@@ -81,6 +86,9 @@ def create_app(
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(sessions.router)
+    app.include_router(webhooks.router)
+    if deliver_webhooks_every_s is not None:
+        _run_deliverer(app, services, deliver_webhooks_every_s)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)
@@ -91,6 +99,13 @@ def create_app(
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     _trust_proxies(app, forwarded_allow_ips)
     return app
+
+
+def _run_deliverer(app: FastAPI, services: ServiceContainer, interval_s: float) -> None:
+    """Start the webhook deliverer with the server and stop it with the server."""
+    deliverer = BackgroundDeliverer(services.webhooks, interval_s)
+    app.router.add_event_handler("startup", deliverer.start)
+    app.router.add_event_handler("shutdown", deliverer.stop)
 
 
 def _home(request: Request) -> RedirectResponse:
@@ -128,7 +143,9 @@ def app_from_environment() -> FastAPI:
     loopback names when unset), ``CLEW_UI_SECRET`` (the UI's CSRF key, shared by every
     worker and replica; without it each process draws its own, so use it with ``--workers``),
     ``CLEW_SESSION_IDLE_MINUTES`` / ``CLEW_SESSION_HOURS`` (UI session lifetimes, default 30
-    and 12) and ``CLEW_FORWARDED_ALLOW_IPS`` (trusted proxies, see ``create_app``).
+    and 12), ``CLEW_FORWARDED_ALLOW_IPS`` (trusted proxies, see ``create_app``) and
+    ``CLEW_WEBHOOK_INTERVAL_SECONDS`` (how often the webhook deliverer runs, default 5; 0 turns
+    it off in this process).
     """
     import os
 
@@ -144,7 +161,19 @@ def app_from_environment() -> FastAPI:
         allowed_hosts=parse(os.environ.get(ALLOWED_HOSTS_ENV, "")) or LOOPBACK_HOSTS,
         session_lifetimes=lifetimes,
         forwarded_allow_ips=os.environ.get("CLEW_FORWARDED_ALLOW_IPS") or None,
+        deliver_webhooks_every_s=_deliverer_interval(os.environ),
     )
+
+
+def _deliverer_interval(environ: Mapping[str, str]) -> float | None:
+    text = environ.get(INTERVAL_ENV) or str(DEFAULT_INTERVAL_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise InvalidInputError(f"{INTERVAL_ENV}={text!r} must be 0 (off) to 3600 seconds.")
+    return seconds or None
 
 
 def _lifetimes(environ: Mapping[str, str]) -> Lifetimes:

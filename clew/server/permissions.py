@@ -109,6 +109,12 @@ RULES: dict[tuple[str, str], Rule] = {
     # web UI sessions
     ("GET", f"{API}/sessions"): Rule(Role.ADMIN),
     ("POST", f"{API}/sessions/{{session_id}}/revoke"): Rule(Role.ADMIN),
+    # webhooks: subscriptions, their delivery log, delivering now
+    ("POST", f"{API}/webhooks"): Rule(Role.ADMIN),
+    ("GET", f"{API}/webhooks"): Rule(Role.ADMIN),
+    ("DELETE", f"{API}/webhooks/{{subscription_id}}"): Rule(Role.ADMIN),
+    ("GET", f"{API}/webhooks/deliveries"): Rule(Role.ADMIN),
+    ("POST", f"{API}/webhooks/deliver"): Rule(Role.ADMIN),
     # signing the head adds at most one row per new head: auditors (viewers) export
     ("POST", f"{API}/audit/checkpoints"): VIEW,
     ("POST", f"{API}/audit/checkpoints/verify"): VIEW,

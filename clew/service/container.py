@@ -18,6 +18,7 @@ from clew.service.registry import RegistryService
 from clew.service.runs import RunService
 from clew.service.sessions import SessionService
 from clew.service.user_keys import UserKeyService
+from clew.service.webhooks import WebhookService
 from clew.store.location import Store
 
 
@@ -35,6 +36,7 @@ class ServiceContainer:
         self.policies = PolicyService(store)
         self.user_keys = UserKeyService(store)
         self.sessions = SessionService(store)
+        self.webhooks = WebhookService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from clew.domain.sessions import SessionInfo
     from clew.domain.trace import Trace
+    from clew.domain.webhooks import Delivery, DeliveryReport, NewSubscription, Subscription
 
 # A metric point as the SDK sends it: key, value, step, timestamp in ms.
 Point = tuple[str, float, int, int]
@@ -277,6 +278,24 @@ class Sessions(Protocol):
     def revoke(self, session_id: str, actor: str) -> SessionInfo: ...
 
 
+class Webhooks(Protocol):
+    """Webhook subscriptions (admins), their delivery log, and delivering what is due."""
+
+    def add(
+        self, url: str, actor: str, *, model: str | None = None, kinds: Sequence[str] = ()
+    ) -> NewSubscription: ...
+
+    def list_subscriptions(self, removed: bool = False) -> list[Subscription]: ...
+
+    def remove(self, subscription_id: str, actor: str) -> Subscription: ...
+
+    def deliveries(
+        self, subscription_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Delivery]: ...
+
+    def deliver(self, limit: int = 1000) -> DeliveryReport: ...
+
+
 class Predictions(Protocol):
     """Captured predictions: writing them, finding and tracing one, labels, signing keys."""
 
@@ -372,6 +391,9 @@ class Backend(Protocol):
 
     @property
     def audit(self) -> Audit: ...
+
+    @property
+    def webhooks(self) -> Webhooks: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

@@ -395,3 +395,51 @@ ui_sessions = Table(
     Column("revoked_by", NAME),
     Index("ix_ui_sessions_user", "user_name"),
 )
+
+# --- webhooks: registry and monitoring events delivered to subscribers ------------------------
+
+# Who is told about which registry events (clew.service.webhooks). ``model_id`` NULL means every
+# model; ``kinds`` is a JSON list of event kinds (empty: all). The HMAC secret is kept only as
+# ``secret_box``, AES-GCM under a key that never lives in this database (``key_id`` names it).
+# ``cursor_seq`` is the newest registry event seq already turned into deliveries: bookkeeping,
+# left out of the row's audit image. A removed subscription keeps its row (``deleted_ms``).
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("model_id", ID, ForeignKey("models.id")),
+    Column("kinds", Text, nullable=False, default="[]"),
+    Column("secret_box", Text, nullable=False),
+    Column("key_id", String(71), nullable=False),
+    Column("cursor_seq", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    Column("deleted_ms", BigInteger),
+    Column("deleted_by", NAME),
+)
+
+# The delivery log and outbox: one row per (subscription, event), written in the transaction that
+# advances the subscription's cursor, so an event is never skipped nor queued twice. ``status`` is
+# pending, delivered, failed (gave up) or cancelled (subscription removed); a deliverer leases a
+# due row (``lease_id``, ``lease_until_ms``) before sending it outside any transaction.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("subscription_id", ID, ForeignKey("webhook_subscriptions.id"), nullable=False),
+    Column("event_id", ID, nullable=False),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("lease_id", ID),
+    Column("lease_until_ms", BigInteger),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("delivered_ms", BigInteger),
+    UniqueConstraint("subscription_id", "event_seq", name="uq_webhook_deliveries_event"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_ms"),
+)
