@@ -251,7 +251,8 @@ def recorded_value(recorded: Mapping[str, Any], metric: str) -> float | None:
     for name in _RECORDED_ALIASES.get(metric, (metric,)):
         for prefix in _RECORDED_PREFIXES:
             value = recorded.get(prefix + name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                if not math.isnan(value):
-                    return float(value)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if not math.isnan(value):
+                return float(value)
     return None

@@ -122,7 +122,6 @@ def calibration_error(truth: np.ndarray, proba: np.ndarray, bins: int = CALIBRAT
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == truth
     which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    counts = np.bincount(which, minlength=bins)
     hit_sums = np.bincount(which, weights=correct.astype(np.float64), minlength=bins)
     confidence_sums = np.bincount(which, weights=confidence, minlength=bins)
     return float(np.sum(np.abs(hit_sums - confidence_sums)) / len(truth))
@@ -135,10 +134,8 @@ def regression(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, fl
     error = truth - predicted
     residual = float(np.sum(error**2))
     spread = float(np.sum((truth - truth.mean()) ** 2))
-    if spread > 0:
-        r2 = 1 - residual / spread
-    else:
-        r2 = 1.0 if residual == 0 else 0.0
+    # scikit-learn's force_finite: a constant truth scores 1 when matched exactly, else 0.
+    r2 = 1 - residual / spread if spread > 0 else (1.0 if residual == 0 else 0.0)
     scale = np.maximum(np.abs(truth), np.finfo(np.float64).eps)
     return {
         "mae": float(np.mean(np.abs(error))),
