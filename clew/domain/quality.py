@@ -71,6 +71,19 @@ class QualitySpec:
         }
 
 
+def spec_from_dict(data: Mapping[str, Any]) -> QualitySpec:
+    """A ``QualitySpec`` back from ``QualitySpec.to_dict`` (a request body)."""
+    classes = data.get("classes")
+    return QualitySpec(
+        task=data.get("task", "auto"),
+        classes=tuple(classes) if classes is not None else None,
+        margin=data.get("margin", 0.05),
+        margins=dict(data.get("margins") or {}),
+        segments=tuple(data.get("segments") or ()),
+        min_labels=data.get("min_labels", 1),
+    )
+
+
 @dataclass(frozen=True)
 class LabelledWindow:
     """A window's captured predictions and the labels that have arrived for them.
