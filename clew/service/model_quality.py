@@ -57,10 +57,11 @@ def quality_check(store: Store, spec: QualitySpec | None = None) -> Callable[[Wi
 def labelled_window(
     store: Store, window: Window, version_id: str, segments: Sequence[str] = ()
 ) -> LabelledWindow:
-    """The window's predictions joined to their labels; one sentence when it has none."""
+    """The window's predictions joined to their labels (none for a window with no rows:
+    the caller decides whether an empty window is an error)."""
     rows = window_rows(store, window, version_id, segments)
     if rows.num_rows == 0:
-        raise InvalidInputError(f"no predictions of {describe(window)} were captured; {_fix()}")
+        return LabelledWindow(window, 0, [], [], None, np.zeros(0, dtype=bool))
     ids = rows.column("prediction_id").to_pylist()
     labels = ground_truth.labels_for(store, ids)
     keep = [row for row, pid in enumerate(ids) if pid in labels]
@@ -75,10 +76,6 @@ def labelled_window(
         has_proba=has_proba,
         segments={name: taken.column(name).to_pylist() for name in segments},
     )
-
-
-def _fix() -> str:
-    return "widen the window, check the model version, or flush captures if they are recent."
 
 
 def describe(window: Window) -> str:
