@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from clew.domain import cron, ids, monitor_windows
+from clew.domain import cron as crontab
+from clew.domain import ids, monitor_windows
 from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
 from clew.domain.monitoring import Window
 from clew.domain.refs import ModelAliasRef
@@ -47,10 +48,10 @@ class MonitorScheduleService:
         self.store = store
 
     @signed_heads.checkpointed(decision=False)
-    def schedule(self, ref: str, cron_text: str, window: str, actor: str) -> MonitorSchedule:
+    def schedule(self, ref: str, cron: str, window: str, actor: str) -> MonitorSchedule:
         """Store a schedule (the same one again returns the first); a cron expression or
         window that does not parse is one sentence and stores nothing."""
-        expression = cron.parse(cron_text)
+        expression = crontab.parse(cron)
         length = monitor_windows.parse_duration(window)
         parsed = registry.parse_model_ref(ref)
         with self.store.db.write() as connection:
@@ -118,7 +119,7 @@ class MonitorScheduleService:
             return done
 
     def _run_schedule(self, item: MonitorSchedule, at_ms: int) -> list[MonitorRun]:
-        expression = cron.parse(item.cron)
+        expression = crontab.parse(item.cron)
         runner = MonitorRunService(self.store)
         done = []
         # The newest window complete when the schedule was made is its first.
