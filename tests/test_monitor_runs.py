@@ -160,3 +160,26 @@ def test_an_empty_window_is_one_sentence_and_records_nothing(client: clew.Client
     with pytest.raises(InvalidInputError, match="no predictions of churn/1"):
         client.run_monitor("churn/1", start="2020-01-01T00:00:00Z", end="2020-01-02T00:00:00Z")
     assert client.monitor_runs("churn/1").empty
+
+
+def test_the_same_approver_may_approve_again_after_a_violation(
+    client: clew.Client, as_user: AsUser
+) -> None:
+    predicted, ids, _ = _deployed(client)
+    client.set_policy(_policy("reapprove"))
+    bob = as_user("bob")
+    bob.approve("churn/1", "validated")
+    with pytest.raises(ConflictError, match="already approved"):
+        bob.approve("churn/1", "twice")
+    _label_all_wrong(client, predicted, ids)
+    client.run_monitor("churn/1", last=200)
+    with pytest.raises(PolicyError, match="approve it again"):
+        bob.promote("churn/1", "production")
+    bob.approve("churn/1", "re-validated after the violation")
+    status = client.version_status("churn/1")
+    assert (status["status"], status["approvals"], status["approved_by"]) == (
+        "approved",
+        1,
+        ["bob"],
+    )
+    assert bob.promote("churn/1", "production").version == 1

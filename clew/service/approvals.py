@@ -176,6 +176,8 @@ def fold_decisions(
     state = VersionState(model, version)
     for event in events:
         if event.kind == registry.APPROVED:
+            # A fresh approval after a violation replaces its approver's earlier one.
+            state.approvals = [e for e in state.approvals if e.actor != event.actor]
             state.approvals.append(event)
         elif event.kind == registry.REJECTED:
             state.rejection = event
@@ -259,7 +261,7 @@ class ApprovalService:
             )
             if rules.rules.separation_of_duties:
                 _check_separation(connection, state, actor)
-            if actor in state.approvers:
+            if actor in state.approvers and not state.open_violations():
                 raise ConflictError(
                     f"{actor!r} has already approved {state.ref}; one approval per person counts."
                 )
