@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REMOTE, free_port
+from conftest import free_port
 from server_fixtures import wait_until_ready
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
@@ -174,7 +174,7 @@ def two_servers(postgres_url: str, s3_artifacts: str, tmp_path: Path) -> Iterato
 
 @pytest.mark.postgres
 @pytest.mark.s3
-@pytest.mark.skipif(REMOTE, reason="starts its own servers")
+@pytest.mark.embedded_only  # starts its own servers
 def test_two_servers_run_each_scheduled_window_once(
     two_servers: Store, postgres_url: str, s3_artifacts: str
 ) -> None:
