@@ -92,7 +92,7 @@ def create_app(
         app.add_middleware(HostAllowList, allowed=allowed_hosts)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     _trust_proxies(app, forwarded_allow_ips)
-    monitor_scheduler.install(app, store)
+    monitor_scheduler.install(app, services.monitor_schedules)
     return app
 
 

@@ -19,7 +19,6 @@ from fastapi import FastAPI
 
 from clew.errors import ClewError
 from clew.service.monitor_schedules import MonitorScheduleService
-from clew.store.location import Store
 
 INTERVAL_ENV = "CLEW_MONITOR_INTERVAL"
 DEFAULT_INTERVAL_S = 60.0
@@ -29,8 +28,8 @@ _log = logging.getLogger(__name__)
 class ScheduleRunner:
     """The thread that runs due windows until ``stop``."""
 
-    def __init__(self, store: Store, interval_s: float) -> None:
-        self.service = MonitorScheduleService(store)
+    def __init__(self, service: MonitorScheduleService, interval_s: float) -> None:
+        self.service = service
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="clew-monitor", daemon=True)
@@ -61,14 +60,14 @@ def interval_s() -> float:
         return DEFAULT_INTERVAL_S
 
 
-def install(app: FastAPI, store: Store) -> None:
+def install(app: FastAPI, service: MonitorScheduleService) -> None:
     """Run the schedules while ``app`` serves (wrapping whatever lifespan it already has)."""
     previous: Callable[[Any], Any] = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(served: Any) -> AsyncIterator[Any]:
         seconds = interval_s()
-        runner = ScheduleRunner(store, seconds) if seconds > 0 else None
+        runner = ScheduleRunner(service, seconds) if seconds > 0 else None
         if runner is not None:
             runner.start()
         try:

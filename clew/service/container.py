@@ -12,6 +12,7 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.lineage import LineageService
+from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
 from clew.service.monitor_schedules import MonitorScheduleService
 from clew.service.policy import PolicyService
@@ -37,6 +38,7 @@ class ServiceContainer:
         self.policies = PolicyService(store)
         self.user_keys = UserKeyService(store)
         self.sessions = SessionService(store)
+        self.model_quality = ModelQualityService(store)
         self.monitor_runs = MonitorRunService(store)
         self.monitor_schedules = MonitorScheduleService(store)
 
