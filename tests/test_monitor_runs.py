@@ -89,6 +89,8 @@ def test_violation_blocks_promotion_until_a_fresh_approval(
     assert status["status"] == "needs revalidation"
     [open_violation] = status["open_violations"]
     assert open_violation["action"] == "block" and "accuracy" in open_violation["description"]
+    assert not status["meets_production_policy"]
+    assert any("open monitoring violation" in reason for reason in status["reasons"])
     inventory = client.list_models()
     assert list(inventory.loc[inventory["name"] == "churn", "status"]) == ["needs revalidation"]
     with pytest.raises(PolicyError, match=r"open monitoring violation .*accuracy.* blocks"):

@@ -274,6 +274,9 @@ def status_of(connection: Connection, state: VersionState, stored: StoredPolicy)
     rules = stored.rules
     refusal = state.refusal()
     reasons = [refusal] if refusal else production_gaps(connection, state, rules)
+    blocked = state.promotion_block()
+    if blocked and not refusal:
+        reasons.append(blocked)
     aliases = registry.current_aliases(connection, state.model.id)
     return {
         "ref": state.ref,
