@@ -101,6 +101,8 @@ def test_violation_blocks_promotion_until_a_fresh_approval(
     assert carol.promote("churn/1", "canary", new_alias=True).alias == "canary"
     kinds = [event.kind for event in client.model_history("churn")]
     assert "violation" in kinds
+    traced = client.trace(ids[0]).step("approvals").details["events"]
+    assert [e["kind"] for e in traced if e["kind"] == "violation"] == ["violation"]
 
 
 def test_reapprove_is_not_lifted_by_resolve_but_by_approval(
