@@ -20,7 +20,13 @@ def python_blocks(text: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "name",
-    ["README.md", "docs/runs.md", "docs/lineage.md", "docs/refs.md"],
+    [
+        "README.md",
+        "docs/runs.md",
+        "docs/lineage.md",
+        "docs/refs.md",
+        "docs/monitoring-governance.md",
+    ],
 )
 def test_doc_examples_run(name: str, home: Path) -> None:
     document = ROOT / name

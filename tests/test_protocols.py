@@ -82,6 +82,8 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "sessions",
         "audit",
         "webhooks",
+        "monitor_runs",
+        "monitor_schedules",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

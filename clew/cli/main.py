@@ -136,6 +136,11 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Webhooks: registry and monitoring events sent to your URLs, signed.",
     ),
+    "monitor": Listed(
+        "clew.cli.monitor_runs",
+        "app",
+        "Monitor runs per window, schedules, and violations.",
+    ),
 }
 
 app = typer.Typer(

@@ -21,6 +21,7 @@ from clew.client.audit import AuditMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
+from clew.client.monitor_runs import MonitorMixin
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
 from clew.client.webhooks import WebhooksMixin
@@ -89,7 +90,7 @@ class Lineage:
         return self._service.feature_groups_from_model(ref, max_depth)
 
 
-class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin):
+class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin):
     def __init__(
         self,
         uri: str | None = None,

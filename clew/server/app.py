@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 from clew.errors import InvalidInputError
-from clew.server import errors
+from clew.server import errors, monitor_scheduler
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
 from clew.server.deliverer import DEFAULT_INTERVAL_S, INTERVAL_ENV, BackgroundDeliverer
 from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
@@ -30,6 +30,7 @@ from clew.server.routes import (
     audit,
     captures,
     lineage,
+    monitor_runs,
     operations,
     predictions,
     registry,
@@ -89,6 +90,7 @@ def create_app(
     app.include_router(webhooks.router)
     if deliver_webhooks_every_s is not None:
         _run_deliverer(app, services, deliver_webhooks_every_s)
+    app.include_router(monitor_runs.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)
@@ -98,6 +100,7 @@ def create_app(
         app.add_middleware(HostAllowList, allowed=allowed_hosts)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     _trust_proxies(app, forwarded_allow_ips)
+    monitor_scheduler.install(app, services.monitor_schedules)
     return app
 
 

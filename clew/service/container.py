@@ -12,6 +12,9 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.lineage import LineageService
+from clew.service.model_quality import ModelQualityService
+from clew.service.monitor_runs import MonitorRunService
+from clew.service.monitor_schedules import MonitorScheduleService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
@@ -37,6 +40,9 @@ class ServiceContainer:
         self.user_keys = UserKeyService(store)
         self.sessions = SessionService(store)
         self.webhooks = WebhookService(store)
+        self.model_quality = ModelQualityService(store)
+        self.monitor_runs = MonitorRunService(store)
+        self.monitor_schedules = MonitorScheduleService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -79,6 +79,8 @@ COVERED: dict[str, CoveredTable] = {
         _covered(schema.signing_keys, ("key_id",)),
         _covered(schema.user_keys, ("key_id",)),
         _covered(schema.webhook_subscriptions, ("id",), leave_out=("cursor_seq",)),
+        _covered(schema.monitor_runs, ("id",)),
+        _covered(schema.monitor_schedules, ("id",)),
     )
 }
 
