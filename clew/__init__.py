@@ -53,6 +53,16 @@ if TYPE_CHECKING:
         user_keys,
         version_status,
     )
+    from clew.client.monitor_runs import (
+        check_model_quality,
+        monitor_runs,
+        monitor_schedules,
+        monitor_status,
+        resolve_violation,
+        run_monitor,
+        schedule_monitor,
+        unschedule_monitor,
+    )
     from clew.client.predictions import (
         capture_stats,
         flush_captures,
@@ -65,6 +75,7 @@ if TYPE_CHECKING:
     )
     from clew.client.run import ActiveRun
     from clew.client.specs import data_source, feature_group
+    from clew.domain.quality import QualitySpec
     from clew.domain.records import ArtifactRecord, RunRecord
 
     __version__: str
@@ -115,6 +126,16 @@ _EXPORTS = {
     "rotate_signing_key": "clew.client.predictions",
     "signing_keys": "clew.client.predictions",
     "trace": "clew.client.predictions",
+    # monitoring: model quality, monitor runs, violations and schedules
+    "QualitySpec": "clew.domain.quality",
+    "check_model_quality": "clew.client.monitor_runs",
+    "monitor_runs": "clew.client.monitor_runs",
+    "monitor_schedules": "clew.client.monitor_runs",
+    "monitor_status": "clew.client.monitor_runs",
+    "resolve_violation": "clew.client.monitor_runs",
+    "run_monitor": "clew.client.monitor_runs",
+    "schedule_monitor": "clew.client.monitor_runs",
+    "unschedule_monitor": "clew.client.monitor_runs",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -125,6 +146,7 @@ __all__ = [
     "ArtifactRecord",
     "ClewError",
     "Client",
+    "QualitySpec",
     "RunRecord",
     "__version__",
     "active_run",
@@ -133,6 +155,7 @@ __all__ = [
     "approve",
     "archive",
     "capture_stats",
+    "check_model_quality",
     "connect",
     "create_model",
     "create_user_key",
@@ -157,16 +180,22 @@ __all__ = [
     "log_params",
     "model_history",
     "model_versions",
+    "monitor_runs",
+    "monitor_schedules",
+    "monitor_status",
     "promote",
     "public_key",
     "register_model",
     "register_user_key",
     "reject",
+    "resolve_violation",
     "revoke",
     "revoke_session",
     "revoke_user_key",
     "rollback",
     "rotate_signing_key",
+    "run_monitor",
+    "schedule_monitor",
     "search_runs",
     "seed",
     "sessions",
@@ -176,6 +205,7 @@ __all__ = [
     "signing_keys",
     "start_run",
     "trace",
+    "unschedule_monitor",
     "user_keys",
     "version_status",
 ]

@@ -131,6 +131,11 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Web UI sessions: who is signed in, and ending a session.",
     ),
+    "monitor": Listed(
+        "clew.cli.monitor_runs",
+        "app",
+        "Monitor runs per window, schedules, and violations.",
+    ),
 }
 
 app = typer.Typer(

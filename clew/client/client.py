@@ -21,6 +21,7 @@ from clew.client.audit import AuditMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
+from clew.client.monitor_runs import MonitorMixin
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
 from clew.domain import digests, records
@@ -88,7 +89,7 @@ class Lineage:
         return self._service.feature_groups_from_model(ref, max_depth)
 
 
-class Client(GovernanceMixin, PredictionsMixin, AuditMixin):
+class Client(GovernanceMixin, PredictionsMixin, AuditMixin, MonitorMixin):
     def __init__(
         self,
         uri: str | None = None,

@@ -15,6 +15,7 @@ from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_lineage import RemoteLineage
+from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
@@ -54,6 +55,8 @@ class RemoteBackend:
         self.user_keys = RemoteUserKeys(self._transport)
         self.sessions = RemoteSessions(self._transport)
         self.audit = RemoteAudit(self._transport)
+        self.monitor_runs = RemoteMonitorRuns(self._transport)
+        self.monitor_schedules = RemoteMonitorSchedules(self._transport)
         self._actor: str | None = None
 
     @property

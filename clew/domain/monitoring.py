@@ -130,3 +130,30 @@ class CheckReport:
                 for violation in self.violations
             ],
         }
+
+
+def window_from_dict(data: Mapping[str, Any]) -> Window:
+    """A ``Window`` back from ``Window.to_dict`` (a server's answer, a stored report)."""
+    return Window(
+        data["model"], int(data["version"]), data["start_ms"], data["end_ms"], data["last_n"]
+    )
+
+
+def report_from_dict(data: Mapping[str, Any]) -> CheckReport:
+    """A ``CheckReport`` back from ``CheckReport.to_dict``."""
+    return CheckReport(
+        check=data["check"],
+        window=window_from_dict(data["window"]),
+        rows=int(data["rows"]),
+        metrics=dict(data["metrics"]),
+        violations=tuple(
+            Violation(
+                v["feature_name"],
+                v["constraint_check_type"],
+                v["description"],
+                v.get("observed"),
+                v.get("threshold"),
+            )
+            for v in data["violations"]
+        ),
+    )

@@ -12,7 +12,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -61,7 +61,14 @@ _SECTIONS: dict[str, frozenset[str]] = {
     "production": frozenset({"aliases", "roles", "evidence"}),
     "policy": frozenset({"roles"}),
     "aliases": frozenset(),  # a list: the aliases promote may create without new_alias
+    "monitoring": frozenset({"on_violation", "risk_tiers", "models"}),
 }
+
+# What a monitoring violation does to the version it was found on (``monitoring`` section):
+# ``warn`` records it; ``revalidate`` marks the version "needs revalidation"; ``block`` also
+# refuses promotion until it is resolved or approved again; ``reapprove`` refuses promotion
+# until a fresh approval (resolving alone does not lift it).
+VIOLATION_ACTIONS = ("warn", "revalidate", "block", "reapprove")
 
 
 _EVIDENCE_KEYS = frozenset({"metrics", "reports"})
@@ -107,6 +114,19 @@ class Policy:
     # Decisions must be signed with a key registered to their actor (clew.service.user_keys).
     require_registered_keys: bool = False
     known_aliases: frozenset[str] = frozenset()  # besides production's, need no new_alias
+    # What a monitoring violation does (VIOLATION_ACTIONS): by model name, else by the model's
+    # risk tier, else ``violation_action``.
+    violation_action: str = "warn"
+    tier_actions: Mapping[str, str] = field(default_factory=dict)
+    model_actions: Mapping[str, str] = field(default_factory=dict)
+
+    def action_for(self, model: str, risk_tier: str | None) -> str:
+        """What a violation on a version of ``model`` does under this policy."""
+        if model in self.model_actions:
+            return self.model_actions[model]
+        if risk_tier is not None and risk_tier in self.tier_actions:
+            return self.tier_actions[risk_tier]
+        return self.violation_action
 
     def allows(
         self, actor: str, roles: tuple[str, ...] | None, account: Role | None = None
@@ -159,6 +179,11 @@ class Policy:
             },
             "policy": {"roles": list(self.admin_roles) if self.admin_roles is not None else None},
             "aliases": sorted(self.known_aliases),
+            "monitoring": {
+                "on_violation": self.violation_action,
+                "risk_tiers": dict(sorted(self.tier_actions.items())),
+                "models": dict(sorted(self.model_actions.items())),
+            },
         }
 
 
@@ -228,7 +253,32 @@ def parse(document: str) -> Policy:
             approvals.get("require_registered_keys", False), "approvals.require_registered_keys"
         ),
         known_aliases=frozenset(_names(data.get("aliases", []), "aliases")),
+        **_monitoring(_section(data, "monitoring")),
     )
+
+
+def _monitoring(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``monitoring`` section: a default action and actions per risk tier and per model."""
+    return {
+        "violation_action": _action(section.get("on_violation", "warn"), "on_violation"),
+        "tier_actions": _actions(section.get("risk_tiers"), "monitoring.risk_tiers"),
+        "model_actions": _actions(section.get("models"), "monitoring.models"),
+    }
+
+
+def _actions(value: Any, where: str) -> dict[str, str]:
+    return {
+        str(name): _action(action, f"{where}.{name}")
+        for name, action in _mapping(value, where).items()
+    }
+
+
+def _action(value: Any, where: str) -> str:
+    if value not in VIOLATION_ACTIONS:
+        raise syntax_error(
+            f"monitoring {where} is {value!r}; use one of {', '.join(VIOLATION_ACTIONS)}"
+        )
+    return str(value)
 
 
 def syntax_error(problem: str) -> PolicySyntaxError:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 from clew.errors import InvalidInputError
-from clew.server import errors
+from clew.server import errors, monitor_scheduler
 from clew.server.auth import AuthSettings, authorize, check_ui_permission, ui_actor
 from clew.server.hosts import ALLOWED_HOSTS_ENV, LOOPBACK_HOSTS, HostAllowList, parse
 from clew.server.limits import MAX_JSON_BYTES, BodyLimit
@@ -29,6 +29,7 @@ from clew.server.routes import (
     audit,
     captures,
     lineage,
+    monitor_runs,
     operations,
     predictions,
     registry,
@@ -81,6 +82,7 @@ def create_app(
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(sessions.router)
+    app.include_router(monitor_runs.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)
@@ -90,6 +92,7 @@ def create_app(
         app.add_middleware(HostAllowList, allowed=allowed_hosts)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     _trust_proxies(app, forwarded_allow_ips)
+    monitor_scheduler.install(app, store)
     return app
 
 

@@ -89,6 +89,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/version-status"): VIEW,
     ("GET", f"{API}/policy"): VIEW,
     ("POST", f"{API}/policy"): Rule(Role.ADMIN),
+    # the monitor (routes check the role on the model their body names)
+    ("POST", f"{API}/monitor/quality"): VIEW,
+    ("POST", f"{API}/monitor/runs"): VIEW,
+    ("GET", f"{API}/monitor/runs"): VIEW,
+    ("POST", f"{API}/monitor/resolve"): VIEW,
+    ("POST", f"{API}/monitor/schedules"): VIEW,
+    ("GET", f"{API}/monitor/schedules"): VIEW,
+    ("DELETE", f"{API}/monitor/schedules/{{schedule_id}}"): VIEW,
     # captured predictions
     ("GET", f"{API}/predictions/{{prediction_id}}/trace"): VIEW,
     ("POST", f"{API}/labels"): CONTRIBUTE,

@@ -45,6 +45,9 @@ _UPSTREAM = (
 )
 
 
+NEEDS_REVALIDATION = "needs revalidation"
+
+
 @dataclass
 class VersionState:
     """What the events say about one version right now."""
@@ -59,6 +62,8 @@ class VersionState:
     # signature, or unsigned where the policy requires registered keys) move to ``discounted``.
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     discounted: list[RegistryEvent] = field(default_factory=list)
+    # Monitoring violations and resolutions, oldest first (see ``open_violations``).
+    monitoring: list[RegistryEvent] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -69,14 +74,51 @@ class VersionState:
         return [event.actor for event in self.approvals]
 
     def status(self, required: int) -> str:
-        """revoked, rejected, archived, approved (enough approvals) or pending."""
+        """revoked, rejected, archived, needs revalidation (an open monitoring violation),
+        approved (enough approvals) or pending."""
         if self.revocation:
             return registry.REVOKED
         if self.rejection:
             return registry.REJECTED
         if self.archival:
             return registry.ARCHIVED
+        if self.open_violations():
+            return NEEDS_REVALIDATION
         return registry.APPROVED if len(self.approvals) >= required else "pending"
+
+    def open_violations(self) -> list[RegistryEvent]:
+        """Violations whose policy action still holds, newest first: a later approval that
+        counts lifts all of them; a later resolution lifts all but those that require a fresh
+        approval; ``warn`` never holds."""
+        approved_after = resolved_after = False
+        found = []
+        for event in reversed(self.monitoring):
+            if event.kind == registry.REVALIDATED:
+                resolved_after = True
+            elif event.kind == registry.APPROVED:
+                approved_after = approved_after or event in self.approvals
+            else:
+                action = event.evidence.get("action", "warn")
+                lifted = approved_after or (resolved_after and action != "reapprove")
+                if action != "warn" and not lifted:
+                    found.append(event)
+        return found
+
+    def promotion_block(self) -> str | None:
+        """Why an open violation refuses promotion (``block`` or ``reapprove``), or None."""
+        for event in self.open_violations():
+            action = event.evidence.get("action")
+            if action in ("block", "reapprove"):
+                fix = (
+                    "approve it again"
+                    if action == "reapprove"
+                    else "resolve it with `clew monitor resolve` or approve it again"
+                )
+                return (
+                    f"{self.ref} has an open monitoring violation ({event.comment}) that the "
+                    f"policy says blocks promotion; {fix}"
+                )
+        return None
 
     def refusal(self) -> str | None:
         """Why this version can no longer be approved or promoted, or None."""
@@ -98,7 +140,7 @@ def version_state(
         connection,
         model,
         version=version.version,
-        kinds=registry.DECISION_KINDS,
+        kinds=registry.STATUS_KINDS,
         newest_first=False,
     )
     record_check.require_vouched(connection, "model_versions", [{"id": version.id}], version.ref)
@@ -142,6 +184,8 @@ def fold_decisions(
             state.approvals = []
         elif event.kind == registry.ARCHIVED:
             state.archival = event
+        if event.kind in (registry.APPROVED, *registry.MONITORING_KINDS):
+            state.monitoring.append(event)
     return state
 
 

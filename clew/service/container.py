@@ -12,6 +12,8 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.lineage import LineageService
+from clew.service.monitor_runs import MonitorRunService
+from clew.service.monitor_schedules import MonitorScheduleService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
@@ -35,6 +37,8 @@ class ServiceContainer:
         self.policies = PolicyService(store)
         self.user_keys = UserKeyService(store)
         self.sessions = SessionService(store)
+        self.monitor_runs = MonitorRunService(store)
+        self.monitor_schedules = MonitorScheduleService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -143,7 +143,7 @@ def _page_rows(connection: Connection, rows: Sequence[Any], required: int) -> li
 def _events(connection: Connection, model_ids: list[str]) -> list[Any]:
     """Decision and alias events of the given models, oldest first."""
     events = schema.registry_events
-    kinds = [*registry.DECISION_KINDS, *registry.ALIAS_KINDS]
+    kinds = [*registry.STATUS_KINDS, *registry.ALIAS_KINDS]
     query = (
         select(events)
         .where(events.c.model_id.in_(model_ids), events.c.kind.in_(kinds))
@@ -191,7 +191,7 @@ def model_overview(store: Store, name: str, versions: int = 100) -> ModelOvervie
             .where(
                 events.c.model_id == model.id,
                 events.c.version >= oldest,
-                events.c.kind.in_(registry.DECISION_KINDS),
+                events.c.kind.in_(registry.STATUS_KINDS),
             )
             .order_by(events.c.seq)
         ):

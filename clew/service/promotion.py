@@ -211,7 +211,7 @@ class PromotionService:
             aliases = registry.current_aliases(connection, model.id)
             decisions: dict[int, list[RegistryEvent]] = {}
             for event in registry.read_events(
-                connection, model, kinds=registry.DECISION_KINDS, newest_first=False
+                connection, model, kinds=registry.STATUS_KINDS, newest_first=False
             ):
                 decisions.setdefault(event.version or 0, []).append(event)
             rows = []
@@ -295,6 +295,10 @@ def status_of(connection: Connection, state: VersionState, stored: StoredPolicy)
         "policy_version": stored.version,
         "created_by": state.version.created_by,
         "created_at": records.ms_to_iso(state.version.created_ms),
+        "open_violations": [
+            {"action": e.evidence.get("action"), "description": e.comment, "at": e.time_ms}
+            for e in state.open_violations()
+        ],
     }
 
 
@@ -327,6 +331,9 @@ def _check_move(
     refusal = state.refusal()
     if refusal:
         raise ConflictError(f"{refusal}; it can not become {target}.")
+    blocked = state.promotion_block()
+    if blocked:
+        raise PolicyError(f"{blocked}; it can not become {target} until then.")
     if not rules.is_production(alias):
         return
     policy.require_member(

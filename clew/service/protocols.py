@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from clew.domain.captures import BatchWriter, CapturedPrediction
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
+    from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
+    from clew.domain.monitoring import CheckReport
     from clew.domain.policy import StoredPolicy
+    from clew.domain.quality import QualitySpec
     from clew.domain.records import (
         ArtifactRecord,
         MetricPoint,
@@ -329,6 +332,49 @@ class StoreView(Protocol):
     def blobs(self) -> Any: ...
 
 
+class MonitorRuns(Protocol):
+    """The monitor over one window: model quality, idempotent runs, resolving violations."""
+
+    def check_quality(
+        self,
+        ref: str,
+        actor: str,
+        *,
+        window: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        last: int | None = None,
+        quality: QualitySpec | None = None,
+    ) -> CheckReport: ...
+
+    def run_monitor(
+        self,
+        ref: str,
+        actor: str,
+        *,
+        window: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        last: int | None = None,
+        rerun: bool = False,
+        quality: QualitySpec | None = None,
+    ) -> MonitorRun: ...
+
+    def list_runs(self, ref: str, limit: int = 50) -> list[MonitorRun]: ...
+
+    def resolve(self, ref: str, actor: str, comment: str) -> RegistryEvent: ...
+
+
+class MonitorSchedules(Protocol):
+    """Cron schedules of monitor runs that ``clew server`` keeps."""
+
+    def schedule(self, ref: str, cron: str, window: str, actor: str) -> MonitorSchedule: ...
+
+    def schedules(self, model: str | None = None) -> list[MonitorSchedule]: ...
+
+    def unschedule(self, schedule_id: str, actor: str) -> None: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -372,6 +418,12 @@ class Backend(Protocol):
 
     @property
     def audit(self) -> Audit: ...
+
+    @property
+    def monitor_runs(self) -> MonitorRuns: ...
+
+    @property
+    def monitor_schedules(self) -> MonitorSchedules: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

@@ -56,6 +56,12 @@ REGISTERED, APPROVED, REJECTED, REVOKED, ARCHIVED = (
 ALIAS_SET, ALIAS_ROLLBACK = "alias_set", "alias_rollback"
 ALIAS_KINDS = (ALIAS_SET, ALIAS_ROLLBACK)
 DECISION_KINDS = (APPROVED, REJECTED, REVOKED, ARCHIVED)
+# Monitoring's governance events (clew/service/monitor_runs.py): a violation found on a
+# version, and a person resolving it (``clew monitor resolve``).
+VIOLATION, REVALIDATED = "violation", "revalidated"
+MONITORING_KINDS = (VIOLATION, REVALIDATED)
+# Every kind a version's status is folded from (approvals.fold_decisions).
+STATUS_KINDS = (*DECISION_KINDS, *MONITORING_KINDS)
 TARGET_PARAMS = ("target", "target_column", "label", "label_column")
 TRAINING_DATA_TYPES = ("dataset", "feature_set", "file")
 # The column pandas writes for an unnamed index (``df.to_parquet()``): never a model input.

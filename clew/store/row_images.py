@@ -77,6 +77,8 @@ COVERED: dict[str, CoveredTable] = {
         _covered(schema.capture_batches, ("id",)),
         _covered(schema.signing_keys, ("key_id",)),
         _covered(schema.user_keys, ("key_id",)),
+        _covered(schema.monitor_runs, ("id",)),
+        _covered(schema.monitor_schedules, ("id",)),
     )
 }
 

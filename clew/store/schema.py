@@ -395,3 +395,44 @@ ui_sessions = Table(
     Column("revoked_by", NAME),
     Index("ix_ui_sessions_user", "user_name"),
 )
+
+# --- monitoring: runs of the monitor per window, and schedules --------------------------------
+
+# One row per monitor run of one window (``Window.key``): ``attempt`` 0 is the first run, and a
+# rerun asked for explicitly is the next attempt, so a window runs once however often it is asked
+# for. ``run_id`` is the run in lineage holding the reports as artifacts and figures as metrics.
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("window_key", String(300), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("model_id", ID, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("start_ms", BigInteger),
+    Column("end_ms", BigInteger),
+    Column("last_n", Integer),
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("violations", Integer, nullable=False),
+    Column("report_digest", String(71), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    UniqueConstraint("window_key", "attempt", name="uq_monitor_runs_window"),
+    Index("ix_monitor_runs_model", "model_id", "version", "created_ms"),
+)
+
+# Monitor schedules that ``clew server`` runs: ``target`` is the ref as typed (``churn@production``
+# follows the alias), ``cron`` a five-field expression, ``window_ms`` the window each run reads.
+monitor_schedules = Table(
+    "monitor_schedules",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("models.id"), nullable=False),
+    Column("target", NAME, nullable=False),
+    Column("cron", String(120), nullable=False),
+    Column("window_ms", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    UniqueConstraint("target", "cron", "window_ms", name="uq_monitor_schedules"),
+)
