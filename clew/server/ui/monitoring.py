@@ -8,8 +8,6 @@ depth, is one figure of one subject (the keys above it, such as a feature or a s
 new check or a renamed drift measure shows up without a change here. Nothing on the page writes.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
