@@ -69,8 +69,7 @@ def _drift_check(store: Store, baseline: pd.DataFrame) -> Any:
     Wasserstein from the mergeable statistics), a violation when PSI passes ``PSI_LIMIT``."""
     edges = {name: quantile_edges(baseline[name].to_numpy(float)) for name in FEATURES}
     expected = {
-        name: summarise_numeric(baseline[name].to_numpy(float), 0, edges[name])
-        for name in FEATURES
+        name: summarise_numeric(baseline[name].to_numpy(float), 0, edges[name]) for name in FEATURES
     }
 
     def check(window: Window) -> CheckReport:
@@ -248,9 +247,7 @@ def test_monitor_status_shows_on_inventory_model_and_version(monitored: Monitore
 # --- the page in a real browser ------------------------------------------------------------
 
 
-def test_the_page_draws_figures_violations_and_two_windows(
-    monitored: Monitored, page: Any
-) -> None:
+def test_the_page_draws_figures_violations_and_two_windows(monitored: Monitored, page: Any) -> None:
     tab = _signed_in(page, monitored, "vera")
     tab.goto(f"{monitored.url}/ui/models/{MODEL}")
     tab.click("#monitoring-link")
@@ -271,8 +268,9 @@ def test_the_page_draws_figures_violations_and_two_windows(
     whole = tab.locator('#check-model_quality .subject[data-subject="whole window"]')
     accuracy = whole.locator('figure.spark[data-figure="accuracy"]')
     assert accuracy.locator("svg path.series").count() == 1
-    healthy, failing = monitored.runs
-    latest = failing.reports[0].metrics["accuracy"]
+    failing = monitored.runs[1]
+    [quality] = [report for report in failing.reports if report.check == "model_quality"]
+    latest = quality.metrics["accuracy"]
     assert accuracy.locator(".latest").text_content() == f"{latest:.4g}"
     # the violations, each with what the policy did
     rows = tab.locator("#violations-table tbody tr")

@@ -277,9 +277,7 @@ def window_label(window: Window) -> str:
     return f"{start} to {end}"
 
 
-def summary(
-    current: Page, ref: str, status: Mapping[str, Any] | None = None
-) -> MonitorSummary:
+def summary(current: Page, ref: str, status: Mapping[str, Any] | None = None) -> MonitorSummary:
     """The version's newest monitor run and open violations, for a status line; ``status`` is
     the version's ``version_status`` when the page already holds it."""
     runs = current.services.monitor_runs.list_runs(ref, 1)
