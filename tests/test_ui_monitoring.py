@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser_fixtures import screenshot
+from fastapi.testclient import TestClient
 from server_fixtures import RunningServer, serve
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
@@ -33,6 +34,7 @@ import clew
 from clew.domain.monitor_runs import MonitorRun
 from clew.domain.monitoring import CheckReport, Violation, Window
 from clew.domain.statistics import quantile_edges, summarise_numeric
+from clew.server.ui import create_ui_app
 from clew.server.web_sessions import SESSION_COOKIE
 from clew.service import accounts, drift, sessions
 from clew.service.model_quality import quality_check, window_rows
@@ -109,7 +111,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def populate(client: clew.Client) -> list[MonitorRun]:
+def populate(client: clew.Client, store: Store) -> list[MonitorRun]:
     """alice trains and registers churn, captures two windows, labels them, and the runner
     runs the monitor over each (healthy, then drifted with wrong predictions)."""
     values, target = make_classification(n_samples=900, n_features=4, random_state=3)
@@ -122,8 +124,6 @@ def populate(client: clew.Client) -> list[MonitorRun]:
     client.register_model(artifact, MODEL, owner="alice", risk_tier="high")
     client.set_policy(POLICY)
     loaded = client.load_model(f"{MODEL}/1")
-    store = client.store
-    assert isinstance(store, Store)
     checks = [quality_check(store), _drift_check(store, train)]
     runner = MonitorRunService(store)
     runs = []
@@ -149,7 +149,8 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
     patch.setenv("CLEW_USER", "alice")
     try:
         client = clew.Client(str(root / "home"))
-        runs = populate(client)
+        assert isinstance(client.store, Store)
+        runs = populate(client, client.store)
         client.close()
     finally:
         patch.undo()
@@ -308,3 +309,18 @@ def test_the_inventory_shows_the_monitor_status_in_a_browser(
     status.click()
     tab.wait_for_url(re.compile(rf"/ui/models/{MODEL}/monitoring"))
     assert tab.locator("#runs-table tbody tr").count() == 2
+
+
+# --- the same page on every backend (PostgreSQL + S3, through a server) -------------------
+
+
+def test_the_page_reads_the_runs_on_any_backend(client: clew.Client, store: Store) -> None:
+    """The reports the page draws are read back from the store's blobs (S3 on postgres-s3)."""
+    populate(client, store)
+    http = TestClient(create_ui_app(store), base_url="http://127.0.0.1")
+    page = http.get(f"/ui/models/{MODEL}/monitoring")
+    assert page.status_code == 200
+    assert "PSI of spend" in page.text and 'data-subject="features / spend"' in page.text
+    assert page.text.count('class="spark"') >= len(FEATURES) * 4
+    inventory = http.get("/ui/models").text
+    assert 'data-outcome="failed"' in inventory and "1 open violation" in inventory
