@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser_fixtures import screenshot
-from fastapi.testclient import TestClient
 from server_fixtures import RunningServer, serve
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
@@ -34,7 +33,6 @@ import clew
 from clew.domain.monitor_runs import MonitorRun
 from clew.domain.monitoring import CheckReport, Violation, Window
 from clew.domain.statistics import quantile_edges, summarise_numeric
-from clew.server.ui import create_ui_app
 from clew.server.web_sessions import SESSION_COOKIE
 from clew.service import accounts, drift, sessions
 from clew.service.model_quality import quality_check, window_rows
@@ -309,18 +307,3 @@ def test_the_inventory_shows_the_monitor_status_in_a_browser(
     status.click()
     tab.wait_for_url(re.compile(rf"/ui/models/{MODEL}/monitoring"))
     assert tab.locator("#runs-table tbody tr").count() == 2
-
-
-# --- the same page on every backend (PostgreSQL + S3, through a server) -------------------
-
-
-def test_the_page_reads_the_runs_on_any_backend(client: clew.Client, store: Store) -> None:
-    """The reports the page draws are read back from the store's blobs (S3 on postgres-s3)."""
-    populate(client, store)
-    http = TestClient(create_ui_app(store), base_url="http://127.0.0.1")
-    page = http.get(f"/ui/models/{MODEL}/monitoring")
-    assert page.status_code == 200
-    assert "PSI of spend" in page.text and 'data-subject="features / spend"' in page.text
-    assert page.text.count('class="spark"') >= len(FEATURES) * 4
-    inventory = http.get("/ui/models").text
-    assert 'data-outcome="failed"' in inventory and "1 open violation" in inventory
