@@ -8,12 +8,17 @@ tests/test_ui_monitoring.py; this file is in scripts/test's remote passes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
+from test_docs import python_blocks
 from test_ui_monitoring import FEATURES, MODEL, populate
 
 import clew
 from clew.server.ui import create_ui_app
 from clew.store.location import Store
+
+ROOT = Path(__file__).parent.parent
 
 
 def test_the_page_reads_the_runs_on_any_backend(client: clew.Client, store: Store) -> None:
@@ -26,3 +31,15 @@ def test_the_page_reads_the_runs_on_any_backend(client: clew.Client, store: Stor
     assert page.text.count('class="spark"') >= len(FEATURES) * 4
     inventory = http.get("/ui/models").text
     assert 'data-outcome="failed"' in inventory and "1 open violation" in inventory
+
+
+def test_the_docs_example_runs_and_its_page_shows_the_failing_window(store: Store) -> None:
+    """docs/monitoring-ui.md's example, run as written on the default store."""
+    document = ROOT / "docs" / "monitoring-ui.md"
+    namespace: dict[str, object] = {"__name__": "docs_monitoring_ui"}
+    for number, block in enumerate(python_blocks(document.read_text()), 1):
+        exec(compile(block, f"monitoring-ui.md block {number}", "exec"), namespace)
+    http = TestClient(create_ui_app(store), base_url="http://127.0.0.1")
+    page = http.get("/ui/models/churn/monitoring")
+    assert page.status_code == 200 and "model_quality_check" in page.text
+    assert page.text.count("<tr data-key=") > 5
