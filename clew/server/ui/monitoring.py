@@ -17,10 +17,11 @@ from starlette.responses import Response
 
 from clew.domain.monitor_runs import MonitorRun
 from clew.domain.monitoring import CheckReport, Window
-from clew.errors import IntegrityError, InvalidInputError
+from clew.domain.records import ModelRecord, VersionRecord
+from clew.errors import InvalidInputError
 from clew.server.ui.pages import Page
 from clew.server.ui.rendering import format_time, to_json
-from clew.service import inventory
+from clew.service import approvals, inventory, registry
 
 RUNS_SHOWN = 50
 VERSIONS_SHOWN = 20
@@ -49,8 +50,7 @@ class MonitorSummary:
     passed: bool | None
     violations: int
     action: str | None
-    # None when the version's records do not verify (its own page says which).
-    open_violations: int | None
+    open_violations: int
 
     @property
     def outcome(self) -> str:
@@ -297,20 +297,27 @@ def summaries(current: Page, rows: Iterable[inventory.InventoryRow]) -> dict[str
         if not runs:
             found[row.model.name] = _summary(ref, None, 0)
             continue
-        found[row.model.name] = _summary(ref, runs[0], _open_violations(current, ref))
+        open_count = _open_violations(current, row.model, row.latest)
+        found[row.model.name] = _summary(ref, runs[0], open_count)
     return found
 
 
-def _open_violations(current: Page, ref: str) -> int | None:
-    """How many violations hold, or None when the version's records do not verify (one
-    tampered version must not take the whole inventory down; its own page refuses)."""
-    try:
-        return len(current.services.promotion.version_status(ref)["open_violations"])
-    except IntegrityError:
-        return None
+def _open_violations(current: Page, model: ModelRecord, version: VersionRecord) -> int:
+    """How many violations hold, folded from the version's events by the rule its status uses
+    (``approvals.fold_decisions``), as the inventory folds its status column: one query, not
+    the full ``version_status`` with every signature checked (the version page does that)."""
+    with current.store.db.read() as connection:
+        events = registry.read_events(
+            connection,
+            model,
+            version=version.version,
+            kinds=registry.STATUS_KINDS,
+            newest_first=False,
+        )
+    return len(approvals.fold_decisions(model, version, events).open_violations())
 
 
-def _summary(ref: str, run: MonitorRun | None, open_violations: int | None) -> MonitorSummary:
+def _summary(ref: str, run: MonitorRun | None, open_violations: int) -> MonitorSummary:
     if run is None:
         return MonitorSummary(ref, None, None, 0, None, open_violations)
     return MonitorSummary(
