@@ -45,6 +45,7 @@ pytest_plugins = ("browser_fixtures",)
 MODEL = "churn"
 FEATURES = ["tenure", "spend", "calls", "age"]
 SHIFTED = "spend"
+IDLE = "churn-idle"  # registered, never monitored
 PSI_LIMIT = 0.25
 POLICY = (
     "approvals:\n  required: 1\n  separation_of_duties: false\n"
@@ -120,6 +121,7 @@ def populate(client: clew.Client, store: Store) -> list[MonitorRun]:
         run.log_metric("accuracy", float(model.score(frame[500:], target[500:])))
         artifact = run.log_model(model, name="churn-lr")
     client.register_model(artifact, MODEL, owner="alice", risk_tier="high")
+    client.register_model(artifact, IDLE, owner="alice")
     client.set_policy(POLICY)
     loaded = client.load_model(f"{MODEL}/1")
     checks = [quality_check(store), _drift_check(store, train)]
@@ -243,6 +245,15 @@ def test_monitor_status_shows_on_inventory_model_and_version(monitored: Monitore
     assert "PSI of spend" in version or "accuracy" in version
 
 
+def test_a_model_never_monitored_says_how_to_start(monitored: Monitored) -> None:
+    with _browser(monitored, "vera") as viewer:
+        page = viewer.get(f"/ui/models/{IDLE}/monitoring")
+        inventory = viewer.get("/ui/models", params={"q": IDLE}).text
+    assert page.status_code == 200 and 'id="no-runs"' in page.text
+    assert f"clew monitor run {IDLE}/1" in page.text and "spark" not in page.text
+    assert 'data-outcome="not monitored"' in inventory and "open violation" not in inventory
+
+
 # --- the page in a real browser ------------------------------------------------------------
 
 
@@ -298,7 +309,7 @@ def test_the_inventory_shows_the_monitor_status_in_a_browser(
 ) -> None:
     tab = _signed_in(page, monitored, "vera")
     tab.goto(f"{monitored.url}/ui/models")
-    row = tab.locator("#models-table tbody tr", has_text=MODEL)
+    row = tab.locator("#models-table tbody tr", has=tab.locator(f'a:text-is("{MODEL}")'))
     assert "needs revalidation" in row.text_content()
     status = row.locator(".monitor-status")
     assert status.get_attribute("data-outcome") == "failed"
