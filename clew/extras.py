@@ -19,6 +19,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "sklearn": ("sklearn",),
     "s3": ("s3fs", "botocore"),
     "postgres": ("psycopg",),
+    "monitor": ("scipy",),
 }
 
 

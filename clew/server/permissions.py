@@ -159,6 +159,7 @@ ROUTE_PERMISSIONS: dict[str, str | None] = {
     "ui.prediction_graph": READ,
     "ui.audit": READ,
     "ui.audit_verify": READ,
+    "ui.monitoring": READ,
 }
 
 UI_RULES: dict[str, Rule] = {

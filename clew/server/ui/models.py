@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from clew.errors import ClewError
 from clew.server.permissions import APPROVE, PROMOTE
+from clew.server.ui import monitoring
 from clew.server.ui.pages import Offset, Page, VersionNumber
 from clew.service import inventory
 from clew.service.model_card import model_card, verify_version
@@ -57,12 +58,15 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
             desc=desc,
             sorts=inventory.SORTS,
             page_size=PAGE_SIZE,
+            monitor=monitoring.summaries(current, found.rows),
         )
 
     @router.get("/models/{name}", name="ui.model")
     def model(name: str, current: Annotated[Page, Depends(page)]) -> Response:
         overview = inventory.model_overview(current.store, name, VERSIONS_SHOWN)
-        return current.render("model.html", overview=overview)
+        latest = overview.model.last_version
+        monitor = monitoring.summary(current, f"{name}/{latest}") if latest else None
+        return current.render("model.html", overview=overview, monitor=monitor)
 
     @router.get("/models/{name}/versions/{version}", name="ui.version")
     def version_page(
@@ -142,4 +146,5 @@ def _version(
         may_approve=current.may(APPROVE),
         may_promote=current.may(PROMOTE),
         suggested_aliases=SUGGESTED_ALIASES,
+        monitor=monitoring.summary(current, card.version.ref, card.status),
     )

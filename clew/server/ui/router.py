@@ -14,6 +14,7 @@ from clew.server.ui import (
     experiments,
     lineage,
     models,
+    monitoring,
     predictions,
     session,
     static_files,
@@ -91,7 +92,7 @@ def create_ui_router(
             },
         )
 
-    for module in (models, experiments, lineage, predictions, audit):
+    for module in (models, experiments, lineage, predictions, audit, monitoring):
         module.add_routes(router, page, action)
     session.add_routes(router, state)
     return router
