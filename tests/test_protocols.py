@@ -81,6 +81,7 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "user_keys",
         "sessions",
         "audit",
+        "monitoring",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

@@ -15,6 +15,7 @@ from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_lineage import RemoteLineage
+from clew.client.remote_monitoring import RemoteMonitoring
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
@@ -54,6 +55,7 @@ class RemoteBackend:
         self.user_keys = RemoteUserKeys(self._transport)
         self.sessions = RemoteSessions(self._transport)
         self.audit = RemoteAudit(self._transport)
+        self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

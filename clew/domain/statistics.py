@@ -319,3 +319,26 @@ def _cap(counts: Mapping[str, int], cap: int) -> tuple[dict[str, int], int]:
 
 def _finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
+
+
+def summarise_column(
+    array: pa.Array | pa.ChunkedArray, reference: FeatureStats | None
+) -> FeatureStats:
+    """One column summarised the way ``reference`` (a baseline's feature) was, or, with no
+    reference, as a new baseline whose bin edges are this column's own quantiles. A numeric
+    column where the baseline was categorical is counted as strings, so it can be compared."""
+    if isinstance(reference, CategoricalStats) or (reference is None and not is_numeric(array)):
+        return summarise_categorical(array)
+    if not is_numeric(array):
+        raise InvalidInputError("a text column cannot be summarised over numeric bin edges.")
+    values, missing = numeric_values(array)
+    edges = reference.edges if reference is not None else quantile_edges(values)
+    return summarise_numeric(values, missing, edges)
+
+
+def profile_table(table: pa.Table) -> DatasetStats:
+    """A baseline's statistics: every column of ``table`` over its own quantile edges."""
+    return DatasetStats(
+        rows=table.num_rows,
+        features={name: summarise_column(table.column(name), None) for name in table.column_names},
+    )

@@ -29,6 +29,7 @@ from clew.server.routes import (
     audit,
     captures,
     lineage,
+    monitoring,
     operations,
     predictions,
     registry,
@@ -81,6 +82,7 @@ def create_app(
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(sessions.router)
+    app.include_router(monitoring.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

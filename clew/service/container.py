@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
+from clew.service.baselines import BaselineService
 from clew.service.lineage import LineageService
+from clew.service.monitoring_checks import MonitoringService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
@@ -35,6 +37,8 @@ class ServiceContainer:
         self.policies = PolicyService(store)
         self.user_keys = UserKeyService(store)
         self.sessions = SessionService(store)
+        self.monitoring = MonitoringService(store)
+        self.baselines = BaselineService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""
