@@ -131,6 +131,11 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Web UI sessions: who is signed in, and ending a session.",
     ),
+    "monitor": Listed(
+        "clew.cli.monitor",
+        "monitor_app",
+        "Model monitoring: baselines, data quality and drift of captured predictions.",
+    ),
 }
 
 app = typer.Typer(

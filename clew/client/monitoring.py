@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,4 +136,6 @@ def _text(source: str | Path) -> str:
 def _ms(moment: Moment) -> int | None:
     if moment is None or isinstance(moment, int):
         return moment
+    if moment.tzinfo is None:  # a time without a zone is read as UTC, like captures' times
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
