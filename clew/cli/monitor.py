@@ -167,11 +167,12 @@ def check(
 ) -> None:
     """Check a window of the version's captured predictions against its baseline."""
     monitoring = clew.get_client().monitoring
-    reports: list[CheckReport] = []
-    if kind in (Check.data_quality, Check.all):
-        reports.append(monitoring.check_data_quality(ref, last_n=last, start=start, end=end))
-    if kind in (Check.drift, Check.all):
-        reports.append(monitoring.check_drift(ref, last_n=last, start=start, end=end))
+    if kind is Check.all:
+        reports = monitoring.check(ref, last_n=last, start=start, end=end)
+    elif kind is Check.drift:
+        reports = [monitoring.check_drift(ref, last_n=last, start=start, end=end)]
+    else:
+        reports = [monitoring.check_data_quality(ref, last_n=last, start=start, end=end)]
     if violations_file is not None:
         merged = [v for report in reports for v in report.constraint_violations()["violations"]]
         violations_file.write_text(json.dumps({"violations": merged}, indent=2))

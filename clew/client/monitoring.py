@@ -107,6 +107,12 @@ class Monitoring:
         window = self.window(model, last_n=last_n, start=start, end=end)
         return self._service.check_data_quality(window)
 
+    def check(
+        self, model: str, *, last_n: int | None = None, start: Moment = None, end: Moment = None
+    ) -> list[CheckReport]:
+        """Data quality and drift together, from one read of the window."""
+        return self._service.check_all(self.window(model, last_n=last_n, start=start, end=end))
+
     def window(
         self, model: str, *, last_n: int | None = None, start: Moment = None, end: Moment = None
     ) -> Window:

@@ -73,7 +73,14 @@ class RemoteMonitoring:
     def check_drift(self, window: Window) -> CheckReport:
         return self._check("drift", window)
 
+    def check_all(self, window: Window) -> list[CheckReport]:
+        answer = self._call("all", window)
+        return [CheckReport.from_dict(report) for report in answer["reports"]]
+
     def _check(self, check: str, window: Window) -> CheckReport:
+        return CheckReport.from_dict(self._call(check, window))
+
+    def _call(self, check: str, window: Window) -> Any:
         path = f"/models/{window.model}/versions/{window.version}/checks/{check}"
         body = {"start_ms": window.start_ms, "end_ms": window.end_ms, "last_n": window.last_n}
-        return CheckReport.from_dict(self._t.call("POST", path, json_body=body))
+        return self._t.call("POST", path, json_body=body)

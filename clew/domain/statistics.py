@@ -237,7 +237,10 @@ def numeric_values(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
     if pa.types.is_boolean(array.type):
         array = pc.cast(array, pa.int8())
     values = np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False))
-    finite = values[np.isfinite(values)]
+    keep = np.isfinite(values)
+    if keep.all():
+        return values, 0
+    finite = values[keep]
     return finite, len(values) - len(finite)
 
 
@@ -252,27 +255,42 @@ def quantile_edges(values: np.ndarray, bins: int = FINE_BINS) -> Edges:
     return edges
 
 
-def summarise_numeric(values: np.ndarray, missing: int, edges: Edges) -> NumericStats:
-    """One batch of finite float64 values (and its missing count) over ``edges``."""
+def summarise_numeric(
+    values: np.ndarray,
+    missing: int,
+    edges: Edges,
+    integral: bool | None = None,
+    pivot: float | None = None,
+) -> NumericStats:
+    """One batch of finite float64 values (and its missing count) over ``edges``.
+
+    ``integral`` is passed when the caller knows it (an integer column is integral; against a
+    fractional baseline nobody asks), else it is computed. The moments are taken about
+    ``pivot`` (the baseline's mean, near the batch's) so one pass of sums stays accurate.
+    """
     bins = np.searchsorted(edges, values, side="right")
     counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
     sums = np.bincount(bins, weights=values, minlength=len(edges) + 1).astype(np.float64)
     if len(values) == 0:
         return NumericStats(edges=edges, counts=counts, sums=sums, missing=missing)
-    mean = float(values.mean())
-    centred = values - mean
+    n = len(values)
+    if pivot is None:
+        pivot = float(values[0])
+    shifted = values - pivot
+    first = float(shifted.sum())
+    second = float(np.dot(shifted, shifted))
     return NumericStats(
         edges=edges,
         counts=counts,
         sums=sums,
-        present=len(values),
+        present=n,
         missing=missing,
         minimum=float(values.min()),
         maximum=float(values.max()),
-        mean=mean,
-        m2=float(np.dot(centred, centred)),
-        total=float(values.sum()),
-        integral=bool(np.all(np.mod(values, 1.0) == 0.0)),
+        mean=pivot + first / n,
+        m2=max(second - first * first / n, 0.0),
+        total=float(sums.sum()),
+        integral=bool(np.all(np.mod(values, 1.0) == 0.0)) if integral is None else integral,
     )
 
 
@@ -332,8 +350,14 @@ def summarise_column(
     if not is_numeric(array):
         raise InvalidInputError("a text column cannot be summarised over numeric bin edges.")
     values, missing = numeric_values(array)
-    edges = reference.edges if reference is not None else quantile_edges(values)
-    return summarise_numeric(values, missing, edges)
+    if reference is None:
+        return summarise_numeric(values, missing, quantile_edges(values))
+    integral = (
+        True
+        if pa.types.is_integer(array.type) or pa.types.is_boolean(array.type)
+        else (None if reference.integral else False)
+    )
+    return summarise_numeric(values, missing, reference.edges, integral, reference.mean)
 
 
 def profile_table(table: pa.Table) -> DatasetStats:

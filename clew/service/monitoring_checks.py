@@ -88,6 +88,18 @@ class MonitoringService(BaselineService):
         metrics, violations = drift_report(baseline, seen)
         return CheckReport("drift", window, seen.stats.rows, metrics, tuple(violations))
 
+    def check_all(self, window: Window) -> list[CheckReport]:
+        """Data quality and drift from one read of the window (what a monitor run does)."""
+        baseline = self.get_baseline(f"{window.model}/{window.version}")
+        seen = self.window_statistics(window, baseline)
+        quality, quality_violations = data_quality(baseline, seen)
+        moved, moved_violations = drift_report(baseline, seen)
+        rows = seen.stats.rows
+        return [
+            CheckReport("data_quality", window, rows, quality, tuple(quality_violations)),
+            CheckReport("drift", window, rows, moved, tuple(moved_violations)),
+        ]
+
     # --- reading a window ---------------------------------------------------------------
 
     def window_statistics(self, window: Window, baseline: Baseline) -> WindowStats:

@@ -332,6 +332,8 @@ class Monitoring(Protocol):
 
     def check_drift(self, window: Window) -> CheckReport: ...
 
+    def check_all(self, window: Window) -> list[CheckReport]: ...
+
 
 class Audit(Protocol):
     """The audit trail: its entries, its verification and signed checkpoint exports."""

@@ -97,12 +97,14 @@ def import_constraints(
 def run_check(
     name: Name,
     version: Version,
-    check: Literal["data_quality", "drift"],
+    check: Literal["data_quality", "drift", "all"],
     body: WindowBody,
     services: ServicesDep,
 ) -> dict[str, Any]:
     """One check over a window of the version's captured predictions (nothing is written)."""
     window = Window(name, version, body.start_ms, body.end_ms, body.last_n)
+    if check == "all":
+        return {"reports": [r.to_dict() for r in services.monitoring.check_all(window)]}
     if check == "drift":
         return services.monitoring.check_drift(window).to_dict()
     return services.monitoring.check_data_quality(window).to_dict()
