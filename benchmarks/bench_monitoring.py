@@ -107,12 +107,14 @@ from evidently import Report
 from evidently.presets import DataDriftPreset, DataSummaryPreset
 baseline, captures = sys.argv[1], sys.argv[2]
 reference = pd.read_parquet(baseline)
-tables = [pq.read_table(p, columns=["inputs"]) for p in sorted(glob.glob(captures + "/**/*.parquet", recursive=True))]
+paths = sorted(glob.glob(captures + "/**/*.parquet", recursive=True))
+tables = [pq.read_table(p, columns=["inputs"]) for p in paths]
 current = pa.concat_tables(tables).column("inputs").combine_chunks().flatten()
 current = pa.Table.from_arrays(current, names=list(reference.columns)).to_pandas()
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 cpu, wall = time.process_time(), time.perf_counter()
-snapshot = Report([DataDriftPreset(), DataSummaryPreset()]).run(current_data=current, reference_data=reference)
+report = Report([DataDriftPreset(), DataSummaryPreset()])
+snapshot = report.run(current_data=current, reference_data=reference)
 snapshot.dict()
 print(json.dumps({"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall,
   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "loaded_mib": loaded,
