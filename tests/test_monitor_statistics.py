@@ -167,3 +167,32 @@ def test_drift_without_values_is_one_sentence(rng: np.random.Generator) -> None:
     edges = st.quantile_edges(data)
     with pytest.raises(InvalidInputError, match="has none for this feature"):
         drift.ks(numeric(data, edges), numeric(np.array([np.nan]), edges))
+
+
+BLOCKED_SCIPY = """
+import sys
+sys.modules["scipy"] = None  # a plain `pip install clew`, without the monitor extra
+import numpy as np
+from clew.domain import statistics as st
+from clew.errors import MissingExtraError
+from clew.service import drift
+values = np.arange(100.0)
+edges = st.quantile_edges(values)
+summary = st.summarise_numeric(values, 0, edges)
+try:
+    drift.ks(summary, summary)
+except MissingExtraError as error:
+    print(error)
+"""
+
+
+def test_drift_p_values_without_scipy_name_the_monitor_extra() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_SCIPY], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == (
+        "a drift check needs the monitor extra: pip install 'clew[monitor]'"
+    ), done.stderr
