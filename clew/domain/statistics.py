@@ -28,6 +28,8 @@ from clew.errors import InvalidInputError
 FINE_BINS = 500
 COARSE_BINS = 10
 CATEGORY_CAP = 1000
+GRID_CELLS_PER_EDGE = 16
+MAX_STEPS = 4
 
 Edges = np.ndarray[Any, np.dtype[np.float64]]
 Counts = np.ndarray[Any, np.dtype[np.int64]]
@@ -255,6 +257,35 @@ def quantile_edges(values: np.ndarray, bins: int = FINE_BINS) -> Edges:
     return edges
 
 
+def bin_index(values: np.ndarray, edges: Edges) -> np.ndarray:
+    """``numpy.searchsorted(edges, values, side="right")``, about twice as fast on big batches.
+
+    A uniform grid over the edges (``GRID_CELLS_PER_EDGE`` cells per edge) maps each value to
+    the number of edges below the cell before its own (so float rounding of the cell can only
+    start it low), and a few vectorised comparisons count the edges left between there and the
+    value. Where the edges crowd into a few cells (heavy tails) more than ``MAX_STEPS``
+    comparisons would be needed, and plain ``searchsorted`` answers instead.
+    """
+    count = len(edges)
+    if count < 2 or len(values) < 4096 or not edges[-1] > edges[0]:
+        return np.searchsorted(edges, values, side="right")
+    low, cells = float(edges[0]), GRID_CELLS_PER_EDGE * count
+    scale = cells / (float(edges[-1]) - low)
+    starts = low + (np.arange(cells + 2) - 2) / scale  # cell c (shifted by 1) begins a cell early
+    table = np.searchsorted(edges, starts, side="right")
+    table[0] = 0
+    reach = np.searchsorted(edges, low + (np.arange(cells + 2) + 1) / scale, side="right")
+    steps = int((reach - table)[1:].max())
+    if steps > MAX_STEPS:
+        return np.searchsorted(edges, values, side="right")
+    position = np.clip(np.floor((values - low) * scale), -1, cells).astype(np.intp) + 1
+    bins = table[position]
+    last = count - 1
+    for _ in range(steps):
+        bins += (bins <= last) & (values >= edges[np.minimum(bins, last)])
+    return bins
+
+
 def summarise_numeric(
     values: np.ndarray,
     missing: int,
@@ -268,7 +299,7 @@ def summarise_numeric(
     fractional baseline nobody asks), else it is computed. The moments are taken about
     ``pivot`` (the baseline's mean, near the batch's) so one pass of sums stays accurate.
     """
-    bins = np.searchsorted(edges, values, side="right")
+    bins = bin_index(values, edges)
     counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
     sums = np.bincount(bins, weights=values, minlength=len(edges) + 1).astype(np.float64)
     if len(values) == 0:
