@@ -183,10 +183,13 @@ def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
     arguments.add_argument("--full", action="store_true", help="also 10M captured rows")
     arguments.add_argument("--no-peer", action="store_true", help="skip Evidently")
+    arguments.add_argument("--rows", type=int, action="append", help="only these window sizes")
     options = arguments.parse_args()
     sizes = [100_000] if options.quick else [100_000, 1_000_000]
     if options.full:
         sizes.append(10_000_000)
+    if options.rows:
+        sizes = options.rows
     peer_state = "skipped" if options.no_peer else ensure_evidently()
     results: list[Result] = []
     common = {"benchmark": "monitoring", "peer_name": "Evidently 0.7"}
