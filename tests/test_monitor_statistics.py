@@ -167,3 +167,50 @@ def test_drift_without_values_is_one_sentence(rng: np.random.Generator) -> None:
     edges = st.quantile_edges(data)
     with pytest.raises(InvalidInputError, match="has none for this feature"):
         drift.ks(numeric(data, edges), numeric(np.array([np.nan]), edges))
+
+
+BLOCKED_SCIPY = """
+import sys
+sys.modules["scipy"] = None  # a plain `pip install clew`, without the monitor extra
+import numpy as np
+from clew.domain import statistics as st
+from clew.errors import MissingExtraError
+from clew.service import drift
+values = np.arange(100.0)
+edges = st.quantile_edges(values)
+summary = st.summarise_numeric(values, 0, edges)
+try:
+    drift.ks(summary, summary)
+except MissingExtraError as error:
+    print(error)
+"""
+
+
+def test_drift_p_values_without_scipy_name_the_monitor_extra() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_SCIPY], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == (
+        "a drift check needs the monitor extra: pip install 'clew[monitor]'"
+    ), done.stderr
+
+
+@pytest.mark.parametrize("shape", ["normal", "lognormal", "integers", "two clusters"])
+def test_fast_binning_equals_searchsorted_even_on_the_edges(
+    rng: np.random.Generator, shape: str
+) -> None:
+    data = {
+        "normal": rng.normal(size=200_000),
+        "lognormal": rng.lognormal(size=200_000),
+        "integers": rng.integers(0, 50, 200_000).astype(float),
+        "two clusters": np.concatenate([rng.normal(size=10_000), rng.normal(1e6, 1, 10_000)]),
+    }[shape]
+    edges = st.quantile_edges(data[:50_000])
+    probes = np.concatenate(
+        [data, edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), [-1e300, 1e300]]
+    )
+    expected = np.searchsorted(edges, probes, side="right")
+    assert np.array_equal(st.bin_index(probes, edges), expected)

@@ -137,9 +137,9 @@ COMMANDS: dict[str, Listed] = {
         "Webhooks: registry and monitoring events sent to your URLs, signed.",
     ),
     "monitor": Listed(
-        "clew.cli.monitor_runs",
-        "app",
-        "Monitor runs per window, schedules, and violations.",
+        "clew.cli.monitor",
+        "monitor_app",
+        "Model monitoring: baselines, checks, monitor runs, schedules and violations.",
     ),
 }
 

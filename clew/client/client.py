@@ -22,6 +22,7 @@ from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.monitor_runs import MonitorMixin
+from clew.client.monitoring import Monitoring
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
 from clew.client.webhooks import WebhooksMixin
@@ -102,6 +103,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, Monit
         self._service = _backend(uri, artifacts, token, signing_token, create)
         self.store = self._service.store
         self.lineage = Lineage(self)
+        self.monitoring = Monitoring(self)
         self._metrics = MetricBuffer(self._write_metrics)
         self._local = threading.local()
         self._captured: dict[str, Any] = {}

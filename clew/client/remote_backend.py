@@ -16,6 +16,7 @@ from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
+from clew.client.remote_monitoring import RemoteMonitoring
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
@@ -59,6 +60,7 @@ class RemoteBackend:
         self.webhooks = RemoteWebhooks(self._transport)
         self.monitor_runs = RemoteMonitorRuns(self._transport)
         self.monitor_schedules = RemoteMonitorSchedules(self._transport)
+        self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

@@ -16,7 +16,7 @@ from clew.domain.monitor_runs import (
     monitor_run_from_dict,
     schedule_from_dict,
 )
-from clew.domain.monitoring import CheckReport, report_from_dict
+from clew.domain.monitoring import CheckReport
 from clew.domain.quality import QualitySpec
 from clew.domain.records import RegistryEvent
 
@@ -39,7 +39,7 @@ class RemoteMonitorRuns:
         quality: QualitySpec | None = None,
     ) -> CheckReport:
         body = _window_body(ref, window, start, end, last, quality)
-        return report_from_dict(self._t.call("POST", "/monitor/quality", json_body=body))
+        return CheckReport.from_dict(self._t.call("POST", "/monitor/quality", json_body=body))
 
     def run_monitor(
         self,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clew.domain.monitoring import CheckReport, Window, report_from_dict, window_from_dict
+from clew.domain.monitoring import CheckReport, Window
 from clew.domain.records import ms_to_iso
 
 
@@ -65,11 +65,11 @@ class MonitorRun:
 def monitor_run_from_dict(data: Mapping[str, Any]) -> MonitorRun:
     return MonitorRun(
         id=data["id"],
-        window=window_from_dict(data["window"]),
+        window=Window.from_dict(data["window"]),
         attempt=int(data["attempt"]),
         run_id=data["run_id"],
         rows=int(data["rows"]),
-        reports=tuple(report_from_dict(report) for report in data["reports"]),
+        reports=tuple(CheckReport.from_dict(report) for report in data["reports"]),
         action=data["action"],
         created_ms=int(data["created_ms"]),
         created_by=data["created_by"],

@@ -68,6 +68,16 @@ class Window:
             "last_n": self.last_n,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Window:
+        return cls(
+            model=str(data["model"]),
+            version=int(data["version"]),
+            start_ms=data.get("start_ms"),
+            end_ms=data.get("end_ms"),
+            last_n=data.get("last_n"),
+        )
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -113,6 +123,26 @@ class CheckReport:
         """SageMaker Model Monitor's ``constraint_violations.json`` document."""
         return {"violations": [violation.to_sagemaker() for violation in self.violations]}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckReport:
+        """The report ``to_dict`` wrote (a server's answer read back by the remote client)."""
+        return cls(
+            check=str(data["check"]),
+            window=Window.from_dict(data["window"]),
+            rows=int(data["rows"]),
+            metrics=dict(data.get("metrics") or {}),
+            violations=tuple(
+                Violation(
+                    feature_name=v["feature_name"],
+                    constraint_check_type=v["constraint_check_type"],
+                    description=v["description"],
+                    observed=v.get("observed"),
+                    threshold=v.get("threshold"),
+                )
+                for v in data.get("violations") or []
+            ),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """clew's richer report: the window, the row count, every figure and every violation."""
         return {
@@ -130,30 +160,3 @@ class CheckReport:
                 for violation in self.violations
             ],
         }
-
-
-def window_from_dict(data: Mapping[str, Any]) -> Window:
-    """A ``Window`` back from ``Window.to_dict`` (a server's answer, a stored report)."""
-    return Window(
-        data["model"], int(data["version"]), data["start_ms"], data["end_ms"], data["last_n"]
-    )
-
-
-def report_from_dict(data: Mapping[str, Any]) -> CheckReport:
-    """A ``CheckReport`` back from ``CheckReport.to_dict``."""
-    return CheckReport(
-        check=data["check"],
-        window=window_from_dict(data["window"]),
-        rows=int(data["rows"]),
-        metrics=dict(data["metrics"]),
-        violations=tuple(
-            Violation(
-                v["feature_name"],
-                v["constraint_check_type"],
-                v["description"],
-                v.get("observed"),
-                v.get("threshold"),
-            )
-            for v in data["violations"]
-        ),
-    )

@@ -28,6 +28,8 @@ from clew.errors import InvalidInputError
 FINE_BINS = 500
 COARSE_BINS = 10
 CATEGORY_CAP = 1000
+GRID_CELLS_PER_EDGE = 16
+MAX_STEPS = 4
 
 Edges = np.ndarray[Any, np.dtype[np.float64]]
 Counts = np.ndarray[Any, np.dtype[np.int64]]
@@ -237,7 +239,10 @@ def numeric_values(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
     if pa.types.is_boolean(array.type):
         array = pc.cast(array, pa.int8())
     values = np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False))
-    finite = values[np.isfinite(values)]
+    keep = np.isfinite(values)
+    if keep.all():
+        return values, 0
+    finite = values[keep]
     return finite, len(values) - len(finite)
 
 
@@ -252,27 +257,71 @@ def quantile_edges(values: np.ndarray, bins: int = FINE_BINS) -> Edges:
     return edges
 
 
-def summarise_numeric(values: np.ndarray, missing: int, edges: Edges) -> NumericStats:
-    """One batch of finite float64 values (and its missing count) over ``edges``."""
-    bins = np.searchsorted(edges, values, side="right")
+def bin_index(values: np.ndarray, edges: Edges) -> np.ndarray:
+    """``numpy.searchsorted(edges, values, side="right")``, about twice as fast on big batches.
+
+    A uniform grid over the edges (``GRID_CELLS_PER_EDGE`` cells per edge) maps each value to
+    the number of edges below the cell before its own (so float rounding of the cell can only
+    start it low), and a few vectorised comparisons count the edges left between there and the
+    value. Where the edges crowd into a few cells (heavy tails) more than ``MAX_STEPS``
+    comparisons would be needed, and plain ``searchsorted`` answers instead.
+    """
+    count = len(edges)
+    if count < 2 or len(values) < 4096 or not edges[-1] > edges[0]:
+        return np.searchsorted(edges, values, side="right")
+    low, cells = float(edges[0]), GRID_CELLS_PER_EDGE * count
+    scale = cells / (float(edges[-1]) - low)
+    starts = low + (np.arange(cells + 2) - 2) / scale  # cell c (shifted by 1) begins a cell early
+    table = np.searchsorted(edges, starts, side="right")
+    table[0] = 0
+    reach = np.searchsorted(edges, low + (np.arange(cells + 2) + 1) / scale, side="right")
+    steps = int((reach - table)[1:].max())
+    if steps > MAX_STEPS:
+        return np.searchsorted(edges, values, side="right")
+    position = np.clip(np.floor((values - low) * scale), -1, cells).astype(np.intp) + 1
+    bins = table[position]
+    last = count - 1
+    for _ in range(steps):
+        bins += (bins <= last) & (values >= edges[np.minimum(bins, last)])
+    return bins
+
+
+def summarise_numeric(
+    values: np.ndarray,
+    missing: int,
+    edges: Edges,
+    integral: bool | None = None,
+    pivot: float | None = None,
+) -> NumericStats:
+    """One batch of finite float64 values (and its missing count) over ``edges``.
+
+    ``integral`` is passed when the caller knows it (an integer column is integral; against a
+    fractional baseline nobody asks), else it is computed. The moments are taken about
+    ``pivot`` (the baseline's mean, near the batch's) so one pass of sums stays accurate.
+    """
+    bins = bin_index(values, edges)
     counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
     sums = np.bincount(bins, weights=values, minlength=len(edges) + 1).astype(np.float64)
     if len(values) == 0:
         return NumericStats(edges=edges, counts=counts, sums=sums, missing=missing)
-    mean = float(values.mean())
-    centred = values - mean
+    n = len(values)
+    if pivot is None:
+        pivot = float(values[0])
+    shifted = values - pivot
+    first = float(shifted.sum())
+    second = float(np.dot(shifted, shifted))
     return NumericStats(
         edges=edges,
         counts=counts,
         sums=sums,
-        present=len(values),
+        present=n,
         missing=missing,
         minimum=float(values.min()),
         maximum=float(values.max()),
-        mean=mean,
-        m2=float(np.dot(centred, centred)),
-        total=float(values.sum()),
-        integral=bool(np.all(np.mod(values, 1.0) == 0.0)),
+        mean=pivot + first / n,
+        m2=max(second - first * first / n, 0.0),
+        total=float(sums.sum()),
+        integral=bool(np.all(np.mod(values, 1.0) == 0.0)) if integral is None else integral,
     )
 
 
@@ -319,3 +368,32 @@ def _cap(counts: Mapping[str, int], cap: int) -> tuple[dict[str, int], int]:
 
 def _finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
+
+
+def summarise_column(
+    array: pa.Array | pa.ChunkedArray, reference: FeatureStats | None
+) -> FeatureStats:
+    """One column summarised the way ``reference`` (a baseline's feature) was, or, with no
+    reference, as a new baseline whose bin edges are this column's own quantiles. A numeric
+    column where the baseline was categorical is counted as strings, so it can be compared."""
+    if isinstance(reference, CategoricalStats) or (reference is None and not is_numeric(array)):
+        return summarise_categorical(array)
+    if not is_numeric(array):
+        raise InvalidInputError("a text column cannot be summarised over numeric bin edges.")
+    values, missing = numeric_values(array)
+    if reference is None:
+        return summarise_numeric(values, missing, quantile_edges(values))
+    integral = (
+        True
+        if pa.types.is_integer(array.type) or pa.types.is_boolean(array.type)
+        else (None if reference.integral else False)
+    )
+    return summarise_numeric(values, missing, reference.edges, integral, reference.mean)
+
+
+def profile_table(table: pa.Table) -> DatasetStats:
+    """A baseline's statistics: every column of ``table`` over its own quantile edges."""
+    return DatasetStats(
+        rows=table.num_rows,
+        features={name: summarise_column(table.column(name), None) for name in table.column_names},
+    )

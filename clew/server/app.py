@@ -31,6 +31,7 @@ from clew.server.routes import (
     captures,
     lineage,
     monitor_runs,
+    monitoring,
     operations,
     predictions,
     registry,
@@ -91,6 +92,7 @@ def create_app(
     if deliver_webhooks_every_s is not None:
         _run_deliverer(app, services, deliver_webhooks_every_s)
     app.include_router(monitor_runs.router)
+    app.include_router(monitoring.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

@@ -108,6 +108,21 @@ RULES: dict[tuple[str, str], Rule] = {
         Role.CONTRIBUTOR, model_param="name"
     ),
     ("GET", f"{API}/predictions/{{prediction_id}}"): VIEW,
+    # monitoring: baselines and checks (reads are views; writes need contributor on the model)
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/baseline"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/baseline/import"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    ("GET", f"{API}/models/{{name}}/versions/{{version}}/baseline"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/baseline/constraints"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/baseline/constraints/import"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/checks/{{check}}"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
+from clew.service.baselines import BaselineService
 from clew.service.lineage import LineageService
 from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
 from clew.service.monitor_schedules import MonitorScheduleService
+from clew.service.monitoring_checks import MonitoringService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
@@ -43,6 +45,8 @@ class ServiceContainer:
         self.model_quality = ModelQualityService(store)
         self.monitor_runs = MonitorRunService(store)
         self.monitor_schedules = MonitorScheduleService(store)
+        self.monitoring = MonitoringService(store)
+        self.baselines = BaselineService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

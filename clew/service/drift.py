@@ -70,7 +70,7 @@ def numeric_psi(baseline: NumericStats, current: NumericStats) -> float:
 
 def ks(baseline: NumericStats, current: NumericStats) -> tuple[float, float]:
     """The two-sample Kolmogorov–Smirnov statistic at the bin edges and its asymptotic p-value."""
-    require_extra("monitor", "drift p-values")
+    require_extra("monitor", "a drift check")
     from scipy.stats import distributions
 
     n, m = baseline.present, current.present
@@ -142,7 +142,7 @@ def categorical_tables(
 def chi_squared(baseline: CategoricalStats, current: CategoricalStats) -> tuple[float, float]:
     """Pearson's chi-squared test of homogeneity on the 2 x k table (no continuity correction),
     as ``scipy.stats.chi2_contingency(table, correction=False)`` computes it."""
-    require_extra("monitor", "drift p-values")
+    require_extra("monitor", "a drift check")
     from scipy.stats import distributions
 
     _, base, cur = categorical_tables(baseline, current)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from clew.domain import ids, monitor_windows
 from clew.domain.monitor_runs import MonitorRun
-from clew.domain.monitoring import CheckReport, Window, report_from_dict
+from clew.domain.monitoring import CheckReport, Window
 from clew.domain.quality import QualitySpec
 from clew.domain.records import FINISHED, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError
@@ -31,6 +31,7 @@ from clew.service import audit, policy, registry, signed_heads
 from clew.service.approvals import get_version_state
 from clew.service.artifacts import ArtifactService, get_artifact_row
 from clew.service.model_quality import ModelQualityService, describe, quality_check
+from clew.service.monitoring_checks import BASELINE_KEY, MonitoringService
 from clew.service.runs import RunService, now_ms
 from clew.store import schema
 from clew.store.location import Store
@@ -38,15 +39,26 @@ from clew.store.location import Store
 Check = Callable[[Window], CheckReport]
 EXPERIMENT = "monitoring"
 WINDOW_TAG = "clew.monitor.window"
-# A report may name the baseline artifact it compared against (monstats' checks do); the run
-# in lineage then records that artifact as an input.
-BASELINE_KEY = "baseline_artifact_id"
 
 
-def standard_checks(store: Store, quality: QualitySpec | None = None) -> list[Check]:
-    """The checks every monitor run performs. Data quality and drift checks (monstats) are
-    appended here at merge; each is a ``(Window) -> CheckReport``."""
-    return [quality_check(store, quality)]
+def standard_checks(store: Store, span: Window, quality: QualitySpec | None = None) -> list[Check]:
+    """The checks a monitor run performs over ``span``: model quality always; data quality and
+    drift when the version has a baseline (both from one read of the window)."""
+    checks: list[Check] = [quality_check(store, quality)]
+    monitoring = MonitoringService(store)
+    if monitoring.find_baseline(f"{span.model}/{span.version}") is None:
+        return checks
+    reports: dict[str, CheckReport] = {}
+
+    def from_one_read(name: str) -> Check:
+        def check(window: Window) -> CheckReport:
+            if not reports:
+                reports.update((report.check, report) for report in monitoring.check_all(window))
+            return reports[name]
+
+        return check
+
+    return [*checks, from_one_read("data_quality"), from_one_read("drift")]
 
 
 class MonitorRunService:
@@ -106,7 +118,7 @@ class MonitorRunService:
             last=last,
         )
         return self.run_window(
-            span, actor, rerun=rerun, checks=standard_checks(self.store, quality)
+            span, actor, rerun=rerun, checks=standard_checks(self.store, span, quality)
         )
 
     def run_window(
@@ -290,7 +302,7 @@ class MonitorRunService:
     def _loaded(self, row: Any, span: Window) -> MonitorRun:
         """A stored run with its reports read back from the combined report artifact."""
         data = json.loads(self.store.blobs.read_bytes(row.report_digest))
-        reports = tuple(report_from_dict(item) for item in data)
+        reports = tuple(CheckReport.from_dict(item) for item in data)
         with self.store.db.read() as connection:
             action = _action_of(connection, row.id)
         return MonitorRun(

@@ -132,7 +132,7 @@ class MonitorScheduleService:
                     continue
                 done.append(
                     runner.run_window(
-                        window, RUNNER, checks=standard_checks(self.store), allow_empty=True
+                        window, RUNNER, checks=standard_checks(self.store, window), allow_empty=True
                     )
                 )
             except ClewError as error:

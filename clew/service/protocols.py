@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 
     from clew.domain import refs
     from clew.domain.audit import AuditEntry, AuditVerification
+    from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
-    from clew.domain.monitoring import CheckReport
+    from clew.domain.monitoring import CheckReport, Window
     from clew.domain.policy import StoredPolicy
     from clew.domain.quality import QualitySpec
     from clew.domain.records import (
@@ -321,6 +322,40 @@ class Predictions(Protocol):
     def capture_writer(self, actor: str) -> BatchWriter: ...
 
 
+class Monitoring(Protocol):
+    """Baselines of model versions (SageMaker's statistics and constraints) and the data
+    quality and drift checks over a window of captured predictions."""
+
+    def create_baseline(
+        self,
+        ref: str,
+        actor: str,
+        *,
+        dataset: str | None = None,
+        prediction: str | None = None,
+    ) -> Baseline: ...
+
+    def import_baseline(
+        self, ref: str, statistics: str, constraints: str | None, actor: str
+    ) -> Baseline: ...
+
+    def find_baseline(self, ref: str) -> Baseline | None: ...
+
+    def get_baseline(self, ref: str) -> Baseline: ...
+
+    def edit_constraints(
+        self, ref: str, edits: Mapping[str, Mapping[str, Any]], actor: str, reason: str = ""
+    ) -> Baseline: ...
+
+    def import_constraints(self, ref: str, constraints: str, actor: str) -> Baseline: ...
+
+    def check_data_quality(self, window: Window) -> CheckReport: ...
+
+    def check_drift(self, window: Window) -> CheckReport: ...
+
+    def check_all(self, window: Window) -> list[CheckReport]: ...
+
+
 class Audit(Protocol):
     """The audit trail: its entries, its verification and signed checkpoint exports."""
 
@@ -446,6 +481,9 @@ class Backend(Protocol):
 
     @property
     def monitor_schedules(self) -> MonitorSchedules: ...
+
+    @property
+    def monitoring(self) -> Monitoring: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

@@ -171,6 +171,13 @@ class CaptureFiles(ABC):
         with self._reading(relative):
             return pq.read_table(path, filesystem=filesystem, columns=["prediction_id"]).column(0)
 
+    def open_parquet(self, relative: str) -> pq.ParquetFile:
+        """A batch's Parquet file opened for reading chosen columns and row groups (monitoring
+        reads windows this way, one row group at a time)."""
+        path, filesystem = self._existing(relative)
+        with self._reading(relative):
+            return pq.ParquetFile(path, filesystem=filesystem)
+
     def read_batch(self, relative: str) -> pa.Table:
         path, filesystem = self._existing(relative)
         with self._reading(relative):
