@@ -98,34 +98,39 @@ def load_clew(client: clew.Client, shape: Shape) -> dict[str, str]:
     return outputs
 
 
-def per_call_rate(directory: Path, steps: int) -> float:
-    """Nodes per second through the per-call SDK: each step a run, its by-reference inputs
-    (a fresh source and the previous step's output) and one output."""
+def per_call_rate(directory: Path, steps: int) -> tuple[float, float]:
+    """Nodes per second and per CPU-second through the per-call SDK: each step a run, its
+    by-reference inputs (a fresh source and the previous step's output) and one output."""
     client = clew.Client(str(directory / "per-call"))
     previous = None
+    cpu = time.process_time()
     with stopwatch() as elapsed:
         for stage in range(steps):
             with client.start_run(
                 experiment=f"exp-{stage % EXPERIMENTS}", name=f"step-{stage}", capture_code=False
             ) as run:
-                run.log_input(clew.data_source(f"bench://raw/{stage}", name=f"raw-{stage}"))
+                run.log_input(clew.data_source(f"s3://bench/raw/{stage}", name=f"raw-{stage}"))
                 if previous is not None:
                     run.log_input(previous)
-                source = clew.data_source(f"bench://out/{stage}", name=f"out-{stage}")
+                source = clew.data_source(f"s3://bench/out/{stage}", name=f"out-{stage}")
                 previous = run.log_output(source, type="model")
+    cpu = time.process_time() - cpu
     client.close()
-    return steps * 3 / elapsed[0]
+    return steps * 3 / elapsed[0], steps * 3 / cpu
 
 
 def walk_figures(walk: Any, starts: list[str], depth: int) -> dict[str, Any]:
     """p50/p95 ms of each round over ``starts``: the first (cold) round and the best one."""
     rounds = []
     edges: list[int] = []
+    cpu: list[float] = []
     for _ in range(ROUNDS):
         pending = iter(starts)
 
         def one(pending: Iterator[str] = pending) -> None:
+            started = time.process_time()
             edges.append(len(walk(next(pending), max_depth=depth).edges))
+            cpu.append((time.process_time() - started) * 1000)
 
         rounds.append(latencies_ms(one, len(starts), warmup=0))
     best = min(rounds, key=lambda timings: percentile(timings, 0.5))
@@ -133,12 +138,16 @@ def walk_figures(walk: Any, starts: list[str], depth: int) -> dict[str, Any]:
         "p50": percentile(best, 0.5),
         "p95": percentile(best, 0.95),
         "cold_p50": percentile(rounds[0], 0.5),
+        "cpu_p50": percentile(cpu, 0.5),
         "edges": sum(edges) / len(edges),
     }
 
 
 def measure_clew(directory: Path, shape: Shape, starts: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"per_call_rate": per_call_rate(directory, PER_CALL_STEPS)}
+    figures: dict[str, Any] = {}
+    figures["per_call_rate"], figures["per_call_cpu_rate"] = per_call_rate(
+        directory, PER_CALL_STEPS
+    )
     client = clew.Client(str(directory / "clew"))
     cpu = time.process_time()
     with stopwatch() as load:
@@ -186,9 +195,10 @@ def ingest_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int)
             peer=peer["per_step_rate"] if mlmd else None,
             peer_name="ML Metadata put_execution",
             target_ratio=TARGET_RATIO,
-            note=f"clew {ours['load_s']:.0f} s wall, {ours['load_cpu_s']:.0f} CPU-s; batches of "
-            f"{CHUNK:,} steps; MLMD per-step rate from a {PER_CALL_STEPS}-step sample"
-            + ("" if mlmd else f"; {peer}"),
+            note=f"clew {ours['load_s']:.0f} s wall, {ours['load_cpu_s']:.0f} CPU-s "
+            f"({nodes / ours['load_cpu_s']:,.0f} nodes per CPU-s); batches of {CHUNK:,} steps; "
+            f"MLMD per-step rate from a {PER_CALL_STEPS}-step sample"
+            + (f" ({peer['per_step_cpu_rate']:,.0f} nodes per CPU-s)" if mlmd else f"; {peer}"),
             **common,
         ),
         Result(
@@ -196,7 +206,10 @@ def ingest_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int)
             clew=ours["rate"],
             peer=nodes / peer["load_s"] if mlmd else None,
             peer_name="ML Metadata put_artifacts/executions/events",
-            note=f"MLMD batches of 10,000; loaded in {peer['load_s']:.0f} s" if mlmd else "",
+            note=f"MLMD batches of 10,000; loaded in {peer['load_s']:.0f} s, "
+            f"{nodes / peer['load_cpu_s']:,.0f} nodes per CPU-s"
+            if mlmd
+            else "",
             **common,
         ),
         Result(
@@ -204,7 +217,9 @@ def ingest_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int)
             clew=ours["per_call_rate"],
             peer=peer["per_step_rate"] if mlmd else None,
             peer_name="ML Metadata put_execution",
-            note="by-reference sources, one transaction per call (clew) / per step (MLMD)",
+            note="by-reference sources, one transaction per call (clew) / per step (MLMD); "
+            f"per CPU-s: clew {ours['per_call_cpu_rate']:,.0f} nodes"
+            + (f", MLMD {peer['per_step_cpu_rate']:,.0f}" if mlmd else ""),
             **common,
         ),
     ]
@@ -222,6 +237,9 @@ def walk_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int) -
                 if stat == "p50":
                     note = f"{mine['edges']:.0f} edges per walk on average" + (
                         f" (ML Metadata: {theirs['edges']:.0f} events)" if theirs else f"; {peer}"
+                    )
+                    note += f"; CPU p50 clew {mine['cpu_p50']:.1f} ms" + (
+                        f", ML Metadata {theirs['cpu_p50']:.1f} ms" if theirs else ""
                     )
                 results.append(
                     Result(
