@@ -1,8 +1,9 @@
 """Recording a by-reference source never touches the network unless asked (issue 16).
 
-The object store here is a listening socket that counts every connection made to it and
-drops it: describing a source must return at once and leave the count at zero, on every
-backend (the SDK prepares a source in the caller's process; the server never fetches one).
+The object store here is a listening socket (an ``http://`` source, or the S3 endpoint) that
+counts every connection made to it and drops it: describing a source must return at once and
+leave the count at zero, on every backend (the SDK prepares a source in the caller's process;
+the server never fetches one).
 """
 
 from __future__ import annotations
@@ -49,25 +50,43 @@ class CountingEndpoint:
 
 
 @pytest.fixture
-def unreachable_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingEndpoint]:
-    """S3 settings that point at an endpoint which answers nobody."""
-    endpoint = CountingEndpoint()
+def endpoint() -> Iterator[CountingEndpoint]:
+    """An object store that answers nobody; sources below live on it (``http://``)."""
+    counting = CountingEndpoint()
+    yield counting
+    counting.close()
+
+
+@pytest.fixture
+def unreachable_s3(endpoint: CountingEndpoint, monkeypatch: pytest.MonkeyPatch) -> CountingEndpoint:
+    """S3 settings that point at the endpoint (the store's own S3 settings would be
+    overridden too, so only for stores that are not on S3)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nothing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    yield endpoint
-    endpoint.close()
+    return endpoint
 
 
-def test_a_data_source_records_what_it_was_told_without_a_connection(
+@pytest.mark.sqlite_only
+def test_an_s3_source_makes_no_connection(
     client: clew.Client, unreachable_s3: CountingEndpoint
 ) -> None:
     uri = "s3://lake/raw/orders/2026-12-07.parquet"
     with client.start_run(experiment="sources", name="read") as run:
-        recorded = run.log_input(clew.data_source(uri, name="orders", version="v3", owner="crm"))
+        recorded = run.log_input(clew.data_source(uri, name="orders"))
     assert unreachable_s3.connections == 0
+    assert (recorded.uri, recorded.size, recorded.properties["etag"]) == (uri, None, None)
+
+
+def test_a_data_source_records_what_it_was_told_without_a_connection(
+    client: clew.Client, endpoint: CountingEndpoint
+) -> None:
+    uri = f"{endpoint.url}/lake/raw/orders/2026-12-07.parquet"
+    with client.start_run(experiment="sources", name="read") as run:
+        recorded = run.log_input(clew.data_source(uri, name="orders", version="v3", owner="crm"))
+    assert endpoint.connections == 0
     assert (recorded.type, recorded.name, recorded.uri, recorded.size) == (
         "data_source",
         "orders",
@@ -85,10 +104,10 @@ def test_a_data_source_records_what_it_was_told_without_a_connection(
 
 
 def test_the_same_source_described_twice_is_one_node(
-    client: clew.Client, unreachable_s3: CountingEndpoint
+    client: clew.Client, endpoint: CountingEndpoint
 ) -> None:
     """Without the network the digest covers the URI alone, so a source is one node."""
-    source = clew.data_source("s3://lake/raw/customers/", name="customers")
+    source = clew.data_source(f"{endpoint.url}/lake/raw/customers/", name="customers")
     with client.start_run(experiment="sources", name="first") as first:
         one = first.log_input(source)
     with client.start_run(experiment="sources", name="second") as second:
@@ -96,14 +115,15 @@ def test_the_same_source_described_twice_is_one_node(
     assert one.id == two.id
     down = client.lineage.downstream("data_source:customers", max_depth=1)
     assert {edge.destination_id for edge in down.edges} == {first.id, second.id}
-    assert unreachable_s3.connections == 0
+    assert endpoint.connections == 0
 
 
 def test_a_source_in_a_bulk_batch_is_never_fetched(
-    client: clew.Client, unreachable_s3: CountingEndpoint
+    client: clew.Client, endpoint: CountingEndpoint
 ) -> None:
     """``client.lineage.ingest`` takes the digest the caller computed; the URI is a fact."""
-    described = clew.data_source("s3://lake/raw/clicks/", name="clicks")
+    uri = f"{endpoint.url}/lake/raw/clicks/"
+    described = clew.data_source(uri, name="clicks")
     with client.start_run(experiment="sources", name="log") as run:
         logged = run.log_input(described)
     result = client.lineage.ingest(
@@ -113,10 +133,10 @@ def test_a_source_in_a_bulk_batch_is_never_fetched(
                 "type": "data_source",
                 "name": "clicks",
                 "digest": logged.digest,
-                "uri": "s3://lake/raw/clicks/",
+                "uri": uri,
             }
         ],
         [{"key": "sessionize", "name": "sessionize", "inputs": ["clicks"]}],
     )
     assert result.artifacts["clicks"] == logged.id
-    assert unreachable_s3.connections == 0
+    assert endpoint.connections == 0
