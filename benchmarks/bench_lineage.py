@@ -18,7 +18,9 @@ environment, so it runs in its own virtualenv (``--mlmd-python``, made by ``run_
 (``put_execution`` with artifacts and events), and walked with
 ``get_lineage_subgraph(max_num_hops=D, direction=UPSTREAM|DOWNSTREAM)``.
 
-    uv run python benchmarks/bench_lineage.py [--nodes 1000000] [--mlmd-python PATH] [--quick]
+    uv run python benchmarks/bench_lineage.py [--full | --nodes N] [--mlmd-python PATH] [--quick]
+
+Sizes: 10k and 100k nodes, plus 1M with ``--full`` (``--quick``: 10k; ``--nodes``: one size).
 """
 
 from __future__ import annotations
@@ -257,24 +259,38 @@ def walk_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int) -
     return results
 
 
+def sizes(options: Any) -> list[int]:
+    """Graph sizes to build: ``--nodes``, else 10k and 100k, plus 1M with ``--full``."""
+    if options.nodes:
+        return [options.nodes]
+    if options.quick:
+        return [10_000]
+    return [10_000, 100_000] + ([1_000_000] if options.full else [])
+
+
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--nodes", type=int, help="graph size (default 1,000,000)")
+    arguments.add_argument("--nodes", type=int, help="one graph size (default: 10k and 100k)")
+    arguments.add_argument("--full", action="store_true", help="also build and walk 1M nodes")
     arguments.add_argument(
         "--mlmd-python",
         default=str(HERE / ".mlmd-venv" / "bin" / "python"),
         help="python of a virtualenv with ml-metadata (skip the peer if it does not exist)",
     )
     options = arguments.parse_args()
-    shape = Shape.for_nodes(options.nodes or (50_000 if options.quick else 1_000_000))
     starts = 50 if options.quick else STARTS
-    with tempfile.TemporaryDirectory(prefix="clew-bench-lineage-") as temp:
-        started = time.perf_counter()
-        ours = measure_clew(Path(temp), shape, starts)
-        print(f"clew: {shape.nodes:,} nodes ingested in {ours['load_s']:.0f} s", file=sys.stderr)
-        peer = measure_mlmd(options.mlmd_python, Path(temp), shape, starts)
-        print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    results = ingest_results(ours, peer, shape.nodes) + walk_results(ours, peer, shape.nodes)
+    results: list[Result] = []
+    for nodes in sizes(options):
+        shape = Shape.for_nodes(nodes)
+        with tempfile.TemporaryDirectory(prefix="clew-bench-lineage-") as temp:
+            started = time.perf_counter()
+            ours = measure_clew(Path(temp), shape, starts)
+            print(
+                f"clew: {shape.nodes:,} nodes ingested in {ours['load_s']:.0f} s", file=sys.stderr
+            )
+            peer = measure_mlmd(options.mlmd_python, Path(temp), shape, starts)
+            print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        results += ingest_results(ours, peer, shape.nodes) + walk_results(ours, peer, shape.nodes)
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     finish(f"Lineage (SQLite stores; load average {load})", results, options.json)
 
