@@ -18,7 +18,9 @@ environment, so it runs in its own virtualenv (``--mlmd-python``, made by ``run_
 (``put_execution`` with artifacts and events), and walked with
 ``get_lineage_subgraph(max_num_hops=D, direction=UPSTREAM|DOWNSTREAM)``.
 
-    uv run python benchmarks/bench_lineage.py [--nodes 1000000] [--mlmd-python PATH] [--quick]
+    uv run python benchmarks/bench_lineage.py [--full | --nodes N] [--mlmd-python PATH] [--quick]
+
+Sizes: 10k and 100k nodes, plus 1M with ``--full`` (``--quick``: 10k; ``--nodes``: one size).
 """
 
 from __future__ import annotations
@@ -98,34 +100,39 @@ def load_clew(client: clew.Client, shape: Shape) -> dict[str, str]:
     return outputs
 
 
-def per_call_rate(directory: Path, steps: int) -> float:
-    """Nodes per second through the per-call SDK: each step a run, its by-reference inputs
-    (a fresh source and the previous step's output) and one output."""
+def per_call_rate(directory: Path, steps: int) -> tuple[float, float]:
+    """Nodes per second and per CPU-second through the per-call SDK: each step a run, its
+    by-reference inputs (a fresh source and the previous step's output) and one output."""
     client = clew.Client(str(directory / "per-call"))
     previous = None
+    cpu = time.process_time()
     with stopwatch() as elapsed:
         for stage in range(steps):
             with client.start_run(
                 experiment=f"exp-{stage % EXPERIMENTS}", name=f"step-{stage}", capture_code=False
             ) as run:
-                run.log_input(clew.data_source(f"bench://raw/{stage}", name=f"raw-{stage}"))
+                run.log_input(clew.data_source(f"s3://bench/raw/{stage}", name=f"raw-{stage}"))
                 if previous is not None:
                     run.log_input(previous)
-                source = clew.data_source(f"bench://out/{stage}", name=f"out-{stage}")
+                source = clew.data_source(f"s3://bench/out/{stage}", name=f"out-{stage}")
                 previous = run.log_output(source, type="model")
+    cpu = time.process_time() - cpu
     client.close()
-    return steps * 3 / elapsed[0]
+    return steps * 3 / elapsed[0], steps * 3 / cpu
 
 
 def walk_figures(walk: Any, starts: list[str], depth: int) -> dict[str, Any]:
     """p50/p95 ms of each round over ``starts``: the first (cold) round and the best one."""
     rounds = []
     edges: list[int] = []
+    cpu: list[float] = []
     for _ in range(ROUNDS):
         pending = iter(starts)
 
         def one(pending: Iterator[str] = pending) -> None:
+            started = time.process_time()
             edges.append(len(walk(next(pending), max_depth=depth).edges))
+            cpu.append((time.process_time() - started) * 1000)
 
         rounds.append(latencies_ms(one, len(starts), warmup=0))
     best = min(rounds, key=lambda timings: percentile(timings, 0.5))
@@ -133,12 +140,16 @@ def walk_figures(walk: Any, starts: list[str], depth: int) -> dict[str, Any]:
         "p50": percentile(best, 0.5),
         "p95": percentile(best, 0.95),
         "cold_p50": percentile(rounds[0], 0.5),
+        "cpu_p50": percentile(cpu, 0.5),
         "edges": sum(edges) / len(edges),
     }
 
 
 def measure_clew(directory: Path, shape: Shape, starts: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"per_call_rate": per_call_rate(directory, PER_CALL_STEPS)}
+    figures: dict[str, Any] = {}
+    figures["per_call_rate"], figures["per_call_cpu_rate"] = per_call_rate(
+        directory, PER_CALL_STEPS
+    )
     client = clew.Client(str(directory / "clew"))
     cpu = time.process_time()
     with stopwatch() as load:
@@ -186,9 +197,10 @@ def ingest_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int)
             peer=peer["per_step_rate"] if mlmd else None,
             peer_name="ML Metadata put_execution",
             target_ratio=TARGET_RATIO,
-            note=f"clew {ours['load_s']:.0f} s wall, {ours['load_cpu_s']:.0f} CPU-s; batches of "
-            f"{CHUNK:,} steps; MLMD per-step rate from a {PER_CALL_STEPS}-step sample"
-            + ("" if mlmd else f"; {peer}"),
+            note=f"clew {ours['load_s']:.0f} s wall, {ours['load_cpu_s']:.0f} CPU-s "
+            f"({nodes / ours['load_cpu_s']:,.0f} nodes per CPU-s); batches of {CHUNK:,} steps; "
+            f"MLMD per-step rate from a {PER_CALL_STEPS}-step sample"
+            + (f" ({peer['per_step_cpu_rate']:,.0f} nodes per CPU-s)" if mlmd else f"; {peer}"),
             **common,
         ),
         Result(
@@ -196,7 +208,10 @@ def ingest_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int)
             clew=ours["rate"],
             peer=nodes / peer["load_s"] if mlmd else None,
             peer_name="ML Metadata put_artifacts/executions/events",
-            note=f"MLMD batches of 10,000; loaded in {peer['load_s']:.0f} s" if mlmd else "",
+            note=f"MLMD batches of 10,000; loaded in {peer['load_s']:.0f} s, "
+            f"{nodes / peer['load_cpu_s']:,.0f} nodes per CPU-s"
+            if mlmd
+            else "",
             **common,
         ),
         Result(
@@ -204,7 +219,9 @@ def ingest_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int)
             clew=ours["per_call_rate"],
             peer=peer["per_step_rate"] if mlmd else None,
             peer_name="ML Metadata put_execution",
-            note="by-reference sources, one transaction per call (clew) / per step (MLMD)",
+            note="by-reference sources, one transaction per call (clew) / per step (MLMD); "
+            f"per CPU-s: clew {ours['per_call_cpu_rate']:,.0f} nodes"
+            + (f", MLMD {peer['per_step_cpu_rate']:,.0f}" if mlmd else ""),
             **common,
         ),
     ]
@@ -223,6 +240,9 @@ def walk_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int) -
                     note = f"{mine['edges']:.0f} edges per walk on average" + (
                         f" (ML Metadata: {theirs['edges']:.0f} events)" if theirs else f"; {peer}"
                     )
+                    note += f"; CPU p50 clew {mine['cpu_p50']:.1f} ms" + (
+                        f", ML Metadata {theirs['cpu_p50']:.1f} ms" if theirs else ""
+                    )
                 results.append(
                     Result(
                         benchmark="lineage",
@@ -239,24 +259,38 @@ def walk_results(ours: dict[str, Any], peer: dict[str, Any] | str, nodes: int) -
     return results
 
 
+def sizes(options: Any) -> list[int]:
+    """Graph sizes to build: ``--nodes``, else 10k and 100k, plus 1M with ``--full``."""
+    if options.nodes:
+        return [options.nodes]
+    if options.quick:
+        return [10_000]
+    return [10_000, 100_000] + ([1_000_000] if options.full else [])
+
+
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--nodes", type=int, help="graph size (default 1,000,000)")
+    arguments.add_argument("--nodes", type=int, help="one graph size (default: 10k and 100k)")
+    arguments.add_argument("--full", action="store_true", help="also build and walk 1M nodes")
     arguments.add_argument(
         "--mlmd-python",
         default=str(HERE / ".mlmd-venv" / "bin" / "python"),
         help="python of a virtualenv with ml-metadata (skip the peer if it does not exist)",
     )
     options = arguments.parse_args()
-    shape = Shape.for_nodes(options.nodes or (50_000 if options.quick else 1_000_000))
     starts = 50 if options.quick else STARTS
-    with tempfile.TemporaryDirectory(prefix="clew-bench-lineage-") as temp:
-        started = time.perf_counter()
-        ours = measure_clew(Path(temp), shape, starts)
-        print(f"clew: {shape.nodes:,} nodes ingested in {ours['load_s']:.0f} s", file=sys.stderr)
-        peer = measure_mlmd(options.mlmd_python, Path(temp), shape, starts)
-        print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    results = ingest_results(ours, peer, shape.nodes) + walk_results(ours, peer, shape.nodes)
+    results: list[Result] = []
+    for nodes in sizes(options):
+        shape = Shape.for_nodes(nodes)
+        with tempfile.TemporaryDirectory(prefix="clew-bench-lineage-") as temp:
+            started = time.perf_counter()
+            ours = measure_clew(Path(temp), shape, starts)
+            print(
+                f"clew: {shape.nodes:,} nodes ingested in {ours['load_s']:.0f} s", file=sys.stderr
+            )
+            peer = measure_mlmd(options.mlmd_python, Path(temp), shape, starts)
+            print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        results += ingest_results(ours, peer, shape.nodes) + walk_results(ours, peer, shape.nodes)
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     finish(f"Lineage (SQLite stores; load average {load})", results, options.json)
 

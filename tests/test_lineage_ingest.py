@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from tamper import execute_sql
 
 import clew
 from clew.domain import digests
 from clew.errors import InvalidInputError
+from clew.service.lineage_ingest import MAX_ITEMS
 from clew.store import schema
 from clew.store.location import Store
 
@@ -182,3 +184,52 @@ def test_a_bad_item_is_refused_and_nothing_is_written(
     assert audit_entries(store) == before
     with store.db.read() as connection:
         assert connection.execute(select(func.count()).select_from(schema.runs)).scalar() == 0
+
+
+@pytest.mark.tampers
+def test_an_ingested_graph_verifies_and_a_forged_row_in_it_is_named(
+    client: clew.Client, store: Store
+) -> None:
+    """Bulk rows carry the same tamper evidence as the per-call path: ``verify_audit`` passes
+    on the batch as written, then names an edited source, a deleted edge and a forged one."""
+    artifacts, runs = pipeline()
+    result = client.lineage.ingest(artifacts, runs)
+    clean = client.verify_audit()
+    assert clean.ok and clean.rows_checked >= 14
+
+    raw, prep = result.artifacts["raw"], result.runs["prep"]
+    execute_sql(store, "UPDATE artifacts SET uri = 's3://elsewhere/' WHERE id = :id", id=raw)
+    execute_sql(
+        store,
+        "DELETE FROM edges WHERE source_id = :run AND association = 'Produced'",
+        run=prep,
+    )
+    execute_sql(
+        store,
+        "INSERT INTO edges (source_id, source_kind, destination_id, destination_kind, "
+        "association, created_ms) VALUES (:raw, 'artifact', :model, 'artifact', "
+        "'DerivedFrom', 0)",
+        raw=raw,
+        model=result.artifacts["model"],
+    )
+
+    problems = {problem.key: problem for problem in client.verify_audit().row_problems}
+    assert len(problems) == 3
+    assert problems[raw].table == "artifacts"
+    assert problems[raw].reason.startswith("uri is 's3://elsewhere/' where audit entry")
+    produced = f"{prep}/{result.artifacts['features']}/Produced"
+    assert "was deleted" in problems[produced].reason
+    forged = f"{raw}/{result.artifacts['model']}/DerivedFrom"
+    assert "is not in the audit chain" in problems[forged].reason
+
+
+def test_a_batch_over_the_item_limit_is_one_sentence_and_writes_nothing(
+    client: clew.Client, store: Store
+) -> None:
+    """Embedded, the service counts the items; through the server, the route's body model
+    refuses the list before the service runs. Either way: one sentence, nothing written."""
+    before = audit_entries(store)
+    runs = [{"key": "r", "name": "r"}] * (MAX_ITEMS + 1)
+    with pytest.raises(InvalidInputError, match=f"{MAX_ITEMS:,}|at most {MAX_ITEMS}"):
+        client.lineage.ingest([], runs)
+    assert audit_entries(store) == before

@@ -7,7 +7,7 @@ rebuilds the same values from the server's JSON, so both backends return these t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from clew.domain import digests
 
@@ -35,8 +35,10 @@ class Node:
         return f"{self.type}:{self.name}@{digests.short(self.digest or '', 12)}"
 
 
-@dataclass(frozen=True)
-class WalkedEdge:
+class WalkedEdge(NamedTuple):
+    """One edge a walk crossed, at the depth it was first reached (a tuple: a 20-hop walk
+    makes thousands, and a frozen dataclass costs several times as much to build)."""
+
     source_id: str
     association: str
     destination_id: str

@@ -48,7 +48,8 @@ DIRECTIONS = {"input": records.CONTRIBUTED_TO, "output": records.PRODUCED}
 # the driver's cursor (see DriverStatement), not rebuilt and cache-keyed by SQLAlchemy per call.
 _ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
 _FIND_ARTIFACT = DriverStatement(
-    "SELECT id FROM artifacts WHERE type = :type AND name = :name AND digest = :digest"
+    f"SELECT {', '.join(_ARTIFACT_COLUMNS)} FROM artifacts "
+    "WHERE type = :type AND name = :name AND digest = :digest"
 )
 _INSERT_ARTIFACT = DriverStatement(
     f"INSERT INTO artifacts ({', '.join(_ARTIFACT_COLUMNS)}) "
@@ -91,16 +92,18 @@ def record_artifact(
     size: int | None = None,
     uri: str | None = None,
     properties: Mapping[str, Any] | None = None,
-) -> str:
-    """Get-or-create the artifact row; returns its id. Audited when created."""
+) -> tuple[ArtifactRecord, bool]:
+    """Get-or-create the artifact row: its record, and True if this call created it.
+
+    A new row's image is staged (``audit.stage``) for the caller's audit entry, so logging an
+    artifact and linking it to its run is one entry, not two.
+    """
     check_artifact(type_, name, digest)
-    table = schema.artifacts
     existing = _FIND_ARTIFACT.first(connection, {"type": type_, "name": name, "digest": digest})
     if existing:
-        return str(existing[0])
-    artifact_id = ids.new_id()
+        return _artifact_from_row(existing), False
     row = {
-        "id": artifact_id,
+        "id": ids.new_id(),
         "type": type_,
         "name": name,
         "digest": digest,
@@ -111,9 +114,8 @@ def record_artifact(
         "created_by": actor,
     }
     _INSERT_ARTIFACT.execute(connection, row)
-    audit.stage(connection, table, row)
-    audit.append(connection, actor, "artifact.create", f"artifact:{artifact_id}", row)
-    return artifact_id
+    audit.stage(connection, schema.artifacts, row)
+    return from_fields(ArtifactRecord, row), True
 
 
 def record_blob(
@@ -192,35 +194,28 @@ class ArtifactService:
                 if run_id and direction == "input"
                 else None
             )
-            artifact_id = joined or record_artifact(
-                connection,
-                type_=type_,
-                name=name,
-                digest=digest,
-                actor=actor,
-                size=size,
-                uri=uri,
-                properties=properties,
-            )
-            if run_id:
-                if direction == "input":
-                    add_edge(
-                        connection, artifact_id, "artifact", run_id, "run", records.CONTRIBUTED_TO
-                    )
-                else:
-                    add_edge(connection, run_id, "run", artifact_id, "artifact", records.PRODUCED)
-            for source_id in derived_from or []:
-                add_edge(
-                    connection, source_id, "artifact", artifact_id, "artifact", records.DERIVED_FROM
+            if joined:
+                artifact, created = get_artifact_row(connection, joined), False
+            else:
+                artifact, created = record_artifact(
+                    connection,
+                    type_=type_,
+                    name=name,
+                    digest=digest,
+                    actor=actor,
+                    size=size,
+                    uri=uri,
+                    properties=properties,
                 )
+            _link(connection, artifact.id, run_id, direction, derived_from or [])
             audit.append_staged(
                 connection,
                 actor,
-                "artifact.link",
-                f"artifact:{artifact_id}",
+                "artifact.create" if created else "artifact.link",
+                f"artifact:{artifact.id}",
                 {"run": run_id, "direction": direction, "derived_from": derived_from or []},
             )
-            return get_artifact_row(connection, artifact_id)
+            return artifact
 
     def get(self, artifact_id: str) -> ArtifactRecord:
         with self.store.db.read() as connection:
@@ -266,10 +261,30 @@ class ArtifactService:
             }
 
 
+def _link(
+    connection: Connection,
+    artifact_id: str,
+    run_id: str | None,
+    direction: str,
+    derived_from: list[str],
+) -> None:
+    """The artifact's edges: to or from its run, and from each artifact it derives from."""
+    if run_id and direction == "input":
+        add_edge(connection, artifact_id, "artifact", run_id, "run", records.CONTRIBUTED_TO)
+    elif run_id:
+        add_edge(connection, run_id, "run", artifact_id, "artifact", records.PRODUCED)
+    for source_id in derived_from:
+        add_edge(connection, source_id, "artifact", artifact_id, "artifact", records.DERIVED_FROM)
+
+
 def get_artifact_row(connection: Connection, artifact_id: str) -> ArtifactRecord:
     row = _LOAD_ARTIFACT.first(connection, {"id": artifact_id})
     if row is None:
         raise NotFoundError(f"artifact {artifact_id} does not exist.")
+    return _artifact_from_row(row)
+
+
+def _artifact_from_row(row: tuple[Any, ...]) -> ArtifactRecord:
     return from_fields(ArtifactRecord, dict(zip(_ARTIFACT_COLUMNS, row, strict=True)))
 
 

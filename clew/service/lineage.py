@@ -51,11 +51,9 @@ class LineageService:
             raise InvalidInputError(f"max_depth {max_depth!r} must be an integer from 1 to 100.")
         with self.store.db.read() as connection:
             start = resolve_node(connection, ref)
-            edges, truncated = graph.walk(connection, start.id, upstream, max_depth)
-            nodes = node_facts.hydrate(
-                connection,
-                [start.id, *(e.source_id for e in edges), *(e.destination_id for e in edges)],
-            )
+            edges, kinds, truncated = graph.walk_nodes(connection, start.id, upstream, max_depth)
+            kinds[start.id] = start.kind
+            nodes = node_facts.hydrate(connection, kinds)
             start = nodes[start.id]
         if types:
             wanted = set(types)

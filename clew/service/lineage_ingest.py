@@ -345,7 +345,7 @@ def _artifact_item(index: int, raw: Mapping[str, Any]) -> ArtifactItem:
         digest=fields["digest"],
         size=size,
         uri=uploads.check_reference_uri(fields.get("uri")),
-        properties=json.dumps(properties, sort_keys=True, default=str),
+        properties=json.dumps(properties, sort_keys=True, default=str) if properties else "{}",
         derived_from=_keys(fields.get("derived_from"), f"{what} derived_from"),
     )
 
@@ -401,6 +401,9 @@ def _fields(
 ) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise InvalidInputError(f"{what} must be a JSON object.")
+    keys = raw.keys()
+    if required <= keys and keys <= required | optional:
+        return raw
     missing = sorted(required - raw.keys())
     unknown = sorted(raw.keys() - required - optional)
     if missing or unknown:

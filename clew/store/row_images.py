@@ -14,6 +14,7 @@ subscription's ``cursor_seq`` only says how far its deliveries were queued.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,9 +38,11 @@ class CoveredTable:
     key_columns: tuple[str, ...]
     image_columns: tuple[str, ...]
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
-        return self.table.name
+        """The table's name as a plain ``str``: SQLAlchemy's ``quoted_name`` subclass costs
+        the driver an adapter lookup per bound value (every image row of a bulk write)."""
+        return str(self.table.name)
 
     def key(self, row: Mapping[Any, Any]) -> str:
         """The row's identity as one string (primary or natural key, ``/``-joined)."""
