@@ -340,8 +340,7 @@ def _insert_key_values(
     rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
     _INSERT_KEY_VALUE[table.name].execute_many(connection, rows)
     if table is schema.params:
-        for row in rows:
-            audit.stage(connection, table, row)
+        audit.stage_many(connection, table, rows)
 
 
 def _latest_per_key(
