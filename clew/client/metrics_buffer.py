@@ -130,16 +130,18 @@ class MetricBuffer:
                 # A failed batch is back in its queue: the next interval, flush() or finish()
                 # writes it again, and flush()/finish() raise if it still fails then.
                 with contextlib.suppress(Exception), self._write_lock:
-                    self._drain_locked(run_id, keep=0)
+                    self._drain_locked(run_id, keep=0, background=True)
 
-    def _drain_locked(self, run_id: str, keep: int, fields: bool = True) -> None:
+    def _drain_locked(
+        self, run_id: str, keep: int, fields: bool = True, background: bool = False
+    ) -> None:
         """Write queued params and tags (unless ``fields`` is false), then full batches of
         points until at most ``keep`` remain (caller holds the write lock)."""
         queue = self._queues.get(run_id)
         if queue is None:
             return
         if fields:
-            self._send_fields(run_id)
+            self._send_fields(run_id, background)
         unsent = self._unsent.pop(run_id, None)
         if unsent is not None:
             self._send(run_id, *unsent)
@@ -150,16 +152,17 @@ class MetricBuffer:
         with self._lock:
             return self._fields.pop(run_id, None) or ({}, {})
 
-    def _send_fields(self, run_id: str) -> None:
+    def _send_fields(self, run_id: str, background: bool) -> None:
         """Write the queued params and tags; on failure they are queued again under anything
-        queued since (a param conflict excepted: it can never be written, so it is dropped)."""
+        queued since. A param conflict can never be written: it is dropped once it is raised
+        in the caller's thread, and kept until then, so the caller always hears of it."""
         params, tags = self._take_fields(run_id)
         if not params and not tags:
             return
         try:
             self._field_writer(run_id, params, tags)
         except BaseException as error:
-            kept = {} if _param_conflict(error) else params
+            kept = {} if _param_conflict(error) and not background else params
             with self._lock:
                 newer = self._fields.get(run_id, ({}, {}))
                 self._fields[run_id] = ({**kept, **newer[0]}, {**tags, **newer[1]})
