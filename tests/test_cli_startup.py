@@ -73,6 +73,7 @@ NOT_ON_CONNECT = ("pandas", "alembic", "httpx", "uvicorn", "fastapi", "sklearn",
 
 
 @pytest.mark.embedded_only
+@pytest.mark.sqlite_only  # a store file in `home`: the fixture made it
 def test_connecting_to_an_existing_embedded_store_imports_nothing_it_does_not_use(
     client: object, home: Path
 ) -> None:
@@ -89,6 +90,7 @@ def test_connecting_to_an_existing_embedded_store_imports_nothing_it_does_not_us
 
 
 @pytest.mark.embedded_only
+@pytest.mark.sqlite_only
 def test_a_version_status_imports_no_frames_and_no_migrations(client: object, home: Path) -> None:
     """``clew status M/1`` answers from records: pandas and alembic stay unloaded."""
     script = _IMPORTED.format(args=["status", "M/1"])
