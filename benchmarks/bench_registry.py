@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from mlflow_peer import open_mlflow
@@ -33,8 +34,11 @@ TARGET_CREATE = 10.0
 TARGET_ALIAS = 20.0
 
 
-def clew_figures(directory: Path, versions: int, lookups: int, sync: str) -> tuple[float, float]:
-    """(ms per register_model, ms per alias resolution) on a store with ``CLEW_SQLITE_SYNC``."""
+def clew_figures(
+    directory: Path, versions: int, lookups: int, sync: str
+) -> tuple[float, float, float]:
+    """(ms per register_model, ms per alias resolution, CPU ms per register_model) on a store
+    with ``CLEW_SQLITE_SYNC``."""
     with sqlite_sync(sync):
         client = clew.Client(str(directory / f"clew-{sync}"))
     models = directory / f"clew-models-{sync}"
@@ -46,9 +50,11 @@ def clew_figures(directory: Path, versions: int, lookups: int, sync: str) -> tup
             path.write_bytes(f"model {index}".encode())
             logged.append(run.log_output(path, name=f"{NAME}-model", type="model"))
     client.register_model(logged[0], NAME)
+    cpu_start = time.process_time()
     with stopwatch() as elapsed:
         for artifact in logged[1:]:
             client.register_model(artifact, NAME)
+    cpu_ms = (time.process_time() - cpu_start) * 1000 / versions
     client.promote(f"{NAME}/1", ALIAS, new_alias=True)
     resolved = client.get_version(f"{NAME}@{ALIAS}")
     if resolved.version != 1:
@@ -57,10 +63,10 @@ def clew_figures(directory: Path, versions: int, lookups: int, sync: str) -> tup
         latencies_ms(lambda: client.get_version(f"{NAME}@{ALIAS}"), lookups)
     )
     client.close()
-    return elapsed[0] * 1000 / versions, alias_ms
+    return elapsed[0] * 1000 / versions, alias_ms, cpu_ms
 
 
-def mlflow_figures(directory: Path, versions: int, lookups: int) -> tuple[float, float]:
+def mlflow_figures(directory: Path, versions: int, lookups: int) -> tuple[float, float, float]:
     client, experiment_id = open_mlflow(directory / "mlflow")
     run_id = client.create_run(experiment_id).info.run_id
     sources = []
@@ -71,16 +77,18 @@ def mlflow_figures(directory: Path, versions: int, lookups: int) -> tuple[float,
         sources.append(source.as_uri())
     client.create_registered_model(NAME)
     client.create_model_version(NAME, sources[0], run_id)
+    cpu_start = time.process_time()
     with stopwatch() as elapsed:
         for source in sources[1:]:
             client.create_model_version(NAME, source, run_id)
+    cpu_ms = (time.process_time() - cpu_start) * 1000 / versions
     client.set_registered_model_alias(NAME, ALIAS, "1")
     if str(client.get_model_version_by_alias(NAME, ALIAS).version) != "1":
         raise RuntimeError(f"MLflow resolved {NAME}@{ALIAS} to another version")
     alias_ms = statistics.median(
         latencies_ms(lambda: client.get_model_version_by_alias(NAME, ALIAS), lookups)
     )
-    return elapsed[0] * 1000 / versions, alias_ms
+    return elapsed[0] * 1000 / versions, alias_ms, cpu_ms
 
 
 def main() -> None:
@@ -91,7 +99,7 @@ def main() -> None:
     options = arguments.parse_args()
     versions = options.versions or (50 if options.quick else 300)
     lookups = options.lookups or (300 if options.quick else 2_000)
-    figures: dict[str, list[tuple[float, float]]] = {"normal": [], "full": [], "mlflow": []}
+    figures: dict[str, list[tuple[float, float, float]]] = {"normal": [], "full": [], "mlflow": []}
     fsyncs = []
     for _ in range(options.rounds):
         with tempfile.TemporaryDirectory(prefix="clew-bench-registry-") as temp:
@@ -101,6 +109,14 @@ def main() -> None:
             figures["mlflow"].append(mlflow_figures(Path(temp), versions, lookups))
     create = {tool: statistics.median(f[0] for f in rounds) for tool, rounds in figures.items()}
     alias = {tool: statistics.median(f[1] for f in rounds) for tool, rounds in figures.items()}
+    cpu = {tool: statistics.median(f[2] for f in rounds) for tool, rounds in figures.items()}
+
+    def cpu_note(sync: str) -> str:
+        return (
+            f"CPU per version: clew {cpu[sync]:.3f} ms, MLflow {cpu['mlflow']:.3f} ms "
+            f"({cpu['mlflow'] / cpu[sync]:.1f}×, same rounds)"
+        )
+
     common = {"benchmark": "registry", "unit": "ms", "higher_is_better": False}
     peer = {"peer_name": "MLflow create_model_version", **common}
     sampled = f"median of {options.rounds} rounds of {versions:,} versions per tool"
@@ -110,8 +126,9 @@ def main() -> None:
             clew=create["normal"],
             peer=create["mlflow"],
             target_ratio=TARGET_CREATE,
-            note=f"{sampled}; equal durability: each version's commit is fsynced before it "
-            "returns (a governance write; CLEW_SQLITE_SYNC=normal spares only bulk telemetry), "
+            note=f"{sampled}; {cpu_note('normal')}; equal durability: each version's commit "
+            "is fsynced before it returns (a governance write; CLEW_SQLITE_SYNC=normal spares "
+            "only bulk telemetry), "
             f"like MLflow's SQLite commits; one 4 KiB write+fsync takes "
             f"{statistics.median(fsyncs):.2f} ms here (median), a floor for both",
             **peer,
@@ -120,8 +137,8 @@ def main() -> None:
             operation="create model version (sync=full)",
             clew=create["full"],
             peer=create["mlflow"],
-            note=f"{sampled}; CLEW_SQLITE_SYNC=full fsyncs every commit, bulk ones too: the "
-            "same durability for versions",
+            note=f"{sampled}; {cpu_note('full')}; CLEW_SQLITE_SYNC=full fsyncs every commit, "
+            "bulk ones too: the same durability for versions",
             **peer,
         ),
         Result(

@@ -21,6 +21,7 @@ def _store_with_entries(home: Path) -> clew.Client:
     with client.start_run("audit", "writes", capture_code=False) as run:
         for index in range(ENTRIES):
             run.log_param(f"p{index}", index)
+            run.flush()  # params are queued until a flush: one entry each
     return client
 
 

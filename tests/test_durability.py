@@ -30,7 +30,8 @@ with client.start_run(experiment="warm-up") as run:  # the WAL exists and has fr
     os.write(1, b"GO\\n")
     client.create_model("credit-risk")  # a governance write (audited as model.create)
     os.write(1, b"ACK governance\\n")
-    run.log_param("bulk", 2)  # bulk telemetry (run.log_params)
+    run.log_param("bulk", 2)  # bulk telemetry (run.log_params), queued until
+    run.flush()  # the flush writes it
     os.write(1, b"ACK bulk\\n")
 """
 _LINE = re.compile(r"^(\d+)\s+(\w+)\((.*)$")

@@ -156,8 +156,15 @@ def test_a_run_ended_elsewhere_refuses_writes_from_this_client(
     run = clew.start_run(experiment="shared")
     other = clew.Client(client.uri)
     other._service.runs.end_run(run.id, "KILLED", "bob")
+    run.log_param("late", 1)  # queued: the store is asked at the next flush or the end
     with pytest.raises(RunFinishedError, match="KILLED"):
-        run.log_param("late", 1)
+        run.flush()
+    with pytest.raises(RunFinishedError, match="KILLED"):
+        run.end()  # the queued param may not vanish silently
+    assert other.get_run(run.id).params == {}
+    client._metrics.discard(run.id)  # accepting the loss explicitly
+    run.end()
+    assert run.info.status == "KILLED"
     other.close()
 
 
@@ -189,6 +196,15 @@ def test_every_run_write_is_in_the_audit_chain(client: clew.Client, store: Store
         run.set_tag("t", "v")
         run.log_metric("m", 1.0)
     entries = audit.entries(store, f"run:{run.id}", newest_first=False)
+    actions = [entry.action for entry in entries]
+    assert actions == ["run.create", "run.end"]  # params and tags are written with the end
+    ended = clew.get_run(run.id)
+    assert (ended.params, ended.tags) == ({"a": "1"}, {"t": "v"})
+    with clew.start_run(experiment="audited") as flushed:
+        flushed.log_param("a", 1)
+        flushed.set_tag("t", "v")
+        flushed.flush()
+    entries = audit.entries(store, f"run:{flushed.id}", newest_first=False)
     actions = [entry.action for entry in entries]
     assert actions == ["run.create", "run.log_params", "run.set_tags", "run.end"]
 

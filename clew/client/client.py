@@ -104,7 +104,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, Monit
         self.store = self._service.store
         self.lineage = Lineage(self)
         self.monitoring = Monitoring(self)
-        self._metrics = MetricBuffer(self._write_metrics)
+        self._metrics = MetricBuffer(self._write_metrics, self._write_fields)
         self._local = threading.local()
         self._captured: dict[str, Any] = {}
         self._pending_seed: int | None = None
@@ -315,6 +315,13 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, Monit
 
     def _write_metrics(self, run_id: str, points: list[Point], key: str) -> None:
         self._service.runs.log_metrics(run_id, points, self.actor, batch_key=key)
+
+    def _write_fields(self, run_id: str, params: dict[str, Any], tags: dict[str, Any]) -> None:
+        """Queued params and tags, written at a flush point (both writes are idempotent)."""
+        if params:
+            self._service.runs.log_params(run_id, params, self.actor)
+        if tags:
+            self._service.runs.set_tags(run_id, tags, self.actor)
 
     def _stack(self) -> list[ActiveRun]:
         if not hasattr(self._local, "stack"):

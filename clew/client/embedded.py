@@ -9,21 +9,22 @@ same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clew.client.audit import EmbeddedAudit
-from clew.domain.captures import CapturedPrediction
 from clew.domain.keys import RotationRequest, SigningKey
 from clew.domain.records import RunPage, RunRecord
 from clew.domain.run_fields import warn_unknown_keys
-from clew.domain.trace import Trace
-from clew.service import capture_lookup, ground_truth, reads, signing
-from clew.service.capture_sealing import StoreWriter
+from clew.service import reads, signing
 from clew.service.container import ServiceContainer
 from clew.service.identity import current_actor
 from clew.service.runs import search_run_page, unknown_keys
-from clew.service.trace import trace_prediction
 from clew.store.location import Store, open_store
+
+if TYPE_CHECKING:  # captures and traces bring numpy and pyarrow: imported where they are used
+    from clew.domain.captures import CapturedPrediction
+    from clew.domain.trace import Trace
+    from clew.service.capture_sealing import StoreWriter
 
 
 class EmbeddedPredictions:
@@ -34,12 +35,18 @@ class EmbeddedPredictions:
         self.store = store
 
     def trace(self, prediction_id: str) -> Trace:
+        from clew.service.trace import trace_prediction
+
         return trace_prediction(self.store, prediction_id)
 
     def log_labels(self, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str) -> int:
+        from clew.service import ground_truth
+
         return ground_truth.log_labels(self.store, list(prediction_ids), list(labels), actor)
 
     def labels_for(self, prediction_ids: Sequence[str]) -> dict[str, Any]:
+        from clew.service import ground_truth
+
         return ground_truth.labels_for(self.store, list(prediction_ids))
 
     def public_key(self) -> str:
@@ -52,9 +59,13 @@ class EmbeddedPredictions:
         return signing.rotate(self.store, request, actor)
 
     def get_prediction(self, prediction_id: str) -> CapturedPrediction:
+        from clew.service import capture_lookup
+
         return capture_lookup.find_prediction(self.store, prediction_id)
 
     def capture_writer(self, actor: str) -> StoreWriter:
+        from clew.service.capture_sealing import StoreWriter
+
         return StoreWriter(self.store, actor)
 
 

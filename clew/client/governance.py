@@ -16,9 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from clew.client.loaded_model import LoadedModel
 from clew.client.run import ActiveRun
 from clew.domain import ids, records, signatures
 from clew.domain.keys import SignedStatement
@@ -28,7 +25,10 @@ from clew.integrations import flavors
 from clew.service import user_keys as keyring
 
 if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: connecting never needs it
+
     from clew.client.client import Client
+    from clew.client.loaded_model import LoadedModel  # numpy and pyarrow: on first load
     from clew.domain.blobs import BlobStore
     from clew.service.protocols import Backend
 
@@ -145,6 +145,8 @@ class GovernanceMixin:
 
     def list_models(self) -> pd.DataFrame:
         """One row per model: owner, risk tier, latest version, its status and the aliases."""
+        import pandas as pd
+
         frame = pd.DataFrame(self._service.promotion.model_overview(), columns=MODEL_COLUMNS)
         frame["latest_version"] = frame["latest_version"].astype("Int64")
         return frame
@@ -154,6 +156,8 @@ class GovernanceMixin:
         rows = self._service.promotion.version_overview(name)
         for row in rows:
             row["created_at"] = records.ms_to_datetime(row["created_at"])
+        import pandas as pd
+
         return pd.DataFrame(rows, columns=VERSION_COLUMNS)
 
     def get_version(self, ref: VersionRef) -> VersionRecord:
@@ -215,6 +219,8 @@ class GovernanceMixin:
     def alias_history(self, name: str, alias: str | None = None) -> pd.DataFrame:
         """Every move of ``alias`` (or of all aliases of ``name``), newest first."""
         events = self._service.promotion.alias_history(name, alias)
+        import pandas as pd
+
         return pd.DataFrame(
             [
                 {
@@ -333,6 +339,8 @@ class GovernanceMixin:
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
+        from clew.client.loaded_model import LoadedModel
+
         loaded = LoadedModel(raw, version, self)  # type: ignore[arg-type]
         weakref.finalize(loaded, shutil.rmtree, directory, ignore_errors=True)
         return loaded

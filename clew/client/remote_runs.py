@@ -98,8 +98,11 @@ class RemoteRuns:
         status: str,
         actor: str,
         points: Sequence[tuple[str, float, int, int]] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """End the run; its last points go in the same request when they fit in one batch.
+        """End the run; its last params, tags and points go in the same request (the points
+        when they fit in one batch).
 
         The idempotency keys derive from the request itself, not from a fresh draw: when every
         answer to an end the server committed was lost, the caller's next ``end()`` sends the
@@ -113,7 +116,11 @@ class RemoteRuns:
                 run_id, points, actor, batch_key=_request_key("points", run_id, points)
             )
             points = []
-        body = {"status": status, "points": [list(point) for point in points]}
+        body: dict[str, Any] = {"status": status, "points": [list(point) for point in points]}
+        if params:
+            body["params"] = _params(params)
+        if tags:
+            body["tags"] = _tags(tags)
         key = _request_key("end", run_id, body)
         self._t.call(
             "POST", f"/runs/{run_id}/end", json_body=body, headers={"Idempotency-Key": key}

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from clew.client.metrics_buffer import BATCH_SIZE, Point
 from clew.domain import records
 from clew.domain.records import ArtifactRecord, RunRecord
-from clew.domain.run_fields import check_key, check_metric_value, check_step
-from clew.errors import RunFinishedError
+from clew.domain.run_fields import check_key, check_metric_value, check_step, param_text
+from clew.errors import ConflictError, RunFinishedError
 from clew.integrations import flavors
 
 if TYPE_CHECKING:
@@ -57,16 +57,30 @@ class ActiveRun:
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
+        """Queue params; they are written with the next metrics, a flush or the run's end.
+
+        Checked here, at the call: a bad key or value, or a param this run already has with
+        another value, raises now rather than at the write.
+        """
         self._check_open()
-        self._client._service.runs.log_params(self.id, params, self._client.actor)
-        self._params.update(params)
+        rows = {check_key(k, "param"): param_text(k, v) for k, v in params.items()}
+        for key, value in rows.items():
+            if self._params.get(key, value) != value:
+                raise ConflictError(
+                    f"param {key!r} of run {self.id} is already {self._params[key]!r} and "
+                    f"cannot change to {value!r}; params are immutable, start a new run instead."
+                )
+        self._client._metrics.add_fields(self.id, params=rows)
+        self._params.update(rows)
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Queue tags (checked now), written like params."""
         self._check_open()
-        self._client._service.runs.set_tags(self.id, tags, self._client.actor)
+        rows = {check_key(k, "tag"): str(v) for k, v in tags.items()}
+        self._client._metrics.add_fields(self.id, tags=rows)
 
     def log_metric(
         self, key: str, value: float, step: int | None = None, timestamp: int | None = None
@@ -104,7 +118,7 @@ class ActiveRun:
             self.log_metric(key, value, step)
 
     def flush(self) -> None:
-        """Write queued metric points now (they are also written in the background)."""
+        """Write queued params, tags and metric points now (also written in the background)."""
         self._client._metrics.flush(self.id)
 
     # --- inputs, outputs, models ----------------------------------------------------------
@@ -165,7 +179,8 @@ class ActiveRun:
     # --- lifecycle ------------------------------------------------------------------------
 
     def end(self, status: str = records.FINISHED) -> None:
-        """Write every queued metric point, then mark the run ended.
+        """Write every queued param, tag and metric point and mark the run ended, in one
+        transaction.
 
         If the points cannot be written the error is raised and the run stays open, so a
         retry of ``end()`` loses nothing.
@@ -174,24 +189,28 @@ class ActiveRun:
             return
         previous, self.info.status = self.info.status, status
         try:
-            self._client._metrics.finish(self.id, lambda points: self._write_end(status, points))
+            self._client._metrics.finish(
+                self.id, lambda points, params, tags: self._write_end(status, points, params, tags)
+            )
         except BaseException:
             self.info.status = previous
             raise
         self._ended = True
         self._client._pop_run(self)
 
-    def _write_end(self, status: str, points: list[Point]) -> None:
-        """End the run with its last points; a run already ended elsewhere keeps that status.
+    def _write_end(
+        self, status: str, points: list[Point], params: dict[str, Any], tags: dict[str, Any]
+    ) -> None:
+        """End the run with what it logged last; a run already ended elsewhere keeps that status.
 
-        Only when nothing is left to write: queued points for a run that can no longer take
-        them must surface as an error, never vanish.
+        Only when nothing is left to write: queued points, params or tags for a run that can
+        no longer take them must surface as an error, never vanish.
         """
         runs = self._client._service.runs
         try:
-            runs.end_run(self.id, status, self._client.actor, points)
+            runs.end_run(self.id, status, self._client.actor, points, params=params, tags=tags)
         except RunFinishedError:
-            if points:
+            if points or params or tags:
                 raise
             self.info.status = runs.get_run(self.id).status
 

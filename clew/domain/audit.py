@@ -10,10 +10,12 @@ without importing the store.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clew.domain import digests
-from clew.domain.captures import BatchProblem
+
+if TYPE_CHECKING:  # captures bring numpy and pyarrow, which appending an entry never needs
+    from clew.domain.captures import BatchProblem
 
 CHECKPOINT_FORMAT = "clew.audit.checkpoint/1"
 
@@ -123,6 +125,8 @@ class AuditVerification:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> AuditVerification:
+        from clew.domain.captures import BatchProblem
+
         broken = data["first_break"]
         return cls(
             entries_checked=data["entries_checked"],

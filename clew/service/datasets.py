@@ -9,20 +9,23 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # imported where used: connecting and logging params never need pyarrow
+    import pyarrow as pa
 
 PROFILE_LIMIT_BYTES = 256 * 1024 * 1024
 
 
 def dataframe_to_table(frame: Any) -> pa.Table:
+    import pyarrow as pa
+
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def table_to_parquet(table: pa.Table) -> bytes:
+    import pyarrow.parquet as pq
+
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
@@ -37,6 +40,9 @@ def profile(table: pa.Table) -> dict[str, Any]:
 
 
 def _column_stats(column: pa.ChunkedArray) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     stats: dict[str, Any] = {"nulls": column.null_count}
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         if len(column) - column.null_count > 0:
@@ -69,6 +75,8 @@ def profile_file(path: Path) -> dict[str, Any] | None:
         return None
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
         return {"format": "parquet", **profile(pq.read_table(path))}
     if suffix == ".csv":
         import pyarrow.csv

@@ -8,9 +8,8 @@ feature sets (datasets) that contribute to training runs that produce models.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection
 
 from clew.domain import refs
@@ -19,6 +18,9 @@ from clew.errors import InvalidInputError, InvalidRefError, NotFoundError
 from clew.service import graph, lineage_ingest, node_facts
 from clew.service.artifacts import resolve_artifact
 from clew.store.location import Store
+
+if TYPE_CHECKING:
+    import pandas as pd  # only named in annotations: connecting never imports pandas
 
 
 class LineageService:

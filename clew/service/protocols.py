@@ -81,7 +81,13 @@ class Runs(Protocol):
     ) -> None: ...
 
     def end_run(
-        self, run_id: str, status: str, actor: str, points: Sequence[Point] = ()
+        self,
+        run_id: str,
+        status: str,
+        actor: str,
+        points: Sequence[Point] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> None: ...
 
     def get_run(self, run_id: str) -> RunRecord: ...

@@ -180,15 +180,7 @@ class RunService:
             return
         with self.store.db.write() as connection:
             self._require_running(connection, run_id)
-            existing = dict(_RUN_PARAMS.all(connection, {"run_id": run_id}))
-            for key, value in rows.items():
-                if key in existing and existing[key] != value:
-                    raise ConflictError(
-                        f"param {key!r} of run {run_id} is already {existing[key]!r} and cannot "
-                        f"change to {value!r}; params are immutable, start a new run instead."
-                    )
-            new = {k: v for k, v in rows.items() if k not in existing}
-            _insert_key_values(connection, schema.params, run_id, new)
+            new = _add_params(connection, run_id, rows)
             if new:
                 audit.append(connection, actor, "run.log_params", f"run:{run_id}", new)
 
@@ -199,8 +191,7 @@ class RunService:
             return
         with self.store.db.write() as connection:
             self._require_running(connection, run_id)
-            connection.execute(_DELETE_TAGS, {"run_id": run_id, "keys": list(rows)})
-            _insert_key_values(connection, schema.tags, run_id, rows)
+            _replace_tags(connection, run_id, rows)
             audit.append(connection, actor, "run.set_tags", f"run:{run_id}", rows)
 
     def log_metrics(
@@ -231,16 +222,26 @@ class RunService:
         status: str,
         actor: str,
         points: Sequence[tuple[str, float, int, int]] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Mark the run ended, writing its last queued metric points in the same transaction."""
+        """Mark the run ended, writing its last params, tags and metric points in the same
+        transaction: the SDK holds them until the run ends (or a flush), so a short run costs
+        two commits, its start and its end, whatever it logged."""
         if status not in records.RUN_STATUSES or status == records.RUNNING:
             raise InvalidInputError(
                 f"run status {status!r} is not a final status; use FINISHED, FAILED or KILLED."
             )
+        param_rows = {check_key(k, "param"): param_text(k, v) for k, v in (params or {}).items()}
+        tag_rows = {check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
         with self.store.db.write() as connection:
             self._require_running(connection, run_id, ending_as=status)
             ended = now_ms()
             payload: dict[str, Any] = {"status": status, "end_ms": ended}
+            if param_rows and (new := _add_params(connection, run_id, param_rows)):
+                payload["params"] = new
+            if tag_rows:
+                payload["tags"] = _replace_tags(connection, run_id, tag_rows)
             if points:
                 payload["metrics"] = _write_points(connection, run_id, points)
             _END_RUN.execute(connection, {"run_id": run_id, "status": status, "end_ms": ended})
@@ -307,6 +308,30 @@ def _write_points(
     return {"count": len(rows), "first": list(rows[0]), "last": list(rows[-1])}
 
 
+def _add_params(connection: Connection, run_id: str, rows: Mapping[str, str]) -> dict[str, str]:
+    """Insert the params the run does not have yet and return them; a param it has with
+    another value is a conflict (params are immutable), the same value a no-op."""
+    existing = dict(_RUN_PARAMS.all(connection, {"run_id": run_id}))
+    for key, value in rows.items():
+        if key in existing and existing[key] != value:
+            raise ConflictError(
+                f"param {key!r} of run {run_id} is already {existing[key]!r} and cannot "
+                f"change to {value!r}; params are immutable, start a new run instead."
+            )
+    new = {k: v for k, v in rows.items() if k not in existing}
+    _insert_key_values(connection, schema.params, run_id, new)
+    return new
+
+
+def _replace_tags(
+    connection: Connection, run_id: str, rows: Mapping[str, str]
+) -> Mapping[str, str]:
+    """Set the tags (a tag may be overwritten; the audit log keeps the history)."""
+    connection.execute(_DELETE_TAGS, {"run_id": run_id, "keys": list(rows)})
+    _insert_key_values(connection, schema.tags, run_id, rows)
+    return rows
+
+
 def _insert_key_values(
     connection: Connection, table: Any, run_id: str, values: Mapping[str, str]
 ) -> None:
@@ -315,8 +340,7 @@ def _insert_key_values(
     rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
     _INSERT_KEY_VALUE[table.name].execute_many(connection, rows)
     if table is schema.params:
-        for row in rows:
-            audit.stage(connection, table, row)
+        audit.stage_many(connection, table, rows)
 
 
 def _latest_per_key(

@@ -9,7 +9,7 @@ report itself (``AuditVerification``) is a plain value in ``domain/audit.py``.
 from __future__ import annotations
 
 from clew.domain.audit import AuditVerification
-from clew.service import audit, capture_verification, record_check, signed_heads
+from clew.service import audit, record_check, signed_heads
 from clew.store.location import Store
 
 
@@ -24,6 +24,8 @@ def verify_audit(store: Store, against: str | None = None) -> AuditVerification:
         if against
         else signed_heads.verify_stored(store)
     )
+    from clew.service import capture_verification  # numpy and pyarrow: only when verifying
+
     batches, batch_problems = capture_verification.verify_batches(store)
     return AuditVerification(
         checked,

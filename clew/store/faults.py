@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-
-import pyarrow as pa
 
 from clew.errors import ClewError, StorageFaultError, StorageFullError
 
@@ -71,12 +70,21 @@ def capture_file_faults(location: str) -> Iterator[None]:
         raise
     except OSError as error:
         raise os_fault(location, error, "read the capture file") from error
-    except pa.ArrowException as error:
+    except Exception as error:
+        if not _arrow_error(error):
+            raise
         raise StorageFaultError(
             f"the capture file {location} is damaged or truncated ({_first_line(error)}); run "
             "clew audit verify to list every damaged batch, then restore the store's captures "
             "from a backup."
         ) from error
+
+
+def _arrow_error(error: Exception) -> bool:
+    """Whether pyarrow raised ``error``: looked up, not imported, so opening a store does not
+    load pyarrow (if it is not loaded, it raised nothing)."""
+    arrow = sys.modules.get("pyarrow")
+    return arrow is not None and isinstance(error, arrow.ArrowException)
 
 
 def sqlite_fault(database: str, error: BaseException | None) -> StorageFaultError | None:

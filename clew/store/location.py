@@ -10,10 +10,12 @@ where the blobs go (``<prefix>/captures/`` in an object store).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -21,10 +23,12 @@ from sqlalchemy.exc import ArgumentError
 from clew.errors import InvalidInputError, NotFoundError, StoreMissingError
 from clew.extras import require_extra
 from clew.store.blobs import BlobBackend, LocalBlobStore
-from clew.store.captures import CaptureFiles, open_files
 from clew.store.faults import file_faults
 from clew.store.metadata import Database
 from clew.store.object_store import ObjectBlobStore
+
+if TYPE_CHECKING:
+    from clew.store.captures import CaptureFiles
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 _ACCEPTED = (
@@ -49,15 +53,20 @@ class Store:
     db: Database
     blobs: BlobBackend
     captures: Path = field(init=False)
-    capture_files: CaptureFiles = field(init=False)
     keys: Path = field(init=False)
     uploads: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.captures = self.home / "captures"
-        self.capture_files = open_files(self.blobs, self.captures)
         self.keys = self.home / "keys"
         self.uploads = self.home / "uploads"
+
+    @functools.cached_property
+    def capture_files(self) -> CaptureFiles:
+        """Opened on first use: capture files bring pyarrow, which most commands never need."""
+        from clew.store.captures import open_files
+
+        return open_files(self.blobs, self.captures)
 
     def scratch_directories(self) -> list[Path]:
         """Where a write killed half-way can leave a temp file: the server's upload spool
@@ -231,6 +240,8 @@ def _stored_data(home: Path, blobs: BlobBackend, own_home: bool) -> list[str]:
         return [f"blobs ({blobs.location})"]
     found = []
     captures = home / "captures"
+    from clew.store.captures import open_files
+
     if isinstance(blobs, LocalBlobStore) and open_files(blobs, captures).has_files():
         found.append(f"capture files ({captures})")
     keys = home / "keys"

@@ -133,6 +133,8 @@ def _arrow_points(body: bytes) -> list[MetricPoint]:
 
 class EndRun(Body):
     status: Annotated[str, Field(max_length=20)]
+    params: JsonObject = Field(default_factory=dict)
+    tags: JsonObject = Field(default_factory=dict)
     points: Annotated[list[MetricPointIn], Field(max_length=MAX_METRIC_POINTS)] = Field(
         default_factory=list
     )
@@ -219,7 +221,7 @@ def log_metrics(
 def end_run(run_id: Id, body: EndRun, services: ServicesDep, who: PrincipalDep) -> None:
     _check_keys(body.points)
     accounts.require_run_writer(services.store, run_id, who)
-    services.runs.end_run(run_id, body.status, who.name, body.points)
+    services.runs.end_run(run_id, body.status, who.name, body.points, body.params, body.tags)
 
 
 @router.get("/{run_id}/artifacts")
