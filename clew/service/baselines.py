@@ -305,7 +305,7 @@ def _record(
 ) -> str:
     digest, size = blob
     record_blob(connection, store.blobs, digest, size, "file")
-    return record_artifact(
+    artifact, _ = record_artifact(
         connection,
         type_="report",
         name=artifact_name(version, suffix),
@@ -318,6 +318,7 @@ def _record(
             "model_version_id": version.id,
         },
     )
+    return artifact.id
 
 
 def _latest(connection: Connection, name: str) -> list[ArtifactRecord]:
