@@ -10,6 +10,7 @@ token. The routes and the UI share the app's one ``ServiceContainer`` (``app.sta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -37,11 +38,13 @@ from clew.server.routes import (
 )
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
+from clew.service import accounts
 from clew.service.container import ServiceContainer
 from clew.service.sessions import DEFAULT_ABSOLUTE_S, DEFAULT_IDLE_S, Lifetimes
 from clew.store.location import Store
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger("clew.server")
 
 
 def create_app(
@@ -137,6 +140,7 @@ def app_from_environment() -> FastAPI:
     lifetimes = _lifetimes(os.environ)
     store = open_store(os.environ.get("CLEW_URI") or None, os.environ.get("CLEW_ARTIFACTS"))
     secret = os.environ.get("CLEW_UI_SECRET")
+    report_dangling_grants(store)
     return create_app(
         store,
         anonymous_read=os.environ.get("CLEW_ANONYMOUS_READ") == "1",
@@ -145,6 +149,20 @@ def app_from_environment() -> FastAPI:
         session_lifetimes=lifetimes,
         forwarded_allow_ips=os.environ.get("CLEW_FORWARDED_ALLOW_IPS") or None,
     )
+
+
+def report_dangling_grants(store: Store) -> None:
+    """One warning line per dangling grant (``accounts.Grant``) as the server starts: a store
+    from before grants were checked may hold some, and nobody would look otherwise."""
+    for found in accounts.dangling_grants(store):
+        log.warning(
+            "dangling grant: %s is %s on %r: %s; %s.",
+            found.user,
+            found.role,
+            found.model,
+            found.problem,
+            accounts.DANGLING_FIX,
+        )
 
 
 def _lifetimes(environ: Mapping[str, str]) -> Lifetimes:
