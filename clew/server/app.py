@@ -80,7 +80,7 @@ def create_app(
     app.state.services = services = ServiceContainer(store)
     app.state.auth = AuthSettings(anonymous_read=anonymous_read)
     app.state.metrics = Metrics()
-    app.state.login_limits = LoginLimits()
+    app.state.login_limits = LoginLimits(store)
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(sessions.router)
