@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select, update
 
@@ -31,6 +31,7 @@ from clew.service import audit
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
+from clew.store.metadata import DriverStatement
 
 TOKEN_PREFIX = "clew_"
 API, SIGNING = "api", "signing"
@@ -311,19 +312,37 @@ def _check_grant_target(connection: Connection, model: str) -> None:
     )
 
 
+class _TokenRow(NamedTuple):
+    id: str
+    user_name: str
+    purpose: str
+    expires_ms: int
+    revoked_ms: int | None
+    role: str
+    disabled_ms: int | None
+    grant_model: str | None
+    grant_role: str | None
+
+
+# Every request a server answers checks its token, so this is one plain statement read with its
+# owner and their grants (a row per grant), not two SQLAlchemy queries built per call.
+_TOKEN = DriverStatement(
+    "SELECT t.id, t.user_name, t.purpose, t.expires_ms, t.revoked_ms, u.role, u.disabled_ms, "
+    "g.model_name, g.role FROM api_tokens t JOIN users u ON u.name = t.user_name "
+    "LEFT JOIN model_grants g ON g.user_name = t.user_name WHERE t.token_hash = :token_hash"
+)
+
+
 def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
     """The principal owning ``secret``; refuses unknown, expired, revoked and wrong-purpose."""
-    tokens, users = schema.api_tokens, schema.users
-    query = (
-        select(tokens, users.c.role, users.c.disabled_ms)
-        .join(users, users.c.name == tokens.c.user_name)
-        .where(tokens.c.token_hash == hash_token(secret))
-    )
     with store.db.read() as connection:
-        row = connection.execute(query).first()
-        _check_token(row, purpose)
-        assert row is not None
-        grants = grants_of(connection, row.user_name)
+        rows = [
+            _TokenRow(*row) for row in _TOKEN.all(connection, {"token_hash": hash_token(secret)})
+        ]
+    row = rows[0] if rows else None
+    _check_token(row, purpose)
+    assert row is not None
+    grants = {one.grant_model: Role.parse(str(one.grant_role)) for one in rows if one.grant_model}
     return Principal(row.user_name, Role.parse(row.role), grants, row.id)
 
 
