@@ -21,8 +21,15 @@ request, drawn with these weights (MLflow's nearest equivalent in brackets):
 Reported per server and client count: operations/s, p50 and p99 latency, and the servers'
 CPU per operation (process-group CPU time / operations), the honest figure on a shared machine.
 
+``--soak MINUTES`` instead drives the mix at ``--soak-clients`` (16) against clew's server
+alone for that long, sampling the resident memory of its process group every ``SAMPLE_S``
+seconds: memory is meaningful even on a busy machine, where timings are not. It reports the
+RSS after the first minute (caches and pools warm), at the end and at most, and holds the
+growth from the first minute to the end to ``TARGET_SOAK_GROWTH``.
+
     uv sync --group bench
     uv run --group bench python benchmarks/bench_load.py [--clients 4,16,64] [--seconds 10]
+    uv run --group bench python benchmarks/bench_load.py --soak 10
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -68,6 +76,9 @@ NAME = "churn"
 ALIAS = "champion"
 TARGET_RATIO = 5.0
 TARGET_P99_MS = 250.0
+SAMPLE_S = 5.0
+SOAK_WARM_S = 60.0
+TARGET_SOAK_GROWTH = 1.10  # RSS at the end within 10% of RSS after the first minute
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -453,6 +464,67 @@ def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]
     return results
 
 
+# ---------------------------------------------------------------- soak
+
+
+def group_rss_mib(process_group: int) -> float:
+    """Resident memory (MiB) of every live process of a process group (server and workers)."""
+    total_kib = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != process_group:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
+def _sample(group: int, samples: list[tuple[float, float]], stop: threading.Event) -> None:
+    started = time.monotonic()
+    while not stop.wait(SAMPLE_S):
+        samples.append((time.monotonic() - started, group_rss_mib(group)))
+
+
+def soak_results(minutes: float, clients: int, workers: int) -> list[Result]:
+    """The mix against clew's server for ``minutes``, its process group's RSS sampled."""
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="clew-bench-soak-") as temp, postgres() as pg:
+        directory = Path(temp)
+        with seaweedfs(directory) as (aws, _weed):
+            os.environ.update(aws)
+            with clew_setup(directory, pg, "s3://bench/clew", workers) as setup:
+                sampler = threading.Thread(target=_sample, args=(setup.group, samples, stop))
+                sampler.start()
+                try:
+                    measured = drive(setup, clients, minutes * 60)
+                finally:
+                    stop.set()
+                    sampler.join()
+    warm = next(rss for at, rss in samples if at >= SOAK_WARM_S)
+    end, peak = samples[-1][1], max(rss for _, rss in samples)
+    trail = " ".join(f"{rss:.0f}" for at, rss in samples if at % 60 < SAMPLE_S)
+    print(f"RSS MiB once a minute: {trail}")
+    shape = f"{clients} clients x {minutes:g} min, --workers {workers}"
+    return [
+        Result(
+            "soak",
+            "server RSS, end / after 1 min",
+            "x",
+            False,
+            end / warm,
+            target_value=TARGET_SOAK_GROWTH,
+            note=f"{shape}: {warm:.0f} MiB after 1 min, {end:.0f} at the end, {peak:.0f} at "
+            f"most; {measured.operations_per_s:.1f} ops/s, {sum(measured.operations.values()):,}"
+            " operations",
+        )
+    ]
+
+
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
     arguments.add_argument("--clients", default="4,16,64", help="client counts, comma-separated")
@@ -463,7 +535,15 @@ def main() -> None:
     arguments.add_argument(
         "--per-operation", action="store_true", help="CPU per operation type, one at a time"
     )
+    arguments.add_argument(
+        "--soak", type=float, metavar="MINUTES", help="a soak of clew's server, RSS sampled"
+    )
+    arguments.add_argument("--soak-clients", type=int, default=16, help="clients in the soak")
     options = arguments.parse_args()
+    if options.soak:
+        results = soak_results(options.soak, options.soak_clients, options.workers)
+        finish("clew server soak: memory under the mix", results, options.json)
+        return
     if options.per_operation:
         per_operation(options.seconds or 3.0, options.workers)
         return

@@ -318,3 +318,23 @@ def test_one_batch_id_posted_to_both_servers_at_once_keeps_the_recorded_file_int
         client.close()
     checked, problems = capture_verification.verify_batches(first.store)
     assert checked == len(batch_ids) and problems == []
+
+
+def test_failed_token_checks_on_both_servers_count_against_one_limit(cluster: Cluster) -> None:
+    """A client spread over both servers gets the limit once, not once per server: five bad
+    tokens on each, then both refuse it, even its valid token (issue 14)."""
+    bad = {"Authorization": "Bearer clew_not-a-token"}
+    urls = [f"{replica.url}/api/v1/whoami" for replica in cluster.replicas]
+    statuses = [httpx.get(urls[n % 2], headers=bad).status_code for n in range(10)]
+    assert statuses == [401] * 10
+    for url in reversed(urls):
+        refused = httpx.get(url, headers=bad)
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) > 0
+    valid = {"Authorization": f"Bearer {cluster.token}"}
+    for url in urls:  # each server reads the refused addresses back within a second
+        deadline = time.monotonic() + 30
+        while (answer := httpx.get(url, headers=valid)).status_code == 200:
+            assert time.monotonic() < deadline, "a server kept answering a refused address"
+            time.sleep(0.25)
+        assert answer.status_code == 429, answer.text

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from clew.cli.output import console
+from clew.cli.output import console, fail, table
 from clew.client import admin
 from clew.extras import require_extra
 
@@ -186,3 +186,55 @@ def grant(
     admin.grant(user, model, role, uri, artifacts)
     scope = f"models named {model}" if admin.is_name_prefix(model) else f"model {model}"
     console.print(f"{user} is at least {role} on {scope}")
+
+
+@admin_app.command("grants")
+def grants(
+    dangling: Annotated[
+        bool,
+        typer.Option(
+            "--dangling",
+            help="Only grants on a name no model has, or older than their model (accepted "
+            "before grants were checked).",
+        ),
+    ] = False,
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Every per-model grant: user, model or prefix, role, and what is wrong with it if
+    anything (fix dangling ones with `clew admin revoke-grant --dangling`)."""
+    found = admin.grants(dangling, uri, artifacts)
+    if not found:
+        console.print("no dangling grants" if dangling else "no grants")
+        return
+    rows = [(g.user, g.model, g.role, g.created_by, g.problem or "") for g in found]
+    console.print(table(["user", "model", "role", "granted by", "problem"], rows))
+    if any(g.problem for g in found):
+        console.print(f"{sum(bool(g.problem) for g in found)} dangling: {admin.DANGLING_FIX}.")
+
+
+@admin_app.command("revoke-grant")
+def revoke_grant(
+    user: Annotated[str | None, typer.Argument(help="The user whose grant goes.")] = None,
+    model: Annotated[
+        str | None, typer.Argument(help="The model name or prefix ('fraud-*') it is on.")
+    ] = None,
+    dangling: Annotated[
+        bool, typer.Option("--dangling", help="Revoke every dangling grant instead.")
+    ] = False,
+    uri: UriOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Take USER's grant on MODEL away, or with --dangling every grant `clew admin grants
+    --dangling` lists (audited)."""
+    if dangling and user is None and model is None:
+        revoked = admin.revoke_dangling_grants(uri, artifacts)
+        for gone in revoked:
+            console.print(f"revoked {gone.user}'s {gone.role} grant on {gone.model}")
+        console.print(f"revoked {len(revoked)} dangling grant(s)")
+        return
+    if dangling or user is None or model is None:
+        fail("name USER and MODEL, or pass --dangling alone.")
+        return
+    admin.revoke_grant(user, model, uri, artifacts)
+    console.print(f"revoked {user}'s grant on {model}")

@@ -30,7 +30,7 @@ from clew.errors import InvalidInputError
 from clew.service import accounts, integrity, registry, signing
 from clew.service import backup as backups
 from clew.service import gc as collector
-from clew.service.accounts import IssuedToken, Principal
+from clew.service.accounts import Grant, IssuedToken, Principal
 from clew.service.backup import BackupSummary, RestoreSummary
 from clew.service.gc import GcReport
 from clew.service.identity import current_actor
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
+    "DANGLING_FIX",
     "DEFAULT_GRACE_MINUTES",
     "MAX_TOKEN_DAYS",
     "SCHEMA_HEAD",
@@ -51,6 +52,7 @@ __all__ = [
     "BlobProblem",
     "DatabaseCheck",
     "GcReport",
+    "Grant",
     "IssuedToken",
     "Principal",
     "ReadAudit",
@@ -66,8 +68,11 @@ __all__ = [
     "create_token",
     "create_user",
     "grant",
+    "grants",
     "is_name_prefix",
     "restore",
+    "revoke_dangling_grants",
+    "revoke_grant",
     "revoke_token",
     "run_server",
     "run_ui",
@@ -76,6 +81,7 @@ __all__ = [
     "verify_store",
 ]
 
+DANGLING_FIX = accounts.DANGLING_FIX
 DEFAULT_GRACE_MINUTES = collector.DEFAULT_GRACE_MS // 60_000
 MAX_TOKEN_DAYS = accounts.MAX_DAYS
 SIGNING_KEY_ENV = signing.KEY_ENV
@@ -223,6 +229,29 @@ def grant(
     """Give ``user`` at least ``role`` on one registered model or a name prefix ('fraud-*')."""
     with _opened(uri, artifacts) as store:
         accounts.grant(store, user, model, role, current_actor())
+
+
+def grants(
+    dangling: bool = False, uri: str | None = None, artifacts: str | None = None
+) -> list[Grant]:
+    """Every per-model grant (only the dangling ones with ``dangling``), each with the sentence
+    saying why it is dangling: a name no model has, or a grant older than its model."""
+    with _opened(uri, artifacts) as store:
+        return accounts.dangling_grants(store) if dangling else accounts.list_grants(store)
+
+
+def revoke_grant(
+    user: str, model: str, uri: str | None = None, artifacts: str | None = None
+) -> None:
+    """Take ``user``'s grant on ``model`` (a name or ``prefix*``) away (audited)."""
+    with _opened(uri, artifacts) as store:
+        accounts.revoke_grant(store, user, model, current_actor())
+
+
+def revoke_dangling_grants(uri: str | None = None, artifacts: str | None = None) -> list[Grant]:
+    """Revoke every dangling grant at once (each audited); returns the grants revoked."""
+    with _opened(uri, artifacts) as store:
+        return accounts.revoke_dangling_grants(store, current_actor())
 
 
 def is_name_prefix(model: str) -> bool:

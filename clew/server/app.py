@@ -10,6 +10,7 @@ token. The routes and the UI share the app's one ``ServiceContainer`` (``app.sta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -41,11 +42,13 @@ from clew.server.routes import (
 )
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
+from clew.service import accounts
 from clew.service.container import ServiceContainer
 from clew.service.sessions import DEFAULT_ABSOLUTE_S, DEFAULT_IDLE_S, Lifetimes
 from clew.store.location import Store
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger("clew.server")
 
 
 def create_app(
@@ -84,7 +87,7 @@ def create_app(
     app.state.services = services = ServiceContainer(store)
     app.state.auth = AuthSettings(anonymous_read=anonymous_read)
     app.state.metrics = Metrics()
-    app.state.login_limits = LoginLimits()
+    app.state.login_limits = LoginLimits(store)
     for module in (operations, runs, artifacts, registry, predictions, captures, lineage, audit):
         app.include_router(module.router)
     app.include_router(sessions.router)
@@ -159,6 +162,7 @@ def app_from_environment() -> FastAPI:
     lifetimes = _lifetimes(os.environ)
     store = open_store(os.environ.get("CLEW_URI") or None, os.environ.get("CLEW_ARTIFACTS"))
     secret = os.environ.get("CLEW_UI_SECRET")
+    report_dangling_grants(store)
     return create_app(
         store,
         anonymous_read=os.environ.get("CLEW_ANONYMOUS_READ") == "1",
@@ -179,6 +183,20 @@ def _deliverer_interval(environ: Mapping[str, str]) -> float | None:
     if not 0 <= seconds <= 3600:
         raise InvalidInputError(f"{INTERVAL_ENV}={text!r} must be 0 (off) to 3600 seconds.")
     return seconds or None
+
+
+def report_dangling_grants(store: Store) -> None:
+    """One warning line per dangling grant (``accounts.Grant``) as the server starts: a store
+    from before grants were checked may hold some, and nobody would look otherwise."""
+    for found in accounts.dangling_grants(store):
+        log.warning(
+            "dangling grant: %s is %s on %r: %s; %s.",
+            found.user,
+            found.role,
+            found.model,
+            found.problem,
+            accounts.DANGLING_FIX,
+        )
 
 
 def _lifetimes(environ: Mapping[str, str]) -> Lifetimes:

@@ -84,14 +84,20 @@ async def _principal(request: Request, rule: Rule) -> Principal:
 
 async def _checked(request: Request, check: Any, *args: Any) -> Principal:
     """``check(store, *args)`` within the client address's limit: a failure counts against the
-    address and the account its token names, and past the limit no check is made (429)."""
-    address = client_address(request)
-    limits(request).check(address)
-    try:
-        return await run_in_threadpool(check, request.app.state.store, *args)
-    except AuthenticationError as error:
-        limits(request).failed(address, error.user)
-        raise
+    address and the account its token names, and past the limit no check is made (429). All in
+    a worker thread, since the limits are counted in the store."""
+    address, limiter, store = client_address(request), limits(request), request.app.state.store
+
+    def limited() -> Principal:
+        limiter.check(address)
+        try:
+            principal: Principal = check(store, *args)
+        except AuthenticationError as error:
+            limiter.failed(address, error.user)
+            raise
+        return principal
+
+    return await run_in_threadpool(limited)
 
 
 def _is_ui(request: Request) -> bool:
@@ -147,7 +153,7 @@ async def _signing_secret(request: Request) -> str:
 async def _require_signature(request: Request, principal: Principal, secret: str) -> None:
     signer = await _checked(request, accounts.authenticate, secret, SIGNING)
     if signer.name != principal.name:
-        limits(request).failed(client_address(request), principal.name)
+        await run_in_threadpool(limits(request).failed, client_address(request), principal.name)
         raise AuthenticationError(
             "the signing token belongs to another user; sign with your own signing token."
         )

@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select, update
 
@@ -31,6 +31,7 @@ from clew.service import audit
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
+from clew.store.metadata import DriverStatement
 
 TOKEN_PREFIX = "clew_"
 API, SIGNING = "api", "signing"
@@ -177,6 +178,112 @@ def grant(store: Store, user: str, model: str, role: str, actor: str) -> None:
         audit.append(connection, actor, "grant.set", f"user:{user}", row)
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One per-model (or per-prefix) grant; ``problem`` says why it is dangling, else None.
+
+    A grant is dangling when it names a model that does not exist, or was made before its
+    model existed: stores from before grants were checked accepted such names, and whoever
+    registered the name first took over the grantee's rights on it.
+    """
+
+    user: str
+    model: str
+    role: str
+    created_ms: int
+    created_by: str
+    problem: str | None = None
+
+
+DANGLING_FIX = "revoke them with `clew admin revoke-grant --dangling`, then grant what should stay"
+
+
+def list_grants(store: Store) -> list[Grant]:
+    """Every grant, by user and model name, each with its ``problem`` if it is dangling."""
+    with store.db.read() as connection:
+        return _grants(connection)
+
+
+def dangling_grants(store: Store) -> list[Grant]:
+    """The grants whose ``problem`` is set (see ``Grant``)."""
+    return [found for found in list_grants(store) if found.problem]
+
+
+def revoke_grant(store: Store, user: str, model: str, actor: str) -> None:
+    """Take ``user``'s grant on ``model`` (a name or ``prefix*``) away (audited)."""
+    table = schema.model_grants
+    with store.db.write() as connection:
+        deleted = connection.execute(
+            table.delete().where(table.c.user_name == user, table.c.model_name == model)
+        )
+        if not deleted.rowcount:
+            raise NotFoundError(
+                f"user {user!r} has no grant on {model!r}; list grants with `clew admin grants`."
+            )
+        audit.append(connection, actor, "grant.revoke", f"user:{user}", {"model_name": model})
+
+
+def revoke_dangling_grants(store: Store, actor: str) -> list[Grant]:
+    """Revoke every dangling grant in one transaction (each audited); returns what was revoked.
+
+    The grants are found again inside the write, so a model registered meanwhile is judged as
+    it is when the grant goes."""
+    table = schema.model_grants
+    with store.db.write() as connection:
+        revoked = [found for found in _grants(connection) if found.problem]
+        for found in revoked:
+            connection.execute(
+                table.delete().where(
+                    table.c.user_name == found.user, table.c.model_name == found.model
+                )
+            )
+            payload = {"model_name": found.model, "role": found.role, "problem": found.problem}
+            audit.append(connection, actor, "grant.revoke", f"user:{found.user}", payload)
+    return revoked
+
+
+def _grants(connection: Connection) -> list[Grant]:
+    grants, models = schema.model_grants, schema.models
+    query = (
+        select(
+            grants,
+            models.c.created_ms.label("model_created_ms"),
+            models.c.created_by.label("owner"),
+        )
+        .select_from(grants.outerjoin(models, models.c.name == grants.c.model_name))
+        .order_by(grants.c.user_name, grants.c.model_name)
+    )
+    return [
+        Grant(
+            row.user_name,
+            row.model_name,
+            row.role,
+            row.created_ms,
+            row.created_by,
+            _grant_problem(row),
+        )
+        for row in connection.execute(query)
+    ]
+
+
+def _grant_problem(row: Any) -> str | None:
+    """Why a grant row (joined to its model, if any) is dangling, in one sentence."""
+    if row.model_name.endswith(PREFIX_MARK):
+        return None
+    rights = f"{row.user_name!r}'s {row.role} rights"
+    if row.model_created_ms is None:
+        return (
+            f"model {row.model_name!r} does not exist, so whoever registers that name gets "
+            f"{rights} on it"
+        )
+    if row.model_created_ms > row.created_ms:
+        return (
+            f"the grant is older than model {row.model_name!r}, so {row.owner!r} registered a "
+            f"name that already carried {rights}"
+        )
+    return None
+
+
 def _check_grant_target(connection: Connection, model: str) -> None:
     """A grant names an existing model or a name prefix: a grant on a name nobody holds yet
     would hand its rights to whoever registers that name first."""
@@ -205,19 +312,37 @@ def _check_grant_target(connection: Connection, model: str) -> None:
     )
 
 
+class _TokenRow(NamedTuple):
+    id: str
+    user_name: str
+    purpose: str
+    expires_ms: int
+    revoked_ms: int | None
+    role: str
+    disabled_ms: int | None
+    grant_model: str | None
+    grant_role: str | None
+
+
+# Every request a server answers checks its token, so this is one plain statement read with its
+# owner and their grants (a row per grant), not two SQLAlchemy queries built per call.
+_TOKEN = DriverStatement(
+    "SELECT t.id, t.user_name, t.purpose, t.expires_ms, t.revoked_ms, u.role, u.disabled_ms, "
+    "g.model_name, g.role FROM api_tokens t JOIN users u ON u.name = t.user_name "
+    "LEFT JOIN model_grants g ON g.user_name = t.user_name WHERE t.token_hash = :token_hash"
+)
+
+
 def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
     """The principal owning ``secret``; refuses unknown, expired, revoked and wrong-purpose."""
-    tokens, users = schema.api_tokens, schema.users
-    query = (
-        select(tokens, users.c.role, users.c.disabled_ms)
-        .join(users, users.c.name == tokens.c.user_name)
-        .where(tokens.c.token_hash == hash_token(secret))
-    )
     with store.db.read() as connection:
-        row = connection.execute(query).first()
-        _check_token(row, purpose)
-        assert row is not None
-        grants = grants_of(connection, row.user_name)
+        rows = [
+            _TokenRow(*row) for row in _TOKEN.all(connection, {"token_hash": hash_token(secret)})
+        ]
+    row = rows[0] if rows else None
+    _check_token(row, purpose)
+    assert row is not None
+    grants = {one.grant_model: Role.parse(str(one.grant_role)) for one in rows if one.grant_model}
     return Principal(row.user_name, Role.parse(row.role), grants, row.id)
 
 

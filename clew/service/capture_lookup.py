@@ -8,6 +8,7 @@ with its leaf, inclusion proof and signature checked (clew/domain/capture_proofs
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -139,6 +140,39 @@ def _leaf_hash_hex(leaf_table: pa.Table) -> str:
         return leaves.leaf_hashes(leaf_table, leaf_rows=max(1, leaf_table.num_rows)).hex()
     except (pa.ArrowException, ValueError, TypeError, NotImplementedError):
         return ""
+
+
+def models_of(store: Store, prediction_ids: Sequence[str]) -> dict[str, str]:
+    """The registered model name of each prediction in ``prediction_ids`` this store captured
+    (ids it did not capture are left out, for the caller's own refusal): what a write about a
+    prediction, such as its label, must be allowed on. A call's id range can overlap batches of
+    several models, so the batch that really holds an id is the one whose file lists it."""
+    wanted = {normalize_id(pid) for pid in prediction_ids}
+    by_call: dict[str, set[str]] = {}
+    for pid in wanted:
+        by_call.setdefault(pid[: leaves.CALL_LENGTH], set()).add(pid)
+    versions: dict[str, str] = {}
+    listed: dict[str, set[str]] = {}
+    for call, pids in by_call.items():
+        for batch in candidate_batches(store, call):
+            if batch.path not in listed:
+                listed[batch.path] = set(store.capture_files.read_ids(batch.path).to_pylist())
+            for pid in pids & listed[batch.path]:
+                versions.setdefault(pid, batch.model_version_id)
+    names = _model_names(store, set(versions.values()))
+    return {pid: names[version] for pid, version in versions.items()}
+
+
+def _model_names(store: Store, version_ids: set[str]) -> dict[str, str]:
+    """Model version id -> its registered model's name."""
+    versions, models = schema.model_versions, schema.models
+    query = (
+        select(versions.c.id, models.c.name)
+        .join(models, models.c.id == versions.c.model_id)
+        .where(versions.c.id.in_(sorted(version_ids)))
+    )
+    with store.db.read() as connection:
+        return {version_id: name for version_id, name in connection.execute(query)}
 
 
 def label_row(connection: Connection, prediction_id: str) -> Any | None:

@@ -484,3 +484,25 @@ monitor_schedules = Table(
     Column("created_by", NAME, nullable=False),
     UniqueConstraint("target", "cron", "window_ms", name="uq_monitor_schedules"),
 )
+
+# Sign-in attempts and failed token checks, by ``address:<client>`` or ``account:<user>``, and
+# the keys refused until ``until_ms`` once past their limit: kept in the store so that every
+# server process behind a load balancer counts the same attempts (clew.service.login_attempts).
+# Rows older than the window are deleted as new ones come.
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", NAME, nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Index("ix_login_attempts_key_time", "key", "time_ms"),
+    Index("ix_login_attempts_time", "time_ms"),
+)
+
+login_blocks = Table(
+    "login_blocks",
+    metadata,
+    Column("key", NAME, primary_key=True),
+    Column("until_ms", BigInteger, nullable=False),
+    Index("ix_login_blocks_until", "until_ms"),
+)

@@ -2,7 +2,8 @@
 
 These read captures that processes writing to the server's own store made (``clew serve`` on
 that store, for instance); sending capture batches from a remote client is not served yet.
-Labels are attributed to the authenticated user.
+Labels are attributed to the authenticated user, who needs the contributor role on the model
+of every prediction they label.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from fastapi import APIRouter
 from pydantic import AfterValidator, Field
 
 from clew.domain.keys import RotationRequest
-from clew.server.deps import ActorDep, ServicesDep
+from clew.domain.roles import Role
+from clew.server.auth import require_role_on
+from clew.server.deps import ActorDep, PrincipalDep, ServicesDep
 from clew.server.limits import check_depth
 from clew.server.routes.bodies import Body, PlainRoute
-from clew.service import ground_truth, signing
+from clew.service import capture_lookup, ground_truth, signing
 from clew.service.trace import trace_prediction
 
 router = APIRouter(prefix="/api/v1", tags=["predictions"], route_class=PlainRoute)
@@ -46,8 +49,15 @@ def trace(prediction_id: PredictionId, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/labels", status_code=201)
-def log_labels(body: Labels, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
-    count = ground_truth.log_labels(services.store, body.prediction_ids, body.labels, actor)
+def log_labels(body: Labels, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Ground truth for captured predictions: the caller needs the contributor role on every
+    model whose predictions are labelled, not merely on some model."""
+    models = set(capture_lookup.models_of(services.store, body.prediction_ids).values())
+    for model in sorted(models):
+        require_role_on(principal, model, Role.CONTRIBUTOR)
+    count = ground_truth.log_labels(
+        services.store, body.prediction_ids, body.labels, principal.name
+    )
     return {"count": count}
 
 
