@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
 from clew.domain.monitoring import CheckReport
 from clew.domain.quality import QualitySpec
 from clew.domain.records import RegistryEvent, VersionRecord
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from clew.client.client import Client
     from clew.service.protocols import Backend
 
@@ -97,6 +97,8 @@ class MonitorMixin:
     def monitor_runs(self, ref: VersionRef, limit: int = 50) -> pd.DataFrame:
         """The version's newest monitor runs, one row each."""
         runs = self._service.monitor_runs.list_runs(_ref(ref), limit)
+        import pandas as pd  # loaded on first use: connecting must stay light
+
         return pd.DataFrame([_run_row(run) for run in runs], columns=RUN_COLUMNS)
 
     def resolve_violation(self, ref: VersionRef, comment: str) -> RegistryEvent:
