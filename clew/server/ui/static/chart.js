@@ -5,31 +5,12 @@
 "use strict";
 
 (function () {
-  const SVG = "http://www.w3.org/2000/svg";
   const WIDTH = 460;
   const HEIGHT = 240;
   const MARGIN = { top: 12, right: 16, bottom: 30, left: 58 };
   const COLOURS = ["#1f6feb", "#d9480f", "#2b8a3e", "#ae3ec9", "#e8590c", "#0b7285", "#c2255c", "#5c940d", "#364fc7", "#862e9c"];
 
-  function svgElement(name, attributes) {
-    const element = document.createElementNS(SVG, name);
-    for (const [key, value] of Object.entries(attributes || {})) {
-      element.setAttribute(key, String(value));
-    }
-    return element;
-  }
-
-  function extent(values) {
-    let low = Infinity;
-    let high = -Infinity;
-    for (const value of values) {
-      if (value < low) low = value;
-      if (value > high) high = value;
-    }
-    if (low === Infinity) return [0, 1];
-    if (low === high) return [low - (Math.abs(low) || 1) * 0.05, high + (Math.abs(high) || 1) * 0.05];
-    return [low, high];
-  }
+  const { svgElement, extent } = window.clewSvg;
 
   // About five round numbers covering [low, high], for axis labels.
   function ticks(low, high, count) {

@@ -5,30 +5,11 @@
 "use strict";
 
 (function () {
-  const SVG = "http://www.w3.org/2000/svg";
   const WIDTH = 260;
   const HEIGHT = 110;
   const MARGIN = { top: 8, right: 10, bottom: 20, left: 44 };
 
-  function svgElement(name, attributes) {
-    const element = document.createElementNS(SVG, name);
-    for (const [key, value] of Object.entries(attributes || {})) {
-      element.setAttribute(key, String(value));
-    }
-    return element;
-  }
-
-  function extent(values) {
-    let low = Infinity;
-    let high = -Infinity;
-    for (const value of values) {
-      if (value < low) low = value;
-      if (value > high) high = value;
-    }
-    if (low === Infinity) return [0, 1];
-    if (low === high) return [low - (Math.abs(low) || 1) * 0.05, high + (Math.abs(high) || 1) * 0.05];
-    return [low, high];
-  }
+  const { svgElement, extent } = window.clewSvg;
 
   function format(value) {
     if (value === null || value === undefined) return "NaN";
