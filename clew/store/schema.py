@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -145,7 +146,9 @@ edges = Table(
     Column("association", String(20), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     UniqueConstraint("source_id", "destination_id", "association", name="uq_edges"),
-    Index("ix_edges_destination", "destination_id"),
+    # An upstream walk step (graph.walk_nodes) is answered by this index alone: the near end,
+    # then everything the step returns. Downstream steps read ``uq_edges`` and the table.
+    Index("ix_edges_upstream", "destination_id", "association", "source_id", "source_kind"),
 )
 
 blobs = Table(
@@ -209,8 +212,18 @@ registry_events = Table(
     # The store's order of events (registry.event_order): the newest event is the highest seq.
     Column("seq", BigInteger),
     Index("uq_registry_events_seq", "seq", unique=True),
-    Index("ix_registry_events_alias_seq", "model_id", "alias", "seq"),
+    # Alias events only: a registration or decision writes no page of it (migration 0013).
+    Index(
+        "ix_registry_events_alias_seq",
+        "model_id",
+        "alias",
+        "seq",
+        sqlite_where=text("alias IS NOT NULL"),
+        postgresql_where=text("alias IS NOT NULL"),
+    ),
     Index("ix_registry_events_version_seq", "model_id", "version", "seq"),
+    # SQLite keeps the rows in their key's b-tree: one b-tree fewer written per event.
+    sqlite_with_rowid=False,
 )
 
 policies = Table(
@@ -226,7 +239,10 @@ policies = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # On SQLite the table's own key (the rowid): no separate index to write per entry.
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("time_ms", BigInteger, nullable=False),
     Column("actor", NAME, nullable=False),
     Column("action", String(60), nullable=False),
