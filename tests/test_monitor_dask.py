@@ -64,10 +64,8 @@ def dask_client(cluster: distributed.LocalCluster) -> Iterator[distributed.Clien
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[clew.Client]:
     """A served model version with a baseline and six capture batches, its captures in the
     store's directory or on SeaweedFS S3."""
-    if request.param == "s3":
-        artifacts = request.getfixturevalue("s3_artifacts")
-        request.getfixturevalue("monkeypatch").setenv("CLEW_ARTIFACTS", artifacts)
-    client = clew.connect(str(tmp_path / "store"))
+    artifacts = request.getfixturevalue("s3_artifacts") if request.param == "s3" else None
+    client = clew.connect(str(tmp_path / "store"), artifacts=artifacts)
     train = frame(2_000, seed=1)
     model = DummyClassifier().fit(train, train["age"] > 50)
     with client.start_run("shop", "train") as run:
