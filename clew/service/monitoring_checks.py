@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from clew.domain import baselines as docs
@@ -36,6 +37,7 @@ from clew.service.monitoring_partitions import (
     CaptureSource,
     Slice,
     WindowStats,
+    capture_times,
     scheduler_from_environment,
     summarise_dask,
     summarise_file,
@@ -105,6 +107,45 @@ class MonitoringService(BaselineService):
                 "that the version is serving and its captures were flushed."
             )
         return total
+
+    def pin_last_n(self, window: Window) -> Window:
+        """A last-N window pinned to the time range its N newest predictions span now (from
+        the N-th newest prediction's time to just after the newest's, within the window's own
+        bounds), still taking the newest N inside it: the rows of one call share a time.
+
+        A monitor run is keyed on its window, so pinned it is the same run until newer
+        predictions arrive, and then a new one. A window with no captures is returned as it
+        is (the checks then say it is empty)."""
+        if window.last_n is None:
+            return window
+        times = self._newest_times(window, window.last_n)
+        if len(times) == 0:
+            return window
+        start, end = int(times.min()), int(times.max()) + 1
+        return Window(window.model, window.version, start, end, window.last_n)
+
+    def _newest_times(self, window: Window, count: int) -> np.ndarray:
+        """The ``count`` newest capture times (ms) in the window's bounds. Batches are read
+        newest first, only their time column; a batch recorded before the newest times seen
+        so far holds none newer (a row is captured before its batch is), so reading stops."""
+        version = self.registry.resolve(f"{window.model}/{window.version}")
+        table = schema.capture_batches
+        with self.store.db.read() as connection:
+            rows = connection.execute(
+                select(table.c.path, table.c.created_ms)
+                .where(table.c.model_version_id == version.id)
+                .order_by(table.c.created_ms.desc(), table.c.id.desc())
+            ).all()
+        bounds = Window(window.model, window.version, window.start_ms, window.end_ms)
+        kept = np.zeros(0, dtype=np.int64)
+        for row in rows:
+            if len(kept) >= count and row.created_ms < kept.min():
+                break
+            times = capture_times(self.store.capture_files, Slice(row.path), bounds)
+            kept = np.concatenate([kept, times])
+            if len(kept) > count:
+                kept = np.partition(kept, len(kept) - count)[-count:]
+        return kept
 
     def capture_source(self) -> CaptureSource:
         """Where this store's capture files are, as a Dask worker opens them."""

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -34,6 +35,7 @@ from clew.domain.statistics import (
     DatasetStats,
     FeatureStats,
     NumericStats,
+    float_values,
     is_numeric,
 )
 from clew.domain.statistics import summarise_column as summarise_array
@@ -220,6 +222,17 @@ def _dask_client(scheduler: Any) -> Iterator[Any]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def capture_times(opener: ParquetOpener, part: Slice, window: Window) -> np.ndarray:
+    """The capture times (ms) of one file's rows inside the window's time bounds."""
+    parquet = opener.open_parquet(part.path)
+    groups = [index for index, _ in _row_groups(parquet, window, None)]
+    if not groups:
+        return np.zeros(0, dtype=np.int64)
+    table = _in_window(parquet.read_row_groups(groups, columns=["time"]), window)
+    times = pc.cast(pc.cast(table.column("time"), pa.timestamp("ms")), pa.int64())
+    return float_values(times).astype(np.int64)
 
 
 # --- one file ------------------------------------------------------------------------------
