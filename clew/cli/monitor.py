@@ -165,16 +165,24 @@ def check(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with status 3 when a constraint is broken.")
     ] = False,
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-scheduler",
+            help="Read the window on this Dask cluster, e.g. tcp://10.0.0.5:8786 (clew[dask]).",
+        ),
+    ] = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Check a window of the version's captured predictions against its baseline."""
     monitoring = clew.get_client().monitoring
+    bounds: dict[str, Any] = {"last_n": last, "start": start, "end": end}
     if kind is Check.all:
-        reports = monitoring.check(ref, last_n=last, start=start, end=end)
+        reports = monitoring.check(ref, **bounds, scheduler=dask_scheduler)
     elif kind is Check.drift:
-        reports = [monitoring.check_drift(ref, last_n=last, start=start, end=end)]
+        reports = [monitoring.check_drift(ref, **bounds, scheduler=dask_scheduler)]
     else:
-        reports = [monitoring.check_data_quality(ref, last_n=last, start=start, end=end)]
+        reports = [monitoring.check_data_quality(ref, **bounds, scheduler=dask_scheduler)]
     if violations_file is not None:
         merged = [v for report in reports for v in report.constraint_violations()["violations"]]
         violations_file.write_text(json.dumps({"violations": merged}, indent=2))

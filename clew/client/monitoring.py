@@ -95,23 +95,45 @@ class Monitoring:
         return self._service.import_constraints(model, _text(constraints), self._client.actor)
 
     def check_drift(
-        self, model: str, *, last_n: int | None = None, start: Moment = None, end: Moment = None
+        self,
+        model: str,
+        *,
+        last_n: int | None = None,
+        start: Moment = None,
+        end: Moment = None,
+        scheduler: Any = None,
     ) -> CheckReport:
-        """Drift of every feature (and the prediction) in a window of captured predictions."""
-        return self._service.check_drift(self.window(model, last_n=last_n, start=start, end=end))
+        """Drift of every feature (and the prediction) in a window of captured predictions.
+        ``scheduler`` (a Dask scheduler's address or a ``distributed.Client``) has that
+        cluster's workers read the window's capture files."""
+        window = self.window(model, last_n=last_n, start=start, end=end)
+        return self._service.check_drift(window, scheduler)
 
     def check_data_quality(
-        self, model: str, *, last_n: int | None = None, start: Moment = None, end: Moment = None
+        self,
+        model: str,
+        *,
+        last_n: int | None = None,
+        start: Moment = None,
+        end: Moment = None,
+        scheduler: Any = None,
     ) -> CheckReport:
         """Completeness, types, columns, categorical values and bounds over a window."""
         window = self.window(model, last_n=last_n, start=start, end=end)
-        return self._service.check_data_quality(window)
+        return self._service.check_data_quality(window, scheduler)
 
     def check(
-        self, model: str, *, last_n: int | None = None, start: Moment = None, end: Moment = None
+        self,
+        model: str,
+        *,
+        last_n: int | None = None,
+        start: Moment = None,
+        end: Moment = None,
+        scheduler: Any = None,
     ) -> list[CheckReport]:
         """Data quality and drift together, from one read of the window."""
-        return self._service.check_all(self.window(model, last_n=last_n, start=start, end=end))
+        window = self.window(model, last_n=last_n, start=start, end=end)
+        return self._service.check_all(window, scheduler)
 
     def window(
         self, model: str, *, last_n: int | None = None, start: Moment = None, end: Moment = None

@@ -14,7 +14,7 @@ from clew.client.remote_registry import RemoteRegistry
 from clew.client.transport import Transport
 from clew.domain.baselines import Baseline
 from clew.domain.monitoring import CheckReport, Window
-from clew.errors import NotFoundError
+from clew.errors import InvalidInputError, NotFoundError
 
 
 class RemoteMonitoring:
@@ -67,20 +67,25 @@ class RemoteMonitoring:
         answer = self._t.call("POST", path, json_body={"constraints": constraints})
         return Baseline.from_dict(answer)
 
-    def check_data_quality(self, window: Window) -> CheckReport:
-        return self._check("data_quality", window)
+    def check_data_quality(self, window: Window, scheduler: Any = None) -> CheckReport:
+        return self._check("data_quality", window, scheduler)
 
-    def check_drift(self, window: Window) -> CheckReport:
-        return self._check("drift", window)
+    def check_drift(self, window: Window, scheduler: Any = None) -> CheckReport:
+        return self._check("drift", window, scheduler)
 
-    def check_all(self, window: Window) -> list[CheckReport]:
-        answer = self._call("all", window)
+    def check_all(self, window: Window, scheduler: Any = None) -> list[CheckReport]:
+        answer = self._call("all", window, scheduler)
         return [CheckReport.from_dict(report) for report in answer["reports"]]
 
-    def _check(self, check: str, window: Window) -> CheckReport:
-        return CheckReport.from_dict(self._call(check, window))
+    def _check(self, check: str, window: Window, scheduler: Any) -> CheckReport:
+        return CheckReport.from_dict(self._call(check, window, scheduler))
 
-    def _call(self, check: str, window: Window) -> Any:
+    def _call(self, check: str, window: Window, scheduler: Any) -> Any:
+        if scheduler is not None:
+            raise InvalidInputError(
+                "a client of a clew server cannot choose a Dask scheduler (the server would run "
+                "what it answers); the server's operator sets CLEW_MONITOR_DASK_SCHEDULER instead."
+            )
         path = f"/models/{window.model}/versions/{window.version}/checks/{check}"
         body = {"start_ms": window.start_ms, "end_ms": window.end_ms, "last_n": window.last_n}
         return self._t.call("POST", path, json_body=body)

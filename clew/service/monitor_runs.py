@@ -106,7 +106,9 @@ class MonitorRunService:
         rerun: bool = False,
         quality: QualitySpec | None = None,
     ) -> MonitorRun:
-        """Run the checks over one window once (``rerun`` runs it again); see the module."""
+        """Run the checks over one window once (``rerun`` runs it again); see the module. The
+        last N predictions are pinned to the time range they span now, so the run is the same
+        until newer predictions arrive."""
         version = self._version(ref)
         span = monitor_windows.window_for(
             version.name,
@@ -117,6 +119,7 @@ class MonitorRunService:
             end=end,
             last=last,
         )
+        span = MonitoringService(self.store).pin_last_n(span)
         return self.run_window(
             span, actor, rerun=rerun, checks=standard_checks(self.store, span, quality)
         )

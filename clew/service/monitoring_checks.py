@@ -3,9 +3,10 @@
 A window is read straight from the capture Parquet files its batches name (local or on the
 object store): only the feature columns the baseline describes and the time column, only the
 row groups whose time statistics overlap the window, one row group at a time, each summarised
-into mergeable statistics (clew/domain/statistics.py) and merged. Memory is bounded by one
-row group of the needed columns, whatever the window's size; the same summaries merge across
-machines (``window_statistics`` of each partition, then ``DatasetStats.merge``).
+into mergeable statistics (clew/domain/statistics.py) and merged. Memory is bounded by a row
+group of the needed columns per reading thread, whatever the window's size. The files are read
+as partitions (clew/service/monitoring_partitions.py): on two local threads, or on the
+workers of a Dask cluster when a scheduler is given, with the same statistics either way.
 
 ``check_data_quality`` and ``check_drift`` take a ``Window`` and return a ``CheckReport``, the
 shape the monitor runner calls every check in.
@@ -13,14 +14,11 @@ shape the monitor runner calls every check in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from clew.domain import baselines as docs
@@ -28,73 +26,55 @@ from clew.domain.baselines import Baseline
 from clew.domain.monitoring import CheckReport, Violation, Window
 from clew.domain.statistics import (
     CategoricalStats,
-    DatasetStats,
     FeatureStats,
     NumericStats,
-    is_numeric,
     merge_feature,
-    summarise_column,
 )
 from clew.errors import InvalidInputError
 from clew.service import drift
 from clew.service.baselines import BaselineService
+from clew.service.monitoring_partitions import (
+    CaptureSource,
+    Slice,
+    WindowStats,
+    capture_times,
+    scheduler_from_environment,
+    summarise_dask,
+    summarise_file,
+    summarise_local,
+)
 from clew.store import schema
+from clew.store.captures import LocalCaptureFiles, ObjectCaptureFiles
 
-INPUTS = "inputs"
 # The key under which a report names its baseline's statistics artifact (the monitor runner
 # records it as an input of the run in lineage).
 BASELINE_KEY = "baseline_artifact_id"
-OUTPUT = "output"
-
-
-@dataclass
-class WindowStats:
-    """What a window held: its statistics per baseline feature, and its columns' kinds.
-
-    ``columns`` maps every feature column the window's files carry to "numeric" or "text";
-    ``type_mismatch`` lists baseline numeric features the window carried as text.
-    """
-
-    stats: DatasetStats
-    columns: dict[str, str] = field(default_factory=dict)
-    type_mismatch: set[str] = field(default_factory=set)
-
-    def merge(self, other: WindowStats) -> WindowStats:
-        return WindowStats(
-            stats=self.stats.merge(other.stats),
-            columns={**self.columns, **other.columns},
-            type_mismatch=self.type_mismatch | other.type_mismatch,
-        )
-
-
-@dataclass(frozen=True)
-class Slice:
-    """One capture file of a window, and which of its rows the window takes."""
-
-    path: str
-    tail: int | None = None  # only the last ``tail`` rows (a last-N window's oldest file)
 
 
 class MonitoringService(BaselineService):
     """Baselines (``BaselineService``) and the checks the monitor runs over a window against
     the version's latest baseline."""
 
-    def check_data_quality(self, window: Window) -> CheckReport:
+    def check_data_quality(self, window: Window, scheduler: Any = None) -> CheckReport:
         baseline = self.get_baseline(f"{window.model}/{window.version}")
-        seen = self.window_statistics(window, baseline)
+        seen = self.window_statistics(window, baseline, scheduler)
         metrics, violations = data_quality(baseline, seen)
         return _report("data_quality", window, seen, metrics, violations, baseline)
 
-    def check_drift(self, window: Window) -> CheckReport:
+    def check_drift(self, window: Window, scheduler: Any = None) -> CheckReport:
         baseline = self.get_baseline(f"{window.model}/{window.version}")
-        seen = self.window_statistics(window, baseline)
+        seen = self.window_statistics(window, baseline, scheduler)
         metrics, violations = drift_report(baseline, seen)
         return _report("drift", window, seen, metrics, violations, baseline)
 
-    def check_all(self, window: Window) -> list[CheckReport]:
-        """Data quality and drift from one read of the window (what a monitor run does)."""
+    def check_all(self, window: Window, scheduler: Any = None) -> list[CheckReport]:
+        """Data quality and drift from one read of the window (what a monitor run does).
+
+        ``scheduler`` (a Dask scheduler's address or a ``distributed.Client``; by default the
+        operator's ``CLEW_MONITOR_DASK_SCHEDULER``, if set) has the window's files read by that
+        cluster's workers instead of this process."""
         baseline = self.get_baseline(f"{window.model}/{window.version}")
-        seen = self.window_statistics(window, baseline)
+        seen = self.window_statistics(window, baseline, scheduler)
         quality, quality_violations = data_quality(baseline, seen)
         moved, moved_violations = drift_report(baseline, seen)
         return [
@@ -104,19 +84,76 @@ class MonitoringService(BaselineService):
 
     # --- reading a window ---------------------------------------------------------------
 
-    def window_statistics(self, window: Window, baseline: Baseline) -> WindowStats:
-        """The window's statistics, summarised row group by row group and merged."""
-        reference = baseline.stats
-        total: WindowStats | None = None
-        for part in self.slices(window):
-            for seen in self._summaries(part, window, reference, baseline.prediction_feature):
-                total = seen if total is None else total.merge(seen)
+    def window_statistics(
+        self, window: Window, baseline: Baseline, scheduler: Any = None
+    ) -> WindowStats:
+        """The window's statistics: its files summarised as partitions, merged in file order."""
+        parts = self.slices(window)
+        reference, prediction = baseline.stats, baseline.prediction_feature
+        scheduler = scheduler if scheduler is not None else scheduler_from_environment()
+        if scheduler is None:
+            files = self.store.capture_files
+            read = partial(
+                summarise_file, files, window=window, reference=reference, prediction=prediction
+            )
+            total = summarise_local(parts, read)
+        else:
+            total = summarise_dask(
+                scheduler, self.capture_source(), parts, window, reference, prediction
+            )
         if total is None or total.stats.rows == 0:
             raise InvalidInputError(
                 f"the window {window.key} holds no captured predictions; widen it, or check "
                 "that the version is serving and its captures were flushed."
             )
         return total
+
+    def pin_last_n(self, window: Window) -> Window:
+        """A last-N window pinned to the time range its N newest predictions span now (from
+        the N-th newest prediction's time to just after the newest's, within the window's own
+        bounds), still taking the newest N inside it: the rows of one call share a time.
+
+        A monitor run is keyed on its window, so pinned it is the same run until newer
+        predictions arrive, and then a new one. A window with no captures is returned as it
+        is (the checks then say it is empty)."""
+        if window.last_n is None:
+            return window
+        times = self._newest_times(window, window.last_n)
+        if len(times) == 0:
+            return window
+        start, end = int(times.min()), int(times.max()) + 1
+        return Window(window.model, window.version, start, end, window.last_n)
+
+    def _newest_times(self, window: Window, count: int) -> np.ndarray:
+        """The ``count`` newest capture times (ms) in the window's bounds. Batches are read
+        newest first, only their time column; a batch recorded before the newest times seen
+        so far holds none newer (a row is captured before its batch is), so reading stops."""
+        version = self.registry.resolve(f"{window.model}/{window.version}")
+        table = schema.capture_batches
+        with self.store.db.read() as connection:
+            rows = connection.execute(
+                select(table.c.path, table.c.created_ms)
+                .where(table.c.model_version_id == version.id)
+                .order_by(table.c.created_ms.desc(), table.c.id.desc())
+            ).all()
+        bounds = Window(window.model, window.version, window.start_ms, window.end_ms)
+        kept = np.zeros(0, dtype=np.int64)
+        for row in rows:
+            if len(kept) >= count and row.created_ms < kept.min():
+                break
+            times = capture_times(self.store.capture_files, Slice(row.path), bounds)
+            kept = np.concatenate([kept, times])
+            if len(kept) > count:
+                kept = np.partition(kept, len(kept) - count)[-count:]
+        return kept
+
+    def capture_source(self) -> CaptureSource:
+        """Where this store's capture files are, as a Dask worker opens them."""
+        files = self.store.capture_files
+        if isinstance(files, ObjectCaptureFiles):
+            return CaptureSource(files.location, files.storage_options)
+        assert isinstance(files, LocalCaptureFiles)
+        return CaptureSource(str(files.root.resolve()))
 
     def slices(self, window: Window) -> list[Slice]:
         """The capture files of the window's version, oldest first; a last-N window keeps only
@@ -139,49 +176,6 @@ class MonitoringService(BaselineService):
             taken.append(Slice(row.path, remaining if row.count > remaining else None))
             remaining -= row.count
         return taken[::-1]
-
-    def _summaries(
-        self,
-        part: Slice,
-        window: Window,
-        reference: DatasetStats,
-        prediction: str | None,
-    ) -> Iterator[WindowStats]:
-        parquet = self.store.capture_files.open_parquet(part.path)
-        schema_ = parquet.schema_arrow
-        columns = _feature_columns(schema_, prediction)
-        wanted = [name for name in columns if name in reference.features]
-        paths = [_column_path(name, prediction) for name in wanted]
-        groups = _row_groups(parquet, window, part.tail)
-        kinds = {name: _kind(kind) for name, kind in columns.items()}
-        for index, skip in groups:
-            table = parquet.read_row_group(index, columns=[*paths, "time"])
-            table = _in_window(table.slice(skip) if skip else table, window)
-            yield self._summarise(table, wanted, prediction, reference, kinds)
-
-    @staticmethod
-    def _summarise(
-        table: pa.Table,
-        wanted: list[str],
-        prediction: str | None,
-        reference: DatasetStats,
-        kinds: dict[str, str],
-    ) -> WindowStats:
-        features: dict[str, FeatureStats] = {}
-        mismatch: set[str] = set()
-        inputs = table.column(INPUTS) if INPUTS in table.column_names else None
-        for name in wanted:
-            if name == prediction:
-                column = table.column(OUTPUT)
-            else:
-                assert inputs is not None
-                column = pc.struct_field(inputs, name)
-            base = reference.features[name]
-            if isinstance(base, NumericStats) and not is_numeric(column):
-                mismatch.add(name)
-                continue
-            features[name] = summarise_column(column, base)
-        return WindowStats(DatasetStats(table.num_rows, features), dict(kinds), mismatch)
 
 
 # --- evaluating -------------------------------------------------------------------------
@@ -344,82 +338,8 @@ def _drift(base: FeatureStats, stats: FeatureStats) -> drift.Drift:
     raise AssertionError("unreachable")
 
 
-# --- the capture file layout ----------------------------------------------------------------
-
-
-def _feature_columns(schema_: pa.Schema, prediction: str | None) -> dict[str, pa.DataType]:
-    """The window's feature columns: the inputs' fields, and the output as the prediction."""
-    columns: dict[str, pa.DataType] = {}
-    index = schema_.get_field_index(INPUTS)
-    if index >= 0 and pa.types.is_struct(schema_.field(index).type):
-        struct = schema_.field(index).type
-        for position in range(struct.num_fields):
-            child = struct.field(position)
-            columns[child.name] = child.type
-    if prediction is not None and schema_.get_field_index(OUTPUT) >= 0:
-        columns[prediction] = schema_.field(OUTPUT).type
-    return columns
-
-
-def _column_path(name: str, prediction: str | None) -> str:
-    return OUTPUT if name == prediction else f"{INPUTS}.{name}"
-
-
-def _kind(kind: pa.DataType) -> str:
-    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-    return "numeric" if numeric else "text"
-
-
 def _type(stats: FeatureStats) -> str:
     return docs.inferred_type(stats)
-
-
-def _row_groups(parquet: pq.ParquetFile, window: Window, tail: int | None) -> list[tuple[int, int]]:
-    """(row group, rows to skip at its start) for the groups the window may need: groups whose
-    time range misses the window are pruned by their statistics; a tail keeps the last rows."""
-    metadata = parquet.metadata
-    time_index = parquet.schema_arrow.get_field_index("time")
-    chosen: list[tuple[int, int]] = []
-    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-    start_row = sum(sizes) - tail if tail is not None else 0
-    offset = 0
-    for index, size in enumerate(sizes):
-        first, offset = offset, offset + size
-        if offset <= start_row or not _overlaps(metadata.row_group(index), time_index, window):
-            continue
-        chosen.append((index, max(0, start_row - first)))
-    return chosen
-
-
-def _overlaps(group: Any, time_index: int, window: Window) -> bool:
-    if window.start_ms is None and window.end_ms is None:
-        return True
-    stats = group.column(time_index).statistics
-    if stats is None or not stats.has_min_max:
-        return True
-    low = _as_ms(stats.min)
-    high = _as_ms(stats.max)
-    if window.start_ms is not None and high < window.start_ms:
-        return False
-    return not (window.end_ms is not None and low >= window.end_ms)
-
-
-def _as_ms(value: Any) -> int:
-    if hasattr(value, "timestamp"):
-        return int(value.timestamp() * 1000)
-    return int(value)
-
-
-def _in_window(table: pa.Table, window: Window) -> pa.Table:
-    if window.start_ms is None and window.end_ms is None:
-        return table
-    times = np.asarray(pc.cast(table.column("time"), pa.int64()).to_numpy())
-    keep = np.ones(len(times), dtype=bool)
-    if window.start_ms is not None:
-        keep &= times >= window.start_ms
-    if window.end_ms is not None:
-        keep &= times < window.end_ms
-    return table if keep.all() else table.filter(pa.array(keep))
 
 
 def _report(

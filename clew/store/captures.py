@@ -315,6 +315,12 @@ class ObjectCaptureFiles(CaptureFiles):
     def fs(self) -> Any:
         return self._blobs.fs  # the blob store's, which a forked child opens again
 
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options the store was opened with (endpoint, region, profile; never a
+        secret), so another process, a Dask worker, opens the same files."""
+        return dict(self._blobs._options)
+
     def key(self, relative: str) -> str:
         return posixpath.join(self.root, check_relative(relative))
 
