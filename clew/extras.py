@@ -20,6 +20,10 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "s3": ("s3fs", "botocore"),
     "postgres": ("psycopg",),
     "monitor": ("scipy",),
+    "xgboost": ("xgboost",),
+    "lightgbm": ("lightgbm",),
+    "onnx": ("onnx", "onnxruntime"),
+    "torch": ("torch",),
 }
 
 

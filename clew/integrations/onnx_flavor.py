@@ -1,0 +1,10 @@
+"""placeholder"""
+
+from typing import Any
+
+from clew.hookspecs import hookimpl
+
+
+@hookimpl
+def clew_flavors() -> list[Any]:
+    return []
