@@ -66,8 +66,8 @@ class TorchFlavor:
 
         target = directory / MODEL_FILE
         if isinstance(model, str | Path):
+            program = _load(Path(model))
             shutil.copyfile(model, target)
-            program = _load(target)
         elif isinstance(model, torch.nn.Module):
             program = _export(model, example)
             torch.export.save(program, str(target))
