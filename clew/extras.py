@@ -21,6 +21,10 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg",),
     "monitor": ("scipy",),
     "dask": ("dask", "distributed"),
+    "xgboost": ("xgboost",),
+    "lightgbm": ("lightgbm",),
+    "onnx": ("onnx", "onnxruntime"),
+    "torch": ("torch",),
 }
 
 

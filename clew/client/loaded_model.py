@@ -78,7 +78,9 @@ class LoadedModel:
     """A loaded model version; ``predict`` and ``predict_proba`` capture what they return.
 
     ``input_sampling`` is the share of rows whose inputs are kept (outputs are always kept);
-    ``capture=False`` turns capture off for this object.
+    ``capture=False`` turns capture off for this object. Inputs are checked against the
+    version's signature first (``input_guard.SignatureCheck``): wrong columns are refused in
+    one sentence, before the model or capture sees them.
 
     A NumPy input of 64 kB or more is queued as it is, with an ``InputGuard``: copying it
     would cost more than a fast model's whole predict budget. If the caller changes the
@@ -111,6 +113,7 @@ class LoadedModel:
         self.copy_inputs = copy_inputs
         self._last_call: tuple[ids.PendingId, int] | None = None
         self._service: CaptureQueue | None = None  # the client's, made on first capture
+        self._expects = input_guard.signature_check(version.ref, version.signature)
         self._targets = {
             method: CaptureTarget(version.id, version.name, version.version, version.digest, method)
             for method in ("predict", "predict_proba")
@@ -171,7 +174,12 @@ class LoadedModel:
         case (a large array, guarded rather than copied) is written out in one place and the
         rest is left to ``_submit`` and the writer thread.
         """
-        outputs = getattr(self.raw, method)(inputs)
+        predict = getattr(self.raw, method, None)
+        if predict is None:
+            raise self._cannot_predict()
+        if self._expects is not None:
+            inputs = self._expects.check(inputs)
+        outputs = predict(inputs)
         references = sys.getrefcount(outputs)
         frozen = self.capture and _freeze(outputs, references)
         guard, service = None, self._service
@@ -202,6 +210,14 @@ class LoadedModel:
         elif self.capture:
             self._submit(method, call_id, rows, inputs, outputs, frozen)
         return outputs, call_id, rows
+
+    def _cannot_predict(self) -> InvalidInputError:
+        """A version saved as plain files (a directory, or a file of no known format)."""
+        return InvalidInputError(
+            f"model {self.version.ref} was logged as plain files and loads as a "
+            f"{type(self.raw).__name__}, which cannot predict; log the model object, an .onnx "
+            "file or a torch.export .pt2 file instead (see docs/models.md)."
+        )
 
     def _submit(
         self,

@@ -153,14 +153,18 @@ class ActiveRun:
         name: str,
         flavor: str | None = None,
         properties: dict[str, Any] | None = None,
+        input_example: Any = None,
     ) -> ArtifactRecord:
-        """Save a model with its flavor (scikit-learn, or any file/directory) as an output."""
+        """Save a model with its flavor (see docs/models.md) as an output.
+
+        ``input_example`` (a few rows of inputs) types the version's signature from what the
+        model returns for it; a ``torch.nn.Module`` needs one to be exported."""
         self._check_open()
         chosen = flavors.choose(model, flavor)
         with tempfile.TemporaryDirectory(prefix="clew-model-") as temp:
             directory = Path(temp) / "model"
             directory.mkdir()
-            description = flavors.save(model, directory, chosen)
+            description = flavors.save(model, directory, chosen, input_example)
             extra = {"flavor": description, **(properties or {})}
             return self._log(directory, name, "model", "output", extra)
 

@@ -19,7 +19,7 @@ class FilesFlavor:
     def can_save(self, model: Any) -> bool:
         return isinstance(model, str | Path) and Path(model).exists()
 
-    def save(self, model: Any, directory: Path) -> dict[str, Any]:
+    def save(self, model: Any, directory: Path, example: Any = None) -> dict[str, Any]:
         source = Path(model)
         if source.is_dir():
             shutil.copytree(source, directory / CONTENT)

@@ -3,23 +3,34 @@
 A saved model is a directory with the flavor's files plus ``clew-model.json`` describing the
 flavor, the library and its version and the Python version, so it can be loaded later by
 the right code. Flavors are found through the ``clew`` entry-point group (see hookspecs.py).
+
+A flavor's ``save`` returns what it learnt about the model: ``feature_names`` and
+``n_features`` (the registry builds the version's input signature from them) and a
+``signature`` of typed ``inputs`` and ``outputs`` where the fitted model or an example tells.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.metadata
 import json
 import platform
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pluggy
+import pyarrow as pa
 
 from clew import hookspecs
 from clew.errors import InvalidInputError
 
 MODEL_FILE = "clew-model.json"
+
+# Flavors that accept broad families of objects; a more specific installed flavor (xgboost's
+# sklearn wrapper is also a scikit-learn estimator) is tried first, then these in this order.
+FALLBACKS = ("sklearn", "python", "files")
 
 
 class Flavor(Protocol):
@@ -29,7 +40,7 @@ class Flavor(Protocol):
 
     def can_save(self, model: Any) -> bool: ...
 
-    def save(self, model: Any, directory: Path) -> dict[str, Any]: ...
+    def save(self, model: Any, directory: Path, example: Any = None) -> dict[str, Any]: ...
 
     def load(self, directory: Path, description: dict[str, Any]) -> Any: ...
 
@@ -60,22 +71,27 @@ def get(name: str) -> Flavor:
 
 
 def choose(model: Any, name: str | None) -> Flavor:
+    """The flavor named, else the most specific installed flavor that can save ``model``."""
     if name:
         return get(name)
-    for flavor in available().values():
-        if flavor.name != "files" and flavor.can_save(model):
+    flavors = available()
+    specific = [f for f in flavors.values() if f.name not in FALLBACKS]
+    general = [flavors[n] for n in FALLBACKS if n in flavors]
+    for flavor in specific + general:
+        if flavor.can_save(model):
             return flavor
-    files = get("files")
-    if files.can_save(model):
-        return files
     raise InvalidInputError(
-        f"no installed flavor can save a {type(model).__name__}; pass flavor= or a file path."
+        f"no installed flavor can save a {type(model).__name__}; pass flavor= or a file path "
+        "(installed flavors: " + ", ".join(flavors) + ")."
     )
 
 
-def save(model: Any, directory: Path, flavor: Flavor) -> dict[str, Any]:
+def save(model: Any, directory: Path, flavor: Flavor, example: Any = None) -> dict[str, Any]:
     """Write the model and its description into ``directory``; returns the description."""
-    details = flavor.save(model, directory)
+    if example is None:  # flavors from plugins may not take an example
+        details = flavor.save(model, directory)
+    else:
+        details = flavor.save(model, directory, example)
     description = {
         "format": "clew.model/v1",
         "flavor": flavor.name,
@@ -90,14 +106,71 @@ def save(model: Any, directory: Path, flavor: Flavor) -> dict[str, Any]:
 
 
 def load(directory: Path) -> Any:
-    description = json.loads((directory / MODEL_FILE).read_text())
+    description = describe(directory)
     return get(description["flavor"]).load(directory, description)
 
 
+def describe(directory: Path) -> dict[str, Any]:
+    """The ``clew-model.json`` of a saved model directory."""
+    description: dict[str, Any] = json.loads((directory / MODEL_FILE).read_text())
+    return description
+
+
+def columns(table: Any) -> list[dict[str, Any]]:
+    """Named, typed columns of a DataFrame, or unnamed typed ones of a 2-D array (one column
+    for a 1-D array); the types are Arrow's names (``double``, ``int64``, ``string``)."""
+    if hasattr(table, "dtypes") and hasattr(table, "columns"):
+        return [{"name": str(name), "type": _column_type(table[name])} for name in table.columns]
+    array = np.asarray(table)
+    width = 1 if array.ndim <= 1 else int(np.prod(array.shape[1:]))
+    return [{"name": None, "type": arrow_type(array.dtype)} for _ in range(width)]
+
+
+_INFERRED = {"string": "string", "integer": "int64", "floating": "double", "boolean": "bool"}
+
+
+def _column_type(column: Any) -> str | None:
+    """A pandas column's Arrow type; an object column's from the values it holds."""
+    if column.dtype == object:
+        import pandas as pd
+
+        return _INFERRED.get(pd.api.types.infer_dtype(column, skipna=True))
+    return arrow_type(column.dtype)
+
+
+def arrow_type(dtype: Any) -> str | None:
+    """Arrow's name for a NumPy or pandas dtype (None for objects and the unconvertible)."""
+    try:
+        return str(pa.from_numpy_dtype(dtype))
+    except (TypeError, pa.ArrowNotImplementedError):
+        return "string" if str(dtype) in ("string", "str") else None
+
+
+def signature(inputs: Any, outputs: Any) -> dict[str, Any]:
+    """The typed signature of an example input and what the model returned for it."""
+    return {"inputs": columns(inputs), "outputs": columns(outputs)}
+
+
+def feature_count(inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``feature_names`` (when every input is named) and ``n_features`` of typed inputs."""
+    names = [column["name"] for column in inputs]
+    found: dict[str, Any] = {"n_features": len(inputs)}
+    if names and all(isinstance(name, str) for name in names):
+        found["feature_names"] = names
+    return found
+
+
 def _version(library: str | None) -> str | None:
+    """The installed version of ``library``: its distribution's, else its module's
+    ``__version__`` (``xgboost`` is installed as ``xgboost`` or ``xgboost-cpu``)."""
     if not library:
         return None
     try:
         return importlib.metadata.version(library)
     except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        version = getattr(importlib.import_module(library), "__version__", None)
+    except ImportError:
         return None
+    return str(version) if version is not None else None

@@ -12,6 +12,7 @@ from typing import Any
 
 from clew.extras import require_extra
 from clew.hookspecs import hookimpl
+from clew.integrations import flavors
 
 MODEL_PICKLE = "model.pkl"
 
@@ -28,14 +29,17 @@ class SklearnFlavor:
             return False
         return isinstance(model, BaseEstimator)
 
-    def save(self, model: Any, directory: Path) -> dict[str, Any]:
+    def save(self, model: Any, directory: Path, example: Any = None) -> dict[str, Any]:
         with open(directory / MODEL_PICKLE, "wb") as handle:
             pickle.dump(model, handle, protocol=5)
-        return {
+        details = {
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
             "pickle_protocol": 5,
             **fitted_inputs(model),
         }
+        if example is not None:
+            details["signature"] = flavors.signature(example, model.predict(example))
+        return details
 
     def load(self, directory: Path, description: dict[str, Any]) -> Any:
         require_extra("sklearn", "loading a scikit-learn model")

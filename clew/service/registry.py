@@ -622,21 +622,33 @@ def _infer_signature(
     dataset, columns = _training_columns(connection, run_id)
     target = _target_column(connection, run_id, columns) if run_id else None
     names, count = seen.get("feature_names"), seen.get("n_features")
+    typed = seen.get("signature") if isinstance(seen.get("signature"), dict) else {}
+    types = [column.get("type") for column in typed.get("inputs") or []]
     if isinstance(names, list):
-        inputs = [{"name": name, "type": columns.get(name)} for name in names]
+        inputs = [
+            {"name": name, "type": columns.get(name) or _nth(types, i)}
+            for i, name in enumerate(names)
+        ]
     elif isinstance(count, int):
-        inputs = [{"name": None, "type": None} for _ in range(count)]
+        inputs = [{"name": None, "type": _nth(types, i)} for i in range(count)]
     elif columns:
         inputs = [{"name": k, "type": v} for k, v in columns.items() if k != target]
     else:
         return {}
     signature: dict[str, Any] = {
         "inputs": inputs,
-        "outputs": [{"name": target, "type": columns[target]}] if target else [],
+        "outputs": (
+            [{"name": target, "type": columns[target]}] if target else typed.get("outputs") or []
+        ),
     }
     if dataset:
         signature["inferred_from"] = dataset
     return signature
+
+
+def _nth(types: list[Any], index: int) -> Any:
+    """The flavor's type of input ``index`` (from the fitted model or an example), if known."""
+    return types[index] if index < len(types) else None
 
 
 def _training_columns(
