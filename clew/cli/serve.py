@@ -1,18 +1,22 @@
 """``clew serve REF``: an HTTP inference endpoint for one model version.
 
 The version is resolved, checked against its approvals and re-hashed before the server
-starts; every prediction it answers is captured and signed like an in-process one.
+starts; every prediction it answers is captured and signed like an in-process one. The
+"serving ..." line is printed only once the endpoint accepts requests.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 import clew
 from clew.cli.output import console
 from clew.extras import require_extra
+
+if TYPE_CHECKING:
+    from clew.client.serving import Health
 
 
 def serve(
@@ -27,8 +31,13 @@ def serve(
     from clew.client import serving
 
     model = clew.load_model(ref)
-    console.print(
-        f"serving [bold]{model.version.ref}[/bold] ({model.version.digest}) on "
-        f"http://{host}:{port}  POST /predict, GET /health; Ctrl-C stops"
-    )
-    serving.serve(model, host, port)
+
+    def announce(health: Health) -> None:
+        console.print(
+            f"serving [bold]{model.version.ref}[/bold] ({model.version.digest}) on "
+            f"http://{host}:{port}  POST /predict, GET /health; Ctrl-C stops"
+        )
+        if not health.ok:
+            console.print(f"[yellow]unhealthy:[/yellow] {health.problem}")
+
+    serving.serve(model, host, port, announce=announce)
