@@ -143,7 +143,7 @@ class RequestIds:
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if _CLIENT_REQUEST_ID.match(text):
                 return text
     return ids.new_id()
