@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     # What type checkers and IDEs see for the lazily served names below: their real types.
     import pandas as pd
 
+    from clew.client.batch import BatchResult, predict_batch
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
     from clew.client.governance import (
@@ -151,6 +152,9 @@ _EXPORTS = {
     "run_monitor": "clew.client.monitor_runs",
     "schedule_monitor": "clew.client.monitor_runs",
     "unschedule_monitor": "clew.client.monitor_runs",
+    # batch scoring
+    "BatchResult": "clew.client.batch",
+    "predict_batch": "clew.client.batch",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -159,6 +163,7 @@ _SUBPACKAGES = frozenset(
 __all__ = [
     "ActiveRun",
     "ArtifactRecord",
+    "BatchResult",
     "ClewError",
     "Client",
     "QualitySpec",
@@ -200,6 +205,7 @@ __all__ = [
     "monitor_runs",
     "monitor_schedules",
     "monitor_status",
+    "predict_batch",
     "promote",
     "public_key",
     "register_model",

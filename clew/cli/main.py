@@ -76,6 +76,11 @@ COMMANDS: dict[str, Listed] = {
         "serve",
         "Serve POST /predict and GET /health for REF until interrupted.",
     ),
+    "predict": Listed(
+        "clew.cli.predict",
+        "predict",
+        "Score every row of INPUT with REF into OUTPUT; each row is captured and traceable.",
+    ),
     "demo": Listed(
         "clew.cli.demo",
         "demo",
