@@ -67,14 +67,16 @@ def test_cli_scores_a_parquet_file_in_chunks(client: clew.Client, tmp_path: Path
     run = client.get_run(job["run_id"])
     assert run.kind == "batch_scoring" and run.status == "FINISHED"
     upstream = client.lineage.upstream(job["output"], max_depth=2).to_pandas()
-    edges = set(zip(upstream["source"], upstream["association"], upstream["destination"]))
+    edges = set(
+        zip(upstream["source"], upstream["association"], upstream["destination"], strict=True)
+    )
     job_run = f"run:{job['run_id']}"
     assert (job_run, "Produced", upstream["destination"][0]) in edges
     consumed = upstream[
         (upstream["destination"] == job_run) & (upstream["association"] == "ContributedTo")
     ]
     assert {("dataset", "in.parquet"), ("model", "iris-model")} <= set(
-        zip(consumed["source_type"], consumed["source_name"])
+        zip(consumed["source_type"], consumed["source_name"], strict=True)
     )
 
 
