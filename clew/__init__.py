@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from clew.client.batch import BatchResult, predict_batch
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
+    from clew.client.deployments import deployments, status
     from clew.client.governance import (
         alias_at,
         alias_history,
@@ -155,6 +156,9 @@ _EXPORTS = {
     # batch scoring
     "BatchResult": "clew.client.batch",
     "predict_batch": "clew.client.batch",
+    # serving deployments
+    "deployments": "clew.client.deployments",
+    "status": "clew.client.deployments",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -182,6 +186,7 @@ __all__ = [
     "create_user_key",
     "data_source",
     "deliver_webhooks",
+    "deployments",
     "feature_group",
     "flush_captures",
     "get_client",
@@ -228,6 +233,7 @@ __all__ = [
     "set_tags",
     "signing_keys",
     "start_run",
+    "status",
     "trace",
     "unschedule_monitor",
     "user_keys",

@@ -31,9 +31,10 @@ COMMANDS: dict[str, Listed] = {
         "Every version of a model, newest first, with its status and aliases.",
     ),
     "status": Listed(
-        "clew.cli.registry",
+        "clew.cli.status",
         "status",
-        "A version's approvals, aliases and whether it meets the production policy (and why not).",
+        "A version's approvals, aliases and policy standing; or, with --at or --endpoint (or "
+        "nothing), which version answered each endpoint at that time.",
     ),
     "register": Listed(
         "clew.cli.registry",

@@ -25,6 +25,10 @@ def serve(
     host: Annotated[
         str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes it to the network.")
     ] = "127.0.0.1",
+    endpoint: Annotated[
+        str | None,
+        typer.Option("--endpoint", help="Its name in `clew status` (default: the model's name)."),
+    ] = None,
 ) -> None:
     """Serve POST /predict and GET /health for REF until interrupted."""
     require_extra("server", "clew serve")
@@ -40,4 +44,4 @@ def serve(
         if not health.ok:
             console.print(f"[yellow]unhealthy:[/yellow] {health.problem}")
 
-    serving.serve(model, host, port, announce=announce)
+    serving.serve(model, host, port, endpoint=endpoint, announce=announce)

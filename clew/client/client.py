@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
 from clew.client.batch import BatchMixin
+from clew.client.deployments import DeploymentsMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
@@ -93,7 +94,13 @@ class Lineage:
 
 
 class Client(
-    GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin, BatchMixin
+    GovernanceMixin,
+    PredictionsMixin,
+    AuditMixin,
+    WebhooksMixin,
+    MonitorMixin,
+    BatchMixin,
+    DeploymentsMixin,
 ):
     def __init__(
         self,

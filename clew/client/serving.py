@@ -317,17 +317,28 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = 8000,
     *,
+    endpoint: str | None = None,
     announce: Callable[[Health], None] | None = None,
 ) -> None:
     """Run the endpoint until interrupted; queued predictions are written on the way out.
 
     The socket is bound and uvicorn is accepting connections before ``announce`` runs, so a
-    caller who reads "serving ..." can send a request at once.
+    caller who reads "serving ..." can send a request at once. The deployment (``endpoint``,
+    by default the model's name) is recorded from start to stop, so ``clew status --at T``
+    names the version that answered.
     """
     import uvicorn
 
+    client = model._client
     health = probe(model)
     sock = bind(host, port)
+    try:
+        serving = client.start_deployment(
+            model, endpoint or model.version.name, address=f"{host}:{port}"
+        )
+    except BaseException:
+        sock.close()
+        raise
 
     class Announcing(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -342,4 +353,5 @@ def serve(
         server.run(sockets=[sock])
     finally:
         sock.close()
-        model._client.flush_captures()
+        client.flush_captures()
+        client.stop_deployment(serving)
