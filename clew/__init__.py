@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from clew.client.batch import BatchResult, predict_batch
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
-    from clew.client.deployments import deployments, status
+    from clew.client.deployments import deployments, shadow_report, status
     from clew.client.governance import (
         alias_at,
         alias_history,
@@ -159,6 +159,7 @@ _EXPORTS = {
     # serving deployments
     "deployments": "clew.client.deployments",
     "status": "clew.client.deployments",
+    "shadow_report": "clew.client.deployments",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -231,6 +232,7 @@ __all__ = [
     "set_policy",
     "set_tag",
     "set_tags",
+    "shadow_report",
     "signing_keys",
     "start_run",
     "status",

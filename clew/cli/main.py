@@ -142,6 +142,7 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Webhooks: registry and monitoring events sent to your URLs, signed.",
     ),
+    "shadow": Listed("clew.cli.shadow", "app", "Shadow deployments."),
     "monitor": Listed(
         "clew.cli.monitor",
         "monitor_app",

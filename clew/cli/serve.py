@@ -29,19 +29,30 @@ def serve(
         str | None,
         typer.Option("--endpoint", help="Its name in `clew status` (default: the model's name)."),
     ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(
+            "--shadow", help="A challenger that gets a copy of each request, e.g. churn@challenger."
+        ),
+    ] = None,
 ) -> None:
     """Serve POST /predict and GET /health for REF until interrupted."""
     require_extra("server", "clew serve")
     from clew.client import serving
 
     model = clew.load_model(ref)
+    challenger = clew.load_model(shadow) if shadow is not None else None
 
     def announce(health: Health) -> None:
         console.print(
             f"serving [bold]{model.version.ref}[/bold] ({model.version.digest}) on "
             f"http://{host}:{port}  POST /predict, GET /health; Ctrl-C stops"
         )
+        if challenger is not None:
+            console.print(
+                f"shadow [bold]{challenger.version.ref}[/bold] gets a copy of each request"
+            )
         if not health.ok:
             console.print(f"[yellow]unhealthy:[/yellow] {health.problem}")
 
-    serving.serve(model, host, port, endpoint=endpoint, announce=announce)
+    serving.serve(model, host, port, endpoint=endpoint, shadow=challenger, announce=announce)

@@ -11,8 +11,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from clew.domain.deployments import Deployment, DeploymentList, check_endpoint, time_ms
+from clew.domain.deployments import (
+    Deployment,
+    DeploymentList,
+    ShadowReport,
+    check_endpoint,
+    time_ms,
+)
+from clew.domain.quality import QualitySpec
 from clew.domain.records import FAILED, FINISHED
+from clew.errors import NotFoundError
 
 if TYPE_CHECKING:
     from clew.client.client import Client
@@ -65,6 +73,27 @@ class DeploymentsMixin:
     def deployments(self, endpoint: str | None = None, limit: int = 100) -> DeploymentList:
         """Deployments newest first (of ``endpoint`` when given)."""
         return self._service.deployments.history(endpoint, limit)
+
+    def shadow_report(
+        self,
+        endpoint: str,
+        *,
+        deployment: str | None = None,
+        quality: QualitySpec | None = None,
+    ) -> ShadowReport:
+        """How the newest shadow of ``endpoint`` (or shadow ``deployment``) compared with its
+        champion: agreement on the same requests, and quality side by side once labels for
+        the champion's predictions arrive (``clew.log_labels``)."""
+        check_endpoint(endpoint)
+        if deployment is None:
+            shadows = [d for d in self.deployments(endpoint, 1000) if d.role == "shadow"]
+            if not shadows:
+                raise NotFoundError(
+                    f"endpoint {endpoint} never had a shadow; serve one with "
+                    "clew serve MODEL@champion --shadow MODEL@challenger."
+                )
+            deployment = shadows[0].id
+        return self._service.shadows.report(deployment, quality)
 
     def start_deployment(
         self,
@@ -123,3 +152,9 @@ def status(
 
 def deployments(endpoint: str | None = None, limit: int = 100) -> DeploymentList:
     return _client().deployments(endpoint, limit)
+
+
+def shadow_report(
+    endpoint: str, *, deployment: str | None = None, quality: QualitySpec | None = None
+) -> ShadowReport:
+    return _client().shadow_report(endpoint, deployment=deployment, quality=quality)

@@ -23,6 +23,7 @@ from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
 from clew.client.remote_runs import RemoteRuns
 from clew.client.remote_sessions import RemoteSessions
+from clew.client.remote_shadows import RemoteShadows
 from clew.client.remote_user_keys import RemoteUserKeys
 from clew.client.remote_webhooks import RemoteWebhooks
 from clew.client.transport import Transport
@@ -63,6 +64,7 @@ class RemoteBackend:
         self.monitor_schedules = RemoteMonitorSchedules(self._transport)
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self.deployments = RemoteDeployments(self._transport)
+        self.shadows = RemoteShadows(self._transport)
         self._actor: str | None = None
 
     @property

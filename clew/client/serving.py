@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clew.client.loaded_model import LoadedModel
+from clew.client.shadowing import ShadowSender
 from clew.domain import ids
 from clew.errors import ClewError, InvalidInputError
 
@@ -199,10 +200,12 @@ def _describe(problem: Any) -> str:
     return f"{where or 'body'}: {problem.get('msg', 'invalid')}"
 
 
-def create_inference_app(model: LoadedModel, health: Health | None = None) -> FastAPI:
+def create_inference_app(
+    model: LoadedModel, health: Health | None = None, shadow: ShadowSender | None = None
+) -> FastAPI:
     """A FastAPI app with ``POST /predict``, ``GET /health`` and ``GET /metrics`` (Prometheus
     text: the capture counters) for one model version; ``health`` is the start-up probe's
-    finding (probed here when not given)."""
+    finding (probed here when not given); ``shadow`` gets a copy of each answered request."""
     found = probe(model) if health is None else health
     app = FastAPI(title=f"clew inference: {model.version.ref}", version=model.version.digest)
     app.add_middleware(RequestIds)
@@ -219,11 +222,13 @@ def create_inference_app(model: LoadedModel, health: Health | None = None) -> Fa
             "digest": model.version.digest,
             "probe": found.probe,
             "capture": model._client.capture_stats(),
+            **({"shadow": shadow.stats()} if shadow is not None else {}),
         }
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
-        return capture_metrics(model._client.capture_stats())
+        text = capture_metrics(model._client.capture_stats())
+        return text + (shadow_metrics(shadow.stats()) if shadow is not None else "")
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest, request: Request) -> Any:
@@ -231,7 +236,10 @@ def create_inference_app(model: LoadedModel, health: Health | None = None) -> Fa
             raise RefusedInput("inputs is empty; send at least one row.")
         if len(body.inputs) > MAX_ROWS:
             raise RefusedInput(f"{len(body.inputs)} rows is more than {MAX_ROWS}; split the batch.")
-        outputs, prediction_ids = _predict(model, _frame(body.inputs), body.proba)
+        frame = _frame(body.inputs)
+        outputs, prediction_ids = _predict(model, frame, body.proba)
+        if shadow is not None:
+            shadow.offer(frame, body.proba, prediction_ids, request.state.request_id)
         return PredictResponse(
             model=model.version.ref,
             digest=model.version.digest,
@@ -287,6 +295,20 @@ def capture_metrics(stats: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SHADOW_TOTALS = ("offered", "answered", "dropped", "failed", "recorded")
+
+
+def shadow_metrics(stats: dict[str, Any]) -> str:
+    """The shadow's counters as Prometheus text: requests by outcome (``dropped`` rises when
+    the shadow falls behind; the champion never waits for it)."""
+    lines = [
+        "# HELP clew_shadow_requests_total Requests copied to the shadow version, by outcome.",
+        "# TYPE clew_shadow_requests_total counter",
+        *(f'clew_shadow_requests_total{{outcome="{key}"}} {stats[key]}' for key in SHADOW_TOTALS),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _frame(rows: list[list[Any]] | list[dict[str, Any]]) -> Any:
     if isinstance(rows[0], dict):
         return pd.DataFrame(rows)
@@ -318,6 +340,7 @@ def serve(
     port: int = 8000,
     *,
     endpoint: str | None = None,
+    shadow: LoadedModel | None = None,
     announce: Callable[[Health], None] | None = None,
 ) -> None:
     """Run the endpoint until interrupted; queued predictions are written on the way out.
@@ -325,20 +348,34 @@ def serve(
     The socket is bound and uvicorn is accepting connections before ``announce`` runs, so a
     caller who reads "serving ..." can send a request at once. The deployment (``endpoint``,
     by default the model's name) is recorded from start to stop, so ``clew status --at T``
-    names the version that answered.
+    names the version that answered; a ``shadow`` version is recorded beside it and gets a
+    copy of each request.
     """
     import uvicorn
 
     client = model._client
     health = probe(model)
+    name = endpoint or model.version.name
     sock = bind(host, port)
+    started = []
     try:
-        serving = client.start_deployment(
-            model, endpoint or model.version.name, address=f"{host}:{port}"
-        )
+        started.append(client.start_deployment(model, name, address=f"{host}:{port}"))
+        if shadow is not None:
+            started.append(
+                client.start_deployment(
+                    shadow,
+                    name,
+                    role="shadow",
+                    champion=started[0].deployment,
+                    address=f"{host}:{port}",
+                )
+            )
     except BaseException:
         sock.close()
+        for serving in reversed(started):
+            client.stop_deployment(serving)
         raise
+    sender = ShadowSender(shadow, started[1].deployment.id) if shadow is not None else None
 
     class Announcing(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -346,12 +383,14 @@ def serve(
             if announce is not None and self.started:
                 announce(health)
 
-    server = Announcing(
-        uvicorn.Config(create_inference_app(model, health), log_level="warning", lifespan="off")
-    )
+    app = create_inference_app(model, health, sender)
+    server = Announcing(uvicorn.Config(app, log_level="warning", lifespan="off"))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if sender is not None:
+            sender.close()
         client.flush_captures()
-        client.stop_deployment(serving)
+        for serving in reversed(started):
+            client.stop_deployment(serving)

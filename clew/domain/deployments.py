@@ -152,3 +152,86 @@ class DeploymentList(list[Deployment]):
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [deployment.to_dict() for deployment in self]
+
+
+@dataclass(frozen=True)
+class ShadowPair:
+    """Row ``i`` of ``champion_call`` and of ``shadow_call`` answered the same input."""
+
+    champion_call: str
+    shadow_call: str
+    rows: int
+    request_id: str
+    time_ms: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "champion_call": self.champion_call,
+            "shadow_call": self.shadow_call,
+            "rows": self.rows,
+            "request_id": self.request_id,
+            "time_ms": self.time_ms,
+        }
+
+
+@dataclass(frozen=True)
+class ShadowReport:
+    """How a shadow compared with its champion on the same requests.
+
+    ``compared`` counts rows both captured; ``agreement`` is the share of those with equal
+    outputs; the quality figures (``domain/quality.py``'s) use the labels that arrived for
+    the champion's predictions, applied to both.
+    """
+
+    endpoint: str
+    champion: str
+    shadow: str
+    deployment_id: str
+    requests: int
+    paired_rows: int
+    compared: int
+    agreed: int
+    labelled: int
+    champion_quality: dict[str, Any]
+    shadow_quality: dict[str, Any]
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "champion": self.champion,
+            "shadow": self.shadow,
+            "deployment_id": self.deployment_id,
+            "requests": self.requests,
+            "paired_rows": self.paired_rows,
+            "compared": self.compared,
+            "agreed": self.agreed,
+            "agreement": self.agreement,
+            "labelled": self.labelled,
+            "champion_quality": self.champion_quality,
+            "shadow_quality": self.shadow_quality,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShadowReport:
+        fields = {key: value for key, value in data.items() if key != "agreement"}
+        return cls(**fields)
+
+    def to_pandas(self) -> Any:
+        """Champion and shadow side by side: one row per figure."""
+        import pandas as pd
+
+        keys = sorted(set(self.champion_quality) | set(self.shadow_quality))
+        rows = [{"figure": "agreement", "champion": self.agreement, "shadow": self.agreement}]
+        rows += [
+            {
+                "figure": key,
+                "champion": self.champion_quality.get(key),
+                "shadow": self.shadow_quality.get(key),
+            }
+            for key in keys
+        ]
+        return pd.DataFrame(rows, columns=["figure", "champion", "shadow"])

@@ -95,6 +95,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/deployments/at"): VIEW,
     ("GET", f"{API}/deployments"): VIEW,
     ("GET", f"{API}/deployments/{{deployment_id}}"): VIEW,
+    ("POST", f"{API}/shadows/{{deployment_id}}/pairs"): CONTRIBUTE,
+    ("POST", f"{API}/shadows/{{deployment_id}}/report"): VIEW,
     # the monitor (routes check the role on the model their body names)
     ("POST", f"{API}/monitor/quality"): VIEW,
     ("POST", f"{API}/monitor/runs"): VIEW,

@@ -23,6 +23,7 @@ from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.service.runs import RunService
 from clew.service.sessions import SessionService
+from clew.service.shadows import ShadowService
 from clew.service.user_keys import UserKeyService
 from clew.service.webhooks import WebhookService
 from clew.store.location import Store
@@ -49,6 +50,7 @@ class ServiceContainer:
         self.monitoring = MonitoringService(store)
         self.baselines = BaselineService(store)
         self.deployments = DeploymentService(store)
+        self.shadows = ShadowService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

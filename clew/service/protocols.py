@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
-    from clew.domain.deployments import Deployment, DeploymentList
+    from clew.domain.deployments import Deployment, DeploymentList, ShadowPair, ShadowReport
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
@@ -460,6 +460,14 @@ class Deployments(Protocol):
     def get(self, deployment_id: str) -> Deployment: ...
 
 
+class Shadows(Protocol):
+    """Shadow deployments: which champion call each shadow call answered, and the report."""
+
+    def record_pairs(self, deployment_id: str, pairs: Sequence[ShadowPair], actor: str) -> int: ...
+
+    def report(self, deployment_id: str, spec: QualitySpec | None = None) -> ShadowReport: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -518,6 +526,9 @@ class Backend(Protocol):
 
     @property
     def deployments(self) -> Deployments: ...
+
+    @property
+    def shadows(self) -> Shadows: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

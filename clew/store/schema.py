@@ -527,3 +527,18 @@ deployments = Table(
     Column("stopped_by", NAME, nullable=True),
     Index("ix_deployments_endpoint_started", "endpoint", "started_ms"),
 )
+
+# Which champion call each shadow call answered in parallel (``clew serve --shadow``): row ``i``
+# of ``champion_call`` and of ``shadow_call`` saw the same input, for ``clew shadow report``.
+shadow_pairs = Table(
+    "shadow_pairs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", ID, ForeignKey("deployments.id"), nullable=False),
+    Column("champion_call", ID, nullable=False),
+    Column("shadow_call", ID, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("request_id", NAME, nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Index("ix_shadow_pairs_deployment", "deployment_id", "time_ms"),
+)

@@ -1,6 +1,7 @@
 """serving deployments
 
-Which version answered which endpoint from when to when (clew serve, shadows included).
+Which version answered which endpoint from when to when (clew serve, shadows included),
+and which champion call each shadow call answered in parallel.
 
 Revision ID: 0013
 Revises: 0012
@@ -40,5 +41,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_shadow_pairs_deployment", table_name="shadow_pairs")
+    op.drop_table("shadow_pairs")
     op.drop_index("ix_deployments_endpoint_started", table_name="deployments")
     op.drop_table("deployments")
