@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     # What type checkers and IDEs see for the lazily served names below: their real types.
     import pandas as pd
 
+    from clew.client.batch import BatchResult, predict_batch
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
+    from clew.client.deployments import deployments, shadow_report, status
     from clew.client.governance import (
         alias_at,
         alias_history,
@@ -151,6 +153,13 @@ _EXPORTS = {
     "run_monitor": "clew.client.monitor_runs",
     "schedule_monitor": "clew.client.monitor_runs",
     "unschedule_monitor": "clew.client.monitor_runs",
+    # batch scoring
+    "BatchResult": "clew.client.batch",
+    "predict_batch": "clew.client.batch",
+    # serving deployments
+    "deployments": "clew.client.deployments",
+    "status": "clew.client.deployments",
+    "shadow_report": "clew.client.deployments",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -159,6 +168,7 @@ _SUBPACKAGES = frozenset(
 __all__ = [
     "ActiveRun",
     "ArtifactRecord",
+    "BatchResult",
     "ClewError",
     "Client",
     "QualitySpec",
@@ -177,6 +187,7 @@ __all__ = [
     "create_user_key",
     "data_source",
     "deliver_webhooks",
+    "deployments",
     "feature_group",
     "flush_captures",
     "get_client",
@@ -200,6 +211,7 @@ __all__ = [
     "monitor_runs",
     "monitor_schedules",
     "monitor_status",
+    "predict_batch",
     "promote",
     "public_key",
     "register_model",
@@ -220,8 +232,10 @@ __all__ = [
     "set_policy",
     "set_tag",
     "set_tags",
+    "shadow_report",
     "signing_keys",
     "start_run",
+    "status",
     "trace",
     "unschedule_monitor",
     "user_keys",

@@ -53,7 +53,7 @@ def test_probabilities_and_bad_input_over_http(endpoint: str) -> None:
     proba = httpx.post(f"{endpoint}/predict", json={"inputs": features[:2].tolist(), "proba": True})
     assert proba.status_code == 200 and len(proba.json()["outputs"][0]) == 3
     empty = httpx.post(f"{endpoint}/predict", json={"inputs": []})
-    assert empty.status_code == 422 and "at least one row" in empty.json()["detail"]
+    assert empty.status_code == 422 and "at least one row" in empty.json()["message"]
     wrong = httpx.post(f"{endpoint}/predict", json={"inputs": [[1.0, 2.0]]})
     assert wrong.status_code == 422 and wrong.json()["code"] == "invalid_input"
     malformed = httpx.post(f"{endpoint}/predict", json={"rows": 1})

@@ -31,9 +31,10 @@ COMMANDS: dict[str, Listed] = {
         "Every version of a model, newest first, with its status and aliases.",
     ),
     "status": Listed(
-        "clew.cli.registry",
+        "clew.cli.status",
         "status",
-        "A version's approvals, aliases and whether it meets the production policy (and why not).",
+        "A version's approvals, aliases and policy standing; or, with --at or --endpoint (or "
+        "nothing), which version answered each endpoint at that time.",
     ),
     "register": Listed(
         "clew.cli.registry",
@@ -75,6 +76,11 @@ COMMANDS: dict[str, Listed] = {
         "clew.cli.serve",
         "serve",
         "Serve POST /predict and GET /health for REF until interrupted.",
+    ),
+    "predict": Listed(
+        "clew.cli.predict",
+        "predict",
+        "Score every row of INPUT with REF into OUTPUT; each row is captured and traceable.",
     ),
     "demo": Listed(
         "clew.cli.demo",
@@ -136,6 +142,7 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Webhooks: registry and monitoring events sent to your URLs, signed.",
     ),
+    "shadow": Listed("clew.cli.shadow", "app", "Shadow deployments."),
     "monitor": Listed(
         "clew.cli.monitor",
         "monitor_app",

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
+from clew.client.batch import BatchMixin
+from clew.client.deployments import DeploymentsMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
@@ -91,7 +93,15 @@ class Lineage:
         return self._service.feature_groups_from_model(ref, max_depth)
 
 
-class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin):
+class Client(
+    GovernanceMixin,
+    PredictionsMixin,
+    AuditMixin,
+    WebhooksMixin,
+    MonitorMixin,
+    BatchMixin,
+    DeploymentsMixin,
+):
     def __init__(
         self,
         uri: str | None = None,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
+from clew.client.remote_deployments import RemoteDeployments
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
@@ -22,6 +23,7 @@ from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
 from clew.client.remote_runs import RemoteRuns
 from clew.client.remote_sessions import RemoteSessions
+from clew.client.remote_shadows import RemoteShadows
 from clew.client.remote_user_keys import RemoteUserKeys
 from clew.client.remote_webhooks import RemoteWebhooks
 from clew.client.transport import Transport
@@ -61,6 +63,8 @@ class RemoteBackend:
         self.monitor_runs = RemoteMonitorRuns(self._transport)
         self.monitor_schedules = RemoteMonitorSchedules(self._transport)
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
+        self.deployments = RemoteDeployments(self._transport)
+        self.shadows = RemoteShadows(self._transport)
         self._actor: str | None = None
 
     @property

@@ -30,6 +30,7 @@ from clew.server.routes import (
     artifacts,
     audit,
     captures,
+    deployments,
     lineage,
     monitor_runs,
     monitoring,
@@ -38,6 +39,7 @@ from clew.server.routes import (
     registry,
     runs,
     sessions,
+    shadows,
     webhooks,
 )
 from clew.server.ui import create_ui_router
@@ -96,6 +98,8 @@ def create_app(
         _run_deliverer(app, services, deliver_webhooks_every_s)
     app.include_router(monitor_runs.router)
     app.include_router(monitoring.router)
+    app.include_router(deployments.router)
+    app.include_router(shadows.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

@@ -89,6 +89,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/version-status"): VIEW,
     ("GET", f"{API}/policy"): VIEW,
     ("POST", f"{API}/policy"): Rule(Role.ADMIN),
+    # serving deployments (clew serve records its own start and stop)
+    ("POST", f"{API}/deployments"): CONTRIBUTE,
+    ("POST", f"{API}/deployments/{{deployment_id}}/stop"): CONTRIBUTE,
+    ("GET", f"{API}/deployments/at"): VIEW,
+    ("GET", f"{API}/deployments"): VIEW,
+    ("GET", f"{API}/deployments/{{deployment_id}}"): VIEW,
+    ("POST", f"{API}/shadows/{{deployment_id}}/pairs"): CONTRIBUTE,
+    ("POST", f"{API}/shadows/{{deployment_id}}/report"): VIEW,
     # the monitor (routes check the role on the model their body names)
     ("POST", f"{API}/monitor/quality"): VIEW,
     ("POST", f"{API}/monitor/runs"): VIEW,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
+    from clew.domain.deployments import Deployment, DeploymentList, ShadowPair, ShadowReport
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
@@ -435,6 +436,38 @@ class MonitorSchedules(Protocol):
     def unschedule(self, schedule_id: str, actor: str) -> None: ...
 
 
+class Deployments(Protocol):
+    """Serving deployments: started and stopped by ``clew serve``, read by time."""
+
+    def start(
+        self,
+        endpoint: str,
+        ref: str,
+        actor: str,
+        *,
+        role: str = "champion",
+        champion_id: str | None = None,
+        address: str = "",
+        run_id: str | None = None,
+    ) -> Deployment: ...
+
+    def stop(self, deployment_id: str, actor: str) -> Deployment: ...
+
+    def at(self, endpoint: str | None, at_ms: int) -> DeploymentList: ...
+
+    def history(self, endpoint: str | None = None, limit: int = 100) -> DeploymentList: ...
+
+    def get(self, deployment_id: str) -> Deployment: ...
+
+
+class Shadows(Protocol):
+    """Shadow deployments: which champion call each shadow call answered, and the report."""
+
+    def record_pairs(self, deployment_id: str, pairs: Sequence[ShadowPair], actor: str) -> int: ...
+
+    def report(self, deployment_id: str, spec: QualitySpec | None = None) -> ShadowReport: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -490,6 +523,12 @@ class Backend(Protocol):
 
     @property
     def monitoring(self) -> Monitoring: ...
+
+    @property
+    def deployments(self) -> Deployments: ...
+
+    @property
+    def shadows(self) -> Shadows: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

@@ -522,3 +522,39 @@ login_blocks = Table(
     Column("until_ms", BigInteger, nullable=False),
     Index("ix_login_blocks_until", "until_ms"),
 )
+
+# Serving deployments: one ``clew serve`` process answering ``endpoint`` with one version, as
+# the champion or as a shadow of the champion deployment ``champion_id``, from ``started_ms``
+# until ``stopped_ms`` (NULL while it serves). ``run_id`` is its run of kind ``deployment``,
+# the node lineage walks from the model (clew.service.deployments).
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("endpoint", NAME, nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("version_id", ID, ForeignKey("model_versions.id"), nullable=False),
+    Column("champion_id", ID, nullable=True),
+    Column("run_id", ID, nullable=True),
+    Column("address", NAME, nullable=False),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("started_by", NAME, nullable=False),
+    Column("stopped_ms", BigInteger, nullable=True),
+    Column("stopped_by", NAME, nullable=True),
+    Index("ix_deployments_endpoint_started", "endpoint", "started_ms"),
+)
+
+# Which champion call each shadow call answered in parallel (``clew serve --shadow``): row ``i``
+# of ``champion_call`` and of ``shadow_call`` saw the same input, for ``clew shadow report``.
+shadow_pairs = Table(
+    "shadow_pairs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", ID, ForeignKey("deployments.id"), nullable=False),
+    Column("champion_call", ID, nullable=False),
+    Column("shadow_call", ID, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("request_id", NAME, nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Index("ix_shadow_pairs_deployment", "deployment_id", "time_ms"),
+)

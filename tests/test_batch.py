@@ -1,0 +1,131 @@
+"""Batch scoring of real files (local, CSV, S3 on SeaweedFS): every row captured, traced, and
+the job a run in lineage between its input and output datasets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from serving_support import iris_frame, register
+from typer.testing import CliRunner
+
+import clew
+from clew.cli.main import app
+from clew.errors import InvalidInputError
+
+runner = CliRunner()
+
+
+def scoring_input(path: Path, rows: int = 300) -> pd.DataFrame:
+    features, _ = iris_frame()
+    frame = pd.concat([features] * (rows // len(features) + 1)).head(rows).reset_index(drop=True)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return frame
+
+
+def test_cli_scores_a_parquet_file_in_chunks(client: clew.Client, tmp_path: Path) -> None:
+    ref = register(client)
+    frame = scoring_input(tmp_path / "in.parquet")
+    out = tmp_path / "scored" / "out.parquet"
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            ref,
+            str(tmp_path / "in.parquet"),
+            str(out),
+            "--chunk-rows",
+            "64",
+            "-f",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.stdout)
+    assert job["rows"] == 300 and job["model"] == "iris/1"
+    scored = pd.read_parquet(out)
+    assert list(scored.columns) == ["prediction_id", "prediction"]
+    expected = clew.load_model(ref).raw.predict(frame)
+    assert np.array_equal(scored["prediction"].to_numpy(), expected)
+    assert (
+        scored["prediction_id"].is_unique
+        and len({i.split(".")[0] for i in scored["prediction_id"]}) == 5
+    )
+    assert not list(out.parent.glob(".*partial"))
+    trace = client.trace(scored["prediction_id"].iloc[-1])
+    assert trace.step("prediction").verified
+    assert trace.step("prediction").details["output"] == int(expected[-1])
+    assert clew.capture_stats()["dropped"] == 0
+
+    run = client.get_run(job["run_id"])
+    assert run.kind == "batch_scoring" and run.status == "FINISHED"
+    upstream = client.lineage.upstream(job["output"], max_depth=2).to_pandas()
+    edges = set(
+        zip(upstream["source"], upstream["association"], upstream["destination"], strict=True)
+    )
+    job_run = f"run:{job['run_id']}"
+    assert (job_run, "Produced", upstream["destination"][0]) in edges
+    consumed = upstream[
+        (upstream["destination"] == job_run) & (upstream["association"] == "ContributedTo")
+    ]
+    assert {("dataset", "in.parquet"), ("model", "iris-model")} <= set(
+        zip(consumed["source_type"], consumed["source_name"], strict=True)
+    )
+
+
+def test_csv_with_probabilities(client: clew.Client, tmp_path: Path) -> None:
+    ref = register(client)
+    scoring_input(tmp_path / "in.csv", rows=40)
+    result = clew.predict_batch(ref, tmp_path / "in.csv", tmp_path / "out.csv", proba=True)
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert list(scored.columns) == ["prediction_id", "proba_0", "proba_1", "proba_2"]
+    assert np.allclose(scored[["proba_0", "proba_1", "proba_2"]].sum(axis=1), 1.0)
+    assert result.rows == 40 and result.output.startswith("dataset:out.csv@sha256:")
+
+
+def test_bad_jobs_are_one_sentence_and_leave_no_output(client: clew.Client, tmp_path: Path) -> None:
+    ref = register(client)
+    missing = runner.invoke(app, ["predict", ref, str(tmp_path / "nope.parquet"), "o.parquet"])
+    assert missing.exit_code == 1
+    assert (
+        missing.stderr.strip()
+        == f"error: {tmp_path / 'nope.parquet'} does not exist; check the path and retry."
+    )
+    with pytest.raises(InvalidInputError, match=r"cannot tell the input format of .*\.txt"):
+        clew.predict_batch(ref, tmp_path / "in.txt", tmp_path / "out.parquet")
+    with pytest.raises(InvalidInputError, match="chunk_rows 0 must be a positive integer"):
+        clew.predict_batch(ref, tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=0)
+
+    pd.DataFrame({"colour": ["red", "blue"]}).to_parquet(tmp_path / "wrong.parquet")
+    wrong = runner.invoke(
+        app, ["predict", ref, str(tmp_path / "wrong.parquet"), str(tmp_path / "out.parquet")]
+    )
+    assert wrong.exit_code == 1 and wrong.stderr.count("\n") == 1, wrong.output
+    assert not list(tmp_path.glob("*out.parquet*"))
+    runs = client.search_runs(experiments=["batch-scoring"])
+    assert list(runs["status"]) == ["FAILED"]
+
+
+@pytest.mark.s3
+def test_input_and_output_on_s3(client: clew.Client, s3_artifacts: str, tmp_path: Path) -> None:
+    import fsspec
+
+    ref = register(client)
+    frame = scoring_input(tmp_path / "in.parquet", rows=100)
+    prefix = f"s3://clew-test/batch-{uuid.uuid4().hex[:8]}"
+    filesystem = fsspec.filesystem("s3")
+    filesystem.put(str(tmp_path / "in.parquet"), f"{prefix}/in.parquet")
+    result = clew.predict_batch(ref, f"{prefix}/in.parquet", f"{prefix}/out.parquet", chunk_rows=30)
+    with filesystem.open(f"{prefix}/out.parquet", "rb") as handle:
+        scored = pd.read_parquet(handle)
+    assert len(scored) == 100 and result.rows == 100
+    assert np.array_equal(scored["prediction"].to_numpy(), clew.load_model(ref).raw.predict(frame))
+    assert filesystem.ls(prefix) == [f"{prefix[5:]}/in.parquet", f"{prefix[5:]}/out.parquet"]
+    assert client.trace(scored["prediction_id"].iloc[0]).step("prediction").verified
