@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
     from clew.domain.monitoring import CheckReport, Window
+    from clew.domain.openlineage import Received
     from clew.domain.policy import StoredPolicy
     from clew.domain.quality import QualitySpec
     from clew.domain.records import (
@@ -435,6 +436,12 @@ class MonitorSchedules(Protocol):
     def unschedule(self, schedule_id: str, actor: str) -> None: ...
 
 
+class OpenLineage(Protocol):
+    """OpenLineage run events received into the lineage graph."""
+
+    def receive(self, events: Any, actor: str) -> Received: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -490,6 +497,9 @@ class Backend(Protocol):
 
     @property
     def monitoring(self) -> Monitoring: ...
+
+    @property
+    def openlineage(self) -> OpenLineage: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
