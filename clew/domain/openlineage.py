@@ -12,6 +12,8 @@ malformed ``schema`` facet is refused rather than stored half-understood.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -43,12 +45,12 @@ class Dataset:
     name: str
     facets: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         version = self.facets.get("version", {}).get("datasetVersion")
-        return digests.digest_json({"namespace": self.namespace, "name": self.name, "v": version})
+        return dataset_digest(self.namespace, self.name, version)
 
-    @property
+    @functools.cached_property
     def node_name(self) -> str:
         """The artifact name: the dataset's name in the characters a ref allows."""
         return safe_name(self.name, "dataset")
@@ -89,9 +91,19 @@ class Received:
         }
 
 
+@functools.lru_cache(maxsize=65_536)
+def dataset_digest(namespace: str, name: str, version: str | None) -> str:
+    """A dataset's identity as a digest: its namespace, name and version (if any), so every
+    event that names the same dataset reaches the same node."""
+    return digests.digest_bytes(json.dumps([namespace, name, version]).encode())
+
+
 def run_id_for(run_uuid: str) -> str:
     """The clew run id of an OpenLineage runId: the same 128 bits in ULID letters."""
-    value = uuid.UUID(run_uuid).int
+    return _ulid(uuid.UUID(run_uuid).int)
+
+
+def _ulid(value: int) -> str:
     return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
@@ -127,18 +139,13 @@ def parse_event(raw: Any, what: str = "the event") -> RunEvent:
             f"{what}: eventType {event_type!r} is unknown; use one of {', '.join(EVENT_TYPES)}."
         )
     run = _object(event["run"], f"{what} run")
-    run_uuid = run.get("runId")
-    if not isinstance(run_uuid, str) or not _is_uuid(run_uuid):
-        raise InvalidInputError(
-            f"{what}: runId {run_uuid!r} is not a UUID; OpenLineage run ids are UUIDs "
-            "(uuid7 recommended), the same one in every event of a run."
-        )
+    run_uuid = _uuid(run.get("runId"), what)
     job = _object(event.get("job"), f"{what} job")
     return RunEvent(
         event_type=event_type,
         time_ms=_time_ms(event.get("eventTime"), what),
-        run_uuid=run_uuid.lower(),
-        run_id=run_id_for(run_uuid),
+        run_uuid=str(run_uuid),
+        run_id=_ulid(run_uuid.int),
         job_namespace=_text(job.get("namespace"), f"{what} job namespace"),
         job_name=_text(job.get("name"), f"{what} job name"),
         run_facets=_facets(run.get("facets"), f"{what} run"),
@@ -149,12 +156,19 @@ def parse_event(raw: Any, what: str = "the event") -> RunEvent:
     )
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return len(text) == 36
+def _uuid(value: Any, what: str) -> uuid.UUID:
+    parsed = None
+    if isinstance(value, str) and len(value) == 36:
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        raise InvalidInputError(
+            f"{what}: runId {value!r} is not a UUID; OpenLineage run ids are UUIDs "
+            "(uuid7 recommended), the same one in every event of a run."
+        )
+    return parsed
 
 
 def _object(value: Any, what: str) -> Mapping[str, Any]:

@@ -52,8 +52,11 @@ _EDGE_COLUMNS = (
 )
 _RUNS = IdSetStatement(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id IN ({{ids}})")
 _BY_DIGEST = IdSetStatement("SELECT id, type, name, digest FROM artifacts WHERE digest IN ({ids})")
-_EDGES_FROM = IdSetStatement(
-    "SELECT source_id, destination_id, association FROM edges WHERE source_id IN ({ids})"
+# The edges of runs this call updates (a run has a handful; a dataset may have millions).
+_RUN_EDGES = IdSetStatement(
+    "SELECT source_id, destination_id, association FROM edges WHERE source_id IN ({ids}) "
+    "UNION ALL SELECT source_id, destination_id, association FROM edges "
+    "WHERE destination_id IN ({ids})"
 )
 
 
@@ -67,6 +70,10 @@ def _insert(table: str, columns: Sequence[str]) -> DriverStatement:
 _INSERT_RUN = _insert("runs", _RUN_COLUMNS)
 _INSERT_ARTIFACT = _insert("artifacts", _ARTIFACT_COLUMNS)
 _INSERT_EDGE = _insert("edges", _EDGE_COLUMNS)
+_INSERT_EDGE_ONCE = DriverStatement(
+    f"INSERT INTO edges ({', '.join(_EDGE_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _EDGE_COLUMNS)}) ON CONFLICT DO NOTHING"
+)
 _UPDATE_RUN = DriverStatement(
     "UPDATE runs SET status = :status, start_ms = :start_ms, end_ms = :end_ms, "
     "properties = :properties WHERE id = :id"
@@ -141,7 +148,7 @@ class _Writer:
         _INSERT_RUN.execute_many(self.connection, new_rows)
         _UPDATE_RUN.execute_many(self.connection, updated)
         audit.stage_many(self.connection, schema.runs, [*new_rows, *updated])
-        edges = self._write_edges()
+        edges = self._write_edges([row["id"] for row in updated])
         runs = {events[0].run_uuid: run_id for run_id, events in groups.items()}
         return Received(0, runs, len(datasets), edges)
 
@@ -230,23 +237,25 @@ class _Writer:
                     if datasets[source] != node[0]:
                         self.edges.add((datasets[source], "artifact"), node, records.DERIVED_FROM)
 
-    def _write_edges(self) -> int:
+    def _write_edges(self, updated: Sequence[str]) -> int:
+        """Edges of runs new in this call cannot exist yet and go in one statement; those of
+        updated runs are looked up first; ``DerivedFrom`` edges between datasets are inserted
+        one by one unless present (the database decides)."""
         wanted = self.edges.wanted
-        sources = list({key[0] for key in wanted})
-        for source, destination, association in _EDGES_FROM.all(self.connection, sources):
+        for source, destination, association in _RUN_EDGES.all(self.connection, updated):
             wanted.pop((source, destination, association), None)
-        rows = [
-            dict(
-                zip(
-                    _EDGE_COLUMNS,
-                    (key[0], kinds[0], key[1], kinds[1], key[2], self.created_ms),
-                    strict=True,
-                )
-            )
-            for key, kinds in wanted.items()
-        ]
+        rows: list[dict[str, Any]] = []
+        derived: list[dict[str, Any]] = []
+        for key, kinds in wanted.items():
+            ends = (key[0], kinds[0], key[1], kinds[1], key[2], self.created_ms)
+            row = dict(zip(_EDGE_COLUMNS, ends, strict=True))
+            (derived if key[2] == records.DERIVED_FROM else rows).append(row)
         _INSERT_EDGE.execute_many(self.connection, rows)
         audit.stage_many(self.connection, schema.edges, rows)
+        for row in derived:
+            if _INSERT_EDGE_ONCE.execute(self.connection, row).rowcount == 1:
+                audit.stage(self.connection, schema.edges, row)
+                rows.append(row)
         return len(rows)
 
 
@@ -259,8 +268,10 @@ def _kind(event: RunEvent) -> str:
 
 
 def _uri(dataset: Dataset) -> str | None:
-    """``namespace/name`` as the dataset's reference URI when it is one clew accepts."""
-    if "://" not in dataset.namespace:
+    """``namespace/name`` as the dataset's reference URI when it names an object store or a
+    web address (a database's namespace stays in the properties)."""
+    scheme = dataset.namespace.partition("://")[0].lower()
+    if scheme not in uploads.REFERENCE_SCHEMES:
         return None
     try:
         return uploads.check_reference_uri(f"{dataset.namespace.rstrip('/')}/{dataset.name}")
