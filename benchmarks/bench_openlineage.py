@@ -153,26 +153,28 @@ def main() -> None:
     options = arguments.parse_args()
     count = 2_000 if options.quick else options.events
     one_by_one = 200 if options.quick else options.standard_events
-    with tempfile.TemporaryDirectory() as scratch:
-        with clew_server(Path(scratch), workers=1) as server:
-            token = server.headers["Authorization"].split()[1]
-            meter = CpuMeter({"server": server.process.pid})
-            time.sleep(0.5)
-            singles, bulk = events(one_by_one, "single"), events(count, "bulk")
-            results = [
-                measure(
-                    "standard transport, 1 event/request, gzip",
-                    meter,
-                    one_by_one,
-                    lambda: standard(server.url, token, singles),
-                ),
-                measure(
-                    f"batched, {options.batch} events/request, gzip",
-                    meter,
-                    count,
-                    lambda: batched(server.url, token, bulk, options.batch),
-                ),
-            ]
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        clew_server(Path(scratch), workers=1) as server,
+    ):
+        token = server.headers["Authorization"].split()[1]
+        meter = CpuMeter({"server": server.process.pid})
+        time.sleep(0.5)
+        singles, bulk = events(one_by_one, "single"), events(count, "bulk")
+        results = [
+            measure(
+                "standard transport, 1 event/request, gzip",
+                meter,
+                one_by_one,
+                lambda: standard(server.url, token, singles),
+            ),
+            measure(
+                f"batched, {options.batch} events/request, gzip",
+                meter,
+                count,
+                lambda: batched(server.url, token, bulk, options.batch),
+            ),
+        ]
     finish("OpenLineage ingest through clew server", results, options.json)
 
 
