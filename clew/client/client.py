@@ -25,6 +25,7 @@ from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.monitor_runs import MonitorMixin
 from clew.client.monitoring import Monitoring
+from clew.client.openlineage import OpenLineage
 from clew.client.predictions import PredictionsMixin
 from clew.client.run import ActiveRun
 from clew.client.webhooks import WebhooksMixin
@@ -114,6 +115,7 @@ class Client(
         self.store = self._service.store
         self.lineage = Lineage(self)
         self.monitoring = Monitoring(self)
+        self.openlineage = OpenLineage(self)
         self._metrics = MetricBuffer(self._write_metrics, self._write_fields)
         self._local = threading.local()
         self._captured: dict[str, Any] = {}

@@ -18,6 +18,7 @@ from clew.client.remote_deployments import RemoteDeployments
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
+from clew.client.remote_openlineage import RemoteOpenLineage
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
@@ -65,6 +66,7 @@ class RemoteBackend:
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self.deployments = RemoteDeployments(self._transport)
         self.shadows = RemoteShadows(self._transport)
+        self.openlineage = RemoteOpenLineage(self._transport)
         self._actor: str | None = None
 
     @property

@@ -34,6 +34,7 @@ from clew.server.routes import (
     lineage,
     monitor_runs,
     monitoring,
+    openlineage,
     operations,
     predictions,
     registry,
@@ -100,6 +101,8 @@ def create_app(
     app.include_router(monitoring.router)
     app.include_router(deployments.router)
     app.include_router(shadows.router)
+    app.include_router(openlineage.router)
+    app.state.max_json_bytes = max_json_bytes
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

@@ -134,6 +134,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,
+    ("POST", f"{API}/lineage"): CONTRIBUTE,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
     ("GET", f"{API}/audit"): VIEW,
     ("GET", f"{API}/audit/verify"): VIEW,

@@ -18,6 +18,7 @@ from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
 from clew.service.monitor_schedules import MonitorScheduleService
 from clew.service.monitoring_checks import MonitoringService
+from clew.service.openlineage import OpenLineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
@@ -51,6 +52,7 @@ class ServiceContainer:
         self.baselines = BaselineService(store)
         self.deployments = DeploymentService(store)
         self.shadows = ShadowService(store)
+        self.openlineage = OpenLineageService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

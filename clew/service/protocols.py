@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
     from clew.domain.monitoring import CheckReport, Window
+    from clew.domain.openlineage import Received
     from clew.domain.policy import StoredPolicy
     from clew.domain.quality import QualitySpec
     from clew.domain.records import (
@@ -466,6 +467,10 @@ class Shadows(Protocol):
     def record_pairs(self, deployment_id: str, pairs: Sequence[ShadowPair], actor: str) -> int: ...
 
     def report(self, deployment_id: str, spec: QualitySpec | None = None) -> ShadowReport: ...
+class OpenLineage(Protocol):
+    """OpenLineage run events received into the lineage graph."""
+
+    def receive(self, events: Any, actor: str) -> Received: ...
 
 
 class Backend(Protocol):
@@ -529,6 +534,7 @@ class Backend(Protocol):
 
     @property
     def shadows(self) -> Shadows: ...
+    def openlineage(self) -> OpenLineage: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

@@ -1,0 +1,305 @@
+"""OpenLineage run events checked and turned into plain values, before anything is written.
+
+OpenLineage (https://openlineage.io/spec/2-0-2/OpenLineage.json) describes a job's run as a
+series of events sharing one ``runId`` (START, RUNNING, COMPLETE, FAIL, ABORT, OTHER). clew
+keeps one run per ``runId``: its id *is* the UUID's 128 bits written as a ULID, so a later
+event finds its run by primary key and a UUIDv7 (the spec's recommendation) keeps its time
+order. Datasets are described, not copied: a dataset's digest covers its namespace and name
+(and its version facet, when one is sent), so every event naming it reaches the same node.
+Facets are kept as they came; the ones clew knows are checked for their shape first, so a
+malformed ``schema`` facet is refused rather than stored half-understood.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from clew.domain import digests, records
+from clew.errors import InvalidInputError
+
+SPEC_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+MAX_EVENTS = 10_000
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "FAIL", "ABORT", "OTHER")
+# What each event type makes of the run; START, RUNNING and OTHER leave a run as it was.
+FINAL_STATUS = {
+    "COMPLETE": records.FINISHED,
+    "FAIL": records.FAILED,
+    "ABORT": records.KILLED,
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One input or output dataset of an event, with the facets it came with."""
+
+    namespace: str
+    name: str
+    facets: dict[str, Any]
+
+    @functools.cached_property
+    def digest(self) -> str:
+        version = self.facets.get("version", {}).get("datasetVersion")
+        return dataset_digest(self.namespace, self.name, version)
+
+    @functools.cached_property
+    def node_name(self) -> str:
+        """The artifact name: the dataset's name in the characters a ref allows."""
+        return safe_name(self.name, "dataset")
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One checked RunEvent."""
+
+    event_type: str
+    time_ms: int
+    run_uuid: str
+    run_id: str
+    job_namespace: str
+    job_name: str
+    run_facets: dict[str, Any]
+    job_facets: dict[str, Any]
+    inputs: tuple[Dataset, ...]
+    outputs: tuple[Dataset, ...]
+    producer: str
+
+
+@dataclass
+class Received:
+    """What one call made of its events: the clew run of each OpenLineage ``runId``."""
+
+    events: int
+    runs: dict[str, str] = field(default_factory=dict)
+    datasets: int = 0
+    edges: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "runs": self.runs,
+            "datasets": self.datasets,
+            "edges": self.edges,
+        }
+
+
+@functools.lru_cache(maxsize=65_536)
+def dataset_digest(namespace: str, name: str, version: str | None) -> str:
+    """A dataset's identity as a digest: its namespace, name and version (if any), so every
+    event that names the same dataset reaches the same node."""
+    return digests.digest_bytes(json.dumps([namespace, name, version]).encode())
+
+
+def run_id_for(run_uuid: str) -> str:
+    """The clew run id of an OpenLineage runId: the same 128 bits in ULID letters."""
+    return _ulid(uuid.UUID(run_uuid).int)
+
+
+def _ulid(value: int) -> str:
+    return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def safe_name(text: str, fallback: str) -> str:
+    """``text`` in the characters a ref allows (others become ``-``), at most 200 of them."""
+    cleaned = _UNSAFE.sub("-", text).strip("-._")[-200:].lstrip("-._")
+    return cleaned or fallback
+
+
+def parse_events(raw: Any) -> list[RunEvent]:
+    """Every event of a body (one event, or a list of them), checked; the first bad one is
+    named in one sentence and nothing is returned."""
+    events = raw if isinstance(raw, list) else [raw]
+    if len(events) > MAX_EVENTS:
+        raise InvalidInputError(
+            f"an OpenLineage batch holds at most {MAX_EVENTS:,} events; this one has "
+            f"{len(events):,}, so send it in several requests."
+        )
+    return [parse_event(event, f"event #{index}") for index, event in enumerate(events)]
+
+
+def parse_event(raw: Any, what: str = "the event") -> RunEvent:
+    """One RunEvent of the spec, or one sentence saying what is wrong with it."""
+    event = _object(raw, what)
+    if "run" not in event:
+        raise InvalidInputError(
+            f"{what} has no run: clew takes OpenLineage RunEvents (with run, job and eventType); "
+            "send DatasetEvents and JobEvents with a run or leave them out."
+        )
+    event_type = event.get("eventType", "OTHER")
+    if event_type not in EVENT_TYPES:
+        raise InvalidInputError(
+            f"{what}: eventType {event_type!r} is unknown; use one of {', '.join(EVENT_TYPES)}."
+        )
+    run = _object(event["run"], f"{what} run")
+    run_uuid = _uuid(run.get("runId"), what)
+    job = _object(event.get("job"), f"{what} job")
+    return RunEvent(
+        event_type=event_type,
+        time_ms=_time_ms(event.get("eventTime"), what),
+        run_uuid=str(run_uuid),
+        run_id=_ulid(run_uuid.int),
+        job_namespace=_text(job.get("namespace"), f"{what} job namespace"),
+        job_name=_text(job.get("name"), f"{what} job name"),
+        run_facets=_facets(run.get("facets"), f"{what} run"),
+        job_facets=_facets(job.get("facets"), f"{what} job"),
+        inputs=_datasets(event.get("inputs"), f"{what} inputs", "inputFacets"),
+        outputs=_datasets(event.get("outputs"), f"{what} outputs", "outputFacets"),
+        producer=_text(event.get("producer", ""), f"{what} producer", empty=True),
+    )
+
+
+def _uuid(value: Any, what: str) -> uuid.UUID:
+    parsed = None
+    if isinstance(value, str) and len(value) == 36:
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        raise InvalidInputError(
+            f"{what}: runId {value!r} is not a UUID; OpenLineage run ids are UUIDs "
+            "(uuid7 recommended), the same one in every event of a run."
+        )
+    return parsed
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{what} must be a JSON object.")
+    return value
+
+
+def _text(value: Any, what: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > 1000 or (not value and not empty):
+        raise InvalidInputError(f"{what} must be a non-empty string of at most 1000 characters.")
+    return value
+
+
+def _time_ms(value: Any, what: str) -> int:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what}: eventTime must be an ISO 8601 time with its zone.")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidInputError(
+            f"{what}: eventTime {value[:60]!r} is not an ISO 8601 time with its zone "
+            "(2026-01-31T12:00:00.000Z)."
+        )
+    return int(moment.timestamp() * 1000)
+
+
+def _datasets(value: Any, what: str, extra_facets: str) -> tuple[Dataset, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidInputError(f"{what} must be a list of datasets.")
+    found = []
+    for index, raw in enumerate(value):
+        where = f"{what} #{index}"
+        dataset = _object(raw, where)
+        facets = _facets(dataset.get("facets"), where)
+        facets.update(_facets(dataset.get(extra_facets), where))
+        found.append(
+            Dataset(
+                _text(dataset.get("namespace"), f"{where} namespace"),
+                _text(dataset.get("name"), f"{where} name"),
+                facets,
+            )
+        )
+    return tuple(found)
+
+
+def _facets(value: Any, what: str) -> dict[str, Any]:
+    """Facets as sent; each one an object, the known ones in the spec's shape."""
+    if value is None:
+        return {}
+    facets = dict(_object(value, f"{what} facets"))
+    for name, facet in facets.items():
+        where = f"{what} facet {name!r}"
+        _object(facet, where)
+        for key in ("_producer", "_schemaURL"):
+            if key in facet and not isinstance(facet[key], str):
+                raise InvalidInputError(f"{where}: {key} must be a URI string.")
+        check = _KNOWN_FACETS.get(name)
+        if check is not None:
+            check(facet, where)
+    return facets
+
+
+def _schema_facet(facet: Mapping[str, Any], where: str) -> None:
+    fields = facet.get("fields", [])
+    if not isinstance(fields, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("name"), str) for item in fields
+    ):
+        raise InvalidInputError(
+            f"{where}: fields must be a list of objects with a name (and type) each."
+        )
+
+
+def _data_source_facet(facet: Mapping[str, Any], where: str) -> None:
+    for key in ("name", "uri"):
+        if key in facet and not isinstance(facet[key], str):
+            raise InvalidInputError(f"{where}: {key} must be a string.")
+
+
+def _column_lineage_facet(facet: Mapping[str, Any], where: str) -> None:
+    fields = facet.get("fields", {})
+    if not isinstance(fields, dict) or not all(
+        isinstance(column, dict) and isinstance(column.get("inputFields", []), list)
+        for column in fields.values()
+    ):
+        raise InvalidInputError(
+            f"{where}: fields must map each output column to an object with inputFields."
+        )
+
+
+def _sql_facet(facet: Mapping[str, Any], where: str) -> None:
+    if not isinstance(facet.get("query"), str):
+        raise InvalidInputError(f"{where}: query must be the SQL text.")
+
+
+def _version_facet(facet: Mapping[str, Any], where: str) -> None:
+    if not isinstance(facet.get("datasetVersion"), str):
+        raise InvalidInputError(f"{where}: datasetVersion must be a string.")
+
+
+_KNOWN_FACETS = {
+    "schema": _schema_facet,
+    "dataSource": _data_source_facet,
+    "columnLineage": _column_lineage_facet,
+    "sql": _sql_facet,
+    "version": _version_facet,
+}
+
+
+def column_sources(dataset: Dataset) -> list[tuple[str, str]]:
+    """The (namespace, name) of every input dataset a columnLineage facet names."""
+    fields = dataset.facets.get("columnLineage", {}).get("fields", {})
+    found: dict[tuple[str, str], None] = {}
+    for column in fields.values():
+        for source in column.get("inputFields", []):
+            if isinstance(source, dict):
+                namespace, name = source.get("namespace"), source.get("name")
+                if isinstance(namespace, str) and isinstance(name, str):
+                    found[(namespace, name)] = None
+    return list(found)
+
+
+def merged(events: Sequence[RunEvent]) -> dict[str, list[RunEvent]]:
+    """Events grouped by clew run id, each group in event-time order (arrival breaks ties)."""
+    groups: dict[str, list[RunEvent]] = {}
+    for event in events:
+        groups.setdefault(event.run_id, []).append(event)
+    for group in groups.values():
+        group.sort(key=lambda event: event.time_ms)
+    return groups
