@@ -141,6 +141,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, Monit
                 raise InvalidInputError("nested=True needs an active parent run; start one first.")
             parent_id = stack[-1].id
         code_id, env_id = self._capture_ids() if capture_code else (None, None)
+        code = provenance.code() if code_id else None
         record = self._service.runs.create_run(
             experiment=experiment,
             name=name or kind,
@@ -153,8 +154,9 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, Monit
             tags=tags,
             code_artifact_id=code_id,
             environment_artifact_id=env_id,
+            properties={"invocation": provenance.invocation(code.root if code else None)},
         )
-        run = ActiveRun(self, record)
+        run = ActiveRun(self, record, code.root if code else None)
         stack.append(run)
         return run
 
