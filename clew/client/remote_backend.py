@@ -20,6 +20,7 @@ from clew.client.remote_monitoring import RemoteMonitoring
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
+from clew.client.remote_reproductions import RemoteReproductions
 from clew.client.remote_runs import RemoteRuns
 from clew.client.remote_sessions import RemoteSessions
 from clew.client.remote_user_keys import RemoteUserKeys
@@ -61,6 +62,7 @@ class RemoteBackend:
         self.monitor_runs = RemoteMonitorRuns(self._transport)
         self.monitor_schedules = RemoteMonitorSchedules(self._transport)
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
+        self.reproductions = RemoteReproductions(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

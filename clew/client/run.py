@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from clew.client.metrics_buffer import BATCH_SIZE, Point
 from clew.domain import records
 from clew.domain.records import ArtifactRecord, RunRecord
+from clew.domain.reproduction import INPUTS_TAG
 from clew.domain.run_fields import check_key, check_metric_value, check_step, param_text
 from clew.errors import ConflictError, RunFinishedError
 from clew.integrations import flavors
@@ -20,7 +21,6 @@ from clew.integrations import flavors
 if TYPE_CHECKING:
     from clew.client.client import Client
 
-INPUTS_TAG = "clew.inputs"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 

@@ -20,6 +20,7 @@ from clew.service.monitoring_checks import MonitoringService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
+from clew.service.reproduction import ReproductionService
 from clew.service.runs import RunService
 from clew.service.sessions import SessionService
 from clew.service.user_keys import UserKeyService
@@ -47,6 +48,7 @@ class ServiceContainer:
         self.monitor_schedules = MonitorScheduleService(store)
         self.monitoring = MonitoringService(store)
         self.baselines = BaselineService(store)
+        self.reproductions = ReproductionService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         RunRecord,
         VersionRecord,
     )
+    from clew.domain.reproduction import ReproductionPlan, ReproductionReport
     from clew.domain.sessions import SessionInfo
     from clew.domain.trace import Trace
     from clew.domain.webhooks import Delivery, DeliveryReport, NewSubscription, Subscription
@@ -435,6 +436,14 @@ class MonitorSchedules(Protocol):
     def unschedule(self, schedule_id: str, actor: str) -> None: ...
 
 
+class Reproductions(Protocol):
+    """What a version's reproduction needs, and its signed report."""
+
+    def plan(self, ref: str) -> ReproductionPlan: ...
+
+    def record(self, ref: str, findings: Mapping[str, Any], actor: str) -> ReproductionReport: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -490,6 +499,9 @@ class Backend(Protocol):
 
     @property
     def monitoring(self) -> Monitoring: ...
+
+    @property
+    def reproductions(self) -> Reproductions: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
