@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         signing_keys,
         trace,
     )
+    from clew.client.reproduce import reproduce
     from clew.client.run import ActiveRun
     from clew.client.specs import data_source, feature_group
     from clew.client.webhooks import (
@@ -151,6 +152,8 @@ _EXPORTS = {
     "run_monitor": "clew.client.monitor_runs",
     "schedule_monitor": "clew.client.monitor_runs",
     "unschedule_monitor": "clew.client.monitor_runs",
+    # reproduction
+    "reproduce": "clew.client.reproduce",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -206,6 +209,7 @@ __all__ = [
     "register_user_key",
     "reject",
     "remove_webhook",
+    "reproduce",
     "resolve_violation",
     "revoke",
     "revoke_session",

@@ -35,6 +35,7 @@ from clew.errors import InvalidInputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from clew.domain.reproduction import ReproductionReport
     from clew.service.protocols import Backend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -216,6 +217,13 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, Monit
         artifact = self._service.artifacts.resolve(ref)
         self._service.record_read(artifact.digest, self.actor)
         return self._service.artifacts.export(artifact, Path(destination))
+
+    def reproduce(self, ref: str, **options: Any) -> ReproductionReport:
+        """Re-run version ``ref`` from its recorded commit, inputs and command and store a
+        signed verdict (see ``clew.client.reproduce.run_reproduction`` for the options)."""
+        from clew.client.reproduce import run_reproduction
+
+        return run_reproduction(self, ref, **options)
 
     def seed(self, value: int) -> int:
         """Seed random, numpy and (if installed) torch; record the seed on the active run."""

@@ -196,7 +196,9 @@ def judge(plan: ReproductionPlan, findings: Mapping[str, Any]) -> tuple[str, lis
             reasons.append(f"metric {key!r} was not logged by the re-run")
         elif abs(float(value) - recorded) > tolerance:
             failed = True
-            reasons.append(f"metric {key!r} is {value}, recorded {recorded} (tolerance {tolerance})")
+            reasons.append(
+                f"metric {key!r} is {value}, recorded {recorded} (tolerance {tolerance})"
+            )
         else:
             reasons.append(f"metric {key!r} is {value}, recorded {recorded}: within {tolerance}")
     agreement = findings.get("agreement")
@@ -204,7 +206,9 @@ def judge(plan: ReproductionPlan, findings: Mapping[str, Any]) -> tuple[str, lis
         minimum = float(findings.get("min_agreement") or 0.0)
         if agreement < minimum:
             failed = True
-        reasons.append(f"predictions agree on {agreement:.2%} of the holdout (at least {minimum:.2%})")
+        reasons.append(
+            f"predictions agree on {agreement:.2%} of the holdout (at least {minimum:.2%})"
+        )
     return (NOT_REPRODUCED if failed else WITHIN_TOLERANCE), reasons
 
 
