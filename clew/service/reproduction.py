@@ -184,32 +184,40 @@ def judge(plan: ReproductionPlan, findings: Mapping[str, Any]) -> tuple[str, lis
     if findings.get("reproduced_digest") == plan.version_digest:
         return BIT_IDENTICAL, [f"the re-run produced the same bytes ({plan.version_digest})"]
     reasons = [f"the re-run produced {findings.get('reproduced_digest')}, not the same bytes"]
-    tolerance = float(findings.get("tolerance") or 0.0)
-    reproduced = findings.get("metrics") or {}
     if not plan.metrics:
         return NOT_REPRODUCED, [*reasons, "the original run recorded no metrics to compare"]
-    failed = False
-    for key, recorded in sorted(plan.metrics.items()):
-        value = reproduced.get(key)
-        if value is None:
-            failed = True
-            reasons.append(f"metric {key!r} was not logged by the re-run")
-        elif abs(float(value) - recorded) > tolerance:
-            failed = True
-            reasons.append(
-                f"metric {key!r} is {value}, recorded {recorded} (tolerance {tolerance})"
-            )
-        else:
-            reasons.append(f"metric {key!r} is {value}, recorded {recorded}: within {tolerance}")
+    checks = _metric_checks(plan.metrics, findings)
     agreement = findings.get("agreement")
     if agreement is not None:
         minimum = float(findings.get("min_agreement") or 0.0)
-        if agreement < minimum:
-            failed = True
-        reasons.append(
-            f"predictions agree on {agreement:.2%} of the holdout (at least {minimum:.2%})"
+        checks.append(
+            (
+                agreement >= minimum,
+                f"predictions agree on {agreement:.2%} of the holdout (need {minimum:.2%})",
+            )
         )
-    return (NOT_REPRODUCED if failed else WITHIN_TOLERANCE), reasons
+    reasons += [reason for _, reason in checks]
+    return (WITHIN_TOLERANCE if all(ok for ok, _ in checks) else NOT_REPRODUCED), reasons
+
+
+def _metric_checks(
+    recorded: Mapping[str, float], findings: Mapping[str, Any]
+) -> list[tuple[bool, str]]:
+    """Per recorded metric: is the re-run's value within the tolerance, and why."""
+    tolerance = float(findings.get("tolerance") or 0.0)
+    reproduced = findings.get("metrics") or {}
+    checks = []
+    for key, before in sorted(recorded.items()):
+        after = reproduced.get(key)
+        if after is None:
+            checks.append((False, f"metric {key!r} was not logged by the re-run"))
+            continue
+        within = abs(float(after) - before) <= tolerance
+        relation = "within" if within else "beyond"
+        checks.append(
+            (within, f"metric {key!r} is {after}, recorded {before}: {relation} {tolerance}")
+        )
+    return checks
 
 
 def _check_findings(findings: Mapping[str, Any]) -> dict[str, Any]:
