@@ -75,6 +75,7 @@ if TYPE_CHECKING:
         signing_keys,
         trace,
     )
+    from clew.client.reproduce import reproduce
     from clew.client.run import ActiveRun
     from clew.client.specs import data_source, feature_group
     from clew.client.webhooks import (
@@ -160,6 +161,8 @@ _EXPORTS = {
     "deployments": "clew.client.deployments",
     "status": "clew.client.deployments",
     "shadow_report": "clew.client.deployments",
+    # reproduction
+    "reproduce": "clew.client.reproduce",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -218,6 +221,7 @@ __all__ = [
     "register_user_key",
     "reject",
     "remove_webhook",
+    "reproduce",
     "resolve_violation",
     "revoke",
     "revoke_session",

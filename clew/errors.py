@@ -65,6 +65,13 @@ class NameConflictError(ConflictError):
     code = "name_conflict"
 
 
+class ReproductionError(ConflictError):
+    """A version can not be reproduced as recorded (its commit is gone, a dirty run's diff was
+    not kept, an input's bytes differ); the message names what and how to fix it."""
+
+    code = "not_reproducible"
+
+
 class RunFinishedError(ConflictError):
     """The run has ended; start a new run to log more."""
 

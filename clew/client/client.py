@@ -38,6 +38,7 @@ from clew.errors import InvalidInputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from clew.domain.reproduction import ReproductionReport
     from clew.service.protocols import Backend
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -153,6 +154,7 @@ class Client(
                 raise InvalidInputError("nested=True needs an active parent run; start one first.")
             parent_id = stack[-1].id
         code_id, env_id = self._capture_ids() if capture_code else (None, None)
+        code = provenance.code() if code_id else None
         record = self._service.runs.create_run(
             experiment=experiment,
             name=name or kind,
@@ -165,8 +167,9 @@ class Client(
             tags=tags,
             code_artifact_id=code_id,
             environment_artifact_id=env_id,
+            properties={"invocation": provenance.invocation(code.root if code else None)},
         )
-        run = ActiveRun(self, record)
+        run = ActiveRun(self, record, code.root if code else None)
         stack.append(run)
         return run
 
@@ -226,6 +229,13 @@ class Client(
         artifact = self._service.artifacts.resolve(ref)
         self._service.record_read(artifact.digest, self.actor)
         return self._service.artifacts.export(artifact, Path(destination))
+
+    def reproduce(self, ref: str, **options: Any) -> ReproductionReport:
+        """Re-run version ``ref`` from its recorded commit, inputs and command and store a
+        signed verdict (see ``clew.client.reproduce.run_reproduction`` for the options)."""
+        from clew.client.reproduce import run_reproduction
+
+        return run_reproduction(self, ref, **options)
 
     def seed(self, value: int) -> int:
         """Seed random, numpy and (if installed) torch; record the seed on the active run."""

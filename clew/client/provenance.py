@@ -54,12 +54,35 @@ class CodeFacts:
     name: str
     properties: dict[str, Any]
     diff: bytes
+    root: str = ""
 
 
 def command_line() -> str:
     return " ".join(
         [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
     )
+
+
+def invocation(root: str | None) -> dict[str, Any]:
+    """How this process was started, so ``clew reproduce`` can start it again: the full
+    ``sys.argv`` and the working directory, both relative to the repository ``root`` when
+    they lie inside it (a checkout elsewhere then runs the same command)."""
+    cwd = Path.cwd()
+    argv = [str(item) for item in sys.argv] or ["python"]
+    script = script_path()
+    if script is not None and argv[0] and Path(argv[0]).name == script.name:
+        argv[0] = relative_path(script.resolve(), root)
+    return {"argv": argv, "cwd": relative_path(cwd.resolve(), root), "in_repository": bool(root)}
+
+
+def relative_path(path: Path, root: str | None) -> str:
+    """``path`` relative to the repository ``root`` when inside it, else absolute."""
+    if root:
+        try:
+            return path.relative_to(Path(root).resolve()).as_posix() or "."
+        except ValueError:
+            pass
+    return str(path)
 
 
 def script_path() -> Path | None:
@@ -114,7 +137,11 @@ def _code_facts(cwd: Path) -> CodeFacts | None:
     }
     name = Path(state.root).name if not state.remote_url else _repo_name(state.remote_url)
     return CodeFacts(
-        digests.code_digest(properties), name, properties, state.diff if diff_digest else b""
+        digests.code_digest(properties),
+        name,
+        properties,
+        state.diff if diff_digest else b"",
+        state.root,
     )
 
 

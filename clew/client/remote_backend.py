@@ -22,6 +22,7 @@ from clew.client.remote_openlineage import RemoteOpenLineage
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
+from clew.client.remote_reproductions import RemoteReproductions
 from clew.client.remote_runs import RemoteRuns
 from clew.client.remote_sessions import RemoteSessions
 from clew.client.remote_shadows import RemoteShadows
@@ -67,6 +68,7 @@ class RemoteBackend:
         self.deployments = RemoteDeployments(self._transport)
         self.shadows = RemoteShadows(self._transport)
         self.openlineage = RemoteOpenLineage(self._transport)
+        self.reproductions = RemoteReproductions(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from clew.client.metrics_buffer import BATCH_SIZE, Point
 from clew.domain import records
 from clew.domain.records import ArtifactRecord, RunRecord
+from clew.domain.reproduction import INPUTS_TAG
 from clew.domain.run_fields import check_key, check_metric_value, check_step, param_text
 from clew.errors import ConflictError, RunFinishedError
 from clew.integrations import flavors
@@ -18,10 +21,18 @@ from clew.integrations import flavors
 if TYPE_CHECKING:
     from clew.client.client import Client
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def _is_uri(text: str) -> bool:
+    return bool(_SCHEME.match(text)) and not text.startswith("file://")
+
 
 class ActiveRun:
-    def __init__(self, client: Client, record: RunRecord) -> None:
+    def __init__(self, client: Client, record: RunRecord, root: str | None = None) -> None:
         self._client = client
+        self._root = root
+        self._input_paths: dict[str, str] = {}
         self.info = record
         self.id = record.id
         self._ended = False
@@ -178,7 +189,20 @@ class ActiveRun:
         derived_from: list[ArtifactRecord] | None = None,
     ) -> ArtifactRecord:
         self._check_open()
-        return self._client._record(obj, name, type_, direction, properties, self.id, derived_from)
+        artifact = self._client._record(
+            obj, name, type_, direction, properties, self.id, derived_from
+        )
+        if direction == "input" and isinstance(obj, str | Path) and not _is_uri(str(obj)):
+            self._note_input_path(Path(str(obj).removeprefix("file://")), artifact.digest)
+        return artifact
+
+    def _note_input_path(self, path: Path, digest: str) -> None:
+        """Remember where this run read a file from (relative to its repository when inside
+        it), in the tag ``clew.inputs``, so ``clew reproduce`` restores it to the same place."""
+        from clew.client.provenance import relative_path
+
+        self._input_paths[relative_path(path.expanduser().resolve(), self._root)] = digest
+        self.set_tags({INPUTS_TAG: json.dumps(self._input_paths, sort_keys=True)})
 
     # --- lifecycle ------------------------------------------------------------------------
 

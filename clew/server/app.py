@@ -38,6 +38,7 @@ from clew.server.routes import (
     operations,
     predictions,
     registry,
+    reproductions,
     runs,
     sessions,
     shadows,
@@ -103,6 +104,7 @@ def create_app(
     app.include_router(shadows.router)
     app.include_router(openlineage.router)
     app.state.max_json_bytes = max_json_bytes
+    app.include_router(reproductions.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

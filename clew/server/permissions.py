@@ -131,6 +131,11 @@ RULES: dict[tuple[str, str], Rule] = {
         Role.CONTRIBUTOR, model_param="name"
     ),
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/checks/{{check}}"): VIEW,
+    # reproductions: the plan is a view; a report needs contributor on the model
+    ("GET", f"{API}/models/{{name}}/versions/{{version}}/reproduction-plan"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/reproductions"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,

@@ -22,6 +22,7 @@ from clew.service.openlineage import OpenLineageService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
+from clew.service.reproduction import ReproductionService
 from clew.service.runs import RunService
 from clew.service.sessions import SessionService
 from clew.service.shadows import ShadowService
@@ -53,6 +54,7 @@ class ServiceContainer:
         self.deployments = DeploymentService(store)
         self.shadows = ShadowService(store)
         self.openlineage = OpenLineageService(store)
+        self.reproductions = ReproductionService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

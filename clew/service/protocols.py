@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         RunRecord,
         VersionRecord,
     )
+    from clew.domain.reproduction import ReproductionPlan, ReproductionReport
     from clew.domain.sessions import SessionInfo
     from clew.domain.trace import Trace
     from clew.domain.webhooks import Delivery, DeliveryReport, NewSubscription, Subscription
@@ -471,6 +472,12 @@ class OpenLineage(Protocol):
     """OpenLineage run events received into the lineage graph."""
 
     def receive(self, events: Any, actor: str) -> Received: ...
+class Reproductions(Protocol):
+    """What a version's reproduction needs, and its signed report."""
+
+    def plan(self, ref: str) -> ReproductionPlan: ...
+
+    def record(self, ref: str, findings: Mapping[str, Any], actor: str) -> ReproductionReport: ...
 
 
 class Backend(Protocol):
@@ -535,6 +542,7 @@ class Backend(Protocol):
     @property
     def shadows(self) -> Shadows: ...
     def openlineage(self) -> OpenLineage: ...
+    def reproductions(self) -> Reproductions: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
