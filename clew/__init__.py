@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
+    from clew.client.explain import bias_report, explain, explain_prediction, version_reports
     from clew.client.governance import (
         alias_at,
         alias_history,
@@ -151,6 +152,11 @@ _EXPORTS = {
     "run_monitor": "clew.client.monitor_runs",
     "schedule_monitor": "clew.client.monitor_runs",
     "unschedule_monitor": "clew.client.monitor_runs",
+    # explanations and bias reports, recorded as approval evidence
+    "bias_report": "clew.client.explain",
+    "explain": "clew.client.explain",
+    "explain_prediction": "clew.client.explain",
+    "version_reports": "clew.client.explain",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -170,6 +176,7 @@ __all__ = [
     "alias_history",
     "approve",
     "archive",
+    "bias_report",
     "capture_stats",
     "check_model_quality",
     "connect",
@@ -177,6 +184,8 @@ __all__ = [
     "create_user_key",
     "data_source",
     "deliver_webhooks",
+    "explain",
+    "explain_prediction",
     "feature_group",
     "flush_captures",
     "get_client",
@@ -226,6 +235,7 @@ __all__ = [
     "unschedule_monitor",
     "user_keys",
     "verify_webhook",
+    "version_reports",
     "version_status",
     "webhook_deliveries",
     "webhooks",

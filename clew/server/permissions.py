@@ -123,6 +123,8 @@ RULES: dict[tuple[str, str], Rule] = {
         Role.CONTRIBUTOR, model_param="name"
     ),
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/checks/{{check}}"): VIEW,
+    # bias and explanation reports of a version
+    ("GET", f"{API}/models/{{name}}/versions/{{version}}/reports"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,

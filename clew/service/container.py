@@ -12,6 +12,7 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
+from clew.service.bias import ReportService
 from clew.service.lineage import LineageService
 from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
@@ -47,6 +48,7 @@ class ServiceContainer:
         self.monitor_schedules = MonitorScheduleService(store)
         self.monitoring = MonitoringService(store)
         self.baselines = BaselineService(store)
+        self.explanations = ReportService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -435,6 +435,12 @@ class MonitorSchedules(Protocol):
     def unschedule(self, schedule_id: str, actor: str) -> None: ...
 
 
+class Reports(Protocol):
+    """The bias and explanation reports recorded as evidence for a version."""
+
+    def reports(self, ref: str) -> list[dict[str, Any]]: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -490,6 +496,9 @@ class Backend(Protocol):
 
     @property
     def monitoring(self) -> Monitoring: ...
+
+    @property
+    def explanations(self) -> Reports: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
