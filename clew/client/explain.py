@@ -206,10 +206,12 @@ class ExplainMixin:
             capture_code=False,
         ) as run:
             run.log_input(self._service.artifacts.get(version.artifact_id))
-            run.log_input(
-                dataset if dataset is not None else frame, name=_dataset_name(version, dataset_name)
+            logged = run.log_input(
+                dataset if dataset is not None else frame,
+                name=None if dataset is not None else _dataset_name(version, dataset_name),
             )
-            document = {**document, "run_id": run.id}
+            facts = {"name": logged.name, "digest": logged.digest, "rows": len(frame)}
+            document = {**document, "run_id": run.id, "dataset": facts}
             with tempfile.TemporaryDirectory(prefix="clew-report-") as temp:
                 json_path = Path(temp) / f"{kind}.json"
                 html_path = Path(temp) / f"{kind}.html"
@@ -268,10 +270,8 @@ def _features(loaded: LoadedModel, frame: pd.DataFrame, exclude: Sequence[str]) 
     if not names:
         signed = loaded.version.signature.get("inputs") or []
         names = [str(i["name"]) for i in signed if isinstance(i, dict) and i.get("name")]
-    if (
-        not names
-        or (all(n.startswith("f") and n[1:].isdigit() for n in names)
-        and names[0] not in frame)
+    if not names or (
+        all(n.startswith("f") and n[1:].isdigit() for n in names) and names[0] not in frame
     ):
         names = [str(c) for c in frame.columns if c not in exclude]
     _require_columns(frame, names, "model input")
