@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
     from clew.client.deployments import deployments, shadow_report, status
+    from clew.client.explain import bias_report, explain, explain_prediction, version_reports
     from clew.client.governance import (
         alias_at,
         alias_history,
@@ -163,6 +164,11 @@ _EXPORTS = {
     "shadow_report": "clew.client.deployments",
     # reproduction
     "reproduce": "clew.client.reproduce",
+    # explanations and bias reports, recorded as approval evidence
+    "bias_report": "clew.client.explain",
+    "explain": "clew.client.explain",
+    "explain_prediction": "clew.client.explain",
+    "version_reports": "clew.client.explain",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -183,6 +189,7 @@ __all__ = [
     "alias_history",
     "approve",
     "archive",
+    "bias_report",
     "capture_stats",
     "check_model_quality",
     "connect",
@@ -191,6 +198,8 @@ __all__ = [
     "data_source",
     "deliver_webhooks",
     "deployments",
+    "explain",
+    "explain_prediction",
     "feature_group",
     "flush_captures",
     "get_client",
@@ -244,6 +253,7 @@ __all__ = [
     "unschedule_monitor",
     "user_keys",
     "verify_webhook",
+    "version_reports",
     "version_status",
     "webhook_deliveries",
     "webhooks",

@@ -21,6 +21,7 @@ from clew.client.audit import AuditMixin
 from clew.client.batch import BatchMixin
 from clew.client.deployments import DeploymentsMixin
 from clew.client.embedded import EmbeddedBackend
+from clew.client.explain import ExplainMixin
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.monitor_runs import MonitorMixin
@@ -103,6 +104,7 @@ class Client(
     MonitorMixin,
     BatchMixin,
     DeploymentsMixin,
+    GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin, ExplainMixin
 ):
     def __init__(
         self,

@@ -15,6 +15,7 @@ from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_deployments import RemoteDeployments
+from clew.client.remote_explain import RemoteReports
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
@@ -69,6 +70,7 @@ class RemoteBackend:
         self.shadows = RemoteShadows(self._transport)
         self.openlineage = RemoteOpenLineage(self._transport)
         self.reproductions = RemoteReproductions(self._transport, self.registry)
+        self.explanations = RemoteReports(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

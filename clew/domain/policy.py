@@ -71,7 +71,49 @@ _SECTIONS: dict[str, frozenset[str]] = {
 VIOLATION_ACTIONS = ("warn", "revalidate", "block", "reapprove")
 
 
-_EVIDENCE_KEYS = frozenset({"metrics", "reports"})
+_EVIDENCE_KEYS = frozenset({"metrics", "reports", "bias", "explanation"})
+_BIAS_KEYS = frozenset({"attributes", "disparate_impact", "risk_tiers"})
+_EXPLANATION_KEYS = frozenset({"scope", "risk_tiers"})
+EXPLANATION_SCOPES = ("global",)
+
+
+@dataclass(frozen=True)
+class BiasEvidence:
+    """``production.evidence.bias``: a bias report on each of ``attributes`` whose disparate
+    impact (lowest group selection rate over the highest) is at least ``min_disparate_impact``,
+    for models of ``risk_tiers`` (None: every model). Checked at approval and promotion."""
+
+    attributes: tuple[str, ...]
+    min_disparate_impact: float | None
+    risk_tiers: frozenset[str] | None
+
+    def applies_to(self, risk_tier: str | None) -> bool:
+        return self.risk_tiers is None or risk_tier in self.risk_tiers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attributes": list(self.attributes),
+            "disparate_impact": self.min_disparate_impact,
+            "risk_tiers": sorted(self.risk_tiers) if self.risk_tiers is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class ExplanationEvidence:
+    """``production.evidence.explanation``: an explanation report of ``scope`` (global) for
+    models of ``risk_tiers`` (None: every model). Checked at approval and promotion."""
+
+    scope: str
+    risk_tiers: frozenset[str] | None
+
+    def applies_to(self, risk_tier: str | None) -> bool:
+        return self.risk_tiers is None or risk_tier in self.risk_tiers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "risk_tiers": sorted(self.risk_tiers) if self.risk_tiers is not None else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -119,6 +161,9 @@ class Policy:
     violation_action: str = "warn"
     tier_actions: Mapping[str, str] = field(default_factory=dict)
     model_actions: Mapping[str, str] = field(default_factory=dict)
+    # Reports a version needs before approval and promotion (clew/service/bias.py checks them).
+    bias_evidence: BiasEvidence | None = None
+    explanation_evidence: ExplanationEvidence | None = None
 
     def action_for(self, model: str, risk_tier: str | None) -> str:
         """What a violation on a version of ``model`` does under this policy."""
@@ -175,6 +220,10 @@ class Policy:
                 "evidence": {
                     "metrics": [rule.text for rule in self.metric_rules],
                     "reports": list(self.required_reports),
+                    "bias": self.bias_evidence.to_dict() if self.bias_evidence else None,
+                    "explanation": (
+                        self.explanation_evidence.to_dict() if self.explanation_evidence else None
+                    ),
                 },
             },
             "policy": {"roles": list(self.admin_roles) if self.admin_roles is not None else None},
@@ -254,7 +303,54 @@ def parse(document: str) -> Policy:
         ),
         known_aliases=frozenset(_names(data.get("aliases", []), "aliases")),
         **_monitoring(_section(data, "monitoring")),
+        **_report_evidence(evidence),
     )
+
+
+def _report_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``bias`` and ``explanation`` requirements of ``production.evidence``."""
+    found: dict[str, Any] = {}
+    if evidence.get("bias") is not None:
+        bias = _mapping(evidence["bias"], "production.evidence.bias")
+        _reject_unknown(bias, _BIAS_KEYS, "production.evidence.bias")
+        attributes = _names(bias.get("attributes"), "production.evidence.bias.attributes")
+        found["bias_evidence"] = BiasEvidence(
+            tuple(attributes),
+            _ratio(bias.get("disparate_impact")),
+            _tiers(bias.get("risk_tiers"), "production.evidence.bias.risk_tiers"),
+        )
+    if evidence.get("explanation") is not None:
+        explanation = evidence["explanation"]
+        if isinstance(explanation, str):
+            explanation = {"scope": explanation}
+        explanation = _mapping(explanation, "production.evidence.explanation")
+        _reject_unknown(explanation, _EXPLANATION_KEYS, "production.evidence.explanation")
+        scope = explanation.get("scope", "global")
+        if scope not in EXPLANATION_SCOPES:
+            raise syntax_error(
+                f"production.evidence.explanation.scope is {scope!r}; use "
+                f"{', '.join(EXPLANATION_SCOPES)}"
+            )
+        found["explanation_evidence"] = ExplanationEvidence(
+            str(scope),
+            _tiers(explanation.get("risk_tiers"), "production.evidence.explanation.risk_tiers"),
+        )
+    return found
+
+
+def _ratio(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise syntax_error(
+            "production.evidence.bias.disparate_impact must be a number above 0 and at most 1 "
+            f"(the lowest ratio allowed, e.g. 0.8; got {value!r})"
+        )
+    return float(value)
+
+
+def _tiers(value: Any, where: str) -> frozenset[str] | None:
+    return None if value is None else frozenset(_names(value, where))
 
 
 def _monitoring(section: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from clew.server.routes import (
     shadows,
     webhooks,
 )
+from clew.server.routes import explain as explain_routes
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
 from clew.service import accounts
@@ -105,6 +106,7 @@ def create_app(
     app.include_router(openlineage.router)
     app.state.max_json_bytes = max_json_bytes
     app.include_router(reproductions.router)
+    app.include_router(explain_routes.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

@@ -136,6 +136,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/reproductions"): Rule(
         Role.CONTRIBUTOR, model_param="name"
     ),
+    # bias and explanation reports of a version
+    ("GET", f"{API}/models/{{name}}/versions/{{version}}/reports"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,

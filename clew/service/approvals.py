@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from clew.domain import records, refs
 from clew.domain.keys import SignedStatement
-from clew.domain.policy import StoredPolicy
+from clew.domain.policy import Policy, StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, InvalidInputError, PolicyError
 from clew.service import integrity, policy, record_check, registry, signed_heads, user_keys
@@ -265,6 +265,7 @@ class ApprovalService:
                 raise ConflictError(
                     f"{actor!r} has already approved {state.ref}; one approval per person counts."
                 )
+            _require_report_evidence(self.store, connection, state, rules.rules)
             pinned = {**_evidence(connection, evidence), "meaning": meaning}
             decision = Decision(registry.APPROVED, actor, comment, pinned, meaning)
             return self._record(connection, state, decision, rules, signed)
@@ -438,6 +439,16 @@ def check_signature(
     """The signature block to record with ``decision``, or None; refusals are raised."""
     prepared = decision_statement(state, rules, decision, signed.signed_ms if signed else 0)
     return user_keys.accept(connection, rules.rules, prepared, signed)
+
+
+def _require_report_evidence(
+    store: Store, connection: Connection, state: VersionState, rules: Policy
+) -> None:
+    """The policy's bias and explanation report requirements (clew/service/bias.py), checked
+    before an approval is recorded (imported here: that module builds on this one)."""
+    from clew.service import bias
+
+    bias.require_report_evidence(store, connection, state, rules, "be approved")
 
 
 def _require_comment(comment: str, action: str) -> None:

@@ -13,6 +13,7 @@ from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
 from clew.service.deployments import DeploymentService
+from clew.service.bias import ReportService
 from clew.service.lineage import LineageService
 from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
@@ -55,6 +56,7 @@ class ServiceContainer:
         self.shadows = ShadowService(store)
         self.openlineage = OpenLineageService(store)
         self.reproductions = ReproductionService(store)
+        self.explanations = ReportService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -20,7 +20,7 @@ from clew.domain.keys import SignedStatement
 from clew.domain.policy import Policy, StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, IntegrityError, PolicyError, UnknownAliasError
-from clew.service import policy, record_check, registry, signed_heads
+from clew.service import bias, policy, record_check, registry, signed_heads
 from clew.service.approvals import (
     Decision,
     VersionState,
@@ -70,6 +70,10 @@ class PromotionService:
                 raise ConflictError(f"{model.name}@{alias} already points at {state.ref}.")
             rules = policy.current(connection)
             _check_move(connection, state, alias, actor, rules.rules)
+            if rules.rules.is_production(alias):
+                bias.require_report_evidence(
+                    self.store, connection, state, rules.rules, f"become {model.name}@{alias}"
+                )
             if latest is None and not new_alias:
                 _refuse_unknown_alias(connection, model, alias, rules.rules)
             decision = Decision(registry.ALIAS_SET, actor, comment, {}, alias=alias)
@@ -238,7 +242,9 @@ class PromotionService:
         with self.store.db.read() as connection:
             state = get_version_state(connection, ref)
             stored = policy.current(connection)
-            return status_of(connection, state, stored)
+            status = status_of(connection, state, stored)
+            bias.add_report_gaps(self.store, connection, state, stored.rules, status)
+            return status
 
 
 def _listed_status(
