@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
+    from clew.client.findings import (
+        add_finding,
+        findings,
+        get_finding,
+        raise_overdue_reviews,
+        review_model,
+        review_status,
+        review_statuses,
+        reviews,
+        update_finding,
+    )
     from clew.client.governance import (
         alias_at,
         alias_history,
@@ -151,6 +162,16 @@ _EXPORTS = {
     "run_monitor": "clew.client.monitor_runs",
     "schedule_monitor": "clew.client.monitor_runs",
     "unschedule_monitor": "clew.client.monitor_runs",
+    # validation findings and model reviews
+    "add_finding": "clew.client.findings",
+    "findings": "clew.client.findings",
+    "get_finding": "clew.client.findings",
+    "raise_overdue_reviews": "clew.client.findings",
+    "review_model": "clew.client.findings",
+    "review_status": "clew.client.findings",
+    "review_statuses": "clew.client.findings",
+    "reviews": "clew.client.findings",
+    "update_finding": "clew.client.findings",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -165,6 +186,7 @@ __all__ = [
     "RunRecord",
     "__version__",
     "active_run",
+    "add_finding",
     "add_webhook",
     "alias_at",
     "alias_history",
@@ -178,8 +200,10 @@ __all__ = [
     "data_source",
     "deliver_webhooks",
     "feature_group",
+    "findings",
     "flush_captures",
     "get_client",
+    "get_finding",
     "get_model",
     "get_policy",
     "get_prediction",
@@ -202,11 +226,16 @@ __all__ = [
     "monitor_status",
     "promote",
     "public_key",
+    "raise_overdue_reviews",
     "register_model",
     "register_user_key",
     "reject",
     "remove_webhook",
     "resolve_violation",
+    "review_model",
+    "review_status",
+    "review_statuses",
+    "reviews",
     "revoke",
     "revoke_session",
     "revoke_user_key",
@@ -224,6 +253,7 @@ __all__ = [
     "start_run",
     "trace",
     "unschedule_monitor",
+    "update_finding",
     "user_keys",
     "verify_webhook",
     "version_status",

@@ -85,6 +85,8 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "monitor_runs",
         "monitor_schedules",
         "monitoring",
+        "findings",
+        "reviews",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

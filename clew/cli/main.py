@@ -141,6 +141,14 @@ COMMANDS: dict[str, Listed] = {
         "monitor_app",
         "Model monitoring: baselines, checks, monitor runs, schedules and violations.",
     ),
+    "findings": Listed(
+        "clew.cli.findings", "app", "Validation findings (SR 11-7) against model versions."
+    ),
+    "review": Listed(
+        "clew.cli.findings",
+        "review_app",
+        "Model reviews by risk tier: record one, see what is due, raise overdue events.",
+    ),
 }
 
 app = typer.Typer(

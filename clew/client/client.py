@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
 from clew.client.embedded import EmbeddedBackend
+from clew.client.findings import FindingsMixin
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.monitor_runs import MonitorMixin
@@ -91,7 +92,9 @@ class Lineage:
         return self._service.feature_groups_from_model(ref, max_depth)
 
 
-class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin):
+class Client(
+    GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin, FindingsMixin
+):
     def __init__(
         self,
         uri: str | None = None,

@@ -138,6 +138,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", f"{API}/webhooks/{{subscription_id}}"): Rule(Role.ADMIN),
     ("GET", f"{API}/webhooks/deliveries"): Rule(Role.ADMIN),
     ("POST", f"{API}/webhooks/deliver"): Rule(Role.ADMIN),
+    # validation findings and reviews (writes check the role on the model their body names)
+    ("POST", f"{API}/findings"): VIEW,
+    ("GET", f"{API}/findings"): VIEW,
+    ("GET", f"{API}/findings/{{finding_id}}"): VIEW,
+    ("POST", f"{API}/findings/{{finding_id}}"): VIEW,
+    ("POST", f"{API}/reviews"): VIEW,
+    ("GET", f"{API}/reviews"): VIEW,
+    ("POST", f"{API}/reviews/overdue"): CONTRIBUTE,
+    ("GET", f"{API}/reviews/{{name}}"): VIEW,
+    ("GET", f"{API}/reviews/{{name}}/status"): VIEW,
     # signing the head adds at most one row per new head: auditors (viewers) export
     ("POST", f"{API}/audit/checkpoints"): VIEW,
     ("POST", f"{API}/audit/checkpoints/verify"): VIEW,

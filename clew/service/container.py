@@ -12,6 +12,7 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
+from clew.service.findings import FindingService
 from clew.service.lineage import LineageService
 from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
@@ -20,6 +21,7 @@ from clew.service.monitoring_checks import MonitoringService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
+from clew.service.reviews import ReviewService
 from clew.service.runs import RunService
 from clew.service.sessions import SessionService
 from clew.service.user_keys import UserKeyService
@@ -47,6 +49,8 @@ class ServiceContainer:
         self.monitor_schedules = MonitorScheduleService(store)
         self.monitoring = MonitoringService(store)
         self.baselines = BaselineService(store)
+        self.findings = FindingService(store)
+        self.reviews = ReviewService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

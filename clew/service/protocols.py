@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
+    from clew.domain.findings import Finding, Review, ReviewStatus
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
@@ -435,6 +436,60 @@ class MonitorSchedules(Protocol):
     def unschedule(self, schedule_id: str, actor: str) -> None: ...
 
 
+class Findings(Protocol):
+    """Validation findings (SR 11-7) against model versions."""
+
+    def add(
+        self,
+        ref: str,
+        actor: str,
+        *,
+        severity: str,
+        description: str,
+        remediation: str = "",
+        owner: str | None = None,
+        due: str | None = None,
+    ) -> Finding: ...
+
+    def update(
+        self,
+        finding_id: str,
+        actor: str,
+        note: str,
+        *,
+        status: str | None = None,
+        severity: str | None = None,
+        remediation: str | None = None,
+        owner: str | None = None,
+        due: str | None = None,
+    ) -> Finding: ...
+
+    def get(self, finding_id: str) -> Finding: ...
+
+    def list_findings(
+        self,
+        model: str | None = None,
+        *,
+        version: int | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[Finding]: ...
+
+
+class Reviews(Protocol):
+    """Periodic model reviews by risk tier, overdue alerts and material changes."""
+
+    def review(self, ref: str, actor: str, comment: str) -> Review: ...
+
+    def reviews(self, model: str) -> list[Review]: ...
+
+    def review_status(self, model: str, as_of: str | None = None) -> ReviewStatus: ...
+
+    def review_statuses(self, as_of: str | None = None) -> list[ReviewStatus]: ...
+
+    def raise_overdue(self, actor: str) -> list[RegistryEvent]: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -490,6 +545,12 @@ class Backend(Protocol):
 
     @property
     def monitoring(self) -> Monitoring: ...
+
+    @property
+    def findings(self) -> Findings: ...
+
+    @property
+    def reviews(self) -> Reviews: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

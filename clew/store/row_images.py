@@ -84,6 +84,8 @@ COVERED: dict[str, CoveredTable] = {
         _covered(schema.webhook_subscriptions, ("id",), leave_out=("cursor_seq",)),
         _covered(schema.monitor_runs, ("id",)),
         _covered(schema.monitor_schedules, ("id",)),
+        _covered(schema.validation_findings, ("id",)),
+        _covered(schema.model_cards, ("id",)),
     )
 }
 
