@@ -101,7 +101,7 @@ class FindingService:
             updated = replace(found, **changes, note=why, updated_ms=now_ms(), updated_by=actor)
             row = _row(updated)
             connection.execute(FINDINGS.update().where(FINDINGS.c.id == found.id).values(**row))
-            audit.stage(connection, FINDINGS, row)
+            audit.stage_stored(connection, FINDINGS, {"id": found.id})
             audit.append(
                 connection, actor, "finding.update", found.ref, {"before": _row(found), **row}
             )
