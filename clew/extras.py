@@ -20,6 +20,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "s3": ("s3fs", "botocore"),
     "postgres": ("psycopg",),
     "monitor": ("scipy",),
+    "cards": ("fpdf",),
+    "exports": ("openpyxl",),
 }
 
 
