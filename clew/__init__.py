@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     # What type checkers and IDEs see for the lazily served names below: their real types.
     import pandas as pd
 
+    from clew.client.cards import card, edit_card, export_card, import_card
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
     from clew.client.findings import (
@@ -162,6 +163,11 @@ _EXPORTS = {
     "run_monitor": "clew.client.monitor_runs",
     "schedule_monitor": "clew.client.monitor_runs",
     "unschedule_monitor": "clew.client.monitor_runs",
+    # model cards
+    "card": "clew.client.cards",
+    "edit_card": "clew.client.cards",
+    "export_card": "clew.client.cards",
+    "import_card": "clew.client.cards",
     # validation findings and model reviews
     "add_finding": "clew.client.findings",
     "findings": "clew.client.findings",
@@ -193,12 +199,15 @@ __all__ = [
     "approve",
     "archive",
     "capture_stats",
+    "card",
     "check_model_quality",
     "connect",
     "create_model",
     "create_user_key",
     "data_source",
     "deliver_webhooks",
+    "edit_card",
+    "export_card",
     "feature_group",
     "findings",
     "flush_captures",
@@ -209,6 +218,7 @@ __all__ = [
     "get_prediction",
     "get_run",
     "get_version",
+    "import_card",
     "lineage",
     "list_models",
     "load_model",

@@ -144,6 +144,11 @@ COMMANDS: dict[str, Listed] = {
     "findings": Listed(
         "clew.cli.findings", "app", "Validation findings (SR 11-7) against model versions."
     ),
+    "card": Listed(
+        "clew.cli.cards",
+        "app",
+        "Model cards: facts from lineage, edited fields versioned; JSON, SageMaker, HTML, PDF.",
+    ),
     "review": Listed(
         "clew.cli.findings",
         "review_app",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
+from clew.client.cards import CardsMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.findings import FindingsMixin
 from clew.client.governance import GovernanceMixin
@@ -93,7 +94,13 @@ class Lineage:
 
 
 class Client(
-    GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin, FindingsMixin
+    GovernanceMixin,
+    PredictionsMixin,
+    AuditMixin,
+    WebhooksMixin,
+    MonitorMixin,
+    FindingsMixin,
+    CardsMixin,
 ):
     def __init__(
         self,

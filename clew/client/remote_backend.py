@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
+from clew.client.remote_cards import RemoteCards
 from clew.client.remote_findings import RemoteFindings, RemoteReviews
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
@@ -64,6 +65,7 @@ class RemoteBackend:
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self.findings = RemoteFindings(self._transport)
         self.reviews = RemoteReviews(self._transport)
+        self.cards = RemoteCards(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

@@ -40,6 +40,7 @@ from clew.server.routes import (
     sessions,
     webhooks,
 )
+from clew.server.routes import cards as cards_routes
 from clew.server.routes import findings as findings_routes
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
@@ -98,6 +99,7 @@ def create_app(
     app.include_router(monitor_runs.router)
     app.include_router(monitoring.router)
     app.include_router(findings_routes.router)
+    app.include_router(cards_routes.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

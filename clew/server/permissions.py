@@ -148,6 +148,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/reviews/overdue"): CONTRIBUTE,
     ("GET", f"{API}/reviews/{{name}}"): VIEW,
     ("GET", f"{API}/reviews/{{name}}/status"): VIEW,
+    # model cards (edits need contributor on the model)
+    ("GET", f"{API}/models/{{name}}/versions/{{version}}/card"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/card"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/card/sagemaker"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
     # signing the head adds at most one row per new head: auditors (viewers) export
     ("POST", f"{API}/audit/checkpoints"): VIEW,
     ("POST", f"{API}/audit/checkpoints/verify"): VIEW,

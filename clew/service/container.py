@@ -12,6 +12,7 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
+from clew.service.cards import CardService
 from clew.service.findings import FindingService
 from clew.service.lineage import LineageService
 from clew.service.model_quality import ModelQualityService
@@ -51,6 +52,7 @@ class ServiceContainer:
         self.baselines = BaselineService(store)
         self.findings = FindingService(store)
         self.reviews = ReviewService(store)
+        self.cards = CardService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

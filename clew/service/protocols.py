@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
+    from clew.domain.cards import Card
     from clew.domain.findings import Finding, Review, ReviewStatus
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
@@ -490,6 +491,18 @@ class Reviews(Protocol):
     def raise_overdue(self, actor: str) -> list[RegistryEvent]: ...
 
 
+class Cards(Protocol):
+    """Structured model cards: facts from lineage, edited fields versioned."""
+
+    def card(self, ref: str) -> Card: ...
+
+    def edit(self, ref: str, actor: str, changes: Mapping[str, Any], comment: str = "") -> Card: ...
+
+    def import_sagemaker(
+        self, ref: str, actor: str, document: Mapping[str, Any], comment: str = ""
+    ) -> Card: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -551,6 +564,9 @@ class Backend(Protocol):
 
     @property
     def reviews(self) -> Reviews: ...
+
+    @property
+    def cards(self) -> Cards: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

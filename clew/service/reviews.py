@@ -76,15 +76,14 @@ class ReviewService:
         plan the reviews coming due."""
         with self.store.db.read() as connection:
             found = registry.get_model_row(connection, name=model)
-            return status_of(connection, found, _cadence(connection), _when(as_of))
+            return status_of(connection, found, cadence(connection), _when(as_of))
 
     def review_statuses(self, as_of: str | None = None) -> list[ReviewStatus]:
         """Every model's review status, by name (at the end of the day ``as_of``)."""
         with self.store.db.read() as connection:
-            cadence, now = _cadence(connection), _when(as_of)
+            days, now = cadence(connection), _when(as_of)
             return [
-                status_of(connection, model, cadence, now)
-                for model in registry.all_models(connection)
+                status_of(connection, model, days, now) for model in registry.all_models(connection)
             ]
 
     @signed_heads.checkpointed(decision=False)
@@ -93,9 +92,9 @@ class ReviewService:
         raised for its current due date; returns the events appended."""
         raised = []
         with self.store.db.write() as connection:
-            cadence, now = _cadence(connection), now_ms()
+            days, now = cadence(connection), now_ms()
             for model in registry.all_models(connection):
-                status = status_of(connection, model, cadence, now)
+                status = status_of(connection, model, days, now)
                 if status.overdue and not _already_raised(connection, model, status):
                     raised.append(_raise(connection, model, status, actor))
         return raised
@@ -185,7 +184,8 @@ def _when(as_of: str | None) -> int:
     return now_ms() if as_of is None else rules.parse_due(as_of) or now_ms()
 
 
-def _cadence(connection: Connection) -> dict[str, int]:
+def cadence(connection: Connection) -> dict[str, int]:
+    """Days between reviews by risk tier under the policy in force."""
     return rules.review_cadence(policy.current(connection).document)
 
 
