@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from clew.client.cards import card, edit_card, export_card, import_card
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
+    from clew.client.exports import annex_iv, export_sr11_7, sr11_7_inventory
     from clew.client.findings import (
         add_finding,
         findings,
@@ -168,6 +169,10 @@ _EXPORTS = {
     "edit_card": "clew.client.cards",
     "export_card": "clew.client.cards",
     "import_card": "clew.client.cards",
+    # regulator exports
+    "annex_iv": "clew.client.exports",
+    "export_sr11_7": "clew.client.exports",
+    "sr11_7_inventory": "clew.client.exports",
     # validation findings and model reviews
     "add_finding": "clew.client.findings",
     "findings": "clew.client.findings",
@@ -196,6 +201,7 @@ __all__ = [
     "add_webhook",
     "alias_at",
     "alias_history",
+    "annex_iv",
     "approve",
     "archive",
     "capture_stats",
@@ -208,6 +214,7 @@ __all__ = [
     "deliver_webhooks",
     "edit_card",
     "export_card",
+    "export_sr11_7",
     "feature_group",
     "findings",
     "flush_captures",
@@ -260,6 +267,7 @@ __all__ = [
     "set_tag",
     "set_tags",
     "signing_keys",
+    "sr11_7_inventory",
     "start_run",
     "trace",
     "unschedule_monitor",

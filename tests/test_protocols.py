@@ -88,6 +88,7 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "findings",
         "reviews",
         "cards",
+        "exports",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

@@ -149,6 +149,7 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Model cards: facts from lineage, edited fields versioned; JSON, SageMaker, HTML, PDF.",
     ),
+    "export": Listed("clew.cli.exports", "app", "Regulator documents generated from the records."),
     "review": Listed(
         "clew.cli.findings",
         "review_app",

@@ -20,6 +20,7 @@ from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
 from clew.client.cards import CardsMixin
 from clew.client.embedded import EmbeddedBackend
+from clew.client.exports import ExportsMixin
 from clew.client.findings import FindingsMixin
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
@@ -101,6 +102,7 @@ class Client(
     MonitorMixin,
     FindingsMixin,
     CardsMixin,
+    ExportsMixin,
 ):
     def __init__(
         self,

@@ -15,6 +15,7 @@ from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_cards import RemoteCards
+from clew.client.remote_exports import RemoteExports
 from clew.client.remote_findings import RemoteFindings, RemoteReviews
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
@@ -66,6 +67,7 @@ class RemoteBackend:
         self.findings = RemoteFindings(self._transport)
         self.reviews = RemoteReviews(self._transport)
         self.cards = RemoteCards(self._transport, self.registry)
+        self.exports = RemoteExports(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

@@ -156,6 +156,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/card/sagemaker"): Rule(
         Role.CONTRIBUTOR, model_param="name"
     ),
+    # regulator exports (reads: the SR 11-7 inventory, a version's signed Annex IV pack)
+    ("GET", f"{API}/exports/sr11-7"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/annex-iv"): Rule(
+        Role.VIEWER, model_param="name"
+    ),
     # signing the head adds at most one row per new head: auditors (viewers) export
     ("POST", f"{API}/audit/checkpoints"): VIEW,
     ("POST", f"{API}/audit/checkpoints/verify"): VIEW,

@@ -13,6 +13,7 @@ from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
 from clew.service.cards import CardService
+from clew.service.exports import ExportService
 from clew.service.findings import FindingService
 from clew.service.lineage import LineageService
 from clew.service.model_quality import ModelQualityService
@@ -53,6 +54,7 @@ class ServiceContainer:
         self.findings = FindingService(store)
         self.reviews = ReviewService(store)
         self.cards = CardService(store)
+        self.exports = ExportService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -503,6 +503,14 @@ class Cards(Protocol):
     ) -> Card: ...
 
 
+class Exports(Protocol):
+    """Regulator-ready documents generated from the records."""
+
+    def sr11_7_inventory(self) -> list[dict[str, Any]]: ...
+
+    def annex_iv(self, ref: str) -> dict[str, Any]: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -567,6 +575,9 @@ class Backend(Protocol):
 
     @property
     def cards(self) -> Cards: ...
+
+    @property
+    def exports(self) -> Exports: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
