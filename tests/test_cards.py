@@ -39,7 +39,8 @@ def credit(client: clew.Client, as_user: AsUser) -> clew.Client:
 
 def test_lineage_facts_fill_the_card_and_edits_are_revisions(credit: clew.Client) -> None:
     card = credit.card("credit/1")
-    assert card.revision == 0 and card.edited == {}
+    assert card.revision == 0 and not any(card.edited.values())
+    assert set(card.edited) == set(rendering.EDITABLE)
     assert card.facts["risk_tier"] == "high" and card.facts["owner"] == "dave"
     assert [item["name"] for item in card.facts["training_data"]] == ["applications"]
     assert card.facts["metrics"]["auc"] == 0.91

@@ -71,7 +71,7 @@ class Card:
             "revision": self.revision,
             "edited_by": self.edited_by,
             "edited_ms": self.edited_ms,
-            "edited": {name: self.edited.get(name, _empty(name)) for name in EDITABLE},
+            "edited": complete(self.edited),
             "facts": self.facts,
             "history": list(self.history),
         }
@@ -88,6 +88,11 @@ class Card:
             edited_ms=data.get("edited_ms"),
             history=list(data.get("history", [])),
         )
+
+
+def complete(edited: Mapping[str, Any]) -> dict[str, Any]:
+    """Every editable field, empty where never written."""
+    return {name: edited.get(name, _empty(name)) for name in EDITABLE}
 
 
 def check_edits(changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class CardService:
             model=version.name,
             version=version.version,
             revision=newest["revision"] if newest else 0,
-            edited=json.loads(newest["content"]) if newest else {},
+            edited=rules.complete(json.loads(newest["content"]) if newest else {}),
             facts=facts,
             edited_by=newest["created_by"] if newest else None,
             edited_ms=newest["created_ms"] if newest else None,

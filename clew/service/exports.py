@@ -289,7 +289,8 @@ def _changes(
         if before[key] != after[key]:
             found.append(
                 _statement(
-                    f"Metric {key} went from {before[key]} in {previous.ref} to {after[key]}.",
+                    f"Metric {key} went from {_number(before[key])} in {previous.ref} to "
+                    f"{_number(after[key])}.",
                     "model_version",
                     version.ref,
                 )
@@ -424,3 +425,7 @@ def _upstream_names(connection: Connection, artifact_id: str) -> list[str]:
 
 def _pairs(values: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in sorted(values.items()))
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, int | float) else str(value)
