@@ -25,6 +25,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "lightgbm": ("lightgbm",),
     "onnx": ("onnx", "onnxruntime"),
     "torch": ("torch",),
+    "cards": ("fpdf",),
+    "exports": ("openpyxl",),
 }
 
 

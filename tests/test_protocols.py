@@ -88,6 +88,10 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "deployments",
         "shadows",
         "openlineage",
+        "findings",
+        "reviews",
+        "cards",
+        "exports",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

@@ -148,6 +148,20 @@ COMMANDS: dict[str, Listed] = {
         "monitor_app",
         "Model monitoring: baselines, checks, monitor runs, schedules and violations.",
     ),
+    "findings": Listed(
+        "clew.cli.findings", "app", "Validation findings (SR 11-7) against model versions."
+    ),
+    "card": Listed(
+        "clew.cli.cards",
+        "app",
+        "Model cards: facts from lineage, edited fields versioned; JSON, SageMaker, HTML, PDF.",
+    ),
+    "export": Listed("clew.cli.exports", "app", "Regulator documents generated from the records."),
+    "review": Listed(
+        "clew.cli.findings",
+        "review_app",
+        "Model reviews by risk tier: record one, see what is due, raise overdue events.",
+    ),
 }
 
 app = typer.Typer(

@@ -22,6 +22,10 @@ from clew.client.batch import BatchMixin
 from clew.client.deployments import DeploymentsMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.explain import ExplainMixin
+from clew.client.cards import CardsMixin
+from clew.client.embedded import EmbeddedBackend
+from clew.client.exports import ExportsMixin
+from clew.client.findings import FindingsMixin
 from clew.client.governance import GovernanceMixin
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.monitor_runs import MonitorMixin
@@ -105,6 +109,9 @@ class Client(
     BatchMixin,
     DeploymentsMixin,
     GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin, ExplainMixin
+    FindingsMixin,
+    CardsMixin,
+    ExportsMixin,
 ):
     def __init__(
         self,

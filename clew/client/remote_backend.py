@@ -16,6 +16,9 @@ from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_deployments import RemoteDeployments
 from clew.client.remote_explain import RemoteReports
+from clew.client.remote_cards import RemoteCards
+from clew.client.remote_exports import RemoteExports
+from clew.client.remote_findings import RemoteFindings, RemoteReviews
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
@@ -71,6 +74,10 @@ class RemoteBackend:
         self.openlineage = RemoteOpenLineage(self._transport)
         self.reproductions = RemoteReproductions(self._transport, self.registry)
         self.explanations = RemoteReports(self._transport, self.registry)
+        self.findings = RemoteFindings(self._transport)
+        self.reviews = RemoteReviews(self._transport)
+        self.cards = RemoteCards(self._transport, self.registry)
+        self.exports = RemoteExports(self._transport, self.registry)
         self._actor: str | None = None
 
     @property

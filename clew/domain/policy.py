@@ -62,6 +62,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
     "policy": frozenset({"roles"}),
     "aliases": frozenset(),  # a list: the aliases promote may create without new_alias
     "monitoring": frozenset({"on_violation", "risk_tiers", "models"}),
+    "reviews": frozenset(),  # risk tier -> review cadence: clew.domain.findings.review_cadence
 }
 
 # What a monitoring violation does to the version it was found on (``monitoring`` section):

@@ -45,6 +45,9 @@ from clew.server.routes import (
     webhooks,
 )
 from clew.server.routes import explain as explain_routes
+from clew.server.routes import cards as cards_routes
+from clew.server.routes import exports as exports_routes
+from clew.server.routes import findings as findings_routes
 from clew.server.ui import create_ui_router
 from clew.server.web_sessions import ServerSessions
 from clew.service import accounts
@@ -107,6 +110,9 @@ def create_app(
     app.state.max_json_bytes = max_json_bytes
     app.include_router(reproductions.router)
     app.include_router(explain_routes.router)
+    app.include_router(findings_routes.router)
+    app.include_router(cards_routes.router)
+    app.include_router(exports_routes.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

@@ -154,6 +154,29 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", f"{API}/webhooks/{{subscription_id}}"): Rule(Role.ADMIN),
     ("GET", f"{API}/webhooks/deliveries"): Rule(Role.ADMIN),
     ("POST", f"{API}/webhooks/deliver"): Rule(Role.ADMIN),
+    # validation findings and reviews (writes check the role on the model their body names)
+    ("POST", f"{API}/findings"): VIEW,
+    ("GET", f"{API}/findings"): VIEW,
+    ("GET", f"{API}/findings/{{finding_id}}"): VIEW,
+    ("POST", f"{API}/findings/{{finding_id}}"): VIEW,
+    ("POST", f"{API}/reviews"): VIEW,
+    ("GET", f"{API}/reviews"): VIEW,
+    ("POST", f"{API}/reviews/overdue"): CONTRIBUTE,
+    ("GET", f"{API}/reviews/{{name}}"): VIEW,
+    ("GET", f"{API}/reviews/{{name}}/status"): VIEW,
+    # model cards (edits need contributor on the model)
+    ("GET", f"{API}/models/{{name}}/versions/{{version}}/card"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/card"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/card/sagemaker"): Rule(
+        Role.CONTRIBUTOR, model_param="name"
+    ),
+    # regulator exports (reads: the SR 11-7 inventory, a version's signed Annex IV pack)
+    ("GET", f"{API}/exports/sr11-7"): VIEW,
+    ("POST", f"{API}/models/{{name}}/versions/{{version}}/annex-iv"): Rule(
+        Role.VIEWER, model_param="name"
+    ),
     # signing the head adds at most one row per new head: auditors (viewers) export
     ("POST", f"{API}/audit/checkpoints"): VIEW,
     ("POST", f"{API}/audit/checkpoints/verify"): VIEW,

@@ -14,6 +14,9 @@ from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
 from clew.service.deployments import DeploymentService
 from clew.service.bias import ReportService
+from clew.service.cards import CardService
+from clew.service.exports import ExportService
+from clew.service.findings import FindingService
 from clew.service.lineage import LineageService
 from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
@@ -24,6 +27,7 @@ from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
 from clew.service.reproduction import ReproductionService
+from clew.service.reviews import ReviewService
 from clew.service.runs import RunService
 from clew.service.sessions import SessionService
 from clew.service.shadows import ShadowService
@@ -57,6 +61,10 @@ class ServiceContainer:
         self.openlineage = OpenLineageService(store)
         self.reproductions = ReproductionService(store)
         self.explanations = ReportService(store)
+        self.findings = FindingService(store)
+        self.reviews = ReviewService(store)
+        self.cards = CardService(store)
+        self.exports = ExportService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from clew.domain import digests
+from clew.domain.findings import review_cadence
 from clew.domain.policy import DEFAULT, MetricRule, Policy, StoredPolicy, parse, syntax_error
 from clew.service import accounts, audit, record_check, signed_heads
 from clew.service.runs import now_ms
@@ -63,6 +64,7 @@ class PolicyService:
         if not isinstance(document, str):
             raise syntax_error(f"the policy must be YAML text, not {type(document).__name__}")
         parse(document)
+        review_cadence(document)
         with self.store.db.write() as connection:
             in_force = current(connection)
             require_member(

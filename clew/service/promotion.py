@@ -21,6 +21,7 @@ from clew.domain.policy import Policy, StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, IntegrityError, PolicyError, UnknownAliasError
 from clew.service import bias, policy, record_check, registry, signed_heads
+from clew.service import findings, policy, record_check, registry, signed_heads
 from clew.service.approvals import (
     Decision,
     VersionState,
@@ -283,6 +284,9 @@ def status_of(connection: Connection, state: VersionState, stored: StoredPolicy)
     blocked = state.promotion_block()
     if blocked and not refusal:
         reasons.append(blocked)
+    held = findings_block(connection, state)
+    if held and not refusal:
+        reasons.append(held)
     aliases = registry.current_aliases(connection, state.model.id)
     return {
         "ref": state.ref,
@@ -343,6 +347,9 @@ def _check_move(
     blocked = state.promotion_block()
     if blocked:
         raise PolicyError(f"{blocked}; it can not become {target} until then.")
+    held = findings_block(connection, state)
+    if held:
+        raise PolicyError(f"{held}; it can not become {target} until then.")
     if not rules.is_production(alias):
         return
     policy.require_member(
@@ -351,6 +358,19 @@ def _check_move(
     gaps = production_gaps(connection, state, rules)
     if gaps:
         raise PolicyError(f"{state.ref} can not become {target}: {'; '.join(gaps)}.")
+
+
+def findings_block(connection: Connection, state: VersionState) -> str | None:
+    """Why an unresolved high-severity validation finding on the version refuses promotion
+    (SR 11-7: a model with open high findings does not move), or None."""
+    held = findings.blocking(connection, state.model.id, state.version.version)
+    if not held:
+        return None
+    others = f" and {len(held) - 1} more" if len(held) > 1 else ""
+    return (
+        f"{state.ref} has an unresolved {held[0].summary()}{others}; a validator must close "
+        f"or accept it (`clew findings update {held[0].id} --status closed`)"
+    )
 
 
 def _alias_stack(history: list[RegistryEvent]) -> list[int]:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
     from clew.domain.deployments import Deployment, DeploymentList, ShadowPair, ShadowReport
+    from clew.domain.cards import Card
+    from clew.domain.findings import Finding, Review, ReviewStatus
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
@@ -482,6 +484,78 @@ class Reports(Protocol):
     """The bias and explanation reports recorded as evidence for a version."""
 
     def reports(self, ref: str) -> list[dict[str, Any]]: ...
+class Findings(Protocol):
+    """Validation findings (SR 11-7) against model versions."""
+
+    def add(
+        self,
+        ref: str,
+        actor: str,
+        *,
+        severity: str,
+        description: str,
+        remediation: str = "",
+        owner: str | None = None,
+        due: str | None = None,
+    ) -> Finding: ...
+
+    def update(
+        self,
+        finding_id: str,
+        actor: str,
+        note: str,
+        *,
+        status: str | None = None,
+        severity: str | None = None,
+        remediation: str | None = None,
+        owner: str | None = None,
+        due: str | None = None,
+    ) -> Finding: ...
+
+    def get(self, finding_id: str) -> Finding: ...
+
+    def list_findings(
+        self,
+        model: str | None = None,
+        *,
+        version: int | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[Finding]: ...
+
+
+class Reviews(Protocol):
+    """Periodic model reviews by risk tier, overdue alerts and material changes."""
+
+    def review(self, ref: str, actor: str, comment: str) -> Review: ...
+
+    def reviews(self, model: str) -> list[Review]: ...
+
+    def review_status(self, model: str, as_of: str | None = None) -> ReviewStatus: ...
+
+    def review_statuses(self, as_of: str | None = None) -> list[ReviewStatus]: ...
+
+    def raise_overdue(self, actor: str) -> list[RegistryEvent]: ...
+
+
+class Cards(Protocol):
+    """Structured model cards: facts from lineage, edited fields versioned."""
+
+    def card(self, ref: str) -> Card: ...
+
+    def edit(self, ref: str, actor: str, changes: Mapping[str, Any], comment: str = "") -> Card: ...
+
+    def import_sagemaker(
+        self, ref: str, actor: str, document: Mapping[str, Any], comment: str = ""
+    ) -> Card: ...
+
+
+class Exports(Protocol):
+    """Regulator-ready documents generated from the records."""
+
+    def sr11_7_inventory(self) -> list[dict[str, Any]]: ...
+
+    def annex_iv(self, ref: str) -> dict[str, Any]: ...
 
 
 class Backend(Protocol):
@@ -548,6 +622,16 @@ class Backend(Protocol):
     def openlineage(self) -> OpenLineage: ...
     def reproductions(self) -> Reproductions: ...
     def explanations(self) -> Reports: ...
+    def findings(self) -> Findings: ...
+
+    @property
+    def reviews(self) -> Reviews: ...
+
+    @property
+    def cards(self) -> Cards: ...
+
+    @property
+    def exports(self) -> Exports: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

@@ -85,6 +85,8 @@ COVERED: dict[str, CoveredTable] = {
         _covered(schema.monitor_runs, ("id",)),
         _covered(schema.monitor_schedules, ("id",)),
         _covered(schema.deployments, ("id",)),
+        _covered(schema.validation_findings, ("id",)),
+        _covered(schema.model_cards, ("id",)),
     )
 }
 

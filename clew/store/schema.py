@@ -557,4 +557,42 @@ shadow_pairs = Table(
     Column("request_id", NAME, nullable=False),
     Column("time_ms", BigInteger, nullable=False),
     Index("ix_shadow_pairs_deployment", "deployment_id", "time_ms"),
+# Validation findings (SR 11-7) against a model version (clew.service.findings): a row is
+# updated as the finding moves from open to remediated, accepted or closed; every write images
+# the row in the audit chain, so the history is the chain's and an edit behind clew's back shows.
+validation_findings = Table(
+    "validation_findings",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("remediation", Text, nullable=False),
+    Column("owner", NAME, nullable=False),
+    Column("due_ms", BigInteger),
+    Column("status", String(20), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("updated_by", NAME, nullable=False),
+    Index("ix_validation_findings_model", "model_id", "version", "status"),
+)
+
+# The edited part of a version's model card (clew.service.cards), append-only: each edit is the
+# next ``revision`` holding the whole edited document, so every earlier card stays readable.
+model_cards = Table(
+    "model_cards",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    UniqueConstraint("model_id", "version", "revision", name="uq_model_cards_revision"),
 )
