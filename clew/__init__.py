@@ -25,13 +25,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from clew.client.batch import BatchResult, predict_batch
+    from clew.client.cards import card, edit_card, export_card, import_card
     from clew.client.client import Client, Lineage
     from clew.client.default import connect, get_client
     from clew.client.deployments import deployments, shadow_report, status
     from clew.client.explain import bias_report, explain, explain_prediction, version_reports
-    from clew.client.cards import card, edit_card, export_card, import_card
-    from clew.client.client import Client, Lineage
-    from clew.client.default import connect, get_client
     from clew.client.exports import annex_iv, export_sr11_7, sr11_7_inventory
     from clew.client.findings import (
         add_finding,
@@ -235,9 +233,9 @@ __all__ = [
     "data_source",
     "deliver_webhooks",
     "deployments",
+    "edit_card",
     "explain",
     "explain_prediction",
-    "edit_card",
     "export_card",
     "export_sr11_7",
     "feature_group",

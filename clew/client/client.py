@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
 from clew.client.batch import BatchMixin
+from clew.client.cards import CardsMixin
 from clew.client.deployments import DeploymentsMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.explain import ExplainMixin
-from clew.client.cards import CardsMixin
-from clew.client.embedded import EmbeddedBackend
 from clew.client.exports import ExportsMixin
 from clew.client.findings import FindingsMixin
 from clew.client.governance import GovernanceMixin
@@ -108,7 +107,7 @@ class Client(
     MonitorMixin,
     BatchMixin,
     DeploymentsMixin,
-    GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, MonitorMixin, ExplainMixin
+    ExplainMixin,
     FindingsMixin,
     CardsMixin,
     ExportsMixin,

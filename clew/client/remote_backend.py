@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
+from clew.client.remote_cards import RemoteCards
 from clew.client.remote_deployments import RemoteDeployments
 from clew.client.remote_explain import RemoteReports
-from clew.client.remote_cards import RemoteCards
 from clew.client.remote_exports import RemoteExports
 from clew.client.remote_findings import RemoteFindings, RemoteReviews
 from clew.client.remote_lineage import RemoteLineage

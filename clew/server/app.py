@@ -44,8 +44,8 @@ from clew.server.routes import (
     shadows,
     webhooks,
 )
-from clew.server.routes import explain as explain_routes
 from clew.server.routes import cards as cards_routes
+from clew.server.routes import explain as explain_routes
 from clew.server.routes import exports as exports_routes
 from clew.server.routes import findings as findings_routes
 from clew.server.ui import create_ui_router

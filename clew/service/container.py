@@ -12,9 +12,9 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
-from clew.service.deployments import DeploymentService
 from clew.service.bias import ReportService
 from clew.service.cards import CardService
+from clew.service.deployments import DeploymentService
 from clew.service.exports import ExportService
 from clew.service.findings import FindingService
 from clew.service.lineage import LineageService

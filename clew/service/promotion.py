@@ -20,8 +20,7 @@ from clew.domain.keys import SignedStatement
 from clew.domain.policy import Policy, StoredPolicy
 from clew.domain.records import ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import ConflictError, IntegrityError, PolicyError, UnknownAliasError
-from clew.service import bias, policy, record_check, registry, signed_heads
-from clew.service import findings, policy, record_check, registry, signed_heads
+from clew.service import bias, findings, policy, record_check, registry, signed_heads
 from clew.service.approvals import (
     Decision,
     VersionState,

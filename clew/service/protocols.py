@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
-    from clew.domain.deployments import Deployment, DeploymentList, ShadowPair, ShadowReport
     from clew.domain.cards import Card
+    from clew.domain.deployments import Deployment, DeploymentList, ShadowPair, ShadowReport
     from clew.domain.findings import Finding, Review, ReviewStatus
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
@@ -470,20 +470,28 @@ class Shadows(Protocol):
     def record_pairs(self, deployment_id: str, pairs: Sequence[ShadowPair], actor: str) -> int: ...
 
     def report(self, deployment_id: str, spec: QualitySpec | None = None) -> ShadowReport: ...
+
+
 class OpenLineage(Protocol):
     """OpenLineage run events received into the lineage graph."""
 
     def receive(self, events: Any, actor: str) -> Received: ...
+
+
 class Reproductions(Protocol):
     """What a version's reproduction needs, and its signed report."""
 
     def plan(self, ref: str) -> ReproductionPlan: ...
 
     def record(self, ref: str, findings: Mapping[str, Any], actor: str) -> ReproductionReport: ...
+
+
 class Reports(Protocol):
     """The bias and explanation reports recorded as evidence for a version."""
 
     def reports(self, ref: str) -> list[dict[str, Any]]: ...
+
+
 class Findings(Protocol):
     """Validation findings (SR 11-7) against model versions."""
 

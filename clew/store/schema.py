@@ -557,6 +557,8 @@ shadow_pairs = Table(
     Column("request_id", NAME, nullable=False),
     Column("time_ms", BigInteger, nullable=False),
     Index("ix_shadow_pairs_deployment", "deployment_id", "time_ms"),
+)
+
 # Validation findings (SR 11-7) against a model version (clew.service.findings): a row is
 # updated as the finding moves from open to remediated, accepted or closed; every write images
 # the row in the audit chain, so the history is the chain's and an edit behind clew's back shows.

@@ -3,16 +3,16 @@
 Which version answered which endpoint from when to when (clew serve, shadows included),
 and which champion call each shadow call answered in parallel.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-07 16:00:00.000000
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

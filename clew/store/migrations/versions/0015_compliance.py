@@ -3,16 +3,16 @@
 ``validation_findings`` holds the findings validators record against model versions (SR 11-7);
 ``model_cards`` the edited part of each version's model card, one row per revision.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-07 16:00:00.000000
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
