@@ -627,9 +627,17 @@ class Backend(Protocol):
 
     @property
     def shadows(self) -> Shadows: ...
+
+    @property
     def openlineage(self) -> OpenLineage: ...
+
+    @property
     def reproductions(self) -> Reproductions: ...
+
+    @property
     def explanations(self) -> Reports: ...
+
+    @property
     def findings(self) -> Findings: ...
 
     @property
