@@ -13,6 +13,9 @@ SQLite commits are fsynced. Both settings and MLflow are timed ``--rounds`` time
 each figure the median of its rounds, so load from other processes on the machine hits all
 three alike.
 
+The pages each registration's commit writes, which bound a durable version as much as its
+CPU does, are counted and named per table and index by ``benchmarks/registry_pages.py``.
+
     uv run --group bench python benchmarks/bench_registry.py [--versions N] [--rounds N] [--quick]
 """
 
