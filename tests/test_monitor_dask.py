@@ -4,6 +4,7 @@ engine's exactly: the same statistics, the same figures, the same violations."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,10 @@ import pandas as pd
 import pytest
 from conftest import free_port
 from sklearn.dummy import DummyClassifier
+from typer.testing import CliRunner
 
 import clew
+from clew.cli.main import app
 from clew.client.remote_monitoring import RemoteMonitoring
 from clew.domain.monitoring import CheckReport, Window
 from clew.errors import InvalidInputError, NotFoundError
@@ -166,3 +169,20 @@ def test_a_client_of_a_server_cannot_name_a_scheduler() -> None:
     remote = RemoteMonitoring(transport=None, registry=None)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="CLEW_MONITOR_DASK_SCHEDULER"):
         remote.check_all(Window("shop", 1), "tcp://attacker:8786")
+
+
+@pytest.mark.parametrize("served", ["local"], indirect=True)  # the S3 path is the SDK's
+def test_the_command_line_checks_on_a_cluster_and_names_a_dead_one(
+    served: clew.Client, cluster: distributed.LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner(env={"COLUMNS": "200"})
+    check = ["monitor", "check", "shop/1", "--last", "2000", "--format", "json"]
+    local = runner.invoke(app, check)
+    spread = runner.invoke(app, [*check, "--dask-scheduler", cluster.scheduler_address])
+    assert local.exit_code == 0 and spread.exit_code == 0, spread.output
+    assert json.loads(spread.stdout) == json.loads(local.stdout)
+    monkeypatch.setattr(monitoring_partitions, "CONNECT_SECONDS", 1)
+    dead = runner.invoke(app, [*check, "--dask-scheduler", f"tcp://127.0.0.1:{free_port()}"])
+    assert dead.exit_code not in (0, 3)
+    assert "no Dask scheduler answered" in dead.output and "Traceback" not in dead.output
+    assert len(dead.output.strip().splitlines()) == 1
