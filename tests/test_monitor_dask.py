@@ -52,7 +52,7 @@ def cluster() -> Iterator[distributed.LocalCluster]:
         threads_per_worker=1,
         processes=False,
         protocol="tcp",
-        dashboard_address=None,
+        dashboard_address=":0",
     ) as running:
         yield running
 
@@ -89,10 +89,12 @@ def _same(left: list[CheckReport], right: list[CheckReport]) -> None:
 
 
 def test_a_cluster_gives_the_local_engines_statistics_and_violations_exactly(
-    served: clew.Client, dask_client: distributed.Client
+    served: clew.Client, dask_client: distributed.Client, cluster: distributed.LocalCluster
 ) -> None:
     local = served.monitoring.check("shop/1")
+    before = cluster.scheduler.transition_counter
     distributed_ = served.monitoring.check("shop/1", scheduler=dask_client)
+    assert cluster.scheduler.transition_counter > before  # the workers did the reading
     _same(local, distributed_)
     assert local[0].rows == 4_200
     assert "income" in {v.feature_name for v in distributed_[1].violations}
@@ -129,11 +131,11 @@ def test_a_scheduler_address_works_and_an_unreachable_one_is_one_sentence(
         [served.monitoring.check_drift("shop/1", scheduler=address)],
     )
     monkeypatch.setenv(monitoring_partitions.SCHEDULER_ENV, address)
-    _same(
-        [served.monitoring.check_data_quality("shop/1", scheduler=None)],
-        [served.monitoring.check_data_quality("shop/1", scheduler=address)],
-    )
+    before = cluster.scheduler.transition_counter
+    from_environment = served.monitoring.check_data_quality("shop/1")
+    assert cluster.scheduler.transition_counter > before  # the operator's cluster did it
     monkeypatch.delenv(monitoring_partitions.SCHEDULER_ENV)
+    _same([from_environment], [served.monitoring.check_data_quality("shop/1")])
     monkeypatch.setattr(monitoring_partitions, "CONNECT_SECONDS", 1)
     nowhere = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(InvalidInputError, match=r"^no Dask scheduler answered at tcp://") as error:
