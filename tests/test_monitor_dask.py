@@ -4,6 +4,7 @@ engine's exactly: the same statistics, the same figures, the same violations."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,10 @@ import pandas as pd
 import pytest
 from conftest import free_port
 from sklearn.dummy import DummyClassifier
+from typer.testing import CliRunner
 
 import clew
+from clew.cli.main import app
 from clew.client.remote_monitoring import RemoteMonitoring
 from clew.domain.monitoring import CheckReport, Window
 from clew.errors import InvalidInputError, NotFoundError
@@ -49,7 +52,7 @@ def cluster() -> Iterator[distributed.LocalCluster]:
         threads_per_worker=1,
         processes=False,
         protocol="tcp",
-        dashboard_address=None,
+        dashboard_address=":0",
     ) as running:
         yield running
 
@@ -86,10 +89,12 @@ def _same(left: list[CheckReport], right: list[CheckReport]) -> None:
 
 
 def test_a_cluster_gives_the_local_engines_statistics_and_violations_exactly(
-    served: clew.Client, dask_client: distributed.Client
+    served: clew.Client, dask_client: distributed.Client, cluster: distributed.LocalCluster
 ) -> None:
     local = served.monitoring.check("shop/1")
+    before = cluster.scheduler.transition_counter
     distributed_ = served.monitoring.check("shop/1", scheduler=dask_client)
+    assert cluster.scheduler.transition_counter > before  # the workers did the reading
     _same(local, distributed_)
     assert local[0].rows == 4_200
     assert "income" in {v.feature_name for v in distributed_[1].violations}
@@ -126,11 +131,11 @@ def test_a_scheduler_address_works_and_an_unreachable_one_is_one_sentence(
         [served.monitoring.check_drift("shop/1", scheduler=address)],
     )
     monkeypatch.setenv(monitoring_partitions.SCHEDULER_ENV, address)
-    _same(
-        [served.monitoring.check_data_quality("shop/1", scheduler=None)],
-        [served.monitoring.check_data_quality("shop/1", scheduler=address)],
-    )
+    before = cluster.scheduler.transition_counter
+    from_environment = served.monitoring.check_data_quality("shop/1")
+    assert cluster.scheduler.transition_counter > before  # the operator's cluster did it
     monkeypatch.delenv(monitoring_partitions.SCHEDULER_ENV)
+    _same([from_environment], [served.monitoring.check_data_quality("shop/1")])
     monkeypatch.setattr(monitoring_partitions, "CONNECT_SECONDS", 1)
     nowhere = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(InvalidInputError, match=r"^no Dask scheduler answered at tcp://") as error:
@@ -166,3 +171,20 @@ def test_a_client_of_a_server_cannot_name_a_scheduler() -> None:
     remote = RemoteMonitoring(transport=None, registry=None)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="CLEW_MONITOR_DASK_SCHEDULER"):
         remote.check_all(Window("shop", 1), "tcp://attacker:8786")
+
+
+@pytest.mark.parametrize("served", ["local"], indirect=True)  # the S3 path is the SDK's
+def test_the_command_line_checks_on_a_cluster_and_names_a_dead_one(
+    served: clew.Client, cluster: distributed.LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner(env={"COLUMNS": "200"})
+    check = ["monitor", "check", "shop/1", "--last", "2000", "--format", "json"]
+    local = runner.invoke(app, check)
+    spread = runner.invoke(app, [*check, "--dask-scheduler", cluster.scheduler_address])
+    assert local.exit_code == 0 and spread.exit_code == 0, spread.output
+    assert json.loads(spread.stdout) == json.loads(local.stdout)
+    monkeypatch.setattr(monitoring_partitions, "CONNECT_SECONDS", 1)
+    dead = runner.invoke(app, [*check, "--dask-scheduler", f"tcp://127.0.0.1:{free_port()}"])
+    assert dead.exit_code not in (0, 3)
+    assert "no Dask scheduler answered" in dead.output and "Traceback" not in dead.output
+    assert len(dead.output.strip().splitlines()) == 1

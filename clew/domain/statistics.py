@@ -15,6 +15,7 @@ Wasserstein) are computed from; categorical features keep value counts, capped a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -283,6 +284,26 @@ def bin_index(values: np.ndarray, edges: Edges) -> np.ndarray:
     count = len(edges)
     if count < 2 or len(values) < 4096 or not edges[-1] > edges[0]:
         return np.searchsorted(edges, values, side="right")
+    grid = _grid(edges.tobytes())
+    if grid is None:
+        return np.searchsorted(edges, values, side="right")
+    low, scale, table, steps = grid
+    cells = len(table) - 2
+    position = np.clip(np.floor((values - low) * scale), -1, cells).astype(np.intp) + 1
+    bins = table[position]
+    last = count - 1
+    for _ in range(steps):
+        bins += (bins <= last) & (values >= edges[np.minimum(bins, last)])
+    return bins
+
+
+@functools.lru_cache(maxsize=256)
+def _grid(packed: bytes) -> tuple[float, float, np.ndarray, int] | None:
+    """``bin_index``'s lookup table for one set of edges (a baseline feature's, the same for
+    every batch of every window, so built once): the grid's origin and scale, the edge count
+    before each cell, and the comparisons left; None when the edges crowd too much."""
+    edges = np.frombuffer(packed, dtype=np.float64)
+    count = len(edges)
     low, cells = float(edges[0]), GRID_CELLS_PER_EDGE * count
     scale = cells / (float(edges[-1]) - low)
     starts = low + (np.arange(cells + 2) - 2) / scale  # cell c (shifted by 1) begins a cell early
@@ -291,13 +312,9 @@ def bin_index(values: np.ndarray, edges: Edges) -> np.ndarray:
     reach = np.searchsorted(edges, low + (np.arange(cells + 2) + 1) / scale, side="right")
     steps = int((reach - table)[1:].max())
     if steps > MAX_STEPS:
-        return np.searchsorted(edges, values, side="right")
-    position = np.clip(np.floor((values - low) * scale), -1, cells).astype(np.intp) + 1
-    bins = table[position]
-    last = count - 1
-    for _ in range(steps):
-        bins += (bins <= last) & (values >= edges[np.minimum(bins, last)])
-    return bins
+        return None
+    table.flags.writeable = False
+    return low, scale, table, steps
 
 
 def summarise_numeric(
