@@ -182,6 +182,7 @@ ROUTE_PERMISSIONS: dict[str, str | None] = {
     "ui.login_submit": None,
     "ui.logout": None,
     "ui.models": READ,
+    "ui.models_csv": READ,
     "ui.model": READ,
     "ui.version": READ,
     "ui.version_integrity": READ,
