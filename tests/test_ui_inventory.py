@@ -64,6 +64,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         patch.setenv("CLEW_USER", "bob")
         client.review_model("credit/1", "initial validation")
         finding = client.add_finding("credit/1", "high", "No stress test", due="2027-06-30")
+        client.edit_card("credit/1", limitations="<script>alert(1)</script>")
         client.close()
     finally:
         patch.undo()
@@ -114,6 +115,15 @@ def test_the_csv_export_needs_a_signed_in_viewer(dashboard: Dashboard) -> None:
     with _http(dashboard, signed_in=False) as http:
         answer = http.get("/ui/models.csv", follow_redirects=False)
     assert answer.status_code in (303, 401) and "credit" not in answer.text
+
+
+def test_the_card_page_renders_a_script_inert(dashboard: Dashboard) -> None:
+    with _http(dashboard) as http:
+        version = http.get("/ui/models/credit/versions/1").text
+        assert "/ui/models/credit/versions/1/card" in version
+        page = http.get("/ui/models/credit/versions/1/card").text
+    assert "Model card: credit/1" in page and "No stress test" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
 
 
 def test_a_validator_filters_and_exports_in_a_browser(dashboard: Dashboard, page: Any) -> None:

@@ -183,6 +183,7 @@ ROUTE_PERMISSIONS: dict[str, str | None] = {
     "ui.logout": None,
     "ui.models": READ,
     "ui.models_csv": READ,
+    "ui.version_card": READ,
     "ui.model": READ,
     "ui.version": READ,
     "ui.version_integrity": READ,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
+from clew.domain import cards
 from clew.errors import ClewError
 from clew.server.permissions import APPROVE, PROMOTE
 from clew.server.ui import dashboard, monitoring
@@ -93,6 +94,14 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         done: str = "",
     ) -> Response:
         return _version(current, name, version, notice=done or None)
+
+    @router.get("/models/{name}/versions/{version}/card", name="ui.version_card")
+    def card_page(
+        name: str, version: VersionNumber, current: Annotated[Page, Depends(page)]
+    ) -> Response:
+        """The structured model card (every value escaped; clew/domain/cards.py)."""
+        found = current.services.cards.card(f"{name}/{version}")
+        return Response(cards.to_html(found), media_type="text/html; charset=utf-8")
 
     @router.get("/models/{name}/versions/{version}/integrity.json", name="ui.version_integrity")
     def integrity(
