@@ -34,13 +34,15 @@ def one_line_error(result: Any, contains: str) -> None:
 
 @pytest.fixture
 def registered(client: clew.Client, as_user: AsUser) -> clew.Client:
-    alice = as_user("alice")
+    """credit/1 registered by carol; the commands run as alice, the validator (the default
+    client's user, embedded and through the server alike)."""
+    carol = as_user("carol", "contributor")
     features, target = make_classification(n_samples=80, n_features=4, random_state=2)
-    with alice.start_run("credit", "train") as run:
+    with carol.start_run("credit", "train") as run:
         artifact = run.log_model(LogisticRegression().fit(features, target), name="credit-lr")
-    alice.register_model(artifact, "credit", owner="dave", risk_tier="high")
+    carol.register_model(artifact, "credit", owner="dave", risk_tier="high")
+    alice = as_user("alice")
     alice.set_policy("reviews:\n  high: 90d\n")
-    as_user("bob")
     return alice
 
 
@@ -49,7 +51,7 @@ def test_a_validator_records_lists_and_closes_a_finding(registered: clew.Client)
         "findings", "add", "credit/1", "-s", "high", "-d", "No stress test", "--due", "2027-01-31"
     )
     assert added["severity"] == "high" and added["due"] == "2027-01-31"
-    assert added["created_by"] == "bob" and added["owner"] == "dave"
+    assert added["created_by"] == "alice" and added["owner"] == "dave"
     listed = as_json("findings", "list", "credit", "--status", "unresolved")["findings"]
     assert [row["id"] for row in listed] == [added["id"]]
     table = runner.invoke(app, ["findings", "list", "credit"])
@@ -78,7 +80,7 @@ def test_review_add_status_and_check(registered: clew.Client) -> None:
     before = as_json("review", "status", "credit")
     assert before["state"] == "never reviewed" and before["cadence_days"] == 90
     done = as_json("review", "add", "credit/1", "-c", "initial validation")
-    assert done["reviewed_by"] == "bob" and done["version"] == 1
+    assert done["reviewed_by"] == "alice" and done["version"] == 1
     after = as_json("review", "status")["reviews"]
     assert [row["state"] for row in after] == ["current"]
     future = as_json("review", "status", "credit", "--as-of", "2999-12-31")

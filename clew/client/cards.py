@@ -66,10 +66,36 @@ def render(found: Card, format: str) -> bytes:
     if format == "html":
         return rendering.to_html(found).encode()
     if format == "pdf":
-        return rendering.to_pdf(found)
+        return to_pdf(found)
     raise InvalidInputError(
         f"cannot export a card as {format!r}; use one of {', '.join(rendering.FORMATS)}."
     )
+
+
+def to_pdf(card: Card) -> bytes:
+    """The card as a PDF (fpdf2, pure Python: no browser). The built-in Helvetica covers
+    Latin-1; other characters print as ``?`` (the JSON and HTML forms keep them)."""
+    from clew.extras import require_extra
+
+    require_extra("cards", "a PDF model card")
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.multi_cell(0, 10, _latin1(f"Model card: {card.ref}"), new_x="LMARGIN", new_y="NEXT")
+    for title, lines in rendering.sections(card):
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.multi_cell(0, 8, _latin1(title), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 10)
+        for line in lines:
+            pdf.multi_cell(0, 5, _latin1(str(line)), new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def _latin1(text: str) -> str:
+    return text.encode("latin-1", "replace").decode("latin-1")
 
 
 def _json(data: Any) -> bytes:

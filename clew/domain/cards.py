@@ -1,5 +1,5 @@
 """Structured model cards as values: the edited fields, the facts lineage knows, and the forms a
-card is exported in (JSON, the SageMaker Model Card shape, HTML, PDF).
+card is exported in (JSON, the SageMaker Model Card shape, HTML; PDF in clew/client/cards.py).
 
 A card has two halves. ``facts`` come from the records on every read (version, digest, risk
 tier, training data, metrics, approvals, monitoring status, open findings, explanation and bias
@@ -322,29 +322,3 @@ def to_html(card: Card) -> str:
         parts += [f"<p>{html.escape(str(line))}</p>" for line in lines]
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def to_pdf(card: Card) -> bytes:
-    """The card as a PDF (fpdf2, pure Python: no browser). The built-in Helvetica covers
-    Latin-1; other characters print as ``?`` (the JSON and HTML forms keep them)."""
-    from clew.extras import require_extra
-
-    require_extra("cards", "a PDF model card")
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.multi_cell(0, 10, _latin1(f"Model card: {card.ref}"), new_x="LMARGIN", new_y="NEXT")
-    for title, lines in sections(card):
-        pdf.set_font("Helvetica", "B", 12)
-        pdf.multi_cell(0, 8, _latin1(title), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "", 10)
-        for line in lines:
-            pdf.multi_cell(0, 5, _latin1(str(line)), new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
-
-
-def _latin1(text: str) -> str:
-    return text.encode("latin-1", "replace").decode("latin-1")

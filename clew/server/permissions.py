@@ -198,6 +198,8 @@ ROUTE_PERMISSIONS: dict[str, str | None] = {
     "ui.login_submit": None,
     "ui.logout": None,
     "ui.models": READ,
+    "ui.models_csv": READ,
+    "ui.version_card": READ,
     "ui.model": READ,
     "ui.version": READ,
     "ui.version_integrity": READ,

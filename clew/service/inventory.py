@@ -8,7 +8,7 @@ approvals and promotion use (``approvals.fold_decisions``), never from a copy of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +53,10 @@ def inventory(
     descending: bool = False,
     offset: int = 0,
     limit: int = 50,
+    names: Collection[str] | None = None,
 ) -> InventoryPage:
-    """One page of models matching the filters (name contains ``search``, exact owner/tier)."""
+    """One page of models matching the filters (name contains ``search``, exact owner/tier,
+    one of ``names`` when given)."""
     if sort not in SORTS:
         raise InvalidInputError(f"cannot sort models by {sort!r}; use one of: {', '.join(SORTS)}.")
     if not 1 <= limit <= MAX_PAGE or offset < 0:
@@ -71,6 +73,8 @@ def inventory(
         conditions.append(models.c.owner == owner)
     if risk_tier:
         conditions.append(models.c.risk_tier == risk_tier)
+    if names is not None:
+        conditions.append(models.c.name.in_(list(names)))
     order_column = {
         "name": models.c.name,
         "owner": models.c.owner,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from clew.domain import findings as rules
 from clew.domain import records
@@ -85,6 +85,29 @@ class ReviewService:
             return [
                 status_of(connection, model, days, now) for model in registry.all_models(connection)
             ]
+
+    def statuses_for(self, names: list[str]) -> dict[str, ReviewStatus]:
+        """The review status of each model named, by name (for one page of the inventory)."""
+        models = schema.models
+        with self.store.db.read() as connection:
+            days, now = cadence(connection), now_ms()
+            rows = connection.execute(select(models).where(models.c.name.in_(names)))
+            return {
+                row.name: status_of(connection, registry._model_record(row), days, now)
+                for row in rows
+            }
+
+    def last_violations(self, names: list[str]) -> dict[str, int]:
+        """When each named model last had a monitoring violation (ms), by name."""
+        events, models = schema.registry_events, schema.models
+        query = (
+            select(models.c.name, func.max(events.c.time_ms))
+            .join(events, events.c.model_id == models.c.id)
+            .where(models.c.name.in_(names), events.c.kind == registry.VIOLATION)
+            .group_by(models.c.name)
+        )
+        with self.store.db.read() as connection:
+            return {name: int(when) for name, when in connection.execute(query)}
 
     @signed_heads.checkpointed(decision=False)
     def raise_overdue(self, actor: str) -> list[RegistryEvent]:

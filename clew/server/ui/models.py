@@ -13,9 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse, Response
 
+from clew.domain import cards
 from clew.errors import ClewError
 from clew.server.permissions import APPROVE, PROMOTE
-from clew.server.ui import monitoring
+from clew.server.ui import dashboard, monitoring
+from clew.server.ui.dashboard import REVIEW_STATES, Filters
 from clew.server.ui.pages import Offset, Page, VersionNumber
 from clew.service import inventory
 from clew.service.model_card import model_card, verify_version
@@ -33,33 +35,49 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         q: str = "",
         owner: str = "",
         risk_tier: str = "",
+        review: str = "",
         sort: str = "name",
         desc: bool = False,
         offset: Offset = 0,
     ) -> Response:
         sort = sort if sort in inventory.SORTS else "name"
-        found = inventory.inventory(
-            current.store,
-            search=q.strip(),
-            owner=owner,
-            risk_tier=risk_tier,
-            sort=sort,
-            descending=desc,
-            offset=max(offset, 0),
-            limit=PAGE_SIZE,
-        )
+        filters = Filters(q.strip(), owner, risk_tier, review, sort, desc)
+        found = _inventory(current, filters, max(offset, 0), PAGE_SIZE)
+        names = [row.model.name for row in found.rows]
         return current.render(
             "models.html",
             page=found,
             q=q,
             owner=owner,
             risk_tier=risk_tier,
+            review=review,
+            review_states=REVIEW_STATES,
             sort=sort,
             desc=desc,
             sorts=inventory.SORTS,
             page_size=PAGE_SIZE,
             monitor=monitoring.summaries(current, found.rows),
+            reviews=current.services.reviews.statuses_for(names),
+            violations=current.services.reviews.last_violations(names),
         )
+
+    @router.get("/models.csv", name="ui.models_csv")
+    def models_csv(
+        current: Annotated[Page, Depends(page)],
+        q: str = "",
+        owner: str = "",
+        risk_tier: str = "",
+        review: str = "",
+        sort: str = "name",
+        desc: bool = False,
+    ) -> Response:
+        sort = sort if sort in inventory.SORTS else "name"
+        filters = Filters(q.strip(), owner, risk_tier, review, sort, desc)
+        text = dashboard.inventory_csv(
+            current, lambda offset, limit: _inventory(current, filters, offset, limit)
+        )
+        headers = {"Content-Disposition": 'attachment; filename="clew-inventory.csv"'}
+        return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
 
     @router.get("/models/{name}", name="ui.model")
     def model(name: str, current: Annotated[Page, Depends(page)]) -> Response:
@@ -76,6 +94,14 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
         done: str = "",
     ) -> Response:
         return _version(current, name, version, notice=done or None)
+
+    @router.get("/models/{name}/versions/{version}/card", name="ui.version_card")
+    def card_page(
+        name: str, version: VersionNumber, current: Annotated[Page, Depends(page)]
+    ) -> Response:
+        """The structured model card (every value escaped; clew/domain/cards.py)."""
+        found = current.services.cards.card(f"{name}/{version}")
+        return Response(cards.to_html(found), media_type="text/html; charset=utf-8")
 
     @router.get("/models/{name}/versions/{version}/integrity.json", name="ui.version_integrity")
     def integrity(
@@ -117,6 +143,26 @@ def add_routes(router: APIRouter, page: Any, action: Any) -> None:
             return _refused(current, name, version, refusal)
         notice = f"{name}@{alias} now points at {ref}"
         return current.redirect("ui.version", {"done": notice}, name=name, version=version)
+
+
+def _inventory(current: Page, filters: Filters, offset: int, limit: int) -> inventory.InventoryPage:
+    """One page of the inventory under ``filters``; a validation-state filter first asks which
+    models are in that state (it is derived, not stored)."""
+    names = None
+    if filters.review in REVIEW_STATES:
+        statuses = current.services.reviews.review_statuses()
+        names = [status.model for status in statuses if status.state == filters.review]
+    return inventory.inventory(
+        current.store,
+        search=filters.q,
+        owner=filters.owner,
+        risk_tier=filters.risk_tier,
+        sort=filters.sort,
+        descending=filters.desc,
+        offset=offset,
+        limit=limit,
+        names=names,
+    )
 
 
 def _refused(current: Page, name: str, version: int, refusal: ClewError) -> Response:
