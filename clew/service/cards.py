@@ -174,7 +174,12 @@ def _reports(connection: Connection, version: VersionRecord) -> dict[str, list[d
 
 
 def _kind(name: str, properties: Mapping[str, Any]) -> str:
-    stated = str(properties.get("kind") or properties.get("report_kind") or "").lower()
+    stated = str(
+        properties.get("clew_report")
+        or properties.get("kind")
+        or properties.get("report_kind")
+        or ""
+    ).lower()
     for kind in REPORT_KINDS:
         if kind in stated or kind in name.lower():
             return kind
