@@ -45,7 +45,8 @@ class TorchModel:
             output = self.module(tensor)
         if isinstance(output, tuple | list):
             output = output[0]
-        return output.detach().cpu().numpy()
+        # an array of its own (not a view of the tensor) is one capture can keep without a copy
+        return np.array(output.detach().cpu())
 
 
 class TorchFlavor:

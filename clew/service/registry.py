@@ -622,7 +622,8 @@ def _infer_signature(
     dataset, columns = _training_columns(connection, run_id)
     target = _target_column(connection, run_id, columns) if run_id else None
     names, count = seen.get("feature_names"), seen.get("n_features")
-    typed = seen.get("signature") if isinstance(seen.get("signature"), dict) else {}
+    typed = seen.get("signature")
+    typed = typed if isinstance(typed, dict) else {}
     types = [column.get("type") for column in typed.get("inputs") or []]
     if isinstance(names, list):
         inputs = [
