@@ -164,9 +164,9 @@ class SignatureCheck:
 
     def _reordered(self, frame: Any) -> Any:
         assert self.names is not None
-        present = {str(name) for name in frame.columns}
+        present = {str(name): name for name in frame.columns}
         missing = [name for name in self.names if name not in present]
-        extra = sorted(present.difference(self.names))
+        extra = sorted(set(present).difference(self.names))
         if missing or extra:
             problems = [f"lack {_listed(missing)}"] if missing else []
             problems += [f"have unexpected {_listed(extra)}"] if extra else []
@@ -174,7 +174,7 @@ class SignatureCheck:
                 f"inputs for {self.ref} {' and '.join(problems)}; send exactly the columns "
                 f"{_listed(list(self.names))}."
             )
-        return frame[list(self.names)]
+        return frame[[present[name] for name in self.names]]
 
     def _wrong_types(self, labels: list[str], families: list[str], got: str) -> None:
         expected = ", ".join(
