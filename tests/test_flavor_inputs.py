@@ -135,6 +135,7 @@ def test_a_directory_logged_as_files_says_it_cannot_predict(client: clew.Client,
         artifact = run.log_model(tmp_path / "model", name="opaque")
     client.register_model(artifact, "opaque")
     loaded = client.load_model("opaque/1")
+    assert not loaded.can_predict
     with pytest.raises(InvalidInputError, match=r"opaque/1 was logged as plain files .* cannot"):
         loaded.predict(np.zeros((2, 2)))
 

@@ -5,6 +5,7 @@ and traced back to the version, whose record names the framework and its version
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 import threading
 import time
@@ -93,24 +94,40 @@ def torch_module(tmp_path: Path) -> tuple[Any, Any, str]:
     return net, features.to_numpy(dtype=np.float32)[:5], "torch"
 
 
+def user_module(tmp_path: Path, name: str, code: str) -> Any:
+    """A module of the user's own, imported from its file (the test edits it after logging)."""
+    source = tmp_path / f"{name}.py"
+    source.write_text("import numpy as np\n\n\n" + code)
+    spec = importlib.util.spec_from_file_location(name, source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def python_model(tmp_path: Path) -> tuple[Any, Any, str]:
-    """A class in the user's own module, which is gone (edited) by the time it is loaded."""
-    source = tmp_path / "churn_rules.py"
-    source.write_text(
-        "import numpy as np\n\n\n"
+    module = user_module(
+        tmp_path,
+        "churn_rules",
         "class CallsRule:\n"
         "    def __init__(self, cut):\n"
         "        self.cut = cut\n\n"
         "    def predict(self, inputs):\n"
-        "        return (np.asarray(inputs['calls']) > self.cut).astype(np.int64)\n"
+        "        return (np.asarray(inputs['calls']) > self.cut).astype(np.int64)\n",
     )
-    spec = importlib.util.spec_from_file_location("churn_rules", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["churn_rules"] = module
-    spec.loader.exec_module(module)
     features, _ = training_data()
     return module.CallsRule(0.0), features.head(5), "python"
+
+
+def python_function(tmp_path: Path) -> tuple[Any, Any, str]:
+    module = user_module(
+        tmp_path,
+        "churn_score",
+        "def score(inputs):\n    return np.asarray(inputs['age'] * 0.5 + inputs['calls'])\n",
+    )
+    features, _ = training_data()
+    return module.score, features.head(5), "python"
 
 
 FLAVORS = [
@@ -121,6 +138,7 @@ FLAVORS = [
     onnx_file,
     torch_module,
     python_model,
+    python_function,
 ]
 
 
@@ -131,6 +149,8 @@ def own_predictions(model: Any, features: pd.DataFrame) -> np.ndarray:
 
         session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         return session.run(None, {"X": features.to_numpy(dtype=np.float32)})[0]
+    if inspect.isfunction(model):
+        return np.asarray(model(features))
     kind = type(model).__module__.split(".")[0]
     if kind == "torch":
         import torch
@@ -179,8 +199,9 @@ def test_a_model_of_each_flavor_is_governed_served_captured_and_traced(
     with client.start_run("flavors", "train") as run:
         artifact = run.log_model(model, name=f"churn-{flavor}", input_example=example)
     if flavor == "python":  # the packaged copy is what loads, not the user's edited file
-        (tmp_path / "churn_rules.py").write_text("raise ImportError('edited since')\n")
-        del sys.modules["churn_rules"]
+        module = getattr(model, "__module__", None) or type(model).__module__
+        (tmp_path / f"{module}.py").write_text("raise ImportError('edited since')\n")
+        del sys.modules[module]
     description = artifact.properties["flavor"]
     assert description["flavor"] == flavor
     if flavor != "python":

@@ -127,6 +127,12 @@ class LoadedModel:
         return self.raw
 
     @property
+    def can_predict(self) -> bool:
+        """False for a version stored as plain files (its ``predict`` raises, saying so), so
+        an endpoint can report itself unhealthy instead of failing every request."""
+        return callable(getattr(self.raw, "predict", None))
+
+    @property
     def last_prediction_ids(self) -> PredictionIds | None:
         """The ids of the latest call's predictions (None before the first call)."""
         return None if self._last_call is None else PredictionIds(*self._last_call)

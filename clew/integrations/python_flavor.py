@@ -1,10 +1,12 @@
-"""Custom Python models: any object with ``predict`` whose class is defined in a ``.py`` file.
+"""Custom Python models: an object with ``predict`` whose class is defined in a ``.py`` file,
+or a plain function of the inputs defined at the top of one.
 
-The file defining the class is packaged with the model (``code/``), and the distributions
-it imports are recorded with their versions (``requirements``). The object itself is pickled;
-loading imports the packaged file, not whatever module of that name is installed, and then
-unpickles, so loading runs the packaged code: clew loads it only after every file's digest
-has been verified, and the server never loads models.
+The file defining the class (or function) is packaged with the model (``code/``), and the
+distributions it imports are recorded with their versions (``requirements``). An object is
+pickled; loading imports the packaged file, not whatever module of that name is installed,
+and then unpickles, so loading runs the packaged code: clew loads it only after every file's
+digest has been verified, and the server never loads models. A function is not pickled: it
+loads as a ``FunctionModel`` whose ``predict`` calls it.
 """
 
 from __future__ import annotations
@@ -29,12 +31,24 @@ CODE_DIR = "code"
 MODEL_PICKLE = "model.pkl"
 
 
+class FunctionModel:
+    """A plain function of the inputs, called by ``predict``."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+
+    def predict(self, inputs: Any) -> Any:
+        return self.function(inputs)
+
+
 class PythonFlavor:
     name = "python"
     library = None
     executes_code_on_load = True
 
     def can_save(self, model: Any) -> bool:
+        if inspect.isfunction(model):
+            return "<" not in model.__qualname__  # not a lambda or a nested function
         return (
             callable(getattr(model, "predict", None))
             and not isinstance(model, str | Path | type)
@@ -42,39 +56,46 @@ class PythonFlavor:
         )
 
     def save(self, model: Any, directory: Path, example: Any = None) -> dict[str, Any]:
-        source = _source_file(model)
+        function = inspect.isfunction(model)
+        defined = model if function else type(model)
+        source = _source_file(defined)
         (directory / CODE_DIR).mkdir()
         shutil.copyfile(source, directory / CODE_DIR / source.name)
-        with open(directory / MODEL_PICKLE, "wb") as handle:
-            pickle.dump(model, handle, protocol=5)
         details: dict[str, Any] = {
-            "model_class": type(model).__qualname__,
-            "module": type(model).__module__,
+            "function" if function else "model_class": defined.__qualname__,
+            "module": defined.__module__,
             "code": f"{CODE_DIR}/{source.name}",
             "requirements": requirements(source),
-            "pickle_protocol": 5,
         }
+        if not function:
+            with open(directory / MODEL_PICKLE, "wb") as handle:
+                pickle.dump(model, handle, protocol=5)
+            details["pickle_protocol"] = 5
         if example is not None:
-            details["signature"] = flavors.signature(example, model.predict(example))
+            predictor = FunctionModel(model) if function else model
+            details["signature"] = flavors.signature(example, predictor.predict(example))
             details.update(flavors.feature_count(details["signature"]["inputs"]))
         return details
 
     def load(self, directory: Path, description: dict[str, Any]) -> Any:
         packaged = _import_packaged(directory / description["code"])
+        if "function" in description:
+            return FunctionModel(getattr(packaged, description["function"]))
         with open(directory / MODEL_PICKLE, "rb") as handle:
             return _PackagedUnpickler(handle, description["module"], packaged).load()
 
 
-def _source_file(model: Any) -> Path:
-    module = sys.modules.get(type(model).__module__)
+def _source_file(defined: Any) -> Path:
+    """The file defining a class or function, to package; refused when there is none."""
+    module = sys.modules.get(defined.__module__)
     try:
         found = inspect.getsourcefile(module) if module is not None else None
     except TypeError:
         found = None
     if found is None:
         raise InvalidInputError(
-            f"the class {type(model).__qualname__} has no source file (defined interactively?); "
-            "define it in a .py module so its code can be packaged with the model."
+            f"{defined.__qualname__} has no source file (defined interactively?); define it "
+            "in a .py module so its code can be packaged with the model."
         )
     return Path(found)
 

@@ -40,13 +40,13 @@ class TorchModel:
     def predict(self, inputs: Any) -> Any:
         import torch
 
-        array = inputs.to_numpy(dtype=self.dtype) if hasattr(inputs, "columns") else inputs
-        tensor = torch.as_tensor(np.asarray(array, dtype=self.dtype))
+        tensor = torch.from_numpy(_writable(inputs, self.dtype))
         with torch.inference_mode():
             output = self.module(tensor)
         if isinstance(output, tuple | list):
             output = output[0]
-        return output.detach().cpu().numpy()
+        # an array of its own (not a view of the tensor) is one capture can keep without a copy
+        return np.array(output.detach().cpu())
 
 
 class TorchFlavor:
@@ -103,15 +103,21 @@ def _export(module: Any, example: Any) -> Any:
             f"logging a {type(module).__name__} needs an input example to export it: "
             "run.log_model(model, name, input_example=<a batch of inputs>)."
         )
-    batch = torch.as_tensor(
-        np.asarray(example.to_numpy() if hasattr(example, "columns") else example)
-    )
+    batch = torch.from_numpy(_writable(example, None))
     if batch.dtype == torch.float64:
         batch = batch.float()
     if len(batch) < 2:  # a batch of one would fix the batch dimension at 1
         batch = torch.cat([batch, batch])
     dynamic = ({0: torch.export.Dim("batch")},)
     return torch.export.export(module.eval(), (batch,), dynamic_shapes=dynamic)
+
+
+def _writable(inputs: Any, dtype: Any) -> np.ndarray:
+    """An array torch can wrap without copying: a DataFrame's values, or a read-only array
+    (torch warns on those), are copied; a writable array of the right dtype is not."""
+    array = inputs.to_numpy(dtype=dtype) if hasattr(inputs, "columns") else inputs
+    array = np.asarray(array, dtype=dtype)
+    return array if array.flags.writeable else array.copy()
 
 
 def _load(path: Path) -> Any:

@@ -613,16 +613,19 @@ def _infer_signature(
 
     The model's flavor records the fitted feature names (or only their count, for a model
     fitted on arrays): those are the inputs, in the model's order, typed from the training
-    dataset's schema. Only a model that recorded neither falls back to the dataset's columns.
+    dataset's schema, else by the flavor's own types (from the fitted model or an input
+    example). Only a model that recorded neither falls back to the dataset's columns.
     The dataset whose name mentions "train" (else the widest) is used; the column named by the
-    run's ``target``/``label`` param is the output; pandas index columns are never features.
+    run's ``target``/``label`` param is the output (else the flavor's outputs); pandas index
+    columns are never features.
     """
     flavor = artifact.properties.get("flavor")
     seen = flavor if isinstance(flavor, dict) else {}
     dataset, columns = _training_columns(connection, run_id)
     target = _target_column(connection, run_id, columns) if run_id else None
     names, count = seen.get("feature_names"), seen.get("n_features")
-    typed = seen.get("signature") if isinstance(seen.get("signature"), dict) else {}
+    typed = seen.get("signature")
+    typed = typed if isinstance(typed, dict) else {}
     types = [column.get("type") for column in typed.get("inputs") or []]
     if isinstance(names, list):
         inputs = [
