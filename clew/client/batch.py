@@ -231,7 +231,7 @@ def _format(location: str, given: str | None, role: str) -> str:
         return "csv"
     raise InvalidInputError(
         f"cannot tell the {role} format of {location}; name it .parquet or .csv, "
-        "or pass --format parquet|csv."
+        "or pass format='parquet' or 'csv' (clew predict --file-format)."
     )
 
 
