@@ -1,8 +1,8 @@
 """Shadow deployments: what a shadow costs the champion's answers.
 
 A LogisticRegression champion is served by ``create_inference_app`` with and without a shadow
-(a DecisionTree challenger answering a copy of each request on ``ShadowSender``'s worker
-thread, captured, its call pairs recorded). Requests of 10 rows are sent one after another
+(a DecisionTree challenger answering a copy of each request in ``ShadowSender``'s own
+process, captured, its call pairs recorded). Requests of 10 rows are sent one after another
 through Starlette's in-process test client, alternating blocks of 200 between the two apps so
 machine load falls on both alike. Reported: the champion's p50 and p99 wall latency per
 request with and without the shadow (target: p99 with ≤ 1.05× without) and the process CPU
