@@ -88,7 +88,7 @@ class ShadowSender:
             "running": self._process.is_alive(),
         }
 
-    def close(self, timeout: float = 60.0) -> None:
+    def close(self, timeout: float = 120.0) -> None:
         """Let the shadow answer what is queued (within ``timeout``), record, and stop."""
         deadline = time.monotonic() + timeout
         while self._process.is_alive() and time.monotonic() < deadline:
