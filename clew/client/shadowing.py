@@ -115,9 +115,9 @@ def _serve_shadow(
     flush_seconds: float,
 ) -> None:
     """The shadow process: load the version, answer requests until told to stop."""
-    import clew
+    from clew.client.default import connect
 
-    client = clew.connect(uri)
+    client = connect(uri)
     try:
         worker = _Worker(client.load_model(ref), deployment_id, counts)
         worker.run(requests, flush_seconds)
