@@ -83,11 +83,16 @@ def test_cli_scores_a_parquet_file_in_chunks(client: clew.Client, tmp_path: Path
 def test_csv_with_probabilities(client: clew.Client, tmp_path: Path) -> None:
     ref = register(client)
     scoring_input(tmp_path / "in.csv", rows=40)
-    result = clew.predict_batch(ref, tmp_path / "in.csv", tmp_path / "out.csv", proba=True)
+    result = clew.predict_batch(
+        ref, tmp_path / "in.csv", tmp_path / "out.csv", proba=True, input_sampling=0.0
+    )
     scored = pd.read_csv(tmp_path / "out.csv")
     assert list(scored.columns) == ["prediction_id", "proba_0", "proba_1", "proba_2"]
     assert np.allclose(scored[["proba_0", "proba_1", "proba_2"]].sum(axis=1), 1.0)
     assert result.rows == 40 and result.output.startswith("dataset:out.csv@sha256:")
+    step = client.trace(scored["prediction_id"][39]).step("prediction")
+    assert step.verified and step.details["output"] == pytest.approx(scored.iloc[39, 1:].tolist())
+    assert step.details.get("inputs") is None  # only outputs captured; the file is in lineage
 
 
 def test_bad_jobs_are_one_sentence_and_leave_no_output(client: clew.Client, tmp_path: Path) -> None:

@@ -32,6 +32,12 @@ def predict(
         str | None,
         typer.Option("--file-format", help="parquet or csv, when the suffixes do not say."),
     ] = None,
+    input_sampling: Annotated[
+        float,
+        typer.Option(
+            "--input-sampling", min=0.0, max=1.0, help="Share of rows whose inputs are captured."
+        ),
+    ] = 1.0,
     format: FormatOption = Format.table,
 ) -> None:
     """Score every row of INPUT with REF into OUTPUT; each row is captured and traceable."""
@@ -54,6 +60,7 @@ def predict(
             chunk_rows=chunk_rows,
             format=file_format,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            input_sampling=input_sampling,
         )
     if format is Format.json:
         output.print_json(result.to_dict())

@@ -84,12 +84,15 @@ class BatchMixin:
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         format: str | None = None,
         progress: Progress | None = None,
+        input_sampling: float = 1.0,
     ) -> BatchResult:
         """Score every row of ``input`` (Parquet or CSV, a path or an ``s3://`` URL) with
         version ``ref`` into ``output``, each row captured; the job is recorded as a run.
 
         ``format`` is the input's and output's format when their suffix does not say it;
-        ``progress(done, total)`` is called after each chunk."""
+        ``progress(done, total)`` is called after each chunk; ``input_sampling`` is the share
+        of rows whose inputs are captured beside their outputs (every output always is, and
+        the whole input file is in lineage either way)."""
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise InvalidInputError(f"chunk_rows {chunk_rows!r} must be a positive integer.")
         source, target = str(input), str(output)
@@ -97,8 +100,14 @@ class BatchMixin:
         target_format = _format(target, format, "output")
         _check_readable(source)
         model = self.load_model(ref)
+        model.input_sampling = input_sampling
         model_artifact = self._service.artifacts.resolve(f"artifact:{model.version.artifact_id}")
-        params = {"model": model.version.ref, "digest": model.version.digest, "input": source}
+        params = {
+            "model": model.version.ref,
+            "digest": model.version.digest,
+            "input": source,
+            "input_sampling": input_sampling,
+        }
         with self.start_run(
             EXPERIMENT, f"predict {model.version.ref}", RUN_KIND, params=params
         ) as run:
@@ -231,7 +240,7 @@ def _format(location: str, given: str | None, role: str) -> str:
         return "csv"
     raise InvalidInputError(
         f"cannot tell the {role} format of {location}; name it .parquet or .csv, "
-        "or pass --format parquet|csv."
+        "or pass format='parquet' or 'csv' (clew predict --file-format)."
     )
 
 
@@ -351,6 +360,7 @@ def predict_batch(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     format: str | None = None,
     progress: Progress | None = None,
+    input_sampling: float = 1.0,
 ) -> BatchResult:
     """``Client.predict_batch`` on the default client."""
     return _default().predict_batch(
@@ -361,4 +371,5 @@ def predict_batch(
         chunk_rows=chunk_rows,
         format=format,
         progress=progress,
+        input_sampling=input_sampling,
     )

@@ -28,13 +28,14 @@ SELECT d.id, d.endpoint, d.role, m.name, v.version, d.version_id, v.digest, d.ch
        d.run_id, d.address, d.started_ms, d.started_by, d.stopped_ms, d.stopped_by
 FROM deployments d JOIN model_versions v ON v.id = d.version_id JOIN models m ON m.id = v.model_id
 """
+# PostgreSQL cannot type a bare ``:endpoint IS NULL``: the cast says it is text.
+_OF_ENDPOINT = "(CAST(:endpoint AS VARCHAR(200)) IS NULL OR d.endpoint = :endpoint)"
 _ACTIVE_AT = text(
-    _SELECT + "WHERE (:endpoint IS NULL OR d.endpoint = :endpoint) AND d.started_ms <= :at "
+    f"{_SELECT} WHERE {_OF_ENDPOINT} AND d.started_ms <= :at "
     "AND (d.stopped_ms IS NULL OR d.stopped_ms > :at) ORDER BY d.endpoint, d.started_ms, d.id"
 )
 _HISTORY = text(
-    _SELECT + "WHERE (:endpoint IS NULL OR d.endpoint = :endpoint) "
-    "ORDER BY d.started_ms DESC, d.id DESC LIMIT :limit"
+    f"{_SELECT} WHERE {_OF_ENDPOINT} ORDER BY d.started_ms DESC, d.id DESC LIMIT :limit"
 )
 _ONE = text(_SELECT + "WHERE d.id = :id")
 

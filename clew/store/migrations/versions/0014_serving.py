@@ -38,6 +38,22 @@ def upgrade() -> None:
         sa.Column("stopped_by", sa.String(length=200), nullable=True),
     )
     op.create_index("ix_deployments_endpoint_started", "deployments", ["endpoint", "started_ms"])
+    op.create_table(
+        "shadow_pairs",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column(
+            "deployment_id",
+            sa.String(length=26),
+            sa.ForeignKey("deployments.id"),
+            nullable=False,
+        ),
+        sa.Column("champion_call", sa.String(length=26), nullable=False),
+        sa.Column("shadow_call", sa.String(length=26), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
+        sa.Column("request_id", sa.String(length=200), nullable=False),
+        sa.Column("time_ms", sa.BigInteger(), nullable=False),
+    )
+    op.create_index("ix_shadow_pairs_deployment", "shadow_pairs", ["deployment_id", "time_ms"])
 
 
 def downgrade() -> None:
