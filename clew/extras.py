@@ -20,6 +20,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "s3": ("s3fs", "botocore"),
     "postgres": ("psycopg",),
     "monitor": ("scipy",),
+    "openlineage": ("openlineage",),
 }
 
 

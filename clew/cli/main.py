@@ -141,6 +141,11 @@ COMMANDS: dict[str, Listed] = {
         "monitor_app",
         "Model monitoring: baselines, checks, monitor runs, schedules and violations.",
     ),
+    "import": Listed(
+        "clew.cli.imports",
+        "app",
+        "Bring history from other tools (MLflow, DVC) into clew's lineage.",
+    ),
 }
 
 app = typer.Typer(

@@ -20,6 +20,7 @@ from clew.client import inputs, provenance
 from clew.client.audit import AuditMixin
 from clew.client.embedded import EmbeddedBackend
 from clew.client.governance import GovernanceMixin
+from clew.client.imports import Imports
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.monitor_runs import MonitorMixin
 from clew.client.monitoring import Monitoring
@@ -106,6 +107,7 @@ class Client(GovernanceMixin, PredictionsMixin, AuditMixin, WebhooksMixin, Monit
         self.lineage = Lineage(self)
         self.monitoring = Monitoring(self)
         self.openlineage = OpenLineage(self)
+        self.imports = Imports(self)
         self._metrics = MetricBuffer(self._write_metrics, self._write_fields)
         self._local = threading.local()
         self._captured: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
+from clew.client.remote_imports import RemoteMlflowImport
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
@@ -63,6 +64,7 @@ class RemoteBackend:
         self.monitor_schedules = RemoteMonitorSchedules(self._transport)
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self.openlineage = RemoteOpenLineage(self._transport)
+        self.mlflow_import = RemoteMlflowImport(self._transport)
         self._actor: str | None = None
 
     @property

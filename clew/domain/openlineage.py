@@ -100,10 +100,11 @@ def dataset_digest(namespace: str, name: str, version: str | None) -> str:
 
 def run_id_for(run_uuid: str) -> str:
     """The clew run id of an OpenLineage runId: the same 128 bits in ULID letters."""
-    return _ulid(uuid.UUID(run_uuid).int)
+    return ulid_from_int(uuid.UUID(run_uuid).int)
 
 
-def _ulid(value: int) -> str:
+def ulid_from_int(value: int) -> str:
+    """A 128-bit value as the 26 letters of a ULID (clew's id alphabet)."""
     return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
@@ -145,7 +146,7 @@ def parse_event(raw: Any, what: str = "the event") -> RunEvent:
         event_type=event_type,
         time_ms=_time_ms(event.get("eventTime"), what),
         run_uuid=str(run_uuid),
-        run_id=_ulid(run_uuid.int),
+        run_id=ulid_from_int(run_uuid.int),
         job_namespace=_text(job.get("namespace"), f"{what} job namespace"),
         job_name=_text(job.get("name"), f"{what} job name"),
         run_facets=_facets(run.get("facets"), f"{what} run"),

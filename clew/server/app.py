@@ -30,6 +30,7 @@ from clew.server.routes import (
     artifacts,
     audit,
     captures,
+    imports,
     lineage,
     monitor_runs,
     monitoring,
@@ -98,6 +99,7 @@ def create_app(
     app.include_router(monitor_runs.router)
     app.include_router(monitoring.router)
     app.include_router(openlineage.router)
+    app.include_router(imports.router)
     app.state.max_json_bytes = max_json_bytes
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)

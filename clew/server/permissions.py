@@ -127,6 +127,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,
     ("POST", f"{API}/lineage"): CONTRIBUTE,
+    ("POST", f"{API}/imports/mlflow/runs"): CONTRIBUTE,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
     ("GET", f"{API}/audit"): VIEW,
     ("GET", f"{API}/audit/verify"): VIEW,

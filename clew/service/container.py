@@ -13,6 +13,7 @@ from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
 from clew.service.lineage import LineageService
+from clew.service.mlflow_import import MlflowImportService
 from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
 from clew.service.monitor_schedules import MonitorScheduleService
@@ -49,6 +50,7 @@ class ServiceContainer:
         self.monitoring = MonitoringService(store)
         self.baselines = BaselineService(store)
         self.openlineage = OpenLineageService(store)
+        self.mlflow_import = MlflowImportService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
+    from clew.domain.imports import MlflowImportResult
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
@@ -442,6 +443,12 @@ class OpenLineage(Protocol):
     def receive(self, events: Any, actor: str) -> Received: ...
 
 
+class MlflowImport(Protocol):
+    """Pages of MLflow runs recorded in clew, idempotently."""
+
+    def import_runs(self, runs: Sequence[Mapping[str, Any]], actor: str) -> MlflowImportResult: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -500,6 +507,9 @@ class Backend(Protocol):
 
     @property
     def openlineage(self) -> OpenLineage: ...
+
+    @property
+    def mlflow_import(self) -> MlflowImport: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
