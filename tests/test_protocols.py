@@ -87,6 +87,7 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "monitoring",
         "openlineage",
         "mlflow_import",
+        "dvc_import",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

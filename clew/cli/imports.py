@@ -40,3 +40,22 @@ def mlflow(
     )
     for reason in result.skipped:
         console.print(f"[yellow]skipped:[/] {reason}")
+
+
+@app.command("dvc")
+def dvc(
+    path: Annotated[str, typer.Argument(help="The DVC project's directory.")] = ".",
+    format: FormatOption = Format.table,
+) -> None:
+    """Import a DVC project's stages (dvc.lock) as runs; again after `dvc repro` adds only
+    the stages that changed."""
+    result = clew.get_client().imports.dvc(path)
+    if format is Format.json:
+        output.print_json(result.to_dict())
+        return
+    console.print(
+        f"imported {result.imported} stages ({result.artifacts} new artifacts); "
+        f"{result.already} unchanged since the last import."
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clew.domain.imports import MlflowImportResult
+from clew.domain.imports import DvcImportResult, MlflowImportResult
 
 if TYPE_CHECKING:
     from clew.client.client import Client
@@ -42,3 +42,16 @@ class Imports:
                 total.add(service.import_runs(page.runs, self._client.actor))
             total.skipped.extend(page.skipped)
         return total
+
+    def dvc(self, path: str | Path = ".") -> DvcImportResult:
+        """Import the stages of the DVC project at ``path`` as ``dvc.lock`` records them;
+        stages imported before (same lock entry) are left alone. Files whose bytes are in
+        neither the DVC cache nor the workspace are recorded by reference and named in
+        ``notes``."""
+        from clew.integrations.dvc_project import read_project
+
+        project = read_project(Path(path))
+        service = self._client._service.dvc_import
+        result = service.import_stages(project.name, project.stages, self._client.actor)
+        result.notes.extend(project.notes)
+        return result

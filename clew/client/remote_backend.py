@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from clew.client.remote_artifacts import RemoteArtifacts
 from clew.client.remote_audit import RemoteAudit
 from clew.client.remote_blobs import RemoteBlobStore
-from clew.client.remote_imports import RemoteMlflowImport
+from clew.client.remote_imports import RemoteDvcImport, RemoteMlflowImport
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
@@ -65,6 +65,7 @@ class RemoteBackend:
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self.openlineage = RemoteOpenLineage(self._transport)
         self.mlflow_import = RemoteMlflowImport(self._transport)
+        self.dvc_import = RemoteDvcImport(self._transport)
         self._actor: str | None = None
 
     @property

@@ -34,3 +34,23 @@ class MlflowImportResult:
             "artifacts": self.artifacts,
             "skipped": self.skipped,
         }
+
+
+@dataclass
+class DvcImportResult:
+    """What a DVC import recorded: a clew run per stage that changed since the last import."""
+
+    runs: dict[str, str] = field(default_factory=dict)
+    imported: int = 0
+    already: int = 0
+    artifacts: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "imported": self.imported,
+            "already": self.already,
+            "artifacts": self.artifacts,
+            "notes": self.notes,
+        }

@@ -12,6 +12,7 @@ from __future__ import annotations
 from clew.service.approvals import ApprovalService
 from clew.service.artifacts import ArtifactService
 from clew.service.baselines import BaselineService
+from clew.service.dvc_import import DvcImportService
 from clew.service.lineage import LineageService
 from clew.service.mlflow_import import MlflowImportService
 from clew.service.model_quality import ModelQualityService
@@ -51,6 +52,7 @@ class ServiceContainer:
         self.baselines = BaselineService(store)
         self.openlineage = OpenLineageService(store)
         self.mlflow_import = MlflowImportService(store)
+        self.dvc_import = DvcImportService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from clew.domain.audit import AuditEntry, AuditVerification
     from clew.domain.baselines import Baseline
     from clew.domain.captures import BatchWriter, CapturedPrediction
-    from clew.domain.imports import MlflowImportResult
+    from clew.domain.imports import DvcImportResult, MlflowImportResult
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
@@ -449,6 +449,14 @@ class MlflowImport(Protocol):
     def import_runs(self, runs: Sequence[Mapping[str, Any]], actor: str) -> MlflowImportResult: ...
 
 
+class DvcImport(Protocol):
+    """DVC pipeline stages recorded in clew; stages imported before are left alone."""
+
+    def import_stages(
+        self, project: str, stages: Sequence[Mapping[str, Any]], actor: str
+    ) -> DvcImportResult: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -510,6 +518,9 @@ class Backend(Protocol):
 
     @property
     def mlflow_import(self) -> MlflowImport: ...
+
+    @property
+    def dvc_import(self) -> DvcImport: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
