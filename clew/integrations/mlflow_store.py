@@ -58,26 +58,42 @@ def read_pages(
     from mlflow.entities import ViewType
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    page = Page()
+    batch: list[tuple[Experiment, Run]] = []
+    skipped: list[str] = []
     for experiment in client.search_experiments(view_type=ViewType.ALL):
         for run in _runs(client, experiment.experiment_id):
             problem = _skip_reason(experiment, run)
             if problem:
-                page.skipped.append(problem)
+                skipped.append(problem)
                 continue
-            try:
-                page.runs.append(_run(client, experiment, run, put if artifacts else None))
-            except MissingArtifact as missing:
-                page.skipped.append(
-                    f"MLflow run {run.info.run_id} ({run.info.run_name}) has artifacts under "
-                    f"{missing.path!r} that MLflow cannot read ({missing.why}), so the run was "
-                    "not imported; restore the files and import again."
-                )
-            if len(page.runs) >= page_runs:
-                yield page
-                page = Page()
-    if page.runs or page.skipped:
-        yield page
+            batch.append((experiment, run))
+            if len(batch) >= page_runs:
+                yield _page(client, batch, put if artifacts else None, skipped)
+                batch, skipped = [], []
+    if batch or skipped:
+        yield _page(client, batch, put if artifacts else None, skipped)
+
+
+def _page(
+    client: MlflowClient, batch: list[tuple[Experiment, Run]], put: Put | None, skipped: list[str]
+) -> Page:
+    """A page of runs with their full metric histories (read in bulk where MLflow's store
+    can, one history per run and key where it cannot) and their artifacts."""
+    histories = _histories(client, [run for _, run in batch])
+    page = Page(skipped=skipped)
+    for experiment, run in batch:
+        try:
+            page.runs.append(_run(client, experiment, run, histories, put))
+        except MissingArtifact as missing:
+            page.skipped.append(
+                f"MLflow run {run.info.run_id} ({run.info.run_name}) has artifacts under "
+                f"{missing.path!r} that MLflow cannot read ({missing.why}), so the run was "
+                "not imported; restore the files and import again."
+            )
+    return page
+
+
+History = dict[tuple[str, str], list[list[Any]]]
 
 
 def _runs(client: MlflowClient, experiment_id: str) -> Iterator[Run]:
@@ -94,6 +110,30 @@ def _runs(client: MlflowClient, experiment_id: str) -> Iterator[Run]:
             return
 
 
+def _histories(client: MlflowClient, runs: list[Run]) -> History:
+    """Every point of every metric of ``runs``: per key, one query for the whole page when
+    the tracking store offers ``get_metric_history_bulk`` (MLflow's SQL stores do)."""
+    found: History = {}
+    bulk = getattr(client._tracking_client.store, "get_metric_history_bulk", None)
+    keys: dict[str, list[str]] = {}
+    for run in runs:
+        for key in run.data.metrics:
+            keys.setdefault(key, []).append(run.info.run_id)
+    for key, run_ids in keys.items():
+        if bulk is None:
+            for run_id in run_ids:
+                found[(run_id, key)] = [
+                    [key, m.value, m.step, m.timestamp]
+                    for m in client.get_metric_history(run_id, key)
+                ]
+            continue
+        for point in bulk(run_ids, key, max_results=2**62):
+            found.setdefault((point.run_id, key), []).append(
+                [key, point.value, point.step, point.timestamp]
+            )
+    return found
+
+
 def _skip_reason(experiment: Experiment, run: Run) -> str | None:
     info = run.info
     if info.lifecycle_stage == "deleted" or experiment.lifecycle_stage == "deleted":
@@ -104,12 +144,11 @@ def _skip_reason(experiment: Experiment, run: Run) -> str | None:
     return None
 
 
-def _run(client: MlflowClient, experiment: Experiment, run: Run, put: Put | None) -> dict[str, Any]:
+def _run(
+    client: MlflowClient, experiment: Experiment, run: Run, histories: History, put: Put | None
+) -> dict[str, Any]:
     info, data = run.info, run.data
-    points = []
-    for key in data.metrics:
-        for metric in client.get_metric_history(info.run_id, key):
-            points.append([key, metric.value, metric.step, metric.timestamp])
+    points = [point for key in data.metrics for point in histories.get((info.run_id, key), [])]
     return {
         "run_id": info.run_id,
         "experiment": experiment.name,
