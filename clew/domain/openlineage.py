@@ -18,7 +18,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from clew.domain import digests, records
@@ -304,3 +304,85 @@ def merged(events: Sequence[RunEvent]) -> dict[str, list[RunEvent]]:
     for group in groups.values():
         group.sort(key=lambda event: event.time_ms)
     return groups
+
+
+# --- out: clew's runs as OpenLineage events ---------------------------------------------------
+
+PRODUCER = "https://github.com/clew-ml/clew"
+RUN_EVENT_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+_FINAL_EVENT = {records.FINISHED: "COMPLETE", records.FAILED: "FAIL", records.KILLED: "ABORT"}
+
+
+def uuid_for(run_id: str) -> str:
+    """The OpenLineage runId of a clew run: its ULID's 128 bits as a UUID (the inverse of
+    ``run_id_for``, so a run that came from OpenLineage goes back under its own runId)."""
+    value = 0
+    for char in run_id.upper():
+        value = value * 32 + _ALPHABET.index(char)
+    return str(uuid.UUID(int=value))
+
+
+def run_events(
+    run: records.RunRecord,
+    inputs: Sequence[records.ArtifactRecord],
+    outputs: Sequence[records.ArtifactRecord],
+    namespace: str,
+) -> list[dict[str, Any]]:
+    """A clew run as the RunEvents a consumer (Marquez, clew) expects: START at its start,
+    then COMPLETE, FAIL or ABORT at its end (none while it is still running)."""
+    job = {"namespace": namespace, "name": f"{run.experiment}.{run.name}", "facets": {}}
+    base = {
+        "run": {"runId": uuid_for(run.id), "facets": {}},
+        "job": job,
+        "producer": PRODUCER,
+        "schemaURL": RUN_EVENT_SCHEMA,
+    }
+    events = [
+        {
+            "eventType": "START",
+            "eventTime": _iso(run.start_ms),
+            **base,
+            "inputs": [_dataset(item, namespace) for item in inputs],
+            "outputs": [],
+        }
+    ]
+    final = _FINAL_EVENT.get(run.status)
+    if final is not None:
+        events.append(
+            {
+                "eventType": final,
+                "eventTime": _iso(run.end_ms if run.end_ms is not None else run.start_ms),
+                **base,
+                "inputs": [_dataset(item, namespace) for item in inputs],
+                "outputs": [_dataset(item, namespace) for item in outputs],
+            }
+        )
+    return events
+
+
+def _dataset(artifact: records.ArtifactRecord, namespace: str) -> dict[str, Any]:
+    """An artifact as an OpenLineage dataset: the one it came from, when it came from one."""
+    came_from = artifact.properties.get(KEY_IN, {})
+    if came_from.get("namespace") and came_from.get("name"):
+        return {"namespace": came_from["namespace"], "name": came_from["name"], "facets": {}}
+    version = {
+        "_producer": PRODUCER,
+        "_schemaURL": _VERSION_SCHEMA,
+        "datasetVersion": artifact.digest,
+    }
+    return {
+        "namespace": namespace,
+        "name": f"{artifact.type}/{artifact.name}",
+        "facets": {"version": version},
+    }
+
+
+KEY_IN = "openlineage"
+_VERSION_SCHEMA = (
+    "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json"
+    "#/$defs/DatasetVersionDatasetFacet"
+)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
