@@ -31,6 +31,7 @@ from clew.client.webhooks import WebhooksMixin
 from clew.domain import digests, records
 from clew.domain.blobs import Progress
 from clew.domain.lineage import IngestResult, LineageResult
+from clew.domain.prov import to_prov_json
 from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import InvalidInputError
 
@@ -79,6 +80,14 @@ class Lineage:
         self, ref: str, max_depth: int = 10, types: Sequence[str] | None = None
     ) -> LineageResult:
         return self._service.downstream(ref, max_depth, types)
+
+    def prov(self, ref: str, max_depth: int = 10, direction: str = "upstream") -> dict[str, Any]:
+        """The thread of ``ref`` (upstream: what made it; downstream: what it made) as a W3C
+        PROV-JSON document, for tools that speak the standard."""
+        if direction not in ("upstream", "downstream"):
+            raise InvalidInputError("direction is 'upstream' or 'downstream'.")
+        walk = self.upstream if direction == "upstream" else self.downstream
+        return to_prov_json(walk(ref, max_depth))
 
     def feature_groups_from_data_source(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
         return self._service.feature_groups_from_data_source(ref, max_depth)
