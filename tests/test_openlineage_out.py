@@ -30,7 +30,7 @@ def test_a_finished_run_arrives_as_start_and_complete_with_its_datasets(
         run.log_output(pd.DataFrame({"tenure": [0.1, 0.5]}), name="churn-train")
     assert client.openlineage.emit(run.id, running.url, api_key=token) == 2
 
-    downstream = clew.connect(running.url, token=token)
+    downstream = clew.Client(running.url, token=token)
     arrived = downstream.get_run(run.id)
     assert run_id_for(uuid_for(run.id)) == run.id
     assert (arrived.status, arrived.name, arrived.experiment) == ("FINISHED", "churn.prep", "clew")
@@ -54,7 +54,7 @@ def test_a_running_run_sends_only_its_start(
     run = client.start_run(experiment="churn", name="long")
     assert client.openlineage.emit(run.id, running.url, api_key=token) == 1
     run.end()
-    downstream = clew.connect(running.url, token=token)
+    downstream = clew.Client(running.url, token=token)
     assert downstream.get_run(run.id).status == "RUNNING"
     downstream.close()
 
