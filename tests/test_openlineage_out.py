@@ -8,16 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from server_fixtures import RunningServer, serve, server_store
+from server_fixtures import RunningServer, serve
 
 import clew
 from clew.domain.openlineage import run_id_for, uuid_for
 from clew.errors import InvalidInputError, ServerUnavailableError
+from clew.store.location import open_store
 
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
-    for running in serve(*server_store(tmp_path, "consumer-store")):
+    # A store of its own (a SQLite directory) on every backend: under postgres-s3 the test
+    # database is the producer's, and a consumer sharing it would already hold the run.
+    for running in serve(open_store(tmp_path / "consumer"), tmp_path / "consumer"):
         yield running, running.user("marquez")
 
 
