@@ -1,7 +1,8 @@
 """Reading an MLflow tracking store with MLflow's own client, page by page, as plain values.
 
 Whatever MLflow can open (a SQLite or PostgreSQL backend, a file store, a tracking server)
-clew can import: experiments, runs with params, tags and full metric histories, and run
+clew can import (on MLflow's SQL stores the metric histories of a page of runs are read in one
+query of MLflow's own ``metrics`` table): experiments, runs with params, tags and full metric histories, and run
 artifacts, whose bytes are handed to ``put`` (clew's blob store) as they are downloaded so
 the page that names them can be recorded. Runs MLflow has deleted, and runs with an artifact
 MLflow lists but cannot deliver, are not imported; each becomes one sentence in ``skipped``
@@ -111,26 +112,39 @@ def _runs(client: MlflowClient, experiment_id: str) -> Iterator[Run]:
 
 
 def _histories(client: MlflowClient, runs: list[Run]) -> History:
-    """Every point of every metric of ``runs``: per key, one query for the whole page when
-    the tracking store offers ``get_metric_history_bulk`` (MLflow's SQL stores do)."""
+    """Every point of every metric of ``runs``: one query for the page on MLflow's SQL stores
+    (its own ``metrics`` table, read without building an ORM object per point), else one
+    history per run and key through the client."""
+    store = client._tracking_client.store
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        return _sql_histories(engine, [run.info.run_id for run in runs])
     found: History = {}
-    bulk = getattr(client._tracking_client.store, "get_metric_history_bulk", None)
-    keys: dict[str, list[str]] = {}
     for run in runs:
         for key in run.data.metrics:
-            keys.setdefault(key, []).append(run.info.run_id)
-    for key, run_ids in keys.items():
-        if bulk is None:
-            for run_id in run_ids:
-                found[(run_id, key)] = [
-                    [key, m.value, m.step, m.timestamp]
-                    for m in client.get_metric_history(run_id, key)
-                ]
-            continue
-        for point in bulk(run_ids, key, max_results=2**62):
-            found.setdefault((point.run_id, key), []).append(
-                [key, point.value, point.step, point.timestamp]
-            )
+            history = client.get_metric_history(run.info.run_id, key)
+            found[(run.info.run_id, key)] = [[key, m.value, m.step, m.timestamp] for m in history]
+    return found
+
+
+def _sql_histories(engine: Any, run_ids: list[str]) -> History:
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import select
+
+    table = SqlMetric.__table__
+    query = select(
+        table.c.run_uuid,
+        table.c.key,
+        table.c.value,
+        table.c.step,
+        table.c.timestamp,
+        table.c.is_nan,
+    ).where(table.c.run_uuid.in_(run_ids))
+    found: History = {}
+    with engine.connect() as connection:
+        for run_id, key, value, step, stamp, is_nan in connection.execute(query):
+            point = [key, float("nan") if is_nan else value, step, stamp]
+            found.setdefault((run_id, key), []).append(point)
     return found
 
 
