@@ -1,10 +1,10 @@
 """Reading an MLflow tracking store with MLflow's own client, page by page, as plain values.
 
 Whatever MLflow can open (a SQLite or PostgreSQL backend, a file store, a tracking server)
-clew can import (on MLflow's SQL stores the metric histories of a page of runs are read in one
-query of MLflow's own ``metrics`` table): experiments, runs with params, tags and full metric
-histories, and run artifacts, whose bytes are handed to ``put`` (clew's blob store) as they
-are downloaded so the page that names them can be recorded. Runs MLflow has deleted, and runs with an artifact
+clew can import: experiments, runs with params, tags and full metric histories (on MLflow's
+SQL stores a page's histories come from one query of MLflow's own ``metrics`` table), and run
+artifacts, whose bytes are handed to ``put`` (clew's blob store) as they are downloaded so the
+page that names them can be recorded. Runs MLflow has deleted, and runs with an artifact
 MLflow lists but cannot deliver, are not imported; each becomes one sentence in ``skipped``
 (a later import brings them once they are restored).
 """
