@@ -27,6 +27,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
     "cards": ("fpdf",),
     "exports": ("openpyxl",),
+    "openlineage": ("openlineage",),
 }
 
 

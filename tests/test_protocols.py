@@ -92,6 +92,8 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "reviews",
         "cards",
         "exports",
+        "mlflow_import",
+        "dvc_import",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

@@ -11,12 +11,14 @@ import clew
 from clew.cli import output
 from clew.cli.output import console
 from clew.domain.lineage import LineageResult
+from clew.domain.prov import to_prov_json
 
 
 class LineageFormat(StrEnum):
     table = "table"
     json = "json"
     dot = "dot"
+    prov_json = "prov-json"
 
 
 SHAPES = {"run": "box", "artifact": "ellipse", "context": "folder"}
@@ -42,7 +44,11 @@ def lineage(
     ] = None,
     format: Annotated[
         LineageFormat,
-        typer.Option("--format", "-f", help="table, json or dot (Graphviz DOT text)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, json, dot (Graphviz DOT text) or prov-json (W3C PROV-JSON).",
+        ),
     ] = LineageFormat.table,
 ) -> None:
     """Walk the lineage graph from REF."""
@@ -50,6 +56,8 @@ def lineage(
     result = walk(ref, max_depth=depth, types=types or None)
     if format is LineageFormat.json:
         output.print_json(result.to_dict())
+    elif format is LineageFormat.prov_json:
+        output.print_json(to_prov_json(result))
     elif format is LineageFormat.dot:
         typer.echo(to_dot(result))
     else:

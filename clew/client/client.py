@@ -26,6 +26,7 @@ from clew.client.explain import ExplainMixin
 from clew.client.exports import ExportsMixin
 from clew.client.findings import FindingsMixin
 from clew.client.governance import GovernanceMixin
+from clew.client.imports import Imports
 from clew.client.metrics_buffer import MetricBuffer, Point
 from clew.client.monitor_runs import MonitorMixin
 from clew.client.monitoring import Monitoring
@@ -36,6 +37,7 @@ from clew.client.webhooks import WebhooksMixin
 from clew.domain import digests, records
 from clew.domain.blobs import Progress
 from clew.domain.lineage import IngestResult, LineageResult
+from clew.domain.prov import to_prov_json
 from clew.domain.records import ArtifactRecord, RunRecord
 from clew.errors import InvalidInputError
 
@@ -86,6 +88,14 @@ class Lineage:
     ) -> LineageResult:
         return self._service.downstream(ref, max_depth, types)
 
+    def prov(self, ref: str, max_depth: int = 10, direction: str = "upstream") -> dict[str, Any]:
+        """The thread of ``ref`` (upstream: what made it; downstream: what it made) as a W3C
+        PROV-JSON document, for tools that speak the standard."""
+        if direction not in ("upstream", "downstream"):
+            raise InvalidInputError("direction is 'upstream' or 'downstream'.")
+        walk = self.upstream if direction == "upstream" else self.downstream
+        return to_prov_json(walk(ref, max_depth))
+
     def feature_groups_from_data_source(self, ref: str, max_depth: int = 10) -> pd.DataFrame:
         return self._service.feature_groups_from_data_source(ref, max_depth)
 
@@ -125,6 +135,7 @@ class Client(
         self.lineage = Lineage(self)
         self.monitoring = Monitoring(self)
         self.openlineage = OpenLineage(self)
+        self.imports = Imports(self)
         self._metrics = MetricBuffer(self._write_metrics, self._write_fields)
         self._local = threading.local()
         self._captured: dict[str, Any] = {}

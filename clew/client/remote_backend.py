@@ -19,6 +19,7 @@ from clew.client.remote_deployments import RemoteDeployments
 from clew.client.remote_explain import RemoteReports
 from clew.client.remote_exports import RemoteExports
 from clew.client.remote_findings import RemoteFindings, RemoteReviews
+from clew.client.remote_imports import RemoteDvcImport, RemoteMlflowImport
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
@@ -78,6 +79,8 @@ class RemoteBackend:
         self.reviews = RemoteReviews(self._transport)
         self.cards = RemoteCards(self._transport, self.registry)
         self.exports = RemoteExports(self._transport, self.registry)
+        self.mlflow_import = RemoteMlflowImport(self._transport)
+        self.dvc_import = RemoteDvcImport(self._transport)
         self._actor: str | None = None
 
     @property

@@ -18,7 +18,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from clew.domain import digests, records
@@ -100,10 +100,11 @@ def dataset_digest(namespace: str, name: str, version: str | None) -> str:
 
 def run_id_for(run_uuid: str) -> str:
     """The clew run id of an OpenLineage runId: the same 128 bits in ULID letters."""
-    return _ulid(uuid.UUID(run_uuid).int)
+    return ulid_from_int(uuid.UUID(run_uuid).int)
 
 
-def _ulid(value: int) -> str:
+def ulid_from_int(value: int) -> str:
+    """A 128-bit value as the 26 letters of a ULID (clew's id alphabet)."""
     return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
@@ -145,7 +146,7 @@ def parse_event(raw: Any, what: str = "the event") -> RunEvent:
         event_type=event_type,
         time_ms=_time_ms(event.get("eventTime"), what),
         run_uuid=str(run_uuid),
-        run_id=_ulid(run_uuid.int),
+        run_id=ulid_from_int(run_uuid.int),
         job_namespace=_text(job.get("namespace"), f"{what} job namespace"),
         job_name=_text(job.get("name"), f"{what} job name"),
         run_facets=_facets(run.get("facets"), f"{what} run"),
@@ -303,3 +304,85 @@ def merged(events: Sequence[RunEvent]) -> dict[str, list[RunEvent]]:
     for group in groups.values():
         group.sort(key=lambda event: event.time_ms)
     return groups
+
+
+# --- out: clew's runs as OpenLineage events ---------------------------------------------------
+
+PRODUCER = "https://github.com/clew-ml/clew"
+RUN_EVENT_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+_FINAL_EVENT = {records.FINISHED: "COMPLETE", records.FAILED: "FAIL", records.KILLED: "ABORT"}
+
+
+def uuid_for(run_id: str) -> str:
+    """The OpenLineage runId of a clew run: its ULID's 128 bits as a UUID (the inverse of
+    ``run_id_for``, so a run that came from OpenLineage goes back under its own runId)."""
+    value = 0
+    for char in run_id.upper():
+        value = value * 32 + _ALPHABET.index(char)
+    return str(uuid.UUID(int=value))
+
+
+def run_events(
+    run: records.RunRecord,
+    inputs: Sequence[records.ArtifactRecord],
+    outputs: Sequence[records.ArtifactRecord],
+    namespace: str,
+) -> list[dict[str, Any]]:
+    """A clew run as the RunEvents a consumer (Marquez, clew) expects: START at its start,
+    then COMPLETE, FAIL or ABORT at its end (none while it is still running)."""
+    job = {"namespace": namespace, "name": f"{run.experiment}.{run.name}", "facets": {}}
+    base = {
+        "run": {"runId": uuid_for(run.id), "facets": {}},
+        "job": job,
+        "producer": PRODUCER,
+        "schemaURL": RUN_EVENT_SCHEMA,
+    }
+    events = [
+        {
+            "eventType": "START",
+            "eventTime": _iso(run.start_ms),
+            **base,
+            "inputs": [_dataset(item, namespace) for item in inputs],
+            "outputs": [],
+        }
+    ]
+    final = _FINAL_EVENT.get(run.status)
+    if final is not None:
+        events.append(
+            {
+                "eventType": final,
+                "eventTime": _iso(run.end_ms if run.end_ms is not None else run.start_ms),
+                **base,
+                "inputs": [_dataset(item, namespace) for item in inputs],
+                "outputs": [_dataset(item, namespace) for item in outputs],
+            }
+        )
+    return events
+
+
+def _dataset(artifact: records.ArtifactRecord, namespace: str) -> dict[str, Any]:
+    """An artifact as an OpenLineage dataset: the one it came from, when it came from one."""
+    came_from = artifact.properties.get(KEY_IN, {})
+    if came_from.get("namespace") and came_from.get("name"):
+        return {"namespace": came_from["namespace"], "name": came_from["name"], "facets": {}}
+    version = {
+        "_producer": PRODUCER,
+        "_schemaURL": _VERSION_SCHEMA,
+        "datasetVersion": artifact.digest,
+    }
+    return {
+        "namespace": namespace,
+        "name": f"{artifact.type}/{artifact.name}",
+        "facets": {"version": version},
+    }
+
+
+KEY_IN = "openlineage"
+_VERSION_SCHEMA = (
+    "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json"
+    "#/$defs/DatasetVersionDatasetFacet"
+)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")

@@ -31,6 +31,7 @@ from clew.server.routes import (
     audit,
     captures,
     deployments,
+    imports,
     lineage,
     monitor_runs,
     monitoring,
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(deployments.router)
     app.include_router(shadows.router)
     app.include_router(openlineage.router)
+    app.include_router(imports.router)
     app.state.max_json_bytes = max_json_bytes
     app.include_router(reproductions.router)
     app.include_router(explain_routes.router)

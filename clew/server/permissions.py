@@ -142,6 +142,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,
     ("POST", f"{API}/lineage"): CONTRIBUTE,
+    ("POST", f"{API}/imports/mlflow/runs"): CONTRIBUTE,
+    ("POST", f"{API}/imports/dvc/stages"): CONTRIBUTE,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
     ("GET", f"{API}/audit"): VIEW,
     ("GET", f"{API}/audit/verify"): VIEW,

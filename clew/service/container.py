@@ -17,7 +17,9 @@ from clew.service.cards import CardService
 from clew.service.deployments import DeploymentService
 from clew.service.exports import ExportService
 from clew.service.findings import FindingService
+from clew.service.dvc_import import DvcImportService
 from clew.service.lineage import LineageService
+from clew.service.mlflow_import import MlflowImportService
 from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
 from clew.service.monitor_schedules import MonitorScheduleService
@@ -65,6 +67,8 @@ class ServiceContainer:
         self.reviews = ReviewService(store)
         self.cards = CardService(store)
         self.exports = ExportService(store)
+        self.mlflow_import = MlflowImportService(store)
+        self.dvc_import = DvcImportService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from clew.domain.cards import Card
     from clew.domain.deployments import Deployment, DeploymentList, ShadowPair, ShadowReport
     from clew.domain.findings import Finding, Review, ReviewStatus
+    from clew.domain.imports import DvcImportResult, MlflowImportResult
     from clew.domain.keys import RotationRequest, SignedStatement, SigningKey, UserKey
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
@@ -564,6 +565,18 @@ class Exports(Protocol):
     def sr11_7_inventory(self) -> list[dict[str, Any]]: ...
 
     def annex_iv(self, ref: str) -> dict[str, Any]: ...
+class MlflowImport(Protocol):
+    """Pages of MLflow runs recorded in clew, idempotently."""
+
+    def import_runs(self, runs: Sequence[Mapping[str, Any]], actor: str) -> MlflowImportResult: ...
+
+
+class DvcImport(Protocol):
+    """DVC pipeline stages recorded in clew; stages imported before are left alone."""
+
+    def import_stages(
+        self, project: str, stages: Sequence[Mapping[str, Any]], actor: str
+    ) -> DvcImportResult: ...
 
 
 class Backend(Protocol):
@@ -648,6 +661,10 @@ class Backend(Protocol):
 
     @property
     def exports(self) -> Exports: ...
+    def mlflow_import(self) -> MlflowImport: ...
+
+    @property
+    def dvc_import(self) -> DvcImport: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Request
 
 from clew.errors import InvalidInputError
 from clew.server.deps import ActorDep, ServicesDep
@@ -25,18 +24,23 @@ router = APIRouter(prefix="/api/v1", tags=["lineage"], route_class=PlainRoute)
 _CHUNK = 1024 * 1024
 
 
+async def _body(request: Request) -> bytes:
+    return await request.body()
+
+
 @router.post("/lineage", status_code=201)
-async def receive(request: Request, services: ServicesDep, actor: ActorDep) -> dict[str, Any]:
-    """OpenLineage RunEvents (one, or a list) into the lineage graph, in one transaction."""
-    body = await request.body()
+def receive(
+    request: Request,
+    body: Annotated[bytes, Depends(_body)],
+    services: ServicesDep,
+    actor: ActorDep,
+) -> dict[str, Any]:
+    """OpenLineage RunEvents (one, or a list) into the lineage graph, in one transaction
+    (synchronous, so a retried request with the same Idempotency-Key lands once)."""
     limit = getattr(request.app.state, "max_json_bytes", MAX_JSON_BYTES)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-
-    def work() -> dict[str, Any]:
-        events = check_depth(_json(_decoded(body, encoding, limit)), "the OpenLineage body")
-        return services.openlineage.receive(events, actor).to_dict()
-
-    return await run_in_threadpool(work)
+    events = check_depth(_json(_decoded(body, encoding, limit)), "the OpenLineage body")
+    return services.openlineage.receive(events, actor).to_dict()
 
 
 def _decoded(body: bytes, encoding: str, limit: int) -> bytes:

@@ -1,0 +1,33 @@
+"""Imports from other tools over HTTP: each page the SDK read is one request, one transaction
+on the server, returning the same values as the import services."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clew.client.transport import Transport
+from clew.domain.imports import DvcImportResult, MlflowImportResult
+
+
+class RemoteMlflowImport:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def import_runs(self, runs: Sequence[Mapping[str, Any]], actor: str) -> MlflowImportResult:
+        """``actor`` is the token's user on the server."""
+        data = self._t.call("POST", "/imports/mlflow/runs", json_body={"runs": list(runs)})
+        return MlflowImportResult(**data)
+
+
+class RemoteDvcImport:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def import_stages(
+        self, project: str, stages: Sequence[Mapping[str, Any]], actor: str
+    ) -> DvcImportResult:
+        """``actor`` is the token's user on the server."""
+        body = {"project": project, "stages": list(stages)}
+        data = self._t.call("POST", "/imports/dvc/stages", json_body=body)
+        return DvcImportResult(**data)
