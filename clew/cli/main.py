@@ -161,6 +161,7 @@ COMMANDS: dict[str, Listed] = {
         "clew.cli.findings",
         "review_app",
         "Model reviews by risk tier: record one, see what is due, raise overdue events.",
+    ),
     "import": Listed(
         "clew.cli.imports",
         "app",

@@ -15,9 +15,9 @@ from clew.service.baselines import BaselineService
 from clew.service.bias import ReportService
 from clew.service.cards import CardService
 from clew.service.deployments import DeploymentService
+from clew.service.dvc_import import DvcImportService
 from clew.service.exports import ExportService
 from clew.service.findings import FindingService
-from clew.service.dvc_import import DvcImportService
 from clew.service.lineage import LineageService
 from clew.service.mlflow_import import MlflowImportService
 from clew.service.model_quality import ModelQualityService
