@@ -71,6 +71,11 @@ COMMANDS: dict[str, Listed] = {
         "trace",
         "Walk from a prediction to its model version, approvals, training run and data.",
     ),
+    "reproduce": Listed(
+        "clew.cli.reproduce",
+        "reproduce",
+        "Re-run a version from its recorded commit, inputs and command; sign the verdict.",
+    ),
     "serve": Listed(
         "clew.cli.serve",
         "serve",

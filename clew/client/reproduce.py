@@ -300,10 +300,12 @@ def _build_environment(plan: ReproductionPlan, venv: Path) -> str:
 
 def _clew_source() -> str:
     """This clew, installed into the built environment so the re-run can record."""
-    import clew
+    import importlib.metadata
 
-    project = Path(clew.__file__).resolve().parents[1]
-    return str(project) if (project / "pyproject.toml").exists() else f"clew=={clew.__version__}"
+    project = Path(__file__).resolve().parents[2]
+    if (project / "pyproject.toml").exists():
+        return str(project)
+    return f"clew=={importlib.metadata.version('clew')}"
 
 
 # --- the run --------------------------------------------------------------------------------
