@@ -86,6 +86,7 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "monitor_schedules",
         "monitoring",
         "reproductions",
+        "pipelines",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

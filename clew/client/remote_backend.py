@@ -17,6 +17,7 @@ from clew.client.remote_blobs import RemoteBlobStore
 from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
+from clew.client.remote_pipelines import RemotePipelines
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
@@ -63,6 +64,7 @@ class RemoteBackend:
         self.monitor_schedules = RemoteMonitorSchedules(self._transport)
         self.monitoring = RemoteMonitoring(self._transport, self.registry)
         self.reproductions = RemoteReproductions(self._transport, self.registry)
+        self.pipelines = RemotePipelines(self._transport)
         self._actor: str | None = None
 
     @property

@@ -34,6 +34,7 @@ from clew.server.routes import (
     monitor_runs,
     monitoring,
     operations,
+    pipelines,
     predictions,
     registry,
     reproductions,
@@ -98,6 +99,7 @@ def create_app(
     app.include_router(monitor_runs.router)
     app.include_router(monitoring.router)
     app.include_router(reproductions.router)
+    app.include_router(pipelines.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

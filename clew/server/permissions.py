@@ -128,6 +128,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/reproductions"): Rule(
         Role.CONTRIBUTOR, model_param="name"
     ),
+    # pipelines: the step cache and executions are views (steps write through /runs)
+    ("GET", f"{API}/pipelines/cached-step"): VIEW,
+    ("GET", f"{API}/pipelines/{{ref}}"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,

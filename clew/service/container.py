@@ -17,6 +17,7 @@ from clew.service.model_quality import ModelQualityService
 from clew.service.monitor_runs import MonitorRunService
 from clew.service.monitor_schedules import MonitorScheduleService
 from clew.service.monitoring_checks import MonitoringService
+from clew.service.pipelines import PipelineService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
@@ -49,6 +50,7 @@ class ServiceContainer:
         self.monitoring = MonitoringService(store)
         self.baselines = BaselineService(store)
         self.reproductions = ReproductionService(store)
+        self.pipelines = PipelineService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
     from clew.domain.monitoring import CheckReport, Window
+    from clew.domain.pipelines import PipelineView
     from clew.domain.policy import StoredPolicy
     from clew.domain.quality import QualitySpec
     from clew.domain.records import (
@@ -444,6 +445,14 @@ class Reproductions(Protocol):
     def record(self, ref: str, findings: Mapping[str, Any], actor: str) -> ReproductionReport: ...
 
 
+class Pipelines(Protocol):
+    """The step cache and pipeline executions."""
+
+    def find_cached_step(self, key: str) -> RunRecord | None: ...
+
+    def show(self, ref: str) -> PipelineView: ...
+
+
 class Backend(Protocol):
     """Every service of one store, in this process or behind a server."""
 
@@ -502,6 +511,9 @@ class Backend(Protocol):
 
     @property
     def reproductions(self) -> Reproductions: ...
+
+    @property
+    def pipelines(self) -> Pipelines: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 

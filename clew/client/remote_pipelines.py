@@ -1,0 +1,22 @@
+"""``RemotePipelines``: the step cache and pipeline executions on a clew server."""
+
+from __future__ import annotations
+
+from clew.client.remote_runs import run_from_wire
+from clew.client.transport import Transport
+from clew.domain.pipelines import PipelineView
+from clew.domain.records import RunRecord
+
+
+class RemotePipelines:
+    """``PipelineService`` over HTTP."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def find_cached_step(self, key: str) -> RunRecord | None:
+        found = self._t.call("GET", "/pipelines/cached-step", params={"key": key})["run"]
+        return run_from_wire(found) if found else None
+
+    def show(self, ref: str) -> PipelineView:
+        return PipelineView.from_dict(self._t.call("GET", f"/pipelines/{ref}"))
