@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         schedule_monitor,
         unschedule_monitor,
     )
+    from clew.client.pipelines import pipeline, show_pipeline, step
     from clew.client.predictions import (
         capture_stats,
         flush_captures,
@@ -154,6 +155,10 @@ _EXPORTS = {
     "unschedule_monitor": "clew.client.monitor_runs",
     # reproduction
     "reproduce": "clew.client.reproduce",
+    # pipelines
+    "pipeline": "clew.client.pipelines",
+    "show_pipeline": "clew.client.pipelines",
+    "step": "clew.client.pipelines",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -203,6 +208,7 @@ __all__ = [
     "monitor_runs",
     "monitor_schedules",
     "monitor_status",
+    "pipeline",
     "promote",
     "public_key",
     "register_model",
@@ -224,8 +230,10 @@ __all__ = [
     "set_policy",
     "set_tag",
     "set_tags",
+    "show_pipeline",
     "signing_keys",
     "start_run",
+    "step",
     "trace",
     "unschedule_monitor",
     "user_keys",

@@ -141,6 +141,9 @@ COMMANDS: dict[str, Listed] = {
         "app",
         "Webhooks: registry and monitoring events sent to your URLs, signed.",
     ),
+    "pipeline": Listed(
+        "clew.cli.pipeline", "app", "Pipelines: executions of @clew.step functions."
+    ),
     "monitor": Listed(
         "clew.cli.monitor",
         "monitor_app",
