@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from clew.client.remote_runs import run_from_wire
 from clew.client.transport import Transport
-from clew.domain.pipelines import PipelineView
-from clew.domain.records import RunRecord
+from clew.domain.pipelines import CachedStep, PipelineView
 
 
 class RemotePipelines:
@@ -14,9 +12,9 @@ class RemotePipelines:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def find_cached_step(self, key: str) -> RunRecord | None:
-        found = self._t.call("GET", "/pipelines/cached-step", params={"key": key})["run"]
-        return run_from_wire(found) if found else None
+    def find_cached_step(self, key: str) -> CachedStep | None:
+        found = self._t.call("GET", "/pipelines/cached-step", params={"key": key})["step"]
+        return CachedStep(found["run_id"], found["outputs"]) if found else None
 
     def show(self, ref: str) -> PipelineView:
         return PipelineView.from_dict(self._t.call("GET", f"/pipelines/{ref}"))

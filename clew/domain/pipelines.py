@@ -20,6 +20,14 @@ PIPELINE_TAG = "clew.pipeline"
 
 
 @dataclass(frozen=True)
+class CachedStep:
+    """An earlier successful run of a step with the same cache key, and what it returned."""
+
+    run_id: str
+    outputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StepView:
     """One step run of a pipeline execution, with what it read and wrote."""
 

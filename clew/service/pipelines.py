@@ -7,6 +7,7 @@ that failed, or is still running, is never reused.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -15,7 +16,9 @@ from clew.domain import ids, records
 from clew.domain.pipelines import (
     PIPELINE_KIND,
     STEP_KEY_TAG,
+    STEP_OUTPUTS_TAG,
     STEP_REUSED_TAG,
+    CachedStep,
     PipelineView,
     StepView,
 )
@@ -28,8 +31,10 @@ from clew.store.location import Store
 from clew.store.metadata import DriverStatement
 
 _CACHED_STEP = DriverStatement(
-    "SELECT runs.id FROM tags JOIN runs ON runs.id = tags.run_id "
-    "WHERE tags.key = :key AND tags.value = :value AND runs.status = :status "
+    "SELECT runs.id, outputs.value FROM tags AS step_key "
+    "JOIN runs ON runs.id = step_key.run_id "
+    "JOIN tags AS outputs ON outputs.run_id = runs.id AND outputs.key = :outputs "
+    "WHERE step_key.key = :key AND step_key.value = :value AND runs.status = :status "
     "ORDER BY runs.start_ms DESC LIMIT 1"
 )
 
@@ -42,15 +47,17 @@ class PipelineService:
         self._runs = RunService(store)
         self._artifacts = ArtifactService(store)
 
-    def find_cached_step(self, key: str) -> RunRecord | None:
-        """The newest successful step run with cache key ``key``, or None."""
+    def find_cached_step(self, key: str) -> CachedStep | None:
+        """The newest successful step run with cache key ``key`` and its outputs, or None."""
+        params = {
+            "key": STEP_KEY_TAG,
+            "value": key,
+            "status": records.FINISHED,
+            "outputs": STEP_OUTPUTS_TAG,
+        }
         with self.store.db.read() as connection:
-            row = _CACHED_STEP.first(
-                connection, {"key": STEP_KEY_TAG, "value": key, "status": records.FINISHED}
-            )
-            if row is None:
-                return None
-            return read_runs(connection, [row[0]])[0]
+            row = _CACHED_STEP.first(connection, params)
+        return None if row is None else CachedStep(row[0], json.loads(row[1]))
 
     def show(self, ref: str) -> PipelineView:
         """The execution ``ref`` names: a pipeline run id, or a pipeline name (its newest)."""

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from clew.domain.lineage import IngestResult, LineageResult
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
     from clew.domain.monitoring import CheckReport, Window
-    from clew.domain.pipelines import PipelineView
+    from clew.domain.pipelines import CachedStep, PipelineView
     from clew.domain.policy import StoredPolicy
     from clew.domain.quality import QualitySpec
     from clew.domain.records import (
@@ -448,7 +448,7 @@ class Reproductions(Protocol):
 class Pipelines(Protocol):
     """The step cache and pipeline executions."""
 
-    def find_cached_step(self, key: str) -> RunRecord | None: ...
+    def find_cached_step(self, key: str) -> CachedStep | None: ...
 
     def show(self, ref: str) -> PipelineView: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -9,7 +10,6 @@ from pydantic import Field
 
 from clew.server.deps import ServicesDep
 from clew.server.routes.bodies import PlainRoute
-from clew.server.routes.runs import wire
 
 router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"], route_class=PlainRoute)
 
@@ -19,9 +19,9 @@ PipelineRef = Annotated[str, Field(min_length=1, max_length=300)]
 
 @router.get("/cached-step")
 def cached_step(key: Annotated[StepKey, Query()], services: ServicesDep) -> dict[str, Any]:
-    """The newest successful step run with this cache key (``run`` is null when none)."""
+    """The newest successful step run with this cache key (``step`` is null when none)."""
     found = services.pipelines.find_cached_step(key)
-    return {"run": wire(found) if found else None}
+    return {"step": asdict(found) if found else None}
 
 
 @router.get("/{ref}")
