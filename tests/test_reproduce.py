@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_git
+from conftest import BACKEND, run_git
 from tamper import corrupt_blob
 
 import clew
@@ -228,3 +228,18 @@ def test_a_run_records_how_it_was_started_and_where_it_read_its_inputs(
         "data/rows.csv": read.digest,
         str(outside.resolve()): far.digest,
     }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    BACKEND != "sqlite", reason="building the venv touches no store: the embedded pass covers it"
+)
+def test_build_env_reruns_in_a_venv_with_the_recorded_versions(
+    client: clew.Client, project: Path
+) -> None:
+    client.register_model(train(project), "iris")
+    report = client.reproduce("iris/1", repository=project, build_env=True)
+    findings = report.body["findings"]
+    assert findings["built_environment"] is True
+    assert findings["environment_differences"] == []
+    assert report.verdict == reproduction.BIT_IDENTICAL
