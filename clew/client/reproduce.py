@@ -74,7 +74,8 @@ def run_reproduction(
     with tempfile.TemporaryDirectory(prefix="clew-reproduce-") as temp:
         work = Path(temp) / "source"
         _checkout(client, repo, plan, work)
-        say("checkout", f"commit {plan.commit[:12]} checked out" + (" with its diff" * plan.dirty))
+        diff = " with its kept diff" if plan.dirty else ""
+        say("checkout", f"commit {plan.commit[:12]} checked out{diff}")
         try:
             findings = _rerun(client, plan, work, Path(temp), holdout, build_env, timeout, say)
         finally:
