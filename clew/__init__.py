@@ -79,6 +79,7 @@ if TYPE_CHECKING:
         schedule_monitor,
         unschedule_monitor,
     )
+    from clew.client.pipelines import pipeline, show_pipeline, step
     from clew.client.predictions import (
         capture_stats,
         flush_captures,
@@ -201,6 +202,10 @@ _EXPORTS = {
     "review_statuses": "clew.client.findings",
     "reviews": "clew.client.findings",
     "update_finding": "clew.client.findings",
+    # pipelines
+    "pipeline": "clew.client.pipelines",
+    "show_pipeline": "clew.client.pipelines",
+    "step": "clew.client.pipelines",
 }
 _SUBPACKAGES = frozenset(
     {"cli", "client", "domain", "errors", "hookspecs", "integrations", "server", "service", "store"}
@@ -265,6 +270,7 @@ __all__ = [
     "monitor_schedules",
     "monitor_status",
     "predict_batch",
+    "pipeline",
     "promote",
     "public_key",
     "raise_overdue_reviews",
@@ -292,10 +298,12 @@ __all__ = [
     "set_tag",
     "set_tags",
     "shadow_report",
+    "show_pipeline",
     "signing_keys",
     "sr11_7_inventory",
     "start_run",
     "status",
+    "step",
     "trace",
     "unschedule_monitor",
     "update_finding",

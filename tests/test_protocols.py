@@ -94,6 +94,8 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "exports",
         "mlflow_import",
         "dvc_import",
+        "reproductions",
+        "pipelines",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_git
+from conftest import BACKEND, REMOTE, run_git
 from tamper import corrupt_blob
 
 import clew
@@ -208,3 +208,39 @@ def test_not_a_repository_and_bad_numbers_are_one_sentence(
         client.reproduce("iris/1", repository=tmp_path / "elsewhere")
     with pytest.raises(clew.errors.InvalidInputError, match="tolerance -1 must be"):
         client.reproduce("iris/1", repository=project, tolerance=-1)
+
+
+def test_a_run_records_how_it_was_started_and_where_it_read_its_inputs(
+    client: clew.Client, git_repo: Path
+) -> None:
+    (git_repo / "data").mkdir()
+    (git_repo / "data" / "rows.csv").write_text("a,b\n1,2\n")
+    outside = git_repo.parent / "outside.csv"
+    outside.write_text("a\n3\n")
+    with client.start_run("invocation") as run:
+        read = run.log_input(Path("data/rows.csv"))
+        far = run.log_input(str(outside))
+    record = client.get_run(run.id)
+    invocation = record.properties["invocation"]
+    assert invocation["cwd"] == "." and invocation["in_repository"] is True
+    assert invocation["argv"][1:] == sys.argv[1:]
+    assert json.loads(record.tags[reproduction.INPUTS_TAG]) == {
+        "data/rows.csv": read.digest,
+        str(outside.resolve()): far.digest,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    BACKEND != "sqlite" or REMOTE,
+    reason="building the venv touches no store: the embedded pass covers it",
+)
+def test_build_env_reruns_in_a_venv_with_the_recorded_versions(
+    client: clew.Client, project: Path
+) -> None:
+    client.register_model(train(project), "iris")
+    report = client.reproduce("iris/1", repository=project, build_env=True)
+    findings = report.body["findings"]
+    assert findings["built_environment"] is True
+    assert findings["environment_differences"] == []
+    assert report.verdict == reproduction.BIT_IDENTICAL

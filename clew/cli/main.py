@@ -72,6 +72,11 @@ COMMANDS: dict[str, Listed] = {
         "trace",
         "Walk from a prediction to its model version, approvals, training run and data.",
     ),
+    "reproduce": Listed(
+        "clew.cli.reproduce",
+        "reproduce",
+        "Re-run a version from its recorded commit, inputs and command; sign the verdict.",
+    ),
     "serve": Listed(
         "clew.cli.serve",
         "serve",
@@ -143,6 +148,9 @@ COMMANDS: dict[str, Listed] = {
         "Webhooks: registry and monitoring events sent to your URLs, signed.",
     ),
     "shadow": Listed("clew.cli.shadow", "app", "Shadow deployments."),
+    "pipeline": Listed(
+        "clew.cli.pipeline", "app", "Pipelines: executions of @clew.step functions."
+    ),
     "monitor": Listed(
         "clew.cli.monitor",
         "monitor_app",

@@ -24,6 +24,7 @@ from clew.client.remote_lineage import RemoteLineage
 from clew.client.remote_monitor_runs import RemoteMonitorRuns, RemoteMonitorSchedules
 from clew.client.remote_monitoring import RemoteMonitoring
 from clew.client.remote_openlineage import RemoteOpenLineage
+from clew.client.remote_pipelines import RemotePipelines
 from clew.client.remote_policies import RemotePolicies
 from clew.client.remote_predictions import RemotePredictions
 from clew.client.remote_registry import RemoteApprovals, RemotePromotion, RemoteRegistry
@@ -81,6 +82,7 @@ class RemoteBackend:
         self.exports = RemoteExports(self._transport, self.registry)
         self.mlflow_import = RemoteMlflowImport(self._transport)
         self.dvc_import = RemoteDvcImport(self._transport)
+        self.pipelines = RemotePipelines(self._transport)
         self._actor: str | None = None
 
     @property

@@ -74,7 +74,8 @@ def run_reproduction(
     with tempfile.TemporaryDirectory(prefix="clew-reproduce-") as temp:
         work = Path(temp) / "source"
         _checkout(client, repo, plan, work)
-        say("checkout", f"commit {plan.commit[:12]} checked out" + (" with its diff" * plan.dirty))
+        diff = " with its kept diff" if plan.dirty else ""
+        say("checkout", f"commit {plan.commit[:12]} checked out{diff}")
         try:
             findings = _rerun(client, plan, work, Path(temp), holdout, build_env, timeout, say)
         finally:
@@ -300,10 +301,12 @@ def _build_environment(plan: ReproductionPlan, venv: Path) -> str:
 
 def _clew_source() -> str:
     """This clew, installed into the built environment so the re-run can record."""
-    import clew
+    import importlib.metadata
 
-    project = Path(clew.__file__).resolve().parents[1]
-    return str(project) if (project / "pyproject.toml").exists() else f"clew=={clew.__version__}"
+    project = Path(__file__).resolve().parents[2]
+    if (project / "pyproject.toml").exists():
+        return str(project)
+    return f"clew=={importlib.metadata.version('clew')}"
 
 
 # --- the run --------------------------------------------------------------------------------

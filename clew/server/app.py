@@ -37,6 +37,7 @@ from clew.server.routes import (
     monitoring,
     openlineage,
     operations,
+    pipelines,
     predictions,
     registry,
     reproductions,
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(findings_routes.router)
     app.include_router(cards_routes.router)
     app.include_router(exports_routes.router)
+    app.include_router(pipelines.router)
     app.include_router(_ui_router(services, ui_secret, session_lifetimes or Lifetimes()))
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     errors.install(app)

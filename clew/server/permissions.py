@@ -138,6 +138,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     # bias and explanation reports of a version
     ("GET", f"{API}/models/{{name}}/versions/{{version}}/reports"): VIEW,
+    # pipelines: the step cache and executions are views (steps write through /runs)
+    ("GET", f"{API}/pipelines/cached-step"): VIEW,
+    ("GET", f"{API}/pipelines/{{ref}}"): VIEW,
     # lineage and audit
     ("GET", f"{API}/lineage/{{direction}}"): VIEW,
     ("POST", f"{API}/lineage/ingest"): CONTRIBUTE,

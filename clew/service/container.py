@@ -25,6 +25,7 @@ from clew.service.monitor_runs import MonitorRunService
 from clew.service.monitor_schedules import MonitorScheduleService
 from clew.service.monitoring_checks import MonitoringService
 from clew.service.openlineage import OpenLineageService
+from clew.service.pipelines import PipelineService
 from clew.service.policy import PolicyService
 from clew.service.promotion import PromotionService
 from clew.service.registry import RegistryService
@@ -69,6 +70,7 @@ class ServiceContainer:
         self.exports = ExportService(store)
         self.mlflow_import = MlflowImportService(store)
         self.dvc_import = DvcImportService(store)
+        self.pipelines = PipelineService(store)
 
     def close(self) -> None:
         """Release the store's database connections (the container's services stop working)."""

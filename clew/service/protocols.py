@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from clew.domain.monitor_runs import MonitorRun, MonitorSchedule
     from clew.domain.monitoring import CheckReport, Window
     from clew.domain.openlineage import Received
+    from clew.domain.pipelines import CachedStep, PipelineView
     from clew.domain.policy import StoredPolicy
     from clew.domain.quality import QualitySpec
     from clew.domain.records import (
@@ -577,6 +578,12 @@ class DvcImport(Protocol):
     def import_stages(
         self, project: str, stages: Sequence[Mapping[str, Any]], actor: str
     ) -> DvcImportResult: ...
+class Pipelines(Protocol):
+    """The step cache and pipeline executions."""
+
+    def find_cached_step(self, key: str) -> CachedStep | None: ...
+
+    def show(self, ref: str) -> PipelineView: ...
 
 
 class Backend(Protocol):
@@ -665,6 +672,7 @@ class Backend(Protocol):
 
     @property
     def dvc_import(self) -> DvcImport: ...
+    def pipelines(self) -> Pipelines: ...
 
     def record_read(self, digest: str, actor: str) -> None: ...
 
