@@ -71,6 +71,16 @@ COMMANDS: dict[str, Listed] = {
         "trace",
         "Walk from a prediction to its model version, approvals, training run and data.",
     ),
+    "explain": Listed(
+        "clew.cli.explain",
+        "explain",
+        "Explain one captured prediction, or a version globally on --data (recorded as evidence).",
+    ),
+    "bias": Listed(
+        "clew.cli.explain",
+        "bias",
+        "Bias per sensitive attribute on DATA, recorded as a report on the version.",
+    ),
     "serve": Listed(
         "clew.cli.serve",
         "serve",
