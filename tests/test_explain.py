@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import shap
 from fairlearn.metrics import demographic_parity_ratio
+from fastapi.testclient import TestClient
 from server_fixtures import AsUser
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -16,7 +17,9 @@ import clew
 from clew.domain import bias
 from clew.domain.records import VersionRecord
 from clew.errors import ClewError, InvalidInputError, PolicyError
+from clew.server.ui import create_ui_app
 from clew.service import explanations
+from clew.store.location import Store
 
 FEATURES = ["income", "debt", "tenure"]
 
@@ -234,3 +237,22 @@ def test_report_html_renders_script_in_names_inert() -> None:
         assert "<i>" not in page and "&lt;script&gt;" in page
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in pages[0]
     assert "&lt;i&gt;a&lt;/i&gt;" in pages[1]
+
+
+def test_approval_form_shows_the_required_reports_and_what_is_missing(
+    client: clew.Client, forest: str, as_user: AsUser
+) -> None:
+    if not isinstance(client.store, Store):
+        pytest.skip("the UI test reads an embedded store; the server pass covers the routes")
+    _set_policy(as_user, POLICY % "0.8")
+    as_user("bob")
+    http = TestClient(create_ui_app(client.store), base_url="http://127.0.0.1")
+    page = http.get("/ui/models/loans/versions/1").text
+    assert 'id="required-evidence"' in page
+    assert "a bias report on &#39;age_band&#39; with disparate impact of at least 0.8" in page
+    assert "a global explanation" in page
+    assert "requires a global explanation and loans/1 has none" in page
+    as_user("alice").explain(forest, frame(seed=9))
+    page = http.get("/ui/models/loans/versions/1").text
+    assert "explanation report loans-v1-explanation" in page
+    assert "requires a global explanation and loans/1 has none" not in page
