@@ -1,0 +1,101 @@
+"""Explanations of a 100-tree forest: clew's ``explain`` and ``explain_prediction`` against
+calling SHAP directly, in the same process, by CPU time (median of ``--rounds``).
+
+A ``RandomForestClassifier(n_estimators=100, max_depth=8)`` is trained on ``--rows`` rows of
+10 features and registered in a temporary embedded store. Global: ``clew.explain(ref, data,
+record=False)`` (loads and digest-checks the version, explains a seeded sample of
+``GLOBAL_ROWS`` rows) and with ``max_rows`` = every row, against ``shap.TreeExplainer(model)
+.shap_values(X)`` on every row. Local: ``clew.explain_prediction(id)`` (looks the captured
+prediction up, verifies its proof, loads the exact version, explains the row) against
+``TreeExplainer(model).shap_values(row)``. Budget: both under 1 s.
+
+    uv run --frozen python benchmarks/bench_explain.py [--rows N] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import shap
+from sklearn.ensemble import RandomForestClassifier
+
+import clew
+from clew.client.explain import GLOBAL_ROWS
+
+
+def _cpu(work: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.process_time()
+        work()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    rng = np.random.default_rng(0)
+    features = [f"x{i}" for i in range(10)]
+    data = pd.DataFrame(rng.normal(size=(options.rows, 10)), columns=features)
+    data["target"] = data["x0"] + data["x1"] * data["x2"] + rng.normal(size=options.rows) > 0
+    data["target"] = data["target"].astype(int)
+    model = RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0, n_jobs=1)
+    model.fit(data[features], data["target"])
+    with tempfile.TemporaryDirectory() as home:
+        client = clew.connect(home)
+        with client.start_run("bench", "train", capture_code=False) as run:
+            artifact = run.log_model(model, name="forest")
+        ref = client.register_model(artifact, "forest").ref
+        loaded = client.load_model(ref)
+        _, ids = loaded.predict_with_ids(data[features].iloc[:1])
+        client.flush_captures()
+        X = data[features]
+
+        figures = {
+            "clew explain (sampled)": _cpu(
+                lambda: client.explain(ref, data, record=False), options.rounds
+            ),
+            "clew explain (every row)": _cpu(
+                lambda: client.explain(ref, data, record=False, max_rows=len(data)),
+                options.rounds,
+            ),
+            "shap TreeExplainer (every row)": _cpu(
+                lambda: shap.TreeExplainer(model).shap_values(X, check_additivity=False),
+                options.rounds,
+            ),
+            "clew explain_prediction": _cpu(
+                lambda: client.explain_prediction(ids[0]), options.rounds
+            ),
+            "shap TreeExplainer (one row)": _cpu(
+                lambda: shap.TreeExplainer(model).shap_values(X.iloc[:1]), options.rounds
+            ),
+        }
+        client.close()
+    print(f"forest: 100 trees, max_depth 8; rows: {options.rows:,}; sample: {GLOBAL_ROWS:,}")
+    for name, seconds in figures.items():
+        print(f"{name:34s} {seconds:.3f} CPU s")
+    print(
+        "ratio global (shap every row / clew sampled): "
+        f"{figures['shap TreeExplainer (every row)'] / figures['clew explain (sampled)']:.2f}x"
+    )
+    print(
+        "ratio global (shap / clew, both every row): "
+        f"{figures['shap TreeExplainer (every row)'] / figures['clew explain (every row)']:.2f}x"
+    )
+    print(
+        "ratio local (shap one row / clew explain_prediction): "
+        f"{figures['shap TreeExplainer (one row)'] / figures['clew explain_prediction']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
