@@ -85,6 +85,7 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "monitor_runs",
         "monitor_schedules",
         "monitoring",
+        "explanations",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__
