@@ -256,3 +256,14 @@ def test_approval_form_shows_the_required_reports_and_what_is_missing(
     page = http.get("/ui/models/loans/versions/1").text
     assert "explanation report loans-v1-explanation" in page
     assert "requires a global explanation and loans/1 has none" not in page
+
+
+def test_a_dataset_logged_earlier_is_explained_by_ref_and_linked_as_it_is(
+    client: clew.Client, forest: str
+) -> None:
+    with client.start_run("loans", "holdout", capture_code=False) as run:
+        holdout = run.log_input(frame(seed=10), name="loans-holdout")
+    report = client.bias_report(forest, "dataset:loans-holdout", target="target", attributes="sex")
+    assert report["dataset"] == {"name": "loans-holdout", "digest": holdout.digest, "rows": 600}
+    with pytest.raises(InvalidInputError, match="pass a pandas DataFrame or a dataset"):
+        client.explain(forest, [[1, 2, 3]])
