@@ -60,40 +60,37 @@ def main() -> None:
         client.flush_captures()
         X = data[features]
 
-        figures = {
-            "clew explain (sampled)": _cpu(
-                lambda: client.explain(ref, data, record=False), options.rounds
+        work: dict[str, Callable[[], object]] = {
+            "clew explain (sampled)": lambda: client.explain(ref, data, record=False),
+            "clew explain_prediction": lambda: client.explain_prediction(ids[0]),
+            "shap TreeExplainer (one row)": lambda: shap.TreeExplainer(model).shap_values(
+                X.iloc[:1]
             ),
-            "clew explain (every row)": _cpu(
-                lambda: client.explain(ref, data, record=False, max_rows=len(data)),
-                options.rounds,
+            "shap TreeExplainer (every row)": lambda: shap.TreeExplainer(model).shap_values(
+                X, check_additivity=False
             ),
-            "shap TreeExplainer (every row)": _cpu(
-                lambda: shap.TreeExplainer(model).shap_values(X, check_additivity=False),
-                options.rounds,
-            ),
-            "clew explain_prediction": _cpu(
-                lambda: client.explain_prediction(ids[0]), options.rounds
-            ),
-            "shap TreeExplainer (one row)": _cpu(
-                lambda: shap.TreeExplainer(model).shap_values(X.iloc[:1]), options.rounds
+            "clew explain (every row)": lambda: client.explain(
+                ref, data, record=False, max_rows=len(data)
             ),
         }
+        print(f"forest: 100 trees, max_depth 8; rows: {options.rows:,}; sample: {GLOBAL_ROWS:,}")
+        figures = {}
+        for name, call in work.items():
+            figures[name] = _cpu(call, options.rounds)
+            print(f"{name:34s} {figures[name]:.3f} CPU s", flush=True)
         client.close()
-    print(f"forest: 100 trees, max_depth 8; rows: {options.rows:,}; sample: {GLOBAL_ROWS:,}")
-    for name, seconds in figures.items():
-        print(f"{name:34s} {seconds:.3f} CPU s")
-    print(
-        "ratio global (shap every row / clew sampled): "
-        f"{figures['shap TreeExplainer (every row)'] / figures['clew explain (sampled)']:.2f}x"
+    shap_all, shap_one = (
+        figures["shap TreeExplainer (every row)"],
+        figures["shap TreeExplainer (one row)"],
     )
     print(
-        "ratio global (shap / clew, both every row): "
-        f"{figures['shap TreeExplainer (every row)'] / figures['clew explain (every row)']:.2f}x"
+        f"ratio global (shap every row / clew sampled): {shap_all / figures['clew explain (sampled)']:.2f}x"
     )
     print(
-        "ratio local (shap one row / clew explain_prediction): "
-        f"{figures['shap TreeExplainer (one row)'] / figures['clew explain_prediction']:.2f}x"
+        f"ratio global (shap / clew, both every row): {shap_all / figures['clew explain (every row)']:.2f}x"
+    )
+    print(
+        f"ratio local (shap one row / clew explain_prediction): {shap_one / figures['clew explain_prediction']:.2f}x"
     )
 
 
