@@ -79,19 +79,13 @@ def main() -> None:
             figures[name] = _cpu(call, options.rounds)
             print(f"{name:34s} {figures[name]:.3f} CPU s", flush=True)
         client.close()
-    shap_all, shap_one = (
-        figures["shap TreeExplainer (every row)"],
-        figures["shap TreeExplainer (one row)"],
-    )
-    print(
-        f"ratio global (shap every row / clew sampled): {shap_all / figures['clew explain (sampled)']:.2f}x"
-    )
-    print(
-        f"ratio global (shap / clew, both every row): {shap_all / figures['clew explain (every row)']:.2f}x"
-    )
-    print(
-        f"ratio local (shap one row / clew explain_prediction): {shap_one / figures['clew explain_prediction']:.2f}x"
-    )
+    shap_all = figures["shap TreeExplainer (every row)"]
+    shap_one = figures["shap TreeExplainer (one row)"]
+    sampled, every = figures["clew explain (sampled)"], figures["clew explain (every row)"]
+    local = figures["clew explain_prediction"]
+    print(f"ratio global (shap every row / clew sampled): {shap_all / sampled:.2f}x")
+    print(f"ratio global (shap / clew, both every row): {shap_all / every:.2f}x")
+    print(f"ratio local (shap one row / clew explain_prediction): {shap_one / local:.2f}x")
 
 
 if __name__ == "__main__":
