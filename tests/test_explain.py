@@ -59,10 +59,11 @@ def forest(client: clew.Client) -> str:
 def test_global_explanation_agrees_with_shap_and_is_linked_to_version_and_data(
     client: clew.Client, forest: str
 ) -> None:
-    data = frame(seed=1)
+    data = frame(rows=400, seed=1)
     report = client.explain(forest, data, target="target")
 
     assert report["method"] == "tree" and report["scope"] == "global"
+    assert report["rows_explained"] == 400
     model = client.load_model(forest).raw
     direct = shap.TreeExplainer(model).shap_values(data[FEATURES], check_additivity=False)
     expected = np.abs(np.asarray(direct)[:, :, -1]).mean(axis=0)
@@ -91,6 +92,7 @@ def test_linear_model_is_explained_with_the_linear_explainer(client: clew.Client
     ref = register(client, LogisticRegression(max_iter=500), name="loans-lr", tier="low")
     report = client.explain(ref, frame(seed=2), record=False)
     assert report["method"] == "linear"
+    assert report["rows_explained"] == 500  # a seeded sample of the 600 rows
     assert "run_id" not in report  # record=False records nothing
     assert client.version_reports(ref) == []
 
