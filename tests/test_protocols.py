@@ -96,6 +96,7 @@ def test_every_service_of_both_backends_has_its_protocols_methods(
         "dvc_import",
         "reproductions",
         "pipelines",
+        "explanations",
     }
     for backend in backends:
         assert drift(protocols.Backend, backend) == [], type(backend).__name__

@@ -76,6 +76,15 @@ COMMANDS: dict[str, Listed] = {
         "clew.cli.reproduce",
         "reproduce",
         "Re-run a version from its recorded commit, inputs and command; sign the verdict.",
+    "explain": Listed(
+        "clew.cli.explain",
+        "explain",
+        "Explain one captured prediction, or a version globally on --data (recorded as evidence).",
+    ),
+    "bias": Listed(
+        "clew.cli.explain",
+        "bias",
+        "Bias per sensitive attribute on DATA, recorded as a report on the version.",
     ),
     "serve": Listed(
         "clew.cli.serve",

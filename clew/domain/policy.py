@@ -206,6 +206,15 @@ class Policy:
                 f"{', '.join(roles or ())}; ask a member or have an admin add {actor!r} to one."
             )
 
+    def _report_evidence(self) -> dict[str, Any]:
+        """The ``bias`` and ``explanation`` requirements, present only when the policy sets them."""
+        found: dict[str, Any] = {}
+        if self.bias_evidence is not None:
+            found["bias"] = self.bias_evidence.to_dict()
+        if self.explanation_evidence is not None:
+            found["explanation"] = self.explanation_evidence.to_dict()
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "roles": {role: sorted(members) for role, members in sorted(self.roles.items())},
@@ -221,10 +230,7 @@ class Policy:
                 "evidence": {
                     "metrics": [rule.text for rule in self.metric_rules],
                     "reports": list(self.required_reports),
-                    "bias": self.bias_evidence.to_dict() if self.bias_evidence else None,
-                    "explanation": (
-                        self.explanation_evidence.to_dict() if self.explanation_evidence else None
-                    ),
+                    **self._report_evidence(),
                 },
             },
             "policy": {"roles": list(self.admin_roles) if self.admin_roles is not None else None},

@@ -40,6 +40,23 @@ class ReportService:
             rows = report_rows(connection, state)
         return [_listed(row, document) for row, document in _documents(self.store, state, rows)]
 
+    def approval_evidence(self, ref: str) -> dict[str, Any]:
+        """What the policy in force requires of the version's reports, what is missing or
+        failing, and the reports recorded: for the approval form."""
+        from clew.service import policy
+
+        with self.store.db.read() as connection:
+            state = get_version_state(connection, ref)
+            rules = policy.current(connection).rules
+            gaps = evidence_gaps(self.store, connection, state, rules)
+            rows = report_rows(connection, state)
+        listed = [_listed(row, d) for row, d in _documents(self.store, state, rows)]
+        return {
+            "required": requirements(rules, state.model.risk_tier),
+            "gaps": gaps,
+            "reports": listed,
+        }
+
     def evidence_gaps(self, ref: str, rules: Policy) -> list[str]:
         """Why the version's reports do not meet ``rules`` (empty when they do)."""
         with self.store.db.read() as connection:
@@ -115,6 +132,22 @@ def _listed(row: Any, document: dict[str, Any]) -> dict[str, Any]:
         "disparate_impact": figures,
         "run_id": document.get("run_id"),
     }
+
+
+def requirements(rules: Policy, risk_tier: str | None) -> list[str]:
+    """The policy's report requirements that apply to a model of ``risk_tier``, in words."""
+    found = []
+    bias_rule, explanation_rule = rules.bias_evidence, rules.explanation_evidence
+    if bias_rule is not None and bias_rule.applies_to(risk_tier):
+        threshold = bias_rule.min_disparate_impact
+        found += [
+            f"a bias report on {attribute!r}"
+            + (f" with disparate impact of at least {threshold:g}" if threshold else "")
+            for attribute in bias_rule.attributes
+        ]
+    if explanation_rule is not None and explanation_rule.applies_to(risk_tier):
+        found.append(f"a {explanation_rule.scope} explanation")
+    return found
 
 
 def require_report_evidence(

@@ -22,7 +22,7 @@ from clew.domain.records import (
     RunRecord,
     VersionRecord,
 )
-from clew.service import approvals, policy, promotion, registry
+from clew.service import approvals, bias, policy, promotion, registry
 from clew.service.artifacts import ArtifactService, get_artifact_row
 from clew.service.runs import read_runs
 from clew.service.trace import verify_content
@@ -62,7 +62,9 @@ def model_card(store: Store, name: str, version: int) -> ModelCard:
         found = registry.get_version_row(connection, name, version)
         model = registry.get_model_row(connection, model_id=found.model_id)
         state = approvals.version_state(connection, model, found)
-        status = promotion.status_of(connection, state, policy.current(connection))
+        stored = policy.current(connection)
+        status = promotion.status_of(connection, state, stored)
+        bias.add_report_gaps(store, connection, state, stored.rules, status)
         events = registry.read_events(connection, model, version=version)
         aliases = registry.current_aliases(connection, model.id)
         artifact = get_artifact_row(connection, found.artifact_id)

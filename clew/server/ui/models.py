@@ -193,4 +193,5 @@ def _version(
         may_promote=current.may(PROMOTE),
         suggested_aliases=SUGGESTED_ALIASES,
         monitor=monitoring.summary(current, card.version.ref, card.status),
+        evidence=current.services.explanations.approval_evidence(card.version.ref),
     )
