@@ -76,6 +76,7 @@ COMMANDS: dict[str, Listed] = {
         "clew.cli.reproduce",
         "reproduce",
         "Re-run a version from its recorded commit, inputs and command; sign the verdict.",
+    ),
     "explain": Listed(
         "clew.cli.explain",
         "explain",

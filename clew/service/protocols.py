@@ -566,6 +566,8 @@ class Exports(Protocol):
     def sr11_7_inventory(self) -> list[dict[str, Any]]: ...
 
     def annex_iv(self, ref: str) -> dict[str, Any]: ...
+
+
 class MlflowImport(Protocol):
     """Pages of MLflow runs recorded in clew, idempotently."""
 
@@ -578,6 +580,8 @@ class DvcImport(Protocol):
     def import_stages(
         self, project: str, stages: Sequence[Mapping[str, Any]], actor: str
     ) -> DvcImportResult: ...
+
+
 class Pipelines(Protocol):
     """The step cache and pipeline executions."""
 
