@@ -51,18 +51,21 @@ def _downgrade(store: Store, revision: str) -> None:
             command.downgrade(config, revision)
 
 
-def _snapshot(store: Store) -> dict[str, Any]:
-    """Every row the migration must keep, as plain tuples, plus the chain's verdicts."""
+def _snapshot(store: Store, records: bool = True) -> dict[str, Any]:
+    """Every row the migration must keep, as plain tuples, plus the chain's verdicts.
+
+    ``records=False`` leaves out the row-image check, which reads every governed table of the
+    current schema: at 0012 the tables later migrations add are not there to read.
+    """
     with store.db.engine.connect() as connection:
         rows = {
             table: sorted(tuple(row) for row in connection.execute(text(f"SELECT * FROM {table}")))
             for table in ("audit_log", "audit_records", "registry_events", "edges")
         }
-    return {
-        "rows": rows,
-        "chain": audit.verify_chain(store),
-        "records": record_check.verify_records(store),
-    }
+    snapshot: dict[str, Any] = {"rows": rows, "chain": audit.verify_chain(store)}
+    if records:
+        snapshot["records"] = record_check.verify_records(store)
+    return snapshot
 
 
 def _indexes(store: Store, table: str) -> dict[str, list[str]]:
@@ -95,7 +98,7 @@ def test_upgrade_to_0013_keeps_every_row_image_and_answer(
     assert "ix_edges_destination" in _indexes(store, "edges")
     if store.db.dialect == "sqlite":
         assert _has_rowid(store, "registry_events")
-    assert _snapshot(store) == before
+    assert _snapshot(store, records=False) == {k: before[k] for k in ("rows", "chain")}
 
     store.db.upgrade()
     assert store.db.schema_revision() == SCHEMA_HEAD
