@@ -123,8 +123,8 @@ def test_serve_refuses_wrong_columns_with_the_same_sentence(frame_model: LoadedM
             timeout=30,
         )
         fine = httpx.post(f"{url}/predict", json={"inputs": rows}, timeout=30)
-    assert missing.status_code == 422 and "churn/1 lack plan" in missing.json()["detail"]
-    assert typed.status_code == 422 and "wrong type in income" in typed.json()["detail"]
+    assert missing.status_code == 422 and "churn/1 lack plan" in missing.json()["message"]
+    assert typed.status_code == 422 and "wrong type in income" in typed.json()["message"]
     assert fine.status_code == 200 and len(fine.json()["outputs"]) == 2
 
 

@@ -56,8 +56,8 @@ def test_errors_have_the_server_shape(client: clew.Client) -> None:
 
 def test_a_model_that_cannot_predict_is_unhealthy(client: clew.Client, tmp_path: Path) -> None:
     """A version whose bytes load but do not predict (a bare file) must not report healthy."""
-    weights = tmp_path / "model.onnx"
-    weights.write_bytes(b"not really onnx")
+    weights = tmp_path / "model.bin"
+    weights.write_bytes(b"not a model any flavor reads")
     with client.start_run("broken", "train") as run:
         artifact = run.log_model(weights, name="broken-model")
     signature = {"inputs": [{"name": "a", "type": "double"}, {"name": "b", "type": "double"}]}

@@ -11,7 +11,6 @@ stage's run, so an import after another ``dvc repro`` adds only the stages that 
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from clew.domain.digests import digest_file, digest_json, hex_part
 from clew.errors import InvalidInputError, NotFoundError
 
 CHUNK = 1024 * 1024
@@ -97,7 +97,7 @@ def _stage(root: Path, cache: Path, name: str, entry: Any, project: Project) -> 
             params[f"{key}" if file_name == "params.yaml" else f"{file_name}:{key}"] = value
     return {
         "stage": name,
-        "lock_digest": hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest(),
+        "lock_digest": hex_part(digest_json(entry)),
         "commit": project.commit,
         "cmd": entry.get("cmd"),
         "params": params,
@@ -141,11 +141,7 @@ def _file(root: Path, cache: Path, item: Any, stage: str, project: Project) -> d
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    return digest_file(path)
 
 
 def _md5(path: Path) -> str:
