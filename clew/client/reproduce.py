@@ -11,6 +11,7 @@ and the outcome compared. The store then judges the findings and signs the repor
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -277,7 +278,7 @@ def environment_differences(
 def _build_environment(plan: ReproductionPlan, venv: Path) -> str:
     """A virtual environment with the recorded Python and library versions, made with uv."""
     uv = [shutil.which("uv") or sys.executable, *([] if shutil.which("uv") else ["-m", "uv"])]
-    python = str(plan.environment.get("python") or "")
+    python = _interpreter(str(plan.environment.get("python") or ""))
     libraries = {
         name: version
         for name, version in (plan.environment.get("libraries") or {}).items()
@@ -297,6 +298,15 @@ def _build_environment(plan: ReproductionPlan, venv: Path) -> str:
                 "reproduce without --build-env, or make those versions installable."
             )
     return str(venv / "bin" / "python")
+
+
+def _interpreter(recorded: str) -> str:
+    """The running interpreter when it is the recorded version, else the version for uv to find.
+
+    uv looks a bare version up on PATH and otherwise downloads a build, which a machine that only
+    reaches package registries cannot; the running interpreter needs neither.
+    """
+    return sys.executable if recorded == platform.python_version() else recorded
 
 
 def _clew_source() -> str:
