@@ -23,42 +23,20 @@ from clew.domain.imports import DvcImportResult
 from clew.domain.openlineage import safe_name, ulid_from_int
 from clew.domain.run_fields import check_key, param_text
 from clew.errors import InvalidInputError
-from clew.service import audit
+from clew.service import audit, bulk_rows
 from clew.service.artifacts import check_artifact
 from clew.service.contexts import ensure_context
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.id_sets import IdSetStatement
 from clew.store.location import Store
-from clew.store.metadata import DriverStatement
 
 KEY = "dvc"
 MAX_STAGES = 1_000
-_RUN_COLUMNS = tuple(schema.runs.columns.keys())
-_ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
-_EDGE_COLUMNS = (
-    "source_id",
-    "source_kind",
-    "destination_id",
-    "destination_kind",
-    "association",
-    "created_ms",
-)
 _RUNS = IdSetStatement("SELECT id FROM runs WHERE id IN ({ids})")
-_FIND_ARTIFACT = DriverStatement(
-    "SELECT id FROM artifacts WHERE type = :type AND name = :name AND digest = :digest"
-)
 
 
-def _insert(table: str, columns: Sequence[str], tail: str = "") -> DriverStatement:
-    values = ", ".join(":" + column for column in columns)
-    return DriverStatement(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}){tail}")
-
-
-_INSERT_RUN = _insert("runs", _RUN_COLUMNS)
-_INSERT_ARTIFACT = _insert("artifacts", _ARTIFACT_COLUMNS)
-_INSERT_PARAM = _insert("params", ("run_id", "key", "value"))
-_INSERT_EDGE = _insert("edges", _EDGE_COLUMNS, " ON CONFLICT DO NOTHING")
+_INSERT_PARAM = bulk_rows.insert("params", ("run_id", "key", "value"))
 
 
 def stage_run_id(project: str, stage: str, lock_digest: str) -> str:
@@ -109,7 +87,7 @@ class _Writer:
 
     def stage(self, item: Mapping[str, Any], result: DvcImportResult) -> None:
         run_id = item["run_id"]
-        row: dict[str, Any] = dict.fromkeys(_RUN_COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(bulk_rows.RUN_COLUMNS)
         kept = {k: item[k] for k in ("stage", "lock_digest", "commit", "cmd")}
         row.update(
             id=run_id,
@@ -123,7 +101,7 @@ class _Writer:
             command=None if item["cmd"] is None else str(item["cmd"]),
             properties=json.dumps({KEY: kept}, sort_keys=True),
         )
-        _INSERT_RUN.execute(self.connection, row)
+        bulk_rows.INSERT_RUN.execute(self.connection, row)
         audit.stage(self.connection, schema.runs, row)
         params = [{"run_id": run_id, "key": k, "value": v} for k, v in item["params"].items()]
         if params:
@@ -139,7 +117,7 @@ class _Writer:
 
     def _artifact(self, file: Mapping[str, Any], result: DvcImportResult) -> str:
         identity = {"type": file["type"], "name": file["name"], "digest": file["digest"]}
-        found = _FIND_ARTIFACT.first(self.connection, identity)
+        found = bulk_rows.FIND_ARTIFACT.first(self.connection, identity)
         if found:
             return str(found[0])
         row = {
@@ -151,7 +129,7 @@ class _Writer:
             "created_ms": self.created_ms,
             "created_by": self.actor,
         }
-        _INSERT_ARTIFACT.execute(self.connection, row)
+        bulk_rows.INSERT_ARTIFACT.execute(self.connection, row)
         audit.stage(self.connection, schema.artifacts, row)
         result.artifacts += 1
         return str(row["id"])
@@ -161,12 +139,12 @@ class _Writer:
     ) -> None:
         row = dict(
             zip(
-                _EDGE_COLUMNS,
+                bulk_rows.EDGE_COLUMNS,
                 (source, source_kind, target, kind, association, self.created_ms),
                 strict=True,
             )
         )
-        if _INSERT_EDGE.execute(self.connection, row).rowcount == 1:
+        if bulk_rows.INSERT_EDGE_ONCE.execute(self.connection, row).rowcount == 1:
             audit.stage(self.connection, schema.edges, row)
 
 

@@ -26,7 +26,7 @@ from clew.domain import ids, records, refs
 from clew.domain.lineage import IngestResult
 from clew.domain.run_fields import check_key, param_text
 from clew.errors import InvalidInputError
-from clew.service import audit, uploads
+from clew.service import audit, bulk_rows, uploads
 from clew.service.artifacts import check_artifact
 from clew.service.contexts import ensure_context
 from clew.service.graph import add_edge
@@ -34,10 +34,8 @@ from clew.service.runs import check_run_name, now_ms
 from clew.store import schema
 from clew.store.id_sets import IdSetStatement
 from clew.store.location import Store
-from clew.store.metadata import DriverStatement
 
 MAX_ITEMS = 100_000
-_ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
 _RUN_COLUMNS = (
     "id",
     "experiment_id",
@@ -54,27 +52,12 @@ _RUN_COLUMNS = (
     "environment_artifact_id",
     "properties",
 )
-_EDGE_COLUMNS = (
-    "source_id",
-    "source_kind",
-    "destination_id",
-    "destination_kind",
-    "association",
-    "created_ms",
-)
 
 
-def _insert(table: str, columns: Sequence[str]) -> DriverStatement:
-    names = ", ".join(columns)
-    values = ", ".join(f":{column}" for column in columns)
-    return DriverStatement(f"INSERT INTO {table} ({names}) VALUES ({values})")
-
-
-_INSERT_ARTIFACT = _insert("artifacts", _ARTIFACT_COLUMNS)
-_INSERT_RUN = _insert("runs", _RUN_COLUMNS)
-_INSERT_PARAM = _insert("params", ("run_id", "key", "value"))
-# Every edge written here touches a run this call creates, so none can exist yet.
-_INSERT_EDGE = _insert("edges", _EDGE_COLUMNS)
+_INSERT_RUN = bulk_rows.insert("runs", _RUN_COLUMNS)
+_INSERT_PARAM = bulk_rows.insert("params", ("run_id", "key", "value"))
+# Every edge written here touches a run this call creates, so none can exist yet: the plain
+# bulk_rows.INSERT_EDGE, without ON CONFLICT.
 _BY_DIGEST = IdSetStatement("SELECT id, type, name, digest FROM artifacts WHERE digest IN ({ids})")
 _PRODUCED = IdSetStatement(
     "SELECT a.id, a.type, a.name, a.digest FROM artifacts a "
@@ -196,7 +179,7 @@ class _Writer:
                 existing[identity] = row["id"]
                 rows.append(row)
             found[key] = joined or existing[identity]
-        _INSERT_ARTIFACT.execute_many(self.connection, rows)
+        bulk_rows.INSERT_ARTIFACT.execute_many(self.connection, rows)
         audit.stage_many(self.connection, schema.artifacts, rows)
         return found
 
@@ -275,13 +258,13 @@ class _Writer:
                 ),
             ]
             for end in ends:
-                edge = dict(zip(_EDGE_COLUMNS, (*end, self.created_ms), strict=True))
+                edge = dict(zip(bulk_rows.EDGE_COLUMNS, (*end, self.created_ms), strict=True))
                 edges.setdefault((end[0], end[2], end[4]), edge)
         _INSERT_RUN.execute_many(self.connection, rows)
         if params:
             _INSERT_PARAM.execute_many(self.connection, params)
         if edges:
-            _INSERT_EDGE.execute_many(self.connection, list(edges.values()))
+            bulk_rows.INSERT_EDGE.execute_many(self.connection, list(edges.values()))
         audit.stage_many(self.connection, schema.runs, rows)
         audit.stage_many(self.connection, schema.params, params)
         audit.stage_many(self.connection, schema.edges, edges.values())

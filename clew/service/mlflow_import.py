@@ -24,7 +24,7 @@ from clew.domain.imports import MlflowImportResult
 from clew.domain.openlineage import safe_name, ulid_from_int
 from clew.domain.run_fields import check_key, param_text
 from clew.errors import ConflictError, InvalidInputError
-from clew.service import audit
+from clew.service import audit, bulk_rows
 from clew.service.artifacts import check_artifact, record_blob
 from clew.service.contexts import ensure_context
 from clew.service.runs import check_run_name, now_ms
@@ -43,31 +43,12 @@ _STATUSES = {
     "RUNNING": records.RUNNING,
     "SCHEDULED": records.RUNNING,
 }
-_RUN_COLUMNS = tuple(schema.runs.columns.keys())
-_ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
-_EDGE_COLUMNS = (
-    "source_id",
-    "source_kind",
-    "destination_id",
-    "destination_kind",
-    "association",
-    "created_ms",
-)
 _RUNS = IdSetStatement("SELECT id, properties FROM runs WHERE id IN ({ids})")
-_FIND_ARTIFACT = DriverStatement(
-    "SELECT id FROM artifacts WHERE type = :type AND name = :name AND digest = :digest"
-)
 
 
-def _insert(table: str, columns: Sequence[str], tail: str = "") -> DriverStatement:
-    values = ", ".join(":" + column for column in columns)
-    return DriverStatement(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}){tail}")
-
-
-_INSERT_RUN = _insert("runs", _RUN_COLUMNS)
-_INSERT_ARTIFACT = _insert("artifacts", _ARTIFACT_COLUMNS)
-_INSERT_EDGE = _insert("edges", _EDGE_COLUMNS, " ON CONFLICT DO NOTHING")
-_INSERT_KEY_VALUE = {name: _insert(name, ("run_id", "key", "value")) for name in ("params", "tags")}
+_INSERT_KEY_VALUE = {
+    name: bulk_rows.insert(name, ("run_id", "key", "value")) for name in ("params", "tags")
+}
 _UPSERT_LATEST = DriverStatement(
     "INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value) "
     "VALUES (:run_id, :key, :step, :timestamp_ms, :value) "
@@ -171,7 +152,7 @@ class _Writer:
                     self._edge(item.run_id, "run", artifact_id, "artifact", records.PRODUCED)
                 )
                 result.artifacts += 1
-        _INSERT_RUN.execute_many(self.connection, rows)
+        bulk_rows.INSERT_RUN.execute_many(self.connection, rows)
         audit.stage_many(self.connection, schema.runs, rows)
         for name, found in (("params", params), ("tags", tags)):
             if found:
@@ -180,7 +161,7 @@ class _Writer:
         self._points(points)
         result.metric_points += len(points)
         for edge in edges:
-            if _INSERT_EDGE.execute(self.connection, edge).rowcount == 1:
+            if bulk_rows.INSERT_EDGE_ONCE.execute(self.connection, edge).rowcount == 1:
                 audit.stage(self.connection, schema.edges, edge)
 
     def _experiment(self, name: str) -> str:
@@ -189,7 +170,7 @@ class _Writer:
         return self.experiments[name]
 
     def _run_row(self, item: _Run, experiment_id: str) -> dict[str, Any]:
-        row: dict[str, Any] = dict.fromkeys(_RUN_COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(bulk_rows.RUN_COLUMNS)
         kept = {"run_id": item.mlflow_id, "experiment_id": item.experiment_id, "user": item.user}
         row.update(
             id=item.run_id,
@@ -208,11 +189,11 @@ class _Writer:
         self, source: str, source_kind: str, destination: str, kind: str, association: str
     ) -> dict[str, Any]:
         ends = (source, source_kind, destination, kind, association, self.created_ms)
-        return dict(zip(_EDGE_COLUMNS, ends, strict=True))
+        return dict(zip(bulk_rows.EDGE_COLUMNS, ends, strict=True))
 
     def _artifact(self, path: str, digest: str, size: int, item: _Run) -> str:
         name = safe_name(path, "artifact")
-        found = _FIND_ARTIFACT.first(
+        found = bulk_rows.FIND_ARTIFACT.first(
             self.connection, {"type": "file", "name": name, "digest": digest}
         )
         if found:
@@ -229,7 +210,7 @@ class _Writer:
             "created_ms": self.created_ms,
             "created_by": self.actor,
         }
-        _INSERT_ARTIFACT.execute(self.connection, row)
+        bulk_rows.INSERT_ARTIFACT.execute(self.connection, row)
         audit.stage(self.connection, schema.artifacts, row)
         return str(row["id"])
 

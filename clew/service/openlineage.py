@@ -31,7 +31,7 @@ from clew.domain.openlineage import (
     safe_name,
 )
 from clew.errors import ConflictError, InvalidInputError
-from clew.service import audit, uploads
+from clew.service import audit, bulk_rows, uploads
 from clew.service.contexts import ensure_context
 from clew.service.runs import now_ms
 from clew.store import schema
@@ -40,17 +40,7 @@ from clew.store.location import Store
 from clew.store.metadata import DriverStatement
 
 KEY = "openlineage"
-_RUN_COLUMNS = tuple(schema.runs.columns.keys())
-_ARTIFACT_COLUMNS = tuple(schema.artifacts.columns.keys())
-_EDGE_COLUMNS = (
-    "source_id",
-    "source_kind",
-    "destination_id",
-    "destination_kind",
-    "association",
-    "created_ms",
-)
-_RUNS = IdSetStatement(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id IN ({{ids}})")
+_RUNS = IdSetStatement(f"SELECT {', '.join(bulk_rows.RUN_COLUMNS)} FROM runs WHERE id IN ({{ids}})")
 _BY_DIGEST = IdSetStatement("SELECT id, type, name, digest FROM artifacts WHERE digest IN ({ids})")
 # The edges of runs this call updates (a run has a handful; a dataset may have millions).
 _RUN_EDGES = IdSetStatement(
@@ -60,20 +50,6 @@ _RUN_EDGES = IdSetStatement(
 )
 
 
-def _insert(table: str, columns: Sequence[str]) -> DriverStatement:
-    names = ", ".join(columns)
-    return DriverStatement(
-        f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + c for c in columns)})"
-    )
-
-
-_INSERT_RUN = _insert("runs", _RUN_COLUMNS)
-_INSERT_ARTIFACT = _insert("artifacts", _ARTIFACT_COLUMNS)
-_INSERT_EDGE = _insert("edges", _EDGE_COLUMNS)
-_INSERT_EDGE_ONCE = DriverStatement(
-    f"INSERT INTO edges ({', '.join(_EDGE_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _EDGE_COLUMNS)}) ON CONFLICT DO NOTHING"
-)
 _UPDATE_RUN = DriverStatement(
     "UPDATE runs SET status = :status, start_ms = :start_ms, end_ms = :end_ms, "
     "properties = :properties WHERE id = :id"
@@ -131,7 +107,7 @@ class _Writer:
     def write(self, groups: dict[str, list[RunEvent]]) -> Received:
         datasets = self._datasets(groups)
         existing = {
-            row[0]: dict(zip(_RUN_COLUMNS, row, strict=True))
+            row[0]: dict(zip(bulk_rows.RUN_COLUMNS, row, strict=True))
             for row in _RUNS.all(self.connection, list(groups))
         }
         new_rows, updated = [], []
@@ -145,7 +121,7 @@ class _Writer:
                 updated.append(row)
             _apply(row, events)
             self._link(run_id, row["experiment_id"], events, datasets)
-        _INSERT_RUN.execute_many(self.connection, new_rows)
+        bulk_rows.INSERT_RUN.execute_many(self.connection, new_rows)
         _UPDATE_RUN.execute_many(self.connection, updated)
         audit.stage_many(self.connection, schema.runs, [*new_rows, *updated])
         edges = self._write_edges([row["id"] for row in updated])
@@ -154,7 +130,7 @@ class _Writer:
 
     def _new_row(self, event: RunEvent) -> dict[str, Any]:
         experiment = safe_name(event.job_namespace, "openlineage")
-        row: dict[str, Any] = dict.fromkeys(_RUN_COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(bulk_rows.RUN_COLUMNS)
         row.update(
             id=event.run_id,
             experiment_id=self._experiment(experiment),
@@ -198,7 +174,7 @@ class _Writer:
                 found[identity] = row["id"]
                 rows.append(row)
             nodes[(namespace, name)] = found[identity]
-        _INSERT_ARTIFACT.execute_many(self.connection, rows)
+        bulk_rows.INSERT_ARTIFACT.execute_many(self.connection, rows)
         audit.stage_many(self.connection, schema.artifacts, rows)
         return nodes
 
@@ -248,12 +224,12 @@ class _Writer:
         derived: list[dict[str, Any]] = []
         for key, kinds in wanted.items():
             ends = (key[0], kinds[0], key[1], kinds[1], key[2], self.created_ms)
-            row = dict(zip(_EDGE_COLUMNS, ends, strict=True))
+            row = dict(zip(bulk_rows.EDGE_COLUMNS, ends, strict=True))
             (derived if key[2] == records.DERIVED_FROM else rows).append(row)
-        _INSERT_EDGE.execute_many(self.connection, rows)
+        bulk_rows.INSERT_EDGE.execute_many(self.connection, rows)
         audit.stage_many(self.connection, schema.edges, rows)
         for row in derived:
-            if _INSERT_EDGE_ONCE.execute(self.connection, row).rowcount == 1:
+            if bulk_rows.INSERT_EDGE_ONCE.execute(self.connection, row).rowcount == 1:
                 audit.stage(self.connection, schema.edges, row)
                 rows.append(row)
         return len(rows)
