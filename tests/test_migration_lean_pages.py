@@ -59,8 +59,16 @@ def _snapshot(store: Store, records: bool = True) -> dict[str, Any]:
     """
     with store.db.engine.connect() as connection:
         rows = {
-            table: sorted(tuple(row) for row in connection.execute(text(f"SELECT * FROM {table}")))
-            for table in ("audit_log", "audit_records", "registry_events", "edges")
+            table: sorted(
+                tuple(row) for row in connection.execute(text(f"SELECT {columns} FROM {table}"))
+            )
+            for table, columns in (
+                ("audit_log", "*"),
+                # 0016 adds the packed key; these columns are the ones every revision has.
+                ("audit_records", "seq, position, table_name, row_key, image"),
+                ("registry_events", "*"),
+                ("edges", "*"),
+            )
         }
     snapshot: dict[str, Any] = {"rows": rows, "chain": audit.verify_chain(store)}
     if records:

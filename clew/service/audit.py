@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Table, select
 
 from clew.domain import digests, ids
 from clew.domain.audit import AuditEntry, ChainBreak
+from clew.errors import InvalidInputError
 from clew.store import row_images, schema
 from clew.store.location import Store
 from clew.store.metadata import DriverStatement, mark_durable
@@ -45,8 +46,8 @@ _INSERT_ENTRY = DriverStatement(
 )
 _INSERT_RECORD = DriverStatement(
     """
-    INSERT INTO audit_records (seq, position, table_name, row_key, image)
-    VALUES (:seq, :position, :table_name, :row_key, :image)
+    INSERT INTO audit_records (record_id, seq, position, table_name, row_key, image)
+    VALUES (:record_id, :seq, :position, :table_name, :row_key, :image)
     """
 )
 _INSERT_HEAD = DriverStatement(f"INSERT INTO store_info (key, value) VALUES ('{_HEAD_KEY}', :head)")
@@ -216,6 +217,11 @@ def append(
         "prev_hash": prev_hash,
     }
     images = _take_staged(connection)
+    if len(images) > row_images.MAX_IMAGES:
+        raise InvalidInputError(
+            f"one write recorded {len(images):,} rows, more than an audit entry can carry "
+            f"({row_images.MAX_IMAGES:,}); write them in smaller batches."
+        )
     fields["records_digest"] = row_images.records_digest(images) if images else None
     fields["hash"] = entry_hash(fields)
     if action.startswith(GOVERNANCE_ACTIONS):
@@ -226,6 +232,7 @@ def append(
             connection,
             [
                 {
+                    "record_id": row_images.record_id(fields["seq"], position),
                     "seq": fields["seq"],
                     "position": position,
                     "table_name": table,

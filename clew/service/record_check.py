@@ -142,7 +142,7 @@ def _images_by_entry(
     records = schema.audit_records
     query = select(
         records.c.seq, records.c.table_name, records.c.row_key, records.c.image
-    ).order_by(records.c.seq, records.c.position)
+    ).order_by(records.c.record_id)
     current: int | None = None
     images: list[tuple[str, str, str | None]] = []
     for seq, table, key, image in connection.execution_options(yield_per=_STREAM).execute(query):
@@ -211,8 +211,8 @@ def _entry_problem(connection: Connection, table: str, key: str, seq: int) -> Re
         (table_name, row_key, image)
         for table_name, row_key, image in connection.execute(
             select(records.c.table_name, records.c.row_key, records.c.image)
-            .where(records.c.seq == seq)
-            .order_by(records.c.position)
+            .where(records.c.record_id.between(*row_images.record_range(seq)))
+            .order_by(records.c.record_id)
         )
     ]
     if row_images.records_digest(images) != entry.records_digest:

@@ -45,7 +45,7 @@ from clew.store.wal_checkpoints import WalCheckpointer
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 # WAL checkpoints run on a background thread (store/wal_checkpoints.py); SQLite's own, which stalls

@@ -96,6 +96,21 @@ def covered(table: Table | str) -> CoveredTable:
     return COVERED[table if isinstance(table, str) else table.name]
 
 
+# Images one audit entry can carry (the position's bits in ``record_id``).
+MAX_IMAGES = 1 << schema.RECORD_POSITION_BITS
+
+
+def record_id(seq: int, position: int) -> int:
+    """The key of image ``position`` of audit entry ``seq``: both packed in one integer, so an
+    entry's images are one key range (on SQLite the table's rowid, with no index beside it)."""
+    return seq << schema.RECORD_POSITION_BITS | position
+
+
+def record_range(seq: int) -> tuple[int, int]:
+    """The first and last ``record_id`` audit entry ``seq`` can hold."""
+    return record_id(seq, 0), record_id(seq, MAX_IMAGES - 1)
+
+
 def records_digest(images: list[tuple[str, str, str | None]]) -> str:
     """The digest of one audit entry's row images, in the order they were written."""
     return digests.digest_json([list(image) for image in images])

@@ -261,11 +261,22 @@ audit_log = Table(
 # The image of every governance and lineage row an audit entry wrote (clew/store/row_images.py):
 # the row's covered columns as canonical JSON, or NULL for a deleted row. The newest image of a
 # row must equal the row as stored; ``clew audit verify`` and trace compare them.
+#
+# Keyed by ``record_id`` = ``seq << 24 | position`` (clew/store/row_images.py): on SQLite that is
+# the table's own rowid, so an entry's images are one range of the table and no index on
+# (seq, position) is written beside it (one b-tree page less per durable registration).
+RECORD_POSITION_BITS = 24
 audit_records = Table(
     "audit_records",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column(
+        "record_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("seq", BigInteger, nullable=False),
+    Column("position", Integer, nullable=False),
     Column("table_name", String(40), nullable=False),
     Column("row_key", Text, nullable=False),
     Column("image", Text),
