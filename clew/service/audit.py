@@ -50,6 +50,13 @@ _INSERT_RECORD = DriverStatement(
     VALUES (:record_id, :seq, :position, :table_name, :row_key, :image)
     """
 )
+# ``audit_records`` as it was before 0016 (no packed key): for ``adopt`` in older migrations.
+_INSERT_RECORD_UNPACKED = DriverStatement(
+    """
+    INSERT INTO audit_records (seq, position, table_name, row_key, image)
+    VALUES (:seq, :position, :table_name, :row_key, :image)
+    """
+)
 _INSERT_HEAD = DriverStatement(f"INSERT INTO store_info (key, value) VALUES ('{_HEAD_KEY}', :head)")
 _UPDATE_HEAD = DriverStatement(f"UPDATE store_info SET value = :head WHERE key = '{_HEAD_KEY}'")
 
@@ -158,7 +165,9 @@ def adopt(connection: Connection, tables: Iterable[str], reason: str) -> AuditEn
     from sqlalchemy import Table as ReflectedTable
 
     count = 0
-    existing = set(inspect(connection).get_table_names())
+    inspector = inspect(connection)
+    existing = set(inspector.get_table_names())
+    packed = any(column["name"] == "record_id" for column in inspector.get_columns("audit_records"))
     for name in tables:
         if name not in existing:
             continue  # a table a later revision creates
@@ -169,7 +178,8 @@ def adopt(connection: Connection, tables: Iterable[str], reason: str) -> AuditEn
             count += 1
     if not count:
         return None
-    return append(connection, "clew", "audit.adopt", "store", {"rows": count, "reason": reason})
+    payload = {"rows": count, "reason": reason}
+    return _append(connection, "clew", "audit.adopt", "store", payload, None, packed=packed)
 
 
 def _innermost(connection: Connection) -> Any:
@@ -204,6 +214,20 @@ def append(
     request id, so an operator can join audit entries with the request log. The entry carries
     the images of every covered row staged in this transaction since the last entry.
     """
+    return _append(connection, actor, action, target, payload, request_id, packed=True)
+
+
+def _append(
+    connection: Connection,
+    actor: str,
+    action: str,
+    target: str,
+    payload: Any,
+    request_id: str | None,
+    *,
+    packed: bool,
+) -> AuditEntry:
+    """``append``; ``packed`` false writes images in the layout before schema 0016."""
     head = _lock_head(connection)
     seq, prev_hash = (0, GENESIS) if head is None else _split_head(head)
     fields: dict[str, Any] = {
@@ -228,7 +252,7 @@ def append(
         mark_durable(connection)
     _INSERT_ENTRY.execute(connection, fields)
     if images:
-        _INSERT_RECORD.execute_many(
+        (_INSERT_RECORD if packed else _INSERT_RECORD_UNPACKED).execute_many(
             connection,
             [
                 {
