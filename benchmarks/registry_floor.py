@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,11 @@ def fresh(value: Any, old: Mapping[Any, Any], index: int) -> Any:
     for recorded, shift in old.items():
         if value == recorded:
             return shift(index)
-        if isinstance(value, str) and isinstance(recorded, int) and value.startswith(f"{recorded}:"):
+        if (
+            isinstance(value, str)
+            and isinstance(recorded, int)
+            and value.startswith(f"{recorded}:")
+        ):
             return f"{shift(index)}:{value.partition(':')[2]}"
     return value
 
@@ -128,7 +131,13 @@ def main() -> None:
             reader.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         copies = [directory / f"copy-{index}.db" for index in range(2)]
         for copy in copies:
-            shutil.copy(database, copy)
+            # SQLite's backup API: a consistent copy even while clew's checkpointer runs.
+            with (
+                closing(sqlite3.connect(database)) as source,
+                closing(sqlite3.connect(copy)) as target,
+            ):
+                source.backup(target)
+                target.execute("PRAGMA journal_mode=WAL")
         old: dict[Any, Any] = {
             recorded.id: lambda index: f"V{index:025d}",
             event_id: lambda index: f"E{index:025d}",
@@ -138,6 +147,8 @@ def main() -> None:
             event_seq: lambda index: event_seq + index,
             2: lambda index: 2 + index,
         }
+        for position in range(8):  # the packed keys of the entry's row images (schema 0016)
+            old[(seq << 24) | position] = lambda index, p=position: ((seq + index) << 24) | p
         cpu_start, wall_start = time.process_time(), time.perf_counter()
         for artifact in logged[2 : versions + 2]:
             client.register_model(artifact, NAME)
