@@ -729,8 +729,12 @@ def _version_record(row: FieldLookup) -> VersionRecord:
     return from_fields(VersionRecord, row)
 
 
+# One encoder for every version and event row (``json.dumps`` with options builds one per call).
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _json(value: Mapping[str, Any]) -> str:
-    return json.dumps(dict(value), sort_keys=True, default=str)
+    return _ENCODER.encode(dict(value))
 
 
 def get_version_row(connection: Connection, name: str, version: int) -> VersionRecord:
