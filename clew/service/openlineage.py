@@ -139,7 +139,8 @@ class _Writer:
             status=records.RUNNING,
             user_name=self.actor,
             start_ms=event.time_ms,
-            properties=json.dumps({KEY: {"runId": event.run_uuid}}),
+            # A dict until ``_apply`` folds the events in and encodes it once.
+            properties={KEY: {"runId": event.run_uuid}},
         )
         return row
 
@@ -304,7 +305,8 @@ def _check_owned(row: dict[str, Any], event: RunEvent) -> None:
 
 def _apply(row: dict[str, Any], events: Sequence[RunEvent]) -> None:
     """Fold a run's events (in time order) into its row: times, status and facets."""
-    properties = json.loads(row["properties"])
+    stored = row["properties"]
+    properties = json.loads(stored) if isinstance(stored, str) else stored
     kept = properties[KEY]
     for event in events:
         if event.event_type == "START":
