@@ -11,7 +11,7 @@ from tamper import execute_sql
 
 import clew
 from clew.domain import digests
-from clew.errors import InvalidInputError
+from clew.errors import InvalidInputError, NameConflictError
 from clew.service.lineage_ingest import MAX_ITEMS
 from clew.store import schema
 from clew.store.location import Store
@@ -233,3 +233,31 @@ def test_a_batch_over_the_item_limit_is_one_sentence_and_writes_nothing(
     with pytest.raises(InvalidInputError, match=f"{MAX_ITEMS:,}|at most {MAX_ITEMS}"):
         client.lineage.ingest([], runs)
     assert audit_entries(store) == before
+
+
+def test_runs_join_existing_experiments_and_a_look_alike_name_is_refused(
+    client: clew.Client, store: Store
+) -> None:
+    """A batch finds experiments by name in one query; a new one is created once, and one
+    that differs from an existing name only in case is refused, with nothing written."""
+    with clew.start_run(experiment="churn", name="by-hand") as by_hand:
+        pass
+    result = client.lineage.ingest(
+        [],
+        [
+            {"key": "a", "name": "a", "experiment": "churn"},
+            {"key": "b", "name": "b", "experiment": "fresh"},
+            {"key": "c", "name": "c", "experiment": "fresh"},
+        ],
+    )
+    experiments = {key: client.get_run(run_id).experiment for key, run_id in result.runs.items()}
+    assert experiments == {"a": "churn", "b": "fresh", "c": "fresh"}
+    churn = client.lineage.upstream(f"run:{by_hand.id}", max_depth=1).nodes
+    joined = client.lineage.upstream(f"run:{result.runs['a']}", max_depth=1).nodes
+    assert {n.id for n in churn.values() if n.kind == "context"} == {
+        n.id for n in joined.values() if n.kind == "context"
+    }
+    with pytest.raises(NameConflictError, match="looks like the existing experiment 'churn'"):
+        client.lineage.ingest([], [{"key": "d", "name": "d", "experiment": "Churn"}])
+    with store.db.read() as connection:
+        assert connection.execute(select(func.count()).select_from(schema.runs)).scalar() == 4

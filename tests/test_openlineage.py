@@ -292,6 +292,28 @@ def test_a_batch_writes_every_run_once_and_the_same_dataset_is_one_node(
     assert rows(store)["runs"] == 20
 
 
+def test_column_lineage_sent_again_is_one_edge_recorded_once(client: clew.Client) -> None:
+    """Each run of a job repeats its column lineage: the DerivedFrom edge is written and
+    audited once, whether the repeat comes in the same batch or a later call."""
+    lineage = {"fields": {"revenue": {"inputFields": [{**dataset("orders"), "field": "t"}]}}}
+
+    def run(job: str) -> list[dict[str, Any]]:
+        run_uuid = str(uuid.uuid4())
+        output = dataset("daily", columnLineage=lineage)
+        return [
+            event("START", run_uuid, inputs=[dataset("orders")], job=job),
+            event("COMPLETE", run_uuid, when=LATER, outputs=[output], job=job),
+        ]
+
+    first = client.openlineage.receive([*run("daily_a"), *run("daily_b")])
+    again = client.openlineage.receive(run("daily_c"))
+    up = client.lineage.upstream("dataset:daily", max_depth=1).to_pandas()
+    assert up.association.tolist().count("DerivedFrom") == 1
+    # Two runs x (experiment, input, output) plus the one DerivedFrom; then three more.
+    assert (first.edges, again.edges) == (7, 3)
+    assert client.verify_audit().ok
+
+
 def test_an_event_that_completes_first_still_makes_one_finished_run(client: clew.Client) -> None:
     run_uuid = str(uuid.uuid4())
     client.openlineage.receive(event("COMPLETE", run_uuid, when=LATER))

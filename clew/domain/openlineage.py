@@ -45,15 +45,17 @@ class Dataset:
     name: str
     facets: dict[str, Any]
 
-    @functools.cached_property
+    # Plain properties over cached functions: ``functools.cached_property`` takes a lock per
+    # read on Python 3.11, and a batch of events reads each dataset's digest several times.
+    @property
     def digest(self) -> str:
         version = self.facets.get("version", {}).get("datasetVersion")
         return dataset_digest(self.namespace, self.name, version)
 
-    @functools.cached_property
+    @property
     def node_name(self) -> str:
         """The artifact name: the dataset's name in the characters a ref allows."""
-        return safe_name(self.name, "dataset")
+        return _safe_dataset_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,17 @@ def run_id_for(run_uuid: str) -> str:
 
 
 def ulid_from_int(value: int) -> str:
-    """A 128-bit value as the 26 letters of a ULID (clew's id alphabet)."""
-    return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
+    """A 128-bit value as the 26 letters of a ULID (clew's id alphabet), two letters (ten
+    bits) at a time: every event of a batch converts its runId."""
+    return "".join([_LETTER_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+
+
+_LETTER_PAIRS = [first + second for first in _ALPHABET for second in _ALPHABET]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _safe_dataset_name(name: str) -> str:
+    return safe_name(name, "dataset")
 
 
 def safe_name(text: str, fallback: str) -> str:
@@ -147,13 +158,13 @@ def parse_event(raw: Any, what: str = "the event") -> RunEvent:
         time_ms=_time_ms(event.get("eventTime"), what),
         run_uuid=str(run_uuid),
         run_id=ulid_from_int(run_uuid.int),
-        job_namespace=_text(job.get("namespace"), f"{what} job namespace"),
-        job_name=_text(job.get("name"), f"{what} job name"),
-        run_facets=_facets(run.get("facets"), f"{what} run"),
-        job_facets=_facets(job.get("facets"), f"{what} job"),
-        inputs=_datasets(event.get("inputs"), f"{what} inputs", "inputFacets"),
-        outputs=_datasets(event.get("outputs"), f"{what} outputs", "outputFacets"),
-        producer=_text(event.get("producer", ""), f"{what} producer", empty=True),
+        job_namespace=_text(job.get("namespace"), what, "job namespace"),
+        job_name=_text(job.get("name"), what, "job name"),
+        run_facets=_facets(run.get("facets"), what, "run"),
+        job_facets=_facets(job.get("facets"), what, "job"),
+        inputs=_datasets(event.get("inputs"), what, "inputs", "inputFacets"),
+        outputs=_datasets(event.get("outputs"), what, "outputs", "outputFacets"),
+        producer=_text(event.get("producer", ""), what, "producer", empty=True),
     )
 
 
@@ -178,9 +189,13 @@ def _object(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def _text(value: Any, what: str, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or len(value) > 1000 or (not value and not empty):
-        raise InvalidInputError(f"{what} must be a non-empty string of at most 1000 characters.")
+def _text(value: Any, what: str, part: str, *, empty: bool = False) -> str:
+    """``value`` if it is a fit string; the message names ``what`` and ``part`` (joined only on
+    error: a batch checks thousands of strings)."""
+    if type(value) is not str or len(value) > 1000 or (not value and not empty):
+        raise InvalidInputError(
+            f"{what} {part} must be a non-empty string of at most 1000 characters."
+        )
     return value
 
 
@@ -199,41 +214,48 @@ def _time_ms(value: Any, what: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _datasets(value: Any, what: str, extra_facets: str) -> tuple[Dataset, ...]:
+def _datasets(value: Any, what: str, side: str, extra_facets: str) -> tuple[Dataset, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise InvalidInputError(f"{what} must be a list of datasets.")
+        raise InvalidInputError(f"{what} {side} must be a list of datasets.")
     found = []
     for index, raw in enumerate(value):
-        where = f"{what} #{index}"
-        dataset = _object(raw, where)
-        facets = _facets(dataset.get("facets"), where)
-        facets.update(_facets(dataset.get(extra_facets), where))
+        if not isinstance(raw, dict):
+            raise InvalidInputError(f"{what} {side} #{index} must be a JSON object.")
+        where = (what, f"{side} #{index}")
+        facets = _facets(raw.get("facets"), *where)
+        extra = raw.get(extra_facets)
+        if extra is not None:
+            facets.update(_facets(extra, *where))
         found.append(
             Dataset(
-                _text(dataset.get("namespace"), f"{where} namespace"),
-                _text(dataset.get("name"), f"{where} name"),
+                _text(raw.get("namespace"), f"{what} {side} #{index}", "namespace"),
+                _text(raw.get("name"), f"{what} {side} #{index}", "name"),
                 facets,
             )
         )
     return tuple(found)
 
 
-def _facets(value: Any, what: str) -> dict[str, Any]:
+def _facets(value: Any, what: str, part: str) -> dict[str, Any]:
     """Facets as sent; each one an object, the known ones in the spec's shape."""
     if value is None:
         return {}
-    facets = dict(_object(value, f"{what} facets"))
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{what} {part} facets must be a JSON object.")
+    facets = dict(value)
     for name, facet in facets.items():
-        where = f"{what} facet {name!r}"
-        _object(facet, where)
+        if not isinstance(facet, dict):
+            raise InvalidInputError(f"{what} {part} facet {name!r} must be a JSON object.")
         for key in ("_producer", "_schemaURL"):
             if key in facet and not isinstance(facet[key], str):
-                raise InvalidInputError(f"{where}: {key} must be a URI string.")
+                raise InvalidInputError(
+                    f"{what} {part} facet {name!r}: {key} must be a URI string."
+                )
         check = _KNOWN_FACETS.get(name)
         if check is not None:
-            check(facet, where)
+            check(facet, f"{what} {part} facet {name!r}")
     return facets
 
 

@@ -59,6 +59,9 @@ _INSERT_PARAM = bulk_rows.insert("params", ("run_id", "key", "value"))
 # Every edge written here touches a run this call creates, so none can exist yet: the plain
 # bulk_rows.INSERT_EDGE, without ON CONFLICT.
 _BY_DIGEST = IdSetStatement("SELECT id, type, name, digest FROM artifacts WHERE digest IN ({ids})")
+_EXPERIMENTS = IdSetStatement(
+    "SELECT name, id FROM contexts WHERE type = 'experiment' AND name IN ({ids})"
+)
 _PRODUCED = IdSetStatement(
     "SELECT a.id, a.type, a.name, a.digest FROM artifacts a "
     "JOIN edges e ON e.destination_id = a.id "
@@ -217,11 +220,17 @@ class _Writer:
             "created_by": self.actor,
         }
 
+    def _experiments(self, names: list[str]) -> dict[str, str]:
+        """Each experiment's context id: the existing ones read in one query (a batch names
+        dozens, and a lookup each cost more than writing their runs), the others created."""
+        found = dict(_EXPERIMENTS.all(self.connection, names)) if names else {}
+        for name in names:
+            if name not in found:
+                found[name] = ensure_context(self.connection, "experiment", name, self.actor)
+        return found
+
     def runs(self, items: Mapping[str, RunItem], artifact_ids: Mapping[str, str]) -> dict[str, str]:
-        experiments = {
-            name: ensure_context(self.connection, "experiment", name, self.actor)
-            for name in sorted({item.experiment for item in items.values()})
-        }
+        experiments = self._experiments(sorted({item.experiment for item in items.values()}))
         found: dict[str, str] = {}
         rows: list[dict[str, Any]] = []
         params: list[dict[str, Any]] = []

@@ -139,7 +139,8 @@ class _Writer:
             status=records.RUNNING,
             user_name=self.actor,
             start_ms=event.time_ms,
-            properties=json.dumps({KEY: {"runId": event.run_uuid}}),
+            # A dict until ``_apply`` folds the events in and encodes it once.
+            properties={KEY: {"runId": event.run_uuid}},
         )
         return row
 
@@ -215,8 +216,8 @@ class _Writer:
 
     def _write_edges(self, updated: Sequence[str]) -> int:
         """Edges of runs new in this call cannot exist yet and go in one statement; those of
-        updated runs are looked up first; ``DerivedFrom`` edges between datasets are inserted
-        one by one unless present (the database decides)."""
+        updated runs are looked up first; ``DerivedFrom`` edges between datasets go in one
+        statement that skips those present (the database decides)."""
         wanted = self.edges.wanted
         for source, destination, association in _RUN_EDGES.all(self.connection, updated):
             wanted.pop((source, destination, association), None)
@@ -227,12 +228,44 @@ class _Writer:
             row = dict(zip(bulk_rows.EDGE_COLUMNS, ends, strict=True))
             (derived if key[2] == records.DERIVED_FROM else rows).append(row)
         bulk_rows.INSERT_EDGE.execute_many(self.connection, rows)
+        rows.extend(_insert_missing_edges(self.connection, derived))
         audit.stage_many(self.connection, schema.edges, rows)
-        for row in derived:
-            if bulk_rows.INSERT_EDGE_ONCE.execute(self.connection, row).rowcount == 1:
-                audit.stage(self.connection, schema.edges, row)
-                rows.append(row)
         return len(rows)
+
+
+# Edges that may exist already (a dataset's column lineage, sent again by each run of its
+# job), inserted in one statement; the database says which were new, and only those are
+# staged for the audit entry, even when another writer inserts the same edge meanwhile.
+_EDGE_FIELDS = ", ".join(bulk_rows.EDGE_COLUMNS)
+_INSERT_MISSING_EDGES = {
+    "sqlite": DriverStatement(
+        f"INSERT INTO edges ({_EDGE_FIELDS}) SELECT "
+        + ", ".join(f"json_extract(value, '$.{column}')" for column in bulk_rows.EDGE_COLUMNS)
+        + " FROM json_each(:rows) WHERE true ON CONFLICT DO NOTHING "
+        "RETURNING source_id, destination_id, association"
+    ),
+    "postgresql": DriverStatement(
+        f"INSERT INTO edges ({_EDGE_FIELDS}) SELECT {_EDGE_FIELDS} FROM "
+        "jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(source_id text, source_kind text, "
+        "destination_id text, destination_kind text, association text, created_ms bigint) "
+        "ON CONFLICT DO NOTHING RETURNING source_id, destination_id, association"
+    ),
+}
+
+
+def _insert_missing_edges(
+    connection: Connection, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Insert each edge of ``rows`` unless the same one exists; the rows that were new."""
+    if not rows:
+        return []
+    statement = _INSERT_MISSING_EDGES[connection.dialect.name]
+    inserted = set(statement.all(connection, {"rows": json.dumps(rows)}))
+    return [
+        row
+        for row in rows
+        if (row["source_id"], row["destination_id"], row["association"]) in inserted
+    ]
 
 
 def _kind(event: RunEvent) -> str:
@@ -272,7 +305,8 @@ def _check_owned(row: dict[str, Any], event: RunEvent) -> None:
 
 def _apply(row: dict[str, Any], events: Sequence[RunEvent]) -> None:
     """Fold a run's events (in time order) into its row: times, status and facets."""
-    properties = json.loads(row["properties"])
+    stored = row["properties"]
+    properties = json.loads(stored) if isinstance(stored, str) else stored
     kept = properties[KEY]
     for event in events:
         if event.event_type == "START":
