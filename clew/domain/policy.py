@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from clew.domain import digests, records
 from clew.domain.roles import Role
 from clew.errors import PolicyError, PolicySyntaxError
@@ -269,6 +267,8 @@ class StoredPolicy:
 @functools.lru_cache(maxsize=32)
 def parse(document: str) -> Policy:
     """Parse and validate a policy document, or raise PolicySyntaxError naming the problem."""
+    import yaml  # only when a policy is read: ~10 ms a connect does not need
+
     try:
         data = yaml.safe_load(document)
     except yaml.YAMLError as error:

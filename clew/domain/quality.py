@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from clew.domain import quality_metrics
 from clew.domain.monitoring import CheckReport, Violation, Window
 from clew.errors import InvalidInputError
+
+if TYPE_CHECKING:  # numpy is imported when a window is scored, not when clew connects
+    import numpy as np
 
 CHECK = "model_quality"
 TASKS = ("auto", "classification", "regression")
@@ -155,6 +156,8 @@ def _figures(
         predicted = [data.predicted[k] for k in rows]
         _require_numbers(truth, predicted)
         return quality_metrics.regression(truth, predicted)
+    import numpy as np
+
     truth = [class_value(value) for value in truth]
     plain = [class_value(data.predicted[k]) for k in rows if not data.has_proba[k]]
     classes = classes_of(data, spec, truth, plain)
