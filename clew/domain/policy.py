@@ -470,11 +470,15 @@ def _metric_rule(text: str) -> MetricRule:
     return MetricRule(match["metric"], match["op"], float(match["threshold"]))
 
 
-DEFAULT = StoredPolicy(
-    version=0,
-    digest=digests.digest_bytes(DEFAULT_DOCUMENT.encode()),
-    document=DEFAULT_DOCUMENT,
-    created_ms=None,
-    created_by=None,
-    rules=parse(DEFAULT_DOCUMENT),
-)
+@functools.cache
+def default() -> StoredPolicy:
+    """The policy in force before anyone stores one; parsed on first use, since parsing
+    imports the YAML reader, which opening a store does not need."""
+    return StoredPolicy(
+        version=0,
+        digest=digests.digest_bytes(DEFAULT_DOCUMENT.encode()),
+        document=DEFAULT_DOCUMENT,
+        created_ms=None,
+        created_by=None,
+        rules=parse(DEFAULT_DOCUMENT),
+    )

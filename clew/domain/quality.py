@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from clew.domain import quality_metrics
 from clew.domain.monitoring import CheckReport, Violation, Window
 from clew.errors import InvalidInputError
 
@@ -151,6 +150,8 @@ def _class_like(value: Any) -> bool:
 def _figures(
     data: LabelledWindow, spec: QualitySpec, task: str, rows: Sequence[int]
 ) -> dict[str, Any]:
+    from clew.domain import quality_metrics  # numpy: only when a window is scored
+
     truth = [data.truth[k] for k in rows]
     if task == "regression":
         predicted = [data.predicted[k] for k in rows]
@@ -236,6 +237,8 @@ def compare(
 ) -> dict[str, tuple[float, Violation | None]]:
     """Each figure with a metric recorded at training: that metric, and a violation when the
     window is worse by more than the allowed margin."""
+    from clew.domain import quality_metrics
+
     result: dict[str, tuple[float, Violation | None]] = {}
     for metric, observed in figures.items():
         baseline = recorded_value(recorded, metric)
