@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import typer.main
@@ -60,46 +59,136 @@ def test_each_command_loads_and_shows_its_help(name: str) -> None:
     assert "Usage: clew " + name in " ".join(result.output.split())
 
 
+# A small thread in a store of its own: one run, one registered version, one captured prediction.
+_THREAD = """
+import clew
+from sklearn.linear_model import LogisticRegression
+client = clew.connect()
+with client.start_run(experiment="startup", name="fit") as run:
+    run.log_params({"C": 1.0})
+    run.log_metric("auc", 0.9)
+    run.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "model")
+client.register_model(run, "M")
+model = client.load_model("M/1")
+model.predict([[0.5]])
+ids = model.last_prediction_ids
+client.flush_captures()
+print(list(ids)[0])
+"""
+_RAN = """
+import json, sys
+from clew.cli.main import app
+code = 0
+try:
+    app({args!r})
+except SystemExit as stop:
+    code = stop.code or 0
+print(json.dumps([code, sorted(sys.modules)]))
+"""
+# Never needed to read an embedded store: the migration tool, the ORM, the HTTP client and
+# server, the model's framework.
+NEVER = ("alembic", "sqlalchemy.orm", "httpx", "uvicorn", "fastapi", "sklearn", "clew.server")
+# Services a registry read does not call: built (and imported) only when used.
+UNUSED_SERVICES = (
+    "clew.service.monitoring_checks",
+    "clew.service.model_quality",
+    "clew.service.exports",
+    "clew.service.mlflow_import",
+    "clew.service.baselines",
+)
+FRAMES = ("pandas", "numpy", "pyarrow")
+
+
+@pytest.fixture(scope="module")
+def thread_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], str]:
+    """The environment of a store holding ``_THREAD``, and its prediction id."""
+    env = {**os.environ, "CLEW_HOME": str(tmp_path_factory.mktemp("startup") / "store")}
+    env.pop("CLEW_URI", None)
+    made = subprocess.run(
+        [sys.executable, "-c", _THREAD], capture_output=True, text=True, check=True, env=env
+    )
+    return env, made.stdout.strip().splitlines()[-1]
+
+
+def _ran(args: list[str], env: dict[str, str]) -> set[str]:
+    """The modules a fresh interpreter holds after ``clew ARGS`` succeeded."""
+    done = subprocess.run(
+        [sys.executable, "-c", _RAN.format(args=args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    code, modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0, f"clew {' '.join(args)} failed: {done.stdout}{done.stderr}"
+    return set(modules)
+
+
+# (command, modules it must not import besides NEVER)
+SIMPLE = {
+    "status": (["status", "M/1"], (*FRAMES, "cryptography", *UNUSED_SERVICES)),
+    "versions": (["versions", "M"], ("cryptography", *UNUSED_SERVICES)),
+    "models list": (["models", "list"], ("cryptography", *UNUSED_SERVICES)),
+    "runs list": (["runs", "list"], ("cryptography", "yaml", *UNUSED_SERVICES)),
+    "trace": (["trace", "PREDICTION"], UNUSED_SERVICES),
+}
+
+
+@pytest.mark.embedded_only
+@pytest.mark.sqlite_only  # a store of its own, in a directory
+@pytest.mark.parametrize("name", sorted(SIMPLE))
+def test_a_simple_command_imports_only_what_it_uses(
+    name: str, thread_home: tuple[dict[str, str], str]
+) -> None:
+    """Each simple read answers (exit 0) without loading what it never calls: a version's
+    status needs no frames at all; the listings build their DataFrame (pandas, and the numpy
+    and pyarrow pandas brings); none of them loads the monitoring services, signatures' crypto,
+    migrations, the ORM, the server or the model's framework."""
+    env, prediction = thread_home
+    args, forbidden = SIMPLE[name]
+    loaded = _ran([prediction if arg == "PREDICTION" else arg for arg in args], env)
+    heavy = sorted(
+        module
+        for module in (*NEVER, *forbidden)
+        if module in loaded or any(name.startswith(module + ".") for name in loaded)
+    )
+    assert not heavy, f"clew {' '.join(args)} imported {heavy}"
+
+
 _CONNECTED = """
 import json, sys
 import clew
 clew.connect({uri!r})
 print(json.dumps(sorted(sys.modules)))
 """
-# What opening an embedded store must not load: frames, the migration tool, the HTTP client
-# and server, models. (numpy and pyarrow still come with the capture client; see
-# docs/benchmarks.md, "Start-up".)
-NOT_ON_CONNECT = ("pandas", "alembic", "httpx", "uvicorn", "fastapi", "sklearn", "sqlalchemy.orm")
-
-
-@pytest.mark.embedded_only
-@pytest.mark.sqlite_only  # a store file in `home`: the fixture made it
-def test_connecting_to_an_existing_embedded_store_imports_nothing_it_does_not_use(
-    client: object, home: Path
-) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _CONNECTED.format(uri=str(home))],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={k: v for k, v in os.environ.items() if k != "CLEW_URI"},
-    )
-    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
-    heavy = sorted(name for name in NOT_ON_CONNECT if name in loaded)
-    assert not heavy, f"clew.connect() imported {heavy}"
+# What opening an embedded store must not load: frames and arrays, the capture machinery, the
+# YAML reader, signatures' crypto, the migration tool, the HTTP client and server, models, and
+# the services nobody has asked for yet.
+NOT_ON_CONNECT = (
+    *NEVER,
+    *FRAMES,
+    "yaml",
+    "cryptography",
+    "clew.client.capture_queue",
+    *UNUSED_SERVICES,
+    "clew.service.registry",
+    "clew.service.lineage",
+)
 
 
 @pytest.mark.embedded_only
 @pytest.mark.sqlite_only
-def test_a_version_status_imports_no_frames_and_no_migrations(client: object, home: Path) -> None:
-    """``clew status M/1`` answers from records: pandas and alembic stay unloaded."""
-    script = _IMPORTED.format(args=["status", "M/1"])
-    env = {**os.environ, "CLEW_HOME": str(home)}
-    env.pop("CLEW_URI", None)
+def test_connecting_to_an_existing_embedded_store_imports_nothing_it_does_not_use(
+    thread_home: tuple[dict[str, str], str],
+) -> None:
+    env, _ = thread_home
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", _CONNECTED.format(uri=env["CLEW_HOME"])],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
-    assert "clew" in loaded
-    heavy = sorted(loaded & {"pandas", "alembic", "httpx", "uvicorn", "fastapi", "sklearn"})
-    assert not heavy, f"clew status imported {heavy}"
+    heavy = sorted(name for name in NOT_ON_CONNECT if name in loaded)
+    assert not heavy, f"clew.connect() imported {heavy}"

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from clew.domain.object_urls import filesystem_for
 from clew.errors import ClewError, InvalidInputError
 
@@ -183,6 +181,8 @@ class _Job:
                 f"{first + chunk.num_rows - 1} of {source} ({type(failure).__name__}: "
                 f"{reason}); check the file's columns against the version's signature."
             ) from failure
+        import numpy as np
+
         columns: dict[str, Any] = {"prediction_id": _prediction_ids(ids.call, len(ids))}
         values = np.asarray(outputs)
         if values.ndim == 2:
@@ -221,6 +221,7 @@ class _Job:
 def _prediction_ids(call: str, rows: int) -> pa.Array:
     """``f"{call}.{i}"`` for every row, built by Arrow (a Python string per row cost more
     than a fast model's whole predict)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from clew.domain.reproduction import ReproductionReport
     from clew.service.protocols import Backend
+    from clew.service.protocols import Lineage as LineageProtocol
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -62,8 +63,12 @@ class Lineage:
     """``client.lineage``: graph queries by ref, returning pandas-convertible results."""
 
     def __init__(self, client: Client) -> None:
-        self._service = client._service.lineage
         self._client = client
+
+    @property
+    def _service(self) -> LineageProtocol:
+        """Looked up on each call: the container builds the service on first use."""
+        return self._client._service.lineage
 
     def ingest(
         self,

@@ -18,14 +18,14 @@ from clew.domain.deployments import (
     check_endpoint,
     time_ms,
 )
-from clew.domain.quality import QualitySpec
 from clew.domain.records import FAILED, FINISHED
 from clew.errors import NotFoundError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # QualitySpec brings numpy, which status and deployments do not need
     from clew.client.client import Client
     from clew.client.loaded_model import LoadedModel
     from clew.client.run import ActiveRun
+    from clew.domain.quality import QualitySpec
     from clew.service.protocols import Backend
 
 EXPERIMENT = "deployments"

@@ -21,14 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from clew.domain import bias
 from clew.domain.records import ArtifactRecord, VersionRecord
 from clew.errors import InvalidInputError
 from clew.service import explanations as reports
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from clew.client.client import Client
@@ -101,6 +100,8 @@ class ExplainMixin:
     ) -> dict[str, Any]:
         """Pre-training bias metrics of ``target`` and, with ``predict``, post-training metrics
         of the version's predictions on ``data``, per sensitive attribute; recorded as evidence."""
+        import numpy as np
+
         if isinstance(attributes, str):
             attributes = [attributes]
         loaded = self.load_model(ref)
@@ -282,6 +283,8 @@ def _features(loaded: LoadedModel, frame: pd.DataFrame, exclude: Sequence[str]) 
 
 def _predict_function(model: Any) -> Any:
     """What to explain: the positive class's probability for a classifier, else predict."""
+    import numpy as np
+
     if hasattr(model, "predict_proba"):
         return lambda x: np.asarray(model.predict_proba(x))[:, -1]
     return model.predict
@@ -333,6 +336,8 @@ def shap_values(
 
 def _positive(values: Any, expected: Any) -> tuple[np.ndarray, float]:
     """The last class's SHAP values and base value (the positive one for a binary model)."""
+    import numpy as np
+
     if isinstance(values, list):
         values = values[-1]
     array = np.asarray(values, dtype=float)
@@ -350,6 +355,8 @@ def _global_explanation(
     method: str,
     max_rows: int,
 ) -> dict[str, Any]:
+    import numpy as np
+
     kind = explainer_kind(model, method)
     limit = KERNEL_ROWS if kind == "kernel" else max_rows
     rows = frame.sample(limit, random_state=0) if len(frame) > limit else frame

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clew.domain.baselines import Baseline
 from clew.domain.monitoring import CheckReport, Window
 from clew.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from clew.client.client import Client
+    from clew.domain.baselines import Baseline  # numpy: only once a baseline is read
+    from clew.service.protocols import Monitoring as MonitoringProtocol
 
 Moment = datetime | int | None
 
@@ -29,7 +30,11 @@ class Monitoring:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._service = client._service.monitoring
+
+    @property
+    def _service(self) -> MonitoringProtocol:
+        """Looked up on each call: the container builds the service on first use."""
+        return self._client._service.monitoring
 
     def create_baseline(
         self,

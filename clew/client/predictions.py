@@ -20,10 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from clew.client.capture_queue import CaptureQueue, CaptureSettings, CaptureStats
-from clew.client.capture_spool import SpoolSettings
 from clew.client.embedded import EmbeddedBackend
-from clew.domain.captures import BatchWriter, CapturedPrediction
 from clew.domain.keys import SigningKey
 from clew.domain.records import ms_to_iso
 from clew.domain.trace import Trace
@@ -31,9 +28,12 @@ from clew.errors import InvalidInputError
 from clew.service import signing
 from clew.service.identity import current_actor
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the capture machinery (numpy, pyarrow) is imported with the first capture
+    from clew.client.capture_queue import CaptureQueue, CaptureSettings, CaptureStats
+    from clew.client.capture_spool import SpoolSettings
     from clew.client.client import Client
     from clew.client.remote_predictions import RemotePredictions
+    from clew.domain.captures import BatchWriter, CapturedPrediction
     from clew.service.protocols import Backend
 
 __all__ = [
@@ -104,6 +104,9 @@ class PredictionsMixin:
         take: its directory (default ``CLEW_CAPTURE_SPOOL`` or ``~/.local/state/clew/
         capture-spool``), its bounds, and the longest pause between re-sending attempts.
         Set these before the first prediction: the spool is opened with the writer."""
+        from clew.client.capture_queue import CaptureSettings
+        from clew.client.capture_spool import SpoolSettings
+
         spooling = (spool, spool_max_bytes, spool_max_batches, retry_seconds)
         if self._capture is not None and self._spools() and any(o is not None for o in spooling):
             raise InvalidInputError(
@@ -152,6 +155,8 @@ class PredictionsMixin:
         )
 
     def _capture_stats(self) -> CaptureStats:
+        from clew.client.capture_queue import CaptureStats
+
         if self._capture is None and not self._spools():
             return CaptureStats()
         return self._capture_service().stats()
@@ -200,6 +205,8 @@ class PredictionsMixin:
     # --- used by LoadedModel ----------------------------------------------------------
 
     def _capture_service(self) -> CaptureQueue:
+        from clew.client.capture_queue import CaptureQueue
+
         if self._capture is None:
             with _capture_lock:
                 if self._capture is None:
@@ -210,6 +217,8 @@ class PredictionsMixin:
     def _writer(self) -> BatchWriter:
         if isinstance(self._service, EmbeddedBackend):
             return self._service.predictions.capture_writer(current_actor())
+        from clew.client.capture_spool import SpoolSettings
+
         spool = self._spool_settings or SpoolSettings()
         remote = cast("RemotePredictions", self._service.predictions)  # not embedded: a server's
         return remote.capture_writer(current_actor(), spool)

@@ -16,7 +16,6 @@ from clew.domain.records import ArtifactRecord, RunRecord
 from clew.domain.reproduction import INPUTS_TAG
 from clew.domain.run_fields import check_key, check_metric_value, check_step, param_text
 from clew.errors import ConflictError, RunFinishedError
-from clew.integrations import flavors
 
 if TYPE_CHECKING:
     from clew.client.client import Client
@@ -170,6 +169,8 @@ class ActiveRun:
 
         ``input_example`` (a few rows of inputs) types the version's signature from what the
         model returns for it; a ``torch.nn.Module`` needs one to be exported."""
+        from clew.integrations import flavors
+
         self._check_open()
         chosen = flavors.choose(model, flavor)
         with tempfile.TemporaryDirectory(prefix="clew-model-") as temp:

@@ -20,11 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from clew.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MIN_GROUP_ROWS = 30
 CONFIDENCE = 0.95
@@ -179,6 +180,8 @@ def compute(
 
 
 def _binary(values: Any, positive_label: Any, what: str) -> np.ndarray:
+    import numpy as np
+
     array = np.asarray(values)
     if array.ndim != 1:
         raise InvalidInputError(f"{what} must be one value per row (got shape {array.shape}).")
@@ -194,6 +197,8 @@ def _binary(values: Any, positive_label: Any, what: str) -> np.ndarray:
 
 def codes_of(values: Any) -> tuple[np.ndarray, list[str]]:
     """Integer group codes and group names; a pandas categorical keeps its own codes."""
+    import numpy as np
+
     categorical = getattr(values, "cat", None)
     if categorical is not None:
         codes = np.asarray(categorical.codes)
@@ -242,6 +247,8 @@ class _Counts:
 def _count(
     codes: np.ndarray, groups: int, truth: np.ndarray, predicted: np.ndarray | None
 ) -> _Counts:
+    import numpy as np
+
     def count(weights: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(codes, weights=weights, minlength=groups).astype(np.int64)
 
@@ -359,4 +366,6 @@ def _spread(groups: Sequence[GroupBias], rate: str) -> tuple[float, float] | Non
 
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value JSON can hold."""
+    import numpy as np
+
     return value.item() if isinstance(value, np.generic) else value

@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import yaml
-
 from clew.domain import records
 from clew.errors import InvalidInputError, PolicySyntaxError
 
@@ -231,6 +229,8 @@ def review_cadence(document: str) -> dict[str, int]:
     Parsed apart from ``clew.domain.policy.parse`` so the section can grow on its own; a
     malformed section is refused with the policy's one-sentence syntax error.
     """
+    import yaml
+
     data = yaml.safe_load(document) if document else None
     section = data.get("reviews") if isinstance(data, dict) else None
     if section is None:

@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from clew.domain import digests, records
 from clew.domain.roles import Role
 from clew.errors import PolicyError, PolicySyntaxError
@@ -269,6 +267,8 @@ class StoredPolicy:
 @functools.lru_cache(maxsize=32)
 def parse(document: str) -> Policy:
     """Parse and validate a policy document, or raise PolicySyntaxError naming the problem."""
+    import yaml  # only when a policy is read: ~10 ms a connect does not need
+
     try:
         data = yaml.safe_load(document)
     except yaml.YAMLError as error:
@@ -470,11 +470,15 @@ def _metric_rule(text: str) -> MetricRule:
     return MetricRule(match["metric"], match["op"], float(match["threshold"]))
 
 
-DEFAULT = StoredPolicy(
-    version=0,
-    digest=digests.digest_bytes(DEFAULT_DOCUMENT.encode()),
-    document=DEFAULT_DOCUMENT,
-    created_ms=None,
-    created_by=None,
-    rules=parse(DEFAULT_DOCUMENT),
-)
+@functools.cache
+def default() -> StoredPolicy:
+    """The policy in force before anyone stores one; parsed on first use, since parsing
+    imports the YAML reader, which opening a store does not need."""
+    return StoredPolicy(
+        version=0,
+        digest=digests.digest_bytes(DEFAULT_DOCUMENT.encode()),
+        document=DEFAULT_DOCUMENT,
+        created_ms=None,
+        created_by=None,
+        rules=parse(DEFAULT_DOCUMENT),
+    )

@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from clew.domain import quality_metrics
 from clew.domain.monitoring import CheckReport, Violation, Window
 from clew.errors import InvalidInputError
+
+if TYPE_CHECKING:  # numpy is imported when a window is scored, not when clew connects
+    import numpy as np
 
 CHECK = "model_quality"
 TASKS = ("auto", "classification", "regression")
@@ -150,11 +150,15 @@ def _class_like(value: Any) -> bool:
 def _figures(
     data: LabelledWindow, spec: QualitySpec, task: str, rows: Sequence[int]
 ) -> dict[str, Any]:
+    from clew.domain import quality_metrics  # numpy: only when a window is scored
+
     truth = [data.truth[k] for k in rows]
     if task == "regression":
         predicted = [data.predicted[k] for k in rows]
         _require_numbers(truth, predicted)
         return quality_metrics.regression(truth, predicted)
+    import numpy as np
+
     truth = [class_value(value) for value in truth]
     plain = [class_value(data.predicted[k]) for k in rows if not data.has_proba[k]]
     classes = classes_of(data, spec, truth, plain)
@@ -233,6 +237,8 @@ def compare(
 ) -> dict[str, tuple[float, Violation | None]]:
     """Each figure with a metric recorded at training: that metric, and a violation when the
     window is worse by more than the allowed margin."""
+    from clew.domain import quality_metrics
+
     result: dict[str, tuple[float, Violation | None]] = {}
     for metric, observed in figures.items():
         baseline = recorded_value(recorded, metric)

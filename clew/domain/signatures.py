@@ -9,17 +9,18 @@ rotating the store's private key stays in ``service/signing.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from clew.domain import digests
 from clew.errors import InvalidInputError
 
+if TYPE_CHECKING:  # cryptography is imported when a key is read, not when clew connects
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 
 def public_pem(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -27,6 +28,8 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 
 def key_id(public_key_pem: bytes) -> str:
     """``sha256:<hex>`` of the raw 32-byte public key."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = load_public(public_key_pem).public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
@@ -34,6 +37,10 @@ def key_id(public_key_pem: bytes) -> str:
 
 
 def load_public(public_key_pem: bytes) -> Ed25519PublicKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(public_key_pem)
     except (ValueError, UnsupportedAlgorithm) as error:
@@ -49,6 +56,8 @@ def load_public(public_key_pem: bytes) -> Ed25519PublicKey:
 
 def verify(public_key_pem: bytes, message: bytes, signature_hex: str) -> bool:
     """True when ``signature_hex`` is this key's signature of ``message``; needs no secret."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         load_public(public_key_pem).verify(bytes.fromhex(signature_hex), message)
     except (InvalidSignature, ValueError):

@@ -19,9 +19,7 @@ import platform
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import pluggy
-import pyarrow as pa
 
 from clew import hookspecs
 from clew.errors import InvalidInputError
@@ -119,6 +117,8 @@ def describe(directory: Path) -> dict[str, Any]:
 def columns(table: Any) -> list[dict[str, Any]]:
     """Named, typed columns of a DataFrame, or unnamed typed ones of a 2-D array (one column
     for a 1-D array); the types are Arrow's names (``double``, ``int64``, ``string``)."""
+    import numpy as np
+
     if hasattr(table, "dtypes") and hasattr(table, "columns"):
         return [{"name": str(name), "type": _column_type(table[name])} for name in table.columns]
     array = np.asarray(table)
@@ -140,6 +140,8 @@ def _column_type(column: Any) -> str | None:
 
 def arrow_type(dtype: Any) -> str | None:
     """Arrow's name for a NumPy or pandas dtype (None for objects and the unconvertible)."""
+    import pyarrow as pa
+
     try:
         return str(pa.from_numpy_dtype(dtype))
     except (TypeError, pa.ArrowNotImplementedError):

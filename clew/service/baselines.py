@@ -15,18 +15,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from sqlalchemy import Connection, select
 
-from clew.domain import baselines as docs
 from clew.domain import records
-from clew.domain.baselines import Baseline
 from clew.domain.records import ArtifactRecord, VersionRecord
-from clew.domain.statistics import profile_table
 from clew.errors import InvalidInputError, NotFoundError
 from clew.service import audit
 from clew.service.artifacts import ArtifactService, get_artifact_row, record_artifact, record_blob
@@ -36,6 +30,11 @@ from clew.service.registry import RegistryService
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
+
+if TYPE_CHECKING:  # numpy and pyarrow: imported when a baseline is built or read, not at connect
+    import pyarrow as pa
+
+    from clew.domain.baselines import Baseline
 
 STATISTICS_SUFFIX = "statistics.json"
 CONSTRAINTS_SUFFIX = "constraints.json"
@@ -65,6 +64,9 @@ class BaselineService:
     ) -> Baseline:
         """Statistics and suggested constraints of ``dataset`` (an artifact ref) or, without
         one, of the training data lineage records for the version's run."""
+        from clew.domain import baselines as docs
+        from clew.domain.statistics import profile_table
+
         version = self.registry.resolve(ref)
         source = self._source(version, dataset)
         table = self._read_table(source)
@@ -91,6 +93,8 @@ class BaselineService:
         self, ref: str, statistics: str, constraints: str | None, actor: str
     ) -> Baseline:
         """Adopt a team's own SageMaker ``statistics.json`` (and ``constraints.json``)."""
+        from clew.domain import baselines as docs
+
         version = self.registry.resolve(ref)
         statistics_doc = docs.parse_document(statistics, "statistics.json")
         stats = docs.statistics_of(statistics_doc)
@@ -110,6 +114,8 @@ class BaselineService:
     # --- reading ----------------------------------------------------------------------
 
     def find_baseline(self, ref: str) -> Baseline | None:
+        from clew.domain.baselines import Baseline
+
         version = self.registry.resolve(ref)
         with self.store.db.read() as connection:
             statistics = _latest(connection, artifact_name(version, STATISTICS_SUFFIX))
@@ -141,12 +147,16 @@ class BaselineService:
         self, ref: str, edits: Mapping[str, Mapping[str, Any]], actor: str, reason: str = ""
     ) -> Baseline:
         """Change thresholds, allowed values or bounds of features: a new, audited revision."""
+        from clew.domain import baselines as docs
+
         baseline = self.get_baseline(ref)
         edited = docs.apply_edits(baseline.constraints, edits, baseline.stats)
         return self._revise(baseline, edited, actor, {"edits": edits, "reason": reason})
 
     def import_constraints(self, ref: str, constraints: str, actor: str) -> Baseline:
         """Replace the constraints with a whole ``constraints.json`` (a new, audited revision)."""
+        from clew.domain import baselines as docs
+
         baseline = self.get_baseline(ref)
         parsed = docs.check_constraints(
             docs.parse_document(constraints, "constraints.json"), baseline.stats
@@ -177,6 +187,10 @@ class BaselineService:
 
     def _read_table(self, artifact: ArtifactRecord) -> pa.Table:
         """A dataset artifact's rows: Parquet (what ``log_input(df)`` stores) or CSV."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
         if artifact.uri:
             raise InvalidInputError(
                 f"dataset {artifact.name!r} is recorded by reference ({artifact.uri}), so clew "

@@ -13,10 +13,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from clew.domain import leaves
 from clew.errors import InvalidInputError, NotFoundError
 from clew.service import audit
-from clew.service.capture_lookup import candidate_batches, normalize_id
 from clew.store import schema
 from clew.store.location import Store
 
@@ -25,6 +23,8 @@ def log_labels(
     store: Store, prediction_ids: Sequence[str], labels: Sequence[Any], actor: str
 ) -> int:
     """Attach (or correct) ground truth for captured predictions; returns how many."""
+    from clew.service.capture_lookup import normalize_id  # pyarrow: only when labels are used
+
     wanted = [normalize_id(pid) for pid in prediction_ids]
     values = list(labels)
     if len(wanted) != len(values):
@@ -63,6 +63,9 @@ def _label_text(value: Any) -> str:
 
 
 def _require_captured(store: Store, wanted: Sequence[str]) -> None:
+    from clew.domain import leaves
+    from clew.service.capture_lookup import candidate_batches
+
     by_call: dict[str, set[str]] = {}
     for pid in wanted:
         by_call.setdefault(pid[: leaves.CALL_LENGTH], set()).add(pid)
@@ -82,6 +85,8 @@ def _require_captured(store: Store, wanted: Sequence[str]) -> None:
 
 
 def labels_for(store: Store, prediction_ids: Sequence[str]) -> dict[str, Any]:
+    from clew.service.capture_lookup import normalize_id  # pyarrow: only when labels are used
+
     wanted = [normalize_id(pid) for pid in prediction_ids]
     table = schema.labels
     found: dict[str, Any] = {}

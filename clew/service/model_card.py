@@ -25,7 +25,6 @@ from clew.domain.records import (
 from clew.service import approvals, bias, policy, promotion, registry
 from clew.service.artifacts import ArtifactService, get_artifact_row
 from clew.service.runs import read_runs
-from clew.service.trace import verify_content
 from clew.store import schema
 from clew.store.location import Store
 
@@ -114,5 +113,7 @@ def verify_version(store: Store, name: str, version: int) -> Verification:
     if artifact.digest != found.digest:
         reason = f"{found.ref} records {found.digest} but its artifact is {artifact.digest}"
         return Verification(False, found.digest, reason)
+    from clew.service.trace import verify_content  # captures bring pyarrow: only when asked
+
     verified, reason = verify_content(store, artifact)
     return Verification(verified, found.digest, reason)

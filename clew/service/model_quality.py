@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import select
 
-from clew.domain.captures import header_of
 from clew.domain.monitoring import CheckReport, Window
 from clew.domain.quality import LabelledWindow, QualitySpec, evaluate
 from clew.domain.records import ms_to_iso
@@ -27,6 +23,10 @@ from clew.errors import InvalidInputError
 from clew.service import ground_truth, registry
 from clew.store import schema
 from clew.store.location import Store
+
+if TYPE_CHECKING:  # numpy and pyarrow: imported when a window is read, not when clew connects
+    import numpy as np
+    import pyarrow as pa
 
 
 class ModelQualityService:
@@ -59,6 +59,9 @@ def labelled_window(
 ) -> LabelledWindow:
     """The window's predictions joined to their labels (none for a window with no rows:
     the caller decides whether an empty window is an error)."""
+    import numpy as np
+    import pyarrow as pa
+
     rows = window_rows(store, window, version_id, segments)
     if rows.num_rows == 0:
         return LabelledWindow(window, 0, [], [], None, np.zeros(0, dtype=bool))
@@ -93,6 +96,8 @@ def window_rows(
     store: Store, window: Window, version_id: str, segments: Sequence[str] = ()
 ) -> pa.Table:
     """The window's rows (id, time in ms, output, method, segment columns), oldest first."""
+    import pyarrow as pa
+
     table = schema.capture_batches
     with store.db.read() as connection:
         paths = connection.execute(
@@ -112,6 +117,11 @@ def window_rows(
 
 
 def _batch_rows(store: Store, path: str, window: Window, segments: Sequence[str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from clew.domain.captures import header_of
+
     batch = store.capture_files.read_batch(path)
     method = header_of(batch).get("method", "predict")
     times = pc.cast(pc.cast(batch.column("time"), pa.timestamp("ms")), pa.int64())
@@ -132,10 +142,15 @@ def _batch_rows(store: Store, path: str, window: Window, segments: Sequence[str]
 
 def _output_text(column: pa.ChunkedArray) -> pa.Array:
     """Outputs as JSON text, one per row, so batches of any output type concatenate."""
+    import pyarrow as pa
+
     return pa.array([json.dumps(value) for value in column.to_pylist()], pa.string())
 
 
 def _input_column(batch: pa.Table, name: str, path: str) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if "inputs" not in batch.column_names:
         raise InvalidInputError(
             f"segment column {name!r} needs captured inputs, but capture file {path} has none; "
@@ -155,6 +170,8 @@ def _input_column(batch: pa.Table, name: str, path: str) -> pa.Array:
 def _predictions(rows: pa.Table) -> tuple[list[Any], np.ndarray | None, np.ndarray]:
     """Each row's predicted value, and the probabilities of rows captured by predict_proba
     (whose predicted class ``domain/quality.py`` takes from the most probable column)."""
+    import numpy as np
+
     outputs = [json.loads(text) for text in rows.column("output").to_pylist()]
     methods = rows.column("method").to_pylist() if rows.num_rows else []
     has_proba = np.array([method == "predict_proba" for method in methods], dtype=bool)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 
 from clew.domain import digests
 from clew.domain.findings import review_cadence
-from clew.domain.policy import DEFAULT, MetricRule, Policy, StoredPolicy, parse, syntax_error
+from clew.domain.policy import MetricRule, Policy, StoredPolicy, default, parse, syntax_error
 from clew.service import accounts, audit, record_check, signed_heads
 from clew.service.runs import now_ms
 from clew.store import schema
@@ -45,7 +45,7 @@ def current(connection: Connection) -> StoredPolicy:
     table = schema.policies
     row = connection.execute(select(table).order_by(table.c.version.desc()).limit(1)).first()
     if row is None:
-        return DEFAULT
+        return default()
     record_check.require_vouched(
         connection, "policies", [{"version": row.version}], f"policy version {row.version}"
     )

@@ -21,10 +21,8 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, select
 
 from clew.domain import digests, signatures
@@ -33,6 +31,9 @@ from clew.errors import ConflictError, IntegrityError, InvalidInputError
 from clew.service import audit
 from clew.service.runs import now_ms
 from clew.store import schema
+
+if TYPE_CHECKING:  # cryptography is imported when a key is used, not when clew connects
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from clew.store.location import Store
 
 PRIVATE_FILE = "capture-ed25519.pem"
@@ -305,6 +306,10 @@ def _user_key(path: Path) -> Ed25519PrivateKey:
 def read_private_key(path: Path, remedy: str) -> Ed25519PrivateKey:
     """A private key file a user supplies: wrong input is theirs to fix (``remedy`` says how),
     not damage."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as error:
@@ -331,6 +336,9 @@ def _load_or_create(directory: Path) -> Ed25519PrivateKey:
 
 
 def _load(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, OSError) as error:
@@ -347,6 +355,9 @@ def _load(path: Path) -> Ed25519PrivateKey:
 def _create(path: Path) -> None:
     """Write a new private key at ``path`` (0600); if another process wins the race, keep
     its key instead."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -29,9 +29,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, select
 
 from clew.domain import digests, records, signatures
@@ -43,6 +42,9 @@ from clew.service import audit, policy, record_check, signing
 from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
+
+if TYPE_CHECKING:  # cryptography is imported when a key is used, not when clew connects
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEYS_ENV = "CLEW_USER_KEYS"
 MAX_SKEW_MS = 5 * 60 * 1000
