@@ -158,6 +158,7 @@ class _Job:
         self.progress = progress
         self.profiles = {"input": datasets.RunningProfile(), "output": datasets.RunningProfile()}
         self.formats = {"input": "", "output": ""}
+        self._numbers: pa.Array | None = None
 
     def described(self, role: str) -> dict[str, Any]:
         """The properties of the ``role`` file's dataset: its format and profile."""
@@ -208,7 +209,7 @@ class _Job:
                 f"{first + chunk.num_rows - 1} of {source} ({type(failure).__name__}: "
                 f"{reason}); check the file's columns against the version's signature."
             ) from failure
-        columns: dict[str, Any] = {"prediction_id": _prediction_ids(ids.call, len(ids))}
+        columns: dict[str, Any] = {"prediction_id": self._prediction_ids(ids.call, len(ids))}
         values = np.asarray(outputs)
         if values.ndim == 2:
             names = _class_names(self.model, values.shape[1])
@@ -216,6 +217,17 @@ class _Job:
         else:
             columns["prediction"] = values
         return pa.table(columns)
+
+    def _prediction_ids(self, call: str, rows: int) -> pa.Array:
+        """``f"{call}.{i}"`` for every row, built by Arrow (a Python string per row cost more
+        than a fast model's whole predict) from row numbers written out once per job."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self._numbers is None or len(self._numbers) < rows:
+            self._numbers = pc.cast(pa.array(np.arange(rows, dtype=np.int64)), pa.string())
+        numbers = self._numbers if len(self._numbers) == rows else self._numbers[:rows]
+        return pc.binary_join_element_wise(pa.scalar(f"{call}."), numbers, "")
 
     def _predict(self, frame: Any) -> tuple[Any, Any]:
         if self.proba:
@@ -241,16 +253,6 @@ class _Job:
                 f"({after['last_error'] or 'the capture queue was full'}); no output was "
                 "written; fix the capture store and run the job again."
             )
-
-
-def _prediction_ids(call: str, rows: int) -> pa.Array:
-    """``f"{call}.{i}"`` for every row, built by Arrow (a Python string per row cost more
-    than a fast model's whole predict)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    numbers = pc.cast(pa.array(np.arange(rows, dtype=np.int64)), pa.string())
-    return pc.binary_join_element_wise(pa.scalar(f"{call}."), numbers, "")
 
 
 def _format(location: str, given: str | None, role: str) -> str:

