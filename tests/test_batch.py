@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 from clew.errors import InvalidInputError
+from clew.service import datasets
 
 runner = CliRunner()
 
@@ -134,3 +135,23 @@ def test_input_and_output_on_s3(client: clew.Client, s3_artifacts: str, tmp_path
     assert np.array_equal(scored["prediction"].to_numpy(), clew.load_model(ref).raw.predict(frame))
     assert filesystem.ls(prefix) == [f"{prefix[5:]}/in.parquet", f"{prefix[5:]}/out.parquet"]
     assert client.trace(scored["prediction_id"].iloc[0]).step("prediction").verified
+
+
+def test_both_files_are_described_as_a_whole_read_would(
+    client: clew.Client, tmp_path: Path
+) -> None:
+    """The datasets' profiles come from the streamed chunks, yet say what reading each file
+    whole says; the id column gets no distinct count (unique by construction)."""
+    ref = register(client)
+    scoring_input(tmp_path / "in.parquet", rows=130)
+    job = clew.predict_batch(ref, tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=50)
+    artifacts = client._service.artifacts
+    for role, path in (("input", "in.parquet"), ("output", "out.parquet")):
+        recorded = artifacts.resolve(getattr(job, role)).properties
+        whole = datasets.profile_file(tmp_path / path)
+        assert whole is not None and recorded["row_count"] == whole["row_count"] == 130
+        assert recorded["format"] == "parquet" and recorded["schema"] == whole["schema"]
+        for name, stats in whole["statistics"].items():
+            assert recorded["statistics"][name] == pytest.approx(stats), (role, name)
+    output = artifacts.resolve(job.output).properties["statistics"]
+    assert output["prediction_id"] == {"nulls": 0}

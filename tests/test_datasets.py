@@ -64,3 +64,29 @@ def test_profile_file_reads_parquet_and_csv_and_skips_others(tmp_path: Path) -> 
     assert datasets.profile_file(parquet)["format"] == "parquet"
     assert datasets.profile_file(csv)["schema"] == {"v": "int64", "w": "string"}
     assert datasets.profile_file(other) is None
+
+
+def test_running_profile_matches_the_whole_table_and_skips_id_columns() -> None:
+    table = pa.table(
+        {
+            "prediction_id": [f"call.{i}" for i in range(7)],
+            "n": pa.array([1, 2, None, 5, 9, -3, 4], type=pa.int64()),
+            "x": [0.5, 2.0, 1.5, -1.0, 7.25, 3.0, 0.0],
+            "s": ["a", "b", "a", None, "c", "c", "a"],
+        }
+    )
+    running = datasets.RunningProfile()
+    for batch in table.to_batches(max_chunksize=3):
+        running.add(batch)
+    whole, streamed = datasets.profile(table), running.result()
+    assert streamed["schema"] == whole["schema"] and streamed["row_count"] == 7
+    assert streamed["statistics"]["prediction_id"] == {"nulls": 0}  # unique by construction
+    assert whole["statistics"]["prediction_id"] == {"nulls": 0}
+    assert streamed["statistics"]["s"] == whole["statistics"]["s"] == {"nulls": 1, "distinct": 3}
+    for name in ("n", "x"):
+        for key, value in whole["statistics"][name].items():
+            assert streamed["statistics"][name][key] == pytest.approx(value), (name, key)
+
+
+def test_running_profile_of_nothing_has_no_rows() -> None:
+    assert datasets.RunningProfile().result() == {"schema": {}, "row_count": 0, "statistics": {}}

@@ -7,10 +7,15 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
+import pytest
 from conftest import free_port
 from serving_support import clew_command, clew_serve, iris_frame, register
 
 import clew
+from clew.client import serving
+from clew.integrations import flavors
 
 ERROR_KEYS = {"code", "message", "request_id"}
 
@@ -88,3 +93,54 @@ def test_a_taken_port_is_one_sentence(client: clew.Client) -> None:
             "choose another --port or --host."
         )
         assert httpx.get(f"{served.url}/health").status_code == 200
+
+
+SCORER = '''import numpy as np
+
+
+class LogScorer:
+    """Takes the log of every input: a row of zeros is refused, as a real model might."""
+
+    def predict(self, inputs):
+        values = np.asarray(inputs, dtype=float)
+        if (values <= 0).any():
+            raise ValueError("every input must be positive")
+        return np.log(values).sum(axis=1)
+'''
+
+
+def test_the_probe_uses_the_logged_input_example(
+    client: clew.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that cannot take zeros is healthy when it was logged with an example it can."""
+    (tmp_path / "log_scorer.py").write_text(SCORER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from log_scorer import LogScorer  # type: ignore[import-not-found]
+
+    example = pd.DataFrame({"a": [1.5, 2.0, 3.0], "b": [4.0, 5.0, 6.0]})
+    with client.start_run("log", "train") as run:
+        with_example = run.log_model(LogScorer(), name="log-model", input_example=example)
+        without = run.log_model(LogScorer(), name="log-bare")
+    healthy = serving.probe(client.load_model(client.register_model(with_example, "log").ref))
+    assert healthy.ok and healthy.probe == "the logged input example"
+
+    signature = {"inputs": [{"name": "a", "type": "double"}, {"name": "b", "type": "double"}]}
+    bare = client.register_model(without, "log-bare", signature=signature).ref
+    zeros = serving.probe(client.load_model(bare))
+    assert zeros.probe == "zeros shaped by the signature"
+    assert zeros.problem is not None and "every input must be positive" in zeros.problem
+
+
+def test_an_example_is_recorded_small_and_as_it_was() -> None:
+    frame = pd.DataFrame({"n": np.arange(50, dtype=np.int32), "x": np.linspace(0, 1, 50)})
+    recorded = flavors.example_rows(frame)
+    assert recorded is not None and len(recorded["rows"]) == flavors.EXAMPLE_ROWS
+    restored = flavors.load_example(recorded)
+    assert restored.dtypes.tolist() == frame.dtypes.tolist()
+    assert restored.equals(frame.head(flavors.EXAMPLE_ROWS))
+    array = np.arange(20, dtype=np.float32).reshape(10, 2)
+    back = flavors.load_example(flavors.example_rows(array))
+    assert back.dtype == np.float32 and np.array_equal(back, array[:5])
+    assert flavors.example_rows(np.array([["a", "b"]])) is None  # text: zeros never fit it
+    assert flavors.example_rows(np.zeros((5, 2000))) is None  # too large to keep
+    assert flavors.load_example({"rows": "not rows"}) is None

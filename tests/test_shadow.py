@@ -10,6 +10,7 @@ import pytest
 from conftest import free_port
 from fastapi.testclient import TestClient
 from serving_support import challenger, clew_serve, iris_frame, register
+from tamper import execute_sql
 from typer.testing import CliRunner
 
 import clew
@@ -17,7 +18,11 @@ from clew.cli.main import app
 from clew.client.loaded_model import LoadedModel
 from clew.client.serving import create_inference_app
 from clew.client.shadowing import ShadowSender
-from clew.errors import InvalidInputError, NotFoundError
+from clew.domain import ids
+from clew.domain.deployments import ShadowPair
+from clew.errors import IntegrityError, InvalidInputError, NotFoundError
+from clew.service import record_check
+from clew.store.location import Store
 
 runner = CliRunner()
 
@@ -121,3 +126,31 @@ def test_clew_serve_with_a_shadow(client: clew.Client) -> None:
     assert 0 < report["agreement"] < 1
     table = runner.invoke(app, ["shadow", "report", "iris"])
     assert "shadow iris/2 beside champion iris/1 on iris: 3 requests" in table.stdout
+
+
+@pytest.mark.tampers
+def test_pairs_are_audited_facts(client: clew.Client, store: Store) -> None:
+    """The report a promotion rests on is computed from the pairs: a retried post stores a
+    pair once, and a pair edited behind clew's back is refused by the report and named by
+    ``clew audit verify``."""
+    champion, shadow = serve_pair(client)
+    started = client.start_deployment(champion, "iris-api")
+    beside = client.start_deployment(shadow, "iris-api", role="shadow", champion=started.deployment)
+    calls = [(ids.new_id(), ids.new_id()) for _ in range(3)]
+    pairs = [ShadowPair(c, s, 2, f"r{i}", 1) for i, (c, s) in enumerate(calls)]
+    shadows = client._service.shadows
+    assert shadows.record_pairs(beside.deployment.id, pairs, client.actor) == 3
+    assert shadows.record_pairs(beside.deployment.id, pairs[1:], client.actor) == 0  # a retry
+    assert clew.shadow_report("iris-api").requests == 3
+    assert record_check.verify_records(store)[1] == []
+
+    execute_sql(
+        store,
+        "UPDATE shadow_pairs SET champion_call = :other WHERE shadow_call = :call",
+        other=calls[0][0],
+        call=calls[1][1],
+    )
+    with pytest.raises(IntegrityError, match=r"can not vouch for shadow deployment .* pairs"):
+        clew.shadow_report("iris-api")
+    _, problems = record_check.verify_records(store)
+    assert [problem.table for problem in problems] == ["shadow_pairs"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from clew.domain.object_urls import filesystem_for
 from clew.errors import ClewError, InvalidInputError
+from clew.service import datasets
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -106,16 +107,26 @@ class BatchMixin:
             "input": source,
             "input_sampling": input_sampling,
         }
+        job = _Job(model, proba, chunk_rows, progress)
         with self.start_run(
             EXPERIMENT, f"predict {model.version.ref}", RUN_KIND, params=params
         ) as run:
             run.log_input(model_artifact)
-            input_record = run.log_input(source, name=_name(source), type="dataset")
-            scored = _Job(model, proba, chunk_rows, progress).run(
-                source, source_format, target, target_format
+            try:
+                scored = job.run(source, source_format, target, target_format)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the job's own error is the one to see
+                    run.log_input(source, name=_name(source), type="dataset")
+                raise
+            input_record = run.log_input(
+                source, name=_name(source), type="dataset", properties=job.described("input")
             )
             output_record = run.log_output(
-                target, name=_name(target), type="dataset", derived_from=[input_record]
+                target,
+                name=_name(target),
+                type="dataset",
+                properties=job.described("output"),
+                derived_from=[input_record],
             )
             run.log_metric("rows", float(scored))
         return BatchResult(
@@ -130,7 +141,11 @@ class BatchMixin:
 
 
 class _Job:
-    """One pass over the input: read a chunk, predict (captured), write, repeat."""
+    """One pass over the input: read a chunk, predict (captured), write, repeat.
+
+    Both files are profiled from the chunks as they pass (``datasets.RunningProfile``), so
+    recording them in lineage does not read them a second time to describe them.
+    """
 
     def __init__(
         self, model: LoadedModel, proba: bool, chunk_rows: int, progress: Progress | None
@@ -139,6 +154,13 @@ class _Job:
         self.proba = proba
         self.chunk_rows = chunk_rows
         self.progress = progress
+        self.profiles = {"input": datasets.RunningProfile(), "output": datasets.RunningProfile()}
+        self.formats = {"input": "", "output": ""}
+        self._numbers: pa.Array | None = None
+
+    def described(self, role: str) -> dict[str, Any]:
+        """The properties of the ``role`` file's dataset: its format and profile."""
+        return {"format": self.formats[role], **self.profiles[role].result()}
 
     def run(self, source: str, source_format: str, target: str, target_format: str) -> int:
         """Rows scored; the output is renamed into place only after every row is captured."""
@@ -147,12 +169,16 @@ class _Job:
         partial = _partial_name(target)
         filesystem, partial_path = _filesystem(partial)
         rows = 0
+        self.formats = {"input": source_format, "output": target_format}
         try:
             with _writer(filesystem, partial_path, target_format) as write:
                 total, chunks = _chunks(source, source_format, self.chunk_rows)
                 for chunk in chunks:
                     self._make_room(chunk.num_rows)
-                    write(self._score(chunk, source, rows))
+                    self.profiles["input"].add(chunk)
+                    scored = self._score(chunk, source, rows)
+                    self.profiles["output"].add(scored)
+                    write(scored)
                     rows += chunk.num_rows
                     if self.progress is not None:
                         self.progress(rows, total)
@@ -184,6 +210,7 @@ class _Job:
         import numpy as np
 
         columns: dict[str, Any] = {"prediction_id": _prediction_ids(ids.call, len(ids))}
+        columns: dict[str, Any] = {"prediction_id": self._prediction_ids(ids.call, len(ids))}
         values = np.asarray(outputs)
         if values.ndim == 2:
             names = _class_names(self.model, values.shape[1])
@@ -191,6 +218,17 @@ class _Job:
         else:
             columns["prediction"] = values
         return pa.table(columns)
+
+    def _prediction_ids(self, call: str, rows: int) -> pa.Array:
+        """``f"{call}.{i}"`` for every row, built by Arrow (a Python string per row cost more
+        than a fast model's whole predict) from row numbers written out once per job."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self._numbers is None or len(self._numbers) < rows:
+            self._numbers = pc.cast(pa.array(np.arange(rows, dtype=np.int64)), pa.string())
+        numbers = self._numbers if len(self._numbers) == rows else self._numbers[:rows]
+        return pc.binary_join_element_wise(pa.scalar(f"{call}."), numbers, "")
 
     def _predict(self, frame: Any) -> tuple[Any, Any]:
         if self.proba:
@@ -333,7 +371,9 @@ def _open_writer(handle: Any, schema: pa.Schema, format: str) -> Any:
     if format == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetWriter(handle, schema)
+        # dictionary pages for the outputs only: unique ids never fit one, trying costs time
+        outputs = [name for name in schema.names if name != "prediction_id"]
+        return pq.ParquetWriter(handle, schema, use_dictionary=outputs)
     import pyarrow.csv as csv
 
     return csv.CSVWriter(handle, schema)

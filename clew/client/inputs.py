@@ -156,7 +156,7 @@ def _local(
         "kind": "file",
         "file_name": path.name,
         "source_uri": _source_uri(path, type_),
-        **_profile(path, type_),
+        **({} if "statistics" in extra else _profile(path, type_)),
         **extra,
     }
     return Prepared(

@@ -32,6 +32,7 @@ from clew.client.loaded_model import LoadedModel
 from clew.client.shadowing import ShadowSender
 from clew.domain import ids
 from clew.errors import ClewError, InvalidInputError
+from clew.integrations import flavors
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_ROWS = 100_000
@@ -76,7 +77,9 @@ class Health:
 def probe_inputs(model: LoadedModel) -> tuple[Any, str] | None:
     """One input row the version's signature vouches for, and where it came from.
 
-    A signature's ``example`` is used as it is; otherwise a row of zeros when every input is
+    A signature's ``example`` is used as it is; then the input example the model was logged
+    with (``log_model(..., input_example=...)`` records its first rows), which a model that
+    cannot take zeros (a log, a lookup) accepts; otherwise a row of zeros when every input is
     numeric (or untyped, for a model fitted on arrays). None when the signature describes no
     input a probe could build without guessing (text or categorical columns).
     """
@@ -86,6 +89,9 @@ def probe_inputs(model: LoadedModel) -> tuple[Any, str] | None:
         return _frame(example[:1]), "the signature's example"
     if isinstance(example, dict) and example:
         return pd.DataFrame([example]), "the signature's example"
+    recorded = _recorded_example(model)
+    if recorded is not None:
+        return recorded, "the logged input example"
     inputs = signature.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         return None
@@ -96,6 +102,16 @@ def probe_inputs(model: LoadedModel) -> tuple[Any, str] | None:
     if all(isinstance(name, str) for name in names):
         return pd.DataFrame([[0.0] * len(names)], columns=names), "zeros shaped by the signature"
     return np.zeros((1, len(inputs))), "zeros shaped by the signature"
+
+
+def _recorded_example(model: LoadedModel) -> Any:
+    """The input example recorded with the version's model artifact, if any."""
+    artifact = model._client._service.artifacts.resolve(f"artifact:{model.version.artifact_id}")
+    flavor = artifact.properties.get("flavor")
+    if not isinstance(flavor, dict):
+        return None
+    example = flavors.load_example(flavor.get("input_example"))
+    return None if example is None or not len(example) else example
 
 
 def probe(model: LoadedModel) -> Health:

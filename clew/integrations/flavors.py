@@ -11,6 +11,7 @@ A flavor's ``save`` returns what it learnt about the model: ``feature_names`` an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.metadata
@@ -99,8 +100,62 @@ def save(model: Any, directory: Path, flavor: Flavor, example: Any = None) -> di
         "executes_code_on_load": flavor.executes_code_on_load,
         **details,
     }
+    recorded = example_rows(example)
+    if recorded is not None:
+        description["input_example"] = recorded
     (directory / MODEL_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
     return description
+
+
+EXAMPLE_ROWS = 5
+EXAMPLE_BYTES = 16 * 1024
+
+
+def example_rows(example: Any) -> dict[str, Any] | None:
+    """The first rows of an input example as JSON (``clew serve`` probes the model with them,
+    see ``load_example``); None when there is none, it does not convert, or it is large."""
+    if example is None:
+        return None
+    try:
+        if hasattr(example, "dtypes") and hasattr(example, "columns"):
+            head = example.head(EXAMPLE_ROWS)
+            recorded: dict[str, Any] = {
+                "columns": [str(name) for name in head.columns],
+                "dtypes": [str(dtype) for dtype in head.dtypes],
+                "rows": head.astype(object).to_numpy().tolist(),
+            }
+        else:
+            array = np.asarray(example)[:EXAMPLE_ROWS]
+            if array.dtype.kind not in "biuf":
+                return None
+            recorded = {"dtype": str(array.dtype), "rows": array.tolist()}
+        text = json.dumps(recorded, allow_nan=False, default=_plain)
+        recorded = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return recorded if len(text) <= EXAMPLE_BYTES else None
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds; anything else does not convert."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not a number")
+
+
+def load_example(recorded: Any) -> Any:
+    """The input example ``example_rows`` recorded, as the DataFrame or array it was."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("rows"), list):
+        return None
+    if "columns" in recorded:
+        import pandas as pd
+
+        frame = pd.DataFrame(recorded["rows"], columns=recorded["columns"])
+        for name, dtype in zip(recorded["columns"], recorded.get("dtypes") or [], strict=False):
+            with contextlib.suppress(TypeError, ValueError):
+                frame[name] = frame[name].astype(dtype)
+        return frame
+    return np.asarray(recorded["rows"], dtype=recorded.get("dtype"))
 
 
 def load(directory: Path) -> Any:

@@ -22,7 +22,7 @@ from clew.domain.deployments import Deployment, ShadowPair, ShadowReport
 from clew.domain.monitoring import Window
 from clew.domain.quality import LabelledWindow, QualitySpec, evaluate
 from clew.errors import InvalidInputError
-from clew.service import ground_truth, model_quality
+from clew.service import audit, ground_truth, model_quality, record_check
 from clew.service.deployments import DeploymentService
 from clew.service.runs import now_ms
 from clew.store import schema
@@ -37,14 +37,38 @@ class ShadowService:
         self.store = store
 
     def record_pairs(self, deployment_id: str, pairs: Sequence[ShadowPair], actor: str) -> int:
-        """Store which champion call each of a shadow deployment's calls answered."""
+        """Store which champion call each of a shadow deployment's calls answered; a pair
+        already stored (a retried post) is not stored twice. Returns the pairs stored now.
+
+        Pairs are governance facts: the report a promotion of the challenger rests on is
+        computed from them, so each is imaged in the audit chain like a deployment, and an
+        edited, inserted or deleted pair is found (``clew audit verify``, and the report).
+        """
         shadow = _shadow(self.store, deployment_id)
         if len(pairs) > MAX_PAIRS:
             raise InvalidInputError(f"{len(pairs)} pairs is more than {MAX_PAIRS}; send fewer.")
-        rows = [_pair_row(shadow.id, pair) for pair in pairs]
-        if rows:
-            with self.store.db.write() as connection:
-                connection.execute(schema.shadow_pairs.insert(), rows)
+        rows = {row["shadow_call"]: row for row in (_pair_row(shadow.id, p) for p in pairs)}
+        if not rows:
+            return 0
+        table = schema.shadow_pairs
+        with self.store.db.write() as connection:
+            stored = connection.execute(
+                select(table.c.shadow_call).where(
+                    table.c.deployment_id == shadow.id, table.c.shadow_call.in_(list(rows))
+                )
+            ).scalars()
+            for call in stored:
+                rows.pop(call, None)
+            if rows:
+                connection.execute(table.insert(), list(rows.values()))
+                audit.stage_many(connection, table, rows.values())
+                audit.append(
+                    connection,
+                    actor,
+                    "shadow.pairs",
+                    f"endpoint:{shadow.endpoint}",
+                    {"deployment": shadow.id, "pairs": len(rows)},
+                )
         return len(rows)
 
     def report(self, deployment_id: str, spec: QualitySpec | None = None) -> ShadowReport:
@@ -78,6 +102,7 @@ class ShadowService:
         )
 
     def _pairs(self, deployment_id: str) -> list[tuple[str, str, int]]:
+        """The deployment's pairs in the order stored, once each matches its audited image."""
         table = schema.shadow_pairs
         with self.store.db.read() as connection:
             rows = connection.execute(
@@ -85,6 +110,10 @@ class ShadowService:
                 .where(table.c.deployment_id == deployment_id)
                 .order_by(table.c.id)
             ).all()
+            keys = [{"deployment_id": deployment_id, "shadow_call": row[1]} for row in rows]
+            record_check.require_vouched(
+                connection, "shadow_pairs", keys, f"shadow deployment {deployment_id}'s pairs"
+            )
         return [(str(c), str(s), int(n)) for c, s, n in rows]
 
 

@@ -87,6 +87,7 @@ COVERED: dict[str, CoveredTable] = {
         _covered(schema.deployments, ("id",)),
         _covered(schema.validation_findings, ("id",)),
         _covered(schema.model_cards, ("id",)),
+        _covered(schema.shadow_pairs, ("deployment_id", "shadow_call"), leave_out=("id",)),
     )
 }
 
