@@ -209,7 +209,6 @@ class _Job:
             ) from failure
         import numpy as np
 
-        columns: dict[str, Any] = {"prediction_id": _prediction_ids(ids.call, len(ids))}
         columns: dict[str, Any] = {"prediction_id": self._prediction_ids(ids.call, len(ids))}
         values = np.asarray(outputs)
         if values.ndim == 2:
@@ -222,6 +221,7 @@ class _Job:
     def _prediction_ids(self, call: str, rows: int) -> pa.Array:
         """``f"{call}.{i}"`` for every row, built by Arrow (a Python string per row cost more
         than a fast model's whole predict) from row numbers written out once per job."""
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -254,17 +254,6 @@ class _Job:
                 f"({after['last_error'] or 'the capture queue was full'}); no output was "
                 "written; fix the capture store and run the job again."
             )
-
-
-def _prediction_ids(call: str, rows: int) -> pa.Array:
-    """``f"{call}.{i}"`` for every row, built by Arrow (a Python string per row cost more
-    than a fast model's whole predict)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    numbers = pc.cast(pa.array(np.arange(rows, dtype=np.int64)), pa.string())
-    return pc.binary_join_element_wise(pa.scalar(f"{call}."), numbers, "")
 
 
 def _format(location: str, given: str | None, role: str) -> str:

@@ -125,6 +125,8 @@ def example_rows(example: Any) -> dict[str, Any] | None:
                 "rows": head.astype(object).to_numpy().tolist(),
             }
         else:
+            import numpy as np
+
             array = np.asarray(example)[:EXAMPLE_ROWS]
             if array.dtype.kind not in "biuf":
                 return None
@@ -138,6 +140,8 @@ def example_rows(example: Any) -> dict[str, Any] | None:
 
 def _plain(value: Any) -> Any:
     """A NumPy scalar as the Python number it holds; anything else does not convert."""
+    import numpy as np
+
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":
         return value.item()
     raise TypeError(f"{type(value).__name__} is not a number")
@@ -155,6 +159,8 @@ def load_example(recorded: Any) -> Any:
             with contextlib.suppress(TypeError, ValueError):
                 frame[name] = frame[name].astype(dtype)
         return frame
+    import numpy as np
+
     return np.asarray(recorded["rows"], dtype=recorded.get("dtype"))
 
 
