@@ -336,9 +336,7 @@ def _version(
 ) -> dict[str, Any]:
     number = int(version.version)
     location = client.get_model_version_download_uri(version.name, str(number))
-    name = Path(str(version.source).rstrip("/")).name or "model"
-    if name == "artifacts" and getattr(version, "model_id", None):
-        name = str(version.model_id)
+    name = _model_name(client, version)
     return {
         "version": number,
         "run_id": version.run_id or None,
@@ -353,6 +351,23 @@ def _version(
         "tags": dict(version.tags or {}),
         "artifact": _download(tracking_uri, location, scratch, prepare, name),
     }
+
+
+def _model_name(client: MlflowClient, version: Any) -> str:
+    """The name of a version's model: its logged model's (MLflow 3, so both share one clew
+    artifact), else the last part of its source (``runs:/<id>/model`` -> ``model``)."""
+    from mlflow.exceptions import MlflowException
+
+    parts = Path(str(version.source or "model").rstrip("/")).parts
+    model_id = getattr(version, "model_id", None)
+    if not model_id and len(parts) >= 2 and parts[-1] == "artifacts" and parts[-2][:2] == "m-":
+        model_id = parts[-2]
+    if model_id:
+        try:
+            return str(client.get_logged_model(model_id).name)
+        except MlflowException:
+            pass
+    return parts[-1] if parts else "model"
 
 
 def _logged(model: Any, artifact: dict[str, Any]) -> dict[str, Any]:
@@ -372,7 +387,8 @@ def _logged(model: Any, artifact: dict[str, Any]) -> dict[str, Any]:
 def _download(
     tracking_uri: str, location: str, scratch: str, prepare: Prepare, name: str
 ) -> dict[str, Any]:
-    """The model's files, downloaded with MLflow's own code and handed to ``prepare``; a
+    """The model's directory, downloaded with MLflow's own code and handed to ``prepare`` as
+    ``model/`` whatever MLflow called it (so the same files are the same clew digest); a
     location MLflow cannot read, or one holding no file, is a ``MissingArtifact``."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
@@ -388,7 +404,8 @@ def _download(
         raise MissingArtifact(location, str(error).splitlines()[0][:200]) from None
     if not local.exists() or (local.is_dir() and not any(p.is_file() for p in local.rglob("*"))):
         raise MissingArtifact(location, "no files there")
+    named = local.rename(target / "model") if local.is_dir() and local.name != "model" else local
     try:
-        return prepare(local, name)
+        return prepare(named, name)
     finally:
         shutil.rmtree(target, ignore_errors=True)
