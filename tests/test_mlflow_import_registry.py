@@ -151,10 +151,10 @@ def test_an_alias_the_policy_reserves_is_recorded_not_set(
 
 @pytest.mark.skipif(not REMOTE, reason="the embedded store has no accounts or roles")
 def test_a_contributor_registers_versions_but_moves_no_alias(
-    client: clew.Client, mlflow_store: MlflowStore
+    as_user: AsUser, mlflow_store: MlflowStore
 ) -> None:
     uri, _ = mlflow_store
-    result = client.imports.mlflow(uri)
+    result = as_user("carl", role="contributor").imports.mlflow(uri)
     assert result.versions_imported == 4 and result.aliases == []
     assert (
         "alias champion of churn → version 1 not set: setting an alias needs the approver role "
