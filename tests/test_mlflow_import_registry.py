@@ -190,3 +190,24 @@ def test_the_cli_names_versions_aliases_and_what_it_could_not_set(
     assert "registered 4 model versions (1 logged model)" in said
     assert "alias set: churn@staging → churn/3" in said
     assert "not set: alias production of churn → version 2 not set" in said
+
+
+def test_an_alias_clew_already_set_is_not_moved_and_versions_follow_clews_numbers(
+    as_user: AsUser, mlflow_store: MlflowStore, tmp_path: Path
+) -> None:
+    uri, _ = mlflow_store
+    importer = as_user("ivan", role="approver")
+    (tmp_path / "weights.bin").write_bytes(b"trained in clew")
+    with importer.start_run("churn-in-clew") as run:
+        model = run.log_model(tmp_path / "weights.bin", "churn-model")
+    importer.register_model(model, "churn")
+    importer.promote("churn/1", "champion", new_alias=True)
+    result = importer.imports.mlflow(uri)
+    assert result.versions["churn/1"] == "churn/2" and result.versions["churn/3"] == "churn/4"
+    assert (
+        "alias champion of churn → version 2 not set: clew's churn@champion already points at "
+        "churn/1 and an import does not move it; to follow MLflow, run "
+        "`clew promote churn/2 champion`."
+    ) in result.notes
+    assert importer.get_version("churn@champion").version == 1
+    assert importer.get_version("churn@staging").version == 4

@@ -23,7 +23,7 @@ registered from the import's model artifact but missing its ``imported`` event i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from sqlalchemy import Connection, select
 from clew.domain import records, refs
 from clew.domain.imports import MlflowImportResult
 from clew.domain.openlineage import safe_name, ulid_from_int
+from clew.domain.records import RegistryEvent
 from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError, PolicyError
 from clew.service import audit, registry, uploads
 from clew.service.artifacts import check_artifact, record_artifact, record_blob
@@ -238,11 +239,18 @@ class MlflowModels:
         importer: (set?, the sentence saying so), or None when there is nothing to do."""
         ref = f"{model.name}/{number}"
         comment = f"imported from MLflow: {model.mlflow_name}@{alias} → version {target}"
-        history = (
-            self.promotion.alias_history(model.name, alias) if self._exists(model.name) else []
-        )
+        history = self.promotion.alias_history(model.name, alias)
         if any(event.comment == comment for event in history):
             return None
+        current = _current(history)
+        if current == number:
+            return None
+        if current is not None:
+            return False, (
+                f"alias {alias} of {model.name} → version {number} not set: clew's "
+                f"{model.name}@{alias} already points at {model.name}/{current} and an import "
+                f"does not move it; to follow MLflow, run `clew promote {ref} {alias}`."
+            )
         if not set_aliases:
             return False, (
                 f"alias {alias} of {model.name} → version {number} not set: setting an alias "
@@ -264,6 +272,11 @@ def clew_model_name(mlflow_name: str) -> str:
     """The clew model an MLflow registered model becomes: its name in the characters a ref
     allows (MLflow allows spaces and more)."""
     return safe_name(mlflow_name, "mlflow-model")
+
+
+def _current(history: Sequence[RegistryEvent]) -> int | None:
+    """The version an alias points at now, from its history (newest first)."""
+    return history[0].version if history else None
 
 
 def _alias_targets(model: Model) -> dict[str, int]:
