@@ -27,10 +27,19 @@ def mlflow(
     artifacts: Annotated[
         bool, typer.Option("--artifacts/--no-artifacts", help="Hash run artifacts into clew.")
     ] = True,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--no-models",
+            help="Also import logged and registered models, versions and aliases.",
+        ),
+    ] = True,
     format: FormatOption = Format.table,
 ) -> None:
-    """Import every experiment and run of an MLflow store; running it again adds nothing."""
-    result = clew.get_client().imports.mlflow(tracking_uri, artifacts=artifacts)
+    """Import every experiment, run and registered model of an MLflow store; running it
+    again adds nothing. Versions are registered, never approved; aliases the policy does not
+    let you set are named with what to do."""
+    result = clew.get_client().imports.mlflow(tracking_uri, artifacts=artifacts, models=models)
     if format is Format.json:
         output.print_json(result.to_dict())
         return
@@ -38,8 +47,18 @@ def mlflow(
         f"imported {result.imported} runs ({result.metric_points:,} metric points, "
         f"{result.artifacts} artifacts); {result.already} were imported before."
     )
+    if result.versions or result.logged_models:
+        console.print(
+            f"registered {result.versions_imported} model versions ({result.logged_models} "
+            f"logged model{'s' if result.logged_models != 1 else ''}); "
+            f"{result.versions_already} were imported before."
+        )
+    for alias in result.aliases:
+        console.print(f"[green]alias set:[/] {alias}")
     for reason in result.skipped:
         console.print(f"[yellow]skipped:[/] {reason}")
+    for note in result.notes:
+        console.print(f"[yellow]{'not set' if ' not set: ' in note else 'note'}:[/] {note}")
 
 
 @app.command("dvc")

@@ -8,8 +8,9 @@ recognised and left alone, so an interrupted import is finished by running it ag
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clew.domain.imports import DvcImportResult, MlflowImportResult
 
@@ -22,11 +23,19 @@ class Imports:
         self._client = client
 
     def mlflow(
-        self, tracking_uri: str, *, artifacts: bool = True, page_runs: int = 500
+        self,
+        tracking_uri: str,
+        *,
+        artifacts: bool = True,
+        models: bool = True,
+        page_runs: int = 500,
     ) -> MlflowImportResult:
         """Import every experiment and run of the MLflow store at ``tracking_uri`` (params,
-        tags, full metric histories, artifacts hashed into clew's store). Deleted runs and
-        runs whose artifact directory is gone are left out, each named in ``skipped``."""
+        tags, full metric histories, artifacts hashed into clew's store), then, with
+        ``models``, its logged models and registered models: versions registered (never
+        approved) and aliases and stages set where the policy allows (docs/integrations.md).
+        Deleted runs and runs or versions whose files are gone are left out, each named in
+        ``skipped``; aliases the policy does not let the import set are named in ``notes``."""
         from clew.integrations.mlflow_store import read_pages
 
         blobs = self._client.store.blobs
@@ -41,7 +50,45 @@ class Imports:
             if page.runs:
                 total.add(service.import_runs(page.runs, self._client.actor))
             total.skipped.extend(page.skipped)
+        if models:
+            self._mlflow_models(tracking_uri, total)
         return total
+
+    def _mlflow_models(self, tracking_uri: str, total: MlflowImportResult) -> None:
+        """Logged and registered models: each model directory MLflow delivers is stored as a
+        clew model (the ``files`` flavor: ``clew.load_model`` gives back its directory)."""
+        from clew.client import inputs
+        from clew.integrations import flavors
+        from clew.integrations.mlflow_store import read_registry
+
+        blobs = self._client.store.blobs
+
+        def prepare(path: Path, name: str) -> dict[str, Any]:
+            with tempfile.TemporaryDirectory(prefix="clew-mlflow-model-") as temp:
+                directory = Path(temp) / "model"
+                directory.mkdir()
+                description = flavors.save(path, directory, flavors.get("files"))
+                prepared = inputs.prepare(
+                    directory,
+                    blobs,
+                    name=inputs.safe_name(name),
+                    type_="model",
+                    direction="output",
+                    properties={"flavor": description},
+                )
+            return {
+                "name": prepared.name,
+                "digest": prepared.digest,
+                "size": prepared.size,
+                "blobs": {digest: list(entry) for digest, entry in prepared.blobs.items()},
+                "properties": prepared.properties,
+            }
+
+        service = self._client._service.mlflow_import
+        for page in read_registry(tracking_uri, prepare):
+            if page.page.get("models") or page.page.get("logged_models"):
+                total.add(service.import_models(page.page, self._client.actor))
+            total.skipped.extend(page.skipped)
 
     def dvc(self, path: str | Path = ".") -> DvcImportResult:
         """Import the stages of the DVC project at ``path`` as ``dvc.lock`` records them;

@@ -19,6 +19,15 @@ class RemoteMlflowImport:
         data = self._t.call("POST", "/imports/mlflow/runs", json_body={"runs": list(runs)})
         return MlflowImportResult(**data)
 
+    def import_models(
+        self, page: Mapping[str, Any], actor: str, set_aliases: bool = True
+    ) -> MlflowImportResult:
+        """``actor`` is the token's user; the server sets aliases only for a caller who may
+        move them (the approver role on the model)."""
+        body = {**page, "set_aliases": set_aliases}
+        data = self._t.call("POST", "/imports/mlflow/models", json_body=body)
+        return MlflowImportResult(**data)
+
 
 class RemoteDvcImport:
     def __init__(self, transport: Transport) -> None:

@@ -16,6 +16,13 @@ class MlflowImportResult:
     metric_points: int = 0
     artifacts: int = 0
     skipped: list[str] = field(default_factory=list)
+    # The registry: MLflow's ``name/version`` -> clew's ref, aliases set, logged models.
+    versions: dict[str, str] = field(default_factory=dict)
+    versions_imported: int = 0
+    versions_already: int = 0
+    aliases: list[str] = field(default_factory=list)
+    logged_models: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def add(self, other: MlflowImportResult) -> None:
         self.runs.update(other.runs)
@@ -24,6 +31,12 @@ class MlflowImportResult:
         self.metric_points += other.metric_points
         self.artifacts += other.artifacts
         self.skipped.extend(other.skipped)
+        self.versions.update(other.versions)
+        self.versions_imported += other.versions_imported
+        self.versions_already += other.versions_already
+        self.aliases.extend(other.aliases)
+        self.logged_models += other.logged_models
+        self.notes.extend(other.notes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +46,12 @@ class MlflowImportResult:
             "metric_points": self.metric_points,
             "artifacts": self.artifacts,
             "skipped": self.skipped,
+            "versions": self.versions,
+            "versions_imported": self.versions_imported,
+            "versions_already": self.versions_already,
+            "aliases": self.aliases,
+            "logged_models": self.logged_models,
+            "notes": self.notes,
         }
 
 

@@ -12,6 +12,7 @@ MLflow lists but cannot deliver, are not imported; each becomes one sentence in 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -208,3 +209,203 @@ def _files(client: MlflowClient, run_id: str, path: str | None) -> Iterator[str]
             yield from _files(client, run_id, info.path)
         else:
             yield info.path
+
+
+# --- the model registry and logged models -------------------------------------------------
+
+PAGE_VERSIONS = 200
+Prepare = Callable[[Path, str], dict[str, Any]]
+"""Store a downloaded model directory as a clew model named ``name``; return its artifact
+value for the import service (name, digest, size, blobs, properties)."""
+
+
+@dataclass
+class RegistryPage:
+    """Logged models, or one registered model with a share of its versions, ready for
+    ``MlflowImportService.import_models``; what could not be read is named in ``skipped``."""
+
+    page: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_registry(
+    tracking_uri: str, prepare: Prepare, page_versions: int = PAGE_VERSIONS
+) -> Iterator[RegistryPage]:
+    """MLflow 3 logged models first (so a version made from one shares its clew artifact),
+    then each registered model with its versions, ``page_versions`` at a time; a model's
+    aliases travel with its last page, once every version they may name has been sent."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="clew-mlflow-models-") as scratch:
+        logged = RegistryPage({"logged_models": []})
+        for model in _logged_models(client):
+            try:
+                logged.page["logged_models"].append(
+                    _logged(
+                        model,
+                        _download(
+                            tracking_uri, model.artifact_location, scratch, prepare, model.name
+                        ),
+                    )
+                )
+            except MissingArtifact as missing:
+                logged.skipped.append(
+                    f"MLflow logged model {model.model_id} ({model.name}) has no readable files "
+                    f"at {missing.path!r} ({missing.why}), so it was not imported; restore the "
+                    "files and import again."
+                )
+        if logged.page["logged_models"] or logged.skipped:
+            yield logged
+        for registered in _registered_models(client):
+            yield from _model_pages(
+                client, tracking_uri, registered, scratch, prepare, page_versions
+            )
+
+
+def _logged_models(client: MlflowClient) -> Iterator[Any]:
+    """Every logged model of every experiment (none on an MLflow without them)."""
+    from mlflow.entities import ViewType
+
+    search = getattr(client, "search_logged_models", None)
+    if search is None:
+        return
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    if not experiments:
+        return
+    token = None
+    while True:
+        found = search(experiment_ids=experiments, max_results=100, page_token=token)
+        yield from found
+        token = found.token
+        if not token:
+            return
+
+
+def _registered_models(client: MlflowClient) -> Iterator[Any]:
+    token = None
+    while True:
+        found = client.search_registered_models(max_results=100, page_token=token)
+        yield from found
+        token = found.token
+        if not token:
+            return
+
+
+def _model_pages(
+    client: MlflowClient,
+    tracking_uri: str,
+    registered: Any,
+    scratch: str,
+    prepare: Prepare,
+    page_versions: int,
+) -> Iterator[RegistryPage]:
+    quoted = registered.name.replace("'", "\\'")
+    versions = sorted(
+        client.search_model_versions(f"name = '{quoted}'"), key=lambda found: int(found.version)
+    )
+    aliases = {alias: int(number) for alias, number in (registered.aliases or {}).items()}
+    for start in range(0, max(len(versions), 1), page_versions):
+        chunk = versions[start : start + page_versions]
+        last = start + page_versions >= len(versions)
+        page = RegistryPage()
+        values = []
+        for version in chunk:
+            try:
+                values.append(_version(client, tracking_uri, version, scratch, prepare))
+            except MissingArtifact as missing:
+                page.skipped.append(
+                    f"MLflow model {registered.name} version {version.version} has no readable "
+                    f"model at {missing.path!r} ({missing.why}), so it was not registered; "
+                    "restore the files and import again."
+                )
+        page.page["models"] = [
+            {
+                "name": registered.name,
+                "description": registered.description or "",
+                "tags": dict(registered.tags or {}),
+                "aliases": aliases if last else {},
+                "versions": values,
+            }
+        ]
+        yield page
+
+
+def _version(
+    client: MlflowClient, tracking_uri: str, version: Any, scratch: str, prepare: Prepare
+) -> dict[str, Any]:
+    number = int(version.version)
+    location = client.get_model_version_download_uri(version.name, str(number))
+    name = _model_name(client, version)
+    return {
+        "version": number,
+        "run_id": version.run_id or None,
+        "model_id": getattr(version, "model_id", None),
+        "source": str(version.source or ""),
+        "created_ms": int(version.creation_timestamp or 0),
+        "user_id": version.user_id or None,
+        "description": version.description or "",
+        "status": str(version.status or ""),
+        "stage": str(version.current_stage or "None"),
+        "aliases": list(version.aliases or []),
+        "tags": dict(version.tags or {}),
+        "artifact": _download(tracking_uri, location, scratch, prepare, name),
+    }
+
+
+def _model_name(client: MlflowClient, version: Any) -> str:
+    """The name of a version's model: its logged model's (MLflow 3, so both share one clew
+    artifact), else the last part of its source (``runs:/<id>/model`` -> ``model``)."""
+    from mlflow.exceptions import MlflowException
+
+    parts = Path(str(version.source or "model").rstrip("/")).parts
+    model_id = getattr(version, "model_id", None)
+    if not model_id and len(parts) >= 2 and parts[-1] == "artifacts" and parts[-2][:2] == "m-":
+        model_id = parts[-2]
+    if model_id:
+        try:
+            return str(client.get_logged_model(model_id).name)
+        except MlflowException:
+            pass
+    return parts[-1] if parts else "model"
+
+
+def _logged(model: Any, artifact: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model_id": model.model_id,
+        "name": model.name,
+        "run_id": model.source_run_id or None,
+        "source": str(model.model_uri or model.artifact_location),
+        "created_ms": int(model.creation_timestamp or 0),
+        "status": str(getattr(model.status, "name", model.status) or ""),
+        "tags": dict(model.tags or {}),
+        "params": dict(model.params or {}),
+        "artifact": artifact,
+    }
+
+
+def _download(
+    tracking_uri: str, location: str, scratch: str, prepare: Prepare, name: str
+) -> dict[str, Any]:
+    """The model's directory, downloaded with MLflow's own code and handed to ``prepare`` as
+    ``model/`` whatever MLflow called it (so the same files are the same clew digest); a
+    location MLflow cannot read, or one holding no file, is a ``MissingArtifact``."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    target = Path(tempfile.mkdtemp(dir=scratch))
+    try:
+        local = Path(
+            download_artifacts(
+                artifact_uri=location, dst_path=str(target), tracking_uri=tracking_uri
+            )
+        )
+    except (OSError, MlflowException) as error:
+        raise MissingArtifact(location, str(error).splitlines()[0][:200]) from None
+    if not local.exists() or (local.is_dir() and not any(p.is_file() for p in local.rglob("*"))):
+        raise MissingArtifact(location, "no files there")
+    named = local.rename(target / "model") if local.is_dir() and local.name != "model" else local
+    try:
+        return prepare(named, name)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)

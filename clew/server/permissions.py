@@ -147,6 +147,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/lineage"): CONTRIBUTE,
     ("POST", f"{API}/imports/mlflow/runs"): CONTRIBUTE,
     ("POST", f"{API}/imports/dvc/stages"): CONTRIBUTE,
+    ("POST", f"{API}/imports/mlflow/models"): CONTRIBUTE,
     ("GET", f"{API}/lineage/questions/{{question}}"): VIEW,
     ("GET", f"{API}/audit"): VIEW,
     ("GET", f"{API}/audit/verify"): VIEW,

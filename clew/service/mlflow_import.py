@@ -27,6 +27,7 @@ from clew.errors import ConflictError, InvalidInputError
 from clew.service import audit, bulk_rows
 from clew.service.artifacts import check_artifact, record_blob
 from clew.service.contexts import ensure_context
+from clew.service.mlflow_models import MlflowModels
 from clew.service.runs import check_run_name, now_ms
 from clew.store import schema
 from clew.store.id_sets import IdSetStatement
@@ -84,6 +85,16 @@ def run_id_for(mlflow_id: str) -> str:
 class MlflowImportService:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._models = MlflowModels(store)
+
+    def import_models(
+        self, page: Mapping[str, Any], actor: str, set_aliases: bool = True
+    ) -> MlflowImportResult:
+        """Record a page of MLflow logged models and registered models with their versions
+        and aliases (see ``clew.service.mlflow_models`` for the rules). ``set_aliases`` False
+        records every alias as a fact and sets none, saying so (the server passes it for a
+        caller who may not move the model's aliases)."""
+        return self._models.import_page(page, actor, set_aliases)
 
     def import_runs(self, runs: Sequence[Mapping[str, Any]], actor: str) -> MlflowImportResult:
         """Record one page of MLflow runs in one transaction; runs already imported are

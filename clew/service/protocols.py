@@ -573,6 +573,10 @@ class MlflowImport(Protocol):
 
     def import_runs(self, runs: Sequence[Mapping[str, Any]], actor: str) -> MlflowImportResult: ...
 
+    def import_models(
+        self, page: Mapping[str, Any], actor: str, set_aliases: bool = True
+    ) -> MlflowImportResult: ...
+
 
 class DvcImport(Protocol):
     """DVC pipeline stages recorded in clew; stages imported before are left alone."""
