@@ -241,11 +241,11 @@ def test_report_html_renders_script_in_names_inert() -> None:
     assert "&lt;i&gt;a&lt;/i&gt;" in pages[1]
 
 
+@pytest.mark.embedded_only  # the UI app reads the embedded store; the server pass covers the routes
 def test_approval_form_shows_the_required_reports_and_what_is_missing(
     client: clew.Client, forest: str, as_user: AsUser
 ) -> None:
-    if not isinstance(client.store, Store):
-        pytest.skip("the UI test reads an embedded store; the server pass covers the routes")
+    assert isinstance(client.store, Store)
     _set_policy(as_user, POLICY % "0.8")
     as_user("bob")
     http = TestClient(create_ui_app(client.store), base_url="http://127.0.0.1")
