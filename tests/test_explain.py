@@ -59,11 +59,11 @@ def forest(client: clew.Client) -> str:
 def test_global_explanation_agrees_with_shap_and_is_linked_to_version_and_data(
     client: clew.Client, forest: str
 ) -> None:
-    data = frame(rows=400, seed=1)
+    data = frame(rows=300, seed=1)
     report = client.explain(forest, data, target="target")
 
     assert report["method"] == "tree" and report["scope"] == "global"
-    assert report["rows_explained"] == 400
+    assert report["rows_explained"] == 300
     model = client.load_model(forest).raw
     direct = shap.TreeExplainer(model).shap_values(data[FEATURES], check_additivity=False)
     expected = np.abs(np.asarray(direct)[:, :, -1]).mean(axis=0)
