@@ -12,25 +12,12 @@ median of ``--rounds``; the disparities are checked equal to 1e-12 first. Budget
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from collections.abc import Callable
-
 import numpy as np
+from cpu_time import cpu_seconds, sized_parser
 from fairlearn import metrics as fm
 from sklearn.metrics import accuracy_score
 
 from clew.domain import bias
-
-
-def _cpu(work: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.process_time()
-        work()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
 
 
 def _data(rows: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -46,10 +33,7 @@ def _data(rows: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
+    options = sized_parser(1_000_000).parse_args()
     truth, predicted, attributes = _data(options.rows)
     rates = {
         "selection_rate": fm.selection_rate,
@@ -88,7 +72,7 @@ def main() -> None:
                 continue
             measured = mine.attribute(name).summary[key]
             assert measured is not None and abs(measured - value) < 1e-12, (name, key)
-    clew_s, peer_s = _cpu(ours, options.rounds), _cpu(peer, options.rounds)
+    clew_s, peer_s = cpu_seconds(ours, options.rounds), cpu_seconds(peer, options.rounds)
     print(f"rows: {options.rows:,} x {len(attributes)} sensitive attributes")
     print(f"clew bias.compute:     {clew_s:.3f} CPU s (budget 2 s)")
     print(f"fairlearn MetricFrame: {peer_s:.3f} CPU s")

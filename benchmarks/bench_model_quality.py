@@ -11,31 +11,15 @@ figures themselves are checked equal to 1e-9 first.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from collections.abc import Callable
-
 import numpy as np
+from cpu_time import cpu_seconds, sized_parser
 from sklearn import metrics as skm
 
 from clew.domain import quality_metrics
 
 
-def _cpu(work: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.process_time()
-        work()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
+    options = sized_parser(1_000_000).parse_args()
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 2, options.rows)
     proba = np.column_stack([1 - (p := rng.random(options.rows)), p])
@@ -59,7 +43,7 @@ def main() -> None:
     mine, theirs = ours(), peer()
     for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
         assert abs(float(mine[name]) - float(theirs[name])) < 1e-9, name  # type: ignore[arg-type]
-    clew_s, sklearn_s = _cpu(ours, options.rounds), _cpu(peer, options.rounds)
+    clew_s, sklearn_s = cpu_seconds(ours, options.rounds), cpu_seconds(peer, options.rounds)
     print(f"rows: {options.rows:,}")
     print(f"clew quality_metrics: {clew_s:.3f} CPU s ({options.rows / clew_s:,.0f} rows/s)")
     print(f"scikit-learn metrics: {sklearn_s:.3f} CPU s ({options.rows / sklearn_s:,.0f} rows/s)")

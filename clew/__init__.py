@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         review_status,
         review_statuses,
         reviews,
+        set_review_due,
         update_finding,
     )
     from clew.client.governance import (
@@ -202,6 +203,7 @@ _EXPORTS = {
     "review_statuses": "clew.client.findings",
     "reviews": "clew.client.findings",
     "update_finding": "clew.client.findings",
+    "set_review_due": "clew.client.findings",
     # pipelines
     "pipeline": "clew.client.pipelines",
     "show_pipeline": "clew.client.pipelines",
@@ -295,6 +297,7 @@ __all__ = [
     "seed",
     "sessions",
     "set_policy",
+    "set_review_due",
     "set_tag",
     "set_tags",
     "shadow_report",

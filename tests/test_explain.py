@@ -59,11 +59,11 @@ def forest(client: clew.Client) -> str:
 def test_global_explanation_agrees_with_shap_and_is_linked_to_version_and_data(
     client: clew.Client, forest: str
 ) -> None:
-    data = frame(rows=400, seed=1)
+    data = frame(rows=300, seed=1)
     report = client.explain(forest, data, target="target")
 
     assert report["method"] == "tree" and report["scope"] == "global"
-    assert report["rows_explained"] == 400
+    assert report["rows_explained"] == 300
     model = client.load_model(forest).raw
     direct = shap.TreeExplainer(model).shap_values(data[FEATURES], check_additivity=False)
     expected = np.abs(np.asarray(direct)[:, :, -1]).mean(axis=0)
@@ -92,7 +92,7 @@ def test_linear_model_is_explained_with_the_linear_explainer(client: clew.Client
     ref = register(client, LogisticRegression(max_iter=500), name="loans-lr", tier="low")
     report = client.explain(ref, frame(seed=2), record=False)
     assert report["method"] == "linear"
-    assert report["rows_explained"] == 500  # a seeded sample of the 600 rows
+    assert report["rows_explained"] == 300  # a seeded sample of the 600 rows
     assert "run_id" not in report  # record=False records nothing
     assert client.version_reports(ref) == []
 
@@ -241,11 +241,11 @@ def test_report_html_renders_script_in_names_inert() -> None:
     assert "&lt;i&gt;a&lt;/i&gt;" in pages[1]
 
 
+@pytest.mark.embedded_only  # the UI app reads the embedded store; the server pass covers the routes
 def test_approval_form_shows_the_required_reports_and_what_is_missing(
     client: clew.Client, forest: str, as_user: AsUser
 ) -> None:
-    if not isinstance(client.store, Store):
-        pytest.skip("the UI test reads an embedded store; the server pass covers the routes")
+    assert isinstance(client.store, Store)
     _set_policy(as_user, POLICY % "0.8")
     as_user("bob")
     http = TestClient(create_ui_app(client.store), base_url="http://127.0.0.1")

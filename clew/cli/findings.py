@@ -141,6 +141,21 @@ def review_status(
         console.print(output.frame_table(frame, "reviews", shown))
 
 
+@review_app.command("due")
+def review_due(
+    model: Annotated[str, typer.Argument(help="The registered model's name.")],
+    due: Annotated[str, typer.Argument(help="The day the next review is due, YYYY-MM-DD.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why this date.")],
+    format: FormatOption = Format.table,
+) -> None:
+    """Set the day a model's next review is due, until it is reviewed (validators; audited)."""
+    event = clew.set_review_due(model, due, reason)
+    if format is Format.json:
+        output.print_json(event.to_dict())
+    else:
+        console.print(f"{model}'s next review is due {due} (set by {event.actor}).")
+
+
 @review_app.command("check")
 def review_check(format: FormatOption = Format.table) -> None:
     """Raise a review_overdue event (webhooks deliver it) for each overdue model, once per

@@ -39,9 +39,11 @@ __all__ = ["bias_report", "explain", "explain_prediction", "version_reports"]
 VersionRef = str | VersionRecord
 Data = Any  # a pandas DataFrame, or a dataset artifact (record or ref) logged earlier
 # Rows SHAP explains for a global summary (a seeded sample of larger data; the report says so):
-# exact TreeSHAP costs rows x trees x leaves x depth^2, about 3 ms a row for 100 trees of depth 8,
-# and the mean |SHAP| ranking of 500 rows is stable. ``max_rows`` asks for more.
-GLOBAL_ROWS = 500
+# exact TreeSHAP costs rows x trees x leaves x depth^2, about 2.5 ms a row for 100 trees of depth
+# 8, so 300 rows keep a global summary under 1 CPU s; their mean |SHAP| ranking matched exact
+# TreeSHAP on all 10k rows (rho 1.000, benchmarks/bench_explain.py --choices). ``max_rows``
+# asks for more.
+GLOBAL_ROWS = 300
 KERNEL_ROWS = 50  # KernelExplainer costs background x rows model calls: kept small
 BACKGROUND_ROWS = 50
 PERMUTATION_ROWS = 2_000

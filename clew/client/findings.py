@@ -27,6 +27,7 @@ __all__ = [
     "review_status",
     "review_statuses",
     "reviews",
+    "set_review_due",
     "update_finding",
 ]
 
@@ -140,6 +141,11 @@ class FindingsMixin:
         per due date."""
         return self._service.reviews.raise_overdue(self.actor)
 
+    def set_review_due(self, model: str, due: str, reason: str) -> RegistryEvent:
+        """Set the day (YYYY-MM-DD) ``model``'s next review is due, until it is reviewed
+        (validators; audited); a past day makes the review overdue now."""
+        return self._service.reviews.set_review_due(model, due, self.actor, reason)
+
 
 def _status_row(status: ReviewStatus) -> dict[str, Any]:
     data = status.to_dict()
@@ -196,3 +202,7 @@ def review_statuses(as_of: str | None = None) -> pd.DataFrame:
 
 def raise_overdue_reviews() -> list[RegistryEvent]:
     return _client().raise_overdue_reviews()
+
+
+def set_review_due(model: str, due: str, reason: str) -> RegistryEvent:
+    return _client().set_review_due(model, due, reason)

@@ -108,3 +108,8 @@ class RemoteReviews:
 
     def raise_overdue(self, actor: str) -> list[RegistryEvent]:
         return self._t.records(RegistryEvent, "POST", "/reviews/overdue")
+
+    def set_review_due(self, model: str, due: str, actor: str, reason: str) -> RegistryEvent:
+        body = {"due": due, "reason": reason}
+        path = f"/reviews/{path_segment(model)}/due"
+        return self._t.record(RegistryEvent, "POST", path, json_body=body)

@@ -127,6 +127,7 @@ def create_app(
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     _trust_proxies(app, forwarded_allow_ips)
     monitor_scheduler.install(app, services.monitor_schedules)
+    monitor_scheduler.install_review_checks(app, services.reviews)
     return app
 
 

@@ -1,9 +1,14 @@
-"""The monitor schedules' runner inside ``clew server``: a background thread while it serves.
+"""The server's own schedules inside ``clew server``: background threads while it serves.
 
-Every ``CLEW_MONITOR_INTERVAL`` seconds (60 by default; 0 turns it off) the thread asks
+Every ``CLEW_MONITOR_INTERVAL`` seconds (60 by default; 0 turns it off) a thread asks
 ``MonitorScheduleService.run_due`` to run the windows that are due. Several servers on one
 store may all run the thread: the service's runner lock lets one of them work at a time, and
 the runner's idempotency per window means none is run twice.
+
+Every ``CLEW_REVIEW_INTERVAL`` seconds (300 by default; 0 turns it off) a second thread asks
+``ReviewService.raise_overdue`` to raise a ``review_overdue`` event for each overdue model
+review, which the webhook deliverer then sends. The service looks for the events already raised
+in the store, under the write lock, so a restart or a second server never raises one twice.
 """
 
 from __future__ import annotations
@@ -19,20 +24,27 @@ from fastapi import FastAPI
 
 from clew.errors import ClewError
 from clew.service.monitor_schedules import MonitorScheduleService
+from clew.service.reviews import ReviewService
 
 INTERVAL_ENV = "CLEW_MONITOR_INTERVAL"
 DEFAULT_INTERVAL_S = 60.0
+REVIEW_INTERVAL_ENV = "CLEW_REVIEW_INTERVAL"
+DEFAULT_REVIEW_INTERVAL_S = 300.0
+# The actor of the review_overdue events the server raises on its own.
+REVIEW_ACTOR = "clew-server"
 _log = logging.getLogger(__name__)
 
 
-class ScheduleRunner:
-    """The thread that runs due windows until ``stop``."""
+class Ticker:
+    """A daemon thread calling ``tick`` every ``interval_s`` seconds until ``stop``; a failed
+    tick (the database briefly unreachable) is logged and tried again at the next one."""
 
-    def __init__(self, service: MonitorScheduleService, interval_s: float) -> None:
-        self.service = service
+    name = "clew-ticker"
+
+    def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="clew-monitor", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -41,40 +53,83 @@ class ScheduleRunner:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    def tick(self) -> None:
+        raise NotImplementedError
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.service.run_due()
+                self.tick()
             except (ClewError, OSError) as error:
-                _log.warning("the monitor schedules did not run: %s", error)
+                _log.warning("%s did not run: %s", self.name, error)
             self._stop.wait(self.interval_s)
 
 
-def interval_s() -> float:
-    """The configured interval; a value that is not a number falls back to the default."""
-    text = os.environ.get(INTERVAL_ENV, "")
+class ScheduleRunner(Ticker):
+    """The thread that runs due monitor windows."""
+
+    name = "clew-monitor"
+
+    def __init__(self, service: MonitorScheduleService, interval_s: float) -> None:
+        self.service = service
+        super().__init__(interval_s)
+
+    def tick(self) -> None:
+        self.service.run_due()
+
+
+class ReviewChecker(Ticker):
+    """The thread that raises overdue reviews as ``review_overdue`` events."""
+
+    name = "clew-reviews"
+
+    def __init__(self, service: ReviewService, interval_s: float) -> None:
+        self.service = service
+        super().__init__(interval_s)
+
+    def tick(self) -> None:
+        for event in self.service.raise_overdue(REVIEW_ACTOR):
+            _log.info("clew: %s", event.comment)
+
+
+def interval_s(name: str = INTERVAL_ENV, default: float = DEFAULT_INTERVAL_S) -> float:
+    """The interval configured in ``name``; a value that is not a number falls back to the
+    default."""
+    text = os.environ.get(name, "")
     try:
-        return float(text) if text else DEFAULT_INTERVAL_S
+        return float(text) if text else default
     except ValueError:
-        _log.warning("%s=%r is not a number of seconds; using %s", INTERVAL_ENV, text, 60)
-        return DEFAULT_INTERVAL_S
+        _log.warning("%s=%r is not a number of seconds; using %s", name, text, default)
+        return default
 
 
 def install(app: FastAPI, service: MonitorScheduleService) -> None:
-    """Run the schedules while ``app`` serves (wrapping whatever lifespan it already has)."""
+    """Run the monitor schedules while ``app`` serves."""
+    _while_serving(app, lambda: ScheduleRunner(service, interval_s()))
+
+
+def install_review_checks(app: FastAPI, service: ReviewService) -> None:
+    """Raise overdue reviews while ``app`` serves."""
+    seconds = (REVIEW_INTERVAL_ENV, DEFAULT_REVIEW_INTERVAL_S)
+    _while_serving(app, lambda: ReviewChecker(service, interval_s(*seconds)))
+
+
+def _while_serving(app: FastAPI, make: Callable[[], Ticker]) -> None:
+    """Start ``make()``'s thread with ``app`` and stop it after (wrapping whatever lifespan
+    the app already has); an interval of 0 or less starts nothing."""
     previous: Callable[[Any], Any] = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(served: Any) -> AsyncIterator[Any]:
-        seconds = interval_s()
-        runner = ScheduleRunner(service, seconds) if seconds > 0 else None
-        if runner is not None:
-            runner.start()
+        ticker = make()
+        running = ticker.interval_s > 0
+        if running:
+            ticker.start()
         try:
             async with previous(served) as state:
                 yield state
         finally:
-            if runner is not None:
-                runner.stop()
+            if running:
+                ticker.stop()
 
     app.router.lifespan_context = lifespan

@@ -170,6 +170,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/reviews/overdue"): CONTRIBUTE,
     ("GET", f"{API}/reviews/{{name}}"): VIEW,
     ("GET", f"{API}/reviews/{{name}}/status"): VIEW,
+    ("POST", f"{API}/reviews/{{name}}/due"): VIEW,
     # model cards (edits need contributor on the model)
     ("GET", f"{API}/models/{{name}}/versions/{{version}}/card"): VIEW,
     ("POST", f"{API}/models/{{name}}/versions/{{version}}/card"): Rule(

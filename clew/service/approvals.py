@@ -247,6 +247,7 @@ class ApprovalService:
         _require_comment(comment, "approve")
         _check_meaning(meaning)
         require_verified_version(self.store, ref, "approve")
+        reports = _read_reports(self.store, ref)
         with self.store.db.write() as connection:
             state = get_version_state(connection, ref)
             rules = policy.current(connection)
@@ -265,7 +266,7 @@ class ApprovalService:
                 raise ConflictError(
                     f"{actor!r} has already approved {state.ref}; one approval per person counts."
                 )
-            _require_report_evidence(self.store, connection, state, rules.rules)
+            _require_report_evidence(self.store, connection, state, rules.rules, reports)
             pinned = {**_evidence(connection, evidence), "meaning": meaning}
             decision = Decision(registry.APPROVED, actor, comment, pinned, meaning)
             return self._record(connection, state, decision, rules, signed)
@@ -441,14 +442,22 @@ def check_signature(
     return user_keys.accept(connection, rules.rules, prepared, signed)
 
 
-def _require_report_evidence(
-    store: Store, connection: Connection, state: VersionState, rules: Policy
-) -> None:
-    """The policy's bias and explanation report requirements (clew/service/bias.py), checked
-    before an approval is recorded (imported here: that module builds on this one)."""
+def _read_reports(store: Store, ref: str) -> dict[str, Any]:
+    """The version's report documents, read before the write transaction (see
+    ``bias.read_reports``; imported here: that module builds on this one)."""
     from clew.service import bias
 
-    bias.require_report_evidence(store, connection, state, rules, "be approved")
+    return bias.read_reports(store, ref)
+
+
+def _require_report_evidence(
+    store: Store, connection: Connection, state: VersionState, rules: Policy, known: dict[str, Any]
+) -> None:
+    """The policy's bias and explanation report requirements (clew/service/bias.py), checked
+    before an approval is recorded, on the documents read before the transaction."""
+    from clew.service import bias
+
+    bias.require_report_evidence(store, connection, state, rules, "be approved", known)
 
 
 def _require_comment(comment: str, action: str) -> None:

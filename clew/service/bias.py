@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -25,6 +26,11 @@ from clew.service.approvals import VersionState, get_version_state
 from clew.service.explanations import BIAS, EXPLANATION, KINDS
 from clew.store import schema
 from clew.store.location import Store
+
+# A requirement's state on the approval form.
+PRESENT, MISSING, FAILING = "present", "missing", "failing"
+# Report documents already read and verified, by their digest.
+Documents = dict[str, Any]
 
 
 class ReportService:
@@ -48,12 +54,14 @@ class ReportService:
         with self.store.db.read() as connection:
             state = get_version_state(connection, ref)
             rules = policy.current(connection).rules
-            gaps = evidence_gaps(self.store, connection, state, rules)
             rows = report_rows(connection, state)
-        listed = [_listed(row, d) for row, d in _documents(self.store, state, rows)]
+            known = {row.digest: _read_document(self.store, state, row) for row in rows}
+            checks = evidence_checks(self.store, connection, state, rules, known)
+        listed = [_listed(row, d) for row, d in _documents(self.store, state, rows, known)]
         return {
-            "required": requirements(rules, state.model.risk_tier),
-            "gaps": gaps,
+            "required": [check.requirement for check in checks],
+            "checks": [check.to_dict() for check in checks],
+            "gaps": [check.gap for check in checks if check.gap is not None],
             "reports": listed,
         }
 
@@ -96,21 +104,47 @@ def _is_report(properties: dict[str, Any]) -> bool:
 
 
 def _documents(
-    store: Store, state: VersionState, rows: list[Any]
+    store: Store, state: VersionState, rows: list[Any], known: Documents | None = None
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Each report row with its document, when the document is about this version's bytes."""
+    """Each report row with its document, when the document is about this version's bytes.
+
+    ``known`` holds documents already read and verified (``read_reports``), by digest: a row
+    whose digest is there is not read again, so a write transaction reads no blob unless a
+    report was recorded after the documents were read."""
     for row in rows:
-        try:
-            document = json.loads(store.blobs.read_bytes(row.digest))
-        except (NotFoundError, ValueError) as error:
-            raise IntegrityError(
-                f"report {row.name} ({row.digest[:19]}) of {state.ref} cannot be read ({error}); "
-                "run `clew audit verify`."
-            ) from error
+        document = known.get(row.digest) if known is not None else None
+        if document is None:
+            document = _read_document(store, state, row)
         if isinstance(document, dict) and document.get("model", {}).get("digest") == (
             state.version.digest
         ):
             yield row, document
+
+
+def _read_document(store: Store, state: VersionState, row: Any) -> Any:
+    """The report's JSON, read through the blob store (which re-hashes it)."""
+    try:
+        return json.loads(store.blobs.read_bytes(row.digest))
+    except (NotFoundError, ValueError) as error:
+        raise IntegrityError(
+            f"report {row.name} ({row.digest[:19]}) of {state.ref} cannot be read ({error}); "
+            "run `clew audit verify`."
+        ) from error
+
+
+def read_reports(store: Store, ref: str) -> Documents:
+    """The version's report documents by digest, read and verified before a write transaction
+    (on S3 a blob read is a network call, which must not hold the store's write lock); empty
+    when the policy in force requires no report of this version. The transaction then finds
+    the report rows again and uses these documents for the digests it finds."""
+    from clew.service import policy
+
+    with store.db.read() as connection:
+        state = get_version_state(connection, ref)
+        if not _rules_that_apply(policy.current(connection).rules, state.model.risk_tier):
+            return {}
+        rows = report_rows(connection, state)
+    return {row.digest: _read_document(store, state, row) for row in rows}
 
 
 def _listed(row: Any, document: dict[str, Any]) -> dict[str, Any]:
@@ -134,28 +168,32 @@ def _listed(row: Any, document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def requirements(rules: Policy, risk_tier: str | None) -> list[str]:
-    """The policy's report requirements that apply to a model of ``risk_tier``, in words."""
-    found = []
-    bias_rule, explanation_rule = rules.bias_evidence, rules.explanation_evidence
-    if bias_rule is not None and bias_rule.applies_to(risk_tier):
-        threshold = bias_rule.min_disparate_impact
-        found += [
-            f"a bias report on {attribute!r}"
-            + (f" with disparate impact of at least {threshold:g}" if threshold else "")
-            for attribute in bias_rule.attributes
-        ]
-    if explanation_rule is not None and explanation_rule.applies_to(risk_tier):
-        found.append(f"a {explanation_rule.scope} explanation")
-    return found
+@dataclass(frozen=True)
+class EvidenceCheck:
+    """One report the policy requires, and whether the version has it: ``present``,
+    ``missing`` or ``failing`` (then ``gap`` says why, with the figure in ``value``)."""
+
+    requirement: str
+    state: str
+    gap: str | None = None
+    value: float | None = None
+    report: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def require_report_evidence(
-    store: Store, connection: Connection, state: VersionState, rules: Policy, action: str
+    store: Store,
+    connection: Connection,
+    state: VersionState,
+    rules: Policy,
+    action: str,
+    known: Documents | None = None,
 ) -> None:
     """Refuse ``action`` (``be approved``, ``become churn@production``) in one sentence naming
     each missing or failing report, when the policy's report requirements are not met."""
-    gaps = evidence_gaps(store, connection, state, rules)
+    gaps = evidence_gaps(store, connection, state, rules, known)
     if gaps:
         raise PolicyError(f"{state.ref} can not {action}: {'; '.join(gaps)}.")
 
@@ -171,38 +209,62 @@ def add_report_gaps(
 
 
 def evidence_gaps(
-    store: Store, connection: Connection, state: VersionState, rules: Policy
+    store: Store,
+    connection: Connection,
+    state: VersionState,
+    rules: Policy,
+    known: Documents | None = None,
 ) -> list[str]:
     """Why the version's reports do not meet the policy's bias and explanation requirements."""
-    tier = state.model.risk_tier
-    bias_rule = (
-        rules.bias_evidence
-        if rules.bias_evidence and rules.bias_evidence.applies_to(tier)
-        else None
-    )
-    explanation_rule = (
-        rules.explanation_evidence
-        if rules.explanation_evidence and rules.explanation_evidence.applies_to(tier)
-        else None
-    )
+    checks = evidence_checks(store, connection, state, rules, known)
+    return [check.gap for check in checks if check.gap is not None]
+
+
+def evidence_checks(
+    store: Store,
+    connection: Connection,
+    state: VersionState,
+    rules: Policy,
+    known: Documents | None = None,
+) -> list[EvidenceCheck]:
+    """Each bias and explanation report the policy requires of the version, checked."""
+    bias_rule, explanation_rule = _rules_that_apply(rules, state.model.risk_tier) or (None, None)
     if bias_rule is None and explanation_rule is None:
         return []
-    documents = [d for _, d in _documents(store, state, report_rows(connection, state))]
-    gaps = _bias_gaps(state, bias_rule, documents) if bias_rule else []
+    rows = report_rows(connection, state)
+    found = list(_documents(store, state, rows, known))
+    checks = _bias_checks(state, bias_rule, found) if bias_rule else []
     if explanation_rule is not None:
-        gaps += _explanation_gaps(state, explanation_rule, documents)
-    return gaps
+        checks.append(_explanation_check(state, explanation_rule, found))
+    return checks
 
 
-def _bias_gaps(
-    state: VersionState, rule: BiasEvidence, documents: list[dict[str, Any]]
-) -> list[str]:
-    gaps = []
+def _rules_that_apply(
+    rules: Policy, tier: str | None
+) -> tuple[BiasEvidence | None, ExplanationEvidence | None] | None:
+    """The policy's report rules for a model of ``tier``; None when neither applies."""
+    bias_rule = rules.bias_evidence
+    explanation_rule = rules.explanation_evidence
+    applying = (
+        bias_rule if bias_rule and bias_rule.applies_to(tier) else None,
+        explanation_rule if explanation_rule and explanation_rule.applies_to(tier) else None,
+    )
+    return applying if applying != (None, None) else None
+
+
+def _bias_checks(
+    state: VersionState, rule: BiasEvidence, found: list[tuple[Any, dict[str, Any]]]
+) -> list[EvidenceCheck]:
+    threshold = rule.min_disparate_impact
+    checks = []
     for attribute in rule.attributes:
+        wanted = f"a bias report on {attribute!r}" + (
+            f" with disparate impact of at least {threshold:g}" if threshold else ""
+        )
         measured = next(
             (
-                d["attributes"][attribute]
-                for d in documents
+                (row.name, d["attributes"][attribute])
+                for row, d in found
                 if d.get("kind") == BIAS
                 and d.get("post_training")
                 and attribute in d.get("attributes", {})
@@ -210,34 +272,48 @@ def _bias_gaps(
             None,
         )
         if measured is None:
-            gaps.append(
+            gap = (
                 f"the policy requires a bias report on {attribute!r} and {state.ref} has none "
                 f"(record one with `clew bias {state.ref} DATA --attribute {attribute}`)"
             )
+            checks.append(EvidenceCheck(wanted, MISSING, gap))
             continue
-        if rule.min_disparate_impact is None:
-            continue
-        value = measured.get("disparate_impact")
-        if value is None:
-            why = "; ".join(measured.get("notes", [])) or "too few groups"
-            gaps.append(
-                f"the bias report on {attribute!r} has no disparate impact to compare with the "
-                f"{rule.min_disparate_impact:g} the policy requires ({why})"
-            )
-        elif value < rule.min_disparate_impact:
-            gaps.append(
-                f"disparate impact on {attribute!r} is {value:.3g}, below the "
-                f"{rule.min_disparate_impact:g} the policy requires"
-            )
-    return gaps
+        report, figures = measured
+        checks.append(_disparate_impact_check(wanted, attribute, threshold, report, figures))
+    return checks
 
 
-def _explanation_gaps(
-    state: VersionState, rule: ExplanationEvidence, documents: list[dict[str, Any]]
-) -> list[str]:
-    if any(d.get("kind") == EXPLANATION and d.get("scope") == rule.scope for d in documents):
-        return []
-    return [
+def _disparate_impact_check(
+    wanted: str, attribute: str, threshold: float | None, report: str, figures: dict[str, Any]
+) -> EvidenceCheck:
+    value = figures.get("disparate_impact")
+    if threshold is None:
+        return EvidenceCheck(wanted, PRESENT, None, value, report)
+    if value is None:
+        why = "; ".join(figures.get("notes", [])) or "too few groups"
+        gap = (
+            f"the bias report on {attribute!r} has no disparate impact to compare with the "
+            f"{threshold:g} the policy requires ({why})"
+        )
+        return EvidenceCheck(wanted, FAILING, gap, None, report)
+    if value < threshold:
+        gap = (
+            f"disparate impact on {attribute!r} is {value:.3g}, below the {threshold:g} the "
+            "policy requires"
+        )
+        return EvidenceCheck(wanted, FAILING, gap, value, report)
+    return EvidenceCheck(wanted, PRESENT, None, value, report)
+
+
+def _explanation_check(
+    state: VersionState, rule: ExplanationEvidence, found: list[tuple[Any, dict[str, Any]]]
+) -> EvidenceCheck:
+    wanted = f"a {rule.scope} explanation"
+    for row, document in found:
+        if document.get("kind") == EXPLANATION and document.get("scope") == rule.scope:
+            return EvidenceCheck(wanted, PRESENT, report=row.name)
+    gap = (
         f"the policy requires a {rule.scope} explanation and {state.ref} has none (record one "
         f"with `clew explain {state.ref} --data DATA`)"
-    ]
+    )
+    return EvidenceCheck(wanted, MISSING, gap)

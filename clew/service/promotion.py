@@ -57,6 +57,7 @@ class PromotionService:
         """
         refs.validate_name(alias, "alias")
         require_verified_version(self.store, ref, "promote")
+        reports = bias.read_reports(self.store, ref)
         with self.store.db.write() as connection:
             state = get_version_state(connection, ref)
             model = state.model
@@ -72,7 +73,12 @@ class PromotionService:
             _check_move(connection, state, alias, actor, rules.rules)
             if rules.rules.is_production(alias):
                 bias.require_report_evidence(
-                    self.store, connection, state, rules.rules, f"become {model.name}@{alias}"
+                    self.store,
+                    connection,
+                    state,
+                    rules.rules,
+                    f"become {model.name}@{alias}",
+                    reports,
                 )
             if latest is None and not new_alias:
                 _refuse_unknown_alias(connection, model, alias, rules.rules)

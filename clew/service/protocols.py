@@ -547,6 +547,8 @@ class Reviews(Protocol):
 
     def raise_overdue(self, actor: str) -> list[RegistryEvent]: ...
 
+    def set_review_due(self, model: str, due: str, actor: str, reason: str) -> RegistryEvent: ...
+
 
 class Cards(Protocol):
     """Structured model cards: facts from lineage, edited fields versioned."""

@@ -4,8 +4,13 @@ A review is a validator's sign-off that a model is still fit for use, recorded a
 registry event on the version reviewed, so it is audited, chained and delivered to webhooks
 like every other registry event. The policy's ``reviews`` section says how many days may pass
 between reviews by risk tier; a model never reviewed counts from its registration.
-``raise_overdue`` appends one ``review_overdue`` event per model and due date, which webhooks
-deliver (run it from cron, or `clew review check`). A newer version whose training data or code
+A validator may also set the next due date outright (``set_review_due``, a ``review_due``
+event): a regulator's deadline, or a review already due when an existing inventory is brought
+into clew; the newer of that event and the last review decides the due date. ``raise_overdue``
+appends one ``review_overdue`` event per model and due date, which webhooks deliver: ``clew
+server``'s scheduler calls it (``clew.server.monitor_scheduler``), and `clew review check` runs
+it from cron. The event is found in the store, so restarts and several servers on one store
+raise it once. A newer version whose training data or code
 digests differ from the version last reviewed is a material change: the model's review state
 becomes ``revalidation required`` until a validator reviews the new version.
 """
@@ -26,8 +31,8 @@ from clew.service.runs import now_ms
 from clew.store import schema
 from clew.store.location import Store
 
-REVIEWED, REVIEW_OVERDUE = "reviewed", "review_overdue"
-REVIEW_KINDS = (REVIEWED, REVIEW_OVERDUE)
+REVIEWED, REVIEW_OVERDUE, REVIEW_DUE = "reviewed", "review_overdue", "review_due"
+REVIEW_KINDS = (REVIEWED, REVIEW_OVERDUE, REVIEW_DUE)
 
 
 class ReviewService:
@@ -109,18 +114,67 @@ class ReviewService:
         with self.store.db.read() as connection:
             return {name: int(when) for name, when in connection.execute(query)}
 
-    @signed_heads.checkpointed(decision=False)
+    @signed_heads.checkpointed(decision=True)
+    def set_review_due(self, model: str, due: str, actor: str, reason: str) -> RegistryEvent:
+        """Set the day (YYYY-MM-DD) ``model``'s next review is due, overriding the cadence
+        until the next review; validators only. A past day is allowed: it records a review
+        already overdue (an inventory brought into clew late) and makes it overdue now."""
+        due_ms = rules.parse_due(due)
+        if due_ms is None or not isinstance(reason, str) or not reason.strip():
+            raise InvalidInputError(
+                "setting a review due date needs the day (YYYY-MM-DD) and a reason, e.g. "
+                "'2027-03-31', 'regulator's deadline'."
+            )
+        with self.store.db.write() as connection:
+            found = registry.get_model_row(connection, name=model)
+            rules_in_force = policy.current(connection).rules
+            policy.require_member(
+                connection,
+                rules_in_force,
+                actor,
+                rules_in_force.approver_roles,
+                f"set the review due date of {found.name}",
+                found.name,
+            )
+            return registry.append_event(
+                connection,
+                found.id,
+                found.name,
+                found.last_version or None,
+                REVIEW_DUE,
+                actor,
+                comment=reason.strip(),
+                evidence={"due_ms": due_ms},
+            )
+
     def raise_overdue(self, actor: str) -> list[RegistryEvent]:
         """Append a ``review_overdue`` event for each model whose review is overdue and not yet
-        raised for its current due date; returns the events appended."""
-        raised = []
+        raised for its current due date; returns the events appended. Looked for first in a
+        read, so a scheduler asking every minute takes the write lock only when there is
+        something to raise; the write looks again under the lock."""
+        with self.store.db.read() as connection:
+            if not _unraised(connection, now_ms()):
+                return []
+        return self._raise_unraised(actor)
+
+    @signed_heads.checkpointed(decision=False)
+    def _raise_unraised(self, actor: str) -> list[RegistryEvent]:
         with self.store.db.write() as connection:
-            days, now = cadence(connection), now_ms()
-            for model in registry.all_models(connection):
-                status = status_of(connection, model, days, now)
-                if status.overdue and not _already_raised(connection, model, status):
-                    raised.append(_raise(connection, model, status, actor))
-        return raised
+            return [
+                _raise(connection, model, status, actor)
+                for model, status in _unraised(connection, now_ms())
+            ]
+
+
+def _unraised(connection: Connection, now: int) -> list[tuple[ModelRecord, ReviewStatus]]:
+    """Each overdue model whose ``review_overdue`` for its current due date is not stored."""
+    days = cadence(connection)
+    found = []
+    for model in registry.all_models(connection):
+        status = status_of(connection, model, days, now)
+        if status.overdue and not _already_raised(connection, model, status):
+            found.append((model, status))
+    return found
 
 
 def status_of(
@@ -128,10 +182,10 @@ def status_of(
 ) -> ReviewStatus:
     """The model's review state at ``now`` under ``cadence`` (days by risk tier)."""
     days = rules.cadence_for(cadence, model.risk_tier)
-    reviewed = _events(connection, model, REVIEWED)
+    events = _events(connection, model, REVIEWED, REVIEW_DUE)
+    reviewed = [event for event in events if event.kind == REVIEWED]
     last = _review(reviewed[0]) if reviewed else None
-    since = last.reviewed_ms if last else model.created_ms
-    due = since + days * rules.DAY_MS if days is not None else None
+    due = _due_ms(model, events, days)
     changes: list[str] = []
     if last is not None and model.last_version > last.version:
         changes = material_changes(
@@ -154,6 +208,16 @@ def status_of(
         open_findings=counts[0],
         blocking_findings=counts[1],
     )
+
+
+def _due_ms(model: ModelRecord, events: list[RegistryEvent], days: int | None) -> int | None:
+    """A due date set after the last review (``events`` newest first), else the cadence from
+    that review (or from registration when never reviewed); None when neither applies."""
+    if events and events[0].kind == REVIEW_DUE:
+        return int(events[0].evidence["due_ms"])
+    reviewed = next((event for event in events if event.kind == REVIEWED), None)
+    since = reviewed.time_ms if reviewed else model.created_ms
+    return since + days * rules.DAY_MS if days is not None else None
 
 
 def material_changes(
@@ -212,10 +276,12 @@ def cadence(connection: Connection) -> dict[str, int]:
     return rules.review_cadence(policy.current(connection).document)
 
 
-def _events(connection: Connection, model: ModelRecord, kind: str) -> list[RegistryEvent]:
-    events = registry.read_events(connection, model, kinds=(kind,))
+def _events(connection: Connection, model: ModelRecord, *kinds: str) -> list[RegistryEvent]:
+    """The model's events of ``kinds``, newest first, each vouched for by the audit chain."""
+    events = registry.read_events(connection, model, kinds=kinds)
+    what = f"{model.name}'s {' and '.join(kinds)} events"
     record_check.require_vouched(
-        connection, "registry_events", [{"id": e.id} for e in events], f"{model.name}'s {kind}"
+        connection, "registry_events", [{"id": e.id} for e in events], what
     )
     return events
 
@@ -239,8 +305,8 @@ def _raise(
         "never reviewed" if last is None else f"last reviewed {records.ms_to_iso(last.reviewed_ms)}"
     )
     comment = (
-        f"{model.name}'s review was due {status.to_dict()['next_due']} ({when}, every "
-        f"{status.cadence_days} days for risk tier {model.risk_tier or 'default'})"
+        f"{model.name}'s review was due {status.to_dict()['next_due']} ({when}, "
+        f"{_rule(connection, model, status)})"
     )
     return registry.append_event(
         connection,
@@ -252,6 +318,14 @@ def _raise(
         comment=comment,
         evidence=evidence,
     )
+
+
+def _rule(connection: Connection, model: ModelRecord, status: ReviewStatus) -> str:
+    """What set the due date: a validator's ``review_due`` event, or the tier's cadence."""
+    newest = _events(connection, model, REVIEWED, REVIEW_DUE)[:1]
+    if newest and newest[0].kind == REVIEW_DUE:
+        return f"set by {newest[0].actor}: {newest[0].comment}"
+    return f"every {status.cadence_days} days for risk tier {model.risk_tier or 'default'}"
 
 
 def _review(event: RegistryEvent) -> Review:

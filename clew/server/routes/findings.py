@@ -55,6 +55,11 @@ class ReviewBody(Body):
     comment: Text
 
 
+class ReviewDueBody(Body):
+    due: Short
+    reason: Text
+
+
 def _model_of(ref: str) -> str:
     return registry.parse_model_ref(ref).name
 
@@ -133,6 +138,14 @@ def review_statuses(services: ServicesDep, as_of: Day | None = None) -> list[dic
 @router.post("/reviews/overdue")
 def raise_overdue(services: ServicesDep, actor: ActorDep) -> list[dict[str, Any]]:
     return [event_wire(event) for event in services.reviews.raise_overdue(actor)]
+
+
+@router.post("/reviews/{name}/due", status_code=201)
+def set_review_due(
+    name: Name, body: ReviewDueBody, services: ServicesDep, actor: ActorDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    require_role_on(principal, name, Role.APPROVER)
+    return event_wire(services.reviews.set_review_due(name, body.due, actor, body.reason))
 
 
 @router.get("/reviews/{name}")
