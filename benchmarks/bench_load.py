@@ -273,12 +273,11 @@ class ClewOps:
 
     def capture(self) -> None:
         assert self.setup.target is not None
-        call = Call(ids.new_id(), int(time.time() * 1000), 10, np.arange(10), None)
         self.http.call(
             "POST",
             f"/api/v1/models/{NAME}/versions/1/captures?batch={ids.new_id()}",
             headers={"Content-Type": ARROW_STREAM},
-            raw=encode(self.setup.target, [call]),
+            raw=capture_body(self.setup.target),
         )
 
     def register(self) -> None:
@@ -298,6 +297,22 @@ class ClewOps:
             {"comment": "load test"},
             headers=self.setup.approver,
         )
+
+
+def capture_body(target: CaptureTarget) -> bytes:
+    """One batch of 10 predictions as the SDK sends it (an Arrow IPC stream)."""
+    call = Call(ids.new_id(), int(time.time() * 1000), 10, np.arange(10), None)
+    return encode(target, [call])
+
+
+def warm_before_fork(setup: Setup) -> None:
+    """Import in the parent what the clients' operations import on first use, so no forked
+    client pays for it. Encoding a capture batch imports pandas the first time (``encode``
+    builds the rows through it): 64 clients each importing it inside the measured window cost
+    ~1 CPU-s apiece on the machine the servers share, which was the "collapse" at 64 clients
+    (p99 18 s, with every slow request a capture)."""
+    if setup.target is not None:
+        capture_body(setup.target)
 
 
 class MlflowOps:
@@ -371,12 +386,25 @@ class Measured:
     p99_ms: float
     cpu_ms: float
     operations: Counter[str]
+    timings: list[tuple[str, float]]
+
+    def by_operation(self) -> str:
+        """Each operation's count, p50, p99 and slowest (ms): where a tail comes from."""
+        lines = []
+        for name in sorted(self.operations):
+            ms = [took for kind, took in self.timings if kind == name]
+            lines.append(
+                f"  {name:12s} {len(ms):6d} ops  p50 {percentile(ms, 0.50):8.1f}  "
+                f"p99 {percentile(ms, 0.99):8.1f}  max {max(ms):8.1f} ms"
+            )
+        return "\n".join(lines)
 
 
 def drive(setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX) -> Measured:
     measure_from = time.time() + 2.0
     stop_at = measure_from + seconds
     jobs = [(setup, seed, measure_from, stop_at, mix) for seed in range(clients)]
+    warm_before_fork(setup)
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         pending = pool.map_async(_client, jobs)
         time.sleep(max(0.0, measure_from - time.time()))
@@ -388,10 +416,11 @@ def drive(setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX)
     latencies = [ms for _, ms in timings]
     return Measured(
         len(timings) / seconds,
-        percentile(latencies, 0.50),
-        percentile(latencies, 0.99),
+        percentile(latencies, 0.50) if latencies else float("nan"),
+        percentile(latencies, 0.99) if latencies else float("nan"),
         cpu * 1000 / max(len(timings), 1),
         Counter(name for name, _ in timings),
+        timings,
     )
 
 
@@ -409,6 +438,65 @@ def per_operation(seconds: float, workers: int) -> None:
     print("server CPU ms per operation, one client (clew, MLflow):")
     for name in MIX:
         print(f"  {name:12s} {cpu['clew'][name]:8.2f} {cpu['mlflow'][name]:8.2f}")
+
+
+_ACTIVITY = """
+    SELECT coalesce(state, '-'), coalesce(wait_event_type, '-'), coalesce(wait_event, '-'),
+           left(regexp_replace(query, '\\s+', ' ', 'g'), 70), count(*)
+    FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()
+    GROUP BY 1, 2, 3, 4
+"""
+_LOCKS = """
+    SELECT locktype, mode, granted, count(*) FROM pg_locks
+    WHERE database = (SELECT oid FROM pg_database WHERE datname = %s) GROUP BY 1, 2, 3
+"""
+
+
+def _watch(pg: Postgres, database: str, seen: Counter[str], stop: threading.Event) -> None:
+    """Every 0.2 s, what the database's backends are doing and which locks they hold or wait
+    for, summed over the run (so the counts are backend-samples)."""
+    import psycopg
+
+    with psycopg.connect(pg.url(database).replace("+psycopg", ""), autocommit=True) as db:
+        while not stop.wait(0.2):
+            seen["samples"] += 1
+            for state, kind, event, query, count in db.execute(_ACTIVITY, (database,)):
+                seen[f"activity {state} | {kind}:{event} | {query}"] += count
+            for locktype, mode, granted, count in db.execute(_LOCKS, (database,)):
+                seen[f"lock {locktype} {mode} {'held' if granted else 'WAITING'}"] += count
+
+
+def diagnose(levels: list[int], seconds: float, workers: int, mix: dict[str, int]) -> None:
+    """clew alone at each client count: each operation's latency, and what PostgreSQL's
+    backends were doing meanwhile (``pg_stat_activity``, ``pg_locks``)."""
+    with tempfile.TemporaryDirectory(prefix="clew-bench-load-") as temp, postgres() as pg:
+        directory = Path(temp)
+        with seaweedfs(directory) as (aws, _weed):
+            os.environ.update(aws)
+            with clew_setup(directory, pg, "s3://bench/clew", workers) as setup:
+                for clients in levels:
+                    seen: Counter[str] = Counter()
+                    stop = threading.Event()
+                    watcher = threading.Thread(target=_watch, args=(pg, "clew_bench", seen, stop))
+                    watcher.start()
+                    try:
+                        measured = drive(setup, clients, seconds, mix)
+                    finally:
+                        stop.set()
+                        watcher.join()
+                    print(
+                        f"{clients} clients: {measured.operations_per_s:.1f} ops/s, p50 "
+                        f"{measured.p50_ms:.1f} ms, p99 {measured.p99_ms:.1f} ms, server CPU "
+                        f"{measured.cpu_ms:.2f} ms/op"
+                    )
+                    print(measured.by_operation())
+                    samples = max(seen.pop("samples", 1), 1)
+                    print(f"  PostgreSQL, mean backends per sample ({samples} samples):")
+                    for what, count in seen.most_common(25):
+                        print(f"    {count / samples:6.2f}  {what}")
+            log = (directory / "clew-server.log").read_text(errors="replace")
+            print(f"server log: {len(log.splitlines())} lines; the last requests:")
+            print("\n".join(log.splitlines()[-25:-10]))
 
 
 def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]:
@@ -525,6 +613,16 @@ def soak_results(minutes: float, clients: int, workers: int) -> list[Result]:
     ]
 
 
+def _mix(text: str | None) -> dict[str, int]:
+    if not text:
+        return MIX
+    weights = dict(part.split("=") for part in text.split(","))
+    unknown = set(weights) - set(MIX)
+    if unknown:
+        raise SystemExit(f"--mix names unknown operations {sorted(unknown)}; use {sorted(MIX)}.")
+    return {name: int(weight) for name, weight in weights.items()}
+
+
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
     arguments.add_argument("--clients", default="4,16,64", help="client counts, comma-separated")
@@ -539,6 +637,14 @@ def main() -> None:
         "--soak", type=float, metavar="MINUTES", help="a soak of clew's server, RSS sampled"
     )
     arguments.add_argument("--soak-clients", type=int, default=16, help="clients in the soak")
+    arguments.add_argument(
+        "--mix", help="with --diagnose, other weights: name=weight,... (default: MIX)"
+    )
+    arguments.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="clew alone: latency per operation and PostgreSQL's activity and locks",
+    )
     options = arguments.parse_args()
     if options.soak:
         results = soak_results(options.soak, options.soak_clients, options.workers)
@@ -549,6 +655,9 @@ def main() -> None:
         return
     levels = [int(count) for count in options.clients.split(",")]
     seconds = options.seconds or (4.0 if options.quick else 10.0)
+    if options.diagnose:
+        diagnose(levels, seconds, options.workers, _mix(options.mix))
+        return
     results = results_for(levels, seconds, options.workers)
     finish("clew server vs MLflow server: a realistic mix on one PostgreSQL", results, options.json)
 
