@@ -197,7 +197,7 @@ def mlflow_setup(directory: Path, pg: Postgres, workers: int) -> Iterator[Setup]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with running(command, url, "/health", directory / "mlflow-server.log") as process:
         api = _Connection(url, {})
-        experiment = api.call("POST", "/api/2.0/mlflow/experiments/create", {"name": "bench"})
+        experiment = _first_call(api, "/api/2.0/mlflow/experiments/create", {"name": "bench"})
         run = api.call("POST", "/api/2.0/mlflow/runs/create", experiment)["run"]["info"]
         api.call("POST", "/api/2.0/mlflow/registered-models/create", {"name": NAME})
         source = f"runs:/{run['run_id']}/model"
@@ -212,6 +212,20 @@ def mlflow_setup(directory: Path, pg: Postgres, workers: int) -> Iterator[Setup]
             {"name": NAME, "alias": ALIAS, "version": "1"},
         )
         yield Setup("mlflow", url, {}, {}, run["run_id"], source, process.pid)
+
+
+def _first_call(api: _Connection, path: str, body: dict[str, str]) -> Any:
+    """The first POST to a server that answers its health check: on a loaded machine MLflow's
+    workers may still drop it (they are still importing), so it is retried for up to a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return api.call("POST", path, body)
+        except (http.client.HTTPException, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            api.connection.close()
+            time.sleep(1)
 
 
 # ---------------------------------------------------------------- the load generator
@@ -499,6 +513,13 @@ def diagnose(levels: list[int], seconds: float, workers: int, mix: dict[str, int
             print("\n".join(log.splitlines()[-25:-10]))
 
 
+def warm_up(setup: Setup, workers: int) -> None:
+    """An unmeasured round of the mix with enough clients to reach every worker: each worker's
+    first capture imports Parquet, object-store and signing code (seconds on a busy machine),
+    which otherwise landed in the first measured level."""
+    drive(setup, 4 * workers, 3.0)
+
+
 def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]:
     measured: dict[str, dict[int, Measured]] = {"clew": {}, "mlflow": {}}
     with tempfile.TemporaryDirectory(prefix="clew-bench-load-") as temp, postgres() as pg:
@@ -507,9 +528,11 @@ def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]
             os.environ.update(aws)
             artifacts = "s3://bench/clew"
             with clew_setup(directory, pg, artifacts, workers) as setup:
+                warm_up(setup, workers)
                 for clients in levels:
                     measured["clew"][clients] = drive(setup, clients, seconds)
         with mlflow_setup(directory, pg, workers) as setup:
+            warm_up(setup, workers)
             for clients in levels:
                 measured["mlflow"][clients] = drive(setup, clients, seconds)
     results: list[Result] = []
