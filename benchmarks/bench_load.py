@@ -197,7 +197,7 @@ def mlflow_setup(directory: Path, pg: Postgres, workers: int) -> Iterator[Setup]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with running(command, url, "/health", directory / "mlflow-server.log") as process:
         api = _Connection(url, {})
-        experiment = api.call("POST", "/api/2.0/mlflow/experiments/create", {"name": "bench"})
+        experiment = _first_call(api, "/api/2.0/mlflow/experiments/create", {"name": "bench"})
         run = api.call("POST", "/api/2.0/mlflow/runs/create", experiment)["run"]["info"]
         api.call("POST", "/api/2.0/mlflow/registered-models/create", {"name": NAME})
         source = f"runs:/{run['run_id']}/model"
@@ -212,6 +212,20 @@ def mlflow_setup(directory: Path, pg: Postgres, workers: int) -> Iterator[Setup]
             {"name": NAME, "alias": ALIAS, "version": "1"},
         )
         yield Setup("mlflow", url, {}, {}, run["run_id"], source, process.pid)
+
+
+def _first_call(api: _Connection, path: str, body: dict[str, str]) -> Any:
+    """The first POST to a server that answers its health check: on a loaded machine MLflow's
+    workers may still drop it (they are still importing), so it is retried for up to a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return api.call("POST", path, body)
+        except (http.client.HTTPException, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            api.connection.close()
+            time.sleep(1)
 
 
 # ---------------------------------------------------------------- the load generator
@@ -273,12 +287,11 @@ class ClewOps:
 
     def capture(self) -> None:
         assert self.setup.target is not None
-        call = Call(ids.new_id(), int(time.time() * 1000), 10, np.arange(10), None)
         self.http.call(
             "POST",
             f"/api/v1/models/{NAME}/versions/1/captures?batch={ids.new_id()}",
             headers={"Content-Type": ARROW_STREAM},
-            raw=encode(self.setup.target, [call]),
+            raw=capture_body(self.setup.target),
         )
 
     def register(self) -> None:
@@ -298,6 +311,22 @@ class ClewOps:
             {"comment": "load test"},
             headers=self.setup.approver,
         )
+
+
+def capture_body(target: CaptureTarget) -> bytes:
+    """One batch of 10 predictions as the SDK sends it (an Arrow IPC stream)."""
+    call = Call(ids.new_id(), int(time.time() * 1000), 10, np.arange(10), None)
+    return encode(target, [call])
+
+
+def warm_before_fork(setup: Setup) -> None:
+    """Import in the parent what the clients' operations import on first use, so no forked
+    client pays for it. Encoding a capture batch imports pandas the first time (``encode``
+    builds the rows through it): 64 clients each importing it inside the measured window cost
+    ~1 CPU-s apiece on the machine the servers share, which was the "collapse" at 64 clients
+    (p99 18 s, with every slow request a capture)."""
+    if setup.target is not None:
+        capture_body(setup.target)
 
 
 class MlflowOps:
@@ -371,12 +400,25 @@ class Measured:
     p99_ms: float
     cpu_ms: float
     operations: Counter[str]
+    timings: list[tuple[str, float]]
+
+    def by_operation(self) -> str:
+        """Each operation's count, p50, p99 and slowest (ms): where a tail comes from."""
+        lines = []
+        for name in sorted(self.operations):
+            ms = [took for kind, took in self.timings if kind == name]
+            lines.append(
+                f"  {name:12s} {len(ms):6d} ops  p50 {percentile(ms, 0.50):8.1f}  "
+                f"p99 {percentile(ms, 0.99):8.1f}  max {max(ms):8.1f} ms"
+            )
+        return "\n".join(lines)
 
 
 def drive(setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX) -> Measured:
     measure_from = time.time() + 2.0
     stop_at = measure_from + seconds
     jobs = [(setup, seed, measure_from, stop_at, mix) for seed in range(clients)]
+    warm_before_fork(setup)
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         pending = pool.map_async(_client, jobs)
         time.sleep(max(0.0, measure_from - time.time()))
@@ -388,10 +430,11 @@ def drive(setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX)
     latencies = [ms for _, ms in timings]
     return Measured(
         len(timings) / seconds,
-        percentile(latencies, 0.50),
-        percentile(latencies, 0.99),
+        percentile(latencies, 0.50) if latencies else float("nan"),
+        percentile(latencies, 0.99) if latencies else float("nan"),
         cpu * 1000 / max(len(timings), 1),
         Counter(name for name, _ in timings),
+        timings,
     )
 
 
@@ -411,6 +454,72 @@ def per_operation(seconds: float, workers: int) -> None:
         print(f"  {name:12s} {cpu['clew'][name]:8.2f} {cpu['mlflow'][name]:8.2f}")
 
 
+_ACTIVITY = """
+    SELECT coalesce(state, '-'), coalesce(wait_event_type, '-'), coalesce(wait_event, '-'),
+           left(regexp_replace(query, '\\s+', ' ', 'g'), 70), count(*)
+    FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()
+    GROUP BY 1, 2, 3, 4
+"""
+_LOCKS = """
+    SELECT locktype, mode, granted, count(*) FROM pg_locks
+    WHERE database = (SELECT oid FROM pg_database WHERE datname = %s) GROUP BY 1, 2, 3
+"""
+
+
+def _watch(pg: Postgres, database: str, seen: Counter[str], stop: threading.Event) -> None:
+    """Every 0.2 s, what the database's backends are doing and which locks they hold or wait
+    for, summed over the run (so the counts are backend-samples)."""
+    import psycopg
+
+    with psycopg.connect(pg.url(database).replace("+psycopg", ""), autocommit=True) as db:
+        while not stop.wait(0.2):
+            seen["samples"] += 1
+            for state, kind, event, query, count in db.execute(_ACTIVITY, (database,)):
+                seen[f"activity {state} | {kind}:{event} | {query}"] += count
+            for locktype, mode, granted, count in db.execute(_LOCKS, (database,)):
+                seen[f"lock {locktype} {mode} {'held' if granted else 'WAITING'}"] += count
+
+
+def diagnose(levels: list[int], seconds: float, workers: int, mix: dict[str, int]) -> None:
+    """clew alone at each client count: each operation's latency, and what PostgreSQL's
+    backends were doing meanwhile (``pg_stat_activity``, ``pg_locks``)."""
+    with tempfile.TemporaryDirectory(prefix="clew-bench-load-") as temp, postgres() as pg:
+        directory = Path(temp)
+        with seaweedfs(directory) as (aws, _weed):
+            os.environ.update(aws)
+            with clew_setup(directory, pg, "s3://bench/clew", workers) as setup:
+                for clients in levels:
+                    seen: Counter[str] = Counter()
+                    stop = threading.Event()
+                    watcher = threading.Thread(target=_watch, args=(pg, "clew_bench", seen, stop))
+                    watcher.start()
+                    try:
+                        measured = drive(setup, clients, seconds, mix)
+                    finally:
+                        stop.set()
+                        watcher.join()
+                    print(
+                        f"{clients} clients: {measured.operations_per_s:.1f} ops/s, p50 "
+                        f"{measured.p50_ms:.1f} ms, p99 {measured.p99_ms:.1f} ms, server CPU "
+                        f"{measured.cpu_ms:.2f} ms/op"
+                    )
+                    print(measured.by_operation())
+                    samples = max(seen.pop("samples", 1), 1)
+                    print(f"  PostgreSQL, mean backends per sample ({samples} samples):")
+                    for what, count in seen.most_common(25):
+                        print(f"    {count / samples:6.2f}  {what}")
+            log = (directory / "clew-server.log").read_text(errors="replace")
+            print(f"server log: {len(log.splitlines())} lines; the last requests:")
+            print("\n".join(log.splitlines()[-25:-10]))
+
+
+def warm_up(setup: Setup, workers: int) -> None:
+    """An unmeasured round of the mix with enough clients to reach every worker: each worker's
+    first capture imports Parquet, object-store and signing code (seconds on a busy machine),
+    which otherwise landed in the first measured level."""
+    drive(setup, 4 * workers, 3.0)
+
+
 def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]:
     measured: dict[str, dict[int, Measured]] = {"clew": {}, "mlflow": {}}
     with tempfile.TemporaryDirectory(prefix="clew-bench-load-") as temp, postgres() as pg:
@@ -419,9 +528,11 @@ def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]
             os.environ.update(aws)
             artifacts = "s3://bench/clew"
             with clew_setup(directory, pg, artifacts, workers) as setup:
+                warm_up(setup, workers)
                 for clients in levels:
                     measured["clew"][clients] = drive(setup, clients, seconds)
         with mlflow_setup(directory, pg, workers) as setup:
+            warm_up(setup, workers)
             for clients in levels:
                 measured["mlflow"][clients] = drive(setup, clients, seconds)
     results: list[Result] = []
@@ -525,6 +636,16 @@ def soak_results(minutes: float, clients: int, workers: int) -> list[Result]:
     ]
 
 
+def _mix(text: str | None) -> dict[str, int]:
+    if not text:
+        return MIX
+    weights = dict(part.split("=") for part in text.split(","))
+    unknown = set(weights) - set(MIX)
+    if unknown:
+        raise SystemExit(f"--mix names unknown operations {sorted(unknown)}; use {sorted(MIX)}.")
+    return {name: int(weight) for name, weight in weights.items()}
+
+
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
     arguments.add_argument("--clients", default="4,16,64", help="client counts, comma-separated")
@@ -539,6 +660,14 @@ def main() -> None:
         "--soak", type=float, metavar="MINUTES", help="a soak of clew's server, RSS sampled"
     )
     arguments.add_argument("--soak-clients", type=int, default=16, help="clients in the soak")
+    arguments.add_argument(
+        "--mix", help="with --diagnose, other weights: name=weight,... (default: MIX)"
+    )
+    arguments.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="clew alone: latency per operation and PostgreSQL's activity and locks",
+    )
     options = arguments.parse_args()
     if options.soak:
         results = soak_results(options.soak, options.soak_clients, options.workers)
@@ -549,6 +678,9 @@ def main() -> None:
         return
     levels = [int(count) for count in options.clients.split(",")]
     seconds = options.seconds or (4.0 if options.quick else 10.0)
+    if options.diagnose:
+        diagnose(levels, seconds, options.workers, _mix(options.mix))
+        return
     results = results_for(levels, seconds, options.workers)
     finish("clew server vs MLflow server: a realistic mix on one PostgreSQL", results, options.json)
 

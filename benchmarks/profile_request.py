@@ -95,7 +95,9 @@ async def _serve(app: ASGIApp, token: str, count: int) -> None:
             raise RuntimeError("the request was not answered with 200")
 
 
-def profile(uri: str | None, requests: int, top: int, sort: str, inline: bool) -> None:
+def profile(
+    uri: str | None, requests: int, top: int, sort: str, inline: bool, callers: str | None = None
+) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         store, token = _prepare(uri, Path(scratch))
         patched: list[tuple[Any, str, Any]] = [
@@ -128,6 +130,8 @@ def profile(uri: str | None, requests: int, top: int, sort: str, inline: bool) -
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(sort)
     stats.print_stats(top)
+    if callers:
+        stats.print_callers(callers)
     print(out.getvalue())
 
 
@@ -146,15 +150,30 @@ def main() -> None:
         help="hop sync routes and dependencies to worker threads as the server does (the "
         "per-request CPU then includes the hops; the profile sees only this thread)",
     )
+    options.add_argument("--callers", help="also print who calls functions matching this regex")
     arguments = options.parse_args()
     if arguments.postgres:
         from bench_load import postgres
 
         with postgres() as cluster:
             uri = cluster.create("clew_profile")
-            profile(uri, arguments.requests, arguments.top, arguments.sort, not arguments.threads)
+            profile(
+                uri,
+                arguments.requests,
+                arguments.top,
+                arguments.sort,
+                not arguments.threads,
+                arguments.callers,
+            )
         return
-    profile(arguments.uri, arguments.requests, arguments.top, arguments.sort, not arguments.threads)
+    profile(
+        arguments.uri,
+        arguments.requests,
+        arguments.top,
+        arguments.sort,
+        not arguments.threads,
+        arguments.callers,
+    )
 
 
 if __name__ == "__main__":

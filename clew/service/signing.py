@@ -329,9 +329,13 @@ def _load_or_create(directory: Path) -> Ed25519PrivateKey:
         os.chmod(directory, 0o700)
         _create(path)
         public = directory / PUBLIC_FILE
-        staged = public.with_name(f".{PUBLIC_FILE}.{os.getpid()}")
-        staged.write_bytes(signatures.public_pem(_load(path).public_key()))
-        staged.replace(public)
+        # A name of its own per call: threads of one server making the key at once (the first
+        # captures on a new store) each replace with their own staged copy.
+        descriptor, staged = tempfile.mkstemp(dir=directory, prefix=f".{PUBLIC_FILE}.")
+        os.fchmod(descriptor, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(signatures.public_pem(_load(path).public_key()))
+        os.replace(staged, public)
     return _load(path)
 
 
