@@ -2,9 +2,10 @@
 on S3 a blob read is a network call, which must not hold the store's write lock.
 
 Each read of the real blob store is observed (the real read runs) by a probe that asks SQLite,
-from a second connection, for the write lock with no wait: a read inside clew's ``BEGIN
-IMMEDIATE`` transaction finds it taken. The transaction still finds the report rows again, so a
-report recorded after the documents were read is checked too.
+from a second connection, for the write lock: a read inside clew's ``BEGIN IMMEDIATE``
+transaction finds it taken for as long as the probe waits (the store's WAL checkpointer holds it
+for milliseconds only). The transaction still finds the report rows again, so a report recorded
+after the documents were read is checked too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from test_explain import forest as forest  # the fixture
 import clew
 from clew.store.location import Store
 
+LOCK_WAIT_S = 2.0
+
 pytestmark = [pytest.mark.embedded_only, pytest.mark.sqlite_only]  # probes the SQLite file
 
 
@@ -33,7 +36,10 @@ class Probe:
     then: Callable[[], None] | None = None
 
     def write_lock_held(self) -> bool:
-        other = sqlite3.connect(self.database, timeout=0, isolation_level=None)
+        """Whether a write transaction holds the lock for the whole wait. The store's WAL
+        checkpointer takes the lock for milliseconds (a RESTART checkpoint) and lets go; a
+        transaction of the thread that is reading cannot let go before this read returns."""
+        other = sqlite3.connect(self.database, timeout=LOCK_WAIT_S, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
             other.execute("ROLLBACK")
