@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, REMOTE, run_git
+from conftest import run_git
 from tamper import corrupt_blob
 
 import clew
@@ -231,10 +231,7 @@ def test_a_run_records_how_it_was_started_and_where_it_read_its_inputs(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    BACKEND != "sqlite" or REMOTE,
-    reason="building the venv touches no store: the embedded pass covers it",
-)
+@pytest.mark.backend_independent  # building the venv touches no store: the first pass covers it
 def test_build_env_reruns_in_a_venv_with_the_recorded_versions(
     client: clew.Client, project: Path
 ) -> None:
