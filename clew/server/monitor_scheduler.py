@@ -39,12 +39,12 @@ class Ticker:
     """A daemon thread calling ``tick`` every ``interval_s`` seconds until ``stop``; a failed
     tick (the database briefly unreachable) is logged and tried again at the next one."""
 
-    name = "clew-ticker"
-
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, name: str, interval_s: float, tick: Callable[[], object]) -> None:
+        self.name = name
         self.interval_s = interval_s
+        self._tick = tick
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -53,43 +53,19 @@ class Ticker:
         self._stop.set()
         self._thread.join(timeout=30)
 
-    def tick(self) -> None:
-        raise NotImplementedError
-
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                self._tick()
             except (ClewError, OSError) as error:
                 _log.warning("%s did not run: %s", self.name, error)
             self._stop.wait(self.interval_s)
 
 
-class ScheduleRunner(Ticker):
-    """The thread that runs due monitor windows."""
-
-    name = "clew-monitor"
-
-    def __init__(self, service: MonitorScheduleService, interval_s: float) -> None:
-        self.service = service
-        super().__init__(interval_s)
-
-    def tick(self) -> None:
-        self.service.run_due()
-
-
-class ReviewChecker(Ticker):
-    """The thread that raises overdue reviews as ``review_overdue`` events."""
-
-    name = "clew-reviews"
-
-    def __init__(self, service: ReviewService, interval_s: float) -> None:
-        self.service = service
-        super().__init__(interval_s)
-
-    def tick(self) -> None:
-        for event in self.service.raise_overdue(REVIEW_ACTOR):
-            _log.info("clew: %s", event.comment)
+def _raise_overdue_reviews(service: ReviewService) -> None:
+    """Raise each overdue review as a ``review_overdue`` event, and log it."""
+    for event in service.raise_overdue(REVIEW_ACTOR):
+        _log.info("clew: %s", event.comment)
 
 
 def interval_s(name: str = INTERVAL_ENV, default: float = DEFAULT_INTERVAL_S) -> float:
@@ -105,13 +81,18 @@ def interval_s(name: str = INTERVAL_ENV, default: float = DEFAULT_INTERVAL_S) ->
 
 def install(app: FastAPI, service: MonitorScheduleService) -> None:
     """Run the monitor schedules while ``app`` serves."""
-    _while_serving(app, lambda: ScheduleRunner(service, interval_s()))
+    _while_serving(app, lambda: Ticker("clew-monitor", interval_s(), service.run_due))
 
 
 def install_review_checks(app: FastAPI, service: ReviewService) -> None:
     """Raise overdue reviews while ``app`` serves."""
     seconds = (REVIEW_INTERVAL_ENV, DEFAULT_REVIEW_INTERVAL_S)
-    _while_serving(app, lambda: ReviewChecker(service, interval_s(*seconds)))
+    _while_serving(
+        app,
+        lambda: Ticker(
+            "clew-reviews", interval_s(*seconds), lambda: _raise_overdue_reviews(service)
+        ),
+    )
 
 
 def _while_serving(app: FastAPI, make: Callable[[], Ticker]) -> None:
