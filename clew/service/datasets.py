@@ -152,7 +152,6 @@ class _RunningColumn:
         self.distinct: pa.Array | None = None
 
     def add(self, column: pa.Array | pa.ChunkedArray) -> None:
-
         self.nulls += column.null_count
         present = len(column) - column.null_count
         if self.numeric and present:
