@@ -231,7 +231,6 @@ def test_a_run_records_how_it_was_started_and_where_it_read_its_inputs(
 
 
 @pytest.mark.slow
-@pytest.mark.backend_independent  # building the venv touches no store: the first pass covers it
 def test_build_env_reruns_in_a_venv_with_the_recorded_versions(
     client: clew.Client, project: Path
 ) -> None:
