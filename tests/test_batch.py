@@ -155,3 +155,33 @@ def test_both_files_are_described_as_a_whole_read_would(
             assert recorded["statistics"][name] == pytest.approx(stats), (role, name)
     output = artifacts.resolve(job.output).properties["statistics"]
     assert output["prediction_id"] == {"nulls": 0}
+
+
+@pytest.mark.parametrize("sampling", [1.0, 0.5])
+def test_captured_inputs_are_the_rows_of_the_file(
+    client: clew.Client, tmp_path: Path, sampling: float
+) -> None:
+    """Capture keeps the Arrow rows read from the file (no DataFrame copy): each traced row's
+    inputs are that row of the file, by column name, in a file whose columns are not in the
+    signature's order."""
+    ref = register(client)
+    frame = scoring_input(tmp_path / "in.parquet", rows=60)
+    frame = frame[list(reversed(frame.columns))]
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+    clew.predict_batch(
+        ref,
+        tmp_path / "in.parquet",
+        tmp_path / "out.parquet",
+        chunk_rows=50,
+        input_sampling=sampling,
+    )
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    kept = 0
+    for row in range(len(scored)):
+        step = client.trace(scored["prediction_id"][row]).step("prediction")
+        assert step.verified
+        inputs = step.details.get("inputs")
+        if inputs is not None:
+            kept += 1
+            assert inputs == frame.iloc[row].to_dict()
+    assert kept == 60 if sampling == 1.0 else 0 < kept < 60

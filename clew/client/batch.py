@@ -156,7 +156,6 @@ class _Job:
         self.progress = progress
         self.profiles = {"input": datasets.RunningProfile(), "output": datasets.RunningProfile()}
         self.formats = {"input": "", "output": ""}
-        self._numbers: pa.Array | None = None
 
     def described(self, role: str) -> dict[str, Any]:
         """The properties of the ``role`` file's dataset: its format and profile."""
@@ -197,7 +196,7 @@ class _Job:
         import pyarrow as pa
 
         try:
-            outputs, ids = self._predict(chunk.to_pandas())
+            outputs, ids = self._predict(pa.Table.from_batches([chunk]))
         except ClewError:
             raise
         except Exception as failure:
@@ -219,21 +218,14 @@ class _Job:
         return pa.table(columns)
 
     def _prediction_ids(self, call: str, rows: int) -> pa.Array:
-        """``f"{call}.{i}"`` for every row, built by Arrow (a Python string per row cost more
-        than a fast model's whole predict) from row numbers written out once per job."""
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        """``f"{call}.{i}"`` for every row, laid out as bytes (``prediction_id_column``): a
+        Python string per row cost more than a fast model's whole predict."""
+        from clew.domain.captures import prediction_id_column
 
-        if self._numbers is None or len(self._numbers) < rows:
-            self._numbers = pc.cast(pa.array(np.arange(rows, dtype=np.int64)), pa.string())
-        numbers = self._numbers if len(self._numbers) == rows else self._numbers[:rows]
-        return pc.binary_join_element_wise(pa.scalar(f"{call}."), numbers, "")
+        return prediction_id_column([call], [rows])
 
-    def _predict(self, frame: Any) -> tuple[Any, Any]:
-        if self.proba:
-            return self.model.predict_proba_with_ids(frame)
-        return self.model.predict_with_ids(frame)
+    def _predict(self, table: pa.Table) -> tuple[Any, Any]:
+        return self.model._predict_table("predict_proba" if self.proba else "predict", table)
 
     def _make_room(self, rows: int) -> None:
         """Wait for the capture writer rather than let the queue drop a chunk: a batch job
