@@ -179,7 +179,7 @@ class LoadedModel:
         if method == "predict_proba" and not hasattr(self.raw, "predict_proba"):
             raise InvalidInputError(
                 f"model {self.version.ref} ({type(self.raw).__name__}) has no predict_proba; "
-                "score without proba."
+                "score without --proba (proba=False)."
             )
         outputs, call_id, rows = self._call(method, table.to_pandas(), table)
         return outputs, PredictionIds(call_id, rows)
