@@ -190,6 +190,7 @@ def test_captured_inputs_are_the_rows_of_the_file(
     assert kept == 60 if sampling == 1.0 else 0 < kept < 60
 
 
+@pytest.mark.embedded_only  # rewrites the store's capture file
 def test_a_tampered_row_of_a_scored_file_is_named(client: clew.Client, tmp_path: Path) -> None:
     """A batch job's capture verifies as a whole; one altered input value fails the leaf that
     row hashes in (trace names the row), ``verify_batches`` names the batch, and rows of the
