@@ -9,14 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from capture_support import editable_batch
 from serving_support import iris_frame, register
 from typer.testing import CliRunner
 
 import clew
 from clew.cli.main import app
 from clew.errors import InvalidInputError
-from clew.service import datasets
+from clew.service import capture_verification, datasets
 
 runner = CliRunner()
 
@@ -155,3 +158,63 @@ def test_both_files_are_described_as_a_whole_read_would(
             assert recorded["statistics"][name] == pytest.approx(stats), (role, name)
     output = artifacts.resolve(job.output).properties["statistics"]
     assert output["prediction_id"] == {"nulls": 0}
+
+
+@pytest.mark.parametrize("sampling", [1.0, 0.5])
+def test_captured_inputs_are_the_rows_of_the_file(
+    client: clew.Client, tmp_path: Path, sampling: float
+) -> None:
+    """Capture keeps the Arrow rows read from the file (no DataFrame copy): each traced row's
+    inputs are that row of the file, by column name, in a file whose columns are not in the
+    signature's order."""
+    ref = register(client)
+    frame = scoring_input(tmp_path / "in.parquet", rows=60)
+    frame = frame[list(reversed(frame.columns))]
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+    clew.predict_batch(
+        ref,
+        tmp_path / "in.parquet",
+        tmp_path / "out.parquet",
+        chunk_rows=50,
+        input_sampling=sampling,
+    )
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    kept = 0
+    for row in range(len(scored)):
+        step = client.trace(scored["prediction_id"][row]).step("prediction")
+        assert step.verified
+        inputs = step.details.get("inputs")
+        if inputs is not None:
+            kept += 1
+            assert inputs == frame.iloc[row].to_dict()
+    assert kept == 60 if sampling == 1.0 else 0 < kept < 60
+
+
+@pytest.mark.embedded_only  # rewrites the store's capture file
+def test_a_tampered_row_of_a_scored_file_is_named(client: clew.Client, tmp_path: Path) -> None:
+    """A batch job's capture verifies as a whole; one altered input value fails the leaf that
+    row hashes in (trace names the row), ``verify_batches`` names the batch, and rows of the
+    other leaves still verify."""
+    ref = register(client)
+    scoring_input(tmp_path / "in.parquet", rows=100)
+    clew.predict_batch(ref, tmp_path / "in.parquet", tmp_path / "out.parquet")
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert capture_verification.verify_batches(client.store) == (1, [])
+    with editable_batch(client) as path:
+        table = pq.read_table(path)
+        inputs = table.column("inputs").combine_chunks()
+        lengths = inputs.field("sepal_length").to_pylist()
+        lengths[40] += 1.0
+        fields = [
+            pa.array(lengths) if name == "sepal_length" else inputs.field(name)
+            for name in (field.name for field in inputs.type)
+        ]
+        altered = pa.StructArray.from_arrays(fields, [field.name for field in inputs.type])
+        index = table.column_names.index("inputs")
+        pq.write_table(table.set_column(index, "inputs", altered), path)
+    step = client.trace(scored["prediction_id"][40]).step("prediction")
+    assert not step.verified
+    assert "does not match its inclusion proof" in step.reason
+    assert client.trace(scored["prediction_id"][70]).step("prediction").verified
+    [problem] = capture_verification.verify_batches(client.store)[1]
+    assert problem.path.endswith(".parquet") and "digest" in problem.reason

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clew.domain import ids, leaves, merkle
+from clew.domain.captures import prediction_id_column
 
 # Touches no store: the embedded pass runs it, the backend and remote passes would repeat it.
 pytestmark = pytest.mark.backend_independent
@@ -215,3 +216,17 @@ def test_call_ids_made_in_a_row_are_distinct_and_ordered() -> None:
     made = [ids.new_id() for _ in range(2_000)]
     assert made == sorted(made) and len(set(made)) == len(made)
     assert all(ids.is_id(item) for item in made)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 9, 10, 11, 99, 100, 101, 1_000, 1_234]), max_size=6))
+def test_prediction_id_columns_spell_call_dot_row(counts: list[int]) -> None:
+    """The id column laid out by numpy equals ``f"{call}.{row}"`` spelt row by row, across
+    the widths of the row numbers (9 -> 10, 99 -> 100...) and calls of no rows."""
+    calls = [ids.new_id() for _ in counts]
+    column = prediction_id_column(calls, counts)
+    column.validate(full=True)
+    assert column.type == pa.string()
+    assert column.to_pylist() == [
+        f"{call}.{row}" for call, n in zip(calls, counts, strict=True) for row in range(n)
+    ]
