@@ -85,9 +85,19 @@ except SystemExit as stop:
     code = stop.code or 0
 print(json.dumps([code, sorted(sys.modules)]))
 """
-# Never needed to read an embedded store: the migration tool, the ORM, the HTTP client and
-# server, the model's framework.
-NEVER = ("alembic", "sqlalchemy.orm", "httpx", "uvicorn", "fastapi", "sklearn", "clew.server")
+# Never needed to read an embedded store: the migration tool, the ORM, PostgreSQL's dialect
+# (a SQLite store's schema declares nothing that loads it), the HTTP client and server, the
+# model's framework.
+NEVER = (
+    "alembic",
+    "sqlalchemy.orm",
+    "sqlalchemy.dialects.postgresql",
+    "httpx",
+    "uvicorn",
+    "fastapi",
+    "sklearn",
+    "clew.server",
+)
 # Services a registry read does not call: built (and imported) only when used.
 UNUSED_SERVICES = (
     "clew.service.monitoring_checks",
@@ -168,13 +178,15 @@ clew.connect({uri!r})
 print(json.dumps(sorted(sys.modules)))
 """
 # What opening an embedded store must not load: frames and arrays, the capture machinery, the
-# YAML reader, signatures' crypto, the migration tool, the HTTP client and server, models, and
-# the services nobody has asked for yet.
+# YAML reader, signatures' crypto, the model flavors' plugin manager, the migration tool, the
+# HTTP client and server, models, and the services nobody has asked for yet.
 NOT_ON_CONNECT = (
     *NEVER,
     *FRAMES,
     "yaml",
     "cryptography",
+    "pluggy",
+    "clew.integrations.flavors",
     "clew.client.capture_queue",
     *UNUSED_SERVICES,
     "clew.service.registry",

@@ -21,7 +21,6 @@ from clew.domain import ids, records, signatures
 from clew.domain.keys import SignedStatement
 from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, InvalidInputError
-from clew.integrations import flavors
 from clew.service import user_keys as keyring
 
 if TYPE_CHECKING:
@@ -344,6 +343,8 @@ class GovernanceMixin:
         bytes are downloaded and re-hashed here, and unpickled only in this process; its
         predictions are captured by the server (see docs/predictions.md).
         """
+        from clew.integrations import flavors  # pluggy and the entry points: on first load
+
         version = self._service.approvals.loadable(_ref(ref))
         self._service.record_read(version.digest, self.actor)
         directory = Path(tempfile.mkdtemp(prefix="clew-load-"))
@@ -419,6 +420,8 @@ def _policy_text(path_or_text: str | Path) -> str:
 
 def _export_verified(blobs: BlobStore, version: VersionRecord, directory: Path) -> None:
     """Copy the model's files out, each checked against the digest the version recorded."""
+    from clew.integrations.flavors import MODEL_FILE
+
     try:
         manifest = blobs.read_manifest(version.digest)
     except IntegrityError as error:
@@ -430,9 +433,9 @@ def _export_verified(blobs: BlobStore, version: VersionRecord, directory: Path) 
         raise InvalidInputError(
             f"{version.ref} is not a model directory saved by run.log_model; it can not be loaded."
         ) from error
-    if flavors.MODEL_FILE not in manifest:
+    if MODEL_FILE not in manifest:
         raise InvalidInputError(
-            f"{version.ref} has no {flavors.MODEL_FILE}; it was not saved by run.log_model and "
+            f"{version.ref} has no {MODEL_FILE}; it was not saved by run.log_model and "
             "can not be loaded."
         )
     try:
