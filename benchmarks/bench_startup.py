@@ -10,8 +10,9 @@ CLI of the same kind), ``python -c pass`` the interpreter's own floor. Each comm
 compiling every module on every start costs ~3× the CPU); the first timed round is shown beside
 the median. The ``bound:`` rows time what no clew change can remove from a command that needs
 it, in the same run: importing SQLAlchemy (every store read), pandas (the DataFrames the SDK
-returns and ``runs list``/``versions``/``models list`` render), and Typer, whose parameter
-parsing imports pydantic.
+returns; ``trace`` still pays it, as pyarrow imports pandas on its first conversion of a Python
+value or a tz-aware timestamp, while the listings print from the SDK's ``*_records`` calls without
+it), and Typer, whose parameter parsing imports pydantic.
 
     uv run --group bench python benchmarks/bench_startup.py [--rounds N] [--quick]
 """

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from clew.client.governance import (
         alias_at,
         alias_history,
+        alias_history_records,
         approve,
         archive,
         create_model,
@@ -53,9 +54,11 @@ if TYPE_CHECKING:
         get_model,
         get_policy,
         get_version,
+        list_model_records,
         list_models,
         load_model,
         model_history,
+        model_version_records,
         model_versions,
         promote,
         register_model,
@@ -103,7 +106,7 @@ if TYPE_CHECKING:
         webhooks,
     )
     from clew.domain.quality import QualitySpec
-    from clew.domain.records import ArtifactRecord, RunRecord
+    from clew.domain.records import ArtifactRecord, RunPage, RunRecord
 
     __version__: str
 
@@ -113,6 +116,7 @@ _EXPORTS = {
     "ActiveRun": "clew.client.run",
     "ArtifactRecord": "clew.domain.records",
     "Client": "clew.client.client",
+    "RunPage": "clew.domain.records",
     "RunRecord": "clew.domain.records",
     "connect": "clew.client.default",
     "data_source": "clew.client.specs",
@@ -121,6 +125,7 @@ _EXPORTS = {
     # the registry and approvals
     "alias_at": "clew.client.governance",
     "alias_history": "clew.client.governance",
+    "alias_history_records": "clew.client.governance",
     "approve": "clew.client.governance",
     "archive": "clew.client.governance",
     "create_model": "clew.client.governance",
@@ -129,9 +134,11 @@ _EXPORTS = {
     "get_policy": "clew.client.governance",
     "get_version": "clew.client.governance",
     "list_models": "clew.client.governance",
+    "list_model_records": "clew.client.governance",
     "load_model": "clew.client.governance",
     "model_history": "clew.client.governance",
     "model_versions": "clew.client.governance",
+    "model_version_records": "clew.client.governance",
     "promote": "clew.client.governance",
     "register_model": "clew.client.governance",
     "register_user_key": "clew.client.governance",
@@ -220,6 +227,7 @@ __all__ = [
     "ClewError",
     "Client",
     "QualitySpec",
+    "RunPage",
     "RunRecord",
     "__version__",
     "active_run",
@@ -227,6 +235,7 @@ __all__ = [
     "add_webhook",
     "alias_at",
     "alias_history",
+    "alias_history_records",
     "annex_iv",
     "approve",
     "archive",
@@ -257,6 +266,7 @@ __all__ = [
     "get_version",
     "import_card",
     "lineage",
+    "list_model_records",
     "list_models",
     "load_model",
     "log_input",
@@ -267,6 +277,7 @@ __all__ = [
     "log_param",
     "log_params",
     "model_history",
+    "model_version_records",
     "model_versions",
     "monitor_runs",
     "monitor_schedules",
@@ -293,6 +304,7 @@ __all__ = [
     "rotate_signing_key",
     "run_monitor",
     "schedule_monitor",
+    "search_run_records",
     "search_runs",
     "seed",
     "sessions",
@@ -388,6 +400,16 @@ def search_runs(
     experiments: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     return _client().search_runs(filter, order_by, max_results, experiments)
+
+
+def search_run_records(
+    filter: str | None = None,
+    order_by: Sequence[str] | None = None,
+    max_results: int = 1000,
+    experiments: Sequence[str] | None = None,
+    page_token: str | None = None,
+) -> RunPage:
+    return _client().search_run_records(filter, order_by, max_results, experiments, page_token)
 
 
 def seed(value: int) -> int:

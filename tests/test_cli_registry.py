@@ -169,6 +169,9 @@ def test_approve_promote_rollback(registered: str, monkeypatch: pytest.MonkeyPat
     assert clew.get_version("churn@production").version == 1
     history = as_json("models", "history", "churn", "--alias", "production")["history"]
     assert [h["version"] for h in history] == [1, 2, 1]
+    # Versions are integers as docs/cli.md shows them, never 2.0 (a DataFrame's float column
+    # holding the first move's missing from_version once made them so).
+    assert [repr(h["from_version"]) for h in history] == ["2", "1", "None"]
     assert_one_line_error(invoke("rollback", "churn", "staging"), "staging")
 
 

@@ -85,9 +85,19 @@ except SystemExit as stop:
     code = stop.code or 0
 print(json.dumps([code, sorted(sys.modules)]))
 """
-# Never needed to read an embedded store: the migration tool, the ORM, the HTTP client and
-# server, the model's framework.
-NEVER = ("alembic", "sqlalchemy.orm", "httpx", "uvicorn", "fastapi", "sklearn", "clew.server")
+# Never needed to read an embedded store: the migration tool, the ORM, PostgreSQL's dialect
+# (a SQLite store's schema declares nothing that loads it), the HTTP client and server, the
+# model's framework.
+NEVER = (
+    "alembic",
+    "sqlalchemy.orm",
+    "sqlalchemy.dialects.postgresql",
+    "httpx",
+    "uvicorn",
+    "fastapi",
+    "sklearn",
+    "clew.server",
+)
 # Services a registry read does not call: built (and imported) only when used.
 UNUSED_SERVICES = (
     "clew.service.monitoring_checks",
@@ -127,9 +137,15 @@ def _ran(args: list[str], env: dict[str, str]) -> set[str]:
 # (command, modules it must not import besides NEVER)
 SIMPLE = {
     "status": (["status", "M/1"], (*FRAMES, "cryptography", *UNUSED_SERVICES)),
-    "versions": (["versions", "M"], ("cryptography", *UNUSED_SERVICES)),
-    "models list": (["models", "list"], ("cryptography", *UNUSED_SERVICES)),
-    "runs list": (["runs", "list"], ("cryptography", "yaml", *UNUSED_SERVICES)),
+    "versions": (["versions", "M"], (*FRAMES, "cryptography", *UNUSED_SERVICES)),
+    "models list": (["models", "list"], (*FRAMES, "cryptography", *UNUSED_SERVICES)),
+    "models show": (["models", "show", "M"], (*FRAMES, "cryptography", *UNUSED_SERVICES)),
+    "models history": (["models", "history", "M"], (*FRAMES, "cryptography", *UNUSED_SERVICES)),
+    "runs list": (["runs", "list"], (*FRAMES, "cryptography", "yaml", *UNUSED_SERVICES)),
+    "runs search": (
+        ["runs", "search", "metrics.auc > 0.5"],
+        (*FRAMES, "cryptography", "yaml", *UNUSED_SERVICES),
+    ),
     "trace": (["trace", "PREDICTION"], UNUSED_SERVICES),
 }
 
@@ -140,10 +156,10 @@ SIMPLE = {
 def test_a_simple_command_imports_only_what_it_uses(
     name: str, thread_home: tuple[dict[str, str], str]
 ) -> None:
-    """Each simple read answers (exit 0) without loading what it never calls: a version's
-    status needs no frames at all; the listings build their DataFrame (pandas, and the numpy
-    and pyarrow pandas brings); none of them loads the monitoring services, signatures' crypto,
-    migrations, the ORM, the server or the model's framework."""
+    """Each simple read answers (exit 0) without loading what it never calls: the registry
+    reads and the run listings draw their tables from the SDK's ``*_records`` calls, so none of
+    them imports pandas (or the numpy and pyarrow it brings); none of them loads the monitoring
+    services, signatures' crypto, migrations, the ORM, the server or the model's framework."""
     env, prediction = thread_home
     args, forbidden = SIMPLE[name]
     loaded = _ran([prediction if arg == "PREDICTION" else arg for arg in args], env)
@@ -162,13 +178,15 @@ clew.connect({uri!r})
 print(json.dumps(sorted(sys.modules)))
 """
 # What opening an embedded store must not load: frames and arrays, the capture machinery, the
-# YAML reader, signatures' crypto, the migration tool, the HTTP client and server, models, and
-# the services nobody has asked for yet.
+# YAML reader, signatures' crypto, the model flavors' plugin manager, the migration tool, the
+# HTTP client and server, models, and the services nobody has asked for yet.
 NOT_ON_CONNECT = (
     *NEVER,
     *FRAMES,
     "yaml",
     "cryptography",
+    "pluggy",
+    "clew.integrations.flavors",
     "clew.client.capture_queue",
     *UNUSED_SERVICES,
     "clew.service.registry",

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from tamper import execute_sql
 from typer.testing import CliRunner
 
+import clew
 from clew.cli import ops
 from clew.cli.output import ClewGroup
 from clew.store.location import open_store
@@ -63,6 +64,31 @@ def test_upgrade_migrates_an_older_store_to_head(tmp_path: Path) -> None:
         (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert revision == SCHEMA_HEAD and "users" in tables
+
+
+@pytest.mark.sqlite_only  # a SQLite file of its own at 0001
+def test_connecting_to_an_older_store_upgrades_it_first(tmp_path: Path) -> None:
+    """Every command opens its store through ``clew.connect``, which migrates an older store to
+    head before the first read (``clew db upgrade`` is not needed first): start-up work may
+    make opening cheaper, never skip this."""
+    home = tmp_path / "old"
+    home.mkdir()
+    engine = create_engine(f"sqlite:///{home / 'clew.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    engine.dispose()
+
+    client = clew.connect(str(home))
+    try:
+        assert client.list_model_records() == []
+    finally:
+        client.close()
+    with sqlite3.connect(home / "clew.db") as connection:
+        (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert revision == SCHEMA_HEAD
 
 
 def test_a_store_at_an_unknown_revision_is_refused() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import REMOTE
 from server_fixtures import AsUser
-from test_registry import iris_frame, train
+from test_registry import frame_rows, iris_frame, train
 
 import clew
 from clew.errors import ConflictError, IntegrityError, PolicyError, UnknownAliasError
@@ -104,6 +104,9 @@ def test_rollback_walks_back_through_history(three: clew.Client) -> None:
     assert history["kind"].tolist() == ["alias_rollback"] * 2 + ["alias_set"] * 3
     assert history["from_version"].tolist()[:2] == [2, 3]
     assert history["time"].is_monotonic_decreasing
+    records = three.alias_history_records("iris", "production")
+    assert records == frame_rows(history)
+    assert [row["from_version"] for row in records] == [2, 3, 2, 1, None]
 
 
 def test_rollback_after_a_new_promotion_returns_to_the_one_before(three: clew.Client) -> None:

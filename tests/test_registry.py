@@ -34,6 +34,12 @@ def iris_frame() -> pd.DataFrame:
     return load_iris(as_frame=True).frame
 
 
+def frame_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """A frame's rows as dicts with None where pandas holds NaN/NA: what the SDK's
+    ``*_records`` call beside each DataFrame call returns."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 def train(
     client: clew.Client,
     *,
@@ -297,6 +303,7 @@ def test_list_models_shows_latest_version_status_and_aliases(
     assert frame.loc["iris", "risk_tier"] == "medium"
     assert pd.isna(frame.loc["empty", "status"])
     assert pd.isna(frame.loc["empty", "latest_version"])
+    assert client.list_model_records() == frame_rows(client.list_models())
 
 
 def test_model_versions_newest_first_with_status(client: clew.Client, as_user: AsUser) -> None:
@@ -315,6 +322,7 @@ def test_model_versions_newest_first_with_status(client: clew.Client, as_user: A
     assert frame["aliases"].tolist() == [[], [], ["production"]]
     assert frame["approvals"].tolist() == [0, 0, 1]
     assert (frame["created_by"] == "alice").all()
+    assert client.model_version_records("iris") == frame_rows(frame)
 
 
 def test_registration_appears_in_lineage_and_audit(client: clew.Client, store: Store) -> None:

@@ -67,6 +67,17 @@ def test_pages_concatenate_to_the_whole_search(
     assert _all_pages(client, order_by, size) == whole
 
 
+def test_record_pages_are_the_frame_pages(client: clew.Client, runs: list[str]) -> None:
+    """``search_run_records`` (what the CLI lists runs with, without pandas) pages exactly as
+    ``search_runs_page`` does."""
+    framed = client.search_runs_page(None, ["metrics.auc DESC"], 5)
+    recorded = client.search_run_records(None, ["metrics.auc DESC"], 5)
+    assert [run.id for run in recorded.runs] == framed.runs["run_id"].tolist()
+    assert recorded.next_page_token == framed.next_page_token
+    rest = client.search_run_records(None, ["metrics.auc DESC"], RUNS, None, framed.next_page_token)
+    assert sorted(run.id for run in recorded.runs + rest.runs) == sorted(runs)
+
+
 def test_the_last_page_has_no_token_and_an_exact_fit_needs_no_empty_page(
     client: clew.Client, runs: list[str]
 ) -> None:

@@ -153,13 +153,21 @@ def frame_table(
     frame: Any, title: str | None = None, columns: Sequence[str] | None = None
 ) -> Table:
     """A Rich table of a DataFrame's rows (optionally only some columns)."""
-    records = frame_records(frame)
-    shown = list(columns or frame.columns)
-    return table(shown, ([_readable(row.get(c)) for c in shown] for row in records), title)
+    return records_table(frame_records(frame), title, columns or list(frame.columns))
+
+
+def records_table(
+    rows: Sequence[Mapping[str, Any]], title: str | None = None, columns: Sequence[str] = ()
+) -> Table:
+    """A Rich table of rows given as dicts, as :func:`frame_table` draws a frame's: the SDK's
+    ``*_records`` calls give the CLI its listings without pandas. ``columns`` defaults to the
+    first row's keys."""
+    shown = list(columns or (rows[0] if rows else ()))
+    return table(shown, ([_readable(json_safe(row.get(c))) for c in shown] for row in rows), title)
 
 
 def _readable(value: Any) -> Any:
-    """ISO times in a frame's records read better without the 'T' and milliseconds."""
+    """ISO times in a table read better without the 'T' and milliseconds."""
     if isinstance(value, str) and len(value) == 24 and value[10] == "T" and value.endswith("Z"):
         return value[:19].replace("T", " ")
     if isinstance(value, list):

@@ -34,13 +34,13 @@ HISTORY_COLUMNS = ("time", "kind", "version", "alias", "from_version", "actor", 
 @models_app.command("list")
 def list_models(format: FormatOption = Format.table) -> None:
     """Every registered model with its latest version, status and aliases."""
-    frame = clew.list_models()
+    models = clew.list_model_records()
     if format is Format.json:
-        output.print_json({"models": output.frame_records(frame)})
-    elif frame.empty:
+        output.print_json({"models": models})
+    elif not models:
         console.print("no models registered yet; register one with `clew register RUN NAME`.")
     else:
-        console.print(output.frame_table(frame, "models"))
+        console.print(output.records_table(models, "models"))
 
 
 @models_app.command("show")
@@ -50,13 +50,13 @@ def show_model(
 ) -> None:
     """A model, its versions and its history (registrations, decisions, alias moves)."""
     model = clew.get_model(name)
-    versions = clew.model_versions(name)
+    versions = clew.model_version_records(name)
     history = [event.to_dict() for event in clew.model_history(name)]
     if format is Format.json:
         output.print_json(
             {
                 "model": model.to_dict(),
-                "versions": output.frame_records(versions),
+                "versions": versions,
                 "history": history,
             }
         )
@@ -67,7 +67,7 @@ def show_model(
         if facts[key]:
             lines.append(f"{key:<11}{output.cell(facts[key])}")
     console.print(Panel("\n".join(lines), title="model", title_align="left"))
-    console.print(output.frame_table(versions, "versions", _version_columns()))
+    console.print(output.records_table(versions, "versions", _version_columns()))
     _print_history(history, "history (newest first)")
 
 
@@ -80,7 +80,7 @@ def model_history(
     format: FormatOption = Format.table,
 ) -> None:
     """Alias moves (promotions and rollbacks), newest first."""
-    events = output.frame_records(clew.alias_history(name, alias))
+    events = output.json_safe(clew.alias_history_records(name, alias))
     if format is Format.json:
         output.print_json({"history": events})
         return
@@ -92,11 +92,11 @@ def versions(
     format: FormatOption = Format.table,
 ) -> None:
     """Every version of a model, newest first, with its status and aliases."""
-    frame = clew.model_versions(name)
+    found = clew.model_version_records(name)
     if format is Format.json:
-        output.print_json({"versions": output.frame_records(frame)})
+        output.print_json({"versions": found})
         return
-    console.print(output.frame_table(frame, f"versions of {name}", _version_columns()))
+    console.print(output.records_table(found, f"versions of {name}", _version_columns()))
 
 
 def status(ref: VersionArgument, format: FormatOption = Format.table) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.panel import Panel
@@ -19,17 +20,6 @@ from clew.errors import UnknownKeyWarning
 
 app = typer.Typer(help="List, show and search experiment runs.", no_args_is_help=True)
 
-BASE_COLUMNS = (
-    "run_id",
-    "experiment",
-    "name",
-    "kind",
-    "status",
-    "user",
-    "start_time",
-    "end_time",
-    "parent_id",
-)
 TABLE_METRICS = 6
 
 
@@ -43,8 +33,8 @@ def list_runs(
     format: FormatOption = Format.table,
 ) -> None:
     """The newest runs first."""
-    found = clew.search_runs(None, None, limit, experiment or None)
-    _render_runs(found, format, "runs")
+    found = clew.search_run_records(None, None, limit, experiment or None)
+    _render_runs(found.runs, format, "runs")
 
 
 @app.command("search")
@@ -74,7 +64,7 @@ def search(
     """Runs matching a filter (see docs/runs.md for the language), a page at a time."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownKeyWarning)
-        page = clew.get_client().search_runs_page(
+        page = clew.search_run_records(
             filter, order_by or None, max_results, experiment or None, page_token
         )
     for warning in caught:
@@ -85,9 +75,7 @@ def search(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     if format is Format.json:
-        output.print_json(
-            {"runs": frame_to_runs(page.runs), "next_page_token": page.next_page_token}
-        )
+        output.print_json({"runs": listed_runs(page.runs), "next_page_token": page.next_page_token})
         return
     _render_runs(page.runs, format, f"runs matching {filter}")
     if page.next_page_token is not None:
@@ -110,34 +98,34 @@ def show(
 # --- lists ---------------------------------------------------------------------------------
 
 
-def frame_to_runs(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """DataFrame rows from ``search_runs`` as run dicts with params/metrics/tags nested.
+def listed_runs(found: Sequence[records.RunRecord]) -> list[dict[str, Any]]:
+    """Runs as the listings show them (docs/cli.md): the run's own fields, then its params,
+    metrics and tags nested.
 
-    A cell is missing when the run has no such key; NaN metrics therefore look absent here
-    (``clew runs show`` reports them faithfully).
+    A NaN metric is left out, as it always was when the listing was drawn from a DataFrame
+    (``clew runs show`` reports it faithfully).
     """
-    runs = []
-    for row in frame.to_dict("records"):
-        run: dict[str, Any] = {column: _plain(row.get(column)) for column in BASE_COLUMNS}
-        for group in ("params", "metrics", "tags"):
-            prefix = f"{group}."
-            run[group] = {
-                column.removeprefix(prefix): value
-                for column, value in row.items()
-                if column.startswith(prefix) and not output.is_missing(value)
-            }
-        runs.append(run)
-    return runs
+    return [
+        {
+            "run_id": run.id,
+            "experiment": run.experiment,
+            "name": run.name,
+            "kind": run.kind,
+            "status": run.status,
+            "user": run.user,
+            "start_time": records.ms_to_iso(run.start_ms),
+            "end_time": records.ms_to_iso(run.end_ms),
+            "parent_id": run.parent_id,
+            "params": dict(run.params),
+            "metrics": {key: value for key, value in run.metrics.items() if not math.isnan(value)},
+            "tags": dict(run.tags),
+        }
+        for run in found
+    ]
 
 
-def _plain(value: Any) -> Any:
-    if output.is_missing(value) or value is pd.NaT:
-        return None
-    return output.json_safe(value)
-
-
-def _render_runs(frame: pd.DataFrame, format: Format, title: str) -> None:
-    runs = frame_to_runs(frame)
+def _render_runs(found: Sequence[records.RunRecord], format: Format, title: str) -> None:
+    runs = listed_runs(found)
     if format is Format.json:
         output.print_json({"runs": runs})
         return

@@ -38,7 +38,7 @@ from clew.domain import digests, records
 from clew.domain.blobs import Progress
 from clew.domain.lineage import IngestResult, LineageResult
 from clew.domain.prov import to_prov_json
-from clew.domain.records import ArtifactRecord, RunRecord
+from clew.domain.records import ArtifactRecord, RunPage, RunRecord
 from clew.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -223,10 +223,23 @@ class Client(
         experiments: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Runs matching ``filter`` as a DataFrame with params.*, metrics.* and tags.* columns."""
+        return runs_to_frame(
+            self.search_run_records(filter, order_by, max_results, experiments).runs
+        )
+
+    def search_run_records(
+        self,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        experiments: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """The page :meth:`search_runs_page` returns, with the runs as ``RunRecord``s rather
+        than a DataFrame: for callers that need no pandas (the CLI lists runs without it)."""
         for run in self._stack():
             run.flush()
-        found = self._service.search_runs(filter, order_by, max_results, experiments)
-        return runs_to_frame(found)
+        return self._service.search_run_page(filter, order_by, max_results, experiments, page_token)
 
     def search_runs_page(
         self,
@@ -239,9 +252,7 @@ class Client(
         """One page of :meth:`search_runs`; pass ``page.next_page_token`` back for the next
         page (None on the last). Pages follow the same order and never repeat or skip a run,
         even while new runs are logged; a token only works with the search that made it."""
-        for run in self._stack():
-            run.flush()
-        page = self._service.search_run_page(filter, order_by, max_results, experiments, page_token)
+        page = self.search_run_records(filter, order_by, max_results, experiments, page_token)
         return RunsPage(runs_to_frame(page.runs), page.next_page_token)
 
     def export_artifact(self, ref: str, destination: str | Path) -> Path:

@@ -21,7 +21,6 @@ from clew.domain import ids, records, signatures
 from clew.domain.keys import SignedStatement
 from clew.domain.records import ArtifactRecord, ModelRecord, RegistryEvent, VersionRecord
 from clew.errors import IntegrityError, InvalidInputError
-from clew.integrations import flavors
 from clew.service import user_keys as keyring
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "alias_at",
     "alias_history",
+    "alias_history_records",
     "approve",
     "archive",
     "create_model",
@@ -42,9 +42,11 @@ __all__ = [
     "get_model",
     "get_policy",
     "get_version",
+    "list_model_records",
     "list_models",
     "load_model",
     "model_history",
+    "model_version_records",
     "model_versions",
     "promote",
     "register_model",
@@ -143,22 +145,32 @@ class GovernanceMixin:
     def get_model(self, name: str) -> ModelRecord:
         return self._service.registry.get_model(name)
 
+    def list_model_records(self) -> list[dict[str, Any]]:
+        """The rows of :meth:`list_models` as dicts, for callers that need no pandas (the CLI
+        lists models without importing it)."""
+        return _columns(self._service.promotion.model_overview(), MODEL_COLUMNS)
+
     def list_models(self) -> pd.DataFrame:
         """One row per model: owner, risk tier, latest version, its status and the aliases."""
         import pandas as pd
 
-        frame = pd.DataFrame(self._service.promotion.model_overview(), columns=MODEL_COLUMNS)
+        frame = pd.DataFrame(self.list_model_records(), columns=MODEL_COLUMNS)
         frame["latest_version"] = frame["latest_version"].astype("Int64")
         return frame
 
-    def model_versions(self, name: str) -> pd.DataFrame:
-        """One row per version of ``name``, newest first, with status and aliases."""
+    def model_version_records(self, name: str) -> list[dict[str, Any]]:
+        """The rows of :meth:`model_versions` as dicts (``created_at`` a UTC datetime), for
+        callers that need no pandas."""
         rows = self._service.promotion.version_overview(name)
         for row in rows:
             row["created_at"] = records.ms_to_datetime(row["created_at"])
+        return _columns(rows, VERSION_COLUMNS)
+
+    def model_versions(self, name: str) -> pd.DataFrame:
+        """One row per version of ``name``, newest first, with status and aliases."""
         import pandas as pd
 
-        return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+        return pd.DataFrame(self.model_version_records(name), columns=VERSION_COLUMNS)
 
     def get_version(self, ref: VersionRef) -> VersionRecord:
         """The version ``churn/3`` or ``churn@production`` names."""
@@ -216,27 +228,28 @@ class GovernanceMixin:
         """Return ``name@alias`` to the version it pointed at before its latest promotion."""
         return self._service.promotion.rollback(name, alias, self.actor, comment)
 
+    def alias_history_records(self, name: str, alias: str | None = None) -> list[dict[str, Any]]:
+        """The rows of :meth:`alias_history` as dicts (``time`` a UTC datetime), for callers
+        that need no pandas."""
+        return [
+            {
+                "time": records.ms_to_datetime(event.time_ms),
+                "alias": event.alias,
+                "version": event.version,
+                "from_version": event.from_version,
+                "kind": event.kind,
+                "actor": event.actor,
+                "comment": event.comment,
+                "id": event.id,
+            }
+            for event in self._service.promotion.alias_history(name, alias)
+        ]
+
     def alias_history(self, name: str, alias: str | None = None) -> pd.DataFrame:
         """Every move of ``alias`` (or of all aliases of ``name``), newest first."""
-        events = self._service.promotion.alias_history(name, alias)
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {
-                    "time": records.ms_to_datetime(event.time_ms),
-                    "alias": event.alias,
-                    "version": event.version,
-                    "from_version": event.from_version,
-                    "kind": event.kind,
-                    "actor": event.actor,
-                    "comment": event.comment,
-                    "id": event.id,
-                }
-                for event in events
-            ],
-            columns=HISTORY_COLUMNS,
-        )
+        return pd.DataFrame(self.alias_history_records(name, alias), columns=HISTORY_COLUMNS)
 
     def model_history(self, name: str) -> list[RegistryEvent]:
         """Registrations, decisions and alias moves of ``name``, newest first."""
@@ -330,6 +343,8 @@ class GovernanceMixin:
         bytes are downloaded and re-hashed here, and unpickled only in this process; its
         predictions are captured by the server (see docs/predictions.md).
         """
+        from clew.integrations import flavors  # pluggy and the entry points: on first load
+
         version = self._service.approvals.loadable(_ref(ref))
         self._service.record_read(version.digest, self.actor)
         directory = Path(tempfile.mkdtemp(prefix="clew-load-"))
@@ -405,6 +420,8 @@ def _policy_text(path_or_text: str | Path) -> str:
 
 def _export_verified(blobs: BlobStore, version: VersionRecord, directory: Path) -> None:
     """Copy the model's files out, each checked against the digest the version recorded."""
+    from clew.integrations.flavors import MODEL_FILE
+
     try:
         manifest = blobs.read_manifest(version.digest)
     except IntegrityError as error:
@@ -416,9 +433,9 @@ def _export_verified(blobs: BlobStore, version: VersionRecord, directory: Path) 
         raise InvalidInputError(
             f"{version.ref} is not a model directory saved by run.log_model; it can not be loaded."
         ) from error
-    if flavors.MODEL_FILE not in manifest:
+    if MODEL_FILE not in manifest:
         raise InvalidInputError(
-            f"{version.ref} has no {flavors.MODEL_FILE}; it was not saved by run.log_model and "
+            f"{version.ref} has no {MODEL_FILE}; it was not saved by run.log_model and "
             "can not be loaded."
         )
     try:
@@ -452,8 +469,16 @@ def list_models() -> pd.DataFrame:
     return _client().list_models()
 
 
+def list_model_records() -> list[dict[str, Any]]:
+    return _client().list_model_records()
+
+
 def model_versions(name: str) -> pd.DataFrame:
     return _client().model_versions(name)
+
+
+def model_version_records(name: str) -> list[dict[str, Any]]:
+    return _client().model_version_records(name)
 
 
 def get_version(ref: VersionRef) -> VersionRecord:
@@ -490,6 +515,10 @@ def rollback(name: str, alias: str, comment: str = "") -> RegistryEvent:
 
 def alias_history(name: str, alias: str | None = None) -> pd.DataFrame:
     return _client().alias_history(name, alias)
+
+
+def alias_history_records(name: str, alias: str | None = None) -> list[dict[str, Any]]:
+    return _client().alias_history_records(name, alias)
 
 
 def model_history(name: str) -> list[RegistryEvent]:
@@ -538,6 +567,11 @@ def sessions(user: str | None = None, *, ended: bool = False) -> list[dict[str, 
 
 def revoke_session(session_id: str) -> dict[str, Any]:
     return _client().revoke_session(session_id)
+
+
+def _columns(rows: list[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Each row with exactly ``columns``, in their order: the shape its DataFrame has."""
+    return [{column: row[column] for column in columns} for row in rows]
 
 
 def _client() -> Client:
