@@ -7,6 +7,10 @@ token, on a fresh SQLite store. The bodies are built and compressed before the c
 so the figure is the server's alone: process CPU per 1,000 events, then the top functions.
 
     uv run --group bench python benchmarks/profile_openlineage.py [--events 10000] [--top 30]
+
+``--top 0`` prints only the CPU figure; run it from another checkout's interpreter
+(``/work/main/.venv/bin/python benchmarks/profile_openlineage.py --top 0``) for a same-minutes
+A/B of two versions of the server.
 """
 
 from __future__ import annotations
@@ -97,14 +101,16 @@ def profile(count: int, batch: int, top: int, sort: str) -> None:
         try:
             app = create_app(store)
             asyncio.run(_send_all(app, token, _bodies(batch, batch, "warm")))
-            timed, profiled = _bodies(count, batch, "timed"), _bodies(count, batch, "profiled")
+            timed = _bodies(count, batch, "timed")
+            profiled = _bodies(count, batch, "profiled") if top else []
             cpu = time.process_time()
             asyncio.run(_send_all(app, token, timed))
             per_thousand = (time.process_time() - cpu) * 1000 * 1000 / count
             profiler = cProfile.Profile(time.process_time)
-            profiler.enable()
-            asyncio.run(_send_all(app, token, profiled))
-            profiler.disable()
+            if top:
+                profiler.enable()
+                asyncio.run(_send_all(app, token, profiled))
+                profiler.disable()
         finally:
             store.close()
     print(
@@ -112,6 +118,8 @@ def profile(count: int, batch: int, top: int, sort: str) -> None:
         f"1,000 events (unprofiled) = {1000 * 1000 / per_thousand:,.0f} events per CPU-s "
         f"({1000 * 1000 / per_thousand / 5000:.2f}x the 5,000/s target)"
     )
+    if not top:
+        return
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(sort).print_stats(top)
     print(out.getvalue())
@@ -121,7 +129,7 @@ def main() -> None:
     options = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     options.add_argument("--events", type=int, default=10_000)
     options.add_argument("--batch", type=int, default=1_000)
-    options.add_argument("--top", type=int, default=30)
+    options.add_argument("--top", type=int, default=30, help="0: the CPU figure, no profile")
     options.add_argument("--sort", default="tottime", help="a pstats key: tottime, cumulative")
     arguments = options.parse_args()
     profile(arguments.events, arguments.batch, arguments.top, arguments.sort)

@@ -40,6 +40,8 @@ from clew.store.location import Store
 from clew.store.metadata import DriverStatement
 
 KEY = "openlineage"
+# ``json.dumps(value, sort_keys=True)``, without building an encoder per call (twice per run).
+_SORTED = json.JSONEncoder(sort_keys=True)
 _RUNS = IdSetStatement(f"SELECT {', '.join(bulk_rows.RUN_COLUMNS)} FROM runs WHERE id IN ({{ids}})")
 _BY_DIGEST = IdSetStatement("SELECT id, type, name, digest FROM artifacts WHERE digest IN ({ids})")
 # The edges of runs this call updates (a run has a handful; a dataset may have millions).
@@ -189,7 +191,7 @@ class _Writer:
             "digest": dataset.digest,
             "size": None,
             "uri": _uri(dataset),
-            "properties": json.dumps({KEY: facts}, sort_keys=True),
+            "properties": _SORTED.encode({KEY: facts}),
             "created_ms": self.created_ms,
             "created_by": self.actor,
         }
@@ -327,4 +329,4 @@ def _apply(row: dict[str, Any], events: Sequence[RunEvent]) -> None:
             side = kept.setdefault(direction, {})
             for dataset in datasets:
                 side.setdefault(f"{dataset.namespace}/{dataset.name}", {}).update(dataset.facets)
-    row["properties"] = json.dumps(properties, sort_keys=True)
+    row["properties"] = _SORTED.encode(properties)

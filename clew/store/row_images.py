@@ -51,8 +51,8 @@ class CoveredTable:
     def __post_init__(self) -> None:
         columns = tuple(sorted(self.image_columns))
         object.__setattr__(self, "_sorted_columns", columns)
-        object.__setattr__(self, "_values", _getter(columns))
-        object.__setattr__(self, "_key_values", _getter(self.key_columns))
+        object.__setattr__(self, "_values", column_values(columns))
+        object.__setattr__(self, "_key_values", column_values(self.key_columns))
 
     @functools.cached_property
     def name(self) -> str:
@@ -81,8 +81,9 @@ class CoveredTable:
         return _IMAGE_ENCODER.encode(dict(zip(self._sorted_columns, values, strict=True)))
 
 
-def _getter(columns: tuple[str, ...]) -> Callable[[Mapping[Any, Any]], tuple[Any, ...]]:
-    """A function giving a row's values of ``columns`` as a tuple (even for one column)."""
+def column_values(columns: tuple[str, ...]) -> Callable[[Mapping[Any, Any]], tuple[Any, ...]]:
+    """A function giving a row's values of ``columns`` as a tuple (even for one column), in C
+    (``itemgetter``) for several."""
     if len(columns) == 1:
         column = columns[0]
         return lambda row: (row[column],)
