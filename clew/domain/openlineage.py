@@ -235,7 +235,8 @@ def _datasets(value: Any, what: str, side: str, extra_facets: str) -> tuple[Data
     for index, raw in enumerate(value):
         if not isinstance(raw, dict):
             raise InvalidInputError(f"{what} {side} #{index} must be a JSON object.")
-        namespace, name = raw.get("namespace"), raw.get("name")
+        namespace: Any = raw.get("namespace")  # a str once _fit or _text has seen it
+        name: Any = raw.get("name")
         if not (_fit(namespace) and _fit(name)):
             where = f"{what} {side} #{index}"
             _text(namespace, where, "namespace")
