@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import functools
 import io
 import pstats
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,25 @@ QUERY = b"ref=churn%40champion"
 
 async def _inline(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     return function(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def patched_thread_hops(inline: bool) -> Iterator[None]:
+    """With ``inline``, FastAPI runs sync routes and dependencies in this thread (so one
+    cProfile sees the whole request) until the block ends."""
+    hops = [
+        (fastapi.routing, "run_in_threadpool"),
+        (fastapi.dependencies.utils, "run_in_threadpool"),
+    ]
+    originals = [getattr(module, name) for module, name in hops]
+    if inline:
+        for module, name in hops:
+            setattr(module, name, _inline)
+    try:
+        yield
+    finally:
+        for (module, name), original in zip(hops, originals, strict=True):
+            setattr(module, name, original)
 
 
 def _prepare(uri: str | None, directory: Path) -> tuple[Store, str]:
@@ -98,19 +118,8 @@ async def _serve(app: ASGIApp, token: str, count: int) -> None:
 def profile(
     uri: str | None, requests: int, top: int, sort: str, inline: bool, callers: str | None = None
 ) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, patched_thread_hops(inline):
         store, token = _prepare(uri, Path(scratch))
-        patched: list[tuple[Any, str, Any]] = [
-            (fastapi.routing, "run_in_threadpool", fastapi.routing.run_in_threadpool),
-            (
-                fastapi.dependencies.utils,
-                "run_in_threadpool",
-                fastapi.dependencies.utils.run_in_threadpool,
-            ),
-        ]
-        for module, name, _ in patched:
-            if inline:
-                setattr(module, name, _inline)
         try:
             app = create_app(store)
             run: Callable[[int], Awaitable[None]] = functools.partial(_serve, app, token)
@@ -123,8 +132,6 @@ def profile(
             asyncio.run(run(requests))
             profiler.disable()
         finally:
-            for module, name, original in patched:
-                setattr(module, name, original)
             store.close()
     print(f"{PATH}?{QUERY.decode()}: {per_request:.3f} ms of process CPU per request (unprofiled)")
     out = io.StringIO()

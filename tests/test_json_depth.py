@@ -4,6 +4,7 @@ the plain recursive definition of depth on generated values and at the boundarie
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clew.errors import InvalidInputError
-from clew.server.limits import check_depth
+from clew.server.limits import check_depth, check_text_depth
 
 pytestmark = pytest.mark.backend_independent  # touches no store
 
@@ -65,3 +66,40 @@ def test_refused_exactly_when_deeper_than_the_limit(value: Any, limit: int) -> N
 )
 def test_boundaries(value: Any, limit: int, expected: bool) -> None:
     assert refused(value, limit) is expected
+
+
+dumped = st.sampled_from(
+    [
+        lambda value: json.dumps(value),
+        lambda value: json.dumps(value, ensure_ascii=False),
+        lambda value: json.dumps(value, indent=1, separators=(" , ", " : ")),
+    ]
+)
+texts = st.text(alphabet=st.sampled_from('ab"\\[]{}:, é\n'), max_size=4)
+values_with_brackets_in_strings = st.recursive(
+    st.none() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@given(values_with_brackets_in_strings, dumped, st.integers(min_value=1, max_value=6))
+def test_the_text_check_refuses_what_the_value_check_refuses(
+    value: Any, dump: Any, limit: int
+) -> None:
+    """``check_text_depth`` reads depth off the JSON text, whatever brackets, quotes and
+    escapes its strings hold and however it is spaced, and agrees with ``check_depth``."""
+    text = dump(value).encode()
+    try:
+        check_text_depth(text, json.loads(text), "the value", limit)
+    except InvalidInputError:
+        assert depth(value) > limit
+    else:
+        assert depth(value) <= limit
+
+
+def test_the_text_check_of_other_encodings_walks_the_value() -> None:
+    text = json.dumps([[["x"]]]).encode("utf-16")
+    with pytest.raises(InvalidInputError, match="nested deeper than 2 levels"):
+        check_text_depth(text, json.loads(text), "the value", 2)
+    assert check_text_depth(text, [[["x"]]], "the value", 4) == [[["x"]]]

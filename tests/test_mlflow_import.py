@@ -168,3 +168,19 @@ def test_the_cli_imports_and_names_what_it_skipped(
     assert "imported 2 runs (22 metric points, 2 artifacts)" in result.output
     said = " ".join(result.output.split())  # Rich wraps at the terminal's width
     assert "skipped:" in said and "is deleted in MLflow" in said
+
+
+@pytest.mark.parametrize("where", ["sqlite:///{tmp}/typo.db", "{tmp}/no-mlruns", "file://{tmp}/no"])
+def test_a_tracking_uri_naming_no_store_is_one_sentence_and_creates_nothing(
+    client: clew.Client, tmp_path: Path, where: str
+) -> None:
+    """MLflow's client creates an empty store where a local URI names none: a typo would
+    import nothing and say it had succeeded."""
+    uri = where.format(tmp=tmp_path)
+    result = CliRunner().invoke(app, ["import", "mlflow", "--tracking-uri", uri])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "no MLflow store at " in said and "pass the tracking URI of an existing" in said
+    assert "Traceback" not in result.output
+    made = {"typo.db", "no-mlruns", "no", "mlruns"} & {path.name for path in tmp_path.iterdir()}
+    assert not made

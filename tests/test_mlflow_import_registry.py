@@ -4,7 +4,12 @@ model and a version whose files are gone; brought into clew's registry under cle
 
 from __future__ import annotations
 
+import collections
+import json
+import multiprocessing
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -15,9 +20,12 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 from clew.errors import InvalidInputError, NotFoundError
+from clew.service import audit, record_check
 from clew.service.mlflow_import import run_id_for
+from clew.service.mlflow_models import MlflowModels
+from clew.service.registry import RegistryService
 from clew.store import schema
-from clew.store.location import Store
+from clew.store.location import Store, open_store
 
 pytest_plugins = ("server_fixtures",)
 
@@ -214,3 +222,106 @@ def test_an_alias_clew_already_set_is_not_moved_and_versions_follow_clews_number
     ) in result.notes
     assert importer.get_version("churn@champion").version == 1
     assert importer.get_version("churn@staging").version == 4
+
+
+def _import_in_step(barrier: Any, target: str | None, uri: str, results: Any) -> None:
+    """One importing process. Every model directory the import records waits at ``barrier``
+    first, so the two processes reach each version together: both have looked for it before
+    either registers it, which is the race; the real import runs on either side of the wait."""
+    record = MlflowModels._model_artifact
+
+    def in_step(self: MlflowModels, *args: Any, **kwargs: Any) -> str:
+        barrier.wait(timeout=120)
+        return record(self, *args, **kwargs)
+
+    MlflowModels._model_artifact = in_step  # type: ignore[method-assign]
+    try:
+        client = clew.connect(target)
+        done = client.imports.mlflow(uri)
+        client.close()
+        results.put((done.versions_imported, done.versions_already, done.versions, done.notes))
+    except Exception as error:
+        barrier.abort()  # the other process stops waiting for this one
+        results.put(f"error: {type(error).__name__}: {error}")
+
+
+@pytest.mark.embedded_only
+def test_two_processes_importing_at_once_register_each_version_once(
+    mlflow_store: MlflowStore, tmp_path: Path
+) -> None:
+    """Two processes import the same MLflow store into one clew store at the same instant
+    (SQLite here; PostgreSQL + S3 under CLEW_TEST_BACKEND=postgres-s3): each MLflow version
+    becomes exactly one clew version with one ``imported`` event, each alias is set once, and
+    the audit chain verifies. ``churn`` is in clew already (both processes then register
+    into it) and ``fraud-model`` is not (both processes then create it)."""
+    uri, _ = mlflow_store
+    target = os.environ.get("CLEW_URI") or str(tmp_path / "shared-store")
+    store = open_store(target)
+    RegistryService(store).create_model("churn", "alice", description="who leaves")
+    store.close()
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=_import_in_step, args=(barrier, target, uri, results))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    answers = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    store = open_store(target)
+    try:
+        versions, imported, aliases = _registry_rows(store)
+        _, broken = audit.verify_chain(store)
+        _, problems = record_check.verify_records(store)
+    finally:
+        store.close()
+    assert versions == {"churn": 3, "fraud-model": 1}
+    assert imported == [("churn", 1, 1), ("churn", 2, 2), ("churn", 3, 3), ("fraud-model", 1, 1)]
+    assert aliases == {("churn", "champion"): 1, ("churn", "staging"): 1}
+    assert broken is None and problems == []
+    assert not [answer for answer in answers if isinstance(answer, str)], answers
+    assert sum(answer[0] for answer in answers) == 4
+    assert sum(answer[1] for answer in answers) == 4
+    assert (
+        answers[0][2]
+        == answers[1][2]
+        == {
+            "churn/1": "churn/1",
+            "churn/2": "churn/2",
+            "churn/3": "churn/3",
+            "fraud model/1": "fraud-model/1",
+        }
+    )
+    assert not [note for answer in answers for note in answer[3] if "already points" in note]
+
+
+def _registry_rows(
+    store: Store,
+) -> tuple[collections.Counter[str], list[tuple[str, int, int]], collections.Counter[Any]]:
+    """Versions per model; (model, MLflow version, clew version) of every ``imported`` event;
+    alias moves per alias."""
+    models, events = schema.models, schema.registry_events
+    with store.db.read() as connection:
+        names = dict(connection.execute(select(models.c.id, models.c.name)).all())
+        versions = connection.execute(select(schema.model_versions.c.model_id)).scalars().all()
+        moves = connection.execute(
+            select(
+                events.c.model_id,
+                events.c.kind,
+                events.c.version,
+                events.c.alias,
+                events.c.evidence,
+            )
+        ).all()
+    imported = [
+        (names[m], json.loads(evidence)["mlflow"]["version"], version)
+        for m, kind, version, _, evidence in moves
+        if kind == "imported"
+    ]
+    return (
+        collections.Counter(names[model] for model in versions),
+        sorted(imported),
+        collections.Counter((names[m], a) for m, kind, _, a, _ in moves if kind == "alias_set"),
+    )

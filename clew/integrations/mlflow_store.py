@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
-from clew.errors import MissingExtraError
+from clew.errors import InvalidInputError, MissingExtraError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,6 +40,30 @@ class MissingArtifact(Exception):
         self.why = why
 
 
+def require_store(tracking_uri: str) -> None:
+    """Refuse a local tracking URI that names no store: MLflow's client would create an empty
+    one there (a SQLite file, an ``mlruns`` directory), and a mistyped path would import
+    nothing and report success."""
+    local = _local_path(tracking_uri)
+    if local is not None and not local.exists():
+        raise InvalidInputError(
+            f"no MLflow store at {local}; pass the tracking URI of an existing MLflow store "
+            "(sqlite:///path/to/mlflow.db, a directory of runs, or http://host:5000)."
+        )
+
+
+def _local_path(tracking_uri: str) -> Path | None:
+    """The file or directory a SQLite, ``file:`` or plain-path tracking URI names."""
+    scheme, found, rest = tracking_uri.partition("://")
+    if not found:
+        return Path(tracking_uri).expanduser()
+    if scheme == "file":
+        return Path(unquote(urlsplit(tracking_uri).path))
+    if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
+        return Path(rest[1:].partition("?")[0])
+    return None
+
+
 @dataclass
 class Page:
     """One page of runs, ready for ``MlflowImportService.import_runs``."""
@@ -56,6 +81,7 @@ def read_pages(
             "importing from MLflow reads the store with MLflow's own client; install it in "
             "this environment first: pip install mlflow"
         )
+    require_store(tracking_uri)
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
 
@@ -236,6 +262,7 @@ def read_registry(
     aliases travel with its last page, once every version they may name has been sent."""
     from mlflow import MlflowClient
 
+    require_store(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     with tempfile.TemporaryDirectory(prefix="clew-mlflow-models-") as scratch:
         logged = RegistryPage({"logged_models": []})

@@ -9,6 +9,7 @@ a 4xx, not a crashed worker.
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 from starlette.exceptions import HTTPException
@@ -110,12 +111,46 @@ def check_depth(value: T, what: str, limit: int = MAX_DEPTH) -> T:
     while stack:
         current, depth = stack.pop()
         if depth > limit:
-            raise InvalidInputError(
-                f"{what} is nested deeper than {limit} levels; flatten it or store it as an "
-                "artifact."
-            )
+            raise _too_deep(what, limit)
         if isinstance(current, dict):
             stack.extend((item, depth + 1) for item in current.values())
         elif isinstance(current, list):
             stack.extend((item, depth + 1) for item in current)
     return value
+
+
+def check_text_depth(text: bytes, value: T, what: str, limit: int = MAX_DEPTH) -> T:
+    """``check_depth(value, ...)`` read off ``text``, the UTF-8 JSON ``value`` was parsed from,
+    with a handful of passes of C string operations instead of a Python step per value (a
+    batch of 1,000 OpenLineage events holds some 100,000 values).
+
+    Strings (escapes first) become ``[]``, as does every character of any other scalar, and
+    ``{}`` become ``[]``: each value is then a bracket group exactly as deep as the value.
+    Each pass deletes every ``[]`` present when it starts (``bytes.replace`` does not rescan
+    what it joined), one level, so the text empties in as many passes as the value is deep.
+    """
+    if json.detect_encoding(text) != "utf-8":
+        return check_depth(value, what, limit)
+    if b"\\" in text:
+        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = b"[]".join(text.split(b'"')[0::2])
+    skeleton = skeleton.translate(_BRACKETS, b" \t\n\r,:").replace(b"x", b"[]")
+    for _ in range(limit):
+        if not skeleton:
+            return value
+        skeleton = skeleton.replace(b"[]", b"")
+    if skeleton:
+        raise _too_deep(what, limit)
+    return value
+
+
+# Opening brackets to ``[``, closing to ``]``, every other byte (a scalar's) to ``x``.
+_BRACKETS = bytes(
+    ord("[") if byte in b"[{" else ord("]") if byte in b"]}" else ord("x") for byte in range(256)
+)
+
+
+def _too_deep(what: str, limit: int) -> InvalidInputError:
+    return InvalidInputError(
+        f"{what} is nested deeper than {limit} levels; flatten it or store it as an artifact."
+    )

@@ -129,9 +129,8 @@ def stage_many(
     """``stage`` for every row of a bulk write, in order (one lookup of the table's coverage
     and of the transaction's staging list for all of them)."""
     covered = row_images.covered(table)
-    _staged_images(connection).extend(
-        (covered.name, covered.key(row), covered.image(row)) for row in rows
-    )
+    name, key, image = covered.name, covered.key, covered.image
+    _staged_images(connection).extend([(name, key(row), image(row)) for row in rows])
 
 
 def stage_stored(connection: Connection, table: Table | str, key: Mapping[str, Any]) -> None:
@@ -252,23 +251,26 @@ def _append(
         mark_durable(connection)
     _INSERT_ENTRY.execute(connection, fields)
     if images:
-        (_INSERT_RECORD if packed else _INSERT_RECORD_UNPACKED).execute_many(
-            connection,
-            [
-                {
-                    "record_id": row_images.record_id(fields["seq"], position),
-                    "seq": fields["seq"],
-                    "position": position,
-                    "table_name": table,
-                    "row_key": key,
-                    "image": image,
-                }
-                for position, (table, key, image) in enumerate(images)
-            ],
-        )
+        _insert_records(connection, fields["seq"], images, packed)
     new_head = f"{fields['seq']}:{fields['hash']}"
     (_INSERT_HEAD if head is None else _UPDATE_HEAD).execute(connection, {"head": new_head})
     return AuditEntry(**fields)
+
+
+def _insert_records(
+    connection: Connection, seq: int, images: list[tuple[str, str, str | None]], packed: bool
+) -> None:
+    """An entry's images, bound by position (``record_id(seq, position)`` is ``first +
+    position``: the position never reaches the key's bits, ``MAX_IMAGES`` is checked first)."""
+    first = row_images.record_id(seq, 0)
+    rows = [
+        (first + position, seq, position, table, key, image)
+        for position, (table, key, image) in enumerate(images)
+    ]
+    if packed:
+        _INSERT_RECORD.execute_many_values(connection, rows)
+    else:
+        _INSERT_RECORD_UNPACKED.execute_many_values(connection, [row[1:] for row in rows])
 
 
 def append_staged(

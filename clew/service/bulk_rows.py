@@ -7,9 +7,12 @@ the same rows, so the column lists and statements are written once here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from clew.store import schema
+from sqlalchemy import Connection
+
+from clew.store import row_images, schema
 from clew.store.metadata import DriverStatement
 
 RUN_COLUMNS = tuple(schema.runs.columns.keys())
@@ -24,11 +27,25 @@ EDGE_COLUMNS = (
 )
 
 
-def insert(table: str, columns: Sequence[str], tail: str = "") -> DriverStatement:
+class BulkInsert(DriverStatement):
+    """An INSERT whose ``execute_many`` binds each row's values by position: the rows are
+    dicts for the writers (and their audit images), tuples for the driver, which then does no
+    name lookup per value (a batch of OpenLineage events inserts thousands of rows)."""
+
+    def __init__(self, sql: str, columns: Sequence[str]) -> None:
+        super().__init__(sql)
+        self._values = row_images.column_values(tuple(columns))
+
+    def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        values = self._values
+        self.execute_many_values(connection, [values(row) for row in rows])
+
+
+def insert(table: str, columns: Sequence[str], tail: str = "") -> BulkInsert:
     """``INSERT INTO table (columns) VALUES (:columns)``, plus ``tail`` (an ON CONFLICT clause)."""
     names = ", ".join(columns)
     values = ", ".join(f":{column}" for column in columns)
-    return DriverStatement(f"INSERT INTO {table} ({names}) VALUES ({values}){tail}")
+    return BulkInsert(f"INSERT INTO {table} ({names}) VALUES ({values}){tail}", columns)
 
 
 INSERT_RUN = insert("runs", RUN_COLUMNS)

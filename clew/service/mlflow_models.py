@@ -16,9 +16,12 @@ and MLflow 3 logged models, under clew's rules rather than around them.
   bytes MLflow cannot deliver, so nothing is registered without its bytes (which the registry
   checks against their digest as it registers them).
 
-The import runs a version at a time through the registry and promotion services, each step in
-its own transaction; a step interrupted half-way is finished by the next import (a version
-registered from the import's model artifact but missing its ``imported`` event is adopted).
+The import runs a version at a time through the registry and promotion services. A version's
+registration and its ``imported`` event commit in one write transaction that first looks for
+the event again, so two imports running at once register each version once (the second waits
+for the store's write lock, then finds the first's event). A version an import before that
+change registered without its event is adopted. An alias a concurrent import has just set to
+the same version is left alone without a sentence.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from clew.domain.imports import MlflowImportResult
 from clew.domain.openlineage import safe_name, ulid_from_int
 from clew.domain.records import RegistryEvent
 from clew.errors import ClewError, ConflictError, InvalidInputError, NotFoundError, PolicyError
-from clew.service import audit, registry, uploads
+from clew.service import audit, integrity, registry, uploads
 from clew.service.artifacts import check_artifact, record_artifact, record_blob
 from clew.service.graph import add_edge
 from clew.service.promotion import PromotionService
@@ -123,8 +126,9 @@ class MlflowModels:
             if version.version in numbers:
                 result.versions_already += 1
             else:
-                numbers[version.version] = self._version(model, version, actor, result)
-                result.versions_imported += 1
+                numbers[version.version], new = self._version(model, version, actor, result)
+                result.versions_imported += new
+                result.versions_already += not new
             result.versions[mlflow_ref] = f"{model.name}/{numbers[version.version]}"
         for alias, target in sorted(_alias_targets(model).items()):
             number = numbers.get(target)
@@ -150,27 +154,24 @@ class MlflowModels:
 
     def _version(
         self, model: Model, version: Version, actor: str, result: MlflowImportResult
-    ) -> int:
-        """Register one MLflow version (or adopt the registration an interrupted import made)
-        and record its MLflow facts as an ``imported`` event."""
+    ) -> tuple[int, bool]:
+        """(clew version, registered now?) of one MLflow version: registered (or the
+        registration an interrupted import made adopted) with its MLflow facts as an
+        ``imported`` event, unless a concurrent import recorded it first.
+
+        The look, the registration and the event commit in one write transaction, which holds
+        the store's write lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL's advisory lock) from
+        its first statement: a second import waits, then finds the event. The model's bytes
+        are hashed before, so the lock is not held while they are read.
+        """
         facts = {**version.facts, "name": model.mlflow_name, "version": version.version}
-        artifact_id = self._model_artifact(version.bytes, version.run_id, facts, actor)
-        number = self._adoptable(model.name, artifact_id)
-        if number is None:
-            if not self._exists(model.name):
-                self.registry.create_model(
-                    model.name, actor, description=model.description, tags=model.tags
-                )
-            number = self.registry.register(
-                model.name, f"artifact:{artifact_id}", actor, description=version.description
-            ).version
-        if version.run_id is not None and facts.get("clew_run") is None:
-            result.notes.append(
-                f"MLflow version {model.mlflow_name}/{version.version} was made by run "
-                f"{version.run_id}, which is not in clew (deleted or skipped in MLflow), so "
-                f"{model.name}/{number} has no run."
-            )
-        with self.store.db.write() as connection:
+        artifact = self._model_artifact(version.bytes, version.run_id, facts, actor)
+        integrity.require_verified_bytes(self.store, artifact, f"cannot register {model.name}")
+        with self.store.db.single_transaction() as connection:
+            found = self._imported(model.name).get(version.version)
+            if found is not None:
+                return found, False
+            number = self._registered(model, version, artifact.id, actor)
             row = registry.get_model_row(connection, name=model.name)
             registry.append_event(
                 connection,
@@ -182,7 +183,27 @@ class MlflowModels:
                 comment=_said(model.mlflow_name, version.version, facts),
                 evidence={KEY: facts},
             )
-        return number
+        if version.run_id is not None and facts.get("clew_run") is None:
+            result.notes.append(
+                f"MLflow version {model.mlflow_name}/{version.version} was made by run "
+                f"{version.run_id}, which is not in clew (deleted or skipped in MLflow), so "
+                f"{model.name}/{number} has no run."
+            )
+        return number, True
+
+    def _registered(self, model: Model, version: Version, artifact_id: str, actor: str) -> int:
+        """The clew version of ``artifact_id``: adopted, or registered now (the model created
+        on first use)."""
+        number = self._adoptable(model.name, artifact_id)
+        if number is not None:
+            return number
+        if not self._exists(model.name):
+            self.registry.create_model(
+                model.name, actor, description=model.description, tags=model.tags
+            )
+        return self.registry.register(
+            model.name, f"artifact:{artifact_id}", actor, description=version.description
+        ).version
 
     def _exists(self, name: str) -> bool:
         with self.store.db.read() as connection:
@@ -205,7 +226,7 @@ class MlflowModels:
 
     def _model_artifact(
         self, bytes_: ModelBytes, mlflow_run: str | None, facts: dict[str, Any], actor: str
-    ) -> str:
+    ) -> records.ArtifactRecord:
         """The model artifact (get-or-create) and the edge from the imported run that made it;
         ``facts`` gains ``clew_run``, the run's clew id when that run is in clew."""
         uploads.check_logged_manifests(self.store.blobs, bytes_.digest, bytes_.blobs)
@@ -230,7 +251,7 @@ class MlflowModels:
             audit.append_staged(
                 connection, actor, "mlflow.import", f"artifact:{artifact.id}", {"run": run_id}
             )
-            return artifact.id
+            return artifact
 
     def _alias(
         self, model: Model, alias: str, target: int, number: int, actor: str, set_aliases: bool
@@ -260,6 +281,8 @@ class MlflowModels:
         try:
             self.promotion.promote(ref, alias, actor, comment, new_alias=True)
         except (PolicyError, ConflictError) as refused:
+            if _current(self.promotion.alias_history(model.name, alias)) == number:
+                return None  # a concurrent import set it between our look and the promotion
             reason = str(refused).rstrip(".")
             return False, (
                 f"alias {alias} of {model.name} → version {number} not set: {reason}; approve "

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from clew.errors import InvalidInputError
 from clew.server.deps import ActorDep, ServicesDep
 from clew.server.errors import HTTPError
-from clew.server.limits import MAX_JSON_BYTES, check_depth
+from clew.server.limits import MAX_JSON_BYTES, check_text_depth
 from clew.server.routes.bodies import PlainRoute
 
 router = APIRouter(prefix="/api/v1", tags=["lineage"], route_class=PlainRoute)
@@ -39,7 +39,8 @@ def receive(
     (synchronous, so a retried request with the same Idempotency-Key lands once)."""
     limit = getattr(request.app.state, "max_json_bytes", MAX_JSON_BYTES)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    events = check_depth(_json(_decoded(body, encoding, limit)), "the OpenLineage body")
+    text = _decoded(body, encoding, limit)
+    events = check_text_depth(text, _json(text), "the OpenLineage body")
     return services.openlineage.receive(events, actor).to_dict()
 
 
