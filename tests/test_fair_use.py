@@ -7,7 +7,6 @@ through the services would take minutes per test); it is not audited afterwards.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +86,14 @@ def test_a_search_past_its_timeout_is_cancelled_and_its_connection_returned(
     assert [r.name for r in search_runs(seeded, "params.model = 'rf'", None, 1)] == ["real"]
 
 
+def test_searches_are_not_compiled_by_the_jit_which_no_timeout_interrupts(seeded: Store) -> None:
+    """PostgreSQL's JIT compiled the heavy search's 99 expressions for ~8 s before running it,
+    and a statement timeout does not interrupt that compilation: a 0.3 s search limit was
+    honoured only after ~8.7 s. clew's statements are short, so its sessions turn the JIT off."""
+    with seeded.db.read() as connection:
+        assert connection.exec_driver_sql("SHOW jit").scalar() == "off"
+
+
 def test_an_exhausted_connection_pool_is_busy_not_a_failure(
     seeded: Store, monkeypatch: pytest.MonkeyPatch, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -142,14 +149,4 @@ def test_one_users_flood_leaves_other_users_answered(
     assert set(statuses) <= {200, 400, 429, 503}, statuses
     assert statuses[429] > 0 and retry_after == {"1"}, statuses
     assert sum(statuses.values()) == 30, f"some flood requests got no answer: {statuses}"
-    assert _queries_left_after_their_timeout(postgres_url, timeout_s=2.0) == []
-
-
-def _queries_left_after_their_timeout(url: str, timeout_s: float) -> list[str]:
-    """The queries still running once any search could have run for its whole statement
-    timeout, plus a margin for a loaded machine: every search must end by then. A single look
-    right after the last answer saw two searches still active on a machine at load 20."""
-    deadline = time.monotonic() + timeout_s + 10.0
-    while (active := _active_queries(url)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return active
+    assert _active_queries(postgres_url) == []
