@@ -116,6 +116,21 @@ class Postgres:
     def url(self, database: str, driver: str = "psycopg") -> str:
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the cluster's live processes: the postmaster and its
+        children (each of which runs in a session of its own)."""
+        postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, _, rest = stat.read_text().partition(" (")
+                fields = rest.rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if postmaster in (int(pid), int(fields[1])):
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def create(self, database: str) -> str:
         import psycopg
 

@@ -157,7 +157,11 @@ async def _serve(app: ASGIApp, token: str, request: Request, count: int) -> None
             raise RuntimeError(f"{request.path} answered {status}: {answer[:300]!r}")
 
 
-def profile(uri: str | None, options: argparse.Namespace) -> None:
+def profile(
+    uri: str | None, options: argparse.Namespace, database_cpu: Callable[[], float] | None = None
+) -> None:
+    """``database_cpu``, when given, is the database server's CPU seconds so far: its share
+    per request is printed beside this process's."""
     with tempfile.TemporaryDirectory() as scratch:
         key = Path(scratch) / "capture-key.pem"
         clew_cli = str(Path(sys.executable).parent / "clew")
@@ -180,11 +184,14 @@ def profile(uri: str | None, options: argparse.Namespace) -> None:
             request = asyncio.run(_route(app, token, options.route, target))
             run: Callable[[int], Awaitable[None]] = functools.partial(_serve, app, token, request)
             asyncio.run(run(50))  # warm-up: caches, compiled statements, pool
-            per_request = []
+            per_request, database = [], []
             for _ in range(options.rounds):
                 cpu = time.process_time()
+                server = database_cpu() if database_cpu else 0.0
                 asyncio.run(run(options.requests))
                 per_request.append((time.process_time() - cpu) * 1000 / options.requests)
+                if database_cpu:
+                    database.append((database_cpu() - server) * 1000 / options.requests)
             profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
             if options.profile:
                 profiler.enable()
@@ -200,6 +207,8 @@ def profile(uri: str | None, options: argparse.Namespace) -> None:
         f"{statistics.median(per_request):.3f} ms of process CPU per request, unprofiled "
         f"(rounds: {rounds})"
     )
+    if database:
+        print(f"  and {statistics.median(database):.3f} ms of PostgreSQL's CPU per request")
     if not options.profile:
         return
     out = io.StringIO()
@@ -234,7 +243,7 @@ def main() -> None:
         from bench_load import postgres
 
         with postgres() as cluster:
-            profile(cluster.create("clew_profile"), arguments)
+            profile(cluster.create("clew_profile"), arguments, cluster.cpu_seconds)
         return
     profile(arguments.uri, arguments)
 

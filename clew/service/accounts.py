@@ -335,7 +335,7 @@ _TOKEN = DriverStatement(
 
 def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
     """The principal owning ``secret``; refuses unknown, expired, revoked and wrong-purpose."""
-    with store.db.read() as connection:
+    with store.db.read_statement() as connection:
         rows = [
             _TokenRow(*row) for row in _TOKEN.all(connection, {"token_hash": hash_token(secret)})
         ]
