@@ -76,7 +76,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_server import BIN, free_port, group_cpu_seconds, running, seaweedfs
+from bench_server import (
+    BIN,
+    MLFLOW_UVICORN,
+    free_port,
+    group_cpu_seconds,
+    running,
+    seaweedfs,
+)
 from report import Result, finish, parser, percentile
 
 import clew
@@ -234,6 +241,7 @@ def mlflow_setup(directory: Path, pg: Postgres, workers: int) -> Iterator[Setup]
     command = [str(BIN / "mlflow"), "server", "--backend-store-uri", uri]
     command += ["--default-artifact-root", (directory / "mlartifacts").as_uri()]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command += MLFLOW_UVICORN
     with running(command, url, "/health", directory / "mlflow-server.log") as process:
         api = _Connection(url, {})
         experiment = _first_call(api, "/api/2.0/mlflow/experiments/create", {"name": "bench"})
