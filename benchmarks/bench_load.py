@@ -423,9 +423,30 @@ class MlflowOps:
         self.http.call("POST", "/api/2.0/mlflow/model-versions/set-tag", body)
 
 
-Job = tuple[Setup, int, float, float, dict[str, int], float]
+Job = tuple[Setup, int, dict[str, int], float]
 Timing = tuple[str, float, float]  # operation, latency ms, wall time it was answered
 DRAIN_S = 30.0  # open loop: how long past the end a client may still work off its backlog
+READY_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Start:
+    """Shared by the parent and its forked clients: each client counts itself ``ready`` once
+    its connection and first run exist, then waits for ``go``; the parent sets the measured
+    ``window`` (measure_from, stop_at) only when every client is ready. On a loaded machine 64
+    clients took longer to start than a fixed 2 s warm-up, and the window measured nothing."""
+
+    ready: Any
+    go: Any
+    window: Any
+
+
+_start: Start | None = None  # set in each forked client by the pool's initializer
+
+
+def _init(start: Start) -> None:
+    global _start
+    _start = start
 
 
 def _client(job: Job) -> list[Timing]:
@@ -433,9 +454,14 @@ def _client(job: Job) -> list[Timing]:
     Closed loop (``rate`` 0): back to back, timed from the send. Open loop: Poisson arrivals at
     ``rate`` per second, timed from the scheduled arrival, so a queue behind a slow answer shows
     in the latency instead of silently lowering the offered load."""
-    setup, seed, measure_from, stop_at, mix, rate = job
+    setup, seed, mix, rate = job
     random.seed(seed)
     ops = ClewOps(setup) if setup.kind == "clew" else MlflowOps(setup)
+    assert _start is not None
+    with _start.ready.get_lock():
+        _start.ready.value += 1
+    _start.go.wait()
+    measure_from, stop_at = _start.window[:]
     names, weights = list(mix), list(mix.values())
     timings: list[Timing] = []
     scheduled = time.time() + (random.expovariate(rate) if rate else 0.0)
@@ -481,12 +507,17 @@ def drive(
 ) -> Measured:
     """``clients`` processes for 2 s of warm-up and ``seconds`` measured; ``rate`` > 0 is the
     open loop at that many operations/s per client."""
-    measure_from = time.time() + 2.0
-    stop_at = measure_from + seconds
-    jobs = [(setup, seed, measure_from, stop_at, mix, rate) for seed in range(clients)]
+    jobs: list[Job] = [(setup, seed, mix, rate) for seed in range(clients)]
     warm_before_fork(setup)
-    with multiprocessing.get_context("fork").Pool(clients) as pool:
-        pending = pool.map_async(_client, jobs)
+    context = multiprocessing.get_context("fork")
+    start = Start(context.Value("i", 0), context.Event(), context.Array("d", 2))
+    with context.Pool(clients, initializer=_init, initargs=(start,)) as pool:
+        pending = pool.map_async(_client, jobs, chunksize=1)
+        _wait_ready(start, clients, pending)
+        measure_from = time.time() + 2.0
+        stop_at = measure_from + seconds
+        start.window[:] = [measure_from, stop_at]
+        start.go.set()
         time.sleep(max(0.0, measure_from - time.time()))
         cpu_before = group_cpu_seconds(setup.group)
         time.sleep(seconds)
@@ -504,6 +535,16 @@ def drive(
         timings,
         rate * clients,
     )
+
+
+def _wait_ready(start: Start, clients: int, pending: Any) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while start.ready.value < clients:
+        if pending.ready():
+            pending.get()  # a client failed before it was ready: raise its error
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {start.ready.value} of {clients} clients started.")
+        time.sleep(0.1)
 
 
 def per_operation(seconds: float, workers: int) -> None:
