@@ -4,8 +4,9 @@ Both servers are real subprocesses with the same ``--workers``, each on its own 
 one throwaway PostgreSQL cluster started here (clew's blobs and captures on a SeaweedFS
 started here too; MLflow's artifact root is a local directory, which this mix never writes).
 ``--clients`` (default 4, 16, 64) load-generator processes each keep one connection and send
-operations back to back for ``--seconds``, after 2 s of warm-up; each operation is one HTTP
-request, drawn with these weights (MLflow's nearest equivalent in brackets):
+operations back to back for ``--seconds``, after every client has connected and 2 s of
+warm-up; each operation is one HTTP request, drawn with these weights (MLflow's nearest
+equivalent in brackets):
 
 * 30 resolve an alias (``GET /resolve?ref=churn@champion`` [``registered-models/alias``])
 * 20 read a run (``GET /runs/<id>`` [``runs/get``])
@@ -505,8 +506,8 @@ class Measured:
 def drive(
     setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX, rate: float = 0.0
 ) -> Measured:
-    """``clients`` processes for 2 s of warm-up and ``seconds`` measured; ``rate`` > 0 is the
-    open loop at that many operations/s per client."""
+    """``clients`` processes: once all are ready, 2 s of warm-up and ``seconds`` measured;
+    ``rate`` > 0 is the open loop at that many operations/s per client."""
     jobs: list[Job] = [(setup, seed, mix, rate) for seed in range(clients)]
     warm_before_fork(setup)
     context = multiprocessing.get_context("fork")
