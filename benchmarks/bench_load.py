@@ -4,8 +4,9 @@ Both servers are real subprocesses with the same ``--workers``, each on its own 
 one throwaway PostgreSQL cluster started here (clew's blobs and captures on a SeaweedFS
 started here too; MLflow's artifact root is a local directory, which this mix never writes).
 ``--clients`` (default 4, 16, 64) load-generator processes each keep one connection and send
-operations back to back for ``--seconds``, after 2 s of warm-up; each operation is one HTTP
-request, drawn with these weights (MLflow's nearest equivalent in brackets):
+operations back to back for ``--seconds``, after every client has connected and 2 s of
+warm-up; each operation is one HTTP request, drawn with these weights (MLflow's nearest
+equivalent in brackets):
 
 * 30 resolve an alias (``GET /resolve?ref=churn@champion`` [``registered-models/alias``])
 * 20 read a run (``GET /runs/<id>`` [``runs/get``])
@@ -21,6 +22,28 @@ request, drawn with these weights (MLflow's nearest equivalent in brackets):
 Reported per server and client count: operations/s, p50 and p99 latency, and the servers'
 CPU per operation (process-group CPU time / operations), the honest figure on a shared machine.
 
+Two ways of loading, both reported:
+
+* **Closed loop** (saturation): each client sends its next operation as soon as the last one is
+  answered, with no think time. This measures the most the servers can do, and its latency is
+  set by Little's law, not by the server's speed: N clients always in the system with
+  throughput X have a mean response time R = N / X. At 64 clients, a p99 <= 250 ms needs a mean
+  below 250 ms, so X >= 64 / 0.25 = 256 ops/s; the 2 cores give 2,000 ms of CPU per second,
+  so each operation may cost at most 2,000 / 256 = 7.8 ms of CPU in total (server, PostgreSQL,
+  SeaweedFS and this generator together) with the cores 100% busy, and since under queueing a
+  p99 sits at 2-4x the mean (measured p99 / p50 here: 3-5x), about 4 ms in practice. The server
+  alone costs 10-13 ms of CPU per operation of this mix: a closed-loop p99 <= 250 ms at 64
+  clients is out of reach on 2 cores by arithmetic, whatever the server does, until the whole
+  operation costs ~4 ms.
+* **Open loop** (``--rate``, latency at a stated load): each client sends at Poisson arrival
+  times, ``--rate`` operations/s per client (offered load = rate x clients), whether or not the
+  last answer came back. Latency is measured from the *scheduled* send time, so time spent
+  waiting behind a slow answer counts (no coordinated omission: a client that falls behind
+  sends at once and the lag is in its latencies). The offered load must be below both servers'
+  saturation for the p99 to mean anything; the report prints the achieved rate beside it.
+  The default, 0.5 ops/s per client (32 ops/s at 64 clients), is argued in docs/benchmarks.md.
+  ``--rate 0`` runs the closed loop only.
+
 ``--soak MINUTES`` instead drives the mix at ``--soak-clients`` (16) against clew's server
 alone for that long, sampling the resident memory of its process group every ``SAMPLE_S``
 seconds: memory is meaningful even on a busy machine, where timings are not. It reports the
@@ -29,6 +52,7 @@ growth from the first minute to the end to ``TARGET_SOAK_GROWTH``.
 
     uv sync --group bench
     uv run --group bench python benchmarks/bench_load.py [--clients 4,16,64] [--seconds 10]
+    uv run --group bench python benchmarks/bench_load.py --rate 0.5   # open loop, per client
     uv run --group bench python benchmarks/bench_load.py --soak 10
 """
 
@@ -53,7 +77,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_server import BIN, free_port, group_cpu_seconds, running, seaweedfs
+from bench_server import (
+    BIN,
+    MLFLOW_UVICORN,
+    free_port,
+    group_cpu_seconds,
+    running,
+    seaweedfs,
+)
 from report import Result, finish, parser, percentile
 
 import clew
@@ -79,6 +110,7 @@ TARGET_P99_MS = 250.0
 SAMPLE_S = 5.0
 SOAK_WARM_S = 60.0
 TARGET_SOAK_GROWTH = 1.10  # RSS at the end within 10% of RSS after the first minute
+DEFAULT_RATE = 0.5  # open loop: operations/s per client (docs/benchmarks.md says why)
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -91,6 +123,21 @@ class Postgres:
 
     def url(self, database: str, driver: str = "psycopg") -> str:
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the cluster's live processes: the postmaster and its
+        children (each of which runs in a session of its own)."""
+        postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, _, rest = stat.read_text().partition(" (")
+                fields = rest.rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if postmaster in (int(pid), int(fields[1])):
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def create(self, database: str) -> str:
         import psycopg
@@ -195,6 +242,7 @@ def mlflow_setup(directory: Path, pg: Postgres, workers: int) -> Iterator[Setup]
     command = [str(BIN / "mlflow"), "server", "--backend-store-uri", uri]
     command += ["--default-artifact-root", (directory / "mlartifacts").as_uri()]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command += MLFLOW_UVICORN
     with running(command, url, "/health", directory / "mlflow-server.log") as process:
         api = _Connection(url, {})
         experiment = _first_call(api, "/api/2.0/mlflow/experiments/create", {"name": "bench"})
@@ -376,20 +424,60 @@ class MlflowOps:
         self.http.call("POST", "/api/2.0/mlflow/model-versions/set-tag", body)
 
 
-def _client(job: tuple[Setup, int, float, float, dict[str, int]]) -> list[tuple[str, float]]:
-    """One load process: operations back to back until ``stop_at``; those started after
-    ``measure_from`` are timed."""
-    setup, seed, measure_from, stop_at, mix = job
+Job = tuple[Setup, int, dict[str, int], float]
+Timing = tuple[str, float, float]  # operation, latency ms, wall time it was answered
+DRAIN_S = 30.0  # open loop: how long past the end a client may still work off its backlog
+READY_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Start:
+    """Shared by the parent and its forked clients: each client counts itself ``ready`` once
+    its connection and first run exist, then waits for ``go``; the parent sets the measured
+    ``window`` (measure_from, stop_at) only when every client is ready. On a loaded machine 64
+    clients took longer to start than a fixed 2 s warm-up, and the window measured nothing."""
+
+    ready: Any
+    go: Any
+    window: Any
+
+
+_start: Start | None = None  # set in each forked client by the pool's initializer
+
+
+def _init(start: Start) -> None:
+    global _start
+    _start = start
+
+
+def _client(job: Job) -> list[Timing]:
+    """One load process until ``stop_at``; operations started after ``measure_from`` are timed.
+    Closed loop (``rate`` 0): back to back, timed from the send. Open loop: Poisson arrivals at
+    ``rate`` per second, timed from the scheduled arrival, so a queue behind a slow answer shows
+    in the latency instead of silently lowering the offered load."""
+    setup, seed, mix, rate = job
     random.seed(seed)
     ops = ClewOps(setup) if setup.kind == "clew" else MlflowOps(setup)
+    assert _start is not None
+    with _start.ready.get_lock():
+        _start.ready.value += 1
+    _start.go.wait()
+    measure_from, stop_at = _start.window[:]
     names, weights = list(mix), list(mix.values())
-    timings: list[tuple[str, float]] = []
-    while (wall := time.time()) < stop_at:
+    timings: list[Timing] = []
+    scheduled = time.time() + (random.expovariate(rate) if rate else 0.0)
+    while scheduled < stop_at and time.time() < stop_at + DRAIN_S:
+        if rate:
+            time.sleep(max(0.0, scheduled - time.time()))
+        else:
+            scheduled = time.time()
         name = random.choices(names, weights)[0]
-        started = time.perf_counter()
         getattr(ops, name)()
-        if wall >= measure_from:
-            timings.append((name, (time.perf_counter() - started) * 1000))
+        if scheduled >= measure_from:
+            answered = time.time()
+            timings.append((name, (answered - scheduled) * 1000, answered))
+        if rate:
+            scheduled += random.expovariate(rate)
     return timings
 
 
@@ -400,13 +488,14 @@ class Measured:
     p99_ms: float
     cpu_ms: float
     operations: Counter[str]
-    timings: list[tuple[str, float]]
+    timings: list[Timing]
+    offered_per_s: float = 0.0  # open loop: rate x clients; 0 for the closed loop
 
     def by_operation(self) -> str:
         """Each operation's count, p50, p99 and slowest (ms): where a tail comes from."""
         lines = []
         for name in sorted(self.operations):
-            ms = [took for kind, took in self.timings if kind == name]
+            ms = [took for kind, took, _ in self.timings if kind == name]
             lines.append(
                 f"  {name:12s} {len(ms):6d} ops  p50 {percentile(ms, 0.50):8.1f}  "
                 f"p99 {percentile(ms, 0.99):8.1f}  max {max(ms):8.1f} ms"
@@ -414,28 +503,49 @@ class Measured:
         return "\n".join(lines)
 
 
-def drive(setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX) -> Measured:
-    measure_from = time.time() + 2.0
-    stop_at = measure_from + seconds
-    jobs = [(setup, seed, measure_from, stop_at, mix) for seed in range(clients)]
+def drive(
+    setup: Setup, clients: int, seconds: float, mix: dict[str, int] = MIX, rate: float = 0.0
+) -> Measured:
+    """``clients`` processes: once all are ready, 2 s of warm-up and ``seconds`` measured;
+    ``rate`` > 0 is the open loop at that many operations/s per client."""
+    jobs: list[Job] = [(setup, seed, mix, rate) for seed in range(clients)]
     warm_before_fork(setup)
-    with multiprocessing.get_context("fork").Pool(clients) as pool:
-        pending = pool.map_async(_client, jobs)
+    context = multiprocessing.get_context("fork")
+    start = Start(context.Value("i", 0), context.Event(), context.Array("d", 2))
+    with context.Pool(clients, initializer=_init, initargs=(start,)) as pool:
+        pending = pool.map_async(_client, jobs, chunksize=1)
+        _wait_ready(start, clients, pending)
+        measure_from = time.time() + 2.0
+        stop_at = measure_from + seconds
+        start.window[:] = [measure_from, stop_at]
+        start.go.set()
         time.sleep(max(0.0, measure_from - time.time()))
         cpu_before = group_cpu_seconds(setup.group)
         time.sleep(seconds)
         cpu = group_cpu_seconds(setup.group) - cpu_before
         per_client = pending.get()
     timings = [entry for client in per_client for entry in client]
-    latencies = [ms for _, ms in timings]
+    latencies = [ms for _, ms, _ in timings]
+    answered = sum(1 for _, _, at in timings if at <= stop_at)  # within the measured window
     return Measured(
-        len(timings) / seconds,
+        answered / seconds,
         percentile(latencies, 0.50) if latencies else float("nan"),
         percentile(latencies, 0.99) if latencies else float("nan"),
-        cpu * 1000 / max(len(timings), 1),
-        Counter(name for name, _ in timings),
+        cpu * 1000 / max(answered, 1),
+        Counter(name for name, _, _ in timings),
         timings,
+        rate * clients,
     )
+
+
+def _wait_ready(start: Start, clients: int, pending: Any) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while start.ready.value < clients:
+        if pending.ready():
+            pending.get()  # a client failed before it was ready: raise its error
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {start.ready.value} of {clients} clients started.")
+        time.sleep(0.1)
 
 
 def per_operation(seconds: float, workers: int) -> None:
@@ -520,8 +630,23 @@ def warm_up(setup: Setup, workers: int) -> None:
     drive(setup, 4 * workers, 3.0)
 
 
-def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]:
-    measured: dict[str, dict[int, Measured]] = {"clew": {}, "mlflow": {}}
+Levels = dict[str, dict[tuple[int, float], Measured]]
+
+
+def _measure(
+    setup: Setup, levels: list[int], seconds: float, rate: float
+) -> dict[tuple[int, float], Measured]:
+    """Each client count closed-loop, then (``rate`` > 0) open-loop at ``rate`` per client."""
+    loads = [0.0, rate] if rate else [0.0]
+    return {
+        (clients, load): drive(setup, clients, seconds, rate=load)
+        for load in loads
+        for clients in levels
+    }
+
+
+def results_for(levels: list[int], seconds: float, workers: int, rate: float) -> list[Result]:
+    measured: Levels = {}
     with tempfile.TemporaryDirectory(prefix="clew-bench-load-") as temp, postgres() as pg:
         directory = Path(temp)
         with seaweedfs(directory) as (aws, _weed):
@@ -529,50 +654,50 @@ def results_for(levels: list[int], seconds: float, workers: int) -> list[Result]
             artifacts = "s3://bench/clew"
             with clew_setup(directory, pg, artifacts, workers) as setup:
                 warm_up(setup, workers)
-                for clients in levels:
-                    measured["clew"][clients] = drive(setup, clients, seconds)
+                measured["clew"] = _measure(setup, levels, seconds, rate)
         with mlflow_setup(directory, pg, workers) as setup:
             warm_up(setup, workers)
-            for clients in levels:
-                measured["mlflow"][clients] = drive(setup, clients, seconds)
+            measured["mlflow"] = _measure(setup, levels, seconds, rate)
     results: list[Result] = []
-    for clients in levels:
-        ours, peer = measured["clew"][clients], measured["mlflow"][clients]
-        mix = ", ".join(f"{name} {count}" for name, count in sorted(ours.operations.items()))
-        results += [
-            Result(
-                "load",
-                f"mix at {clients} clients: throughput",
-                "ops/s",
-                True,
-                ours.operations_per_s,
-                peer.operations_per_s,
-                "mlflow server",
-                target_ratio=TARGET_RATIO,
-                note=f"server CPU per op: clew {ours.cpu_ms:.2f} ms, MLflow {peer.cpu_ms:.2f} "
-                f"ms; clew's ops: {mix}",
-            ),
-            Result(
-                "load",
-                f"mix at {clients} clients: p50",
-                "ms",
-                False,
-                ours.p50_ms,
-                peer.p50_ms,
-                "mlflow server",
-            ),
-            Result(
-                "load",
-                f"mix at {clients} clients: p99",
-                "ms",
-                False,
-                ours.p99_ms,
-                peer.p99_ms,
-                "mlflow server",
-                target_value=TARGET_P99_MS if clients == 64 else None,
-            ),
-        ]
+    for key in measured["clew"]:
+        results += _rows(key, measured["clew"][key], measured["mlflow"][key])
     return results
+
+
+def _rows(key: tuple[int, float], ours: Measured, peer: Measured) -> list[Result]:
+    """Throughput, p50 and p99 of one level, clew beside MLflow."""
+    clients, rate = key
+    if rate:
+        level = f"open loop, {clients} clients x {rate:g}/s = {ours.offered_per_s:g} ops/s offered"
+    else:
+        level = f"closed loop, {clients} clients"
+    mix = ", ".join(f"{name} {count}" for name, count in sorted(ours.operations.items()))
+    cpu = f"server CPU per op: clew {ours.cpu_ms:.2f} ms, MLflow {peer.cpu_ms:.2f} ms"
+    row = {"peer_name": "mlflow server"}
+    return [
+        Result(
+            "load",
+            f"{level}: {'answered' if rate else 'throughput'}",
+            "ops/s",
+            True,
+            ours.operations_per_s,
+            peer.operations_per_s,
+            target_ratio=None if rate else TARGET_RATIO,
+            note=f"{cpu}; clew's ops: {mix}",
+            **row,
+        ),
+        Result("load", f"{level}: p50", "ms", False, ours.p50_ms, peer.p50_ms, **row),
+        Result(
+            "load",
+            f"{level}: p99",
+            "ms",
+            False,
+            ours.p99_ms,
+            peer.p99_ms,
+            target_value=TARGET_P99_MS if clients == 64 else None,
+            **row,
+        ),
+    ]
 
 
 # ---------------------------------------------------------------- soak
@@ -661,6 +786,13 @@ def main() -> None:
     )
     arguments.add_argument("--soak-clients", type=int, default=16, help="clients in the soak")
     arguments.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help="open loop: Poisson arrivals, operations/s per client, latency from the scheduled "
+        f"send ({DEFAULT_RATE:g}; 0 runs the closed loop only)",
+    )
+    arguments.add_argument(
         "--mix", help="with --diagnose, other weights: name=weight,... (default: MIX)"
     )
     arguments.add_argument(
@@ -681,7 +813,7 @@ def main() -> None:
     if options.diagnose:
         diagnose(levels, seconds, options.workers, _mix(options.mix))
         return
-    results = results_for(levels, seconds, options.workers)
+    results = results_for(levels, seconds, options.workers, options.rate)
     finish("clew server vs MLflow server: a realistic mix on one PostgreSQL", results, options.json)
 
 

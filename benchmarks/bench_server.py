@@ -44,6 +44,7 @@ from typing import Any
 from report import Result, finish, parser, percentile, stopwatch
 
 import clew
+from clew.client.admin import WORKER_HEALTHCHECK_S
 from clew.client.remote_blobs import DOWNLOAD_CONCURRENCY
 from clew.server.routes.artifacts import PRESIGNED_ENV
 
@@ -51,6 +52,10 @@ BIN = Path(sys.executable).parent
 NAME = "churn"
 ALIAS = "champion"
 MLFLOW_BATCH = 1_000
+# The worker health-check timeout clew's server gives uvicorn (WORKER_HEALTHCHECK_S), given to
+# MLflow's too: with uvicorn's default of 5 s, a loaded machine (load average 20+) had MLflow's
+# workers killed while still importing, again and again, and the server never came up.
+MLFLOW_UVICORN = ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"]
 TARGET_ALIAS = 5.0
 TARGET_METRICS = 50.0
 TARGET_ARTIFACTS = 0.8
@@ -180,6 +185,7 @@ def mlflow_server(directory: Path, workers: int) -> Iterator[Server]:
         str(port),
         "--workers",
         str(workers),
+        *MLFLOW_UVICORN,
     ]
     with running(command, url, "/health", directory / "mlflow-server.log") as process:
         yield Server(url, {}, process)

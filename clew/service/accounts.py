@@ -335,7 +335,7 @@ _TOKEN = DriverStatement(
 
 def authenticate(store: Store, secret: str, purpose: str = API) -> Principal:
     """The principal owning ``secret``; refuses unknown, expired, revoked and wrong-purpose."""
-    with store.db.read() as connection:
+    with store.db.read_statement() as connection:
         rows = [
             _TokenRow(*row) for row in _TOKEN.all(connection, {"token_hash": hash_token(secret)})
         ]
@@ -393,16 +393,18 @@ def _user_row(connection: Connection, name: str) -> Any:
     return connection.execute(select(schema.users).where(schema.users.c.name == name)).first()
 
 
+_RUN_OWNER = DriverStatement("SELECT user_name FROM runs WHERE id = :run_id")
+
+
 def require_run_writer(store: Store, run_id: str, principal: Principal) -> None:
     """Only a run's own user (or an admin) may write to it: nobody logs into someone else's run.
 
     A run that does not exist passes: the service then refuses the write with the same error,
     in the same order of checks, as on an embedded store.
     """
-    with store.db.read() as connection:
-        owner = connection.execute(
-            select(schema.runs.c.user_name).where(schema.runs.c.id == run_id)
-        ).scalar()
+    with store.db.read_statement() as connection:
+        found = _RUN_OWNER.first(connection, {"run_id": run_id})
+    owner = found[0] if found else None
     if owner is not None and owner != principal.name and principal.role < Role.ADMIN:
         raise PolicyError(
             f"run {run_id} belongs to {owner!r}; only its owner or an admin may write to it."

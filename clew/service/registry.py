@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 
 from clew.domain import ids, records, refs
 from clew.domain.records import (
@@ -73,16 +73,16 @@ _VERSION_COLUMNS = (
 )
 # The hot path of loading "churn@production": one statement, three index seeks
 # (models.name, registry_events(model_id, alias, seq), model_versions(model_id, version)).
-_RESOLVE_ALIAS_SQL = f"""
+_RESOLVE_ALIAS_SQL = DriverStatement(f"""
 SELECT {_VERSION_COLUMNS} FROM models m JOIN model_versions v ON v.model_id = m.id
 WHERE m.name = :name AND v.version = (
     SELECT e.version FROM registry_events e
     WHERE e.model_id = m.id AND e.alias = :alias ORDER BY e.seq DESC LIMIT 1)
-"""
-_RESOLVE_VERSION_SQL = f"""
+""")
+_RESOLVE_VERSION_SQL = DriverStatement(f"""
 SELECT {_VERSION_COLUMNS} FROM models m JOIN model_versions v ON v.model_id = m.id
 WHERE m.name = :name AND v.version = :version
-"""
+""")
 
 
 # Registration is a hot path: its statements are plain SQL run on the transaction's DBAPI
@@ -767,25 +767,25 @@ def resolve_version(
 
 
 class _FastReader:
-    """The registry's hottest reads, on a bare pooled SQLite connection.
+    """The registry's hottest reads, each one statement on the driver's cursor.
 
-    Opening a SQLAlchemy connection and its transaction costs more than the lookup itself;
-    a DBAPI connection from the same pool runs in autocommit, so each statement still sees
-    every committed write. Other databases go through the normal read path.
+    Opening a SQLAlchemy transaction and running a statement through it costs more than the
+    lookup itself. On SQLite a bare pooled DBAPI connection runs in autocommit; on
+    PostgreSQL ``read_statement`` does (no BEGIN or ROLLBACK round trips). Either way each
+    statement still sees every committed write, as one snapshot.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def first(self, sql: str, params: Mapping[str, Any]) -> FieldLookup | None:
+    def first(self, statement: DriverStatement, params: Mapping[str, Any]) -> FieldLookup | None:
         if self.store.db.dialect != "sqlite":
-            with self.store.db.read() as connection:
-                row = connection.execute(text(sql), params).first()
-            return None if row is None else row._mapping
+            with self.store.db.read_statement() as connection:
+                return statement.first_mapping(connection, params)
         raw = self.store.db.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            row = cursor.execute(sql, params).fetchone()
+            row = cursor.execute(statement.sql("sqlite"), params).fetchone()
             if row is None:
                 return None
             return dict(zip([column[0] for column in cursor.description], row, strict=True))

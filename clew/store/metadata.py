@@ -321,6 +321,10 @@ class DriverStatement:
             "postgresql": self._NAMED.sub("%s", sql),
         }
 
+    def sql(self, dialect: str) -> str:
+        """The statement as ``dialect``'s driver takes it."""
+        return self._sql[dialect]
+
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> DBAPICursor:
         """Run in ``connection``'s transaction; returns the DBAPI cursor to fetch from."""
         return driver_execute(connection, self._sql[connection.dialect.name], params)
@@ -338,6 +342,16 @@ class DriverStatement:
     def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self.execute(connection, params).fetchone()
         return row
+
+    def first_mapping(
+        self, connection: Connection, params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The first row as a dict by column name, None when there is none."""
+        cursor = self.execute(connection, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([column[0] for column in cursor.description], row, strict=True))
 
     def all(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[tuple[Any, ...]]:
         return self.execute(connection, params).fetchall()
@@ -424,6 +438,18 @@ class Database:
             yield joined
             return
         with _busy_as_error(self.url), self.engine.connect() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def read_statement(self) -> Iterator[Connection]:
+        """A read of ONE statement: on PostgreSQL the connection runs it in autocommit, which
+        saves the BEGIN and the ROLLBACK round trips of a pooled read (two of the four a hot
+        lookup made, pool ping included). One statement is one snapshot, so it sees exactly
+        what a transaction around it would; a read of two or more statements must use
+        ``read`` to see them consistently. SQLite and a joined transaction: a plain read."""
+        with self.read() as connection:
+            if self.dialect == "postgresql" and self._joined() is None:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
 
     @contextlib.contextmanager
