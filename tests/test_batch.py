@@ -112,6 +112,14 @@ def test_bad_jobs_are_one_sentence_and_leave_no_output(client: clew.Client, tmp_
     with pytest.raises(InvalidInputError, match="chunk_rows 0 must be a positive integer"):
         clew.predict_batch(ref, tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=0)
 
+    scoring_input(tmp_path / "in.csv", rows=5)
+    header, *lines = (tmp_path / "in.csv").read_text().splitlines()
+    first = header.split(",")[0]
+    doubled = [f"{header},{first}"] + [f"{line},{line.split(',')[0]}" for line in lines]
+    (tmp_path / "twice.csv").write_text("\n".join(doubled) + "\n")
+    with pytest.raises(InvalidInputError, match=f"more than one column named '{first}'"):
+        clew.predict_batch(ref, tmp_path / "twice.csv", tmp_path / "out.csv")
+
     pd.DataFrame({"colour": ["red", "blue"]}).to_parquet(tmp_path / "wrong.parquet")
     wrong = runner.invoke(
         app, ["predict", ref, str(tmp_path / "wrong.parquet"), str(tmp_path / "out.parquet")]
@@ -119,7 +127,7 @@ def test_bad_jobs_are_one_sentence_and_leave_no_output(client: clew.Client, tmp_
     assert wrong.exit_code == 1 and wrong.stderr.count("\n") == 1, wrong.output
     assert not list(tmp_path.glob("*out.parquet*"))
     runs = client.search_runs(experiments=["batch-scoring"])
-    assert list(runs["status"]) == ["FAILED"]
+    assert list(runs["status"]) == ["FAILED", "FAILED"]  # the repeated column, the wrong one
 
 
 @pytest.mark.s3

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import clew
 from clew.cli.main import app
 from clew.errors import InvalidInputError
+from clew.integrations.mlflow_store import require_store
 from clew.service.mlflow_import import run_id_for
 from clew.store import schema
 from clew.store.location import Store
@@ -168,6 +169,15 @@ def test_the_cli_imports_and_names_what_it_skipped(
     assert "imported 2 runs (22 metric points, 2 artifacts)" in result.output
     said = " ".join(result.output.split())  # Rich wraps at the terminal's width
     assert "skipped:" in said and "is deleted in MLflow" in said
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "uri", ["databricks", "databricks-uc", "databricks://profile", "http://x:5000"]
+)
+def test_a_tracking_uri_naming_a_service_is_not_taken_for_a_missing_path(uri: str) -> None:
+    """``databricks`` has no "://" but names MLflow's hosted service, not a local directory."""
+    require_store(uri)
 
 
 @pytest.mark.parametrize("where", ["sqlite:///{tmp}/typo.db", "{tmp}/no-mlruns", "file://{tmp}/no"])

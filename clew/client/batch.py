@@ -306,6 +306,7 @@ def _chunks(
         except Exception as failure:
             handle.close()
             raise InvalidInputError(f"{source} is not a Parquet file ({failure}).") from failure
+        _refuse_repeated_columns(source, reader.schema_arrow.names, handle)
         return reader.metadata.num_rows, _closing(handle, reader.iter_batches(chunk_rows))
     import pyarrow.csv as csv
 
@@ -316,7 +317,20 @@ def _chunks(
     except Exception as failure:
         handle.close()
         raise InvalidInputError(f"{source} is not a readable CSV file ({failure}).") from failure
+    _refuse_repeated_columns(source, reader.schema.names, handle)
     return None, _closing(handle, reader)
+
+
+def _refuse_repeated_columns(source: str, names: list[str], handle: Any) -> None:
+    """A column name given twice: the model's inputs are chosen by name, so which of the two
+    it would see is undefined."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        handle.close()
+        raise InvalidInputError(
+            f"{source} has more than one column named {', '.join(map(repr, repeated))}; "
+            "give each column its own name and retry."
+        )
 
 
 def _open_input(source: str) -> Any:

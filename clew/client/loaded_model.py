@@ -228,8 +228,7 @@ class LoadedModel:
             except Exception as error:  # capture never raises into predict
                 self._client._capture_failed(rows, error)
         elif self.capture:
-            kept = inputs if table is None else _in_checked_order(table, inputs)
-            self._submit(method, call_id, rows, kept, outputs, frozen)
+            self._submit(method, call_id, rows, inputs, outputs, frozen, table)
         return outputs, call_id, rows
 
     def _cannot_predict(self) -> InvalidInputError:
@@ -248,13 +247,17 @@ class LoadedModel:
         inputs: Any,
         outputs: Any,
         frozen: bool,
+        table: Any = None,
     ) -> None:
         """Copy what capture must keep and queue the call; any failure is counted, not raised.
 
         Outputs made read-only by ``_call`` are the record itself and are queued as they are;
-        any other output is copied, like inputs ``_call`` could not guard.
+        any other output is copied, like inputs ``_call`` could not guard. ``table``, the Arrow
+        rows a batch job read, is captured in place of ``inputs``, in their checked order.
         """
         try:
+            if table is not None:
+                inputs = _in_checked_order(table, inputs)
             service = self._client._capture_service()
             kept, sampled = _sample(inputs, rows, self._sampling, service.arena)
             if not frozen:

@@ -52,10 +52,16 @@ def require_store(tracking_uri: str) -> None:
         )
 
 
+# Tracking URIs MLflow takes without "://" that name a service, not a path.
+_REMOTE_NAMES = frozenset({"databricks", "databricks-uc", "uc"})
+
+
 def _local_path(tracking_uri: str) -> Path | None:
     """The file or directory a SQLite, ``file:`` or plain-path tracking URI names."""
     scheme, found, rest = tracking_uri.partition("://")
     if not found:
+        if tracking_uri in _REMOTE_NAMES:
+            return None
         return Path(tracking_uri).expanduser()
     if scheme == "file":
         return Path(unquote(urlsplit(tracking_uri).path))
