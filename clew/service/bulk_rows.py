@@ -42,7 +42,12 @@ class BulkInsert(DriverStatement):
 
 
 def insert(table: str, columns: Sequence[str], tail: str = "") -> BulkInsert:
-    """``INSERT INTO table (columns) VALUES (:columns)``, plus ``tail`` (an ON CONFLICT clause)."""
+    """``INSERT INTO table (columns) VALUES (:columns)``, plus ``tail`` (an ON CONFLICT clause).
+
+    Values are bound by position, in ``columns`` order, so ``tail`` may name no parameter of
+    its own: ``ON CONFLICT ... SET x = :x`` would take some other column's value."""
+    if DriverStatement._NAMED.search(tail):
+        raise ValueError(f"a bulk insert binds by position; its tail names a parameter: {tail}")
     names = ", ".join(columns)
     values = ", ".join(f":{column}" for column in columns)
     return BulkInsert(f"INSERT INTO {table} ({names}) VALUES ({values}){tail}", columns)
