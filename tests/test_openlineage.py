@@ -211,6 +211,17 @@ def test_a_gzip_bomb_is_refused_at_the_body_limit_and_nothing_is_written(
         assert rows(running.store) == before
 
 
+def _deep_event(levels: int) -> dict[str, Any]:
+    """An event with a run facet nested ``levels`` deep, whose strings hold brackets, quotes
+    and backslashes that must not count as nesting (the bound is read off the JSON text)."""
+    nested: Any = {"_producer": 'p "[[{" \\', "note": "]]}}"}
+    for _ in range(levels):
+        nested = {"next": [nested, '\\"[']}
+    made = event()
+    made["run"]["facets"]["deep"] = nested
+    return made
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status", "words"),
     [
@@ -223,6 +234,7 @@ def test_a_gzip_bomb_is_refused_at_the_body_limit_and_nothing_is_written(
             "ends early",
         ),
         (json.dumps(event()).encode(), {"Content-Encoding": "br"}, 415, "not supported"),
+        (json.dumps(_deep_event(40)).encode(), {}, 400, "nested deeper than 32 levels"),
     ],
 )
 def test_a_body_that_is_not_an_event_gets_one_sentence(
@@ -241,6 +253,16 @@ def test_a_body_that_is_not_an_event_gets_one_sentence(
     assert answer.status_code == status, answer.text
     assert words in answer.json()["message"] and "Traceback" not in answer.text
     assert rows(running.store) == before
+
+
+def test_brackets_quotes_and_backslashes_inside_strings_do_not_count_as_nesting(
+    ol_server: tuple[RunningServer, str],
+) -> None:
+    """14 levels of real nesting, with strings full of brackets, is within the 32-level bound."""
+    running, token = ol_server
+    with running.http(token) as http:
+        answer = http.post("/api/v1/lineage", json=_deep_event(5))
+    assert answer.status_code < 300, answer.text
 
 
 @pytest.mark.parametrize(
