@@ -137,7 +137,9 @@ def test_input_and_output_on_s3(client: clew.Client, s3_artifacts: str, tmp_path
     ref = register(client)
     frame = scoring_input(tmp_path / "in.parquet", rows=100)
     prefix = f"s3://clew-test/batch-{uuid.uuid4().hex[:8]}"
-    filesystem = fsspec.filesystem("s3")
+    # Not fsspec's cached instance: another test in this process may have made one before the
+    # credentials were in the environment, and s3fs keeps the client it connected with.
+    filesystem = fsspec.filesystem("s3", skip_instance_cache=True)
     filesystem.put(str(tmp_path / "in.parquet"), f"{prefix}/in.parquet")
     result = clew.predict_batch(ref, f"{prefix}/in.parquet", f"{prefix}/out.parquet", chunk_rows=30)
     with filesystem.open(f"{prefix}/out.parquet", "rb") as handle:
