@@ -107,15 +107,7 @@ def listed_runs(found: Sequence[records.RunRecord]) -> list[dict[str, Any]]:
     """
     return [
         {
-            "run_id": run.id,
-            "experiment": run.experiment,
-            "name": run.name,
-            "kind": run.kind,
-            "status": run.status,
-            "user": run.user,
-            "start_time": records.ms_to_iso(run.start_ms),
-            "end_time": records.ms_to_iso(run.end_ms),
-            "parent_id": run.parent_id,
+            **run.listed_fields(records.ms_to_iso),
             "params": dict(run.params),
             "metrics": {key: value for key, value in run.metrics.items() if not math.isnan(value)},
             "tags": dict(run.tags),

@@ -429,17 +429,7 @@ def _backend(
 def runs_to_frame(found: Sequence[RunRecord]) -> pd.DataFrame:
     rows = []
     for run in found:
-        row: dict[str, Any] = {
-            "run_id": run.id,
-            "experiment": run.experiment,
-            "name": run.name,
-            "kind": run.kind,
-            "status": run.status,
-            "user": run.user,
-            "start_time": records.ms_to_datetime(run.start_ms),
-            "end_time": records.ms_to_datetime(run.end_ms),
-            "parent_id": run.parent_id,
-        }
+        row = run.listed_fields(records.ms_to_datetime)
         row.update({f"params.{k}": v for k, v in run.params.items()})
         row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
         row.update({f"tags.{k}": v for k, v in run.tags.items()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar
 
@@ -91,6 +92,21 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
+
+    def listed_fields(self, time: Callable[[int | None], Any]) -> dict[str, Any]:
+        """The run's own fields as run listings show them (``search_runs``' DataFrame, ``clew
+        runs list``), its start and end passed through ``time``: one list of columns for both."""
+        return {
+            "run_id": self.id,
+            "experiment": self.experiment,
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "user": self.user,
+            "start_time": time(self.start_ms),
+            "end_time": time(self.end_ms),
+            "parent_id": self.parent_id,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
