@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from bench_openlineage import events
-from profile_request import patched_thread_hops
-from starlette.types import ASGIApp, Message
+from profile_request import Request, call, patched_thread_hops
+from starlette.types import ASGIApp
 
 import clew
 from clew.server.app import create_app
@@ -55,39 +55,12 @@ def _bodies(count: int, batch: int, tag: str) -> list[bytes]:
 
 
 async def _post(app: ASGIApp, token: str, body: bytes) -> None:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8080"),
-            (b"authorization", f"Bearer {token}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-encoding", b"gzip"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
-    status = 0
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(scope, receive, send)
+    request = Request(
+        "POST", PATH, content_type=b"application/json", body=lambda: body, content_encoding=b"gzip"
+    )
+    status, answer = await call(app, token, request)
     if status != 201:
-        raise RuntimeError(f"POST {PATH} was answered with {status}, not 201")
+        raise RuntimeError(f"POST {PATH} was answered with {status}, not 201: {answer[:300]!r}")
 
 
 async def _send_all(app: ASGIApp, token: str, bodies: list[bytes]) -> None:

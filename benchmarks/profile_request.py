@@ -61,6 +61,7 @@ class Request:
     query: bytes = b""
     content_type: bytes = b""
     body: Callable[[], bytes] = lambda: b""
+    content_encoding: bytes = b""
 
 
 async def _inline(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -103,11 +104,13 @@ def _prepare(uri: str | None, directory: Path) -> tuple[Store, str, CaptureTarge
     return store, token, CaptureTarget(version.id, "churn", version.version, version.digest)
 
 
-async def _call(app: ASGIApp, token: str, request: Request) -> tuple[int, bytes]:
+async def call(app: ASGIApp, token: str, request: Request) -> tuple[int, bytes]:
     headers = [(b"host", b"127.0.0.1:8080"), (b"authorization", f"Bearer {token}".encode())]
     body = request.body()
     if request.content_type:
         headers.append((b"content-type", request.content_type))
+    if request.content_encoding:
+        headers.append((b"content-encoding", request.content_encoding))
     headers.append((b"content-length", str(len(body)).encode()))
     scope = {
         "type": "http",
@@ -149,7 +152,7 @@ async def _route(app: ASGIApp, token: str, route: str, target: CaptureTarget) ->
         return Request("GET", "/api/v1/resolve", b"ref=churn%40champion")
     start = Request("POST", "/api/v1/runs", content_type=b"application/json")
     start.body = _json({"experiment": "load", "name": "load", "params": {"lr": 0.1}})
-    status, answer = await _call(app, token, start)
+    status, answer = await call(app, token, start)
     if status != 201:
         raise RuntimeError(f"starting a run answered {status}: {answer[:300]!r}")
     run = f"/api/v1/runs/{json.loads(answer)['id']}"
@@ -172,7 +175,7 @@ async def _serve(app: ASGIApp, token: str, request: Request, count: int) -> None
     for _ in range(count):
         if request.path.endswith("/captures"):  # each batch its own idempotency key
             request.query = f"batch={ids.new_id()}".encode()
-        status, answer = await _call(app, token, request)
+        status, answer = await call(app, token, request)
         if status not in (200, 201, 204):
             raise RuntimeError(f"{request.path} answered {status}: {answer[:300]!r}")
 
