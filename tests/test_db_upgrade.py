@@ -44,19 +44,25 @@ def test_upgrade_is_idempotent_on_the_test_store() -> None:
     assert store.db.schema_revision() == SCHEMA_HEAD
 
 
-@pytest.mark.sqlite_only  # a SQLite file at 0001; PostgreSQL: test_upgrade_0002_to_0003_on_postgres
-def test_upgrade_migrates_an_older_store_to_head(tmp_path: Path) -> None:
-    database = tmp_path / "old" / "clew.db"
-    database.parent.mkdir()
+def _sqlite_store_at_0001(database: Path) -> None:
+    """A SQLite metadata database migrated only to the first revision."""
     engine = create_engine(f"sqlite:///{database}")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
-    with engine.connect() as connection:
-        assert not inspect(connection).has_table("users")
     engine.dispose()
+
+
+@pytest.mark.sqlite_only  # a SQLite file at 0001; PostgreSQL: test_upgrade_0002_to_0003_on_postgres
+def test_upgrade_migrates_an_older_store_to_head(tmp_path: Path) -> None:
+    database = tmp_path / "old" / "clew.db"
+    database.parent.mkdir()
+    _sqlite_store_at_0001(database)
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert "users" not in tables
 
     code, output = _upgrade("--uri", str(database.parent))
     assert code == 0, output
@@ -73,13 +79,7 @@ def test_connecting_to_an_older_store_upgrades_it_first(tmp_path: Path) -> None:
     make opening cheaper, never skip this."""
     home = tmp_path / "old"
     home.mkdir()
-    engine = create_engine(f"sqlite:///{home / 'clew.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-    engine.dispose()
+    _sqlite_store_at_0001(home / "clew.db")
 
     client = clew.connect(str(home))
     try:
