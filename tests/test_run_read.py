@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import clew
-from clew.service.runs import RunService, read_run, read_runs
+from clew.service.runs import RunService, find_run, read_runs
 from clew.store.location import Store
 
 
@@ -20,8 +20,8 @@ def test_one_run_read_gives_what_the_batch_read_gives(client: clew.Client, store
         run.log_metric("peak", math.inf)
     with store.db.read() as connection:
         (batch,) = read_runs(connection, [run.id])
-        single = read_run(connection, run.id)
-        assert read_run(connection, "01M99D3ZC8D0BC7JW78RB93DNK") is None
+        single = find_run(connection, run.id)
+        assert find_run(connection, "01M99D3ZC8D0BC7JW78RB93DNK") is None
     served = RunService(store).get_run(run.id)
     assert single is not None
     for record in (single, batch, served):  # NaN is unequal to itself: compared apart

@@ -251,7 +251,7 @@ class RunService:
 
     def get_run(self, run_id: str) -> RunRecord:
         with self.store.db.read() as connection:
-            found = read_run(connection, run_id)
+            found = find_run(connection, run_id)
         if found is None:
             raise NotFoundError(f"run {run_id} does not exist; list runs with `clew runs list`.")
         return found
@@ -387,7 +387,7 @@ _ONE_RUN_VALUES = DriverStatement(
 )
 
 
-def read_run(connection: Connection, run_id: str) -> RunRecord | None:
+def find_run(connection: Connection, run_id: str) -> RunRecord | None:
     """The full record of one run (as ``read_runs`` gives it), None when there is none."""
     found = _ONE_RUN.first_mapping(connection, {"run_id": run_id})
     if found is None:
